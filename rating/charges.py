@@ -1,0 +1,89 @@
+"""What rating an event produces: usage lines (meter readings), charges, and the record to store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from rating.events import UsageEvent
+from rating.ledger import Transaction
+from rating.pricing import PricingModel
+
+#: (customer, meter, group values, period label): the unit of period state.
+StateKey = tuple[str, str, tuple[str, ...], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One meter's reading of one event and the period aggregate before and after it."""
+
+    meter: str
+    group: tuple[str, ...]
+    period: str
+    reading: Decimal | str
+    before: Decimal
+    after: Decimal
+
+    def key(self, customer: str) -> StateKey:
+        """The period state this reading advanced."""
+        return (customer, self.meter, self.group, self.period)
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """One priced line: a meter's step from ``before`` to ``after`` under one pricing model.
+
+    ``explanation`` and ``unit_price`` are derived on demand from the pricing
+    model; a charge read back from storage carries the text stored with it.
+    """
+
+    plan: str
+    meter: str
+    group: tuple[str, ...]
+    period: str
+    model: str
+    before: Decimal
+    after: Decimal
+    amount: Decimal
+    asset: str
+    unit: str
+    pricing: PricingModel | None = None
+    stored_explanation: str | None = None
+    stored_unit_price: Decimal | None = None
+
+    @property
+    def quantity(self) -> Decimal:
+        """How much this event moved the meter."""
+        return self.after - self.before
+
+    @property
+    def unit_price(self) -> Decimal | None:
+        """The price per unit when a single one applies, else None (tier crossings, packages)."""
+        if self.pricing is None:
+            return self.stored_unit_price
+        return self.pricing.price_per_unit(self.before, self.after)
+
+    @property
+    def explanation(self) -> str:
+        """How the amount follows from quantities and prices, in one line."""
+        if self.pricing is None:
+            return self.stored_explanation or ""
+        return self.pricing.explain(self.before, self.after, self.amount, self.unit, self.asset)
+
+
+@dataclass(frozen=True, slots=True)
+class RatedEvent:
+    """An event with its usage, its charges and the ledger transaction that posts them."""
+
+    event: UsageEvent
+    plan: str
+    usage: tuple[Usage, ...]
+    charges: tuple[Charge, ...]
+    transaction: Transaction
+
+    def total(self) -> dict[str, Decimal]:
+        """Sum of the charges per asset."""
+        totals: dict[str, Decimal] = {}
+        for charge in self.charges:
+            totals[charge.asset] = totals.get(charge.asset, Decimal(0)) + charge.amount
+        return totals

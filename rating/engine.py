@@ -1,0 +1,274 @@
+"""The rating engine: events in, charges and balanced ledger transactions out.
+
+Every pricing model defines a period price ``P(q)``; the charge of an event is
+``P(after) - P(before)`` over the period state of its customer, meter, group
+and period. Per-event charges therefore always add up to the price of the
+period's total, whatever the tiers and whatever the order of events.
+
+- :meth:`Engine.quote` prices an event against stored state and writes nothing.
+- :meth:`Engine.rate` prices and posts one event, idempotently.
+- :meth:`Engine.rate_batch` does the same for a stream, in atomic chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, localcontext
+
+from rating.charges import Charge, RatedEvent, StateKey, Usage
+from rating.errors import EventConflict, EventError, PluginError, RatingError
+from rating.events import Sourced, UsageEvent
+from rating.ledger import Posting, Transaction, receivable_account, revenue_account
+from rating.meters import Meter, PeriodState
+from rating.money import MONEY_CONTEXT, ZERO
+from rating.periods import period_label, zone
+from rating.pricebook import Pricebook
+from rating.pricing import PricingModel
+from rating.registry import Registry
+from rating.storage.base import StaleState, Storage
+
+#: Attempts at a chunk whose period state another writer moved meanwhile.
+STALE_RETRIES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A record that was not posted, where it came from, and why."""
+
+    location: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.reason}"
+
+
+@dataclass
+class BatchReport:
+    """What a batch did: how many events were posted or already there, what was rejected, totals."""
+
+    posted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    totals: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
+
+    def _add(self, rating: RatedEvent) -> None:
+        customer = rating.event.customer
+        self.posted += 1
+        self.events[customer] = self.events.get(customer, 0) + 1
+        for charge in rating.charges:
+            key = (customer, charge.asset)
+            self.totals[key] = self.totals.get(key, ZERO) + charge.amount
+
+
+StateLookup = Callable[[StateKey], PeriodState]
+
+
+class Engine:
+    """Rates events of one pricebook into one storage."""
+
+    def __init__(self, pricebook: Pricebook, storage: Storage, registry: Registry | None = None) -> None:
+        self.pricebook = pricebook
+        self.storage = storage
+        self.registry = registry or Registry.load()
+        self._timezone = zone(pricebook.timezone)
+        self._meters_by_type: dict[str, list[tuple[str, Meter]]] = {}
+        for name, meter in pricebook.meters.items():
+            self._meters_by_type.setdefault(meter.event, []).append((name, meter))
+        self._charges_by_plan: dict[str, dict[str, list[PricingModel]]] = {}
+        for plan_name, plan in pricebook.plans.items():
+            by_meter = self._charges_by_plan.setdefault(plan_name, {})
+            for charge in plan.charges:
+                by_meter.setdefault(charge.meter, []).append(charge)
+        hooks = self.registry.manager.hook
+        self._enrich = hooks.rating_enrich_event if self.registry.enriches_events else None
+        self._posted = hooks.rating_transaction_posted if hooks.rating_transaction_posted.get_hookimpls() else None
+        self._label = f"{pricebook.pricebook}@{pricebook.version.isoformat()}"
+
+    # -- public API ------------------------------------------------------------
+
+    def quote(self, event: UsageEvent) -> RatedEvent:
+        """Price ``event`` against the stored period state, without writing anything."""
+        with localcontext(MONEY_CONTEXT):
+            return self._price(event, self._stored_state)
+
+    def rate(self, event: UsageEvent) -> RatedEvent | None:
+        """Price and post ``event``. Returns None when it was already posted with the same content.
+
+        Raises :class:`~rating.errors.EventError` for an event that cannot be
+        rated and :class:`~rating.errors.EventConflict` for an id reused with
+        different content; nothing is posted then.
+        """
+        report = BatchReport()
+        ratings = self._post([("event", event)], report, strict=True, raise_rejects=True)
+        return ratings[0] if ratings else None
+
+    def rate_batch(
+        self,
+        items: Iterable[UsageEvent | Sourced],
+        *,
+        strict: bool = False,
+        chunk_size: int = 5_000,
+        progress: Callable[[int], None] | None = None,
+    ) -> BatchReport:
+        """Rate and post a stream of events (or records from :mod:`rating.events` readers).
+
+        Not strict: valid events are posted in atomic chunks and the others listed
+        in ``rejected``. Strict: one bad record and nothing at all is posted.
+        ``progress`` is called with the number of records read after each chunk.
+        """
+        report = BatchReport()
+        pending: list[tuple[str, UsageEvent]] = []
+        read = 0
+        for item in items:
+            read += 1
+            if isinstance(item, UsageEvent):
+                pending.append((f"event {item.id}", item))
+            elif item.event is not None:
+                pending.append((item.location, item.event))
+            else:
+                report.rejected.append(Rejection(item.location, item.error or "invalid record"))
+            if len(pending) >= chunk_size and not strict:
+                self._post(pending, report, strict=False)
+                pending = []
+                if progress:
+                    progress(read)
+        if not (strict and report.rejected):
+            self._post(pending, report, strict=strict)
+        if progress:
+            progress(read)
+        return report
+
+    # -- internals ---------------------------------------------------------------
+
+    def _stored_state(self, key: StateKey) -> PeriodState:
+        return self.storage.period_states([key]).get(key) or PeriodState(ZERO)
+
+    def _post(
+        self,
+        pending: list[tuple[str, UsageEvent]],
+        report: BatchReport,
+        *,
+        strict: bool,
+        raise_rejects: bool = False,
+    ) -> list[RatedEvent]:
+        """Rate ``pending`` and store it in one atomic write, re-rating if state moved meanwhile."""
+        for _ in range(STALE_RETRIES):
+            with localcontext(MONEY_CONTEXT):
+                ratings, rejected, duplicates = self._rate_chunk(pending, raise_rejects)
+            if strict and (rejected or report.rejected):
+                report.rejected.extend(rejected)
+                return []
+            try:
+                fresh = self.storage.record(ratings)
+            except StaleState:
+                continue
+            report.rejected.extend(rejected)
+            report.duplicates += duplicates + len(ratings) - len(fresh)
+            for rating in fresh:
+                report._add(rating)
+                if self._posted is not None:
+                    self._posted(transaction=rating.transaction)
+            return fresh
+        raise StaleState(f"period state kept moving under {len(pending)} events; gave up after {STALE_RETRIES} tries")
+
+    def _rate_chunk(
+        self, pending: list[tuple[str, UsageEvent]], raise_rejects: bool
+    ) -> tuple[list[RatedEvent], list[Rejection], int]:
+        storage = self.storage
+        already = storage.rated_events(event.id for _, event in pending)
+        states: dict[StateKey, PeriodState] = {}
+
+        def lookup(key: StateKey) -> PeriodState:
+            state = states.get(key)
+            if state is None:
+                state = states[key] = self._stored_state(key)
+            return state
+
+        ratings: list[RatedEvent] = []
+        rejected: list[Rejection] = []
+        duplicates = 0
+        for location, event in pending:
+            previous = already.get(event.id)
+            if previous is not None:
+                if previous.canonical_json() != event.canonical_json():
+                    reason = f"event {event.id} was already rated with different content"
+                    if raise_rejects:
+                        raise EventConflict(reason)
+                    rejected.append(Rejection(location, reason))
+                else:
+                    duplicates += 1
+                continue
+            try:
+                rating = self._price(event, lookup)
+            except EventError as error:
+                if raise_rejects:
+                    raise
+                rejected.append(Rejection(location, str(error)))
+                continue
+            for usage in rating.usage:
+                state = lookup(usage.key(event.customer))
+                state.quantity = usage.after
+                if isinstance(usage.reading, str):
+                    if state.members is None:
+                        state.members = set()
+                    state.members.add(usage.reading)
+            already[event.id] = event
+            ratings.append(rating)
+        return ratings, rejected, duplicates
+
+    def _price(self, event: UsageEvent, lookup: StateLookup) -> RatedEvent:
+        if self._enrich is not None:
+            event = self._enriched(event)
+        customer = event.customer
+        plan = self.pricebook.plan_of(customer)
+        if plan is None:
+            raise EventError(f"unknown customer {customer!r}: not under customers and no default_plan")
+        meters = self._meters_by_type.get(event.type)
+        if not meters:
+            raise EventError(f"no meter counts events of type {event.type!r}")
+        charges_by_meter = self._charges_by_plan[plan]
+        period = period_label(event.timestamp, self.pricebook.plans[plan].period, self._timezone)
+        asset = self.pricebook.currency
+        usage: list[Usage] = []
+        charges: list[Charge] = []
+        for name, meter in meters:
+            group = meter.group_of(event)
+            reading = meter.reading(event)
+            state = lookup((customer, name, group, period))
+            before = state.quantity
+            after = meter.advance(state, reading)
+            usage.append(Usage(name, group, period, reading, before, after))
+            for pricing in charges_by_meter.get(name, ()):
+                amount = pricing.charge(before, after)
+                unit = meter.unit or name
+                charges.append(Charge(plan, name, group, period, pricing.name, before, after, amount, asset, unit, pricing))
+        return RatedEvent(event, plan, tuple(usage), tuple(charges), self._transaction(event, plan, charges))
+
+    def _enriched(self, event: UsageEvent) -> UsageEvent:
+        assert self._enrich is not None
+        result = self._enrich(event=event) or event
+        if result.id != event.id or result.customer != event.customer:
+            raise PluginError(f"a rating_enrich_event plugin changed the id or customer of event {event.id}")
+        return result
+
+    def _transaction(self, event: UsageEvent, plan: str, charges: list[Charge]) -> Transaction:
+        postings: list[Posting] = []
+        owed: dict[str, Decimal] = {}
+        for charge in charges:
+            if charge.amount:
+                postings.append(Posting(revenue_account(plan, charge.meter), charge.asset, -charge.amount))
+                owed[charge.asset] = owed.get(charge.asset, ZERO) + charge.amount
+        receivable = receivable_account(event.customer)
+        debits = [Posting(receivable, asset, total) for asset, total in owed.items() if total]
+        return Transaction(
+            id=f"rating:{event.id}",
+            timestamp=event.timestamp,
+            description=f"{event.type} {event.id}",
+            postings=tuple(debits + postings),
+            metadata={"event_id": event.id, "customer": event.customer, "plan": plan, "pricebook": self._label},
+        )
+
+
+__all__ = ["BatchReport", "Engine", "Rejection", "RatingError"]

@@ -1,0 +1,52 @@
+"""Every error the library raises on purpose subclasses :class:`RatingError`.
+
+Each class is a named result, in the spirit of TigerBeetle's result codes: a
+caller can catch exactly the failure it knows how to handle, and the message is
+one line a person can act on.
+"""
+
+from __future__ import annotations
+
+
+class RatingError(Exception):
+    """Base class of all errors raised by ``rating``."""
+
+
+class InvalidAmount(RatingError, ValueError):
+    """A value on the money path is not an exact, finite decimal (a float, a bool, NaN, text).
+
+    Also a ValueError, so pydantic reports it as a validation error of the field.
+    """
+
+
+class PricebookError(RatingError):
+    """A pricebook cannot be loaded. ``problems`` lists every ``file:line:column: message``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(f"{problems[0]}{more}")
+
+
+class PluginError(RatingError):
+    """A plugin is broken: two plugins claim one name, or a hook returned the wrong thing."""
+
+
+class EventError(RatingError):
+    """An event cannot be rated (unknown customer, missing property, negative quantity ...)."""
+
+
+class UnbalancedTransaction(RatingError):
+    """A transaction's postings do not sum to zero for some asset."""
+
+
+class TransactionConflict(RatingError):
+    """A transaction id is already stored with different content."""
+
+
+class EventConflict(RatingError):
+    """An event id was already rated with different content."""
+
+
+class StorageError(RatingError):
+    """The storage cannot be opened or is at a schema version this code does not know."""

@@ -1,0 +1,62 @@
+"""Every hook a plugin can implement. Plugins are found through the entry-point group
+``rating.plugins``; the built-ins in ``rating_plugins`` are registered the same way.
+
+Hooks are for discovery and extension, not for the per-event hot path: the engine
+resolves pricing models once and calls them directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from rating.events import UsageEvent
+    from rating.ledger import Transaction
+    from rating.pricing import PricingModel
+    from rating.storage.base import Storage
+
+PROJECT = "rating"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def rating_pricing_models() -> list[type[PricingModel]]:
+    """Called once when a :class:`~rating.registry.Registry` is built.
+
+    Return the :class:`~rating.pricing.PricingModel` subclasses this plugin
+    provides. Each class's ``name`` is what pricebooks write in ``model:``; two
+    plugins offering the same name is an error.
+    """
+
+
+@hookspec
+def rating_storage_adapters() -> dict[str, Callable[[str], Storage]]:
+    """Called once when a :class:`~rating.registry.Registry` is built.
+
+    Return a mapping from URL scheme (``memory``, ``sqlite``, ``postgresql``) to a
+    factory that takes the whole URL and returns an open
+    :class:`~rating.storage.base.Storage`.
+    """
+
+
+@hookspec(firstresult=True)
+def rating_enrich_event(event: UsageEvent) -> UsageEvent | None:
+    """Called for each event before it is rated, only when some plugin implements it.
+
+    Return a new event (for example with a derived property added), or None to
+    leave it to the next plugin. The first non-None result is rated. Must not
+    change ``id`` or ``customer``.
+    """
+
+
+@hookspec
+def rating_transaction_posted(transaction: Transaction) -> None:
+    """Called after a transaction is durably stored, once per new transaction.
+
+    Not called for replays that stored nothing. Return value is ignored; an
+    exception here does not undo the posting.
+    """

@@ -1,0 +1,113 @@
+"""Meters: which events count, what quantity they carry, how it aggregates, how it groups.
+
+A meter turns an event into a *reading* and advances the *period state* (the
+aggregate so far for one customer, meter, group and billing period). Pricing
+models only ever see the aggregate before and after an event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rating.errors import EventError, InvalidAmount
+from rating.events import UsageEvent
+from rating.money import to_decimal
+
+Aggregation = Literal["sum", "count", "max", "unique"]
+ONE = Decimal(1)
+
+
+@dataclass(slots=True)
+class PeriodState:
+    """The aggregate of one meter for one customer, group and period.
+
+    ``members`` holds the values seen so far, for unique-count meters only.
+    """
+
+    quantity: Decimal
+    members: set[str] | None = None
+
+
+class Meter(BaseModel):
+    """A meter as written in a pricebook: ``{event: llm.request, sum: input_tokens, group_by: [model]}``.
+
+    Exactly one of ``sum``, ``count``, ``max`` or ``unique`` says how readings aggregate:
+    ``sum: P`` adds property P, ``count: true`` counts events, ``max: P`` keeps the
+    largest P, ``unique: P`` counts distinct values of P. A property name may also be
+    an attribution field (``agent``, ``session``, ``order``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event: str = Field(min_length=1, description="Event type this meter counts, e.g. llm.request.")
+    sum: str | None = Field(None, description="Property whose values are added up.")
+    count: Literal[True] | None = Field(None, description="Count events.")
+    max: str | None = Field(None, description="Property whose largest value in the period counts.")
+    unique: str | None = Field(None, description="Property whose distinct values are counted.")
+    group_by: tuple[str, ...] = Field((), description="Properties that split the meter into groups.")
+    unit: str | None = Field(None, description="Name of one unit in explanations; the meter's name by default.")
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _one_aggregation(self) -> Meter:
+        chosen = [name for name in ("sum", "count", "max", "unique") if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            found = ", ".join(chosen) or "none"
+            raise ValueError(f"a meter needs exactly one of sum, count, max, unique (found: {found})")
+        return self
+
+    @property
+    def aggregation(self) -> Aggregation:
+        """How readings aggregate over the period."""
+        if self.count:
+            return "count"
+        if self.sum is not None:
+            return "sum"
+        return "max" if self.max is not None else "unique"
+
+    @property
+    def source(self) -> str | None:
+        """The property this meter reads, or None for a count meter."""
+        return self.sum or self.max or self.unique
+
+    def group_of(self, event: UsageEvent) -> tuple[str, ...]:
+        """The group values of ``event``; a missing group property is an :class:`EventError`."""
+        values = []
+        for name in self.group_by:
+            value = event.dimension(name)
+            if value is None or value == "":
+                raise EventError(f"missing property {name!r} (the meter groups by it)")
+            values.append(str(value))
+        return tuple(values)
+
+    def reading(self, event: UsageEvent) -> Decimal | str:
+        """What ``event`` contributes: a non-negative quantity, or the member for a unique meter."""
+        if self.count:
+            return ONE
+        name = self.source
+        assert name is not None
+        value = event.dimension(name)
+        if value is None:
+            raise EventError(f"missing property {name!r} (the meter reads it)")
+        if self.unique is not None:
+            return str(value)
+        try:
+            quantity = to_decimal(value, name)
+        except InvalidAmount as error:
+            raise EventError(str(error)) from None
+        if quantity < 0:
+            raise EventError(f"{name} must not be negative, got {value}")
+        return quantity
+
+    def advance(self, state: PeriodState, reading: Decimal | str) -> Decimal:
+        """The aggregate after adding ``reading`` to ``state`` (``state`` itself is not changed)."""
+        if isinstance(reading, str):
+            members = state.members or set()
+            return state.quantity if reading in members else state.quantity + ONE
+        if self.max is not None:
+            return reading if reading > state.quantity else state.quantity
+        return state.quantity + reading

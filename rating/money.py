@@ -1,0 +1,120 @@
+"""Exact money: the one place that owns the decimal context, parsing and allocation.
+
+Money is :class:`decimal.Decimal` end to end. Floats are refused rather than
+converted, because a float has already lost the price the user wrote.
+Amounts keep full precision in the ledger; rounding to an asset's scale happens
+once, when a statement is produced (see :func:`quantize`).
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Sequence
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from moneyed import Currency, CurrencyDoesNotExist, Money, add_currency, get_currency
+
+from rating.errors import InvalidAmount
+
+#: The context every money computation runs in. High precision, and any inexact
+#: or invalid operation raises instead of silently rounding.
+MONEY_CONTEXT = decimal.Context(
+    prec=60,
+    rounding=ROUND_HALF_EVEN,
+    Emax=999_999,
+    Emin=-999_999,
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow, decimal.Inexact],
+)
+
+ZERO = Decimal(0)
+
+
+def to_decimal(value: object, what: str = "amount") -> Decimal:
+    """Return ``value`` as an exact, finite Decimal, or raise :class:`InvalidAmount`.
+
+    Accepts Decimal, int and decimal text (``"0.0005"``, ``"1_000"`` is refused).
+    Refuses float and bool: they are never money.
+    """
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, bool) or isinstance(value, float):
+        raise InvalidAmount(f"{what} must be an exact decimal, not {type(value).__name__} {value!r}")
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except decimal.InvalidOperation:
+            raise InvalidAmount(f"{what} must be a decimal number, got {value!r}") from None
+    else:
+        raise InvalidAmount(f"{what} must be a decimal number, got {type(value).__name__} {value!r}")
+    if not result.is_finite():
+        raise InvalidAmount(f"{what} must be finite, got {value!r}")
+    return result
+
+
+def register_asset(code: str, scale: int, name: str | None = None) -> Currency:
+    """Make a custom asset (CREDITS, TOKENS, GPU_HOURS ...) known to py-moneyed.
+
+    ``scale`` is the number of decimal places a statement shows. Registering the
+    same code twice with the same scale is a no-op.
+    """
+    try:
+        existing = get_currency(code)
+    except CurrencyDoesNotExist:
+        return add_currency(code, None, sub_unit=10**scale, name=name or code)
+    if existing.sub_unit != 10**scale:
+        raise InvalidAmount(f"asset {code} is already registered with scale {asset_scale(code)}, not {scale}")
+    return existing
+
+
+def asset_scale(code: str) -> int:
+    """Decimal places of an asset: 2 for USD, 0 for JPY, the registered scale for custom assets."""
+    try:
+        sub_unit = get_currency(code).sub_unit
+    except CurrencyDoesNotExist:
+        raise InvalidAmount(f"unknown asset {code!r}") from None
+    return len(str(sub_unit)) - 1
+
+
+def quantize(amount: Decimal, scale: int) -> Decimal:
+    """Round ``amount`` to ``scale`` places, half to even (banker's rounding)."""
+    with decimal.localcontext(MONEY_CONTEXT) as ctx:
+        ctx.traps[decimal.Inexact] = False
+        return amount.quantize(Decimal(1).scaleb(-scale))
+
+
+def to_money(amount: Decimal, asset: str) -> Money:
+    """Wrap an exact amount in a py-moneyed :class:`Money` for the public edge."""
+    return Money(to_decimal(amount), get_currency(asset))
+
+
+def allocate(amount: Decimal, weights: Sequence[Decimal], scale: int) -> list[Decimal]:
+    """Split ``amount`` by ``weights`` into parts of ``scale`` places that add up to ``amount``.
+
+    Largest remainder: every part is first rounded towards zero, then the units
+    left over go one by one to the parts with the largest remainders (ties to the
+    earliest part). ``amount`` must already be at ``scale``.
+    """
+    if not weights or any(w < 0 for w in weights) or sum(weights) == 0:
+        raise InvalidAmount("allocation weights must be non-negative and not all zero")
+    unit = Decimal(1).scaleb(-scale)
+    if amount != quantize(amount, scale):
+        raise InvalidAmount(f"cannot allocate {amount} exactly at {scale} decimal places")
+    sign = -1 if amount < 0 else 1
+    units = int(abs(amount) / unit)
+    total_weight = sum(weights)
+    with decimal.localcontext(MONEY_CONTEXT) as ctx:
+        ctx.traps[decimal.Inexact] = False
+        shares = [units * w / total_weight for w in weights]
+    floors = [int(share) for share in shares]
+    left_over = units - sum(floors)
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-(shares[i] - floors[i]), i))
+    for i in by_remainder[:left_over]:
+        floors[i] += 1
+    return [sign * part * unit for part in floors]
+
+
+def format_decimal(value: Decimal) -> str:
+    """Show a decimal with thousands separators and every digit it has (``1,200``, ``0.0030000``)."""
+    return f"{value:,}"

@@ -1,0 +1,238 @@
+"""Pricebooks: the YAML a pricing team edits, validated into typed models.
+
+Loading is strict and every problem names ``file:line:column``: unknown keys,
+duplicate keys, non-decimal prices, unknown meters, plans or pricing models,
+tier boundaries out of order. Each charge is validated by the parameter model of
+the pricing model it names, so plugins get the same line-numbered errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from moneyed import CurrencyDoesNotExist, get_currency
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+
+from rating import yamlstrict
+from rating.errors import PricebookError
+from rating.meters import Meter
+from rating.pricing import Price, PricingModel
+from rating.registry import Registry
+
+from rating.periods import PeriodKind  # noqa: E402
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+class AssetSpec(BaseModel):
+    """A custom asset such as CREDITS: its decimal scale and what it sells for."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scale: int = Field(ge=0, le=18, description="Decimal places shown on statements.")
+    sells_for: dict[str, Price] = Field(default_factory=dict, description="Price of one unit per currency.")
+    description: str | None = None
+
+
+class Plan(BaseModel):
+    """A plan: its billing period and the charges that price its meters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    period: PeriodKind = Field("month", description="Billing period; period state starts fresh each period.")
+    charges: tuple[PricingModel, ...] = Field(description="Each charge names a meter and a pricing model.")
+    description: str | None = None
+
+
+class CustomerSpec(BaseModel):
+    """Which plan a customer is on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    plan: str
+
+
+class Pricebook(BaseModel):
+    """A whole pricebook: meters, plans and customer assignments, in one currency."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pricebook: Name = Field(description="Name of the pricebook.")
+    version: dt.date = Field(description="Date from which this version is in force.")
+    currency: str = Field(description="ISO currency (or a defined asset) charges are posted in.")
+    timezone: str = Field("UTC", description="IANA time zone that billing periods follow.")
+    description: str | None = None
+    assets: dict[Name, AssetSpec] = Field(default_factory=dict)
+    meters: dict[Name, Meter]
+    plans: dict[Name, Plan]
+    customers: dict[str, CustomerSpec] = Field(default_factory=dict)
+    default_plan: str | None = Field(None, description="Plan of customers not listed under customers.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _known_currency(self) -> Pricebook:
+        if self.currency not in self.assets:
+            try:
+                get_currency(self.currency)
+            except CurrencyDoesNotExist:
+                raise ValueError(f"unknown currency {self.currency!r}: use an ISO code or define it under assets") from None
+        return self
+
+    def plan_of(self, customer: str) -> str | None:
+        """The plan name of ``customer``, or None when it has none and there is no default."""
+        spec = self.customers.get(customer)
+        return spec.plan if spec is not None else self.default_plan
+
+    def unit_of(self, meter: str) -> str:
+        """How quantities of ``meter`` are named in explanations."""
+        return self.meters[meter].unit or meter
+
+
+def _describe(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {error['loc'][-1]!r}"
+    if error["type"] == "missing":
+        return f"missing required key {error['loc'][-1]!r}"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+class _Problems:
+    """Problems found while loading, each located in the source document."""
+
+    def __init__(self, source: str, document: yamlstrict.Document) -> None:
+        self.source, self.document = source, document
+        self.found: list[tuple[tuple[int, int], str]] = []
+
+    def add(self, path: tuple[str | int, ...], message: str) -> None:
+        where = ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[")
+        self.found.append((self.document.position(path), f"{where}: {message}" if where else message))
+
+    def add_validation(self, prefix: tuple[str | int, ...], error: ValidationError) -> None:
+        for item in error.errors():
+            loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            if item["type"] == "extra_forbidden" or item["type"] == "missing":
+                self.add(prefix + loc[:-1] if item["type"] == "missing" else prefix + loc, _describe(item))
+            else:
+                self.add(prefix + loc, _describe(item))
+
+    def raise_if_any(self) -> None:
+        if self.found:
+            ordered = sorted(self.found, key=lambda item: item[0])
+            raise PricebookError([f"{self.source}:{line}:{column}: {message}" for (line, column), message in ordered])
+
+
+def _validate_charges(data: dict[str, Any], registry: Registry, problems: _Problems) -> None:
+    """Replace each charge mapping by its pricing model instance, recording problems."""
+    plans = data.get("plans")
+    if not isinstance(plans, dict):
+        return
+    known = ", ".join(sorted(registry.pricing_models)) or "none installed"
+    for plan_name, plan in plans.items():
+        if not isinstance(plan, dict) or not isinstance(plan.get("charges"), list):
+            continue
+        valid = []
+        for index, charge in enumerate(plan["charges"]):
+            path = ("plans", plan_name, "charges", index)
+            if not isinstance(charge, dict):
+                problems.add(path, "a charge must be a mapping with meter and model")
+                continue
+            model_name = charge.get("model")
+            model = registry.pricing_models.get(str(model_name))
+            if model is None:
+                where = path + ("model",) if "model" in charge else path
+                problems.add(where, f"unknown pricing model {model_name!r}; known models: {known}")
+                continue
+            try:
+                valid.append(model.model_validate(charge))
+            except ValidationError as error:
+                problems.add_validation(path, error)
+        plan["charges"] = valid
+
+
+def _check_references(book: Pricebook, problems: _Problems) -> None:
+    meters = ", ".join(sorted(book.meters)) or "none defined"
+    for plan_name, plan in book.plans.items():
+        for index, charge in enumerate(plan.charges):
+            path = ("plans", plan_name, "charges", index, "meter")
+            meter = book.meters.get(charge.meter)
+            if meter is None:
+                problems.add(path, f"unknown meter {charge.meter!r}; meters: {meters}")
+            elif (problem := charge.meter_problem(meter)) is not None:
+                problems.add(path, problem)
+    plans = ", ".join(sorted(book.plans))
+    for customer, spec in book.customers.items():
+        if spec.plan not in book.plans:
+            problems.add(("customers", customer, "plan"), f"unknown plan {spec.plan!r}; plans: {plans}")
+    if book.default_plan is not None and book.default_plan not in book.plans:
+        problems.add(("default_plan",), f"unknown plan {book.default_plan!r}; plans: {plans}")
+
+
+def parse_pricebook(text: str, registry: Registry, source: str = "<pricebook>") -> Pricebook:
+    """Validate pricebook YAML text. Raises :class:`PricebookError` listing every problem."""
+    try:
+        document = yamlstrict.load(text)
+    except yamlstrict.YamlError as error:
+        raise PricebookError([f"{source}:{error}"]) from None
+    problems = _Problems(source, document)
+    data = document.data
+    if not isinstance(data, dict):
+        problems.add((), "a pricebook must be a mapping with pricebook, version, currency, meters and plans")
+        problems.raise_if_any()
+    _validate_charges(data, registry, problems)
+    try:
+        book = Pricebook.model_validate(data)
+    except ValidationError as error:
+        problems.add_validation((), error)
+        problems.raise_if_any()
+        raise
+    _check_references(book, problems)
+    problems.raise_if_any()
+    return book
+
+
+def load_pricebook(path: str | Path, registry: Registry | None = None) -> Pricebook:
+    """Read and validate a pricebook file (see :func:`parse_pricebook`)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise PricebookError([f"{path}: cannot read pricebook: {error.strerror}"]) from None
+    return parse_pricebook(text, registry or Registry.load(), str(path))
+
+
+def json_schema(registry: Registry) -> dict[str, Any]:
+    """JSON Schema of the pricebook format with every installed pricing model, for editors."""
+    schema = Pricebook.model_json_schema()
+    models = tuple(registry.pricing_models[name] for name in sorted(registry.pricing_models))
+    if models:
+        charge_type: Any = Annotated[Union[models], Field(discriminator="model")]  # noqa: UP007
+        charges = TypeAdapter(charge_type).json_schema(ref_template="#/$defs/{model}")
+        schema.setdefault("$defs", {}).update(charges.pop("$defs", {}))
+        schema["$defs"]["Plan"]["properties"]["charges"]["items"] = charges
+    schema["$defs"].pop("PricingModel", None)
+    schema["title"] = "rating pricebook"
+    return schema
+
+
+def summary(book: Pricebook) -> Mapping[str, Any]:
+    """A short description of a valid pricebook, for ``rating check``."""
+    return {
+        "pricebook": book.pricebook,
+        "version": book.version.isoformat(),
+        "currency": book.currency,
+        "meters": len(book.meters),
+        "plans": {name: [f"{c.meter}:{c.model}" for c in plan.charges] for name, plan in book.plans.items()},
+        "customers": len(book.customers),
+    }

@@ -1,0 +1,154 @@
+"""The storage contract every adapter fulfils, and the checks they share.
+
+- :meth:`Storage.record` and :meth:`Storage.append` are atomic: all of a batch is
+  written or none of it.
+- They are idempotent by id: the same event or transaction again (same content)
+  is skipped; the same id with different content raises and writes nothing.
+- Period state is written with a compare-and-set: a batch rated against state
+  that another writer has since moved raises :class:`StaleState` and writes
+  nothing, so the caller can re-rate it.
+- Amounts are exact: adapters store decimal text or NUMERIC, never floats.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from decimal import Decimal
+
+from rating.charges import Charge, RatedEvent, StateKey
+from rating.events import UsageEvent
+from rating.errors import EventConflict, RatingError, TransactionConflict
+from rating.ledger import Transaction
+from rating.meters import PeriodState
+from rating.money import ZERO
+
+
+class StaleState(RatingError):
+    """A batch was rated against period state that changed before it was stored; re-rate it."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCharge:
+    """A charge as kept in storage, with the event and customer it belongs to."""
+
+    event_id: str
+    customer: str
+    charge: Charge
+
+
+class Storage(abc.ABC):
+    """Where the ledger, rated events and period state live."""
+
+    url: str
+
+    # -- the contract ---------------------------------------------------------
+
+    def record(self, ratings: Sequence[RatedEvent]) -> list[RatedEvent]:
+        """Store rated events and their transactions atomically; return those that were new."""
+        with self._atomic():
+            fresh = self._screen_ratings(ratings)
+            self._check_state(fresh)
+            self._screen_transactions([r.transaction for r in fresh])
+            self._write_ratings(fresh)
+        return fresh
+
+    def append(self, transactions: Sequence[Transaction]) -> list[Transaction]:
+        """Store ledger transactions atomically; return those that were new."""
+        with self._atomic():
+            fresh = self._screen_transactions(transactions)
+            self._write_transactions(fresh)
+        return fresh
+
+    @abc.abstractmethod
+    def rated_events(self, ids: Iterable[str]) -> dict[str, UsageEvent]:
+        """The already rated events among ``ids``, by id."""
+
+    @abc.abstractmethod
+    def period_states(self, keys: Iterable[StateKey]) -> dict[StateKey, PeriodState]:
+        """Stored period state of ``keys`` (absent keys are left out)."""
+
+    @abc.abstractmethod
+    def transaction(self, id: str) -> Transaction | None:
+        """The stored transaction with ``id``, or None."""
+
+    @abc.abstractmethod
+    def transactions(self) -> Iterator[Transaction]:
+        """Every stored transaction, in the order it was stored."""
+
+    @abc.abstractmethod
+    def balances(self, account_prefix: str = "") -> dict[tuple[str, str], Decimal]:
+        """Balance per (account, asset) of accounts starting with ``account_prefix``."""
+
+    @abc.abstractmethod
+    def charges(self, customer: str | None = None) -> Iterator[StoredCharge]:
+        """Stored charges, optionally of one customer, in the order they were stored."""
+
+    def close(self) -> None:
+        """Release the connection, if any."""
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- what adapters implement -----------------------------------------------
+
+    @abc.abstractmethod
+    def _atomic(self) -> AbstractContextManager[None]:
+        """A write transaction: everything inside is committed together or not at all."""
+
+    @abc.abstractmethod
+    def _fingerprints(self, ids: Iterable[str]) -> dict[str, str]:
+        """Fingerprints of the stored transactions among ``ids``."""
+
+    @abc.abstractmethod
+    def _write_transactions(self, transactions: Sequence[Transaction]) -> None:
+        """Write new transactions and update balances (inside :meth:`_atomic`)."""
+
+    @abc.abstractmethod
+    def _write_ratings(self, ratings: Sequence[RatedEvent]) -> None:
+        """Write new rated events, their transactions, usage, charges and period state."""
+
+    # -- shared checks -----------------------------------------------------------
+
+    def _screen_ratings(self, ratings: Sequence[RatedEvent]) -> list[RatedEvent]:
+        stored = self.rated_events(r.event.id for r in ratings)
+        in_batch: dict[str, UsageEvent] = {}
+        fresh = []
+        for rating in ratings:
+            event_id = rating.event.id
+            previous = stored.get(event_id) or in_batch.get(event_id)
+            if previous is None:
+                in_batch[event_id] = rating.event
+                fresh.append(rating)
+            elif previous.canonical_json() != rating.event.canonical_json():
+                raise EventConflict(f"event {event_id} was already rated with different content")
+        return fresh
+
+    def _screen_transactions(self, transactions: Sequence[Transaction]) -> list[Transaction]:
+        stored = self._fingerprints(t.id for t in transactions)
+        fresh = []
+        for transaction in transactions:
+            if transaction.id in stored:
+                if stored[transaction.id] != transaction.fingerprint():
+                    raise TransactionConflict(f"transaction {transaction.id} is already stored with different content")
+                continue
+            stored[transaction.id] = transaction.fingerprint()
+            fresh.append(transaction)
+        return fresh
+
+    def _check_state(self, ratings: Sequence[RatedEvent]) -> None:
+        """Each state key's first reading in the batch must start from the stored quantity."""
+        first_before: dict[StateKey, Decimal] = {}
+        for rating in ratings:
+            for usage in rating.usage:
+                first_before.setdefault(usage.key(rating.event.customer), usage.before)
+        stored = self.period_states(first_before)
+        for key, before in first_before.items():
+            current = stored[key].quantity if key in stored else ZERO
+            if current != before:
+                raise StaleState(f"period state {key} is {current}, the batch was rated from {before}")

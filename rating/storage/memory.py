@@ -1,0 +1,88 @@
+"""In-process storage: dictionaries, for tests, quotes and benchmarks. Lost on exit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from decimal import Decimal
+
+from rating.charges import RatedEvent, StateKey
+from rating.events import UsageEvent
+from rating.ledger import Transaction
+from rating.meters import PeriodState
+from rating.money import ZERO
+from rating.storage.base import Storage, StoredCharge
+
+
+class MemoryStorage(Storage):
+    """Keeps everything in dictionaries; a lock makes each batch atomic among threads.
+
+    Writes only start after every check has passed, so a refused batch leaves
+    nothing behind.
+    """
+
+    def __init__(self, url: str = "memory:") -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        self._transactions: dict[str, Transaction] = {}
+        self._events: dict[str, UsageEvent] = {}
+        self._states: dict[StateKey, PeriodState] = {}
+        self._balances: dict[tuple[str, str], Decimal] = {}
+        self._charges: list[StoredCharge] = []
+
+    def _atomic(self) -> AbstractContextManager[None]:
+        return self._lock  # type: ignore[return-value]
+
+    def rated_events(self, ids: Iterable[str]) -> dict[str, UsageEvent]:
+        events = self._events
+        return {i: events[i] for i in ids if i in events}
+
+    def period_states(self, keys: Iterable[StateKey]) -> dict[StateKey, PeriodState]:
+        states = self._states
+        return {
+            k: PeriodState(states[k].quantity, set(states[k].members) if states[k].members is not None else None)
+            for k in keys
+            if k in states
+        }
+
+    def transaction(self, id: str) -> Transaction | None:
+        return self._transactions.get(id)
+
+    def transactions(self) -> Iterator[Transaction]:
+        return iter(list(self._transactions.values()))
+
+    def balances(self, account_prefix: str = "") -> dict[tuple[str, str], Decimal]:
+        return {k: v for k, v in self._balances.items() if k[0].startswith(account_prefix)}
+
+    def charges(self, customer: str | None = None) -> Iterator[StoredCharge]:
+        return iter([c for c in self._charges if customer is None or c.customer == customer])
+
+    def _fingerprints(self, ids: Iterable[str]) -> dict[str, str]:
+        stored = self._transactions
+        return {i: stored[i].fingerprint() for i in ids if i in stored}
+
+    def _write_transactions(self, transactions: Sequence[Transaction]) -> None:
+        balances = self._balances
+        for transaction in transactions:
+            self._transactions[transaction.id] = transaction
+            for posting in transaction.postings:
+                key = (posting.account, posting.asset)
+                balances[key] = balances.get(key, ZERO) + posting.amount
+
+    def _write_ratings(self, ratings: Sequence[RatedEvent]) -> None:
+        self._write_transactions([r.transaction for r in ratings])
+        states, charges = self._states, self._charges
+        for rating in ratings:
+            event = rating.event
+            self._events[event.id] = event
+            for usage in rating.usage:
+                key = usage.key(event.customer)
+                state = states.get(key)
+                if state is None:
+                    state = states[key] = PeriodState(ZERO, set() if isinstance(usage.reading, str) else None)
+                state.quantity = usage.after
+                if isinstance(usage.reading, str):
+                    assert state.members is not None
+                    state.members.add(usage.reading)
+            charges.extend(StoredCharge(event.id, event.customer, c) for c in rating.charges)

@@ -1,0 +1,329 @@
+"""SQLite storage: the embedded default (``rating.db`` in the working directory).
+
+Amounts are stored as decimal text and summed in Python, never by SQLite (whose
+SUM would go through floats). Writes run in ``BEGIN IMMEDIATE`` transactions in
+WAL mode with ``synchronous=FULL``: a batch is durable once ``record`` returns,
+and a process killed mid-batch leaves it wholly absent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+
+from rating.charges import Charge, RatedEvent, StateKey
+from rating.errors import StorageError
+from rating.events import UsageEvent
+from rating.ledger import Posting, Transaction
+from rating.meters import PeriodState
+from rating.money import ZERO
+from rating.storage.base import Storage, StoredCharge
+
+#: Versioned schema migrations, applied in order, each exactly once.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE transactions (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            timestamp TEXT NOT NULL,
+            description TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            fingerprint TEXT NOT NULL
+        );
+        CREATE TABLE postings (
+            transaction_id TEXT NOT NULL REFERENCES transactions(id),
+            line INTEGER NOT NULL,
+            account TEXT NOT NULL,
+            asset TEXT NOT NULL,
+            amount TEXT NOT NULL,
+            PRIMARY KEY (transaction_id, line)
+        );
+        CREATE INDEX postings_by_account ON postings (account, asset);
+        CREATE TABLE balances (
+            account TEXT NOT NULL,
+            asset TEXT NOT NULL,
+            amount TEXT NOT NULL,
+            PRIMARY KEY (account, asset)
+        );
+        CREATE TABLE events (
+            id TEXT PRIMARY KEY,
+            customer TEXT NOT NULL,
+            type TEXT NOT NULL,
+            timestamp TEXT NOT NULL,
+            body TEXT NOT NULL,
+            transaction_id TEXT NOT NULL REFERENCES transactions(id)
+        );
+        CREATE INDEX events_by_customer ON events (customer, timestamp);
+        CREATE TABLE usage (
+            event_id TEXT NOT NULL REFERENCES events(id),
+            meter TEXT NOT NULL,
+            customer TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            period TEXT NOT NULL,
+            reading TEXT NOT NULL,
+            before TEXT NOT NULL,
+            after TEXT NOT NULL,
+            PRIMARY KEY (event_id, meter)
+        );
+        CREATE TABLE charges (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id TEXT NOT NULL REFERENCES events(id),
+            customer TEXT NOT NULL,
+            plan TEXT NOT NULL,
+            meter TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            period TEXT NOT NULL,
+            model TEXT NOT NULL,
+            before TEXT NOT NULL,
+            after TEXT NOT NULL,
+            amount TEXT NOT NULL,
+            asset TEXT NOT NULL,
+            unit TEXT NOT NULL,
+            unit_price TEXT,
+            explanation TEXT NOT NULL
+        );
+        CREATE INDEX charges_by_customer ON charges (customer, period);
+        CREATE TABLE period_state (
+            customer TEXT NOT NULL,
+            meter TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            period TEXT NOT NULL,
+            quantity TEXT NOT NULL,
+            is_unique INTEGER NOT NULL,
+            PRIMARY KEY (customer, meter, group_key, period)
+        );
+        CREATE TABLE period_members (
+            customer TEXT NOT NULL,
+            meter TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            period TEXT NOT NULL,
+            member TEXT NOT NULL,
+            PRIMARY KEY (customer, meter, group_key, period, member)
+        );
+        """,
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def _group_key(group: tuple[str, ...]) -> str:
+    return json.dumps(list(group), separators=(",", ":"))
+
+
+def _optional(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+class SQLiteStorage(Storage):
+    """Storage in one SQLite file (``:memory:`` works too, for tests)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.url = f"sqlite:///{self.path}"
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self.migrate()
+        except sqlite3.DatabaseError as error:
+            raise StorageError(f"{self.path}: cannot open as a rating database: {error}") from None
+
+    # -- schema ----------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        """The schema version of the database file (0 for a new file)."""
+        self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
+        row = self._db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def migrate(self) -> int:
+        """Apply pending migrations, each in its own transaction; return the resulting version."""
+        current = self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.path}: schema version {current} is newer than this rating knows ({SCHEMA_VERSION}); upgrade rating"
+            )
+        for version, script in MIGRATIONS:
+            if version <= current:
+                continue
+            with self._atomic():
+                for statement in filter(str.strip, script.split(";")):
+                    self._db.execute(statement)
+                now = dt.datetime.now(dt.timezone.utc).isoformat()
+                self._db.execute("INSERT INTO schema_version VALUES (?, ?)", (version, now))
+        return SCHEMA_VERSION
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- reads -----------------------------------------------------------------
+
+    def _in_chunks(self, sql: str, values: Iterable[object]) -> Iterator[tuple[object, ...]]:
+        """Run ``sql`` (with one ``{marks}`` IN list) over ``values`` in chunks SQLite accepts."""
+        batch = list(dict.fromkeys(values))
+        for start in range(0, len(batch), 500):
+            part = batch[start : start + 500]
+            yield from self._db.execute(sql.format(marks=",".join("?" * len(part))), part)
+
+    def rated_events(self, ids: Iterable[str]) -> dict[str, UsageEvent]:
+        rows = self._in_chunks("SELECT id, body FROM events WHERE id IN ({marks})", ids)
+        return {str(i): UsageEvent.model_validate_json(str(body)) for i, body in rows}
+
+    def period_states(self, keys: Iterable[StateKey]) -> dict[StateKey, PeriodState]:
+        result: dict[StateKey, PeriodState] = {}
+        for customer, meter, group, period in keys:
+            row = self._db.execute(
+                "SELECT quantity, is_unique FROM period_state WHERE customer=? AND meter=? AND group_key=? AND period=?",
+                (customer, meter, _group_key(group), period),
+            ).fetchone()
+            if row is None:
+                continue
+            members = None
+            if row[1]:
+                members = {
+                    m
+                    for (m,) in self._db.execute(
+                        "SELECT member FROM period_members WHERE customer=? AND meter=? AND group_key=? AND period=?",
+                        (customer, meter, _group_key(group), period),
+                    )
+                }
+            result[(customer, meter, group, period)] = PeriodState(Decimal(row[0]), members)
+        return result
+
+    def _read_transaction(self, row: tuple[str, str, str, str]) -> Transaction:
+        id, timestamp, description, metadata = row
+        postings = tuple(
+            Posting(account, asset, Decimal(amount))
+            for account, asset, amount in self._db.execute(
+                "SELECT account, asset, amount FROM postings WHERE transaction_id=? ORDER BY line", (id,)
+            )
+        )
+        return Transaction(id, dt.datetime.fromisoformat(timestamp), description, postings, json.loads(metadata))
+
+    def transaction(self, id: str) -> Transaction | None:
+        row = self._db.execute(
+            "SELECT id, timestamp, description, metadata FROM transactions WHERE id=?", (id,)
+        ).fetchone()
+        return None if row is None else self._read_transaction(row)
+
+    def transactions(self) -> Iterator[Transaction]:
+        rows = self._db.execute("SELECT id, timestamp, description, metadata FROM transactions ORDER BY seq").fetchall()
+        for row in rows:
+            yield self._read_transaction(row)
+
+    def balances(self, account_prefix: str = "") -> dict[tuple[str, str], Decimal]:
+        rows = self._db.execute(
+            "SELECT account, asset, amount FROM balances WHERE substr(account, 1, ?) = ? ORDER BY account, asset",
+            (len(account_prefix), account_prefix),
+        )
+        return {(account, asset): Decimal(amount) for account, asset, amount in rows}
+
+    def charges(self, customer: str | None = None) -> Iterator[StoredCharge]:
+        sql = (
+            "SELECT event_id, customer, plan, meter, group_key, period, model, before, after, amount, asset, unit,"
+            " unit_price, explanation FROM charges {where} ORDER BY seq"
+        )
+        if customer is None:
+            rows = self._db.execute(sql.format(where=""))
+        else:
+            rows = self._db.execute(sql.format(where="WHERE customer=?"), (customer,))
+        for row in rows.fetchall():
+            event_id, who, plan, meter, group, period, model, before, after, amount, asset, unit, price, text = row
+            charge = Charge(
+                plan, meter, tuple(json.loads(group)), period, model, Decimal(before), Decimal(after),
+                Decimal(amount), asset, unit, stored_explanation=text,
+                stored_unit_price=None if price is None else Decimal(price),
+            )  # fmt: skip
+            yield StoredCharge(event_id, who, charge)
+
+    # -- writes (inside _atomic) ---------------------------------------------------
+
+    def _fingerprints(self, ids: Iterable[str]) -> dict[str, str]:
+        rows = self._in_chunks("SELECT id, fingerprint FROM transactions WHERE id IN ({marks})", ids)
+        return {str(i): str(f) for i, f in rows}
+
+    def _write_transactions(self, transactions: Sequence[Transaction]) -> None:
+        db = self._db
+        db.executemany(
+            "INSERT INTO transactions (id, timestamp, description, metadata, fingerprint) VALUES (?, ?, ?, ?, ?)",
+            [
+                (t.id, t.timestamp.isoformat(), t.description, json.dumps(dict(t.metadata)), t.fingerprint())
+                for t in transactions
+            ],
+        )
+        db.executemany(
+            "INSERT INTO postings (transaction_id, line, account, asset, amount) VALUES (?, ?, ?, ?, ?)",
+            [
+                (t.id, line, p.account, p.asset, str(p.amount))
+                for t in transactions
+                for line, p in enumerate(t.postings)
+            ],
+        )
+        deltas: dict[tuple[str, str], Decimal] = {}
+        for transaction in transactions:
+            for p in transaction.postings:
+                deltas[(p.account, p.asset)] = deltas.get((p.account, p.asset), ZERO) + p.amount
+        for (account, asset), delta in deltas.items():
+            row = db.execute("SELECT amount FROM balances WHERE account=? AND asset=?", (account, asset)).fetchone()
+            total = (Decimal(row[0]) if row else ZERO) + delta
+            db.execute("INSERT OR REPLACE INTO balances VALUES (?, ?, ?)", (account, asset, str(total)))
+
+    def _write_ratings(self, ratings: Sequence[RatedEvent]) -> None:
+        self._write_transactions([r.transaction for r in ratings])
+        db = self._db
+        db.executemany(
+            "INSERT INTO events (id, customer, type, timestamp, body, transaction_id) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (r.event.id, r.event.customer, r.event.type, r.event.timestamp.isoformat(),
+                 r.event.canonical_json(), r.transaction.id)
+                for r in ratings
+            ],
+        )  # fmt: skip
+        db.executemany(
+            "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (r.event.id, u.meter, r.event.customer, _group_key(u.group), u.period, str(u.reading),
+                 str(u.before), str(u.after))
+                for r in ratings
+                for u in r.usage
+            ],
+        )  # fmt: skip
+        db.executemany(
+            "INSERT INTO charges (event_id, customer, plan, meter, group_key, period, model, before, after, amount,"
+            " asset, unit, unit_price, explanation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (r.event.id, r.event.customer, c.plan, c.meter, _group_key(c.group), c.period, c.model,
+                 str(c.before), str(c.after), str(c.amount), c.asset, c.unit, _optional(c.unit_price), c.explanation)
+                for r in ratings
+                for c in r.charges
+            ],
+        )  # fmt: skip
+        final: dict[tuple[str, str, str, str], tuple[str, int]] = {}
+        members = []
+        for r in ratings:
+            for u in r.usage:
+                key = (r.event.customer, u.meter, _group_key(u.group), u.period)
+                is_unique = isinstance(u.reading, str)
+                final[key] = (str(u.after), int(is_unique))
+                if is_unique:
+                    members.append(key + (u.reading,))
+        db.executemany("INSERT OR REPLACE INTO period_state VALUES (?, ?, ?, ?, ?, ?)", [k + v for k, v in final.items()])
+        db.executemany("INSERT OR IGNORE INTO period_members VALUES (?, ?, ?, ?, ?)", members)

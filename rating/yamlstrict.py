@@ -1,0 +1,121 @@
+"""A strict YAML reader on PyYAML for pricebooks.
+
+- numbers become :class:`~decimal.Decimal` from their source text, never float;
+- only ``true``/``false`` are booleans: ``NO``, ``yes``, ``on`` stay strings;
+- dates stay text (the schema decides what they mean);
+- duplicate keys and merge keys (``<<``) are errors;
+- every value's position is kept, so later errors can name ``file:line:column``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+Path = tuple[str | int, ...]
+
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_NUMBER = re.compile(
+    r"""^[-+]?(?:
+        [0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?
+       |\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+    )$""",
+    re.X,
+)
+
+
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2-like implicit typing and no float, date or 1.1 boolean."""
+
+
+StrictLoader.yaml_implicit_resolvers = {}
+StrictLoader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL, list("tTfF"))
+StrictLoader.add_implicit_resolver("tag:yaml.org,2002:null", _NULL, ["~", "n", "N", ""])
+StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _NUMBER, list("-+.0123456789"))
+
+
+class YamlError(Exception):
+    """A YAML document is not acceptable; ``location`` is ``line:column`` (1-based)."""
+
+    def __init__(self, line: int, column: int, message: str) -> None:
+        self.line, self.column, self.message = line, column, message
+        super().__init__(f"{line}:{column}: {message}")
+
+
+@dataclass
+class Document:
+    """The plain data of a YAML document and the position of every value in it."""
+
+    data: Any
+    positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+
+    def position(self, path: Path) -> tuple[int, int]:
+        """Line and column of the value at ``path``, or of its nearest enclosing value."""
+        while path not in self.positions and path:
+            path = path[:-1]
+        return self.positions.get(path, (1, 1))
+
+
+def _mark(node: Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _scalar(node: ScalarNode) -> Any:
+    tag, text = node.tag, node.value
+    if tag == "tag:yaml.org,2002:null":
+        return None
+    if tag == "tag:yaml.org,2002:bool":
+        return text.lower() == "true"
+    if tag in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:int"):
+        try:
+            return Decimal(text.replace("_", ""))
+        except InvalidOperation:
+            raise YamlError(*_mark(node), f"{text!r} is not a decimal number") from None
+    if tag == "tag:yaml.org,2002:str":
+        return text
+    raise YamlError(*_mark(node), f"unsupported YAML tag {tag}")
+
+
+def _build(node: Node, path: Path, positions: dict[Path, tuple[int, int]]) -> Any:
+    # A mapping value is located at its key (where a reader looks); others at themselves.
+    positions.setdefault(path, _mark(node))
+    if isinstance(node, ScalarNode):
+        return _scalar(node)
+    if isinstance(node, SequenceNode):
+        return [_build(item, path + (i,), positions) for i, item in enumerate(node.value)]
+    if isinstance(node, MappingNode):
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise YamlError(*_mark(key_node), "merge keys (<<) are not supported; write the keys out")
+            if not isinstance(key_node, ScalarNode):
+                raise YamlError(*_mark(key_node), "mapping keys must be plain text")
+            key = key_node.value
+            if key in result:
+                first_line = positions[path + (key,)][0]
+                raise YamlError(*_mark(key_node), f"duplicate key {key!r} (first given on line {first_line})")
+            positions[path + (key,)] = _mark(key_node)
+            result[key] = _build(value_node, path + (key,), positions)
+        return result
+    raise YamlError(*_mark(node), "unsupported YAML node")
+
+
+def load(text: str) -> Document:
+    """Parse one YAML document strictly. Raises :class:`YamlError` with its position."""
+    try:
+        root = yaml.compose(text, Loader=StrictLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise YamlError(line, column, f"invalid YAML: {error.problem or error.context}") from None
+    if root is None:
+        return Document(None)
+    positions: dict[Path, tuple[int, int]] = {}
+    data = _build(root, (), positions)
+    return Document(data, positions)
