@@ -81,6 +81,7 @@ class Engine:
             by_meter = self._charges_by_plan.setdefault(plan_name, {})
             for charge in plan.charges:
                 by_meter.setdefault(charge.meter, []).append(charge)
+        self._filtered = any(meter.where for meter in pricebook.meters.values())
         hooks = self.registry.manager.hook
         self._enrich = hooks.rating_enrich_event if self.registry.enriches_events else None
         self._posted = hooks.rating_transaction_posted if hooks.rating_transaction_posted.get_hookimpls() else None
@@ -228,6 +229,10 @@ class Engine:
         meters = self._meters_by_type.get(event.type)
         if not meters:
             raise EventError(f"no meter counts events of type {event.type!r}")
+        if self._filtered:
+            meters = [(name, meter) for name, meter in meters if not meter.where or meter.counts(event)]
+            if not meters:
+                raise EventError(f"no meter counts this {event.type} event (every meter's where filter excludes it)")
         charges_by_meter = self._charges_by_plan[plan]
         period = period_label(event.timestamp, self.pricebook.plans[plan].period, self._timezone)
         asset = self.pricebook.currency

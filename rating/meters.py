@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rating.errors import EventError, InvalidAmount
 from rating.events import UsageEvent
@@ -44,6 +44,9 @@ class Meter(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     event: str = Field(min_length=1, description="Event type this meter counts, e.g. llm.request.")
+    where: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="Only events whose properties take one of these values: {model: [a, b]}."
+    )
     sum: str | None = Field(None, description="Property whose values are added up.")
     count: Literal[True] | None = Field(None, description="Count events.")
     max: str | None = Field(None, description="Property whose largest value in the period counts.")
@@ -51,6 +54,13 @@ class Meter(BaseModel):
     group_by: tuple[str, ...] = Field((), description="Properties that split the meter into groups.")
     unit: str | None = Field(None, description="Name of one unit in explanations; the meter's name by default.")
     description: str | None = None
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _values_as_text(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {k: tuple(str(v) for v in (vs if isinstance(vs, list) else [vs])) for k, vs in value.items()}
 
     @model_validator(mode="after")
     def _one_aggregation(self) -> Meter:
@@ -73,6 +83,14 @@ class Meter(BaseModel):
     def source(self) -> str | None:
         """The property this meter reads, or None for a count meter."""
         return self.sum or self.max or self.unique
+
+    def counts(self, event: UsageEvent) -> bool:
+        """Whether ``event`` passes this meter's ``where`` filter (its type is matched by the engine)."""
+        for name, allowed in self.where.items():
+            value = event.dimension(name)
+            if value is None or str(value) not in allowed:
+                return False
+        return True
 
     def group_of(self, event: UsageEvent) -> tuple[str, ...]:
         """The group values of ``event``; a missing group property is an :class:`EventError`."""

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import pluggy
 
 from rating import hookspecs
-from rating.errors import PluginError
+from rating.errors import PluginError, StorageError
 from rating.pricing import PricingModel
-from rating.storage.base import Storage
+from rating.storage import Storage, scheme_of
 
 ENTRY_POINT_GROUP = "rating.plugins"
 
@@ -60,6 +60,15 @@ class Registry:
             other = self.pricing_models[model.name]
             raise PluginError(f"pricing model {model.name!r} is provided twice: {other.__module__} and {model.__module__}")
         self.pricing_models[model.name] = model
+
+    def open_storage(self, url: str) -> Storage:
+        """Open the storage at ``url`` (``memory:``, ``sqlite:///file.db`` or a plain SQLite path)."""
+        scheme = scheme_of(url)
+        factory = self.storage_adapters.get(scheme)
+        if factory is None:
+            known = ", ".join(sorted(self.storage_adapters)) or "none installed"
+            raise StorageError(f"no storage adapter for {scheme!r} URLs ({url}); installed: {known}")
+        return factory(url)
 
     @property
     def enriches_events(self) -> bool:

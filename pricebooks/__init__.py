@@ -1,0 +1,1 @@
+"""Example pricebooks users copy; shipped inside the package so `rating demo` works anywhere."""

@@ -1,0 +1,240 @@
+"""The ``rating`` command line: check, schema, quote, rate, balance, demo.
+
+Exit codes: 0 success; 1 bad input (an invalid pricebook, a record that was
+rejected, an unreadable file), with one clear line per problem on stderr;
+2 a usage error (unknown option). Never a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from rating.demo import example_pricebook, write_demo_events
+from rating.engine import BatchReport, Engine
+from rating.errors import PricebookError, RatingError
+from rating.events import Sourced, parse_event, read_events
+from rating.output import FORMATS, render
+from rating.pricebook import json_schema, load_pricebook, summary
+from rating.registry import Registry
+from rating.storage import Storage
+
+DEFAULT_DB = "rating.db"
+
+
+class Progress:
+    """A progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, total: int | None, label: str = "events") -> None:
+        self.total, self.label = total, label
+        self.enabled = sys.stderr.isatty()
+
+    def __call__(self, done: int) -> None:
+        if not self.enabled:
+            return
+        if self.total:
+            filled = int(30 * done / self.total)
+            bar = "#" * filled + "." * (30 - filled)
+            sys.stderr.write(f"\rrating [{bar}] {done:,}/{self.total:,} {self.label}")
+        else:
+            sys.stderr.write(f"\rrating {done:,} {self.label}")
+        if self.total is None or done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _count_lines(path: Path) -> int | None:
+    try:
+        with path.open("rb") as stream:
+            return sum(1 for _ in stream) - (1 if path.suffix.lower() == ".csv" else 0)
+    except OSError:
+        return None
+
+
+def _engine(args: argparse.Namespace, registry: Registry, pricebook: Path) -> Engine:
+    book = load_pricebook(pricebook, registry)
+    return Engine(book, registry.open_storage(args.db), registry)
+
+
+def _print_report(report: BatchReport, fmt: str, storage: Storage) -> None:
+    for rejection in report.rejected:
+        print(rejection, file=sys.stderr)
+    rows = [
+        {"customer": customer, "events": report.events.get(customer, 0), "asset": asset, "charged": amount}
+        for (customer, asset), amount in sorted(report.totals.items())
+    ]
+    print(render(rows, ["customer", "events", "asset", "charged"], fmt))
+    print(
+        f"posted {report.posted:,} events, {report.duplicates:,} already posted, "
+        f"{len(report.rejected):,} rejected (storage: {storage.url})",
+        file=sys.stderr,
+    )
+
+
+def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
+    status = 0
+    for path in args.pricebooks:
+        try:
+            book = load_pricebook(path, registry)
+        except PricebookError as error:
+            for problem in error.problems:
+                print(problem, file=sys.stderr)
+            status = 1
+            continue
+        info = summary(book)
+        print(f"{path}: ok: pricebook {info['pricebook']} version {info['version']}, {info['currency']}, "
+              f"{info['meters']} meters, {len(info['plans'])} plans, {info['customers']} customers")  # fmt: skip
+        for plan, charges in info["plans"].items():
+            print(f"  plan {plan}: {', '.join(charges)}")
+    return status
+
+
+def cmd_schema(args: argparse.Namespace, registry: Registry) -> int:
+    print(json.dumps(json_schema(registry), indent=2))
+    return 0
+
+
+def _quote_inputs(source: str) -> Iterator[Sourced]:
+    if source.lstrip().startswith("{"):
+        try:
+            yield Sourced("argument", event=parse_event(json.loads(source, parse_float=Decimal)))
+        except ValueError as error:
+            yield Sourced("argument", error=f"invalid JSON: {error}")
+        except RatingError as error:
+            yield Sourced("argument", error=str(error))
+    else:
+        yield from read_events(source)
+
+
+def cmd_quote(args: argparse.Namespace, registry: Registry) -> int:
+    engine = _engine(args, registry, args.pricebook)
+    rows: list[dict[str, Any]] = []
+    status = 0
+    for record in _quote_inputs(args.event):
+        if record.event is None:
+            print(f"{record.location}: {record.error}", file=sys.stderr)
+            status = 1
+            continue
+        try:
+            rating = engine.quote(record.event)
+        except RatingError as error:
+            print(f"{record.location}: {error}", file=sys.stderr)
+            status = 1
+            continue
+        for charge in rating.charges:
+            rows.append({
+                "event": record.event.id, "meter": charge.meter, "group": "/".join(charge.group),
+                "quantity": charge.quantity, "unit_price": charge.unit_price, "amount": charge.amount,
+                "asset": charge.asset, "explanation": charge.explanation,
+            })  # fmt: skip
+    columns = ["event", "meter", "group", "quantity", "unit_price", "amount", "asset", "explanation"]
+    print(render(rows, columns, args.output))
+    return status
+
+
+def cmd_rate(args: argparse.Namespace, registry: Registry) -> int:
+    engine = _engine(args, registry, args.pricebook)
+    path = Path(args.events)
+    if not path.is_file():
+        raise RatingError(f"{path}: no such events file")
+    progress = Progress(_count_lines(path))
+    report = engine.rate_batch(read_events(path), strict=args.strict, progress=progress)
+    _print_report(report, args.output, engine.storage)
+    if args.strict and report.rejected:
+        print(f"strict: nothing posted because {len(report.rejected):,} records were rejected", file=sys.stderr)
+    return 1 if report.rejected else 0
+
+
+def cmd_balance(args: argparse.Namespace, registry: Registry) -> int:
+    storage = registry.open_storage(args.db)
+    prefix = f"customer:{args.customer}:" if args.customer else ""
+    balances = storage.balances(prefix)
+    if args.customer and not balances:
+        raise RatingError(f"no postings for customer {args.customer!r} in {storage.url}")
+    rows = [{"account": account, "asset": asset, "balance": amount} for (account, asset), amount in balances.items()]
+    print(render(rows, ["account", "asset", "balance"], args.output))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, registry: Registry) -> int:
+    pricebook = Path(args.pricebook) if args.pricebook else example_pricebook()
+    events = write_demo_events(Path(args.events_file), args.events)
+    print(f"demo: {args.events:,} events in {events}, pricebook {pricebook}, database {args.db}", file=sys.stderr)
+    engine = _engine(args, registry, pricebook)
+    report = engine.rate_batch(read_events(events), progress=Progress(args.events))
+    for rejection in report.rejected:
+        print(rejection, file=sys.stderr)
+    receivables = engine.storage.balances("customer:")
+    rows = [
+        {"customer": account.split(":")[1], "asset": asset, "charged": amount}
+        for (account, asset), amount in receivables.items()
+        if account.endswith(":receivable")
+    ]
+    print(render(rows, ["customer", "asset", "charged"], args.output))
+    print(f"posted {report.posted:,} events, {report.duplicates:,} already posted, {len(report.rejected):,} rejected",
+          file=sys.stderr)  # fmt: skip
+    print(f"next: rating balance --db {args.db}", file=sys.stderr)
+    return 1 if report.rejected else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rating", description="Rate metered usage into exact ledger postings.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[..., int], help: str, *, db: str | None = None,
+                output: bool = False) -> argparse.ArgumentParser:  # fmt: skip
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        if db is not None:
+            sub.add_argument("--db", default=db, help=f"storage URL or SQLite file (default: {db})")
+        if output:
+            sub.add_argument("--output", "-o", choices=FORMATS, default="table", help="output format")
+        return sub
+
+    check = command("check", cmd_check, "validate pricebooks and summarise them")
+    check.add_argument("pricebooks", nargs="+", metavar="PRICEBOOK")
+    command("schema", cmd_schema, "print the JSON Schema of the pricebook format")
+    quote = command("quote", cmd_quote, "price events without posting anything", db=DEFAULT_DB, output=True)
+    quote.add_argument("event", metavar="EVENT", help="an event as JSON text, or a .jsonl/.csv file of events")
+    quote.add_argument("--pricebook", "-p", required=True)
+    rate = command("rate", cmd_rate, "rate a file of events and post the charges", db=DEFAULT_DB, output=True)
+    rate.add_argument("events", metavar="EVENTS", help="a .jsonl or .csv file of events")
+    rate.add_argument("--pricebook", "-p", required=True)
+    rate.add_argument("--strict", action="store_true", help="post nothing if any record is rejected")
+    balance = command("balance", cmd_balance, "show ledger balances", db=DEFAULT_DB, output=True)
+    balance.add_argument("customer", nargs="?", metavar="CUSTOMER", help="only this customer's accounts")
+    demo = command("demo", cmd_demo, "rate generated events with the example pricebook", db="rating-demo.db",
+                   output=True)  # fmt: skip
+    demo.add_argument("--events", type=int, default=2_000, help="how many events to generate (default 2000)")
+    demo.add_argument("--events-file", default="demo-events.jsonl", help="where to write them")
+    demo.add_argument("--pricebook", "-p", help="pricebook to use (default: the shipped ai-gateway example)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        registry = Registry.load()
+        return int(args.handler(args, registry))
+    except PricebookError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except RatingError as error:
+        print(f"rating: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rating: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
