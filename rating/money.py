@@ -29,7 +29,7 @@ MONEY_CONTEXT = decimal.Context(
 ZERO = Decimal(0)
 
 
-def to_decimal(value: object, what: str = "amount") -> Decimal:
+def to_decimal(value: object, what: str = "value") -> Decimal:
     """Return ``value`` as an exact, finite Decimal, or raise :class:`InvalidAmount`.
 
     Accepts Decimal, int and decimal text (``"0.0005"``, ``"1_000"`` is refused).

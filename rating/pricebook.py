@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from moneyed import CurrencyDoesNotExist, get_currency
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from rating import yamlstrict
 from rating.errors import PricebookError
@@ -79,15 +79,6 @@ class Pricebook(BaseModel):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
         return value
-
-    @model_validator(mode="after")
-    def _known_currency(self) -> Pricebook:
-        if self.currency not in self.assets:
-            try:
-                get_currency(self.currency)
-            except CurrencyDoesNotExist:
-                raise ValueError(f"unknown currency {self.currency!r}: use an ISO code or define it under assets") from None
-        return self
 
     def plan_of(self, customer: str) -> str | None:
         """The plan name of ``customer``, or None when it has none and there is no default."""
@@ -162,6 +153,11 @@ def _validate_charges(data: dict[str, Any], registry: Registry, problems: _Probl
 
 
 def _check_references(book: Pricebook, problems: _Problems) -> None:
+    if book.currency not in book.assets:
+        try:
+            get_currency(book.currency)
+        except CurrencyDoesNotExist:
+            problems.add(("currency",), f"unknown currency {book.currency!r}: use an ISO code or define it under assets")
     meters = ", ".join(sorted(book.meters)) or "none defined"
     for plan_name, plan in book.plans.items():
         for index, charge in enumerate(plan.charges):

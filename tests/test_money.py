@@ -1,0 +1,64 @@
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rating.errors import InvalidAmount, RatingError
+from rating.money import allocate, asset_scale, format_decimal, quantize, register_asset, to_decimal, to_money
+
+
+@pytest.mark.parametrize("value", [0.1, 1.0, True, float("nan"), "NaN", "Infinity", "abc", None, [1]])
+def test_to_decimal_refuses_what_is_not_an_exact_finite_decimal(value: object) -> None:
+    with pytest.raises(InvalidAmount):
+        to_decimal(value)
+
+
+def test_to_decimal_keeps_the_written_digits() -> None:
+    assert to_decimal("0.0000025") == Decimal("0.0000025")
+    assert str(to_decimal(" 1.50 ")) == "1.50"
+    assert to_decimal(7) == Decimal(7)
+
+
+def test_invalid_amount_is_a_rating_error() -> None:
+    assert issubclass(InvalidAmount, RatingError)
+
+
+def test_custom_asset_has_its_scale_and_reregistering_is_a_noop() -> None:
+    register_asset("TESTCREDITS", 4)
+    register_asset("TESTCREDITS", 4)
+    assert asset_scale("TESTCREDITS") == 4
+    assert asset_scale("USD") == 2
+    with pytest.raises(InvalidAmount):
+        register_asset("TESTCREDITS", 2)
+    assert to_money(Decimal("1.2345"), "TESTCREDITS").amount == Decimal("1.2345")
+
+
+def test_quantize_rounds_half_to_even() -> None:
+    assert quantize(Decimal("0.125"), 2) == Decimal("0.12")
+    assert quantize(Decimal("0.135"), 2) == Decimal("0.14")
+
+
+def test_format_decimal_shows_separators_and_every_digit() -> None:
+    assert format_decimal(Decimal("1200")) == "1,200"
+    assert format_decimal(Decimal("1200") * Decimal("0.0000025")) == "0.0030000"
+
+
+@given(
+    cents=st.integers(min_value=-10**9, max_value=10**9),
+    weights=st.lists(st.integers(min_value=0, max_value=1000), min_size=1, max_size=8).filter(any),
+)
+def test_allocation_parts_always_add_up_to_the_whole(cents: int, weights: list[int]) -> None:
+    amount = Decimal(cents).scaleb(-2)
+    parts = allocate(amount, [Decimal(w) for w in weights], 2)
+    assert sum(parts) == amount
+    assert all(part == quantize(part, 2) for part in parts)
+    exact = [amount * w / sum(weights) for w in weights]
+    assert all(abs(part - share) < Decimal("0.01") for part, share in zip(parts, exact))
+
+
+def test_allocation_refuses_bad_weights_and_unscaled_amounts() -> None:
+    with pytest.raises(InvalidAmount):
+        allocate(Decimal("1.00"), [Decimal(0)], 2)
+    with pytest.raises(InvalidAmount):
+        allocate(Decimal("1.001"), [Decimal(1)], 2)
