@@ -1,0 +1,165 @@
+"""The storage contract, run against every adapter (memory and SQLite)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rating.engine import Engine
+from rating.errors import EventConflict, StorageError, TransactionConflict
+from rating.events import UsageEvent
+from rating.ledger import Posting, Transaction, imbalance
+from rating.pricebook import Pricebook
+from rating.registry import Registry
+from rating.storage import StaleState, Storage
+from rating.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
+from tests.conftest import STORAGE_KINDS, open_kind
+from tests.helpers import NOV, SIMPLE_PRICEBOOK, event
+
+AT = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+
+
+def transfer(id: str, amount: str, asset: str = "USD") -> Transaction:
+    return Transaction(id, AT, "transfer", (Posting("a", asset, Decimal(amount)), Posting("b", asset, -Decimal(amount))))
+
+
+def test_append_is_idempotent_by_id(storage: Storage) -> None:
+    assert storage.append([transfer("t1", "1.10")]) == [transfer("t1", "1.10")]
+    assert storage.append([transfer("t1", "1.10")]) == []
+    assert storage.balances() == {("a", "USD"): Decimal("1.10"), ("b", "USD"): Decimal("-1.10")}
+
+
+def test_same_id_different_content_is_refused_and_the_batch_writes_nothing(storage: Storage) -> None:
+    storage.append([transfer("t1", "1")])
+    with pytest.raises(TransactionConflict, match="transaction t1"):
+        storage.append([transfer("t2", "5"), transfer("t1", "2")])
+    assert storage.transaction("t2") is None
+    assert storage.balances()[("a", "USD")] == Decimal(1)
+
+
+def test_amounts_come_back_exact_and_as_decimals(storage: Storage) -> None:
+    tiny = "0.0000001"
+    storage.append([transfer("t1", tiny), transfer("t2", "123456789012345678901234567890.123456789")])
+    stored = storage.transaction("t1")
+    assert stored == transfer("t1", tiny)
+    assert [t.id for t in storage.transactions()] == ["t1", "t2"]
+    for amount in storage.balances().values():
+        assert type(amount) is Decimal
+    assert storage.balances("a")[("a", "USD")] == Decimal(tiny) + Decimal("123456789012345678901234567890.123456789")
+
+
+def test_rated_events_are_recorded_once_and_conflicts_name_the_id(storage: Storage, book: Callable[[str], Pricebook],
+                                                                   registry: Registry) -> None:  # fmt: skip
+    engine = Engine(book(SIMPLE_PRICEBOOK), storage, registry)
+    first = engine.rate(event("e1", tokens=1200, model="m"))
+    assert first is not None
+    assert engine.rate(event("e1", tokens=1200, model="m")) is None
+    with pytest.raises(EventConflict, match="event e1 was already rated with different content"):
+        engine.rate(event("e1", tokens=1300, model="m"))
+    stored = [c.charge for c in storage.charges("acme")]
+    assert [c.amount for c in stored] == [Decimal("0.01"), Decimal("1.000") + Decimal("0.1000")]
+    assert stored[1].explanation == "1,000 tokens x 0.001 USD (tier 1) + 200 tokens x 0.0005 USD (tier 2) = 1.1000 USD"
+    assert storage.balances("customer:acme:") == {("customer:acme:receivable", "USD"): Decimal("1.1100")}
+
+
+def test_state_moved_by_another_writer_is_detected(storage: Storage, book: Callable[[str], Pricebook],
+                                                   registry: Registry) -> None:  # fmt: skip
+    engine = Engine(book(SIMPLE_PRICEBOOK), storage, registry)
+    stale = engine.quote(event("e2", tokens=10, model="m"))
+    engine.rate(event("e1", tokens=10, model="m"))
+    with pytest.raises(StaleState):
+        storage.record([stale])
+    assert storage.rated_events(["e2"]) == {}
+
+
+def test_unique_meter_state_survives_storage(storage: Storage, book: Callable[[str], Pricebook],
+                                             registry: Registry) -> None:  # fmt: skip
+    text = SIMPLE_PRICEBOOK.replace("tokens: {event: api.call, sum: tokens, group_by: [model]}",
+                                    "tokens: {event: api.call, unique: agent}")  # fmt: skip
+    engine = Engine(book(text), storage, registry)
+    for i, agent in enumerate(["a1", "a2", "a1", "a3"]):
+        engine.rate(event(f"e{i}", agent=agent))
+    [(key, state)] = [(k, s) for k, s in storage.period_states([("acme", "tokens", (), "2026-11")]).items()]
+    assert state.quantity == 3 and state.members == {"a1", "a2", "a3"}
+
+
+def test_sqlite_records_its_schema_version_and_refuses_newer_ones(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    with SQLiteStorage(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        store._db.execute("INSERT INTO schema_version VALUES (99, 'future')")
+    with pytest.raises(StorageError, match="schema version 99 is newer"):
+        SQLiteStorage(path)
+
+
+def test_sqlite_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello " * 1000)
+    with pytest.raises(StorageError, match="cannot open as a rating database"):
+        SQLiteStorage(path)
+
+
+def test_sqlite_data_survives_reopening(tmp_path: Path, book: Callable[[str], Pricebook], registry: Registry) -> None:
+    path = tmp_path / "r.db"
+    with SQLiteStorage(path) as store:
+        Engine(book(SIMPLE_PRICEBOOK), store, registry).rate(event("e1", tokens=600, model="m"))
+    with SQLiteStorage(path) as store:
+        engine = Engine(book(SIMPLE_PRICEBOOK), store, registry)
+        rating = engine.rate(event("e2", tokens=600, model="m"))
+        assert rating is not None
+        assert rating.charges[1].before == 600  # period state carried over
+        assert store.balances("customer:")[("customer:acme:receivable", "USD")] == Decimal("1.1200")
+
+
+events_strategy = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=15),
+        st.sampled_from(["acme", "globex", "nobody"]),
+        st.decimals(min_value=-5, max_value=3000, places=2, allow_nan=False, allow_infinity=False),
+        st.integers(min_value=0, max_value=40),
+    ),
+    max_size=25,
+)
+
+
+def _events(rows: list[tuple[int, str, Decimal, int]]) -> list[UsageEvent]:
+    return [event(f"e{n}", customer=c, at=NOV + dt.timedelta(days=d), tokens=q, model="m") for n, c, q, d in rows]
+
+
+@pytest.mark.parametrize("kind", STORAGE_KINDS)
+@settings(max_examples=40)
+@given(rows=events_strategy, data=st.data())
+def test_ledger_invariants_hold_for_any_batch(kind: str, rows: list[tuple[int, str, Decimal, int]], data: st.DataObject,
+                                              tmp_path_factory: pytest.TempPathFactory,
+                                              book: Callable[[str], Pricebook], registry: Registry) -> None:  # fmt: skip
+    """(b) every transaction balances per asset; (c) replaying posts nothing new; (d) no float in any amount;
+    and stored balances equal the sum of postings."""
+    text = SIMPLE_PRICEBOOK + "  globex: {plan: basic}\n"
+    store = open_kind(kind, tmp_path_factory.mktemp("db"))
+    engine = Engine(book(text), store, registry)
+    events = _events(rows)
+    engine.rate_batch(events, chunk_size=data.draw(st.integers(min_value=1, max_value=10)))
+    transactions = list(store.transactions())
+    sums: dict[tuple[str, str], Decimal] = {}
+    for transaction in transactions:
+        assert imbalance(transaction.postings) == {}
+        for p in transaction.postings:
+            assert type(p.amount) is Decimal
+            sums[(p.account, p.asset)] = sums.get((p.account, p.asset), Decimal(0)) + p.amount
+    balances = store.balances()
+    assert all(type(v) is Decimal for v in balances.values())
+    assert balances == sums
+    charges = list(store.charges())
+    assert all(type(c.charge.amount) is Decimal for c in charges)
+
+    replay = engine.rate_batch(data.draw(st.permutations(events)))
+    assert replay.posted == 0
+    assert [t.id for t in store.transactions()] == [t.id for t in transactions]
+    assert store.balances() == balances
+    store.close()
