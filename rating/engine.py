@@ -219,9 +219,9 @@ class Engine:
             ratings.append(rating)
         return ratings, rejected, duplicates
 
-    def _price(self, event: UsageEvent, lookup: StateLookup) -> RatedEvent:
-        if self._enrich is not None:
-            event = self._enriched(event)
+    def _price(self, received: UsageEvent, lookup: StateLookup) -> RatedEvent:
+        # The event is stored as received, so a replay compares equal; enrichment is redone.
+        event = received if self._enrich is None else self._enriched(received)
         customer = event.customer
         plan = self.pricebook.plan_of(customer)
         if plan is None:
@@ -249,7 +249,7 @@ class Engine:
                 amount = pricing.charge(before, after)
                 unit = meter.unit or name
                 charges.append(Charge(plan, name, group, period, pricing.name, before, after, amount, asset, unit, pricing))
-        return RatedEvent(event, plan, tuple(usage), tuple(charges), self._transaction(event, plan, charges))
+        return RatedEvent(received, plan, tuple(usage), tuple(charges), self._transaction(event, plan, charges))
 
     def _enriched(self, event: UsageEvent) -> UsageEvent:
         assert self._enrich is not None

@@ -49,7 +49,8 @@ def rating_enrich_event(event: UsageEvent) -> UsageEvent | None:
 
     Return a new event (for example with a derived property added), or None to
     leave it to the next plugin. The first non-None result is rated. Must not
-    change ``id`` or ``customer``.
+    change ``id`` or ``customer``, and must be deterministic: the event is stored
+    as received and enriched again whenever it is rated.
     """
 
 

@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
+
+import pytest
+
+from rating.engine import Engine
+from rating.errors import EventConflict, EventError, PluginError
+from rating.events import Sourced, UsageEvent
+from rating.hookspecs import hookimpl
+from rating.ledger import Transaction
+from rating.pricebook import Pricebook
+from rating.registry import Registry
+from rating.storage.memory import MemoryStorage
+from tests.helpers import NOV, SIMPLE_PRICEBOOK, event
+
+
+def test_quote_prices_without_writing(engine: Engine) -> None:
+    quoted = engine.quote(event("e1", tokens=1200, model="m"))
+    assert [c.amount for c in quoted.charges] == [Decimal("0.01"), Decimal("1.1000")]
+    assert list(engine.storage.transactions()) == []
+    assert engine.quote(event("e1", tokens=1200, model="m")).charges == quoted.charges
+
+
+def test_rate_posts_one_balanced_transaction_with_explained_charges(engine: Engine) -> None:
+    rating = engine.rate(event("e1", tokens=1200, model="m"))
+    assert rating is not None
+    transaction = rating.transaction
+    assert transaction.id == "rating:e1" and transaction.timestamp == NOV
+    assert {(p.account, p.amount) for p in transaction.postings} == {
+        ("customer:acme:receivable", Decimal("1.1100")),
+        ("revenue:basic:requests", Decimal("-0.01")),
+        ("revenue:basic:tokens", Decimal("-1.1000")),
+    }
+    tokens = rating.charges[1]
+    assert (tokens.meter, tokens.group, tokens.period, tokens.quantity) == ("tokens", ("m",), "2026-11", Decimal(1200))
+    assert tokens.unit_price is None and rating.charges[0].unit_price == Decimal("0.01")
+    assert rating.charges[0].explanation == "1 requests x 0.01 USD = 0.01 USD"
+
+
+def test_groups_have_separate_state(engine: Engine) -> None:
+    engine.rate(event("e1", tokens=1000, model="a"))
+    rating = engine.rate(event("e2", tokens=10, model="b"))
+    assert rating is not None and rating.charges[1].amount == Decimal("0.010")
+
+
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        (event("e", customer="stranger", tokens=1, model="m"), "unknown customer 'stranger': not under customers and no default_plan"),
+        (event("e", type="api.cal", tokens=1, model="m"), "no meter counts events of type 'api.cal'"),
+        (event("e", tokens=1), "missing property 'model' (the meter groups by it)"),
+        (event("e", model="m"), "missing property 'tokens' (the meter reads it)"),
+        (event("e", tokens=-1, model="m"), "tokens must not be negative, got -1"),
+        (event("e", tokens="lots", model="m"), "tokens must be a decimal number, got 'lots'"),
+        (event("e", tokens=True, model="m"), "tokens must be an exact decimal, not bool True"),
+    ],
+)
+def test_events_that_cannot_be_rated_say_why_and_post_nothing(engine: Engine, bad: UsageEvent, reason: str) -> None:
+    with pytest.raises(EventError) as error:
+        engine.rate(bad)
+    assert str(error.value) == reason
+    assert list(engine.storage.transactions()) == []
+
+
+def test_non_strict_batch_posts_the_valid_and_lists_the_rest(engine: Engine) -> None:
+    records = [
+        Sourced("f:1", event=event("e1", tokens=5, model="m")),
+        Sourced("f:2", error="invalid JSON: boom"),
+        Sourced("f:3", event=event("e2", customer="nobody", tokens=5, model="m")),
+        Sourced("f:4", event=event("e1", tokens=5, model="m")),
+        Sourced("f:5", event=event("e1", tokens=6, model="m")),
+    ]
+    report = engine.rate_batch(records)
+    assert report.posted == 1 and report.duplicates == 1
+    assert [str(r) for r in report.rejected] == [
+        "f:2: invalid JSON: boom",
+        "f:3: unknown customer 'nobody': not under customers and no default_plan",
+        "f:5: event e1 was already rated with different content",
+    ]
+    assert report.totals == {("acme", "USD"): Decimal("0.01") + Decimal("0.005")}
+
+
+def test_strict_batch_posts_nothing_when_one_record_is_bad(engine: Engine) -> None:
+    good = [event(f"e{i}", tokens=5, model="m") for i in range(10)]
+    report = engine.rate_batch(good + [event("bad", customer="nobody", tokens=1, model="m")], strict=True, chunk_size=3)
+    assert report.posted == 0 and len(report.rejected) == 1
+    assert list(engine.storage.transactions()) == []
+    report = engine.rate_batch(good, strict=True)
+    assert report.posted == 10
+
+
+def test_strict_batch_with_a_bad_record_first_posts_nothing(engine: Engine) -> None:
+    report = engine.rate_batch([Sourced("f:1", error="bad"), event("e1", tokens=5, model="m")], strict=True)
+    assert report.posted == 0 and list(engine.storage.transactions()) == []
+
+
+def test_conflicting_replay_of_a_single_event_raises(engine: Engine) -> None:
+    engine.rate(event("e1", tokens=5, model="m"))
+    with pytest.raises(EventConflict):
+        engine.rate(event("e1", tokens=5, model="other"))
+
+
+def test_periods_follow_the_pricebook_time_zone(book: Callable[[str], Pricebook], registry: Registry) -> None:
+    text = SIMPLE_PRICEBOOK.replace("currency: USD\n", "currency: USD\ntimezone: America/New_York\n")
+    engine = Engine(book(text), MemoryStorage(), registry)
+    late_october_in_new_york = dt.datetime(2026, 11, 1, 3, 0, tzinfo=dt.timezone.utc)
+    rating = engine.rate(event("e1", at=late_october_in_new_york, tokens=1, model="m"))
+    assert rating is not None and rating.charges[0].period == "2026-10"
+
+
+def test_max_meter_charges_only_for_a_new_peak(book: Callable[[str], Pricebook], registry: Registry) -> None:
+    text = SIMPLE_PRICEBOOK.replace("sum: tokens, group_by: [model]", "max: tokens")
+    engine = Engine(book(text), MemoryStorage(), registry)
+    amounts = []
+    for i, peak in enumerate([100, 50, 300]):
+        rating = engine.rate(event(f"e{i}", tokens=peak))
+        assert rating is not None
+        amounts.append(rating.charges[1].amount)
+    assert amounts == [Decimal("0.100"), Decimal(0), Decimal("0.200")]
+
+
+def test_where_filters_choose_the_meter(book: Callable[[str], Pricebook], registry: Registry) -> None:
+    text = SIMPLE_PRICEBOOK.replace("tokens: {event: api.call, sum: tokens, group_by: [model]}",
+                                    "tokens: {event: api.call, sum: tokens, where: {model: [big, 7]}}")  # fmt: skip
+    engine = Engine(book(text), MemoryStorage(), registry)
+    big = engine.rate(event("e1", tokens=10, model="big"))
+    small = engine.rate(event("e2", tokens=10, model="small"))
+    numeric = engine.rate(event("e3", tokens=10, model=7))
+    assert big is not None and small is not None and numeric is not None
+    assert [c.meter for c in big.charges] == ["requests", "tokens"]
+    assert [c.meter for c in small.charges] == ["requests"]
+    assert [c.meter for c in numeric.charges] == ["requests", "tokens"]
+
+
+class Enricher:
+    @hookimpl
+    def rating_enrich_event(self, event: UsageEvent) -> UsageEvent | None:
+        if "tokens" in event.properties:
+            return None
+        return event.model_copy(update={"properties": {**event.properties, "tokens": Decimal(7)}})
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    @hookimpl
+    def rating_transaction_posted(self, transaction: Transaction) -> None:
+        self.seen.append(transaction.id)
+
+
+def test_enrich_and_posted_hooks(book: Callable[[str], Pricebook]) -> None:
+    observer = Observer()
+    registry = Registry.load([Enricher(), observer])
+    engine = Engine(book(SIMPLE_PRICEBOOK), MemoryStorage(), registry)
+    rating = engine.rate(event("e1", model="m"))
+    engine.rate(event("e1", model="m"))
+    assert rating is not None and rating.charges[1].quantity == 7
+    assert observer.seen == ["rating:e1"]
+
+
+class Thief:
+    @hookimpl
+    def rating_enrich_event(self, event: UsageEvent) -> UsageEvent:
+        return event.model_copy(update={"customer": "someone-else"})
+
+
+def test_an_enricher_may_not_change_who_pays(book: Callable[[str], Pricebook]) -> None:
+    engine = Engine(book(SIMPLE_PRICEBOOK), MemoryStorage(), Registry.load([Thief()]))
+    with pytest.raises(PluginError, match="changed the id or customer"):
+        engine.rate(event("e1", tokens=1, model="m"))
