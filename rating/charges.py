@@ -1,9 +1,13 @@
-"""What rating an event produces: usage lines (meter readings), charges, and the record to store."""
+"""What rating an event produces: usage lines (meter readings), charges, and the record to store.
+
+Immutable named tuples: several are built per event on the hot path, and
+tuples are several times cheaper to build than frozen dataclasses.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from rating.events import UsageEvent
 from rating.ledger import Transaction
@@ -13,8 +17,7 @@ from rating.pricing import PricingModel
 StateKey = tuple[str, str, tuple[str, ...], str]
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(NamedTuple):
     """One meter's reading of one event and the period aggregate before and after it."""
 
     meter: str
@@ -29,8 +32,7 @@ class Usage:
         return (customer, self.meter, self.group, self.period)
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(NamedTuple):
     """One priced line: a meter's step from ``before`` to ``after`` under one pricing model.
 
     ``explanation`` and ``unit_price`` are derived on demand from the pricing
@@ -71,8 +73,7 @@ class Charge:
         return self.pricing.explain(self.before, self.after, self.amount, self.unit, self.asset)
 
 
-@dataclass(frozen=True, slots=True)
-class RatedEvent:
+class RatedEvent(NamedTuple):
     """An event with its usage, its charges and the ledger transaction that posts them."""
 
     event: UsageEvent

@@ -12,7 +12,9 @@ period's total, whatever the tiers and whatever the order of events.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import gc
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
@@ -22,7 +24,7 @@ from rating.events import Sourced, UsageEvent
 from rating.ledger import Posting, Transaction, receivable_account, revenue_account
 from rating.meters import Meter, PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
-from rating.periods import period_label, zone
+from rating.periods import PeriodClock, zone
 from rating.pricebook import Pricebook
 from rating.pricing import PricingModel
 from rating.registry import Registry
@@ -65,6 +67,23 @@ class BatchReport:
 StateLookup = Callable[[StateKey], PeriodState]
 
 
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a chunk is rated and stored.
+
+    Rating allocates many small objects without reference cycles; the collector
+    finds nothing in them but keeps rescanning an ever larger heap (about 40%
+    of batch time when measured). Reference counting still frees everything.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 class Engine:
     """Rates events of one pricebook into one storage."""
 
@@ -72,10 +91,12 @@ class Engine:
         self.pricebook = pricebook
         self.storage = storage
         self.registry = registry or Registry.load()
-        self._timezone = zone(pricebook.timezone)
+        timezone = zone(pricebook.timezone)
+        self._clocks = {name: PeriodClock(plan.period, timezone) for name, plan in pricebook.plans.items()}
         self._meters_by_type: dict[str, list[tuple[str, Meter]]] = {}
         for name, meter in pricebook.meters.items():
             self._meters_by_type.setdefault(meter.event, []).append((name, meter))
+        self._revenue = {(p, m): revenue_account(p, m) for p in pricebook.plans for m in pricebook.meters}
         self._charges_by_plan: dict[str, dict[str, list[PricingModel]]] = {}
         for plan_name, plan in pricebook.plans.items():
             by_meter = self._charges_by_plan.setdefault(plan_name, {})
@@ -156,13 +177,14 @@ class Engine:
     ) -> list[RatedEvent]:
         """Rate ``pending`` and store it in one atomic write, re-rating if state moved meanwhile."""
         for _ in range(STALE_RETRIES):
-            with localcontext(MONEY_CONTEXT):
+            with localcontext(MONEY_CONTEXT), cyclic_gc_paused():
                 ratings, rejected, duplicates = self._rate_chunk(pending, raise_rejects)
             if strict and (rejected or report.rejected):
                 report.rejected.extend(rejected)
                 return []
             try:
-                fresh = self.storage.record(ratings)
+                with cyclic_gc_paused():
+                    fresh = self.storage.record(ratings)
             except StaleState:
                 continue
             report.rejected.extend(rejected)
@@ -234,7 +256,7 @@ class Engine:
             if not meters:
                 raise EventError(f"no meter counts this {event.type} event (every meter's where filter excludes it)")
         charges_by_meter = self._charges_by_plan[plan]
-        period = period_label(event.timestamp, self.pricebook.plans[plan].period, self._timezone)
+        period = self._clocks[plan].label(event.timestamp)
         asset = self.pricebook.currency
         usage: list[Usage] = []
         charges: list[Charge] = []
@@ -263,7 +285,7 @@ class Engine:
         owed: dict[str, Decimal] = {}
         for charge in charges:
             if charge.amount:
-                postings.append(Posting(revenue_account(plan, charge.meter), charge.asset, -charge.amount))
+                postings.append(Posting(self._revenue[plan, charge.meter], charge.asset, -charge.amount))
                 owed[charge.asset] = owed.get(charge.asset, ZERO) + charge.amount
         receivable = receivable_account(event.customer)
         debits = [Posting(receivable, asset, total) for asset, total in owed.items() if total]

@@ -17,6 +17,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 from rating.errors import InvalidAmount, UnbalancedTransaction
 from rating.money import ZERO
@@ -32,19 +33,27 @@ def revenue_account(plan: str, meter: str) -> str:
     return f"revenue:{plan}:{meter}"
 
 
-@dataclass(frozen=True, slots=True)
-class Posting:
-    """One line of a transaction: ``amount`` of ``asset`` on ``account`` (positive = debit)."""
-
+class _PostingFields(NamedTuple):
     account: str
     asset: str
     amount: Decimal
 
-    def __post_init__(self) -> None:
-        if type(self.amount) is not Decimal or not self.amount.is_finite():
-            raise InvalidAmount(f"posting to {self.account} must be a finite Decimal, got {self.amount!r}")
-        if not self.account or not self.asset:
+
+class Posting(_PostingFields):
+    """One line of a transaction: ``amount`` of ``asset`` on ``account`` (positive = debit).
+
+    An immutable tuple (cheap: one is built per charge on the hot path) that
+    refuses anything but a finite Decimal amount.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, account: str, asset: str, amount: Decimal) -> Posting:
+        if type(amount) is not Decimal or not amount.is_finite():
+            raise InvalidAmount(f"posting to {account} must be a finite Decimal, got {amount!r}")
+        if not account or not asset:
             raise InvalidAmount("a posting needs an account and an asset")
+        return super().__new__(cls, account, asset, amount)
 
 
 def imbalance(postings: Iterable[Posting]) -> dict[str, Decimal]:

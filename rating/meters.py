@@ -96,21 +96,25 @@ class Meter(BaseModel):
         """The group values of ``event``; a missing group property is an :class:`EventError`."""
         values = []
         for name in self.group_by:
-            value = event.dimension(name)
+            value = event.properties.get(name)
+            if value is None:
+                value = event.dimension(name)
             if value is None or value == "":
                 raise EventError(f"missing property {name!r} (the meter groups by it)")
-            values.append(str(value))
+            values.append(value if type(value) is str else str(value))
         return tuple(values)
 
     def reading(self, event: UsageEvent) -> Decimal | str:
         """What ``event`` contributes: a non-negative quantity, or the member for a unique meter."""
         if self.count:
             return ONE
-        name = self.source
+        name = self.sum or self.max or self.unique
         assert name is not None
-        value = event.dimension(name)
+        value = event.properties.get(name)
         if value is None:
-            raise EventError(f"missing property {name!r} (the meter reads it)")
+            value = event.dimension(name)
+            if value is None:
+                raise EventError(f"missing property {name!r} (the meter reads it)")
         if self.unique is not None:
             return str(value)
         try:

@@ -35,6 +35,10 @@ def to_decimal(value: object, what: str = "value") -> Decimal:
     Accepts Decimal, int and decimal text (``"0.0005"``, ``"1_000"`` is refused).
     Refuses float and bool: they are never money.
     """
+    if type(value) is Decimal:
+        if value.is_finite():
+            return value
+        raise InvalidAmount(f"{what} must be finite, got {value!r}")
     if isinstance(value, Decimal):
         result = value
     elif isinstance(value, bool) or isinstance(value, float):

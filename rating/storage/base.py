@@ -130,15 +130,22 @@ class Storage(abc.ABC):
         return fresh
 
     def _screen_transactions(self, transactions: Sequence[Transaction]) -> list[Transaction]:
+        # Fingerprints are computed only for ids seen before: new ids need none.
         stored = self._fingerprints(t.id for t in transactions)
+        in_batch: dict[str, Transaction] = {}
         fresh = []
         for transaction in transactions:
-            if transaction.id in stored:
-                if stored[transaction.id] != transaction.fingerprint():
-                    raise TransactionConflict(f"transaction {transaction.id} is already stored with different content")
+            id = transaction.id
+            if id in stored:
+                previous = stored[id]
+            elif id in in_batch:
+                previous = in_batch[id].fingerprint()
+            else:
+                in_batch[id] = transaction
+                fresh.append(transaction)
                 continue
-            stored[transaction.id] = transaction.fingerprint()
-            fresh.append(transaction)
+            if previous != transaction.fingerprint():
+                raise TransactionConflict(f"transaction {id} is already stored with different content")
         return fresh
 
     def _check_state(self, ratings: Sequence[RatedEvent]) -> None:

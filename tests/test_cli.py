@@ -1,0 +1,137 @@
+"""The command line, as a user runs it: exit codes, one-line errors, outputs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rating.cli import main
+from rating.demo import demo_events
+from tests.helpers import EXAMPLE, SIMPLE_PRICEBOOK
+
+Run = tuple[int, str, str]
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+
+    def invoke(*argv: str) -> Run:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
+
+
+@pytest.fixture
+def pricebook(tmp_path: Path) -> Path:
+    path = tmp_path / "book.yaml"
+    path.write_text(SIMPLE_PRICEBOOK)
+    return path
+
+
+def write_events(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def call(id: str, tokens: object = 100, customer: str = "acme") -> str:
+    return json.dumps({"id": id, "customer": customer, "type": "api.call", "timestamp": "2026-11-05T12:00:00Z",
+                       "properties": {"tokens": tokens, "model": "m"}})  # fmt: skip
+
+
+def test_check_summarises_a_valid_pricebook(run, pricebook: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run("check", str(pricebook), str(EXAMPLE))
+    assert code == 0 and err == ""
+    assert f"{pricebook}: ok: pricebook test version 2026-11-01, USD, 2 meters, 1 plans, 1 customers" in out
+    assert "plan basic: requests:per_call, tokens:tiered" in out
+
+
+def test_check_points_at_the_broken_line_and_column(run, pricebook: Path) -> None:  # type: ignore[no-untyped-def]
+    pricebook.write_text(SIMPLE_PRICEBOOK.replace('price: "0.01"', 'price: "1,5"'))
+    code, out, err = run("check", str(pricebook))
+    assert code == 1 and out == ""
+    assert err == f"{pricebook}:10:44: plans.basic.charges[0].price: value must be a decimal number, got '1,5'\n"
+
+
+def test_schema_is_json_with_every_model(run) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run("schema")
+    schema = json.loads(out)
+    assert code == 0 and {"PerCall", "PerUnit", "Tiered", "Package"} <= set(schema["$defs"])
+
+
+def test_rate_posts_reports_rejects_and_exits_one(run, pricebook: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    events = write_events(tmp_path / "e.jsonl", [call("e1"), "{broken", call("e2", tokens=-3), call("e3", 900)])
+    code, out, err = run("rate", str(events), "-p", str(pricebook), "--output", "csv")
+    assert code == 1
+    assert list(csv.DictReader(io.StringIO(out))) == [
+        {"customer": "acme", "events": "2", "asset": "USD", "charged": "1.020"}
+    ]
+    assert f"{events}:2: invalid JSON" in err
+    assert f"{events}:3: tokens must not be negative, got -3" in err
+    assert "posted 2 events, 0 already posted, 2 rejected" in err
+    code, out, err = run("balance", "acme", "--output", "json")
+    assert code == 0
+    assert json.loads(out) == [{"account": "customer:acme:receivable", "asset": "USD", "balance": "1.020"}]
+
+
+def test_rate_twice_posts_nothing_new(run, pricebook: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    events = write_events(tmp_path / "e.jsonl", [call("e1"), call("e2")])
+    assert run("rate", str(events), "-p", str(pricebook))[0] == 0
+    code, _, err = run("rate", str(events), "-p", str(pricebook))
+    assert code == 0 and "posted 0 events, 2 already posted, 0 rejected" in err
+
+
+def test_strict_rate_posts_nothing_on_one_bad_record(run, pricebook: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    events = write_events(tmp_path / "e.jsonl", [call("e1"), call("e2", customer="ghost")])
+    code, _, err = run("rate", str(events), "-p", str(pricebook), "--strict")
+    assert code == 1 and "strict: nothing posted" in err
+    code, _, err = run("balance", "acme")
+    assert code == 1 and err.startswith("rating: error: no postings for customer 'acme'")
+
+
+def test_quote_shows_the_explanation_and_writes_nothing(run, pricebook: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run("quote", call("q1", 1200), "-p", str(pricebook), "--output", "json")
+    rows = json.loads(out)
+    assert code == 0 and err == ""
+    assert rows[1]["explanation"] == "1,000 tokens x 0.001 USD (tier 1) + 200 tokens x 0.0005 USD (tier 2) = 1.1000 USD"
+    assert rows[0]["unit_price"] == "0.01" and rows[1]["unit_price"] is None
+    assert run("balance")[1].splitlines()[2:] == []
+
+
+def test_bad_input_is_one_line_never_a_traceback(run, pricebook: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run("rate", str(tmp_path / "missing.jsonl"), "-p", str(pricebook))
+    assert code == 1 and err == f"rating: error: {tmp_path / 'missing.jsonl'}: no such events file\n"
+    code, _, err = run("quote", "{nope", "-p", str(pricebook))
+    assert code == 1 and err.startswith("argument: invalid JSON") and err.count("\n") == 1
+    code, _, err = run("balance", "--db", "redis://x")
+    assert code == 1 and err.startswith("rating: error: no storage adapter for 'redis'")
+    code, _, err = run("rate", "x.jsonl", "-p", str(tmp_path / "nope.yaml"))
+    assert code == 1 and "cannot read pricebook" in err and "Traceback" not in err
+
+
+def test_demo_rates_the_example_and_is_repeatable(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run("demo", "--events", "300")
+    assert code == 0, err
+    first = out
+    assert "acme-labs" in out and "posted 300 events" in err
+    assert (tmp_path / "rating-demo.db").exists() and (tmp_path / "demo-events.jsonl").exists()
+    code, out, err = run("demo", "--events", "300")
+    assert code == 0 and out == first and "posted 0 events, 300 already posted" in err
+
+
+def test_demo_events_are_reproducible() -> None:
+    assert list(demo_events(5)) == list(demo_events(5))
+    assert list(demo_events(5, seed=1)) != list(demo_events(5, seed=2))
+
+
+def test_python_dash_m_rating_works() -> None:
+    result = subprocess.run([sys.executable, "-m", "rating", "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "demo" in result.stdout
