@@ -116,7 +116,9 @@ class Tiered(PricingModel):
             low = max(lower, before)
             high = after if upper is None else min(upper, after)
             if high > low:
-                pieces.append(f"{format_decimal(high - low)} {unit} x {format_decimal(tier.unit_price)} {asset} (tier {number})")
+                pieces.append(
+                    f"{format_decimal(high - low)} {unit} x {format_decimal(tier.unit_price)} {asset} (tier {number})"
+                )
             if tier.flat_fee and before <= lower < after:
                 pieces.append(f"flat fee {format_decimal(tier.flat_fee)} {asset} (tier {number})")
         return f"{' + '.join(pieces) or 'nothing'} = {format_decimal(amount)} {asset}"

@@ -19,7 +19,7 @@ from rating.demo import example_pricebook, write_demo_events
 from rating.engine import BatchReport, Engine
 from rating.errors import PricebookError, RatingError
 from rating.events import Sourced, parse_event, read_events
-from rating.output import FORMATS, render
+from rating.output import FORMATS, OutputFormat, render
 from rating.pricebook import json_schema, load_pricebook, summary
 from rating.registry import Registry
 from rating.storage import Storage
@@ -61,7 +61,7 @@ def _engine(args: argparse.Namespace, registry: Registry, pricebook: Path) -> En
     return Engine(book, registry.open_storage(args.db), registry)
 
 
-def _print_report(report: BatchReport, fmt: str, storage: Storage) -> None:
+def _print_report(report: BatchReport, fmt: OutputFormat, storage: Storage) -> None:
     for rejection in report.rejected:
         print(rejection, file=sys.stderr)
     rows = [
@@ -87,8 +87,10 @@ def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
             status = 1
             continue
         info = summary(book)
-        print(f"{path}: ok: pricebook {info['pricebook']} version {info['version']}, {info['currency']}, "
-              f"{info['meters']} meters, {len(info['plans'])} plans, {info['customers']} customers")  # fmt: skip
+        print(
+            f"{path}: ok: pricebook {info['pricebook']} version {info['version']}, {info['currency']}, "
+            f"{info['meters']} meters, {len(info['plans'])} plans, {info['customers']} customers"
+        )
         for plan, charges in info["plans"].items():
             print(f"  plan {plan}: {', '.join(charges)}")
     return status
@@ -127,11 +129,18 @@ def cmd_quote(args: argparse.Namespace, registry: Registry) -> int:
             status = 1
             continue
         for charge in rating.charges:
-            rows.append({
-                "event": record.event.id, "meter": charge.meter, "group": "/".join(charge.group),
-                "quantity": charge.quantity, "unit_price": charge.unit_price, "amount": charge.amount,
-                "asset": charge.asset, "explanation": charge.explanation,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "event": record.event.id,
+                    "meter": charge.meter,
+                    "group": "/".join(charge.group),
+                    "quantity": charge.quantity,
+                    "unit_price": charge.unit_price,
+                    "amount": charge.amount,
+                    "asset": charge.asset,
+                    "explanation": charge.explanation,
+                }
+            )
     columns = ["event", "meter", "group", "quantity", "unit_price", "amount", "asset", "explanation"]
     print(render(rows, columns, args.output))
     return status
@@ -176,8 +185,10 @@ def cmd_demo(args: argparse.Namespace, registry: Registry) -> int:
         if account.endswith(":receivable")
     ]
     print(render(rows, ["customer", "asset", "charged"], args.output))
-    print(f"posted {report.posted:,} events, {report.duplicates:,} already posted, {len(report.rejected):,} rejected",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"posted {report.posted:,} events, {report.duplicates:,} already posted, {len(report.rejected):,} rejected",
+        file=sys.stderr,
+    )
     print(f"next: rating balance --db {args.db}", file=sys.stderr)
     return 1 if report.rejected else 0
 
@@ -186,8 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rating", description="Rate metered usage into exact ledger postings.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, handler: Callable[..., int], help: str, *, db: str | None = None,
-                output: bool = False) -> argparse.ArgumentParser:  # fmt: skip
+    def command(
+        name: str, handler: Callable[..., int], help: str, *, db: str | None = None, output: bool = False
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(handler=handler)
         if db is not None:
@@ -208,8 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--strict", action="store_true", help="post nothing if any record is rejected")
     balance = command("balance", cmd_balance, "show ledger balances", db=DEFAULT_DB, output=True)
     balance.add_argument("customer", nargs="?", metavar="CUSTOMER", help="only this customer's accounts")
-    demo = command("demo", cmd_demo, "rate generated events with the example pricebook", db="rating-demo.db",
-                   output=True)  # fmt: skip
+    demo = command(
+        "demo", cmd_demo, "rate generated events with the example pricebook", db="rating-demo.db", output=True
+    )
     demo.add_argument("--events", type=int, default=2_000, help="how many events to generate (default 2000)")
     demo.add_argument("--events-file", default="demo-events.jsonl", help="where to write them")
     demo.add_argument("--pricebook", "-p", help="pricebook to use (default: the shipped ai-gateway example)")

@@ -30,7 +30,7 @@ def example_pricebook(name: str = "ai-gateway") -> Path:
 def demo_events(count: int, seed: int = 7, month: tuple[int, int] = (2026, 11)) -> Iterator[dict[str, Any]]:
     """``count`` LLM request events spread over one month, the same for the same seed."""
     rng = random.Random(seed)
-    start = dt.datetime(month[0], month[1], 1, tzinfo=dt.timezone.utc)
+    start = dt.datetime(month[0], month[1], 1, tzinfo=dt.UTC)
     seconds = 28 * 24 * 3600
     for number in range(count):
         provider, model, typical_in, typical_out = rng.choice(MODELS)

@@ -270,7 +270,9 @@ class Engine:
             for pricing in charges_by_meter.get(name, ()):
                 amount = pricing.charge(before, after)
                 unit = meter.unit or name
-                charges.append(Charge(plan, name, group, period, pricing.name, before, after, amount, asset, unit, pricing))
+                charges.append(
+                    Charge(plan, name, group, period, pricing.name, before, after, amount, asset, unit, pricing)
+                )
         return RatedEvent(received, plan, tuple(usage), tuple(charges), self._transaction(event, plan, charges))
 
     def _enriched(self, event: UsageEvent) -> UsageEvent:

@@ -31,6 +31,7 @@ def rating_pricing_models() -> list[type[PricingModel]]:
     provides. Each class's ``name`` is what pricebooks write in ``model:``; two
     plugins offering the same name is an error.
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -41,6 +42,7 @@ def rating_storage_adapters() -> dict[str, Callable[[str], Storage]]:
     factory that takes the whole URL and returns an open
     :class:`~rating.storage.base.Storage`.
     """
+    raise NotImplementedError
 
 
 @hookspec(firstresult=True)

@@ -41,7 +41,7 @@ def to_decimal(value: object, what: str = "value") -> Decimal:
         raise InvalidAmount(f"{what} must be finite, got {value!r}")
     if isinstance(value, Decimal):
         result = value
-    elif isinstance(value, bool) or isinstance(value, float):
+    elif isinstance(value, (bool, float)):
         raise InvalidAmount(f"{what} must be an exact decimal, not {type(value).__name__} {value!r}")
     elif isinstance(value, int):
         result = Decimal(value)

@@ -45,7 +45,7 @@ def render(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: OutputFo
     numeric = [all(isinstance(row.get(c), (Decimal, int)) for row in rows if row.get(c) is not None) for c in columns]
 
     def line(values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
         return "  ".join(parts).rstrip()
 
     rule = "  ".join("-" * w for w in widths)

@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Literal
 
 PeriodKind = Literal["day", "week", "month", "year"]
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @lru_cache(maxsize=64)
@@ -54,7 +54,9 @@ def _label(first: dt.date, kind: PeriodKind) -> str:
     return f"{first.year:04d}"
 
 
-def period_bounds(timestamp: dt.datetime, kind: PeriodKind, timezone: dt.tzinfo) -> tuple[str, dt.datetime, dt.datetime]:
+def period_bounds(
+    timestamp: dt.datetime, kind: PeriodKind, timezone: dt.tzinfo
+) -> tuple[str, dt.datetime, dt.datetime]:
     """Label, start (inclusive) and end (exclusive), in UTC, of the period ``timestamp`` falls in."""
     first = _first_day(timestamp.astimezone(timezone).date(), kind)
     following = _next_first_day(first, kind)

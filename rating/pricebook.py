@@ -12,18 +12,19 @@ import datetime as dt
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 from moneyed import CurrencyDoesNotExist, get_currency
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from rating import yamlstrict
 from rating.errors import PricebookError
 from rating.meters import Meter
+from rating.periods import PeriodKind  # noqa: E402
 from rating.pricing import Price, PricingModel
 from rating.registry import Registry
 
-from rating.periods import PeriodKind  # noqa: E402
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 
@@ -90,7 +91,7 @@ class Pricebook(BaseModel):
         return self.meters[meter].unit or meter
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden":
         return f"unknown key {error['loc'][-1]!r}"
     if error["type"] == "missing":
@@ -157,7 +158,9 @@ def _check_references(book: Pricebook, problems: _Problems) -> None:
         try:
             get_currency(book.currency)
         except CurrencyDoesNotExist:
-            problems.add(("currency",), f"unknown currency {book.currency!r}: use an ISO code or define it under assets")
+            problems.add(
+                ("currency",), f"unknown currency {book.currency!r}: use an ISO code or define it under assets"
+            )
     meters = ", ".join(sorted(book.meters)) or "none defined"
     for plan_name, plan in book.plans.items():
         for index, charge in enumerate(plan.charges):

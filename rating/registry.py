@@ -58,7 +58,9 @@ class Registry:
             raise PluginError(f"{model!r} is not a named PricingModel subclass")
         if model.name in self.pricing_models:
             other = self.pricing_models[model.name]
-            raise PluginError(f"pricing model {model.name!r} is provided twice: {other.__module__} and {model.__module__}")
+            raise PluginError(
+                f"pricing model {model.name!r} is provided twice: {other.__module__} and {model.__module__}"
+            )
         self.pricing_models[model.name] = model
 
     def open_storage(self, url: str) -> Storage:

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from rating.engine import Engine
-from rating.events import UsageEvent
 from rating.pricebook import Pricebook, parse_pricebook
-from tests.helpers import SIMPLE_PRICEBOOK
 from rating.registry import Registry
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
 from rating.storage.sqlite import SQLiteStorage
+from tests.helpers import SIMPLE_PRICEBOOK
 
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
 
 @pytest.fixture(scope="session")
 def registry() -> Registry:

@@ -11,7 +11,7 @@ from rating.events import UsageEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "pricebooks" / "ai-gateway.yaml"
-NOV = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+NOV = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 SIMPLE_PRICEBOOK = """\
 pricebook: test
@@ -35,8 +35,9 @@ customers:
 """
 
 
-
-def event(id: str, customer: str = "acme", type: str = "api.call", at: dt.datetime = NOV, **properties: Any) -> UsageEvent:
+def event(
+    id: str, customer: str = "acme", type: str = "api.call", at: dt.datetime = NOV, **properties: Any
+) -> UsageEvent:
     """A test event; properties as keyword arguments."""
     return UsageEvent(id=id, customer=customer, type=type, timestamp=at, properties=properties)
 

@@ -43,8 +43,15 @@ def write_events(path: Path, lines: list[str]) -> Path:
 
 
 def call(id: str, tokens: object = 100, customer: str = "acme") -> str:
-    return json.dumps({"id": id, "customer": customer, "type": "api.call", "timestamp": "2026-11-05T12:00:00Z",
-                       "properties": {"tokens": tokens, "model": "m"}})  # fmt: skip
+    return json.dumps(
+        {
+            "id": id,
+            "customer": customer,
+            "type": "api.call",
+            "timestamp": "2026-11-05T12:00:00Z",
+            "properties": {"tokens": tokens, "model": "m"},
+        }
+    )
 
 
 def test_check_summarises_a_valid_pricebook(run, pricebook: Path) -> None:  # type: ignore[no-untyped-def]

@@ -49,7 +49,10 @@ def test_groups_have_separate_state(engine: Engine) -> None:
 @pytest.mark.parametrize(
     "bad, reason",
     [
-        (event("e", customer="stranger", tokens=1, model="m"), "unknown customer 'stranger': not under customers and no default_plan"),
+        (
+            event("e", customer="stranger", tokens=1, model="m"),
+            "unknown customer 'stranger': not under customers and no default_plan",
+        ),
         (event("e", type="api.cal", tokens=1, model="m"), "no meter counts events of type 'api.cal'"),
         (event("e", tokens=1), "missing property 'model' (the meter groups by it)"),
         (event("e", model="m"), "missing property 'tokens' (the meter reads it)"),
@@ -106,7 +109,7 @@ def test_conflicting_replay_of_a_single_event_raises(engine: Engine) -> None:
 def test_periods_follow_the_pricebook_time_zone(book: Callable[[str], Pricebook], registry: Registry) -> None:
     text = SIMPLE_PRICEBOOK.replace("currency: USD\n", "currency: USD\ntimezone: America/New_York\n")
     engine = Engine(book(text), MemoryStorage(), registry)
-    late_october_in_new_york = dt.datetime(2026, 11, 1, 3, 0, tzinfo=dt.timezone.utc)
+    late_october_in_new_york = dt.datetime(2026, 11, 1, 3, 0, tzinfo=dt.UTC)
     rating = engine.rate(event("e1", at=late_october_in_new_york, tokens=1, model="m"))
     assert rating is not None and rating.charges[0].period == "2026-10"
 
@@ -123,8 +126,10 @@ def test_max_meter_charges_only_for_a_new_peak(book: Callable[[str], Pricebook],
 
 
 def test_where_filters_choose_the_meter(book: Callable[[str], Pricebook], registry: Registry) -> None:
-    text = SIMPLE_PRICEBOOK.replace("tokens: {event: api.call, sum: tokens, group_by: [model]}",
-                                    "tokens: {event: api.call, sum: tokens, where: {model: [big, 7]}}")  # fmt: skip
+    text = SIMPLE_PRICEBOOK.replace(
+        "tokens: {event: api.call, sum: tokens, group_by: [model]}",
+        "tokens: {event: api.call, sum: tokens, where: {model: [big, 7]}}",
+    )
     engine = Engine(book(text), MemoryStorage(), registry)
     big = engine.rate(event("e1", tokens=10, model="big"))
     small = engine.rate(event("e2", tokens=10, model="small"))

@@ -7,7 +7,10 @@ import pytest
 from rating.errors import EventError
 from rating.events import UsageEvent, from_objects, parse_event, read_events
 
-GOOD = '{"id": "e1", "customer": "acme", "type": "llm.request", "timestamp": "2026-11-02T10:00:00Z", "properties": {"input_tokens": 1200, "cost": 0.1}}'
+GOOD = (
+    '{"id": "e1", "customer": "acme", "type": "llm.request", "timestamp": "2026-11-02T10:00:00Z",'
+    ' "properties": {"input_tokens": 1200, "cost": 0.1}}'
+)
 
 
 def test_event_needs_a_timezone() -> None:
@@ -16,19 +19,34 @@ def test_event_needs_a_timezone() -> None:
 
 
 def test_float_properties_become_the_decimal_of_their_text() -> None:
-    event = UsageEvent(id="e", customer="c", type="t", timestamp=dt.datetime.now(dt.timezone.utc),
-                       properties={"cpu_ms": 1.1, "nested": {"x": [0.2]}})  # fmt: skip
+    event = UsageEvent(
+        id="e",
+        customer="c",
+        type="t",
+        timestamp=dt.datetime.now(dt.UTC),
+        properties={"cpu_ms": 1.1, "nested": {"x": [0.2]}},
+    )
     assert event.properties["cpu_ms"] == Decimal("1.1")
     assert event.properties["nested"] == {"x": [Decimal("0.2")]}
 
 
 def test_attribution_and_billing_source() -> None:
-    event = parse_event({"id": "e", "customer": "c", "type": "t", "timestamp": "2026-11-02T10:00:00+01:00",
-                         "attribution": {"agent": "agt_1"}, "billing_source": "byok"})  # fmt: skip
+    event = parse_event(
+        {
+            "id": "e",
+            "customer": "c",
+            "type": "t",
+            "timestamp": "2026-11-02T10:00:00+01:00",
+            "attribution": {"agent": "agt_1"},
+            "billing_source": "byok",
+        }
+    )
     assert event.dimension("agent") == "agt_1"
     assert event.billing_source == "byok"
     with pytest.raises(EventError, match="billing_source"):
-        parse_event({"id": "e", "customer": "c", "type": "t", "timestamp": "2026-11-02T10:00:00Z", "billing_source": "x"})
+        parse_event(
+            {"id": "e", "customer": "c", "type": "t", "timestamp": "2026-11-02T10:00:00Z", "billing_source": "x"}
+        )
 
 
 def test_unknown_fields_are_refused() -> None:

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from rating.errors import InvalidAmount, UnbalancedTransaction
 from rating.ledger import Posting, Transaction, imbalance, reversal
 
-AT = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
-amounts = st.decimals(min_value=-10**9, max_value=10**9, places=7, allow_nan=False, allow_infinity=False)
+AT = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+amounts = st.decimals(min_value=-(10**9), max_value=10**9, places=7, allow_nan=False, allow_infinity=False)
 assets = st.sampled_from(["USD", "EUR", "CREDITS"])
 
 

@@ -45,7 +45,7 @@ def test_format_decimal_shows_separators_and_every_digit() -> None:
 
 
 @given(
-    cents=st.integers(min_value=-10**9, max_value=10**9),
+    cents=st.integers(min_value=-(10**9), max_value=10**9),
     weights=st.lists(st.integers(min_value=0, max_value=1000), min_size=1, max_size=8).filter(any),
 )
 def test_allocation_parts_always_add_up_to_the_whole(cents: int, weights: list[int]) -> None:
@@ -54,7 +54,7 @@ def test_allocation_parts_always_add_up_to_the_whole(cents: int, weights: list[i
     assert sum(parts) == amount
     assert all(part == quantize(part, 2) for part in parts)
     exact = [amount * w / sum(weights) for w in weights]
-    assert all(abs(part - share) < Decimal("0.01") for part, share in zip(parts, exact))
+    assert all(abs(part - share) < Decimal("0.01") for part, share in zip(parts, exact, strict=True))
 
 
 def test_allocation_refuses_bad_weights_and_unscaled_amounts() -> None:

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from rating.periods import PeriodClock, period_bounds, period_label, zone
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PARIS = zone("Europe/Paris")
 
 
@@ -35,7 +35,10 @@ def test_month_follows_the_time_zone() -> None:
 
 
 @given(
-    st.lists(st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2100, 1, 1), timezones=st.just(UTC)), max_size=50),
+    st.lists(
+        st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2100, 1, 1), timezones=st.just(UTC)),
+        max_size=50,
+    ),
     st.sampled_from(["day", "week", "month", "year"]),
     st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]),
 )

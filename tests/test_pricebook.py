@@ -40,12 +40,16 @@ def test_unknown_key_inside_a_charge(book: Book) -> None:
 def test_non_decimal_price(book: Book) -> None:
     text = SIMPLE_PRICEBOOK.replace('price: "0.01"', 'price: "one cent"')
     [problem] = problems(book, text)
-    assert problem.startswith("test.yaml:10:44: plans.basic.charges[0].price: value must be a decimal number, got 'one cent'")
+    assert problem.startswith(
+        "test.yaml:10:44: plans.basic.charges[0].price: value must be a decimal number, got 'one cent'"
+    )
 
 
 def test_unknown_meter_lists_the_meters(book: Book) -> None:
     text = SIMPLE_PRICEBOOK.replace("{meter: requests,", "{meter: reqs,")
-    assert problems(book, text) == ["test.yaml:10:10: plans.basic.charges[0].meter: unknown meter 'reqs'; meters: requests, tokens"]
+    assert problems(book, text) == [
+        "test.yaml:10:10: plans.basic.charges[0].meter: unknown meter 'reqs'; meters: requests, tokens"
+    ]
 
 
 def test_unknown_model_lists_the_models(book: Book) -> None:
@@ -58,9 +62,15 @@ def test_unknown_model_lists_the_models(book: Book) -> None:
 
 
 def test_tier_boundaries_out_of_order(book: Book) -> None:
-    text = SIMPLE_PRICEBOOK.replace("          - {unit_price: \"0.0005\"}", "          - {up_to: 500, unit_price: \"0.0005\"}\n          - {unit_price: \"0.0001\"}")
+    text = SIMPLE_PRICEBOOK.replace(
+        '          - {unit_price: "0.0005"}',
+        '          - {up_to: 500, unit_price: "0.0005"}\n          - {unit_price: "0.0001"}',
+    )
     [problem] = problems(book, text)
-    assert problem.startswith("test.yaml:14:9: plans.basic.charges[1].tiers: tier boundaries out of order: tier 2 up_to 500 is not above tier 1 up_to 1000")
+    assert problem.startswith(
+        "test.yaml:14:9: plans.basic.charges[1].tiers: tier boundaries out of order: "
+        "tier 2 up_to 500 is not above tier 1 up_to 1000"
+    )
 
 
 def test_every_problem_is_reported_in_line_order(book: Book) -> None:
@@ -103,7 +113,9 @@ def test_bad_timezone_and_missing_keys(book: Book) -> None:
 
 
 def test_not_a_mapping(book: Book) -> None:
-    assert problems(book, "- 1\n") == ["test.yaml:1:1: a pricebook must be a mapping with pricebook, version, currency, meters and plans"]
+    assert problems(book, "- 1\n") == [
+        "test.yaml:1:1: a pricebook must be a mapping with pricebook, version, currency, meters and plans"
+    ]
 
 
 def test_missing_file_is_a_pricebook_error(tmp_path: object, registry: Registry) -> None:

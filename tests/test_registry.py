@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from rating_plugins.per_unit import PerUnit
 
 from rating.engine import Engine
 from rating.errors import PluginError, PricebookError, StorageError
@@ -14,7 +15,6 @@ from rating.hookspecs import hookimpl
 from rating.pricebook import parse_pricebook
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage
-from rating_plugins.per_unit import PerUnit
 from tests.helpers import SIMPLE_PRICEBOOK, event
 
 THIRD_PARTY = '''
@@ -62,7 +62,8 @@ def test_an_installed_third_party_model_prices_events_from_a_pricebook(installed
     registry = Registry.load()
     assert "capped" in registry.pricing_models
     text = SIMPLE_PRICEBOOK.replace(
-        '{meter: requests, model: per_call, price: "0.01"}', '{meter: requests, model: capped, unit_price: "0.40", cap: "1"}'
+        '{meter: requests, model: per_call, price: "0.01"}',
+        '{meter: requests, model: capped, unit_price: "0.40", cap: "1"}',
     )
     engine = Engine(parse_pricebook(text, registry), MemoryStorage(), registry)
     amounts = [engine.rate(event(f"e{i}", tokens=1, model="m")).charges[0].amount for i in range(4)]  # type: ignore[union-attr]
@@ -72,7 +73,9 @@ def test_an_installed_third_party_model_prices_events_from_a_pricebook(installed
 
 
 def test_third_party_parameters_get_line_numbered_errors(installed_third_party: None) -> None:
-    text = SIMPLE_PRICEBOOK.replace('{meter: requests, model: per_call, price: "0.01"}', "{meter: requests, model: capped, unit_price: x}")
+    text = SIMPLE_PRICEBOOK.replace(
+        '{meter: requests, model: per_call, price: "0.01"}', "{meter: requests, model: capped, unit_price: x}"
+    )
     with pytest.raises(PricebookError) as error:
         parse_pricebook(text, Registry.load(), "p.yaml")
     assert error.value.problems == [

@@ -11,6 +11,10 @@ from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rating_plugins.package import Package
+from rating_plugins.per_call import PerCall
+from rating_plugins.per_unit import PerUnit
+from rating_plugins.tiered import Tiered
 
 from rating.engine import Engine
 from rating.events import UsageEvent
@@ -19,13 +23,9 @@ from rating.pricebook import Plan, Pricebook
 from rating.pricing import PricingModel
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage
-from rating_plugins.package import Package
-from rating_plugins.per_call import PerCall
-from rating_plugins.per_unit import PerUnit
-from rating_plugins.tiered import Tiered
 
 REGISTRY = Registry.load()
-START = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 prices = st.decimals(min_value=0, max_value=100, places=6, allow_nan=False, allow_infinity=False)
 quantities = st.decimals(min_value=0, max_value=5000, places=3, allow_nan=False, allow_infinity=False)
@@ -68,10 +68,13 @@ METER_SPECS = {
 
 def engine_for(aggregation: str, model: PricingModel) -> Engine:
     book = Pricebook(
-        pricebook="prop", version=dt.date(2026, 11, 1), currency="USD",
+        pricebook="prop",
+        version=dt.date(2026, 11, 1),
+        currency="USD",
         meters={"m": Meter(**METER_SPECS[aggregation])},  # type: ignore[arg-type]
-        plans={"p": Plan(charges=(model,))}, default_plan="p",
-    )  # fmt: skip
+        plans={"p": Plan(charges=(model,))},
+        default_plan="p",
+    )
     return Engine(book, MemoryStorage(), REGISTRY)
 
 
@@ -109,12 +112,17 @@ def test_incremental_charges_add_up_to_the_period_price_in_any_order_and_split(s
     aggregation, model, readings, order, cuts = scenario
     engine = engine_for(aggregation, model)
     events = [
-        UsageEvent(id=f"e{i}", customer="c", type="use", timestamp=START + dt.timedelta(minutes=i),
-                   properties={"q": readings[i][0], "member": readings[i][1], "g": readings[i][2]})
+        UsageEvent(
+            id=f"e{i}",
+            customer="c",
+            type="use",
+            timestamp=START + dt.timedelta(minutes=i),
+            properties={"q": readings[i][0], "member": readings[i][1], "g": readings[i][2]},
+        )
         for i in order
-    ]  # fmt: skip
+    ]
     bounds = sorted(set(cuts) | {0, len(events)})
-    for start, end in zip(bounds, bounds[1:]):
+    for start, end in zip(bounds, bounds[1:], strict=False):
         engine.rate_batch(events[start:end])
     charged = sum((c.charge.amount for c in engine.storage.charges()), Decimal(0))
     expected = sum((model.period_price(q) for q in period_total(aggregation, readings).values()), Decimal(0))
@@ -126,8 +134,10 @@ def test_incremental_charges_add_up_to_the_period_price_in_any_order_and_split(s
 def test_period_state_starts_fresh_each_period(model: PricingModel, readings: list[tuple[Decimal, bool]]) -> None:
     engine = engine_for("sum", model)
     for i, (quantity, december) in enumerate(readings):
-        at = dt.datetime(2026, 12 if december else 11, 15, tzinfo=dt.timezone.utc)
-        engine.rate(UsageEvent(id=f"e{i}", customer="c", type="use", timestamp=at, properties={"q": quantity, "g": "x"}))
+        at = dt.datetime(2026, 12 if december else 11, 15, tzinfo=dt.UTC)
+        engine.rate(
+            UsageEvent(id=f"e{i}", customer="c", type="use", timestamp=at, properties={"q": quantity, "g": "x"})
+        )
     november = sum((q for q, dec in readings if not dec), Decimal(0))
     december = sum((q for q, dec in readings if dec), Decimal(0))
     charged = sum((c.charge.amount for c in engine.storage.charges()), Decimal(0))

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from rating.charges import Charge, RatedEvent, StateKey
-from rating.events import UsageEvent
 from rating.errors import EventConflict, RatingError, TransactionConflict
+from rating.events import UsageEvent
 from rating.ledger import Transaction
 from rating.meters import PeriodState
 from rating.money import ZERO
@@ -86,7 +86,7 @@ class Storage(abc.ABC):
     def charges(self, customer: str | None = None) -> Iterator[StoredCharge]:
         """Stored charges, optionally of one customer, in the order they were stored."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional for adapters without a connection
         """Release the connection, if any."""
 
     def __enter__(self) -> Storage:

@@ -39,12 +39,13 @@ class MemoryStorage(Storage):
         return {i: events[i] for i in ids if i in events}
 
     def period_states(self, keys: Iterable[StateKey]) -> dict[StateKey, PeriodState]:
-        states = self._states
-        return {
-            k: PeriodState(states[k].quantity, set(states[k].members) if states[k].members is not None else None)
-            for k in keys
-            if k in states
-        }
+        result = {}
+        for key in keys:
+            state = self._states.get(key)
+            if state is not None:
+                members = None if state.members is None else set(state.members)
+                result[key] = PeriodState(state.quantity, members)
+        return result
 
     def transaction(self, id: str) -> Transaction | None:
         return self._transactions.get(id)

@@ -149,7 +149,8 @@ class SQLiteStorage(Storage):
         current = self.schema_version()
         if current > SCHEMA_VERSION:
             raise StorageError(
-                f"{self.path}: schema version {current} is newer than this rating knows ({SCHEMA_VERSION}); upgrade rating"
+                f"{self.path}: schema version {current} is newer than this rating knows "
+                f"({SCHEMA_VERSION}); upgrade rating"
             )
         for version, script in MIGRATIONS:
             if version <= current:
@@ -157,7 +158,7 @@ class SQLiteStorage(Storage):
             with self._atomic():
                 for statement in filter(str.strip, script.split(";")):
                     self._db.execute(statement)
-                now = dt.datetime.now(dt.timezone.utc).isoformat()
+                now = dt.datetime.now(dt.UTC).isoformat()
                 self._db.execute("INSERT INTO schema_version VALUES (?, ?)", (version, now))
         return SCHEMA_VERSION
 
@@ -191,7 +192,8 @@ class SQLiteStorage(Storage):
         result: dict[StateKey, PeriodState] = {}
         for customer, meter, group, period in keys:
             row = self._db.execute(
-                "SELECT quantity, is_unique FROM period_state WHERE customer=? AND meter=? AND group_key=? AND period=?",
+                "SELECT quantity, is_unique FROM period_state"
+                " WHERE customer=? AND meter=? AND group_key=? AND period=?",
                 (customer, meter, _group_key(group), period),
             ).fetchone()
             if row is None:
@@ -248,10 +250,19 @@ class SQLiteStorage(Storage):
         for row in rows.fetchall():
             event_id, who, plan, meter, group, period, model, before, after, amount, asset, unit, price, text = row
             charge = Charge(
-                plan, meter, tuple(json.loads(group)), period, model, Decimal(before), Decimal(after),
-                Decimal(amount), asset, unit, stored_explanation=text,
+                plan,
+                meter,
+                tuple(json.loads(group)),
+                period,
+                model,
+                Decimal(before),
+                Decimal(after),
+                Decimal(amount),
+                asset,
+                unit,
+                stored_explanation=text,
                 stored_unit_price=None if price is None else Decimal(price),
-            )  # fmt: skip
+            )
             yield StoredCharge(event_id, who, charge)
 
     # -- writes (inside _atomic) ---------------------------------------------------
@@ -292,30 +303,58 @@ class SQLiteStorage(Storage):
         db.executemany(
             "INSERT INTO events (id, customer, type, timestamp, body, transaction_id) VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (r.event.id, r.event.customer, r.event.type, r.event.timestamp.isoformat(),
-                 r.event.canonical_json(), r.transaction.id)
+                (
+                    r.event.id,
+                    r.event.customer,
+                    r.event.type,
+                    r.event.timestamp.isoformat(),
+                    r.event.canonical_json(),
+                    r.transaction.id,
+                )
                 for r in ratings
             ],
-        )  # fmt: skip
+        )
         db.executemany(
             "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (r.event.id, u.meter, r.event.customer, _group_key(u.group), u.period, str(u.reading),
-                 str(u.before), str(u.after))
+                (
+                    r.event.id,
+                    u.meter,
+                    r.event.customer,
+                    _group_key(u.group),
+                    u.period,
+                    str(u.reading),
+                    str(u.before),
+                    str(u.after),
+                )
                 for r in ratings
                 for u in r.usage
             ],
-        )  # fmt: skip
+        )
         db.executemany(
             "INSERT INTO charges (event_id, customer, plan, meter, group_key, period, model, before, after, amount,"
             " asset, unit, unit_price, explanation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (r.event.id, r.event.customer, c.plan, c.meter, _group_key(c.group), c.period, c.model,
-                 str(c.before), str(c.after), str(c.amount), c.asset, c.unit, _optional(c.unit_price), c.explanation)
+                (
+                    r.event.id,
+                    r.event.customer,
+                    c.plan,
+                    c.meter,
+                    _group_key(c.group),
+                    c.period,
+                    c.model,
+                    str(c.before),
+                    str(c.after),
+                    str(c.amount),
+                    c.asset,
+                    c.unit,
+                    _optional(c.unit_price),
+                    c.explanation,
+                )
                 for r in ratings
                 for c in r.charges
             ],
-        )  # fmt: skip
+        )
         final: dict[tuple[str, str, str, str], tuple[str, int]] = {}
         members = []
         for r in ratings:
@@ -325,5 +364,7 @@ class SQLiteStorage(Storage):
                 final[key] = (str(u.after), int(is_unique))
                 if is_unique:
                     members.append(key + (u.reading,))
-        db.executemany("INSERT OR REPLACE INTO period_state VALUES (?, ?, ?, ?, ?, ?)", [k + v for k, v in final.items()])
+        db.executemany(
+            "INSERT OR REPLACE INTO period_state VALUES (?, ?, ?, ?, ?, ?)", [k + v for k, v in final.items()]
+        )
         db.executemany("INSERT OR IGNORE INTO period_members VALUES (?, ?, ?, ?, ?)", members)

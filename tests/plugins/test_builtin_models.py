@@ -4,7 +4,6 @@ from decimal import Decimal as D
 
 import pytest
 from pydantic import ValidationError
-
 from rating_plugins.package import Package
 from rating_plugins.per_call import PerCall
 from rating_plugins.per_unit import PerUnit

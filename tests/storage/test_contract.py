@@ -22,11 +22,13 @@ from rating.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
 from tests.conftest import STORAGE_KINDS, open_kind
 from tests.helpers import NOV, SIMPLE_PRICEBOOK, event
 
-AT = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+AT = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 
 def transfer(id: str, amount: str, asset: str = "USD") -> Transaction:
-    return Transaction(id, AT, "transfer", (Posting("a", asset, Decimal(amount)), Posting("b", asset, -Decimal(amount))))
+    return Transaction(
+        id, AT, "transfer", (Posting("a", asset, Decimal(amount)), Posting("b", asset, -Decimal(amount)))
+    )
 
 
 def test_append_is_idempotent_by_id(storage: Storage) -> None:
@@ -54,8 +56,9 @@ def test_amounts_come_back_exact_and_as_decimals(storage: Storage) -> None:
     assert storage.balances("a")[("a", "USD")] == Decimal(tiny) + Decimal("123456789012345678901234567890.123456789")
 
 
-def test_rated_events_are_recorded_once_and_conflicts_name_the_id(storage: Storage, book: Callable[[str], Pricebook],
-                                                                   registry: Registry) -> None:  # fmt: skip
+def test_rated_events_are_recorded_once_and_conflicts_name_the_id(
+    storage: Storage, book: Callable[[str], Pricebook], registry: Registry
+) -> None:
     engine = Engine(book(SIMPLE_PRICEBOOK), storage, registry)
     first = engine.rate(event("e1", tokens=1200, model="m"))
     assert first is not None
@@ -68,8 +71,9 @@ def test_rated_events_are_recorded_once_and_conflicts_name_the_id(storage: Stora
     assert storage.balances("customer:acme:") == {("customer:acme:receivable", "USD"): Decimal("1.1100")}
 
 
-def test_state_moved_by_another_writer_is_detected(storage: Storage, book: Callable[[str], Pricebook],
-                                                   registry: Registry) -> None:  # fmt: skip
+def test_state_moved_by_another_writer_is_detected(
+    storage: Storage, book: Callable[[str], Pricebook], registry: Registry
+) -> None:
     engine = Engine(book(SIMPLE_PRICEBOOK), storage, registry)
     stale = engine.quote(event("e2", tokens=10, model="m"))
     engine.rate(event("e1", tokens=10, model="m"))
@@ -78,10 +82,12 @@ def test_state_moved_by_another_writer_is_detected(storage: Storage, book: Calla
     assert storage.rated_events(["e2"]) == {}
 
 
-def test_unique_meter_state_survives_storage(storage: Storage, book: Callable[[str], Pricebook],
-                                             registry: Registry) -> None:  # fmt: skip
-    text = SIMPLE_PRICEBOOK.replace("tokens: {event: api.call, sum: tokens, group_by: [model]}",
-                                    "tokens: {event: api.call, unique: agent}")  # fmt: skip
+def test_unique_meter_state_survives_storage(
+    storage: Storage, book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    text = SIMPLE_PRICEBOOK.replace(
+        "tokens: {event: api.call, sum: tokens, group_by: [model]}", "tokens: {event: api.call, unique: agent}"
+    )
     engine = Engine(book(text), storage, registry)
     for i, agent in enumerate(["a1", "a2", "a1", "a3"]):
         engine.rate(event(f"e{i}", agent=agent))
@@ -135,10 +141,15 @@ def _events(rows: list[tuple[int, str, Decimal, int]]) -> list[UsageEvent]:
 @pytest.mark.parametrize("kind", STORAGE_KINDS)
 @settings(max_examples=40)
 @given(rows=events_strategy, data=st.data())
-def test_ledger_invariants_hold_for_any_batch(kind: str, rows: list[tuple[int, str, Decimal, int]], data: st.DataObject,
-                                              tmp_path_factory: pytest.TempPathFactory,
-                                              book: Callable[[str], Pricebook], registry: Registry) -> None:  # fmt: skip
-    """(b) every transaction balances per asset; (c) replaying posts nothing new; (d) no float in any amount;
+def test_ledger_invariants_hold_for_any_batch(
+    kind: str,
+    rows: list[tuple[int, str, Decimal, int]],
+    data: st.DataObject,
+    tmp_path_factory: pytest.TempPathFactory,
+    book: Callable[[str], Pricebook],
+    registry: Registry,
+) -> None:
+    """(b) every transaction balances per asset; (c) replaying posts nothing new; (d) no float in an amount;
     and stored balances equal the sum of postings."""
     text = SIMPLE_PRICEBOOK + "  globex: {plan: basic}\n"
     store = open_kind(kind, tmp_path_factory.mktemp("db"))
