@@ -128,7 +128,7 @@ class SQLiteStorage(Storage):
         self.path = str(path)
         self.url = f"sqlite:///{self.path}"
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
