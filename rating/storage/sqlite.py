@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 
 from rating.charges import Charge, RatedEvent, StateKey
@@ -113,7 +114,9 @@ MIGRATIONS: list[tuple[int, str]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
+@lru_cache(maxsize=65536)
 def _group_key(group: tuple[str, ...]) -> str:
+    """Group values as a JSON array (cached: there are few groups and many rows)."""
     return json.dumps(list(group), separators=(",", ":"))
 
 
