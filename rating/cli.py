@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from rating.catalog import load_catalog
 from rating.demo import example_pricebook, write_demo_events
 from rating.engine import BatchReport, Engine
 from rating.errors import PricebookError, RatingError
@@ -25,6 +26,7 @@ from rating.registry import Registry
 from rating.storage import Storage
 
 DEFAULT_DB = "rating.db"
+PRICEBOOK_HELP = "a pricebook file, or a directory of its versions; repeat for several version files"
 
 
 class Progress:
@@ -56,9 +58,8 @@ def _count_lines(path: Path) -> int | None:
         return None
 
 
-def _engine(args: argparse.Namespace, registry: Registry, pricebook: Path) -> Engine:
-    book = load_pricebook(pricebook, registry)
-    return Engine(book, registry.open_storage(args.db), registry)
+def _engine(args: argparse.Namespace, registry: Registry, pricebooks: Sequence[str | Path]) -> Engine:
+    return Engine(load_catalog(pricebooks, registry), registry.open_storage(args.db), registry)
 
 
 def _print_report(report: BatchReport, fmt: OutputFormat, storage: Storage) -> None:
@@ -171,9 +172,10 @@ def cmd_balance(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, registry: Registry) -> int:
-    pricebook = Path(args.pricebook) if args.pricebook else example_pricebook()
+    pricebook = args.pricebook or [example_pricebook()]
     events = write_demo_events(Path(args.events_file), args.events)
-    print(f"demo: {args.events:,} events in {events}, pricebook {pricebook}, database {args.db}", file=sys.stderr)
+    names = ", ".join(map(str, pricebook))
+    print(f"demo: {args.events:,} events in {events}, pricebook {names}, database {args.db}", file=sys.stderr)
     engine = _engine(args, registry, pricebook)
     report = engine.rate_batch(read_events(events), progress=Progress(args.events))
     for rejection in report.rejected:
@@ -213,10 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     command("schema", cmd_schema, "print the JSON Schema of the pricebook format")
     quote = command("quote", cmd_quote, "price events without posting anything", db=DEFAULT_DB, output=True)
     quote.add_argument("event", metavar="EVENT", help="an event as JSON text, or a .jsonl/.csv file of events")
-    quote.add_argument("--pricebook", "-p", required=True)
+    quote.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     rate = command("rate", cmd_rate, "rate a file of events and post the charges", db=DEFAULT_DB, output=True)
     rate.add_argument("events", metavar="EVENTS", help="a .jsonl or .csv file of events")
-    rate.add_argument("--pricebook", "-p", required=True)
+    rate.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     rate.add_argument("--strict", action="store_true", help="post nothing if any record is rejected")
     balance = command("balance", cmd_balance, "show ledger balances", db=DEFAULT_DB, output=True)
     balance.add_argument("customer", nargs="?", metavar="CUSTOMER", help="only this customer's accounts")
@@ -225,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--events", type=int, default=2_000, help="how many events to generate (default 2000)")
     demo.add_argument("--events-file", default="demo-events.jsonl", help="where to write them")
-    demo.add_argument("--pricebook", "-p", help="pricebook to use (default: the shipped ai-gateway example)")
+    demo.add_argument("--pricebook", "-p", action="append", help="default: the shipped ai-gateway example")
     return parser
 
 

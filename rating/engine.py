@@ -12,12 +12,14 @@ period's total, whatever the tiers and whatever the order of events.
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
+from rating.catalog import Catalog
 from rating.charges import Charge, RatedEvent, StateKey, Usage
 from rating.errors import EventConflict, EventError, PluginError, RatingError
 from rating.events import Sourced, UsageEvent
@@ -84,29 +86,42 @@ def cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-class Engine:
-    """Rates events of one pricebook into one storage."""
+class _Version:
+    """One pricebook version, compiled into the lookups the hot path needs."""
 
-    def __init__(self, pricebook: Pricebook, storage: Storage, registry: Registry | None = None) -> None:
-        self.pricebook = pricebook
-        self.storage = storage
-        self.registry = registry or Registry.load()
-        timezone = zone(pricebook.timezone)
-        self._clocks = {name: PeriodClock(plan.period, timezone) for name, plan in pricebook.plans.items()}
-        self._meters_by_type: dict[str, list[tuple[str, Meter]]] = {}
-        for name, meter in pricebook.meters.items():
-            self._meters_by_type.setdefault(meter.event, []).append((name, meter))
-        self._revenue = {(p, m): revenue_account(p, m) for p in pricebook.plans for m in pricebook.meters}
-        self._charges_by_plan: dict[str, dict[str, list[PricingModel]]] = {}
-        for plan_name, plan in pricebook.plans.items():
-            by_meter = self._charges_by_plan.setdefault(plan_name, {})
+    def __init__(self, book: Pricebook) -> None:
+        self.book = book
+        timezone = zone(book.timezone)
+        self.clocks = {name: PeriodClock(plan.period, timezone) for name, plan in book.plans.items()}
+        self.meters_by_type: dict[str, list[tuple[str, Meter]]] = {}
+        for name, meter in book.meters.items():
+            self.meters_by_type.setdefault(meter.event, []).append((name, meter))
+        self.filtered = any(meter.where for meter in book.meters.values())
+        self.revenue = {(p, m): revenue_account(p, m) for p in book.plans for m in book.meters}
+        self.charges_by_plan: dict[str, dict[str, list[PricingModel]]] = {}
+        for plan_name, plan in book.plans.items():
+            by_meter = self.charges_by_plan.setdefault(plan_name, {})
             for charge in plan.charges:
                 by_meter.setdefault(charge.meter, []).append(charge)
-        self._filtered = any(meter.where for meter in pricebook.meters.values())
+        self.label = f"{book.pricebook}@{book.version.isoformat()}"
+
+
+class Engine:
+    """Rates events by one pricebook (or its versions, a :class:`~rating.catalog.Catalog`) into one storage."""
+
+    def __init__(self, pricebook: Pricebook | Catalog, storage: Storage, registry: Registry | None = None) -> None:
+        self.catalog = pricebook if isinstance(pricebook, Catalog) else Catalog([pricebook])
+        self.storage = storage
+        self.registry = registry or Registry.load()
+        self._versions = [_Version(book) for book in self.catalog.versions]
         hooks = self.registry.manager.hook
         self._enrich = hooks.rating_enrich_event if self.registry.enriches_events else None
         self._posted = hooks.rating_transaction_posted if hooks.rating_transaction_posted.get_hookimpls() else None
-        self._label = f"{pricebook.pricebook}@{pricebook.version.isoformat()}"
+
+    @property
+    def pricebook(self) -> Pricebook:
+        """The latest version of the pricebook."""
+        return self.catalog.latest
 
     # -- public API ------------------------------------------------------------
 
@@ -241,23 +256,34 @@ class Engine:
             ratings.append(rating)
         return ratings, rejected, duplicates
 
+    def _version_at(self, timestamp: dt.datetime) -> _Version:
+        index = self.catalog.index_at(timestamp)
+        if index is None:
+            first = self.catalog.versions[0].version.isoformat()
+            raise EventError(
+                f"no version of pricebook {self.catalog.name} is in force yet (the first takes effect {first})"
+            )
+        return self._versions[index]
+
     def _price(self, received: UsageEvent, lookup: StateLookup) -> RatedEvent:
         # The event is stored as received, so a replay compares equal; enrichment is redone.
         event = received if self._enrich is None else self._enriched(received)
+        version = self._version_at(event.timestamp)
+        book = version.book
         customer = event.customer
-        plan = self.pricebook.plan_of(customer)
+        plan = book.plan_of(customer)
         if plan is None:
             raise EventError(f"unknown customer {customer!r}: not under customers and no default_plan")
-        meters = self._meters_by_type.get(event.type)
+        meters = version.meters_by_type.get(event.type)
         if not meters:
             raise EventError(f"no meter counts events of type {event.type!r}")
-        if self._filtered:
+        if version.filtered:
             meters = [(name, meter) for name, meter in meters if not meter.where or meter.counts(event)]
             if not meters:
                 raise EventError(f"no meter counts this {event.type} event (every meter's where filter excludes it)")
-        charges_by_meter = self._charges_by_plan[plan]
-        period = self._clocks[plan].label(event.timestamp)
-        asset = self.pricebook.currency
+        charges_by_meter = version.charges_by_plan[plan]
+        period = version.clocks[plan].label(event.timestamp)
+        asset = book.currency
         usage: list[Usage] = []
         charges: list[Charge] = []
         for name, meter in meters:
@@ -273,7 +299,8 @@ class Engine:
                 charges.append(
                     Charge(plan, name, group, period, pricing.name, before, after, amount, asset, unit, pricing)
                 )
-        return RatedEvent(received, plan, tuple(usage), tuple(charges), self._transaction(event, plan, charges))
+        transaction = self._transaction(event, plan, charges, version)
+        return RatedEvent(received, plan, tuple(usage), tuple(charges), transaction)
 
     def _enriched(self, event: UsageEvent) -> UsageEvent:
         assert self._enrich is not None
@@ -282,12 +309,12 @@ class Engine:
             raise PluginError(f"a rating_enrich_event plugin changed the id or customer of event {event.id}")
         return result
 
-    def _transaction(self, event: UsageEvent, plan: str, charges: list[Charge]) -> Transaction:
+    def _transaction(self, event: UsageEvent, plan: str, charges: list[Charge], version: _Version) -> Transaction:
         postings: list[Posting] = []
         owed: dict[str, Decimal] = {}
         for charge in charges:
             if charge.amount:
-                postings.append(Posting(self._revenue[plan, charge.meter], charge.asset, -charge.amount))
+                postings.append(Posting(version.revenue[plan, charge.meter], charge.asset, -charge.amount))
                 owed[charge.asset] = owed.get(charge.asset, ZERO) + charge.amount
         receivable = receivable_account(event.customer)
         debits = [Posting(receivable, asset, total) for asset, total in owed.items() if total]
@@ -296,7 +323,7 @@ class Engine:
             timestamp=event.timestamp,
             description=f"{event.type} {event.id}",
             postings=tuple(debits + postings),
-            metadata={"event_id": event.id, "customer": event.customer, "plan": plan, "pricebook": self._label},
+            metadata={"event_id": event.id, "customer": event.customer, "plan": plan, "pricebook": version.label},
         )
 
 

@@ -108,6 +108,7 @@ def test_conflicting_replay_of_a_single_event_raises(engine: Engine) -> None:
 
 def test_periods_follow_the_pricebook_time_zone(book: Callable[[str], Pricebook], registry: Registry) -> None:
     text = SIMPLE_PRICEBOOK.replace("currency: USD\n", "currency: USD\ntimezone: America/New_York\n")
+    text = text.replace("version: 2026-11-01", "version: 2026-10-01")
     engine = Engine(book(text), MemoryStorage(), registry)
     late_october_in_new_york = dt.datetime(2026, 11, 1, 3, 0, tzinfo=dt.UTC)
     rating = engine.rate(event("e1", at=late_october_in_new_york, tokens=1, model="m"))
