@@ -20,7 +20,6 @@ class PerCall(PricingModel):
     """
 
     name = "per_call"
-    linear = True
 
     model: Literal["per_call"]
     price: Price = Field(description="Price of one call.")

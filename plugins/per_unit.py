@@ -15,7 +15,6 @@ class PerUnit(PricingModel):
     """``{meter: input_tokens, model: per_unit, unit_price: "0.0000025"}``: P(q) = q x unit_price."""
 
     name = "per_unit"
-    linear = True
 
     model: Literal["per_unit"]
     unit_price: Price = Field(description="Price of one unit of the meter.")

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from rating.events import UsageEvent
 from rating.ledger import Transaction
+from rating.money import ZERO, format_decimal
 from rating.pricing import PricingModel
 
 #: (customer, meter, group values, period label): the unit of period state.
@@ -50,6 +51,7 @@ class Charge(NamedTuple):
     asset: str
     unit: str
     pricing: PricingModel | None = None
+    uncapped: Decimal | None = None
     stored_explanation: str | None = None
     stored_unit_price: Decimal | None = None
 
@@ -63,14 +65,18 @@ class Charge(NamedTuple):
         """The price per unit when a single one applies, else None (tier crossings, packages)."""
         if self.pricing is None:
             return self.stored_unit_price
-        return self.pricing.price_per_unit(self.before, self.after)
+        return self.pricing.unit_price_of(self.before, self.after)
 
     @property
     def explanation(self) -> str:
         """How the amount follows from quantities and prices, in one line."""
         if self.pricing is None:
             return self.stored_explanation or ""
-        return self.pricing.explain(self.before, self.after, self.amount, self.unit, self.asset)
+        if self.uncapped is None or self.uncapped == self.amount:
+            return self.pricing.describe(self.before, self.after, self.amount, self.unit, self.asset)
+        text = self.pricing.describe(self.before, self.after, self.uncapped, self.unit, self.asset)
+        cap = format_decimal(self.pricing.cap or ZERO)
+        return f"{text}; capped at {cap} {self.asset} per period: {format_decimal(self.amount)} {self.asset}"
 
 
 class RatedEvent(NamedTuple):

@@ -98,11 +98,12 @@ class _Version:
             self.meters_by_type.setdefault(meter.event, []).append((name, meter))
         self.filtered = any(meter.where for meter in book.meters.values())
         self.revenue = {(p, m): revenue_account(p, m) for p in book.plans for m in book.meters}
-        self.charges_by_plan: dict[str, dict[str, list[PricingModel]]] = {}
+        # Each charge with its cap-state key: the running uncapped total of a capped charge is period state too.
+        self.charges_by_plan: dict[str, dict[str, list[tuple[str, PricingModel]]]] = {}
         for plan_name, plan in book.plans.items():
             by_meter = self.charges_by_plan.setdefault(plan_name, {})
-            for charge in plan.charges:
-                by_meter.setdefault(charge.meter, []).append(charge)
+            for index, charge in enumerate(plan.charges):
+                by_meter.setdefault(charge.meter, []).append((f"cap:{plan_name}[{index}]", charge))
         self.label = f"{book.pricebook}@{book.version.isoformat()}"
 
 
@@ -283,7 +284,7 @@ class Engine:
                 raise EventError(f"no meter counts this {event.type} event (every meter's where filter excludes it)")
         charges_by_meter = version.charges_by_plan[plan]
         period = version.clocks[plan].label(event.timestamp)
-        asset = book.currency
+        currency = book.currency
         usage: list[Usage] = []
         charges: list[Charge] = []
         for name, meter in meters:
@@ -293,11 +294,30 @@ class Engine:
             before = state.quantity
             after = meter.advance(state, reading)
             usage.append(Usage(name, group, period, reading, before, after))
-            for pricing in charges_by_meter.get(name, ()):
-                amount = pricing.charge(before, after)
-                unit = meter.unit or name
+            unit = meter.unit or name
+            for cap_key, charge in charges_by_meter.get(name, ()):
+                pricing = charge.for_group(group)
+                amount = uncapped = pricing.charge(before, after)
+                if charge.cap is not None:
+                    totals = lookup((customer, cap_key, (), period))
+                    total_after = totals.quantity + uncapped
+                    usage.append(Usage(cap_key, (), period, uncapped, totals.quantity, total_after))
+                    amount = min(charge.cap, total_after) - min(charge.cap, totals.quantity)
                 charges.append(
-                    Charge(plan, name, group, period, pricing.name, before, after, amount, asset, unit, pricing)
+                    Charge(
+                        plan,
+                        name,
+                        group,
+                        period,
+                        pricing.name,
+                        before,
+                        after,
+                        amount,
+                        pricing.asset or currency,
+                        unit,
+                        pricing,
+                        uncapped,
+                    )
                 )
         transaction = self._transaction(event, plan, charges, version)
         return RatedEvent(received, plan, tuple(usage), tuple(charges), transaction)

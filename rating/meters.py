@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from rating.errors import EventError, InvalidAmount
 from rating.events import UsageEvent
-from rating.money import to_decimal
+from rating.money import ZERO, to_decimal
 
 Aggregation = Literal["sum", "count", "max", "unique"]
 ONE = Decimal(1)
+#: A weight of a derived meter: an exact, non-negative decimal.
+Weight = Annotated[Decimal, BeforeValidator(to_decimal), Field(ge=0)]
 
 
 @dataclass(slots=True)
@@ -47,7 +49,11 @@ class Meter(BaseModel):
     where: dict[str, tuple[str, ...]] = Field(
         default_factory=dict, description="Only events whose properties take one of these values: {model: [a, b]}."
     )
-    sum: str | None = Field(None, description="Property whose values are added up.")
+    sum: str | dict[str, Weight] | None = Field(
+        None,
+        description="Property whose values are added up, or {property: weight} to add a weighted sum "
+        "(compute units: {cpu_ms: '0.001', memory_mb_s: '0.0002'}).",
+    )
     count: Literal[True] | None = Field(None, description="Count events.")
     max: str | None = Field(None, description="Property whose largest value in the period counts.")
     unique: str | None = Field(None, description="Property whose distinct values are counted.")
@@ -68,6 +74,8 @@ class Meter(BaseModel):
         if len(chosen) != 1:
             found = ", ".join(chosen) or "none"
             raise ValueError(f"a meter needs exactly one of sum, count, max, unique (found: {found})")
+        if self.sum == {}:
+            raise ValueError("a weighted sum needs at least one property and its weight")
         return self
 
     @property
@@ -81,8 +89,26 @@ class Meter(BaseModel):
 
     @property
     def source(self) -> str | None:
-        """The property this meter reads, or None for a count meter."""
+        """The property this meter reads, or None for a count or weighted meter."""
+        if isinstance(self.sum, dict):
+            return None
         return self.sum or self.max or self.unique
+
+    def _quantity(self, event: UsageEvent, name: str, missing: Decimal | None = None) -> Decimal:
+        value = event.properties.get(name)
+        if value is None:
+            value = event.dimension(name)
+            if value is None:
+                if missing is not None:
+                    return missing
+                raise EventError(f"missing property {name!r} (the meter reads it)")
+        try:
+            quantity = to_decimal(value, name)
+        except InvalidAmount as error:
+            raise EventError(str(error)) from None
+        if quantity < 0:
+            raise EventError(f"{name} must not be negative, got {value}")
+        return quantity
 
     def counts(self, event: UsageEvent) -> bool:
         """Whether ``event`` passes this meter's ``where`` filter (its type is matched by the engine)."""
@@ -105,25 +131,25 @@ class Meter(BaseModel):
         return tuple(values)
 
     def reading(self, event: UsageEvent) -> Decimal | str:
-        """What ``event`` contributes: a non-negative quantity, or the member for a unique meter."""
+        """What ``event`` contributes: a non-negative quantity, or the member for a unique meter.
+
+        A weighted meter adds ``weight x property`` over its properties; an absent one counts 0.
+        """
         if self.count:
             return ONE
-        name = self.sum or self.max or self.unique
-        assert name is not None
-        value = event.properties.get(name)
-        if value is None:
-            value = event.dimension(name)
-            if value is None:
-                raise EventError(f"missing property {name!r} (the meter reads it)")
+        if isinstance(self.sum, dict):
+            total = ZERO
+            for name, weight in self.sum.items():
+                total += weight * self._quantity(event, name, missing=ZERO)
+            return total
         if self.unique is not None:
+            value = event.dimension(self.unique)
+            if value is None:
+                raise EventError(f"missing property {self.unique!r} (the meter reads it)")
             return str(value)
-        try:
-            quantity = to_decimal(value, name)
-        except InvalidAmount as error:
-            raise EventError(str(error)) from None
-        if quantity < 0:
-            raise EventError(f"{name} must not be negative, got {value}")
-        return quantity
+        name = self.sum or self.max
+        assert name is not None
+        return self._quantity(event, name)
 
     def advance(self, state: PeriodState, reading: Decimal | str) -> Decimal:
         """The aggregate after adding ``reading`` to ``state`` (``state`` itself is not changed)."""

@@ -19,10 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic_core import ErrorDetails
 
 from rating import yamlstrict
-from rating.errors import PricebookError
+from rating.errors import InvalidAmount, PricebookError
 from rating.meters import Meter
-from rating.periods import PeriodKind  # noqa: E402
-from rating.pricing import Price, PricingModel
+from rating.money import register_asset
+from rating.periods import PeriodKind
+from rating.pricing import Price, PricingModel, invalid_overrides
 from rating.registry import Registry
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")]
@@ -111,9 +112,14 @@ class _Problems:
         where = ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[")
         self.found.append((self.document.position(path), f"{where}: {message}" if where else message))
 
-    def add_validation(self, prefix: tuple[str | int, ...], error: ValidationError) -> None:
+    def add_validation(
+        self, prefix: tuple[str | int, ...], error: ValidationError, only: set[str] | None = None
+    ) -> None:
+        """Record each error of ``error`` under ``prefix``; with ``only``, just those about these keys."""
         for item in error.errors():
             loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            if only is not None and (not loc or loc[0] not in only):
+                continue
             if item["type"] == "extra_forbidden" or item["type"] == "missing":
                 self.add(prefix + loc[:-1] if item["type"] == "missing" else prefix + loc, _describe(item))
             else:
@@ -146,6 +152,9 @@ def _validate_charges(data: dict[str, Any], registry: Registry, problems: _Probl
                 where = path + ("model",) if "model" in charge else path
                 problems.add(where, f"unknown pricing model {model_name!r}; known models: {known}")
                 continue
+            for label, error in invalid_overrides(model, charge).items():
+                problems.add_validation(path + ("by_group", label), error, only=set(charge["by_group"][label]))
+                del charge["by_group"][label]
             try:
                 valid.append(model.model_validate(charge))
             except ValidationError as error:
@@ -154,13 +163,19 @@ def _validate_charges(data: dict[str, Any], registry: Registry, problems: _Probl
 
 
 def _check_references(book: Pricebook, problems: _Problems) -> None:
-    if book.currency not in book.assets:
+    def known(asset: str) -> bool:
         try:
-            get_currency(book.currency)
+            return asset in book.assets or bool(get_currency(asset))
         except CurrencyDoesNotExist:
-            problems.add(
-                ("currency",), f"unknown currency {book.currency!r}: use an ISO code or define it under assets"
-            )
+            return False
+
+    if not known(book.currency):
+        problems.add(("currency",), f"unknown currency {book.currency!r}: use an ISO code or define it under assets")
+    for code, spec in book.assets.items():
+        try:
+            register_asset(code, spec.scale, spec.description)
+        except InvalidAmount as error:
+            problems.add(("assets", code), str(error))
     meters = ", ".join(sorted(book.meters)) or "none defined"
     for plan_name, plan in book.plans.items():
         for index, charge in enumerate(plan.charges):
@@ -170,6 +185,9 @@ def _check_references(book: Pricebook, problems: _Problems) -> None:
                 problems.add(path, f"unknown meter {charge.meter!r}; meters: {meters}")
             elif (problem := charge.meter_problem(meter)) is not None:
                 problems.add(path, problem)
+            if charge.asset is not None and not known(charge.asset):
+                where = path[:-1] + ("asset",)
+                problems.add(where, f"unknown asset {charge.asset!r}: use an ISO code or define it under assets")
     plans = ", ".join(sorted(book.plans))
     for customer, spec in book.customers.items():
         if spec.plan not in book.plans:

@@ -5,6 +5,16 @@ which the meter's aggregate is ``q``. The charge for one event is
 ``period_price(after) - period_price(before)``, so the charges of a period always
 add up exactly to the price of its total, in any order and any split.
 
+Options every charge has, whatever its model (each keeps that property):
+
+- ``included``: an allowance; the model prices ``max(0, q - included)``.
+- ``by_group``: parameter overrides for one group of the meter
+  (``{gpt-5: {price: "10"}}``; several group values are joined with ``/``).
+- ``cap``: the most the charge adds up to per customer and period, across
+  groups; the engine prices ``min(cap, uncapped total)`` the same telescoping way.
+- ``asset``: post the charge in another asset than the pricebook currency,
+  such as ``CREDITS``.
+
 Plugins subclass :class:`PricingModel`, give it a ``name`` and a
 ``model: Literal["name"]`` field, and return the class from the
 ``rating_pricing_models`` hook.
@@ -13,16 +23,24 @@ Plugins subclass :class:`PricingModel`, give it a ``name`` and a
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from rating.meters import Meter
-from rating.money import format_decimal, to_decimal
+from rating.money import ZERO, format_decimal, to_decimal
 
 #: A price or quantity in a pricebook: Decimal from its text; floats and bools are errors.
 Price = Annotated[Decimal, BeforeValidator(to_decimal), Field(ge=0)]
 PositiveQuantity = Annotated[Decimal, BeforeValidator(to_decimal), Field(gt=0)]
+
+#: The options of the base class, which ``by_group`` overrides may not change.
+COMMON_OPTIONS = frozenset({"meter", "model", "description", "included", "cap", "asset", "by_group"})
+
+
+def group_label(group: tuple[str, ...]) -> str:
+    """How a group is named in ``by_group``: its values joined with ``/``."""
+    return "/".join(group)
 
 
 class PricingModel(BaseModel):
@@ -32,38 +50,110 @@ class PricingModel(BaseModel):
 
     #: The name pricebooks use in ``model:``; unique across all plugins.
     name: ClassVar[str] = ""
-    #: True when ``period_price`` is ``q * unit_price``; the engine then skips the subtraction.
-    linear: ClassVar[bool] = False
 
     meter: str = Field(description="Name of the meter this charge prices.")
     model: str = Field(description="Name of the pricing model.")
     description: str | None = Field(None, description="Label shown on statements.")
+    included: Price = Field(ZERO, description="Units of the meter included each period before this charge applies.")
+    cap: Price | None = Field(None, description="Most this charge adds up to per customer and period.")
+    asset: str | None = Field(None, description="Asset the charge is posted in; the pricebook currency by default.")
+    by_group: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Parameter overrides per group of the meter, e.g. {gpt-5: {price: '10'}}."
+    )
+
+    _variants: dict[str, PricingModel] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _build_variants(self) -> PricingModel:
+        for label, overrides in self.by_group.items():
+            fixed = COMMON_OPTIONS.intersection(overrides)
+            if fixed:
+                raise ValueError(f"by_group.{label} may only override the model's own parameters, not {sorted(fixed)}")
+            self._variants[label] = self.variant(overrides)
+        return self
+
+    def variant(self, overrides: dict[str, Any]) -> PricingModel:
+        """This charge with some parameters replaced (raises ValidationError if they are invalid)."""
+        data = self.model_dump(exclude={"by_group"}, exclude_defaults=True) | {"model": self.model}
+        return type(self).model_validate(data | overrides)
+
+    def for_group(self, group: tuple[str, ...]) -> PricingModel:
+        """The model that prices ``group``: its ``by_group`` variant, or this one."""
+        if not self._variants:
+            return self
+        return self._variants.get(group_label(group), self)
 
     def period_price(self, quantity: Decimal) -> Decimal:
-        """Total charge for a period whose meter aggregate is ``quantity``."""
+        """Total charge for a period whose billable aggregate (allowance deducted) is ``quantity``."""
         raise NotImplementedError
 
+    def billable(self, quantity: Decimal) -> Decimal:
+        """The part of the period aggregate beyond the allowance."""
+        return quantity - self.included if quantity > self.included else ZERO
+
     def charge(self, before: Decimal, after: Decimal) -> Decimal:
-        """Charge for moving the period aggregate from ``before`` to ``after``."""
+        """Charge for moving the period aggregate from ``before`` to ``after`` (before any cap)."""
+        if self.included:
+            before, after = self.billable(before), self.billable(after)
         return self.period_price(after) - self.period_price(before)
 
     def price_per_unit(self, before: Decimal, after: Decimal) -> Decimal | None:
-        """The single price per unit of this step, or None when no single price applies."""
+        """The single price per unit of a billable step, or None when no single price applies."""
         return None
+
+    def unit_price_of(self, before: Decimal, after: Decimal) -> Decimal | None:
+        """:meth:`price_per_unit` of a step, or None when the allowance covered any of it."""
+        if before < self.included:
+            return None
+        return self.price_per_unit(self.billable(before), self.billable(after))
 
     def meter_problem(self, meter: Meter) -> str | None:
         """Why ``meter`` cannot be priced by this model, or None when it can."""
         return None
 
     def explain(self, before: Decimal, after: Decimal, amount: Decimal, unit: str, asset: str) -> str:
-        """One line a customer can check by hand: how ``amount`` follows from the quantities."""
+        """One line a customer can check by hand: how ``amount`` follows from billable quantities."""
         return (
             f"period {unit} {format_decimal(before)} -> {format_decimal(after)}: "
             f"{format_decimal(self.period_price(after))} - {format_decimal(self.period_price(before))} "
             f"= {format_decimal(amount)} {asset}"
         )
 
+    def describe(self, before: Decimal, after: Decimal, amount: Decimal, unit: str, asset: str) -> str:
+        """:meth:`explain` of the billable part, preceded by what the allowance covered."""
+        if not self.included:
+            return self.explain(before, after, amount, unit, asset)
+        low, high = self.billable(before), self.billable(after)
+        covered = (after - before) - (high - low)
+        parts = []
+        if covered:
+            parts.append(f"{format_decimal(covered)} {unit} within the {format_decimal(self.included)} included")
+        if high != low or not covered:
+            parts.append(self.explain(low, high, amount, unit, asset))
+        else:
+            parts.append(f"charge {format_decimal(amount)} {asset}")
+        return "; ".join(parts)
+
 
 def explain_linear(quantity: Decimal, unit: str, price: Decimal, amount: Decimal, asset: str) -> str:
     """``1,200 input_tokens x 0.0000025 USD = 0.0030000 USD``."""
     return f"{format_decimal(quantity)} {unit} x {format_decimal(price)} {asset} = {format_decimal(amount)} {asset}"
+
+
+def invalid_overrides(model: type[PricingModel], charge: dict[str, Any]) -> dict[str, ValidationError]:
+    """Validation errors of each ``by_group`` entry of a raw charge mapping, by group label.
+
+    The loader calls this before validating the charge, so that an invalid
+    override is reported at its own line rather than at the charge.
+    """
+    base = {k: v for k, v in charge.items() if k != "by_group"}
+    overrides = charge.get("by_group")
+    errors = {}
+    for label, values in overrides.items() if isinstance(overrides, dict) else []:
+        if not isinstance(values, dict):
+            continue
+        try:
+            model.model_validate(base | {k: v for k, v in values.items() if k not in COMMON_OPTIONS})
+        except ValidationError as error:
+            errors[str(label)] = error
+    return errors

@@ -55,7 +55,21 @@ def models(meter: str, aggregation: str) -> st.SearchStrategy[PricingModel]:
     ]
     if aggregation == "count":
         options.append(prices.map(lambda p: PerCall(meter=meter, model="per_call", price=p)))
-    return st.one_of(options)
+    return st.builds(with_options, st.one_of(options), st.sampled_from([None, *INCLUDED]), st.sampled_from([None, *CAPS]))
+
+
+INCLUDED = [Decimal(0), Decimal(3), Decimal("250.5")]
+CAPS = [Decimal(0), Decimal("0.5"), Decimal(40), Decimal(10_000)]
+
+
+def with_options(model: PricingModel, included: Decimal | None, cap: Decimal | None) -> PricingModel:
+    """``model`` with an allowance and a cap, when drawn: every charge option must telescope too."""
+    data = model.model_dump(exclude_none=True)
+    if included is not None:
+        data["included"] = included
+    if cap is not None:
+        data["cap"] = cap
+    return type(model).model_validate(data)
 
 
 METER_SPECS = {
@@ -125,7 +139,10 @@ def test_incremental_charges_add_up_to_the_period_price_in_any_order_and_split(s
     for start, end in zip(bounds, bounds[1:], strict=False):
         engine.rate_batch(events[start:end])
     charged = sum((c.charge.amount for c in engine.storage.charges()), Decimal(0))
-    expected = sum((model.period_price(q) for q in period_total(aggregation, readings).values()), Decimal(0))
+    totals = period_total(aggregation, readings).values()
+    expected = sum((model.period_price(model.billable(q)) for q in totals), Decimal(0))
+    if model.cap is not None:
+        expected = min(model.cap, expected)
     assert charged == expected
 
 
@@ -141,5 +158,10 @@ def test_period_state_starts_fresh_each_period(model: PricingModel, readings: li
     november = sum((q for q, dec in readings if not dec), Decimal(0))
     december = sum((q for q, dec in readings if dec), Decimal(0))
     charged = sum((c.charge.amount for c in engine.storage.charges()), Decimal(0))
-    assert charged == model.period_price(november) + model.period_price(december)
+
+    def price(total: Decimal) -> Decimal:
+        amount = model.period_price(model.billable(total))
+        return amount if model.cap is None else min(model.cap, amount)
+
+    assert charged == price(november) + price(december)
     assert {c.charge.period for c in engine.storage.charges()} <= {"2026-11", "2026-12"}
