@@ -55,7 +55,9 @@ def models(meter: str, aggregation: str) -> st.SearchStrategy[PricingModel]:
     ]
     if aggregation == "count":
         options.append(prices.map(lambda p: PerCall(meter=meter, model="per_call", price=p)))
-    return st.builds(with_options, st.one_of(options), st.sampled_from([None, *INCLUDED]), st.sampled_from([None, *CAPS]))
+    return st.builds(
+        with_options, st.one_of(options), st.sampled_from([None, *INCLUDED]), st.sampled_from([None, *CAPS])
+    )
 
 
 INCLUDED = [Decimal(0), Decimal(3), Decimal("250.5")]

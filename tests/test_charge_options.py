@@ -1,0 +1,174 @@
+"""Options every charge has: allowance, cap, per-group prices, asset; weighted meters; outcomes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
+
+import pytest
+
+from rating.engine import Engine
+from rating.errors import PricebookError
+from rating.money import asset_scale
+from rating.pricebook import Pricebook
+from rating.registry import Registry
+from rating.storage.memory import MemoryStorage
+from tests.helpers import event
+
+Book = Callable[[str], Pricebook]
+
+BASE = """\
+pricebook: options
+version: 2026-11-01
+currency: USD
+assets:
+  CREDITS: {scale: 4, sells_for: {USD: "0.01"}}
+meters:
+  requests: {event: llm.request, count: true, group_by: [model]}
+  compute_units:
+    event: agent.execution
+    sum: {cpu_ms: "0.001", memory_mb_s: "0.0002", network_bytes: "0.000001", inference_calls: "1"}
+  outcomes: {event: outcome, count: true, where: {status: [success]}, group_by: [outcome_type]}
+plans:
+  p:
+    charges:
+CHARGES
+default_plan: p
+"""
+
+
+def engine_with(book: Book, registry: Registry, charges: str) -> Engine:
+    return Engine(book(BASE.replace("CHARGES\n", charges)), MemoryStorage(), registry)
+
+
+def amounts(engine: Engine, events: list) -> list[Decimal]:  # type: ignore[type-arg]
+    result = []
+    for item in events:
+        rating = engine.rate(item)
+        assert rating is not None
+        result.extend(c.amount for c in rating.charges)
+    return result
+
+
+def call(id: str, model: str) -> object:
+    return event(id, type="llm.request", model=model)
+
+
+def test_credit_rates_by_model_are_posted_in_credits(book: Book, registry: Registry) -> None:
+    engine = engine_with(
+        book,
+        registry,
+        "      - meter: requests\n        model: per_call\n        price: 1\n        asset: CREDITS\n"
+        "        by_group: {gpt-5: {price: 10}}\n",
+    )
+    assert amounts(engine, [call("a", "gpt-5"), call("b", "small"), call("c", "gpt-5")]) == [10, 1, 10]
+    assert engine.storage.balances("customer:") == {("customer:acme:receivable", "CREDITS"): Decimal(21)}
+    assert asset_scale("CREDITS") == 4
+    rating = engine.quote(call("d", "gpt-5"))
+    assert rating.charges[0].explanation == "1 requests x 10 CREDITS = 10 CREDITS"
+
+
+def test_allowance_then_overage(book: Book, registry: Registry) -> None:
+    engine = engine_with(book, registry, "      - {meter: requests, model: per_call, price: '0.5', included: 2}\n")
+    charged = amounts(engine, [call(f"e{i}", "m") for i in range(4)])
+    assert charged == [0, 0, Decimal("0.5"), Decimal("0.5")]
+    quoted = engine.quote(call("e9", "m")).charges[0]
+    assert quoted.explanation == "1 requests x 0.5 USD = 0.5 USD" and quoted.unit_price == Decimal("0.5")
+    first = Engine(engine.catalog, MemoryStorage(), registry).quote(call("x", "m")).charges[0]
+    assert first.explanation == "1 requests within the 2 included; charge 0.0 USD" and first.unit_price is None
+
+
+def test_cap_limits_the_period_total_across_groups(book: Book, registry: Registry) -> None:
+    engine = engine_with(book, registry, "      - {meter: requests, model: per_call, price: '0.4', cap: 1}\n")
+    assert amounts(engine, [call("a", "x"), call("b", "y"), call("c", "x"), call("d", "z")]) == [
+        Decimal("0.4"), Decimal("0.4"), Decimal("0.2"), Decimal("0.0")
+    ]  # fmt: skip
+    third = engine.quote(call("e", "x")).charges[0]
+    assert third.explanation == "1 requests x 0.4 USD = 0.4 USD; capped at 1 USD per period: 0 USD"
+    december = engine.rate(call("f", "x").model_copy(update={"timestamp": dt.datetime(2026, 12, 2, tzinfo=dt.UTC)}))
+    assert december is not None and december.charges[0].amount == Decimal("0.4")
+
+
+def test_compute_units_weigh_several_properties(book: Book, registry: Registry) -> None:
+    engine = engine_with(book, registry, "      - {meter: compute_units, model: per_unit, unit_price: '0.005'}\n")
+    execution = event("x1", type="agent.execution", cpu_ms=12_000, memory_mb_s=5_000, inference_calls=3)
+    rating = engine.rate(execution)
+    assert rating is not None
+    assert rating.usage[0].reading == Decimal("12.000") + Decimal("1.0000") + 3
+    assert rating.charges[0].amount == Decimal("16.0000") * Decimal("0.005")
+
+
+def test_marketplace_document_numbers(book: Book, registry: Registry) -> None:
+    """4,280 compute units at the per-unit overage price cost 21.40 USD."""
+    engine = engine_with(book, registry, "      - {meter: compute_units, model: per_unit, unit_price: '0.005'}\n")
+    executions = [event(f"x{i}", type="agent.execution", inference_calls=30) for i in range(142)]
+    executions.append(event("x142", type="agent.execution", inference_calls=20))
+    report = engine.rate_batch(executions)
+    assert report.totals == {("acme", "USD"): Decimal("21.400")}
+
+
+def test_outcomes_charge_per_success_by_type_with_a_cap(book: Book, registry: Registry) -> None:
+    engine = engine_with(
+        book,
+        registry,
+        "      - meter: outcomes\n        model: outcome\n"
+        "        prices: {ticket.resolved: '0.99', lead.qualified: '2.50'}\n        cap: 5\n",
+    )
+
+    def outcome(id: str, kind: str, status: str = "success") -> object:
+        return event(id, type="outcome", outcome_type=kind, status=status)
+
+    with pytest.raises(Exception, match="every meter's where filter excludes it"):
+        engine.rate(outcome("f", "ticket.resolved", status="failed"))
+    charged = amounts(
+        engine,
+        [outcome("a", "ticket.resolved"), outcome("b", "lead.qualified"), outcome("c", "spam"),
+         outcome("d", "lead.qualified")],
+    )  # fmt: skip
+    assert charged == [Decimal("0.99"), Decimal("2.50"), Decimal(0), Decimal("1.51")]
+
+
+@pytest.mark.parametrize(
+    "charges, problem",
+    [
+        (
+            "      - meter: requests\n        model: per_call\n        price: 1\n        by_group: {gpt-5: {price: x}}\n",
+            "test.yaml:18:28: plans.p.charges[0].by_group.gpt-5.price: value must be a decimal number, got 'x'",
+        ),
+        (
+            "      - {meter: requests, model: per_call, price: 1, asset: GOLD}\n",
+            "test.yaml:15:54: plans.p.charges[0].asset: unknown asset 'GOLD': use an ISO code or define it under assets",
+        ),
+        (
+            "      - {meter: compute_units, model: outcome, prices: {a: 1}}\n",
+            "outcome prices a count meter grouped by exactly one property, the outcome type",
+        ),
+        (
+            "      - {meter: requests, model: per_call, price: 1, by_group: {x: {meter: compute_units}}}\n",
+            "by_group.x may only override the model's own parameters, not ['meter']",
+        ),
+    ],
+)
+def test_option_errors_are_located(book: Book, charges: str, problem: str) -> None:
+    with pytest.raises(PricebookError) as error:
+        book(BASE.replace("CHARGES\n", charges))
+    assert any(problem in p for p in error.value.problems), error.value.problems
+
+
+def test_an_empty_weighted_sum_is_an_error(book: Book) -> None:
+    text = BASE.replace("CHARGES\n", "      - {meter: requests, model: per_call, price: 1}\n")
+    with pytest.raises(PricebookError, match="weighted sum needs at least one property"):
+        book(
+            text.replace(
+                'sum: {cpu_ms: "0.001", memory_mb_s: "0.0002", network_bytes: "0.000001", inference_calls: "1"}',
+                "sum: {}",
+            )
+        )
+
+
+def test_a_custom_asset_cannot_change_scale(book: Book) -> None:
+    text = BASE.replace("CHARGES\n", "      - {meter: requests, model: per_call, price: 1}\n")
+    book(text)
+    with pytest.raises(PricebookError, match="assets.CREDITS: asset CREDITS is already registered with scale 4"):
+        book(text.replace("scale: 4", "scale: 2"))
