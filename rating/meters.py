@@ -147,7 +147,7 @@ class Meter(BaseModel):
             if value is None:
                 raise EventError(f"missing property {self.unique!r} (the meter reads it)")
             return str(value)
-        name = self.sum or self.max
+        name = self.source
         assert name is not None
         return self._quantity(event, name)
 

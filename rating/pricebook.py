@@ -171,9 +171,9 @@ def _check_references(book: Pricebook, problems: _Problems) -> None:
 
     if not known(book.currency):
         problems.add(("currency",), f"unknown currency {book.currency!r}: use an ISO code or define it under assets")
-    for code, spec in book.assets.items():
+    for code, asset in book.assets.items():
         try:
-            register_asset(code, spec.scale, spec.description)
+            register_asset(code, asset.scale, asset.description)
         except InvalidAmount as error:
             problems.add(("assets", code), str(error))
     meters = ", ".join(sorted(book.meters)) or "none defined"
