@@ -139,8 +139,8 @@ class Meter(BaseModel):
             return ONE
         if isinstance(self.sum, dict):
             total = ZERO
-            for name, weight in self.sum.items():
-                total += weight * self._quantity(event, name, missing=ZERO)
+            for weighted, weight in self.sum.items():
+                total += weight * self._quantity(event, weighted, missing=ZERO)
             return total
         if self.unique is not None:
             value = event.dimension(self.unique)
