@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rating.catalog import load_catalog
+from rating.closing import close_period
 from rating.demo import example_pricebook, write_demo_events
 from rating.engine import BatchReport, Engine
 from rating.errors import PricebookError, RatingError
@@ -171,6 +172,22 @@ def cmd_balance(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
+def cmd_close_period(args: argparse.Namespace, registry: Registry) -> int:
+    engine = _engine(args, registry, args.pricebook)
+    report = close_period(engine, args.period, args.customer)
+    rows = [
+        {"transaction": t.id, "customer": t.metadata.get("customer"), "asset": p.asset, "amount": p.amount,
+         "description": t.description}
+        for t in report.posted
+        for p in t.postings[:1]
+    ]  # fmt: skip
+    print(render(rows, ["transaction", "customer", "asset", "amount", "description"], args.output))
+    closed = len({t.metadata.get("customer") for t in report.posted if t.id.startswith("close:")})
+    print(f"closed {args.period} for {closed:,} customers; posted {len(report.posted):,} transactions",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, registry: Registry) -> int:
     pricebook = args.pricebook or [example_pricebook()]
     events = write_demo_events(Path(args.events_file), args.events)
@@ -222,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--strict", action="store_true", help="post nothing if any record is rejected")
     balance = command("balance", cmd_balance, "show ledger balances", db=DEFAULT_DB, output=True)
     balance.add_argument("customer", nargs="?", metavar="CUSTOMER", help="only this customer's accounts")
+    close = command(
+        "close-period", cmd_close_period, "post fees, minimums and rounding of a period, once", db=DEFAULT_DB,
+        output=True,
+    )  # fmt: skip
+    close.add_argument("--period", required=True, help="2026-11 (month), 2026-W47 (week), 2026-11-23 (day) or 2026")
+    close.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
+    close.add_argument("--customer", action="append", help="only these customers (repeatable)")
     demo = command(
         "demo", cmd_demo, "rate generated events with the example pricebook", db="rating-demo.db", output=True
     )

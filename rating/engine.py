@@ -23,7 +23,7 @@ from rating.catalog import Catalog
 from rating.charges import Charge, RatedEvent, StateKey, Usage
 from rating.errors import EventConflict, EventError, PluginError, RatingError
 from rating.events import Sourced, UsageEvent
-from rating.ledger import Posting, Transaction, receivable_account, revenue_account
+from rating.ledger import Posting, Transaction, closing_id, receivable_account, revenue_account
 from rating.meters import Meter, PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.periods import PeriodClock, zone
@@ -31,6 +31,7 @@ from rating.pricebook import Pricebook
 from rating.pricing import PricingModel
 from rating.registry import Registry
 from rating.storage.base import StaleState, Storage
+from rating.subscriptions import Span, plan_at, spans
 
 #: Attempts at a chunk whose period state another writer moved meanwhile.
 STALE_RETRIES = 5
@@ -91,8 +92,8 @@ class _Version:
 
     def __init__(self, book: Pricebook) -> None:
         self.book = book
-        timezone = zone(book.timezone)
-        self.clocks = {name: PeriodClock(plan.period, timezone) for name, plan in book.plans.items()}
+        self._clocks: dict[tuple[str, str], PeriodClock] = {}
+        self._spans: dict[str, list[Span]] = {}
         self.meters_by_type: dict[str, list[tuple[str, Meter]]] = {}
         for name, meter in book.meters.items():
             self.meters_by_type.setdefault(meter.event, []).append((name, meter))
@@ -106,6 +107,24 @@ class _Version:
                 by_meter.setdefault(charge.meter, []).append((f"cap:{plan_name}[{index}]", charge))
         self.label = f"{book.pricebook}@{book.version.isoformat()}"
 
+    def plan_at(self, customer: str, timestamp: dt.datetime) -> str:
+        """The customer's plan at ``timestamp`` (subscription spans are cached per customer)."""
+        history = self._spans.get(customer)
+        if history is None:
+            history = self._spans[customer] = spans(self.book, customer)
+        for span in history:
+            if span.start <= timestamp < span.end:
+                return span.plan
+        return plan_at(self.book, customer, timestamp)  # raises with the reason
+
+    def period(self, plan: str, customer: str, timestamp: dt.datetime) -> str:
+        """The label of the customer's billing period at ``timestamp``."""
+        timezone = self.book.timezone_of(customer)
+        clock = self._clocks.get((plan, timezone))
+        if clock is None:
+            clock = self._clocks[plan, timezone] = PeriodClock(self.book.plans[plan].period, zone(timezone))
+        return clock.label(timestamp)
+
 
 class Engine:
     """Rates events by one pricebook (or its versions, a :class:`~rating.catalog.Catalog`) into one storage."""
@@ -118,6 +137,8 @@ class Engine:
         hooks = self.registry.manager.hook
         self._enrich = hooks.rating_enrich_event if self.registry.enriches_events else None
         self._posted = hooks.rating_transaction_posted if hooks.rating_transaction_posted.get_hookimpls() else None
+        self._closed: set[tuple[str, str]] = set()
+        self._open: set[tuple[str, str]] = set()
 
     @property
     def pricebook(self) -> Pricebook:
@@ -180,6 +201,16 @@ class Engine:
 
     # -- internals ---------------------------------------------------------------
 
+    def _is_closed(self, customer: str, period: str) -> bool:
+        """Whether the period was closed; open answers are cached until the next chunk, closed ones for good."""
+        if (customer, period) in self._closed:
+            return True
+        if self.storage.transaction(closing_id(customer, period)) is not None:
+            self._closed.add((customer, period))
+            return True
+        self._open.add((customer, period))
+        return False
+
     def _stored_state(self, key: StateKey) -> PeriodState:
         return self.storage.period_states([key]).get(key) or PeriodState(ZERO)
 
@@ -216,6 +247,7 @@ class Engine:
         self, pending: list[tuple[str, UsageEvent]], raise_rejects: bool
     ) -> tuple[list[RatedEvent], list[Rejection], int]:
         storage = self.storage
+        self._open.clear()  # another process may have closed a period since the last chunk
         already = storage.rated_events(event.id for _, event in pending)
         states: dict[StateKey, PeriodState] = {}
 
@@ -272,9 +304,7 @@ class Engine:
         version = self._version_at(event.timestamp)
         book = version.book
         customer = event.customer
-        plan = book.plan_of(customer)
-        if plan is None:
-            raise EventError(f"unknown customer {customer!r}: not under customers and no default_plan")
+        plan = version.plan_at(customer, event.timestamp)
         meters = version.meters_by_type.get(event.type)
         if not meters:
             raise EventError(f"no meter counts events of type {event.type!r}")
@@ -283,7 +313,9 @@ class Engine:
             if not meters:
                 raise EventError(f"no meter counts this {event.type} event (every meter's where filter excludes it)")
         charges_by_meter = version.charges_by_plan[plan]
-        period = version.clocks[plan].label(event.timestamp)
+        period = version.period(plan, customer, event.timestamp)
+        if (customer, period) not in self._open and self._is_closed(customer, period):
+            raise EventError(f"period {period} of customer {customer!r} is closed; it takes no more usage")
         currency = book.currency
         usage: list[Usage] = []
         charges: list[Charge] = []

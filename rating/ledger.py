@@ -64,6 +64,11 @@ def imbalance(postings: Iterable[Posting]) -> dict[str, Decimal]:
     return {asset: total for asset, total in totals.items() if total != 0}
 
 
+def closing_id(customer: str, period: str) -> str:
+    """Id of the marker transaction that closes ``period`` for ``customer``."""
+    return f"close:{customer}:{period}"
+
+
 @dataclass(frozen=True, slots=True)
 class Transaction:
     """A balanced set of postings with an idempotency ``id`` and the time it takes effect."""

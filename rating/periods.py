@@ -88,3 +88,26 @@ class PeriodClock:
         if not (self._start <= timestamp < self._end):
             self._label, self._start, self._end = period_bounds(timestamp, self.kind, self.timezone)
         return self._label
+
+
+def parse_period(label: str) -> tuple[PeriodKind, dt.date]:
+    """The kind and first day of a period label (``2026-11-23``, ``2026-W47``, ``2026-11``, ``2026``)."""
+    try:
+        if len(label) == 10:
+            return "day", dt.date.fromisoformat(label)
+        if len(label) == 8 and label[4:6] == "-W":
+            return "week", dt.date.fromisocalendar(int(label[:4]), int(label[6:]), 1)
+        if len(label) == 7 and label[4] == "-":
+            return "month", dt.date(int(label[:4]), int(label[5:]), 1)
+        if len(label) == 4:
+            return "year", dt.date(int(label), 1, 1)
+    except ValueError:
+        pass
+    raise ValueError(f"{label!r} is not a period: use 2026-11-23, 2026-W47, 2026-11 or 2026")
+
+
+def bounds_of(label: str, timezone: dt.tzinfo) -> tuple[PeriodKind, dt.datetime, dt.datetime]:
+    """Kind, start and end (UTC) of the period ``label`` in ``timezone``."""
+    kind, first = parse_period(label)
+    start = dt.datetime(first.year, first.month, first.day, tzinfo=timezone)
+    return (kind, *period_bounds(start.astimezone(UTC), kind, timezone)[1:])

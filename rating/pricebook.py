@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Union
 
 from moneyed import CurrencyDoesNotExist, get_currency
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from rating import yamlstrict
@@ -27,6 +27,14 @@ from rating.pricing import Price, PricingModel, invalid_overrides
 from rating.registry import Registry
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
+    return value
 
 
 class AssetSpec(BaseModel):
@@ -45,16 +53,49 @@ class Plan(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     period: PeriodKind = Field("month", description="Billing period; period state starts fresh each period.")
-    charges: tuple[PricingModel, ...] = Field(description="Each charge names a meter and a pricing model.")
+    charges: tuple[PricingModel, ...] = Field((), description="Each charge names a meter and a pricing model.")
+    fee: Price | None = Field(None, description="Fixed fee per period, charged in advance, prorated by time.")
+    minimum: Price | None = Field(None, description="Minimum spend per period; the shortfall is billed at close.")
     description: str | None = None
 
 
-class CustomerSpec(BaseModel):
-    """Which plan a customer is on."""
+class PlanChange(BaseModel):
+    """A move to another plan from a date on (local midnight in the customer's time zone)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     plan: str
+    on: dt.date
+
+
+class CustomerSpec(BaseModel):
+    """A customer's subscription: its plan, when it starts and ends, later plan changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    plan: str = Field(description="Plan from the start of the subscription.")
+    since: dt.date | None = Field(None, description="Subscription start; the first fee is prorated from it.")
+    until: dt.date | None = Field(None, description="Subscription end (exclusive); the last fee is prorated to it.")
+    changes: tuple[PlanChange, ...] = Field((), description="Later plan changes, in date order.")
+    timezone: str | None = Field(None, description="Time zone of this customer's periods; the pricebook's by default.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        return value if value is None else _check_timezone(value)
+
+    @model_validator(mode="after")
+    def _ordered_dates(self) -> CustomerSpec:
+        days = [self.since] if self.since else []
+        days += [change.on for change in self.changes]
+        days += [self.until] if self.until else []
+        if days != sorted(days) or len(set(days)) != len(days):
+            raise ValueError("since, the changes' dates and until must be in strictly increasing order")
+        return self
+
+    def plans(self) -> list[str]:
+        """Every plan this customer is ever on."""
+        return [self.plan] + [change.plan for change in self.changes]
 
 
 class Pricebook(BaseModel):
@@ -76,16 +117,12 @@ class Pricebook(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from None
-        return value
+        return _check_timezone(value)
 
-    def plan_of(self, customer: str) -> str | None:
-        """The plan name of ``customer``, or None when it has none and there is no default."""
+    def timezone_of(self, customer: str) -> str:
+        """The time zone of ``customer``'s billing periods."""
         spec = self.customers.get(customer)
-        return spec.plan if spec is not None else self.default_plan
+        return spec.timezone if spec is not None and spec.timezone else self.timezone
 
     def unit_of(self, meter: str) -> str:
         """How quantities of ``meter`` are named in explanations."""
@@ -192,6 +229,13 @@ def _check_references(book: Pricebook, problems: _Problems) -> None:
     for customer, spec in book.customers.items():
         if spec.plan not in book.plans:
             problems.add(("customers", customer, "plan"), f"unknown plan {spec.plan!r}; plans: {plans}")
+        for index, change in enumerate(spec.changes):
+            if change.plan not in book.plans:
+                where = ("customers", customer, "changes", index, "plan")
+                problems.add(where, f"unknown plan {change.plan!r}; plans: {plans}")
+        kinds = {book.plans[p].period for p in spec.plans() if p in book.plans}
+        if len(kinds) > 1:
+            problems.add(("customers", customer), f"plan changes must keep one period kind, found {sorted(kinds)}")
     if book.default_plan is not None and book.default_plan not in book.plans:
         problems.add(("default_plan",), f"unknown plan {book.default_plan!r}; plans: {plans}")
 

@@ -22,7 +22,7 @@ def problems(book: Book, text: str) -> list[str]:
 def test_example_pricebook_loads(registry: Registry) -> None:
     loaded = load_pricebook(EXAMPLE, registry)
     assert loaded.pricebook == "ai-gateway"
-    assert loaded.plan_of("acme-labs") == "team" and loaded.plan_of("someone") == "developer"
+    assert loaded.customers["acme-labs"].plan == "team" and loaded.default_plan == "developer"
     tiered = loaded.plans["developer"].charges[1]
     assert tiered.tiers[0].up_to == Decimal(1_000_000)  # type: ignore[attr-defined]
 

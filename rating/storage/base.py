@@ -86,6 +86,10 @@ class Storage(abc.ABC):
     def charges(self, customer: str | None = None) -> Iterator[StoredCharge]:
         """Stored charges, optionally of one customer, in the order they were stored."""
 
+    @abc.abstractmethod
+    def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
+        """Sum of the stored charges of billing period ``period``, per (customer, asset)."""
+
     def close(self) -> None:  # noqa: B027 - optional for adapters without a connection
         """Release the connection, if any."""
 

@@ -59,6 +59,14 @@ class MemoryStorage(Storage):
     def charges(self, customer: str | None = None) -> Iterator[StoredCharge]:
         return iter([c for c in self._charges if customer is None or c.customer == customer])
 
+    def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
+        totals: dict[tuple[str, str], Decimal] = {}
+        for stored in self._charges:
+            if stored.charge.period == period:
+                key = (stored.customer, stored.charge.asset)
+                totals[key] = totals.get(key, ZERO) + stored.charge.amount
+        return totals
+
     def _fingerprints(self, ids: Iterable[str]) -> dict[str, str]:
         stored = self._transactions
         return {i: stored[i].fingerprint() for i in ids if i in stored}

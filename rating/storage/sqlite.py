@@ -110,6 +110,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (2, "CREATE INDEX charges_by_period ON charges (period, customer)"),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -267,6 +268,13 @@ class SQLiteStorage(Storage):
                 stored_unit_price=None if price is None else Decimal(price),
             )
             yield StoredCharge(event_id, who, charge)
+
+    def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
+        totals: dict[tuple[str, str], Decimal] = {}
+        rows = self._db.execute("SELECT customer, asset, amount FROM charges WHERE period=?", (period,))
+        for customer, asset, amount in rows:
+            totals[(customer, asset)] = totals.get((customer, asset), ZERO) + Decimal(amount)
+        return totals
 
     # -- writes (inside _atomic) ---------------------------------------------------
 

@@ -1,0 +1,118 @@
+"""Period close: subscription fees, minimum-spend true-ups and rounding, posted exactly once.
+
+``close_period(engine, "2026-11")`` posts, for each customer whose plan bills by
+that kind of period:
+
+1. ``fee:CUSTOMER:PERIOD:N`` - the plan fee of each span of the subscription in
+   the period, prorated by time (charged in advance: dated at the span start);
+2. ``minimum:CUSTOMER:PERIOD`` - the shortfall ``max(0, minimum - spent)``,
+   where ``spent`` is the period's charges plus fees in the pricebook currency;
+3. ``rounding:CUSTOMER:PERIOD:ASSET`` - the difference between the period's
+   total and that total rounded (half-even) to the asset's scale, so that what
+   the customer owes is a whole number of cents; it is credited to
+   ``rounding:ASSET``;
+4. ``close:CUSTOMER:PERIOD`` - a marker without postings. From then on the
+   engine rejects usage in that period.
+
+Every id is derived from customer and period, so closing again posts nothing
+new. Fees and minimums apply to customers listed under ``customers`` (they have
+a subscription); customers on the default plan pay as they go.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from rating.engine import Engine
+from rating.errors import RatingError
+from rating.ledger import Posting, Transaction, closing_id, receivable_account, revenue_account
+from rating.money import ZERO, asset_scale, quantize
+from rating.periods import bounds_of, parse_period, zone
+from rating.pricebook import Pricebook
+from rating.subscriptions import prorated, spans_within
+
+ONE_TICK = dt.timedelta(microseconds=1)
+
+
+@dataclass
+class CloseReport:
+    """What closing a period posted."""
+
+    period: str
+    posted: list[Transaction] = field(default_factory=list)
+    already_closed: list[str] = field(default_factory=list)
+
+
+def _charge(id: str, at: dt.datetime, what: str, customer: str, account: str, amount: Decimal, asset: str,
+            **metadata: str) -> Transaction:  # fmt: skip
+    postings = (Posting(receivable_account(customer), asset, amount), Posting(account, asset, -amount))
+    return Transaction(id, at, what, postings, {"customer": customer, **metadata})
+
+
+def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[str, Decimal]) -> list[Transaction]:
+    """The closing transactions of one customer for ``period`` (empty when nothing applies)."""
+    kind, start, end = bounds_of(period, zone(book.timezone_of(customer)))
+    subscribed = customer in book.customers
+    parts = spans_within(book, customer, start, end) if subscribed else []
+    if any(book.plans[part.plan].period != kind for part in parts) or not (parts or totals):
+        return []
+    currency, closing_at = book.currency, end - ONE_TICK
+    result: list[Transaction] = []
+    fees = minimum = ZERO
+    for number, part in enumerate(parts):
+        plan = book.plans[part.plan]
+        if plan.minimum:
+            minimum += prorated(plan.minimum, part, start, end, currency)
+        if plan.fee:
+            fee = prorated(plan.fee, part, start, end, currency)
+            fees += fee
+            result.append(
+                _charge(f"fee:{customer}:{period}:{number}", part.start, f"{part.plan} fee for {period}", customer,
+                        revenue_account(part.plan, "fee"), fee, currency, plan=part.plan,
+                        covers=f"{part.start.isoformat()}/{part.end.isoformat()}")
+            )  # fmt: skip
+    shortfall = max(ZERO, minimum - totals.get(currency, ZERO) - fees)
+    if shortfall:
+        last = parts[-1].plan
+        result.append(
+            _charge(f"minimum:{customer}:{period}", closing_at, f"minimum spend true-up for {period}", customer,
+                    revenue_account(last, "minimum"), shortfall, currency, plan=last, minimum=str(minimum))
+        )  # fmt: skip
+    owed = dict(totals)
+    owed[currency] = owed.get(currency, ZERO) + fees + shortfall
+    for asset, total in sorted(owed.items()):
+        difference = quantize(total, asset_scale(asset)) - total
+        if difference:
+            result.append(
+                _charge(f"rounding:{customer}:{period}:{asset}", closing_at, f"rounding of {period} to the cent",
+                        customer, f"rounding:{asset}", difference, asset, total=str(total))
+            )  # fmt: skip
+    marker = {"customer": customer, "period": period, "transactions": str(len(result))}
+    result.append(Transaction(closing_id(customer, period), closing_at, f"close {period}", (), marker))
+    return result
+
+
+def close_period(engine: Engine, period: str, customers: Iterable[str] | None = None) -> CloseReport:
+    """Post every closing transaction of ``period``, atomically; closing twice posts nothing new."""
+    try:
+        _, first = parse_period(period)
+    except ValueError as error:
+        raise RatingError(str(error)) from None
+    catalog, storage = engine.catalog, engine.storage
+    noon = dt.datetime(first.year, first.month, first.day, 12, tzinfo=dt.UTC)
+    book = catalog.in_force(noon) or catalog.versions[0]
+    by_customer: dict[str, dict[str, Decimal]] = {}
+    for (customer, asset), amount in storage.period_totals(period).items():
+        by_customer.setdefault(customer, {})[asset] = amount
+    names = sorted(set(customers) if customers is not None else set(book.customers) | set(by_customer))
+    report = CloseReport(period)
+    transactions = []
+    for customer in names:
+        if storage.transaction(closing_id(customer, period)) is not None:
+            report.already_closed.append(customer)
+        transactions.extend(customer_closing(book, customer, period, by_customer.get(customer, {})))
+    report.posted = storage.append(transactions)
+    return report
