@@ -46,8 +46,10 @@ class CloseReport:
     already_closed: list[str] = field(default_factory=list)
 
 
-def _charge(id: str, at: dt.datetime, what: str, customer: str, account: str, amount: Decimal, asset: str,
-            **metadata: str) -> Transaction:  # fmt: skip
+def _charge(
+    id: str, at: dt.datetime, what: str, customer: str, account: str, amount: Decimal, asset: str, **metadata: str
+) -> Transaction:
+    """A transaction debiting the customer's receivable and crediting ``account``."""
     postings = (Posting(receivable_account(customer), asset, amount), Posting(account, asset, -amount))
     return Transaction(id, at, what, postings, {"customer": customer, **metadata})
 
@@ -55,8 +57,7 @@ def _charge(id: str, at: dt.datetime, what: str, customer: str, account: str, am
 def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[str, Decimal]) -> list[Transaction]:
     """The closing transactions of one customer for ``period`` (empty when nothing applies)."""
     kind, start, end = bounds_of(period, zone(book.timezone_of(customer)))
-    subscribed = customer in book.customers
-    parts = spans_within(book, customer, start, end) if subscribed else []
+    parts = spans_within(book, customer, start, end) if customer in book.customers else []
     if any(book.plans[part.plan].period != kind for part in parts) or not (parts or totals):
         return []
     currency, closing_at = book.currency, end - ONE_TICK
@@ -64,32 +65,29 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
     fees = minimum = ZERO
     for number, part in enumerate(parts):
         plan = book.plans[part.plan]
-        if plan.minimum:
-            minimum += prorated(plan.minimum, part, start, end, currency)
-        if plan.fee:
-            fee = prorated(plan.fee, part, start, end, currency)
+        minimum += prorated(plan.minimum or ZERO, part, start, end, currency)
+        fee = prorated(plan.fee or ZERO, part, start, end, currency)
+        if fee:
             fees += fee
-            result.append(
-                _charge(f"fee:{customer}:{period}:{number}", part.start, f"{part.plan} fee for {period}", customer,
-                        revenue_account(part.plan, "fee"), fee, currency, plan=part.plan,
-                        covers=f"{part.start.isoformat()}/{part.end.isoformat()}")
-            )  # fmt: skip
+            span = f"{part.start.isoformat()}/{part.end.isoformat()}"
+            account = revenue_account(part.plan, "fee")
+            what = f"{part.plan} fee for {period}"
+            id = f"fee:{customer}:{period}:{number}"
+            result.append(_charge(id, part.start, what, customer, account, fee, currency, plan=part.plan, covers=span))
     shortfall = max(ZERO, minimum - totals.get(currency, ZERO) - fees)
     if shortfall:
         last = parts[-1].plan
-        result.append(
-            _charge(f"minimum:{customer}:{period}", closing_at, f"minimum spend true-up for {period}", customer,
-                    revenue_account(last, "minimum"), shortfall, currency, plan=last, minimum=str(minimum))
-        )  # fmt: skip
+        account = revenue_account(last, "minimum")
+        what = f"minimum spend true-up for {period}"
+        id = f"minimum:{customer}:{period}"
+        result.append(_charge(id, closing_at, what, customer, account, shortfall, currency, minimum=str(minimum)))
     owed = dict(totals)
     owed[currency] = owed.get(currency, ZERO) + fees + shortfall
     for asset, total in sorted(owed.items()):
         difference = quantize(total, asset_scale(asset)) - total
         if difference:
-            result.append(
-                _charge(f"rounding:{customer}:{period}:{asset}", closing_at, f"rounding of {period} to the cent",
-                        customer, f"rounding:{asset}", difference, asset, total=str(total))
-            )  # fmt: skip
+            id, what = f"rounding:{customer}:{period}:{asset}", f"rounding of {period} to the asset's scale"
+            result.append(_charge(id, closing_at, what, customer, f"rounding:{asset}", difference, asset))
     marker = {"customer": customer, "period": period, "transactions": str(len(result))}
     result.append(Transaction(closing_id(customer, period), closing_at, f"close {period}", (), marker))
     return result

@@ -142,3 +142,19 @@ def test_demo_events_are_reproducible() -> None:
 def test_python_dash_m_rating_works() -> None:
     result = subprocess.run([sys.executable, "-m", "rating", "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "demo" in result.stdout
+
+
+def test_close_period_posts_once(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_subscriptions import SUBSCRIPTIONS
+
+    book = tmp_path / "subs.yaml"
+    book.write_text(SUBSCRIPTIONS)
+    code, out, err = run("close-period", "--period", "2026-11", "-p", str(book), "-o", "csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["transaction"] for r in rows] == ["fee:acme:2026-11:0", "fee:acme:2026-11:1", "fee:tokyo:2026-11:0"]
+    assert "closed 2026-11 for 2 customers; posted 5 transactions" in err
+    code, out, err = run("close-period", "--period", "2026-11", "-p", str(book))
+    assert code == 0 and "posted 0 transactions" in err
+    code, _, err = run("close-period", "--period", "nov", "-p", str(book))
+    assert code == 1 and err == "rating: error: 'nov' is not a period: use 2026-11-23, 2026-W47, 2026-11 or 2026\n"

@@ -1,0 +1,117 @@
+"""Period close: fees, minimum true-ups and rounding, exactly once; closed periods take no usage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+import pytest
+
+from rating.closing import close_period
+from rating.engine import Engine
+from rating.errors import EventError, RatingError, TransactionConflict
+from rating.ledger import Transaction
+from rating.pricebook import Pricebook
+from rating.registry import Registry
+from rating.storage import Storage
+from tests.helpers import event
+from tests.test_subscriptions import SUBSCRIPTIONS, utc
+
+Book = Callable[[str], Pricebook]
+
+
+def rate_calls(engine: Engine, customer: str, days: list[int]) -> None:
+    for day in days:
+        engine.rate(event(f"{customer}-{day}", customer=customer, type="api.call", at=utc(2026, 11, day, 12)))
+
+
+def ids(transactions: list[Transaction]) -> list[str]:
+    return [t.id for t in transactions]
+
+
+def receivable(storage: Storage, customer: str) -> Decimal:
+    return storage.balances(f"customer:{customer}:")[(f"customer:{customer}:receivable", "USD")]
+
+
+def test_close_posts_prorated_fees_and_a_marker(book: Book, registry: Registry, storage: Storage) -> None:
+    engine = Engine(book(SUBSCRIPTIONS), storage, registry)
+    rate_calls(engine, "acme", [12, 13, 14, 22, 23, 24])  # one 0.10 call on starter, one 0.05 call on pro
+    report = close_period(engine, "2026-11")
+    assert ids(report.posted) == [
+        "fee:acme:2026-11:0",
+        "fee:acme:2026-11:1",
+        "close:acme:2026-11",
+        "fee:tokyo:2026-11:0",
+        "close:tokyo:2026-11",
+    ]
+    # 10 days of 30.00 and 10 days of 90.00 (a 30-day month in Paris), dated in advance at each span start.
+    assert [t.postings[0].amount for t in report.posted[:2]] == [Decimal("10.00"), Decimal("30.00")]
+    assert report.posted[0].timestamp == utc(2026, 11, 10, 23)
+    # The pro minimum, 100 for a third of the month (33.33), is met by 40.15 of fees and usage.
+    assert receivable(storage, "acme") == Decimal("40.15")
+    assert storage.balances("revenue:pro:") == {
+        ("revenue:pro:calls", "USD"): Decimal("-0.05"),
+        ("revenue:pro:fee", "USD"): Decimal("-30.00"),
+    }
+
+
+def test_a_minimum_shortfall_is_billed(book: Book, registry: Registry, storage: Storage) -> None:
+    engine = Engine(book(SUBSCRIPTIONS.replace('fee: "90"', 'fee: "0"')), storage, registry)
+    rate_calls(engine, "acme", [12, 13, 14, 22, 23, 24])
+    report = close_period(engine, "2026-11", customers=["acme"])
+    assert ids(report.posted) == ["fee:acme:2026-11:0", "minimum:acme:2026-11", "close:acme:2026-11"]
+    shortfall = report.posted[1]
+    assert shortfall.metadata["minimum"] == "33.33"
+    assert shortfall.postings[0].amount == Decimal("33.33") - Decimal("10.00") - Decimal("0.15")
+    assert receivable(storage, "acme") == Decimal("33.33")
+
+
+def test_sub_cent_charges_stay_exact_until_close_rounds_once(book: Book, registry: Registry, storage: Storage) -> None:
+    text = SUBSCRIPTIONS.replace('price: "0.10", included: 2', 'price: "0.0000001"')
+    engine = Engine(book(text), storage, registry)
+    rate_calls(engine, "tokyo", [3, 4, 5])
+    assert [c.charge.amount for c in storage.charges("tokyo")] == [Decimal("0.0000001")] * 3
+    report = close_period(engine, "2026-11", customers=["tokyo"])
+    assert ids(report.posted) == ["fee:tokyo:2026-11:0", "rounding:tokyo:2026-11:USD", "close:tokyo:2026-11"]
+    assert report.posted[1].postings[0].amount == Decimal("-0.0000003")
+    assert receivable(storage, "tokyo") == Decimal("30.00")
+    assert storage.balances("rounding:") == {("rounding:USD", "USD"): Decimal("0.0000003")}
+
+
+def test_closing_twice_posts_nothing_new(book: Book, registry: Registry, storage: Storage) -> None:
+    engine = Engine(book(SUBSCRIPTIONS), storage, registry)
+    rate_calls(engine, "acme", [12, 22])
+    first = close_period(engine, "2026-11")
+    balances = storage.balances()
+    again = close_period(engine, "2026-11")
+    assert first.posted and again.posted == [] and sorted(again.already_closed) == ["acme", "tokyo"]
+    assert storage.balances() == balances
+
+
+def test_a_closed_period_takes_no_more_usage(book: Book, registry: Registry, storage: Storage) -> None:
+    engine = Engine(book(SUBSCRIPTIONS), storage, registry)
+    close_period(engine, "2026-11", customers=["acme"])
+    late = event("late", type="api.call", at=utc(2026, 11, 29, 12), customer="acme")
+    with pytest.raises(EventError, match="period 2026-11 of customer 'acme' is closed"):
+        engine.rate(late)
+    other = Engine(engine.catalog, storage, registry)  # a fresh engine learns it from storage
+    assert "is closed" in other.rate_batch([late]).rejected[0].reason
+    assert other.rate(event("dec", type="api.call", at=utc(2026, 12, 2, 12), customer="acme")) is not None
+
+
+def test_a_changed_pricebook_cannot_close_a_period_differently(
+    book: Book, registry: Registry, storage: Storage
+) -> None:
+    close_period(Engine(book(SUBSCRIPTIONS), storage, registry), "2026-11", customers=["acme"])
+    changed = Engine(book(SUBSCRIPTIONS.replace('fee: "30"', 'fee: "35"')), storage, registry)
+    with pytest.raises(TransactionConflict, match="fee:acme:2026-11:0"):
+        close_period(changed, "2026-11", customers=["acme"])
+
+
+def test_only_customers_billed_by_that_kind_of_period_are_closed(
+    book: Book, registry: Registry, storage: Storage
+) -> None:
+    engine = Engine(book(SUBSCRIPTIONS), storage, registry)
+    assert close_period(engine, "2026-W47").posted == []
+    with pytest.raises(RatingError, match="'november' is not a period"):
+        close_period(engine, "november")
