@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from rating.events import UsageEvent
 from rating.ledger import Transaction
-from rating.money import ZERO, format_decimal
+from rating.money import format_decimal
 from rating.pricing import PricingModel
 
 #: (customer, meter, group values, period label): the unit of period state.
@@ -75,8 +75,10 @@ class Charge(NamedTuple):
         if self.uncapped is None or self.uncapped == self.amount:
             return self.pricing.describe(self.before, self.after, self.amount, self.unit, self.asset)
         text = self.pricing.describe(self.before, self.after, self.uncapped, self.unit, self.asset)
-        cap = format_decimal(self.pricing.cap or ZERO)
-        return f"{text}; capped at {cap} {self.asset} per period: {format_decimal(self.amount)} {self.asset}"
+        terms = [f"{format_decimal(d.percent)}% off above {format_decimal(d.above)}" for d in self.pricing.discounts]
+        if self.pricing.cap is not None:
+            terms.append(f"the {format_decimal(self.pricing.cap)} {self.asset} period cap")
+        return f"{text}; with {' and '.join(terms)}: {format_decimal(self.amount)} {self.asset}"
 
 
 class RatedEvent(NamedTuple):

@@ -99,12 +99,12 @@ class _Version:
             self.meters_by_type.setdefault(meter.event, []).append((name, meter))
         self.filtered = any(meter.where for meter in book.meters.values())
         self.revenue = {(p, m): revenue_account(p, m) for p in book.plans for m in book.meters}
-        # Each charge with its cap-state key: the running uncapped total of a capped charge is period state too.
+        # Each charge with the state key of its running total (kept for charges with discounts or a cap).
         self.charges_by_plan: dict[str, dict[str, list[tuple[str, PricingModel]]]] = {}
         for plan_name, plan in book.plans.items():
             by_meter = self.charges_by_plan.setdefault(plan_name, {})
             for index, charge in enumerate(plan.charges):
-                by_meter.setdefault(charge.meter, []).append((f"cap:{plan_name}[{index}]", charge))
+                by_meter.setdefault(charge.meter, []).append((f"total:{plan_name}[{index}]", charge))
         self.label = f"{book.pricebook}@{book.version.isoformat()}"
 
     def plan_at(self, customer: str, timestamp: dt.datetime) -> str:
@@ -327,14 +327,13 @@ class Engine:
             after = meter.advance(state, reading)
             usage.append(Usage(name, group, period, reading, before, after))
             unit = meter.unit or name
-            for cap_key, charge in charges_by_meter.get(name, ()):
+            for total_key, charge in charges_by_meter.get(name, ()):
                 pricing = charge.for_group(group)
                 amount = uncapped = pricing.charge(before, after)
-                if charge.cap is not None:
-                    totals = lookup((customer, cap_key, (), period))
-                    total_after = totals.quantity + uncapped
-                    usage.append(Usage(cap_key, (), period, uncapped, totals.quantity, total_after))
-                    amount = min(charge.cap, total_after) - min(charge.cap, totals.quantity)
+                if charge.tracks_total:
+                    running = lookup((customer, total_key, (), period)).quantity
+                    usage.append(Usage(total_key, (), period, uncapped, running, running + uncapped))
+                    amount = charge.adjusted_total(running + uncapped) - charge.adjusted_total(running)
                 charges.append(
                     Charge(
                         plan,

@@ -10,8 +10,12 @@ Options every charge has, whatever its model (each keeps that property):
 - ``included``: an allowance; the model prices ``max(0, q - included)``.
 - ``by_group``: parameter overrides for one group of the meter
   (``{gpt-5: {price: "10"}}``; several group values are joined with ``/``).
+- ``discounts``: volume discounts on the charge's period total, e.g. 5% off
+  what exceeds 10,000 and 10% off what exceeds 50,000 (graduated);
 - ``cap``: the most the charge adds up to per customer and period, across
-  groups; the engine prices ``min(cap, uncapped total)`` the same telescoping way.
+  groups. With discounts or a cap the engine keeps the charge's running
+  total ``R`` as period state and charges ``F(after) - F(before)`` with
+  ``F(R) = min(cap, R - discounts(R))``: still exact and order-independent.
 - ``asset``: post the charge in another asset than the pricebook currency,
   such as ``CREDITS``.
 
@@ -35,7 +39,17 @@ Price = Annotated[Decimal, BeforeValidator(to_decimal), Field(ge=0)]
 PositiveQuantity = Annotated[Decimal, BeforeValidator(to_decimal), Field(gt=0)]
 
 #: The options of the base class, which ``by_group`` overrides may not change.
-COMMON_OPTIONS = frozenset({"meter", "model", "description", "included", "cap", "asset", "by_group"})
+COMMON_OPTIONS = frozenset({"meter", "model", "description", "included", "cap", "discounts", "asset", "by_group"})
+Percent = Annotated[Decimal, BeforeValidator(to_decimal), Field(gt=0, le=100)]
+
+
+class Discount(BaseModel):
+    """``percent`` off the part of a charge's period total above ``above``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    above: Annotated[Decimal, BeforeValidator(to_decimal), Field(ge=0)] = Field(description="Threshold amount.")
+    percent: Percent = Field(description="Discount on what exceeds the threshold, in percent.")
 
 
 def group_label(group: tuple[str, ...]) -> str:
@@ -56,6 +70,7 @@ class PricingModel(BaseModel):
     description: str | None = Field(None, description="Label shown on statements.")
     included: Price = Field(ZERO, description="Units of the meter included each period before this charge applies.")
     cap: Price | None = Field(None, description="Most this charge adds up to per customer and period.")
+    discounts: tuple[Discount, ...] = Field((), description="Volume discounts on this charge's period total.")
     asset: str | None = Field(None, description="Asset the charge is posted in; the pricebook currency by default.")
     by_group: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Parameter overrides per group of the meter, e.g. {gpt-5: {price: '10'}}."
@@ -82,6 +97,18 @@ class PricingModel(BaseModel):
         if not self._variants:
             return self
         return self._variants.get(group_label(group), self)
+
+    @property
+    def tracks_total(self) -> bool:
+        """Whether the engine must keep this charge's running period total (for discounts or a cap)."""
+        return self.cap is not None or bool(self.discounts)
+
+    def adjusted_total(self, total: Decimal) -> Decimal:
+        """What a period total ``total`` of this charge comes to after its discounts and cap."""
+        for discount in self.discounts:
+            if total > discount.above:
+                total -= (total - discount.above) * discount.percent.scaleb(-2)
+        return total if self.cap is None else min(self.cap, total)
 
     def period_price(self, quantity: Decimal) -> Decimal:
         """Total charge for a period whose billable aggregate (allowance deducted) is ``quantity``."""

@@ -85,7 +85,7 @@ def test_cap_limits_the_period_total_across_groups(book: Book, registry: Registr
         Decimal("0.4"), Decimal("0.4"), Decimal("0.2"), Decimal("0.0")
     ]  # fmt: skip
     third = engine.quote(call("e", "x")).charges[0]
-    assert third.explanation == "1 requests x 0.4 USD = 0.4 USD; capped at 1 USD per period: 0 USD"
+    assert third.explanation == "1 requests x 0.4 USD = 0.4 USD; with the 1 USD period cap: 0 USD"
     december = engine.rate(call("f", "x").model_copy(update={"timestamp": dt.datetime(2026, 12, 2, tzinfo=dt.UTC)}))
     assert december is not None and december.charges[0].amount == Decimal("0.4")
 

@@ -56,17 +56,28 @@ def models(meter: str, aggregation: str) -> st.SearchStrategy[PricingModel]:
     if aggregation == "count":
         options.append(prices.map(lambda p: PerCall(meter=meter, model="per_call", price=p)))
     return st.builds(
-        with_options, st.one_of(options), st.sampled_from([None, *INCLUDED]), st.sampled_from([None, *CAPS])
+        with_options,
+        st.one_of(options),
+        st.sampled_from([None, *INCLUDED]),
+        st.sampled_from([None, *CAPS]),
+        st.sampled_from(DISCOUNTS),
     )
 
 
 INCLUDED = [Decimal(0), Decimal(3), Decimal("250.5")]
 CAPS = [Decimal(0), Decimal("0.5"), Decimal(40), Decimal(10_000)]
+DISCOUNTS: list[list[dict[str, str]]] = [
+    [],
+    [{"above": "5", "percent": "10"}],
+    [{"above": "0", "percent": "2.5"}, {"above": "100", "percent": "33"}],
+]
 
 
-def with_options(model: PricingModel, included: Decimal | None, cap: Decimal | None) -> PricingModel:
-    """``model`` with an allowance and a cap, when drawn: every charge option must telescope too."""
-    data = model.model_dump(exclude_none=True)
+def with_options(
+    model: PricingModel, included: Decimal | None, cap: Decimal | None, discounts: list[dict[str, str]]
+) -> PricingModel:
+    """``model`` with an allowance, a cap and discounts, when drawn: every charge option must telescope too."""
+    data = model.model_dump(exclude_none=True) | {"discounts": discounts}
     if included is not None:
         data["included"] = included
     if cap is not None:
@@ -142,9 +153,7 @@ def test_incremental_charges_add_up_to_the_period_price_in_any_order_and_split(s
         engine.rate_batch(events[start:end])
     charged = sum((c.charge.amount for c in engine.storage.charges()), Decimal(0))
     totals = period_total(aggregation, readings).values()
-    expected = sum((model.period_price(model.billable(q)) for q in totals), Decimal(0))
-    if model.cap is not None:
-        expected = min(model.cap, expected)
+    expected = model.adjusted_total(sum((model.period_price(model.billable(q)) for q in totals), Decimal(0)))
     assert charged == expected
 
 
@@ -162,8 +171,7 @@ def test_period_state_starts_fresh_each_period(model: PricingModel, readings: li
     charged = sum((c.charge.amount for c in engine.storage.charges()), Decimal(0))
 
     def price(total: Decimal) -> Decimal:
-        amount = model.period_price(model.billable(total))
-        return amount if model.cap is None else min(model.cap, amount)
+        return model.adjusted_total(model.period_price(model.billable(total)))
 
     assert charged == price(november) + price(december)
     assert {c.charge.period for c in engine.storage.charges()} <= {"2026-11", "2026-12"}
