@@ -7,6 +7,8 @@ that kind of period:
    the period, prorated by time (charged in advance: dated at the span start);
 2. ``minimum:CUSTOMER:PERIOD`` - the shortfall ``max(0, minimum - spent)``,
    where ``spent`` is the period's charges plus fees in the pricebook currency;
+   then ``commitment:CUSTOMER:PERIOD``, the same for a contract's committed
+   spend (prorated by the time the contract covers), after the minimum;
 3. ``rounding:CUSTOMER:PERIOD:ASSET`` - the difference between the period's
    total and that total rounded (half-even) to the asset's scale, so that what
    the customer owes is a whole number of cents; it is credited to
@@ -32,7 +34,7 @@ from rating.ledger import Posting, Transaction, closing_id, receivable_account, 
 from rating.money import ZERO, asset_scale, quantize
 from rating.periods import bounds_of, parse_period, zone
 from rating.pricebook import Pricebook
-from rating.subscriptions import prorated, spans_within
+from rating.subscriptions import Span, contract_span, prorated, spans_within
 
 ONE_TICK = dt.timedelta(microseconds=1)
 
@@ -58,7 +60,13 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
     """The closing transactions of one customer for ``period`` (empty when nothing applies)."""
     kind, start, end = bounds_of(period, zone(book.timezone_of(customer)))
     parts = spans_within(book, customer, start, end) if customer in book.customers else []
-    if any(book.plans[part.plan].period != kind for part in parts) or not (parts or totals):
+    contracts = []
+    for name, contract in sorted(book.contracts.items()):
+        whole = contract_span(book, name)
+        part = Span(name, max(start, whole.start), min(end, whole.end))
+        if contract.customer == customer and part.start < part.end:
+            contracts.append((name, part, contract))
+    if any(book.plans[part.plan].period != kind for part in parts) or not (parts or totals or contracts):
         return []
     currency, closing_at = book.currency, end - ONE_TICK
     result: list[Transaction] = []
@@ -81,8 +89,16 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
         what = f"minimum spend true-up for {period}"
         id = f"minimum:{customer}:{period}"
         result.append(_charge(id, closing_at, what, customer, account, shortfall, currency, minimum=str(minimum)))
+    committed = sum((prorated(c.commitment or ZERO, span, start, end, currency) for _, span, c in contracts), ZERO)
+    uncommitted = max(ZERO, committed - totals.get(currency, ZERO) - fees - shortfall)
+    if uncommitted:
+        name = contracts[-1][0]
+        what, id = f"commitment true-up for {period}", f"commitment:{customer}:{period}"
+        account = f"revenue:contract:{name}"
+        extra = {"contract": name, "commitment": str(committed)}
+        result.append(_charge(id, closing_at, what, customer, account, uncommitted, currency, **extra))
     owed = dict(totals)
-    owed[currency] = owed.get(currency, ZERO) + fees + shortfall
+    owed[currency] = owed.get(currency, ZERO) + fees + shortfall + uncommitted
     for asset, total in sorted(owed.items()):
         difference = quantize(total, asset_scale(asset)) - total
         if difference:
@@ -105,7 +121,8 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
     by_customer: dict[str, dict[str, Decimal]] = {}
     for (customer, asset), amount in storage.period_totals(period).items():
         by_customer.setdefault(customer, {})[asset] = amount
-    names = sorted(set(customers) if customers is not None else set(book.customers) | set(by_customer))
+    everyone = set(book.customers) | set(by_customer) | {c.customer for c in book.contracts.values()}
+    names = sorted(set(customers) if customers is not None else everyone)
     report = CloseReport(period)
     transactions = []
     for customer in names:

@@ -27,11 +27,11 @@ from rating.ledger import Posting, Transaction, closing_id, receivable_account, 
 from rating.meters import Meter, PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.periods import PeriodClock, zone
-from rating.pricebook import Pricebook
+from rating.pricebook import Contract, Pricebook
 from rating.pricing import PricingModel
 from rating.registry import Registry
 from rating.storage.base import StaleState, Storage
-from rating.subscriptions import Span, plan_at, spans
+from rating.subscriptions import Span, contract_span, plan_at, spans
 
 #: Attempts at a chunk whose period state another writer moved meanwhile.
 STALE_RETRIES = 5
@@ -68,6 +68,8 @@ class BatchReport:
 
 
 StateLookup = Callable[[StateKey], PeriodState]
+#: Charges by meter name, each with the state key of its running total.
+Charges = dict[str, list[tuple[str, PricingModel]]]
 
 
 @contextmanager
@@ -100,12 +102,31 @@ class _Version:
         self.filtered = any(meter.where for meter in book.meters.values())
         self.revenue = {(p, m): revenue_account(p, m) for p in book.plans for m in book.meters}
         # Each charge with the state key of its running total (kept for charges with discounts or a cap).
-        self.charges_by_plan: dict[str, dict[str, list[tuple[str, PricingModel]]]] = {}
+        self.charges_by_plan: dict[str, Charges] = {}
         for plan_name, plan in book.plans.items():
             by_meter = self.charges_by_plan.setdefault(plan_name, {})
             for index, charge in enumerate(plan.charges):
                 by_meter.setdefault(charge.meter, []).append((f"total:{plan_name}[{index}]", charge))
         self.label = f"{book.pricebook}@{book.version.isoformat()}"
+        self.contracts: dict[str, list[tuple[Span, str]]] = {}
+        for name, contract in book.contracts.items():
+            self.contracts.setdefault(contract.customer, []).append((contract_span(book, name), name))
+        self._contract_charges: dict[tuple[str, str], dict[str, list[tuple[str, PricingModel]]]] = {}
+
+    def charges_for(self, customer: str, plan: str, timestamp: dt.datetime) -> tuple[Charges, Contract | None, str]:
+        """The charges by meter that price ``customer`` at ``timestamp``, with the contract in force, if any."""
+        for span, name in self.contracts.get(customer, ()):
+            if span.start <= timestamp < span.end:
+                contract = self.book.contracts[name]
+                merged = self._contract_charges.get((name, plan))
+                if merged is None:
+                    own: Charges = {}
+                    for index, charge in enumerate(contract.charges):
+                        own.setdefault(charge.meter, []).append((f"total:{name}[{index}]", charge))
+                    merged = self.charges_by_plan[plan] | own
+                    self._contract_charges[name, plan] = merged
+                return merged, contract, name
+        return self.charges_by_plan[plan], None, ""
 
     def plan_at(self, customer: str, timestamp: dt.datetime) -> str:
         """The customer's plan at ``timestamp`` (subscription spans are cached per customer)."""
@@ -312,7 +333,7 @@ class Engine:
             meters = [(name, meter) for name, meter in meters if not meter.where or meter.counts(event)]
             if not meters:
                 raise EventError(f"no meter counts this {event.type} event (every meter's where filter excludes it)")
-        charges_by_meter = version.charges_by_plan[plan]
+        charges_by_meter, contract, contract_name = version.charges_for(customer, plan, event.timestamp)
         period = version.period(plan, customer, event.timestamp)
         if (customer, period) not in self._open and self._is_closed(customer, period):
             raise EventError(f"period {period} of customer {customer!r} is closed; it takes no more usage")
@@ -350,7 +371,8 @@ class Engine:
                         uncapped,
                     )
                 )
-        transaction = self._transaction(event, plan, charges, version)
+        terms = contract.terms(contract_name) if contract is not None else None
+        transaction = self._transaction(event, plan, charges, version, terms)
         return RatedEvent(received, plan, tuple(usage), tuple(charges), transaction)
 
     def _enriched(self, event: UsageEvent) -> UsageEvent:
@@ -360,7 +382,9 @@ class Engine:
             raise PluginError(f"a rating_enrich_event plugin changed the id or customer of event {event.id}")
         return result
 
-    def _transaction(self, event: UsageEvent, plan: str, charges: list[Charge], version: _Version) -> Transaction:
+    def _transaction(
+        self, event: UsageEvent, plan: str, charges: list[Charge], version: _Version, terms: dict[str, str] | None
+    ) -> Transaction:
         postings: list[Posting] = []
         owed: dict[str, Decimal] = {}
         for charge in charges:
@@ -374,7 +398,13 @@ class Engine:
             timestamp=event.timestamp,
             description=f"{event.type} {event.id}",
             postings=tuple(debits + postings),
-            metadata={"event_id": event.id, "customer": event.customer, "plan": plan, "pricebook": version.label},
+            metadata={
+                "event_id": event.id,
+                "customer": event.customer,
+                "plan": plan,
+                "pricebook": version.label,
+                **(terms or {}),
+            },
         )
 
 

@@ -98,6 +98,43 @@ class CustomerSpec(BaseModel):
         return [self.plan] + [change.plan for change in self.changes]
 
 
+class Contract(BaseModel):
+    """An enterprise contract: one customer's own prices, commitment and service terms, for a time.
+
+    ``charges`` replace the plan's charges on the same meters (and may price
+    meters the plan does not). ``commitment`` is a minimum spend per period,
+    prorated by the time the contract covers, whose shortfall is billed at
+    period close. ``sla``, ``priority`` and ``metadata`` are copied into every
+    rating transaction of the customer while the contract is in force.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    customer: str
+    starts: dt.date = Field(alias="from", description="First day in force (local midnight).")
+    until: dt.date | None = Field(None, description="First day no longer in force.")
+    charges: tuple[PricingModel, ...] = Field((), description="Charges replacing the plan's on the same meters.")
+    commitment: Price | None = Field(None, description="Committed minimum spend per period, trued up at close.")
+    sla: str | None = None
+    priority: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Contract:
+        if self.until is not None and self.until <= self.starts:
+            raise ValueError("until must come after from")
+        return self
+
+    def terms(self, name: str) -> dict[str, str]:
+        """What a rating transaction records of this contract."""
+        terms = {"contract": name, **self.metadata}
+        if self.sla:
+            terms["sla"] = self.sla
+        if self.priority:
+            terms["priority"] = self.priority
+        return terms
+
+
 class Pricebook(BaseModel):
     """A whole pricebook: meters, plans and customer assignments, in one currency."""
 
@@ -113,6 +150,7 @@ class Pricebook(BaseModel):
     plans: dict[Name, Plan]
     customers: dict[str, CustomerSpec] = Field(default_factory=dict)
     default_plan: str | None = Field(None, description="Plan of customers not listed under customers.")
+    contracts: dict[Name, Contract] = Field(default_factory=dict, description="Enterprise contracts by name.")
 
     @field_validator("timezone")
     @classmethod
@@ -169,34 +207,38 @@ class _Problems:
 
 
 def _validate_charges(data: dict[str, Any], registry: Registry, problems: _Problems) -> None:
-    """Replace each charge mapping by its pricing model instance, recording problems."""
-    plans = data.get("plans")
-    if not isinstance(plans, dict):
-        return
+    """Replace each charge mapping (of plans and contracts) by its pricing model instance, recording problems."""
     known = ", ".join(sorted(registry.pricing_models)) or "none installed"
-    for plan_name, plan in plans.items():
-        if not isinstance(plan, dict) or not isinstance(plan.get("charges"), list):
+    for section in ("plans", "contracts"):
+        holders = data.get(section)
+        for holder_name, holder in holders.items() if isinstance(holders, dict) else []:
+            if isinstance(holder, dict) and isinstance(holder.get("charges"), list):
+                holder["charges"] = _valid_charges(holder["charges"], (section, holder_name), registry, known, problems)
+
+
+def _valid_charges(
+    charges: list[Any], where: tuple[str, str], registry: Registry, known: str, problems: _Problems
+) -> list[PricingModel]:
+    valid = []
+    for index, charge in enumerate(charges):
+        path = where + ("charges", index)
+        if not isinstance(charge, dict):
+            problems.add(path, "a charge must be a mapping with meter and model")
             continue
-        valid = []
-        for index, charge in enumerate(plan["charges"]):
-            path = ("plans", plan_name, "charges", index)
-            if not isinstance(charge, dict):
-                problems.add(path, "a charge must be a mapping with meter and model")
-                continue
-            model_name = charge.get("model")
-            model = registry.pricing_models.get(str(model_name))
-            if model is None:
-                where = path + ("model",) if "model" in charge else path
-                problems.add(where, f"unknown pricing model {model_name!r}; known models: {known}")
-                continue
-            for label, error in invalid_overrides(model, charge).items():
-                problems.add_validation(path + ("by_group", label), error, only=set(charge["by_group"][label]))
-                del charge["by_group"][label]
-            try:
-                valid.append(model.model_validate(charge))
-            except ValidationError as error:
-                problems.add_validation(path, error)
-        plan["charges"] = valid
+        model_name = charge.get("model")
+        model = registry.pricing_models.get(str(model_name))
+        if model is None:
+            at = path + ("model",) if "model" in charge else path
+            problems.add(at, f"unknown pricing model {model_name!r}; known models: {known}")
+            continue
+        for label, error in invalid_overrides(model, charge).items():
+            problems.add_validation(path + ("by_group", label), error, only=set(charge["by_group"][label]))
+            del charge["by_group"][label]
+        try:
+            valid.append(model.model_validate(charge))
+        except ValidationError as error:
+            problems.add_validation(path, error)
+    return valid
 
 
 def _check_references(book: Pricebook, problems: _Problems) -> None:
@@ -214,9 +256,11 @@ def _check_references(book: Pricebook, problems: _Problems) -> None:
         except InvalidAmount as error:
             problems.add(("assets", code), str(error))
     meters = ", ".join(sorted(book.meters)) or "none defined"
-    for plan_name, plan in book.plans.items():
-        for index, charge in enumerate(plan.charges):
-            path = ("plans", plan_name, "charges", index, "meter")
+    holders = [("plans", name, plan.charges) for name, plan in book.plans.items()]
+    holders += [("contracts", name, contract.charges) for name, contract in book.contracts.items()]
+    for section, holder, charges in holders:
+        for index, charge in enumerate(charges):
+            path = (section, holder, "charges", index, "meter")
             meter = book.meters.get(charge.meter)
             if meter is None:
                 problems.add(path, f"unknown meter {charge.meter!r}; meters: {meters}")
@@ -238,6 +282,13 @@ def _check_references(book: Pricebook, problems: _Problems) -> None:
             problems.add(("customers", customer), f"plan changes must keep one period kind, found {sorted(kinds)}")
     if book.default_plan is not None and book.default_plan not in book.plans:
         problems.add(("default_plan",), f"unknown plan {book.default_plan!r}; plans: {plans}")
+    in_force: dict[str, list[tuple[dt.date, dt.date, str]]] = {}
+    for name, contract in sorted(book.contracts.items(), key=lambda item: item[1].starts):
+        end = contract.until or dt.date.max
+        for start, stop, other in in_force.get(contract.customer, []):
+            if contract.starts < stop and start < end:
+                problems.add(("contracts", name), f"overlaps contract {other!r} of customer {contract.customer!r}")
+        in_force.setdefault(contract.customer, []).append((contract.starts, end, name))
 
 
 def parse_pricebook(text: str, registry: Registry, source: str = "<pricebook>") -> Pricebook:

@@ -89,3 +89,11 @@ def prorated(amount: Decimal, part: Span, start: dt.datetime, end: dt.datetime, 
         context.traps[Inexact] = False
         share = amount * Decimal(covered) / Decimal(whole)
     return quantize(share, asset_scale(asset))
+
+
+def contract_span(book: Pricebook, name: str) -> Span:
+    """When contract ``name`` is in force (its dates at local midnight in the customer's time zone)."""
+    contract = book.contracts[name]
+    timezone = zone(book.timezone_of(contract.customer))
+    end = local_midnight(contract.until, timezone) if contract.until else FOREVER
+    return Span(name, local_midnight(contract.starts, timezone), end)
