@@ -91,7 +91,8 @@ def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
         info = summary(book)
         print(
             f"{path}: ok: pricebook {info['pricebook']} version {info['version']}, {info['currency']}, "
-            f"{info['meters']} meters, {len(info['plans'])} plans, {info['customers']} customers"
+            f"{info['meters']} meters, {len(info['plans'])} plans, {info['customers']} customers, "
+            f"{info['contracts']} contracts"
         )
         for plan, charges in info["plans"].items():
             print(f"  plan {plan}: {', '.join(charges)}")

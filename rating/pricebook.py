@@ -347,4 +347,5 @@ def summary(book: Pricebook) -> Mapping[str, Any]:
         "meters": len(book.meters),
         "plans": {name: [f"{c.meter}:{c.model}" for c in plan.charges] for name, plan in book.plans.items()},
         "customers": len(book.customers),
+        "contracts": len(book.contracts),
     }

@@ -57,7 +57,9 @@ def call(id: str, tokens: object = 100, customer: str = "acme") -> str:
 def test_check_summarises_a_valid_pricebook(run, pricebook: Path) -> None:  # type: ignore[no-untyped-def]
     code, out, err = run("check", str(pricebook), str(EXAMPLE))
     assert code == 0 and err == ""
-    assert f"{pricebook}: ok: pricebook test version 2026-11-01, USD, 2 meters, 1 plans, 1 customers" in out
+    assert (
+        f"{pricebook}: ok: pricebook test version 2026-11-01, USD, 2 meters, 1 plans, 1 customers, 0 contracts" in out
+    )
     assert "plan basic: requests:per_call, tokens:tiered" in out
 
 
