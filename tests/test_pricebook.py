@@ -138,6 +138,6 @@ def _jsonable(value: object) -> object:
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_jsonable(v) for v in value]
-    if isinstance(value, Decimal):
-        return str(value)
+    if isinstance(value, Decimal):  # as an editor sees YAML numbers: integers, or decimal text
+        return int(value) if value == value.to_integral_value() else str(value)
     return value
