@@ -58,7 +58,7 @@ def _charge(
 
 def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[str, Decimal]) -> list[Transaction]:
     """The closing transactions of one customer for ``period`` (empty when nothing applies)."""
-    kind, start, end = bounds_of(period, zone(book.timezone_of(customer)))
+    kind, start, end = bounds_of(period, zone(book.timezone_of(customer)), book.anchor_of(customer))
     parts = spans_within(book, customer, start, end) if customer in book.customers else []
     contracts = []
     for name, contract in sorted(book.contracts.items()):

@@ -94,7 +94,7 @@ class _Version:
 
     def __init__(self, book: Pricebook) -> None:
         self.book = book
-        self._clocks: dict[tuple[str, str], PeriodClock] = {}
+        self._clocks: dict[tuple[str, str, dt.date | None], PeriodClock] = {}
         self._spans: dict[str, list[Span]] = {}
         self.meters_by_type: dict[str, list[tuple[str, Meter]]] = {}
         for name, meter in book.meters.items():
@@ -140,10 +140,11 @@ class _Version:
 
     def period(self, plan: str, customer: str, timestamp: dt.datetime) -> str:
         """The label of the customer's billing period at ``timestamp``."""
-        timezone = self.book.timezone_of(customer)
-        clock = self._clocks.get((plan, timezone))
+        timezone, anchor = self.book.timezone_of(customer), self.book.anchor_of(customer)
+        clock = self._clocks.get((plan, timezone, anchor))
         if clock is None:
-            clock = self._clocks[plan, timezone] = PeriodClock(self.book.plans[plan].period, zone(timezone))
+            kind = self.book.plans[plan].period
+            clock = self._clocks[plan, timezone, anchor] = PeriodClock(kind, zone(timezone), anchor)
         return clock.label(timestamp)
 
 

@@ -8,6 +8,7 @@ change lasts 23 or 25 hours.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import zoneinfo
 from functools import lru_cache
@@ -23,24 +24,37 @@ def zone(name: str) -> dt.tzinfo:
     return UTC if name == "UTC" else zoneinfo.ZoneInfo(name)
 
 
-def _first_day(day: dt.date, kind: PeriodKind) -> dt.date:
+def _on_day(year: int, month: int, day: int) -> dt.date:
+    """``day`` of the month, or the month's last day when it is shorter (an anniversary on the 31st)."""
+    return dt.date(year, month, min(day, calendar.monthrange(year, month)[1]))
+
+
+def _first_day(day: dt.date, kind: PeriodKind, anchor: dt.date | None = None) -> dt.date:
     if kind == "day":
         return day
     if kind == "week":
-        return day - dt.timedelta(days=day.weekday())
+        weekday = anchor.weekday() if anchor else 0
+        return day - dt.timedelta(days=(day.weekday() - weekday) % 7)
     if kind == "month":
-        return day.replace(day=1)
-    return day.replace(month=1, day=1)
+        first = _on_day(day.year, day.month, anchor.day if anchor else 1)
+        if first > day:
+            year, month = (day.year, day.month - 1) if day.month > 1 else (day.year - 1, 12)
+            first = _on_day(year, month, anchor.day if anchor else 1)
+        return first
+    month, dom = (anchor.month, anchor.day) if anchor else (1, 1)
+    first = _on_day(day.year, month, dom)
+    return first if first <= day else _on_day(day.year - 1, month, dom)
 
 
-def _next_first_day(first: dt.date, kind: PeriodKind) -> dt.date:
+def _next_first_day(first: dt.date, kind: PeriodKind, anchor: dt.date | None = None) -> dt.date:
     if kind == "day":
         return first + dt.timedelta(days=1)
     if kind == "week":
         return first + dt.timedelta(days=7)
     if kind == "month":
-        return dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
-    return dt.date(first.year + 1, 1, 1)
+        year, month = (first.year, first.month + 1) if first.month < 12 else (first.year + 1, 1)
+        return _on_day(year, month, anchor.day if anchor else 1)
+    return _on_day(first.year + 1, anchor.month if anchor else 1, anchor.day if anchor else 1)
 
 
 def _label(first: dt.date, kind: PeriodKind) -> str:
@@ -55,11 +69,17 @@ def _label(first: dt.date, kind: PeriodKind) -> str:
 
 
 def period_bounds(
-    timestamp: dt.datetime, kind: PeriodKind, timezone: dt.tzinfo
+    timestamp: dt.datetime, kind: PeriodKind, timezone: dt.tzinfo, anchor: dt.date | None = None
 ) -> tuple[str, dt.datetime, dt.datetime]:
-    """Label, start (inclusive) and end (exclusive), in UTC, of the period ``timestamp`` falls in."""
-    first = _first_day(timestamp.astimezone(timezone).date(), kind)
-    following = _next_first_day(first, kind)
+    """Label, start (inclusive) and end (exclusive), in UTC, of the period ``timestamp`` falls in.
+
+    With an ``anchor`` (a subscription's start), periods run from anniversary to
+    anniversary: monthly from its day of the month (the last day in shorter
+    months), weekly from its weekday, yearly from its date. A period is labelled
+    by the calendar period it starts in.
+    """
+    first = _first_day(timestamp.astimezone(timezone).date(), kind, anchor)
+    following = _next_first_day(first, kind, anchor)
     start = dt.datetime(first.year, first.month, first.day, tzinfo=timezone).astimezone(UTC)
     end = dt.datetime(following.year, following.month, following.day, tzinfo=timezone).astimezone(UTC)
     return _label(first, kind), start, end
@@ -77,16 +97,17 @@ class PeriodClock:
     time-zone conversion per event.
     """
 
-    __slots__ = ("kind", "timezone", "_label", "_start", "_end")
+    __slots__ = ("kind", "timezone", "anchor", "_label", "_start", "_end")
 
-    def __init__(self, kind: PeriodKind, timezone: dt.tzinfo) -> None:
-        self.kind, self.timezone = kind, timezone
-        self._label, self._start, self._end = period_bounds(dt.datetime(2000, 1, 1, tzinfo=UTC), kind, timezone)
+    def __init__(self, kind: PeriodKind, timezone: dt.tzinfo, anchor: dt.date | None = None) -> None:
+        self.kind, self.timezone, self.anchor = kind, timezone, anchor
+        origin = dt.datetime(2000, 1, 1, tzinfo=UTC)
+        self._label, self._start, self._end = period_bounds(origin, kind, timezone, anchor)
 
     def label(self, timestamp: dt.datetime) -> str:
         """The label of the period ``timestamp`` falls in."""
         if not (self._start <= timestamp < self._end):
-            self._label, self._start, self._end = period_bounds(timestamp, self.kind, self.timezone)
+            self._label, self._start, self._end = period_bounds(timestamp, self.kind, self.timezone, self.anchor)
         return self._label
 
 
@@ -106,8 +127,12 @@ def parse_period(label: str) -> tuple[PeriodKind, dt.date]:
     raise ValueError(f"{label!r} is not a period: use 2026-11-23, 2026-W47, 2026-11 or 2026")
 
 
-def bounds_of(label: str, timezone: dt.tzinfo) -> tuple[PeriodKind, dt.datetime, dt.datetime]:
-    """Kind, start and end (UTC) of the period ``label`` in ``timezone``."""
+def bounds_of(
+    label: str, timezone: dt.tzinfo, anchor: dt.date | None = None
+) -> tuple[PeriodKind, dt.datetime, dt.datetime]:
+    """Kind, start and end (UTC) of the period ``label`` (the one that starts in it, with an ``anchor``)."""
     kind, first = parse_period(label)
+    if anchor is not None:
+        first = _next_first_day(_first_day(first - dt.timedelta(days=1), kind, anchor), kind, anchor)
     start = dt.datetime(first.year, first.month, first.day, tzinfo=timezone)
-    return (kind, *period_bounds(start.astimezone(UTC), kind, timezone)[1:])
+    return (kind, *period_bounds(start.astimezone(UTC), kind, timezone, anchor)[1:])

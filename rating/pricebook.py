@@ -78,6 +78,7 @@ class CustomerSpec(BaseModel):
     until: dt.date | None = Field(None, description="Subscription end (exclusive); the last fee is prorated to it.")
     changes: tuple[PlanChange, ...] = Field((), description="Later plan changes, in date order.")
     timezone: str | None = Field(None, description="Time zone of this customer's periods; the pricebook's by default.")
+    anniversary: bool = Field(False, description="Periods run from the anniversary of since, not calendar periods.")
 
     @field_validator("timezone")
     @classmethod
@@ -91,6 +92,8 @@ class CustomerSpec(BaseModel):
         days += [self.until] if self.until else []
         if days != sorted(days) or len(set(days)) != len(days):
             raise ValueError("since, the changes' dates and until must be in strictly increasing order")
+        if self.anniversary and self.since is None:
+            raise ValueError("anniversary periods need since: the date they are anchored to")
         return self
 
     def plans(self) -> list[str]:
@@ -161,6 +164,11 @@ class Pricebook(BaseModel):
         """The time zone of ``customer``'s billing periods."""
         spec = self.customers.get(customer)
         return spec.timezone if spec is not None and spec.timezone else self.timezone
+
+    def anchor_of(self, customer: str) -> dt.date | None:
+        """The date ``customer``'s periods are anchored to, or None for calendar periods."""
+        spec = self.customers.get(customer)
+        return spec.since if spec is not None and spec.anniversary else None
 
     def unit_of(self, meter: str) -> str:
         """How quantities of ``meter`` are named in explanations."""

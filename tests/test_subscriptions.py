@@ -127,3 +127,27 @@ def test_plan_changes_keep_one_period_kind(book: Book) -> None:
     text = SUBSCRIPTIONS.replace('  pro:\n    fee: "90"', '  pro:\n    period: year\n    fee: "90"')
     with pytest.raises(PricebookError, match="plan changes must keep one period kind"):
         book(text)
+
+
+def test_anniversary_periods_follow_the_subscription_start(book: Book, registry: Registry) -> None:
+    text = SUBSCRIPTIONS.replace(
+        "  tokyo: {plan: starter, timezone: Asia/Tokyo}",
+        "  tokyo: {plan: starter, timezone: Asia/Tokyo}\n  anna: {plan: starter, since: 2026-11-10, anniversary: true}",
+    )
+    engine = Engine(book(text), MemoryStorage(), registry)
+    rating = engine.rate(event("a1", customer="anna", type="api.call", at=utc(2026, 12, 5, 12)))
+    assert rating is not None and rating.charges[0].period == "2026-11"  # 10 November to 10 December
+    from rating.closing import close_period
+
+    report = close_period(engine, "2026-11", customers=["anna"])
+    assert [t.postings[0].amount for t in report.posted if t.postings] == [Decimal(30)]  # a whole period, unprorated
+    assert report.posted[0].timestamp == utc(2026, 11, 9, 23)
+
+
+def test_anniversary_needs_a_start(book: Book) -> None:
+    with pytest.raises(PricebookError, match="anniversary periods need since"):
+        book(
+            SUBSCRIPTIONS.replace(
+                "tokyo: {plan: starter, timezone: Asia/Tokyo}", "tokyo: {plan: starter, anniversary: true}"
+            )
+        )
