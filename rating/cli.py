@@ -169,7 +169,13 @@ def cmd_balance(args: argparse.Namespace, registry: Registry) -> int:
     if args.customer and not balances:
         raise RatingError(f"no postings for customer {args.customer!r} in {storage.url}")
     rows = [{"account": account, "asset": asset, "balance": amount} for (account, asset), amount in balances.items()]
-    print(render(rows, ["account", "asset", "balance"], args.output))
+    columns = ["account", "asset", "balance"]
+    if args.pricebook:
+        book = load_catalog(args.pricebook, registry).latest
+        columns.append(f"value_{book.currency}")
+        for row in rows:
+            row[columns[-1]] = book.value_of(row["balance"], row["asset"])
+    print(render(rows, columns, args.output))
     return 0
 
 
@@ -240,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--strict", action="store_true", help="post nothing if any record is rejected")
     balance = command("balance", cmd_balance, "show ledger balances", db=DEFAULT_DB, output=True)
     balance.add_argument("customer", nargs="?", metavar="CUSTOMER", help="only this customer's accounts")
+    balance.add_argument("--pricebook", "-p", action="append", help="add each balance's value in its currency")
     close = command(
         "close-period", cmd_close_period, "post fees, minimums and rounding of a period, once", db=DEFAULT_DB,
         output=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -164,6 +165,18 @@ class Pricebook(BaseModel):
         """The time zone of ``customer``'s billing periods."""
         spec = self.customers.get(customer)
         return spec.timezone if spec is not None and spec.timezone else self.timezone
+
+    def value_of(self, amount: Decimal, asset: str) -> Decimal | None:
+        """What ``amount`` of ``asset`` is worth in the pricebook currency, for reports; None if unpriced.
+
+        Only reports convert: the ledger keeps every asset as posted, so a new
+        rate in a later version changes nothing already posted.
+        """
+        if asset == self.currency:
+            return amount
+        spec = self.assets.get(asset)
+        price = spec.sells_for.get(self.currency) if spec is not None else None
+        return None if price is None else amount * price
 
     def anchor_of(self, customer: str) -> dt.date | None:
         """The date ``customer``'s periods are anchored to, or None for calendar periods."""

@@ -160,3 +160,19 @@ def test_close_period_posts_once(run, tmp_path: Path) -> None:  # type: ignore[n
     assert code == 0 and "posted 0 transactions" in err
     code, _, err = run("close-period", "--period", "nov", "-p", str(book))
     assert code == 1 and err == "rating: error: 'nov' is not a period: use 2026-11-23, 2026-W47, 2026-11 or 2026\n"
+
+
+def test_balance_values_credits_in_the_pricebook_currency(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import EXAMPLE
+
+    events = write_events(
+        tmp_path / "e.jsonl",
+        [json.dumps({"id": "c1", "customer": "initech", "type": "llm.request", "timestamp": "2026-11-05T12:00:00Z",
+                     "properties": {"provider": "openai", "model": "gpt-5", "input_tokens": 10, "output_tokens": 5}})],
+    )  # fmt: skip
+    assert run("rate", str(events), "-p", str(EXAMPLE))[0] == 0
+    code, out, _ = run("balance", "initech", "-p", str(EXAMPLE), "-o", "json")
+    assert code == 0
+    assert json.loads(out) == [
+        {"account": "customer:initech:receivable", "asset": "CREDITS", "balance": "10", "value_USD": "0.10"}
+    ]
