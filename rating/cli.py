@@ -168,13 +168,15 @@ def cmd_balance(args: argparse.Namespace, registry: Registry) -> int:
     balances = storage.balances(prefix)
     if args.customer and not balances:
         raise RatingError(f"no postings for customer {args.customer!r} in {storage.url}")
-    rows = [{"account": account, "asset": asset, "balance": amount} for (account, asset), amount in balances.items()]
+    rows: list[dict[str, Any]] = []
     columns = ["account", "asset", "balance"]
-    if args.pricebook:
-        book = load_catalog(args.pricebook, registry).latest
+    book = load_catalog(args.pricebook, registry).latest if args.pricebook else None
+    if book is not None:
         columns.append(f"value_{book.currency}")
-        for row in rows:
-            row[columns[-1]] = book.value_of(row["balance"], row["asset"])
+    for (account, asset), amount in balances.items():
+        rows.append({"account": account, "asset": asset, "balance": amount})
+        if book is not None:
+            rows[-1][columns[-1]] = book.value_of(amount, asset)
     print(render(rows, columns, args.output))
     return 0
 

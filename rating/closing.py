@@ -9,6 +9,9 @@ that kind of period:
    where ``spent`` is the period's charges plus fees in the pricebook currency;
    then ``commitment:CUSTOMER:PERIOD``, the same for a contract's committed
    spend (prorated by the time the contract covers), after the minimum;
+   and, in the period a contract starts, ``prepayment:CONTRACT``: its prepaid
+   commitment, owed by the customer and credited to ``customer:ID:prepaid``,
+   which usage then draws down;
 3. ``rounding:CUSTOMER:PERIOD:ASSET`` - the difference between the period's
    total and that total rounded (half-even) to the asset's scale, so that what
    the customer owes is a whole number of cents; it is credited to
@@ -30,7 +33,7 @@ from decimal import Decimal
 
 from rating.engine import Engine
 from rating.errors import RatingError
-from rating.ledger import Posting, Transaction, closing_id, receivable_account, revenue_account
+from rating.ledger import Posting, Transaction, closing_id, prepaid_account, receivable_account, revenue_account
 from rating.money import ZERO, asset_scale, quantize
 from rating.periods import bounds_of, parse_period, zone
 from rating.pricebook import Pricebook
@@ -89,6 +92,12 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
         what = f"minimum spend true-up for {period}"
         id = f"minimum:{customer}:{period}"
         result.append(_charge(id, closing_at, what, customer, account, shortfall, currency, minimum=str(minimum)))
+    for name, _, contract in contracts:
+        begins = contract_span(book, name).start
+        if contract.prepaid and start <= begins < end:
+            what, id = f"prepaid commitment of {name}", f"prepayment:{name}"
+            account, amount = prepaid_account(customer), contract.prepaid
+            result.append(_charge(id, begins, what, customer, account, amount, currency, contract=name))
     committed = sum((prorated(c.commitment or ZERO, span, start, end, currency) for _, span, c in contracts), ZERO)
     uncommitted = max(ZERO, committed - totals.get(currency, ZERO) - fees - shortfall)
     if uncommitted:

@@ -23,7 +23,14 @@ from rating.catalog import Catalog
 from rating.charges import Charge, RatedEvent, StateKey, Usage
 from rating.errors import EventConflict, EventError, PluginError, RatingError
 from rating.events import Sourced, UsageEvent
-from rating.ledger import Posting, Transaction, closing_id, receivable_account, revenue_account
+from rating.ledger import (
+    Posting,
+    Transaction,
+    closing_id,
+    prepaid_account,
+    receivable_account,
+    revenue_account,
+)
 from rating.meters import Meter, PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.periods import PeriodClock, zone
@@ -372,8 +379,12 @@ class Engine:
                         uncapped,
                     )
                 )
-        terms = contract.terms(contract_name) if contract is not None else None
-        transaction = self._transaction(event, plan, charges, version, terms)
+        terms = drawn = None
+        if contract is not None:
+            terms = contract.terms(contract_name)
+            if contract.prepaid is not None:
+                drawn = self._draw_down(customer, contract_name, contract.prepaid, charges, currency, usage, lookup)
+        transaction = self._transaction(event, plan, charges, version, terms, drawn)
         return RatedEvent(received, plan, tuple(usage), tuple(charges), transaction)
 
     def _enriched(self, event: UsageEvent) -> UsageEvent:
@@ -383,8 +394,37 @@ class Engine:
             raise PluginError(f"a rating_enrich_event plugin changed the id or customer of event {event.id}")
         return result
 
+    @staticmethod
+    def _draw_down(
+        customer: str,
+        contract: str,
+        prepaid: Decimal,
+        charges: list[Charge],
+        currency: str,
+        usage: list[Usage],
+        lookup: StateLookup,
+    ) -> tuple[str, Decimal] | None:
+        """How much of this event's charges the contract's prepaid commitment covers.
+
+        The running total spent under the contract is state (period ``term``), so the
+        prepaid part is ``min(prepaid, after) - min(prepaid, before)``: exact in any order.
+        """
+        spent = sum((c.amount for c in charges if c.asset == currency), ZERO)
+        if not spent:
+            return None
+        key = f"prepaid:{contract}"
+        running = lookup((customer, key, (), "term")).quantity
+        usage.append(Usage(key, (), "term", spent, running, running + spent))
+        return currency, min(prepaid, running + spent) - min(prepaid, running)
+
     def _transaction(
-        self, event: UsageEvent, plan: str, charges: list[Charge], version: _Version, terms: dict[str, str] | None
+        self,
+        event: UsageEvent,
+        plan: str,
+        charges: list[Charge],
+        version: _Version,
+        terms: dict[str, str] | None,
+        drawn: tuple[str, Decimal] | None,
     ) -> Transaction:
         postings: list[Posting] = []
         owed: dict[str, Decimal] = {}
@@ -392,8 +432,13 @@ class Engine:
             if charge.amount:
                 postings.append(Posting(version.revenue[plan, charge.meter], charge.asset, -charge.amount))
                 owed[charge.asset] = owed.get(charge.asset, ZERO) + charge.amount
+        debits = []
+        if drawn is not None and drawn[1]:
+            asset, amount = drawn
+            debits.append(Posting(prepaid_account(event.customer), asset, amount))
+            owed[asset] -= amount
         receivable = receivable_account(event.customer)
-        debits = [Posting(receivable, asset, total) for asset, total in owed.items() if total]
+        debits += [Posting(receivable, asset, total) for asset, total in owed.items() if total]
         return Transaction(
             id=f"rating:{event.id}",
             timestamp=event.timestamp,

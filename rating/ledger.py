@@ -28,6 +28,11 @@ def receivable_account(customer: str) -> str:
     return f"customer:{customer}:receivable"
 
 
+def prepaid_account(customer: str) -> str:
+    """A prepaid commitment not yet used: credited by the prepayment, debited as usage draws it down."""
+    return f"customer:{customer}:prepaid"
+
+
 def revenue_account(plan: str, meter: str) -> str:
     """Revenue earned by ``plan`` on ``meter``: credited by every charge."""
     return f"revenue:{plan}:{meter}"

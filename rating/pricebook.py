@@ -108,7 +108,9 @@ class Contract(BaseModel):
     ``charges`` replace the plan's charges on the same meters (and may price
     meters the plan does not). ``commitment`` is a minimum spend per period,
     prorated by the time the contract covers, whose shortfall is billed at
-    period close. ``sla``, ``priority`` and ``metadata`` are copied into every
+    period close. ``prepaid`` is a commitment paid in advance for the whole
+    term: charges in the pricebook currency draw it down before anything is
+    owed again. ``sla``, ``priority`` and ``metadata`` are copied into every
     rating transaction of the customer while the contract is in force.
     """
 
@@ -119,6 +121,9 @@ class Contract(BaseModel):
     until: dt.date | None = Field(None, description="First day no longer in force.")
     charges: tuple[PricingModel, ...] = Field((), description="Charges replacing the plan's on the same meters.")
     commitment: Price | None = Field(None, description="Committed minimum spend per period, trued up at close.")
+    prepaid: Price | None = Field(
+        None, description="Commitment paid in advance for the whole term, drawn down by usage."
+    )
     sla: str | None = None
     priority: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)

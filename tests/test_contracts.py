@@ -6,6 +6,8 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rating.closing import close_period
 from rating.engine import Engine
@@ -13,6 +15,7 @@ from rating.errors import PricebookError
 from rating.pricebook import Pricebook
 from rating.registry import Registry
 from rating.storage import Storage
+from rating.storage.memory import MemoryStorage
 from tests.helpers import event
 from tests.test_subscriptions import utc
 
@@ -109,3 +112,44 @@ def test_contract_mistakes_are_located(book: Book, change: str, problem: str) ->
     assert any(
         needle in text for needle in ("until must come after from", "overlaps contract", "unknown meter 'tokenz'")
     ), text
+
+
+def test_a_prepaid_commitment_is_drawn_down_before_anything_is_owed(
+    book: Book, registry: Registry, storage: Storage
+) -> None:
+    text = CONTRACTS.replace('    commitment: "300"\n', '    prepaid: "100"\n').replace(
+        '        discounts: [{above: "100", percent: "10"}]\n', ""
+    )
+    engine = Engine(book(text), storage, registry)
+    use(engine, "a", 20, 75_000)  # 60.0000: all from the prepaid commitment
+    use(engine, "b", 21, 75_000)  # 60.0000: 40 from what is left of it, 20 owed
+    postings = {p.account: p.amount for p in storage.transaction("rating:b").postings}  # type: ignore[union-attr]
+    assert postings == {
+        "customer:bigco:prepaid": Decimal("40.0000"),
+        "customer:bigco:receivable": Decimal("20.0000"),
+        "revenue:standard:tokens": Decimal("-60.0000"),
+    }
+    report = close_period(engine, "2026-11", customers=["bigco"])
+    assert [t.id for t in report.posted] == ["prepayment:bigco-2026", "close:bigco:2026-11"]
+    balances = storage.balances("customer:bigco:")
+    assert balances[("customer:bigco:prepaid", "USD")] == 0  # used up
+    assert balances[("customer:bigco:receivable", "USD")] == Decimal(120)  # 100 prepaid + 20 beyond it
+
+
+@settings(max_examples=60)
+@given(tokens=st.lists(st.integers(min_value=0, max_value=200_000), min_size=1, max_size=12), data=st.data())
+def test_prepaid_drawdown_is_exact_in_any_order(
+    tokens: list[int], data: st.DataObject, book: Book, registry: Registry
+) -> None:
+    engine = Engine(
+        book(CONTRACTS.replace('    commitment: "300"\n', '    prepaid: "100"\n')), MemoryStorage(), registry
+    )
+    order = data.draw(st.permutations(range(len(tokens))))
+    engine.rate_batch(
+        [event(f"e{i}", customer="bigco", type="llm.request", at=utc(2026, 11, 20), tokens=tokens[i]) for i in order]
+    )
+    balances = engine.storage.balances("customer:bigco:")
+    spent = -engine.storage.balances("revenue:")[("revenue:standard:tokens", "USD")] if any(tokens) else Decimal(0)
+    drawn = balances.get(("customer:bigco:prepaid", "USD"), Decimal(0))
+    assert drawn == min(Decimal(100), spent)
+    assert balances.get(("customer:bigco:receivable", "USD"), Decimal(0)) == spent - drawn
