@@ -154,6 +154,12 @@ class _Version:
             clock = self._clocks[plan, timezone, anchor] = PeriodClock(kind, zone(timezone), anchor)
         return clock.label(timestamp)
 
+    def previous_period(self, plan: str, customer: str, timestamp: dt.datetime) -> str:
+        """The label of the customer's billing period before the one of ``timestamp``."""
+        self.period(plan, customer, timestamp)
+        key = (plan, self.book.timezone_of(customer), self.book.anchor_of(customer))
+        return self._clocks[key].previous(timestamp)
+
 
 class Engine:
     """Rates events by one pricebook (or its versions, a :class:`~rating.catalog.Catalog`) into one storage."""
@@ -358,6 +364,9 @@ class Engine:
             unit = meter.unit or name
             for total_key, charge in charges_by_meter.get(name, ()):
                 pricing = charge.for_group(group)
+                if pricing.rollover:
+                    previous = version.previous_period(plan, customer, event.timestamp)
+                    pricing = pricing.with_carry(lookup((customer, name, group, previous)).quantity)
                 amount = uncapped = pricing.charge(before, after)
                 if charge.tracks_total:
                     running = lookup((customer, total_key, (), period)).quantity

@@ -110,6 +110,11 @@ class PeriodClock:
             self._label, self._start, self._end = period_bounds(timestamp, self.kind, self.timezone, self.anchor)
         return self._label
 
+    def previous(self, timestamp: dt.datetime) -> str:
+        """The label of the period before the one ``timestamp`` falls in."""
+        self.label(timestamp)
+        return period_bounds(self._start - dt.timedelta(microseconds=1), self.kind, self.timezone, self.anchor)[0]
+
 
 def parse_period(label: str) -> tuple[PeriodKind, dt.date]:
     """The kind and first day of a period label (``2026-11-23``, ``2026-W47``, ``2026-11``, ``2026``)."""

@@ -7,7 +7,9 @@ add up exactly to the price of its total, in any order and any split.
 
 Options every charge has, whatever its model (each keeps that property):
 
-- ``included``: an allowance; the model prices ``max(0, q - included)``.
+- ``included``: an allowance; the model prices ``max(0, q - included)``; with
+  ``rollover: true`` what the previous period left unused is added to it (one
+  period back, no chaining).
 - ``by_group``: parameter overrides for one group of the meter
   (``{gpt-5: {price: "10"}}``; several group values are joined with ``/``).
 - ``discounts``: volume discounts on the charge's period total, e.g. 5% off
@@ -39,7 +41,9 @@ Price = Annotated[Decimal, BeforeValidator(to_decimal), Field(ge=0)]
 PositiveQuantity = Annotated[Decimal, BeforeValidator(to_decimal), Field(gt=0)]
 
 #: The options of the base class, which ``by_group`` overrides may not change.
-COMMON_OPTIONS = frozenset({"meter", "model", "description", "included", "cap", "discounts", "asset", "by_group"})
+COMMON_OPTIONS = frozenset(
+    {"meter", "model", "description", "included", "rollover", "cap", "discounts", "asset", "by_group"}
+)
 Percent = Annotated[Decimal, BeforeValidator(to_decimal), Field(gt=0, le=100)]
 
 
@@ -69,6 +73,7 @@ class PricingModel(BaseModel):
     model: str = Field(description="Name of the pricing model.")
     description: str | None = Field(None, description="Label shown on statements.")
     included: Price = Field(ZERO, description="Units of the meter included each period before this charge applies.")
+    rollover: bool = Field(False, description="Unused allowance of the previous period adds to this period's.")
     cap: Price | None = Field(None, description="Most this charge adds up to per customer and period.")
     discounts: tuple[Discount, ...] = Field((), description="Volume discounts on this charge's period total.")
     asset: str | None = Field(None, description="Asset the charge is posted in; the pricebook currency by default.")
@@ -91,6 +96,11 @@ class PricingModel(BaseModel):
         """This charge with some parameters replaced (raises ValidationError if they are invalid)."""
         data = self.model_dump(exclude={"by_group"}, exclude_defaults=True) | {"model": self.model}
         return type(self).model_validate(data | overrides)
+
+    def with_carry(self, previous_quantity: Decimal) -> PricingModel:
+        """This charge with the allowance the previous period left unused added (for ``rollover``)."""
+        carry = self.included - previous_quantity if previous_quantity < self.included else ZERO
+        return self.model_copy(update={"included": self.included + carry}) if carry else self
 
     def for_group(self, group: tuple[str, ...]) -> PricingModel:
         """The model that prices ``group``: its ``by_group`` variant, or this one."""

@@ -173,3 +173,23 @@ def test_a_custom_asset_cannot_change_scale(book: Book) -> None:
     book(text)
     with pytest.raises(PricebookError, match="assets.CREDITS: asset CREDITS is already registered with scale 4"):
         book(text.replace("scale: 4", "scale: 2"))
+
+
+@pytest.mark.parametrize("rollover, first_charged", [(False, 6), (True, 9)])
+def test_unused_allowance_rolls_over_only_when_the_pricebook_says_so(
+    book: Book, registry: Registry, rollover: bool, first_charged: int
+) -> None:
+    option = ", rollover: true" if rollover else ""
+    charges = f"      - {{meter: requests, model: per_call, price: '1', included: 5{option}}}\n"
+    engine = engine_with(book, registry, charges)
+    november = [call(f"n{i}", "m").model_copy(update={"timestamp": dt.datetime(2026, 11, 3, tzinfo=dt.UTC)})
+                for i in range(2)]  # fmt: skip
+    december = [call(f"d{i}", "m").model_copy(update={"timestamp": dt.datetime(2026, 12, 3, tzinfo=dt.UTC)})
+                for i in range(10)]  # fmt: skip
+    assert amounts(engine, november) == [0, 0]
+    charged = amounts(engine, december)
+    assert charged.index(Decimal(1)) + 1 == first_charged  # 5 included, plus the 3 November left unused
+    assert sum(charged) == 10 - (first_charged - 1)
+    if rollover:
+        explanation = engine.quote(call("q", "m").model_copy(update={"timestamp": december[0].timestamp}))
+        assert explanation.charges[0].explanation == "1 requests x 1 USD = 1 USD"
