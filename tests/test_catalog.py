@@ -74,3 +74,23 @@ def test_a_directory_of_versions_loads_with_every_problem_reported(tmp_path: Pat
     (tmp_path / "empty").mkdir()
     with pytest.raises(PricebookError, match="no .yaml pricebooks"):
         load_catalog([tmp_path / "empty"], registry)
+
+
+def test_a_new_credit_rate_changes_nothing_already_posted(book: Book, registry: Registry) -> None:
+    credits = SIMPLE_PRICEBOOK.replace(
+        "currency: USD\n", 'currency: USD\nassets:\n  CREDITS: {scale: 4, sells_for: {USD: "0.01"}}\n'
+    ).replace(
+        '{meter: requests, model: per_call, price: "0.01"}',
+        "{meter: requests, model: per_call, price: 10, asset: CREDITS}",
+    )
+    dearer = credits.replace("version: 2026-11-01", "version: 2026-11-15").replace("price: 10,", "price: 12,")
+    storage = MemoryStorage()
+    Engine(book(credits), storage, registry).rate(event("e1", at=at(3), tokens=1, model="m"))
+    posted = storage.transaction("rating:e1")
+    engine = Engine(Catalog([book(credits), book(dearer)]), storage, registry)
+    later = engine.rate(event("e2", at=at(16), tokens=1, model="m"))
+    assert later is not None and later.charges[0].amount == 12 and later.charges[0].asset == "CREDITS"
+    assert (
+        storage.transaction("rating:e1") == posted and engine.rate(event("e1", at=at(3), tokens=1, model="m")) is None
+    )
+    assert storage.balances("revenue:basic:requests") == {("revenue:basic:requests", "CREDITS"): Decimal(-22)}
