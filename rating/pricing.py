@@ -104,7 +104,7 @@ class PricingModel(BaseModel):
 
     def for_group(self, group: tuple[str, ...]) -> PricingModel:
         """The model that prices ``group``: its ``by_group`` variant, or this one."""
-        if not self._variants:
+        if not self.by_group:  # a plain field: private attributes are slow to reach on the hot path
             return self
         return self._variants.get(group_label(group), self)
 
