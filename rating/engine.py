@@ -21,6 +21,7 @@ from decimal import Decimal, localcontext
 
 from rating.catalog import Catalog
 from rating.charges import Charge, RatedEvent, StateKey, Usage
+from rating.compiled import CompiledVersion
 from rating.errors import EventConflict, EventError, PluginError, RatingError
 from rating.events import Sourced, UsageEvent
 from rating.ledger import (
@@ -29,16 +30,12 @@ from rating.ledger import (
     closing_id,
     prepaid_account,
     receivable_account,
-    revenue_account,
 )
-from rating.meters import Meter, PeriodState
+from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
-from rating.periods import PeriodClock, zone
-from rating.pricebook import Contract, Pricebook
-from rating.pricing import PricingModel
+from rating.pricebook import Pricebook
 from rating.registry import Registry
 from rating.storage.base import StaleState, Storage
-from rating.subscriptions import Span, contract_span, plan_at, spans
 
 #: Attempts at a chunk whose period state another writer moved meanwhile.
 STALE_RETRIES = 5
@@ -75,8 +72,6 @@ class BatchReport:
 
 
 StateLookup = Callable[[StateKey], PeriodState]
-#: Charges by meter name, each with the state key of its running total.
-Charges = dict[str, list[tuple[str, PricingModel]]]
 
 
 @contextmanager
@@ -96,71 +91,6 @@ def cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-class _Version:
-    """One pricebook version, compiled into the lookups the hot path needs."""
-
-    def __init__(self, book: Pricebook) -> None:
-        self.book = book
-        self._clocks: dict[tuple[str, str, dt.date | None], PeriodClock] = {}
-        self._spans: dict[str, list[Span]] = {}
-        self.meters_by_type: dict[str, list[tuple[str, Meter]]] = {}
-        for name, meter in book.meters.items():
-            self.meters_by_type.setdefault(meter.event, []).append((name, meter))
-        self.filtered = any(meter.where for meter in book.meters.values())
-        self.revenue = {(p, m): revenue_account(p, m) for p in book.plans for m in book.meters}
-        # Each charge with the state key of its running total (kept for charges with discounts or a cap).
-        self.charges_by_plan: dict[str, Charges] = {}
-        for plan_name, plan in book.plans.items():
-            by_meter = self.charges_by_plan.setdefault(plan_name, {})
-            for index, charge in enumerate(plan.charges):
-                by_meter.setdefault(charge.meter, []).append((f"total:{plan_name}[{index}]", charge))
-        self.label = f"{book.pricebook}@{book.version.isoformat()}"
-        self.contracts: dict[str, list[tuple[Span, str]]] = {}
-        for name, contract in book.contracts.items():
-            self.contracts.setdefault(contract.customer, []).append((contract_span(book, name), name))
-        self._contract_charges: dict[tuple[str, str], dict[str, list[tuple[str, PricingModel]]]] = {}
-
-    def charges_for(self, customer: str, plan: str, timestamp: dt.datetime) -> tuple[Charges, Contract | None, str]:
-        """The charges by meter that price ``customer`` at ``timestamp``, with the contract in force, if any."""
-        for span, name in self.contracts.get(customer, ()):
-            if span.start <= timestamp < span.end:
-                contract = self.book.contracts[name]
-                merged = self._contract_charges.get((name, plan))
-                if merged is None:
-                    own: Charges = {}
-                    for index, charge in enumerate(contract.charges):
-                        own.setdefault(charge.meter, []).append((f"total:{name}[{index}]", charge))
-                    merged = self.charges_by_plan[plan] | own
-                    self._contract_charges[name, plan] = merged
-                return merged, contract, name
-        return self.charges_by_plan[plan], None, ""
-
-    def plan_at(self, customer: str, timestamp: dt.datetime) -> str:
-        """The customer's plan at ``timestamp`` (subscription spans are cached per customer)."""
-        history = self._spans.get(customer)
-        if history is None:
-            history = self._spans[customer] = spans(self.book, customer)
-        for span in history:
-            if span.start <= timestamp < span.end:
-                return span.plan
-        return plan_at(self.book, customer, timestamp)  # raises with the reason
-
-    def period(self, plan: str, customer: str, timestamp: dt.datetime) -> str:
-        """The label of the customer's billing period at ``timestamp``."""
-        timezone, anchor = self.book.timezone_of(customer), self.book.anchor_of(customer)
-        clock = self._clocks.get((plan, timezone, anchor))
-        if clock is None:
-            kind = self.book.plans[plan].period
-            clock = self._clocks[plan, timezone, anchor] = PeriodClock(kind, zone(timezone), anchor)
-        return clock.label(timestamp)
-
-    def previous_period(self, plan: str, customer: str, timestamp: dt.datetime) -> str:
-        """The label of the customer's billing period before the one of ``timestamp``."""
-        self.period(plan, customer, timestamp)
-        key = (plan, self.book.timezone_of(customer), self.book.anchor_of(customer))
-        return self._clocks[key].previous(timestamp)
-
-
 class Engine:
     """Rates events by one pricebook (or its versions, a :class:`~rating.catalog.Catalog`) into one storage."""
 
@@ -168,7 +98,7 @@ class Engine:
         self.catalog = pricebook if isinstance(pricebook, Catalog) else Catalog([pricebook])
         self.storage = storage
         self.registry = registry or Registry.load()
-        self._versions = [_Version(book) for book in self.catalog.versions]
+        self._versions = [CompiledVersion(book) for book in self.catalog.versions]
         hooks = self.registry.manager.hook
         self._enrich = hooks.rating_enrich_event if self.registry.enriches_events else None
         self._posted = hooks.rating_transaction_posted if hooks.rating_transaction_posted.get_hookimpls() else None
@@ -324,7 +254,7 @@ class Engine:
             ratings.append(rating)
         return ratings, rejected, duplicates
 
-    def _version_at(self, timestamp: dt.datetime) -> _Version:
+    def _version_at(self, timestamp: dt.datetime) -> CompiledVersion:
         index = self.catalog.index_at(timestamp)
         if index is None:
             first = self.catalog.versions[0].version.isoformat()
@@ -431,7 +361,7 @@ class Engine:
         event: UsageEvent,
         plan: str,
         charges: list[Charge],
-        version: _Version,
+        version: CompiledVersion,
         terms: dict[str, str] | None,
         drawn: tuple[str, Decimal] | None,
     ) -> Transaction:

@@ -1,0 +1,85 @@
+"""A pricebook version compiled into the lookups the engine's hot path needs.
+
+Built once per version: meters by event type, charges by plan and meter (each
+with the state key of its running total), contracts by customer, revenue
+account names, and per-customer caches of subscription spans and period clocks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from rating.ledger import revenue_account
+from rating.meters import Meter
+from rating.periods import PeriodClock, zone
+from rating.pricebook import Contract, Pricebook
+from rating.pricing import PricingModel
+from rating.subscriptions import Span, contract_span, plan_at, spans
+
+#: Charges by meter name, each with the state key of its running total.
+Charges = dict[str, list[tuple[str, PricingModel]]]
+
+
+class CompiledVersion:
+    """One pricebook version, compiled into the lookups the hot path needs."""
+
+    def __init__(self, book: Pricebook) -> None:
+        self.book = book
+        self._clocks: dict[tuple[str, str, dt.date | None], PeriodClock] = {}
+        self._spans: dict[str, list[Span]] = {}
+        self.meters_by_type: dict[str, list[tuple[str, Meter]]] = {}
+        for name, meter in book.meters.items():
+            self.meters_by_type.setdefault(meter.event, []).append((name, meter))
+        self.filtered = any(meter.where for meter in book.meters.values())
+        self.revenue = {(p, m): revenue_account(p, m) for p in book.plans for m in book.meters}
+        # Each charge with the state key of its running total (kept for charges with discounts or a cap).
+        self.charges_by_plan: dict[str, Charges] = {}
+        for plan_name, plan in book.plans.items():
+            by_meter = self.charges_by_plan.setdefault(plan_name, {})
+            for index, charge in enumerate(plan.charges):
+                by_meter.setdefault(charge.meter, []).append((f"total:{plan_name}[{index}]", charge))
+        self.label = f"{book.pricebook}@{book.version.isoformat()}"
+        self.contracts: dict[str, list[tuple[Span, str]]] = {}
+        for name, contract in book.contracts.items():
+            self.contracts.setdefault(contract.customer, []).append((contract_span(book, name), name))
+        self._contract_charges: dict[tuple[str, str], Charges] = {}
+
+    def charges_for(self, customer: str, plan: str, timestamp: dt.datetime) -> tuple[Charges, Contract | None, str]:
+        """The charges by meter that price ``customer`` at ``timestamp``, with the contract in force, if any."""
+        for span, name in self.contracts.get(customer, ()):
+            if span.start <= timestamp < span.end:
+                contract = self.book.contracts[name]
+                merged = self._contract_charges.get((name, plan))
+                if merged is None:
+                    own: Charges = {}
+                    for index, charge in enumerate(contract.charges):
+                        own.setdefault(charge.meter, []).append((f"total:{name}[{index}]", charge))
+                    merged = self.charges_by_plan[plan] | own
+                    self._contract_charges[name, plan] = merged
+                return merged, contract, name
+        return self.charges_by_plan[plan], None, ""
+
+    def plan_at(self, customer: str, timestamp: dt.datetime) -> str:
+        """The customer's plan at ``timestamp`` (subscription spans are cached per customer)."""
+        history = self._spans.get(customer)
+        if history is None:
+            history = self._spans[customer] = spans(self.book, customer)
+        for span in history:
+            if span.start <= timestamp < span.end:
+                return span.plan
+        return plan_at(self.book, customer, timestamp)  # raises with the reason
+
+    def period(self, plan: str, customer: str, timestamp: dt.datetime) -> str:
+        """The label of the customer's billing period at ``timestamp``."""
+        timezone, anchor = self.book.timezone_of(customer), self.book.anchor_of(customer)
+        clock = self._clocks.get((plan, timezone, anchor))
+        if clock is None:
+            kind = self.book.plans[plan].period
+            clock = self._clocks[plan, timezone, anchor] = PeriodClock(kind, zone(timezone), anchor)
+        return clock.label(timestamp)
+
+    def previous_period(self, plan: str, customer: str, timestamp: dt.datetime) -> str:
+        """The label of the customer's billing period before the one of ``timestamp``."""
+        self.period(plan, customer, timestamp)
+        key = (plan, self.book.timezone_of(customer), self.book.anchor_of(customer))
+        return self._clocks[key].previous(timestamp)
