@@ -284,21 +284,28 @@ class Engine:
         currency = book.currency
         usage: list[Usage] = []
         charges: list[Charge] = []
+        source = event.billing_source
+        # BYOK usage is metered in state of its own: it never moves platform usage up a tier.
+        suffix = "" if source == "platform" else f":{source}"
         for name, meter in meters:
             group = meter.group_of(event)
             reading = meter.reading(event)
-            state = lookup((customer, name, group, period))
+            state_name = name + suffix
+            state = lookup((customer, state_name, group, period))
             before = state.quantity
             after = meter.advance(state, reading)
-            usage.append(Usage(name, group, period, reading, before, after))
+            usage.append(Usage(state_name, group, period, reading, before, after))
             unit = meter.unit or name
             for total_key, charge in charges_by_meter.get(name, ()):
+                if source not in charge.billing_sources:
+                    continue
                 pricing = charge.for_group(group)
                 if pricing.rollover:
                     previous = version.previous_period(plan, customer, event.timestamp)
-                    pricing = pricing.with_carry(lookup((customer, name, group, previous)).quantity)
+                    pricing = pricing.with_carry(lookup((customer, state_name, group, previous)).quantity)
                 amount = uncapped = pricing.charge(before, after)
                 if charge.tracks_total:
+                    total_key += suffix
                     running = lookup((customer, total_key, (), period)).quantity
                     usage.append(Usage(total_key, (), period, uncapped, running, running + uncapped))
                     amount = charge.adjusted_total(running + uncapped) - charge.adjusted_total(running)

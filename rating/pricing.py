@@ -19,7 +19,11 @@ Options every charge has, whatever its model (each keeps that property):
   total ``R`` as period state and charges ``F(after) - F(before)`` with
   ``F(R) = min(cap, R - discounts(R))``: still exact and order-independent.
 - ``asset``: post the charge in another asset than the pricebook currency,
-  such as ``CREDITS``.
+  such as ``CREDITS``;
+- ``billing_sources``: which events the charge prices, ``[platform]`` by
+  default. A ``byok`` event (the buyer's own provider key) is metered like any
+  other, in state of its own, but pays only charges that list ``byok`` (a
+  platform fee, say), never the model cost.
 
 Plugins subclass :class:`PricingModel`, give it a ``name`` and a
 ``model: Literal["name"]`` field, and return the class from the
@@ -29,7 +33,7 @@ Plugins subclass :class:`PricingModel`, give it a ``name`` and a
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
@@ -42,7 +46,18 @@ PositiveQuantity = Annotated[Decimal, BeforeValidator(to_decimal), Field(gt=0)]
 
 #: The options of the base class, which ``by_group`` overrides may not change.
 COMMON_OPTIONS = frozenset(
-    {"meter", "model", "description", "included", "rollover", "cap", "discounts", "asset", "by_group"}
+    {
+        "meter",
+        "model",
+        "description",
+        "included",
+        "rollover",
+        "cap",
+        "discounts",
+        "asset",
+        "billing_sources",
+        "by_group",
+    }
 )
 Percent = Annotated[Decimal, BeforeValidator(to_decimal), Field(gt=0, le=100)]
 
@@ -77,6 +92,11 @@ class PricingModel(BaseModel):
     cap: Price | None = Field(None, description="Most this charge adds up to per customer and period.")
     discounts: tuple[Discount, ...] = Field((), description="Volume discounts on this charge's period total.")
     asset: str | None = Field(None, description="Asset the charge is posted in; the pricebook currency by default.")
+    billing_sources: tuple[Literal["platform", "byok"], ...] = Field(
+        ("platform",),
+        min_length=1,
+        description="Events this charge prices: platform-billed (default) and/or byok, the buyer's own provider key.",
+    )
     by_group: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Parameter overrides per group of the meter, e.g. {gpt-5: {price: '10'}}."
     )
