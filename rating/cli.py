@@ -8,6 +8,7 @@ rejected, an unreadable file), with one clear line per problem on stderr;
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -22,8 +23,10 @@ from rating.engine import BatchReport, Engine
 from rating.errors import PricebookError, RatingError
 from rating.events import Sourced, parse_event, read_events
 from rating.output import FORMATS, OutputFormat, render
+from rating.periods import zone
 from rating.pricebook import json_schema, load_pricebook, summary
 from rating.registry import Registry
+from rating.reports import usage_report, window
 from rating.storage import Storage
 
 DEFAULT_DB = "rating.db"
@@ -197,6 +200,25 @@ def cmd_close_period(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
+def cmd_usage(args: argparse.Namespace, registry: Registry) -> int:
+    book = load_catalog(args.pricebook, registry).latest
+    until = dt.datetime.fromisoformat(args.until) if args.until else dt.datetime.now(dt.UTC)
+    if until.tzinfo is None:
+        raise RatingError(f"--until {args.until} needs a time zone, e.g. {args.until}Z")
+    since, until = window(args.period, zone(book.timezone), until)
+    report = usage_report(registry.open_storage(args.db), book, since, until, args.group_by, args.customer)
+    meters = sorted({m for row in report for m in row.quantities})
+    assets = sorted({a for row in report for a in row.cost})
+    rows = [
+        {args.group_by: row.group, "events": row.events, **{m: row.quantities.get(m) for m in meters},
+         **{f"cost_{a}": row.cost.get(a) for a in assets}}
+        for row in report
+    ]  # fmt: skip
+    columns = [args.group_by, "events", *meters, *(f"cost_{a}" for a in assets)]
+    print(render(rows, columns, args.output))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, registry: Registry) -> int:
     pricebook = args.pricebook or [example_pricebook()]
     events = write_demo_events(Path(args.events_file), args.events)
@@ -256,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     close.add_argument("--period", required=True, help="2026-11 (month), 2026-W47 (week), 2026-11-23 (day) or 2026")
     close.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     close.add_argument("--customer", action="append", help="only these customers (repeatable)")
+    usage = command("usage", cmd_usage, "usage and cost per group over a time window", db=DEFAULT_DB, output=True)
+    usage.add_argument("--period", default="30d", help="30d, 24h, or a billing period such as 2026-11 (default 30d)")
+    usage.add_argument("--group-by", default="agent", help="a property or agent, session, order (default agent)")
+    usage.add_argument("--customer", help="only this customer")
+    usage.add_argument("--until", help="end of a relative window, ISO 8601 with a zone (default now)")
+    usage.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     demo = command(
         "demo", cmd_demo, "rate generated events with the example pricebook", db="rating-demo.db", output=True
     )

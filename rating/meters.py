@@ -140,7 +140,9 @@ class Meter(BaseModel):
         if isinstance(self.sum, dict):
             total = ZERO
             for weighted, weight in self.sum.items():
-                total += weight * self._quantity(event, weighted, missing=ZERO)
+                quantity = self._quantity(event, weighted, missing=ZERO)
+                if quantity:  # an absent or zero property adds nothing, not even trailing zeros
+                    total += weight * quantity
             return total
         if self.unique is not None:
             value = event.dimension(self.unique)

@@ -176,3 +176,25 @@ def test_balance_values_credits_in_the_pricebook_currency(run, tmp_path: Path) -
     assert json.loads(out) == [
         {"account": "customer:initech:receivable", "asset": "CREDITS", "balance": "10", "value_USD": "0.10"}
     ]
+
+
+def test_usage_per_agent(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_examples import MARKETPLACE
+
+    lines = [
+        json.dumps({"id": f"x{i}", "customer": "walk-in", "type": "agent.execution",
+                    "timestamp": f"2026-11-{10 + i}T08:00:00Z", "attribution": {"agent": agent},
+                    "properties": {"inference_calls": 3}})
+        for i, agent in enumerate(["agt_a", "agt_a", "agt_b"])
+    ]  # fmt: skip
+    events = write_events(tmp_path / "runs.jsonl", lines)
+    assert run("rate", str(events), "-p", str(MARKETPLACE))[0] == 0
+    code, out, err = run("usage", "--period", "30d", "--until", "2026-11-30T00:00:00Z", "-p", str(MARKETPLACE),
+                         "-o", "csv")  # fmt: skip
+    assert code == 0, err
+    assert list(csv.DictReader(io.StringIO(out))) == [
+        {"agent": "agt_a", "events": "2", "compute_units": "12", "executions": "2", "cost_USD": "0.30"},
+        {"agent": "agt_b", "events": "1", "compute_units": "6", "executions": "1", "cost_USD": "0.15"},
+    ]
+    code, _, err = run("usage", "--until", "2026-11-30", "-p", str(MARKETPLACE))
+    assert code == 1 and "needs a time zone" in err

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import abc
+import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -28,6 +29,15 @@ from rating.money import ZERO
 
 class StaleState(RatingError):
     """A batch was rated against period state that changed before it was stored; re-rate it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """A rated event with what its meters read and what it was charged, for usage reports."""
+
+    event: UsageEvent
+    readings: tuple[tuple[str, Decimal | str], ...]
+    amounts: tuple[tuple[str, Decimal], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +95,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def charges(self, customer: str | None = None) -> Iterator[StoredCharge]:
         """Stored charges, optionally of one customer, in the order they were stored."""
+
+    @abc.abstractmethod
+    def activity(self, since: dt.datetime, until: dt.datetime, customer: str | None = None) -> Iterator[Activity]:
+        """Rated events with ``since <= timestamp < until``, optionally of one customer, in time order."""
 
     @abc.abstractmethod
     def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -12,7 +13,7 @@ from rating.events import UsageEvent
 from rating.ledger import Transaction
 from rating.meters import PeriodState
 from rating.money import ZERO
-from rating.storage.base import Storage, StoredCharge
+from rating.storage.base import Activity, Storage, StoredCharge
 
 
 class MemoryStorage(Storage):
@@ -30,6 +31,7 @@ class MemoryStorage(Storage):
         self._states: dict[StateKey, PeriodState] = {}
         self._balances: dict[tuple[str, str], Decimal] = {}
         self._charges: list[StoredCharge] = []
+        self._activity: list[Activity] = []
 
     def _atomic(self) -> AbstractContextManager[None]:
         return self._lock  # type: ignore[return-value]
@@ -58,6 +60,14 @@ class MemoryStorage(Storage):
 
     def charges(self, customer: str | None = None) -> Iterator[StoredCharge]:
         return iter([c for c in self._charges if customer is None or c.customer == customer])
+
+    def activity(self, since: dt.datetime, until: dt.datetime, customer: str | None = None) -> Iterator[Activity]:
+        chosen = [
+            a
+            for a in self._activity
+            if since <= a.event.timestamp < until and (customer is None or a.event.customer == customer)
+        ]
+        return iter(sorted(chosen, key=lambda a: a.event.timestamp))
 
     def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
         totals: dict[tuple[str, str], Decimal] = {}
@@ -95,3 +105,5 @@ class MemoryStorage(Storage):
                     assert state.members is not None
                     state.members.add(usage.reading)
             charges.extend(StoredCharge(event.id, event.customer, c) for c in rating.charges)
+            readings = tuple((u.meter, u.reading) for u in rating.usage)
+            self._activity.append(Activity(event, readings, tuple((c.asset, c.amount) for c in rating.charges)))

@@ -23,7 +23,7 @@ from rating.events import UsageEvent
 from rating.ledger import Posting, Transaction
 from rating.meters import PeriodState
 from rating.money import ZERO
-from rating.storage.base import Storage, StoredCharge
+from rating.storage.base import Activity, Storage, StoredCharge
 
 #: Versioned schema migrations, applied in order, each exactly once.
 MIGRATIONS: list[tuple[int, str]] = [
@@ -111,6 +111,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (2, "CREATE INDEX charges_by_period ON charges (period, customer)"),
+    (3, "CREATE INDEX events_by_time ON events (timestamp)"),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -119,6 +120,11 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 def _group_key(group: tuple[str, ...]) -> str:
     """Group values as a JSON array (cached: there are few groups and many rows)."""
     return json.dumps(list(group), separators=(",", ":"))
+
+
+def _utc(timestamp: dt.datetime) -> str:
+    """Event time as UTC ISO text, so that text order is time order (the body keeps the original)."""
+    return timestamp.astimezone(dt.UTC).isoformat()
 
 
 def _optional(value: Decimal | None) -> str | None:
@@ -269,6 +275,26 @@ class SQLiteStorage(Storage):
             )
             yield StoredCharge(event_id, who, charge)
 
+    def activity(self, since: dt.datetime, until: dt.datetime, customer: str | None = None) -> Iterator[Activity]:
+        sql = "SELECT id, body FROM events WHERE timestamp >= ? AND timestamp < ?"
+        arguments: tuple[str, ...] = (_utc(since), _utc(until))
+        if customer is not None:
+            sql, arguments = sql + " AND customer = ?", arguments + (customer,)
+        rows = self._db.execute(sql + " ORDER BY timestamp", arguments).fetchall()
+        events = {str(id): UsageEvent.model_validate_json(str(body)) for id, body in rows}
+        readings: dict[str, list[tuple[str, Decimal | str]]] = {}
+        for id, meter, reading in self._in_chunks(
+            "SELECT event_id, meter, reading FROM usage WHERE event_id IN ({marks})", events
+        ):
+            readings.setdefault(str(id), []).append((str(meter), str(reading)))
+        amounts: dict[str, list[tuple[str, Decimal]]] = {}
+        for id, asset, amount in self._in_chunks(
+            "SELECT event_id, asset, amount FROM charges WHERE event_id IN ({marks})", events
+        ):
+            amounts.setdefault(str(id), []).append((str(asset), Decimal(str(amount))))
+        for id, event in events.items():
+            yield Activity(event, tuple(readings.get(id, ())), tuple(amounts.get(id, ())))
+
     def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
         totals: dict[tuple[str, str], Decimal] = {}
         rows = self._db.execute("SELECT customer, asset, amount FROM charges WHERE period=?", (period,))
@@ -318,7 +344,7 @@ class SQLiteStorage(Storage):
                     r.event.id,
                     r.event.customer,
                     r.event.type,
-                    r.event.timestamp.isoformat(),
+                    _utc(r.event.timestamp),
                     r.event.canonical_json(),
                     r.transaction.id,
                 )
