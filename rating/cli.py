@@ -188,15 +188,19 @@ def cmd_close_period(args: argparse.Namespace, registry: Registry) -> int:
     engine = _engine(args, registry, args.pricebook)
     report = close_period(engine, args.period, args.customer)
     rows = [
-        {"transaction": t.id, "customer": t.metadata.get("customer"), "asset": p.asset, "amount": p.amount,
-         "description": t.description}
+        {
+            "transaction": t.id,
+            "customer": t.metadata.get("customer"),
+            "asset": p.asset,
+            "amount": p.amount,
+            "description": t.description,
+        }
         for t in report.posted
         for p in t.postings[:1]
-    ]  # fmt: skip
+    ]
     print(render(rows, ["transaction", "customer", "asset", "amount", "description"], args.output))
     closed = len({t.metadata.get("customer") for t in report.posted if t.id.startswith("close:")})
-    print(f"closed {args.period} for {closed:,} customers; posted {len(report.posted):,} transactions",
-          file=sys.stderr)  # fmt: skip
+    print(f"closed {args.period} for {closed:,} customers; posted {len(report.posted):,} transactions", file=sys.stderr)
     return 0
 
 
@@ -210,10 +214,14 @@ def cmd_usage(args: argparse.Namespace, registry: Registry) -> int:
     meters = sorted({m for row in report for m in row.quantities})
     assets = sorted({a for row in report for a in row.cost})
     rows = [
-        {args.group_by: row.group, "events": row.events, **{m: row.quantities.get(m) for m in meters},
-         **{f"cost_{a}": row.cost.get(a) for a in assets}}
+        {
+            args.group_by: row.group,
+            "events": row.events,
+            **{m: row.quantities.get(m) for m in meters},
+            **{f"cost_{a}": row.cost.get(a) for a in assets},
+        }
         for row in report
-    ]  # fmt: skip
+    ]
     columns = [args.group_by, "events", *meters, *(f"cost_{a}" for a in assets)]
     print(render(rows, columns, args.output))
     return 0
@@ -272,9 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     balance.add_argument("customer", nargs="?", metavar="CUSTOMER", help="only this customer's accounts")
     balance.add_argument("--pricebook", "-p", action="append", help="add each balance's value in its currency")
     close = command(
-        "close-period", cmd_close_period, "post fees, minimums and rounding of a period, once", db=DEFAULT_DB,
+        "close-period",
+        cmd_close_period,
+        "post fees, minimums and rounding of a period, once",
+        db=DEFAULT_DB,
         output=True,
-    )  # fmt: skip
+    )
     close.add_argument("--period", required=True, help="2026-11 (month), 2026-W47 (week), 2026-11-23 (day) or 2026")
     close.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     close.add_argument("--customer", action="append", help="only these customers (repeatable)")

@@ -188,10 +188,6 @@ class Pricebook(BaseModel):
         spec = self.customers.get(customer)
         return spec.since if spec is not None and spec.anniversary else None
 
-    def unit_of(self, meter: str) -> str:
-        """How quantities of ``meter`` are named in explanations."""
-        return self.meters[meter].unit or meter
-
 
 def _describe(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden":
