@@ -22,12 +22,15 @@ from rating.demo import example_pricebook, write_demo_events
 from rating.engine import BatchReport, Engine
 from rating.errors import PricebookError, RatingError
 from rating.events import Sourced, parse_event, read_events
+from rating.ledger import receivable_account
+from rating.money import ZERO
 from rating.output import FORMATS, OutputFormat, render
 from rating.periods import zone
 from rating.pricebook import json_schema, load_pricebook, summary
 from rating.registry import Registry
 from rating.reports import usage_report, window
 from rating.storage import Storage
+from rating.wallet import Wallets
 
 DEFAULT_DB = "rating.db"
 PRICEBOOK_HELP = "a pricebook file, or a directory of its versions; repeat for several version files"
@@ -167,21 +170,44 @@ def cmd_rate(args: argparse.Namespace, registry: Registry) -> int:
 
 def cmd_balance(args: argparse.Namespace, registry: Registry) -> int:
     storage = registry.open_storage(args.db)
-    prefix = f"customer:{args.customer}:" if args.customer else ""
-    balances = storage.balances(prefix)
-    if args.customer and not balances:
-        raise RatingError(f"no postings for customer {args.customer!r} in {storage.url}")
-    rows: list[dict[str, Any]] = []
-    columns = ["account", "asset", "balance"]
     book = load_catalog(args.pricebook, registry).latest if args.pricebook else None
+    rows: list[dict[str, Any]]
+    if args.customer:
+        rows, columns, valued = customer_balances(storage, args.customer), CUSTOMER_COLUMNS, "owed"
+        if not rows:
+            raise RatingError(f"no postings for customer {args.customer!r} in {storage.url}")
+    else:
+        accounts = storage.balances().items()
+        rows = [{"account": account, "asset": asset, "balance": amount} for (account, asset), amount in accounts]
+        columns, valued = ["account", "asset", "balance"], "balance"
     if book is not None:
-        columns.append(f"value_{book.currency}")
-    for (account, asset), amount in balances.items():
-        rows.append({"account": account, "asset": asset, "balance": amount})
-        if book is not None:
-            rows[-1][columns[-1]] = book.value_of(amount, asset)
+        columns = [*columns, f"value_{book.currency}"]
+        for row in rows:
+            row[columns[-1]] = book.value_of(row[valued], row["asset"])
     print(render(rows, columns, args.output))
     return 0
+
+
+CUSTOMER_COLUMNS = ["asset", "available", "reserved", "posted", "owed"]
+
+
+def customer_balances(storage: Storage, customer: str) -> list[dict[str, Any]]:
+    """Per asset: the wallet's available, reserved and posted funds, and what is owed on the receivable."""
+    wallet = Wallets(storage).balance(customer)
+    owed = {asset: amount for (account, asset), amount in storage.balances(receivable_account(customer)).items()}
+    rows = []
+    for asset in sorted(set(wallet) | set(owed)):
+        funds = wallet.get(asset)
+        rows.append(
+            {
+                "asset": asset,
+                "available": funds.available if funds else ZERO,
+                "reserved": funds.reserved if funds else ZERO,
+                "posted": funds.posted if funds else ZERO,
+                "owed": owed.get(asset, ZERO),
+            }
+        )
+    return rows
 
 
 def cmd_close_period(args: argparse.Namespace, registry: Registry) -> int:
@@ -276,8 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("events", metavar="EVENTS", help="a .jsonl or .csv file of events")
     rate.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     rate.add_argument("--strict", action="store_true", help="post nothing if any record is rejected")
-    balance = command("balance", cmd_balance, "show ledger balances", db=DEFAULT_DB, output=True)
-    balance.add_argument("customer", nargs="?", metavar="CUSTOMER", help="only this customer's accounts")
+    balance = command("balance", cmd_balance, "ledger balances, or one customer's wallet", db=DEFAULT_DB, output=True)
+    balance.add_argument(
+        "customer", nargs="?", metavar="CUSTOMER", help="per asset: available, reserved, posted and owed"
+    )
     balance.add_argument("--pricebook", "-p", action="append", help="add each balance's value in its currency")
     close = command(
         "close-period",

@@ -48,5 +48,21 @@ class EventConflict(RatingError):
     """An event id was already rated with different content."""
 
 
+class LimitExceeded(RatingError):
+    """A write would take an account's balance beyond the limit it was given; nothing was written."""
+
+    def __init__(self, account: str, asset: str, balance: object, limit: object) -> None:
+        self.account, self.asset, self.balance, self.limit = account, asset, balance, limit
+        super().__init__(f"{account} would reach {balance} {asset}, beyond its limit of {limit} {asset}")
+
+
+class InsufficientFunds(RatingError):
+    """A wallet has less available than a reservation or a charge needs; nothing was posted."""
+
+
+class ReservationError(RatingError):
+    """A reservation is unknown, already settled or voided, or not yet expired."""
+
+
 class StorageError(RatingError):
     """The storage cannot be opened or is at a schema version this code does not know."""

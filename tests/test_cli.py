@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def test_rate_posts_reports_rejects_and_exits_one(run, pricebook: Path, tmp_path
     assert "posted 2 events, 0 already posted, 2 rejected" in err
     code, out, err = run("balance", "acme", "--output", "json")
     assert code == 0
-    assert json.loads(out) == [{"account": "customer:acme:receivable", "asset": "USD", "balance": "1.020"}]
+    assert json.loads(out) == [{"asset": "USD", "available": "0", "reserved": "0", "posted": "0", "owed": "1.020"}]
 
 
 def test_rate_twice_posts_nothing_new(run, pricebook: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -174,7 +175,7 @@ def test_balance_values_credits_in_the_pricebook_currency(run, tmp_path: Path) -
     code, out, _ = run("balance", "initech", "-p", str(EXAMPLE), "-o", "json")
     assert code == 0
     assert json.loads(out) == [
-        {"account": "customer:initech:receivable", "asset": "CREDITS", "balance": "10", "value_USD": "0.10"}
+        {"asset": "CREDITS", "available": "0", "reserved": "0", "posted": "0", "owed": "10", "value_USD": "0.10"}
     ]
 
 
@@ -198,3 +199,20 @@ def test_usage_per_agent(run, tmp_path: Path) -> None:  # type: ignore[no-untype
     ]
     code, _, err = run("usage", "--until", "2026-11-30", "-p", str(MARKETPLACE))
     assert code == 1 and "needs a time zone" in err
+
+
+def test_balance_of_a_customer_shows_the_wallet(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from rating.storage.sqlite import SQLiteStorage
+    from rating.wallet import Wallets
+
+    with SQLiteStorage(tmp_path / "rating.db") as storage:
+        wallets = Wallets(storage)
+        wallets.deposit("acme", "USD", Decimal("145.50"), "pay-1")
+        wallets.reserve("acme", "USD", Decimal("3.00"), "run-1", timeout=dt.timedelta(minutes=5))
+    code, out, _ = run("balance", "acme", "-o", "csv")
+    assert code == 0
+    assert list(csv.DictReader(io.StringIO(out))) == [
+        {"asset": "USD", "available": "142.50", "reserved": "3.00", "posted": "145.50", "owed": "0"}
+    ]

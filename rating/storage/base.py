@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
 
 from rating.charges import Charge, RatedEvent, StateKey
-from rating.errors import EventConflict, RatingError, TransactionConflict
+from rating.errors import EventConflict, LimitExceeded, RatingError, TransactionConflict
 from rating.events import UsageEvent
 from rating.ledger import Transaction
 from rating.meters import PeriodState
@@ -65,12 +65,34 @@ class Storage(abc.ABC):
             self._write_ratings(fresh)
         return fresh
 
-    def append(self, transactions: Sequence[Transaction]) -> list[Transaction]:
-        """Store ledger transactions atomically; return those that were new."""
+    def append(
+        self, transactions: Sequence[Transaction], limits: Mapping[tuple[str, str], Decimal] | None = None
+    ) -> list[Transaction]:
+        """Store ledger transactions atomically; return those that were new.
+
+        ``limits`` caps the balance of some (account, asset) pairs after the write
+        (a wallet's is 0: it may never end in debit). The check runs inside the
+        write transaction, so concurrent writers cannot both pass it; a breach
+        raises :class:`~rating.errors.LimitExceeded` and writes nothing.
+        """
         with self._atomic():
             fresh = self._screen_transactions(transactions)
+            if limits:
+                self._check_limits(fresh, limits)
             self._write_transactions(fresh)
         return fresh
+
+    def _check_limits(self, transactions: Sequence[Transaction], limits: Mapping[tuple[str, str], Decimal]) -> None:
+        moves: dict[tuple[str, str], Decimal] = {}
+        for transaction in transactions:
+            for posting in transaction.postings:
+                key = (posting.account, posting.asset)
+                if key in limits:
+                    moves[key] = moves.get(key, ZERO) + posting.amount
+        for (account, asset), move in moves.items():
+            after = self.balances(account).get((account, asset), ZERO) + move
+            if move > 0 and after > limits[account, asset]:
+                raise LimitExceeded(account, asset, after, limits[account, asset])
 
     @abc.abstractmethod
     def rated_events(self, ids: Iterable[str]) -> dict[str, UsageEvent]:

@@ -1,0 +1,176 @@
+"""Wallets: multi-asset balances, reserve / settle / void / expire, never overdrawn."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
+
+from rating.errors import InsufficientFunds, InvalidAmount, ReservationError
+from rating.ledger import imbalance
+from rating.storage import Storage
+from rating.storage.memory import MemoryStorage
+from rating.wallet import WalletBalance, Wallets
+
+START = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
+MINUTE = dt.timedelta(minutes=1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def test_three_phase_use_of_a_multi_asset_wallet(storage: Storage) -> None:
+    wallets = Wallets(storage, Clock())
+    assert wallets.deposit("acme", "USD", Decimal("145.50"), "pay-1")
+    assert not wallets.deposit("acme", "USD", Decimal("145.50"), "pay-1")  # a replayed deposit posts nothing
+    wallets.deposit("acme", "CREDITS", Decimal(500), "grant-1", source="grants:promotional")
+    wallets.reserve("acme", "USD", Decimal("3.00"), "run-1", timeout=5 * MINUTE)
+    assert wallets.balance("acme")["USD"] == WalletBalance("USD", Decimal("145.50"), Decimal("3.00"), Decimal("142.50"))
+    settled = wallets.settle("run-1", Decimal("2.25"), "revenue:agents")
+    assert {p.account: p.amount for p in settled.postings} == {
+        "customer:acme:held": Decimal("3.00"),
+        "customer:acme:wallet": Decimal("-0.75"),  # the unused part of the reservation returns
+        "revenue:agents": Decimal("-2.25"),
+    }
+    assert wallets.balance("acme") == {
+        "CREDITS": WalletBalance("CREDITS", Decimal(500), Decimal(0), Decimal(500)),
+        "USD": WalletBalance("USD", Decimal("143.25"), Decimal(0), Decimal("143.25")),
+    }
+    with pytest.raises(ReservationError, match="run-1 is unknown, or already settled"):
+        wallets.void("run-1")
+
+
+def test_a_reservation_beyond_what_is_available_posts_nothing(storage: Storage) -> None:
+    wallets = Wallets(storage, Clock())
+    wallets.deposit("acme", "USD", Decimal(10), "pay-1")
+    wallets.reserve("acme", "USD", Decimal(8), "a", timeout=MINUTE)
+    with pytest.raises(InsufficientFunds, match="customer 'acme' has 2 USD available, 3 USD needed"):
+        wallets.reserve("acme", "USD", Decimal(3), "b", timeout=MINUTE)
+    assert storage.transaction("reserve:b") is None
+    with pytest.raises(InvalidAmount):
+        wallets.reserve("acme", "USD", Decimal(0), "c", timeout=MINUTE)
+
+
+def test_excess_over_the_reservation_is_capped_and_recorded_as_owed(storage: Storage) -> None:
+    wallets = Wallets(storage, Clock())
+    wallets.deposit("acme", "USD", Decimal(10), "pay-1")
+    wallets.reserve("acme", "USD", Decimal(4), "a", timeout=MINUTE)
+    settled = wallets.settle("a", Decimal(7), "revenue:x")
+    assert settled.metadata["shortfall"] == "3"
+    assert wallets.balance("acme")["USD"].available == Decimal(6)
+    assert storage.balances("customer:acme:receivable") == {("customer:acme:receivable", "USD"): Decimal(3)}
+
+
+def test_overdraft_policy_is_bounded(storage: Storage) -> None:
+    wallets = Wallets(storage, Clock())
+    wallets.deposit("acme", "USD", Decimal(5), "pay-1")
+    wallets.reserve("acme", "USD", Decimal(5), "a", timeout=MINUTE)
+    with pytest.raises(InsufficientFunds, match="would overdraw customer 'acme' beyond 1 USD"):
+        wallets.settle("a", Decimal(7), "revenue:x", on_excess="overdraft", overdraft=Decimal(1))
+    wallets.settle("a", Decimal(6), "revenue:x", on_excess="overdraft", overdraft=Decimal(1))
+    assert wallets.balance("acme")["USD"].available == Decimal(-1)
+
+
+def test_reservations_expire_after_their_timeout(storage: Storage) -> None:
+    clock = Clock()
+    wallets = Wallets(storage, clock)
+    wallets.deposit("acme", "USD", Decimal(10), "pay-1")
+    wallets.reserve("acme", "USD", Decimal(4), "short", timeout=MINUTE)
+    wallets.reserve("acme", "USD", Decimal(4), "long", timeout=10 * MINUTE)
+    clock.now += 2 * MINUTE
+    assert [t.id for t in wallets.expire()] == ["release:short"]
+    assert wallets.balance("acme")["USD"] == WalletBalance("USD", Decimal(10), Decimal(4), Decimal(6))
+    assert [r.id for r in wallets.open_reservations()] == ["long"]
+
+
+class WalletMachine(RuleBasedStateMachine):
+    """Any sequence of wallet operations keeps the ledger's invariants and matches a simple model."""
+
+    reservations = Bundle("reservations")
+    amounts = st.decimals(min_value=Decimal("0.01"), max_value=100, places=2)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = Clock()
+        self.storage = MemoryStorage()
+        self.wallets = Wallets(self.storage, self.clock)
+        self.available = Decimal(0)
+        self.held: dict[str, Decimal] = {}
+        self.counter = 0
+
+    def next_id(self) -> str:
+        self.counter += 1
+        return str(self.counter)
+
+    @rule(amount=amounts)
+    def deposit(self, amount: Decimal) -> None:
+        self.wallets.deposit("c", "USD", amount, self.next_id())
+        self.available += amount
+
+    @rule(target=reservations, amount=amounts, minutes=st.integers(min_value=1, max_value=30))
+    def reserve(self, amount: Decimal, minutes: int) -> str:
+        id = self.next_id()
+        if amount > self.available:
+            with pytest.raises(InsufficientFunds):
+                self.wallets.reserve("c", "USD", amount, id, timeout=minutes * MINUTE)
+            return id
+        self.wallets.reserve("c", "USD", amount, id, timeout=minutes * MINUTE)
+        self.available -= amount
+        self.held[id] = amount
+        return id
+
+    @rule(id=consumes(reservations), actual=st.decimals(min_value=0, max_value=150, places=2))
+    def settle(self, id: str, actual: Decimal) -> None:
+        if id not in self.held:
+            with pytest.raises(ReservationError):
+                self.wallets.settle(id, actual, "revenue:x")
+            return
+        self.wallets.settle(id, actual, "revenue:x")
+        held = self.held.pop(id)
+        self.available += held - min(actual, held)  # the wallet pays at most what was held; the rest is owed
+
+    @rule(id=consumes(reservations))
+    def void(self, id: str) -> None:
+        if id not in self.held:
+            with pytest.raises(ReservationError):
+                self.wallets.void(id)
+            return
+        self.wallets.void(id)
+        self.available += self.held.pop(id)
+
+    @rule(minutes=st.integers(min_value=1, max_value=20))
+    def time_passes_and_reservations_expire(self, minutes: int) -> None:
+        self.clock.now += minutes * MINUTE
+        for transaction in self.wallets.expire():
+            id = transaction.id.removeprefix("release:")
+            self.available += self.held.pop(id)
+
+    @invariant()
+    def wallet_matches_the_model_and_is_never_overdrawn(self) -> None:
+        balance = self.wallets.balance("c").get("USD")
+        available = balance.available if balance else Decimal(0)
+        reserved = balance.reserved if balance else Decimal(0)
+        assert available >= 0
+        assert available == self.available and reserved == sum(self.held.values(), Decimal(0))
+
+    @invariant()
+    def every_transaction_balances_and_balances_are_the_sum_of_postings(self) -> None:
+        sums: dict[tuple[str, str], Decimal] = {}
+        for transaction in self.storage.transactions():
+            assert imbalance(transaction.postings) == {}
+            for p in transaction.postings:
+                sums[(p.account, p.asset)] = sums.get((p.account, p.asset), Decimal(0)) + p.amount
+        assert {k: v for k, v in self.storage.balances().items() if v} == {k: v for k, v in sums.items() if v}
+
+
+WalletMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+test_wallet_state_machine = WalletMachine.TestCase
