@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from rating.errors import InsufficientFunds, InvalidAmount, LimitExceeded, ReservationError
+from rating.errors import InsufficientFunds, InvalidAmount, LimitExceeded, ReservationError, TransactionConflict
 from rating.ledger import Posting, Transaction, receivable_account
 from rating.money import ZERO, to_decimal
 from rating.storage.base import Storage
@@ -99,9 +99,18 @@ class Wallets:
         }
 
     def deposit(self, customer: str, asset: str, amount: Decimal, id: str, source: str = "payments:received") -> bool:
-        """Credit ``amount`` to the wallet from ``source`` (a payment, a grant); False when ``id`` already was."""
+        """Credit ``amount`` to the wallet from ``source`` (a payment, a grant); False when ``id`` already was.
+
+        A replay is recognised by its postings (its time is when it was first
+        posted); the same id moving other amounts is a TransactionConflict.
+        """
         amount = self._positive(amount)
         postings = (Posting(source, asset, amount), Posting(wallet_account(customer), asset, -amount))
+        existing = self.storage.transaction(f"deposit:{id}")
+        if existing is not None:
+            if existing.postings != postings:
+                raise TransactionConflict(f"transaction deposit:{id} is already stored with different content")
+            return False
         meta = {"customer": customer, "kind": "deposit"}
         return bool(self.storage.append([Transaction(f"deposit:{id}", self.clock(), "wallet deposit", postings, meta)]))
 

@@ -174,3 +174,15 @@ class WalletMachine(RuleBasedStateMachine):
 
 WalletMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 test_wallet_state_machine = WalletMachine.TestCase
+
+
+def test_a_deposit_id_cannot_move_another_amount(storage: Storage) -> None:
+    from rating.errors import TransactionConflict
+
+    clock = Clock()
+    wallets = Wallets(storage, clock)
+    wallets.deposit("acme", "USD", Decimal(10), "pay-1")
+    clock.now += MINUTE
+    assert not wallets.deposit("acme", "USD", Decimal(10), "pay-1")  # a later replay is still a replay
+    with pytest.raises(TransactionConflict, match="deposit:pay-1"):
+        wallets.deposit("acme", "USD", Decimal(11), "pay-1")
