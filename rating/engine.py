@@ -22,7 +22,7 @@ from decimal import Decimal, localcontext
 from rating.catalog import Catalog
 from rating.charges import Charge, RatedEvent, StateKey, Usage
 from rating.compiled import CompiledVersion
-from rating.errors import EventConflict, EventError, PluginError, RatingError
+from rating.errors import EventConflict, EventError, LimitExceeded, PluginError, RatingError
 from rating.events import Sourced, UsageEvent
 from rating.ledger import (
     Posting,
@@ -30,6 +30,7 @@ from rating.ledger import (
     closing_id,
     prepaid_account,
     receivable_account,
+    wallet_account,
 )
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
@@ -190,15 +191,15 @@ class Engine:
         """Rate ``pending`` and store it in one atomic write, re-rating if state moved meanwhile."""
         for _ in range(STALE_RETRIES):
             with localcontext(MONEY_CONTEXT), cyclic_gc_paused():
-                ratings, rejected, duplicates = self._rate_chunk(pending, raise_rejects)
+                ratings, rejected, duplicates, wallets = self._rate_chunk(pending, raise_rejects)
             if strict and (rejected or report.rejected):
                 report.rejected.extend(rejected)
                 return []
             try:
                 with cyclic_gc_paused():
-                    fresh = self.storage.record(ratings)
-            except StaleState:
-                continue
+                    fresh = self.storage.record(ratings, limits=dict.fromkeys(wallets, ZERO))
+            except (StaleState, LimitExceeded):
+                continue  # another writer moved period state or spent the same wallet: rate again
             report.rejected.extend(rejected)
             report.duplicates += duplicates + len(ratings) - len(fresh)
             for rating in fresh:
@@ -210,17 +211,23 @@ class Engine:
 
     def _rate_chunk(
         self, pending: list[tuple[str, UsageEvent]], raise_rejects: bool
-    ) -> tuple[list[RatedEvent], list[Rejection], int]:
+    ) -> tuple[list[RatedEvent], list[Rejection], int, set[tuple[str, str]]]:
         storage = self.storage
         self._open.clear()  # another process may have closed a period since the last chunk
         already = storage.rated_events(event.id for _, event in pending)
         states: dict[StateKey, PeriodState] = {}
+        wallets: dict[tuple[str, str], Decimal] = {}  # wallet balances as this chunk leaves them
 
         def lookup(key: StateKey) -> PeriodState:
             state = states.get(key)
             if state is None:
                 state = states[key] = self._stored_state(key)
             return state
+
+        def wallet_balance(account: str, asset: str) -> Decimal:
+            if (account, asset) not in wallets:
+                wallets[account, asset] = storage.balances(account).get((account, asset), ZERO)
+            return wallets[account, asset]
 
         ratings: list[RatedEvent] = []
         rejected: list[Rejection] = []
@@ -238,11 +245,14 @@ class Engine:
                 continue
             try:
                 rating = self._price(event, lookup)
+                paid = self._paid_from_wallet(rating, wallet_balance)
             except EventError as error:
                 if raise_rejects:
                     raise
                 rejected.append(Rejection(location, str(error)))
                 continue
+            for key, balance in paid.items():
+                wallets[key] = balance
             for usage in rating.usage:
                 state = lookup(usage.key(event.customer))
                 state.quantity = usage.after
@@ -252,7 +262,29 @@ class Engine:
                     state.members.add(usage.reading)
             already[event.id] = event
             ratings.append(rating)
-        return ratings, rejected, duplicates
+        return ratings, rejected, duplicates, set(wallets)
+
+    @staticmethod
+    def _paid_from_wallet(rating: RatedEvent, balance: Callable[[str, str], Decimal]) -> dict[tuple[str, str], Decimal]:
+        """The wallet balances after ``rating``; an :class:`EventError` if a wallet cannot pay it.
+
+        A wallet's ledger balance is a credit (negative): it may never end above zero.
+        """
+        account = wallet_account(rating.event.customer)
+        moved: dict[str, Decimal] = {}
+        for posting in rating.transaction.postings:
+            if posting.account == account:
+                moved[posting.asset] = moved.get(posting.asset, ZERO) + posting.amount
+        after = {}
+        for asset, amount in moved.items():
+            before = balance(account, asset)
+            if amount > 0 and before + amount > 0:
+                customer = rating.event.customer
+                raise EventError(
+                    f"insufficient funds: customer {customer!r} has {-before} {asset} available, {amount} needed"
+                )
+            after[account, asset] = before + amount
+        return after
 
     def _version_at(self, timestamp: dt.datetime) -> CompiledVersion:
         index = self.catalog.index_at(timestamp)
@@ -383,8 +415,11 @@ class Engine:
             asset, amount = drawn
             debits.append(Posting(prepaid_account(event.customer), asset, amount))
             owed[asset] -= amount
-        receivable = receivable_account(event.customer)
-        debits += [Posting(receivable, asset, total) for asset, total in owed.items() if total]
+        if version.book.pays_from_wallet(event.customer):
+            payer = wallet_account(event.customer)
+        else:
+            payer = receivable_account(event.customer)
+        debits += [Posting(payer, asset, total) for asset, total in owed.items() if total]
         return Transaction(
             id=f"rating:{event.id}",
             timestamp=event.timestamp,

@@ -28,6 +28,16 @@ def receivable_account(customer: str) -> str:
     return f"customer:{customer}:receivable"
 
 
+def wallet_account(customer: str) -> str:
+    """What ``customer`` can spend from a prepaid wallet (a credit balance: the platform owes it)."""
+    return f"customer:{customer}:wallet"
+
+
+def held_account(customer: str) -> str:
+    """What reservations of ``customer`` set aside from the wallet."""
+    return f"customer:{customer}:held"
+
+
 def prepaid_account(customer: str) -> str:
     """A prepaid commitment not yet used: credited by the prepayment, debited as usage draws it down."""
     return f"customer:{customer}:prepaid"

@@ -13,7 +13,7 @@ import zoneinfo
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from moneyed import CurrencyDoesNotExist, get_currency
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
@@ -80,6 +80,9 @@ class CustomerSpec(BaseModel):
     changes: tuple[PlanChange, ...] = Field((), description="Later plan changes, in date order.")
     timezone: str | None = Field(None, description="Time zone of this customer's periods; the pricebook's by default.")
     anniversary: bool = Field(False, description="Periods run from the anniversary of since, not calendar periods.")
+    billing: Literal["invoice", "wallet"] = Field(
+        "invoice", description="invoice: charges are owed on the receivable; wallet: paid from the prepaid wallet."
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -182,6 +185,11 @@ class Pricebook(BaseModel):
         spec = self.assets.get(asset)
         price = spec.sells_for.get(self.currency) if spec is not None else None
         return None if price is None else amount * price
+
+    def pays_from_wallet(self, customer: str) -> bool:
+        """Whether ``customer``'s charges are paid from its prepaid wallet."""
+        spec = self.customers.get(customer)
+        return spec is not None and spec.billing == "wallet"
 
     def anchor_of(self, customer: str) -> dt.date | None:
         """The date ``customer``'s periods are anchored to, or None for calendar periods."""

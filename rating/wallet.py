@@ -33,21 +33,11 @@ from decimal import Decimal
 from typing import Literal
 
 from rating.errors import InsufficientFunds, InvalidAmount, LimitExceeded, ReservationError, TransactionConflict
-from rating.ledger import Posting, Transaction, receivable_account
+from rating.ledger import Posting, Transaction, held_account, receivable_account, wallet_account
 from rating.money import ZERO, to_decimal
 from rating.storage.base import Storage
 
 ExcessPolicy = Literal["cap", "overdraft"]
-
-
-def wallet_account(customer: str) -> str:
-    """What ``customer`` can spend."""
-    return f"customer:{customer}:wallet"
-
-
-def held_account(customer: str) -> str:
-    """What reservations of ``customer`` set aside."""
-    return f"customer:{customer}:held"
 
 
 @dataclass(frozen=True)

@@ -186,3 +186,41 @@ def test_a_deposit_id_cannot_move_another_amount(storage: Storage) -> None:
     assert not wallets.deposit("acme", "USD", Decimal(10), "pay-1")  # a later replay is still a replay
     with pytest.raises(TransactionConflict, match="deposit:pay-1"):
         wallets.deposit("acme", "USD", Decimal(11), "pay-1")
+
+
+WALLET_BOOK = """\
+pricebook: prepaid
+version: 2026-11-01
+currency: USD
+meters:
+  runs: {event: agent.execution, count: true}
+plans:
+  p:
+    charges:
+      - {meter: runs, model: per_call, price: "0.40"}
+      - {meter: runs, model: per_call, price: "0.01", billing_sources: [byok]}
+customers:
+  acme: {plan: p, billing: wallet}
+default_plan: p
+"""
+
+
+def test_wallet_billed_usage_is_paid_from_the_wallet_and_never_overdraws(storage: Storage, book, registry) -> None:  # type: ignore[no-untyped-def]
+    from rating.engine import Engine
+    from rating.events import UsageEvent
+
+    def run(id: str, source: str = "platform") -> UsageEvent:
+        return UsageEvent(id=id, customer="acme", type="agent.execution", timestamp=START, billing_source=source)  # type: ignore[arg-type]
+
+    wallets = Wallets(storage, Clock())
+    wallets.deposit("acme", "USD", Decimal("1.00"), "pay-1")
+    engine = Engine(book(WALLET_BOOK), storage, registry)
+    report = engine.rate_batch([run("r1"), run("r2"), run("r3"), run("b1", "byok")])
+    assert report.posted == 3
+    assert [str(r) for r in report.rejected] == [
+        "event r3: insufficient funds: customer 'acme' has 0.20 USD available, 0.40 needed"
+    ]
+    assert wallets.balance("acme")["USD"].available == Decimal("0.19")  # 1.00 - 2 x 0.40 - a 0.01 BYOK fee
+    assert storage.balances("customer:acme:receivable") == {}
+    other = engine.rate(UsageEvent(id="x", customer="walk-in", type="agent.execution", timestamp=START))
+    assert other is not None and other.transaction.postings[0].account == "customer:walk-in:receivable"

@@ -56,12 +56,20 @@ class Storage(abc.ABC):
 
     # -- the contract ---------------------------------------------------------
 
-    def record(self, ratings: Sequence[RatedEvent]) -> list[RatedEvent]:
-        """Store rated events and their transactions atomically; return those that were new."""
+    def record(
+        self, ratings: Sequence[RatedEvent], limits: Mapping[tuple[str, str], Decimal] | None = None
+    ) -> list[RatedEvent]:
+        """Store rated events and their transactions atomically; return those that were new.
+
+        ``limits`` are checked as in :meth:`append` (wallets paying for usage).
+        """
         with self._atomic():
             fresh = self._screen_ratings(ratings)
             self._check_state(fresh)
-            self._screen_transactions([r.transaction for r in fresh])
+            transactions = [r.transaction for r in fresh]
+            self._screen_transactions(transactions)
+            if limits:
+                self._check_limits(transactions, limits)
             self._write_ratings(fresh)
         return fresh
 
