@@ -25,9 +25,12 @@ from rating.compiled import CompiledVersion
 from rating.errors import EventConflict, EventError, LimitExceeded, PluginError, RatingError
 from rating.events import Sourced, UsageEvent
 from rating.ledger import (
+    PROCESSOR_ACCOUNT,
+    SHARES_ACCOUNT,
     Posting,
     Transaction,
     closing_id,
+    creator_account,
     prepaid_account,
     receivable_account,
     wallet_account,
@@ -415,16 +418,29 @@ class Engine:
             asset, amount = drawn
             debits.append(Posting(prepaid_account(event.customer), asset, amount))
             owed[asset] -= amount
-        if version.book.pays_from_wallet(event.customer):
-            payer = wallet_account(event.customer)
-        else:
-            payer = receivable_account(event.customer)
+        book = version.book
+        payer = (
+            wallet_account(event.customer)
+            if book.pays_from_wallet(event.customer)
+            else receivable_account(event.customer)
+        )
         debits += [Posting(payer, asset, total) for asset, total in owed.items() if total]
+        agent = book.agents.get(event.attribution.agent or "") if book.revenue_split else None
+        shares = []
+        if agent is not None and book.revenue_split is not None:
+            charged = sum((c.amount for c in charges if c.asset == book.currency), ZERO)
+            processor, creator, _ = book.revenue_split.shares(charged)
+            shares = [
+                Posting(SHARES_ACCOUNT, book.currency, processor + creator),
+                Posting(PROCESSOR_ACCOUNT, book.currency, -processor),
+                Posting(creator_account(agent.creator), book.currency, -creator),
+            ]
+            terms = {**(terms or {}), "creator": agent.creator}
         return Transaction(
             id=f"rating:{event.id}",
             timestamp=event.timestamp,
             description=f"{event.type} {event.id}",
-            postings=tuple(debits + postings),
+            postings=tuple(p for p in debits + postings + shares if p.amount),
             metadata={
                 "event_id": event.id,
                 "customer": event.customer,

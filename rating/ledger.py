@@ -38,6 +38,17 @@ def held_account(customer: str) -> str:
     return f"customer:{customer}:held"
 
 
+#: Revenue shared out of charges (creator and processor shares): a contra-revenue account.
+SHARES_ACCOUNT = "revenue:shares"
+#: What is owed to the payment processor.
+PROCESSOR_ACCOUNT = "payable:processor"
+
+
+def creator_account(creator: str) -> str:
+    """Earnings owed to an agent's creator, until paid out."""
+    return f"payable:creator:{creator}"
+
+
 def prepaid_account(customer: str) -> str:
     """A prepaid commitment not yet used: credited by the prepayment, debited as usage draws it down."""
     return f"customer:{customer}:prepaid"

@@ -16,13 +16,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from moneyed import CurrencyDoesNotExist, get_currency
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from rating import yamlstrict
 from rating.errors import InvalidAmount, PricebookError
 from rating.meters import Meter
-from rating.money import register_asset
+from rating.money import register_asset, to_decimal
 from rating.periods import PeriodKind
 from rating.pricing import Price, PricingModel, invalid_overrides
 from rating.registry import Registry
@@ -105,6 +114,48 @@ class CustomerSpec(BaseModel):
         return [self.plan] + [change.plan for change in self.changes]
 
 
+Percent = Annotated[Decimal, BeforeValidator(to_decimal), Field(ge=0, le=100)]
+
+
+class ProcessorFee(BaseModel):
+    """What the payment processor takes of each charge: a percentage plus a fixed fee."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    percent: Percent = Decimal(0)
+    fixed: Price = Decimal(0)
+
+
+class RevenueSplit(BaseModel):
+    """How each charge of an agent with a creator is shared.
+
+    The processor's fee comes off first (never more than the charge); the rest
+    goes ``creator`` percent to the creator and the remainder to the platform.
+    Shares are exact decimals, so the parts always add up to the charge.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    creator: Percent = Field(description="Creator's percentage of what remains after the processor's fee.")
+    processor: ProcessorFee = ProcessorFee()
+
+    def shares(self, amount: Decimal) -> tuple[Decimal, Decimal, Decimal]:
+        """(processor, creator, platform) shares of ``amount``; they add up to it exactly."""
+        if amount <= 0:
+            return Decimal(0), Decimal(0), amount
+        processor = min(amount, amount * self.processor.percent.scaleb(-2) + self.processor.fixed)
+        creator = (amount - processor) * self.creator.scaleb(-2)
+        return processor, creator, amount - processor - creator
+
+
+class Agent(BaseModel):
+    """An agent on the marketplace and the creator its earnings go to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    creator: str
+
+
 class Contract(BaseModel):
     """An enterprise contract: one customer's own prices, commitment and service terms, for a time.
 
@@ -163,6 +214,8 @@ class Pricebook(BaseModel):
     customers: dict[str, CustomerSpec] = Field(default_factory=dict)
     default_plan: str | None = Field(None, description="Plan of customers not listed under customers.")
     contracts: dict[Name, Contract] = Field(default_factory=dict, description="Enterprise contracts by name.")
+    agents: dict[str, Agent] = Field(default_factory=dict, description="Agents and their creators, for splits.")
+    revenue_split: RevenueSplit | None = Field(None, description="How charges of agents with a creator are shared.")
 
     @field_validator("timezone")
     @classmethod
