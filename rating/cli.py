@@ -25,6 +25,7 @@ from rating.events import Sourced, parse_event, read_events
 from rating.ledger import receivable_account
 from rating.money import ZERO
 from rating.output import FORMATS, OutputFormat, render
+from rating.payouts import pay_creators
 from rating.periods import zone
 from rating.pricebook import json_schema, load_pricebook, summary
 from rating.registry import Registry
@@ -253,6 +254,24 @@ def cmd_usage(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
+def cmd_payouts(args: argparse.Namespace, registry: Registry) -> int:
+    book = load_catalog(args.pricebook, registry).latest
+    fresh, earlier = pay_creators(registry.open_storage(args.db), book, args.week)
+    rows = [
+        {
+            "creator": p.creator,
+            "amount": p.amount,
+            "asset": p.asset,
+            "pay_on": p.pay_on.isoformat(),
+            "transaction": p.transaction_id,
+        }
+        for p in fresh + earlier
+    ]
+    print(render(rows, ["creator", "amount", "asset", "pay_on", "transaction"], args.output))
+    print(f"{args.week}: posted {len(fresh):,} payouts, {len(earlier):,} already posted", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, registry: Registry) -> int:
     pricebook = args.pricebook or [example_pricebook()]
     events = write_demo_events(Path(args.events_file), args.events)
@@ -323,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--customer", help="only this customer")
     usage.add_argument("--until", help="end of a relative window, ISO 8601 with a zone (default now)")
     usage.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
+    payouts = command("payouts", cmd_payouts, "pay creators their earnings of a week", db=DEFAULT_DB, output=True)
+    payouts.add_argument("--week", required=True, help="an ISO week, e.g. 2026-W47 (Monday to Sunday)")
+    payouts.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     demo = command(
         "demo", cmd_demo, "rate generated events with the example pricebook", db="rating-demo.db", output=True
     )

@@ -131,6 +131,10 @@ class Storage(abc.ABC):
         """Rated events with ``since <= timestamp < until``, optionally of one customer, in time order."""
 
     @abc.abstractmethod
+    def account_totals(self, account_prefix: str, until: dt.datetime) -> dict[tuple[str, str], Decimal]:
+        """Per (account, asset) under ``account_prefix``: the sum of its postings dated before ``until``."""
+
+    @abc.abstractmethod
     def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
         """Sum of the stored charges of billing period ``period``, per (customer, asset)."""
 

@@ -69,6 +69,15 @@ class MemoryStorage(Storage):
         ]
         return iter(sorted(chosen, key=lambda a: a.event.timestamp))
 
+    def account_totals(self, account_prefix: str, until: dt.datetime) -> dict[tuple[str, str], Decimal]:
+        totals: dict[tuple[str, str], Decimal] = {}
+        for transaction in self._transactions.values():
+            if transaction.timestamp < until:
+                for p in transaction.postings:
+                    if p.account.startswith(account_prefix):
+                        totals[(p.account, p.asset)] = totals.get((p.account, p.asset), ZERO) + p.amount
+        return totals
+
     def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
         totals: dict[tuple[str, str], Decimal] = {}
         for stored in self._charges:

@@ -295,6 +295,17 @@ class SQLiteStorage(Storage):
         for id, event in events.items():
             yield Activity(event, tuple(readings.get(id, ())), tuple(amounts.get(id, ())))
 
+    def account_totals(self, account_prefix: str, until: dt.datetime) -> dict[tuple[str, str], Decimal]:
+        rows = self._db.execute(
+            "SELECT p.account, p.asset, p.amount FROM postings p JOIN transactions t ON t.id = p.transaction_id"
+            " WHERE substr(p.account, 1, ?) = ? AND t.timestamp < ?",
+            (len(account_prefix), account_prefix, _utc(until)),
+        )
+        totals: dict[tuple[str, str], Decimal] = {}
+        for account, asset, amount in rows:
+            totals[(account, asset)] = totals.get((account, asset), ZERO) + Decimal(amount)
+        return totals
+
     def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
         totals: dict[tuple[str, str], Decimal] = {}
         rows = self._db.execute("SELECT customer, asset, amount FROM charges WHERE period=?", (period,))
@@ -313,7 +324,7 @@ class SQLiteStorage(Storage):
         db.executemany(
             "INSERT INTO transactions (id, timestamp, description, metadata, fingerprint) VALUES (?, ?, ?, ?, ?)",
             [
-                (t.id, t.timestamp.isoformat(), t.description, json.dumps(dict(t.metadata)), t.fingerprint())
+                (t.id, _utc(t.timestamp), t.description, json.dumps(dict(t.metadata)), t.fingerprint())
                 for t in transactions
             ],
         )
