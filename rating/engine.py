@@ -25,12 +25,9 @@ from rating.compiled import CompiledVersion
 from rating.errors import EventConflict, EventError, LimitExceeded, PluginError, RatingError
 from rating.events import Sourced, UsageEvent
 from rating.ledger import (
-    PROCESSOR_ACCOUNT,
-    SHARES_ACCOUNT,
     Posting,
     Transaction,
     closing_id,
-    creator_account,
     prepaid_account,
     receivable_account,
     wallet_account,
@@ -426,15 +423,10 @@ class Engine:
         )
         debits += [Posting(payer, asset, total) for asset, total in owed.items() if total]
         agent = book.agents.get(event.attribution.agent or "") if book.revenue_split else None
-        shares = []
+        shares: list[Posting] = []
         if agent is not None and book.revenue_split is not None:
             charged = sum((c.amount for c in charges if c.asset == book.currency), ZERO)
-            processor, creator, _ = book.revenue_split.shares(charged)
-            shares = [
-                Posting(SHARES_ACCOUNT, book.currency, processor + creator),
-                Posting(PROCESSOR_ACCOUNT, book.currency, -processor),
-                Posting(creator_account(agent.creator), book.currency, -creator),
-            ]
+            shares = book.revenue_split.postings(charged, book.currency, agent.creator)
             terms = {**(terms or {}), "creator": agent.creator}
         return Transaction(
             id=f"rating:{event.id}",

@@ -30,6 +30,7 @@ from pydantic_core import ErrorDetails
 
 from rating import yamlstrict
 from rating.errors import InvalidAmount, PricebookError
+from rating.ledger import PROCESSOR_ACCOUNT, SHARES_ACCOUNT, Posting, creator_account
 from rating.meters import Meter
 from rating.money import register_asset, to_decimal
 from rating.periods import PeriodKind
@@ -146,6 +147,15 @@ class RevenueSplit(BaseModel):
         processor = min(amount, amount * self.processor.percent.scaleb(-2) + self.processor.fixed)
         creator = (amount - processor) * self.creator.scaleb(-2)
         return processor, creator, amount - processor - creator
+
+    def postings(self, amount: Decimal, asset: str, creator: str) -> list[Posting]:
+        """Postings that pay the processor and ``creator`` their shares of ``amount`` out of revenue."""
+        processor, to_creator, _ = self.shares(amount)
+        return [
+            Posting(SHARES_ACCOUNT, asset, processor + to_creator),
+            Posting(PROCESSOR_ACCOUNT, asset, -processor),
+            Posting(creator_account(creator), asset, -to_creator),
+        ]
 
 
 class Agent(BaseModel):
