@@ -38,6 +38,8 @@ from rating.pricebook import Pricebook
 from rating.registry import Registry
 from rating.storage.base import StaleState, Storage
 
+#: Period state of a customer's charges in the pricebook currency, for spend caps and alerts.
+SPEND = "spend"
 #: Attempts at a chunk whose period state another writer moved meanwhile.
 STALE_RETRIES = 5
 
@@ -103,6 +105,8 @@ class Engine:
         hooks = self.registry.manager.hook
         self._enrich = hooks.rating_enrich_event if self.registry.enriches_events else None
         self._posted = hooks.rating_transaction_posted if hooks.rating_transaction_posted.get_hookimpls() else None
+        self._alerts = bool(hooks.rating_spend_alert.get_hookimpls())
+        self._top_ups = bool(hooks.rating_top_up_needed.get_hookimpls())
         self._closed: set[tuple[str, str]] = set()
         self._open: set[tuple[str, str]] = set()
 
@@ -206,17 +210,19 @@ class Engine:
                 report._add(rating)
                 if self._posted is not None:
                     self._posted(transaction=rating.transaction)
+            self._alert(fresh, wallets)
             return fresh
         raise StaleState(f"period state kept moving under {len(pending)} events; gave up after {STALE_RETRIES} tries")
 
     def _rate_chunk(
         self, pending: list[tuple[str, UsageEvent]], raise_rejects: bool
-    ) -> tuple[list[RatedEvent], list[Rejection], int, set[tuple[str, str]]]:
+    ) -> tuple[list[RatedEvent], list[Rejection], int, dict[tuple[str, str], tuple[Decimal, Decimal]]]:
         storage = self.storage
         self._open.clear()  # another process may have closed a period since the last chunk
         already = storage.rated_events(event.id for _, event in pending)
         states: dict[StateKey, PeriodState] = {}
         wallets: dict[tuple[str, str], Decimal] = {}  # wallet balances as this chunk leaves them
+        opening: dict[tuple[str, str], Decimal] = {}  # and as it found them
 
         def lookup(key: StateKey) -> PeriodState:
             state = states.get(key)
@@ -227,6 +233,7 @@ class Engine:
         def wallet_balance(account: str, asset: str) -> Decimal:
             if (account, asset) not in wallets:
                 wallets[account, asset] = storage.balances(account).get((account, asset), ZERO)
+                opening[account, asset] = wallets[account, asset]
             return wallets[account, asset]
 
         ratings: list[RatedEvent] = []
@@ -262,7 +269,28 @@ class Engine:
                     state.members.add(usage.reading)
             already[event.id] = event
             ratings.append(rating)
-        return ratings, rejected, duplicates, set(wallets)
+        return ratings, rejected, duplicates, {key: (opening[key], wallets[key]) for key in wallets}
+
+    def _alert(self, fresh: list[RatedEvent], wallets: dict[tuple[str, str], tuple[Decimal, Decimal]]) -> None:
+        """Tell plugins of spend alerts crossed and wallets to top up by what was just stored."""
+        hook = self.registry.manager.hook
+        for rating in fresh if self._alerts else ():
+            spec = self.pricebook.spec_of(rating.event.customer)
+            alert = spec.spend_alert if spec is not None else None
+            for usage in rating.usage:
+                if usage.meter == SPEND and alert is not None and usage.before < alert <= usage.after:
+                    hook.rating_spend_alert(
+                        customer=rating.event.customer,
+                        period=usage.period,
+                        spent=usage.after,
+                        threshold=alert,
+                        asset=self.pricebook.currency,
+                    )
+        for (account, asset), (before, after) in wallets.items() if self._top_ups else ():
+            customer = account.split(":")[1]
+            spec = self.pricebook.spec_of(customer)
+            if spec is not None and spec.top_up is not None and -before >= spec.top_up.below > -after:
+                hook.rating_top_up_needed(customer=customer, asset=asset, available=-after, amount=spec.top_up.amount)
 
     @staticmethod
     def _paid_from_wallet(rating: RatedEvent, balance: Callable[[str, str], Decimal]) -> dict[tuple[str, str], Decimal]:
@@ -357,6 +385,16 @@ class Engine:
                         uncapped,
                     )
                 )
+        spec = book.spec_of(customer)
+        if spec is not None and (spec.spend_cap is not None or spec.spend_alert is not None):
+            spent = sum((c.amount for c in charges if c.asset == currency), ZERO)
+            running = lookup((customer, SPEND, (), period)).quantity
+            if spec.spend_cap is not None and spent > 0 and running + spent > spec.spend_cap:
+                raise EventError(
+                    f"spend cap reached: customer {customer!r} has spent {running} of {spec.spend_cap} {currency}"
+                    f" in {period}; this event costs {spent}"
+                )
+            usage.append(Usage(SPEND, (), period, spent, running, running + spent))
         terms = drawn = None
         if contract is not None:
             terms = contract.terms(contract_name)

@@ -8,6 +8,7 @@ resolves pricing models once and calls them directly.
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -53,6 +54,23 @@ def rating_enrich_event(event: UsageEvent) -> UsageEvent | None:
     leave it to the next plugin. The first non-None result is rated. Must not
     change ``id`` or ``customer``, and must be deterministic: the event is stored
     as received and enriched again whenever it is rated.
+    """
+
+
+@hookspec
+def rating_spend_alert(customer: str, period: str, spent: Decimal, threshold: Decimal, asset: str) -> None:
+    """Called after posting, when a customer's charges in ``period`` cross its ``spend_alert``.
+
+    Called once per crossing, with the period's charges so far. Return value is ignored.
+    """
+
+
+@hookspec
+def rating_top_up_needed(customer: str, asset: str, available: Decimal, amount: Decimal) -> None:
+    """Called after posting, when a wallet customer's available funds fall below its ``top_up.below``.
+
+    ``amount`` is what the pricebook says to buy. The top-up itself is credited only
+    by a verified payment confirmation (:func:`rating.payments.confirm_payment`).
     """
 
 

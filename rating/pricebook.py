@@ -70,6 +70,15 @@ class Plan(BaseModel):
     description: str | None = None
 
 
+class TopUp(BaseModel):
+    """When a wallet's available funds fall below ``below``, buy ``amount`` (a hook places the order)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    below: Price
+    amount: Price
+
+
 class PlanChange(BaseModel):
     """A move to another plan from a date on (local midnight in the customer's time zone)."""
 
@@ -93,6 +102,9 @@ class CustomerSpec(BaseModel):
     billing: Literal["invoice", "wallet"] = Field(
         "invoice", description="invoice: charges are owed on the receivable; wallet: paid from the prepaid wallet."
     )
+    spend_cap: Price | None = Field(None, description="Hard cap on a period's charges: events beyond it are refused.")
+    spend_alert: Price | None = Field(None, description="Soft cap: plugins are told when a period's charges cross it.")
+    top_up: TopUp | None = Field(None, description="Wallet auto top-up: plugins are told what to buy when low.")
 
     @field_validator("timezone")
     @classmethod
@@ -248,6 +260,10 @@ class Pricebook(BaseModel):
         spec = self.assets.get(asset)
         price = spec.sells_for.get(self.currency) if spec is not None else None
         return None if price is None else amount * price
+
+    def spec_of(self, customer: str) -> CustomerSpec | None:
+        """The customer's entry under ``customers``, if any."""
+        return self.customers.get(customer)
 
     def pays_from_wallet(self, customer: str) -> bool:
         """Whether ``customer``'s charges are paid from its prepaid wallet."""
