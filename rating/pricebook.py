@@ -237,6 +237,10 @@ class Pricebook(BaseModel):
     default_plan: str | None = Field(None, description="Plan of customers not listed under customers.")
     contracts: dict[Name, Contract] = Field(default_factory=dict, description="Enterprise contracts by name.")
     agents: dict[str, Agent] = Field(default_factory=dict, description="Agents and their creators, for splits.")
+    costs: tuple[PricingModel, ...] = Field(
+        (),
+        description="Provider cost profiles: what usage costs the platform, priced like charges (by_group by model).",
+    )
     revenue_split: RevenueSplit | None = Field(None, description="How charges of agents with a creator are shared.")
 
     @field_validator("timezone")
@@ -322,15 +326,18 @@ def _validate_charges(data: dict[str, Any], registry: Registry, problems: _Probl
         holders = data.get(section)
         for holder_name, holder in holders.items() if isinstance(holders, dict) else []:
             if isinstance(holder, dict) and isinstance(holder.get("charges"), list):
-                holder["charges"] = _valid_charges(holder["charges"], (section, holder_name), registry, known, problems)
+                where = (section, holder_name, "charges")
+                holder["charges"] = _valid_charges(holder["charges"], where, registry, known, problems)
+    if isinstance(data.get("costs"), list):
+        data["costs"] = _valid_charges(data["costs"], ("costs",), registry, known, problems)
 
 
 def _valid_charges(
-    charges: list[Any], where: tuple[str, str], registry: Registry, known: str, problems: _Problems
+    charges: list[Any], where: tuple[str, ...], registry: Registry, known: str, problems: _Problems
 ) -> list[PricingModel]:
     valid = []
     for index, charge in enumerate(charges):
-        path = where + ("charges", index)
+        path = where + (index,)
         if not isinstance(charge, dict):
             problems.add(path, "a charge must be a mapping with meter and model")
             continue
@@ -365,27 +372,32 @@ def _check_references(book: Pricebook, problems: _Problems) -> None:
         except InvalidAmount as error:
             problems.add(("assets", code), str(error))
     meters = ", ".join(sorted(book.meters)) or "none defined"
-    holders = [("plans", name, plan.charges) for name, plan in book.plans.items()]
-    holders += [("contracts", name, contract.charges) for name, contract in book.contracts.items()]
-    for section, holder, charges in holders:
+    holders: list[tuple[tuple[str, ...], tuple[PricingModel, ...]]]
+    holders = [(("plans", name, "charges"), plan.charges) for name, plan in book.plans.items()]
+    holders += [(("contracts", name, "charges"), contract.charges) for name, contract in book.contracts.items()]
+    holders.append((("costs",), book.costs))
+    for where, charges in holders:
         for index, charge in enumerate(charges):
-            path = (section, holder, "charges", index, "meter")
+            path: tuple[str | int, ...] = (*where, index, "meter")
             meter = book.meters.get(charge.meter)
             if meter is None:
                 problems.add(path, f"unknown meter {charge.meter!r}; meters: {meters}")
             elif (problem := charge.meter_problem(meter)) is not None:
                 problems.add(path, problem)
             if charge.asset is not None and not known(charge.asset):
-                where = path[:-1] + ("asset",)
-                problems.add(where, f"unknown asset {charge.asset!r}: use an ISO code or define it under assets")
+                problems.add(
+                    (*where, index, "asset"),
+                    f"unknown asset {charge.asset!r}: use an ISO code or define it under assets",
+                )
     plans = ", ".join(sorted(book.plans))
     for customer, spec in book.customers.items():
         if spec.plan not in book.plans:
             problems.add(("customers", customer, "plan"), f"unknown plan {spec.plan!r}; plans: {plans}")
         for index, change in enumerate(spec.changes):
             if change.plan not in book.plans:
-                where = ("customers", customer, "changes", index, "plan")
-                problems.add(where, f"unknown plan {change.plan!r}; plans: {plans}")
+                problems.add(
+                    ("customers", customer, "changes", index, "plan"), f"unknown plan {change.plan!r}; plans: {plans}"
+                )
         kinds = {book.plans[p].period for p in spec.plans() if p in book.plans}
         if len(kinds) > 1:
             problems.add(("customers", customer), f"plan changes must keep one period kind, found {sorted(kinds)}")
