@@ -23,13 +23,13 @@ from rating.engine import BatchReport, Engine
 from rating.errors import PricebookError, RatingError
 from rating.events import Sourced, parse_event, read_events
 from rating.ledger import receivable_account
-from rating.money import ZERO
+from rating.money import ZERO, to_decimal
 from rating.output import FORMATS, OutputFormat, render
 from rating.payouts import pay_creators
 from rating.periods import zone
-from rating.pricebook import json_schema, load_pricebook, summary
+from rating.pricebook import Pricebook, json_schema, load_pricebook, summary
 from rating.registry import Registry
-from rating.reports import usage_report, window
+from rating.reports import margin_report, usage_report, window
 from rating.storage import Storage
 from rating.wallet import Wallets
 
@@ -231,12 +231,17 @@ def cmd_close_period(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
-def cmd_usage(args: argparse.Namespace, registry: Registry) -> int:
-    book = load_catalog(args.pricebook, registry).latest
+def _window(args: argparse.Namespace, book: Pricebook) -> tuple[dt.datetime, dt.datetime]:
+    """The report window of ``--period`` and ``--until``."""
     until = dt.datetime.fromisoformat(args.until) if args.until else dt.datetime.now(dt.UTC)
     if until.tzinfo is None:
         raise RatingError(f"--until {args.until} needs a time zone, e.g. {args.until}Z")
-    since, until = window(args.period, zone(book.timezone), until)
+    return window(args.period, zone(book.timezone), until)
+
+
+def cmd_usage(args: argparse.Namespace, registry: Registry) -> int:
+    book = load_catalog(args.pricebook, registry).latest
+    since, until = _window(args, book)
     report = usage_report(registry.open_storage(args.db), book, since, until, args.group_by, args.customer)
     meters = sorted({m for row in report for m in row.quantities})
     assets = sorted({a for row in report for a in row.cost})
@@ -269,6 +274,27 @@ def cmd_payouts(args: argparse.Namespace, registry: Registry) -> int:
     ]
     print(render(rows, ["creator", "amount", "asset", "pay_on", "transaction"], args.output))
     print(f"{args.week}: posted {len(fresh):,} payouts, {len(earlier):,} already posted", file=sys.stderr)
+    return 0
+
+
+def cmd_margin(args: argparse.Namespace, registry: Registry) -> int:
+    book = load_catalog(args.pricebook, registry).latest
+    below = to_decimal(args.below.removesuffix("%"), "--below") if args.below else None
+    since, until = _window(args, book)
+    report = margin_report(registry.open_storage(args.db), book, since, until, args.group_by, below)
+    currency = book.currency
+    rows = [
+        {
+            args.group_by: r.group,
+            f"revenue_{currency}": r.revenue,
+            f"cost_{currency}": r.cost,
+            f"margin_{currency}": r.margin,
+            "margin_%": r.margin_percent,
+        }
+        for r in report
+    ]
+    columns = [args.group_by, f"revenue_{currency}", f"cost_{currency}", f"margin_{currency}", "margin_%"]
+    print(render(rows, columns, args.output))
     return 0
 
 
@@ -345,6 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     payouts = command("payouts", cmd_payouts, "pay creators their earnings of a week", db=DEFAULT_DB, output=True)
     payouts.add_argument("--week", required=True, help="an ISO week, e.g. 2026-W47 (Monday to Sunday)")
     payouts.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
+    margin = command("margin", cmd_margin, "revenue, provider cost and margin per group", db=DEFAULT_DB, output=True)
+    margin.add_argument("--below", help="only groups whose margin is under this percentage, e.g. 20%%")
+    margin.add_argument("--period", default="30d", help="30d, 24h, or a billing period such as 2026-11 (default 30d)")
+    margin.add_argument("--group-by", default="model", help="customer, event, agent, model or any property")
+    margin.add_argument("--until", help="end of a relative window, ISO 8601 with a zone (default now)")
+    margin.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     demo = command(
         "demo", cmd_demo, "rate generated events with the example pricebook", db="rating-demo.db", output=True
     )

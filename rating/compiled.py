@@ -39,6 +39,9 @@ class CompiledVersion:
             for index, charge in enumerate(plan.charges):
                 by_meter.setdefault(charge.meter, []).append((f"total:{plan_name}[{index}]", charge))
         self.label = f"{book.pricebook}@{book.version.isoformat()}"
+        self.costs_by_meter: dict[str, list[PricingModel]] = {}
+        for cost in book.costs:
+            self.costs_by_meter.setdefault(cost.meter, []).append(cost)
         self.contracts: dict[str, list[tuple[Span, str]]] = {}
         for name, contract in book.contracts.items():
             self.contracts.setdefault(contract.customer, []).append((contract_span(book, name), name))

@@ -25,9 +25,11 @@ from rating.compiled import CompiledVersion
 from rating.errors import EventConflict, EventError, LimitExceeded, PluginError, RatingError
 from rating.events import Sourced, UsageEvent
 from rating.ledger import (
+    PROVIDERS_ACCOUNT,
     Posting,
     Transaction,
     closing_id,
+    cost_account,
     prepaid_account,
     receivable_account,
     wallet_account,
@@ -344,6 +346,7 @@ class Engine:
         currency = book.currency
         usage: list[Usage] = []
         charges: list[Charge] = []
+        costs: list[Posting] = []
         source = event.billing_source
         # BYOK usage is metered in state of its own: it never moves platform usage up a tier.
         suffix = "" if source == "platform" else f":{source}"
@@ -356,6 +359,11 @@ class Engine:
             after = meter.advance(state, reading)
             usage.append(Usage(state_name, group, period, reading, before, after))
             unit = meter.unit or name
+            for cost in version.costs_by_meter.get(name, ()):
+                if source in cost.billing_sources:
+                    costs.append(
+                        Posting(cost_account(name), cost.asset or currency, cost.for_group(group).charge(before, after))
+                    )
             for total_key, charge in charges_by_meter.get(name, ()):
                 if source not in charge.billing_sources:
                     continue
@@ -400,7 +408,7 @@ class Engine:
             terms = contract.terms(contract_name)
             if contract.prepaid is not None:
                 drawn = self._draw_down(customer, contract_name, contract.prepaid, charges, currency, usage, lookup)
-        transaction = self._transaction(event, plan, charges, version, terms, drawn)
+        transaction = self._transaction(event, plan, charges, version, terms, drawn, costs)
         return RatedEvent(received, plan, tuple(usage), tuple(charges), transaction)
 
     def _enriched(self, event: UsageEvent) -> UsageEvent:
@@ -441,6 +449,7 @@ class Engine:
         version: CompiledVersion,
         terms: dict[str, str] | None,
         drawn: tuple[str, Decimal] | None,
+        costs: list[Posting],
     ) -> Transaction:
         postings: list[Posting] = []
         owed: dict[str, Decimal] = {}
@@ -470,7 +479,7 @@ class Engine:
             id=f"rating:{event.id}",
             timestamp=event.timestamp,
             description=f"{event.type} {event.id}",
-            postings=tuple(p for p in debits + postings + shares if p.amount),
+            postings=tuple(p for p in debits + postings + shares + _owed_to_providers(costs) if p.amount),
             metadata={
                 "event_id": event.id,
                 "customer": event.customer,
@@ -479,6 +488,16 @@ class Engine:
                 **(terms or {}),
             },
         )
+
+
+def _owed_to_providers(costs: list[Posting]) -> list[Posting]:
+    """Cost postings and, per asset, what they leave owed to the providers."""
+    if not costs:
+        return costs
+    owed: dict[str, Decimal] = {}
+    for cost in costs:
+        owed[cost.asset] = owed.get(cost.asset, ZERO) + cost.amount
+    return costs + [Posting(PROVIDERS_ACCOUNT, asset, -amount) for asset, amount in owed.items()]
 
 
 __all__ = ["BatchReport", "Engine", "Rejection", "RatingError"]

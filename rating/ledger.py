@@ -44,6 +44,17 @@ SHARES_ACCOUNT = "revenue:shares"
 PROCESSOR_ACCOUNT = "payable:processor"
 
 
+#: What the platform owes model providers for usage it resold.
+PROVIDERS_ACCOUNT = "payable:providers"
+#: Prefix of the accounts that record what usage cost the platform, per meter.
+COST_PREFIX = "expense:provider:"
+
+
+def cost_account(meter: str) -> str:
+    """What usage of ``meter`` cost the platform (debited beside every charge)."""
+    return COST_PREFIX + meter
+
+
 def creator_account(creator: str) -> str:
     """Earnings owed to an agent's creator, until paid out."""
     return f"payable:creator:{creator}"

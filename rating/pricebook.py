@@ -449,14 +449,25 @@ def json_schema(registry: Registry) -> dict[str, Any]:
     """JSON Schema of the pricebook format with every installed pricing model, for editors."""
     schema = Pricebook.model_json_schema()
     models = tuple(registry.pricing_models[name] for name in sorted(registry.pricing_models))
+    charges: dict[str, Any] = {"type": "object"}
     if models:
         charge_type: Any = Annotated[Union[models], Field(discriminator="model")]  # noqa: UP007
         charges = TypeAdapter(charge_type).json_schema(ref_template="#/$defs/{model}")
         schema.setdefault("$defs", {}).update(charges.pop("$defs", {}))
-        schema["$defs"]["Plan"]["properties"]["charges"]["items"] = charges
     schema["$defs"].pop("PricingModel", None)
     schema["title"] = "rating pricebook"
-    return schema
+    return _replace_ref(schema, "#/$defs/PricingModel", charges)
+
+
+def _replace_ref(node: Any, ref: str, replacement: dict[str, Any]) -> Any:
+    """``node`` with every ``{"$ref": ref}`` replaced (charges of plans, contracts and costs alike)."""
+    if isinstance(node, dict):
+        if node.get("$ref") == ref:
+            return replacement
+        return {key: _replace_ref(value, ref, replacement) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_replace_ref(item, ref, replacement) for item in node]
+    return node
 
 
 def summary(book: Pricebook) -> Mapping[str, Any]:

@@ -1,4 +1,4 @@
-"""Usage reports: events, meter quantities and cost per group over a time window.
+"""Usage and margin reports: events, meter quantities, cost and margin per group over a time window.
 
 ``usage_report(storage, book, since, until, group_by="agent")`` answers the
 marketplace's "what did each agent use and cost over the last 30 days": for each
@@ -13,10 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, Inexact, localcontext
 
 from rating.errors import RatingError
-from rating.money import ZERO, to_decimal
+from rating.events import UsageEvent
+from rating.money import MONEY_CONTEXT, ZERO, to_decimal
 from rating.periods import bounds_of
 from rating.pricebook import Pricebook
 from rating.storage.base import Storage
@@ -71,3 +72,56 @@ def usage_report(
         for asset, amount in activity.amounts:
             row.cost[asset] = row.cost.get(asset, ZERO) + amount
     return sorted(rows.values(), key=lambda row: row.group)
+
+
+@dataclass
+class MarginRow:
+    """Revenue, provider cost and margin of one group, in the pricebook currency."""
+
+    group: str
+    revenue: Decimal = ZERO
+    cost: Decimal = ZERO
+
+    @property
+    def margin(self) -> Decimal:
+        """Revenue less cost."""
+        return self.revenue - self.cost
+
+    @property
+    def margin_percent(self) -> Decimal | None:
+        """Margin as a percentage of revenue, to one decimal (a report figure); None without revenue."""
+        if not self.revenue:
+            return None
+        with localcontext(MONEY_CONTEXT) as context:
+            context.traps[Inexact] = False
+            return (self.margin * 100 / self.revenue).quantize(Decimal("0.1"))
+
+
+def _dimension(event: UsageEvent, name: str) -> str:
+    value = {"customer": event.customer, "event": event.id}.get(name) or event.dimension(name)
+    return NONE if value is None else str(value)
+
+
+def margin_report(
+    storage: Storage,
+    book: Pricebook,
+    since: dt.datetime,
+    until: dt.datetime,
+    group_by: str,
+    below: Decimal | None = None,
+) -> list[MarginRow]:
+    """Margin per value of ``group_by`` (``customer``, ``event``, a property or attribution field).
+
+    Amounts in other assets count at what they sell for (credits at their price);
+    with ``below``, only groups whose margin percentage is under it (or that earn nothing) are listed.
+    """
+    rows: dict[str, MarginRow] = {}
+    for activity in storage.activity(since, until):
+        key = _dimension(activity.event, group_by)
+        row = rows.get(key) or rows.setdefault(key, MarginRow(key))
+        row.revenue += sum((book.value_of(a, asset) or ZERO for asset, a in activity.amounts), ZERO)
+        row.cost += sum((book.value_of(a, asset) or ZERO for asset, a in activity.costs), ZERO)
+    listed = sorted(rows.values(), key=lambda row: row.group)
+    if below is None:
+        return listed
+    return [row for row in listed if row.margin_percent is None or row.margin_percent < below]

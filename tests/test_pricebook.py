@@ -123,12 +123,13 @@ def test_missing_file_is_a_pricebook_error(tmp_path: object, registry: Registry)
         load_pricebook("/nonexistent/pricebook.yaml", registry)
 
 
-def test_json_schema_accepts_the_example_and_rejects_typos(registry: Registry) -> None:
+@pytest.mark.parametrize("example", ["ai-gateway.yaml", "agent-marketplace.yaml"])
+def test_json_schema_accepts_the_examples_and_rejects_typos(registry: Registry, example: str) -> None:
     schema = json_schema(registry)
-    data = load(EXAMPLE.read_text()).data
+    data = load((EXAMPLE.parent / example).read_text()).data
     # Editors see YAML numbers as numbers; the schema accepts both numbers and decimal strings.
     jsonschema.validate(_jsonable(data), schema)
-    data["plans"]["developer"]["charges"][0]["prise"] = "1"
+    next(iter(data["plans"].values()))["charges"][0]["prise"] = "1"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(_jsonable(data), schema)
 

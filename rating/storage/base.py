@@ -38,6 +38,7 @@ class Activity:
     event: UsageEvent
     readings: tuple[tuple[str, Decimal | str], ...]
     amounts: tuple[tuple[str, Decimal], ...]
+    costs: tuple[tuple[str, Decimal], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

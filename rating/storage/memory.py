@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from rating.charges import RatedEvent, StateKey
 from rating.events import UsageEvent
-from rating.ledger import Transaction
+from rating.ledger import COST_PREFIX, Transaction
 from rating.meters import PeriodState
 from rating.money import ZERO
 from rating.storage.base import Activity, Storage, StoredCharge
@@ -115,4 +115,6 @@ class MemoryStorage(Storage):
                     state.members.add(usage.reading)
             charges.extend(StoredCharge(event.id, event.customer, c) for c in rating.charges)
             readings = tuple((u.meter, u.reading) for u in rating.usage)
-            self._activity.append(Activity(event, readings, tuple((c.asset, c.amount) for c in rating.charges)))
+            amounts = tuple((c.asset, c.amount) for c in rating.charges)
+            costs = tuple((p.asset, p.amount) for p in rating.transaction.postings if p.account.startswith(COST_PREFIX))
+            self._activity.append(Activity(event, readings, amounts, costs))

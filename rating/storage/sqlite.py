@@ -20,7 +20,7 @@ from pathlib import Path
 from rating.charges import Charge, RatedEvent, StateKey
 from rating.errors import StorageError
 from rating.events import UsageEvent
-from rating.ledger import Posting, Transaction
+from rating.ledger import COST_PREFIX, Posting, Transaction
 from rating.meters import PeriodState
 from rating.money import ZERO
 from rating.storage.base import Activity, Storage, StoredCharge
@@ -292,8 +292,16 @@ class SQLiteStorage(Storage):
             "SELECT event_id, asset, amount FROM charges WHERE event_id IN ({marks})", events
         ):
             amounts.setdefault(str(id), []).append((str(asset), Decimal(str(amount))))
+        costs: dict[str, list[tuple[str, Decimal]]] = {}
+        cost_rows = self._in_chunks(
+            "SELECT transaction_id, asset, amount FROM postings WHERE transaction_id IN ({marks})"
+            f" AND substr(account, 1, {len(COST_PREFIX)}) = '{COST_PREFIX}'",
+            (f"rating:{id}" for id in events),
+        )
+        for transaction_id, asset, amount in cost_rows:
+            costs.setdefault(str(transaction_id).removeprefix("rating:"), []).append((str(asset), Decimal(str(amount))))
         for id, event in events.items():
-            yield Activity(event, tuple(readings.get(id, ())), tuple(amounts.get(id, ())))
+            yield Activity(event, tuple(readings.get(id, ())), tuple(amounts.get(id, ())), tuple(costs.get(id, ())))
 
     def account_totals(self, account_prefix: str, until: dt.datetime) -> dict[tuple[str, str], Decimal]:
         rows = self._db.execute(
