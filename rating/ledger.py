@@ -33,6 +33,11 @@ def wallet_account(customer: str) -> str:
     return f"customer:{customer}:wallet"
 
 
+def grant_account(customer: str, grant: str) -> str:
+    """What is left of one grant (promotional, purchased, rollover credit) of ``customer``."""
+    return f"customer:{customer}:grant:{grant}"
+
+
 def held_account(customer: str) -> str:
     """What reservations of ``customer`` set aside from the wallet."""
     return f"customer:{customer}:held"

@@ -1,43 +1,62 @@
-"""Prepaid wallets: multi-asset balances and two-phase use (reserve, then settle or void).
+"""Prepaid wallets: multi-asset balances, stacked grants and two-phase use (reserve, then settle or void).
 
-A wallet is a pair of ledger accounts per customer and asset:
+A wallet is a set of ledger accounts per customer and asset:
 
-- ``customer:ID:wallet`` holds what the customer can spend (a credit balance:
-  the platform owes it);
+- ``customer:ID:wallet`` holds purchased funds (a credit balance: the platform
+  owes them to the customer);
+- ``customer:ID:grant:GRANT`` holds what is left of each grant (promotional,
+  purchased or rollover credit) with its own priority, start and expiry;
 - ``customer:ID:held`` holds what reservations set aside.
 
-``available`` is the wallet's funds, ``reserved`` the held funds, ``posted``
-their sum. Every movement is a balanced, idempotent ledger transaction, and the
-wallet may never end in debit: the check runs inside the storage's write
-transaction (a limit of 0 on the wallet account), so two writers racing for
-the same funds cannot both win.
+``available`` is the funds of the wallet and of the grants in force,
+``reserved`` the held funds, ``posted`` their sum. Spending draws from grants in
+force first, by priority (lowest number first), then earliest expiry, and from
+the purchased funds last. An expired grant's remainder is forfeited by
+``expire_grants`` (to ``revenue:forfeited``).
+
+Every movement is a balanced, idempotent ledger transaction, and no funding
+account may end in debit: the check runs inside the storage's write
+transaction (a limit of 0 on each account drawn from), so two writers racing
+for the same funds cannot both win.
 
 Reservations follow the seeds' three-phase lifecycle: ``reserve`` the estimate
 (from :meth:`rating.engine.Engine.quote`) before work runs; ``settle`` the
-actual cost, releasing the rest, or ``void`` it all; a reservation not settled
-by its expiry is released by ``expire``. When the actual cost exceeds the
-reservation, the policy is explicit (``on_excess``):
+actual cost, releasing the rest to where it came from, or ``void`` it all; a
+reservation not settled by its expiry is released by ``expire``. When the
+actual cost exceeds the reservation, the policy is explicit (``on_excess``):
 
 - ``"cap"`` (default): the wallet pays the reserved amount and the rest is
   recorded as owed on ``customer:ID:receivable``: the wallet is never overdrawn;
-- ``"overdraft"``: the wallet pays it all, up to ``overdraft`` below zero, and
-  the settlement is refused beyond that.
+- ``"overdraft"``: the purchased funds pay the rest, down to ``overdraft``
+  below zero, and the settlement is refused beyond that.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
 from rating.errors import InsufficientFunds, InvalidAmount, LimitExceeded, ReservationError, TransactionConflict
-from rating.ledger import Posting, Transaction, held_account, receivable_account, wallet_account
+from rating.ledger import (
+    Posting,
+    Transaction,
+    grant_account,
+    held_account,
+    receivable_account,
+    wallet_account,
+)
 from rating.money import ZERO, to_decimal
 from rating.storage.base import Storage
 
 ExcessPolicy = Literal["cap", "overdraft"]
+GrantKind = Literal["purchased", "promotional", "rollover"]
+FORFEITED = "revenue:forfeited"
+#: A draw: how much each funding account gives, in consumption order.
+Draw = list[tuple[str, Decimal]]
 
 
 @dataclass(frozen=True)
@@ -51,18 +70,78 @@ class WalletBalance:
 
 
 @dataclass(frozen=True)
+class Grant:
+    """Credit given to a customer, spent before purchased funds, by ``priority`` then earliest expiry."""
+
+    id: str
+    customer: str
+    asset: str
+    amount: Decimal
+    kind: str
+    priority: int
+    starts: dt.datetime
+    expires: dt.datetime | None
+
+    @property
+    def account(self) -> str:
+        """The ledger account holding what is left of the grant."""
+        return grant_account(self.customer, self.id)
+
+    def in_force(self, at: dt.datetime) -> bool:
+        """Whether the grant can be spent at ``at``."""
+        return self.starts <= at and (self.expires is None or at < self.expires)
+
+
+@dataclass(frozen=True)
 class Reservation:
-    """Funds set aside for work about to run."""
+    """Funds set aside for work about to run, and the accounts they were drawn from."""
 
     id: str
     customer: str
     asset: str
     amount: Decimal
     expires_at: dt.datetime
+    draw: tuple[tuple[str, Decimal], ...]
 
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def consumption_order(grants: list[Grant], at: dt.datetime) -> list[Grant]:
+    """Grants in force at ``at``, in the order they are spent."""
+    latest = dt.datetime.max.replace(tzinfo=dt.UTC)
+    live = [g for g in grants if g.in_force(at)]
+    return sorted(live, key=lambda g: (g.priority, g.expires or latest, g.starts, g.id))
+
+
+def draw_from(sources: list[tuple[str, Decimal]], amount: Decimal) -> Draw | None:
+    """Take ``amount`` from ``sources`` (account, funds) in order; None when they hold too little."""
+    draw: Draw = []
+    left = amount
+    for account, funds in sources:
+        if left <= 0:
+            break
+        take = min(funds, left)
+        if take > 0:
+            draw.append((account, take))
+            left -= take
+    return draw if left <= 0 else None
+
+
+def _grant(transaction: Transaction) -> Grant:
+    meta = transaction.metadata
+    expires = dt.datetime.fromisoformat(meta["expires"]) if meta.get("expires") else None
+    return Grant(
+        meta["grant"],
+        meta["customer"],
+        meta["asset"],
+        Decimal(meta["amount"]),
+        meta["kind"],
+        int(meta["priority"]),
+        dt.datetime.fromisoformat(meta["starts"]),
+        expires,
+    )
 
 
 class Wallets:
@@ -72,59 +151,112 @@ class Wallets:
         self.storage = storage
         self.clock = clock
 
+    # -- reading -----------------------------------------------------------------
+
+    def grants(self, customer: str) -> list[Grant]:
+        """Every grant ever given to ``customer``."""
+        return [_grant(t) for t in self.storage.transactions_with_prefix(f"grant:{customer}:")]
+
+    def sources(self, customer: str, asset: str, at: dt.datetime) -> list[tuple[str, Decimal]]:
+        """The funding accounts of ``customer`` in ``asset`` at ``at``, with their funds, in consumption order."""
+        balances = self.storage.balances(f"customer:{customer}:")
+        grants = consumption_order([g for g in self.grants(customer) if g.asset == asset], at)
+        accounts = [g.account for g in grants] + [wallet_account(customer)]
+        return [(account, -balances.get((account, asset), ZERO)) for account in accounts]
+
     def balance(self, customer: str) -> dict[str, WalletBalance]:
-        """Posted, reserved and available funds per asset."""
-        funds: dict[str, Decimal] = {}
-        held: dict[str, Decimal] = {}
-        for (account, asset), amount in self.storage.balances(f"customer:{customer}:").items():
-            if account == wallet_account(customer):
-                funds[asset] = -amount
-            elif account == held_account(customer):
-                held[asset] = -amount
-        return {
-            asset: WalletBalance(
-                asset, funds.get(asset, ZERO) + held.get(asset, ZERO), held.get(asset, ZERO), funds.get(asset, ZERO)
-            )
-            for asset in sorted(set(funds) | set(held))
-        }
+        """Posted, reserved and available funds per asset (grants count while in force)."""
+        now = self.clock()
+        balances = self.storage.balances(f"customer:{customer}:")
+        funding = (wallet_account(customer), held_account(customer))
+        grants = grant_account(customer, "")
+        assets = {asset for (account, asset) in balances if account in funding or account.startswith(grants)}
+        result = {}
+        for asset in sorted(assets):
+            available = sum((funds for _, funds in self.sources(customer, asset, now)), ZERO)
+            reserved = -balances.get((held_account(customer), asset), ZERO)
+            result[asset] = WalletBalance(asset, available + reserved, reserved, available)
+        return result
+
+    # -- funding -------------------------------------------------------------------
 
     def deposit(self, customer: str, asset: str, amount: Decimal, id: str, source: str = "payments:received") -> bool:
-        """Credit ``amount`` to the wallet from ``source`` (a payment, a grant); False when ``id`` already was.
-
-        A replay is recognised by its postings (its time is when it was first
-        posted); the same id moving other amounts is a TransactionConflict.
-        """
+        """Credit purchased funds from ``source`` (a confirmed payment); False when ``id`` already was."""
         amount = self._positive(amount)
         postings = (Posting(source, asset, amount), Posting(wallet_account(customer), asset, -amount))
-        existing = self.storage.transaction(f"deposit:{id}")
-        if existing is not None:
-            if existing.postings != postings:
-                raise TransactionConflict(f"transaction deposit:{id} is already stored with different content")
-            return False
         meta = {"customer": customer, "kind": "deposit"}
-        return bool(self.storage.append([Transaction(f"deposit:{id}", self.clock(), "wallet deposit", postings, meta)]))
+        return self._post_once(Transaction(f"deposit:{id}", self.clock(), "wallet deposit", postings, meta))
+
+    def grant(
+        self,
+        customer: str,
+        asset: str,
+        amount: Decimal,
+        id: str,
+        *,
+        kind: GrantKind = "promotional",
+        priority: int = 0,
+        starts: dt.datetime | None = None,
+        expires: dt.datetime | None = None,
+    ) -> bool:
+        """Give ``customer`` a grant, spent before purchased funds; False when ``id`` already was."""
+        amount = self._positive(amount)
+        starts = starts or self.clock()
+        if expires is not None and expires <= starts:
+            raise InvalidAmount(f"grant {id} would expire ({expires.isoformat()}) before it starts")
+        account = grant_account(customer, id)
+        postings = (Posting(f"grants:{kind}", asset, amount), Posting(account, asset, -amount))
+        meta = {
+            "grant": id,
+            "customer": customer,
+            "asset": asset,
+            "amount": str(amount),
+            "kind": kind,
+            "priority": str(priority),
+            "starts": starts.isoformat(),
+            "expires": expires.isoformat() if expires else "",
+        }
+        return self._post_once(Transaction(f"grant:{customer}:{id}", starts, f"{kind} grant", postings, meta))
+
+    def expire_grants(self) -> list[Transaction]:
+        """Forfeit what is left of every grant past its expiry (idempotent)."""
+        now = self.clock()
+        forfeits = []
+        for transaction in self.storage.transactions_with_prefix("grant:"):
+            grant = _grant(transaction)
+            if grant.expires is None or grant.expires > now:
+                continue
+            left = -self.storage.balances(grant.account).get((grant.account, grant.asset), ZERO)
+            if left > 0:
+                postings = (Posting(grant.account, grant.asset, left), Posting(FORFEITED, grant.asset, -left))
+                meta = {"customer": grant.customer, "grant": grant.id}
+                id = f"forfeit:{grant.customer}:{grant.id}"
+                forfeits.append(Transaction(id, grant.expires, f"grant {grant.id} expired", postings, meta))
+        return self.storage.append(forfeits)
+
+    # -- two-phase use -------------------------------------------------------------------
 
     def reserve(self, customer: str, asset: str, amount: Decimal, id: str, timeout: dt.timedelta) -> Reservation:
         """Set ``amount`` aside; :class:`InsufficientFunds` and nothing posted when too little is available."""
         amount = self._positive(amount)
         now = self.clock()
-        reservation = Reservation(id, customer, asset, amount, now + timeout)
-        postings = (Posting(wallet_account(customer), asset, amount), Posting(held_account(customer), asset, -amount))
+        sources = self.sources(customer, asset, now)
+        draw = draw_from(sources, amount)
+        if draw is None:
+            have = sum((funds for _, funds in sources), ZERO)
+            raise InsufficientFunds(f"customer {customer!r} has {have} {asset} available, {amount} {asset} needed")
+        reservation = Reservation(id, customer, asset, amount, now + timeout, tuple(draw))
+        postings = [Posting(account, asset, taken) for account, taken in draw]
+        postings.append(Posting(held_account(customer), asset, -amount))
         meta = {
             "customer": customer,
             "asset": asset,
             "amount": str(amount),
             "expires_at": reservation.expires_at.isoformat(),
+            "draw": json.dumps([[a, str(t)] for a, t in draw]),
         }
-        transaction = Transaction(f"reserve:{id}", now, f"reserve {amount} {asset}", postings, meta)
-        try:
-            self.storage.append([transaction], limits={(wallet_account(customer), asset): ZERO})
-        except LimitExceeded:
-            available = self.balance(customer).get(asset)
-            have = available.available if available else ZERO
-            raise InsufficientFunds(
-                f"customer {customer!r} has {have} {asset} available, {amount} {asset} needed"
-            ) from None
+        transaction = Transaction(f"reserve:{id}", now, f"reserve {amount} {asset}", tuple(postings), meta)
+        self._append_within(transaction, {(account, asset): ZERO for account, _ in draw}, customer, asset, amount)
         return reservation
 
     def reservation(self, id: str) -> Reservation | None:
@@ -133,9 +265,9 @@ class Wallets:
         if opened is None or self.storage.transaction(f"release:{id}") is not None:
             return None
         meta = opened.metadata
-        return Reservation(
-            id, meta["customer"], meta["asset"], Decimal(meta["amount"]), dt.datetime.fromisoformat(meta["expires_at"])
-        )
+        draw = tuple((account, Decimal(taken)) for account, taken in json.loads(meta["draw"]))
+        expires = dt.datetime.fromisoformat(meta["expires_at"])
+        return Reservation(id, meta["customer"], meta["asset"], Decimal(meta["amount"]), expires, draw)
 
     def settle(
         self,
@@ -146,32 +278,25 @@ class Wallets:
         on_excess: ExcessPolicy = "cap",
         overdraft: Decimal = ZERO,
     ) -> Transaction:
-        """Charge ``actual`` against reservation ``id`` and release the rest, in one transaction."""
+        """Charge ``actual`` against reservation ``id``; what it did not use goes back where it came from."""
         reservation = self._open(id)
         actual = to_decimal(actual, "actual")
         if actual < 0:
             raise ReservationError(f"reservation {id}: the actual cost cannot be negative, got {actual}")
-        customer, asset, held = reservation.customer, reservation.asset, reservation.amount
-        from_wallet = min(actual, held)
-        owed = actual - from_wallet
-        postings = [
-            Posting(held_account(customer), asset, held),
-            Posting(wallet_account(customer), asset, from_wallet - held),
-        ]
-        limits = {}
+        customer, asset = reservation.customer, reservation.asset
+        postings = [Posting(held_account(customer), asset, reservation.amount)]
+        used = consumed(reservation.draw, actual)
+        postings += [Posting(account, asset, used.get(account, ZERO) - taken) for account, taken in reservation.draw]
+        owed = actual - min(actual, reservation.amount)
+        limits: dict[tuple[str, str], Decimal] = {}
         if owed and on_excess == "overdraft":
             postings.append(Posting(wallet_account(customer), asset, owed))
             limits[(wallet_account(customer), asset)] = to_decimal(overdraft, "overdraft")
         elif owed:
             postings.append(Posting(receivable_account(customer), asset, owed))
-        if actual:
-            postings.append(Posting(revenue_account, asset, -actual))
-        meta = {
-            "customer": customer,
-            "reservation": id,
-            "actual": str(actual),
-            "shortfall": str(owed) if on_excess == "cap" else "0",
-        }
+        postings.append(Posting(revenue_account, asset, -actual))
+        shortfall = str(owed) if on_excess == "cap" else "0"
+        meta = {"customer": customer, "reservation": id, "actual": str(actual), "shortfall": shortfall}
         transaction = Transaction(
             f"release:{id}", self.clock(), f"settle {actual} {asset}", tuple(p for p in postings if p.amount), meta
         )
@@ -184,29 +309,51 @@ class Wallets:
         return transaction
 
     def void(self, id: str, reason: str = "voided") -> Transaction:
-        """Release all of reservation ``id``."""
+        """Release all of reservation ``id`` to the accounts it came from."""
         reservation = self._open(id)
-        customer, asset, held = reservation.customer, reservation.asset, reservation.amount
-        postings = (Posting(held_account(customer), asset, held), Posting(wallet_account(customer), asset, -held))
+        customer, asset = reservation.customer, reservation.asset
+        postings = [Posting(held_account(customer), asset, reservation.amount)]
+        postings += [Posting(account, asset, -taken) for account, taken in reservation.draw]
+        meta = {"customer": customer, "reservation": id, "reason": reason}
         transaction = Transaction(
-            f"release:{id}",
-            self.clock(),
-            f"{reason}: {held} {asset} released",
-            postings,
-            {"customer": customer, "reservation": id, "reason": reason},
+            f"release:{id}", self.clock(), f"{reason}: {reservation.amount} {asset} released", tuple(postings), meta
         )
         self.storage.append([transaction])
         return transaction
 
     def open_reservations(self) -> list[Reservation]:
-        """Every reservation not yet settled, voided or expired (a scan of the ledger)."""
-        ids = [t.id.removeprefix("reserve:") for t in self.storage.transactions() if t.id.startswith("reserve:")]
+        """Every reservation not yet settled, voided or expired."""
+        ids = [t.id.removeprefix("reserve:") for t in self.storage.transactions_with_prefix("reserve:")]
         return [r for id in ids if (r := self.reservation(id)) is not None]
 
     def expire(self) -> list[Transaction]:
         """Release every open reservation whose timeout has passed."""
         now = self.clock()
         return [self.void(r.id, "expired") for r in self.open_reservations() if r.expires_at <= now]
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _post_once(self, transaction: Transaction) -> bool:
+        """Append ``transaction`` unless the same postings are already stored under its id."""
+        existing = self.storage.transaction(transaction.id)
+        if existing is not None:
+            if existing.postings != transaction.postings:
+                raise TransactionConflict(f"transaction {transaction.id} is already stored with different content")
+            return False
+        return bool(self.storage.append([transaction]))
+
+    def _append_within(
+        self,
+        transaction: Transaction,
+        limits: Mapping[tuple[str, str], Decimal],
+        customer: str,
+        asset: str,
+        amount: Decimal,
+    ) -> None:
+        try:
+            self.storage.append([transaction], limits=limits)
+        except LimitExceeded:
+            raise InsufficientFunds(f"customer {customer!r} no longer has {amount} {asset} available") from None
 
     def _open(self, id: str) -> Reservation:
         reservation = self.reservation(id)
@@ -220,3 +367,14 @@ class Wallets:
         if amount <= 0:
             raise InvalidAmount(f"an amount must be positive, got {amount}")
         return amount
+
+
+def consumed(draw: tuple[tuple[str, Decimal], ...], actual: Decimal) -> dict[str, Decimal]:
+    """How much of each drawn account ``actual`` uses, in the order they were drawn."""
+    used: dict[str, Decimal] = {}
+    left = actual
+    for account, taken in draw:
+        use = min(taken, left)
+        used[account] = used.get(account, ZERO) + use
+        left -= use
+    return used

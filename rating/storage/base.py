@@ -120,6 +120,10 @@ class Storage(abc.ABC):
         """Every stored transaction, in the order it was stored."""
 
     @abc.abstractmethod
+    def transactions_with_prefix(self, prefix: str) -> list[Transaction]:
+        """The stored transactions whose id starts with ``prefix``, in the order they were stored."""
+
+    @abc.abstractmethod
     def balances(self, account_prefix: str = "") -> dict[tuple[str, str], Decimal]:
         """Balance per (account, asset) of accounts starting with ``account_prefix``."""
 

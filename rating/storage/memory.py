@@ -55,6 +55,9 @@ class MemoryStorage(Storage):
     def transactions(self) -> Iterator[Transaction]:
         return iter(list(self._transactions.values()))
 
+    def transactions_with_prefix(self, prefix: str) -> list[Transaction]:
+        return [t for id, t in self._transactions.items() if id.startswith(prefix)]
+
     def balances(self, account_prefix: str = "") -> dict[tuple[str, str], Decimal]:
         return {k: v for k, v in self._balances.items() if k[0].startswith(account_prefix)}
 

@@ -241,6 +241,14 @@ class SQLiteStorage(Storage):
         for row in rows:
             yield self._read_transaction(row)
 
+    def transactions_with_prefix(self, prefix: str) -> list[Transaction]:
+        # A range on the primary key: an index scan, unlike LIKE.
+        rows = self._db.execute(
+            "SELECT id, timestamp, description, metadata FROM transactions WHERE id >= ? AND id < ? ORDER BY seq",
+            (prefix, prefix + "\U0010ffff"),
+        ).fetchall()
+        return [self._read_transaction(row) for row in rows]
+
     def balances(self, account_prefix: str = "") -> dict[tuple[str, str], Decimal]:
         rows = self._db.execute(
             "SELECT account, asset, amount FROM balances WHERE substr(account, 1, ?) = ? ORDER BY account, asset",
