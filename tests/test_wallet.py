@@ -93,7 +93,11 @@ def test_reservations_expire_after_their_timeout(storage: Storage) -> None:
 
 
 class WalletMachine(RuleBasedStateMachine):
-    """Any sequence of wallet operations keeps the ledger's invariants and matches a simple model."""
+    """Any sequence of wallet operations keeps the ledger's invariants and conserves every cent.
+
+    Conservation: what came in (deposits and grants) is always available, reserved,
+    spent, forfeited, or left in expired grants not yet forfeited.
+    """
 
     reservations = Bundle("reservations")
     amounts = st.decimals(min_value=Decimal("0.01"), max_value=100, places=2)
@@ -103,28 +107,48 @@ class WalletMachine(RuleBasedStateMachine):
         self.clock = Clock()
         self.storage = MemoryStorage()
         self.wallets = Wallets(self.storage, self.clock)
-        self.available = Decimal(0)
+        self.came_in = Decimal(0)
+        self.spent = Decimal(0)
+        self.forfeited = Decimal(0)
         self.held: dict[str, Decimal] = {}
+        self.grants: dict[str, dt.datetime] = {}
         self.counter = 0
 
     def next_id(self) -> str:
         self.counter += 1
         return str(self.counter)
 
+    def available(self) -> Decimal:
+        balance = self.wallets.balance("c").get("USD")
+        return balance.available if balance else Decimal(0)
+
     @rule(amount=amounts)
     def deposit(self, amount: Decimal) -> None:
         self.wallets.deposit("c", "USD", amount, self.next_id())
-        self.available += amount
+        self.came_in += amount
+
+    @rule(
+        amount=amounts, priority=st.integers(min_value=0, max_value=2), minutes=st.integers(min_value=1, max_value=40)
+    )
+    def grant(self, amount: Decimal, priority: int, minutes: int) -> None:
+        id = self.next_id()
+        self.wallets.grant("c", "USD", amount, id, priority=priority, expires=self.clock.now + minutes * MINUTE)
+        self.grants[id] = self.clock.now + minutes * MINUTE
+        self.came_in += amount
+
+    @rule()
+    def forfeit_expired_grants(self) -> None:
+        for transaction in self.wallets.expire_grants():
+            self.forfeited += -transaction.postings[1].amount
 
     @rule(target=reservations, amount=amounts, minutes=st.integers(min_value=1, max_value=30))
     def reserve(self, amount: Decimal, minutes: int) -> str:
         id = self.next_id()
-        if amount > self.available:
+        if amount > self.available():
             with pytest.raises(InsufficientFunds):
                 self.wallets.reserve("c", "USD", amount, id, timeout=minutes * MINUTE)
             return id
         self.wallets.reserve("c", "USD", amount, id, timeout=minutes * MINUTE)
-        self.available -= amount
         self.held[id] = amount
         return id
 
@@ -135,8 +159,7 @@ class WalletMachine(RuleBasedStateMachine):
                 self.wallets.settle(id, actual, "revenue:x")
             return
         self.wallets.settle(id, actual, "revenue:x")
-        held = self.held.pop(id)
-        self.available += held - min(actual, held)  # the wallet pays at most what was held; the rest is owed
+        self.spent += min(actual, self.held.pop(id))  # the wallet pays at most what was held; the rest is owed
 
     @rule(id=consumes(reservations))
     def void(self, id: str) -> None:
@@ -145,22 +168,27 @@ class WalletMachine(RuleBasedStateMachine):
                 self.wallets.void(id)
             return
         self.wallets.void(id)
-        self.available += self.held.pop(id)
+        del self.held[id]
 
     @rule(minutes=st.integers(min_value=1, max_value=20))
     def time_passes_and_reservations_expire(self, minutes: int) -> None:
         self.clock.now += minutes * MINUTE
         for transaction in self.wallets.expire():
-            id = transaction.id.removeprefix("release:")
-            self.available += self.held.pop(id)
+            del self.held[transaction.id.removeprefix("release:")]
 
     @invariant()
-    def wallet_matches_the_model_and_is_never_overdrawn(self) -> None:
+    def nothing_is_overdrawn_and_every_cent_is_accounted_for(self) -> None:
+        balances = self.storage.balances("customer:c:")
+        assert all(amount <= 0 for (account, _), amount in balances.items() if account != "customer:c:receivable")
         balance = self.wallets.balance("c").get("USD")
         available = balance.available if balance else Decimal(0)
         reserved = balance.reserved if balance else Decimal(0)
-        assert available >= 0
-        assert available == self.available and reserved == sum(self.held.values(), Decimal(0))
+        assert available >= 0 and reserved == sum(self.held.values(), Decimal(0))
+        expired = [id for id, expires in self.grants.items() if expires <= self.clock.now]
+        left_in_expired = -sum(
+            (balances.get((f"customer:c:grant:{id}", "USD"), Decimal(0)) for id in expired), Decimal(0)
+        )
+        assert available + reserved + left_in_expired + self.spent + self.forfeited == self.came_in
 
     @invariant()
     def every_transaction_balances_and_balances_are_the_sum_of_postings(self) -> None:
@@ -224,3 +252,43 @@ def test_wallet_billed_usage_is_paid_from_the_wallet_and_never_overdraws(storage
     assert storage.balances("customer:acme:receivable") == {}
     other = engine.rate(UsageEvent(id="x", customer="walk-in", type="agent.execution", timestamp=START))
     assert other is not None and other.transaction.postings[0].account == "customer:walk-in:receivable"
+
+
+def test_grants_are_spent_by_priority_then_earliest_expiry_before_purchased_funds(storage: Storage) -> None:
+    clock = Clock()
+    wallets = Wallets(storage, clock)
+    wallets.deposit("acme", "USD", Decimal(10), "pay-1")
+    day = dt.timedelta(days=1)
+    wallets.grant("acme", "USD", Decimal(3), "late", priority=1, expires=START + 9 * day)
+    wallets.grant("acme", "USD", Decimal(3), "soon", priority=1, expires=START + 2 * day)
+    wallets.grant("acme", "USD", Decimal(2), "first", priority=0, kind="rollover")
+    assert wallets.balance("acme")["USD"].available == Decimal(18)
+    reservation = wallets.reserve("acme", "USD", Decimal(9), "run", timeout=MINUTE)
+    assert reservation.draw == (
+        ("customer:acme:grant:first", Decimal(2)),
+        ("customer:acme:grant:soon", Decimal(3)),
+        ("customer:acme:grant:late", Decimal(3)),
+        ("customer:acme:wallet", Decimal(1)),
+    )
+    wallets.settle("run", Decimal(4), "revenue:x")  # uses first and soon, less 1 of soon; the rest goes back
+    balances = storage.balances("customer:acme:")
+    assert balances[("customer:acme:grant:first", "USD")] == 0
+    assert balances[("customer:acme:grant:soon", "USD")] == Decimal(-1)
+    assert balances[("customer:acme:grant:late", "USD")] == Decimal(-3)
+    assert balances[("customer:acme:wallet", "USD")] == Decimal(-10)
+
+
+def test_expired_grants_are_forfeited_once_and_stop_counting(storage: Storage) -> None:
+    clock = Clock()
+    wallets = Wallets(storage, clock)
+    wallets.grant("acme", "CREDITS", Decimal(50), "promo", expires=START + dt.timedelta(days=30))
+    wallets.grant("acme", "CREDITS", Decimal(5), "later", starts=START + dt.timedelta(days=40))
+    assert wallets.balance("acme")["CREDITS"].available == Decimal(50)  # "later" has not started
+    clock.now += dt.timedelta(days=31)
+    assert wallets.balance("acme")["CREDITS"].available == 0
+    [forfeit] = wallets.expire_grants()
+    assert forfeit.id == "forfeit:acme:promo" and forfeit.timestamp == START + dt.timedelta(days=30)
+    assert wallets.expire_grants() == []
+    assert storage.balances("revenue:forfeited") == {("revenue:forfeited", "CREDITS"): Decimal(-50)}
+    with pytest.raises(InvalidAmount, match="would expire"):
+        wallets.grant("acme", "CREDITS", Decimal(1), "odd", expires=START)
