@@ -12,6 +12,7 @@ period's total, whatever the tiers and whatever the order of events.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gc
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +40,7 @@ from rating.money import MONEY_CONTEXT, ZERO
 from rating.pricebook import Pricebook
 from rating.registry import Registry
 from rating.storage.base import StaleState, Storage
+from rating.wallet import Grant, Wallets, consumption_order, draw_from
 
 #: Period state of a customer's charges in the pricebook currency, for spend caps and alerts.
 SPEND = "spend"
@@ -232,6 +234,13 @@ class Engine:
                 state = states[key] = self._stored_state(key)
             return state
 
+        customer_grants: dict[str, list[Grant]] = {}
+
+        def grants_of(customer: str) -> list[Grant]:
+            if customer not in customer_grants:
+                customer_grants[customer] = Wallets(storage).grants(customer)
+            return customer_grants[customer]
+
         def wallet_balance(account: str, asset: str) -> Decimal:
             if (account, asset) not in wallets:
                 wallets[account, asset] = storage.balances(account).get((account, asset), ZERO)
@@ -253,8 +262,7 @@ class Engine:
                     duplicates += 1
                 continue
             try:
-                rating = self._price(event, lookup)
-                paid = self._paid_from_wallet(rating, wallet_balance)
+                rating, paid = self._pay_from_wallet(self._price(event, lookup), wallet_balance, grants_of)
             except EventError as error:
                 if raise_rejects:
                     raise
@@ -295,26 +303,35 @@ class Engine:
                 hook.rating_top_up_needed(customer=customer, asset=asset, available=-after, amount=spec.top_up.amount)
 
     @staticmethod
-    def _paid_from_wallet(rating: RatedEvent, balance: Callable[[str, str], Decimal]) -> dict[tuple[str, str], Decimal]:
-        """The wallet balances after ``rating``; an :class:`EventError` if a wallet cannot pay it.
+    def _pay_from_wallet(
+        rating: RatedEvent, balance: Callable[[str, str], Decimal], grants: Callable[[str], list[Grant]]
+    ) -> tuple[RatedEvent, dict[tuple[str, str], Decimal]]:
+        """``rating`` with its wallet debit drawn from grants in force and purchased funds, and their new balances.
 
-        A wallet's ledger balance is a credit (negative): it may never end above zero.
+        Raises :class:`EventError` when they cannot pay it. Funding accounts hold
+        credit balances (negative): none may end above zero.
         """
-        account = wallet_account(rating.event.customer)
-        moved: dict[str, Decimal] = {}
-        for posting in rating.transaction.postings:
-            if posting.account == account:
-                moved[posting.asset] = moved.get(posting.asset, ZERO) + posting.amount
-        after = {}
-        for asset, amount in moved.items():
-            before = balance(account, asset)
-            if amount > 0 and before + amount > 0:
-                customer = rating.event.customer
+        customer = rating.event.customer
+        wallet = wallet_account(customer)
+        debits = {p.asset: p.amount for p in rating.transaction.postings if p.account == wallet and p.amount > 0}
+        if not debits:
+            return rating, {}
+        postings = [p for p in rating.transaction.postings if not (p.account == wallet and p.asset in debits)]
+        after: dict[tuple[str, str], Decimal] = {}
+        for asset, need in debits.items():
+            ordered = consumption_order([g for g in grants(customer) if g.asset == asset], rating.event.timestamp)
+            sources = [(account, -balance(account, asset)) for account in [g.account for g in ordered] + [wallet]]
+            draw = draw_from(sources, need)
+            if draw is None:
+                have = sum((funds for _, funds in sources), ZERO)
                 raise EventError(
-                    f"insufficient funds: customer {customer!r} has {-before} {asset} available, {amount} needed"
+                    f"insufficient funds: customer {customer!r} has {have} {asset} available, {need} needed"
                 )
-            after[account, asset] = before + amount
-        return after
+            for account, taken in draw:
+                postings.append(Posting(account, asset, taken))
+                after[account, asset] = balance(account, asset) + taken
+        paid = dataclasses.replace(rating.transaction, postings=tuple(postings))
+        return rating._replace(transaction=paid), after
 
     def _version_at(self, timestamp: dt.datetime) -> CompiledVersion:
         index = self.catalog.index_at(timestamp)

@@ -230,7 +230,9 @@ class Wallets:
             if left > 0:
                 postings = (Posting(grant.account, grant.asset, left), Posting(FORFEITED, grant.asset, -left))
                 meta = {"customer": grant.customer, "grant": grant.id}
-                id = f"forfeit:{grant.customer}:{grant.id}"
+                # Funds a reservation drew before expiry come back when it is voided: a later forfeiture.
+                earlier = len(self.storage.transactions_with_prefix(f"forfeit:{grant.customer}:{grant.id}:"))
+                id = f"forfeit:{grant.customer}:{grant.id}:{earlier}"
                 forfeits.append(Transaction(id, grant.expires, f"grant {grant.id} expired", postings, meta))
         return self.storage.append(forfeits)
 

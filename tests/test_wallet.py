@@ -287,8 +287,36 @@ def test_expired_grants_are_forfeited_once_and_stop_counting(storage: Storage) -
     clock.now += dt.timedelta(days=31)
     assert wallets.balance("acme")["CREDITS"].available == 0
     [forfeit] = wallets.expire_grants()
-    assert forfeit.id == "forfeit:acme:promo" and forfeit.timestamp == START + dt.timedelta(days=30)
+    assert forfeit.id == "forfeit:acme:promo:0" and forfeit.timestamp == START + dt.timedelta(days=30)
     assert wallets.expire_grants() == []
     assert storage.balances("revenue:forfeited") == {("revenue:forfeited", "CREDITS"): Decimal(-50)}
     with pytest.raises(InvalidAmount, match="would expire"):
         wallets.grant("acme", "CREDITS", Decimal(1), "odd", expires=START)
+
+
+def test_rated_usage_spends_grants_in_force_before_purchased_funds(storage: Storage, book, registry) -> None:  # type: ignore[no-untyped-def]
+    from rating.engine import Engine
+    from rating.events import UsageEvent
+
+    def run(id: str, days: int) -> UsageEvent:
+        return UsageEvent(id=id, customer="acme", type="agent.execution", timestamp=START + dt.timedelta(days=days))
+
+    wallets = Wallets(storage, Clock())
+    wallets.deposit("acme", "USD", Decimal("1.00"), "pay-1")
+    wallets.grant("acme", "USD", Decimal("0.50"), "promo", expires=START + dt.timedelta(days=2))
+    engine = Engine(book(WALLET_BOOK), storage, registry)
+    first = engine.rate(run("r1", 0))
+    assert first is not None
+    assert {p.account: p.amount for p in first.transaction.postings if p.amount > 0} == {
+        "customer:acme:grant:promo": Decimal("0.40")
+    }
+    second = engine.rate(run("r2", 1))  # 0.10 left on the grant, 0.30 from purchased funds
+    assert second is not None
+    assert {p.account: p.amount for p in second.transaction.postings if p.amount > 0} == {
+        "customer:acme:grant:promo": Decimal("0.10"),
+        "customer:acme:wallet": Decimal("0.30"),
+    }
+    wallets.grant("acme", "USD", Decimal("5"), "expired", expires=START + dt.timedelta(days=2))
+    third = engine.rate(run("r3", 3))  # the new grant has expired by then: purchased funds pay
+    assert third is not None
+    assert {p.account for p in third.transaction.postings if p.amount > 0} == {"customer:acme:wallet"}
