@@ -1,4 +1,4 @@
-"""Built-in storage adapters: ``memory`` and ``sqlite``."""
+"""Built-in storage adapters: ``memory``, ``sqlite`` and ``postgresql``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,13 @@ def open_sqlite(url: str) -> Storage:
     return SQLiteStorage(path)
 
 
+def open_postgres(url: str) -> Storage:
+    """``postgresql://user@host:port/database`` (needs the ``postgres`` extra)."""
+    from rating.storage.postgres import PostgresStorage  # imported on use: psycopg is an optional extra
+
+    return PostgresStorage(url)
+
+
 @hookimpl
 def rating_storage_adapters() -> dict[str, Callable[[str], Storage]]:
-    return {"memory": MemoryStorage, "sqlite": open_sqlite}
+    return {"memory": MemoryStorage, "sqlite": open_sqlite, "postgresql": open_postgres, "postgres": open_postgres}

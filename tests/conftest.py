@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,12 +34,43 @@ def book(registry: Registry) -> Callable[[str], Pricebook]:
     return lambda text: parse_pricebook(text, registry, "test.yaml")
 
 
-STORAGE_KINDS = ["memory", "sqlite"]
+#: PostgreSQL tests run when this variable names a server (CI sets it); each test gets a schema of its own.
+POSTGRES_URL = os.environ.get("RATING_TEST_POSTGRES_URL")
+STORAGE_KINDS = ["memory", "sqlite"] + (["postgres"] if POSTGRES_URL else [])
+_SCHEMAS: list[str] = []
+
+
+def postgres_url() -> str:
+    """A URL whose search_path is a new, empty schema (dropped at the end of the session)."""
+    import psycopg
+
+    assert POSTGRES_URL is not None
+    schema = f"rating_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    _SCHEMAS.append(schema)
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_schemas() -> Iterator[None]:
+    yield
+    if POSTGRES_URL and _SCHEMAS:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            for schema in _SCHEMAS:
+                admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def open_kind(kind: str, directory: Path) -> Storage:
     if kind == "memory":
         return MemoryStorage()
+    if kind == "postgres":
+        from rating.storage.postgres import PostgresStorage
+
+        return PostgresStorage(postgres_url())
     return SQLiteStorage(directory / "rating.db")
 
 

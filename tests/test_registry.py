@@ -104,7 +104,9 @@ def test_two_plugins_cannot_claim_one_name() -> None:
 
 
 def test_unknown_storage_scheme_lists_the_installed_ones() -> None:
-    with pytest.raises(StorageError, match="no storage adapter for 'redis'.*installed: memory, sqlite"):
+    with pytest.raises(
+        StorageError, match="no storage adapter for .redis.*installed: memory, postgres, postgresql, sqlite"
+    ):
         Registry.load().open_storage("redis://localhost")
 
 

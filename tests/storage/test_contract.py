@@ -153,24 +153,26 @@ def test_ledger_invariants_hold_for_any_batch(
     and stored balances equal the sum of postings."""
     text = SIMPLE_PRICEBOOK + "  globex: {plan: basic}\n"
     store = open_kind(kind, tmp_path_factory.mktemp("db"))
-    engine = Engine(book(text), store, registry)
-    events = _events(rows)
-    engine.rate_batch(events, chunk_size=data.draw(st.integers(min_value=1, max_value=10)))
-    transactions = list(store.transactions())
-    sums: dict[tuple[str, str], Decimal] = {}
-    for transaction in transactions:
-        assert imbalance(transaction.postings) == {}
-        for p in transaction.postings:
-            assert type(p.amount) is Decimal
-            sums[(p.account, p.asset)] = sums.get((p.account, p.asset), Decimal(0)) + p.amount
-    balances = store.balances()
-    assert all(type(v) is Decimal for v in balances.values())
-    assert balances == sums
-    charges = list(store.charges())
-    assert all(type(c.charge.amount) is Decimal for c in charges)
+    try:
+        engine = Engine(book(text), store, registry)
+        events = _events(rows)
+        engine.rate_batch(events, chunk_size=data.draw(st.integers(min_value=1, max_value=10)))
+        transactions = list(store.transactions())
+        sums: dict[tuple[str, str], Decimal] = {}
+        for transaction in transactions:
+            assert imbalance(transaction.postings) == {}
+            for p in transaction.postings:
+                assert type(p.amount) is Decimal
+                sums[(p.account, p.asset)] = sums.get((p.account, p.asset), Decimal(0)) + p.amount
+        balances = store.balances()
+        assert all(type(v) is Decimal for v in balances.values())
+        assert balances == sums
+        charges = list(store.charges())
+        assert all(type(c.charge.amount) is Decimal for c in charges)
 
-    replay = engine.rate_batch(data.draw(st.permutations(events)))
-    assert replay.posted == 0
-    assert [t.id for t in store.transactions()] == [t.id for t in transactions]
-    assert store.balances() == balances
-    store.close()
+        replay = engine.rate_batch(data.draw(st.permutations(events)))
+        assert replay.posted == 0
+        assert [t.id for t in store.transactions()] == [t.id for t in transactions]
+        assert store.balances() == balances
+    finally:
+        store.close()

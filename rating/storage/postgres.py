@@ -1,0 +1,407 @@
+"""PostgreSQL storage (psycopg 3, extra ``[postgres]``): ``--db postgresql://user@host/db``.
+
+Amounts are ``NUMERIC`` and times ``TIMESTAMPTZ``. Bulk writes go through
+``COPY``. Writers serialise on one transaction-level advisory lock, so the
+storage's checks (idempotency, period-state compare-and-set, wallet limits)
+and the writes that follow them are atomic across processes; readers never
+wait. Migrations are versioned in ``schema_version`` and applied on first use
+(also by ``rating db migrate``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+from rating.charges import Charge, RatedEvent, StateKey
+from rating.errors import StorageError
+from rating.events import UsageEvent
+from rating.ledger import COST_PREFIX, Posting, Transaction
+from rating.meters import PeriodState
+from rating.money import ZERO
+from rating.storage.base import Activity, Storage, StoredCharge
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - depends on the extra
+    psycopg = None  # type: ignore[assignment]
+
+#: Key of the advisory lock all writers take.
+WRITE_LOCK = 7_261_900
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE transactions (
+            seq BIGSERIAL PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            timestamp TIMESTAMPTZ NOT NULL,
+            description TEXT NOT NULL,
+            metadata JSONB NOT NULL,
+            fingerprint TEXT NOT NULL
+        );
+        CREATE TABLE postings (
+            transaction_id TEXT NOT NULL REFERENCES transactions(id),
+            line INTEGER NOT NULL,
+            account TEXT NOT NULL,
+            asset TEXT NOT NULL,
+            amount NUMERIC NOT NULL,
+            PRIMARY KEY (transaction_id, line)
+        );
+        CREATE INDEX postings_by_account ON postings (account text_pattern_ops, asset);
+        CREATE TABLE balances (
+            account TEXT NOT NULL,
+            asset TEXT NOT NULL,
+            amount NUMERIC NOT NULL,
+            PRIMARY KEY (account, asset)
+        );
+        CREATE TABLE events (
+            id TEXT PRIMARY KEY,
+            customer TEXT NOT NULL,
+            type TEXT NOT NULL,
+            timestamp TIMESTAMPTZ NOT NULL,
+            body TEXT NOT NULL,
+            transaction_id TEXT NOT NULL REFERENCES transactions(id)
+        );
+        CREATE INDEX events_by_time ON events (timestamp);
+        CREATE TABLE usage (
+            event_id TEXT NOT NULL REFERENCES events(id),
+            meter TEXT NOT NULL,
+            customer TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            period TEXT NOT NULL,
+            reading TEXT NOT NULL,
+            before NUMERIC NOT NULL,
+            after NUMERIC NOT NULL,
+            PRIMARY KEY (event_id, meter)
+        );
+        CREATE TABLE charges (
+            seq BIGSERIAL PRIMARY KEY,
+            event_id TEXT NOT NULL REFERENCES events(id),
+            customer TEXT NOT NULL,
+            plan TEXT NOT NULL,
+            meter TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            period TEXT NOT NULL,
+            model TEXT NOT NULL,
+            before NUMERIC NOT NULL,
+            after NUMERIC NOT NULL,
+            amount NUMERIC NOT NULL,
+            asset TEXT NOT NULL,
+            unit TEXT NOT NULL,
+            unit_price NUMERIC,
+            explanation TEXT NOT NULL
+        );
+        CREATE INDEX charges_by_customer ON charges (customer, period);
+        CREATE INDEX charges_by_period ON charges (period, customer);
+        CREATE TABLE period_state (
+            customer TEXT NOT NULL,
+            meter TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            period TEXT NOT NULL,
+            quantity NUMERIC NOT NULL,
+            is_unique BOOLEAN NOT NULL,
+            PRIMARY KEY (customer, meter, group_key, period)
+        );
+        CREATE TABLE period_members (
+            customer TEXT NOT NULL,
+            meter TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            period TEXT NOT NULL,
+            member TEXT NOT NULL,
+            PRIMARY KEY (customer, meter, group_key, period, member)
+        )
+        """,
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+_TX_COLUMNS = "id, timestamp, description, metadata"
+
+
+def _group_key(group: tuple[str, ...]) -> str:
+    return json.dumps(list(group), separators=(",", ":"))
+
+
+class PostgresStorage(Storage):
+    """Storage in a PostgreSQL database (the schema of the connection's search_path)."""
+
+    def __init__(self, url: str) -> None:
+        if psycopg is None:
+            raise StorageError("PostgreSQL storage needs the postgres extra: pip install 'rating[postgres]'")
+        self.url = url
+        try:
+            self._db = psycopg.connect(url, autocommit=True)
+        except psycopg.Error as error:
+            raise StorageError(f"cannot connect to {url}: {str(error).strip().splitlines()[0]}") from None
+        self.migrate()
+
+    # -- schema ----------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        """The schema version of the database (0 for an empty one)."""
+        self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
+        row = self._db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return int(row[0] or 0) if row else 0
+
+    def migrate(self) -> int:
+        """Apply pending migrations, under the write lock so that concurrent first uses do not collide."""
+        with self._atomic():
+            current = self.schema_version()
+            if current > SCHEMA_VERSION:
+                raise StorageError(f"{self.url}: schema version {current} is newer than this rating knows")
+            for version, script in MIGRATIONS:
+                if version > current:
+                    for statement in filter(str.strip, script.split(";")):
+                        self._db.execute(statement)
+                    now = dt.datetime.now(dt.UTC).isoformat()
+                    self._db.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, now))
+        return SCHEMA_VERSION
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        with self._db.transaction():
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            yield
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- reads -------------------------------------------------------------------
+
+    def rated_events(self, ids: Iterable[str]) -> dict[str, UsageEvent]:
+        rows = self._db.execute("SELECT id, body FROM events WHERE id = ANY(%s)", (list(ids),))
+        return {id: UsageEvent.model_validate_json(body) for id, body in rows}
+
+    def period_states(self, keys: Iterable[StateKey]) -> dict[StateKey, PeriodState]:
+        result: dict[StateKey, PeriodState] = {}
+        for customer, meter, group, period in keys:
+            key = (customer, meter, _group_key(group), period)
+            where = "customer=%s AND meter=%s AND group_key=%s AND period=%s"
+            row = self._db.execute(f"SELECT quantity, is_unique FROM period_state WHERE {where}", key).fetchone()
+            if row is None:
+                continue
+            members = None
+            if row[1]:
+                members = {m for (m,) in self._db.execute(f"SELECT member FROM period_members WHERE {where}", key)}
+            result[(customer, meter, group, period)] = PeriodState(row[0], members)
+        return result
+
+    def _read_transactions(self, where: str, args: Sequence[Any]) -> list[Transaction]:
+        rows = self._db.execute(f"SELECT {_TX_COLUMNS} FROM transactions {where} ORDER BY seq", args).fetchall()
+        postings: dict[str, list[Posting]] = {row[0]: [] for row in rows}
+        if postings:
+            lines = self._db.execute(
+                "SELECT transaction_id, account, asset, amount FROM postings WHERE transaction_id = ANY(%s)"
+                " ORDER BY transaction_id, line",
+                (list(postings),),
+            )
+            for transaction_id, account, asset, amount in lines:
+                postings[transaction_id].append(Posting(account, asset, amount))
+        return [
+            Transaction(id, timestamp, description, tuple(postings[id]), metadata)
+            for id, timestamp, description, metadata in rows
+        ]
+
+    def transaction(self, id: str) -> Transaction | None:
+        found = self._read_transactions("WHERE id = %s", (id,))
+        return found[0] if found else None
+
+    def transactions(self) -> Iterator[Transaction]:
+        return iter(self._read_transactions("", ()))
+
+    def transactions_with_prefix(self, prefix: str) -> list[Transaction]:
+        return self._read_transactions("WHERE id >= %s AND id < %s", (prefix, prefix + "\U0010ffff"))
+
+    def balances(self, account_prefix: str = "") -> dict[tuple[str, str], Decimal]:
+        rows = self._db.execute(
+            "SELECT account, asset, amount FROM balances WHERE left(account, %s) = %s ORDER BY account, asset",
+            (len(account_prefix), account_prefix),
+        )
+        return {(account, asset): amount for account, asset, amount in rows}
+
+    def charges(self, customer: str | None = None) -> Iterator[StoredCharge]:
+        where, args = ("WHERE customer = %s", (customer,)) if customer is not None else ("", ())
+        rows = self._db.execute(
+            "SELECT event_id, customer, plan, meter, group_key, period, model, before, after, amount, asset, unit,"
+            f" unit_price, explanation FROM charges {where} ORDER BY seq",
+            args,
+        ).fetchall()
+        for event_id, who, plan, meter, group, period, model, before, after, amount, asset, unit, price, text in rows:
+            charge = Charge(
+                plan,
+                meter,
+                tuple(json.loads(group)),
+                period,
+                model,
+                before,
+                after,
+                amount,
+                asset,
+                unit,
+                stored_explanation=text,
+                stored_unit_price=price,
+            )
+            yield StoredCharge(event_id, who, charge)
+
+    def activity(self, since: dt.datetime, until: dt.datetime, customer: str | None = None) -> Iterator[Activity]:
+        where, args = "timestamp >= %s AND timestamp < %s", [since, until]
+        if customer is not None:
+            where += " AND customer = %s"
+            args.append(customer)  # type: ignore[arg-type]
+        rows = self._db.execute(f"SELECT id, body FROM events WHERE {where} ORDER BY timestamp", args).fetchall()
+        events = {id: UsageEvent.model_validate_json(body) for id, body in rows}
+        ids = list(events)
+        readings: dict[str, list[tuple[str, Decimal | str]]] = {}
+        for id, meter, reading in self._db.execute(
+            "SELECT event_id, meter, reading FROM usage WHERE event_id = ANY(%s)", (ids,)
+        ):
+            readings.setdefault(id, []).append((meter, reading))
+        amounts: dict[str, list[tuple[str, Decimal]]] = {}
+        for id, asset, amount in self._db.execute(
+            "SELECT event_id, asset, amount FROM charges WHERE event_id = ANY(%s)", (ids,)
+        ):
+            amounts.setdefault(id, []).append((asset, amount))
+        costs: dict[str, list[tuple[str, Decimal]]] = {}
+        for transaction_id, asset, amount in self._db.execute(
+            "SELECT transaction_id, asset, amount FROM postings"
+            " WHERE transaction_id = ANY(%s) AND left(account, %s) = %s",
+            ([f"rating:{id}" for id in ids], len(COST_PREFIX), COST_PREFIX),
+        ):
+            costs.setdefault(transaction_id.removeprefix("rating:"), []).append((asset, amount))
+        for id, event in events.items():
+            yield Activity(event, tuple(readings.get(id, ())), tuple(amounts.get(id, ())), tuple(costs.get(id, ())))
+
+    def account_totals(self, account_prefix: str, until: dt.datetime) -> dict[tuple[str, str], Decimal]:
+        rows = self._db.execute(
+            "SELECT p.account, p.asset, SUM(p.amount) FROM postings p JOIN transactions t ON t.id = p.transaction_id"
+            " WHERE left(p.account, %s) = %s AND t.timestamp < %s GROUP BY p.account, p.asset",
+            (len(account_prefix), account_prefix, until),
+        )
+        return {(account, asset): total for account, asset, total in rows}
+
+    def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
+        rows = self._db.execute(
+            "SELECT customer, asset, SUM(amount) FROM charges WHERE period = %s GROUP BY customer, asset", (period,)
+        )
+        return {(customer, asset): total for customer, asset, total in rows}
+
+    # -- writes (inside _atomic) ----------------------------------------------------
+
+    def _fingerprints(self, ids: Iterable[str]) -> dict[str, str]:
+        rows = self._db.execute("SELECT id, fingerprint FROM transactions WHERE id = ANY(%s)", (list(ids),))
+        return {id: fingerprint for id, fingerprint in rows}
+
+    def _copy(self, table: str, columns: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self._db.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def _write_transactions(self, transactions: Sequence[Transaction]) -> None:
+        if not transactions:
+            return
+        self._copy(
+            "transactions",
+            "id, timestamp, description, metadata, fingerprint",
+            ((t.id, t.timestamp, t.description, json.dumps(dict(t.metadata)), t.fingerprint()) for t in transactions),
+        )
+        self._copy(
+            "postings",
+            "transaction_id, line, account, asset, amount",
+            ((t.id, line, p.account, p.asset, p.amount) for t in transactions for line, p in enumerate(t.postings)),
+        )
+        deltas: dict[tuple[str, str], Decimal] = {}
+        for transaction in transactions:
+            for p in transaction.postings:
+                deltas[(p.account, p.asset)] = deltas.get((p.account, p.asset), ZERO) + p.amount
+        with self._db.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO balances VALUES (%s, %s, %s) ON CONFLICT (account, asset)"
+                " DO UPDATE SET amount = balances.amount + EXCLUDED.amount",
+                [(account, asset, delta) for (account, asset), delta in deltas.items()],
+            )
+
+    def _write_ratings(self, ratings: Sequence[RatedEvent]) -> None:
+        self._write_transactions([r.transaction for r in ratings])
+        if not ratings:
+            return
+        self._copy(
+            "events",
+            "id, customer, type, timestamp, body, transaction_id",
+            (
+                (
+                    r.event.id,
+                    r.event.customer,
+                    r.event.type,
+                    r.event.timestamp,
+                    r.event.canonical_json(),
+                    r.transaction.id,
+                )
+                for r in ratings
+            ),
+        )
+        self._copy(
+            "usage",
+            "event_id, meter, customer, group_key, period, reading, before, after",
+            (
+                (
+                    r.event.id,
+                    u.meter,
+                    r.event.customer,
+                    _group_key(u.group),
+                    u.period,
+                    str(u.reading),
+                    u.before,
+                    u.after,
+                )
+                for r in ratings
+                for u in r.usage
+            ),
+        )
+        self._copy(
+            "charges",
+            "event_id, customer, plan, meter, group_key, period, model, before, after, amount, asset, unit,"
+            " unit_price, explanation",
+            (
+                (
+                    r.event.id,
+                    r.event.customer,
+                    c.plan,
+                    c.meter,
+                    _group_key(c.group),
+                    c.period,
+                    c.model,
+                    c.before,
+                    c.after,
+                    c.amount,
+                    c.asset,
+                    c.unit,
+                    c.unit_price,
+                    c.explanation,
+                )
+                for r in ratings
+                for c in r.charges
+            ),
+        )
+        final: dict[tuple[str, str, str, str], tuple[Decimal, bool]] = {}
+        members = []
+        for r in ratings:
+            for u in r.usage:
+                key = (r.event.customer, u.meter, _group_key(u.group), u.period)
+                final[key] = (u.after, isinstance(u.reading, str))
+                if isinstance(u.reading, str):
+                    members.append((*key, u.reading))
+        with self._db.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO period_state VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (customer, meter, group_key, period) DO UPDATE SET quantity = EXCLUDED.quantity",
+                [(*key, quantity, unique) for key, (quantity, unique) in final.items()],
+            )
+            if members:
+                cursor.executemany(
+                    "INSERT INTO period_members VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", members
+                )
