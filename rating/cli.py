@@ -298,6 +298,25 @@ def cmd_margin(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace, registry: Registry) -> int:
+    storage = registry.open_storage(args.db)
+    problems = storage.verify()
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    transactions = len(list(storage.transactions())) if not problems else None
+    print(
+        f"{storage.url}: {len(problems)} problems" + (f", {transactions:,} transactions sound" if not problems else "")
+    )
+    return 1 if problems else 0
+
+
+def cmd_migrate(args: argparse.Namespace, registry: Registry) -> int:
+    storage = registry.open_storage(args.db)  # opening applies pending migrations
+    version = getattr(storage, "schema_version", lambda: None)()
+    print(f"{storage.url}: schema version {version}" if version is not None else f"{storage.url}: nothing to migrate")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, registry: Registry) -> int:
     pricebook = args.pricebook or [example_pricebook()]
     events = write_demo_events(Path(args.events_file), args.events)
@@ -377,6 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     margin.add_argument("--group-by", default="model", help="customer, event, agent, model or any property")
     margin.add_argument("--until", help="end of a relative window, ISO 8601 with a zone (default now)")
     margin.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
+    command("verify", cmd_verify, "check that the ledger balances and matches its postings", db=DEFAULT_DB)
+    db = command("db", cmd_migrate, "database maintenance: rating db migrate", db=DEFAULT_DB)
+    db.add_argument(
+        "action", choices=["migrate"], help="migrate: apply pending schema migrations (also done on first use)"
+    )
     demo = command(
         "demo", cmd_demo, "rate generated events with the example pricebook", db="rating-demo.db", output=True
     )

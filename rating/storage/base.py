@@ -143,6 +143,44 @@ class Storage(abc.ABC):
     def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
         """Sum of the stored charges of billing period ``period``, per (customer, asset)."""
 
+    def verify(self) -> list[str]:
+        """Problems with the stored ledger, one line each (empty when sound).
+
+        Reads the raw rows, not :class:`Transaction` objects (which could not even
+        be built from a corrupted row): every transaction must balance per asset,
+        every id must be unique, and every stored balance must equal the sum of
+        its postings.
+        """
+        problems = []
+        ids = self._all_transaction_ids()
+        seen: set[str] = set()
+        for id in ids:
+            if id in seen:
+                problems.append(f"transaction id {id} is stored more than once")
+            seen.add(id)
+        per_transaction: dict[tuple[str, str], Decimal] = {}
+        per_account: dict[tuple[str, str], Decimal] = {}
+        for transaction_id, account, asset, amount in self._all_postings():
+            per_transaction[transaction_id, asset] = per_transaction.get((transaction_id, asset), ZERO) + amount
+            per_account[account, asset] = per_account.get((account, asset), ZERO) + amount
+        for (transaction_id, asset), total in sorted(per_transaction.items()):
+            if total != 0:
+                problems.append(f"transaction {transaction_id} does not balance: {asset} off by {total}")
+        stored = self.balances()
+        for key in sorted(set(stored) | set(per_account)):
+            balance, postings = stored.get(key, ZERO), per_account.get(key, ZERO)
+            if balance != postings:
+                problems.append(f"balance of {key[0]} in {key[1]} is {balance}, its postings sum to {postings}")
+        return problems
+
+    @abc.abstractmethod
+    def _all_transaction_ids(self) -> list[str]:
+        """Every stored transaction id, as stored (duplicates included, should there be any)."""
+
+    @abc.abstractmethod
+    def _all_postings(self) -> Iterator[tuple[str, str, str, Decimal]]:
+        """Every stored posting as (transaction id, account, asset, amount), straight from storage."""
+
     def close(self) -> None:  # noqa: B027 - optional for adapters without a connection
         """Release the connection, if any."""
 

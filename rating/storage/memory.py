@@ -89,6 +89,14 @@ class MemoryStorage(Storage):
                 totals[key] = totals.get(key, ZERO) + stored.charge.amount
         return totals
 
+    def _all_transaction_ids(self) -> list[str]:
+        return list(self._transactions)
+
+    def _all_postings(self) -> Iterator[tuple[str, str, str, Decimal]]:
+        for transaction in self._transactions.values():
+            for p in transaction.postings:
+                yield transaction.id, p.account, p.asset, p.amount
+
     def _fingerprints(self, ids: Iterable[str]) -> dict[str, str]:
         stored = self._transactions
         return {i: stored[i].fingerprint() for i in ids if i in stored}

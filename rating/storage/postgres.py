@@ -290,6 +290,12 @@ class PostgresStorage(Storage):
         )
         return {(customer, asset): total for customer, asset, total in rows}
 
+    def _all_transaction_ids(self) -> list[str]:
+        return [id for (id,) in self._db.execute("SELECT id FROM transactions ORDER BY seq")]
+
+    def _all_postings(self) -> Iterator[tuple[str, str, str, Decimal]]:
+        yield from self._db.execute("SELECT transaction_id, account, asset, amount FROM postings")
+
     # -- writes (inside _atomic) ----------------------------------------------------
 
     def _fingerprints(self, ids: Iterable[str]) -> dict[str, str]:

@@ -329,6 +329,15 @@ class SQLiteStorage(Storage):
             totals[(customer, asset)] = totals.get((customer, asset), ZERO) + Decimal(amount)
         return totals
 
+    def _all_transaction_ids(self) -> list[str]:
+        return [id for (id,) in self._db.execute("SELECT id FROM transactions ORDER BY seq")]
+
+    def _all_postings(self) -> Iterator[tuple[str, str, str, Decimal]]:
+        for transaction_id, account, asset, amount in self._db.execute(
+            "SELECT transaction_id, account, asset, amount FROM postings"
+        ):
+            yield transaction_id, account, asset, Decimal(amount)
+
     # -- writes (inside _atomic) ---------------------------------------------------
 
     def _fingerprints(self, ids: Iterable[str]) -> dict[str, str]:
