@@ -67,7 +67,18 @@ def _count_lines(path: Path) -> int | None:
 
 
 def _engine(args: argparse.Namespace, registry: Registry, pricebooks: Sequence[str | Path]) -> Engine:
-    return Engine(load_catalog(pricebooks, registry), registry.open_storage(args.db), registry)
+    tolerance = _duration(args.future_tolerance) if getattr(args, "future_tolerance", None) else None
+    return Engine(
+        load_catalog(pricebooks, registry), registry.open_storage(args.db), registry, future_tolerance=tolerance
+    )
+
+
+def _duration(text: str) -> dt.timedelta:
+    """``90s``, ``5m``, ``2h`` or ``1d`` as a timedelta."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise RatingError(f"{text!r} is not a duration: use 90s, 5m, 2h or 1d")
+    return dt.timedelta(**{units[text[-1]]: int(text[:-1])})
 
 
 def _print_report(report: BatchReport, fmt: OutputFormat, storage: Storage) -> None:
@@ -366,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("events", metavar="EVENTS", help="a .jsonl or .csv file of events")
     rate.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     rate.add_argument("--strict", action="store_true", help="post nothing if any record is rejected")
+    rate.add_argument("--future-tolerance", metavar="DURATION", help="refuse events stamped later than now + this (5m)")
     balance = command("balance", cmd_balance, "ledger balances, or one customer's wallet", db=DEFAULT_DB, output=True)
     balance.add_argument(
         "customer", nargs="?", metavar="CUSTOMER", help="per asset: available, reserved, posted and owed"

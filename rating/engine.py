@@ -101,10 +101,22 @@ def cyclic_gc_paused() -> Iterator[None]:
 class Engine:
     """Rates events by one pricebook (or its versions, a :class:`~rating.catalog.Catalog`) into one storage."""
 
-    def __init__(self, pricebook: Pricebook | Catalog, storage: Storage, registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        pricebook: Pricebook | Catalog,
+        storage: Storage,
+        registry: Registry | None = None,
+        *,
+        future_tolerance: dt.timedelta | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
         self.catalog = pricebook if isinstance(pricebook, Catalog) else Catalog([pricebook])
         self.storage = storage
         self.registry = registry or Registry.load()
+        #: Events stamped further in the future than this (by ``clock``) are refused; None accepts any time
+        #: (back-filling and simulations rate whatever they are given).
+        self.future_tolerance = future_tolerance
+        self.clock = clock
         self._versions = [CompiledVersion(book) for book in self.catalog.versions]
         hooks = self.registry.manager.hook
         self._enrich = hooks.rating_enrich_event if self.registry.enriches_events else None
@@ -223,6 +235,7 @@ class Engine:
     ) -> tuple[list[RatedEvent], list[Rejection], int, dict[tuple[str, str], tuple[Decimal, Decimal]]]:
         storage = self.storage
         self._open.clear()  # another process may have closed a period since the last chunk
+        latest = None if self.future_tolerance is None else self.clock() + self.future_tolerance
         already = storage.rated_events(event.id for _, event in pending)
         states: dict[StateKey, PeriodState] = {}
         wallets: dict[tuple[str, str], Decimal] = {}  # wallet balances as this chunk leaves them
@@ -262,7 +275,17 @@ class Engine:
                     duplicates += 1
                 continue
             try:
+                if latest is not None and event.timestamp > latest:
+                    raise EventError(
+                        f"timestamp {event.timestamp.isoformat()} is in the future beyond the"
+                        f" {self.future_tolerance} tolerance"
+                    )
                 rating, paid = self._pay_from_wallet(self._price(event, lookup), wallet_balance, grants_of)
+            except ArithmeticError as error:  # decimal overflow or invalid operation on absurd prices
+                if raise_rejects:
+                    raise EventError(f"cannot be priced exactly: {type(error).__name__}") from None
+                rejected.append(Rejection(location, f"cannot be priced exactly: {type(error).__name__}"))
+                continue
             except EventError as error:
                 if raise_rejects:
                     raise

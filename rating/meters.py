@@ -19,6 +19,8 @@ from rating.money import ZERO, to_decimal
 
 Aggregation = Literal["sum", "count", "max", "unique"]
 ONE = Decimal(1)
+#: Quantities at or above 10^(MAX_MAGNITUDE + 1) are refused: no real event carries them.
+MAX_MAGNITUDE = 15
 #: A weight of a derived meter: an exact, non-negative decimal.
 Weight = Annotated[Decimal, BeforeValidator(to_decimal), Field(ge=0)]
 
@@ -108,6 +110,8 @@ class Meter(BaseModel):
             raise EventError(str(error)) from None
         if quantity < 0:
             raise EventError(f"{name} must not be negative, got {value}")
+        if quantity.adjusted() > MAX_MAGNITUDE:
+            raise EventError(f"{name} is absurdly large ({value}); quantities stay below 10^{MAX_MAGNITUDE + 1}")
         return quantity
 
     def counts(self, event: UsageEvent) -> bool:
