@@ -25,6 +25,8 @@ from rating.engine import BatchReport, Engine
 from rating.events import Attribution, UsageEvent
 from rating.pricebook import parse_pricebook
 from rating.registry import Registry
+from rating.storage import Storage
+from rating.wallet import Wallets
 
 PRICE = Decimal("0.0000025")
 PRICEBOOK = f"""
@@ -76,7 +78,41 @@ def timed(work: Callable[[], BatchReport]) -> tuple[float, BatchReport]:
     return time.perf_counter() - started, result
 
 
-def run(count: int, storages: list[str]) -> None:
+def storage_url(kind: str, directory: str, postgres: str | None) -> str:
+    """Where a benchmark of ``kind`` stores: memory, a fresh SQLite file, or a fresh PostgreSQL schema."""
+    if kind == "memory":
+        return "memory:"
+    if kind == "sqlite":
+        return str(Path(directory) / f"bench-{time.monotonic_ns()}.db")
+    if postgres is None:
+        raise SystemExit("--storage postgres needs --postgres URL")
+    import psycopg
+
+    schema = f"rating_bench_{time.monotonic_ns()}"
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    return f"{postgres}{'&' if '?' in postgres else '?'}options=-csearch_path%3D{schema}"
+
+
+def raw_copy_seconds(url: str, storage: Storage) -> tuple[int, float]:
+    """Time a bare COPY of the same posting rows into an unindexed table: the floor for PostgreSQL."""
+    import psycopg
+
+    rows = [
+        (t.id, line, p.account, p.asset, p.amount) for t in storage.transactions() for line, p in enumerate(t.postings)
+    ]
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(
+            "CREATE TABLE raw_postings (transaction_id TEXT, line INT, account TEXT, asset TEXT, amount NUMERIC)"
+        )
+        started = time.perf_counter()
+        with db.cursor() as cursor, cursor.copy("COPY raw_postings FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return len(rows), time.perf_counter() - started
+
+
+def run(count: int, storages: list[str], postgres: str | None) -> None:
     registry = Registry.load()
     book = parse_pricebook(PRICEBOOK, registry, "bench")
     print(f"building {count:,} synthetic events ...", flush=True)
@@ -87,7 +123,7 @@ def run(count: int, storages: list[str]) -> None:
     print(f"{'bare Decimal loop':<24} {bare_seconds:8.2f} s  {count / bare_seconds:>12,.0f} events/s  ratio  1.0")
     with tempfile.TemporaryDirectory() as directory:
         for kind in storages:
-            url = "memory:" if kind == "memory" else str(Path(directory) / "bench.db")
+            url = storage_url(kind, directory, postgres)
             storage = registry.open_storage(url)
             engine = Engine(book, storage, registry)
             seconds, report = timed(partial(engine.rate_batch, events, chunk_size=10_000))
@@ -97,15 +133,52 @@ def run(count: int, storages: list[str]) -> None:
             ratio = seconds / bare_seconds
             label = f"rate + post ({kind})"
             print(f"{label:<24} {seconds:8.2f} s  {count / seconds:>12,.0f} events/s  ratio {ratio:4.1f}", flush=True)
+            if kind == "postgres":
+                postings, copy_seconds = raw_copy_seconds(url, storage)
+                print(
+                    f"{'  postings':<24} {postings / seconds:>21,.0f} postings/s; a raw COPY of the same rows: "
+                    f"{postings / copy_seconds:,.0f}/s; ratio {seconds / copy_seconds:.1f}"
+                )
+            storage.close()
+
+
+def latency(samples: int, storages: list[str], postgres: str | None) -> None:
+    """Median and 99th percentile of one event's authorize (quote + reserve) + rate + post (settle)."""
+    registry = Registry.load()
+    book = parse_pricebook(PRICEBOOK, registry, "bench")
+    events = synthetic_events(samples)
+    with tempfile.TemporaryDirectory() as directory:
+        for kind in storages:
+            storage = registry.open_storage(storage_url(kind, directory, postgres))
+            engine, wallets = Engine(book, storage, registry), Wallets(storage)
+            for customer in {e.customer for e in events}:
+                wallets.deposit(customer, "USD", Decimal(1000), f"seed-{customer}")
+            times = []
+            for event in events:
+                started = time.perf_counter()
+                estimate = sum((c.amount for c in engine.quote(event).charges), Decimal(0)) or Decimal("0.01")
+                wallets.reserve(event.customer, "USD", estimate, event.id, timeout=dt.timedelta(minutes=5))
+                rated = engine.rate(event)
+                actual = sum((c.amount for c in rated.charges), Decimal(0)) if rated else Decimal(0)
+                wallets.settle(event.id, actual, "revenue:bench")
+                times.append(time.perf_counter() - started)
+            times.sort()
+            p50, p99 = times[len(times) // 2], times[min(len(times) - 1, len(times) * 99 // 100)]
+            print(f"{'authorize+rate+post (' + kind + ')':<34} p50 {p50 * 1000:7.2f} ms   p99 {p99 * 1000:7.2f} ms")
             storage.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m rating.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--storage", nargs="+", choices=["memory", "sqlite"], default=["memory", "sqlite"])
+    parser.add_argument("--storage", nargs="+", choices=["memory", "sqlite", "postgres"], default=["memory", "sqlite"])
+    parser.add_argument("--postgres", help="a PostgreSQL URL for --storage postgres (a schema is created per run)")
+    parser.add_argument("--latency", type=int, metavar="N", help="instead: N single-event round trips, p50 and p99")
     args = parser.parse_args()
-    run(args.events, args.storage)
+    if args.latency:
+        latency(args.latency, args.storage, args.postgres)
+    else:
+        run(args.events, args.storage, args.postgres)
 
 
 if __name__ == "__main__":

@@ -26,10 +26,10 @@ from rating.compiled import CompiledVersion
 from rating.errors import EventConflict, EventError, LimitExceeded, PluginError, RatingError
 from rating.events import Sourced, UsageEvent
 from rating.ledger import (
+    CLOSING_PREFIX,
     PROVIDERS_ACCOUNT,
     Posting,
     Transaction,
-    closing_id,
     cost_account,
     prepaid_account,
     receivable_account,
@@ -124,7 +124,6 @@ class Engine:
         self._alerts = bool(hooks.rating_spend_alert.get_hookimpls())
         self._top_ups = bool(hooks.rating_top_up_needed.get_hookimpls())
         self._closed: set[tuple[str, str]] = set()
-        self._open: set[tuple[str, str]] = set()
 
     @property
     def pricebook(self) -> Pricebook:
@@ -135,6 +134,7 @@ class Engine:
 
     def quote(self, event: UsageEvent) -> RatedEvent:
         """Price ``event`` against the stored period state, without writing anything."""
+        self._refresh_closed()
         with localcontext(MONEY_CONTEXT):
             return self._price(event, self._stored_state)
 
@@ -187,15 +187,10 @@ class Engine:
 
     # -- internals ---------------------------------------------------------------
 
-    def _is_closed(self, customer: str, period: str) -> bool:
-        """Whether the period was closed; open answers are cached until the next chunk, closed ones for good."""
-        if (customer, period) in self._closed:
-            return True
-        if self.storage.transaction(closing_id(customer, period)) is not None:
-            self._closed.add((customer, period))
-            return True
-        self._open.add((customer, period))
-        return False
+    def _refresh_closed(self) -> None:
+        """Read which (customer, period) pairs are closed: once per chunk, one query, not one per customer."""
+        markers = self.storage.transactions_with_prefix(CLOSING_PREFIX)
+        self._closed = {(t.metadata["customer"], t.metadata["period"]) for t in markers}
 
     def _stored_state(self, key: StateKey) -> PeriodState:
         return self.storage.period_states([key]).get(key) or PeriodState(ZERO)
@@ -234,7 +229,7 @@ class Engine:
         self, pending: list[tuple[str, UsageEvent]], raise_rejects: bool
     ) -> tuple[list[RatedEvent], list[Rejection], int, dict[tuple[str, str], tuple[Decimal, Decimal]]]:
         storage = self.storage
-        self._open.clear()  # another process may have closed a period since the last chunk
+        self._refresh_closed()  # another process may have closed a period since the last chunk
         latest = None if self.future_tolerance is None else self.clock() + self.future_tolerance
         already = storage.rated_events(event.id for _, event in pending)
         states: dict[StateKey, PeriodState] = {}
@@ -381,7 +376,7 @@ class Engine:
                 raise EventError(f"no meter counts this {event.type} event (every meter's where filter excludes it)")
         charges_by_meter, contract, contract_name = version.charges_for(customer, plan, event.timestamp)
         period = version.period(plan, customer, event.timestamp)
-        if (customer, period) not in self._open and self._is_closed(customer, period):
+        if (customer, period) in self._closed:
             raise EventError(f"period {period} of customer {customer!r} is closed; it takes no more usage")
         currency = book.currency
         usage: list[Usage] = []

@@ -106,9 +106,13 @@ def imbalance(postings: Iterable[Posting]) -> dict[str, Decimal]:
     return {asset: total for asset, total in totals.items() if total != 0}
 
 
+#: Id prefix of the marker transactions that close a customer's period.
+CLOSING_PREFIX = "close:"
+
+
 def closing_id(customer: str, period: str) -> str:
     """Id of the marker transaction that closes ``period`` for ``customer``."""
-    return f"close:{customer}:{period}"
+    return f"{CLOSING_PREFIX}{customer}:{period}"
 
 
 @dataclass(frozen=True, slots=True)

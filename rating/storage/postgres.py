@@ -178,17 +178,37 @@ class PostgresStorage(Storage):
         return {id: UsageEvent.model_validate_json(body) for id, body in rows}
 
     def period_states(self, keys: Iterable[StateKey]) -> dict[StateKey, PeriodState]:
+        # One round trip for any number of keys: a chunk touches thousands.
+        wanted = {
+            (customer, meter, _group_key(group), period): (customer, meter, group, period)
+            for customer, meter, group, period in keys
+        }
+        if not wanted:
+            return {}
+        columns = [list(column) for column in zip(*wanted, strict=True)]
+        matching = (
+            "(customer, meter, group_key, period) IN"
+            " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]))"
+        )
+        rows = self._db.execute(
+            f"SELECT customer, meter, group_key, period, quantity, is_unique FROM period_state WHERE {matching}",
+            columns,
+        ).fetchall()
         result: dict[StateKey, PeriodState] = {}
-        for customer, meter, group, period in keys:
-            key = (customer, meter, _group_key(group), period)
-            where = "customer=%s AND meter=%s AND group_key=%s AND period=%s"
-            row = self._db.execute(f"SELECT quantity, is_unique FROM period_state WHERE {where}", key).fetchone()
-            if row is None:
-                continue
-            members = None
-            if row[1]:
-                members = {m for (m,) in self._db.execute(f"SELECT member FROM period_members WHERE {where}", key)}
-            result[(customer, meter, group, period)] = PeriodState(row[0], members)
+        unique = []
+        for customer, meter, group_key, period, quantity, is_unique in rows:
+            stored = (customer, meter, group_key, period)
+            result[wanted[stored]] = PeriodState(quantity, set() if is_unique else None)
+            if is_unique:
+                unique.append(stored)
+        if unique:
+            columns = [list(column) for column in zip(*unique, strict=True)]
+            for customer, meter, group_key, period, member in self._db.execute(
+                f"SELECT customer, meter, group_key, period, member FROM period_members WHERE {matching}", columns
+            ):
+                members = result[wanted[(customer, meter, group_key, period)]].members
+                assert members is not None
+                members.add(member)
         return result
 
     def _read_transactions(self, where: str, args: Sequence[Any]) -> list[Transaction]:
