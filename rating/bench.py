@@ -78,6 +78,18 @@ def timed(work: Callable[[], BatchReport]) -> tuple[float, BatchReport]:
     return time.perf_counter() - started, result
 
 
+def drop_bench_schemas(postgres: str | None) -> None:
+    """Remove the schemas benchmarks created, so nothing is left behind in the user's database."""
+    if postgres is None:
+        return
+    import psycopg
+
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        names = [n for (n,) in admin.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rating_bench_%'")]
+        for name in names:
+            admin.execute(f"DROP SCHEMA {name} CASCADE")
+
+
 def storage_url(kind: str, directory: str, postgres: str | None) -> str:
     """Where a benchmark of ``kind`` stores: memory, a fresh SQLite file, or a fresh PostgreSQL schema."""
     if kind == "memory":
@@ -175,10 +187,13 @@ def main() -> None:
     parser.add_argument("--postgres", help="a PostgreSQL URL for --storage postgres (a schema is created per run)")
     parser.add_argument("--latency", type=int, metavar="N", help="instead: N single-event round trips, p50 and p99")
     args = parser.parse_args()
-    if args.latency:
-        latency(args.latency, args.storage, args.postgres)
-    else:
-        run(args.events, args.storage, args.postgres)
+    try:
+        if args.latency:
+            latency(args.latency, args.storage, args.postgres)
+        else:
+            run(args.events, args.storage, args.postgres)
+    finally:
+        drop_bench_schemas(args.postgres)
 
 
 if __name__ == "__main__":
