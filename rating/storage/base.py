@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -48,6 +48,34 @@ class StoredCharge:
     event_id: str
     customer: str
     charge: Charge
+
+
+def balance_moves(transactions: Sequence[Transaction]) -> dict[tuple[str, str], Decimal]:
+    """How much ``transactions`` move each (account, asset): what adapters add to stored balances."""
+    moves: dict[tuple[str, str], Decimal] = {}
+    for transaction in transactions:
+        for p in transaction.postings:
+            moves[(p.account, p.asset)] = moves.get((p.account, p.asset), ZERO) + p.amount
+    return moves
+
+
+#: A period state row key as adapters store it: (customer, meter, group key text, period).
+StoredKey = tuple[str, str, str, str]
+
+
+def final_states(
+    ratings: Sequence[RatedEvent], group_key: Callable[[tuple[str, ...]], str]
+) -> tuple[dict[StoredKey, tuple[Decimal, bool]], list[tuple[str, str, str, str, str]]]:
+    """The period state ``ratings`` leave (quantity, is unique) per key, and the unique members they add."""
+    final: dict[StoredKey, tuple[Decimal, bool]] = {}
+    members = []
+    for rating in ratings:
+        for usage in rating.usage:
+            key = (rating.event.customer, usage.meter, group_key(usage.group), usage.period)
+            final[key] = (usage.after, isinstance(usage.reading, str))
+            if isinstance(usage.reading, str):
+                members.append((*key, usage.reading))
+    return final, members
 
 
 class Storage(abc.ABC):

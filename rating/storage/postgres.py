@@ -22,8 +22,7 @@ from rating.errors import StorageError
 from rating.events import UsageEvent
 from rating.ledger import COST_PREFIX, Posting, Transaction
 from rating.meters import PeriodState
-from rating.money import ZERO
-from rating.storage.base import Activity, Storage, StoredCharge
+from rating.storage.base import Activity, Storage, StoredCharge, balance_moves, final_states
 
 try:
     import psycopg
@@ -340,10 +339,7 @@ class PostgresStorage(Storage):
             "transaction_id, line, account, asset, amount",
             ((t.id, line, p.account, p.asset, p.amount) for t in transactions for line, p in enumerate(t.postings)),
         )
-        deltas: dict[tuple[str, str], Decimal] = {}
-        for transaction in transactions:
-            for p in transaction.postings:
-                deltas[(p.account, p.asset)] = deltas.get((p.account, p.asset), ZERO) + p.amount
+        deltas = balance_moves(transactions)
         with self._db.cursor() as cursor:
             cursor.executemany(
                 "INSERT INTO balances VALUES (%s, %s, %s) ON CONFLICT (account, asset)"
@@ -413,14 +409,7 @@ class PostgresStorage(Storage):
                 for c in r.charges
             ),
         )
-        final: dict[tuple[str, str, str, str], tuple[Decimal, bool]] = {}
-        members = []
-        for r in ratings:
-            for u in r.usage:
-                key = (r.event.customer, u.meter, _group_key(u.group), u.period)
-                final[key] = (u.after, isinstance(u.reading, str))
-                if isinstance(u.reading, str):
-                    members.append((*key, u.reading))
+        final, members = final_states(ratings, _group_key)
         with self._db.cursor() as cursor:
             cursor.executemany(
                 "INSERT INTO period_state VALUES (%s, %s, %s, %s, %s, %s)"

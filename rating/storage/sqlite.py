@@ -23,7 +23,7 @@ from rating.events import UsageEvent
 from rating.ledger import COST_PREFIX, Posting, Transaction
 from rating.meters import PeriodState
 from rating.money import ZERO
-from rating.storage.base import Activity, Storage, StoredCharge
+from rating.storage.base import Activity, Storage, StoredCharge, balance_moves, final_states
 
 #: Versioned schema migrations, applied in order, each exactly once.
 MIGRATIONS: list[tuple[int, str]] = [
@@ -361,11 +361,7 @@ class SQLiteStorage(Storage):
                 for line, p in enumerate(t.postings)
             ],
         )
-        deltas: dict[tuple[str, str], Decimal] = {}
-        for transaction in transactions:
-            for p in transaction.postings:
-                deltas[(p.account, p.asset)] = deltas.get((p.account, p.asset), ZERO) + p.amount
-        for (account, asset), delta in deltas.items():
+        for (account, asset), delta in balance_moves(transactions).items():
             row = db.execute("SELECT amount FROM balances WHERE account=? AND asset=?", (account, asset)).fetchone()
             total = (Decimal(row[0]) if row else ZERO) + delta
             db.execute("INSERT OR REPLACE INTO balances VALUES (?, ?, ?)", (account, asset, str(total)))
@@ -428,16 +424,9 @@ class SQLiteStorage(Storage):
                 for c in r.charges
             ],
         )
-        final: dict[tuple[str, str, str, str], tuple[str, int]] = {}
-        members = []
-        for r in ratings:
-            for u in r.usage:
-                key = (r.event.customer, u.meter, _group_key(u.group), u.period)
-                is_unique = isinstance(u.reading, str)
-                final[key] = (str(u.after), int(is_unique))
-                if is_unique:
-                    members.append(key + (u.reading,))
+        final, members = final_states(ratings, _group_key)
         db.executemany(
-            "INSERT OR REPLACE INTO period_state VALUES (?, ?, ?, ?, ?, ?)", [k + v for k, v in final.items()]
+            "INSERT OR REPLACE INTO period_state VALUES (?, ?, ?, ?, ?, ?)",
+            [(*key, str(quantity), int(unique)) for key, (quantity, unique) in final.items()],
         )
         db.executemany("INSERT OR IGNORE INTO period_members VALUES (?, ?, ?, ?, ?)", members)
