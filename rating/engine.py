@@ -40,7 +40,7 @@ from rating.money import MONEY_CONTEXT, ZERO
 from rating.pricebook import Pricebook
 from rating.registry import Registry
 from rating.storage.base import StaleState, Storage
-from rating.wallet import Grant, Wallets, consumption_order, draw_from
+from rating.wallet import Grant, Wallets, draw_from, funding_sources
 
 #: Period state of a customer's charges in the pricebook currency, for spend caps and alerts.
 SPEND = "spend"
@@ -337,8 +337,7 @@ class Engine:
         postings = [p for p in rating.transaction.postings if not (p.account == wallet and p.asset in debits)]
         after: dict[tuple[str, str], Decimal] = {}
         for asset, need in debits.items():
-            ordered = consumption_order([g for g in grants(customer) if g.asset == asset], rating.event.timestamp)
-            sources = [(account, -balance(account, asset)) for account in [g.account for g in ordered] + [wallet]]
+            sources = funding_sources(customer, asset, rating.event.timestamp, grants(customer), balance)
             draw = draw_from(sources, need)
             if draw is None:
                 have = sum((funds for _, funds in sources), ZERO)

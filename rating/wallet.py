@@ -115,6 +115,19 @@ def consumption_order(grants: list[Grant], at: dt.datetime) -> list[Grant]:
     return sorted(live, key=lambda g: (g.priority, g.expires or latest, g.starts, g.id))
 
 
+def funding_sources(
+    customer: str, asset: str, at: dt.datetime, grants: list[Grant], balance: Callable[[str, str], Decimal]
+) -> list[tuple[str, Decimal]]:
+    """The accounts that fund ``customer``'s spending in ``asset`` at ``at``, with their funds, in consumption order.
+
+    ``balance`` gives an account's ledger balance (a credit is negative): from storage, or from a
+    batch's running view of it.
+    """
+    ordered = consumption_order([g for g in grants if g.asset == asset], at)
+    accounts = [g.account for g in ordered] + [wallet_account(customer)]
+    return [(account, -balance(account, asset)) for account in accounts]
+
+
 def draw_from(sources: list[tuple[str, Decimal]], amount: Decimal) -> Draw | None:
     """Take ``amount`` from ``sources`` (account, funds) in order; None when they hold too little."""
     draw: Draw = []
@@ -160,9 +173,7 @@ class Wallets:
     def sources(self, customer: str, asset: str, at: dt.datetime) -> list[tuple[str, Decimal]]:
         """The funding accounts of ``customer`` in ``asset`` at ``at``, with their funds, in consumption order."""
         balances = self.storage.balances(f"customer:{customer}:")
-        grants = consumption_order([g for g in self.grants(customer) if g.asset == asset], at)
-        accounts = [g.account for g in grants] + [wallet_account(customer)]
-        return [(account, -balances.get((account, asset), ZERO)) for account in accounts]
+        return funding_sources(customer, asset, at, self.grants(customer), lambda a, s: balances.get((a, s), ZERO))
 
     def balance(self, customer: str) -> dict[str, WalletBalance]:
         """Posted, reserved and available funds per asset (grants count while in force)."""
@@ -172,8 +183,13 @@ class Wallets:
         grants = grant_account(customer, "")
         assets = {asset for (account, asset) in balances if account in funding or account.startswith(grants)}
         result = {}
+        given = self.grants(customer)  # read once for every asset
+
+        def balance_of(account: str, asset: str) -> Decimal:
+            return balances.get((account, asset), ZERO)
+
         for asset in sorted(assets):
-            available = sum((funds for _, funds in self.sources(customer, asset, now)), ZERO)
+            available = sum((funds for _, funds in funding_sources(customer, asset, now, given, balance_of)), ZERO)
             reserved = -balances.get((held_account(customer), asset), ZERO)
             result[asset] = WalletBalance(asset, available + reserved, reserved, available)
         return result
