@@ -14,6 +14,9 @@ from rating.ledger import Transaction
 from rating.money import format_decimal
 from rating.pricing import PricingModel
 
+#: How period state of BYOK usage is told apart: the meter's name with this suffix.
+BYOK_SUFFIX = ":byok"
+
 #: (customer, meter, group values, period label): the unit of period state.
 StateKey = tuple[str, str, tuple[str, ...], str]
 

@@ -395,7 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     close.add_argument("--customer", action="append", help="only these customers (repeatable)")
     usage = command("usage", cmd_usage, "usage and cost per group over a time window", db=DEFAULT_DB, output=True)
     usage.add_argument("--period", default="30d", help="30d, 24h, or a billing period such as 2026-11 (default 30d)")
-    usage.add_argument("--group-by", default="agent", help="a property or agent, session, order (default agent)")
+    usage.add_argument(
+        "--group-by", default="agent", help="customer, event, agent, session, order or any property (default agent)"
+    )
     usage.add_argument("--customer", help="only this customer")
     usage.add_argument("--until", help="end of a relative window, ISO 8601 with a zone (default now)")
     usage.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
 from rating.catalog import Catalog
-from rating.charges import Charge, RatedEvent, StateKey, Usage
+from rating.charges import BYOK_SUFFIX, Charge, RatedEvent, StateKey, Usage
 from rating.compiled import CompiledVersion
 from rating.errors import EventConflict, EventError, LimitExceeded, PluginError, RatingError
 from rating.events import Sourced, UsageEvent
@@ -383,7 +383,7 @@ class Engine:
         costs: list[Posting] = []
         source = event.billing_source
         # BYOK usage is metered in state of its own: it never moves platform usage up a tier.
-        suffix = "" if source == "platform" else f":{source}"
+        suffix = "" if source == "platform" else BYOK_SUFFIX
         for name, meter in meters:
             group = meter.group_of(event)
             reading = meter.reading(event)

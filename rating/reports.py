@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, localcontext
 
+from rating.charges import BYOK_SUFFIX
 from rating.errors import RatingError
 from rating.events import UsageEvent
 from rating.money import MONEY_CONTEXT, ZERO, to_decimal
@@ -61,12 +62,11 @@ def usage_report(
     summed = {name for name, meter in book.meters.items() if meter.aggregation in ("sum", "count")}
     rows: dict[str, UsageRow] = {}
     for activity in storage.activity(since, until, customer):
-        value = activity.event.dimension(group_by)
-        key = NONE if value is None else str(value)
+        key = _dimension(activity.event, group_by)
         row = rows.get(key) or rows.setdefault(key, UsageRow(key))
         row.events += 1
         for state_name, reading in activity.readings:
-            meter = state_name.removesuffix(":byok")
+            meter = state_name.removesuffix(BYOK_SUFFIX)
             if meter in summed:
                 row.quantities[meter] = row.quantities.get(meter, ZERO) + to_decimal(reading)
         for asset, amount in activity.amounts:
