@@ -81,14 +81,31 @@ def _duration(text: str) -> dt.timedelta:
     return dt.timedelta(**{units[text[-1]]: int(text[:-1])})
 
 
+REJECTION_COLUMNS = ["location", "code", "reason"]
+
+
 def _print_report(report: BatchReport, fmt: OutputFormat, storage: Storage) -> None:
-    for rejection in report.rejected:
-        print(rejection, file=sys.stderr)
+    """Totals per customer on stdout; rejections with their codes (JSON: in the same document, CSV: on stderr)."""
     rows = [
         {"customer": customer, "events": report.events.get(customer, 0), "asset": asset, "charged": amount}
         for (customer, asset), amount in sorted(report.totals.items())
     ]
-    print(render(rows, ["customer", "events", "asset", "charged"], fmt))
+    rejected = [{"location": r.location, "code": str(r.code), "reason": r.reason} for r in report.rejected]
+    if fmt == "json":
+        document = {
+            "posted": report.posted,
+            "already_posted": report.duplicates,
+            "totals": json.loads(render(rows, ["customer", "events", "asset", "charged"], "json")),
+            "rejected": rejected,
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        if fmt == "csv" and rejected:
+            print(render(rejected, REJECTION_COLUMNS, "csv"), file=sys.stderr)
+        else:
+            for rejection in report.rejected:
+                print(rejection, file=sys.stderr)
+        print(render(rows, ["customer", "events", "asset", "charged"], fmt))
     print(
         f"posted {report.posted:,} events, {report.duplicates:,} already posted, "
         f"{len(report.rejected):,} rejected (storage: {storage.url})",

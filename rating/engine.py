@@ -23,7 +23,7 @@ from decimal import Decimal, localcontext
 from rating.catalog import Catalog
 from rating.charges import BYOK_SUFFIX, Charge, RatedEvent, StateKey, Usage
 from rating.compiled import CompiledVersion
-from rating.errors import EventConflict, EventError, LimitExceeded, PluginError, RatingError
+from rating.errors import EventConflict, EventError, InsufficientFunds, LimitExceeded, PluginError, RatingError
 from rating.events import Sourced, UsageEvent
 from rating.ledger import (
     CLOSING_PREFIX,
@@ -38,6 +38,7 @@ from rating.ledger import (
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.pricebook import Pricebook
+from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.storage.base import StaleState, Storage
 from rating.wallet import Grant, Wallets, draw_from, funding_sources
@@ -53,10 +54,11 @@ class Rejection:
     """A record that was not posted, where it came from, and why."""
 
     location: str
+    code: Refusal
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.location}: {self.reason}"
+        return f"{self.location}: {self.code}: {self.reason}"
 
 
 @dataclass
@@ -173,7 +175,7 @@ class Engine:
             elif item.event is not None:
                 pending.append((item.location, item.event))
             else:
-                report.rejected.append(Rejection(item.location, item.error or "invalid record"))
+                report.rejected.append(Rejection(item.location, Refusal.INVALID_RECORD, item.error or "invalid record"))
             if len(pending) >= chunk_size and not strict:
                 self._post(pending, report, strict=False)
                 pending = []
@@ -265,26 +267,28 @@ class Engine:
                     reason = f"event {event.id} was already rated with different content"
                     if raise_rejects:
                         raise EventConflict(reason)
-                    rejected.append(Rejection(location, reason))
+                    rejected.append(Rejection(location, Refusal.DUPLICATE_CONFLICT, reason))
                 else:
                     duplicates += 1
                 continue
             try:
                 if latest is not None and event.timestamp > latest:
                     raise EventError(
+                        Refusal.FUTURE_TIMESTAMP,
                         f"timestamp {event.timestamp.isoformat()} is in the future beyond the"
-                        f" {self.future_tolerance} tolerance"
+                        f" {self.future_tolerance} tolerance",
                     )
                 rating, paid = self._pay_from_wallet(self._price(event, lookup), wallet_balance, grants_of)
             except ArithmeticError as error:  # decimal overflow or invalid operation on absurd prices
+                refused = EventError(Refusal.NOT_EXACT, f"cannot be priced exactly: {type(error).__name__}")
                 if raise_rejects:
-                    raise EventError(f"cannot be priced exactly: {type(error).__name__}") from None
-                rejected.append(Rejection(location, f"cannot be priced exactly: {type(error).__name__}"))
+                    raise refused from None
+                rejected.append(Rejection(location, refused.code, str(refused)))
                 continue
             except EventError as error:
                 if raise_rejects:
                     raise
-                rejected.append(Rejection(location, str(error)))
+                rejected.append(Rejection(location, error.code, str(error)))
                 continue
             for key, balance in paid.items():
                 wallets[key] = balance
@@ -341,8 +345,8 @@ class Engine:
             draw = draw_from(sources, need)
             if draw is None:
                 have = sum((funds for _, funds in sources), ZERO)
-                raise EventError(
-                    f"insufficient funds: customer {customer!r} has {have} {asset} available, {need} needed"
+                raise InsufficientFunds(
+                    f"customer {customer!r} has {have} {asset} available, {need} needed"
                 )
             for account, taken in draw:
                 postings.append(Posting(account, asset, taken))
@@ -355,7 +359,8 @@ class Engine:
         if index is None:
             first = self.catalog.versions[0].version.isoformat()
             raise EventError(
-                f"no version of pricebook {self.catalog.name} is in force yet (the first takes effect {first})"
+                Refusal.NO_VERSION_IN_FORCE,
+                f"no version of pricebook {self.catalog.name} is in force yet (the first takes effect {first})",
             )
         return self._versions[index]
 
@@ -368,15 +373,20 @@ class Engine:
         plan = version.plan_at(customer, event.timestamp)
         meters = version.meters_by_type.get(event.type)
         if not meters:
-            raise EventError(f"no meter counts events of type {event.type!r}")
+            raise EventError(Refusal.UNKNOWN_EVENT_TYPE, f"no meter counts events of type {event.type!r}")
         if version.filtered:
             meters = [(name, meter) for name, meter in meters if not meter.where or meter.counts(event)]
             if not meters:
-                raise EventError(f"no meter counts this {event.type} event (every meter's where filter excludes it)")
+                raise EventError(
+                    Refusal.EXCLUDED_BY_FILTER,
+                    f"no meter counts this {event.type} event (every meter's where filter excludes it)",
+                )
         charges_by_meter, contract, contract_name = version.charges_for(customer, plan, event.timestamp)
         period = version.period(plan, customer, event.timestamp)
         if (customer, period) in self._closed:
-            raise EventError(f"period {period} of customer {customer!r} is closed; it takes no more usage")
+            raise EventError(
+                Refusal.CLOSED_PERIOD, f"period {period} of customer {customer!r} is closed; it takes no more usage"
+            )
         currency = book.currency
         usage: list[Usage] = []
         charges: list[Charge] = []
@@ -433,8 +443,9 @@ class Engine:
             running = lookup((customer, SPEND, (), period)).quantity
             if spec.spend_cap is not None and spent > 0 and running + spent > spec.spend_cap:
                 raise EventError(
+                    Refusal.SPEND_CAP_REACHED,
                     f"spend cap reached: customer {customer!r} has spent {running} of {spec.spend_cap} {currency}"
-                    f" in {period}; this event costs {spent}"
+                    f" in {period}; this event costs {spent}",
                 )
             usage.append(Usage(SPEND, (), period, spent, running, running + spent))
         terms = drawn = None

@@ -7,6 +7,8 @@ one line a person can act on.
 
 from __future__ import annotations
 
+from rating.refusals import Refusal
+
 
 class RatingError(Exception):
     """Base class of all errors raised by ``rating``."""
@@ -33,7 +35,14 @@ class PluginError(RatingError):
 
 
 class EventError(RatingError):
-    """An event cannot be rated (unknown customer, missing property, negative quantity ...)."""
+    """An event cannot be rated; ``code`` names why (a :class:`~rating.refusals.Refusal`).
+
+    Callers match on ``code``, never on the message, which is for people.
+    """
+
+    def __init__(self, code: Refusal, message: str) -> None:
+        self.code = Refusal(code)
+        super().__init__(message)
 
 
 class UnbalancedTransaction(RatingError):
@@ -44,8 +53,11 @@ class TransactionConflict(RatingError):
     """A transaction id is already stored with different content."""
 
 
-class EventConflict(RatingError):
-    """An event id was already rated with different content."""
+class EventConflict(EventError):
+    """An event id was already rated with different content (``duplicate_conflict``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Refusal.DUPLICATE_CONFLICT, message)
 
 
 class LimitExceeded(RatingError):
@@ -56,8 +68,14 @@ class LimitExceeded(RatingError):
         super().__init__(f"{account} would reach {balance} {asset}, beyond its limit of {limit} {asset}")
 
 
-class InsufficientFunds(RatingError):
-    """A wallet has less available than a reservation or a charge needs; nothing was posted."""
+class InsufficientFunds(EventError):
+    """A wallet has less available than a reservation or a charge needs (``insufficient_funds``); nothing was posted.
+
+    The one error for this refusal, whether rating an event or reserving funds.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Refusal.INSUFFICIENT_FUNDS, message)
 
 
 class ReservationError(RatingError):

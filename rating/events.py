@@ -19,6 +19,7 @@ from typing import Any, Literal, TextIO
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rating.errors import EventError
+from rating.refusals import Refusal
 
 BillingSource = Literal["platform", "byok"]
 
@@ -107,11 +108,11 @@ def describe_validation_error(error: ValidationError) -> str:
 def parse_event(data: Any) -> UsageEvent:
     """Validate one mapping as an event, or raise :class:`EventError` with a one-line reason."""
     if not isinstance(data, dict):
-        raise EventError(f"expected a JSON object, got {type(data).__name__}")
+        raise EventError(Refusal.INVALID_RECORD, f"expected a JSON object, got {type(data).__name__}")
     try:
         return UsageEvent.model_validate(data)
     except ValidationError as error:
-        raise EventError(describe_validation_error(error)) from None
+        raise EventError(Refusal.INVALID_RECORD, describe_validation_error(error)) from None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -168,7 +169,7 @@ def read_events(path: str | Path) -> Iterator[Sourced]:
     try:
         stream = path.open(newline="", encoding="utf-8")
     except OSError as error:
-        raise EventError(f"{path}: cannot read events: {error.strerror}") from None
+        raise EventError(Refusal.INVALID_RECORD, f"{path}: cannot read events: {error.strerror}") from None
     with stream:
         reader = read_csv if path.suffix.lower() == ".csv" else read_jsonl
         yield from reader(stream, str(path))

@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from rating.errors import EventError, InvalidAmount
 from rating.events import UsageEvent
 from rating.money import ZERO, to_decimal
+from rating.refusals import Refusal
 
 Aggregation = Literal["sum", "count", "max", "unique"]
 ONE = Decimal(1)
@@ -103,15 +104,18 @@ class Meter(BaseModel):
             if value is None:
                 if missing is not None:
                     return missing
-                raise EventError(f"missing property {name!r} (the meter reads it)")
+                raise EventError(Refusal.MISSING_PROPERTY, f"missing property {name!r} (the meter reads it)")
         try:
             quantity = to_decimal(value, name)
         except InvalidAmount as error:
-            raise EventError(str(error)) from None
+            raise EventError(Refusal.INVALID_QUANTITY, str(error)) from None
         if quantity < 0:
-            raise EventError(f"{name} must not be negative, got {value}")
+            raise EventError(Refusal.INVALID_QUANTITY, f"{name} must not be negative, got {value}")
         if quantity.adjusted() > MAX_MAGNITUDE:
-            raise EventError(f"{name} is absurdly large ({value}); quantities stay below 10^{MAX_MAGNITUDE + 1}")
+            raise EventError(
+                Refusal.INVALID_QUANTITY,
+                f"{name} is absurdly large ({value}); quantities stay below 10^{MAX_MAGNITUDE + 1}",
+            )
         return quantity
 
     def counts(self, event: UsageEvent) -> bool:
@@ -130,7 +134,7 @@ class Meter(BaseModel):
             if value is None:
                 value = event.dimension(name)
             if value is None or value == "":
-                raise EventError(f"missing property {name!r} (the meter groups by it)")
+                raise EventError(Refusal.MISSING_PROPERTY, f"missing property {name!r} (the meter groups by it)")
             values.append(value if type(value) is str else str(value))
         return tuple(values)
 
@@ -151,7 +155,7 @@ class Meter(BaseModel):
         if self.unique is not None:
             value = event.dimension(self.unique)
             if value is None:
-                raise EventError(f"missing property {self.unique!r} (the meter reads it)")
+                raise EventError(Refusal.MISSING_PROPERTY, f"missing property {self.unique!r} (the meter reads it)")
             return str(value)
         name = self.source
         assert name is not None

@@ -20,6 +20,7 @@ from rating.errors import EventError
 from rating.money import MONEY_CONTEXT, asset_scale, quantize
 from rating.periods import UTC, zone
 from rating.pricebook import Pricebook
+from rating.refusals import Refusal
 
 FOREVER = dt.datetime.max.replace(tzinfo=UTC)
 ORIGIN = dt.datetime.min.replace(tzinfo=UTC)
@@ -56,13 +57,19 @@ def plan_at(book: Pricebook, customer: str, timestamp: dt.datetime) -> str:
     """The plan ``customer`` is on at ``timestamp``; an :class:`EventError` outside any subscription."""
     history = spans(book, customer)
     if not history:
-        raise EventError(f"unknown customer {customer!r}: not under customers and no default_plan")
+        raise EventError(
+            Refusal.UNKNOWN_CUSTOMER, f"unknown customer {customer!r}: not under customers and no default_plan"
+        )
     for span in history:
         if span.start <= timestamp < span.end:
             return span.plan
     if timestamp < history[0].start:
-        raise EventError(f"customer {customer!r} is not subscribed yet at {timestamp.isoformat()}")
-    raise EventError(f"the subscription of customer {customer!r} ended before {timestamp.isoformat()}")
+        raise EventError(
+            Refusal.NOT_SUBSCRIBED, f"customer {customer!r} is not subscribed yet at {timestamp.isoformat()}"
+        )
+    raise EventError(
+        Refusal.NOT_SUBSCRIBED, f"the subscription of customer {customer!r} ended before {timestamp.isoformat()}"
+    )
 
 
 def spans_within(book: Pricebook, customer: str, start: dt.datetime, end: dt.datetime) -> list[Span]:

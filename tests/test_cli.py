@@ -84,8 +84,12 @@ def test_rate_posts_reports_rejects_and_exits_one(run, pricebook: Path, tmp_path
     assert list(csv.DictReader(io.StringIO(out))) == [
         {"customer": "acme", "events": "2", "asset": "USD", "charged": "1.020"}
     ]
-    assert f"{events}:2: invalid JSON" in err
-    assert f"{events}:3: tokens must not be negative, got -3" in err
+    rejected = list(csv.DictReader(io.StringIO(err.split("posted ")[0])))
+    assert [(r["location"], r["code"]) for r in rejected] == [
+        (f"{events}:2", "invalid_record"),
+        (f"{events}:3", "invalid_quantity"),
+    ]
+    assert rejected[1]["reason"] == "tokens must not be negative, got -3"
     assert "posted 2 events, 0 already posted, 2 rejected" in err
     code, out, err = run("balance", "acme", "--output", "json")
     assert code == 0

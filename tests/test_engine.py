@@ -79,9 +79,9 @@ def test_non_strict_batch_posts_the_valid_and_lists_the_rest(engine: Engine) -> 
     report = engine.rate_batch(records)
     assert report.posted == 1 and report.duplicates == 1
     assert [str(r) for r in report.rejected] == [
-        "f:2: invalid JSON: boom",
-        "f:3: unknown customer 'nobody': not under customers and no default_plan",
-        "f:5: event e1 was already rated with different content",
+        "f:2: invalid_record: invalid JSON: boom",
+        "f:3: unknown_customer: unknown customer 'nobody': not under customers and no default_plan",
+        "f:5: duplicate_conflict: event e1 was already rated with different content",
     ]
     assert report.totals == {("acme", "USD"): Decimal("0.01") + Decimal("0.005")}
 

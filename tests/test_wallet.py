@@ -246,7 +246,7 @@ def test_wallet_billed_usage_is_paid_from_the_wallet_and_never_overdraws(storage
     report = engine.rate_batch([run("r1"), run("r2"), run("r3"), run("b1", "byok")])
     assert report.posted == 3
     assert [str(r) for r in report.rejected] == [
-        "event r3: insufficient funds: customer 'acme' has 0.20 USD available, 0.40 needed"
+        "event r3: insufficient_funds: customer 'acme' has 0.20 USD available, 0.40 needed"
     ]
     assert wallets.balance("acme")["USD"].available == Decimal("0.19")  # 1.00 - 2 x 0.40 - a 0.01 BYOK fee
     assert storage.balances("customer:acme:receivable") == {}

@@ -1,0 +1,49 @@
+"""Named refusals: why an event, a payment or a payout was not accepted.
+
+Like TigerBeetle's result codes, each refusal has one stable code that callers
+match on; the message beside it is for people and may change. Event refusals
+are listed in the order the engine checks them: an event refused for an
+earlier reason is never examined for a later one.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Refusal(enum.StrEnum):
+    """Why an event was not rated, in the order the checks run."""
+
+    #: The record is not an event: not UTF-8, not JSON, too long or too deeply nested,
+    #: a field missing or invalid, an id that breaks the id grammar.
+    INVALID_RECORD = "invalid_record"
+    #: The event id was already rated with different content.
+    DUPLICATE_CONFLICT = "duplicate_conflict"
+    #: The timestamp lies further in the future than the engine's tolerance.
+    FUTURE_TIMESTAMP = "future_timestamp"
+    #: No version of the pricebook is in force at the event's timestamp.
+    NO_VERSION_IN_FORCE = "no_version_in_force"
+    #: The customer is not under ``customers`` and there is no ``default_plan``.
+    UNKNOWN_CUSTOMER = "unknown_customer"
+    #: The customer's subscription has not started yet or has ended at that time.
+    NOT_SUBSCRIBED = "not_subscribed"
+    #: No meter counts events of this type.
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    #: Meters count this type, but every one's ``where`` filter excludes the event.
+    EXCLUDED_BY_FILTER = "excluded_by_filter"
+    #: The customer's billing period of the event is closed.
+    CLOSED_PERIOD = "closed_period"
+    #: A property a meter reads or groups by is absent.
+    MISSING_PROPERTY = "missing_property"
+    #: A quantity is not a decimal number, is negative, or is absurdly large.
+    INVALID_QUANTITY = "invalid_quantity"
+    #: The charges cannot be computed exactly (decimal overflow on absurd prices).
+    NOT_EXACT = "not_exact"
+    #: The event would take the customer's period charges beyond its ``spend_cap``.
+    SPEND_CAP_REACHED = "spend_cap_reached"
+    #: The wallet (grants in force and purchased funds) cannot pay the charges.
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+
+
+#: The event refusals in the order the engine checks them (for documentation and tests).
+CHECK_ORDER: tuple[Refusal, ...] = tuple(Refusal)
