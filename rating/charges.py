@@ -85,10 +85,11 @@ class Charge(NamedTuple):
 
 
 class RatedEvent(NamedTuple):
-    """An event with its usage, its charges and the ledger transaction that posts them."""
+    """An event with its plan and billing period, its usage, its charges and the ledger transaction that posts them."""
 
     event: UsageEvent
     plan: str
+    period: str
     usage: tuple[Usage, ...]
     charges: tuple[Charge, ...]
     transaction: Transaction

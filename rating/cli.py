@@ -16,13 +16,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from rating.accounts import customer_account, receivable_account
 from rating.catalog import load_catalog
 from rating.closing import close_period
 from rating.demo import example_pricebook, write_demo_events
 from rating.engine import BatchReport, Engine
 from rating.errors import PricebookError, RatingError
 from rating.events import Sourced, parse_event, read_events
-from rating.ledger import receivable_account
 from rating.money import ZERO, to_decimal
 from rating.output import FORMATS, OutputFormat, render
 from rating.payouts import pay_creators
@@ -223,7 +223,7 @@ CUSTOMER_COLUMNS = ["asset", "available", "reserved", "posted", "owed"]
 def customer_balances(storage: Storage, customer: str) -> list[dict[str, Any]]:
     """Per asset: the wallet's available, reserved and posted funds, and what is owed on the receivable."""
     wallet = Wallets(storage).balance(customer)
-    owed = {asset: amount for (account, asset), amount in storage.balances(receivable_account(customer)).items()}
+    owed = {asset: amount for (_, asset), amount in storage.balances([receivable_account(customer)]).items()}
     rows = []
     for asset in sorted(set(wallet) | set(owed)):
         funds = wallet.get(asset)
@@ -354,11 +354,10 @@ def cmd_demo(args: argparse.Namespace, registry: Registry) -> int:
     report = engine.rate_batch(read_events(events), progress=Progress(args.events))
     for rejection in report.rejected:
         print(rejection, file=sys.stderr)
-    receivables = engine.storage.balances("customer:")
     rows = [
-        {"customer": account.split(":")[1], "asset": asset, "charged": amount}
-        for (account, asset), amount in receivables.items()
-        if account.endswith(":receivable")
+        {"customer": owner[0], "asset": asset, "charged": amount}
+        for (account, asset), amount in engine.storage.balances().items()
+        if (owner := customer_account(account)) is not None and owner[1] == "receivable"
     ]
     print(render(rows, ["customer", "asset", "charged"], args.output))
     print(

@@ -31,9 +31,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from rating.accounts import (
+    contract_revenue_account,
+    prepaid_account,
+    receivable_account,
+    revenue_account,
+    rounding_account,
+)
 from rating.engine import Engine
 from rating.errors import RatingError
-from rating.ledger import Posting, Transaction, closing_id, prepaid_account, receivable_account, revenue_account
+from rating.ledger import Posting, Transaction, closing_id
 from rating.money import ZERO, asset_scale, quantize
 from rating.periods import bounds_of, parse_period, zone
 from rating.pricebook import Pricebook
@@ -103,7 +110,7 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
     if uncommitted:
         name = contracts[-1][0]
         what, id = f"commitment true-up for {period}", f"commitment:{customer}:{period}"
-        account = f"revenue:contract:{name}"
+        account = contract_revenue_account(name)
         extra = {"contract": name, "commitment": str(committed)}
         result.append(_charge(id, closing_at, what, customer, account, uncommitted, currency, **extra))
     owed = dict(totals)
@@ -112,7 +119,7 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
         difference = quantize(total, asset_scale(asset)) - total
         if difference:
             id, what = f"rounding:{customer}:{period}:{asset}", f"rounding of {period} to the asset's scale"
-            result.append(_charge(id, closing_at, what, customer, f"rounding:{asset}", difference, asset))
+            result.append(_charge(id, closing_at, what, customer, rounding_account(asset), difference, asset))
     marker = {"customer": customer, "period": period, "transactions": str(len(result))}
     result.append(Transaction(closing_id(customer, period), closing_at, f"close {period}", (), marker))
     return result

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from rating.ledger import revenue_account
+from rating.accounts import revenue_account
 from rating.meters import Meter
 from rating.periods import PeriodClock, zone
 from rating.pricebook import Contract, Pricebook

@@ -20,33 +20,30 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
-from rating.catalog import Catalog
-from rating.charges import BYOK_SUFFIX, Charge, RatedEvent, StateKey, Usage
-from rating.compiled import CompiledVersion
-from rating.errors import EventConflict, EventError, InsufficientFunds, LimitExceeded, PluginError, RatingError
-from rating.events import Sourced, UsageEvent
-from rating.ledger import (
-    CLOSING_PREFIX,
+from rating.accounts import (
     PROVIDERS_ACCOUNT,
-    Posting,
-    Transaction,
     cost_account,
+    customer_of,
     prepaid_account,
     receivable_account,
     wallet_account,
 )
+from rating.catalog import Catalog
+from rating.charges import BYOK_SUFFIX, Charge, RatedEvent, StateKey, Usage
+from rating.compiled import CompiledVersion
+from rating.errors import EventConflict, EventError, InsufficientFunds, PluginError, RatingError
+from rating.events import Sourced, UsageEvent
+from rating.ledger import Posting, Transaction
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.pricebook import Pricebook
 from rating.refusals import Refusal
 from rating.registry import Registry
-from rating.storage.base import StaleState, Storage
+from rating.storage.base import Storage
 from rating.wallet import Grant, Wallets, draw_from, funding_sources
 
 #: Period state of a customer's charges in the pricebook currency, for spend caps and alerts.
 SPEND = "spend"
-#: Attempts at a chunk whose period state another writer moved meanwhile.
-STALE_RETRIES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +78,8 @@ class BatchReport:
 
 
 StateLookup = Callable[[StateKey], PeriodState]
+#: Whether a customer's period is closed.
+ClosedLookup = Callable[[str, str], bool]
 
 
 @contextmanager
@@ -125,7 +124,6 @@ class Engine:
         self._posted = hooks.rating_transaction_posted if hooks.rating_transaction_posted.get_hookimpls() else None
         self._alerts = bool(hooks.rating_spend_alert.get_hookimpls())
         self._top_ups = bool(hooks.rating_top_up_needed.get_hookimpls())
-        self._closed: set[tuple[str, str]] = set()
 
     @property
     def pricebook(self) -> Pricebook:
@@ -136,9 +134,8 @@ class Engine:
 
     def quote(self, event: UsageEvent) -> RatedEvent:
         """Price ``event`` against the stored period state, without writing anything."""
-        self._refresh_closed()
         with localcontext(MONEY_CONTEXT):
-            return self._price(event, self._stored_state)
+            return self._price(event, self._stored_state, self._stored_closed)
 
     def rate(self, event: UsageEvent) -> RatedEvent | None:
         """Price and post ``event``. Returns None when it was already posted with the same content.
@@ -189,10 +186,8 @@ class Engine:
 
     # -- internals ---------------------------------------------------------------
 
-    def _refresh_closed(self) -> None:
-        """Read which (customer, period) pairs are closed: once per chunk, one query, not one per customer."""
-        markers = self.storage.transactions_with_prefix(CLOSING_PREFIX)
-        self._closed = {(t.metadata["customer"], t.metadata["period"]) for t in markers}
+    def _stored_closed(self, customer: str, period: str) -> bool:
+        return bool(self.storage.closed_periods([(customer, period)]))
 
     def _stored_state(self, key: StateKey) -> PeriodState:
         return self.storage.period_states([key]).get(key) or PeriodState(ZERO)
@@ -205,38 +200,45 @@ class Engine:
         strict: bool,
         raise_rejects: bool = False,
     ) -> list[RatedEvent]:
-        """Rate ``pending`` and store it in one atomic write, re-rating if state moved meanwhile."""
-        for _ in range(STALE_RETRIES):
-            with localcontext(MONEY_CONTEXT), cyclic_gc_paused():
-                ratings, rejected, duplicates, wallets = self._rate_chunk(pending, raise_rejects)
+        """Rate ``pending`` and store it in one write transaction.
+
+        Rating reads period state, closed periods and wallet balances inside the
+        storage's write scope, where no other writer can move them, so concurrent
+        writers wait for each other instead of re-rating and never give up. The
+        storage still re-checks state, closed periods and wallet limits as it writes.
+        """
+        with self.storage.writing(), localcontext(MONEY_CONTEXT), cyclic_gc_paused():
+            ratings, rejected, duplicates, wallets = self._rate_chunk(pending, raise_rejects)
             if strict and (rejected or report.rejected):
                 report.rejected.extend(rejected)
                 return []
-            try:
-                with cyclic_gc_paused():
-                    fresh = self.storage.record(ratings, limits=dict.fromkeys(wallets, ZERO))
-            except (StaleState, LimitExceeded):
-                continue  # another writer moved period state or spent the same wallet: rate again
-            report.rejected.extend(rejected)
-            report.duplicates += duplicates + len(ratings) - len(fresh)
-            for rating in fresh:
-                report._add(rating)
-                if self._posted is not None:
-                    self._posted(transaction=rating.transaction)
-            self._alert(fresh, wallets)
-            return fresh
-        raise StaleState(f"period state kept moving under {len(pending)} events; gave up after {STALE_RETRIES} tries")
+            fresh = self.storage.record(ratings, limits=dict.fromkeys(wallets, ZERO))
+        report.rejected.extend(rejected)
+        report.duplicates += duplicates + len(ratings) - len(fresh)
+        for rating in fresh:
+            report._add(rating)
+            if self._posted is not None:
+                self._posted(transaction=rating.transaction)
+        self._alert(fresh, wallets)
+        return fresh
 
     def _rate_chunk(
         self, pending: list[tuple[str, UsageEvent]], raise_rejects: bool
     ) -> tuple[list[RatedEvent], list[Rejection], int, dict[tuple[str, str], tuple[Decimal, Decimal]]]:
         storage = self.storage
-        self._refresh_closed()  # another process may have closed a period since the last chunk
         latest = None if self.future_tolerance is None else self.clock() + self.future_tolerance
         already = storage.rated_events(event.id for _, event in pending)
         states: dict[StateKey, PeriodState] = {}
         wallets: dict[tuple[str, str], Decimal] = {}  # wallet balances as this chunk leaves them
         opening: dict[tuple[str, str], Decimal] = {}  # and as it found them
+
+        closed: dict[tuple[str, str], bool] = {}
+
+        def is_closed(customer: str, period: str) -> bool:
+            found = closed.get((customer, period))
+            if found is None:
+                found = closed[customer, period] = self._stored_closed(customer, period)
+            return found
 
         def lookup(key: StateKey) -> PeriodState:
             state = states.get(key)
@@ -253,7 +255,7 @@ class Engine:
 
         def wallet_balance(account: str, asset: str) -> Decimal:
             if (account, asset) not in wallets:
-                wallets[account, asset] = storage.balances(account).get((account, asset), ZERO)
+                wallets[account, asset] = storage.balances([account]).get((account, asset), ZERO)
                 opening[account, asset] = wallets[account, asset]
             return wallets[account, asset]
 
@@ -278,7 +280,7 @@ class Engine:
                         f"timestamp {event.timestamp.isoformat()} is in the future beyond the"
                         f" {self.future_tolerance} tolerance",
                     )
-                rating, paid = self._pay_from_wallet(self._price(event, lookup), wallet_balance, grants_of)
+                rating, paid = self._pay_from_wallet(self._price(event, lookup, is_closed), wallet_balance, grants_of)
             except ArithmeticError as error:  # decimal overflow or invalid operation on absurd prices
                 refused = EventError(Refusal.NOT_EXACT, f"cannot be priced exactly: {type(error).__name__}")
                 if raise_rejects:
@@ -319,7 +321,8 @@ class Engine:
                         asset=self.pricebook.currency,
                     )
         for (account, asset), (before, after) in wallets.items() if self._top_ups else ():
-            customer = account.split(":")[1]
+            customer = customer_of(account)
+            assert customer is not None
             spec = self.pricebook.spec_of(customer)
             if spec is not None and spec.top_up is not None and -before >= spec.top_up.below > -after:
                 hook.rating_top_up_needed(customer=customer, asset=asset, available=-after, amount=spec.top_up.amount)
@@ -345,9 +348,7 @@ class Engine:
             draw = draw_from(sources, need)
             if draw is None:
                 have = sum((funds for _, funds in sources), ZERO)
-                raise InsufficientFunds(
-                    f"customer {customer!r} has {have} {asset} available, {need} needed"
-                )
+                raise InsufficientFunds(f"customer {customer!r} has {have} {asset} available, {need} needed")
             for account, taken in draw:
                 postings.append(Posting(account, asset, taken))
                 after[account, asset] = balance(account, asset) + taken
@@ -364,7 +365,7 @@ class Engine:
             )
         return self._versions[index]
 
-    def _price(self, received: UsageEvent, lookup: StateLookup) -> RatedEvent:
+    def _price(self, received: UsageEvent, lookup: StateLookup, is_closed: ClosedLookup) -> RatedEvent:
         # The event is stored as received, so a replay compares equal; enrichment is redone.
         event = received if self._enrich is None else self._enriched(received)
         version = self._version_at(event.timestamp)
@@ -383,7 +384,7 @@ class Engine:
                 )
         charges_by_meter, contract, contract_name = version.charges_for(customer, plan, event.timestamp)
         period = version.period(plan, customer, event.timestamp)
-        if (customer, period) in self._closed:
+        if is_closed(customer, period):
             raise EventError(
                 Refusal.CLOSED_PERIOD, f"period {period} of customer {customer!r} is closed; it takes no more usage"
             )
@@ -454,7 +455,7 @@ class Engine:
             if contract.prepaid is not None:
                 drawn = self._draw_down(customer, contract_name, contract.prepaid, charges, currency, usage, lookup)
         transaction = self._transaction(event, plan, charges, version, terms, drawn, costs)
-        return RatedEvent(received, plan, tuple(usage), tuple(charges), transaction)
+        return RatedEvent(received, plan, period, tuple(usage), tuple(charges), transaction)
 
     def _enriched(self, event: UsageEvent) -> UsageEvent:
         assert self._enrich is not None

@@ -7,7 +7,7 @@ one line a person can act on.
 
 from __future__ import annotations
 
-from rating.refusals import Refusal
+from rating.refusals import PayoutRefusal, Refusal
 
 
 class RatingError(Exception):
@@ -30,6 +30,13 @@ class PricebookError(RatingError):
         super().__init__(f"{problems[0]}{more}")
 
 
+class InvalidId(RatingError, ValueError):
+    """An id breaks the id grammar (:data:`rating.accounts.ID_GRAMMAR`).
+
+    Also a ValueError, so pydantic reports it as a validation error of the field.
+    """
+
+
 class PluginError(RatingError):
     """A plugin is broken: two plugins claim one name, or a hook returned the wrong thing."""
 
@@ -45,7 +52,11 @@ class EventError(RatingError):
         super().__init__(message)
 
 
-class UnbalancedTransaction(RatingError):
+class InvalidTransaction(RatingError):
+    """A transaction cannot be built: it has no id, or a timestamp without a time zone."""
+
+
+class UnbalancedTransaction(InvalidTransaction):
     """A transaction's postings do not sum to zero for some asset."""
 
 
@@ -78,8 +89,20 @@ class InsufficientFunds(EventError):
         super().__init__(Refusal.INSUFFICIENT_FUNDS, message)
 
 
+class PayoutRefused(RatingError):
+    """A week's payouts were refused; ``code`` names why (a :class:`~rating.refusals.PayoutRefusal`)."""
+
+    def __init__(self, code: PayoutRefusal, message: str) -> None:
+        self.code = PayoutRefusal(code)
+        super().__init__(message)
+
+
 class ReservationError(RatingError):
     """A reservation is unknown, already settled or voided, or not yet expired."""
+
+
+class PeriodClosed(RatingError):
+    """A write would post usage into a closed (customer, period); nothing was written, the caller re-rates."""
 
 
 class StorageError(RatingError):

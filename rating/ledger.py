@@ -19,60 +19,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
-from rating.errors import InvalidAmount, UnbalancedTransaction
+from rating.errors import InvalidAmount, InvalidTransaction, UnbalancedTransaction
 from rating.money import ZERO
-
-
-def receivable_account(customer: str) -> str:
-    """What ``customer`` owes: debited by every charge."""
-    return f"customer:{customer}:receivable"
-
-
-def wallet_account(customer: str) -> str:
-    """What ``customer`` can spend from a prepaid wallet (a credit balance: the platform owes it)."""
-    return f"customer:{customer}:wallet"
-
-
-def grant_account(customer: str, grant: str) -> str:
-    """What is left of one grant (promotional, purchased, rollover credit) of ``customer``."""
-    return f"customer:{customer}:grant:{grant}"
-
-
-def held_account(customer: str) -> str:
-    """What reservations of ``customer`` set aside from the wallet."""
-    return f"customer:{customer}:held"
-
-
-#: Revenue shared out of charges (creator and processor shares): a contra-revenue account.
-SHARES_ACCOUNT = "revenue:shares"
-#: What is owed to the payment processor.
-PROCESSOR_ACCOUNT = "payable:processor"
-
-
-#: What the platform owes model providers for usage it resold.
-PROVIDERS_ACCOUNT = "payable:providers"
-#: Prefix of the accounts that record what usage cost the platform, per meter.
-COST_PREFIX = "expense:provider:"
-
-
-def cost_account(meter: str) -> str:
-    """What usage of ``meter`` cost the platform (debited beside every charge)."""
-    return COST_PREFIX + meter
-
-
-def creator_account(creator: str) -> str:
-    """Earnings owed to an agent's creator, until paid out."""
-    return f"payable:creator:{creator}"
-
-
-def prepaid_account(customer: str) -> str:
-    """A prepaid commitment not yet used: credited by the prepayment, debited as usage draws it down."""
-    return f"customer:{customer}:prepaid"
-
-
-def revenue_account(plan: str, meter: str) -> str:
-    """Revenue earned by ``plan`` on ``meter``: credited by every charge."""
-    return f"revenue:{plan}:{meter}"
 
 
 class _PostingFields(NamedTuple):
@@ -127,13 +75,23 @@ class Transaction:
 
     def __post_init__(self) -> None:
         if not self.id:
-            raise UnbalancedTransaction("a transaction needs an id")
+            raise InvalidTransaction("a transaction needs an id")
         if self.timestamp.tzinfo is None:
-            raise UnbalancedTransaction(f"transaction {self.id}: timestamp must be timezone-aware")
+            raise InvalidTransaction(f"transaction {self.id}: timestamp must be timezone-aware")
         off = imbalance(self.postings)
         if off:
             detail = ", ".join(f"{asset} off by {total}" for asset, total in sorted(off.items()))
             raise UnbalancedTransaction(f"transaction {self.id} does not balance: {detail}")
+
+    @property
+    def kind(self) -> str:
+        """What the transaction is: the first word of its id (``rating``, ``grant``, ``reserve``, ``close`` ...)."""
+        return self.id.partition(":")[0]
+
+    @property
+    def customer(self) -> str | None:
+        """The customer the transaction concerns (its ``customer`` metadata), if any."""
+        return self.metadata.get("customer")
 
     def fingerprint(self) -> str:
         """A digest of the whole content: equal content, equal fingerprint."""

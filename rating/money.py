@@ -11,8 +11,10 @@ from __future__ import annotations
 import decimal
 from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Annotated
 
 from moneyed import Currency, CurrencyDoesNotExist, Money, add_currency, get_currency
+from pydantic import BeforeValidator, Field
 
 from rating.errors import InvalidAmount
 
@@ -27,6 +29,7 @@ MONEY_CONTEXT = decimal.Context(
 )
 
 ZERO = Decimal(0)
+HUNDRED = Decimal(100)
 
 
 def to_decimal(value: object, what: str = "value") -> Decimal:
@@ -57,6 +60,10 @@ def to_decimal(value: object, what: str = "value") -> Decimal:
     return result
 
 
+#: A percentage in a pricebook, from 0 to 100 inclusive, exact (a field may narrow it, e.g. ``Field(gt=0)``).
+Percent = Annotated[Decimal, BeforeValidator(to_decimal), Field(ge=0, le=100)]
+
+
 def register_asset(code: str, scale: int, name: str | None = None) -> Currency:
     """Make a custom asset (CREDITS, TOKENS, GPU_HOURS ...) known to py-moneyed.
 
@@ -81,11 +88,11 @@ def asset_scale(code: str) -> int:
     return len(str(sub_unit)) - 1
 
 
-def quantize(amount: Decimal, scale: int) -> Decimal:
-    """Round ``amount`` to ``scale`` places, half to even (banker's rounding)."""
+def quantize(amount: Decimal, scale: int, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+    """Round ``amount`` to ``scale`` places, half to even (banker's rounding) unless told otherwise."""
     with decimal.localcontext(MONEY_CONTEXT) as ctx:
         ctx.traps[decimal.Inexact] = False
-        return amount.quantize(Decimal(1).scaleb(-scale))
+        return amount.quantize(Decimal(1).scaleb(-scale), rounding=rounding)
 
 
 def to_money(amount: Decimal, asset: str) -> Money:

@@ -1,29 +1,35 @@
 """Weekly creator payouts: earnings to Sunday night, paid the following Wednesday.
 
-``pay_creators(storage, book, "2026-W47")`` pays each creator what
-``payable:creator:ID`` holds for work dated up to Sunday 24:00 of that ISO week
-in the pricebook's time zone, rounded down to the cent (the sub-cent rest stays
-owed and joins the next payout). Each payout is a transaction
-``payout:CREATOR:WEEK`` dated the following Wednesday at 00:00, moving the
-amount to ``payouts:CURRENCY`` for the payment processor; a week already paid is
-not paid again, so running it twice posts nothing new. Earnings dated in a paid
-week but posted after its payout are paid the week after.
+``pay_creators(storage, book, "2026-W47")`` pays each creator what they earned
+up to Sunday 24:00 of that ISO week (in the pricebook's time zone), less
+everything already paid to them, rounded down to the cent (the sub-cent rest
+joins a later payout). Each payout is a transaction ``payout:CREATOR:WEEK``
+dated the following Wednesday at 00:00, moving the amount from
+``payable:creator:ID`` to ``payouts:CURRENCY`` for the payment processor.
+
+Weeks may be paid in any order and again: a week already paid pays nothing,
+a payout is never negative (earnings taken back by credits are carried and
+reduce later payouts), and the total paid to a creator never exceeds what they
+earned up to the latest week paid, which is also what paying the weeks in
+order would have paid. A week that has not ended yet is refused
+(``week_not_ended``): its earnings are not all in.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
-from rating.errors import RatingError
-from rating.ledger import Posting, Transaction, creator_account
-from rating.money import ZERO, asset_scale
+from rating.accounts import creator_account, creator_of, payouts_account
+from rating.errors import PayoutRefused
+from rating.ledger import Posting, Transaction
+from rating.money import ZERO, asset_scale, quantize
 from rating.periods import bounds_of, parse_period, zone
 from rating.pricebook import Pricebook
+from rating.refusals import PayoutRefusal
 from rating.storage.base import Storage
-
-PREFIX = creator_account("")
 
 
 @dataclass(frozen=True)
@@ -37,31 +43,64 @@ class Payout:
     transaction_id: str
 
 
-def pay_creators(storage: Storage, book: Pricebook, week: str) -> tuple[list[Payout], list[Payout]]:
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def pay_creators(
+    storage: Storage, book: Pricebook, week: str, clock: Callable[[], dt.datetime] = _utcnow
+) -> tuple[list[Payout], list[Payout]]:
     """Post the week's payouts; returns (posted now, already posted before)."""
     try:
         kind, _ = parse_period(week)
     except ValueError as error:
-        raise RatingError(str(error)) from None
+        raise PayoutRefused(PayoutRefusal.INVALID_WEEK, str(error)) from None
     if kind != "week":
-        raise RatingError(f"{week!r} is not an ISO week: use 2026-W47")
+        raise PayoutRefused(PayoutRefusal.INVALID_WEEK, f"{week!r} is not an ISO week: use 2026-W47")
     timezone = zone(book.timezone)
     _, _, end = bounds_of(week, timezone)
+    if clock() < end:
+        raise PayoutRefused(
+            PayoutRefusal.WEEK_NOT_ENDED, f"week {week} ends {end.isoformat()}: its earnings are not all in yet"
+        )
     wednesday = end.astimezone(timezone).date() + dt.timedelta(days=2)
     pay_at = dt.datetime(wednesday.year, wednesday.month, wednesday.day, tzinfo=timezone)
     fresh, earlier, transactions = [], [], []
-    for (account, asset), balance in sorted(storage.account_totals(PREFIX, end).items()):
-        creator = account.removeprefix(PREFIX)
-        owed = (-balance).quantize(Decimal(1).scaleb(-asset_scale(asset)), rounding=ROUND_DOWN)
-        id = f"payout:{creator}:{week}"
-        stored = storage.transaction(id)
-        if stored is not None:
-            earlier.append(Payout(creator, stored.postings[0].amount, asset, wednesday, id))
-            continue
-        if owed <= ZERO:
-            continue
-        postings = (Posting(account, asset, owed), Posting(f"payouts:{asset}", asset, -owed))
-        transactions.append(Transaction(id, pay_at, f"payout of {week} to {creator}", postings, {"creator": creator}))
-        fresh.append(Payout(creator, owed, asset, wednesday, id))
-    storage.append(transactions)
+    with storage.writing():  # what was paid is read where no other payout run can add to it
+        paid = _paid_so_far(storage, end)
+        creators = sorted({creator for (account, _) in storage.balances() if (creator := creator_of(account))})
+        accounts = [creator_account(creator) for creator in creators]
+        totals = storage.account_totals(accounts, end)
+        for creator in creators:
+            id = f"payout:{creator}:{week}"
+            stored = storage.transaction(id)
+            if stored is not None:
+                asset = stored.postings[0].asset
+                earlier.append(Payout(creator, stored.postings[0].amount, asset, wednesday, id))
+                continue
+            account = creator_account(creator)
+            for (owner, asset), balance in sorted(totals.items()):
+                if owner != account:
+                    continue
+                everything_paid, paid_before_end = paid.get((creator, asset), (ZERO, ZERO))
+                earned = -balance + paid_before_end
+                owed = quantize(earned - everything_paid, asset_scale(asset), ROUND_DOWN)
+                if owed <= ZERO:
+                    continue
+                postings = (Posting(account, asset, owed), Posting(payouts_account(asset), asset, -owed))
+                meta = {"creator": creator, "week": week}
+                transactions.append(Transaction(id, pay_at, f"payout of {week} to {creator}", postings, meta))
+                fresh.append(Payout(creator, owed, asset, wednesday, id))
+        storage.append(transactions)
     return fresh, earlier
+
+
+def _paid_so_far(storage: Storage, end: dt.datetime) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
+    """Per (creator, asset): everything ever paid out, and the part of it dated before ``end``."""
+    paid: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+    for payout in storage.transactions_of("payout"):
+        first = payout.postings[0]
+        key = (payout.metadata["creator"], first.asset)
+        total, before = paid.get(key, (ZERO, ZERO))
+        paid[key] = (total + first.amount, before + (first.amount if payout.timestamp < end else ZERO))
+    return paid

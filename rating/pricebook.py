@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal, Union
 from moneyed import CurrencyDoesNotExist, get_currency
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -30,12 +29,12 @@ from pydantic_core import ErrorDetails
 
 from rating import yamlstrict
 from rating.errors import InvalidAmount, PricebookError
-from rating.ledger import PROCESSOR_ACCOUNT, SHARES_ACCOUNT, Posting, creator_account
 from rating.meters import Meter
-from rating.money import register_asset, to_decimal
+from rating.money import register_asset
 from rating.periods import PeriodKind
 from rating.pricing import Price, PricingModel, invalid_overrides
 from rating.registry import Registry
+from rating.splits import RevenueSplit
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")]
 
@@ -125,49 +124,6 @@ class CustomerSpec(BaseModel):
     def plans(self) -> list[str]:
         """Every plan this customer is ever on."""
         return [self.plan] + [change.plan for change in self.changes]
-
-
-Percent = Annotated[Decimal, BeforeValidator(to_decimal), Field(ge=0, le=100)]
-
-
-class ProcessorFee(BaseModel):
-    """What the payment processor takes of each charge: a percentage plus a fixed fee."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    percent: Percent = Decimal(0)
-    fixed: Price = Decimal(0)
-
-
-class RevenueSplit(BaseModel):
-    """How each charge of an agent with a creator is shared.
-
-    The processor's fee comes off first (never more than the charge); the rest
-    goes ``creator`` percent to the creator and the remainder to the platform.
-    Shares are exact decimals, so the parts always add up to the charge.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    creator: Percent = Field(description="Creator's percentage of what remains after the processor's fee.")
-    processor: ProcessorFee = ProcessorFee()
-
-    def shares(self, amount: Decimal) -> tuple[Decimal, Decimal, Decimal]:
-        """(processor, creator, platform) shares of ``amount``; they add up to it exactly."""
-        if amount <= 0:
-            return Decimal(0), Decimal(0), amount
-        processor = min(amount, amount * self.processor.percent.scaleb(-2) + self.processor.fixed)
-        creator = (amount - processor) * self.creator.scaleb(-2)
-        return processor, creator, amount - processor - creator
-
-    def postings(self, amount: Decimal, asset: str, creator: str) -> list[Posting]:
-        """Postings that pay the processor and ``creator`` their shares of ``amount`` out of revenue."""
-        processor, to_creator, _ = self.shares(amount)
-        return [
-            Posting(SHARES_ACCOUNT, asset, processor + to_creator),
-            Posting(PROCESSOR_ACCOUNT, asset, -processor),
-            Posting(creator_account(creator), asset, -to_creator),
-        ]
 
 
 class Agent(BaseModel):

@@ -38,7 +38,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from rating.meters import Meter
-from rating.money import ZERO, format_decimal, to_decimal
+from rating.money import ZERO, Percent, format_decimal, to_decimal
 
 #: A price or quantity in a pricebook: Decimal from its text; floats and bools are errors.
 Price = Annotated[Decimal, BeforeValidator(to_decimal), Field(ge=0)]
@@ -59,7 +59,6 @@ COMMON_OPTIONS = frozenset(
         "by_group",
     }
 )
-Percent = Annotated[Decimal, BeforeValidator(to_decimal), Field(gt=0, le=100)]
 
 
 class Discount(BaseModel):
@@ -68,7 +67,7 @@ class Discount(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     above: Annotated[Decimal, BeforeValidator(to_decimal), Field(ge=0)] = Field(description="Threshold amount.")
-    percent: Percent = Field(description="Discount on what exceeds the threshold, in percent.")
+    percent: Percent = Field(gt=0, description="Discount on what exceeds the threshold, in percent.")
 
 
 def group_label(group: tuple[str, ...]) -> str:

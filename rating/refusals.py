@@ -45,5 +45,14 @@ class Refusal(enum.StrEnum):
     INSUFFICIENT_FUNDS = "insufficient_funds"
 
 
+class PayoutRefusal(enum.StrEnum):
+    """Why ``rating payouts`` paid nothing for a week."""
+
+    #: The week is not an ISO week such as ``2026-W47``.
+    INVALID_WEEK = "invalid_week"
+    #: The week has not ended yet in the pricebook's time zone: its earnings are not all in.
+    WEEK_NOT_ENDED = "week_not_ended"
+
+
 #: The event refusals in the order the engine checks them (for documentation and tests).
 CHECK_ORDER: tuple[Refusal, ...] = tuple(Refusal)

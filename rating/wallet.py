@@ -40,21 +40,23 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from rating.errors import InsufficientFunds, InvalidAmount, LimitExceeded, ReservationError, TransactionConflict
-from rating.ledger import (
-    Posting,
-    Transaction,
+from rating.accounts import (
+    FORFEITED_ACCOUNT,
+    PAYMENTS_ACCOUNT,
+    check_id,
     grant_account,
+    grants_account,
     held_account,
     receivable_account,
     wallet_account,
 )
+from rating.errors import InsufficientFunds, InvalidAmount, LimitExceeded, ReservationError, TransactionConflict
+from rating.ledger import Posting, Transaction
 from rating.money import ZERO, to_decimal
 from rating.storage.base import Storage
 
 ExcessPolicy = Literal["cap", "overdraft"]
 GrantKind = Literal["purchased", "promotional", "rollover"]
-FORFEITED = "revenue:forfeited"
 #: A draw: how much each funding account gives, in consumption order.
 Draw = list[tuple[str, Decimal]]
 
@@ -157,6 +159,20 @@ def _grant(transaction: Transaction) -> Grant:
     )
 
 
+def _reservation(opened: Transaction) -> Reservation:
+    meta = opened.metadata
+    draw = tuple((account, Decimal(taken)) for account, taken in json.loads(meta["draw"]))
+    expires = dt.datetime.fromisoformat(meta["expires_at"])
+    id = opened.id.removeprefix("reserve:")
+    return Reservation(id, meta["customer"], meta["asset"], Decimal(meta["amount"]), expires, draw)
+
+
+def _aware(moment: dt.datetime, what: str) -> dt.datetime:
+    if moment.tzinfo is None:
+        raise InvalidAmount(f"{what} must be a timezone-aware datetime, got {moment.isoformat()}")
+    return moment
+
+
 class Wallets:
     """Wallet operations on one storage. ``clock`` tells the time (tests pass their own)."""
 
@@ -168,22 +184,26 @@ class Wallets:
 
     def grants(self, customer: str) -> list[Grant]:
         """Every grant ever given to ``customer``."""
-        return [_grant(t) for t in self.storage.transactions_with_prefix(f"grant:{customer}:")]
+        return [_grant(t) for t in self.storage.transactions_of("grant", check_id("customer", customer))]
+
+    def _funding_balances(self, customer: str, grants: list[Grant]) -> dict[tuple[str, str], Decimal]:
+        """Balances of the customer's wallet, held and grant accounts: named exactly, never by prefix."""
+        accounts = [wallet_account(customer), held_account(customer)] + [g.account for g in grants]
+        return self.storage.balances(accounts)
 
     def sources(self, customer: str, asset: str, at: dt.datetime) -> list[tuple[str, Decimal]]:
         """The funding accounts of ``customer`` in ``asset`` at ``at``, with their funds, in consumption order."""
-        balances = self.storage.balances(f"customer:{customer}:")
-        return funding_sources(customer, asset, at, self.grants(customer), lambda a, s: balances.get((a, s), ZERO))
+        grants = self.grants(customer)
+        balances = self._funding_balances(customer, grants)
+        return funding_sources(customer, asset, at, grants, lambda a, s: balances.get((a, s), ZERO))
 
     def balance(self, customer: str) -> dict[str, WalletBalance]:
         """Posted, reserved and available funds per asset (grants count while in force)."""
         now = self.clock()
-        balances = self.storage.balances(f"customer:{customer}:")
-        funding = (wallet_account(customer), held_account(customer))
-        grants = grant_account(customer, "")
-        assets = {asset for (account, asset) in balances if account in funding or account.startswith(grants)}
-        result = {}
         given = self.grants(customer)  # read once for every asset
+        balances = self._funding_balances(customer, given)
+        assets = {asset for (_, asset) in balances}
+        result = {}
 
         def balance_of(account: str, asset: str) -> Decimal:
             return balances.get((account, asset), ZERO)
@@ -196,9 +216,10 @@ class Wallets:
 
     # -- funding -------------------------------------------------------------------
 
-    def deposit(self, customer: str, asset: str, amount: Decimal, id: str, source: str = "payments:received") -> bool:
+    def deposit(self, customer: str, asset: str, amount: Decimal, id: str, source: str = PAYMENTS_ACCOUNT) -> bool:
         """Credit purchased funds from ``source`` (a confirmed payment); False when ``id`` already was."""
         amount = self._positive(amount)
+        check_id("customer", customer)
         postings = (Posting(source, asset, amount), Posting(wallet_account(customer), asset, -amount))
         meta = {"customer": customer, "kind": "deposit"}
         return self._post_once(Transaction(f"deposit:{id}", self.clock(), "wallet deposit", postings, meta))
@@ -217,11 +238,13 @@ class Wallets:
     ) -> bool:
         """Give ``customer`` a grant, spent before purchased funds; False when ``id`` already was."""
         amount = self._positive(amount)
-        starts = starts or self.clock()
-        if expires is not None and expires <= starts:
+        check_id("customer", customer)
+        check_id("grant", id)
+        starts = _aware(starts or self.clock(), "starts")
+        if expires is not None and _aware(expires, "expires") <= starts:
             raise InvalidAmount(f"grant {id} would expire ({expires.isoformat()}) before it starts")
         account = grant_account(customer, id)
-        postings = (Posting(f"grants:{kind}", asset, amount), Posting(account, asset, -amount))
+        postings = (Posting(grants_account(kind), asset, amount), Posting(account, asset, -amount))
         meta = {
             "grant": id,
             "customer": customer,
@@ -238,16 +261,17 @@ class Wallets:
         """Forfeit what is left of every grant past its expiry (idempotent)."""
         now = self.clock()
         forfeits = []
-        for transaction in self.storage.transactions_with_prefix("grant:"):
+        for transaction in self.storage.transactions_of("grant"):
             grant = _grant(transaction)
             if grant.expires is None or grant.expires > now:
                 continue
-            left = -self.storage.balances(grant.account).get((grant.account, grant.asset), ZERO)
+            left = -self.storage.balances([grant.account]).get((grant.account, grant.asset), ZERO)
             if left > 0:
-                postings = (Posting(grant.account, grant.asset, left), Posting(FORFEITED, grant.asset, -left))
+                postings = (Posting(grant.account, grant.asset, left), Posting(FORFEITED_ACCOUNT, grant.asset, -left))
                 meta = {"customer": grant.customer, "grant": grant.id}
                 # Funds a reservation drew before expiry come back when it is voided: a later forfeiture.
-                earlier = len(self.storage.transactions_with_prefix(f"forfeit:{grant.customer}:{grant.id}:"))
+                forfeits_of_customer = self.storage.transactions_of("forfeit", grant.customer)
+                earlier = sum(1 for t in forfeits_of_customer if t.metadata.get("grant") == grant.id)
                 id = f"forfeit:{grant.customer}:{grant.id}:{earlier}"
                 forfeits.append(Transaction(id, grant.expires, f"grant {grant.id} expired", postings, meta))
         return self.storage.append(forfeits)
@@ -257,6 +281,10 @@ class Wallets:
     def reserve(self, customer: str, asset: str, amount: Decimal, id: str, timeout: dt.timedelta) -> Reservation:
         """Set ``amount`` aside; :class:`InsufficientFunds` and nothing posted when too little is available."""
         amount = self._positive(amount)
+        check_id("customer", customer)
+        check_id("reservation", id)
+        if timeout <= dt.timedelta(0):
+            raise ReservationError(f"reservation {id}: the timeout must be positive, got {timeout}")
         now = self.clock()
         sources = self.sources(customer, asset, now)
         draw = draw_from(sources, amount)
@@ -282,10 +310,7 @@ class Wallets:
         opened = self.storage.transaction(f"reserve:{id}")
         if opened is None or self.storage.transaction(f"release:{id}") is not None:
             return None
-        meta = opened.metadata
-        draw = tuple((account, Decimal(taken)) for account, taken in json.loads(meta["draw"]))
-        expires = dt.datetime.fromisoformat(meta["expires_at"])
-        return Reservation(id, meta["customer"], meta["asset"], Decimal(meta["amount"]), expires, draw)
+        return _reservation(opened)
 
     def settle(
         self,
@@ -298,6 +323,10 @@ class Wallets:
     ) -> Transaction:
         """Charge ``actual`` against reservation ``id``; what it did not use goes back where it came from."""
         reservation = self._open(id)
+        if reservation.expires_at <= self.clock():
+            raise ReservationError(
+                f"reservation {id} expired at {reservation.expires_at.isoformat()}; it can only be voided"
+            )
         actual = to_decimal(actual, "actual")
         if actual < 0:
             raise ReservationError(f"reservation {id}: the actual cost cannot be negative, got {actual}")
@@ -341,8 +370,9 @@ class Wallets:
 
     def open_reservations(self) -> list[Reservation]:
         """Every reservation not yet settled, voided or expired."""
-        ids = [t.id.removeprefix("reserve:") for t in self.storage.transactions_with_prefix("reserve:")]
-        return [r for id in ids if (r := self.reservation(id)) is not None]
+        released = {t.metadata["reservation"] for t in self.storage.transactions_of("release")}
+        opened = [t for t in self.storage.transactions_of("reserve") if t.id.removeprefix("reserve:") not in released]
+        return [_reservation(t) for t in opened]
 
     def expire(self) -> list[Transaction]:
         """Release every open reservation whose timeout has passed."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rating.events import UsageEvent
+from rating.storage import Storage
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "pricebooks" / "ai-gateway.yaml"
@@ -44,3 +45,8 @@ def event(
 
 def total(amounts: Any) -> Decimal:
     return sum(amounts, Decimal(0))
+
+
+def balances_under(storage: Storage, prefix: str) -> dict[tuple[str, str], Decimal]:
+    """The stored balances of accounts whose name starts with ``prefix`` (tests look around; storage never does)."""
+    return {key: amount for key, amount in storage.balances().items() if key[0].startswith(prefix)}

@@ -15,7 +15,7 @@ from rating.errors import EventError, PricebookError
 from rating.pricebook import Pricebook
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage
-from tests.helpers import SIMPLE_PRICEBOOK, event
+from tests.helpers import SIMPLE_PRICEBOOK, balances_under, event
 
 Book = Callable[[str], Pricebook]
 MID_NOVEMBER = SIMPLE_PRICEBOOK.replace("version: 2026-11-01", "version: 2026-11-15").replace(
@@ -93,4 +93,4 @@ def test_a_new_credit_rate_changes_nothing_already_posted(book: Book, registry: 
     assert (
         storage.transaction("rating:e1") == posted and engine.rate(event("e1", at=at(3), tokens=1, model="m")) is None
     )
-    assert storage.balances("revenue:basic:requests") == {("revenue:basic:requests", "CREDITS"): Decimal(-22)}
+    assert balances_under(storage, "revenue:basic:requests") == {("revenue:basic:requests", "CREDITS"): Decimal(-22)}

@@ -14,7 +14,7 @@ from rating.money import asset_scale
 from rating.pricebook import Pricebook
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage
-from tests.helpers import event
+from tests.helpers import balances_under, event
 
 Book = Callable[[str], Pricebook]
 
@@ -63,7 +63,7 @@ def test_credit_rates_by_model_are_posted_in_credits(book: Book, registry: Regis
         "        by_group: {gpt-5: {price: 10}}\n",
     )
     assert amounts(engine, [call("a", "gpt-5"), call("b", "small"), call("c", "gpt-5")]) == [10, 1, 10]
-    assert engine.storage.balances("customer:") == {("customer:acme:receivable", "CREDITS"): Decimal(21)}
+    assert balances_under(engine.storage, "customer:") == {("customer:acme:receivable", "CREDITS"): Decimal(21)}
     assert asset_scale("CREDITS") == 4
     rating = engine.quote(call("d", "gpt-5"))
     assert rating.charges[0].explanation == "1 requests x 10 CREDITS = 10 CREDITS"

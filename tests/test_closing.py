@@ -14,7 +14,7 @@ from rating.ledger import Transaction
 from rating.pricebook import Pricebook
 from rating.registry import Registry
 from rating.storage import Storage
-from tests.helpers import event
+from tests.helpers import balances_under, event
 from tests.test_subscriptions import SUBSCRIPTIONS, utc
 
 Book = Callable[[str], Pricebook]
@@ -30,7 +30,7 @@ def ids(transactions: list[Transaction]) -> list[str]:
 
 
 def receivable(storage: Storage, customer: str) -> Decimal:
-    return storage.balances(f"customer:{customer}:")[(f"customer:{customer}:receivable", "USD")]
+    return balances_under(storage, f"customer:{customer}:")[(f"customer:{customer}:receivable", "USD")]
 
 
 def test_close_posts_prorated_fees_and_a_marker(book: Book, registry: Registry, storage: Storage) -> None:
@@ -49,7 +49,7 @@ def test_close_posts_prorated_fees_and_a_marker(book: Book, registry: Registry, 
     assert report.posted[0].timestamp == utc(2026, 11, 10, 23)
     # The pro minimum, 100 for a third of the month (33.33), is met by 40.15 of fees and usage.
     assert receivable(storage, "acme") == Decimal("40.15")
-    assert storage.balances("revenue:pro:") == {
+    assert balances_under(storage, "revenue:pro:") == {
         ("revenue:pro:calls", "USD"): Decimal("-0.05"),
         ("revenue:pro:fee", "USD"): Decimal("-30.00"),
     }
@@ -75,7 +75,7 @@ def test_sub_cent_charges_stay_exact_until_close_rounds_once(book: Book, registr
     assert ids(report.posted) == ["fee:tokyo:2026-11:0", "rounding:tokyo:2026-11:USD", "close:tokyo:2026-11"]
     assert report.posted[1].postings[0].amount == Decimal("-0.0000003")
     assert receivable(storage, "tokyo") == Decimal("30.00")
-    assert storage.balances("rounding:") == {("rounding:USD", "USD"): Decimal("0.0000003")}
+    assert balances_under(storage, "rounding:") == {("rounding:USD", "USD"): Decimal("0.0000003")}
 
 
 def test_closing_twice_posts_nothing_new(book: Book, registry: Registry, storage: Storage) -> None:

@@ -16,7 +16,7 @@ from rating.pricebook import Pricebook
 from rating.registry import Registry
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
-from tests.helpers import event
+from tests.helpers import balances_under, event
 from tests.test_subscriptions import utc
 
 Book = Callable[[str], Pricebook]
@@ -93,7 +93,7 @@ def test_commitment_shortfall_is_trued_up_at_close(book: Book, registry: Registr
     true_up = report.posted[0]
     assert true_up.metadata["commitment"] == "150.00"  # 300 for the 15 days of 30 the contract covers
     assert true_up.postings[0].amount == Decimal("150.00") - Decimal("81.0000")
-    assert storage.balances("revenue:contract:") == {("revenue:contract:bigco-2026", "USD"): Decimal("-69.0000")}
+    assert balances_under(storage, "revenue:contract:") == {("revenue:contract:bigco-2026", "USD"): Decimal("-69.0000")}
     assert close_period(engine, "2026-11", customers=["bigco"]).posted == []
 
 
@@ -131,7 +131,7 @@ def test_a_prepaid_commitment_is_drawn_down_before_anything_is_owed(
     }
     report = close_period(engine, "2026-11", customers=["bigco"])
     assert [t.id for t in report.posted] == ["prepayment:bigco-2026", "close:bigco:2026-11"]
-    balances = storage.balances("customer:bigco:")
+    balances = balances_under(storage, "customer:bigco:")
     assert balances[("customer:bigco:prepaid", "USD")] == 0  # used up
     assert balances[("customer:bigco:receivable", "USD")] == Decimal(120)  # 100 prepaid + 20 beyond it
 
@@ -148,8 +148,10 @@ def test_prepaid_drawdown_is_exact_in_any_order(
     engine.rate_batch(
         [event(f"e{i}", customer="bigco", type="llm.request", at=utc(2026, 11, 20), tokens=tokens[i]) for i in order]
     )
-    balances = engine.storage.balances("customer:bigco:")
-    spent = -engine.storage.balances("revenue:")[("revenue:standard:tokens", "USD")] if any(tokens) else Decimal(0)
+    balances = balances_under(engine.storage, "customer:bigco:")
+    spent = (
+        -balances_under(engine.storage, "revenue:")[("revenue:standard:tokens", "USD")] if any(tokens) else Decimal(0)
+    )
     drawn = balances.get(("customer:bigco:prepaid", "USD"), Decimal(0))
     assert drawn == min(Decimal(100), spent)
     assert balances.get(("customer:bigco:receivable", "USD"), Decimal(0)) == spent - drawn

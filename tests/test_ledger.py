@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rating.errors import InvalidAmount, UnbalancedTransaction
+from rating.errors import InvalidAmount, InvalidTransaction, UnbalancedTransaction
 from rating.ledger import Posting, Transaction, imbalance, reversal
 
 AT = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -52,10 +52,11 @@ def test_a_posting_holds_only_finite_decimals(amount: object) -> None:
 
 
 def test_transactions_need_an_aware_timestamp_and_an_id() -> None:
-    with pytest.raises(UnbalancedTransaction, match="timezone-aware"):
+    with pytest.raises(InvalidTransaction, match="timezone-aware"):
         Transaction("t", dt.datetime(2026, 11, 1), "naive", ())
-    with pytest.raises(UnbalancedTransaction, match="needs an id"):
+    with pytest.raises(InvalidTransaction, match="needs an id") as missing_id:
         Transaction("", AT, "no id", ())
+    assert not isinstance(missing_id.value, UnbalancedTransaction)
 
 
 def test_fingerprint_changes_with_content_only() -> None:

@@ -45,7 +45,9 @@ NOV = dt.datetime(2026, 11, 5, tzinfo=dt.UTC)
 
 def _event(customer: str = "acme", type: str = "api.call", at: dt.datetime = NOV, **properties: object) -> UsageEvent:
     properties = {"tokens": 1, "model": "m", **properties}
-    return UsageEvent(id=f"{customer}-{type}-{at:%m%d}", customer=customer, type=type, timestamp=at, properties=properties)
+    return UsageEvent(
+        id=f"{customer}-{type}-{at:%m%d}", customer=customer, type=type, timestamp=at, properties=properties
+    )
 
 
 @pytest.fixture

@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from hypothesis import given
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rating.engine import Engine
-from rating.events import Attribution
+from rating.events import Attribution, UsageEvent
 from rating.ledger import imbalance
-from rating.pricebook import Pricebook, RevenueSplit
+from rating.pricebook import Pricebook
 from rating.registry import Registry
+from rating.splits import RevenueSplit
 from rating.storage import Storage
-from tests.helpers import NOV, event
+from rating.storage.memory import MemoryStorage
+from tests.helpers import NOV, balances_under, event
 
 SPLIT_BOOK = """\
 pricebook: split
@@ -48,6 +51,8 @@ def test_shares_add_up_to_the_charge_exactly(
     processor, to_creator, platform = split.shares(amount)
     assert processor + to_creator + platform == amount
     assert min(processor, to_creator, platform) >= 0
+    credit = split.shares(-amount)
+    assert sum(credit) == -amount and max(credit[0], credit[1]) <= 0
 
 
 def test_each_execution_shares_its_charge(
@@ -58,7 +63,7 @@ def test_each_execution_shares_its_charge(
     rating = engine.rate(execution)
     assert rating is not None and imbalance(rating.transaction.postings) == {}
     # processor: 2.00 x 2.9% + 0.30 = 0.358; creator: 80% of 1.642 = 1.3136; platform keeps 0.3284
-    assert storage.balances("payable:") == {
+    assert balances_under(storage, "payable:") == {
         ("payable:creator:jane", "USD"): Decimal("-1.3136"),
         ("payable:processor", "USD"): Decimal("-0.358"),
     }
@@ -68,3 +73,94 @@ def test_each_execution_shares_its_charge(
         "customer:acme:receivable",
         "revenue:p:runs",
     }
+
+
+VOLUME_SPLIT_BOOK = """\
+pricebook: split
+version: 2026-11-01
+currency: USD
+meters:
+  runs: {event: agent.execution, count: true}
+plans:
+  p:
+    charges:
+      - meter: runs
+        model: tiered
+        mode: volume
+        tiers:
+          - {up_to: 10, unit_price: "10"}
+          - {unit_price: "1"}
+default_plan: p
+agents:
+  agt_1: {creator: jane}
+revenue_split:
+  creator: "80"
+"""
+
+
+def executions(count: int) -> list[UsageEvent]:
+    run = event("x", type="agent.execution").model_copy(update={"attribution": Attribution(agent="agt_1")})
+    return [run.model_copy(update={"id": f"x{i}"}) for i in range(count)]
+
+
+def test_a_credit_takes_back_the_creator_share_of_what_it_credits(
+    book: Callable[[str], Pricebook], registry: Registry, storage: Storage
+) -> None:
+    engine = Engine(book(VOLUME_SPLIT_BOOK), storage, registry)
+    engine.rate_batch(executions(11))  # ten at 10 USD, then the 11th re-prices all eleven at 1 USD: -89
+    assert balances_under(storage, "revenue:p:") == {("revenue:p:runs", "USD"): Decimal(-11)}
+    assert balances_under(storage, "payable:creator:") == {("payable:creator:jane", "USD"): Decimal("-8.8")}
+
+
+@settings(max_examples=40)
+@given(
+    count=st.integers(min_value=1, max_value=30),
+    chunk=st.integers(min_value=1, max_value=7),
+    basis=st.sampled_from(["gross", "after_processor"]),
+    creator=st.decimals(min_value=0, max_value=60, places=2),
+    percent=st.decimals(min_value=0, max_value=40, places=2),
+)
+def test_shares_of_a_period_are_the_split_of_its_net_charges(
+    book: Callable[[str], Pricebook],
+    registry: Registry,
+    count: int,
+    chunk: int,
+    basis: str,
+    creator: Decimal,
+    percent: Decimal,
+) -> None:
+    text = VOLUME_SPLIT_BOOK.replace('  creator: "80"', f'  basis: {basis}\n  creator: "{creator}"\n')
+    text += f'  processor: {{percent: "{percent}"}}\n'
+    storage = MemoryStorage()
+    engine = Engine(book(text), storage, registry)
+    runs = executions(count)
+    for start in range(0, count, chunk):
+        engine.rate_batch(runs[start : start + chunk])
+    net = -balances_under(storage, "revenue:p:")[("revenue:p:runs", "USD")]
+    to_processor = net * percent / 100
+    base = net if basis == "gross" else net - to_processor
+    shares = balances_under(storage, "payable:")
+    assert -shares.get(("payable:creator:jane", "USD"), Decimal(0)) == base * creator / 100
+    assert -shares.get(("payable:processor", "USD"), Decimal(0)) == to_processor
+
+
+def test_shares_declared_on_the_gross_are_exact_and_must_add_up(book: Callable[[str], Pricebook]) -> None:
+    split = RevenueSplit.model_validate(
+        {"basis": "gross", "creator": "70", "platform": "20", "processor": {"percent": "10"}}
+    )
+    assert split.shares(Decimal("3.33")) == (Decimal("0.333"), Decimal("2.331"), Decimal("0.666"))
+    assert split.shares(Decimal("-1")) == (Decimal("-0.1"), Decimal("-0.7"), Decimal("-0.2"))
+    with pytest.raises(ValueError, match="add up to 95, not 100"):
+        RevenueSplit.model_validate(
+            {"basis": "gross", "creator": "70", "platform": "15", "processor": {"percent": "10"}}
+        )
+    with pytest.raises(ValueError, match="needs basis: gross"):
+        RevenueSplit.model_validate({"creator": "70", "platform": "30"})
+
+
+def test_the_fixed_processor_fee_is_per_positive_charge_and_never_refunded() -> None:
+    split = RevenueSplit.model_validate({"creator": "80", "processor": {"percent": "2.9", "fixed": "0.30"}})
+    assert split.shares(Decimal("0.10"))[0] == Decimal("0.10")  # never more than the charge
+    processor, to_creator, platform = split.shares(Decimal("-10"))
+    assert processor == Decimal("-0.290") and to_creator == Decimal("-7.768")
+    assert processor + to_creator + platform == Decimal(-10)

@@ -15,6 +15,7 @@ from rating.ledger import imbalance
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
 from rating.wallet import WalletBalance, Wallets
+from tests.helpers import balances_under
 
 START = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
 MINUTE = dt.timedelta(minutes=1)
@@ -67,7 +68,7 @@ def test_excess_over_the_reservation_is_capped_and_recorded_as_owed(storage: Sto
     settled = wallets.settle("a", Decimal(7), "revenue:x")
     assert settled.metadata["shortfall"] == "3"
     assert wallets.balance("acme")["USD"].available == Decimal(6)
-    assert storage.balances("customer:acme:receivable") == {("customer:acme:receivable", "USD"): Decimal(3)}
+    assert balances_under(storage, "customer:acme:receivable") == {("customer:acme:receivable", "USD"): Decimal(3)}
 
 
 def test_overdraft_policy_is_bounded(storage: Storage) -> None:
@@ -178,7 +179,7 @@ class WalletMachine(RuleBasedStateMachine):
 
     @invariant()
     def nothing_is_overdrawn_and_every_cent_is_accounted_for(self) -> None:
-        balances = self.storage.balances("customer:c:")
+        balances = balances_under(self.storage, "customer:c:")
         assert all(amount <= 0 for (account, _), amount in balances.items() if account != "customer:c:receivable")
         balance = self.wallets.balance("c").get("USD")
         available = balance.available if balance else Decimal(0)
@@ -249,7 +250,7 @@ def test_wallet_billed_usage_is_paid_from_the_wallet_and_never_overdraws(storage
         "event r3: insufficient_funds: customer 'acme' has 0.20 USD available, 0.40 needed"
     ]
     assert wallets.balance("acme")["USD"].available == Decimal("0.19")  # 1.00 - 2 x 0.40 - a 0.01 BYOK fee
-    assert storage.balances("customer:acme:receivable") == {}
+    assert balances_under(storage, "customer:acme:receivable") == {}
     other = engine.rate(UsageEvent(id="x", customer="walk-in", type="agent.execution", timestamp=START))
     assert other is not None and other.transaction.postings[0].account == "customer:walk-in:receivable"
 
@@ -271,7 +272,7 @@ def test_grants_are_spent_by_priority_then_earliest_expiry_before_purchased_fund
         ("customer:acme:wallet", Decimal(1)),
     )
     wallets.settle("run", Decimal(4), "revenue:x")  # uses first and soon, less 1 of soon; the rest goes back
-    balances = storage.balances("customer:acme:")
+    balances = balances_under(storage, "customer:acme:")
     assert balances[("customer:acme:grant:first", "USD")] == 0
     assert balances[("customer:acme:grant:soon", "USD")] == Decimal(-1)
     assert balances[("customer:acme:grant:late", "USD")] == Decimal(-3)
@@ -289,7 +290,7 @@ def test_expired_grants_are_forfeited_once_and_stop_counting(storage: Storage) -
     [forfeit] = wallets.expire_grants()
     assert forfeit.id == "forfeit:acme:promo:0" and forfeit.timestamp == START + dt.timedelta(days=30)
     assert wallets.expire_grants() == []
-    assert storage.balances("revenue:forfeited") == {("revenue:forfeited", "CREDITS"): Decimal(-50)}
+    assert balances_under(storage, "revenue:forfeited") == {("revenue:forfeited", "CREDITS"): Decimal(-50)}
     with pytest.raises(InvalidAmount, match="would expire"):
         wallets.grant("acme", "CREDITS", Decimal(1), "odd", expires=START)
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import abc
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 
 from rating.charges import Charge, RatedEvent, StateKey
-from rating.errors import EventConflict, LimitExceeded, RatingError, TransactionConflict
+from rating.errors import EventConflict, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
 from rating.events import UsageEvent
 from rating.ledger import Transaction
 from rating.meters import PeriodState
@@ -82,8 +82,28 @@ class Storage(abc.ABC):
     """Where the ledger, rated events and period state live."""
 
     url: str
+    _writing = False
 
     # -- the contract ---------------------------------------------------------
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """One write transaction around everything inside it, reads included.
+
+        Other writers wait until it ends, so state read inside cannot move
+        before it is written: the engine rates a chunk inside this scope.
+        Nested scopes, and :meth:`record` and :meth:`append` inside it, join the
+        outer one; everything is committed when it ends, or nothing on an error.
+        """
+        if self._writing:
+            yield
+            return
+        with self._atomic():
+            self._writing = True
+            try:
+                yield
+            finally:
+                self._writing = False
 
     def record(
         self, ratings: Sequence[RatedEvent], limits: Mapping[tuple[str, str], Decimal] | None = None
@@ -92,8 +112,9 @@ class Storage(abc.ABC):
 
         ``limits`` are checked as in :meth:`append` (wallets paying for usage).
         """
-        with self._atomic():
+        with self.writing():
             fresh = self._screen_ratings(ratings)
+            self._check_open(fresh)
             self._check_state(fresh)
             transactions = [r.transaction for r in fresh]
             self._screen_transactions(transactions)
@@ -112,7 +133,7 @@ class Storage(abc.ABC):
         write transaction, so concurrent writers cannot both pass it; a breach
         raises :class:`~rating.errors.LimitExceeded` and writes nothing.
         """
-        with self._atomic():
+        with self.writing():
             fresh = self._screen_transactions(transactions)
             if limits:
                 self._check_limits(fresh, limits)
@@ -126,8 +147,9 @@ class Storage(abc.ABC):
                 key = (posting.account, posting.asset)
                 if key in limits:
                     moves[key] = moves.get(key, ZERO) + posting.amount
+        stored = self.balances({account for account, _ in moves})
         for (account, asset), move in moves.items():
-            after = self.balances(account).get((account, asset), ZERO) + move
+            after = stored.get((account, asset), ZERO) + move
             if move > 0 and after > limits[account, asset]:
                 raise LimitExceeded(account, asset, after, limits[account, asset])
 
@@ -148,12 +170,19 @@ class Storage(abc.ABC):
         """Every stored transaction, in the order it was stored."""
 
     @abc.abstractmethod
-    def transactions_with_prefix(self, prefix: str) -> list[Transaction]:
-        """The stored transactions whose id starts with ``prefix``, in the order they were stored."""
+    def transactions_of(self, kind: str, customer: str | None = None) -> list[Transaction]:
+        """The stored transactions of ``kind`` (:attr:`Transaction.kind`), in the order they were stored.
+
+        With ``customer``, only those whose :attr:`Transaction.customer` it is. An exact, indexed match.
+        """
 
     @abc.abstractmethod
-    def balances(self, account_prefix: str = "") -> dict[tuple[str, str], Decimal]:
-        """Balance per (account, asset) of accounts starting with ``account_prefix``."""
+    def balances(self, accounts: Iterable[str] | None = None) -> dict[tuple[str, str], Decimal]:
+        """Balance per (account, asset) of exactly the named ``accounts``, or of every account (None)."""
+
+    @abc.abstractmethod
+    def closed_periods(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the (customer, period) ``keys`` are closed (a ``close`` transaction is stored for them)."""
 
     @abc.abstractmethod
     def charges(self, customer: str | None = None) -> Iterator[StoredCharge]:
@@ -164,8 +193,8 @@ class Storage(abc.ABC):
         """Rated events with ``since <= timestamp < until``, optionally of one customer, in time order."""
 
     @abc.abstractmethod
-    def account_totals(self, account_prefix: str, until: dt.datetime) -> dict[tuple[str, str], Decimal]:
-        """Per (account, asset) under ``account_prefix``: the sum of its postings dated before ``until``."""
+    def account_totals(self, accounts: Iterable[str], until: dt.datetime) -> dict[tuple[str, str], Decimal]:
+        """Per (account, asset) of the named ``accounts``: the sum of its postings dated before ``until``."""
 
     @abc.abstractmethod
     def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
@@ -270,6 +299,13 @@ class Storage(abc.ABC):
             if previous != transaction.fingerprint():
                 raise TransactionConflict(f"transaction {id} is already stored with different content")
         return fresh
+
+    def _check_open(self, ratings: Sequence[RatedEvent]) -> None:
+        """No rating may post usage into a closed period: atomic with the write, on every adapter."""
+        closed = self.closed_periods({(r.event.customer, r.period) for r in ratings})
+        if closed:
+            customer, period = sorted(closed)[0]
+            raise PeriodClosed(f"period {period} of customer {customer!r} was closed; re-rate the batch")
 
     def _check_state(self, ratings: Sequence[RatedEvent]) -> None:
         """Each state key's first reading in the batch must start from the stored quantity."""

@@ -8,9 +8,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from decimal import Decimal
 
+from rating.accounts import is_cost
 from rating.charges import RatedEvent, StateKey
 from rating.events import UsageEvent
-from rating.ledger import COST_PREFIX, Transaction
+from rating.ledger import Transaction
 from rating.meters import PeriodState
 from rating.money import ZERO
 from rating.storage.base import Activity, Storage, StoredCharge
@@ -32,6 +33,8 @@ class MemoryStorage(Storage):
         self._balances: dict[tuple[str, str], Decimal] = {}
         self._charges: list[StoredCharge] = []
         self._activity: list[Activity] = []
+        self._by_kind: dict[tuple[str, str | None], list[str]] = {}
+        self._closed: set[tuple[str, str]] = set()
 
     def _atomic(self) -> AbstractContextManager[None]:
         return self._lock  # type: ignore[return-value]
@@ -55,11 +58,17 @@ class MemoryStorage(Storage):
     def transactions(self) -> Iterator[Transaction]:
         return iter(list(self._transactions.values()))
 
-    def transactions_with_prefix(self, prefix: str) -> list[Transaction]:
-        return [t for id, t in self._transactions.items() if id.startswith(prefix)]
+    def transactions_of(self, kind: str, customer: str | None = None) -> list[Transaction]:
+        return [self._transactions[id] for id in self._by_kind.get((kind, customer), ())]
 
-    def balances(self, account_prefix: str = "") -> dict[tuple[str, str], Decimal]:
-        return {k: v for k, v in self._balances.items() if k[0].startswith(account_prefix)}
+    def balances(self, accounts: Iterable[str] | None = None) -> dict[tuple[str, str], Decimal]:
+        if accounts is None:
+            return dict(self._balances)
+        wanted = set(accounts)
+        return {k: v for k, v in self._balances.items() if k[0] in wanted}
+
+    def closed_periods(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        return self._closed.intersection(keys)
 
     def charges(self, customer: str | None = None) -> Iterator[StoredCharge]:
         return iter([c for c in self._charges if customer is None or c.customer == customer])
@@ -72,12 +81,13 @@ class MemoryStorage(Storage):
         ]
         return iter(sorted(chosen, key=lambda a: a.event.timestamp))
 
-    def account_totals(self, account_prefix: str, until: dt.datetime) -> dict[tuple[str, str], Decimal]:
+    def account_totals(self, accounts: Iterable[str], until: dt.datetime) -> dict[tuple[str, str], Decimal]:
+        wanted = set(accounts)
         totals: dict[tuple[str, str], Decimal] = {}
         for transaction in self._transactions.values():
             if transaction.timestamp < until:
                 for p in transaction.postings:
-                    if p.account.startswith(account_prefix):
+                    if p.account in wanted:
                         totals[(p.account, p.asset)] = totals.get((p.account, p.asset), ZERO) + p.amount
         return totals
 
@@ -105,6 +115,12 @@ class MemoryStorage(Storage):
         balances = self._balances
         for transaction in transactions:
             self._transactions[transaction.id] = transaction
+            kind, customer = transaction.kind, transaction.customer
+            self._by_kind.setdefault((kind, None), []).append(transaction.id)
+            if customer is not None:
+                self._by_kind.setdefault((kind, customer), []).append(transaction.id)
+            if kind == "close" and customer is not None:
+                self._closed.add((customer, transaction.metadata["period"]))
             for posting in transaction.postings:
                 key = (posting.account, posting.asset)
                 balances[key] = balances.get(key, ZERO) + posting.amount
@@ -127,5 +143,5 @@ class MemoryStorage(Storage):
             charges.extend(StoredCharge(event.id, event.customer, c) for c in rating.charges)
             readings = tuple((u.meter, u.reading) for u in rating.usage)
             amounts = tuple((c.asset, c.amount) for c in rating.charges)
-            costs = tuple((p.asset, p.amount) for p in rating.transaction.postings if p.account.startswith(COST_PREFIX))
+            costs = tuple((p.asset, p.amount) for p in rating.transaction.postings if is_cost(p.account))
             self._activity.append(Activity(event, readings, amounts, costs))

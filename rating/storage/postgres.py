@@ -17,10 +17,11 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
+from rating.accounts import is_cost
 from rating.charges import Charge, RatedEvent, StateKey
 from rating.errors import StorageError
 from rating.events import UsageEvent
-from rating.ledger import COST_PREFIX, Posting, Transaction
+from rating.ledger import Posting, Transaction
 from rating.meters import PeriodState
 from rating.storage.base import Activity, Storage, StoredCharge, balance_moves, final_states
 
@@ -115,6 +116,27 @@ MIGRATIONS: list[tuple[int, str]] = [
             member TEXT NOT NULL,
             PRIMARY KEY (customer, meter, group_key, period, member)
         )
+        """,
+    ),
+    (
+        2,
+        # Transactions are found by kind and customer, never by an id prefix; closed periods are
+        # a table of their own, checked inside every write.
+        """
+        ALTER TABLE transactions ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+        ALTER TABLE transactions ADD COLUMN customer TEXT;
+        UPDATE transactions SET kind = split_part(id, ':', 1), customer = metadata ->> 'customer';
+        CREATE INDEX transactions_by_kind ON transactions (kind, customer);
+        CREATE TABLE closed_periods (
+            customer TEXT NOT NULL,
+            period TEXT NOT NULL,
+            transaction_id TEXT NOT NULL REFERENCES transactions(id),
+            PRIMARY KEY (customer, period)
+        );
+        INSERT INTO closed_periods
+            SELECT customer, metadata ->> 'period', id FROM transactions WHERE kind = 'close';
+        CREATE TABLE legacy_totals AS SELECT * FROM period_state WHERE meter LIKE 'total:%[%]%';
+        DELETE FROM period_state WHERE meter LIKE 'total:%[%]%'
         """,
     ),
 ]
@@ -233,15 +255,32 @@ class PostgresStorage(Storage):
     def transactions(self) -> Iterator[Transaction]:
         return iter(self._read_transactions("", ()))
 
-    def transactions_with_prefix(self, prefix: str) -> list[Transaction]:
-        return self._read_transactions("WHERE id >= %s AND id < %s", (prefix, prefix + "\U0010ffff"))
+    def transactions_of(self, kind: str, customer: str | None = None) -> list[Transaction]:
+        if customer is None:
+            return self._read_transactions("WHERE kind = %s", (kind,))
+        return self._read_transactions("WHERE kind = %s AND customer = %s", (kind, customer))
 
-    def balances(self, account_prefix: str = "") -> dict[tuple[str, str], Decimal]:
-        rows = self._db.execute(
-            "SELECT account, asset, amount FROM balances WHERE left(account, %s) = %s ORDER BY account, asset",
-            (len(account_prefix), account_prefix),
-        )
+    def balances(self, accounts: Iterable[str] | None = None) -> dict[tuple[str, str], Decimal]:
+        if accounts is None:
+            rows = self._db.execute("SELECT account, asset, amount FROM balances ORDER BY account, asset")
+        else:
+            rows = self._db.execute(
+                "SELECT account, asset, amount FROM balances WHERE account = ANY(%s) ORDER BY account, asset",
+                (list(accounts),),
+            )
         return {(account, asset): amount for account, asset, amount in rows}
+
+    def closed_periods(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        wanted = list(set(keys))
+        if not wanted:
+            return set()
+        customers, periods = (list(column) for column in zip(*wanted, strict=True))
+        rows = self._db.execute(
+            "SELECT customer, period FROM closed_periods WHERE (customer, period) IN"
+            " (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            (customers, periods),
+        )
+        return {(customer, period) for customer, period in rows}
 
     def charges(self, customer: str | None = None) -> Iterator[StoredCharge]:
         where, args = ("WHERE customer = %s", (customer,)) if customer is not None else ("", ())
@@ -286,20 +325,20 @@ class PostgresStorage(Storage):
         ):
             amounts.setdefault(id, []).append((asset, amount))
         costs: dict[str, list[tuple[str, Decimal]]] = {}
-        for transaction_id, asset, amount in self._db.execute(
-            "SELECT transaction_id, asset, amount FROM postings"
-            " WHERE transaction_id = ANY(%s) AND left(account, %s) = %s",
-            ([f"rating:{id}" for id in ids], len(COST_PREFIX), COST_PREFIX),
+        for transaction_id, account, asset, amount in self._db.execute(
+            "SELECT transaction_id, account, asset, amount FROM postings WHERE transaction_id = ANY(%s)",
+            ([f"rating:{id}" for id in ids],),
         ):
-            costs.setdefault(transaction_id.removeprefix("rating:"), []).append((asset, amount))
+            if is_cost(account):
+                costs.setdefault(transaction_id.removeprefix("rating:"), []).append((asset, amount))
         for id, event in events.items():
             yield Activity(event, tuple(readings.get(id, ())), tuple(amounts.get(id, ())), tuple(costs.get(id, ())))
 
-    def account_totals(self, account_prefix: str, until: dt.datetime) -> dict[tuple[str, str], Decimal]:
+    def account_totals(self, accounts: Iterable[str], until: dt.datetime) -> dict[tuple[str, str], Decimal]:
         rows = self._db.execute(
             "SELECT p.account, p.asset, SUM(p.amount) FROM postings p JOIN transactions t ON t.id = p.transaction_id"
-            " WHERE left(p.account, %s) = %s AND t.timestamp < %s GROUP BY p.account, p.asset",
-            (len(account_prefix), account_prefix, until),
+            " WHERE p.account = ANY(%s) AND t.timestamp < %s GROUP BY p.account, p.asset",
+            (list(accounts), until),
         )
         return {(account, asset): total for account, asset, total in rows}
 
@@ -331,9 +370,15 @@ class PostgresStorage(Storage):
             return
         self._copy(
             "transactions",
-            "id, timestamp, description, metadata, fingerprint",
-            ((t.id, t.timestamp, t.description, json.dumps(dict(t.metadata)), t.fingerprint()) for t in transactions),
+            "id, timestamp, description, metadata, fingerprint, kind, customer",
+            (
+                (t.id, t.timestamp, t.description, json.dumps(dict(t.metadata)), t.fingerprint(), t.kind, t.customer)
+                for t in transactions
+            ),
         )
+        closing = [(t.customer, t.metadata["period"], t.id) for t in transactions if t.kind == "close"]
+        if closing:
+            self._copy("closed_periods", "customer, period, transaction_id", closing)
         self._copy(
             "postings",
             "transaction_id, line, account, asset, amount",

@@ -17,10 +17,11 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
+from rating.accounts import is_cost
 from rating.charges import Charge, RatedEvent, StateKey
 from rating.errors import StorageError
 from rating.events import UsageEvent
-from rating.ledger import COST_PREFIX, Posting, Transaction
+from rating.ledger import Posting, Transaction
 from rating.meters import PeriodState
 from rating.money import ZERO
 from rating.storage.base import Activity, Storage, StoredCharge, balance_moves, final_states
@@ -112,6 +113,29 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     (2, "CREATE INDEX charges_by_period ON charges (period, customer)"),
     (3, "CREATE INDEX events_by_time ON events (timestamp)"),
+    (
+        4,
+        # Transactions are found by kind and customer, never by an id prefix; closed periods are
+        # a table of their own, checked inside every write.
+        """
+        ALTER TABLE transactions ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+        ALTER TABLE transactions ADD COLUMN customer TEXT;
+        UPDATE transactions SET
+            kind = CASE WHEN instr(id, ':') > 0 THEN substr(id, 1, instr(id, ':') - 1) ELSE id END,
+            customer = json_extract(metadata, '$.customer');
+        CREATE INDEX transactions_by_kind ON transactions (kind, customer);
+        CREATE TABLE closed_periods (
+            customer TEXT NOT NULL,
+            period TEXT NOT NULL,
+            transaction_id TEXT NOT NULL REFERENCES transactions(id),
+            PRIMARY KEY (customer, period)
+        );
+        INSERT INTO closed_periods
+            SELECT customer, json_extract(metadata, '$.period'), id FROM transactions WHERE kind = 'close';
+        CREATE TABLE legacy_totals AS SELECT * FROM period_state WHERE meter LIKE 'total:%[%]%';
+        DELETE FROM period_state WHERE meter LIKE 'total:%[%]%'
+        """,
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -155,17 +179,21 @@ class SQLiteStorage(Storage):
         return int(row[0] or 0)
 
     def migrate(self) -> int:
-        """Apply pending migrations, each in its own transaction; return the resulting version."""
-        current = self.schema_version()
-        if current > SCHEMA_VERSION:
-            raise StorageError(
-                f"{self.path}: schema version {current} is newer than this rating knows "
-                f"({SCHEMA_VERSION}); upgrade rating"
-            )
-        for version, script in MIGRATIONS:
-            if version <= current:
-                continue
-            with self._atomic():
+        """Apply pending migrations in one write transaction; return the resulting version.
+
+        The version is read inside that transaction, so processes opening a new file
+        together apply each migration once (the others find it done).
+        """
+        with self._atomic():
+            current = self.schema_version()
+            if current > SCHEMA_VERSION:
+                raise StorageError(
+                    f"{self.path}: schema version {current} is newer than this rating knows "
+                    f"({SCHEMA_VERSION}); upgrade rating"
+                )
+            for version, script in MIGRATIONS:
+                if version <= current:
+                    continue
                 for statement in filter(str.strip, script.split(";")):
                     self._db.execute(statement)
                 now = dt.datetime.now(dt.UTC).isoformat()
@@ -187,12 +215,14 @@ class SQLiteStorage(Storage):
 
     # -- reads -----------------------------------------------------------------
 
-    def _in_chunks(self, sql: str, values: Iterable[object]) -> Iterator[tuple[object, ...]]:
-        """Run ``sql`` (with one ``{marks}`` IN list) over ``values`` in chunks SQLite accepts."""
+    def _in_chunks(
+        self, sql: str, values: Iterable[object], leading: tuple[object, ...] = ()
+    ) -> Iterator[tuple[object, ...]]:
+        """Run ``sql`` (``leading`` parameters, then one ``{marks}`` IN list) over ``values`` in chunks."""
         batch = list(dict.fromkeys(values))
         for start in range(0, len(batch), 500):
             part = batch[start : start + 500]
-            yield from self._db.execute(sql.format(marks=",".join("?" * len(part))), part)
+            yield from self._db.execute(sql.format(marks=",".join("?" * len(part))), [*leading, *part])
 
     def rated_events(self, ids: Iterable[str]) -> dict[str, UsageEvent]:
         rows = self._in_chunks("SELECT id, body FROM events WHERE id IN ({marks})", ids)
@@ -241,20 +271,32 @@ class SQLiteStorage(Storage):
         for row in rows:
             yield self._read_transaction(row)
 
-    def transactions_with_prefix(self, prefix: str) -> list[Transaction]:
-        # A range on the primary key: an index scan, unlike LIKE.
-        rows = self._db.execute(
-            "SELECT id, timestamp, description, metadata FROM transactions WHERE id >= ? AND id < ? ORDER BY seq",
-            (prefix, prefix + "\U0010ffff"),
-        ).fetchall()
+    def transactions_of(self, kind: str, customer: str | None = None) -> list[Transaction]:
+        sql = "SELECT id, timestamp, description, metadata FROM transactions WHERE kind = ?"
+        arguments: tuple[str, ...] = (kind,)
+        if customer is not None:
+            sql, arguments = sql + " AND customer = ?", (kind, customer)
+        rows = self._db.execute(sql + " ORDER BY seq", arguments).fetchall()
         return [self._read_transaction(row) for row in rows]
 
-    def balances(self, account_prefix: str = "") -> dict[tuple[str, str], Decimal]:
-        rows = self._db.execute(
-            "SELECT account, asset, amount FROM balances WHERE substr(account, 1, ?) = ? ORDER BY account, asset",
-            (len(account_prefix), account_prefix),
-        )
-        return {(account, asset): Decimal(amount) for account, asset, amount in rows}
+    def balances(self, accounts: Iterable[str] | None = None) -> dict[tuple[str, str], Decimal]:
+        if accounts is None:
+            rows: Iterable[tuple[object, ...]] = self._db.execute(
+                "SELECT account, asset, amount FROM balances ORDER BY account, asset"
+            )
+        else:
+            rows = self._in_chunks("SELECT account, asset, amount FROM balances WHERE account IN ({marks})", accounts)
+        return {(str(account), str(asset)): Decimal(str(amount)) for account, asset, amount in rows}
+
+    def closed_periods(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        closed = set()
+        for customer, period in set(keys):
+            row = self._db.execute(
+                "SELECT 1 FROM closed_periods WHERE customer = ? AND period = ?", (customer, period)
+            ).fetchone()
+            if row is not None:
+                closed.add((customer, period))
+        return closed
 
     def charges(self, customer: str | None = None) -> Iterator[StoredCharge]:
         sql = (
@@ -302,24 +344,28 @@ class SQLiteStorage(Storage):
             amounts.setdefault(str(id), []).append((str(asset), Decimal(str(amount))))
         costs: dict[str, list[tuple[str, Decimal]]] = {}
         cost_rows = self._in_chunks(
-            "SELECT transaction_id, asset, amount FROM postings WHERE transaction_id IN ({marks})"
-            f" AND substr(account, 1, {len(COST_PREFIX)}) = '{COST_PREFIX}'",
+            "SELECT transaction_id, account, asset, amount FROM postings WHERE transaction_id IN ({marks})",
             (f"rating:{id}" for id in events),
         )
-        for transaction_id, asset, amount in cost_rows:
-            costs.setdefault(str(transaction_id).removeprefix("rating:"), []).append((str(asset), Decimal(str(amount))))
+        for transaction_id, account, asset, amount in cost_rows:
+            if is_cost(str(account)):
+                costs.setdefault(str(transaction_id).removeprefix("rating:"), []).append(
+                    (str(asset), Decimal(str(amount)))
+                )
         for id, event in events.items():
             yield Activity(event, tuple(readings.get(id, ())), tuple(amounts.get(id, ())), tuple(costs.get(id, ())))
 
-    def account_totals(self, account_prefix: str, until: dt.datetime) -> dict[tuple[str, str], Decimal]:
-        rows = self._db.execute(
+    def account_totals(self, accounts: Iterable[str], until: dt.datetime) -> dict[tuple[str, str], Decimal]:
+        rows = self._in_chunks(
             "SELECT p.account, p.asset, p.amount FROM postings p JOIN transactions t ON t.id = p.transaction_id"
-            " WHERE substr(p.account, 1, ?) = ? AND t.timestamp < ?",
-            (len(account_prefix), account_prefix, _utc(until)),
+            " WHERE t.timestamp < ? AND p.account IN ({marks})",
+            accounts,
+            (_utc(until),),
         )
         totals: dict[tuple[str, str], Decimal] = {}
         for account, asset, amount in rows:
-            totals[(account, asset)] = totals.get((account, asset), ZERO) + Decimal(amount)
+            key = (str(account), str(asset))
+            totals[key] = totals.get(key, ZERO) + Decimal(str(amount))
         return totals
 
     def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
@@ -347,11 +393,24 @@ class SQLiteStorage(Storage):
     def _write_transactions(self, transactions: Sequence[Transaction]) -> None:
         db = self._db
         db.executemany(
-            "INSERT INTO transactions (id, timestamp, description, metadata, fingerprint) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO transactions (id, timestamp, description, metadata, fingerprint, kind, customer)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (t.id, _utc(t.timestamp), t.description, json.dumps(dict(t.metadata)), t.fingerprint())
+                (
+                    t.id,
+                    _utc(t.timestamp),
+                    t.description,
+                    json.dumps(dict(t.metadata)),
+                    t.fingerprint(),
+                    t.kind,
+                    t.customer,
+                )
                 for t in transactions
             ],
+        )
+        db.executemany(
+            "INSERT INTO closed_periods VALUES (?, ?, ?)",
+            [(t.customer, t.metadata["period"], t.id) for t in transactions if t.kind == "close"],
         )
         db.executemany(
             "INSERT INTO postings (transaction_id, line, account, asset, amount) VALUES (?, ?, ?, ?, ?)",

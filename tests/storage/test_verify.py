@@ -12,7 +12,7 @@ from rating.cli import main
 from rating.ledger import Posting, Transaction
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
-from rating.storage.sqlite import SQLiteStorage
+from rating.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
 
 AT = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
@@ -55,4 +55,4 @@ def test_verify_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     captured = capsys.readouterr()
     assert "transaction t1 does not balance: USD off by 0.01" in captured.err and "2 problems" in captured.out
     assert main(["db", "migrate", "--db", str(db)]) == 0
-    assert "schema version 3" in capsys.readouterr().out
+    assert f"schema version {SCHEMA_VERSION}" in capsys.readouterr().out
