@@ -14,7 +14,10 @@ Plan, meter, contract and asset names in accounts are pricebook names
 from __future__ import annotations
 
 import unicodedata
-from functools import lru_cache
+from functools import lru_cache, partial
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from rating.errors import InvalidId
 
@@ -24,6 +27,8 @@ ID_GRAMMAR = (
     " private-use or unassigned character"
 )
 MAX_ID_LENGTH = 128
+#: Event ids are free text, but bounded: at most this many characters, valid UTF-8, no control characters.
+MAX_EVENT_ID_LENGTH = 256
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
 
 
@@ -50,6 +55,27 @@ def check_id(kind: str, value: object) -> str:
         shown = value if len(value) <= 40 else value[:40] + "..."
         raise InvalidId(f"{kind} id {shown!r} {problem} (ids are {ID_GRAMMAR})")
     return value
+
+
+def check_free_text(kind: str, value: str, limit: int = MAX_EVENT_ID_LENGTH) -> str:
+    """``value`` if it is bounded free text (event ids, sessions, orders); else :class:`InvalidId`."""
+    if not value or len(value) > limit:
+        raise InvalidId(f"{kind} must be 1 to {limit} characters, got {len(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidId(f"{kind} is not valid UTF-8 (it holds a lone surrogate)") from None
+    if any(unicodedata.category(character) == "Cc" for character in value):
+        raise InvalidId(f"{kind} must not contain control characters such as NUL")
+    return value
+
+
+#: Pydantic field types that enforce the id grammar.
+CustomerId = Annotated[str, AfterValidator(partial(check_id, "customer"))]
+AgentId = Annotated[str, AfterValidator(partial(check_id, "agent"))]
+CreatorId = Annotated[str, AfterValidator(partial(check_id, "creator"))]
+EventId = Annotated[str, AfterValidator(partial(check_free_text, "event id"))]
+FreeText = Annotated[str, AfterValidator(partial(check_free_text, "value"))]
 
 
 # -- accounts of a customer ---------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any, Literal, TextIO
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rating.accounts import AgentId, CustomerId, EventId, FreeText
 from rating.errors import EventError
 from rating.refusals import Refusal
 
@@ -33,9 +34,9 @@ class Attribution(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    agent: str | None = None
-    session: str | None = None
-    order: str | None = None
+    agent: AgentId | None = None
+    session: FreeText | None = None
+    order: FreeText | None = None
 
 
 def _exact(value: Any) -> Any:
@@ -62,9 +63,9 @@ class UsageEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str = Field(min_length=1)
-    customer: str = Field(min_length=1)
-    type: str = Field(min_length=1)
+    id: EventId
+    customer: CustomerId
+    type: FreeText
     timestamp: AwareDatetime
     properties: dict[str, Any] = Field(default_factory=dict)
     attribution: Attribution = Attribution()

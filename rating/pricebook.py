@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from rating import yamlstrict
+from rating.accounts import AgentId, CreatorId, CustomerId
 from rating.errors import InvalidAmount, PricebookError
 from rating.meters import Meter
 from rating.money import register_asset
@@ -131,7 +132,7 @@ class Agent(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    creator: str
+    creator: CreatorId
 
 
 class Contract(BaseModel):
@@ -148,7 +149,7 @@ class Contract(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    customer: str
+    customer: CustomerId
     starts: dt.date = Field(alias="from", description="First day in force (local midnight).")
     until: dt.date | None = Field(None, description="First day no longer in force.")
     charges: tuple[PricingModel, ...] = Field((), description="Charges replacing the plan's on the same meters.")
@@ -189,10 +190,10 @@ class Pricebook(BaseModel):
     assets: dict[Name, AssetSpec] = Field(default_factory=dict)
     meters: dict[Name, Meter]
     plans: dict[Name, Plan]
-    customers: dict[str, CustomerSpec] = Field(default_factory=dict)
+    customers: dict[CustomerId, CustomerSpec] = Field(default_factory=dict)
     default_plan: str | None = Field(None, description="Plan of customers not listed under customers.")
     contracts: dict[Name, Contract] = Field(default_factory=dict, description="Enterprise contracts by name.")
-    agents: dict[str, Agent] = Field(default_factory=dict, description="Agents and their creators, for splits.")
+    agents: dict[AgentId, Agent] = Field(default_factory=dict, description="Agents and their creators, for splits.")
     costs: tuple[PricingModel, ...] = Field(
         (),
         description="Provider cost profiles: what usage costs the platform, priced like charges (by_group by model).",
