@@ -20,6 +20,15 @@ from rating.subscriptions import Span, contract_span, plan_at, spans
 Charges = dict[str, list[tuple[str, PricingModel]]]
 
 
+def running_total_key(holder: str, charge: PricingModel, book: Pricebook) -> str:
+    """The period-state name of a charge's running total (for caps and discounts), by its stable identity.
+
+    ``holder`` is the plan or contract the charge belongs to. Reordering charges in a later version keeps
+    every running total where it was.
+    """
+    return f"total:{holder}:{charge.identity(book.currency)}"
+
+
 class CompiledVersion:
     """One pricebook version, compiled into the lookups the hot path needs."""
 
@@ -36,8 +45,8 @@ class CompiledVersion:
         self.charges_by_plan: dict[str, Charges] = {}
         for plan_name, plan in book.plans.items():
             by_meter = self.charges_by_plan.setdefault(plan_name, {})
-            for index, charge in enumerate(plan.charges):
-                by_meter.setdefault(charge.meter, []).append((f"total:{plan_name}[{index}]", charge))
+            for charge in plan.charges:
+                by_meter.setdefault(charge.meter, []).append((running_total_key(plan_name, charge, book), charge))
         self.label = f"{book.pricebook}@{book.version.isoformat()}"
         self.costs_by_meter: dict[str, list[PricingModel]] = {}
         for cost in book.costs:
@@ -55,8 +64,8 @@ class CompiledVersion:
                 merged = self._contract_charges.get((name, plan))
                 if merged is None:
                     own: Charges = {}
-                    for index, charge in enumerate(contract.charges):
-                        own.setdefault(charge.meter, []).append((f"total:{name}[{index}]", charge))
+                    for charge in contract.charges:
+                        own.setdefault(charge.meter, []).append((running_total_key(name, charge, self.book), charge))
                     merged = self.charges_by_plan[plan] | own
                     self._contract_charges[name, plan] = merged
                 return merged, contract, name

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gc
+import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,12 +31,13 @@ from rating.accounts import (
 )
 from rating.catalog import Catalog
 from rating.charges import BYOK_SUFFIX, Charge, RatedEvent, StateKey, Usage
-from rating.compiled import CompiledVersion
+from rating.compiled import CompiledVersion, running_total_key
 from rating.errors import EventConflict, EventError, InsufficientFunds, PluginError, RatingError
 from rating.events import Sourced, UsageEvent
 from rating.ledger import Posting, Transaction
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
+from rating.periods import bounds_of, zone
 from rating.pricebook import Pricebook
 from rating.refusals import Refusal
 from rating.registry import Registry
@@ -78,6 +80,8 @@ class BatchReport:
 
 
 StateLookup = Callable[[StateKey], PeriodState]
+#: How running totals were named before charges had identities: ``total:HOLDER[INDEX]``, then ``:byok`` or not.
+LEGACY_TOTAL = re.compile(r"total:([A-Za-z0-9_.\-]+)\[(\d+)\](:byok)?")
 #: Whether a customer's period is closed.
 ClosedLookup = Callable[[str, str], bool]
 
@@ -124,6 +128,7 @@ class Engine:
         self._posted = hooks.rating_transaction_posted if hooks.rating_transaction_posted.get_hookimpls() else None
         self._alerts = bool(hooks.rating_spend_alert.get_hookimpls())
         self._top_ups = bool(hooks.rating_top_up_needed.get_hookimpls())
+        self._adopt_legacy_totals()
 
     @property
     def pricebook(self) -> Pricebook:
@@ -185,6 +190,30 @@ class Engine:
         return report
 
     # -- internals ---------------------------------------------------------------
+
+    def _adopt_legacy_totals(self) -> None:
+        """Give running totals of a migrated database (kept as ``total:HOLDER[INDEX]``) their charge identities.
+
+        The index is read in the version in force when the total's period started; a total
+        whose charge that version does not have is left aside, never guessed.
+        """
+        renames = {}
+        for customer, old, period, _ in self.storage.legacy_running_totals():
+            match = LEGACY_TOTAL.fullmatch(old)
+            if match is None:
+                continue
+            holder, index, suffix = match.group(1), int(match.group(2)), match.group(3) or ""
+            book = self.catalog.latest
+            try:
+                _, start, _ = bounds_of(period, zone(book.timezone_of(customer)), book.anchor_of(customer))
+            except ValueError:
+                continue
+            version = self.catalog.in_force(start) or self.catalog.versions[0]
+            holding = version.plans.get(holder) or version.contracts.get(holder)
+            if holding is not None and index < len(holding.charges):
+                renames[customer, old, period] = running_total_key(holder, holding.charges[index], version) + suffix
+        if renames:
+            self.storage.adopt_running_totals(renames)
 
     def _stored_closed(self, customer: str, period: str) -> bool:
         return bool(self.storage.closed_periods([(customer, period)]))

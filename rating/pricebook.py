@@ -334,7 +334,16 @@ def _check_references(book: Pricebook, problems: _Problems) -> None:
     holders += [(("contracts", name, "charges"), contract.charges) for name, contract in book.contracts.items()]
     holders.append((("costs",), book.costs))
     for where, charges in holders:
+        identities: dict[str, int] = {}
         for index, charge in enumerate(charges):
+            identity = charge.identity(book.currency)
+            if where != ("costs",) and identity in identities:
+                problems.add(
+                    (*where, index),
+                    f"charge {identity!r} is the same charge as [{identities[identity]}] (meter, model and asset):"
+                    " give each an id",
+                )
+            identities.setdefault(identity, index)
             path: tuple[str | int, ...] = (*where, index, "meter")
             meter = book.meters.get(charge.meter)
             if meter is None:

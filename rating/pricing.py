@@ -47,6 +47,7 @@ PositiveQuantity = Annotated[Decimal, BeforeValidator(to_decimal), Field(gt=0)]
 #: The options of the base class, which ``by_group`` overrides may not change.
 COMMON_OPTIONS = frozenset(
     {
+        "id",
         "meter",
         "model",
         "description",
@@ -83,6 +84,11 @@ class PricingModel(BaseModel):
     #: The name pricebooks use in ``model:``; unique across all plugins.
     name: ClassVar[str] = ""
 
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")] | None = Field(
+        None,
+        description="Stable identity of the charge across versions; (meter, model, asset) when absent. "
+        "Running totals of caps and discounts are kept under it.",
+    )
     meter: str = Field(description="Name of the meter this charge prices.")
     model: str = Field(description="Name of the pricing model.")
     description: str | None = Field(None, description="Label shown on statements.")
@@ -126,6 +132,10 @@ class PricingModel(BaseModel):
         if not self.by_group:  # a plain field: private attributes are slow to reach on the hot path
             return self
         return self._variants.get(group_label(group), self)
+
+    def identity(self, currency: str) -> str:
+        """The charge's stable identity: its ``id``, or what it is (meter, model, asset), never its position."""
+        return self.id or f"{self.meter}.{self.model}.{self.asset or currency}"
 
     @property
     def tracks_total(self) -> bool:

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from rating.catalog import Catalog
 from rating.engine import Engine
 from rating.errors import PricebookError
 from rating.money import asset_scale
@@ -193,3 +194,38 @@ def test_unused_allowance_rolls_over_only_when_the_pricebook_says_so(
     if rollover:
         explanation = engine.quote(call("q", "m").model_copy(update={"timestamp": december[0].timestamp}))
         assert explanation.charges[0].explanation == "1 requests x 1 USD = 1 USD"
+
+
+IDENTITY_BOOK = """\
+pricebook: ids
+version: {version}
+currency: USD
+meters:
+  tokens: {{event: api.call, sum: tokens}}
+  calls: {{event: api.call, count: true}}
+plans:
+  p:
+    charges:
+{charges}
+default_plan: p
+"""
+CAPPED = '      - {meter: tokens, model: per_unit, unit_price: "1", cap: "5"}'
+PER_CALL = '      - {meter: calls, model: per_call, price: "0.01", cap: "1"}'
+
+
+def test_reordering_charges_in_a_later_version_keeps_each_running_total(book: Book, registry: Registry) -> None:
+    first = book(IDENTITY_BOOK.format(version="2026-11-01", charges=f"{CAPPED}\n{PER_CALL}"))
+    reordered = book(IDENTITY_BOOK.format(version="2026-11-15", charges=f"{PER_CALL}\n{CAPPED}"))
+    engine = Engine(Catalog([first, reordered]), MemoryStorage(), registry)
+    early = engine.rate(event("e1", at=dt.datetime(2026, 11, 2, tzinfo=dt.UTC), tokens=6))
+    assert early is not None and early.total() == {"USD": Decimal("5.01")}  # the cap of 5 reached
+    late = engine.rate(event("e2", at=dt.datetime(2026, 11, 20, tzinfo=dt.UTC), tokens=3))
+    assert late is not None and late.total() == {"USD": Decimal("0.01")}  # still capped after the reorder
+
+
+def test_two_charges_that_would_share_an_identity_are_refused_unless_given_ids(book: Book) -> None:
+    twice = f"{CAPPED}\n{CAPPED.replace('5', '7')}"
+    with pytest.raises(PricebookError, match=r"charges\[1\]: charge 'tokens.per_unit.USD' is the same charge as \[0\]"):
+        book(IDENTITY_BOOK.format(version="2026-11-01", charges=twice))
+    named = twice.replace("{meter: tokens", "{id: a, meter: tokens", 1)
+    assert book(IDENTITY_BOOK.format(version="2026-11-01", charges=named)).plans["p"].charges[0].id == "a"

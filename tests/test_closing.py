@@ -9,7 +9,8 @@ import pytest
 
 from rating.closing import close_period
 from rating.engine import Engine
-from rating.errors import EventError, RatingError, TransactionConflict
+from rating.errors import EventError, PeriodClosed, RatingError, TransactionConflict
+from rating.refusals import Refusal
 from rating.ledger import Transaction
 from rating.pricebook import Pricebook
 from rating.registry import Registry
@@ -115,3 +116,35 @@ def test_only_customers_billed_by_that_kind_of_period_are_closed(
     assert close_period(engine, "2026-W47").posted == []
     with pytest.raises(RatingError, match="'november' is not a period"):
         close_period(engine, "november")
+
+
+def test_a_period_closed_while_a_batch_is_rating_takes_none_of_the_rest(
+    book: Book, registry: Registry, storage: Storage
+) -> None:
+    engine = Engine(book(SUBSCRIPTIONS), storage, registry)
+    closer = Engine(engine.catalog, storage, registry)
+    calls = [event(f"c{i}", type="api.call", at=utc(2026, 11, 20, 12), customer="acme") for i in range(6)]
+
+    def close_after_the_first_chunk(read: int) -> None:
+        if read == 2:
+            close_period(closer, "2026-11", customers=["acme"])
+
+    report = engine.rate_batch(calls, chunk_size=2, progress=close_after_the_first_chunk)
+    assert report.posted == 2
+    assert [r.code for r in report.rejected] == [Refusal.CLOSED_PERIOD] * 4
+    closed_at = storage.transaction("close:acme:2026-11")
+    assert closed_at is not None
+    assert [t.id for t in storage.transactions_of("rating", "acme")] == ["rating:c0", "rating:c1"]
+
+
+def test_the_storage_refuses_usage_in_a_closed_period_inside_its_write(
+    book: Book, registry: Registry, storage: Storage
+) -> None:
+    engine = Engine(book(SUBSCRIPTIONS), storage, registry)
+    late = event("late", type="api.call", at=utc(2026, 11, 29, 12), customer="acme")
+    priced = engine.quote(late)  # priced while the period was still open
+    close_period(engine, "2026-11", customers=["acme"])
+    before = storage.balances()
+    with pytest.raises(PeriodClosed):
+        storage.record([priced])
+    assert storage.balances() == before and storage.rated_events(["late"]) == {}

@@ -227,7 +227,7 @@ plans:
   p:
     charges:
       - {meter: runs, model: per_call, price: "0.40"}
-      - {meter: runs, model: per_call, price: "0.01", billing_sources: [byok]}
+      - {id: routing-fee, meter: runs, model: per_call, price: "0.01", billing_sources: [byok]}
 customers:
   acme: {plan: p, billing: wallet}
 default_plan: p

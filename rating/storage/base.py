@@ -238,6 +238,18 @@ class Storage(abc.ABC):
     def _all_postings(self) -> Iterator[tuple[str, str, str, Decimal]]:
         """Every stored posting as (transaction id, account, asset, amount), straight from storage."""
 
+    def legacy_running_totals(self) -> list[tuple[str, str, str, Decimal]]:
+        """Running totals stored under positional names by older schemas: (customer, name, period, quantity).
+
+        Databases written before charges had stable identities kept totals as
+        ``total:PLAN[INDEX]``; migrating set them aside until an engine, which knows
+        the pricebook, gives them their identities (:meth:`adopt_running_totals`).
+        """
+        return []
+
+    def adopt_running_totals(self, renames: Mapping[tuple[str, str, str], str]) -> None:  # noqa: B027
+        """Store legacy running totals under their new names: (customer, old name, period) -> new name."""
+
     def close(self) -> None:  # noqa: B027 - optional for adapters without a connection
         """Release the connection, if any."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -347,6 +347,23 @@ class PostgresStorage(Storage):
             "SELECT customer, asset, SUM(amount) FROM charges WHERE period = %s GROUP BY customer, asset", (period,)
         )
         return {(customer, asset): total for customer, asset, total in rows}
+
+    def legacy_running_totals(self) -> list[tuple[str, str, str, Decimal]]:
+        rows = self._db.execute("SELECT customer, meter, period, quantity FROM legacy_totals").fetchall()
+        return [(customer, name, period, quantity) for customer, name, period, quantity in rows]
+
+    def adopt_running_totals(self, renames: Mapping[tuple[str, str, str], str]) -> None:
+        with self.writing():
+            for (customer, old, period), new in renames.items():
+                self._db.execute(
+                    "INSERT INTO period_state SELECT customer, %s, group_key, period, quantity, is_unique"
+                    " FROM legacy_totals WHERE customer = %s AND meter = %s AND period = %s ON CONFLICT DO NOTHING",
+                    (new, customer, old, period),
+                )
+                self._db.execute(
+                    "DELETE FROM legacy_totals WHERE customer = %s AND meter = %s AND period = %s",
+                    (customer, old, period),
+                )
 
     def _all_transaction_ids(self) -> list[str]:
         return [id for (id,) in self._db.execute("SELECT id FROM transactions ORDER BY seq")]

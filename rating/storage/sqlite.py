@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from functools import lru_cache
@@ -374,6 +374,22 @@ class SQLiteStorage(Storage):
         for customer, asset, amount in rows:
             totals[(customer, asset)] = totals.get((customer, asset), ZERO) + Decimal(amount)
         return totals
+
+    def legacy_running_totals(self) -> list[tuple[str, str, str, Decimal]]:
+        rows = self._db.execute("SELECT customer, meter, period, quantity FROM legacy_totals").fetchall()
+        return [(customer, name, period, Decimal(quantity)) for customer, name, period, quantity in rows]
+
+    def adopt_running_totals(self, renames: Mapping[tuple[str, str, str], str]) -> None:
+        with self.writing():
+            for (customer, old, period), new in renames.items():
+                self._db.execute(
+                    "INSERT OR IGNORE INTO period_state SELECT customer, ?, group_key, period, quantity, is_unique"
+                    " FROM legacy_totals WHERE customer = ? AND meter = ? AND period = ?",
+                    (new, customer, old, period),
+                )
+                self._db.execute(
+                    "DELETE FROM legacy_totals WHERE customer = ? AND meter = ? AND period = ?", (customer, old, period)
+                )
 
     def _all_transaction_ids(self) -> list[str]:
         return [id for (id,) in self._db.execute("SELECT id FROM transactions ORDER BY seq")]

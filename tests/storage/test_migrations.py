@@ -1,0 +1,83 @@
+"""Databases written by earlier schemas open, migrate forward and keep what was in flight."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from rating.engine import Engine
+from rating.errors import EventError
+from rating.events import UsageEvent
+from rating.pricebook import load_pricebook
+from rating.refusals import Refusal
+from rating.registry import Registry
+from rating.storage import Storage
+from rating.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
+from rating.wallet import Wallets
+from tests.conftest import POSTGRES_URL, postgres_url
+from tests.helpers import ROOT
+
+FIXTURES = ROOT / "tests" / "fixtures"
+NOV = dt.datetime(2026, 11, 6, tzinfo=dt.UTC)
+
+
+def _call(id: str, at: dt.datetime, tokens: int, customer: str = "acme") -> UsageEvent:
+    return UsageEvent(id=id, customer=customer, type="api.call", timestamp=at, properties={"tokens": tokens})
+
+
+def _check_in_flight_state_survives(storage: Storage, registry: Registry) -> None:
+    engine = Engine(load_pricebook(FIXTURES / "legacy-v3.yaml", registry), storage, registry)
+    assert storage.legacy_running_totals() == []  # adopted under the charges' identities
+    # 700 tokens were charged 7.00 against a cap of 5 before the migration: 100 more add nothing.
+    rated = engine.rate(_call("n3", NOV, 100))
+    assert rated is not None and rated.total() == {"USD": Decimal("0.01")}
+    with pytest.raises(EventError) as late:  # October was closed before the migration
+        engine.rate(_call("o2", dt.datetime(2026, 10, 20, tzinfo=dt.UTC), 1))
+    assert late.value.code is Refusal.CLOSED_PERIOD
+    wallets = Wallets(storage, lambda: dt.datetime(2026, 11, 10, 0, 30, tzinfo=dt.UTC))
+    balance = wallets.balance("walt")["USD"]
+    assert (balance.available, balance.reserved) == (Decimal(48), Decimal(7))
+    assert [r.id for r in wallets.open_reservations()] == ["res1"]
+    wallets.settle("res1", Decimal(2), "revenue:api")
+    assert wallets.balance("walt")["USD"].available == Decimal(53)
+    assert storage.verify() == []
+
+
+def test_a_schema_3_sqlite_database_migrates_forward(tmp_path: Path, registry: Registry) -> None:
+    path = tmp_path / "legacy.db"
+    shutil.copy(FIXTURES / "legacy-v3.db", path)
+    with SQLiteStorage(path) as storage:
+        assert storage.schema_version() == SCHEMA_VERSION
+        _check_in_flight_state_survives(storage, registry)
+
+
+@pytest.mark.skipif(POSTGRES_URL is None, reason="RATING_TEST_POSTGRES_URL is not set")
+def test_a_schema_1_postgres_database_migrates_forward(registry: Registry) -> None:
+    import psycopg
+
+    from rating.storage.postgres import MIGRATIONS, PostgresStorage
+
+    url = postgres_url()
+    with psycopg.connect(url, autocommit=True) as db:  # what schema version 1 wrote, row for row
+        db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
+        for statement in filter(str.strip, MIGRATIONS[0][1].split(";")):
+            db.execute(statement)
+        db.execute("INSERT INTO schema_version VALUES (1, '2026-11-01')")
+        legacy = sqlite3.connect(f"file:{FIXTURES / 'legacy-v3.db'}?mode=ro", uri=True)
+        try:
+            for table in ("transactions", "postings", "balances", "events", "usage", "period_state"):
+                columns = [row[1] for row in legacy.execute(f"PRAGMA table_info({table})") if row[1] != "seq"]
+                marks = ", ".join(["%s"] * len(columns))
+                for row in legacy.execute(f"SELECT {', '.join(columns)} FROM {table}"):
+                    values = [*row[:-1], bool(row[-1])] if table == "period_state" else list(row)
+                    db.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", values)
+        finally:
+            legacy.close()
+    with PostgresStorage(url) as storage:
+        assert storage.schema_version() == MIGRATIONS[-1][0]
+        _check_in_flight_state_survives(storage, registry)
