@@ -10,9 +10,9 @@ import pytest
 from rating.closing import close_period
 from rating.engine import Engine
 from rating.errors import EventError, PeriodClosed, RatingError, TransactionConflict
-from rating.refusals import Refusal
 from rating.ledger import Transaction
 from rating.pricebook import Pricebook
+from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.storage import Storage
 from tests.helpers import balances_under, event
