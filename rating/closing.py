@@ -41,7 +41,7 @@ from rating.accounts import (
 from rating.engine import Engine
 from rating.errors import RatingError
 from rating.ledger import Posting, Transaction, closing_id
-from rating.money import ZERO, asset_scale, quantize
+from rating.money import ZERO, quantize
 from rating.periods import bounds_of, parse_period, zone
 from rating.pricebook import Pricebook
 from rating.subscriptions import Span, contract_span, prorated, spans_within
@@ -83,8 +83,8 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
     fees = minimum = ZERO
     for number, part in enumerate(parts):
         plan = book.plans[part.plan]
-        minimum += prorated(plan.minimum or ZERO, part, start, end, currency)
-        fee = prorated(plan.fee or ZERO, part, start, end, currency)
+        minimum += prorated(plan.minimum or ZERO, part, start, end, book.scale_of(currency))
+        fee = prorated(plan.fee or ZERO, part, start, end, book.scale_of(currency))
         if fee:
             fees += fee
             span = f"{part.start.isoformat()}/{part.end.isoformat()}"
@@ -105,7 +105,8 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
             what, id = f"prepaid commitment of {name}", f"prepayment:{name}"
             account, amount = prepaid_account(customer), contract.prepaid
             result.append(_charge(id, begins, what, customer, account, amount, currency, contract=name))
-    committed = sum((prorated(c.commitment or ZERO, span, start, end, currency) for _, span, c in contracts), ZERO)
+    scale = book.scale_of(currency)
+    committed = sum((prorated(c.commitment or ZERO, span, start, end, scale) for _, span, c in contracts), ZERO)
     uncommitted = max(ZERO, committed - totals.get(currency, ZERO) - fees - shortfall)
     if uncommitted:
         name = contracts[-1][0]
@@ -116,7 +117,7 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
     owed = dict(totals)
     owed[currency] = owed.get(currency, ZERO) + fees + shortfall + uncommitted
     for asset, total in sorted(owed.items()):
-        difference = quantize(total, asset_scale(asset)) - total
+        difference = quantize(total, book.scale_of(asset)) - total
         if difference:
             id, what = f"rounding:{customer}:{period}:{asset}", f"rounding of {period} to the asset's scale"
             result.append(_charge(id, closing_at, what, customer, rounding_account(asset), difference, asset))

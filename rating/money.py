@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated
 
-from moneyed import Currency, CurrencyDoesNotExist, Money, add_currency, get_currency
+from moneyed import CurrencyDoesNotExist, get_currency
 from pydantic import BeforeValidator, Field
 
 from rating.errors import InvalidAmount
@@ -64,28 +64,20 @@ def to_decimal(value: object, what: str = "value") -> Decimal:
 Percent = Annotated[Decimal, BeforeValidator(to_decimal), Field(ge=0, le=100)]
 
 
-def register_asset(code: str, scale: int, name: str | None = None) -> Currency:
-    """Make a custom asset (CREDITS, TOKENS, GPU_HOURS ...) known to py-moneyed.
+def currency_scale(code: str) -> int:
+    """Decimal places of an ISO 4217 currency (2 for USD, 0 for JPY), from py-moneyed's tables.
 
-    ``scale`` is the number of decimal places a statement shows. Registering the
-    same code twice with the same scale is a no-op.
+    Custom assets (CREDITS, TOKENS ...) belong to the pricebook that declares them, with their own
+    scale: ask :meth:`rating.pricebook.Pricebook.scale_of`, which knows both. Nothing is registered
+    process-wide, so two pricebooks in one process may give one custom asset different scales.
     """
     try:
-        existing = get_currency(code)
+        currency = get_currency(code)
     except CurrencyDoesNotExist:
-        return add_currency(code, None, sub_unit=10**scale, name=name or code)
-    if existing.sub_unit != 10**scale:
-        raise InvalidAmount(f"asset {code} is already registered with scale {asset_scale(code)}, not {scale}")
-    return existing
-
-
-def asset_scale(code: str) -> int:
-    """Decimal places of an asset: 2 for USD, 0 for JPY, the registered scale for custom assets."""
-    try:
-        sub_unit = get_currency(code).sub_unit
-    except CurrencyDoesNotExist:
-        raise InvalidAmount(f"unknown asset {code!r}") from None
-    return len(str(sub_unit)) - 1
+        raise InvalidAmount(f"unknown currency {code!r}") from None
+    if not currency.numeric:
+        raise InvalidAmount(f"unknown currency {code!r}")
+    return len(str(currency.sub_unit)) - 1
 
 
 def quantize(amount: Decimal, scale: int, rounding: str = ROUND_HALF_EVEN) -> Decimal:
@@ -93,11 +85,6 @@ def quantize(amount: Decimal, scale: int, rounding: str = ROUND_HALF_EVEN) -> De
     with decimal.localcontext(MONEY_CONTEXT) as ctx:
         ctx.traps[decimal.Inexact] = False
         return amount.quantize(Decimal(1).scaleb(-scale), rounding=rounding)
-
-
-def to_money(amount: Decimal, asset: str) -> Money:
-    """Wrap an exact amount in a py-moneyed :class:`Money` for the public edge."""
-    return Money(to_decimal(amount), get_currency(asset))
 
 
 def allocate(amount: Decimal, weights: Sequence[Decimal], scale: int) -> list[Decimal]:

@@ -1,25 +1,51 @@
 """Top-ups credited only after a verified payment confirmation.
 
 A payment processor calls back with a JSON payload and an HMAC-SHA256
-signature of its exact bytes under a shared secret. :func:`confirm_payment`
-credits the wallet only when the signature verifies (compared in constant
-time) and the payload says the payment succeeded; the payment id makes it
-idempotent, so a replayed confirmation credits nothing. Every outcome is named,
+signature (hex) of its exact bytes under a shared secret. :func:`confirm_payment`
+credits the wallet only when the signature verifies under one of the active
+secrets (compared in constant time; several, so a secret can be rotated without
+downtime), the payload was created within the tolerance of now (an old
+signature replayed is refused), the payment succeeded, its ids follow the id
+grammar, its asset is one the pricebook declares and its amount is a positive
+decimal within that asset's scale. The payment id makes it idempotent: a
+replayed confirmation credits nothing, and the same id with other content is a
+conflict. Every refusal has a code (:class:`~rating.refusals.PaymentRefusal`),
 in the spirit of TigerBeetle's result codes.
+
+The payload::
+
+    {"payment_id": "pi_1", "customer": "acme", "asset": "USD", "amount": "100.00",
+     "status": "succeeded", "created": "2026-11-23T10:00:00Z"}
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import hashlib
 import hmac
 import json
+import string
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from rating.errors import InvalidAmount, RatingError
+from rating.accounts import check_id
+from rating.errors import InvalidAmount, InvalidId, RatingError, TransactionConflict
 from rating.money import to_decimal
+from rating.pricebook import Pricebook
+from rating.refusals import PaymentRefusal
 from rating.wallet import Wallets
+
+#: Largest payload accepted, in bytes: confirmations are small.
+MAX_PAYLOAD_BYTES = 64 * 1024
+#: Deepest JSON nesting accepted in a payload.
+MAX_NESTING = 16
+#: Amounts at or above 10^15 are refused: no top-up is that large.
+MAX_AMOUNT_MAGNITUDE = 15
+#: How far a payload's ``created`` may be from now, either way.
+DEFAULT_TOLERANCE = dt.timedelta(minutes=5)
 
 
 class PaymentResult(enum.Enum):
@@ -32,8 +58,8 @@ class PaymentResult(enum.Enum):
 class PaymentRejected(RatingError):
     """A confirmation that credits nothing, with its named reason in ``code``."""
 
-    def __init__(self, code: str, message: str) -> None:
-        self.code = code
+    def __init__(self, code: PaymentRefusal, message: str) -> None:
+        self.code = PaymentRefusal(code)
         super().__init__(f"{code}: {message}")
 
 
@@ -45,6 +71,7 @@ class Payment:
     customer: str
     asset: str
     amount: Decimal
+    created: dt.datetime
 
 
 def sign(payload: bytes, secret: bytes) -> str:
@@ -52,31 +79,119 @@ def sign(payload: bytes, secret: bytes) -> str:
     return hmac.new(secret, payload, hashlib.sha256).hexdigest()
 
 
-def verify(payload: bytes, signature: str | None, secret: bytes) -> Payment:
-    """The payment ``payload`` describes, if ``signature`` is right and it succeeded; else :class:`PaymentRejected`."""
-    if not secret:
-        raise PaymentRejected("no_secret", "no payment secret is configured")
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _check_signature(payload: bytes, signature: str | None, secrets: Sequence[bytes]) -> None:
+    if not any(secrets):
+        raise PaymentRejected(PaymentRefusal.NO_SECRET, "no payment secret is configured")
     if not signature:
-        raise PaymentRejected("unsigned", "the confirmation carries no signature")
-    if not hmac.compare_digest(sign(payload, secret), signature.strip().lower()):
-        raise PaymentRejected("bad_signature", "the signature does not match the payload")
+        raise PaymentRejected(PaymentRefusal.UNSIGNED, "the confirmation carries no signature")
+    given = signature.strip().lower()
+    if len(given) != 64 or not set(given) <= set(string.hexdigits):
+        raise PaymentRejected(PaymentRefusal.BAD_SIGNATURE, "the signature is not a hex HMAC-SHA256")
+    if not any(secret and hmac.compare_digest(sign(payload, secret), given) for secret in secrets):
+        raise PaymentRejected(PaymentRefusal.BAD_SIGNATURE, "the signature does not match the payload")
+
+
+def _depth(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests no deeper than ``limit``."""
+    if limit < 0:
+        return False
+    if isinstance(value, dict):
+        return all(_depth(v, limit - 1) for v in value.values())
+    if isinstance(value, list):
+        return all(_depth(v, limit - 1) for v in value)
+    return True
+
+
+def _parse(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PaymentRejected(PaymentRefusal.MALFORMED, f"the payload is over {MAX_PAYLOAD_BYTES} bytes")
     try:
         data = json.loads(payload, parse_float=Decimal)
-        if data.get("status") != "succeeded":
-            raise PaymentRejected("not_succeeded", f"payment status is {data.get('status')!r}")
-        return Payment(
-            str(data["payment_id"]), str(data["customer"]), str(data["asset"]), to_decimal(data["amount"], "amount")
+    except (ValueError, RecursionError) as error:
+        raise PaymentRejected(PaymentRefusal.MALFORMED, f"the payload is not JSON ({type(error).__name__})") from None
+    if not isinstance(data, dict) or not _depth(data, MAX_NESTING):
+        raise PaymentRejected(PaymentRefusal.MALFORMED, "the payload is not a JSON object of bounded depth")
+    missing = [k for k in ("payment_id", "customer", "asset", "amount", "status", "created") if k not in data]
+    if missing:
+        raise PaymentRejected(PaymentRefusal.MALFORMED, f"the payload lacks {', '.join(missing)}")
+    return data
+
+
+def _created(value: Any, now: dt.datetime, tolerance: dt.timedelta) -> dt.datetime:
+    try:
+        created = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        created = None
+    if created is None or created.tzinfo is None:
+        raise PaymentRejected(PaymentRefusal.MALFORMED, f"created must be an ISO 8601 time with a zone, got {value!r}")
+    if abs(now - created) > tolerance:
+        raise PaymentRejected(
+            PaymentRefusal.STALE, f"created {created.isoformat()} is more than {tolerance} from now ({now.isoformat()})"
         )
-    except PaymentRejected:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError, InvalidAmount) as error:
-        raise PaymentRejected("malformed", f"the payload is not a payment confirmation ({error})") from None
+    return created
 
 
-def confirm_payment(wallets: Wallets, payload: bytes, signature: str | None, secret: bytes) -> PaymentResult:
+def _amount(value: Any, asset: str, book: Pricebook) -> Decimal:
+    try:
+        amount = to_decimal(value, "amount")
+    except InvalidAmount as error:
+        raise PaymentRejected(PaymentRefusal.INVALID_AMOUNT, str(error)) from None
+    scale = book.scale_of(asset)
+    if amount <= 0 or amount.adjusted() >= MAX_AMOUNT_MAGNITUDE or -amount.as_tuple().exponent > scale:  # type: ignore[operator]
+        raise PaymentRejected(
+            PaymentRefusal.INVALID_AMOUNT,
+            f"the amount must be positive, below 10^{MAX_AMOUNT_MAGNITUDE} and at most {scale} decimal places"
+            f" of {asset}, got {value}",
+        )
+    return amount
+
+
+def verify(
+    payload: bytes,
+    signature: str | None,
+    secrets: bytes | Sequence[bytes],
+    book: Pricebook,
+    *,
+    now: dt.datetime | None = None,
+    tolerance: dt.timedelta = DEFAULT_TOLERANCE,
+) -> Payment:
+    """The payment ``payload`` describes, if everything checks out; else :class:`PaymentRejected` with its code."""
+    _check_signature(payload, signature, [secrets] if isinstance(secrets, bytes) else list(secrets))
+    data = _parse(payload)
+    created = _created(data["created"], now or _utcnow(), tolerance)
+    if data["status"] != "succeeded":
+        raise PaymentRejected(PaymentRefusal.NOT_SUCCEEDED, f"payment status is {data['status']!r}")
+    try:
+        payment_id, customer = check_id("payment", data["payment_id"]), check_id("customer", data["customer"])
+    except InvalidId as error:
+        raise PaymentRejected(PaymentRefusal.INVALID_ID, str(error)) from None
+    asset = data["asset"]
+    if not isinstance(asset, str) or asset not in book.declared_assets():
+        known = ", ".join(sorted(book.declared_assets()))
+        raise PaymentRejected(PaymentRefusal.UNKNOWN_ASSET, f"asset {asset!r} is not one of the pricebook's: {known}")
+    return Payment(payment_id, customer, asset, _amount(data["amount"], asset, book), created)
+
+
+def confirm_payment(
+    wallets: Wallets,
+    payload: bytes,
+    signature: str | None,
+    secrets: bytes | Sequence[bytes],
+    book: Pricebook,
+    *,
+    tolerance: dt.timedelta = DEFAULT_TOLERANCE,
+    clock: Callable[[], dt.datetime] | None = None,
+) -> PaymentResult:
     """Credit a verified payment to the customer's wallet, once per payment id."""
-    payment = verify(payload, signature, secret)
-    if payment.amount <= 0:
-        raise PaymentRejected("malformed", f"the amount must be positive, got {payment.amount}")
-    credited = wallets.deposit(payment.customer, payment.asset, payment.amount, f"payment:{payment.id}")
+    payment = verify(payload, signature, secrets, book, now=(clock or wallets.clock)(), tolerance=tolerance)
+    try:
+        credited = wallets.deposit(payment.customer, payment.asset, payment.amount, f"payment:{payment.id}")
+    except TransactionConflict:
+        raise PaymentRejected(
+            PaymentRefusal.CONFLICT, f"payment {payment.id} was already credited with other content"
+        ) from None
     return PaymentResult.CREDITED if credited else PaymentResult.REPLAYED

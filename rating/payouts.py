@@ -25,7 +25,7 @@ from decimal import ROUND_DOWN, Decimal
 from rating.accounts import creator_account, creator_of, payouts_account
 from rating.errors import PayoutRefused
 from rating.ledger import Posting, Transaction
-from rating.money import ZERO, asset_scale, quantize
+from rating.money import ZERO, quantize
 from rating.periods import bounds_of, parse_period, zone
 from rating.pricebook import Pricebook
 from rating.refusals import PayoutRefusal
@@ -84,7 +84,7 @@ def pay_creators(
                     continue
                 everything_paid, paid_before_end = paid.get((creator, asset), (ZERO, ZERO))
                 earned = -balance + paid_before_end
-                owed = quantize(earned - everything_paid, asset_scale(asset), ROUND_DOWN)
+                owed = quantize(earned - everything_paid, book.scale_of(asset), ROUND_DOWN)
                 if owed <= ZERO:
                     continue
                 postings = (Posting(account, asset, owed), Posting(payouts_account(asset), asset, -owed))

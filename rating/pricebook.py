@@ -15,7 +15,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from moneyed import CurrencyDoesNotExist, get_currency
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -31,7 +30,7 @@ from rating import yamlstrict
 from rating.accounts import AgentId, CreatorId, CustomerId
 from rating.errors import InvalidAmount, PricebookError
 from rating.meters import Meter
-from rating.money import register_asset
+from rating.money import currency_scale
 from rating.periods import PeriodKind
 from rating.pricing import Price, PricingModel, invalid_overrides
 from rating.registry import Registry
@@ -231,6 +230,17 @@ class Pricebook(BaseModel):
         spec = self.customers.get(customer)
         return spec is not None and spec.billing == "wallet"
 
+    def scale_of(self, asset: str) -> int:
+        """Decimal places of ``asset``: its declared ``scale`` if the pricebook declares it, else the ISO currency's."""
+        spec = self.assets.get(asset)
+        return spec.scale if spec is not None else currency_scale(asset)
+
+    def declared_assets(self) -> set[str]:
+        """The assets this pricebook knows: its currency, its custom assets and every charge's or cost's asset."""
+        charges = [c for plan in self.plans.values() for c in plan.charges] + list(self.costs)
+        charges += [c for contract in self.contracts.values() for c in contract.charges]
+        return {self.currency, *self.assets, *(c.asset for c in charges if c.asset is not None)}
+
     def anchor_of(self, customer: str) -> dt.date | None:
         """The date ``customer``'s periods are anchored to, or None for calendar periods."""
         spec = self.customers.get(customer)
@@ -317,17 +327,12 @@ def _valid_charges(
 def _check_references(book: Pricebook, problems: _Problems) -> None:
     def known(asset: str) -> bool:
         try:
-            return asset in book.assets or bool(get_currency(asset))
-        except CurrencyDoesNotExist:
+            return bool(book.scale_of(asset) >= 0)
+        except InvalidAmount:
             return False
 
     if not known(book.currency):
         problems.add(("currency",), f"unknown currency {book.currency!r}: use an ISO code or define it under assets")
-    for code, asset in book.assets.items():
-        try:
-            register_asset(code, asset.scale, asset.description)
-        except InvalidAmount as error:
-            problems.add(("assets", code), str(error))
     meters = ", ".join(sorted(book.meters)) or "none defined"
     holders: list[tuple[tuple[str, ...], tuple[PricingModel, ...]]]
     holders = [(("plans", name, "charges"), plan.charges) for name, plan in book.plans.items()]

@@ -54,5 +54,30 @@ class PayoutRefusal(enum.StrEnum):
     WEEK_NOT_ENDED = "week_not_ended"
 
 
+class PaymentRefusal(enum.StrEnum):
+    """Why a payment confirmation credited nothing, in the order the checks run."""
+
+    #: No secret is configured to verify signatures with.
+    NO_SECRET = "no_secret"
+    #: The confirmation carries no signature.
+    UNSIGNED = "unsigned"
+    #: The signature is not hex, or matches the payload under none of the active secrets.
+    BAD_SIGNATURE = "bad_signature"
+    #: The payload is too large, not JSON, too deeply nested, or lacks a field.
+    MALFORMED = "malformed"
+    #: Its ``created`` time is further from now than the tolerance: an old signature replayed, or a wrong clock.
+    STALE = "stale"
+    #: The payment did not succeed.
+    NOT_SUCCEEDED = "not_succeeded"
+    #: The payment or customer id breaks the id grammar.
+    INVALID_ID = "invalid_id"
+    #: The asset is not one the pricebook declares (case matters: ``usd`` is not ``USD``).
+    UNKNOWN_ASSET = "unknown_asset"
+    #: The amount is not a positive decimal within the asset's scale and 10^15.
+    INVALID_AMOUNT = "invalid_amount"
+    #: The payment id was already credited with another customer, asset or amount.
+    CONFLICT = "conflict"
+
+
 #: The event refusals in the order the engine checks them (for documentation and tests).
 CHECK_ORDER: tuple[Refusal, ...] = tuple(Refusal)

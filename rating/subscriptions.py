@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal, Inexact, localcontext
 
 from rating.errors import EventError
-from rating.money import MONEY_CONTEXT, asset_scale, quantize
+from rating.money import MONEY_CONTEXT, quantize
 from rating.periods import UTC, zone
 from rating.pricebook import Pricebook
 from rating.refusals import Refusal
@@ -82,8 +82,8 @@ def spans_within(book: Pricebook, customer: str, start: dt.datetime, end: dt.dat
     return result
 
 
-def prorated(amount: Decimal, part: Span, start: dt.datetime, end: dt.datetime, asset: str) -> Decimal:
-    """``amount`` for the share of ``[start, end)`` that ``part`` covers, by time, rounded to the asset's scale.
+def prorated(amount: Decimal, part: Span, start: dt.datetime, end: dt.datetime, scale: int) -> Decimal:
+    """``amount`` for the share of ``[start, end)`` that ``part`` covers, by time, rounded to ``scale`` places.
 
     A proration is the one division in rating; its result is rounded half-even to
     the asset's scale (cents for USD) there and then. A whole period is exact.
@@ -95,7 +95,7 @@ def prorated(amount: Decimal, part: Span, start: dt.datetime, end: dt.datetime, 
     with localcontext(MONEY_CONTEXT) as context:
         context.traps[Inexact] = False
         share = amount * Decimal(covered) / Decimal(whole)
-    return quantize(share, asset_scale(asset))
+    return quantize(share, scale)
 
 
 def contract_span(book: Pricebook, name: str) -> Span:

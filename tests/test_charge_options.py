@@ -11,7 +11,6 @@ import pytest
 from rating.catalog import Catalog
 from rating.engine import Engine
 from rating.errors import PricebookError
-from rating.money import asset_scale
 from rating.pricebook import Pricebook
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage
@@ -65,7 +64,7 @@ def test_credit_rates_by_model_are_posted_in_credits(book: Book, registry: Regis
     )
     assert amounts(engine, [call("a", "gpt-5"), call("b", "small"), call("c", "gpt-5")]) == [10, 1, 10]
     assert balances_under(engine.storage, "customer:") == {("customer:acme:receivable", "CREDITS"): Decimal(21)}
-    assert asset_scale("CREDITS") == 4
+    assert engine.pricebook.scale_of("CREDITS") == 4
     rating = engine.quote(call("d", "gpt-5"))
     assert rating.charges[0].explanation == "1 requests x 10 CREDITS = 10 CREDITS"
 
@@ -169,11 +168,10 @@ def test_an_empty_weighted_sum_is_an_error(book: Book) -> None:
         )
 
 
-def test_a_custom_asset_cannot_change_scale(book: Book) -> None:
+def test_custom_assets_belong_to_their_pricebook(book: Book) -> None:
     text = BASE.replace("CHARGES\n", "      - {meter: requests, model: per_call, price: 1}\n")
-    book(text)
-    with pytest.raises(PricebookError, match="assets.CREDITS: asset CREDITS is already registered with scale 4"):
-        book(text.replace("scale: 4", "scale: 2"))
+    four, two = book(text), book(text.replace("scale: 4", "scale: 2"))  # one process, two scales of CREDITS
+    assert (four.scale_of("CREDITS"), two.scale_of("CREDITS"), four.scale_of("USD")) == (4, 2, 2)
 
 
 @pytest.mark.parametrize("rollover, first_charged", [(False, 6), (True, 9)])

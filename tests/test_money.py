@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rating.errors import InvalidAmount, RatingError
-from rating.money import allocate, asset_scale, format_decimal, quantize, register_asset, to_decimal, to_money
+from rating.money import allocate, currency_scale, format_decimal, quantize, to_decimal
 
 
 @pytest.mark.parametrize("value", [0.1, 1.0, True, float("nan"), "NaN", "Infinity", "abc", None, [1]])
@@ -24,14 +24,11 @@ def test_invalid_amount_is_a_rating_error() -> None:
     assert issubclass(InvalidAmount, RatingError)
 
 
-def test_custom_asset_has_its_scale_and_reregistering_is_a_noop() -> None:
-    register_asset("TESTCREDITS", 4)
-    register_asset("TESTCREDITS", 4)
-    assert asset_scale("TESTCREDITS") == 4
-    assert asset_scale("USD") == 2
-    with pytest.raises(InvalidAmount):
-        register_asset("TESTCREDITS", 2)
-    assert to_money(Decimal("1.2345"), "TESTCREDITS").amount == Decimal("1.2345")
+def test_currencies_have_their_iso_scale_and_nothing_else_is_a_currency() -> None:
+    assert (currency_scale("USD"), currency_scale("JPY"), currency_scale("BHD")) == (2, 0, 3)
+    for code in ("usd", "XYZ", "CREDITS"):
+        with pytest.raises(InvalidAmount):
+            currency_scale(code)
 
 
 def test_quantize_rounds_half_to_even() -> None:
