@@ -86,8 +86,8 @@ def test_fees_are_prorated_by_time(period: str, since: dt.date, zone_name: str, 
     timezone = zone(zone_name)
     _, start, end = bounds_of(period, timezone)
     since_at = dt.datetime(since.year, since.month, since.day, tzinfo=timezone).astimezone(UTC)
-    assert prorated(Decimal(30), Span("p", since_at, end), start, end, "USD") == expected
-    assert prorated(Decimal(30), Span("p", start, end), start, end, "USD") == Decimal(30)
+    assert prorated(Decimal(30), Span("p", since_at, end), start, end, 2) == expected
+    assert prorated(Decimal(30), Span("p", start, end), start, end, 2) == Decimal(30)
 
 
 def test_usage_continues_into_the_new_plan_after_a_change(book: Book, registry: Registry) -> None:
