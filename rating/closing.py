@@ -41,7 +41,7 @@ from rating.accounts import (
 from rating.engine import Engine
 from rating.errors import RatingError
 from rating.ledger import Posting, Transaction, closing_id
-from rating.money import ZERO, quantize
+from rating.money import ZERO, exact, quantize
 from rating.periods import bounds_of, parse_period, zone
 from rating.pricebook import Pricebook
 from rating.subscriptions import Span, contract_span, prorated, spans_within
@@ -126,6 +126,7 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
     return result
 
 
+@exact
 def close_period(engine: Engine, period: str, customers: Iterable[str] | None = None) -> CloseReport:
     """Post every closing transaction of ``period``, atomically; closing twice posts nothing new."""
     try:

@@ -36,7 +36,7 @@ from rating.errors import EventConflict, EventError, InsufficientFunds, PluginEr
 from rating.events import Sourced, UsageEvent
 from rating.ledger import Posting, Transaction
 from rating.meters import PeriodState
-from rating.money import MONEY_CONTEXT, ZERO
+from rating.money import MONEY_CONTEXT, ZERO, exact
 from rating.periods import bounds_of, zone
 from rating.pricebook import Pricebook
 from rating.refusals import Refusal
@@ -70,6 +70,7 @@ class BatchReport:
     totals: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     events: dict[str, int] = field(default_factory=dict)
 
+    @exact
     def _add(self, rating: RatedEvent) -> None:
         customer = rating.event.customer
         self.posted += 1

@@ -9,9 +9,10 @@ once, when a statement is produced (see :func:`quantize`).
 from __future__ import annotations
 
 import decimal
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from moneyed import CurrencyDoesNotExist, get_currency
 from pydantic import BeforeValidator, Field
@@ -29,6 +30,20 @@ MONEY_CONTEXT = decimal.Context(
 )
 
 ZERO = Decimal(0)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def exact(function: F) -> F:
+    """Run ``function`` in :data:`MONEY_CONTEXT`: every sum inside is exact or raises, never rounded to 28 digits."""
+
+    @functools.wraps(function)
+    def in_money_context(*args: Any, **kwargs: Any) -> Any:
+        with decimal.localcontext(MONEY_CONTEXT):
+            return function(*args, **kwargs)
+
+    return in_money_context  # type: ignore[return-value]
+
 HUNDRED = Decimal(100)
 
 

@@ -18,7 +18,7 @@ from decimal import Decimal, Inexact, localcontext
 from rating.charges import BYOK_SUFFIX
 from rating.errors import RatingError
 from rating.events import UsageEvent
-from rating.money import MONEY_CONTEXT, ZERO, to_decimal
+from rating.money import MONEY_CONTEXT, ZERO, exact, to_decimal
 from rating.periods import bounds_of
 from rating.pricebook import Pricebook
 from rating.storage.base import Storage
@@ -50,6 +50,7 @@ def window(period: str, timezone: dt.tzinfo, now: dt.datetime) -> tuple[dt.datet
     return start, end
 
 
+@exact
 def usage_report(
     storage: Storage,
     book: Pricebook,
@@ -102,6 +103,7 @@ def _dimension(event: UsageEvent, name: str) -> str:
     return NONE if value is None else str(value)
 
 
+@exact
 def margin_report(
     storage: Storage,
     book: Pricebook,

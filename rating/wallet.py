@@ -52,7 +52,7 @@ from rating.accounts import (
 )
 from rating.errors import InsufficientFunds, InvalidAmount, LimitExceeded, ReservationError, TransactionConflict
 from rating.ledger import Posting, Transaction
-from rating.money import ZERO, to_decimal
+from rating.money import ZERO, exact, to_decimal
 from rating.storage.base import Storage
 
 ExcessPolicy = Literal["cap", "overdraft"]
@@ -191,12 +191,14 @@ class Wallets:
         accounts = [wallet_account(customer), held_account(customer)] + [g.account for g in grants]
         return self.storage.balances(accounts)
 
+    @exact
     def sources(self, customer: str, asset: str, at: dt.datetime) -> list[tuple[str, Decimal]]:
         """The funding accounts of ``customer`` in ``asset`` at ``at``, with their funds, in consumption order."""
         grants = self.grants(customer)
         balances = self._funding_balances(customer, grants)
         return funding_sources(customer, asset, at, grants, lambda a, s: balances.get((a, s), ZERO))
 
+    @exact
     def balance(self, customer: str) -> dict[str, WalletBalance]:
         """Posted, reserved and available funds per asset (grants count while in force)."""
         now = self.clock()
@@ -216,6 +218,7 @@ class Wallets:
 
     # -- funding -------------------------------------------------------------------
 
+    @exact
     def deposit(self, customer: str, asset: str, amount: Decimal, id: str, source: str = PAYMENTS_ACCOUNT) -> bool:
         """Credit purchased funds from ``source`` (a confirmed payment); False when ``id`` already was."""
         amount = self._positive(amount)
@@ -257,6 +260,7 @@ class Wallets:
         }
         return self._post_once(Transaction(f"grant:{customer}:{id}", starts, f"{kind} grant", postings, meta))
 
+    @exact
     def expire_grants(self) -> list[Transaction]:
         """Forfeit what is left of every grant past its expiry (idempotent)."""
         now = self.clock()
@@ -278,6 +282,7 @@ class Wallets:
 
     # -- two-phase use -------------------------------------------------------------------
 
+    @exact
     def reserve(self, customer: str, asset: str, amount: Decimal, id: str, timeout: dt.timedelta) -> Reservation:
         """Set ``amount`` aside; :class:`InsufficientFunds` and nothing posted when too little is available."""
         amount = self._positive(amount)
@@ -355,6 +360,7 @@ class Wallets:
             ) from None
         return transaction
 
+    @exact
     def void(self, id: str, reason: str = "voided") -> Transaction:
         """Release all of reservation ``id`` to the accounts it came from."""
         reservation = self._open(id)

@@ -17,14 +17,14 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from rating.charges import Charge, RatedEvent, StateKey
 from rating.errors import EventConflict, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
 from rating.events import UsageEvent
 from rating.ledger import Transaction
 from rating.meters import PeriodState
-from rating.money import ZERO
+from rating.money import MONEY_CONTEXT, ZERO, exact
 
 
 class StaleState(RatingError):
@@ -98,7 +98,7 @@ class Storage(abc.ABC):
         if self._writing:
             yield
             return
-        with self._atomic():
+        with self._atomic(), localcontext(MONEY_CONTEXT):
             self._writing = True
             try:
                 yield
@@ -200,6 +200,7 @@ class Storage(abc.ABC):
     def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
         """Sum of the stored charges of billing period ``period``, per (customer, asset)."""
 
+    @exact
     def verify(self) -> list[str]:
         """Problems with the stored ledger, one line each (empty when sound).
 

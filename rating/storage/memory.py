@@ -13,7 +13,7 @@ from rating.charges import RatedEvent, StateKey
 from rating.events import UsageEvent
 from rating.ledger import Transaction
 from rating.meters import PeriodState
-from rating.money import ZERO
+from rating.money import ZERO, exact
 from rating.storage.base import Activity, Storage, StoredCharge
 
 
@@ -81,6 +81,7 @@ class MemoryStorage(Storage):
         ]
         return iter(sorted(chosen, key=lambda a: a.event.timestamp))
 
+    @exact
     def account_totals(self, accounts: Iterable[str], until: dt.datetime) -> dict[tuple[str, str], Decimal]:
         wanted = set(accounts)
         totals: dict[tuple[str, str], Decimal] = {}
@@ -91,6 +92,7 @@ class MemoryStorage(Storage):
                         totals[(p.account, p.asset)] = totals.get((p.account, p.asset), ZERO) + p.amount
         return totals
 
+    @exact
     def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
         totals: dict[tuple[str, str], Decimal] = {}
         for stored in self._charges:

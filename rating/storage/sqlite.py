@@ -23,7 +23,7 @@ from rating.errors import StorageError
 from rating.events import UsageEvent
 from rating.ledger import Posting, Transaction
 from rating.meters import PeriodState
-from rating.money import ZERO
+from rating.money import ZERO, exact
 from rating.storage.base import Activity, Storage, StoredCharge, balance_moves, final_states
 
 #: Versioned schema migrations, applied in order, each exactly once.
@@ -355,6 +355,7 @@ class SQLiteStorage(Storage):
         for id, event in events.items():
             yield Activity(event, tuple(readings.get(id, ())), tuple(amounts.get(id, ())), tuple(costs.get(id, ())))
 
+    @exact
     def account_totals(self, accounts: Iterable[str], until: dt.datetime) -> dict[tuple[str, str], Decimal]:
         rows = self._in_chunks(
             "SELECT p.account, p.asset, p.amount FROM postings p JOIN transactions t ON t.id = p.transaction_id"
@@ -368,6 +369,7 @@ class SQLiteStorage(Storage):
             totals[key] = totals.get(key, ZERO) + Decimal(str(amount))
         return totals
 
+    @exact
     def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
         totals: dict[tuple[str, str], Decimal] = {}
         rows = self._db.execute("SELECT customer, asset, amount FROM charges WHERE period=?", (period,))

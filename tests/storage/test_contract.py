@@ -178,3 +178,36 @@ def test_ledger_invariants_hold_for_any_batch(
         assert store.balances() == balances
     finally:
         store.close()
+
+
+LONG_PRICE_BOOK = """\
+pricebook: long
+version: 2026-11-01
+currency: USD
+meters:
+  calls: {event: api.call, count: true}
+plans:
+  p:
+    charges:
+      - {meter: calls, model: per_call, price: "1234567890.123456789012345678901"}
+default_plan: p
+"""
+
+
+def test_sums_past_28_digits_stay_exact_in_balances_reports_verify_and_close(
+    storage: Storage, registry: Registry
+) -> None:
+    from rating.closing import close_period
+    from rating.pricebook import parse_pricebook
+
+    three = Decimal("3703703670.370370367037037036703")  # 3 x the price, all 31 digits
+    engine = Engine(parse_pricebook(LONG_PRICE_BOOK, registry), storage, registry)
+    calls = [event(f"c{i}", at=NOV + dt.timedelta(hours=i)) for i in range(3)]
+    report = engine.rate_batch(calls)
+    assert report.totals == {("acme", "USD"): three}
+    assert storage.balances(["customer:acme:receivable"]) == {("customer:acme:receivable", "USD"): three}
+    assert storage.period_totals("2026-11") == {("acme", "USD"): three}
+    assert storage.verify() == []
+    close_period(engine, "2026-11")
+    owed = storage.balances(["customer:acme:receivable"])[("customer:acme:receivable", "USD")]
+    assert owed == Decimal("3703703670.37") and storage.verify() == []
