@@ -49,8 +49,10 @@ class Outcome(PricingModel):
         outcome_type = group[0] if group else ""
         priced = self._by_type.get(outcome_type)
         if priced is None:
-            priced = self.model_copy()
-            priced._price = self.prices.get(outcome_type, self.otherwise)
+            chosen = super().for_group(group)  # a by_group override of this outcome type comes first
+            assert isinstance(chosen, Outcome)
+            priced = chosen.model_copy()
+            priced._price = chosen.prices.get(outcome_type, chosen.otherwise)
             self._by_type[outcome_type] = priced
         return priced
 

@@ -129,6 +129,22 @@ def test_outcomes_charge_per_success_by_type_with_a_cap(book: Book, registry: Re
     assert charged == [Decimal("0.99"), Decimal("2.50"), Decimal(0), Decimal("1.51")]
 
 
+def test_outcome_prices_honour_by_group(book: Book, registry: Registry) -> None:
+    engine = engine_with(
+        book,
+        registry,
+        "      - meter: outcomes\n        model: outcome\n"
+        "        prices: {ticket.resolved: '0.99'}\n"
+        "        by_group: {ticket.resolved: {prices: {ticket.resolved: '0.50'}}, spam: {otherwise: '0.01'}}\n",
+    )
+    charged = amounts(
+        engine,
+        [event("a", type="outcome", outcome_type="ticket.resolved", status="success"),
+         event("b", type="outcome", outcome_type="spam", status="success")],
+    )  # fmt: skip
+    assert charged == [Decimal("0.50"), Decimal("0.01")]
+
+
 @pytest.mark.parametrize(
     "charges, problem",
     [

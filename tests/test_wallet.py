@@ -93,6 +93,37 @@ def test_reservations_expire_after_their_timeout(storage: Storage) -> None:
     assert [r.id for r in wallets.open_reservations()] == ["long"]
 
 
+def test_a_reservation_past_its_timeout_cannot_be_settled_even_before_expire_runs(storage: Storage) -> None:
+    clock = Clock()
+    wallets = Wallets(storage, clock)
+    wallets.deposit("acme", "USD", Decimal(10), "pay-1")
+    wallets.reserve("acme", "USD", Decimal(4), "r1", timeout=MINUTE)
+    clock.now += 2 * MINUTE
+    with pytest.raises(ReservationError, match="expired"):
+        wallets.settle("r1", Decimal(4), "revenue:api")
+    assert wallets.balance("acme")["USD"].reserved == Decimal(4)  # nothing settled; voiding releases it
+    wallets.void("r1", "expired")
+    assert wallets.balance("acme")["USD"] == WalletBalance("USD", Decimal(10), Decimal(0), Decimal(10))
+
+
+@pytest.mark.parametrize("timeout", [dt.timedelta(0), -MINUTE])
+def test_a_timeout_that_is_not_positive_is_refused(storage: Storage, timeout: dt.timedelta) -> None:
+    wallets = Wallets(storage, Clock())
+    wallets.deposit("acme", "USD", Decimal(10), "pay-1")
+    with pytest.raises(ReservationError, match="timeout must be positive"):
+        wallets.reserve("acme", "USD", Decimal(1), "r1", timeout=timeout)
+    assert wallets.balance("acme")["USD"].reserved == 0
+
+
+def test_naive_grant_times_are_refused_with_a_clear_error(storage: Storage) -> None:
+    wallets = Wallets(storage, Clock())
+    with pytest.raises(InvalidAmount, match="expires must be a timezone-aware datetime"):
+        wallets.grant("acme", "USD", Decimal(1), "g1", expires=dt.datetime(2027, 1, 1))
+    with pytest.raises(InvalidAmount, match="starts must be a timezone-aware datetime"):
+        wallets.grant("acme", "USD", Decimal(1), "g1", starts=dt.datetime(2026, 1, 1))
+    assert storage.balances() == {}
+
+
 class WalletMachine(RuleBasedStateMachine):
     """Any sequence of wallet operations keeps the ledger's invariants and conserves every cent.
 
