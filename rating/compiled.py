@@ -48,6 +48,12 @@ class CompiledVersion:
             for charge in plan.charges:
                 by_meter.setdefault(charge.meter, []).append((running_total_key(plan_name, charge, book), charge))
         self.label = f"{book.pricebook}@{book.version.isoformat()}"
+        #: The asset each plan bills in, which spend caps and alerts count: its charges' one asset
+        #: (CREDITS for a credits plan), or the pricebook currency when they mix assets.
+        self.billed_asset = {
+            name: assets.pop() if len(assets := {c.asset or book.currency for c in plan.charges}) == 1 else book.currency
+            for name, plan in book.plans.items()
+        }
         self.costs_by_meter: dict[str, list[PricingModel]] = {}
         for cost in book.costs:
             self.costs_by_meter.setdefault(cost.meter, []).append(cost)

@@ -348,7 +348,7 @@ class Engine:
                         period=usage.period,
                         spent=usage.after,
                         threshold=alert,
-                        asset=self.pricebook.currency,
+                        asset=self._version_at(rating.event.timestamp).billed_asset[rating.plan],
                     )
         for (account, asset), (before, after) in wallets.items() if self._top_ups else ():
             customer = customer_of(account)
@@ -470,12 +470,13 @@ class Engine:
                 )
         spec = book.spec_of(customer)
         if spec is not None and (spec.spend_cap is not None or spec.spend_alert is not None):
-            spent = sum((c.amount for c in charges if c.asset == currency), ZERO)
+            billed = version.billed_asset[plan]
+            spent = sum((c.amount for c in charges if c.asset == billed), ZERO)
             running = lookup((customer, SPEND, (), period)).quantity
             if spec.spend_cap is not None and spent > 0 and running + spent > spec.spend_cap:
                 raise EventError(
                     Refusal.SPEND_CAP_REACHED,
-                    f"spend cap reached: customer {customer!r} has spent {running} of {spec.spend_cap} {currency}"
+                    f"spend cap reached: customer {customer!r} has spent {running} of {spec.spend_cap} {billed}"
                     f" in {period}; this event costs {spent}",
                 )
             usage.append(Usage(SPEND, (), period, spent, running, running + spent))

@@ -101,7 +101,11 @@ class CustomerSpec(BaseModel):
     billing: Literal["invoice", "wallet"] = Field(
         "invoice", description="invoice: charges are owed on the receivable; wallet: paid from the prepaid wallet."
     )
-    spend_cap: Price | None = Field(None, description="Hard cap on a period's charges: events beyond it are refused.")
+    spend_cap: Price | None = Field(
+        None,
+        description="Hard cap on a period's charges, in the asset the plan bills in (CREDITS for a credits plan):"
+        " events beyond it are refused.",
+    )
     spend_alert: Price | None = Field(None, description="Soft cap: plugins are told when a period's charges cross it.")
     top_up: TopUp | None = Field(None, description="Wallet auto top-up: plugins are told what to buy when low.")
 

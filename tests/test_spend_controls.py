@@ -9,6 +9,7 @@ from typing import Any
 from rating.engine import Engine
 from rating.hookspecs import hookimpl
 from rating.pricebook import Pricebook
+from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.storage import Storage
 from rating.wallet import Wallets
@@ -79,4 +80,22 @@ def test_a_low_wallet_asks_for_a_top_up_once(book: Callable[[str], Pricebook], s
     engine.rate_batch(runs("prepaid", 3), chunk_size=1)
     assert listener.calls == [
         ("top_up", {"customer": "prepaid", "asset": "USD", "available": Decimal("1.00"), "amount": Decimal(20)})
+    ]
+
+
+def test_a_cap_counts_the_asset_the_plan_bills_in_credits_included(
+    book: Callable[[str], Pricebook], storage: Storage
+) -> None:
+    credits = BOOK.replace(
+        '      - {meter: runs, model: per_call, price: "1.00"}',
+        '      - {meter: runs, model: per_call, price: "10", asset: CREDITS}',
+    ).replace('spend_cap: "2.50", spend_alert: "1.50"', 'spend_cap: "25", spend_alert: "15"')
+    listener = Listener()
+    engine = Engine(book(credits + "assets:\n  CREDITS: {scale: 0}\n"), storage, Registry.load([listener]))
+    report = engine.rate_batch(runs("capped", 4), chunk_size=1)
+    assert report.posted == 2
+    assert [r.code for r in report.rejected] == [Refusal.SPEND_CAP_REACHED] * 2
+    assert "of 25 CREDITS" in report.rejected[0].reason
+    assert [(name, call["spent"], call["asset"]) for name, call in listener.calls] == [
+        ("alert", Decimal(20), "CREDITS")
     ]
