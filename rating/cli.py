@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from rating.closing import close_period
 from rating.demo import example_pricebook, write_demo_events
 from rating.engine import BatchReport, Engine
 from rating.errors import PricebookError, RatingError
-from rating.events import Sourced, parse_event, read_events
+from rating.events import Sourced, parse_event, parse_json, read_events
 from rating.money import ZERO, to_decimal
 from rating.output import FORMATS, OutputFormat, render
 from rating.payouts import pay_creators
@@ -142,9 +141,7 @@ def cmd_schema(args: argparse.Namespace, registry: Registry) -> int:
 def _quote_inputs(source: str) -> Iterator[Sourced]:
     if source.lstrip().startswith("{"):
         try:
-            yield Sourced("argument", event=parse_event(json.loads(source, parse_float=Decimal)))
-        except ValueError as error:
-            yield Sourced("argument", error=f"invalid JSON: {error}")
+            yield Sourced("argument", event=parse_event(parse_json(source)))
         except RatingError as error:
             yield Sourced("argument", error=str(error))
     else:

@@ -29,6 +29,11 @@ def running_total_key(holder: str, charge: PricingModel, book: Pricebook) -> str
     return f"total:{holder}:{charge.identity(book.currency)}"
 
 
+def _billed_asset(charges: tuple[PricingModel, ...], currency: str) -> str:
+    assets = {charge.asset or currency for charge in charges}
+    return assets.pop() if len(assets) == 1 else currency
+
+
 class CompiledVersion:
     """One pricebook version, compiled into the lookups the hot path needs."""
 
@@ -50,10 +55,7 @@ class CompiledVersion:
         self.label = f"{book.pricebook}@{book.version.isoformat()}"
         #: The asset each plan bills in, which spend caps and alerts count: its charges' one asset
         #: (CREDITS for a credits plan), or the pricebook currency when they mix assets.
-        self.billed_asset = {
-            name: assets.pop() if len(assets := {c.asset or book.currency for c in plan.charges}) == 1 else book.currency
-            for name, plan in book.plans.items()
-        }
+        self.billed_asset = {name: _billed_asset(plan.charges, book.currency) for name, plan in book.plans.items()}
         self.costs_by_meter: dict[str, list[PricingModel]] = {}
         for cost in book.costs:
             self.costs_by_meter.setdefault(cost.meter, []).append(cost)

@@ -9,12 +9,13 @@ silent drop.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, BinaryIO, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -23,6 +24,14 @@ from rating.errors import EventError
 from rating.refusals import Refusal
 
 BillingSource = Literal["platform", "byok"]
+
+#: Longest line (JSON Lines) or CSV record a reader accepts, in bytes; a longer one is rejected, never loaded.
+MAX_LINE_BYTES = 1024 * 1024
+#: Deepest nesting of JSON objects and arrays accepted in an event.
+MAX_NESTING = 32
+#: Timestamps must fall in this range (UTC): far enough from the calendar's ends that no time zone overflows.
+EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 
 #: CSV columns that are event fields; every other non-empty column is a property.
 CSV_FIELDS = ("id", "customer", "type", "timestamp", "billing_source", "agent", "session", "order")
@@ -74,7 +83,16 @@ class UsageEvent(BaseModel):
     @field_validator("properties", mode="before")
     @classmethod
     def _no_floats(cls, value: Any) -> Any:
+        if not nests_within(value, MAX_NESTING):
+            raise ValueError(f"properties nest deeper than {MAX_NESTING} levels")
         return _exact(value)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _in_range(cls, value: dt.datetime) -> dt.datetime:
+        if not EARLIEST <= value < LATEST:
+            raise ValueError(f"timestamp must lie between {EARLIEST.year} and {LATEST.year}, got {value.isoformat()}")
+        return value
 
     def dimension(self, name: str) -> Any:
         """The value of a property, or of an attribution field (agent, session, order), or None."""
@@ -120,17 +138,61 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
 
 
-def read_jsonl(stream: TextIO, name: str) -> Iterator[Sourced]:
-    """Events from JSON Lines; numbers are read as Decimal from their text."""
-    for number, line in enumerate(stream, start=1):
+def nests_within(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects and arrays no deeper than ``limit`` (iteratively: no recursion to exhaust)."""
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth >= limit:
+                return False
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return True
+
+
+def parse_json(text: str) -> Any:
+    """JSON text with numbers as Decimal; :class:`EventError` (``invalid_record``) for anything else, never a crash."""
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise EventError(Refusal.INVALID_RECORD, f"invalid JSON: nested deeper than {MAX_NESTING} levels") from None
+    except ValueError as error:  # JSONDecodeError is a ValueError
+        raise EventError(Refusal.INVALID_RECORD, f"invalid JSON: {error}") from None
+
+
+def _bounded_lines(stream: BinaryIO, name: str) -> Iterator[tuple[str, str | None, str | None]]:
+    """(location, text, problem) per line: lines longer than :data:`MAX_LINE_BYTES` or not UTF-8 are problems.
+
+    A long line is skipped in bounded pieces, never held whole in memory.
+    """
+    number = 0
+    while True:
+        line = stream.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        location = f"{name}:{number}"
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = stream.readline(MAX_LINE_BYTES)
+            yield location, None, f"line is longer than {MAX_LINE_BYTES:,} bytes"
+            continue
+        try:
+            yield location, line.decode("utf-8"), None
+        except UnicodeDecodeError as error:
+            yield location, None, f"not UTF-8 (byte {line[error.start]:#04x} at column {error.start + 1})"
+
+
+def read_jsonl(stream: BinaryIO, name: str) -> Iterator[Sourced]:
+    """Events from JSON Lines (bytes); numbers are read as Decimal from their text."""
+    for location, line, problem in _bounded_lines(stream, name):
+        if line is None:
+            yield Sourced(location, error=problem)
+            continue
         if not line.strip():
             continue
-        location = f"{name}:{number}"
         try:
-            data = json.loads(line, parse_float=Decimal, parse_constant=_refuse_constant)
-            yield Sourced(location, event=parse_event(data))
-        except ValueError as error:  # JSONDecodeError is a ValueError
-            yield Sourced(location, error=f"invalid JSON: {error}")
+            yield Sourced(location, event=parse_event(parse_json(line)))
         except EventError as error:
             yield Sourced(location, error=str(error))
 
@@ -150,15 +212,42 @@ def csv_row_to_mapping(row: dict[str, str | None]) -> dict[str, Any]:
     return data
 
 
-def read_csv(stream: TextIO, name: str) -> Iterator[Sourced]:
-    """Events from CSV with a header row (see :data:`CSV_FIELDS`)."""
-    reader = csv.DictReader(stream)
-    for row in reader:
+def read_csv(stream: BinaryIO, name: str) -> Iterator[Sourced]:
+    """Events from CSV (bytes) with a header row (see :data:`CSV_FIELDS`); a bad row is rejected, not fatal."""
+    problems: dict[int, str] = {}
+
+    def lines() -> Iterator[str]:
+        for location, line, problem in _bounded_lines(stream, name):
+            if line is None:
+                problems[int(location.rsplit(":", 1)[1])] = problem or "unreadable"
+                yield "\n"  # keeps the reader's line numbers in step; the row is reported below
+            else:
+                yield line
+
+    reader = csv.reader(lines())
+    header: list[str] | None = None
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield Sourced(f"{name}:{reader.line_num}", error=f"invalid CSV: {error}")
+            continue
         location = f"{name}:{reader.line_num}"
-        if None in row:
+        if reader.line_num in problems:
+            yield Sourced(location, error=problems.pop(reader.line_num))
+            continue
+        if header is None:
+            header = cells
+            continue
+        if not cells:
+            continue
+        if len(cells) > len(header):
             yield Sourced(location, error="more cells than header columns")
             continue
         try:
+            row: dict[str, str | None] = dict(zip(header, cells, strict=False))
             yield Sourced(location, event=parse_event(csv_row_to_mapping(row)))
         except EventError as error:
             yield Sourced(location, error=str(error))
@@ -168,7 +257,7 @@ def read_events(path: str | Path) -> Iterator[Sourced]:
     """Read events from a ``.csv`` file or JSON Lines (``.jsonl``, ``.ndjson``, anything else)."""
     path = Path(path)
     try:
-        stream = path.open(newline="", encoding="utf-8")
+        stream = path.open("rb")
     except OSError as error:
         raise EventError(Refusal.INVALID_RECORD, f"{path}: cannot read events: {error.strerror}") from None
     with stream:

@@ -44,6 +44,7 @@ def exact(function: F) -> F:
 
     return in_money_context  # type: ignore[return-value]
 
+
 HUNDRED = Decimal(100)
 
 

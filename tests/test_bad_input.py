@@ -83,3 +83,86 @@ def test_future_tolerance_on_the_command_line(tmp_path: Path, capsys: pytest.Cap
     assert "in the future beyond the 0:05:00 tolerance" in capsys.readouterr().err
     assert main([*argv, "--future-tolerance", "soon"]) == 1
     assert "'soon' is not a duration" in capsys.readouterr().err
+
+
+HOSTILE = [
+    line("first").encode(),
+    line("nul\x00id").encode(),  # PostgreSQL cannot store NUL: refused before it gets there
+    line("nul-customer", customer="ac\x00me").encode(),
+    line("x" * 1_000_000).encode(),  # an id of about 1 MB, past the 256-character bound
+    line("latin").encode().replace(b'"m"', b'"\xe9"'),  # a byte that is not UTF-8
+    b'{"id": "deep", "properties": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    line("end-of-time", at="9999-12-31T23:59:59Z"),  # year 10000 once converted to a zone east of UTC
+    b'{"id": "huge", "pad": "' + b"x" * (3 * 1024 * 1024) + b'"}',  # a line past the 1 MiB bound
+    line("last").encode(),
+]
+HOSTILE_BOOK = SIMPLE_PRICEBOOK.replace("currency: USD", "currency: USD\ntimezone: Asia/Tokyo")
+
+
+def _hostile_file(path: Path) -> Path:
+    path.write_bytes(b"\n".join(h if isinstance(h, bytes) else h.encode() for h in HOSTILE) + b"\n")
+    return path
+
+
+def test_hostile_records_are_rejected_one_by_one_and_the_rest_is_posted(
+    tmp_path: Path, book: Callable[[str], Pricebook], registry: Registry, storage: Storage
+) -> None:
+    engine = Engine(book(HOSTILE_BOOK), storage, registry)
+    report = engine.rate_batch(read_events(_hostile_file(tmp_path / "hostile.jsonl")))
+    assert report.posted == 2 and sorted(storage.rated_events(["first", "last"])) == ["first", "last"]
+    reasons = {int(r.location.rsplit(":", 1)[1]): r.reason for r in report.rejected}
+    assert sorted(reasons) == [2, 3, 4, 5, 6, 7, 8]
+    assert "control characters such as NUL" in reasons[2] and "U+0000" in reasons[3]
+    assert "must be 1 to 256 characters" in reasons[4]
+    assert "not UTF-8 (byte 0xe9" in reasons[5]
+    assert "nested deeper than" in reasons[6] and "timestamp must lie between 1900 and 9000" in reasons[7]
+    assert "line is longer than 1,048,576 bytes" in reasons[8]
+    assert storage.verify() == []
+
+
+def test_hostile_records_in_strict_mode_post_nothing_and_exit_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "book.yaml").write_text(HOSTILE_BOOK)
+    events = _hostile_file(tmp_path / "hostile.jsonl")
+    assert main(["rate", str(events), "-p", "book.yaml", "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert "strict: nothing posted because 7 records were rejected" in err and "Traceback" not in err
+    assert main(["rate", str(events), "-p", "book.yaml"]) == 1  # and the replay posts the good ones, once
+    assert "posted 2 events, 0 already posted, 7 rejected" in capsys.readouterr().err
+
+
+def test_hostile_csv_rows_are_rejected_one_by_one(
+    tmp_path: Path, book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    from rating.storage.memory import MemoryStorage
+
+    rows = [
+        b"id,customer,type,timestamp,tokens,model",
+        b"c1,acme,api.call,2026-11-05T12:00:00Z,5,m",
+        b"c2,acme,api.call,2026-11-05T12:00:00Z,5,\xff",
+        b"c3,acme,api.call,2026-11-05T12:00:00Z,5,m,extra",
+        b'c4,acme,api.call,2026-11-05T12:00:00Z,5,"' + b"y" * 200_000 + b'"',
+        b"c5,acme,api.call,2026-11-05T12:00:00Z,5,m",
+    ]
+    path = tmp_path / "e.csv"
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    report = Engine(book(SIMPLE_PRICEBOOK), MemoryStorage(), registry).rate_batch(read_events(path))
+    assert report.posted == 2
+    assert [(r.location.rsplit(":", 1)[1], r.reason.split(" ")[0]) for r in report.rejected] == [
+        ("3", "not"),
+        ("4", "more"),
+        ("5", "invalid"),
+    ]
+
+
+def test_quote_of_a_deeply_nested_event_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "book.yaml").write_text(SIMPLE_PRICEBOOK)
+    deep = '{"id": "q", "properties": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    assert main(["quote", deep, "-p", "book.yaml"]) == 1
+    err = capsys.readouterr().err
+    assert "argument: invalid JSON: nested deeper than 32 levels" in err and "Traceback" not in err
