@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from rating.errors import EventError, InvalidAmount
 from rating.events import UsageEvent
-from rating.money import ZERO, to_decimal
+from rating.money import ZERO, bounded, to_decimal
 from rating.refusals import Refusal
 
 Aggregation = Literal["sum", "count", "max", "unique"]
@@ -23,7 +23,7 @@ ONE = Decimal(1)
 #: Quantities at or above 10^(MAX_MAGNITUDE + 1) are refused: no real event carries them.
 MAX_MAGNITUDE = 15
 #: A weight of a derived meter: an exact, non-negative decimal.
-Weight = Annotated[Decimal, BeforeValidator(to_decimal), Field(ge=0)]
+Weight = Annotated[Decimal, BeforeValidator(to_decimal), AfterValidator(bounded), Field(ge=0)]
 
 
 @dataclass(slots=True)

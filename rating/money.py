@@ -65,6 +65,8 @@ def to_decimal(value: object, what: str = "value") -> Decimal:
     elif isinstance(value, int):
         result = Decimal(value)
     elif isinstance(value, str):
+        if not value.isascii():  # Decimal reads "١٢٣" as 123: a price must be written in ASCII digits
+            raise InvalidAmount(f"{what} must be written with ASCII digits, got {value!r}")
         try:
             result = Decimal(value.strip())
         except decimal.InvalidOperation:
@@ -78,6 +80,22 @@ def to_decimal(value: object, what: str = "value") -> Decimal:
 
 #: A percentage in a pricebook, from 0 to 100 inclusive, exact (a field may narrow it, e.g. ``Field(gt=0)``).
 Percent = Annotated[Decimal, BeforeValidator(to_decimal), Field(ge=0, le=100)]
+
+
+#: Prices and pricebook quantities stay within 10^15 and 30 decimal places: beyond, exact arithmetic
+#: on them could not fit the money context and every event would fail later.
+MAX_PRICE_MAGNITUDE = 15
+MAX_PRICE_PLACES = 30
+
+
+def bounded(value: Decimal) -> Decimal:
+    """``value`` if it is within :data:`MAX_PRICE_MAGNITUDE` and :data:`MAX_PRICE_PLACES`, else ValueError."""
+    if value and value.adjusted() >= MAX_PRICE_MAGNITUDE:
+        raise ValueError(f"{value} is too large: pricebook numbers stay below 10^{MAX_PRICE_MAGNITUDE}")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and value and -exponent > MAX_PRICE_PLACES:
+        raise ValueError(f"{value} has more than {MAX_PRICE_PLACES} decimal places")
+    return value
 
 
 def currency_scale(code: str) -> int:

@@ -410,13 +410,28 @@ def parse_pricebook(text: str, registry: Registry, source: str = "<pricebook>") 
     return book
 
 
+#: Largest pricebook file accepted: real ones are kilobytes.
+MAX_PRICEBOOK_BYTES = 5 * 1024 * 1024
+
+
 def load_pricebook(path: str | Path, registry: Registry | None = None) -> Pricebook:
     """Read and validate a pricebook file (see :func:`parse_pricebook`)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_PRICEBOOK_BYTES:
+            raise PricebookError([f"{path}: {size:,} bytes is over the {MAX_PRICEBOOK_BYTES:,}-byte pricebook limit"])
+        raw = path.read_bytes()
     except OSError as error:
         raise PricebookError([f"{path}: cannot read pricebook: {error.strerror}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        raise PricebookError(
+            [f"{path}:{line}:{column}: not UTF-8 (byte {raw[error.start]:#04x}); save the pricebook as UTF-8"]
+        ) from None
     return parse_pricebook(text, registry or Registry.load(), str(path))
 
 

@@ -35,14 +35,23 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from rating.meters import Meter
-from rating.money import ZERO, Percent, format_decimal, to_decimal
+from rating.money import ZERO, Percent, bounded, format_decimal, to_decimal
 
 #: A price or quantity in a pricebook: Decimal from its text; floats and bools are errors.
-Price = Annotated[Decimal, BeforeValidator(to_decimal), Field(ge=0)]
-PositiveQuantity = Annotated[Decimal, BeforeValidator(to_decimal), Field(gt=0)]
+Price = Annotated[Decimal, BeforeValidator(to_decimal), AfterValidator(bounded), Field(ge=0)]
+PositiveQuantity = Annotated[Decimal, BeforeValidator(to_decimal), AfterValidator(bounded), Field(gt=0)]
 
 #: The options of the base class, which ``by_group`` overrides may not change.
 COMMON_OPTIONS = frozenset(

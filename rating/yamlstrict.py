@@ -4,7 +4,9 @@
 - only ``true``/``false`` are booleans: ``NO``, ``yes``, ``on`` stay strings;
 - dates stay text (the schema decides what they mean);
 - duplicate keys and merge keys (``<<``) are errors;
-- every value's position is kept, so later errors can name ``file:line:column``.
+- every value's position is kept, so later errors can name ``file:line:column``;
+- what a document may expand to is bounded: nesting (:data:`MAX_DEPTH`), values built
+  through aliases (:data:`MAX_VALUES`, against alias bombs), and an alias may not contain itself.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 Path = tuple[str | int, ...]
+
+#: Deepest nesting of mappings and sequences a pricebook may have.
+MAX_DEPTH = 64
+#: Most values a document may expand to, aliases included (a pricebook has thousands at most).
+MAX_VALUES = 200_000
 
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
@@ -83,13 +90,37 @@ def _scalar(node: ScalarNode) -> Any:
     raise YamlError(*_mark(node), f"unsupported YAML tag {tag}")
 
 
-def _build(node: Node, path: Path, positions: dict[Path, tuple[int, int]]) -> Any:
+class _Builder:
+    """Turns composed nodes into plain data, within the bounds on depth, size and aliases."""
+
+    def __init__(self) -> None:
+        self.positions: dict[Path, tuple[int, int]] = {}
+        self.values = 0
+        self.open: set[int] = set()  # nodes being built: meeting one again is an alias of itself
+
+    def build(self, node: Node, path: Path) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise YamlError(*_mark(node), f"the document expands to more than {MAX_VALUES:,} values (aliases?)")
+        if len(path) > MAX_DEPTH:
+            raise YamlError(*_mark(node), f"nested deeper than {MAX_DEPTH} levels")
+        if id(node) in self.open:
+            raise YamlError(*_mark(node), "an alias refers to a value that contains it")
+        self.open.add(id(node))
+        try:
+            return _build(node, path, self)
+        finally:
+            self.open.discard(id(node))
+
+
+def _build(node: Node, path: Path, builder: _Builder) -> Any:
+    positions = builder.positions
     # A mapping value is located at its key (where a reader looks); others at themselves.
     positions.setdefault(path, _mark(node))
     if isinstance(node, ScalarNode):
         return _scalar(node)
     if isinstance(node, SequenceNode):
-        return [_build(item, path + (i,), positions) for i, item in enumerate(node.value)]
+        return [builder.build(item, path + (i,)) for i, item in enumerate(node.value)]
     if isinstance(node, MappingNode):
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -102,7 +133,7 @@ def _build(node: Node, path: Path, positions: dict[Path, tuple[int, int]]) -> An
                 first_line = positions[path + (key,)][0]
                 raise YamlError(*_mark(key_node), f"duplicate key {key!r} (first given on line {first_line})")
             positions[path + (key,)] = _mark(key_node)
-            result[key] = _build(value_node, path + (key,), positions)
+            result[key] = builder.build(value_node, path + (key,))
         return result
     raise YamlError(*_mark(node), "unsupported YAML node")
 
@@ -115,8 +146,21 @@ def load(text: str) -> Document:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise YamlError(line, column, f"invalid YAML: {error.problem or error.context}") from None
+    except yaml.reader.ReaderError as error:  # a NUL or another character YAML does not allow
+        line, column = _line_column(text, error.position)
+        code = error.character if isinstance(error.character, int) else ord(error.character)
+        raise YamlError(line, column, f"invalid YAML: character U+{code:04X} is not allowed") from None
+    except yaml.YAMLError as error:
+        raise YamlError(1, 1, f"invalid YAML: {error}") from None
+    except RecursionError:
+        raise YamlError(1, 1, f"invalid YAML: nested deeper than {MAX_DEPTH} levels") from None
     if root is None:
         return Document(None)
-    positions: dict[Path, tuple[int, int]] = {}
-    data = _build(root, (), positions)
-    return Document(data, positions)
+    builder = _Builder()
+    data = builder.build(root, ())
+    return Document(data, builder.positions)
+
+
+def _line_column(text: str, position: int) -> tuple[int, int]:
+    before = text[:position]
+    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1

@@ -1,9 +1,11 @@
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 
 import jsonschema
 import pytest
 
+from rating.cli import main
 from rating.errors import PricebookError
 from rating.pricebook import Pricebook, json_schema, load_pricebook
 from rating.registry import Registry
@@ -142,3 +144,49 @@ def _jsonable(value: object) -> object:
     if isinstance(value, Decimal):  # as an editor sees YAML numbers: integers, or decimal text
         return int(value) if value == value.to_integral_value() else str(value)
     return value
+
+
+HOSTILE_PRICEBOOKS = {
+    "nul": (
+        SIMPLE_PRICEBOOK.replace("pricebook: test", "pricebook: te\x00st").encode(),
+        "1:14: invalid YAML: character U+0000 is not allowed",
+    ),
+    "latin-1": (SIMPLE_PRICEBOOK.replace("test", "tést").encode("latin-1"), "1:13: not UTF-8 (byte 0xe9)"),
+    "deep": (b"a: " + b"[" * 1000 + b"]" * 1000 + b"\n", "nested deeper than 64 levels"),
+    "recursive alias": (b"a: &a [*a]\n", "an alias refers to a value that contains it"),
+    "alias bomb": (
+        b"a: &a [x,x,x,x,x,x,x,x,x]\n"
+        + b"".join(f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n".encode() for i in range(8)),
+        "expands to more than 200,000 values",
+    ),
+    "huge price": (SIMPLE_PRICEBOOK.replace('price: "0.01"', 'price: "1e999999999"').encode(), "too large"),
+    "long price": (SIMPLE_PRICEBOOK.replace('price: "0.01"', f'price: "0.{"1" * 100_001}"').encode(), "decimal places"),
+    "tiny package": (
+        SIMPLE_PRICEBOOK.replace(
+            'model: per_call, price: "0.01"', 'model: package, size: "1e-999999", price: "1"'
+        ).encode(),
+        "decimal places",
+    ),
+    "arabic digits": (SIMPLE_PRICEBOOK.replace('price: "0.01"', 'price: "١٢٣"').encode(), "ASCII digits"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_PRICEBOOKS))
+def test_check_never_tracebacks_or_hangs_on_a_hostile_pricebook(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    content, problem = HOSTILE_PRICEBOOKS[name]
+    path = tmp_path / "hostile.yaml"
+    path.write_bytes(content)
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert problem in err and err.startswith(str(path)) and "Traceback" not in err
+
+
+def test_a_pricebook_over_the_size_limit_is_refused_before_it_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_bytes(SIMPLE_PRICEBOOK.encode() + b"#" * (50 * 1024 * 1024) + b"\n")
+    assert main(["check", str(path)]) == 1
+    assert "is over the 5,242,880-byte pricebook limit" in capsys.readouterr().err
