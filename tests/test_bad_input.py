@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from rating.cli import main
 from rating.engine import Engine
 from rating.events import read_events
 from rating.pricebook import Pricebook
+from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.storage import Storage
 from tests.helpers import SIMPLE_PRICEBOOK, event
@@ -65,14 +67,16 @@ def test_every_kind_of_bad_record_is_reported_and_nothing_of_it_posted(
     assert storage.verify() == []
 
 
-def test_absurd_prices_are_refused_not_crashed_on(
+def test_sums_that_cannot_stay_exact_are_refused_not_rounded(
     book: Callable[[str], Pricebook], registry: Registry, storage: Storage
 ) -> None:
-    # Sums that cannot be exact within 60 digits: refused with a reason, never rounded, never a crash.
-    engine = Engine(book(SIMPLE_PRICEBOOK.replace('price: "0.01"', 'price: "1e999990"')), storage, registry)
-    report = engine.rate_batch([event("e1", tokens=7, model="m")])
-    assert report.posted == 0 and [r.reason for r in report.rejected] == ["cannot be priced exactly: Inexact"]
-    assert list(storage.transactions()) == []
+    # Prices are bounded at check time; a quantity of 1E-100 on top of 7 cannot be summed in 60 digits.
+    engine = Engine(book(SIMPLE_PRICEBOOK), storage, registry)
+    report = engine.rate_batch([event("e1", tokens=7, model="m"), event("e2", tokens=Decimal("1E-100"), model="m")])
+    assert report.posted == 1 and [(r.code, r.reason) for r in report.rejected] == [
+        (Refusal.NOT_EXACT, "cannot be priced exactly: Inexact")
+    ]
+    assert [t.id for t in storage.transactions()] == ["rating:e1"]
 
 
 def test_future_tolerance_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
