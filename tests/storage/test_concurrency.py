@@ -124,3 +124,36 @@ def test_a_killed_batch_leaves_whole_transactions_and_a_replay_completes(kind: s
     with registry.open_storage(url) as storage:
         assert storage.verify() == []
         assert len(list(storage.transactions())) == count
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_eight_rate_commands_over_shared_customers_all_finish_and_match_a_sequential_run(
+    kind: str, tmp_path: Path
+) -> None:
+    """Started together on a new database: each migrates or finds it migrated, none gives up, nothing differs."""
+    url = database_url(kind, tmp_path)
+    book = tmp_path / "book.yaml"
+    book.write_text(PRICEBOOK)
+    files = []
+    for number in range(WORKERS):
+        path = tmp_path / f"events-{number}.jsonl"
+        with path.open("w") as out:
+            for i in range(1_500):
+                customer = f"c{(i * 7 + number) % 40}"  # every customer is in several files
+                out.write(event(f"w{number}-{i}", customer=customer, tokens=i % 1_300, model="m").model_dump_json())
+                out.write("\n")
+        files.append(path)
+    commands = [[sys.executable, "-m", "rating", "rate", str(f), "-p", str(book), "--db", url] for f in files]
+    processes = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for c in commands]
+    outcomes = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in processes]
+    for process in processes:
+        if process.stderr:
+            process.stderr.close()
+    assert [code for code, _ in outcomes] == [0] * WORKERS, [err for code, err in outcomes if code]
+    sequential = tmp_path / "sequential.db"
+    for command in commands:
+        subprocess.run([*command[:-1], str(sequential)], check=True, capture_output=True)
+    registry = Registry.load()
+    with registry.open_storage(url) as together, registry.open_storage(str(sequential)) as alone:
+        assert together.verify() == [] and alone.verify() == []
+        assert together.balances() == alone.balances()
