@@ -8,6 +8,7 @@ rejected, an unreadable file), with one clear line per problem on stderr;
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import sys
@@ -65,11 +66,15 @@ def _count_lines(path: Path) -> int | None:
         return None
 
 
+def _open(args: argparse.Namespace, registry: Registry) -> Storage:
+    """The storage of ``--db``, closed when the command ends (whatever way it ends)."""
+    storage: Storage = args.resources.enter_context(registry.open_storage(args.db))
+    return storage
+
+
 def _engine(args: argparse.Namespace, registry: Registry, pricebooks: Sequence[str | Path]) -> Engine:
     tolerance = _duration(args.future_tolerance) if getattr(args, "future_tolerance", None) else None
-    return Engine(
-        load_catalog(pricebooks, registry), registry.open_storage(args.db), registry, future_tolerance=tolerance
-    )
+    return Engine(load_catalog(pricebooks, registry), _open(args, registry), registry, future_tolerance=tolerance)
 
 
 def _duration(text: str) -> dt.timedelta:
@@ -195,7 +200,7 @@ def cmd_rate(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def cmd_balance(args: argparse.Namespace, registry: Registry) -> int:
-    storage = registry.open_storage(args.db)
+    storage = _open(args, registry)
     book = load_catalog(args.pricebook, registry).latest if args.pricebook else None
     rows: list[dict[str, Any]]
     if args.customer:
@@ -267,7 +272,7 @@ def _window(args: argparse.Namespace, book: Pricebook) -> tuple[dt.datetime, dt.
 def cmd_usage(args: argparse.Namespace, registry: Registry) -> int:
     book = load_catalog(args.pricebook, registry).latest
     since, until = _window(args, book)
-    report = usage_report(registry.open_storage(args.db), book, since, until, args.group_by, args.customer)
+    report = usage_report(_open(args, registry), book, since, until, args.group_by, args.customer)
     meters = sorted({m for row in report for m in row.quantities})
     assets = sorted({a for row in report for a in row.cost})
     rows = [
@@ -286,7 +291,7 @@ def cmd_usage(args: argparse.Namespace, registry: Registry) -> int:
 
 def cmd_payouts(args: argparse.Namespace, registry: Registry) -> int:
     book = load_catalog(args.pricebook, registry).latest
-    fresh, earlier = pay_creators(registry.open_storage(args.db), book, args.week)
+    fresh, earlier = pay_creators(_open(args, registry), book, args.week)
     rows = [
         {
             "creator": p.creator,
@@ -306,7 +311,7 @@ def cmd_margin(args: argparse.Namespace, registry: Registry) -> int:
     book = load_catalog(args.pricebook, registry).latest
     below = to_decimal(args.below.removesuffix("%"), "--below") if args.below else None
     since, until = _window(args, book)
-    report = margin_report(registry.open_storage(args.db), book, since, until, args.group_by, below)
+    report = margin_report(_open(args, registry), book, since, until, args.group_by, below)
     currency = book.currency
     rows = [
         {
@@ -324,7 +329,7 @@ def cmd_margin(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, registry: Registry) -> int:
-    storage = registry.open_storage(args.db)
+    storage = _open(args, registry)
     problems = storage.verify()
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -336,7 +341,7 @@ def cmd_verify(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, registry: Registry) -> int:
-    storage = registry.open_storage(args.db)  # opening applies pending migrations
+    storage = _open(args, registry)  # opening applies pending migrations
     version = getattr(storage, "schema_version", lambda: None)()
     print(f"{storage.url}: schema version {version}" if version is not None else f"{storage.url}: nothing to migrate")
     return 0
@@ -390,7 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("events", metavar="EVENTS", help="a .jsonl or .csv file of events")
     rate.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     rate.add_argument("--strict", action="store_true", help="post nothing if any record is rejected")
-    rate.add_argument("--future-tolerance", metavar="DURATION", help="refuse events stamped later than now + this (5m)")
+    rate.add_argument(
+        "--future-tolerance",
+        metavar="DURATION",
+        help="refuse events stamped later than now + this, e.g. 5m (default: no limit)",
+    )
     balance = command("balance", cmd_balance, "ledger balances, or one customer's wallet", db=DEFAULT_DB, output=True)
     balance.add_argument(
         "customer", nargs="?", metavar="CUSTOMER", help="per asset: available, reserved, posted and owed"
@@ -442,7 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         registry = Registry.load()
-        return int(args.handler(args, registry))
+        with contextlib.ExitStack() as args.resources:
+            return int(args.handler(args, registry))
     except PricebookError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)

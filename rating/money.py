@@ -148,5 +148,10 @@ def allocate(amount: Decimal, weights: Sequence[Decimal], scale: int) -> list[De
 
 
 def format_decimal(value: Decimal) -> str:
-    """Show a decimal with thousands separators and every digit it has (``1,200``, ``0.0030000``)."""
-    return f"{value:,}"
+    """Show a decimal with thousands separators and every digit it has (``1,200``, ``0.0030000``), never as 2.5E-7."""
+    return f"{value:,f}"
+
+
+def plain(value: Decimal) -> str:
+    """A decimal's exact value as plain text for programs (``0.00000025``, never ``2.5E-7``), no separators."""
+    return f"{value:f}"

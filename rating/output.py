@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
+from rating.money import format_decimal, plain
+
 OutputFormat = Literal["table", "json", "csv"]
 FORMATS: tuple[OutputFormat, ...] = ("table", "json", "csv")
 
@@ -20,13 +22,15 @@ FORMATS: tuple[OutputFormat, ...] = ("table", "json", "csv")
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, (Decimal, int)) and not isinstance(value, bool):
+    if isinstance(value, Decimal):
+        return format_decimal(value)
+    if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
 
 
 def _plain(value: Any) -> Any:
-    return str(value) if isinstance(value, Decimal) else value
+    return plain(value) if isinstance(value, Decimal) else value
 
 
 def render(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: OutputFormat = "table") -> str:

@@ -220,3 +220,10 @@ def test_balance_of_a_customer_shows_the_wallet(run, tmp_path: Path) -> None:  #
     assert list(csv.DictReader(io.StringIO(out))) == [
         {"asset": "USD", "available": "142.50", "reserved": "3.00", "posted": "145.50", "owed": "0"}
     ]
+
+
+def test_rate_help_says_the_future_tolerance_has_no_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["rate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "e.g. 5m (default: no limit)" in out

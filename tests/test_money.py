@@ -59,3 +59,14 @@ def test_allocation_refuses_bad_weights_and_unscaled_amounts() -> None:
         allocate(Decimal("1.00"), [Decimal(0)], 2)
     with pytest.raises(InvalidAmount):
         allocate(Decimal("1.001"), [Decimal(1)], 2)
+
+
+def test_decimals_print_plain_never_in_scientific_notation() -> None:
+    from rating.money import plain
+    from rating.output import render
+
+    assert format_decimal(Decimal("2.5E-7")) == "0.00000025" and format_decimal(Decimal("1.2E+4")) == "12,000"
+    assert plain(Decimal("0E-8")) == "0.00000000" and plain(Decimal("2.5E-7")) == "0.00000025"
+    rows = [{"unit_price": Decimal("2.5E-7"), "amount": Decimal("0E-8")}]
+    assert '"unit_price": "0.00000025"' in render(rows, ["unit_price", "amount"], "json")
+    assert render(rows, ["unit_price", "amount"], "csv").splitlines()[1] == "0.00000025,0.00000000"

@@ -159,7 +159,11 @@ class PostgresStorage(Storage):
             self._db = psycopg.connect(url, autocommit=True)
         except psycopg.Error as error:
             raise StorageError(f"cannot connect to {url}: {str(error).strip().splitlines()[0]}") from None
-        self.migrate()
+        try:
+            self.migrate()
+        except BaseException:
+            self._db.close()
+            raise
 
     # -- schema ----------------------------------------------------------------
 

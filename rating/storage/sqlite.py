@@ -161,14 +161,17 @@ class SQLiteStorage(Storage):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self.url = f"sqlite:///{self.path}"
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self.migrate()
-        except sqlite3.DatabaseError as error:
-            raise StorageError(f"{self.path}: cannot open as a rating database: {error}") from None
+        except BaseException as error:
+            self._db.close()
+            if isinstance(error, sqlite3.DatabaseError):
+                raise StorageError(f"{self.path}: cannot open as a rating database: {error}") from None
+            raise
 
     # -- schema ----------------------------------------------------------------
 
