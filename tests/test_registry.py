@@ -113,6 +113,7 @@ def test_unknown_storage_scheme_lists_the_installed_ones() -> None:
 def test_storage_urls(tmp_path: Path) -> None:
     registry = Registry.load()
     assert registry.open_storage("memory:").url == "memory:"
-    plain = registry.open_storage(str(tmp_path / "a.db"))
-    assert plain.url == f"sqlite:///{tmp_path / 'a.db'}"
-    assert registry.open_storage(plain.url).url == plain.url
+    with registry.open_storage(str(tmp_path / "a.db")) as plain:
+        assert plain.url == f"sqlite:///{tmp_path / 'a.db'}"
+        with registry.open_storage(plain.url) as again:
+            assert again.url == plain.url
