@@ -66,9 +66,12 @@ def _count_lines(path: Path) -> int | None:
         return None
 
 
-def _open(args: argparse.Namespace, registry: Registry) -> Storage:
-    """The storage of ``--db``, closed when the command ends (whatever way it ends)."""
-    storage: Storage = args.resources.enter_context(registry.open_storage(args.db))
+def _open(args: argparse.Namespace, registry: Registry, *, read_only: bool = False) -> Storage:
+    """The storage of ``--db``, closed when the command ends (whatever way it ends).
+
+    Reading commands open it ``read_only``: they never migrate, and work on a read-only file.
+    """
+    storage: Storage = args.resources.enter_context(registry.open_storage(args.db, read_only=read_only))
     return storage
 
 
@@ -200,7 +203,7 @@ def cmd_rate(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def cmd_balance(args: argparse.Namespace, registry: Registry) -> int:
-    storage = _open(args, registry)
+    storage = _open(args, registry, read_only=True)
     book = load_catalog(args.pricebook, registry).latest if args.pricebook else None
     rows: list[dict[str, Any]]
     if args.customer:
@@ -272,7 +275,7 @@ def _window(args: argparse.Namespace, book: Pricebook) -> tuple[dt.datetime, dt.
 def cmd_usage(args: argparse.Namespace, registry: Registry) -> int:
     book = load_catalog(args.pricebook, registry).latest
     since, until = _window(args, book)
-    report = usage_report(_open(args, registry), book, since, until, args.group_by, args.customer)
+    report = usage_report(_open(args, registry, read_only=True), book, since, until, args.group_by, args.customer)
     meters = sorted({m for row in report for m in row.quantities})
     assets = sorted({a for row in report for a in row.cost})
     rows = [
@@ -311,7 +314,7 @@ def cmd_margin(args: argparse.Namespace, registry: Registry) -> int:
     book = load_catalog(args.pricebook, registry).latest
     below = to_decimal(args.below.removesuffix("%"), "--below") if args.below else None
     since, until = _window(args, book)
-    report = margin_report(_open(args, registry), book, since, until, args.group_by, below)
+    report = margin_report(_open(args, registry, read_only=True), book, since, until, args.group_by, below)
     currency = book.currency
     rows = [
         {
@@ -329,11 +332,11 @@ def cmd_margin(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, registry: Registry) -> int:
-    storage = _open(args, registry)
+    storage = _open(args, registry, read_only=True)
     problems = storage.verify()
     for problem in problems:
         print(problem, file=sys.stderr)
-    transactions = len(list(storage.transactions())) if not problems else None
+    transactions = storage.count_transactions() if not problems else None
     print(
         f"{storage.url}: {len(problems)} problems" + (f", {transactions:,} transactions sound" if not problems else "")
     )

@@ -106,4 +106,12 @@ class PeriodClosed(RatingError):
 
 
 class StorageError(RatingError):
-    """The storage cannot be opened or is at a schema version this code does not know."""
+    """The storage cannot be opened, written or read; ``code`` names the known cases.
+
+    Codes: ``schema_outdated`` (a reading command met a database that needs ``rating db migrate``),
+    ``schema_newer`` (written by a newer rating), or None.
+    """
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}" if code else message)

@@ -36,12 +36,13 @@ def rating_pricing_models() -> list[type[PricingModel]]:
 
 
 @hookspec
-def rating_storage_adapters() -> dict[str, Callable[[str], Storage]]:
+def rating_storage_adapters() -> dict[str, Callable[..., Storage]]:
     """Called once when a :class:`~rating.registry.Registry` is built.
 
     Return a mapping from URL scheme (``memory``, ``sqlite``, ``postgresql``) to a
-    factory that takes the whole URL and returns an open
-    :class:`~rating.storage.base.Storage`.
+    factory that takes the whole URL (and the keyword ``read_only=True`` for reading
+    commands: open without migrating, refuse a schema that is not current) and returns
+    an open :class:`~rating.storage.base.Storage`.
     """
     raise NotImplementedError
 

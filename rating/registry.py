@@ -36,7 +36,7 @@ class Registry:
 
     manager: pluggy.PluginManager
     pricing_models: dict[str, type[PricingModel]] = field(default_factory=dict)
-    storage_adapters: dict[str, Callable[[str], Storage]] = field(default_factory=dict)
+    storage_adapters: dict[str, Callable[..., Storage]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, extra_plugins: Iterable[object] = (), *, entry_points: bool = True) -> Registry:
@@ -63,14 +63,18 @@ class Registry:
             )
         self.pricing_models[model.name] = model
 
-    def open_storage(self, url: str) -> Storage:
-        """Open the storage at ``url`` (``memory:``, ``sqlite:///file.db`` or a plain SQLite path)."""
+    def open_storage(self, url: str, *, read_only: bool = False) -> Storage:
+        """Open the storage at ``url`` (``memory:``, ``sqlite:///file.db`` or a plain SQLite path).
+
+        ``read_only`` opens it for reading only: nothing is migrated, and a database whose
+        schema is not the current one is refused with ``StorageError.code`` ``schema_outdated``.
+        """
         scheme = scheme_of(url)
         factory = self.storage_adapters.get(scheme)
         if factory is None:
             known = ", ".join(sorted(self.storage_adapters)) or "none installed"
             raise StorageError(f"no storage adapter for {scheme!r} URLs ({url}); installed: {known}")
-        return factory(url)
+        return factory(url, read_only=True) if read_only else factory(url)
 
     @property
     def enriches_events(self) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,17 @@ from rating.events import UsageEvent
 from rating.ledger import Transaction
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO, exact
+
+
+def _decimal(raw: object) -> Decimal | None:
+    """A stored amount as a finite Decimal, or None when the row is damaged."""
+    if type(raw) is Decimal:
+        return raw if raw.is_finite() else None
+    try:
+        value = Decimal(str(raw))
+    except ArithmeticError:
+        return None
+    return value if value.is_finite() else None
 
 
 class StaleState(RatingError):
@@ -200,15 +212,29 @@ class Storage(abc.ABC):
     def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
         """Sum of the stored charges of billing period ``period``, per (customer, asset)."""
 
+    #: Exceptions of the adapter's driver that mean the database itself is damaged or unreadable.
+    damage_errors: tuple[type[Exception], ...] = ()
+
     @exact
     def verify(self) -> list[str]:
         """Problems with the stored ledger, one line each (empty when sound).
 
         Reads the raw rows, not :class:`Transaction` objects (which could not even
-        be built from a corrupted row): every transaction must balance per asset,
-        every id must be unique, and every stored balance must equal the sum of
-        its postings.
+        be built from a corrupted row): every amount must be a decimal, every
+        metadata JSON, every transaction must balance per asset, every id must be
+        unique, and every stored balance must equal the sum of its postings. A
+        damaged database (a dropped table, a corrupted file) is named, not raised.
         """
+        try:
+            return self._verify()
+        except self.damage_errors as error:
+            return [f"the database is damaged: {str(error).strip().splitlines()[0]}"]
+
+    def count_transactions(self) -> int:
+        """How many transactions are stored."""
+        return len(self._all_transaction_ids())
+
+    def _verify(self) -> list[str]:
         problems = []
         ids = self._all_transaction_ids()
         seen: set[str] = set()
@@ -216,15 +242,30 @@ class Storage(abc.ABC):
             if id in seen:
                 problems.append(f"transaction id {id} is stored more than once")
             seen.add(id)
+        for id, metadata in self._raw_metadata():
+            try:
+                json.loads(metadata)
+            except ValueError:
+                problems.append(f"transaction {id} has metadata that is not JSON: {metadata[:40]!r}")
         per_transaction: dict[tuple[str, str], Decimal] = {}
         per_account: dict[tuple[str, str], Decimal] = {}
-        for transaction_id, account, asset, amount in self._all_postings():
+        for transaction_id, account, asset, raw in self._all_postings():
+            amount = _decimal(raw)
+            if amount is None:
+                problems.append(f"a posting of transaction {transaction_id} to {account} has amount {raw!r}")
+                continue
             per_transaction[transaction_id, asset] = per_transaction.get((transaction_id, asset), ZERO) + amount
             per_account[account, asset] = per_account.get((account, asset), ZERO) + amount
         for (transaction_id, asset), total in sorted(per_transaction.items()):
             if total != 0:
                 problems.append(f"transaction {transaction_id} does not balance: {asset} off by {total}")
-        stored = self.balances()
+        stored: dict[tuple[str, str], Decimal] = {}
+        for account, asset, raw in self._raw_balances():
+            amount = _decimal(raw)
+            if amount is None:
+                problems.append(f"the balance of {account} in {asset} is {raw!r}, not a decimal")
+            else:
+                stored[account, asset] = amount
         for key in sorted(set(stored) | set(per_account)):
             balance, postings = stored.get(key, ZERO), per_account.get(key, ZERO)
             if balance != postings:
@@ -236,8 +277,17 @@ class Storage(abc.ABC):
         """Every stored transaction id, as stored (duplicates included, should there be any)."""
 
     @abc.abstractmethod
-    def _all_postings(self) -> Iterator[tuple[str, str, str, Decimal]]:
-        """Every stored posting as (transaction id, account, asset, amount), straight from storage."""
+    def _all_postings(self) -> Iterator[tuple[str, str, str, object]]:
+        """Every stored posting as (transaction id, account, asset, amount as stored), straight from storage."""
+
+    def _raw_balances(self) -> Iterator[tuple[str, str, object]]:
+        """Every stored balance as (account, asset, amount as stored)."""
+        for (account, asset), amount in self.balances().items():
+            yield account, asset, amount
+
+    def _raw_metadata(self) -> Iterator[tuple[str, str]]:
+        """(transaction id, metadata text) where the adapter keeps metadata as text; none by default."""
+        return iter(())
 
     def legacy_running_totals(self) -> list[tuple[str, str, str, Decimal]]:
         """Running totals stored under positional names by older schemas: (customer, name, period, quantity).

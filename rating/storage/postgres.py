@@ -151,7 +151,9 @@ def _group_key(group: tuple[str, ...]) -> str:
 class PostgresStorage(Storage):
     """Storage in a PostgreSQL database (the schema of the connection's search_path)."""
 
-    def __init__(self, url: str) -> None:
+    damage_errors = (psycopg.Error,) if psycopg is not None else ()
+
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
         if psycopg is None:
             raise StorageError("PostgreSQL storage needs the postgres extra: pip install 'rating[postgres]'")
         self.url = url
@@ -160,7 +162,17 @@ class PostgresStorage(Storage):
         except psycopg.Error as error:
             raise StorageError(f"cannot connect to {url}: {str(error).strip().splitlines()[0]}") from None
         try:
-            self.migrate()
+            if read_only:
+                self._db.execute("SET default_transaction_read_only = on")
+                version = self.schema_version()
+                if version != SCHEMA_VERSION:
+                    raise StorageError(
+                        f"{url}: schema version {version}, this rating reads {SCHEMA_VERSION};"
+                        " run rating db migrate (reading commands never migrate)",
+                        code="schema_outdated" if version < SCHEMA_VERSION else "schema_newer",
+                    )
+            else:
+                self.migrate()
         except BaseException:
             self._db.close()
             raise
@@ -169,13 +181,15 @@ class PostgresStorage(Storage):
 
     def schema_version(self) -> int:
         """The schema version of the database (0 for an empty one)."""
-        self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
+        if self._db.execute("SELECT to_regclass('schema_version')").fetchone() == (None,):
+            return 0
         row = self._db.execute("SELECT MAX(version) FROM schema_version").fetchone()
         return int(row[0] or 0) if row else 0
 
     def migrate(self) -> int:
         """Apply pending migrations, under the write lock so that concurrent first uses do not collide."""
         with self._atomic():
+            self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
             current = self.schema_version()
             if current > SCHEMA_VERSION:
                 raise StorageError(f"{self.url}: schema version {current} is newer than this rating knows")
@@ -372,7 +386,7 @@ class PostgresStorage(Storage):
     def _all_transaction_ids(self) -> list[str]:
         return [id for (id,) in self._db.execute("SELECT id FROM transactions ORDER BY seq")]
 
-    def _all_postings(self) -> Iterator[tuple[str, str, str, Decimal]]:
+    def _all_postings(self) -> Iterator[tuple[str, str, str, object]]:
         yield from self._db.execute("SELECT transaction_id, account, asset, amount FROM postings")
 
     # -- writes (inside _atomic) ----------------------------------------------------

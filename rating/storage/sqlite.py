@@ -158,15 +158,27 @@ def _optional(value: Decimal | None) -> str | None:
 class SQLiteStorage(Storage):
     """Storage in one SQLite file (``:memory:`` works too, for tests)."""
 
-    def __init__(self, path: str | Path) -> None:
+    damage_errors = (sqlite3.DatabaseError,)
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = str(path)
         self.url = f"sqlite:///{self.path}"
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        if read_only:
+            if not Path(self.path).is_file():
+                raise StorageError(f"{self.path}: no such database")
+            self._db = sqlite3.connect(
+                f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30
+            )
+        else:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self.migrate()
+            if read_only:
+                self._check_readable(self.schema_version())
+            else:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+                self.migrate()
         except BaseException as error:
             self._db.close()
             if isinstance(error, sqlite3.DatabaseError):
@@ -177,9 +189,19 @@ class SQLiteStorage(Storage):
 
     def schema_version(self) -> int:
         """The schema version of the database file (0 for a new file)."""
-        self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
+        exists = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchone()
+        if exists is None:
+            return 0
         row = self._db.execute("SELECT MAX(version) FROM schema_version").fetchone()
         return int(row[0] or 0)
+
+    def _check_readable(self, version: int) -> None:
+        if version != SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.path}: schema version {version}, this rating reads {SCHEMA_VERSION};"
+                " run rating db migrate (reading commands never migrate)",
+                code="schema_outdated" if version < SCHEMA_VERSION else "schema_newer",
+            )
 
     def migrate(self) -> int:
         """Apply pending migrations in one write transaction; return the resulting version.
@@ -188,6 +210,7 @@ class SQLiteStorage(Storage):
         together apply each migration once (the others find it done).
         """
         with self._atomic():
+            self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
             current = self.schema_version()
             if current > SCHEMA_VERSION:
                 raise StorageError(
@@ -205,13 +228,23 @@ class SQLiteStorage(Storage):
 
     @contextmanager
     def _atomic(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if self._db.in_transaction:  # SQLite may already have rolled back (a full disk does)
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            if "full" in str(error):
+                raise StorageError(
+                    f"{self.path}: the disk is full ({error}); nothing of this write was stored"
+                ) from None
+            if "readonly" in str(error):
+                raise StorageError(f"{self.path}: the database is read-only ({error}); nothing was written") from None
             raise
-        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
@@ -399,11 +432,14 @@ class SQLiteStorage(Storage):
     def _all_transaction_ids(self) -> list[str]:
         return [id for (id,) in self._db.execute("SELECT id FROM transactions ORDER BY seq")]
 
-    def _all_postings(self) -> Iterator[tuple[str, str, str, Decimal]]:
-        for transaction_id, account, asset, amount in self._db.execute(
-            "SELECT transaction_id, account, asset, amount FROM postings"
-        ):
-            yield transaction_id, account, asset, Decimal(amount)
+    def _all_postings(self) -> Iterator[tuple[str, str, str, object]]:
+        yield from self._db.execute("SELECT transaction_id, account, asset, amount FROM postings")
+
+    def _raw_balances(self) -> Iterator[tuple[str, str, object]]:
+        yield from self._db.execute("SELECT account, asset, amount FROM balances")
+
+    def _raw_metadata(self) -> Iterator[tuple[str, str]]:
+        yield from self._db.execute("SELECT id, metadata FROM transactions")
 
     # -- writes (inside _atomic) ---------------------------------------------------
 
