@@ -36,7 +36,7 @@ from rating.errors import EventConflict, EventError, InsufficientFunds, PluginEr
 from rating.events import Sourced, UsageEvent
 from rating.ledger import Posting, Transaction
 from rating.meters import PeriodState
-from rating.money import MONEY_CONTEXT, ZERO, exact
+from rating.money import MONEY_CONTEXT, ZERO
 from rating.periods import bounds_of, zone
 from rating.pricebook import Pricebook
 from rating.refusals import Refusal
@@ -70,8 +70,8 @@ class BatchReport:
     totals: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     events: dict[str, int] = field(default_factory=dict)
 
-    @exact
     def _add(self, rating: RatedEvent) -> None:
+        """Count ``rating`` in; call it in the money context (the totals may pass 28 digits)."""
         customer = rating.event.customer
         self.posted += 1
         self.events[customer] = self.events.get(customer, 0) + 1
@@ -245,10 +245,11 @@ class Engine:
             fresh = self.storage.record(ratings, limits=dict.fromkeys(wallets, ZERO))
         report.rejected.extend(rejected)
         report.duplicates += duplicates + len(ratings) - len(fresh)
-        for rating in fresh:
-            report._add(rating)
-            if self._posted is not None:
-                self._posted(transaction=rating.transaction)
+        with localcontext(MONEY_CONTEXT):
+            for rating in fresh:
+                report._add(rating)
+        for rating in fresh if self._posted is not None else ():
+            self._posted(transaction=rating.transaction)
         self._alert(fresh, wallets)
         return fresh
 
