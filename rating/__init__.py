@@ -14,7 +14,10 @@ from rating.engine import BatchReport, Engine, Rejection
 from rating.errors import (
     EventConflict,
     EventError,
+    InsufficientFunds,
     InvalidAmount,
+    InvalidId,
+    PeriodClosed,
     PluginError,
     PricebookError,
     RatingError,
@@ -26,6 +29,7 @@ from rating.events import Attribution, Sourced, UsageEvent, read_events
 from rating.ledger import Posting, Transaction, reversal
 from rating.pricebook import Pricebook, load_pricebook, parse_pricebook
 from rating.pricing import PricingModel
+from rating.refusals import PaymentRefusal, PayoutRefusal, Refusal
 from rating.registry import Registry
 from rating.storage import StaleState, Storage
 
@@ -38,7 +42,12 @@ __all__ = [
     "Engine",
     "EventConflict",
     "EventError",
+    "InsufficientFunds",
     "InvalidAmount",
+    "InvalidId",
+    "PaymentRefusal",
+    "PayoutRefusal",
+    "PeriodClosed",
     "PluginError",
     "Posting",
     "Pricebook",
@@ -46,6 +55,7 @@ __all__ = [
     "PricingModel",
     "RatedEvent",
     "RatingError",
+    "Refusal",
     "Registry",
     "Rejection",
     "Sourced",

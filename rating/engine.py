@@ -248,8 +248,9 @@ class Engine:
         with localcontext(MONEY_CONTEXT):
             for rating in fresh:
                 report._add(rating)
-        for rating in fresh if self._posted is not None else ():
-            self._posted(transaction=rating.transaction)
+        if self._posted is not None:
+            for rating in fresh:
+                self._posted(transaction=rating.transaction)
         self._alert(fresh, wallets)
         return fresh
 
