@@ -227,3 +227,14 @@ def test_rate_help_says_the_future_tolerance_has_no_default(capsys: pytest.Captu
         main(["rate", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "e.g. 5m (default: no limit)" in out
+
+
+def test_rate_json_lists_rejections_with_their_codes(run, pricebook: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    events = write_events(tmp_path / "e.jsonl", [call("e1"), call("e2", tokens=-3)])
+    code, out, _ = run("rate", str(events), "-p", str(pricebook), "-o", "json")
+    document = json.loads(out)
+    assert code == 1 and document["posted"] == 1 and document["already_posted"] == 0
+    assert document["rejected"] == [
+        {"location": f"{events}:2", "code": "invalid_quantity", "reason": "tokens must not be negative, got -3"}
+    ]
+    assert document["totals"] == [{"customer": "acme", "events": 1, "asset": "USD", "charged": "0.110"}]

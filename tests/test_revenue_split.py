@@ -112,8 +112,20 @@ def test_a_credit_takes_back_the_creator_share_of_what_it_credits(
     assert balances_under(storage, "payable:creator:") == {("payable:creator:jane", "USD"): Decimal("-8.8")}
 
 
-@settings(max_examples=40)
+VOLUME_CHARGE = VOLUME_SPLIT_BOOK.split("    charges:\n", 1)[1].split("default_plan", 1)[0]
+CHARGES = [
+    VOLUME_CHARGE,
+    VOLUME_CHARGE.replace("mode: volume", "mode: graduated"),
+    '      - {meter: runs, model: per_call, price: "2.5"}\n',
+    '      - {meter: runs, model: per_unit, unit_price: "0.7", included: 3}\n',
+    '      - {meter: runs, model: package, size: 4, price: "9"}\n',
+    '      - {meter: runs, model: per_call, price: "3", discounts: [{above: "10", percent: "50"}], cap: "25"}\n',
+]
+
+
+@settings(max_examples=60)
 @given(
+    charge=st.sampled_from(CHARGES),
     count=st.integers(min_value=1, max_value=30),
     chunk=st.integers(min_value=1, max_value=7),
     basis=st.sampled_from(["gross", "after_processor"]),
@@ -123,20 +135,22 @@ def test_a_credit_takes_back_the_creator_share_of_what_it_credits(
 def test_shares_of_a_period_are_the_split_of_its_net_charges(
     book: Callable[[str], Pricebook],
     registry: Registry,
+    charge: str,
     count: int,
     chunk: int,
     basis: str,
     creator: Decimal,
     percent: Decimal,
 ) -> None:
-    text = VOLUME_SPLIT_BOOK.replace('  creator: "80"', f'  basis: {basis}\n  creator: "{creator}"\n')
+    text = VOLUME_SPLIT_BOOK.replace(VOLUME_CHARGE, charge)
+    text = text.replace('  creator: "80"', f'  basis: {basis}\n  creator: "{creator}"\n')
     text += f'  processor: {{percent: "{percent}"}}\n'
     storage = MemoryStorage()
     engine = Engine(book(text), storage, registry)
     runs = executions(count)
     for start in range(0, count, chunk):
         engine.rate_batch(runs[start : start + chunk])
-    net = -balances_under(storage, "revenue:p:")[("revenue:p:runs", "USD")]
+    net = -balances_under(storage, "revenue:p:").get(("revenue:p:runs", "USD"), Decimal(0))
     to_processor = net * percent / 100
     base = net if basis == "gross" else net - to_processor
     shares = balances_under(storage, "payable:")
