@@ -12,7 +12,6 @@ period's total, whatever the tiers and whatever the order of events.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import gc
 import re
@@ -21,31 +20,30 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
-from rating.accounts import (
-    PROVIDERS_ACCOUNT,
-    cost_account,
-    customer_of,
-    prepaid_account,
-    receivable_account,
-    wallet_account,
-)
+from rating.accounts import customer_of
 from rating.catalog import Catalog
-from rating.charges import BYOK_SUFFIX, Charge, RatedEvent, StateKey, Usage
-from rating.compiled import CompiledVersion, running_total_key
-from rating.errors import EventConflict, EventError, InsufficientFunds, PluginError, RatingError
+from rating.charges import RatedEvent, StateKey
+from rating.compiled import running_total_key
+from rating.errors import EventConflict, EventError, RatingError
 from rating.events import Sourced, UsageEvent
-from rating.ledger import Posting, Transaction
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.periods import bounds_of, zone
+from rating.policies import (
+    SPEND,
+    ClosedLookup,
+    apply_spend_cap,
+    draw_prepaid,
+    fund_from_wallet,
+    refuse_closed_period,
+)
+from rating.poster import rating_transaction
 from rating.pricebook import Pricebook
+from rating.pricer import Pricer, StateLookup
 from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.storage.base import Storage
-from rating.wallet import Grant, Wallets, draw_from, funding_sources
-
-#: Period state of a customer's charges in the pricebook currency, for spend caps and alerts.
-SPEND = "spend"
+from rating.wallet import Grant, Wallets
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +78,8 @@ class BatchReport:
             self.totals[key] = self.totals.get(key, ZERO) + charge.amount
 
 
-StateLookup = Callable[[StateKey], PeriodState]
 #: How running totals were named before charges had identities: ``total:HOLDER[INDEX]``, then ``:byok`` or not.
 LEGACY_TOTAL = re.compile(r"total:([A-Za-z0-9_.\-]+)\[(\d+)\](:byok)?")
-#: Whether a customer's period is closed.
-ClosedLookup = Callable[[str, str], bool]
 
 
 @contextmanager
@@ -123,9 +118,9 @@ class Engine:
         #: (back-filling and simulations rate whatever they are given).
         self.future_tolerance = future_tolerance
         self.clock = clock
-        self._versions = [CompiledVersion(book) for book in self.catalog.versions]
         hooks = self.registry.manager.hook
-        self._enrich = hooks.rating_enrich_event if self.registry.enriches_events else None
+        #: The pure pricer this engine composes with policies and the poster.
+        self.pricer = Pricer(self.catalog, hooks.rating_enrich_event if self.registry.enriches_events else None)
         self._posted = hooks.rating_transaction_posted if hooks.rating_transaction_posted.get_hookimpls() else None
         self._alerts = bool(hooks.rating_spend_alert.get_hookimpls())
         self._top_ups = bool(hooks.rating_top_up_needed.get_hookimpls())
@@ -312,7 +307,9 @@ class Engine:
                         f"timestamp {event.timestamp.isoformat()} is in the future beyond the"
                         f" {self.future_tolerance} tolerance",
                     )
-                rating, paid = self._pay_from_wallet(self._price(event, lookup, is_closed), wallet_balance, grants_of)
+                rating = self._price(event, lookup, is_closed)
+                funded, paid = fund_from_wallet(rating.transaction, event.customer, wallet_balance, grants_of)
+                rating = rating._replace(transaction=funded)
             except ArithmeticError as error:  # decimal overflow or invalid operation on absurd prices
                 refused = EventError(Refusal.NOT_EXACT, f"cannot be priced exactly: {type(error).__name__}")
                 if raise_rejects:
@@ -350,7 +347,7 @@ class Engine:
                         period=usage.period,
                         spent=usage.after,
                         threshold=alert,
-                        asset=self._version_at(rating.event.timestamp).billed_asset[rating.plan],
+                        asset=self.pricer.version_at(rating.event.timestamp).billed_asset[rating.plan],
                     )
         for (account, asset), (before, after) in wallets.items() if self._top_ups else ():
             customer = customer_of(account)
@@ -359,224 +356,15 @@ class Engine:
             if spec is not None and spec.top_up is not None and -before >= spec.top_up.below > -after:
                 hook.rating_top_up_needed(customer=customer, asset=asset, available=-after, amount=spec.top_up.amount)
 
-    @staticmethod
-    def _pay_from_wallet(
-        rating: RatedEvent, balance: Callable[[str, str], Decimal], grants: Callable[[str], list[Grant]]
-    ) -> tuple[RatedEvent, dict[tuple[str, str], Decimal]]:
-        """``rating`` with its wallet debit drawn from grants in force and purchased funds, and their new balances.
-
-        Raises :class:`EventError` when they cannot pay it. Funding accounts hold
-        credit balances (negative): none may end above zero.
-        """
-        customer = rating.event.customer
-        wallet = wallet_account(customer)
-        debits = {p.asset: p.amount for p in rating.transaction.postings if p.account == wallet and p.amount > 0}
-        if not debits:
-            return rating, {}
-        postings = [p for p in rating.transaction.postings if not (p.account == wallet and p.asset in debits)]
-        after: dict[tuple[str, str], Decimal] = {}
-        for asset, need in debits.items():
-            sources = funding_sources(customer, asset, rating.event.timestamp, grants(customer), balance)
-            draw = draw_from(sources, need)
-            if draw is None:
-                have = sum((funds for _, funds in sources), ZERO)
-                raise InsufficientFunds(f"customer {customer!r} has {have} {asset} available, {need} needed")
-            for account, taken in draw:
-                postings.append(Posting(account, asset, taken))
-                after[account, asset] = balance(account, asset) + taken
-        paid = dataclasses.replace(rating.transaction, postings=tuple(postings))
-        return rating._replace(transaction=paid), after
-
-    def _version_at(self, timestamp: dt.datetime) -> CompiledVersion:
-        index = self.catalog.index_at(timestamp)
-        if index is None:
-            first = self.catalog.versions[0].version.isoformat()
-            raise EventError(
-                Refusal.NO_VERSION_IN_FORCE,
-                f"no version of pricebook {self.catalog.name} is in force yet (the first takes effect {first})",
-            )
-        return self._versions[index]
-
     def _price(self, received: UsageEvent, lookup: StateLookup, is_closed: ClosedLookup) -> RatedEvent:
-        # The event is stored as received, so a replay compares equal; enrichment is redone.
-        event = received if self._enrich is None else self._enriched(received)
-        version = self._version_at(event.timestamp)
-        book = version.book
-        customer = event.customer
-        plan = version.plan_at(customer, event.timestamp)
-        meters = version.meters_by_type.get(event.type)
-        if not meters:
-            raise EventError(Refusal.UNKNOWN_EVENT_TYPE, f"no meter counts events of type {event.type!r}")
-        if version.filtered:
-            meters = [(name, meter) for name, meter in meters if not meter.where or meter.counts(event)]
-            if not meters:
-                raise EventError(
-                    Refusal.EXCLUDED_BY_FILTER,
-                    f"no meter counts this {event.type} event (every meter's where filter excludes it)",
-                )
-        charges_by_meter, contract, contract_name = version.charges_for(customer, plan, event.timestamp)
-        period = version.period(plan, customer, event.timestamp)
-        if is_closed(customer, period):
-            raise EventError(
-                Refusal.CLOSED_PERIOD, f"period {period} of customer {customer!r} is closed; it takes no more usage"
-            )
-        currency = book.currency
-        usage: list[Usage] = []
-        charges: list[Charge] = []
-        costs: list[Posting] = []
-        source = event.billing_source
-        # BYOK usage is metered in state of its own: it never moves platform usage up a tier.
-        suffix = "" if source == "platform" else BYOK_SUFFIX
-        for name, meter in meters:
-            group = meter.group_of(event)
-            reading = meter.reading(event)
-            state_name = name + suffix
-            state = lookup((customer, state_name, group, period))
-            before = state.quantity
-            after = meter.advance(state, reading)
-            usage.append(Usage(state_name, group, period, reading, before, after))
-            unit = meter.unit or name
-            for cost in version.costs_by_meter.get(name, ()):
-                if source in cost.billing_sources:
-                    costs.append(
-                        Posting(cost_account(name), cost.asset or currency, cost.for_group(group).charge(before, after))
-                    )
-            for total_key, charge in charges_by_meter.get(name, ()):
-                if source not in charge.billing_sources:
-                    continue
-                pricing = charge.for_group(group)
-                if pricing.rollover:
-                    previous = version.previous_period(plan, customer, event.timestamp)
-                    pricing = pricing.with_carry(lookup((customer, state_name, group, previous)).quantity)
-                amount = uncapped = pricing.charge(before, after)
-                if charge.tracks_total:
-                    total_key += suffix
-                    running = lookup((customer, total_key, (), period)).quantity
-                    usage.append(Usage(total_key, (), period, uncapped, running, running + uncapped))
-                    amount = charge.adjusted_total(running + uncapped) - charge.adjusted_total(running)
-                charges.append(
-                    Charge(
-                        plan,
-                        name,
-                        group,
-                        period,
-                        pricing.name,
-                        before,
-                        after,
-                        amount,
-                        pricing.asset or currency,
-                        unit,
-                        pricing,
-                        uncapped,
-                    )
-                )
-        spec = book.spec_of(customer)
-        if spec is not None and (spec.spend_cap is not None or spec.spend_alert is not None):
-            billed = version.billed_asset[plan]
-            spent = sum((c.amount for c in charges if c.asset == billed), ZERO)
-            running = lookup((customer, SPEND, (), period)).quantity
-            if spec.spend_cap is not None and spent > 0 and running + spent > spec.spend_cap:
-                raise EventError(
-                    Refusal.SPEND_CAP_REACHED,
-                    f"spend cap reached: customer {customer!r} has spent {running} of {spec.spend_cap} {billed}"
-                    f" in {period}; this event costs {spent}",
-                )
-            usage.append(Usage(SPEND, (), period, spent, running, running + spent))
-        terms = drawn = None
-        if contract is not None:
-            terms = contract.terms(contract_name)
-            if contract.prepaid is not None:
-                drawn = self._draw_down(customer, contract_name, contract.prepaid, charges, currency, usage, lookup)
-        transaction = self._transaction(event, plan, charges, version, terms, drawn, costs)
-        return RatedEvent(received, plan, period, tuple(usage), tuple(charges), transaction)
-
-    def _enriched(self, event: UsageEvent) -> UsageEvent:
-        assert self._enrich is not None
-        result = self._enrich(event=event) or event
-        if result.id != event.id or result.customer != event.customer:
-            raise PluginError(f"a rating_enrich_event plugin changed the id or customer of event {event.id}")
-        return result
-
-    @staticmethod
-    def _draw_down(
-        customer: str,
-        contract: str,
-        prepaid: Decimal,
-        charges: list[Charge],
-        currency: str,
-        usage: list[Usage],
-        lookup: StateLookup,
-    ) -> tuple[str, Decimal] | None:
-        """How much of this event's charges the contract's prepaid commitment covers.
-
-        The running total spent under the contract is state (period ``term``), so the
-        prepaid part is ``min(prepaid, after) - min(prepaid, before)``: exact in any order.
-        """
-        spent = sum((c.amount for c in charges if c.asset == currency), ZERO)
-        if not spent:
-            return None
-        key = f"prepaid:{contract}"
-        running = lookup((customer, key, (), "term")).quantity
-        usage.append(Usage(key, (), "term", spent, running, running + spent))
-        return currency, min(prepaid, running + spent) - min(prepaid, running)
-
-    def _transaction(
-        self,
-        event: UsageEvent,
-        plan: str,
-        charges: list[Charge],
-        version: CompiledVersion,
-        terms: dict[str, str] | None,
-        drawn: tuple[str, Decimal] | None,
-        costs: list[Posting],
-    ) -> Transaction:
-        postings: list[Posting] = []
-        owed: dict[str, Decimal] = {}
-        for charge in charges:
-            if charge.amount:
-                postings.append(Posting(version.revenue[plan, charge.meter], charge.asset, -charge.amount))
-                owed[charge.asset] = owed.get(charge.asset, ZERO) + charge.amount
-        debits = []
-        if drawn is not None and drawn[1]:
-            asset, amount = drawn
-            debits.append(Posting(prepaid_account(event.customer), asset, amount))
-            owed[asset] -= amount
-        book = version.book
-        payer = (
-            wallet_account(event.customer)
-            if book.pays_from_wallet(event.customer)
-            else receivable_account(event.customer)
-        )
-        debits += [Posting(payer, asset, total) for asset, total in owed.items() if total]
-        agent = book.agents.get(event.attribution.agent or "") if book.revenue_split else None
-        shares: list[Posting] = []
-        if agent is not None and book.revenue_split is not None:
-            charged = sum((c.amount for c in charges if c.asset == book.currency), ZERO)
-            shares = book.revenue_split.postings(charged, book.currency, agent.creator)
-            terms = {**(terms or {}), "creator": agent.creator}
-        return Transaction(
-            id=f"rating:{event.id}",
-            timestamp=event.timestamp,
-            description=f"{event.type} {event.id}",
-            postings=tuple(p for p in debits + postings + shares + _owed_to_providers(costs) if p.amount),
-            metadata={
-                "event_id": event.id,
-                "customer": event.customer,
-                "plan": plan,
-                "pricebook": version.label,
-                **(terms or {}),
-            },
-        )
-
-
-def _owed_to_providers(costs: list[Posting]) -> list[Posting]:
-    """Cost postings and, per asset, what they leave owed to the providers."""
-    if not costs:
-        return costs
-    owed: dict[str, Decimal] = {}
-    for cost in costs:
-        owed[cost.asset] = owed.get(cost.asset, ZERO) + cost.amount
-    return costs + [Posting(PROVIDERS_ACCOUNT, asset, -amount) for asset, amount in owed.items()]
+        """Compose the pricer, the policies and the poster, in the order of the refusal codes."""
+        terms = self.pricer.terms(received)
+        refuse_closed_period(terms, is_closed)
+        priced = self.pricer.price(terms, lookup)
+        apply_spend_cap(priced, lookup)
+        transaction = rating_transaction(priced, draw_prepaid(priced, lookup))
+        usage, charges = tuple(priced.usage), tuple(priced.charges)
+        return RatedEvent(received, terms.plan, terms.period, usage, charges, transaction)
 
 
 __all__ = ["BatchReport", "Engine", "Rejection", "RatingError"]

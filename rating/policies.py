@@ -1,0 +1,110 @@
+"""Policies: what may refuse a priced event, or decide how it is funded, each with a named refusal code.
+
+The engine applies them around the pure :mod:`rating.pricer`, in the order of
+the README's refusal codes:
+
+- :func:`refuse_closed_period` (``closed_period``), between the pricer's terms and its pricing;
+- :func:`apply_spend_cap` (``spend_cap_reached``), which also keeps the period's spend as state;
+- :func:`draw_prepaid` (no refusal): how much of the charges a contract's prepaid commitment covers;
+- :func:`fund_from_wallet` (``insufficient_funds``): wallet customers pay from grants and funds.
+
+A simulation prices history as if every customer were billed on account: it
+applies none of them (see :mod:`rating.simulate`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from decimal import Decimal
+
+from rating.accounts import wallet_account
+from rating.charges import Usage
+from rating.errors import EventError, InsufficientFunds
+from rating.ledger import Posting, Transaction
+from rating.money import ZERO
+from rating.pricer import PricedEvent, StateLookup, Terms, total_of
+from rating.refusals import Refusal
+from rating.wallet import Grant, draw_from, funding_sources
+
+#: Period state of a customer's charges in the asset its plan bills in, for spend caps and alerts.
+SPEND = "spend"
+#: Whether a customer's period is closed.
+ClosedLookup = Callable[[str, str], bool]
+
+
+def refuse_closed_period(terms: Terms, is_closed: ClosedLookup) -> None:
+    """``closed_period`` when the customer's billing period of the event is closed."""
+    customer = terms.event.customer
+    if is_closed(customer, terms.period):
+        raise EventError(
+            Refusal.CLOSED_PERIOD, f"period {terms.period} of customer {customer!r} is closed; it takes no more usage"
+        )
+
+
+def apply_spend_cap(priced: PricedEvent, lookup: StateLookup) -> None:
+    """Keep the period's spend (for caps and alerts) and refuse with ``spend_cap_reached`` beyond the cap."""
+    terms = priced.terms
+    customer, period = terms.event.customer, terms.period
+    spec = terms.version.book.spec_of(customer)
+    if spec is None or (spec.spend_cap is None and spec.spend_alert is None):
+        return
+    billed = terms.version.billed_asset[terms.plan]
+    spent = total_of(priced.charges, billed)
+    running = lookup((customer, SPEND, (), period)).quantity
+    if spec.spend_cap is not None and spent > 0 and running + spent > spec.spend_cap:
+        raise EventError(
+            Refusal.SPEND_CAP_REACHED,
+            f"spend cap reached: customer {customer!r} has spent {running} of {spec.spend_cap} {billed}"
+            f" in {period}; this event costs {spent}",
+        )
+    priced.usage.append(Usage(SPEND, (), period, spent, running, running + spent))
+
+
+def draw_prepaid(priced: PricedEvent, lookup: StateLookup) -> tuple[str, Decimal] | None:
+    """How much of the charges the contract's prepaid commitment covers, as (asset, amount).
+
+    The running total spent under the contract is state (period ``term``), so the
+    prepaid part is ``min(prepaid, after) - min(prepaid, before)``: exact in any order.
+    """
+    terms = priced.terms
+    contract = terms.contract
+    if contract is None or contract.prepaid is None:
+        return None
+    currency = terms.version.book.currency
+    spent = total_of(priced.charges, currency)
+    if not spent:
+        return None
+    key = f"prepaid:{terms.contract_name}"
+    running = lookup((terms.event.customer, key, (), "term")).quantity
+    priced.usage.append(Usage(key, (), "term", spent, running, running + spent))
+    return currency, min(contract.prepaid, running + spent) - min(contract.prepaid, running)
+
+
+def fund_from_wallet(
+    transaction: Transaction,
+    customer: str,
+    balance: Callable[[str, str], Decimal],
+    grants: Callable[[str], list[Grant]],
+) -> tuple[Transaction, dict[tuple[str, str], Decimal]]:
+    """``transaction`` with its wallet debit drawn from grants in force and purchased funds, and their new balances.
+
+    ``insufficient_funds`` when they cannot pay it. Funding accounts hold credit
+    balances (negative): none may end above zero.
+    """
+    wallet = wallet_account(customer)
+    debits = {p.asset: p.amount for p in transaction.postings if p.account == wallet and p.amount > 0}
+    if not debits:
+        return transaction, {}
+    postings = [p for p in transaction.postings if not (p.account == wallet and p.asset in debits)]
+    after: dict[tuple[str, str], Decimal] = {}
+    for asset, need in debits.items():
+        sources = funding_sources(customer, asset, transaction.timestamp, grants(customer), balance)
+        draw = draw_from(sources, need)
+        if draw is None:
+            have = sum((funds for _, funds in sources), ZERO)
+            raise InsufficientFunds(f"customer {customer!r} has {have} {asset} available, {need} needed")
+        for account, taken in draw:
+            postings.append(Posting(account, asset, taken))
+            after[account, asset] = balance(account, asset) + taken
+    return dataclasses.replace(transaction, postings=tuple(postings)), after

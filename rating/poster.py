@@ -1,0 +1,67 @@
+"""The poster: a priced event (and what a prepaid commitment covers) -> one balanced ledger transaction.
+
+Charges credit revenue per plan and meter; the payer (the customer's
+receivable, or its wallet for ``billing: wallet`` customers, funded later by
+:func:`rating.policies.fund_from_wallet`) is debited what is owed per asset;
+creator and processor shares and provider costs are posted beside them.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rating.accounts import PROVIDERS_ACCOUNT, prepaid_account, receivable_account, wallet_account
+from rating.ledger import Posting, Transaction
+from rating.money import ZERO
+from rating.pricer import PricedEvent, total_of
+
+
+def rating_transaction(priced: PricedEvent, drawn: tuple[str, Decimal] | None) -> Transaction:
+    """The balanced transaction ``rating:EVENT_ID`` that posts ``priced``."""
+    terms = priced.terms
+    event, version, plan = terms.event, terms.version, terms.plan
+    book = version.book
+    postings: list[Posting] = []
+    owed: dict[str, Decimal] = {}
+    for charge in priced.charges:
+        if charge.amount:
+            postings.append(Posting(version.revenue[plan, charge.meter], charge.asset, -charge.amount))
+            owed[charge.asset] = owed.get(charge.asset, ZERO) + charge.amount
+    debits = []
+    if drawn is not None and drawn[1]:
+        asset, amount = drawn
+        debits.append(Posting(prepaid_account(event.customer), asset, amount))
+        owed[asset] -= amount
+    payer = (
+        wallet_account(event.customer) if book.pays_from_wallet(event.customer) else receivable_account(event.customer)
+    )
+    debits += [Posting(payer, asset, total) for asset, total in owed.items() if total]
+    recorded = terms.contract.terms(terms.contract_name) if terms.contract is not None else {}
+    agent = book.agents.get(event.attribution.agent or "") if book.revenue_split else None
+    shares: list[Posting] = []
+    if agent is not None and book.revenue_split is not None:
+        shares = book.revenue_split.postings(total_of(priced.charges, book.currency), book.currency, agent.creator)
+        recorded = {**recorded, "creator": agent.creator}
+    return Transaction(
+        id=f"rating:{event.id}",
+        timestamp=event.timestamp,
+        description=f"{event.type} {event.id}",
+        postings=tuple(p for p in debits + postings + shares + _owed_to_providers(priced.costs) if p.amount),
+        metadata={
+            "event_id": event.id,
+            "customer": event.customer,
+            "plan": plan,
+            "pricebook": version.label,
+            **recorded,
+        },
+    )
+
+
+def _owed_to_providers(costs: list[Posting]) -> list[Posting]:
+    """Cost postings and, per asset, what they leave owed to the providers."""
+    if not costs:
+        return costs
+    owed: dict[str, Decimal] = {}
+    for cost in costs:
+        owed[cost.asset] = owed.get(cost.asset, ZERO) + cost.amount
+    return costs + [Posting(PROVIDERS_ACCOUNT, asset, -amount) for asset, amount in owed.items()]

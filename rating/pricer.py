@@ -1,0 +1,160 @@
+"""The pricer: event + period-state view + compiled pricebook versions -> priced usage lines.
+
+Pure: no I/O, no wallet, no ledger. The same pricer serves billing (the
+:class:`~rating.engine.Engine` composes it with policies and the poster) and
+simulation (:mod:`rating.simulate` prices history without posting anything).
+
+Pricing runs in two stages, so that a policy can refuse an event between them
+(a closed period is refused before any meter reads the event):
+
+1. :meth:`Pricer.terms` resolves the customer's terms at the event's time: the
+   version in force, the plan, the billing period, the meters that count the
+   event, the charges by meter (a contract's replacing the plan's) and the
+   contract;
+2. :meth:`Pricer.price` reads each meter, advances the period state the view
+   shows (without changing it) and prices every charge as
+   ``P(after) - P(before)``, with its explanation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import NamedTuple
+
+from rating.accounts import cost_account
+from rating.catalog import Catalog
+from rating.charges import BYOK_SUFFIX, Charge, StateKey, Usage
+from rating.compiled import Charges, CompiledVersion
+from rating.errors import EventError, PluginError
+from rating.events import UsageEvent
+from rating.ledger import Posting
+from rating.meters import Meter, PeriodState
+from rating.pricebook import Contract
+from rating.refusals import Refusal
+
+#: A view of period state: the state of a key as the caller sees it (stored, or as a batch leaves it).
+StateLookup = Callable[[StateKey], PeriodState]
+#: What enriches an event before it is priced (the ``rating_enrich_event`` hook), if anything does.
+Enrich = Callable[..., UsageEvent | None]
+
+
+class Terms(NamedTuple):
+    """A customer's terms for one event: what the pricebook says applies, before any meter is read."""
+
+    received: UsageEvent
+    event: UsageEvent  # enriched; the received event is what is stored
+    version: CompiledVersion
+    plan: str
+    period: str
+    meters: Sequence[tuple[str, Meter]]
+    charges: Charges
+    contract: Contract | None
+    contract_name: str
+
+
+class PricedEvent(NamedTuple):
+    """An event's usage lines, charges and provider costs, priced against a state view."""
+
+    terms: Terms
+    usage: list[Usage]
+    charges: list[Charge]
+    costs: list[Posting]
+
+
+class Pricer:
+    """Prices events by the versions of one pricebook."""
+
+    def __init__(self, catalog: Catalog, enrich: Enrich | None = None) -> None:
+        self.catalog = catalog
+        self.versions = [CompiledVersion(book) for book in catalog.versions]
+        self._enrich = enrich
+
+    def version_at(self, timestamp: dt.datetime) -> CompiledVersion:
+        """The compiled version in force at ``timestamp``; ``no_version_in_force`` before the first."""
+        index = self.catalog.index_at(timestamp)
+        if index is None:
+            first = self.catalog.versions[0].version.isoformat()
+            raise EventError(
+                Refusal.NO_VERSION_IN_FORCE,
+                f"no version of pricebook {self.catalog.name} is in force yet (the first takes effect {first})",
+            )
+        return self.versions[index]
+
+    def terms(self, received: UsageEvent) -> Terms:
+        """Resolve what applies to ``received``: version, plan, period, meters, charges and contract."""
+        # The event is stored as received, so a replay compares equal; enrichment is redone.
+        event = received if self._enrich is None else self._enriched(received)
+        version = self.version_at(event.timestamp)
+        customer = event.customer
+        plan = version.plan_at(customer, event.timestamp)
+        meters = version.meters_by_type.get(event.type)
+        if not meters:
+            raise EventError(Refusal.UNKNOWN_EVENT_TYPE, f"no meter counts events of type {event.type!r}")
+        if version.filtered:
+            meters = [(name, meter) for name, meter in meters if not meter.where or meter.counts(event)]
+            if not meters:
+                raise EventError(
+                    Refusal.EXCLUDED_BY_FILTER,
+                    f"no meter counts this {event.type} event (every meter's where filter excludes it)",
+                )
+        charges, contract, contract_name = version.charges_for(customer, plan, event.timestamp)
+        period = version.period(plan, customer, event.timestamp)
+        return Terms(received, event, version, plan, period, meters, charges, contract, contract_name)
+
+    def price(self, terms: Terms, lookup: StateLookup) -> PricedEvent:
+        """Read each meter and price each charge of ``terms`` against the state ``lookup`` shows."""
+        event, version, plan, period = terms.event, terms.version, terms.plan, terms.period
+        customer, currency = event.customer, version.book.currency
+        usage: list[Usage] = []
+        charges: list[Charge] = []
+        costs: list[Posting] = []
+        source = event.billing_source
+        # BYOK usage is metered in state of its own: it never moves platform usage up a tier.
+        suffix = "" if source == "platform" else BYOK_SUFFIX
+        for name, meter in terms.meters:
+            group = meter.group_of(event)
+            reading = meter.reading(event)
+            state_name = name + suffix
+            state = lookup((customer, state_name, group, period))
+            before = state.quantity
+            after = meter.advance(state, reading)
+            usage.append(Usage(state_name, group, period, reading, before, after))
+            unit = meter.unit or name
+            for cost in version.costs_by_meter.get(name, ()):
+                if source in cost.billing_sources:
+                    amount = cost.for_group(group).charge(before, after)
+                    costs.append(Posting(cost_account(name), cost.asset or currency, amount))
+            for total_key, charge in terms.charges.get(name, ()):
+                if source not in charge.billing_sources:
+                    continue
+                pricing = charge.for_group(group)
+                if pricing.rollover:
+                    previous = version.previous_period(plan, customer, event.timestamp)
+                    pricing = pricing.with_carry(lookup((customer, state_name, group, previous)).quantity)
+                amount = uncapped = pricing.charge(before, after)
+                if charge.tracks_total:
+                    total_key += suffix
+                    running = lookup((customer, total_key, (), period)).quantity
+                    usage.append(Usage(total_key, (), period, uncapped, running, running + uncapped))
+                    amount = charge.adjusted_total(running + uncapped) - charge.adjusted_total(running)
+                asset = pricing.asset or currency
+                charges.append(
+                    Charge(
+                        plan, name, group, period, pricing.name, before, after, amount, asset, unit, pricing, uncapped
+                    )
+                )
+        return PricedEvent(terms, usage, charges, costs)
+
+    def _enriched(self, event: UsageEvent) -> UsageEvent:
+        assert self._enrich is not None
+        result = self._enrich(event=event) or event
+        if result.id != event.id or result.customer != event.customer:
+            raise PluginError(f"a rating_enrich_event plugin changed the id or customer of event {event.id}")
+        return result
+
+
+def total_of(charges: Sequence[Charge], asset: str) -> Decimal:
+    """What ``charges`` add up to in ``asset``."""
+    return sum((c.amount for c in charges if c.asset == asset), Decimal(0))
