@@ -63,6 +63,15 @@ class Charge(NamedTuple):
         """How much this event moved the meter."""
         return self.after - self.before
 
+    def described(self) -> Charge:
+        """This charge with its explanation and unit price computed now, and no reference to the pricing model.
+
+        The pricer returns described charges, so storage writes plain text and never calls plugin code.
+        """
+        if self.pricing is None:
+            return self
+        return self._replace(stored_explanation=self.explanation, stored_unit_price=self.unit_price, pricing=None)
+
     @property
     def unit_price(self) -> Decimal | None:
         """The price per unit when a single one applies, else None (tier crossings, packages)."""

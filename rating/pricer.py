@@ -13,7 +13,8 @@ Pricing runs in two stages, so that a policy can refuse an event between them
    contract;
 2. :meth:`Pricer.price` reads each meter, advances the period state the view
    shows (without changing it) and prices every charge as
-   ``P(after) - P(before)``, with its explanation.
+   ``P(after) - P(before)``, with its explanation: charges leave the pricer
+   described, so nothing downstream (storage least of all) calls plugin code.
 """
 
 from __future__ import annotations
@@ -140,11 +141,10 @@ class Pricer:
                     usage.append(Usage(total_key, (), period, uncapped, running, running + uncapped))
                     amount = charge.adjusted_total(running + uncapped) - charge.adjusted_total(running)
                 asset = pricing.asset or currency
-                charges.append(
-                    Charge(
-                        plan, name, group, period, pricing.name, before, after, amount, asset, unit, pricing, uncapped
-                    )
+                line = Charge(
+                    plan, name, group, period, pricing.name, before, after, amount, asset, unit, pricing, uncapped
                 )
+                charges.append(line.described())
         return PricedEvent(terms, usage, charges, costs)
 
     def _enriched(self, event: UsageEvent) -> UsageEvent:
