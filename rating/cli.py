@@ -23,13 +23,14 @@ from rating.demo import example_pricebook, write_demo_events
 from rating.engine import BatchReport, Engine
 from rating.errors import PricebookError, RatingError
 from rating.events import Sourced, parse_event, parse_json, read_events
-from rating.money import ZERO, to_decimal
+from rating.money import ZERO, format_decimal, plain, to_decimal
 from rating.output import FORMATS, OutputFormat, render
 from rating.payouts import pay_creators
 from rating.periods import zone
 from rating.pricebook import Pricebook, json_schema, load_pricebook, summary
 from rating.registry import Registry
 from rating.reports import margin_report, usage_report, window
+from rating.simulate import SimulationResult, percent_change, simulate
 from rating.storage import Storage
 from rating.wallet import Wallets
 
@@ -331,6 +332,74 @@ def cmd_margin(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace, registry: Registry) -> int:
+    baseline = load_catalog(args.pricebook, registry)
+    candidates = [load_catalog([path], registry) for path in args.vs]
+    path = Path(args.events)
+    if not path.is_file():
+        raise RatingError(f"{path}: no such events file")
+    events, invalid = [], 0
+    for record in read_events(path):
+        if record.event is None:
+            invalid += 1
+        else:
+            events.append(record.event)
+    labels = [Path(args.pricebook[0]).stem, *(Path(path).stem for path in args.vs)]
+    result = simulate(events, baseline, candidates, registry, labels)
+    rows = result.rows()
+    columns = list(rows[0]) if rows else ["customer", "asset"]
+    if args.output == "json":
+        document = {
+            "customers": json.loads(render(rows, columns, "json")),
+            "revenue": {s.label: {a: plain(v) for a, v in s.revenue().items()} for s in result.scenarios},
+            "unpriced": {s.label: {str(code): n for code, n in s.unpriced.items()} for s in result.scenarios},
+            "capped": {
+                s.label: {c: {"events": n, "amount": plain(a)} for c, (n, a) in s.capped.items()}
+                for s in result.scenarios
+            },
+            "invalid_records": invalid,
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        print(render(rows, columns, args.output))
+        for line in simulation_summary(result, invalid):
+            print(line, file=sys.stderr)
+    return 0
+
+
+def simulation_summary(result: SimulationResult, invalid: int) -> list[str]:
+    """Revenue under each pricebook, the change, who pays more or less, the biggest movers, what was refused."""
+    lines = []
+    base = result.baseline.revenue()
+    for scenario in result.scenarios:
+        revenue = ", ".join(f"{format_decimal(v)} {a}" for a, v in sorted(scenario.revenue().items())) or "nothing"
+        lines.append(f"{scenario.label}: revenue {revenue}")
+    for candidate in result.candidates:
+        for asset, amount in sorted(candidate.revenue().items()):
+            change = percent_change(base.get(asset, ZERO), amount)
+            shown = f" ({change:+}%)" if change is not None else ""
+            delta = amount - base.get(asset, ZERO)
+            lines.append(f"{candidate.label} vs {result.baseline.label}: {format_decimal(delta)} {asset}{shown}")
+        movers = result.movers(candidate)
+        lines.append(f"  customers paying more: {movers['more']}, less: {movers['less']}, the same: {movers['same']}")
+        key = f"delta {candidate.label}"
+        biggest = sorted(result.rows(), key=lambda row: -abs(row[key]))[:5]  # type: ignore[arg-type]
+        for row in biggest:
+            if row[key]:
+                lines.append(f"  mover {row['customer']}: {format_decimal(row[key])} {row['asset']}")  # type: ignore[arg-type]
+    for scenario in result.scenarios:
+        for code, count in sorted(scenario.unpriced.items()):
+            lines.append(f"{scenario.label}: {count:,} events not priced ({code})")
+        for customer, (count, amount) in sorted(scenario.capped.items()):
+            lines.append(
+                f"{scenario.label}: {customer}'s spend cap would have refused {count:,} events"
+                f" ({format_decimal(amount)}); the totals include them"
+            )
+    if invalid:
+        lines.append(f"{invalid:,} invalid records skipped")
+    return lines
+
+
 def cmd_verify(args: argparse.Namespace, registry: Registry) -> int:
     storage = _open(args, registry, read_only=True)
     problems = storage.verify()
@@ -435,6 +504,18 @@ def build_parser() -> argparse.ArgumentParser:
     margin.add_argument("--group-by", default="model", help="customer, event, agent, model or any property")
     margin.add_argument("--until", help="end of a relative window, ISO 8601 with a zone (default now)")
     margin.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
+    simulation = command(
+        "simulate", cmd_simulate, "what the pricebooks would charge for these events, customer by customer", output=True
+    )
+    simulation.add_argument("events", metavar="EVENTS", help="a .jsonl or .csv file of events (history)")
+    simulation.add_argument("--pricebook", "-p", required=True, action="append", help="the baseline: " + PRICEBOOK_HELP)
+    simulation.add_argument(
+        "--vs",
+        action="append",
+        default=[],
+        metavar="PRICEBOOK",
+        help="a candidate pricebook file or directory (repeat)",
+    )
     command("verify", cmd_verify, "check that the ledger balances and matches its postings", db=DEFAULT_DB)
     db = command("db", cmd_migrate, "database maintenance: rating db migrate", db=DEFAULT_DB)
     db.add_argument(

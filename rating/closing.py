@@ -27,7 +27,7 @@ a subscription); customers on the default plan pay as they go.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -38,6 +38,7 @@ from rating.accounts import (
     revenue_account,
     rounding_account,
 )
+from rating.catalog import Catalog
 from rating.engine import Engine
 from rating.errors import RatingError
 from rating.ledger import Posting, Transaction, closing_id
@@ -126,26 +127,39 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
     return result
 
 
-@exact
-def close_period(engine: Engine, period: str, customers: Iterable[str] | None = None) -> CloseReport:
-    """Post every closing transaction of ``period``, atomically; closing twice posts nothing new."""
+def period_closing(
+    catalog: Catalog,
+    period: str,
+    totals: Mapping[str, Mapping[str, Decimal]],
+    customers: Iterable[str] | None = None,
+) -> list[Transaction]:
+    """Every closing transaction of ``period``, given each customer's charges in it per asset (``totals``).
+
+    Closes the customers named, or else every customer the pricebook lists, has a
+    contract for, or has charges in ``totals``. Billing and simulation share it.
+    """
     try:
         _, first = parse_period(period)
     except ValueError as error:
         raise RatingError(str(error)) from None
-    catalog, storage = engine.catalog, engine.storage
     noon = dt.datetime(first.year, first.month, first.day, 12, tzinfo=dt.UTC)
     book = catalog.in_force(noon) or catalog.versions[0]
+    everyone = set(book.customers) | set(totals) | {c.customer for c in book.contracts.values()}
+    names = sorted(set(customers) if customers is not None else everyone)
+    return [t for customer in names for t in customer_closing(book, customer, period, dict(totals.get(customer, {})))]
+
+
+@exact
+def close_period(engine: Engine, period: str, customers: Iterable[str] | None = None) -> CloseReport:
+    """Post every closing transaction of ``period``, atomically; closing twice posts nothing new."""
+    storage = engine.storage
     by_customer: dict[str, dict[str, Decimal]] = {}
     for (customer, asset), amount in storage.period_totals(period).items():
         by_customer.setdefault(customer, {})[asset] = amount
-    everyone = set(book.customers) | set(by_customer) | {c.customer for c in book.contracts.values()}
-    names = sorted(set(customers) if customers is not None else everyone)
+    transactions = period_closing(engine.catalog, period, by_customer, customers)
     report = CloseReport(period)
-    transactions = []
-    for customer in names:
-        if storage.transaction(closing_id(customer, period)) is not None:
-            report.already_closed.append(customer)
-        transactions.extend(customer_closing(book, customer, period, by_customer.get(customer, {})))
+    report.already_closed = sorted(
+        t.customer for t in transactions if t.kind == "close" and t.customer and storage.transaction(t.id) is not None
+    )
     report.posted = storage.append(transactions)
     return report

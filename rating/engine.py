@@ -39,7 +39,7 @@ from rating.policies import (
 )
 from rating.poster import rating_transaction
 from rating.pricebook import Pricebook
-from rating.pricer import Pricer, StateLookup
+from rating.pricer import Pricer, StateLookup, advance
 from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.storage.base import Storage
@@ -323,13 +323,7 @@ class Engine:
                 continue
             for key, balance in paid.items():
                 wallets[key] = balance
-            for usage in rating.usage:
-                state = lookup(usage.key(event.customer))
-                state.quantity = usage.after
-                if isinstance(usage.reading, str):
-                    if state.members is None:
-                        state.members = set()
-                    state.members.add(usage.reading)
+            advance(lookup, event.customer, rating.usage)
             already[event.id] = event
             ratings.append(rating)
         return ratings, rejected, duplicates, {key: (opening[key], wallets[key]) for key in wallets}

@@ -155,6 +155,17 @@ class Pricer:
         return result
 
 
+def advance(lookup: StateLookup, customer: str, usage: Sequence[Usage]) -> None:
+    """Move the state ``lookup`` shows to where ``usage`` leaves it (the caller's view, never storage)."""
+    for line in usage:
+        state = lookup(line.key(customer))
+        state.quantity = line.after
+        if isinstance(line.reading, str):
+            if state.members is None:
+                state.members = set()
+            state.members.add(line.reading)
+
+
 def total_of(charges: Sequence[Charge], asset: str) -> Decimal:
     """What ``charges`` add up to in ``asset``."""
     return sum((c.amount for c in charges if c.asset == asset), Decimal(0))

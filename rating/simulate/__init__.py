@@ -1,0 +1,226 @@
+"""What-if simulation: what would these pricebooks have charged for this usage, customer by customer?
+
+``simulate(events, baseline, candidates)`` prices the same events under each
+pricebook with the billing pricer (:mod:`rating.pricer`), then closes every
+billing period the events touch with the billing close
+(:func:`rating.closing.period_closing`): subscription fees, minimums,
+commitments and rounding count exactly as ``rating close-period`` would post
+them. Nothing is written anywhere.
+
+A simulation prices history as if every customer were billed on account:
+closed periods are ignored (it is history), and wallet funding and hard spend
+caps are not applied. What a hard cap would have refused, computed in event
+order, is reported per customer beside the totals (``capped``), never silently
+dropped; events the pricer cannot price at all (an unknown customer, a missing
+property) are counted per refusal code.
+
+For customers billed on account without hard caps, the totals are those of
+``rating rate`` followed by ``rating close-period``, to the last digit (a
+property test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, Inexact, localcontext
+
+from rating.accounts import receivable_account
+from rating.catalog import Catalog
+from rating.charges import StateKey
+from rating.closing import period_closing
+from rating.errors import EventError
+from rating.events import UsageEvent
+from rating.meters import PeriodState
+from rating.money import HUNDRED, MONEY_CONTEXT, ZERO
+from rating.periods import PeriodClock, zone
+from rating.policies import apply_spend_cap
+from rating.pricer import PricedEvent, Pricer, StateLookup, advance, total_of
+from rating.refusals import Refusal
+from rating.registry import Registry
+
+#: Per customer, per asset: an amount.
+Amounts = dict[str, dict[str, Decimal]]
+
+
+def _add(amounts: Amounts, customer: str, asset: str, amount: Decimal) -> None:
+    per_asset = amounts.setdefault(customer, {})
+    per_asset[asset] = per_asset.get(asset, ZERO) + amount
+
+
+@dataclass
+class Scenario:
+    """What one pricebook charges for the events."""
+
+    label: str
+    #: Usage charges plus period close (fees, minimums, commitments, rounding), per customer and asset.
+    charged: Amounts = field(default_factory=dict)
+    #: The period-close part of ``charged``.
+    closing: Amounts = field(default_factory=dict)
+    #: Usage charges per (customer, plan, meter, asset), for ``--by``.
+    lines: dict[tuple[str, str, str, str], Decimal] = field(default_factory=dict)
+    #: Provider costs per customer and asset, where the pricebook has ``costs:``.
+    costs: Amounts = field(default_factory=dict)
+    #: What hard spend caps would have refused, in event order: per customer, (events, amount).
+    capped: dict[str, tuple[int, Decimal]] = field(default_factory=dict)
+    #: Events the pricer could not price, per refusal code.
+    unpriced: dict[Refusal, int] = field(default_factory=dict)
+    #: The billing periods the events fall in (by every period kind the pricebook's plans use), all closed.
+    periods: set[str] = field(default_factory=set)
+
+    def revenue(self) -> dict[str, Decimal]:
+        """What every customer was charged together, per asset."""
+        totals: dict[str, Decimal] = {}
+        for per_asset in self.charged.values():
+            for asset, amount in per_asset.items():
+                totals[asset] = totals.get(asset, ZERO) + amount
+        return totals
+
+
+def price_history(events: Iterable[UsageEvent], catalog: Catalog, registry: Registry, label: str) -> Scenario:
+    """Price ``events`` under ``catalog`` and close every period they touch; writes nothing."""
+    hook = registry.manager.hook
+    pricer = Pricer(catalog, hook.rating_enrich_event if registry.enriches_events else None)
+    scenario = Scenario(label)
+    states: dict[StateKey, PeriodState] = {}
+    spend: dict[StateKey, PeriodState] = {}  # only for hard caps: events a cap refuses do not add to it
+    by_period: dict[str, Amounts] = {}
+
+    def lookup(key: StateKey) -> PeriodState:
+        return states.get(key) or states.setdefault(key, PeriodState(ZERO))
+
+    def spend_lookup(key: StateKey) -> PeriodState:
+        return spend.get(key) or spend.setdefault(key, PeriodState(ZERO))
+
+    clocks: dict[tuple[int, str], PeriodClock] = {}
+    with localcontext(MONEY_CONTEXT):
+        for event in events:
+            scenario.periods.update(_periods_of(event, catalog, clocks))
+            try:
+                priced = pricer.price(pricer.terms(event), lookup)
+            except EventError as error:
+                scenario.unpriced[error.code] = scenario.unpriced.get(error.code, 0) + 1
+                continue
+            except ArithmeticError:
+                scenario.unpriced[Refusal.NOT_EXACT] = scenario.unpriced.get(Refusal.NOT_EXACT, 0) + 1
+                continue
+            customer, terms = event.customer, priced.terms
+            advance(lookup, customer, priced.usage)
+            _would_cap(priced, spend_lookup, scenario)
+            for charge in priced.charges:
+                _add(scenario.charged, customer, charge.asset, charge.amount)
+                _add(by_period.setdefault(terms.period, {}), customer, charge.asset, charge.amount)
+                key = (customer, terms.plan, charge.meter, charge.asset)
+                scenario.lines[key] = scenario.lines.get(key, ZERO) + charge.amount
+            for cost in priced.costs:
+                _add(scenario.costs, customer, cost.asset, cost.amount)
+        for period in sorted(scenario.periods):
+            for transaction in period_closing(catalog, period, by_period.get(period, {})):
+                owner = transaction.customer
+                if owner is None or transaction.kind == "prepayment":  # paid in advance: not a charge
+                    continue
+                for posting in transaction.postings:
+                    if posting.account == receivable_account(owner):
+                        _add(scenario.charged, owner, posting.asset, posting.amount)
+                        _add(scenario.closing, owner, posting.asset, posting.amount)
+    return scenario
+
+
+def _periods_of(event: UsageEvent, catalog: Catalog, clocks: dict[tuple[int, str], PeriodClock]) -> set[str]:
+    """The labels of the billing periods ``event`` falls in, one per period kind the plans in force use."""
+    index = catalog.index_at(event.timestamp) or 0
+    book = catalog.versions[index]
+    labels = set()
+    for kind in {plan.period for plan in book.plans.values()}:
+        clock = clocks.get((index, kind))
+        if clock is None:
+            clock = clocks[index, kind] = PeriodClock(kind, zone(book.timezone))
+        labels.add(clock.label(event.timestamp))
+    return labels
+
+
+def _would_cap(priced: PricedEvent, spend_lookup: StateLookup, scenario: Scenario) -> None:
+    """Count what the customer's hard spend cap would have refused; the simulation charges it all the same."""
+    terms = priced.terms
+    customer = terms.event.customer
+    spec = terms.version.book.spec_of(customer)
+    if spec is None or spec.spend_cap is None:
+        return
+    probe = PricedEvent(terms, [], priced.charges, [])
+    try:
+        apply_spend_cap(probe, spend_lookup)
+    except EventError:
+        events, amount = scenario.capped.get(customer, (0, ZERO))
+        scenario.capped[customer] = (
+            events + 1,
+            amount + total_of(priced.charges, terms.version.billed_asset[terms.plan]),
+        )
+        return
+    advance(spend_lookup, customer, probe.usage)
+
+
+@dataclass
+class SimulationResult:
+    """A baseline and its candidates over the same events."""
+
+    baseline: Scenario
+    candidates: list[Scenario]
+
+    @property
+    def scenarios(self) -> list[Scenario]:
+        """The baseline, then the candidates."""
+        return [self.baseline, *self.candidates]
+
+    def rows(self) -> list[dict[str, object]]:
+        """Per customer and asset: each scenario's total, and each candidate's change from the baseline."""
+        keys = sorted({(c, a) for s in self.scenarios for c, per_asset in s.charged.items() for a in per_asset})
+        rows = []
+        for customer, asset in keys:
+            row: dict[str, object] = {"customer": customer, "asset": asset}
+            base = self.baseline.charged.get(customer, {}).get(asset, ZERO)
+            row[self.baseline.label] = base
+            for candidate in self.candidates:
+                amount = candidate.charged.get(customer, {}).get(asset, ZERO)
+                row[candidate.label] = amount
+                row[f"delta {candidate.label}"] = amount - base
+                row[f"% {candidate.label}"] = percent_change(base, amount)
+            rows.append(row)
+        return rows
+
+    def movers(self, candidate: Scenario) -> dict[str, int]:
+        """How many customer-assets pay more, less and the same under ``candidate``."""
+        counts = {"more": 0, "less": 0, "same": 0}
+        for row in self.rows():
+            delta = row[f"delta {candidate.label}"]
+            assert isinstance(delta, Decimal)
+            counts["more" if delta > 0 else "less" if delta < 0 else "same"] += 1
+        return counts
+
+
+def percent_change(before: Decimal, after: Decimal) -> Decimal | None:
+    """The change from ``before`` to ``after`` in percent, to 2 places; None from zero."""
+    if not before:
+        return None
+    with localcontext(MONEY_CONTEXT) as context:
+        context.traps[Inexact] = False
+        return ((after - before) * HUNDRED / before).quantize(Decimal("0.01"))
+
+
+def simulate(
+    events: Sequence[UsageEvent],
+    baseline: Catalog,
+    candidates: Sequence[Catalog],
+    registry: Registry | None = None,
+    labels: Sequence[str] | None = None,
+) -> SimulationResult:
+    """Price ``events`` under ``baseline`` and each of ``candidates``; see the module docstring."""
+    registry = registry or Registry.load()
+    catalogs = [baseline, *candidates]
+    names = distinct([f"{c.name}@{c.latest.version.isoformat()}" for c in catalogs] if labels is None else list(labels))
+    scenarios = [price_history(events, catalog, registry, name) for catalog, name in zip(catalogs, names, strict=True)]
+    return SimulationResult(scenarios[0], scenarios[1:])
+
+
+def distinct(labels: Sequence[str]) -> list[str]:
+    """``labels``, numbered where two would read the same."""
+    return [f"{label}#{i}" if labels.count(label) > 1 else label for i, label in enumerate(labels, start=1)]

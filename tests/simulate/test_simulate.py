@@ -1,0 +1,146 @@
+"""Simulation prices history with the billing pricer: the same numbers as rate + close-period, to the last digit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rating.accounts import prepaid_account, receivable_account
+from rating.catalog import Catalog
+from rating.closing import close_period
+from rating.engine import Engine
+from rating.events import UsageEvent
+from rating.meters import Meter
+from rating.pricebook import Contract, CustomerSpec, Plan, Pricebook
+from rating.pricing import PricingModel
+from rating.refusals import Refusal
+from rating.simulate import simulate
+from rating.storage.memory import MemoryStorage
+from tests.test_telescoping import METER_SPECS, REGISTRY, models, quantities
+
+CUSTOMERS = ["listed", "walk-in", "contracted"]
+money = st.sampled_from([None, Decimal(0), Decimal("9.99"), Decimal(30), Decimal("1000")])
+
+
+def pricebook(aggregation: str, model: PricingModel, fee: Decimal | None, minimum: Decimal | None,
+              commitment: Decimal | None, contract_model: PricingModel) -> Pricebook:  # fmt: skip
+    return Pricebook(
+        pricebook="sim",
+        version=dt.date(2026, 10, 1),
+        currency="USD",
+        meters={"m": Meter(**METER_SPECS[aggregation])},  # type: ignore[arg-type]
+        plans={"p": Plan(charges=(model,), fee=fee, minimum=minimum)},
+        customers={"listed": CustomerSpec(plan="p", since=dt.date(2026, 10, 10)), "contracted": CustomerSpec(plan="p")},
+        default_plan="p",
+        contracts={
+            "deal": Contract.model_validate(
+                {"customer": "contracted", "from": "2026-11-01", "charges": (contract_model,), "commitment": commitment}
+            )
+        },
+    )
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[Pricebook, list[UsageEvent]]:
+    aggregation = draw(st.sampled_from(sorted(METER_SPECS)))
+    book = pricebook(
+        aggregation,
+        draw(models("m", aggregation)),
+        draw(money),
+        draw(money),
+        draw(money),
+        draw(models("m", aggregation)),
+    )
+    readings = draw(
+        st.lists(
+            st.tuples(
+                quantities,
+                st.sampled_from("abc"),
+                st.sampled_from(["x", "y"]),
+                st.sampled_from(CUSTOMERS),
+                st.integers(min_value=0, max_value=60 * 24 * 60 - 1),  # minutes into October and November
+            ),
+            min_size=1,
+            max_size=25,
+        )
+    )
+    start = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+    events = [
+        UsageEvent(
+            id=f"e{i}",
+            customer=customer,
+            type="use",
+            timestamp=start + dt.timedelta(minutes=minute),
+            properties={"q": q, "member": member, "g": group},
+        )
+        for i, (q, member, group, customer, minute) in enumerate(readings)
+    ]
+    return book, draw(st.permutations(events))
+
+
+@settings(max_examples=150)
+@given(histories())
+def test_simulating_a_pricebook_gives_what_rate_and_close_period_post(history: tuple[Pricebook, list]) -> None:  # type: ignore[type-arg]
+    book, events = history
+    engine = Engine(book, MemoryStorage(), REGISTRY)
+    engine.rate_batch(events)
+    result = simulate(events, Catalog([book]), [], REGISTRY)
+    assert result.baseline.periods == {f"{e.timestamp:%Y-%m}" for e in events}
+    for period in sorted(result.baseline.periods):
+        close_period(engine, period)
+    balances = engine.storage.balances()
+    for customer in CUSTOMERS:
+        ledger = {
+            asset: balances.get((receivable_account(customer), asset), Decimal(0))
+            + balances.get((prepaid_account(customer), asset), Decimal(0))
+            for asset in {"USD"}
+        }
+        simulated = result.baseline.charged.get(customer, {})
+        assert {a: v for a, v in ledger.items() if v} == {a: v for a, v in simulated.items() if v}
+
+
+def test_a_candidate_is_compared_customer_by_customer(book, registry) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import SIMPLE_PRICEBOOK, event
+
+    current = book(SIMPLE_PRICEBOOK + "default_plan: basic\n")
+    dearer = book(SIMPLE_PRICEBOOK.replace('price: "0.01"', 'price: "0.02"') + "default_plan: basic\n")
+    events = [event("e1", tokens=1500, model="m"), event("e2", customer="zed", tokens=10, model="m"),
+              event("e3", customer="bad:id", tokens=1, model="m") if False else event("e3", type="nope")]  # fmt: skip
+    result = simulate(events, Catalog([current]), [Catalog([dearer])], registry, labels=["now", "dearer"])
+    assert result.rows() == [
+        {"customer": "acme", "asset": "USD", "now": Decimal("1.26"), "dearer": Decimal("1.27"),
+         "delta dearer": Decimal("0.01"), "% dearer": Decimal("0.79")},
+        {"customer": "zed", "asset": "USD", "now": Decimal("0.020"), "dearer": Decimal("0.030"),
+         "delta dearer": Decimal("0.010"), "% dearer": Decimal("50.00")},
+    ]  # fmt: skip
+    assert result.movers(result.candidates[0]) == {"more": 2, "less": 0, "same": 0}
+    assert result.baseline.unpriced == {Refusal.UNKNOWN_EVENT_TYPE: 1}
+
+
+def test_simulate_command_compares_the_demo_history_under_a_candidate(
+    tmp_path,
+    capsys,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from rating.cli import main
+    from rating.demo import write_demo_events
+    from tests.helpers import EXAMPLE, ROOT
+
+    monkeypatch.chdir(tmp_path)
+    events = write_demo_events(tmp_path / "demo-events.jsonl", 400)
+    candidate = ROOT / "pricebooks" / "candidates" / "ai-gateway-2027.yaml"
+    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", str(candidate), "-o", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    by_customer = {row["customer"]: row for row in document["customers"] if row["asset"] == "USD"}
+    # The candidate adds a 20 USD monthly fee to the team plan: each team customer pays it once.
+    team = [c for c, row in by_customer.items() if Decimal(row["delta ai-gateway-2027"]) >= 20]
+    assert team and document["invalid_records"] == 0
+    total = sum(Decimal(row["delta ai-gateway-2027"]) for row in by_customer.values())
+    revenue = document["revenue"]
+    assert Decimal(revenue["ai-gateway-2027"]["USD"]) - Decimal(revenue["ai-gateway"]["USD"]) == total
+    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", str(candidate)]) == 0
+    assert "customers paying more:" in capsys.readouterr().err
