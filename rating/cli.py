@@ -22,7 +22,7 @@ from rating.closing import close_period
 from rating.demo import example_pricebook, write_demo_events
 from rating.engine import BatchReport, Engine
 from rating.errors import PricebookError, RatingError
-from rating.events import Sourced, parse_event, parse_json, read_events
+from rating.events import Sourced, UsageEvent, parse_event, parse_json, read_events
 from rating.money import ZERO, format_decimal, plain, to_decimal
 from rating.output import FORMATS, OutputFormat, render
 from rating.payouts import pay_creators
@@ -335,18 +335,10 @@ def cmd_margin(args: argparse.Namespace, registry: Registry) -> int:
 def cmd_simulate(args: argparse.Namespace, registry: Registry) -> int:
     baseline = load_catalog(args.pricebook, registry)
     candidates = [load_catalog([path], registry) for path in args.vs]
-    path = Path(args.events)
-    if not path.is_file():
-        raise RatingError(f"{path}: no such events file")
-    events, invalid = [], 0
-    for record in read_events(path):
-        if record.event is None:
-            invalid += 1
-        else:
-            events.append(record.event)
+    events, invalid = _history(args, registry, baseline.latest)
     labels = [Path(args.pricebook[0]).stem, *(Path(path).stem for path in args.vs)]
     result = simulate(events, baseline, candidates, registry, labels)
-    rows = result.rows()
+    rows = result.rows() if args.by == "customer" else result.rows_by(args.by)
     columns = list(rows[0]) if rows else ["customer", "asset"]
     if args.output == "json":
         document = {
@@ -365,6 +357,32 @@ def cmd_simulate(args: argparse.Namespace, registry: Registry) -> int:
         for line in simulation_summary(result, invalid):
             print(line, file=sys.stderr)
     return 0
+
+
+def _history(args: argparse.Namespace, registry: Registry, book: Pricebook) -> tuple[list[UsageEvent], int]:
+    """The events to simulate, from a file or from the database (``--db`` with ``--from`` and ``--to``)."""
+    if args.events is not None:
+        path = Path(args.events)
+        if not path.is_file():
+            raise RatingError(f"{path}: no such events file")
+        events, invalid = [], 0
+        for record in read_events(path):
+            if record.event is None:
+                invalid += 1
+            else:
+                events.append(record.event)
+        return events, invalid
+    if not (args.db and args.since and args.until):
+        raise RatingError("give an events file, or --db with --from and --to")
+    timezone = zone(book.timezone)
+    try:
+        since, until = (
+            dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), timezone) for day in (args.since, args.until)
+        )
+    except ValueError as error:
+        raise RatingError(f"--from and --to take dates such as 2026-08-01 ({error})") from None
+    storage = _open(args, registry, read_only=True)
+    return [activity.event for activity in storage.activity(since, until)], 0
 
 
 def simulation_summary(result: SimulationResult, invalid: int) -> list[str]:
@@ -507,7 +525,15 @@ def build_parser() -> argparse.ArgumentParser:
     simulation = command(
         "simulate", cmd_simulate, "what the pricebooks would charge for these events, customer by customer", output=True
     )
-    simulation.add_argument("events", metavar="EVENTS", help="a .jsonl or .csv file of events (history)")
+    simulation.add_argument("events", nargs="?", metavar="EVENTS", help="a .jsonl or .csv file of events (history)")
+    simulation.add_argument("--db", help="or read the rated events of this storage, with --from and --to")
+    simulation.add_argument("--from", dest="since", metavar="DATE", help="first day, e.g. 2026-08-01 (with --db)")
+    simulation.add_argument(
+        "--to", dest="until", metavar="DATE", help="day after the last, e.g. 2026-11-01 (with --db)"
+    )
+    simulation.add_argument(
+        "--by", choices=["customer", "plan", "meter"], default="customer", help="one row per customer (default)"
+    )
     simulation.add_argument("--pricebook", "-p", required=True, action="append", help="the baseline: " + PRICEBOOK_HELP)
     simulation.add_argument(
         "--vs",

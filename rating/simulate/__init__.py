@@ -93,8 +93,16 @@ def price_history(events: Iterable[UsageEvent], catalog: Catalog, registry: Regi
         return spend.get(key) or spend.setdefault(key, PeriodState(ZERO))
 
     clocks: dict[tuple[int, str], PeriodClock] = {}
+    seen: dict[str, str] = {}  # event id -> its content: billing posts an id once
     with localcontext(MONEY_CONTEXT):
         for event in events:
+            content, previous = event.canonical_json(), seen.get(event.id)
+            if previous is not None:  # priced once, as billing posts it once; other content is a conflict
+                if previous != content:
+                    conflicts = scenario.unpriced.get(Refusal.DUPLICATE_CONFLICT, 0)
+                    scenario.unpriced[Refusal.DUPLICATE_CONFLICT] = conflicts + 1
+                continue
+            seen[event.id] = content
             scenario.periods.update(_periods_of(event, catalog, clocks))
             try:
                 priced = pricer.price(pricer.terms(event), lookup)
@@ -184,6 +192,32 @@ class SimulationResult:
                 row[candidate.label] = amount
                 row[f"delta {candidate.label}"] = amount - base
                 row[f"% {candidate.label}"] = percent_change(base, amount)
+            rows.append(row)
+        return rows
+
+    def rows_by(self, level: str) -> list[dict[str, object]]:
+        """Usage charges per customer and ``plan`` or ``meter`` (period close apart, as ``(close)``), per scenario."""
+        if level not in ("plan", "meter"):
+            raise ValueError(f"simulations break down by plan or meter, not {level!r}")
+        per_scenario: list[dict[tuple[str, str, str], Decimal]] = []
+        for scenario in self.scenarios:
+            amounts: dict[tuple[str, str, str], Decimal] = {}
+            for (customer, plan, meter, asset), amount in scenario.lines.items():
+                key = (customer, plan if level == "plan" else meter, asset)
+                amounts[key] = amounts.get(key, ZERO) + amount
+            for customer, per_asset in scenario.closing.items():
+                for asset, amount in per_asset.items():
+                    amounts[customer, "(close)", asset] = amounts.get((customer, "(close)", asset), ZERO) + amount
+            per_scenario.append(amounts)
+        rows = []
+        for customer, part, asset in sorted({key for amounts in per_scenario for key in amounts}):
+            row: dict[str, object] = {"customer": customer, level: part, "asset": asset}
+            base = per_scenario[0].get((customer, part, asset), ZERO)
+            row[self.baseline.label] = base
+            for candidate, amounts in zip(self.candidates, per_scenario[1:], strict=True):
+                amount = amounts.get((customer, part, asset), ZERO)
+                row[candidate.label] = amount
+                row[f"delta {candidate.label}"] = amount - base
             rows.append(row)
         return rows
 

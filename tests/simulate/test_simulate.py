@@ -144,3 +144,43 @@ def test_simulate_command_compares_the_demo_history_under_a_candidate(
     assert Decimal(revenue["ai-gateway-2027"]["USD"]) - Decimal(revenue["ai-gateway"]["USD"]) == total
     assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", str(candidate)]) == 0
     assert "customers paying more:" in capsys.readouterr().err
+
+
+def test_an_event_id_is_priced_once_and_a_conflicting_reuse_is_counted(book, registry) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import SIMPLE_PRICEBOOK, event
+
+    catalog = Catalog([book(SIMPLE_PRICEBOOK)])
+    first = event("e1", tokens=10, model="m")
+    changed = event("e1", tokens=99, model="m")
+    scenario = simulate([first, first, changed], catalog, [], registry).baseline
+    assert scenario.charged == {"acme": {"USD": Decimal("0.020")}}
+    assert scenario.unpriced == {Refusal.DUPLICATE_CONFLICT: 1}
+
+
+def test_history_from_the_database_simulates_like_the_file_and_breaks_down_by_meter(
+    tmp_path,
+    capsys,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from rating.cli import main
+    from rating.demo import write_demo_events
+    from tests.helpers import EXAMPLE, ROOT
+
+    monkeypatch.chdir(tmp_path)
+    events = write_demo_events(tmp_path / "demo-events.jsonl", 300)
+    candidate = str(ROOT / "pricebooks" / "candidates" / "ai-gateway-2027.yaml")
+    assert main(["rate", str(events), "-p", str(EXAMPLE), "--db", "history.db"]) == 0
+    capsys.readouterr()
+    common = ["-p", str(EXAMPLE), "--vs", candidate, "-o", "json"]
+    assert main(["simulate", str(events), *common]) == 0
+    from_file = json.loads(capsys.readouterr().out)
+    assert main(["simulate", "--db", "history.db", "--from", "2026-11-01", "--to", "2026-12-01", *common]) == 0
+    assert json.loads(capsys.readouterr().out) == from_file
+    assert main(["simulate", str(events), "--by", "meter", *common]) == 0
+    rows = json.loads(capsys.readouterr().out)["customers"]
+    assert {"requests", "(close)"} <= {row["meter"] for row in rows}
+    usd = [row for row in rows if row["asset"] == "USD"]
+    total = sum(Decimal(row["ai-gateway"]) for row in usd)
+    assert total == Decimal(from_file["revenue"]["ai-gateway"]["USD"])
+    assert main(["simulate", "--db", "history.db", "--from", "nope", "--to", "2026-12-01", *common]) == 1
+    assert "--from and --to take dates" in capsys.readouterr().err
