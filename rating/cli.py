@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from rating.accounts import customer_account, receivable_account
-from rating.catalog import load_catalog
+from rating.catalog import Catalog, load_catalog
 from rating.closing import close_period
 from rating.demo import example_pricebook, write_demo_events
+from rating.diff import diff
 from rating.engine import BatchReport, Engine
 from rating.errors import PricebookError, RatingError
 from rating.events import Sourced, UsageEvent, parse_event, parse_json, read_events
@@ -418,6 +419,18 @@ def simulation_summary(result: SimulationResult, invalid: int) -> list[str]:
     return lines
 
 
+def cmd_diff(args: argparse.Namespace, registry: Registry) -> int:
+    before, after = (load_pricebook(path, registry) for path in (args.before, args.after))
+    rows = [{"change": c.what, "where": c.where, "detail": c.detail} for c in diff(before, after)]
+    print(render(rows, ["change", "where", "detail"], args.output))
+    if args.events:
+        events, invalid = _history(args, registry, after)
+        result = simulate(events, Catalog([before]), [Catalog([after])], registry, ["before", "after"])
+        for line in simulation_summary(result, invalid):
+            print(line, file=sys.stderr)
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace, registry: Registry) -> int:
     storage = _open(args, registry, read_only=True)
     problems = storage.verify()
@@ -542,6 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PRICEBOOK",
         help="a candidate pricebook file or directory (repeat)",
     )
+    differences = command("diff", cmd_diff, "what changed between two pricebook versions", output=True)
+    differences.add_argument("before", metavar="BEFORE", help="the current pricebook file")
+    differences.add_argument("after", metavar="AFTER", help="the changed pricebook file")
+    differences.add_argument("--events", metavar="EVENTS", help="and what the change does to this history's revenue")
     command("verify", cmd_verify, "check that the ledger balances and matches its postings", db=DEFAULT_DB)
     db = command("db", cmd_migrate, "database maintenance: rating db migrate", db=DEFAULT_DB)
     db.add_argument(

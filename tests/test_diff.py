@@ -1,0 +1,59 @@
+"""rating diff: charges matched by identity, every changed parameter named, a reorder is no change."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from rating.cli import main
+from rating.diff import Change, diff
+from rating.pricebook import Pricebook
+from tests.helpers import SIMPLE_PRICEBOOK
+
+PER_CALL = '      - {meter: requests, model: per_call, price: "0.01"}\n'
+TIERED = SIMPLE_PRICEBOOK.split(PER_CALL)[1].split("customers:")[0]
+
+
+def test_a_reordered_plan_is_no_change(book: Callable[[str], Pricebook]) -> None:
+    reordered = SIMPLE_PRICEBOOK.replace(PER_CALL + TIERED, TIERED + PER_CALL)
+    assert reordered != SIMPLE_PRICEBOOK
+    assert diff(book(SIMPLE_PRICEBOOK), book(reordered)) == []
+
+
+def test_prices_tiers_charges_meters_and_customers_that_changed_are_named(book: Callable[[str], Pricebook]) -> None:
+    changed = (
+        SIMPLE_PRICEBOOK.replace('price: "0.01"', 'price: "0.02"')
+        .replace('{unit_price: "0.0005"}', '{unit_price: "0.0004"}')
+        .replace("  acme: {plan: basic}", "  acme: {plan: basic, spend_cap: '50'}\n  zed: {plan: basic}")
+        .replace(
+            "  tokens: {event: api.call, sum: tokens, group_by: [model]}", "  tokens: {event: api.call, sum: tokens}"
+        )
+        .replace("plans:\n  basic:\n", "plans:\n  basic:\n    fee: '9'\n")
+    )
+    changes = diff(book(SIMPLE_PRICEBOOK), book(changed))
+    assert Change("changed", "plan basic", "fee: (default) -> 9") in changes
+    assert Change("changed", "plan basic", "charge requests.per_call.USD: price: 0.01 -> 0.02") in changes
+    tiers = [c for c in changes if c.detail.startswith("charge tokens.tiered.USD: tiers:")]
+    assert len(tiers) == 1 and "0.0005" in tiers[0].detail and "0.0004" in tiers[0].detail
+    assert Change("changed", "meter tokens", "group_by: ['model'] -> (default)") in changes
+    assert Change("changed", "customer acme", "spend_cap: (default) -> 50") in changes
+    assert Change("added", "customer zed", "") in changes
+    dropped = book(SIMPLE_PRICEBOOK.replace(PER_CALL, ""))
+    assert diff(book(SIMPLE_PRICEBOOK), dropped) == [Change("removed", "plan basic", "charge requests.per_call.USD")]
+
+
+def test_diff_command_with_events_shows_the_money_impact(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before, after = tmp_path / "before.yaml", tmp_path / "after.yaml"
+    before.write_text(SIMPLE_PRICEBOOK)
+    after.write_text(SIMPLE_PRICEBOOK.replace('price: "0.01"', 'price: "0.02"'))
+    events = tmp_path / "e.jsonl"
+    events.write_text(
+        '{"id": "e1", "customer": "acme", "type": "api.call", "timestamp": "2026-11-05T12:00:00Z",'
+        ' "properties": {"tokens": 10, "model": "m"}}\n'
+    )
+    assert main(["diff", str(before), str(after), "--events", str(events), "-o", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert "changed,plan basic,charge requests.per_call.USD: price: 0.01 -> 0.02" in captured.out
+    assert "after vs before: 0.010 USD (+50.00%)" in captured.err
