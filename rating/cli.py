@@ -357,6 +357,11 @@ def cmd_simulate(args: argparse.Namespace, registry: Registry) -> int:
         print(render(rows, columns, args.output))
         for line in simulation_summary(result, invalid):
             print(line, file=sys.stderr)
+    if args.report:
+        from rating.simulate.report import render_report  # imports matplotlib, an optional extra
+
+        Path(args.report).write_text(render_report(result), encoding="utf-8")
+        print(f"report written to {args.report}", file=sys.stderr)
     return 0
 
 
@@ -547,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulation.add_argument(
         "--by", choices=["customer", "plan", "meter"], default="customer", help="one row per customer (default)"
     )
+    simulation.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML page with charts")
     simulation.add_argument("--pricebook", "-p", required=True, action="append", help="the baseline: " + PRICEBOOK_HELP)
     simulation.add_argument(
         "--vs",

@@ -53,6 +53,8 @@ class Scenario:
     """What one pricebook charges for the events."""
 
     label: str
+    #: The pricebook's currency (its latest version's).
+    currency: str = ""
     #: Usage charges plus period close (fees, minimums, commitments, rounding), per customer and asset.
     charged: Amounts = field(default_factory=dict)
     #: The period-close part of ``charged``.
@@ -81,7 +83,7 @@ def price_history(events: Iterable[UsageEvent], catalog: Catalog, registry: Regi
     """Price ``events`` under ``catalog`` and close every period they touch; writes nothing."""
     hook = registry.manager.hook
     pricer = Pricer(catalog, hook.rating_enrich_event if registry.enriches_events else None)
-    scenario = Scenario(label)
+    scenario = Scenario(label, catalog.latest.currency)
     states: dict[StateKey, PeriodState] = {}
     spend: dict[StateKey, PeriodState] = {}  # only for hard caps: events a cap refuses do not add to it
     by_period: dict[str, Amounts] = {}
