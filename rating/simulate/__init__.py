@@ -70,6 +70,10 @@ class Scenario:
     #: The billing periods the events fall in (by every period kind the pricebook's plans use), all closed.
     periods: set[str] = field(default_factory=set)
 
+    def not_priced(self, code: Refusal) -> None:
+        """Count an event the pricer could not price, by its refusal code."""
+        self.unpriced[code] = self.unpriced.get(code, 0) + 1
+
     def revenue(self) -> dict[str, Decimal]:
         """What every customer was charged together, per asset."""
         totals: dict[str, Decimal] = {}
@@ -101,18 +105,17 @@ def price_history(events: Iterable[UsageEvent], catalog: Catalog, registry: Regi
             content, previous = event.canonical_json(), seen.get(event.id)
             if previous is not None:  # priced once, as billing posts it once; other content is a conflict
                 if previous != content:
-                    conflicts = scenario.unpriced.get(Refusal.DUPLICATE_CONFLICT, 0)
-                    scenario.unpriced[Refusal.DUPLICATE_CONFLICT] = conflicts + 1
+                    scenario.not_priced(Refusal.DUPLICATE_CONFLICT)
                 continue
             seen[event.id] = content
             scenario.periods.update(_periods_of(event, catalog, clocks))
             try:
                 priced = pricer.price(pricer.terms(event), lookup)
             except EventError as error:
-                scenario.unpriced[error.code] = scenario.unpriced.get(error.code, 0) + 1
+                scenario.not_priced(error.code)
                 continue
             except ArithmeticError:
-                scenario.unpriced[Refusal.NOT_EXACT] = scenario.unpriced.get(Refusal.NOT_EXACT, 0) + 1
+                scenario.not_priced(Refusal.NOT_EXACT)
                 continue
             customer, terms = event.customer, priced.terms
             advance(lookup, customer, priced.usage)
