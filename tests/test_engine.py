@@ -178,3 +178,27 @@ def test_an_enricher_may_not_change_who_pays(book: Callable[[str], Pricebook]) -
     engine = Engine(book(SIMPLE_PRICEBOOK), MemoryStorage(), Registry.load([Thief()]))
     with pytest.raises(PluginError, match="changed the id or customer"):
         engine.rate(event("e1", tokens=1, model="m"))
+
+
+def test_storage_that_keeps_explanations_is_handed_text_never_a_pricing_model(
+    book,
+    registry,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    from rating.storage.sqlite import SQLiteStorage
+    from tests.helpers import SIMPLE_PRICEBOOK
+
+    handed = []
+
+    class Watching(SQLiteStorage):
+        def _write_ratings(self, ratings):  # type: ignore[no-untyped-def]
+            handed.extend(c for r in ratings for c in r.charges)
+            super()._write_ratings(ratings)
+
+    with Watching(tmp_path / "r.db") as storage:
+        Engine(book(SIMPLE_PRICEBOOK), storage, registry).rate(event("e1", tokens=1200, model="m"))
+        assert handed and all(c.pricing is None and c.stored_explanation for c in handed)
+        [stored, *_] = [c.charge for c in storage.charges() if c.charge.meter == "tokens"]
+        assert stored.explanation == (
+            "1,000 tokens x 0.001 USD (tier 1) + 200 tokens x 0.0005 USD (tier 2) = 1.1000 USD"
+        )

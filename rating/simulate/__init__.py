@@ -86,7 +86,7 @@ class Scenario:
 def price_history(events: Iterable[UsageEvent], catalog: Catalog, registry: Registry, label: str) -> Scenario:
     """Price ``events`` under ``catalog`` and close every period they touch; writes nothing."""
     hook = registry.manager.hook
-    pricer = Pricer(catalog, hook.rating_enrich_event if registry.enriches_events else None)
+    pricer = Pricer(catalog, hook.rating_enrich_event if registry.enriches_events else None, describe=False)
     scenario = Scenario(label, catalog.latest.currency)
     states: dict[StateKey, PeriodState] = {}
     spend: dict[StateKey, PeriodState] = {}  # only for hard caps: events a cap refuses do not add to it

@@ -95,6 +95,8 @@ class Storage(abc.ABC):
 
     url: str
     _writing = False
+    #: Whether the adapter stores each charge's explanation text (then the engine hands it described charges).
+    keeps_explanations = True
 
     # -- the contract ---------------------------------------------------------
 

@@ -24,6 +24,8 @@ class MemoryStorage(Storage):
     nothing behind.
     """
 
+    keeps_explanations = False  # charges keep their pricing model; the text is made when read
+
     def __init__(self, url: str = "memory:") -> None:
         self.url = url
         self._lock = threading.RLock()
