@@ -176,7 +176,9 @@ def creator_of(account: str) -> str | None:
     return parts[2] if len(parts) == 3 and parts[:2] == ["payable", "creator"] else None
 
 
+_COST = cost_account("")
+
+
 def is_cost(account: str) -> bool:
     """Whether ``account`` records what usage cost the platform (``expense:provider:METER``)."""
-    parts = account.split(":")
-    return len(parts) == 3 and parts[:2] == ["expense", "provider"]
+    return account.startswith(_COST) and account.count(":") == 2

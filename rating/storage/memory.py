@@ -117,14 +117,16 @@ class MemoryStorage(Storage):
 
     def _write_transactions(self, transactions: Sequence[Transaction]) -> None:
         balances = self._balances
+        stored, by_kind = self._transactions, self._by_kind
         for transaction in transactions:
-            self._transactions[transaction.id] = transaction
+            id = transaction.id
+            stored[id] = transaction
             kind, customer = transaction.kind, transaction.customer
-            self._by_kind.setdefault((kind, None), []).append(transaction.id)
+            by_kind.setdefault((kind, None), []).append(id)
             if customer is not None:
-                self._by_kind.setdefault((kind, customer), []).append(transaction.id)
-            if kind == "close" and customer is not None:
-                self._closed.add((customer, transaction.metadata["period"]))
+                by_kind.setdefault((kind, customer), []).append(id)
+                if kind == "close":
+                    self._closed.add((customer, transaction.metadata["period"]))
             for posting in transaction.postings:
                 key = (posting.account, posting.asset)
                 balances[key] = balances.get(key, ZERO) + posting.amount
