@@ -80,12 +80,13 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
     if any(book.plans[part.plan].period != kind for part in parts) or not (parts or totals or contracts):
         return []
     currency, closing_at = book.currency, end - ONE_TICK
+    scale = book.scale_of(currency)
     result: list[Transaction] = []
     fees = minimum = ZERO
     for number, part in enumerate(parts):
         plan = book.plans[part.plan]
-        minimum += prorated(plan.minimum or ZERO, part, start, end, book.scale_of(currency))
-        fee = prorated(plan.fee or ZERO, part, start, end, book.scale_of(currency))
+        minimum += prorated(plan.minimum or ZERO, part, start, end, scale)
+        fee = prorated(plan.fee or ZERO, part, start, end, scale)
         if fee:
             fees += fee
             span = f"{part.start.isoformat()}/{part.end.isoformat()}"
@@ -106,7 +107,6 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
             what, id = f"prepaid commitment of {name}", f"prepayment:{name}"
             account, amount = prepaid_account(customer), contract.prepaid
             result.append(_charge(id, begins, what, customer, account, amount, currency, contract=name))
-    scale = book.scale_of(currency)
     committed = sum((prorated(c.commitment or ZERO, span, start, end, scale) for _, span, c in contracts), ZERO)
     uncommitted = max(ZERO, committed - totals.get(currency, ZERO) - fees - shortfall)
     if uncommitted:

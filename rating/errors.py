@@ -102,7 +102,11 @@ class ReservationError(RatingError):
 
 
 class PeriodClosed(RatingError):
-    """A write would post usage into a closed (customer, period); nothing was written, the caller re-rates."""
+    """A write would post usage into a closed (customer, period); nothing was written.
+
+    The engine never meets it (it reads closed periods inside the same write); a caller that
+    stores ratings priced earlier, outside the write, does.
+    """
 
 
 class StorageError(RatingError):

@@ -67,10 +67,11 @@ def pay_creators(
     pay_at = dt.datetime(wednesday.year, wednesday.month, wednesday.day, tzinfo=timezone)
     fresh, earlier, transactions = [], [], []
     with storage.writing():  # what was paid is read where no other payout run can add to it
-        paid = _paid_so_far(storage, end)
+        paid_later = _paid_since(storage, end)
         creators = sorted({creator for (account, _) in storage.balances() if (creator := creator_of(account))})
-        accounts = [creator_account(creator) for creator in creators]
-        totals = storage.account_totals(accounts, end)
+        owed_at_end: dict[str, list[tuple[str, Decimal]]] = {}
+        for (account, asset), balance in sorted(storage.account_totals(map(creator_account, creators), end).items()):
+            owed_at_end.setdefault(account, []).append((asset, -balance))
         for creator in creators:
             id = f"payout:{creator}:{week}"
             stored = storage.transaction(id)
@@ -79,12 +80,10 @@ def pay_creators(
                 earlier.append(Payout(creator, stored.postings[0].amount, asset, wednesday, id))
                 continue
             account = creator_account(creator)
-            for (owner, asset), balance in sorted(totals.items()):
-                if owner != account:
-                    continue
-                everything_paid, paid_before_end = paid.get((creator, asset), (ZERO, ZERO))
-                earned = -balance + paid_before_end
-                owed = quantize(earned - everything_paid, book.scale_of(asset), ROUND_DOWN)
+            for asset, balance in owed_at_end.get(account, ()):
+                # The balance at the week's end already counts payouts dated before it; later ones paid it too.
+                left = balance - paid_later.get((creator, asset), ZERO)
+                owed = quantize(left, book.scale_of(asset), ROUND_DOWN)
                 if owed <= ZERO:
                     continue
                 postings = (Posting(account, asset, owed), Posting(payouts_account(asset), asset, -owed))
@@ -95,12 +94,12 @@ def pay_creators(
     return fresh, earlier
 
 
-def _paid_so_far(storage: Storage, end: dt.datetime) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
-    """Per (creator, asset): everything ever paid out, and the part of it dated before ``end``."""
-    paid: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+def _paid_since(storage: Storage, end: dt.datetime) -> dict[tuple[str, str], Decimal]:
+    """Per (creator, asset): what payouts dated at or after ``end`` paid (those before it are in the balance)."""
+    paid: dict[tuple[str, str], Decimal] = {}
     for payout in storage.transactions_of("payout"):
-        first = payout.postings[0]
-        key = (payout.metadata["creator"], first.asset)
-        total, before = paid.get(key, (ZERO, ZERO))
-        paid[key] = (total + first.amount, before + (first.amount if payout.timestamp < end else ZERO))
+        if payout.timestamp >= end:
+            first = payout.postings[0]
+            key = (payout.metadata["creator"], first.asset)
+            paid[key] = paid.get(key, ZERO) + first.amount
     return paid

@@ -21,22 +21,19 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
 from rating.charges import Charge, RatedEvent, StateKey
-from rating.errors import EventConflict, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
+from rating.errors import EventConflict, InvalidAmount, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
 from rating.events import UsageEvent
 from rating.ledger import Transaction
 from rating.meters import PeriodState
-from rating.money import MONEY_CONTEXT, ZERO, exact
+from rating.money import MONEY_CONTEXT, ZERO, exact, to_decimal
 
 
 def _decimal(raw: object) -> Decimal | None:
     """A stored amount as a finite Decimal, or None when the row is damaged."""
-    if type(raw) is Decimal:
-        return raw if raw.is_finite() else None
     try:
-        value = Decimal(str(raw))
-    except ArithmeticError:
+        return to_decimal(raw)
+    except InvalidAmount:
         return None
-    return value if value.is_finite() else None
 
 
 class StaleState(RatingError):
@@ -370,7 +367,7 @@ class Storage(abc.ABC):
         closed = self.closed_periods({(r.event.customer, r.period) for r in ratings})
         if closed:
             customer, period = sorted(closed)[0]
-            raise PeriodClosed(f"period {period} of customer {customer!r} was closed; re-rate the batch")
+            raise PeriodClosed(f"period {period} of customer {customer!r} is closed; nothing of the batch was written")
 
     def _check_state(self, ratings: Sequence[RatedEvent]) -> None:
         """Each state key's first reading in the batch must start from the stored quantity."""
