@@ -1,6 +1,7 @@
 """Benchmark: batch rating and posting of synthetic events, against a bare Decimal loop.
 
     python -m rating.bench [--events 1000000] [--storage memory sqlite]
+    python -m rating.bench --simulate [--events 10000000]
 
 Prints events per second for each storage and the ratio of its time to a bare
 ``Decimal`` multiply-and-sum loop over the same events in the same run (lower is
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -186,9 +188,14 @@ def main() -> None:
     parser.add_argument("--storage", nargs="+", choices=["memory", "sqlite", "postgres"], default=["memory", "sqlite"])
     parser.add_argument("--postgres", help="a PostgreSQL URL for --storage postgres (a schema is created per run)")
     parser.add_argument("--latency", type=int, metavar="N", help="instead: N single-event round trips, p50 and p99")
+    parser.add_argument("--simulate", action="store_true", help="instead: columnar simulation of a Parquet history")
     args = parser.parse_args()
     try:
-        if args.latency:
+        if args.simulate:
+            from rating.simulate.bench import run as simulation
+
+            simulation(args.events if "--events" in sys.argv else 10_000_000)
+        elif args.latency:
             latency(args.latency, args.storage, args.postgres)
         else:
             run(args.events, args.storage, args.postgres)

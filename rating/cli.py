@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rating.accounts import customer_account, receivable_account
 from rating.catalog import Catalog, load_catalog
@@ -31,9 +31,12 @@ from rating.periods import zone
 from rating.pricebook import Pricebook, json_schema, load_pricebook, summary
 from rating.registry import Registry
 from rating.reports import margin_report, usage_report, window
-from rating.simulate import SimulationResult, percent_change, simulate
+from rating.simulate import SimulationResult, distinct, percent_change, simulate
 from rating.storage import Storage
 from rating.wallet import Wallets
+
+if TYPE_CHECKING:
+    from rating.simulate.columnar import ParquetHistory
 
 DEFAULT_DB = "rating.db"
 PRICEBOOK_HELP = "a pricebook file, or a directory of its versions; repeat for several version files"
@@ -336,9 +339,18 @@ def cmd_margin(args: argparse.Namespace, registry: Registry) -> int:
 def cmd_simulate(args: argparse.Namespace, registry: Registry) -> int:
     baseline = load_catalog(args.pricebook, registry)
     candidates = [load_catalog([path], registry) for path in args.vs]
-    events, invalid = _history(args, registry, baseline.latest)
-    labels = [Path(args.pricebook[0]).stem, *(Path(path).stem for path in args.vs)]
-    result = simulate(events, baseline, candidates, registry, labels)
+    labels = distinct([Path(args.pricebook[0]).stem, *(Path(path).stem for path in args.vs)])
+    invalid = 0
+    if args.workers or args.dask:
+        from rating.simulate.distributed import connect, simulate_on_dask
+
+        with connect(args.dask, args.workers) as client:
+            result = simulate_on_dask(_parquet_files(args.events), baseline, candidates, labels, client)
+    else:
+        events, invalid = _history(args, registry, baseline.latest)
+        result = simulate(events, baseline, candidates, registry, labels)
+    for notice in result.notices:
+        print(notice, file=sys.stderr)
     rows = result.rows() if args.by == "customer" else result.rows_by(args.by)
     columns = list(rows[0]) if rows else ["customer", "asset"]
     if args.output == "json":
@@ -365,8 +377,25 @@ def cmd_simulate(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
-def _history(args: argparse.Namespace, registry: Registry, book: Pricebook) -> tuple[list[UsageEvent], int]:
-    """The events to simulate, from a file or from the database (``--db`` with ``--from`` and ``--to``)."""
+def _parquet_files(name: str | None) -> list[Path]:
+    """The Parquet files of ``name``: the file itself, or every ``*.parquet`` in a directory."""
+    if name is None:
+        raise RatingError("--workers and --dask simulate Parquet files: give a .parquet file or a directory of them")
+    path = Path(name)
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    if not files or files[0].suffix != ".parquet":
+        raise RatingError(f"{path}: not a .parquet file or a directory of them")
+    return files
+
+
+def _history(
+    args: argparse.Namespace, registry: Registry, book: Pricebook
+) -> tuple[list[UsageEvent] | ParquetHistory, int]:
+    """The events to simulate: a file, Parquet files (columnar), or the database (``--db``, ``--from``, ``--to``)."""
+    if args.events is not None and (Path(args.events).suffix == ".parquet" or Path(args.events).is_dir()):
+        from rating.simulate.columnar import ParquetHistory
+
+        return ParquetHistory(_parquet_files(args.events)), 0
     if args.events is not None:
         path = Path(args.events)
         if not path.is_file():
@@ -422,6 +451,31 @@ def simulation_summary(result: SimulationResult, invalid: int) -> list[str]:
     if invalid:
         lines.append(f"{invalid:,} invalid records skipped")
     return lines
+
+
+def cmd_to_parquet(args: argparse.Namespace, registry: Registry) -> int:
+    from rating.simulate.columnar import write_parquet
+
+    path = Path(args.events)
+    if not path.is_file():
+        raise RatingError(f"{path}: no such events file")
+    invalid = 0
+
+    def valid() -> Iterator[UsageEvent]:
+        nonlocal invalid
+        for record in read_events(path):
+            if record.event is None:
+                invalid += 1
+                print(f"{record.location}: {record.error}", file=sys.stderr)
+            else:
+                yield record.event
+
+    written = write_parquet(valid(), args.output_file)
+    print(
+        f"{written:,} events written to {args.output_file}"
+        + (f"; {invalid:,} invalid records skipped" if invalid else "")
+    )
+    return 1 if invalid else 0
 
 
 def cmd_diff(args: argparse.Namespace, registry: Registry) -> int:
@@ -543,7 +597,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulation = command(
         "simulate", cmd_simulate, "what the pricebooks would charge for these events, customer by customer", output=True
     )
-    simulation.add_argument("events", nargs="?", metavar="EVENTS", help="a .jsonl or .csv file of events (history)")
+    simulation.add_argument(
+        "events",
+        nargs="?",
+        metavar="EVENTS",
+        help="a .jsonl, .csv or .parquet file of events, or a directory of .parquet files",
+    )
     simulation.add_argument("--db", help="or read the rated events of this storage, with --from and --to")
     simulation.add_argument("--from", dest="since", metavar="DATE", help="first day, e.g. 2026-08-01 (with --db)")
     simulation.add_argument(
@@ -561,6 +620,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PRICEBOOK",
         help="a candidate pricebook file or directory (repeat)",
     )
+    simulation.add_argument("--workers", type=int, metavar="N", help="simulate Parquet files on a local Dask cluster")
+    simulation.add_argument("--dask", metavar="ADDRESS", help="or on the Dask scheduler at tcp://host:8786")
+    to_parquet = command("to-parquet", cmd_to_parquet, "write events as Parquet, for columnar simulation")
+    to_parquet.add_argument("events", metavar="EVENTS", help="a .jsonl or .csv file of events")
+    to_parquet.add_argument("output_file", metavar="OUT.parquet", help="the Parquet file to write")
     differences = command("diff", cmd_diff, "what changed between two pricebook versions", output=True)
     differences.add_argument("before", metavar="BEFORE", help="the current pricebook file")
     differences.add_argument("after", metavar="AFTER", help="the changed pricebook file")

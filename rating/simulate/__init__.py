@@ -21,9 +21,11 @@ property test).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, localcontext
+from typing import TYPE_CHECKING
 
 from rating.accounts import receivable_account
 from rating.catalog import Catalog
@@ -38,6 +40,9 @@ from rating.policies import apply_spend_cap
 from rating.pricer import PricedEvent, Pricer, StateLookup, advance, total_of
 from rating.refusals import Refusal
 from rating.registry import Registry
+
+if TYPE_CHECKING:
+    from rating.simulate.columnar import ParquetHistory
 
 #: Per customer, per asset: an amount.
 Amounts = dict[str, dict[str, Decimal]]
@@ -69,6 +74,34 @@ class Scenario:
     unpriced: dict[Refusal, int] = field(default_factory=dict)
     #: The billing periods the events fall in (by every period kind the pricebook's plans use), all closed.
     periods: set[str] = field(default_factory=set)
+    #: Usage charges per billing period, customer and asset: what period close reads.
+    by_period: dict[str, Amounts] = field(default_factory=dict)
+
+    def add_charge(self, customer: str, plan: str, meter: str, period: str, asset: str, amount: Decimal) -> None:
+        """Count a usage charge in every breakdown."""
+        _add(self.charged, customer, asset, amount)
+        _add(self.by_period.setdefault(period, {}), customer, asset, amount)
+        key = (customer, plan, meter, asset)
+        self.lines[key] = self.lines.get(key, ZERO) + amount
+
+    def merge(self, other: Scenario) -> None:
+        """Add ``other``'s usage, costs and refusals (the same pricebook over other events) to this one's."""
+        for (customer, plan, meter, asset), amount in other.lines.items():
+            self.lines[customer, plan, meter, asset] = self.lines.get((customer, plan, meter, asset), ZERO) + amount
+        for mine, theirs in ((self.charged, other.charged), (self.costs, other.costs)):
+            for customer, per_asset in theirs.items():
+                for asset, amount in per_asset.items():
+                    _add(mine, customer, asset, amount)
+        for period, amounts in other.by_period.items():
+            for customer, per_asset in amounts.items():
+                for asset, amount in per_asset.items():
+                    _add(self.by_period.setdefault(period, {}), customer, asset, amount)
+        for customer, (events, amount) in other.capped.items():
+            known_events, known_amount = self.capped.get(customer, (0, ZERO))
+            self.capped[customer] = (known_events + events, known_amount + amount)
+        for code, count in other.unpriced.items():
+            self.unpriced[code] = self.unpriced.get(code, 0) + count
+        self.periods |= other.periods
 
     def not_priced(self, code: Refusal) -> None:
         """Count an event the pricer could not price, by its refusal code."""
@@ -85,12 +118,16 @@ class Scenario:
 
 def price_history(events: Iterable[UsageEvent], catalog: Catalog, registry: Registry, label: str) -> Scenario:
     """Price ``events`` under ``catalog`` and close every period they touch; writes nothing."""
+    return close_periods(price_events(events, catalog, registry, label), catalog)
+
+
+def price_events(events: Iterable[UsageEvent], catalog: Catalog, registry: Registry, label: str) -> Scenario:
+    """Price ``events`` one by one under ``catalog``, in their order, without closing any period."""
     hook = registry.manager.hook
     pricer = Pricer(catalog, hook.rating_enrich_event if registry.enriches_events else None, describe=False)
     scenario = Scenario(label, catalog.latest.currency)
     states: dict[StateKey, PeriodState] = {}
     spend: dict[StateKey, PeriodState] = {}  # only for hard caps: events a cap refuses do not add to it
-    by_period: dict[str, Amounts] = {}
 
     def lookup(key: StateKey) -> PeriodState:
         return states.get(key) or states.setdefault(key, PeriodState(ZERO))
@@ -108,7 +145,7 @@ def price_history(events: Iterable[UsageEvent], catalog: Catalog, registry: Regi
                     scenario.not_priced(Refusal.DUPLICATE_CONFLICT)
                 continue
             seen[event.id] = content
-            scenario.periods.update(_periods_of(event, catalog, clocks))
+            scenario.periods.update(periods_of(event.timestamp, catalog, clocks))
             try:
                 priced = pricer.price(pricer.terms(event), lookup)
             except EventError as error:
@@ -121,14 +158,17 @@ def price_history(events: Iterable[UsageEvent], catalog: Catalog, registry: Regi
             advance(lookup, customer, priced.usage)
             _would_cap(priced, spend_lookup, scenario)
             for charge in priced.charges:
-                _add(scenario.charged, customer, charge.asset, charge.amount)
-                _add(by_period.setdefault(terms.period, {}), customer, charge.asset, charge.amount)
-                key = (customer, terms.plan, charge.meter, charge.asset)
-                scenario.lines[key] = scenario.lines.get(key, ZERO) + charge.amount
+                scenario.add_charge(customer, terms.plan, charge.meter, terms.period, charge.asset, charge.amount)
             for cost in priced.costs:
                 _add(scenario.costs, customer, cost.asset, cost.amount)
+    return scenario
+
+
+def close_periods(scenario: Scenario, catalog: Catalog) -> Scenario:
+    """Add what closing every period of ``scenario`` posts (fees, minimums, commitments, rounding) to its charges."""
+    with localcontext(MONEY_CONTEXT):
         for period in sorted(scenario.periods):
-            for transaction in period_closing(catalog, period, by_period.get(period, {})):
+            for transaction in period_closing(catalog, period, scenario.by_period.get(period, {})):
                 owner = transaction.customer
                 if owner is None or transaction.kind == "prepayment":  # paid in advance: not a charge
                     continue
@@ -139,16 +179,16 @@ def price_history(events: Iterable[UsageEvent], catalog: Catalog, registry: Regi
     return scenario
 
 
-def _periods_of(event: UsageEvent, catalog: Catalog, clocks: dict[tuple[int, str], PeriodClock]) -> set[str]:
-    """The labels of the billing periods ``event`` falls in, one per period kind the plans in force use."""
-    index = catalog.index_at(event.timestamp) or 0
+def periods_of(timestamp: dt.datetime, catalog: Catalog, clocks: dict[tuple[int, str], PeriodClock]) -> set[str]:
+    """The labels of the billing periods ``timestamp`` falls in, one per period kind the plans in force use."""
+    index = catalog.index_at(timestamp) or 0
     book = catalog.versions[index]
     labels = set()
     for kind in {plan.period for plan in book.plans.values()}:
         clock = clocks.get((index, kind))
         if clock is None:
             clock = clocks[index, kind] = PeriodClock(kind, zone(book.timezone))
-        labels.add(clock.label(event.timestamp))
+        labels.add(clock.label(timestamp))
     return labels
 
 
@@ -178,6 +218,8 @@ class SimulationResult:
 
     baseline: Scenario
     candidates: list[Scenario]
+    #: What went per event on a columnar run, and why.
+    notices: list[str] = field(default_factory=list)
 
     @property
     def scenarios(self) -> list[Scenario]:
@@ -246,18 +288,31 @@ def percent_change(before: Decimal, after: Decimal) -> Decimal | None:
 
 
 def simulate(
-    events: Sequence[UsageEvent],
+    events: Sequence[UsageEvent] | ParquetHistory,
     baseline: Catalog,
     candidates: Sequence[Catalog],
     registry: Registry | None = None,
     labels: Sequence[str] | None = None,
 ) -> SimulationResult:
-    """Price ``events`` under ``baseline`` and each of ``candidates``; see the module docstring."""
+    """Price ``events`` under ``baseline`` and each of ``candidates``; see the module docstring.
+
+    ``events`` is a sequence of events, priced one by one, or a
+    :class:`~rating.simulate.columnar.ParquetHistory`, totalled per key by DuckDB.
+    """
     registry = registry or Registry.load()
     catalogs = [baseline, *candidates]
     names = distinct([f"{c.name}@{c.latest.version.isoformat()}" for c in catalogs] if labels is None else list(labels))
-    scenarios = [price_history(events, catalog, registry, name) for catalog, name in zip(catalogs, names, strict=True)]
-    return SimulationResult(scenarios[0], scenarios[1:])
+    scenarios, notices = [], []
+    for catalog, name in zip(catalogs, names, strict=True):
+        if isinstance(events, Sequence):
+            scenario = price_events(events, catalog, registry, name)
+        else:
+            from rating.simulate.columnar import price_columnar
+
+            scenario, said = price_columnar(events, catalog, registry, name)
+            notices += said
+        scenarios.append(close_periods(scenario, catalog))
+    return SimulationResult(scenarios[0], scenarios[1:], notices)
 
 
 def distinct(labels: Sequence[str]) -> list[str]:

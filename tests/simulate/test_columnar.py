@@ -1,0 +1,153 @@
+"""The columnar path totals per key in DuckDB and gives exactly what the per-event pricer gives."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rating.catalog import Catalog
+from rating.errors import RatingError
+from rating.events import UsageEvent
+from rating.pricebook import CustomerSpec, Pricebook
+from rating.simulate import Scenario, simulate
+from rating.simulate.columnar import ParquetHistory, write_parquet
+from tests.simulate.test_simulate import histories
+from tests.test_telescoping import REGISTRY
+
+
+def figures(scenario: Scenario) -> dict[str, object]:
+    """Everything a simulation reports, with amounts compared by value."""
+    return {
+        "charged": {c: {a: v for a, v in per.items()} for c, per in scenario.charged.items()},
+        "closing": scenario.closing,
+        "lines": scenario.lines,
+        "costs": scenario.costs,
+        "unpriced": scenario.unpriced,
+        "capped": scenario.capped,
+        "periods": scenario.periods,
+    }
+
+
+def with_variety(book: Pricebook, events: list[UsageEvent], draw: st.DrawFn) -> tuple[Pricebook, list[UsageEvent]]:
+    """Add what routes customers apart: a time zone, BYOK usage, unknown types, missing quantities, replays."""
+    customers = dict(book.customers) | {"tokyo": CustomerSpec(plan="p", timezone="Asia/Tokyo")}
+    book = book.model_copy(update={"customers": customers})
+    varied = []
+    for i, event in enumerate(events):
+        change = draw(st.sampled_from(["keep"] * 6 + ["tokyo", "byok", "unknown", "no_q", "replay", "conflict"]))
+        if change == "tokyo":
+            event = event.model_copy(update={"customer": "tokyo"})
+        elif change == "byok":
+            event = event.model_copy(update={"billing_source": "byok"})
+        elif change == "unknown":
+            event = event.model_copy(update={"type": "other"})
+        elif change == "no_q":
+            event = event.model_copy(update={"properties": {k: v for k, v in event.properties.items() if k != "q"}})
+        varied.append(event)
+        if change == "replay":
+            varied.append(event)
+        elif change == "conflict":
+            varied.append(event.model_copy(update={"properties": event.properties | {"q": Decimal(i + 1)}}))
+    return book, varied
+
+
+@st.composite
+def varied_histories(draw: st.DrawFn) -> tuple[Pricebook, list[UsageEvent]]:
+    book, events = draw(histories())
+    return with_variety(book, events, draw)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(varied_histories())
+def test_columnar_pricing_equals_pricing_event_by_event(tmp_path: Path, history: tuple[Pricebook, list]) -> None:  # type: ignore[type-arg]
+    book, events = history
+    path = tmp_path / "history.parquet"
+    write_parquet(events, path)
+    per_event = simulate(events, Catalog([book]), [], REGISTRY).baseline
+    columnar = simulate(ParquetHistory([path]), Catalog([book]), [], REGISTRY).baseline
+    assert figures(columnar) == figures(per_event)
+
+
+def test_telescoping_customers_are_totalled_in_sql_and_the_rest_go_per_event(tmp_path: Path) -> None:
+    from rating_plugins.per_unit import PerUnit
+
+    from tests.simulate.test_simulate import pricebook
+
+    model = PerUnit(meter="m", model="per_unit", unit_price=Decimal("0.5"))
+    book = pricebook("sum", model, Decimal(10), None, None, model)
+    start = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+    events = [
+        UsageEvent(id=f"e{i}", customer=c, type="use", timestamp=start, properties={"q": Decimal(i), "g": "x"})
+        for i, c in enumerate(["walk-in", "walk-in", "contracted", "listed"])
+    ]
+    write_parquet(events, tmp_path / "h.parquet")
+    result = simulate(ParquetHistory([tmp_path / "h.parquet"]), Catalog([book]), [], REGISTRY)
+    assert result.notices == ["sim@2026-10-01: 2 customers priced event by event"]
+    assert result.baseline.charged["walk-in"] == {"USD": Decimal("0.5")}  # 0.5 x (0 + 1); fees are for listed ones
+    assert figures(result.baseline) == figures(simulate(events, Catalog([book]), [], REGISTRY).baseline)
+
+
+def test_a_double_column_a_meter_reads_is_refused(tmp_path: Path) -> None:
+    import duckdb
+    from rating_plugins.per_unit import PerUnit
+
+    from tests.simulate.test_simulate import pricebook
+
+    path = tmp_path / "floats.parquet"
+    duckdb.connect().execute(
+        f"COPY (SELECT 'e1' AS id, 'walk-in' AS customer, 'use' AS type, TIMESTAMPTZ '2026-11-02 00:00:00+00'"
+        f" AS timestamp, 0.1::DOUBLE AS q, 'x' AS g) TO '{path}' (FORMAT parquet)"
+    )
+    model = PerUnit(meter="m", model="per_unit", unit_price=Decimal("0.5"))
+    book = pricebook("sum", model, None, None, None, model)
+    with pytest.raises(RatingError, match="column 'q' is DOUBLE: meter m needs exact numbers"):
+        simulate(ParquetHistory([path]), Catalog([book]), [], REGISTRY)
+
+
+def test_a_missing_or_naive_layout_is_refused_in_one_line(tmp_path: Path) -> None:
+    import duckdb
+
+    path = tmp_path / "naive.parquet"
+    duckdb.connect().execute(
+        f"COPY (SELECT 'e1' AS id, 'c' AS customer, 'use' AS type, TIMESTAMP '2026-11-02' AS timestamp)"
+        f" TO '{path}' (FORMAT parquet)"
+    )
+    with pytest.raises(RatingError, match="timestamp is TIMESTAMP; events need UTC-adjusted timestamps"):
+        ParquetHistory([path])
+    with pytest.raises(RatingError, match="no such events file"):
+        ParquetHistory([tmp_path / "absent.parquet"])
+    (tmp_path / "junk.parquet").write_text("not parquet")
+    with pytest.raises(RatingError, match="not readable as Parquet"):
+        ParquetHistory([tmp_path / "junk.parquet"])
+
+
+def test_a_local_dask_cluster_of_two_workers_gives_the_single_process_figures(tmp_path: Path) -> None:
+    from distributed import Client, LocalCluster
+
+    from rating.demo import write_demo_events
+    from rating.events import read_events
+    from rating.pricebook import load_pricebook
+    from rating.simulate.distributed import simulate_on_dask
+    from tests.helpers import EXAMPLE, ROOT
+
+    events = [r.event for r in read_events(write_demo_events(tmp_path / "demo.jsonl", 600)) if r.event]
+    write_parquet(events[:300], tmp_path / "a.parquet")
+    write_parquet(events[300:], tmp_path / "b.parquet")
+    paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    baseline = Catalog([load_pricebook(EXAMPLE, REGISTRY)])
+    candidate = Catalog([load_pricebook(ROOT / "pricebooks" / "candidates" / "ai-gateway-2027.yaml", REGISTRY)])
+    single = simulate(ParquetHistory(paths), baseline, [candidate], REGISTRY, ["now", "next"])
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        spread = simulate_on_dask(paths, baseline, [candidate], ["now", "next"], client, partitions=3)
+    assert spread.rows() == single.rows()
+    for mine, theirs in zip(spread.scenarios, single.scenarios, strict=True):
+        assert figures(mine) == figures(theirs)
+    assert single.rows() == simulate(events, baseline, [candidate], REGISTRY, ["now", "next"]).rows()
