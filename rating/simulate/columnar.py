@@ -39,14 +39,16 @@ import csv
 import datetime as dt
 import json
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal, localcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from rating.accounts import check_free_text, check_id
 from rating.catalog import Catalog
 from rating.compiled import CompiledVersion
-from rating.errors import EventError, RatingError
+from rating.errors import EventError, InvalidId, RatingError
 from rating.events import EARLIEST, LATEST, UsageEvent, parse_event
 from rating.meters import MAX_MAGNITUDE, Meter
 from rating.money import MONEY_CONTEXT, ZERO
@@ -121,12 +123,12 @@ class ParquetHistory:
                 f"{files[0]}: timestamp is {self.columns['timestamp']}; events need UTC-adjusted timestamps"
             )
         self.properties = [name for name in self.columns if name not in FIELDS + ORDER_COLUMNS]
-        self._row_ok = " AND ".join(
+        self.suspects, self.span, checks = self._survey()
+        self.replays, conflicting = self._deduplicate()
+        self.suspects |= conflicting
+        self.row_ok = " AND ".join(
             [
-                f"regexp_full_match(id, '{PLAIN_TEXT}')",
-                f"regexp_full_match(customer, '{PLAIN_ID}')",
-                f"regexp_full_match(type, '{PLAIN_TEXT}')",
-                f"timestamp >= TIMESTAMPTZ '{EARLIEST.isoformat()}' AND timestamp < TIMESTAMPTZ '{LATEST.isoformat()}'",
+                *checks,
                 *(
                     f"({quote(name)} IS NULL OR regexp_full_match({quote(name)}, '{grammar}'))"
                     for name, grammar in (("agent", PLAIN_ID), ("session", PLAIN_TEXT), ("order", PLAIN_TEXT))
@@ -137,7 +139,36 @@ class ParquetHistory:
                 else "true",
             ]
         )
-        self.replays, self.conflicting = self._deduplicate()
+
+    def _survey(self) -> tuple[set[str | None], tuple[dt.datetime, dt.datetime] | None, list[str]]:
+        """One pass over the rows: the customers whose rows must go per event, the time span, the row checks.
+
+        Customer ids and event types are few: Python checks each distinct one with the event grammar itself.
+        Event ids are many: SQL vouches for plain ASCII ones, and only if one is not does every row check it.
+        """
+        earliest, latest = (f"TIMESTAMPTZ '{moment.isoformat()}'" for moment in (EARLIEST, LATEST))
+        in_range = f"timestamp >= {earliest} AND timestamp < {latest}"
+        odd_ids, first, last = self.connection.execute(
+            f"""SELECT count(*) FILTER (WHERE id IS NULL OR NOT regexp_full_match(id, '{PLAIN_TEXT}')),
+                       min(epoch_us(timestamp)) FILTER (WHERE {in_range}),
+                       max(epoch_us(timestamp)) FILTER (WHERE {in_range}) FROM src"""
+        ).fetchone() or (0, None, None)
+        suspects: set[str | None] = {None}
+        for (customer,) in self.connection.execute("SELECT DISTINCT customer FROM src").fetchall():
+            if customer is not None and not _valid(partial(check_id, "customer"), customer):
+                suspects.add(customer)
+        odd_types = [
+            kind
+            for (kind,) in self.connection.execute("SELECT DISTINCT type FROM src").fetchall()
+            if kind is None or not _valid(partial(check_free_text, "type"), kind)
+        ]
+        checks = [in_range, "customer IS NOT NULL", "type IS NOT NULL"]
+        if odd_types:
+            checks.append(f"type NOT IN ({', '.join(literal(kind) for kind in odd_types if kind is not None)} NULL)")
+        if odd_ids:
+            checks.append(f"regexp_full_match(id, '{PLAIN_TEXT}')")
+        span = None if first is None else (_from_micros(first), _from_micros(last))
+        return suspects, span, checks
 
     def _deduplicate(self) -> tuple[int, set[str | None]]:
         """Skip replays (an id again with the same content); name the customers of ids reused with other content."""
@@ -164,25 +195,16 @@ class ParquetHistory:
         customers = self.connection.execute("SELECT DISTINCT customer FROM repeats WHERE conflict").fetchall()
         return (replays[0] if replays else 0), {row[0] for row in customers}
 
-    def time_range(self) -> tuple[dt.datetime, dt.datetime] | None:
-        """The first and last valid timestamps, or None without any."""
-        row = self.connection.execute(
-            f"SELECT min(epoch_us(timestamp)), max(epoch_us(timestamp)) FROM events WHERE {self._row_ok}"
-        ).fetchone()
-        if row is None or row[0] is None:
-            return None
-        return _from_micros(row[0]), _from_micros(row[1])
-
     def events_of(self, customers: Iterable[str | None], errors: list[EventError]) -> Iterator[UsageEvent]:
         """The events of ``customers``, in file order; invalid rows go to ``errors``.
 
-        None in ``customers`` stands for every row whose customer the columnar checks cannot vouch for.
+        None in ``customers`` stands for the rows without a customer.
         """
         names = [name for name in customers if name is not None]
         self.connection.execute("CREATE OR REPLACE TEMP TABLE wanted (customer VARCHAR)")
         if names:
             self.connection.executemany("INSERT INTO wanted VALUES (?)", [(name,) for name in names])
-        invalid = f" OR customer IS NULL OR NOT regexp_full_match(customer, '{PLAIN_ID}')" if None in customers else ""
+        invalid = " OR customer IS NULL" if None in customers else ""
         fields = [name for name in FIELDS if name in self.columns and name != "timestamp"]
         selected = ", ".join([*(quote(name) for name in fields), "epoch_us(timestamp)", *map(quote, self.properties)])
         cursor = self.connection.execute(
@@ -280,6 +302,14 @@ def _flat(event: UsageEvent, kinds: dict[str, set[str]], scales: dict[str, tuple
     return [event.id, event.customer, event.type, event.timestamp.isoformat(), event.billing_source,
             attribution.agent or missing, attribution.session or missing, attribution.order or missing,
             json.dumps(properties)]  # fmt: skip
+
+
+def _valid(check: Callable[[str], str], value: str) -> bool:
+    try:
+        check(value)
+    except InvalidId:
+        return False
+    return True
 
 
 def _from_micros(micros: int) -> dt.datetime:
@@ -425,7 +455,7 @@ class _Totals:
 
     def price(self, scenario: Scenario) -> list[str | None]:
         """Price every customer whose charges telescope into ``scenario``; return those left for per-event pricing."""
-        span = self.history.time_range()
+        span = self.history.span
         if span is None:
             return self.every_customer()
         default, special, calendars = self._route(*span)
@@ -443,7 +473,7 @@ class _Totals:
                 SELECT b.*, CASE WHEN b.ver < 0 THEN 0 ELSE coalesce(s.cal, CASE b.ver {default_case} END) END AS cal
                 FROM (SELECT *, epoch_us(timestamp) AS us,
                              CASE {version_case} ELSE {len(starts) - 1} END AS ver,
-                             coalesce({self.history._row_ok}, false) AS ok,
+                             coalesce({self.history.row_ok}, false) AS ok,
                              {
                 "coalesce(billing_source, 'platform')" if "billing_source" in self.history.columns else "'platform'"
             } AS source
@@ -454,21 +484,26 @@ class _Totals:
         left: set[str | None] = {c for c, cals in special.items() if min(cals) < 0}
         if min(default) < 0:  # unlisted customers do not telescope: only the named ones may
             left |= set(self.every_customer()[1:]) - (set(special) - left)
-        totals, refused, versions_of = self._totals(left)
+        totals, refused, versions_of, labels = self._totals(left, span)
         left |= {c for c, periods in versions_of.items() if any(len(vs) > 1 for vs in periods.values())}
-        left |= self.history.conflicting - {None}
+        left |= self.history.suspects - {None}
         with localcontext(MONEY_CONTEXT):
             left |= self._charge(scenario, totals, left)
         for (customer, code), count in refused.items():
             if customer not in left:
                 scenario.unpriced[code] = scenario.unpriced.get(code, 0) + count
-        scenario.periods |= self._periods(left)
+        for customer, seen in labels.items():
+            if customer not in left:
+                scenario.periods |= seen
         return [None, *sorted(c for c in left if c is not None)]
 
     # -- totals ----------------------------------------------------------------------
 
-    def _totals(self, left: set[str | None]) -> tuple[Totals, dict[tuple[str, Refusal], int], dict[str, dict]]:
-        """Each key's total, the events refused per customer and code, and the versions each customer-period saw.
+    def _totals(
+        self, left: set[str | None], span: tuple[dt.datetime, dt.datetime]
+    ) -> tuple[Totals, dict[tuple[str, Refusal], int], dict[str, dict[str, set[int]]], dict[str, set[str]]]:
+        """Each key's total, the events refused per customer and code, the versions each customer-period saw,
+        and each customer's billing periods by every period kind the plans use (what period close closes).
 
         Customers with a row the columnar checks cannot vouch for join ``left``.
         """
@@ -490,7 +525,16 @@ class _Totals:
                     for prop, sql in _aggregates(meter, columns):
                         select.append(f"{sql} FILTER (WHERE {where} AND {counts})")
                         measures.append((index, kind, name, meter, prop))
-        query = f"""SELECT customer, ver, period, source, type{"".join(", " + quote(d) for d in dims)},
+        kinds = sorted({plan.period for version in self.versions for plan in version.book.plans.values()})
+        closes = []
+        for kind in kinds:  # the labels period close uses: the pricebook's time zone, the version in force or the first
+            cases = " ".join(
+                f"WHEN {i} THEN {_periods_case(calendar(kind, v.book.timezone, *span))}"
+                for i, v in enumerate(self.versions)
+                if kind in {plan.period for plan in v.book.plans.values()}
+            )
+            closes.append(f", CASE greatest(ver, 0) {cases} END")
+        query = f"""SELECT customer, ver, period, source, type{"".join(", " + quote(d) for d in dims)}{"".join(closes)},
                 count(*) AS events, count(*) FILTER (WHERE NOT ok OR {" OR ".join(bad) or "false"}) AS bad,
                 count(*) FILTER (WHERE {" OR ".join(excluded) or "false"}) AS excluded
                 {"".join(", " + m for m in select)}
@@ -502,13 +546,15 @@ class _Totals:
         def refuse(customer: str, code: Refusal, count: int) -> None:
             refused[customer, code] = refused.get((customer, code), 0) + count
 
-        width = 5 + len(dims)
+        width = 5 + len(dims) + len(kinds)
+        labels: dict[str, set[str]] = {}
         for row in self._fetch(query):
             customer, ver, period, source, kind = row[:5]
             events, anomalies, filtered = row[width : width + 3]
             if anomalies:
                 left.add(customer)
                 continue
+            labels.setdefault(customer, set()).update(label for label in row[5 + len(dims) : width] if label)
             if ver < 0:
                 refuse(customer, Refusal.NO_VERSION_IN_FORCE, events)
                 continue
@@ -518,7 +564,7 @@ class _Totals:
                 continue
             if filtered:
                 refuse(customer, Refusal.EXCLUDED_BY_FILTER, filtered)
-            values = dict(zip(dims, row[5:width], strict=True))
+            values = dict(zip(dims, row[5 : 5 + len(dims)], strict=True))
             for (index, of_type, name, meter, prop), value in zip(measures, row[width + 3 :], strict=True):
                 if index != ver or of_type != kind or value is None or (meter.count and not value):
                     continue
@@ -537,7 +583,7 @@ class _Totals:
                 for name, meter in meters:
                     if meter.unique is not None:
                         self._distinct(totals, index, kind, name, meter)
-        return totals, refused, versions_of
+        return totals, refused, versions_of, labels
 
     def _distinct(self, totals: Totals, index: int, kind: str, name: str, meter: Meter) -> None:
         """Total a unique meter: distinct values per key."""
@@ -614,25 +660,6 @@ class _Totals:
             uncapped = sum((amount for _, amount in parts), ZERO)
             charges.append((plan, name, period, assets.pop(), charge.adjusted_total(uncapped)))
         return charges, costs
-
-    def _periods(self, left: set[str | None]) -> set[str]:
-        """The billing periods the columnar customers' events fall in, one per period kind the plans use."""
-        self.sql.execute("CREATE OR REPLACE TEMP TABLE gone (customer VARCHAR)")
-        if left - {None}:
-            self.sql.executemany("INSERT INTO gone VALUES (?)", [(c,) for c in left if c is not None])
-        span = self.history.time_range()
-        assert span is not None
-        labels: set[str] = set()
-        for index, version in enumerate(self.versions):
-            book = version.book
-            for kind in sorted({plan.period for plan in book.plans.values()}):
-                case = _periods_case(calendar(kind, book.timezone, *span))
-                rows = self._fetch(
-                    f"""SELECT DISTINCT {case} FROM routed WHERE ok AND greatest(ver, 0) = {index}
-                        AND customer NOT IN (SELECT customer FROM gone)"""
-                )
-                labels |= {row[0] for row in rows}
-        return labels
 
 
 class ColumnarRange(RatingError):
