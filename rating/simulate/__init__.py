@@ -84,6 +84,10 @@ class Scenario:
         key = (customer, plan, meter, asset)
         self.lines[key] = self.lines.get(key, ZERO) + amount
 
+    def add_cost(self, customer: str, asset: str, amount: Decimal) -> None:
+        """Count a provider cost."""
+        _add(self.costs, customer, asset, amount)
+
     def merge(self, other: Scenario) -> None:
         """Add ``other``'s usage, costs and refusals (the same pricebook over other events) to this one's."""
         for (customer, plan, meter, asset), amount in other.lines.items():
@@ -114,11 +118,6 @@ class Scenario:
             for asset, amount in per_asset.items():
                 totals[asset] = totals.get(asset, ZERO) + amount
         return totals
-
-
-def price_history(events: Iterable[UsageEvent], catalog: Catalog, registry: Registry, label: str) -> Scenario:
-    """Price ``events`` under ``catalog`` and close every period they touch; writes nothing."""
-    return close_periods(price_events(events, catalog, registry, label), catalog)
 
 
 def price_events(events: Iterable[UsageEvent], catalog: Catalog, registry: Registry, label: str) -> Scenario:
@@ -160,7 +159,7 @@ def price_events(events: Iterable[UsageEvent], catalog: Catalog, registry: Regis
             for charge in priced.charges:
                 scenario.add_charge(customer, terms.plan, charge.meter, terms.period, charge.asset, charge.amount)
             for cost in priced.costs:
-                _add(scenario.costs, customer, cost.asset, cost.amount)
+                scenario.add_cost(customer, cost.asset, cost.amount)
     return scenario
 
 

@@ -57,7 +57,7 @@ from rating.pricebook import Pricebook
 from rating.pricing import PricingModel
 from rating.refusals import Refusal
 from rating.registry import Registry
-from rating.simulate import Scenario, _add, price_events
+from rating.simulate import Scenario, price_events
 from rating.subscriptions import FOREVER, ORIGIN, spans
 
 INSTALL_HINT = "the columnar engine needs DuckDB: pip install 'rating[simulate]'"
@@ -84,11 +84,12 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _micros(moment: dt.datetime) -> int:
-    return (moment - EARLIEST) // dt.timedelta(microseconds=1) + EPOCH_OFFSET
-
-
-EPOCH_OFFSET = (EARLIEST - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    """``moment`` in microseconds since the Unix epoch, as DuckDB's ``epoch_us`` gives it."""
+    return (moment - UNIX_EPOCH) // dt.timedelta(microseconds=1)
 
 
 class ParquetHistory:
@@ -101,7 +102,6 @@ class ParquetHistory:
         except ImportError:
             raise RatingError(INSTALL_HINT) from None
         files = sorted(str(path) for path in paths)
-        self.paths = files
         for name in files:
             if not Path(name).is_file():
                 raise RatingError(f"{name}: no such events file")
@@ -123,9 +123,8 @@ class ParquetHistory:
                 f"{files[0]}: timestamp is {self.columns['timestamp']}; events need UTC-adjusted timestamps"
             )
         self.properties = [name for name in self.columns if name not in FIELDS + ORDER_COLUMNS]
-        self.suspects, self.span, checks = self._survey()
-        self.replays, conflicting = self._deduplicate()
-        self.suspects |= conflicting
+        self.customers, self.suspects, self.span, checks = self._survey()
+        self.suspects |= self._deduplicate()
         self.row_ok = " AND ".join(
             [
                 *checks,
@@ -140,8 +139,8 @@ class ParquetHistory:
             ]
         )
 
-    def _survey(self) -> tuple[set[str | None], tuple[dt.datetime, dt.datetime] | None, list[str]]:
-        """One pass over the rows: the customers whose rows must go per event, the time span, the row checks.
+    def _survey(self) -> tuple[list[str], set[str | None], tuple[dt.datetime, dt.datetime] | None, list[str]]:
+        """One pass over the rows: every customer, those whose rows must go per event, the time span, the row checks.
 
         Customer ids and event types are few: Python checks each distinct one with the event grammar itself.
         Event ids are many: SQL vouches for plain ASCII ones, and only if one is not does every row check it.
@@ -153,10 +152,10 @@ class ParquetHistory:
                        min(epoch_us(timestamp)) FILTER (WHERE {in_range}),
                        max(epoch_us(timestamp)) FILTER (WHERE {in_range}) FROM src"""
         ).fetchone() or (0, None, None)
+        rows = self.connection.execute("SELECT DISTINCT customer FROM src WHERE customer IS NOT NULL").fetchall()
+        customers = sorted(customer for (customer,) in rows)
         suspects: set[str | None] = {None}
-        for (customer,) in self.connection.execute("SELECT DISTINCT customer FROM src").fetchall():
-            if customer is not None and not _valid(partial(check_id, "customer"), customer):
-                suspects.add(customer)
+        suspects.update(c for c in customers if not _valid(partial(check_id, "customer"), c))
         odd_types = [
             kind
             for (kind,) in self.connection.execute("SELECT DISTINCT type FROM src").fetchall()
@@ -168,14 +167,14 @@ class ParquetHistory:
         if odd_ids:
             checks.append(f"regexp_full_match(id, '{PLAIN_TEXT}')")
         span = None if first is None else (_from_micros(first), _from_micros(last))
-        return suspects, span, checks
+        return customers, suspects, span, checks
 
-    def _deduplicate(self) -> tuple[int, set[str | None]]:
-        """Skip replays (an id again with the same content); name the customers of ids reused with other content."""
+    def _deduplicate(self) -> set[str | None]:
+        """Skip replays (an id again with the same content); return the customers of ids reused with other content."""
         total, distinct = self.connection.execute("SELECT count(id), count(DISTINCT id) FROM src").fetchone() or (0, 0)
         if total == distinct:
             self.connection.execute("CREATE VIEW events AS SELECT * FROM src")
-            return 0, set()
+            return set()
         content = "ROW(" + ", ".join(quote(name) for name in self.columns if name not in ORDER_COLUMNS) + ")"
         by_id = "OVER (PARTITION BY id)"
         self.connection.execute(
@@ -191,9 +190,8 @@ class ParquetHistory:
                (SELECT filename, file_row_number FROM repeats WHERE rank > 1 AND NOT conflict)
                USING (filename, file_row_number)"""
         )
-        replays = self.connection.execute("SELECT count(*) FROM repeats WHERE rank > 1 AND NOT conflict").fetchone()
         customers = self.connection.execute("SELECT DISTINCT customer FROM repeats WHERE conflict").fetchall()
-        return (replays[0] if replays else 0), {row[0] for row in customers}
+        return {row[0] for row in customers}
 
     def events_of(self, customers: Iterable[str | None], errors: list[EventError]) -> Iterator[UsageEvent]:
         """The events of ``customers``, in file order; invalid rows go to ``errors``.
@@ -313,24 +311,29 @@ def _valid(check: Callable[[str], str], value: str) -> bool:
 
 
 def _from_micros(micros: int) -> dt.datetime:
-    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=micros)
+    return UNIX_EPOCH + dt.timedelta(microseconds=micros)
 
 
 # -- which customers telescope -----------------------------------------------------------
 
 
-def constant_terms(book: Pricebook, version: CompiledVersion, customer: str | None) -> bool:
-    """Whether ``customer`` (None: any customer not listed) is priced by one plan, uncapped, for all of ``book``."""
-    if customer is None:
-        plan = book.default_plan
-    else:
-        spec = book.customers[customer]
+def plan_of(book: Pricebook, customer: str | None) -> str | None:
+    """The plan a customer with constant terms is on: its own, or (None: any customer not listed) the default."""
+    spec = book.customers.get(customer) if customer is not None else None
+    return spec.plan if spec is not None else book.default_plan
+
+
+def constant_terms(version: CompiledVersion, customer: str | None) -> bool:
+    """Whether ``customer`` (None: any customer not named) is priced by one plan, uncapped, for all of the version."""
+    book = version.book
+    if customer is not None and customer in version.contracts:
+        return False
+    spec = book.customers.get(customer) if customer is not None else None
+    if customer is not None and spec is not None:
         history = spans(book, customer)
         if spec.spend_cap is not None or len(history) != 1 or (history[0].start, history[0].end) != (ORIGIN, FOREVER):
             return False
-        if customer in version.contracts:
-            return False
-        plan = spec.plan
+    plan = plan_of(book, customer)
     if plan is None:
         return False
     return not any(pricing.rollover for charges in version.charges_by_plan[plan].values() for _, pricing in charges)
@@ -400,9 +403,8 @@ class _Totals:
         self.versions = [CompiledVersion(book) for book in catalog.versions]
 
     def every_customer(self) -> list[str | None]:
-        """Every customer in the history, and None for rows without a valid customer."""
-        rows = self.sql.execute("SELECT DISTINCT customer FROM events WHERE customer IS NOT NULL").fetchall()
-        return [None, *sorted(row[0] for row in rows)]
+        """Every customer in the history, and None for rows without one."""
+        return [None, *self.history.customers]
 
     def blocker(self, registry: Registry) -> str | None:
         """Why no customer can be priced by key, or None."""
@@ -440,11 +442,9 @@ class _Totals:
             return calendars[kind, timezone]
 
         def cal(version: CompiledVersion, customer: str | None) -> int:
-            book = version.book
-            listed = customer if customer in book.customers else None
-            if (customer is not None and customer in version.contracts) or not constant_terms(book, version, listed):
+            if not constant_terms(version, customer):
                 return -1
-            plan = book.customers[listed].plan if listed is not None else book.default_plan
+            book, plan = version.book, plan_of(version.book, customer)
             assert plan is not None
             return calendar_of(book.plans[plan].period, book.timezone_of(customer or ""))
 
@@ -482,8 +482,8 @@ class _Totals:
             ) r WHERE r.cal >= 0"""
         )
         left: set[str | None] = {c for c, cals in special.items() if min(cals) < 0}
-        if min(default) < 0:  # unlisted customers do not telescope: only the named ones may
-            left |= set(self.every_customer()[1:]) - (set(special) - left)
+        if min(default) < 0:  # customers not named do not telescope: only named ones may
+            left |= set(self.history.customers) - {c for c, cals in special.items() if min(cals) >= 0}
         totals, refused, versions_of, labels = self._totals(left, span)
         left |= {c for c, periods in versions_of.items() if any(len(vs) > 1 for vs in periods.values())}
         left |= self.history.suspects - {None}
@@ -623,7 +623,7 @@ class _Totals:
             for plan, meter, period, asset, amount in charges:
                 scenario.add_charge(customer, plan, meter, period, asset, amount)
             for asset, amount in costs:
-                _add(scenario.costs, customer, asset, amount)
+                scenario.add_cost(customer, asset, amount)
         return inexact
 
     def _customer(
@@ -633,11 +633,10 @@ class _Totals:
         charges: list[tuple[str, str, str, str, Decimal]] = []
         costs: list[tuple[str, Decimal]] = []
         running: dict[tuple[int, str, str, str], tuple[PricingModel, str, str, list[tuple[str, Decimal]]]] = {}
+        plans = [plan_of(version.book, customer) for version in self.versions]
         for ver, period, source, name, group, quantity in sorted(keys):
-            version = self.versions[ver]
+            version, plan = self.versions[ver], plans[ver]
             book = version.book
-            spec = book.customers.get(customer)
-            plan = spec.plan if spec is not None else book.default_plan
             assert plan is not None
             for cost in version.costs_by_meter.get(name, ()):
                 if source in cost.billing_sources:
