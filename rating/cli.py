@@ -20,12 +20,12 @@ from rating.accounts import customer_account, receivable_account
 from rating.catalog import Catalog, load_catalog
 from rating.closing import close_period
 from rating.demo import example_pricebook, write_demo_events
-from rating.diff import diff
+from rating.diff import Edit, diff, separable_edits
 from rating.engine import BatchReport, Engine
 from rating.errors import PricebookError, RatingError
 from rating.events import Sourced, UsageEvent, parse_event, parse_json, read_events
 from rating.money import ZERO, format_decimal, plain, to_decimal
-from rating.output import FORMATS, OutputFormat, render
+from rating.output import FORMATS, OutputFormat, as_text, render
 from rating.payouts import pay_creators
 from rating.periods import zone
 from rating.pricebook import Pricebook, json_schema, load_pricebook, summary
@@ -337,23 +337,19 @@ def cmd_margin(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace, registry: Registry) -> int:
-    baseline = load_catalog(args.pricebook, registry)
-    candidates = [load_catalog([path], registry) for path in args.vs]
-    labels = distinct([Path(args.pricebook[0]).stem, *(Path(path).stem for path in args.vs)])
-    invalid = 0
-    if args.workers or args.dask:
-        from rating.simulate.distributed import connect, simulate_on_dask
-
-        with connect(args.dask, args.workers) as client:
-            result = simulate_on_dask(_parquet_files(args.events), baseline, candidates, labels, client)
+    if args.baseline == "ledger":
+        result, invalid = _simulate_against_ledger(args, registry)
+    elif args.pricebook:
+        baseline = load_catalog(args.pricebook, registry)
+        result, invalid = _simulate(args, registry, baseline, Path(args.pricebook[0]).stem, args.vs)
     else:
-        events, invalid = _history(args, registry, baseline.latest)
-        result = simulate(events, baseline, candidates, registry, labels)
+        raise RatingError("give the baseline: -p PRICEBOOK, or --baseline ledger with --db")
     for notice in result.notices:
         print(notice, file=sys.stderr)
     rows = result.rows() if args.by == "customer" else result.rows_by(args.by)
     columns = list(rows[0]) if rows else ["customer", "asset"]
     if args.output == "json":
+        margins = result.margins()
         document = {
             "customers": json.loads(render(rows, columns, "json")),
             "revenue": {s.label: {a: plain(v) for a, v in s.revenue().items()} for s in result.scenarios},
@@ -362,6 +358,7 @@ def cmd_simulate(args: argparse.Namespace, registry: Registry) -> int:
                 s.label: {c: {"events": n, "amount": plain(a)} for c, (n, a) in s.capped.items()}
                 for s in result.scenarios
             },
+            "margins": json.loads(render(margins, list(margins[0]), "json")) if margins else [],
             "invalid_records": invalid,
         }
         print(json.dumps(document, indent=2))
@@ -375,6 +372,37 @@ def cmd_simulate(args: argparse.Namespace, registry: Registry) -> int:
         Path(args.report).write_text(render_report(result), encoding="utf-8")
         print(f"report written to {args.report}", file=sys.stderr)
     return 0
+
+
+def _simulate(
+    args: argparse.Namespace, registry: Registry, baseline: Catalog, label: str, versus: Sequence[str]
+) -> tuple[SimulationResult, int]:
+    """``baseline`` and the ``versus`` candidates over the history the arguments name; and the invalid records."""
+    candidates = [load_catalog([path], registry) for path in versus]
+    labels = distinct([label, *(Path(path).stem for path in versus)])
+    if args.workers or args.dask:
+        from rating.simulate.distributed import connect, simulate_on_dask
+
+        with connect(args.dask, args.workers) as client:
+            return simulate_on_dask(_parquet_files(args.events), baseline, candidates, labels, client), 0
+    events, invalid = _history(args, registry, baseline.latest)
+    runs = 1 + len(candidates)
+    total, unit = (len(events) * runs, "events priced") if isinstance(events, list) else (runs, "pricebooks")
+    return simulate(events, baseline, candidates, registry, labels, progress=Progress(total, unit)), invalid
+
+
+def _simulate_against_ledger(args: argparse.Namespace, registry: Registry) -> tuple[SimulationResult, int]:
+    """What the ledger of ``--db`` billed from ``--from`` to ``--to``, against each ``--vs`` candidate."""
+    from rating.simulate.ledger import billed
+
+    if args.events is not None or args.pricebook or not args.vs or not args.db:
+        raise RatingError("--baseline ledger compares --db (with --from and --to) with the --vs pricebooks")
+    first, *others = args.vs
+    catalog = load_catalog([first], registry)
+    since, until = _range(args, catalog.latest)
+    ledger, notices = billed(_open(args, registry, read_only=True), since, until, catalog.latest.currency)
+    result, invalid = _simulate(args, registry, catalog, Path(first).stem, others)
+    return SimulationResult(ledger, result.scenarios, notices + result.notices), invalid
 
 
 def _parquet_files(name: str | None) -> list[Path]:
@@ -407,17 +435,21 @@ def _history(
             else:
                 events.append(record.event)
         return events, invalid
+    since, until = _range(args, book)
+    storage = _open(args, registry, read_only=True)
+    return [activity.event for activity in storage.activity(since, until)], 0
+
+
+def _range(args: argparse.Namespace, book: Pricebook) -> tuple[dt.datetime, dt.datetime]:
+    """``--from`` and ``--to`` as local midnights in the pricebook's time zone."""
     if not (args.db and args.since and args.until):
         raise RatingError("give an events file, or --db with --from and --to")
     timezone = zone(book.timezone)
     try:
-        since, until = (
-            dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), timezone) for day in (args.since, args.until)
-        )
+        since, until = (dt.date.fromisoformat(day) for day in (args.since, args.until))
     except ValueError as error:
         raise RatingError(f"--from and --to take dates such as 2026-08-01 ({error})") from None
-    storage = _open(args, registry, read_only=True)
-    return [activity.event for activity in storage.activity(since, until)], 0
+    return dt.datetime.combine(since, dt.time(), timezone), dt.datetime.combine(until, dt.time(), timezone)
 
 
 def simulation_summary(result: SimulationResult, invalid: int) -> list[str]:
@@ -440,6 +472,13 @@ def simulation_summary(result: SimulationResult, invalid: int) -> list[str]:
         for row in biggest:
             if row[key]:
                 lines.append(f"  mover {row['customer']}: {format_decimal(row[key])} {row['asset']}")  # type: ignore[arg-type]
+    for margin in result.margins():
+        text = {name: as_text(value) for name, value in margin.items()}
+        changed = f", change {text['change']}" if text["change"] else ""
+        percent = f" ({text['margin %']}%)" if text["margin %"] else ""
+        lines.append(
+            f"{text['pricebook']}: margin {text['margin']} {text['asset']}{percent} on cost {text['cost']}{changed}"
+        )
     for scenario in result.scenarios:
         for code, count in sorted(scenario.unpriced.items()):
             lines.append(f"{scenario.label}: {count:,} events not priced ({code})")
@@ -481,13 +520,44 @@ def cmd_to_parquet(args: argparse.Namespace, registry: Registry) -> int:
 def cmd_diff(args: argparse.Namespace, registry: Registry) -> int:
     before, after = (load_pricebook(path, registry) for path in (args.before, args.after))
     rows = [{"change": c.what, "where": c.where, "detail": c.detail} for c in diff(before, after)]
-    print(render(rows, ["change", "where", "detail"], args.output))
-    if args.events:
-        events, invalid = _history(args, registry, after)
-        result = simulate(events, Catalog([before]), [Catalog([after])], registry, ["before", "after"])
-        for line in simulation_summary(result, invalid):
-            print(line, file=sys.stderr)
+    columns = ["change", "where", "detail"]
+    if not args.events:
+        print(render(rows, columns, args.output))
+        return 0
+    events, invalid = _history(args, registry, after)
+    edits = separable_edits(before, after)
+    candidates = [Catalog([after])] + [Catalog([edit.alone]) for edit in edits]
+    labels = ["before", "after"] + [f"edit {number}" for number, _ in enumerate(edits, start=1)]
+    result = simulate(events, Catalog([before]), candidates, registry, labels)
+    for line in simulation_summary(result.only(1), invalid):
+        print(line, file=sys.stderr)
+    impacts = change_impacts(result, edits)
+    impact_columns = ["change", "where", "asset", "impact"]
+    if args.output == "json":
+        document = {"changes": rows, "impacts": json.loads(render(impacts, impact_columns, "json"))}
+        print(json.dumps(document, indent=2))
+    else:  # two tables, a blank line apart
+        print(render(rows, columns, args.output) + "\n\n" + render(impacts, impact_columns, args.output))
     return 0
+
+
+def change_impacts(result: SimulationResult, edits: Sequence[Edit]) -> list[dict[str, object]]:
+    """Per asset: each separable change's revenue impact alone, the remainder, and all changes together."""
+    base = result.baseline.revenue()
+    together, *alone = result.candidates
+    rows: list[dict[str, object]] = []
+    for asset in sorted(set(base) | {a for s in result.candidates for a in s.revenue()}):
+        total = together.revenue().get(asset, ZERO) - base.get(asset, ZERO)
+        itemised = ZERO
+        for edit, scenario in zip(edits, alone, strict=True):
+            impact = scenario.revenue().get(asset, ZERO) - base.get(asset, ZERO)
+            itemised += impact
+            rows.append({"change": edit.what, "where": edit.where, "asset": asset, "impact": impact})
+        if total != itemised:
+            remainder = {"change": "other", "where": "changes not itemised, and how the changes combine"}
+            rows.append({**remainder, "asset": asset, "impact": total - itemised})
+        rows.append({"change": "all", "where": "every change together", "asset": asset, "impact": total})
+    return [row for row in rows if any(r["impact"] for r in rows if r["asset"] == row["asset"])]
 
 
 def cmd_verify(args: argparse.Namespace, registry: Registry) -> int:
@@ -612,7 +682,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--by", choices=["customer", "plan", "meter"], default="customer", help="one row per customer (default)"
     )
     simulation.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML page with charts")
-    simulation.add_argument("--pricebook", "-p", required=True, action="append", help="the baseline: " + PRICEBOOK_HELP)
+    simulation.add_argument("--pricebook", "-p", action="append", help="the baseline: " + PRICEBOOK_HELP)
+    simulation.add_argument(
+        "--baseline",
+        choices=["ledger"],
+        help="or compare with what the ledger of --db billed (with --from and --to; the first --vs is priced first)",
+    )
     simulation.add_argument(
         "--vs",
         action="append",

@@ -6,6 +6,13 @@ and new value), and the changes to plans' fees, minimums and periods, to
 meters, assets, customers and the top-level settings. Charges are matched by
 their identity (``id:``, or meter, model and asset), so a reordered plan shows
 no change.
+
+:func:`separable_edits` gives, for each change that can stand alone (a charge
+added, removed or changed; a plan's or contract's own fields), the current
+pricebook with only that change applied: ``rating diff --events`` simulates
+each to state the money impact of each change. What the changes do together
+beyond the sum of their parts (and changes to meters, customers, settings) is
+reported as one remainder, so that the impacts always add up to the total.
 """
 
 from __future__ import annotations
@@ -67,6 +74,74 @@ def _named(where: str, before: Mapping[str, BaseModel], after: Mapping[str, Base
         new = {k: v for k, v in _fields(after[name]).items() if k not in skip}
         changes += [Change("changed", f"{where} {name}", detail) for detail in _field_changes(old, new)]
     return changes
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One change that can be applied alone: where it is, what it is, and ``before`` with only it applied."""
+
+    where: str
+    what: str
+    alone: Pricebook
+
+
+def _swap_charge(
+    charges: tuple[PricingModel, ...], identity: str, new: PricingModel | None, currency: str
+) -> tuple[PricingModel, ...]:
+    """``charges`` with the charge ``identity`` replaced by ``new`` (dropped when None, appended when absent)."""
+    kept = [new if c.identity(currency) == identity else c for c in charges]
+    if new is not None and all(c.identity(currency) != identity for c in charges):
+        kept.append(new)
+    return tuple(c for c in kept if c is not None)
+
+
+def _charge_edits(
+    where: str, before: tuple[PricingModel, ...], after: tuple[PricingModel, ...], currency: str
+) -> list[tuple[str, str, tuple[PricingModel, ...]]]:
+    """(what, identity, the ``before`` charges with only that charge changed) per charge that differs."""
+    old = {c.identity(currency): c for c in before}
+    new = {c.identity(currency): c for c in after}
+    edits = []
+    for identity in sorted(old.keys() | new.keys()):
+        if old.get(identity) != new.get(identity):
+            what = "added" if identity not in old else "removed" if identity not in new else "changed"
+            edits.append(
+                (what, f"{where}: charge {identity}", _swap_charge(before, identity, new.get(identity), currency))
+            )
+    return edits
+
+
+def separable_edits(before: Pricebook, after: Pricebook) -> list[Edit]:
+    """Each change of charges, plan fields and contract fields, applied alone to ``before``.
+
+    Charges and plans are compared only where both versions have the plan or
+    contract, in the same currency; everything else counts in the remainder.
+    """
+    if before.currency != after.currency:
+        return []
+    currency = before.currency
+    # A charge on a new meter needs that meter to price at all; a new meter alone charges nothing.
+    base = before.model_copy(
+        update={"meters": {**after.meters, **before.meters}, "assets": {**after.assets, **before.assets}}
+    )
+    edits: list[Edit] = []
+    for kind, holders in (("plans", "plan"), ("contracts", "contract")):
+        old_holders, new_holders = getattr(before, kind), getattr(after, kind)
+        for name in sorted(old_holders.keys() & new_holders.keys()):
+            old, new = old_holders[name], new_holders[name]
+
+            def with_holder(holder: Any, kind: str = kind, name: str = name) -> Pricebook:
+                return base.model_copy(update={kind: {**getattr(base, kind), name: holder}})
+
+            for what, where, charges in _charge_edits(f"{holders} {name}", old.charges, new.charges, currency):
+                edits.append(Edit(where, what, with_holder(old.model_copy(update={"charges": charges}))))
+            if new.model_copy(update={"charges": old.charges}) != old:
+                edits.append(
+                    Edit(f"{holders} {name}", "changed", with_holder(new.model_copy(update={"charges": old.charges})))
+                )
+    for what, where, charges in _charge_edits("costs", before.costs, after.costs, currency):
+        edits.append(Edit(where, what, base.model_copy(update={"costs": charges})))
+    return edits
 
 
 def diff(before: Pricebook, after: Pricebook) -> list[Change]:

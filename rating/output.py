@@ -19,7 +19,8 @@ OutputFormat = Literal["table", "json", "csv"]
 FORMATS: tuple[OutputFormat, ...] = ("table", "json", "csv")
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A cell as people read it: decimals with separators, nothing for None."""
     if value is None:
         return ""
     if isinstance(value, Decimal):
@@ -44,7 +45,7 @@ def render(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: OutputFo
         for row in rows:
             writer.writerow(["" if row.get(c) is None else _plain(row.get(c)) for c in columns])
         return buffer.getvalue().rstrip("\n")
-    cells = [[_text(row.get(c)) for c in columns] for row in rows]
+    cells = [[as_text(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
     numeric = [all(isinstance(row.get(c), (Decimal, int)) for row in rows if row.get(c) is not None) for c in columns]
 

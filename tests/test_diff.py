@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,34 @@ def test_diff_command_with_events_shows_the_money_impact(tmp_path: Path, capsys:
     captured = capsys.readouterr()
     assert "changed,plan basic,charge requests.per_call.USD: price: 0.01 -> 0.02" in captured.out
     assert "after vs before: 0.010 USD (+50.00%)" in captured.err
+
+
+def test_each_separable_change_has_its_own_money_impact(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before, after = tmp_path / "before.yaml", tmp_path / "after.yaml"
+    before.write_text(SIMPLE_PRICEBOOK)
+    after.write_text(
+        SIMPLE_PRICEBOOK.replace('price: "0.01"', 'price: "0.02"')
+        .replace('{up_to: 1000, unit_price: "0.001"}', '{up_to: 1000, unit_price: "0.002"}')
+        .replace("plans:\n  basic:\n", "plans:\n  basic:\n    fee: '9'\n")
+    )
+    events = tmp_path / "e.jsonl"
+    events.write_text(
+        "".join(
+            f'{{"id": "e{i}", "customer": "acme", "type": "api.call", "timestamp": "2026-11-05T12:00:00Z",'
+            ' "properties": {"tokens": 600, "model": "m"}}\n'
+            for i in range(2)
+        )
+    )
+    assert main(["diff", str(before), str(after), "--events", str(events), "-o", "json"]) == 0
+    impacts = {
+        (row["change"], row["where"]): Decimal(row["impact"]) for row in json.loads(capsys.readouterr().out)["impacts"]
+    }
+    assert impacts == {
+        ("changed", "plan basic: charge requests.per_call.USD"): Decimal("0.02"),  # two calls, a cent dearer each
+        ("changed", "plan basic: charge tokens.tiered.USD"): Decimal("1.000"),  # the first 1,000 tokens, 0.001 dearer
+        ("changed", "plan basic"): Decimal("9"),  # the new fee, for the whole month
+        ("all", "every change together"): Decimal("10.020"),
+    }
+    assert main(["diff", str(before), str(after), "--events", str(events)]) == 0
+    table = capsys.readouterr().out
+    assert "fee: (default) -> 9" in table and "every change together" in table

@@ -22,7 +22,7 @@ property test).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, localcontext
 from typing import TYPE_CHECKING
@@ -84,6 +84,11 @@ class Scenario:
         key = (customer, plan, meter, asset)
         self.lines[key] = self.lines.get(key, ZERO) + amount
 
+    def add_closing(self, customer: str, asset: str, amount: Decimal) -> None:
+        """Count what period close bills (a fee, minimum, commitment true-up or rounding)."""
+        _add(self.charged, customer, asset, amount)
+        _add(self.closing, customer, asset, amount)
+
     def add_cost(self, customer: str, asset: str, amount: Decimal) -> None:
         """Count a provider cost."""
         _add(self.costs, customer, asset, amount)
@@ -113,15 +118,32 @@ class Scenario:
 
     def revenue(self) -> dict[str, Decimal]:
         """What every customer was charged together, per asset."""
-        totals: dict[str, Decimal] = {}
-        for per_asset in self.charged.values():
-            for asset, amount in per_asset.items():
-                totals[asset] = totals.get(asset, ZERO) + amount
-        return totals
+        return _summed(self.charged)
+
+    def cost(self) -> dict[str, Decimal]:
+        """What the providers cost together, per asset."""
+        return _summed(self.costs)
 
 
-def price_events(events: Iterable[UsageEvent], catalog: Catalog, registry: Registry, label: str) -> Scenario:
-    """Price ``events`` one by one under ``catalog``, in their order, without closing any period."""
+def _summed(amounts: Amounts) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for per_asset in amounts.values():
+        for asset, amount in per_asset.items():
+            totals[asset] = totals.get(asset, ZERO) + amount
+    return totals
+
+
+def price_events(
+    events: Iterable[UsageEvent],
+    catalog: Catalog,
+    registry: Registry,
+    label: str,
+    progress: Callable[[int], None] | None = None,
+) -> Scenario:
+    """Price ``events`` one by one under ``catalog``, in their order, without closing any period.
+
+    ``progress`` is called with the number of events read so far, every 10,000 and at the end.
+    """
     hook = registry.manager.hook
     pricer = Pricer(catalog, hook.rating_enrich_event if registry.enriches_events else None, describe=False)
     scenario = Scenario(label, catalog.latest.currency)
@@ -136,8 +158,11 @@ def price_events(events: Iterable[UsageEvent], catalog: Catalog, registry: Regis
 
     clocks: dict[tuple[int, str], PeriodClock] = {}
     seen: dict[str, str] = {}  # event id -> its content: billing posts an id once
+    read = 0
     with localcontext(MONEY_CONTEXT):
-        for event in events:
+        for read, event in enumerate(events, start=1):
+            if progress is not None and not read % 10_000:
+                progress(read)
             content, previous = event.canonical_json(), seen.get(event.id)
             if previous is not None:  # priced once, as billing posts it once; other content is a conflict
                 if previous != content:
@@ -160,6 +185,8 @@ def price_events(events: Iterable[UsageEvent], catalog: Catalog, registry: Regis
                 scenario.add_charge(customer, terms.plan, charge.meter, terms.period, charge.asset, charge.amount)
             for cost in priced.costs:
                 scenario.add_cost(customer, cost.asset, cost.amount)
+    if progress is not None:
+        progress(read)
     return scenario
 
 
@@ -173,8 +200,7 @@ def close_periods(scenario: Scenario, catalog: Catalog) -> Scenario:
                     continue
                 for posting in transaction.postings:
                     if posting.account == receivable_account(owner):
-                        _add(scenario.charged, owner, posting.asset, posting.amount)
-                        _add(scenario.closing, owner, posting.asset, posting.amount)
+                        scenario.add_closing(owner, posting.asset, posting.amount)
     return scenario
 
 
@@ -225,6 +251,10 @@ class SimulationResult:
         """The baseline, then the candidates."""
         return [self.baseline, *self.candidates]
 
+    def only(self, candidates: int) -> SimulationResult:
+        """The baseline and only the first ``candidates`` candidates."""
+        return SimulationResult(self.baseline, self.candidates[:candidates], self.notices)
+
     def rows(self) -> list[dict[str, object]]:
         """Per customer and asset: each scenario's total, and each candidate's change from the baseline."""
         keys = sorted({(c, a) for s in self.scenarios for c, per_asset in s.charged.items() for a in per_asset})
@@ -267,6 +297,33 @@ class SimulationResult:
             rows.append(row)
         return rows
 
+    def margins(self) -> list[dict[str, object]]:
+        """Per scenario and asset with a provider cost: revenue, cost, margin, margin %, and the margin's change.
+
+        Empty when no pricebook has ``costs:``.
+        """
+        if not any(s.costs for s in self.scenarios):
+            return []
+        base = self.baseline.revenue()
+        base_margin = {a: base.get(a, ZERO) - c for a, c in self.baseline.cost().items()}
+        rows: list[dict[str, object]] = []
+        for scenario in self.scenarios:
+            revenue, cost = scenario.revenue(), scenario.cost()
+            for asset in sorted(set(base_margin) | set(cost)):
+                margin = revenue.get(asset, ZERO) - cost.get(asset, ZERO)
+                rows.append(
+                    {
+                        "pricebook": scenario.label,
+                        "asset": asset,
+                        "revenue": revenue.get(asset, ZERO),
+                        "cost": cost.get(asset, ZERO),
+                        "margin": margin,
+                        "margin %": percent_of(margin, revenue.get(asset, ZERO)),
+                        "change": None if scenario is self.baseline else margin - base_margin.get(asset, ZERO),
+                    }
+                )
+        return rows
+
     def movers(self, candidate: Scenario) -> dict[str, int]:
         """How many customer-assets pay more, less and the same under ``candidate``."""
         counts = {"more": 0, "less": 0, "same": 0}
@@ -279,11 +336,16 @@ class SimulationResult:
 
 def percent_change(before: Decimal, after: Decimal) -> Decimal | None:
     """The change from ``before`` to ``after`` in percent, to 2 places; None from zero."""
-    if not before:
+    return percent_of(after - before, before)
+
+
+def percent_of(part: Decimal, whole: Decimal) -> Decimal | None:
+    """``part`` as a percentage of ``whole``, to 2 places; None of zero."""
+    if not whole:
         return None
     with localcontext(MONEY_CONTEXT) as context:
         context.traps[Inexact] = False
-        return ((after - before) * HUNDRED / before).quantize(Decimal("0.01"))
+        return (part * HUNDRED / whole).quantize(Decimal("0.01"))
 
 
 def simulate(
@@ -292,26 +354,36 @@ def simulate(
     candidates: Sequence[Catalog],
     registry: Registry | None = None,
     labels: Sequence[str] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> SimulationResult:
     """Price ``events`` under ``baseline`` and each of ``candidates``; see the module docstring.
 
     ``events`` is a sequence of events, priced one by one, or a
     :class:`~rating.simulate.columnar.ParquetHistory`, totalled per key by DuckDB.
+    ``progress`` is called with how much is done: events priced, counted over every
+    pricebook, for a sequence; pricebooks priced for Parquet history.
     """
     registry = registry or Registry.load()
     catalogs = [baseline, *candidates]
     names = distinct([f"{c.name}@{c.latest.version.isoformat()}" for c in catalogs] if labels is None else list(labels))
     scenarios, notices = [], []
-    for catalog, name in zip(catalogs, names, strict=True):
+    for number, (catalog, name) in enumerate(zip(catalogs, names, strict=True)):
         if isinstance(events, Sequence):
-            scenario = price_events(events, catalog, registry, name)
+            scenario = price_events(events, catalog, registry, name, _offset(progress, len(events) * number))
         else:
             from rating.simulate.columnar import price_columnar
 
             scenario, said = price_columnar(events, catalog, registry, name)
             notices += said
+            if progress is not None:
+                progress(number + 1)
         scenarios.append(close_periods(scenario, catalog))
     return SimulationResult(scenarios[0], scenarios[1:], notices)
+
+
+def _offset(progress: Callable[[int], None] | None, done: int) -> Callable[[int], None] | None:
+    """``progress``, counting on from ``done``."""
+    return None if progress is None else lambda read: progress(done + read)
 
 
 def distinct(labels: Sequence[str]) -> list[str]:

@@ -160,6 +160,8 @@ def render_report(result: SimulationResult, title: str = "Pricebook simulation")
         _table(summary),
         _table(movers) if movers else "",
     ]
+    if result.margins():
+        parts += ["<h2>Margin</h2>", _table(result.margins())]
     parts += [f'<h2>{html.escape(name)}</h2><img alt="{html.escape(name)}" src="{uri}">' for name, uri in charts]
     parts += ["<h2>Per customer</h2>", _table(result.rows())]
     if refused:

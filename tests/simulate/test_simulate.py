@@ -15,6 +15,7 @@ from rating.closing import close_period
 from rating.engine import Engine
 from rating.events import UsageEvent
 from rating.meters import Meter
+from rating.money import format_decimal
 from rating.pricebook import Contract, CustomerSpec, Plan, Pricebook
 from rating.pricing import PricingModel
 from rating.refusals import Refusal
@@ -184,3 +185,69 @@ def test_history_from_the_database_simulates_like_the_file_and_breaks_down_by_me
     assert total == Decimal(from_file["revenue"]["ai-gateway"]["USD"])
     assert main(["simulate", "--db", "history.db", "--from", "nope", "--to", "2026-12-01", *common]) == 1
     assert "--from and --to take dates" in capsys.readouterr().err
+
+
+def test_margins_compare_revenue_with_the_provider_costs_billing_posts(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from rating.accounts import is_cost
+    from rating.cli import main
+    from rating.demo import write_demo_events
+    from tests.helpers import EXAMPLE, ROOT
+
+    monkeypatch.chdir(tmp_path)
+    events = write_demo_events(tmp_path / "demo-events.jsonl", 300)
+    candidate = str(ROOT / "pricebooks" / "candidates" / "ai-gateway-2027.yaml")
+    assert main(["rate", str(events), "-p", str(EXAMPLE), "--db", "history.db"]) == 0
+    capsys.readouterr()
+    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", candidate, "-o", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    margins = {row["pricebook"]: row for row in document["margins"] if row["asset"] == "USD"}
+    with REGISTRY.open_storage("history.db") as storage:
+        posted = sum(v for (account, asset), v in storage.balances().items() if is_cost(account) and asset == "USD")
+    base, other = margins["ai-gateway"], margins["ai-gateway-2027"]
+    assert Decimal(base["cost"]) == posted > 0
+    for row in (base, other):
+        assert Decimal(row["margin"]) == Decimal(row["revenue"]) - Decimal(row["cost"])
+        assert Decimal(row["revenue"]) == Decimal(document["revenue"][row["pricebook"]]["USD"])
+    assert base["change"] is None
+    assert Decimal(other["change"]) == Decimal(other["margin"]) - Decimal(base["margin"])
+    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", candidate]) == 0
+    assert f"ai-gateway-2027: margin {format_decimal(Decimal(other['margin']))} USD" in capsys.readouterr().err
+
+
+def test_progress_counts_the_events_priced_over_every_pricebook(book, registry) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import SIMPLE_PRICEBOOK, event
+
+    catalog = Catalog([book(SIMPLE_PRICEBOOK)])
+    events = [event(f"e{i}", tokens=i, model="m") for i in range(25_000)]
+    seen: list[int] = []
+    simulate(events, catalog, [catalog], registry, progress=seen.append)
+    assert seen == [10_000, 20_000, 25_000, 35_000, 45_000, 50_000]
+
+
+def test_the_ledger_baseline_is_what_rate_and_close_period_billed(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from rating.cli import main
+    from rating.demo import write_demo_events
+    from tests.helpers import EXAMPLE, ROOT
+
+    monkeypatch.chdir(tmp_path)
+    events = write_demo_events(tmp_path / "demo-events.jsonl", 300)
+    candidate = str(ROOT / "pricebooks" / "candidates" / "ai-gateway-2027.yaml")
+    assert main(["rate", str(events), "-p", str(EXAMPLE), "--db", "history.db"]) == 0
+    ledger = ["simulate", "--db", "history.db", "--from", "2026-11-01", "--to", "2026-12-01", "--baseline", "ledger"]
+    capsys.readouterr()
+    assert main([*ledger, "--vs", str(EXAMPLE), "-o", "json"]) == 0
+    captured = capsys.readouterr()
+    assert "customer periods are not closed yet" in captured.err
+    open_rows = json.loads(captured.out)["customers"]
+    assert any(Decimal(row["delta ai-gateway"]) for row in open_rows)  # the rounding close would post
+    assert main(["close-period", "--period", "2026-11", "-p", str(EXAMPLE), "--db", "history.db"]) == 0
+    capsys.readouterr()
+    assert main([*ledger, "--vs", str(EXAMPLE), "--vs", candidate, "-o", "json"]) == 0
+    compared = json.loads(capsys.readouterr().out)
+    assert compared["customers"] and all(Decimal(row["delta ai-gateway"]) == 0 for row in compared["customers"])
+    assert compared["revenue"]["ledger"] == compared["revenue"]["ai-gateway"]
+    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", candidate, "-o", "json"]) == 0
+    from_file = json.loads(capsys.readouterr().out)
+    assert compared["revenue"]["ai-gateway-2027"] == from_file["revenue"]["ai-gateway-2027"]
+    assert main([*ledger]) == 1
+    assert "--baseline ledger compares --db" in capsys.readouterr().err
