@@ -24,8 +24,9 @@ from rating.accounts import customer_of
 from rating.catalog import Catalog
 from rating.charges import RatedEvent, StateKey
 from rating.compiled import running_total_key
-from rating.errors import EventConflict, EventError, RatingError
+from rating.errors import EventConflict, EventError, RatingError, ReservationError
 from rating.events import Sourced, UsageEvent
+from rating.ledger import Transaction
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.periods import bounds_of, zone
@@ -35,6 +36,7 @@ from rating.policies import (
     apply_spend_cap,
     draw_prepaid,
     fund_from_wallet,
+    pay_from_reservation,
     refuse_closed_period,
 )
 from rating.poster import rating_transaction
@@ -43,7 +45,7 @@ from rating.pricer import Pricer, StateLookup, advance
 from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.storage.base import Storage
-from rating.wallet import Grant, Wallets
+from rating.wallet import Grant, Reservation, Wallets
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,35 @@ class Engine:
         ratings = self._post([("event", event)], report, strict=True, raise_rejects=True)
         return ratings[0] if ratings else None
 
+    def rate_reserved(self, event: UsageEvent, reservation: str) -> RatedEvent | None:
+        """Rate a metered request's event and pay it from its reservation, in one commit.
+
+        The second phase of a metered request (the first is
+        :meth:`Wallets.reserve <rating.wallet.Wallets.reserve>` of the estimate
+        before the work): the held funds pay the rated charges, the rest is
+        released to where it was drawn from, and what exceeds the hold is paid as
+        any rating is (the wallet, or owed on the receivable). Raises
+        :class:`~rating.errors.ReservationError` when the reservation is unknown,
+        expired or another customer's, and :class:`~rating.errors.EventError` when
+        the event is refused; nothing is posted then and the reservation stays
+        open. Returns None for a replay of a request already rated and settled.
+        """
+        with self.storage.writing():
+            held = Wallets(self.storage, self.clock).reservation(reservation)
+            if held is None:
+                already = self.storage.rated_events([event.id]).get(event.id)
+                if already is not None and already.canonical_json() == event.canonical_json():
+                    return None
+                raise ReservationError(f"reservation {reservation} is unknown, or already settled or voided")
+            if held.customer != event.customer:
+                raise ReservationError(
+                    f"reservation {reservation} holds funds of {held.customer!r}, not of {event.customer!r}"
+                )
+            if held.expires_at <= self.clock():
+                raise ReservationError(f"reservation {reservation} expired at {held.expires_at.isoformat()}")
+            ratings = self._post([("event", event)], BatchReport(), strict=True, raise_rejects=True, held=held)
+        return ratings[0] if ratings else None
+
     def rate_batch(
         self,
         items: Iterable[UsageEvent | Sourced],
@@ -225,6 +256,7 @@ class Engine:
         *,
         strict: bool,
         raise_rejects: bool = False,
+        held: Reservation | None = None,
     ) -> list[RatedEvent]:
         """Rate ``pending`` and store it in one write transaction.
 
@@ -234,11 +266,13 @@ class Engine:
         storage still re-checks state, closed periods and wallet limits as it writes.
         """
         with self.storage.writing(), localcontext(MONEY_CONTEXT), cyclic_gc_paused():
-            ratings, rejected, duplicates, wallets = self._rate_chunk(pending, raise_rejects)
+            releases: list[Transaction] = []
+            ratings, rejected, duplicates, wallets = self._rate_chunk(pending, raise_rejects, held, releases)
             if strict and (rejected or report.rejected):
                 report.rejected.extend(rejected)
                 return []
             fresh = self.storage.record(ratings, limits=dict.fromkeys(wallets, ZERO))
+            self.storage.append(releases)
         report.rejected.extend(rejected)
         report.duplicates += duplicates + len(ratings) - len(fresh)
         with localcontext(MONEY_CONTEXT):
@@ -251,7 +285,11 @@ class Engine:
         return fresh
 
     def _rate_chunk(
-        self, pending: list[tuple[str, UsageEvent]], raise_rejects: bool
+        self,
+        pending: list[tuple[str, UsageEvent]],
+        raise_rejects: bool,
+        held: Reservation | None = None,
+        releases: list[Transaction] | None = None,
     ) -> tuple[list[RatedEvent], list[Rejection], int, dict[tuple[str, str], tuple[Decimal, Decimal]]]:
         storage = self.storage
         latest = None if self.future_tolerance is None else self.clock() + self.future_tolerance
@@ -309,6 +347,10 @@ class Engine:
                         f" {self.future_tolerance} tolerance",
                     )
                 rating = self._price(event, lookup, is_closed)
+                if held is not None and releases is not None:
+                    transaction, release = pay_from_reservation(rating.transaction, held, self.clock())
+                    rating = rating._replace(transaction=transaction)
+                    releases.append(release)
                 funded, paid = fund_from_wallet(rating.transaction, event.customer, wallet_balance, grants_of)
                 rating = rating._replace(transaction=funded)
             except ArithmeticError as error:  # decimal overflow or invalid operation on absurd prices

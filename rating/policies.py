@@ -6,6 +6,7 @@ the README's refusal codes:
 - :func:`refuse_closed_period` (``closed_period``), between the pricer's terms and its pricing;
 - :func:`apply_spend_cap` (``spend_cap_reached``), which also keeps the period's spend as state;
 - :func:`draw_prepaid` (no refusal): how much of the charges a contract's prepaid commitment covers;
+- :func:`pay_from_reservation` (no refusal): a metered request's reserved funds pay its charges first;
 - :func:`fund_from_wallet` (``insufficient_funds``): wallet customers pay from grants and funds.
 
 A simulation prices history as if every customer were billed on account: it
@@ -15,17 +16,18 @@ applies none of them (see :mod:`rating.simulate`).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal
 
-from rating.accounts import wallet_account
+from rating.accounts import held_account, receivable_account, wallet_account
 from rating.charges import Usage
 from rating.errors import EventError, InsufficientFunds
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO
 from rating.pricer import PricedEvent, StateLookup, Terms, total_of
 from rating.refusals import Refusal
-from rating.wallet import Grant, draw_from, funding_sources
+from rating.wallet import Grant, Reservation, consumed, draw_from, funding_sources
 
 #: Period state of a customer's charges in the asset its plan bills in, for spend caps and alerts.
 SPEND = "spend"
@@ -79,6 +81,47 @@ def draw_prepaid(priced: PricedEvent, lookup: StateLookup) -> tuple[str, Decimal
     running = lookup((terms.event.customer, key, (), "term")).quantity
     priced.usage.append(Usage(key, (), "term", spent, running, running + spent))
     return currency, min(contract.prepaid, running + spent) - min(contract.prepaid, running)
+
+
+def pay_from_reservation(
+    transaction: Transaction, reservation: Reservation, at: dt.datetime
+) -> tuple[Transaction, Transaction]:
+    """``transaction`` paid first from ``reservation``'s held funds, and the release of what it left unused.
+
+    The payer's debit in the reservation's asset (the wallet, or the receivable)
+    moves to the held account, up to the amount held; the rest stays with the
+    payer (a wallet customer's is then funded from the wallet as usual). The
+    release ``release:ID`` returns the unused part to the accounts it was drawn
+    from, in the order they were drawn, as :meth:`~rating.wallet.Wallets.settle` does.
+    """
+    customer, asset = reservation.customer, reservation.asset
+    payers = (wallet_account(customer), receivable_account(customer))
+    postings, used = [], ZERO
+    for posting in transaction.postings:
+        if posting.account in payers and posting.asset == asset and posting.amount > 0 and not used:
+            used = min(posting.amount, reservation.amount)
+            postings += [
+                Posting(posting.account, asset, posting.amount - used),
+                Posting(held_account(customer), asset, used),
+            ]
+        else:
+            postings.append(posting)
+    paid = dataclasses.replace(
+        transaction,
+        postings=tuple(p for p in postings if p.amount),
+        metadata={**transaction.metadata, "reservation": reservation.id},
+    )
+    kept = consumed(reservation.draw, used)
+    returned = [Posting(held_account(customer), asset, reservation.amount - used)]
+    returned += [Posting(account, asset, kept.get(account, ZERO) - taken) for account, taken in reservation.draw]
+    release = Transaction(
+        f"release:{reservation.id}",
+        at,
+        f"settle {used} {asset} by {transaction.id}",
+        tuple(p for p in returned if p.amount),
+        {"customer": customer, "reservation": reservation.id, "actual": str(used), "settled_by": transaction.id},
+    )
+    return paid, release
 
 
 def fund_from_wallet(
