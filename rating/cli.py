@@ -11,8 +11,10 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import shutil
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +25,7 @@ from rating.demo import example_pricebook, write_demo_events
 from rating.diff import Edit, diff, separable_edits
 from rating.engine import BatchReport, Engine
 from rating.errors import PricebookError, RatingError
-from rating.events import Sourced, UsageEvent, parse_event, parse_json, read_events
+from rating.events import Pause, Sourced, UsageEvent, follow, parse_event, parse_json, read_events
 from rating.money import ZERO, format_decimal, plain, to_decimal
 from rating.output import FORMATS, OutputFormat, as_text, render
 from rating.payouts import pay_creators
@@ -196,15 +198,28 @@ def cmd_quote(args: argparse.Namespace, registry: Registry) -> int:
 
 def cmd_rate(args: argparse.Namespace, registry: Registry) -> int:
     engine = _engine(args, registry, args.pricebook)
-    path = Path(args.events)
-    if not path.is_file():
-        raise RatingError(f"{path}: no such events file")
-    progress = Progress(_count_lines(path))
-    report = engine.rate_batch(read_events(path), strict=args.strict, progress=progress)
+    records: Iterable[Sourced | Pause]
+    if args.events == "-" and not args.strict:
+        records, progress = follow(sys.stdin.buffer, "<stdin>"), Progress(None)
+    else:
+        path = _spooled_stdin(args) if args.events == "-" else Path(args.events)
+        if not path.is_file():
+            raise RatingError(f"{path}: no such events file")
+        records, progress = read_events(path), Progress(_count_lines(path))
+    report = engine.rate_batch(records, strict=args.strict, progress=progress)
     _print_report(report, args.output, engine.storage)
     if args.strict and report.rejected:
         print(f"strict: nothing posted because {len(report.rejected):,} records were rejected", file=sys.stderr)
     return 1 if report.rejected else 0
+
+
+def _spooled_stdin(args: argparse.Namespace) -> Path:
+    """Standard input copied to a temporary JSON Lines file: all-or-nothing needs the whole input first."""
+    spool = args.resources.enter_context(tempfile.TemporaryDirectory(prefix="rating-stdin-"))
+    path = Path(spool) / "stdin.jsonl"
+    with path.open("wb") as copy:
+        shutil.copyfileobj(sys.stdin.buffer, copy)
+    return path
 
 
 def cmd_balance(args: argparse.Namespace, registry: Registry) -> int:
@@ -624,7 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
     quote.add_argument("event", metavar="EVENT", help="an event as JSON text, or a .jsonl/.csv file of events")
     quote.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     rate = command("rate", cmd_rate, "rate a file of events and post the charges", db=DEFAULT_DB, output=True)
-    rate.add_argument("events", metavar="EVENTS", help="a .jsonl or .csv file of events")
+    rate.add_argument(
+        "events", metavar="EVENTS", help="a .jsonl or .csv file of events, or - for JSON Lines on standard input"
+    )
     rate.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     rate.add_argument("--strict", action="store_true", help="post nothing if any record is rejected")
     rate.add_argument(

@@ -25,7 +25,7 @@ from rating.catalog import Catalog
 from rating.charges import RatedEvent, StateKey
 from rating.compiled import running_total_key
 from rating.errors import EventConflict, EventError, RatingError, ReservationError
-from rating.events import Sourced, UsageEvent
+from rating.events import Pause, Sourced, UsageEvent
 from rating.ledger import Transaction
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
@@ -183,7 +183,7 @@ class Engine:
 
     def rate_batch(
         self,
-        items: Iterable[UsageEvent | Sourced],
+        items: Iterable[UsageEvent | Sourced | Pause],
         *,
         strict: bool = False,
         chunk_size: int = 5_000,
@@ -191,7 +191,8 @@ class Engine:
     ) -> BatchReport:
         """Rate and post a stream of events (or records from :mod:`rating.events` readers).
 
-        Not strict: valid events are posted in atomic chunks and the others listed
+        Not strict: valid events are posted in atomic chunks (a chunk ends early at
+        a :data:`~rating.events.PAUSE` of a live stream) and the others listed
         in ``rejected``. Strict: one bad record and nothing at all is posted.
         ``progress`` is called with the number of records read after each chunk.
         """
@@ -199,6 +200,11 @@ class Engine:
         pending: list[tuple[str, UsageEvent]] = []
         read = 0
         for item in items:
+            if isinstance(item, Pause):
+                if pending and not strict:
+                    self._post(pending, report, strict=False)
+                    pending = []
+                continue
             read += 1
             if isinstance(item, UsageEvent):
                 pending.append((f"event {item.id}", item))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -263,6 +265,52 @@ def read_events(path: str | Path) -> Iterator[Sourced]:
     with stream:
         reader = read_csv if path.suffix.lower() == ".csv" else read_jsonl
         yield from reader(stream, str(path))
+
+
+class Pause:
+    """A marker among records read from a live stream: the input paused, so post what is pending."""
+
+    def __repr__(self) -> str:
+        return "PAUSE"
+
+
+PAUSE = Pause()
+
+
+def follow(stream: BinaryIO, name: str, idle: float = 0.2, ahead: int = 10_000) -> Iterator[Sourced | Pause]:
+    """JSON Lines from a live stream (a pipe, standard input), with :data:`PAUSE` after ``idle`` quiet seconds.
+
+    A reader thread parses at most ``ahead`` records ahead of the consumer, so
+    memory stays bounded however long the stream runs; a pause lets the
+    consumer post what arrived instead of waiting for a full chunk.
+    """
+    records: queue.Queue[Sourced | BaseException | None] = queue.Queue(maxsize=ahead)
+
+    def read() -> None:
+        try:
+            for record in read_jsonl(stream, name):
+                records.put(record)
+        except BaseException as error:  # handed to the consumer, which raises it
+            records.put(error)
+            return
+        records.put(None)
+
+    threading.Thread(target=read, name=f"read {name}", daemon=True).start()
+    paused = True
+    while True:
+        try:
+            item = records.get(timeout=idle)
+        except queue.Empty:
+            if not paused:
+                paused = True
+                yield PAUSE
+            continue
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        paused = False
+        yield item
 
 
 def from_objects(items: Iterable[UsageEvent | dict[str, Any]]) -> Iterator[Sourced]:

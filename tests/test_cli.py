@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -238,3 +239,39 @@ def test_rate_json_lists_rejections_with_their_codes(run, pricebook: Path, tmp_p
         {"location": f"{events}:2", "code": "invalid_quantity", "reason": "tokens must not be negative, got -3"}
     ]
     assert document["totals"] == [{"customer": "acme", "events": 1, "asset": "USD", "charged": "0.110"}]
+
+
+def rate_from_stdin(pricebook: Path, db: Path, *extra: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "rating", "rate", "-", "-p", str(pricebook), "--db", str(db), *extra]
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_rate_dash_posts_records_from_standard_input_as_they_arrive(pricebook: Path, tmp_path: Path) -> None:
+    from rating.registry import Registry
+
+    db = tmp_path / "live.db"
+    process = rate_from_stdin(pricebook, db)
+    assert process.stdin is not None
+    process.stdin.write((call("e1") + "\n" + call("e2") + "\n").encode())
+    process.stdin.flush()
+    posted: dict[str, object] = {}
+    deadline = time.monotonic() + 30
+    while len(posted) < 2 and time.monotonic() < deadline:  # the pipe stays open: a pause posts what came
+        time.sleep(0.1)
+        if db.exists():
+            with Registry.load().open_storage(str(db), read_only=True) as storage:
+                posted = dict(storage.rated_events(["e1", "e2"]))
+    assert sorted(posted) == ["e1", "e2"] and process.poll() is None
+    process.stdin.write((call("e3") + "\nnot json\n").encode())
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1  # one record rejected
+    assert "posted 3 events, 0 already posted, 1 rejected" in err.decode()
+
+
+def test_strict_rate_from_standard_input_posts_all_or_nothing(pricebook: Path, tmp_path: Path) -> None:
+    db = tmp_path / "strict.db"
+    lines = (call("e1") + "\n" + call("e2", customer="bad:id") + "\n").encode()
+    _, err = rate_from_stdin(pricebook, db, "--strict").communicate(lines, timeout=60)
+    assert "strict: nothing posted" in err.decode()
+    _, err = rate_from_stdin(pricebook, db, "--strict").communicate(call("e1").encode() + b"\n", timeout=60)
+    assert "posted 1 events, 0 already posted, 0 rejected" in err.decode()
