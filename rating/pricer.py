@@ -22,7 +22,7 @@ Pricing runs in two stages, so that a policy can refuse an event between them
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -150,6 +150,18 @@ class Pricer:
                 )
                 charges.append(line.described() if self._describe else line)
         return PricedEvent(terms, usage, charges, costs)
+
+    @staticmethod
+    def state_keys(terms: Terms) -> Iterator[StateKey]:
+        """The period-state keys :meth:`price` reads for ``terms`` (its meters' and its running totals'), so a
+        caller can read them all in one query first. Rollover carries and policies may read a few more."""
+        event, period = terms.event, terms.period
+        suffix = "" if event.billing_source == "platform" else BYOK_SUFFIX
+        for name, meter in terms.meters:
+            yield (event.customer, name + suffix, meter.group_of(event), period)
+            for total_key, charge in terms.charges.get(name, ()):
+                if charge.tracks_total:
+                    yield (event.customer, total_key + suffix, (), period)
 
     def _enriched(self, event: UsageEvent) -> UsageEvent:
         assert self._enrich is not None

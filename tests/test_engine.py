@@ -5,6 +5,8 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rating.engine import Engine
 from rating.errors import EventConflict, EventError, PluginError
@@ -15,6 +17,8 @@ from rating.pricebook import Pricebook
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage
 from tests.helpers import NOV, SIMPLE_PRICEBOOK, event
+from tests.simulate.test_simulate import histories
+from tests.test_telescoping import REGISTRY
 
 
 def test_quote_prices_without_writing(engine: Engine) -> None:
@@ -202,3 +206,17 @@ def test_storage_that_keeps_explanations_is_handed_text_never_a_pricing_model(
         assert stored.explanation == (
             "1,000 tokens x 0.001 USD (tier 1) + 200 tokens x 0.0005 USD (tier 2) = 1.1000 USD"
         )
+
+
+@settings(max_examples=40, deadline=None)
+@given(history=histories(), chunk=st.integers(min_value=1, max_value=10))
+def test_reading_a_chunks_state_ahead_changes_nothing(history, chunk: int) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL reads a chunk's period state in one query first; the ledger is the one read key by key."""
+    book, events = history
+    ledgers = []
+    for ahead in (False, True):
+        storage = MemoryStorage()
+        storage.reads_ahead = ahead  # type: ignore[misc]
+        report = Engine(book, storage, REGISTRY).rate_batch(events, chunk_size=chunk)
+        ledgers.append(([t.fingerprint() for t in storage.transactions()], [str(r) for r in report.rejected]))
+    assert ledgers[0] == ledgers[1]

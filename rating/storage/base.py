@@ -94,6 +94,9 @@ class Storage(abc.ABC):
     _writing = False
     #: Whether the adapter stores each charge's explanation text (then the engine hands it described charges).
     keeps_explanations = True
+    #: Whether the engine should read a chunk's period state and closed periods in one query up front
+    #: (worth it where each read is a round trip to a server; in-process reads are cheaper one by one).
+    reads_ahead = False
 
     # -- the contract ---------------------------------------------------------
 

@@ -151,6 +151,8 @@ def _group_key(group: tuple[str, ...]) -> str:
 class PostgresStorage(Storage):
     """Storage in a PostgreSQL database (the schema of the connection's search_path)."""
 
+    reads_ahead = True
+
     damage_errors = (psycopg.Error,) if psycopg is not None else ()
 
     def __init__(self, url: str, *, read_only: bool = False) -> None:
