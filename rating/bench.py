@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -45,8 +46,8 @@ default_plan: pay-as-you-go
 """
 
 
-def synthetic_events(count: int, customers: int = 1_000) -> list[UsageEvent]:
-    """``count`` events over one month; built without validation (the fields are known good)."""
+def synthetic_events(count: int, customers: int = 1_000, numbers: range | None = None) -> list[UsageEvent]:
+    """``count`` events over one month (or those of them ``numbers`` says); built without validation."""
     start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     step = dt.timedelta(seconds=28 * 24 * 3600 / count)
     models = ("small", "large", "huge")
@@ -61,8 +62,15 @@ def synthetic_events(count: int, customers: int = 1_000) -> list[UsageEvent]:
             attribution=empty,
             billing_source="platform",
         )
-        for n in range(count)
+        for n in (numbers if numbers is not None else range(count))
     ]
+
+
+def synthetic_stream(count: int, customers: int = 1_000) -> Iterator[UsageEvent]:
+    """The same events as :func:`synthetic_events`, made one at a time (nothing held)."""
+    for start in range(0, count, 10_000):
+        batch = synthetic_events(count, customers, range(start, min(count, start + 10_000)))
+        yield from batch
 
 
 def bare_loop(events: list[UsageEvent]) -> Decimal:
@@ -126,37 +134,87 @@ def raw_copy_seconds(url: str, storage: Storage) -> tuple[int, float]:
         return len(rows), time.perf_counter() - started
 
 
-def run(count: int, storages: list[str], postgres: str | None) -> None:
+def current_rss() -> int | None:
+    """This process's resident memory now, in bytes (Linux), or None where it cannot be read."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def rate_into(kind: str, url: str, events: list[UsageEvent], registry: Registry) -> tuple[float, Storage]:
+    """Rate ``events`` into a fresh storage of ``kind``; check the total against the bare loop's."""
+    storage = registry.open_storage(url)
+    engine = Engine(parse_pricebook(PRICEBOOK, registry, "bench"), storage, registry)
+    seconds, report = timed(partial(engine.rate_batch, events, chunk_size=10_000))
+    charged = sum(report.totals.values(), Decimal(0))
+    if charged != bare_loop(events):
+        raise SystemExit(f"{kind}: charged {charged}, but the bare loop summed {bare_loop(events)}")
+    return seconds, storage
+
+
+def run(count: int, storages: list[str], postgres: str | None) -> dict[str, float]:
+    """Rate ``count`` events into each storage; returns the figures the target table reads."""
     registry = Registry.load()
-    book = parse_pricebook(PRICEBOOK, registry, "bench")
     print(f"building {count:,} synthetic events ...", flush=True)
     events = synthetic_events(count)
     started = time.perf_counter()
-    expected = bare_loop(events)
+    bare_loop(events)
     bare_seconds = time.perf_counter() - started
     print(f"{'bare Decimal loop':<24} {bare_seconds:8.2f} s  {count / bare_seconds:>12,.0f} events/s  ratio  1.0")
+    figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as directory:
         for kind in storages:
             url = storage_url(kind, directory, postgres)
-            storage = registry.open_storage(url)
-            engine = Engine(book, storage, registry)
-            seconds, report = timed(partial(engine.rate_batch, events, chunk_size=10_000))
-            charged = sum(report.totals.values(), Decimal(0))
-            if charged != expected:
-                raise SystemExit(f"{kind}: charged {charged}, but the bare loop summed {expected}")
-            ratio = seconds / bare_seconds
+            before = current_rss()
+            seconds, storage = rate_into(kind, url, events, registry)
+            after = current_rss()
+            figures[kind] = count / seconds
+            if kind == "memory" and before is not None and after is not None:
+                figures["memory bytes/event"] = (after - before) / count
             label = f"rate + post ({kind})"
+            ratio = seconds / bare_seconds
             print(f"{label:<24} {seconds:8.2f} s  {count / seconds:>12,.0f} events/s  ratio {ratio:4.1f}", flush=True)
             if kind == "postgres":
                 postings, copy_seconds = raw_copy_seconds(url, storage)
+                figures["postgres share of COPY"] = copy_seconds / seconds
                 print(
                     f"{'  postings':<24} {postings / seconds:>21,.0f} postings/s; a raw COPY of the same rows: "
                     f"{postings / copy_seconds:,.0f}/s; ratio {seconds / copy_seconds:.1f}"
                 )
             storage.close()
+            if kind == storages[0] and count >= 100_000:  # the same storage at a tenth: is the cost linear?
+                tenth = events[: count // 10]
+                seconds, storage = rate_into(kind, storage_url(kind, directory, postgres), tenth, registry)
+                storage.close()
+                figures["linear"] = figures[kind] / (len(tenth) / seconds)
+                print(f"{'  at a tenth':<24} {seconds:8.2f} s  {len(tenth) / seconds:>12,.0f} events/s")
+    return figures
 
 
-def latency(samples: int, storages: list[str], postgres: str | None) -> None:
+def streamed_peak_rss(count: int) -> float:
+    """Peak RSS in MB of a fresh process rating ``count`` generated events to SQLite as a stream."""
+    code = (
+        "import tempfile\n"
+        "from rating.bench import PRICEBOOK, synthetic_stream\n"
+        "from rating.engine import Engine\n"
+        "from rating.pricebook import parse_pricebook\n"
+        "from rating.registry import Registry\n"
+        "registry = Registry.load()\n"
+        "with tempfile.TemporaryDirectory() as d, registry.open_storage(d + '/s.db') as storage:\n"
+        "    book = parse_pricebook(PRICEBOOK, registry, 'bench')\n"
+        f"    Engine(book, storage, registry).rate_batch(synthetic_stream({count}), chunk_size=10_000)\n"
+        # VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's size when forked, this bench's events
+        "print([int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0] / 1024)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(result.stdout.split()[-1])
+
+
+def latency(samples: int, storages: list[str], postgres: str | None) -> dict[str, float]:
     """Median and 99th percentile of one metered request: authorize (quote + reserve), then rate against it.
 
     Two durable commits: the reservation, then the rating paid from it with the rest released.
@@ -164,6 +222,7 @@ def latency(samples: int, storages: list[str], postgres: str | None) -> None:
     registry = Registry.load()
     book = parse_pricebook(PRICEBOOK, registry, "bench")
     events = synthetic_events(samples)
+    p99s = {}
     with tempfile.TemporaryDirectory() as directory:
         for kind in storages:
             storage = registry.open_storage(storage_url(kind, directory, postgres))
@@ -180,7 +239,57 @@ def latency(samples: int, storages: list[str], postgres: str | None) -> None:
             times.sort()
             p50, p99 = times[len(times) // 2], times[min(len(times) - 1, len(times) * 99 // 100)]
             print(f"{'metered request (' + kind + ')':<34} p50 {p50 * 1000:7.2f} ms   p99 {p99 * 1000:7.2f} ms")
+            p99s[kind] = p99 * 1000
             storage.close()
+    return p99s
+
+
+def target_table(figures: dict[str, float], p99s: dict[str, float], streamed: float | None, count: int) -> str:
+    """Each target of the online-rating issue beside its figure from this run."""
+    rows = []
+
+    def row(target: str, figure: float | None, shown: str, met: bool | None) -> None:
+        verdict = "not measured" if figure is None else "met" if met else "NOT met"
+        rows.append((target, shown if figure is not None else "-", verdict))
+
+    for kind, floor in (("memory", 150_000), ("sqlite", 60_000), ("postgres", 40_000)):
+        got = figures.get(kind)
+        row(f"{kind}: >= {floor:,} events/s", got, f"{got or 0:,.0f} events/s", got is not None and got >= floor)
+    share = figures.get("postgres share of COPY")
+    row("postgres: >= 30% of a raw COPY", share, f"{(share or 0) * 100:.1f}%", share is not None and share >= 0.30)
+    linear = figures.get("linear")
+    row(
+        f"{count:,} events within 15% of a tenth",
+        linear,
+        f"{(linear or 0) * 100:.0f}% of the rate",
+        linear is not None and linear >= 0.85,
+    )
+    per_event = figures.get("memory bytes/event")
+    row(
+        "memory: <= 900 bytes kept per event",
+        per_event,
+        f"{per_event or 0:,.0f} bytes",
+        per_event is not None and per_event <= 900,
+    )
+    row(
+        "10M-event stream to SQLite: peak RSS < 300 MB",
+        streamed,
+        f"{streamed or 0:,.0f} MB ({count:,} events)",
+        streamed is not None and streamed < 300,
+    )
+    for kind, ceiling in (("sqlite", 2.0), ("postgres", 8.0)):
+        got = p99s.get(kind)
+        row(
+            f"metered request p99 ({kind}) < {ceiling:g} ms",
+            got,
+            f"{got or 0:.2f} ms",
+            got is not None and got < ceiling,
+        )
+    row("4 writers >= 1.5x one", None, "", None)
+    width = max(len(target) for target, _, _ in rows)
+    lines = [f"{'target':<{width}}  {'figure':>26}  verdict", "-" * (width + 38)]
+    lines += [f"{target:<{width}}  {shown:>26}  {verdict}" for target, shown, verdict in rows]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -199,7 +308,11 @@ def main() -> None:
         elif args.latency:
             latency(args.latency, args.storage, args.postgres)
         else:
-            run(args.events, args.storage, args.postgres)
+            figures = run(args.events, args.storage, args.postgres)
+            p99s = latency(1_000, [k for k in args.storage if k != "memory"], args.postgres)
+            streamed = streamed_peak_rss(args.events) if "sqlite" in args.storage else None
+            print()
+            print(target_table(figures, p99s, streamed, args.events))
     finally:
         drop_bench_schemas(args.postgres)
 
