@@ -145,14 +145,16 @@ def current_rss() -> int | None:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def rate_into(kind: str, url: str, events: list[UsageEvent], registry: Registry) -> tuple[float, Storage]:
-    """Rate ``events`` into a fresh storage of ``kind``; check the total against the bare loop's."""
+def rate_into(
+    kind: str, url: str, events: list[UsageEvent], expected: Decimal, registry: Registry
+) -> tuple[float, Storage]:
+    """Rate ``events`` into a fresh storage of ``kind``; check the total against the bare loop's ``expected``."""
     storage = registry.open_storage(url)
     engine = Engine(parse_pricebook(PRICEBOOK, registry, "bench"), storage, registry)
     seconds, report = timed(partial(engine.rate_batch, events, chunk_size=10_000))
     charged = sum(report.totals.values(), Decimal(0))
-    if charged != bare_loop(events):
-        raise SystemExit(f"{kind}: charged {charged}, but the bare loop summed {bare_loop(events)}")
+    if charged != expected:
+        raise SystemExit(f"{kind}: charged {charged}, but the bare loop summed {expected}")
     return seconds, storage
 
 
@@ -162,7 +164,7 @@ def run(count: int, storages: list[str], postgres: str | None) -> dict[str, floa
     print(f"building {count:,} synthetic events ...", flush=True)
     events = synthetic_events(count)
     started = time.perf_counter()
-    bare_loop(events)
+    expected = bare_loop(events)
     bare_seconds = time.perf_counter() - started
     print(f"{'bare Decimal loop':<24} {bare_seconds:8.2f} s  {count / bare_seconds:>12,.0f} events/s  ratio  1.0")
     figures: dict[str, float] = {}
@@ -170,7 +172,7 @@ def run(count: int, storages: list[str], postgres: str | None) -> dict[str, floa
         for kind in storages:
             url = storage_url(kind, directory, postgres)
             before = current_rss()
-            seconds, storage = rate_into(kind, url, events, registry)
+            seconds, storage = rate_into(kind, url, events, expected, registry)
             after = current_rss()
             figures[kind] = count / seconds
             if kind == "memory" and before is not None and after is not None:
@@ -188,7 +190,8 @@ def run(count: int, storages: list[str], postgres: str | None) -> dict[str, floa
             storage.close()
             if kind == storages[0] and count >= 100_000:  # the same storage at a tenth: is the cost linear?
                 tenth = events[: count // 10]
-                seconds, storage = rate_into(kind, storage_url(kind, directory, postgres), tenth, registry)
+                url = storage_url(kind, directory, postgres)
+                seconds, storage = rate_into(kind, url, tenth, bare_loop(tenth), registry)
                 storage.close()
                 figures["linear"] = figures[kind] / (len(tenth) / seconds)
                 print(f"{'  at a tenth':<24} {seconds:8.2f} s  {len(tenth) / seconds:>12,.0f} events/s")
@@ -262,12 +265,10 @@ def writers_speedup(count: int, writers: int = 4) -> float:
             command = [sys.executable, "-m", "rating", "rate", "-p", str(folder / "bench.yaml"), "--db", db]
             started = time.perf_counter()
             running = [
-                subprocess.Popen(
-                    [*command[:4], name, *command[4:]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-                )
+                subprocess.Popen([*command, name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 for name in files
             ]
-            if any(process.wait() for process in running):
+            if any([process.wait() for process in running]):  # a list: wait for every one, even after a failure
                 raise SystemExit("a rating process failed")
             return count / (time.perf_counter() - started)
 

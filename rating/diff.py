@@ -135,10 +135,9 @@ def separable_edits(before: Pricebook, after: Pricebook) -> list[Edit]:
 
             for what, where, charges in _charge_edits(f"{holders} {name}", old.charges, new.charges, currency):
                 edits.append(Edit(where, what, with_holder(old.model_copy(update={"charges": charges}))))
-            if new.model_copy(update={"charges": old.charges}) != old:
-                edits.append(
-                    Edit(f"{holders} {name}", "changed", with_holder(new.model_copy(update={"charges": old.charges})))
-                )
+            own_fields_changed = new.model_copy(update={"charges": old.charges})
+            if own_fields_changed != old:
+                edits.append(Edit(f"{holders} {name}", "changed", with_holder(own_fields_changed)))
     for what, where, charges in _charge_edits("costs", before.costs, after.costs, currency):
         edits.append(Edit(where, what, base.model_copy(update={"costs": charges})))
     return edits

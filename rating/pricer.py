@@ -116,8 +116,7 @@ class Pricer:
         charges: list[Charge] = []
         costs: list[Posting] = []
         source = event.billing_source
-        # BYOK usage is metered in state of its own: it never moves platform usage up a tier.
-        suffix = "" if source == "platform" else BYOK_SUFFIX
+        suffix = state_suffix(source)
         for name, meter in terms.meters:
             group = meter.group_of(event)
             reading = meter.reading(event)
@@ -156,7 +155,7 @@ class Pricer:
         """The period-state keys :meth:`price` reads for ``terms`` (its meters' and its running totals'), so a
         caller can read them all in one query first. Rollover carries and policies may read a few more."""
         event, period = terms.event, terms.period
-        suffix = "" if event.billing_source == "platform" else BYOK_SUFFIX
+        suffix = state_suffix(event.billing_source)
         for name, meter in terms.meters:
             yield (event.customer, name + suffix, meter.group_of(event), period)
             for total_key, charge in terms.charges.get(name, ()):
@@ -169,6 +168,12 @@ class Pricer:
         if result.id != event.id or result.customer != event.customer:
             raise PluginError(f"a rating_enrich_event plugin changed the id or customer of event {event.id}")
         return result
+
+
+def state_suffix(billing_source: str) -> str:
+    """What follows a meter's name in its state key: BYOK usage is metered in state of its own,
+    so it never moves platform usage up a tier."""
+    return "" if billing_source == "platform" else BYOK_SUFFIX
 
 
 def advance(lookup: StateLookup, customer: str, usage: Sequence[Usage]) -> None:

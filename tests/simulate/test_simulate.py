@@ -5,13 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal
+from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rating.accounts import prepaid_account, receivable_account
 from rating.catalog import Catalog
+from rating.cli import main
 from rating.closing import close_period
+from rating.demo import write_demo_events
 from rating.engine import Engine
 from rating.events import UsageEvent
 from rating.meters import Meter
@@ -21,9 +25,22 @@ from rating.pricing import PricingModel
 from rating.refusals import Refusal
 from rating.simulate import simulate
 from rating.storage.memory import MemoryStorage
+from tests.helpers import EXAMPLE, ROOT
 from tests.test_telescoping import METER_SPECS, REGISTRY, models, quantities
 
 CUSTOMERS = ["listed", "walk-in", "contracted"]
+CANDIDATE = str(ROOT / "pricebooks" / "candidates" / "ai-gateway-2027.yaml")
+
+
+@pytest.fixture
+def demo_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """300 demo events, rated by the example pricebook into ``history.db`` in the (temporary) working directory."""
+    monkeypatch.chdir(tmp_path)
+    events = write_demo_events(tmp_path / "demo-events.jsonl", 300)
+    assert main(["rate", str(events), "-p", str(EXAMPLE), "--db", "history.db"]) == 0
+    return events
+
+
 money = st.sampled_from([None, Decimal(0), Decimal("9.99"), Decimal(30), Decimal("1000")])
 
 
@@ -127,14 +144,9 @@ def test_simulate_command_compares_the_demo_history_under_a_candidate(
     capsys,
     monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
-    from rating.cli import main
-    from rating.demo import write_demo_events
-    from tests.helpers import EXAMPLE, ROOT
-
     monkeypatch.chdir(tmp_path)
     events = write_demo_events(tmp_path / "demo-events.jsonl", 400)
-    candidate = ROOT / "pricebooks" / "candidates" / "ai-gateway-2027.yaml"
-    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", str(candidate), "-o", "json"]) == 0
+    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", CANDIDATE, "-o", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
     by_customer = {row["customer"]: row for row in document["customers"] if row["asset"] == "USD"}
     # The candidate adds a 20 USD monthly fee to the team plan: each team customer pays it once.
@@ -143,7 +155,7 @@ def test_simulate_command_compares_the_demo_history_under_a_candidate(
     total = sum(Decimal(row["delta ai-gateway-2027"]) for row in by_customer.values())
     revenue = document["revenue"]
     assert Decimal(revenue["ai-gateway-2027"]["USD"]) - Decimal(revenue["ai-gateway"]["USD"]) == total
-    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", str(candidate)]) == 0
+    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", CANDIDATE]) == 0
     assert "customers paying more:" in capsys.readouterr().err
 
 
@@ -158,21 +170,10 @@ def test_an_event_id_is_priced_once_and_a_conflicting_reuse_is_counted(book, reg
     assert scenario.unpriced == {Refusal.DUPLICATE_CONFLICT: 1}
 
 
-def test_history_from_the_database_simulates_like_the_file_and_breaks_down_by_meter(
-    tmp_path,
-    capsys,
-    monkeypatch,  # type: ignore[no-untyped-def]
-) -> None:
-    from rating.cli import main
-    from rating.demo import write_demo_events
-    from tests.helpers import EXAMPLE, ROOT
-
-    monkeypatch.chdir(tmp_path)
-    events = write_demo_events(tmp_path / "demo-events.jsonl", 300)
-    candidate = str(ROOT / "pricebooks" / "candidates" / "ai-gateway-2027.yaml")
-    assert main(["rate", str(events), "-p", str(EXAMPLE), "--db", "history.db"]) == 0
+def test_history_from_the_database_simulates_like_the_file_and_breaks_down_by_meter(demo_history, capsys) -> None:  # type: ignore[no-untyped-def]
+    events = demo_history
     capsys.readouterr()
-    common = ["-p", str(EXAMPLE), "--vs", candidate, "-o", "json"]
+    common = ["-p", str(EXAMPLE), "--vs", CANDIDATE, "-o", "json"]
     assert main(["simulate", str(events), *common]) == 0
     from_file = json.loads(capsys.readouterr().out)
     assert main(["simulate", "--db", "history.db", "--from", "2026-11-01", "--to", "2026-12-01", *common]) == 0
@@ -187,18 +188,12 @@ def test_history_from_the_database_simulates_like_the_file_and_breaks_down_by_me
     assert "--from and --to take dates" in capsys.readouterr().err
 
 
-def test_margins_compare_revenue_with_the_provider_costs_billing_posts(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_margins_compare_revenue_with_the_provider_costs_billing_posts(demo_history, capsys) -> None:  # type: ignore[no-untyped-def]
     from rating.accounts import is_cost
-    from rating.cli import main
-    from rating.demo import write_demo_events
-    from tests.helpers import EXAMPLE, ROOT
 
-    monkeypatch.chdir(tmp_path)
-    events = write_demo_events(tmp_path / "demo-events.jsonl", 300)
-    candidate = str(ROOT / "pricebooks" / "candidates" / "ai-gateway-2027.yaml")
-    assert main(["rate", str(events), "-p", str(EXAMPLE), "--db", "history.db"]) == 0
+    events = demo_history
     capsys.readouterr()
-    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", candidate, "-o", "json"]) == 0
+    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", CANDIDATE, "-o", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
     margins = {row["pricebook"]: row for row in document["margins"] if row["asset"] == "USD"}
     with REGISTRY.open_storage("history.db") as storage:
@@ -210,7 +205,7 @@ def test_margins_compare_revenue_with_the_provider_costs_billing_posts(tmp_path,
         assert Decimal(row["revenue"]) == Decimal(document["revenue"][row["pricebook"]]["USD"])
     assert base["change"] is None
     assert Decimal(other["change"]) == Decimal(other["margin"]) - Decimal(base["margin"])
-    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", candidate]) == 0
+    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", CANDIDATE]) == 0
     assert f"ai-gateway-2027: margin {format_decimal(Decimal(other['margin']))} USD" in capsys.readouterr().err
 
 
@@ -224,15 +219,8 @@ def test_progress_counts_the_events_priced_over_every_pricebook(book, registry) 
     assert seen == [10_000, 20_000, 25_000, 35_000, 45_000, 50_000]
 
 
-def test_the_ledger_baseline_is_what_rate_and_close_period_billed(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from rating.cli import main
-    from rating.demo import write_demo_events
-    from tests.helpers import EXAMPLE, ROOT
-
-    monkeypatch.chdir(tmp_path)
-    events = write_demo_events(tmp_path / "demo-events.jsonl", 300)
-    candidate = str(ROOT / "pricebooks" / "candidates" / "ai-gateway-2027.yaml")
-    assert main(["rate", str(events), "-p", str(EXAMPLE), "--db", "history.db"]) == 0
+def test_the_ledger_baseline_is_what_rate_and_close_period_billed(demo_history, capsys) -> None:  # type: ignore[no-untyped-def]
+    events = demo_history
     ledger = ["simulate", "--db", "history.db", "--from", "2026-11-01", "--to", "2026-12-01", "--baseline", "ledger"]
     capsys.readouterr()
     assert main([*ledger, "--vs", str(EXAMPLE), "-o", "json"]) == 0
@@ -242,11 +230,11 @@ def test_the_ledger_baseline_is_what_rate_and_close_period_billed(tmp_path, caps
     assert any(Decimal(row["delta ai-gateway"]) for row in open_rows)  # the rounding close would post
     assert main(["close-period", "--period", "2026-11", "-p", str(EXAMPLE), "--db", "history.db"]) == 0
     capsys.readouterr()
-    assert main([*ledger, "--vs", str(EXAMPLE), "--vs", candidate, "-o", "json"]) == 0
+    assert main([*ledger, "--vs", str(EXAMPLE), "--vs", CANDIDATE, "-o", "json"]) == 0
     compared = json.loads(capsys.readouterr().out)
     assert compared["customers"] and all(Decimal(row["delta ai-gateway"]) == 0 for row in compared["customers"])
     assert compared["revenue"]["ledger"] == compared["revenue"]["ai-gateway"]
-    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", candidate, "-o", "json"]) == 0
+    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", CANDIDATE, "-o", "json"]) == 0
     from_file = json.loads(capsys.readouterr().out)
     assert compared["revenue"]["ai-gateway-2027"] == from_file["revenue"]["ai-gateway-2027"]
     assert main([*ledger]) == 1
