@@ -109,3 +109,17 @@ class RatedEvent(NamedTuple):
         for charge in self.charges:
             totals[charge.asset] = totals.get(charge.asset, Decimal(0)) + charge.amount
         return totals
+
+
+class Correction(NamedTuple):
+    """What re-rating one event changes: the charge records it adds and the transaction that posts the difference.
+
+    ``charges`` reverse the event's charges as they stood and add the new ones;
+    ``transaction`` (``rerate:EVENT:N``) moves the ledger by the same difference.
+    Nothing stored before is edited.
+    """
+
+    event_id: str
+    customer: str
+    charges: tuple[Charge, ...]
+    transaction: Transaction

@@ -33,6 +33,7 @@ from rating.periods import zone
 from rating.pricebook import Pricebook, json_schema, load_pricebook, summary
 from rating.registry import Registry
 from rating.reports import margin_report, usage_report, window
+from rating.rerate import rerate
 from rating.simulate import SimulationResult, distinct, percent_change, simulate
 from rating.storage import Storage
 from rating.wallet import Wallets
@@ -420,6 +421,35 @@ def _simulate_against_ledger(args: argparse.Namespace, registry: Registry) -> tu
     return SimulationResult(ledger, result.scenarios, notices + result.notices), invalid
 
 
+def cmd_rerate(args: argparse.Namespace, registry: Registry) -> int:
+    catalog = load_catalog(args.pricebook, registry)
+    since, until = _range(args, catalog.latest)
+    report = rerate(_open(args, registry), catalog, registry, since, until, dry_run=args.dry_run)
+    rows = report.rows()
+    columns = ["customer", "asset", "posted", "rerated", "difference"]
+    refused = [{"location": r.location, "code": str(r.code), "reason": r.reason} for r in report.refused]
+    if args.output == "json":
+        document = {
+            "customers": json.loads(render(rows, columns, "json")),
+            "corrections": [c.transaction.id for c in report.corrections],
+            "refused": refused,
+            "dry_run": args.dry_run,
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        print(render(rows, columns, args.output))
+        for rejection in report.refused:
+            print(rejection, file=sys.stderr)
+    adjusting = sum(1 for c in report.corrections if "adjusts" in c.transaction.metadata)
+    verb = "would post" if args.dry_run else "posted"
+    print(
+        f"re-priced {report.repriced:,} events; {verb} {len(report.corrections):,} corrections"
+        f" ({adjusting:,} of closed periods, into the current one); {len(report.refused):,} refused",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _parquet_files(name: str | None) -> list[Path]:
     """The Parquet files of ``name``: the file itself, or every ``*.parquet`` in a directory."""
     if name is None:
@@ -714,6 +744,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulation.add_argument("--workers", type=int, metavar="N", help="simulate Parquet files on a local Dask cluster")
     simulation.add_argument("--dask", metavar="ADDRESS", help="or on the Dask scheduler at tcp://host:8786")
+    correction = command(
+        "rerate",
+        cmd_rerate,
+        "re-price whole billing periods with a fixed pricebook and post the differences",
+        db=DEFAULT_DB,
+        output=True,
+    )
+    correction.add_argument(
+        "--from", dest="since", required=True, metavar="DATE", help="the billing periods that start on or after it"
+    )
+    correction.add_argument("--to", dest="until", required=True, metavar="DATE", help="and before this day")
+    correction.add_argument("--pricebook", "-p", required=True, action="append", help="the fixed " + PRICEBOOK_HELP)
+    correction.add_argument("--dry-run", action="store_true", help="show the differences, post nothing")
     to_parquet = command("to-parquet", cmd_to_parquet, "write events as Parquet, for columnar simulation")
     to_parquet.add_argument("events", metavar="EVENTS", help="a .jsonl or .csv file of events")
     to_parquet.add_argument("output_file", metavar="OUT.parquet", help="the Parquet file to write")

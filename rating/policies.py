@@ -44,8 +44,11 @@ def refuse_closed_period(terms: Terms, is_closed: ClosedLookup) -> None:
         )
 
 
-def apply_spend_cap(priced: PricedEvent, lookup: StateLookup) -> None:
-    """Keep the period's spend (for caps and alerts) and refuse with ``spend_cap_reached`` beyond the cap."""
+def apply_spend_cap(priced: PricedEvent, lookup: StateLookup, *, enforce: bool = True) -> None:
+    """Keep the period's spend (for caps and alerts) and refuse with ``spend_cap_reached`` beyond the cap.
+
+    Not ``enforce``: only keep the spend (re-rating usage that happened).
+    """
     terms = priced.terms
     customer, period = terms.event.customer, terms.period
     spec = terms.version.book.spec_of(customer)
@@ -54,7 +57,7 @@ def apply_spend_cap(priced: PricedEvent, lookup: StateLookup) -> None:
     billed = terms.version.billed_asset[terms.plan]
     spent = total_of(priced.charges, billed)
     running = lookup((customer, SPEND, (), period)).quantity
-    if spec.spend_cap is not None and spent > 0 and running + spent > spec.spend_cap:
+    if enforce and spec.spend_cap is not None and spent > 0 and running + spent > spec.spend_cap:
         raise EventError(
             Refusal.SPEND_CAP_REACHED,
             f"spend cap reached: customer {customer!r} has spent {running} of {spec.spend_cap} {billed}"

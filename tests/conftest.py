@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from rating.cli import main
+from rating.demo import write_demo_events
 from rating.engine import Engine
 from rating.pricebook import Pricebook, parse_pricebook
 from rating.registry import Registry
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
 from rating.storage.sqlite import SQLiteStorage
-from tests.helpers import SIMPLE_PRICEBOOK
+from tests.helpers import EXAMPLE, SIMPLE_PRICEBOOK
 
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
@@ -85,3 +87,12 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
 @pytest.fixture
 def engine(book: Callable[[str], Pricebook], registry: Registry) -> Engine:
     return Engine(book(SIMPLE_PRICEBOOK), MemoryStorage(), registry)
+
+
+@pytest.fixture
+def demo_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """300 demo events, rated by the example pricebook into ``history.db`` in the (temporary) working directory."""
+    monkeypatch.chdir(tmp_path)
+    events = write_demo_events(tmp_path / "demo-events.jsonl", 300)
+    assert main(["rate", str(events), "-p", str(EXAMPLE), "--db", "history.db"]) == 0
+    return events

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
-from rating.charges import Charge, RatedEvent, StateKey
+from rating.charges import Charge, Correction, RatedEvent, StateKey
 from rating.errors import EventConflict, InvalidAmount, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
 from rating.events import UsageEvent
 from rating.ledger import Transaction
@@ -84,6 +84,19 @@ def final_states(
             final[key] = (usage.after, isinstance(usage.reading, str))
             if isinstance(usage.reading, str):
                 members.append((*key, usage.reading))
+    return final, members
+
+
+def stored_states(
+    states: Mapping[StateKey, PeriodState], group_key: Callable[[tuple[str, ...]], str]
+) -> tuple[dict[StoredKey, tuple[Decimal, bool]], list[tuple[str, str, str, str, str]]]:
+    """``states`` as :func:`final_states` gives them: (quantity, is unique) per stored key, and the unique members."""
+    final: dict[StoredKey, tuple[Decimal, bool]] = {}
+    members = []
+    for (customer, meter, group, period), state in states.items():
+        key = (customer, meter, group_key(group), period)
+        final[key] = (state.quantity, state.members is not None)
+        members += [(*key, member) for member in sorted(state.members or ())]
     return final, members
 
 
@@ -152,6 +165,26 @@ class Storage(abc.ABC):
             if limits:
                 self._check_limits(fresh, limits)
             self._write_transactions(fresh)
+        return fresh
+
+    def correct(
+        self,
+        corrections: Sequence[Correction],
+        states: Mapping[StateKey, PeriodState],
+        limits: Mapping[tuple[str, str], Decimal] | None = None,
+    ) -> list[Correction]:
+        """Store corrections of rated events and the period states they leave, atomically; return those that were new.
+
+        A correction whose transaction is already stored with the same content is
+        skipped; ``states`` replace the stored state of their keys (re-rated open
+        periods); ``limits`` are checked as in :meth:`append`.
+        """
+        with self.writing():
+            fresh_ids = {t.id for t in self._screen_transactions([c.transaction for c in corrections])}
+            fresh = [c for c in corrections if c.transaction.id in fresh_ids]
+            if limits:
+                self._check_limits([c.transaction for c in fresh], limits)
+            self._write_corrections(fresh, states)
         return fresh
 
     def _check_limits(self, transactions: Sequence[Transaction], limits: Mapping[tuple[str, str], Decimal]) -> None:
@@ -329,6 +362,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def _write_ratings(self, ratings: Sequence[RatedEvent]) -> None:
         """Write new rated events, their transactions, usage, charges and period state."""
+
+    @abc.abstractmethod
+    def _write_corrections(self, corrections: Sequence[Correction], states: Mapping[StateKey, PeriodState]) -> None:
+        """Write new corrections (their transactions and charge records) and replace the period ``states``."""
 
     # -- shared checks -----------------------------------------------------------
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from decimal import Decimal
 
 from rating.accounts import is_cost
-from rating.charges import RatedEvent, StateKey
+from rating.charges import Correction, RatedEvent, StateKey
 from rating.events import UsageEvent
 from rating.ledger import Transaction
 from rating.meters import PeriodState
@@ -37,6 +38,8 @@ class MemoryStorage(Storage):
         self._activity: list[Activity] = []
         self._by_kind: dict[tuple[str, str | None], list[str]] = {}
         self._closed: set[tuple[str, str]] = set()
+        #: Charge amounts that corrections added, by event: kept apart so uncorrected events cost nothing more.
+        self._corrected: dict[str, list[tuple[str, Decimal]]] = {}
 
     def _atomic(self) -> AbstractContextManager[None]:
         return self._lock  # type: ignore[return-value]
@@ -81,7 +84,14 @@ class MemoryStorage(Storage):
             for a in self._activity
             if since <= a.event.timestamp < until and (customer is None or a.event.customer == customer)
         ]
-        return iter(sorted(chosen, key=lambda a: a.event.timestamp))
+        chosen.sort(key=lambda a: a.event.timestamp)
+        corrected = self._corrected
+        return iter(
+            [
+                a if a.event.id not in corrected else replace(a, amounts=a.amounts + tuple(corrected[a.event.id]))
+                for a in chosen
+            ]
+        )
 
     @exact
     def account_totals(self, accounts: Iterable[str], until: dt.datetime) -> dict[tuple[str, str], Decimal]:
@@ -151,3 +161,11 @@ class MemoryStorage(Storage):
             amounts = tuple((c.asset, c.amount) for c in rating.charges)
             costs = tuple((p.asset, p.amount) for p in rating.transaction.postings if is_cost(p.account))
             self._activity.append(Activity(event, readings, amounts, costs))
+
+    def _write_corrections(self, corrections: Sequence[Correction], states: Mapping[StateKey, PeriodState]) -> None:
+        self._write_transactions([c.transaction for c in corrections])
+        for correction in corrections:
+            self._charges.extend(StoredCharge(correction.event_id, correction.customer, c) for c in correction.charges)
+            self._corrected.setdefault(correction.event_id, []).extend((c.asset, c.amount) for c in correction.charges)
+        for key, state in states.items():
+            self._states[key] = PeriodState(state.quantity, None if state.members is None else set(state.members))

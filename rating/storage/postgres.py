@@ -18,12 +18,20 @@ from decimal import Decimal
 from typing import Any
 
 from rating.accounts import is_cost
-from rating.charges import Charge, RatedEvent, StateKey
+from rating.charges import Charge, Correction, RatedEvent, StateKey
 from rating.errors import StorageError
 from rating.events import UsageEvent
 from rating.ledger import Posting, Transaction
 from rating.meters import PeriodState
-from rating.storage.base import Activity, Storage, StoredCharge, balance_moves, final_states
+from rating.storage.base import (
+    Activity,
+    Storage,
+    StoredCharge,
+    StoredKey,
+    balance_moves,
+    final_states,
+    stored_states,
+)
 
 try:
     import psycopg
@@ -466,14 +474,24 @@ class PostgresStorage(Storage):
                 for u in r.usage
             ),
         )
+        self._write_charges((r.event.id, r.event.customer, c) for r in ratings for c in r.charges)
+        self._write_states(*final_states(ratings, _group_key))
+
+    def _write_corrections(self, corrections: Sequence[Correction], states: Mapping[StateKey, PeriodState]) -> None:
+        self._write_transactions([c.transaction for c in corrections])
+        self._write_charges((c.event_id, c.customer, charge) for c in corrections for charge in c.charges)
+        self._write_states(*stored_states(states, _group_key))
+
+    def _write_charges(self, rows: Iterable[tuple[str, str, Charge]]) -> None:
+        """Write charge records as (event id, customer, charge)."""
         self._copy(
             "charges",
             "event_id, customer, plan, meter, group_key, period, model, before, after, amount, asset, unit,"
             " unit_price, explanation",
             (
                 (
-                    r.event.id,
-                    r.event.customer,
+                    event_id,
+                    customer,
                     c.plan,
                     c.meter,
                     _group_key(c.group),
@@ -487,11 +505,13 @@ class PostgresStorage(Storage):
                     c.unit_price,
                     c.explanation,
                 )
-                for r in ratings
-                for c in r.charges
+                for event_id, customer, c in rows
             ),
         )
-        final, members = final_states(ratings, _group_key)
+
+    def _write_states(
+        self, final: Mapping[StoredKey, tuple[Decimal, bool]], members: Sequence[tuple[str, str, str, str, str]]
+    ) -> None:
         with self._db.cursor() as cursor:
             cursor.executemany(
                 "INSERT INTO period_state VALUES (%s, %s, %s, %s, %s, %s)"

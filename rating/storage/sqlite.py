@@ -18,13 +18,21 @@ from functools import lru_cache
 from pathlib import Path
 
 from rating.accounts import is_cost
-from rating.charges import Charge, RatedEvent, StateKey
+from rating.charges import Charge, Correction, RatedEvent, StateKey
 from rating.errors import StorageError
 from rating.events import UsageEvent
 from rating.ledger import Posting, Transaction
 from rating.meters import PeriodState
 from rating.money import ZERO, exact
-from rating.storage.base import Activity, Storage, StoredCharge, balance_moves, final_states
+from rating.storage.base import (
+    Activity,
+    Storage,
+    StoredCharge,
+    StoredKey,
+    balance_moves,
+    final_states,
+    stored_states,
+)
 
 #: Versioned schema migrations, applied in order, each exactly once.
 MIGRATIONS: list[tuple[int, str]] = [
@@ -516,13 +524,23 @@ class SQLiteStorage(Storage):
                 for u in r.usage
             ],
         )
-        db.executemany(
+        self._write_charges((r.event.id, r.event.customer, c) for r in ratings for c in r.charges)
+        self._write_states(*final_states(ratings, _group_key))
+
+    def _write_corrections(self, corrections: Sequence[Correction], states: Mapping[StateKey, PeriodState]) -> None:
+        self._write_transactions([c.transaction for c in corrections])
+        self._write_charges((c.event_id, c.customer, charge) for c in corrections for charge in c.charges)
+        self._write_states(*stored_states(states, _group_key))
+
+    def _write_charges(self, rows: Iterable[tuple[str, str, Charge]]) -> None:
+        """Write charge records as (event id, customer, charge)."""
+        self._db.executemany(
             "INSERT INTO charges (event_id, customer, plan, meter, group_key, period, model, before, after, amount,"
             " asset, unit, unit_price, explanation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
-                    r.event.id,
-                    r.event.customer,
+                    event_id,
+                    customer,
                     c.plan,
                     c.meter,
                     _group_key(c.group),
@@ -536,13 +554,15 @@ class SQLiteStorage(Storage):
                     _optional(c.unit_price),
                     c.explanation,
                 )
-                for r in ratings
-                for c in r.charges
+                for event_id, customer, c in rows
             ],
         )
-        final, members = final_states(ratings, _group_key)
-        db.executemany(
+
+    def _write_states(
+        self, final: Mapping[StoredKey, tuple[Decimal, bool]], members: Sequence[tuple[str, str, str, str, str]]
+    ) -> None:
+        self._db.executemany(
             "INSERT OR REPLACE INTO period_state VALUES (?, ?, ?, ?, ?, ?)",
             [(*key, str(quantity), int(unique)) for key, (quantity, unique) in final.items()],
         )
-        db.executemany("INSERT OR IGNORE INTO period_members VALUES (?, ?, ?, ?, ?)", members)
+        self._db.executemany("INSERT OR IGNORE INTO period_members VALUES (?, ?, ?, ?, ?)", members)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,15 +30,6 @@ CUSTOMERS = ["listed", "walk-in", "contracted"]
 CANDIDATE = str(ROOT / "pricebooks" / "candidates" / "ai-gateway-2027.yaml")
 
 
-@pytest.fixture
-def demo_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """300 demo events, rated by the example pricebook into ``history.db`` in the (temporary) working directory."""
-    monkeypatch.chdir(tmp_path)
-    events = write_demo_events(tmp_path / "demo-events.jsonl", 300)
-    assert main(["rate", str(events), "-p", str(EXAMPLE), "--db", "history.db"]) == 0
-    return events
-
-
 money = st.sampled_from([None, Decimal(0), Decimal("9.99"), Decimal(30), Decimal("1000")])
 
 
@@ -63,9 +52,9 @@ def pricebook(aggregation: str, model: PricingModel, fee: Decimal | None, minimu
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> tuple[Pricebook, list[UsageEvent]]:
-    aggregation = draw(st.sampled_from(sorted(METER_SPECS)))
-    book = pricebook(
+def books(draw: st.DrawFn, aggregation: str) -> Pricebook:
+    """A pricebook of one meter of ``aggregation``: a plan with fee and minimum, and a contract with a commitment."""
+    return pricebook(
         aggregation,
         draw(models("m", aggregation)),
         draw(money),
@@ -73,6 +62,11 @@ def histories(draw: st.DrawFn) -> tuple[Pricebook, list[UsageEvent]]:
         draw(money),
         draw(models("m", aggregation)),
     )
+
+
+@st.composite
+def usage(draw: st.DrawFn) -> list[UsageEvent]:
+    """Up to 25 events of the three customers over October and November, in any order."""
     readings = draw(
         st.lists(
             st.tuples(
@@ -97,7 +91,12 @@ def histories(draw: st.DrawFn) -> tuple[Pricebook, list[UsageEvent]]:
         )
         for i, (q, member, group, customer, minute) in enumerate(readings)
     ]
-    return book, draw(st.permutations(events))
+    return draw(st.permutations(events))
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[Pricebook, list[UsageEvent]]:
+    return draw(books(draw(st.sampled_from(sorted(METER_SPECS))))), draw(usage())
 
 
 @settings(max_examples=150)

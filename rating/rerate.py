@@ -1,0 +1,318 @@
+"""Correcting history with the billing pricer: ``rating rerate``.
+
+When a pricebook fix changes what past usage should have cost,
+:func:`rerate` re-prices whole billing periods with the fixed pricebook and
+posts, per event, the difference from what is posted for it, as new
+transactions; nothing posted before is edited.
+
+- **Which events**: every rated event of the billing periods (of each
+  customer's plan, by the fixed pricebook) that start in ``[since, until)``:
+  whole periods, so tiers, allowances and caps count as they did.
+- **What is priced**: each event, in time order, against the period state its
+  period had before its first event, exactly as ``rating rate`` would have
+  priced it under the fixed pricebook. Policies that refuse usage (spend caps)
+  are not applied again: the usage happened.
+- **The correction** ``rerate:EVENT:N`` (``N`` counts the event's corrections)
+  moves every platform account (revenue, shares) by the new price minus what
+  the event's rating and earlier corrections posted there; the customer's payer
+  takes the net: the receivable, or for wallet customers the wallet (an
+  increase is drawn from grants and funds as usage is, and refused with
+  ``insufficient_funds`` when they cannot pay it; a decrease is credited to the
+  wallet's purchased funds). Its charge records reverse the event's charges as
+  they stood and add the new ones, so period totals, usage reports and the
+  ledger baseline of ``rating simulate`` see the corrected figures. Provider
+  costs and a contract's prepaid draw-down are left as posted: a price fix does
+  not change what the providers charged.
+- **Open periods** are corrected in place: the correction is dated at the event
+  and its charges count in the event's period; the period state is replaced by
+  what the new prices leave, so later usage continues from it and
+  ``close-period`` bills the corrected totals.
+- **Closed periods** stay as billed: the difference is dated now and counts in
+  the customer's current open period, marked ``adjusts: PERIOD`` (a visible
+  adjustment on the next bill). The closed period's fees, minimums and rounding
+  are not recomputed. When the current period is closed too, the correction is
+  refused with ``closed_period``.
+- **Idempotent**: re-rating with the same pricebook again posts nothing (every
+  difference is zero); everything is written in one atomic write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, localcontext
+
+from rating.accounts import PROVIDERS_ACCOUNT, customer_of, is_cost, receivable_account, wallet_account
+from rating.catalog import Catalog
+from rating.charges import Charge, Correction, StateKey
+from rating.engine import Rejection
+from rating.errors import EventError
+from rating.events import UsageEvent
+from rating.ledger import Posting, Transaction
+from rating.meters import PeriodState
+from rating.money import MONEY_CONTEXT, ZERO
+from rating.periods import bounds_of, zone
+from rating.policies import apply_spend_cap, fund_from_wallet
+from rating.poster import rating_transaction
+from rating.pricer import PricedEvent, Pricer, Terms, advance
+from rating.refusals import Refusal
+from rating.registry import Registry
+from rating.storage.base import Storage
+from rating.wallet import Grant, Wallets
+
+#: The kind of a correction's transaction id: ``rerate:EVENT:N``.
+RERATE = "rerate"
+#: How far after ``until`` the events of a period that starts before it may lie (the longest period is a year).
+LONGEST_PERIOD = dt.timedelta(days=367)
+
+
+@dataclass
+class RerateReport:
+    """What a re-rating found and posted (or, on a dry run, would post)."""
+
+    #: Events of the selected periods that the fixed pricebook priced.
+    repriced: int = 0
+    #: The corrections, one per event whose price changed.
+    corrections: list[Correction] = field(default_factory=list)
+    #: Events or corrections that could not be re-rated, with their codes; their postings stand.
+    refused: list[Rejection] = field(default_factory=list)
+    #: Per (customer, asset): the charges of the re-priced events as they stood, and as re-priced.
+    before: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    after: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+
+    def rows(self) -> list[dict[str, object]]:
+        """Per customer and asset: what stood, what the fixed pricebook charges, and the difference."""
+        return [
+            {
+                "customer": customer,
+                "asset": asset,
+                "posted": self.before.get((customer, asset), ZERO),
+                "rerated": self.after.get((customer, asset), ZERO),
+                "difference": self.after.get((customer, asset), ZERO) - self.before.get((customer, asset), ZERO),
+            }
+            for customer, asset in sorted(set(self.before) | set(self.after))
+        ]
+
+
+def rerate(
+    storage: Storage,
+    catalog: Catalog,
+    registry: Registry,
+    since: dt.datetime,
+    until: dt.datetime,
+    *,
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    dry_run: bool = False,
+) -> RerateReport:
+    """Re-price the billing periods that start in ``[since, until)`` with ``catalog`` and post the differences.
+
+    Reads and writes in one storage write scope: no rating interleaves. With
+    ``dry_run`` everything is computed and nothing is written.
+    """
+    hook = registry.manager.hook
+    pricer = Pricer(catalog, hook.rating_enrich_event if registry.enriches_events else None)
+    report = RerateReport()
+    with storage.writing(), localcontext(MONEY_CONTEXT):
+        run = _Run(storage, pricer, clock())
+        for event in _events_of(storage, pricer, since, until, run, report):
+            run.correct(event, report)
+        if not dry_run:
+            fresh = storage.correct(report.corrections, run.open_states(), dict.fromkeys(run.wallets, ZERO))
+            if hook.rating_transaction_posted.get_hookimpls():
+                for correction in fresh:
+                    hook.rating_transaction_posted(transaction=correction.transaction)
+    return report
+
+
+def _events_of(
+    storage: Storage, pricer: Pricer, since: dt.datetime, until: dt.datetime, run: _Run, report: RerateReport
+) -> Iterable[tuple[UsageEvent, Terms]]:
+    """The rated events of the periods that start in ``[since, until)``, in time order, with their new terms."""
+    starts: dict[tuple[str, str], dt.datetime] = {}
+    for activity in storage.activity(since, until + LONGEST_PERIOD):
+        event = activity.event
+        try:
+            terms = pricer.terms(event)
+        except EventError as error:
+            if event.timestamp < until:
+                report.refused.append(Rejection(f"event {event.id}", error.code, str(error)))
+            continue
+        key = (event.customer, terms.period)
+        if key not in starts:
+            book = terms.version.book
+            _, starts[key], _ = bounds_of(
+                terms.period, zone(book.timezone_of(event.customer)), book.anchor_of(event.customer)
+            )
+        if since <= starts[key] < until:
+            run.select(key)
+            yield event, terms
+
+
+class _Run:
+    """The state of one re-rating: period states as the new prices leave them, wallets, what is stored."""
+
+    def __init__(self, storage: Storage, pricer: Pricer, now: dt.datetime) -> None:
+        self.storage, self.pricer, self.now = storage, pricer, now
+        self.selected: set[tuple[str, str]] = set()
+        self.states: dict[StateKey, PeriodState] = {}  # of the selected periods, from nothing
+        self.outside: dict[StateKey, PeriodState] = {}  # stored state other periods show (rollover carries)
+        self.wallets: dict[tuple[str, str], Decimal] = {}
+        self.closed: set[tuple[str, str]] = set()
+        self.customers: dict[str, tuple[dict[str, list[Charge]], dict[str, list[Transaction]]]] = {}
+        self.grants: dict[str, list[Grant]] = {}
+
+    def select(self, key: tuple[str, str]) -> None:
+        if key not in self.selected:
+            self.selected.add(key)
+            if self.storage.closed_periods([key]):
+                self.closed.add(key)
+
+    def lookup(self, key: StateKey) -> PeriodState:
+        customer, _, _, period = key
+        if (customer, period) in self.selected:
+            return self.states.get(key) or self.states.setdefault(key, PeriodState(ZERO))
+        if key not in self.outside:
+            self.outside[key] = self.storage.period_states([key]).get(key) or PeriodState(ZERO)
+        return self.outside[key]
+
+    def open_states(self) -> dict[StateKey, PeriodState]:
+        """The new period states of the selected periods still open: they replace the stored ones."""
+        return {key: state for key, state in self.states.items() if (key[0], key[3]) not in self.closed}
+
+    def stored(self, customer: str) -> tuple[dict[str, list[Charge]], dict[str, list[Transaction]]]:
+        """The customer's charge records and earlier corrections, by event id (read once per customer)."""
+        if customer not in self.customers:
+            charges: dict[str, list[Charge]] = {}
+            for stored in self.storage.charges(customer):
+                charges.setdefault(stored.event_id, []).append(stored.charge)
+            corrections: dict[str, list[Transaction]] = {}
+            for transaction in self.storage.transactions_of(RERATE, customer):
+                corrections.setdefault(transaction.metadata["event_id"], []).append(transaction)
+            self.customers[customer] = (charges, corrections)
+        return self.customers[customer]
+
+    def correct(self, item: tuple[UsageEvent, Terms], report: RerateReport) -> None:
+        """Re-price one event and, when its price changed, add its correction to ``report``."""
+        event, terms = item
+        customer = event.customer
+        try:
+            priced = self.pricer.price(terms, self.lookup)
+        except (EventError, ArithmeticError) as error:
+            code = error.code if isinstance(error, EventError) else Refusal.NOT_EXACT
+            report.refused.append(Rejection(f"event {event.id}", code, str(error)))
+            return
+        apply_spend_cap(priced, self.lookup, enforce=False)
+        advance(self.lookup, customer, priced.usage)
+        report.repriced += 1
+        charges, corrections = self.stored(customer)
+        standing = _net_lines(charges.get(event.id, []))
+        for line in standing:
+            report.before[customer, line.asset] = report.before.get((customer, line.asset), ZERO) + line.amount
+        for line in priced.charges:
+            report.after[customer, line.asset] = report.after.get((customer, line.asset), ZERO) + line.amount
+        posted = [self.storage.transaction(f"rating:{event.id}"), *corrections.get(event.id, [])]
+        moves = _platform_moves(rating_transaction(priced, None).postings)
+        for transaction in posted:
+            for account_asset, amount in _platform_moves(transaction.postings if transaction else ()).items():
+                moves[account_asset] = moves.get(account_asset, ZERO) - amount
+        moves = {key: amount for key, amount in moves.items() if amount}
+        if not moves:
+            return
+        try:
+            correction = self._correction(priced, moves, standing, len(corrections.get(event.id, [])) + 1)
+        except EventError as error:
+            report.refused.append(Rejection(f"event {event.id}", error.code, str(error)))
+            return
+        corrections.setdefault(event.id, []).append(correction.transaction)
+        charges.setdefault(event.id, []).extend(correction.charges)
+        report.corrections.append(correction)
+
+    def _correction(
+        self, priced: PricedEvent, moves: dict[tuple[str, str], Decimal], standing: list[Charge], number: int
+    ) -> Correction:
+        terms = priced.terms
+        event, book = terms.event, terms.version.book
+        customer, period, at = event.customer, terms.period, event.timestamp
+        metadata = {"event_id": event.id, "customer": customer, "plan": terms.plan, "pricebook": terms.version.label}
+        if (customer, period) in self.closed:
+            metadata["adjusts"], period, at = period, self._open_period(event), self.now
+        metadata["period"] = period
+        owed: dict[str, Decimal] = {}
+        postings = []
+        for (account, asset), amount in sorted(moves.items()):
+            postings.append(Posting(account, asset, amount))
+            owed[asset] = owed.get(asset, ZERO) - amount
+        payer = wallet_account(customer) if book.pays_from_wallet(customer) else receivable_account(customer)
+        postings += [Posting(payer, asset, amount) for asset, amount in sorted(owed.items()) if amount]
+        reason = f"re-rated by {terms.version.label}"
+        transaction = Transaction(
+            f"{RERATE}:{event.id}:{number}", at, f"{reason}: {event.type} {event.id}", tuple(postings), metadata
+        )
+        transaction, paid = fund_from_wallet(transaction, customer, self._balance, self._grants_of)
+        self.wallets.update(paid)
+        fresh = _net_lines([c.described() for c in priced.charges])
+        kept = {_line_key(a) for a in standing for b in fresh if _line_key(a) == _line_key(b) and a.amount == b.amount}
+        lines = [_reversed(line, period) for line in standing if _line_key(line) not in kept]
+        lines += [line._replace(period=period) for line in fresh if _line_key(line) not in kept]
+        return Correction(event.id, customer, tuple(lines), transaction)
+
+    def _open_period(self, event: UsageEvent) -> str:
+        """The customer's billing period now, which takes a closed period's difference; ``closed_period`` if shut."""
+        version = self.pricer.version_at(self.now)
+        plan = version.plan_at(event.customer, self.now)
+        current = version.period(plan, event.customer, self.now)
+        if self.storage.closed_periods([(event.customer, current)]):
+            raise EventError(
+                Refusal.CLOSED_PERIOD,
+                f"period {current} of customer {event.customer!r} is closed too: nowhere to post the difference",
+            )
+        return current
+
+    def _balance(self, account: str, asset: str) -> Decimal:
+        if (account, asset) not in self.wallets:
+            self.wallets[account, asset] = self.storage.balances([account]).get((account, asset), ZERO)
+        return self.wallets[account, asset]
+
+    def _grants_of(self, customer: str) -> list[Grant]:
+        if customer not in self.grants:
+            self.grants[customer] = Wallets(self.storage).grants(customer)
+        return self.grants[customer]
+
+
+def _platform_moves(postings: Iterable[Posting]) -> dict[tuple[str, str], Decimal]:
+    """How ``postings`` move the platform's accounts a correction adjusts: not the customer's, not provider costs."""
+    moves: dict[tuple[str, str], Decimal] = {}
+    for p in postings:
+        if customer_of(p.account) is None and not is_cost(p.account) and p.account != PROVIDERS_ACCOUNT:
+            moves[p.account, p.asset] = moves.get((p.account, p.asset), ZERO) + p.amount
+    return moves
+
+
+def _reversed(line: Charge, period: str) -> Charge:
+    """The record that reverses a standing charge line, counted in ``period``."""
+    return line._replace(
+        amount=-line.amount,
+        period=period,
+        pricing=None,
+        stored_explanation=f"reversal: {line.explanation}",
+        stored_unit_price=line.unit_price,
+    )
+
+
+def _line_key(charge: Charge) -> tuple[object, ...]:
+    """What makes a charge record the same line as another: plan, meter, group, model, asset and unit."""
+    return (charge.plan, charge.meter, charge.group, charge.model, charge.asset, charge.unit)
+
+
+def _net_lines(charges: list[Charge]) -> list[Charge]:
+    """An event's charge records netted per line (plan, meter, group, model, asset, unit): what stands."""
+    net: dict[tuple[object, ...], Charge] = {}
+    for charge in charges:
+        key = _line_key(charge)
+        known = net.get(key)
+        net[key] = charge if known is None else known._replace(amount=known.amount + charge.amount)
+    return [line for line in net.values() if line.amount]
+
+
+__all__ = ["RERATE", "RerateReport", "rerate"]

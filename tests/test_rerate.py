@@ -1,0 +1,224 @@
+"""Re-rating history with a fixed pricebook posts the differences, never editing what was posted."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rating.accounts import receivable_account, revenue_account, wallet_account
+from rating.catalog import Catalog
+from rating.cli import main
+from rating.closing import close_period
+from rating.engine import Engine
+from rating.events import UsageEvent
+from rating.pricebook import Pricebook
+from rating.refusals import Refusal
+from rating.registry import Registry
+from rating.rerate import rerate
+from rating.storage import Storage
+from rating.storage.memory import MemoryStorage
+from rating.wallet import Wallets
+from tests.helpers import EXAMPLE, event
+from tests.simulate.test_simulate import books, usage
+from tests.test_telescoping import METER_SPECS, REGISTRY
+
+OCTOBER, DECEMBER = dt.datetime(2026, 10, 1, tzinfo=dt.UTC), dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+LATER = dt.datetime(2026, 12, 15, tzinfo=dt.UTC)
+
+PRICEBOOK = """\
+pricebook: fixes
+version: 2026-10-01
+currency: USD
+meters:
+  tokens: {{event: api.call, sum: tokens}}
+plans:
+  basic:
+    charges:
+      - meter: tokens
+        model: tiered
+        mode: graduated
+        tiers:
+          - {{up_to: 1000, unit_price: "{first}"}}
+          - {{unit_price: "0.0005"}}
+customers:
+  acme: {{plan: basic}}
+  wally: {{plan: basic, billing: wallet}}
+"""
+
+
+def fixes(book, first: str) -> Pricebook:  # type: ignore[no-untyped-def]
+    return book(PRICEBOOK.format(first=first))  # type: ignore[no-any-return]
+
+
+def nonzero(storage: Storage) -> dict[tuple[str, str], Decimal]:
+    return {key: amount for key, amount in storage.balances().items() if amount}
+
+
+@st.composite
+def fixes_of_history(draw: st.DrawFn) -> tuple[Pricebook, Pricebook, list[UsageEvent], int]:
+    aggregation = draw(st.sampled_from(sorted(METER_SPECS)))
+    events = draw(usage())
+    return draw(books(aggregation)), draw(books(aggregation)), events, draw(st.integers(0, len(events)))
+
+
+@settings(max_examples=100)
+@given(fixes_of_history())
+def test_rating_then_rerating_with_the_fix_posts_what_rating_with_the_fix_would_have(
+    case: tuple[Pricebook, Pricebook, list[UsageEvent], int],
+) -> None:
+    """Rate some events by A, re-rate by B, rate the rest by B and close: the ledger is B's, to the last digit."""
+    wrong, fixed, events, rated_before = case
+    events = sorted(events, key=lambda e: e.timestamp)
+    corrected = MemoryStorage()
+    Engine(wrong, corrected, REGISTRY).rate_batch(events[:rated_before])
+    rerate(corrected, Catalog([fixed]), REGISTRY, OCTOBER, DECEMBER, clock=lambda: LATER)
+    later = Engine(fixed, corrected, REGISTRY)
+    later.rate_batch(events[rated_before:])
+    right = Engine(fixed, MemoryStorage(), REGISTRY)
+    right.rate_batch(events)
+    for engine in (later, right):
+        for period in ("2026-10", "2026-11"):
+            close_period(engine, period)
+    assert nonzero(corrected) == nonzero(right.storage)
+    assert corrected.period_totals("2026-11") == right.storage.period_totals("2026-11")
+    assert corrected.verify() == []
+    again = rerate(corrected, Catalog([fixed]), REGISTRY, OCTOBER, DECEMBER, clock=lambda: LATER)
+    assert again.corrections == []
+
+
+def test_an_open_period_is_corrected_in_place_and_rerating_again_posts_nothing(
+    storage: Storage, book, registry
+) -> None:  # type: ignore[no-untyped-def]
+    engine = Engine(fixes(book, "0.001"), storage, registry)
+    engine.rate_batch([event(f"e{i}", at=OCTOBER + dt.timedelta(days=i), tokens=600) for i in range(3)])
+    stored = {t.id: t.fingerprint() for t in storage.transactions()}
+    report = rerate(storage, Catalog([fixes(book, "0.002")]), registry, OCTOBER, DECEMBER, clock=lambda: LATER)
+    # 600 + 400 tokens of the first tier cost 0.001 more each; the rest stays in the second tier.
+    assert [c.transaction.id for c in report.corrections] == ["rerate:e0:1", "rerate:e1:1"]
+    assert report.rows()[0]["difference"] == Decimal("1.000")
+    assert {t.id: t.fingerprint() for t in storage.transactions() if t.id in stored} == stored  # nothing edited
+    assert storage.balances([receivable_account("acme")])[receivable_account("acme"), "USD"] == Decimal("2.400")
+    assert storage.period_totals("2026-10") == {("acme", "USD"): Decimal("2.400")}
+    correction = storage.transaction("rerate:e1:1")
+    assert correction is not None and correction.timestamp == OCTOBER + dt.timedelta(days=1)
+    assert correction.metadata["period"] == "2026-10" and "adjusts" not in correction.metadata
+    assert rerate(storage, Catalog([fixes(book, "0.002")]), registry, OCTOBER, DECEMBER).corrections == []
+    assert storage.verify() == []
+
+
+def test_a_closed_periods_difference_goes_into_the_current_period_as_an_adjustment(
+    storage: Storage, book, registry
+) -> None:  # type: ignore[no-untyped-def]
+    engine = Engine(fixes(book, "0.001"), storage, registry)
+    engine.rate_batch([event("e0", at=OCTOBER, tokens=500)])
+    close_period(engine, "2026-10")
+    october = storage.period_totals("2026-10")
+    now = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+    report = rerate(storage, Catalog([fixes(book, "0.002")]), registry, OCTOBER, now, clock=lambda: now)
+    correction = storage.transaction("rerate:e0:1")
+    assert correction is not None and correction.timestamp == now
+    assert correction.metadata["adjusts"] == "2026-10" and correction.metadata["period"] == "2026-11"
+    assert report.corrections[0].transaction == correction
+    assert storage.period_totals("2026-10") == october  # the closed period stays as billed
+    assert storage.period_totals("2026-11") == {("acme", "USD"): Decimal("0.500")}
+    assert storage.verify() == []
+
+
+def test_with_the_current_period_closed_too_the_difference_is_refused(book, registry) -> None:  # type: ignore[no-untyped-def]
+    engine = Engine(fixes(book, "0.001"), MemoryStorage(), registry)
+    engine.rate_batch([event("e0", at=OCTOBER, tokens=500)])
+    close_period(engine, "2026-10")
+    report = rerate(engine.storage, Catalog([fixes(book, "0.002")]), registry, OCTOBER, DECEMBER, clock=lambda: OCTOBER)
+    assert report.corrections == [] and [r.code for r in report.refused] == [Refusal.CLOSED_PERIOD]
+
+
+def test_a_wallet_customer_is_refunded_to_the_wallet_and_an_increase_it_cannot_pay_is_refused(
+    storage: Storage, book, registry
+) -> None:  # type: ignore[no-untyped-def]
+    Wallets(storage).deposit("wally", "USD", Decimal("1"), "d1")
+    engine = Engine(fixes(book, "0.001"), storage, registry)
+    engine.rate_batch([event("e0", customer="wally", at=OCTOBER, tokens=800)])
+    assert storage.balances([wallet_account("wally")])[wallet_account("wally"), "USD"] == Decimal("-0.200")
+    cheaper = rerate(storage, Catalog([fixes(book, "0.0005")]), registry, OCTOBER, DECEMBER, clock=lambda: LATER)
+    assert len(cheaper.corrections) == 1
+    assert storage.balances([wallet_account("wally")])[wallet_account("wally"), "USD"] == Decimal("-0.600")
+    dearer = rerate(storage, Catalog([fixes(book, "0.002")]), registry, OCTOBER, DECEMBER, clock=lambda: LATER)
+    assert dearer.corrections == [] and [r.code for r in dearer.refused] == [Refusal.INSUFFICIENT_FUNDS]
+    assert storage.balances([wallet_account("wally")])[wallet_account("wally"), "USD"] == Decimal("-0.600")
+    assert storage.verify() == []
+
+
+def test_a_dry_run_posts_nothing(book, registry) -> None:  # type: ignore[no-untyped-def]
+    engine = Engine(fixes(book, "0.001"), MemoryStorage(), registry)
+    engine.rate_batch([event("e0", at=OCTOBER, tokens=500)])
+    before = engine.storage.count_transactions()
+    report = rerate(engine.storage, Catalog([fixes(book, "0.002")]), registry, OCTOBER, DECEMBER, dry_run=True)
+    assert len(report.corrections) == 1 and engine.storage.count_transactions() == before
+
+
+def test_only_periods_that_start_in_the_range_are_rerated(book, registry) -> None:  # type: ignore[no-untyped-def]
+    engine = Engine(fixes(book, "0.001"), MemoryStorage(), registry)
+    november = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    engine.rate_batch([event("oct", at=OCTOBER, tokens=500), event("nov", at=november, tokens=500)])
+    report = rerate(
+        engine.storage, Catalog([fixes(book, "0.002")]), registry, november, november + dt.timedelta(days=1)
+    )
+    assert report.repriced == 1 and [c.event_id for c in report.corrections] == ["nov"]
+
+
+def test_a_correction_tells_the_transaction_posted_hook(book) -> None:  # type: ignore[no-untyped-def]
+    seen = []
+
+    class Listener:
+        from rating.hookspecs import hookimpl
+
+        @hookimpl
+        def rating_transaction_posted(self, transaction):  # type: ignore[no-untyped-def]
+            seen.append(transaction.id)
+
+    registry = Registry.load()
+    registry.manager.register(Listener())
+    engine = Engine(fixes(book, "0.001"), MemoryStorage(), registry)
+    engine.rate_batch([event("e0", at=OCTOBER, tokens=500)])
+    rerate(engine.storage, Catalog([fixes(book, "0.002")]), registry, OCTOBER, DECEMBER)
+    assert seen == ["rating:e0", "rerate:e0:1"]
+
+
+def test_rerate_command_shows_a_dry_run_then_posts_the_differences(demo_history: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    fixed = demo_history.parent / "fixed.yaml"
+    text = EXAMPLE.read_text()
+    assert 'unit_price: "0.000015"' in text
+    fixed.write_text(text.replace('unit_price: "0.000015"', 'unit_price: "0.000012"'))
+    command = ["rerate", "--db", "history.db", "--from", "2026-11-01", "--to", "2026-12-01", "-p", str(fixed)]
+    capsys.readouterr()
+    assert main([*command, "--dry-run", "-o", "json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert planned["dry_run"] and planned["corrections"]
+    assert any(Decimal(row["difference"]) < 0 for row in planned["customers"])
+    assert main([*command, "-o", "json"]) == 0
+    posted = json.loads(capsys.readouterr().out)
+    assert posted["corrections"] == planned["corrections"] and posted["customers"] == planned["customers"]
+    assert main([*command, "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["corrections"] == []
+    assert main(["verify", "--db", "history.db"]) == 0
+
+
+@pytest.mark.parametrize("missing", [["--from", "2026-11-01"], ["--to", "2026-12-01"]])
+def test_rerate_needs_the_range(demo_history: Path, missing: list[str], capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit):
+        main(["rerate", "--db", "history.db", *missing, "-p", str(EXAMPLE)])
+    assert "required" in capsys.readouterr().err
+
+
+def test_a_correction_moves_the_revenue_of_the_charge_it_corrects(book, registry) -> None:  # type: ignore[no-untyped-def]
+    engine = Engine(fixes(book, "0.001"), MemoryStorage(), registry)
+    engine.rate_batch([event("e0", at=OCTOBER, tokens=500)])
+    rerate(engine.storage, Catalog([fixes(book, "0.002")]), registry, OCTOBER, DECEMBER)
+    revenue = revenue_account("basic", "tokens")
+    assert engine.storage.balances([revenue])[revenue, "USD"] == Decimal("-1.000")
