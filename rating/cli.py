@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rating.accounts import customer_account, receivable_account
+from rating.billing import load_billing
 from rating.catalog import Catalog, load_catalog
 from rating.closing import close_period
 from rating.demo import example_pricebook, write_demo_events
@@ -39,6 +40,7 @@ from rating.storage import Storage
 from rating.wallet import Wallets
 
 if TYPE_CHECKING:
+    from rating.invoices import Invoice
     from rating.simulate.columnar import ParquetHistory
 
 DEFAULT_DB = "rating.db"
@@ -450,6 +452,64 @@ def cmd_rerate(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
+INVOICE_COLUMNS = ["number", "customer", "period", "issued", "subtotal", "tax", "total", "currency"]
+
+
+def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
+    from rating.invoices import invoices, issue_invoices
+
+    storage = _open(args, registry, read_only=args.action != "issue")
+    if args.action == "issue":
+        if not (args.period and args.pricebook and args.billing):
+            raise RatingError("rating invoice issue needs --period, -p PRICEBOOK and --billing FILE")
+        issued = dt.date.fromisoformat(args.date) if args.date else None
+        catalog, billing = load_catalog(args.pricebook, registry), load_billing(args.billing)
+        report = issue_invoices(storage, catalog, billing, args.period, args.customer, issued=issued)
+        for customer, code, reason in report.refused:
+            print(f"{customer}: {code}: {reason}", file=sys.stderr)
+        chosen = report.issued + report.existing
+        print(
+            f"issued {len(report.issued):,} invoices, {len(report.existing):,} already issued,"
+            f" {len(report.refused):,} refused",
+            file=sys.stderr,
+        )
+    else:
+        chosen = invoices(storage, args.number, (args.customer or [None])[0])
+        if args.number and not chosen:
+            raise RatingError(f"no invoice {args.number}")
+    _write_invoices(args, chosen)
+    return 0
+
+
+def _write_invoices(args: argparse.Namespace, chosen: list[Invoice]) -> None:
+    """The invoices as the output format asks; ``--html`` and ``--pdf`` write one document per invoice."""
+    from rating.documents import invoice_csv, invoice_html, invoice_pdf
+
+    if args.output == "json":
+        print(json.dumps([json.loads(invoice.to_json()) for invoice in chosen], indent=2))
+    elif args.output == "csv":
+        print(invoice_csv(chosen), end="")
+    else:
+        rows = [
+            {"number": i.number, "customer": i.customer, "period": i.period, "issued": i.issued.isoformat(),
+             "subtotal": i.subtotal, "tax": i.tax_total, "total": i.total, "currency": i.currency}
+            for i in chosen
+        ]  # fmt: skip
+        print(render(rows, INVOICE_COLUMNS, "table"))
+    for flag, suffix in (("html", ".html"), ("pdf", ".pdf")):
+        folder = getattr(args, flag)
+        if folder is None:
+            continue
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for invoice in chosen:
+            path = Path(folder) / f"{invoice.number}{suffix}"
+            if suffix == ".html":
+                path.write_text(invoice_html(invoice), encoding="utf-8")
+            else:
+                path.write_bytes(invoice_pdf(invoice))
+            print(f"wrote {path}", file=sys.stderr)
+
+
 def _parquet_files(name: str | None) -> list[Path]:
     """The Parquet files of ``name``: the file itself, or every ``*.parquet`` in a directory."""
     if name is None:
@@ -757,6 +817,17 @@ def build_parser() -> argparse.ArgumentParser:
     correction.add_argument("--to", dest="until", required=True, metavar="DATE", help="and before this day")
     correction.add_argument("--pricebook", "-p", required=True, action="append", help="the fixed " + PRICEBOOK_HELP)
     correction.add_argument("--dry-run", action="store_true", help="show the differences, post nothing")
+    billing = command("invoice", cmd_invoice, "issue numbered invoices of a closed period, or show them", db=DEFAULT_DB)
+    billing.add_argument("action", choices=["issue", "list", "show"], help="issue, list or show invoices")
+    billing.add_argument("number", nargs="?", metavar="NUMBER", help="the invoice to show, e.g. INV-2026-000001")
+    billing.add_argument("--period", help="the closed billing period to invoice, e.g. 2026-11 (issue)")
+    billing.add_argument("--pricebook", "-p", action="append", help=PRICEBOOK_HELP + " (issue)")
+    billing.add_argument("--billing", metavar="FILE", help="seller, tax rules and customer profiles (issue)")
+    billing.add_argument("--customer", action="append", help="only these customers (repeatable)")
+    billing.add_argument("--date", help="the issue date, e.g. 2026-12-01 (default today)")
+    billing.add_argument("--output", "-o", choices=["table", "json", "csv"], default="table", help="output format")
+    billing.add_argument("--html", metavar="DIR", help="also write each invoice as DIR/NUMBER.html")
+    billing.add_argument("--pdf", metavar="DIR", help="also write each invoice as DIR/NUMBER.pdf")
     to_parquet = command("to-parquet", cmd_to_parquet, "write events as Parquet, for columnar simulation")
     to_parquet.add_argument("events", metavar="EVENTS", help="a .jsonl or .csv file of events")
     to_parquet.add_argument("output_file", metavar="OUT.parquet", help="the Parquet file to write")

@@ -7,7 +7,7 @@ one line a person can act on.
 
 from __future__ import annotations
 
-from rating.refusals import PayoutRefusal, Refusal
+from rating.refusals import InvoiceRefusal, PayoutRefusal, Refusal
 
 
 class RatingError(Exception):
@@ -119,3 +119,11 @@ class StorageError(RatingError):
     def __init__(self, message: str, code: str | None = None) -> None:
         self.code = code
         super().__init__(f"{code}: {message}" if code else message)
+
+
+class InvoiceError(RatingError):
+    """An invoice was not issued; ``code`` is a :class:`~rating.refusals.InvoiceRefusal`."""
+
+    def __init__(self, code: InvoiceRefusal, message: str) -> None:
+        self.code = InvoiceRefusal(code)
+        super().__init__(message)

@@ -260,7 +260,7 @@ def _describe(error: ErrorDetails) -> str:
     return message.removeprefix("Value error, ")
 
 
-class _Problems:
+class Problems:
     """Problems found while loading, each located in the source document."""
 
     def __init__(self, source: str, document: yamlstrict.Document) -> None:
@@ -290,7 +290,7 @@ class _Problems:
             raise PricebookError([f"{self.source}:{line}:{column}: {message}" for (line, column), message in ordered])
 
 
-def _validate_charges(data: dict[str, Any], registry: Registry, problems: _Problems) -> None:
+def _validate_charges(data: dict[str, Any], registry: Registry, problems: Problems) -> None:
     """Replace each charge mapping (of plans and contracts) by its pricing model instance, recording problems."""
     known = ", ".join(sorted(registry.pricing_models)) or "none installed"
     for section in ("plans", "contracts"):
@@ -304,7 +304,7 @@ def _validate_charges(data: dict[str, Any], registry: Registry, problems: _Probl
 
 
 def _valid_charges(
-    charges: list[Any], where: tuple[str, ...], registry: Registry, known: str, problems: _Problems
+    charges: list[Any], where: tuple[str, ...], registry: Registry, known: str, problems: Problems
 ) -> list[PricingModel]:
     valid = []
     for index, charge in enumerate(charges):
@@ -328,7 +328,7 @@ def _valid_charges(
     return valid
 
 
-def _check_references(book: Pricebook, problems: _Problems) -> None:
+def _check_references(book: Pricebook, problems: Problems) -> None:
     def known(asset: str) -> bool:
         try:
             return bool(book.scale_of(asset) >= 0)
@@ -393,7 +393,7 @@ def parse_pricebook(text: str, registry: Registry, source: str = "<pricebook>") 
         document = yamlstrict.load(text)
     except yamlstrict.YamlError as error:
         raise PricebookError([f"{source}:{error}"]) from None
-    problems = _Problems(source, document)
+    problems = Problems(source, document)
     data = document.data
     if not isinstance(data, dict):
         problems.add((), "a pricebook must be a mapping with pricebook, version, currency, meters and plans")

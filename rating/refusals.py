@@ -81,3 +81,22 @@ class PaymentRefusal(enum.StrEnum):
 
 #: The event refusals in the order the engine checks them (for documentation and tests).
 CHECK_ORDER: tuple[Refusal, ...] = tuple(Refusal)
+
+
+class InvoiceRefusal(enum.StrEnum):
+    """Why ``rating invoice issue`` issued nothing for a customer and period."""
+
+    #: The customer's period is not closed yet: its fees, minimums and rounding are not posted.
+    PERIOD_OPEN = "period_open"
+    #: The customer pays from a wallet: it gets a statement, not an invoice.
+    WALLET_BILLED = "wallet_billed"
+    #: The billing file has no profile for the customer.
+    NO_PROFILE = "no_profile"
+    #: No tax rule decides the customer's tax on the invoice date.
+    NO_TAX_RULE = "no_tax_rule"
+    #: The profile's currency, or an asset charged, is not the pricebook currency the invoice is in.
+    CURRENCY_MISMATCH = "currency_mismatch"
+    #: The invoice lines do not add up to the customer's receivable movement of the period in the ledger.
+    LEDGER_MISMATCH = "ledger_mismatch"
+    #: Nothing was charged or posted for the customer in the period.
+    NOTHING_TO_INVOICE = "nothing_to_invoice"

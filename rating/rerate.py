@@ -290,8 +290,10 @@ def _platform_moves(postings: Iterable[Posting]) -> dict[tuple[str, str], Decima
 
 
 def _reversed(line: Charge, period: str) -> Charge:
-    """The record that reverses a standing charge line, counted in ``period``."""
+    """The record that reverses a standing charge line (its quantity and amount negated), counted in ``period``."""
     return line._replace(
+        before=line.after,
+        after=line.before,
         amount=-line.amount,
         period=period,
         pricing=None,

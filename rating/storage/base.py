@@ -187,6 +187,30 @@ class Storage(abc.ABC):
             self._write_corrections(fresh, states)
         return fresh
 
+    def issue_document(
+        self,
+        series: str,
+        kind: str,
+        customer: str,
+        period: str,
+        build: Callable[[str], tuple[str, Sequence[Transaction]]],
+    ) -> tuple[str, bool]:
+        """Number and store a document (an invoice) once per (kind, customer, period); return its text and if new.
+
+        The number ``SERIES-NNNNNN`` is the series' next, taken inside the write:
+        concurrent issuers wait for each other, and a failed issue leaves no gap.
+        ``build(number)`` gives the document's text and the transactions it posts.
+        """
+        with self.writing():
+            existing = self._document_of(kind, customer, period)
+            if existing is not None:
+                return existing, False
+            number = f"{series}-{self._last_in_series(series) + 1:06d}"
+            text, transactions = build(number)
+            self.append(transactions)
+            self._write_document(number, series, kind, customer, period, text)
+        return text, True
+
     def _check_limits(self, transactions: Sequence[Transaction], limits: Mapping[tuple[str, str], Decimal]) -> None:
         moves: dict[tuple[str, str], Decimal] = {}
         for transaction in transactions:
@@ -366,6 +390,22 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def _write_corrections(self, corrections: Sequence[Correction], states: Mapping[StateKey, PeriodState]) -> None:
         """Write new corrections (their transactions and charge records) and replace the period ``states``."""
+
+    @abc.abstractmethod
+    def documents(self, number: str | None = None, customer: str | None = None) -> list[str]:
+        """Stored documents (invoices) as issued, by number or customer, in the order issued."""
+
+    @abc.abstractmethod
+    def _document_of(self, kind: str, customer: str, period: str) -> str | None:
+        """The document of ``kind`` issued for ``customer`` and ``period``, if any."""
+
+    @abc.abstractmethod
+    def _last_in_series(self, series: str) -> int:
+        """The highest sequence number issued in ``series`` (0 for none)."""
+
+    @abc.abstractmethod
+    def _write_document(self, number: str, series: str, kind: str, customer: str, period: str, text: str) -> None:
+        """Store an issued document (inside :meth:`_atomic`); duplicates are refused by the schema."""
 
     # -- shared checks -----------------------------------------------------------
 

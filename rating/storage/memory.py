@@ -40,6 +40,7 @@ class MemoryStorage(Storage):
         self._closed: set[tuple[str, str]] = set()
         #: Charge amounts that corrections added, by event: kept apart so uncorrected events cost nothing more.
         self._corrected: dict[str, list[tuple[str, Decimal]]] = {}
+        self._documents: dict[str, tuple[str, int, str, str, str, str]] = {}
 
     def _atomic(self) -> AbstractContextManager[None]:
         return self._lock  # type: ignore[return-value]
@@ -169,3 +170,21 @@ class MemoryStorage(Storage):
             self._corrected.setdefault(correction.event_id, []).extend((c.asset, c.amount) for c in correction.charges)
         for key, state in states.items():
             self._states[key] = PeriodState(state.quantity, None if state.members is None else set(state.members))
+
+    def documents(self, number: str | None = None, customer: str | None = None) -> list[str]:
+        return [
+            text
+            for key, (_, _, _, who, _, text) in self._documents.items()
+            if (number is None or key == number) and (customer is None or who == customer)
+        ]
+
+    def _document_of(self, kind: str, customer: str, period: str) -> str | None:
+        found = [d[5] for d in self._documents.values() if d[2:5] == (kind, customer, period)]
+        return found[0] if found else None
+
+    def _last_in_series(self, series: str) -> int:
+        return max((d[1] for d in self._documents.values() if d[0] == series), default=0)
+
+    def _write_document(self, number: str, series: str, kind: str, customer: str, period: str, text: str) -> None:
+        sequence = int(number.rsplit("-", 1)[1])
+        self._documents[number] = (series, sequence, kind, customer, period, text)

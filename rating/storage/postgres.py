@@ -147,6 +147,23 @@ MIGRATIONS: list[tuple[int, str]] = [
         DELETE FROM period_state WHERE meter LIKE 'total:%[%]%'
         """,
     ),
+    (
+        3,
+        # Issued documents (invoices): numbered gaplessly per series inside the write, immutable once stored.
+        """
+        CREATE TABLE documents (
+            number TEXT PRIMARY KEY,
+            series TEXT NOT NULL,
+            sequence INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            customer TEXT NOT NULL,
+            period TEXT NOT NULL,
+            body TEXT NOT NULL,
+            UNIQUE (series, sequence),
+            UNIQUE (kind, customer, period)
+        )
+        """,
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _TX_COLUMNS = "id, timestamp, description, metadata"
@@ -392,6 +409,31 @@ class PostgresStorage(Storage):
                     "DELETE FROM legacy_totals WHERE customer = %s AND meter = %s AND period = %s",
                     (customer, old, period),
                 )
+
+    def documents(self, number: str | None = None, customer: str | None = None) -> list[str]:
+        rows = self._db.execute(
+            "SELECT body FROM documents WHERE (%s::text IS NULL OR number = %s) AND (%s::text IS NULL OR customer = %s)"
+            " ORDER BY series, sequence",
+            (number, number, customer, customer),
+        )
+        return [body for (body,) in rows]
+
+    def _document_of(self, kind: str, customer: str, period: str) -> str | None:
+        row = self._db.execute(
+            "SELECT body FROM documents WHERE kind = %s AND customer = %s AND period = %s", (kind, customer, period)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _last_in_series(self, series: str) -> int:
+        row = self._db.execute("SELECT MAX(sequence) FROM documents WHERE series = %s", (series,)).fetchone()
+        return int(row[0] or 0) if row else 0
+
+    def _write_document(self, number: str, series: str, kind: str, customer: str, period: str, text: str) -> None:
+        sequence = int(number.rsplit("-", 1)[1])
+        self._db.execute(
+            "INSERT INTO documents VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (number, series, sequence, kind, customer, period, text),
+        )
 
     def _all_transaction_ids(self) -> list[str]:
         return [id for (id,) in self._db.execute("SELECT id FROM transactions ORDER BY seq")]

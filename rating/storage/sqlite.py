@@ -145,6 +145,25 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
 ]
+MIGRATIONS.append(
+    (
+        5,
+        # Issued documents (invoices): numbered gaplessly per series inside the write, immutable once stored.
+        """
+        CREATE TABLE documents (
+            number TEXT PRIMARY KEY,
+            series TEXT NOT NULL,
+            sequence INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            customer TEXT NOT NULL,
+            period TEXT NOT NULL,
+            body TEXT NOT NULL,
+            UNIQUE (series, sequence),
+            UNIQUE (kind, customer, period)
+        )
+        """,
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
@@ -436,6 +455,31 @@ class SQLiteStorage(Storage):
                 self._db.execute(
                     "DELETE FROM legacy_totals WHERE customer = ? AND meter = ? AND period = ?", (customer, old, period)
                 )
+
+    def documents(self, number: str | None = None, customer: str | None = None) -> list[str]:
+        rows = self._db.execute(
+            "SELECT body FROM documents WHERE (? IS NULL OR number = ?) AND (? IS NULL OR customer = ?)"
+            " ORDER BY series, sequence",
+            (number, number, customer, customer),
+        )
+        return [body for (body,) in rows]
+
+    def _document_of(self, kind: str, customer: str, period: str) -> str | None:
+        row = self._db.execute(
+            "SELECT body FROM documents WHERE kind = ? AND customer = ? AND period = ?", (kind, customer, period)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _last_in_series(self, series: str) -> int:
+        row = self._db.execute("SELECT MAX(sequence) FROM documents WHERE series = ?", (series,)).fetchone()
+        return int(row[0] or 0)
+
+    def _write_document(self, number: str, series: str, kind: str, customer: str, period: str, text: str) -> None:
+        sequence = int(number.rsplit("-", 1)[1])
+        self._db.execute(
+            "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (number, series, sequence, kind, customer, period, text),
+        )
 
     def _all_transaction_ids(self) -> list[str]:
         return [id for (id,) in self._db.execute("SELECT id FROM transactions ORDER BY seq")]

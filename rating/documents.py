@@ -1,0 +1,259 @@
+"""Invoices as documents: CSV lines, HTML and PDF, in the buyer's language (English or German).
+
+HTML and PDF need the ``[invoices]`` extra (Babel formats numbers and dates per
+locale; fpdf2 writes the PDF in pure Python, no system library). They read
+only the stored invoice: re-rendering an old invoice after a rate or a profile
+changed shows it exactly as issued.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import html
+import io
+from decimal import Decimal
+
+from rating.billing import Party
+from rating.errors import RatingError
+from rating.invoices import Invoice
+
+#: The words of an invoice, per language.
+WORDS = {
+    "en": {
+        "invoice": "Invoice",
+        "number": "Invoice number",
+        "issued": "Issue date",
+        "due": "Due date",
+        "period": "Billing period",
+        "bill_to": "Bill to",
+        "tax_id": "Tax ID",
+        "description": "Description",
+        "quantity": "Quantity",
+        "unit_price": "Unit price",
+        "amount": "Amount",
+        "subtotal": "Subtotal",
+        "tax": "Tax",
+        "total": "Total due",
+        "terms": "Payment due by {due}. Please quote {number} with your payment.",
+        "reverse": "Reverse charge: VAT to be accounted for by the recipient.",
+        "exempt": "Exempt from tax.",
+        "tiers": "tiered",
+    },
+    "de": {
+        "invoice": "Rechnung",
+        "number": "Rechnungsnummer",
+        "issued": "Rechnungsdatum",
+        "due": "Fällig am",
+        "period": "Leistungszeitraum",
+        "bill_to": "Rechnungsempfänger",
+        "tax_id": "USt-IdNr.",
+        "description": "Beschreibung",
+        "quantity": "Menge",
+        "unit_price": "Einzelpreis",
+        "amount": "Betrag",
+        "subtotal": "Zwischensumme",
+        "tax": "Steuer",
+        "total": "Gesamtbetrag",
+        "terms": "Zahlbar bis {due}. Bitte geben Sie bei der Zahlung {number} an.",
+        "reverse": "Steuerschuldnerschaft des Leistungsempfängers (Reverse Charge).",
+        "exempt": "Steuerfrei.",
+        "tiers": "gestaffelt",
+    },
+}
+
+CSV_COLUMNS = ["number", "customer", "period", "description", "quantity", "unit", "unit_price", "amount", "tax"]
+
+
+def invoice_csv(invoices: list[Invoice]) -> str:
+    """One row per invoice line, amounts as exact decimal text: what an accountant imports."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for invoice in invoices:
+        for line in invoice.lines:
+            quantity = "" if line.quantity is None else str(line.quantity)
+            price = "" if line.unit_price is None else f"{line.unit_price:f}"
+            writer.writerow(
+                [invoice.number, invoice.customer, invoice.period, line.description, quantity, line.unit or "", price]
+                + [str(line.amount), str(line.tax)]
+            )
+    return out.getvalue()
+
+
+class _Format:
+    """Numbers, money and dates in the invoice's language (Babel)."""
+
+    def __init__(self, invoice: Invoice) -> None:
+        try:
+            from babel import dates, numbers
+        except ImportError:
+            raise RatingError("HTML and PDF invoices need the invoices extra: pip install 'rating[invoices]'") from None
+        self.invoice, self.numbers, self.dates = invoice, numbers, dates
+        self.locale = {"en": "en_US", "de": "de_DE"}[invoice.buyer.language]
+        self.words = WORDS[invoice.buyer.language]
+
+    def money(self, amount: Decimal) -> str:
+        pattern = "#,##0." + "0" * self.invoice.scale if self.invoice.scale else "#,##0"
+        text = self.numbers.format_decimal(amount, format=pattern, locale=self.locale, decimal_quantization=False)
+        return f"{text} {self.invoice.currency}"
+
+    def number(self, amount: Decimal | None) -> str:
+        if amount is None:
+            return ""
+        return str(self.numbers.format_decimal(amount, format="#,##0.##########", locale=self.locale))
+
+    def date(self, day: dt.date) -> str:
+        return str(self.dates.format_date(day, format="medium", locale=self.locale))
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """Each line as (description, quantity, unit price, amount) text."""
+        result = []
+        for line in self.invoice.lines:
+            quantity = f"{self.number(line.quantity)} {line.unit or ''}".strip() if line.quantity is not None else ""
+            price = self.number(line.unit_price) if line.unit_price is not None else ""
+            if line.quantity is not None and line.unit_price is None:
+                price = self.words["tiers"]
+            result.append((line.description, quantity, price, self.money(line.amount)))
+        return result
+
+    def notes(self) -> list[str]:
+        words, invoice = self.words, self.invoice
+        notes = [words["terms"].format(due=self.date(invoice.due), number=invoice.number)]
+        if invoice.tax.name == "reverse charge":
+            notes.insert(0, words["reverse"])
+        elif invoice.tax.name == "exempt":
+            notes.insert(0, words["exempt"])
+        return notes
+
+    def tax_label(self) -> str:
+        return f"{self.words['tax']} ({self.invoice.tax.name} {self.number(self.invoice.tax.rate)} %)"
+
+
+def invoice_html(invoice: Invoice) -> str:
+    """A self-contained HTML page laid out like an invoice."""
+    f, words, e = _Format(invoice), WORDS[invoice.buyer.language], html.escape
+    seller, buyer = invoice.seller, invoice.buyer
+
+    def party(who: Party, label: str) -> str:
+        lines = [f"<strong>{e(who.legal_name)}</strong>", *map(e, who.address)]
+        if who.tax_id:
+            lines.append(f"{e(words['tax_id'])}: {e(who.tax_id)}")
+        return f'<div class="party"><div class="label">{e(label)}</div>{"<br>".join(lines)}</div>'
+
+    rows = "".join(
+        f"<tr><td>{e(d)}</td><td class=n>{e(q)}</td><td class=n>{e(p)}</td><td class=n>{e(a)}</td></tr>"
+        for d, q, p, a in f.rows()
+    )
+    totals = (
+        f"<tr><td colspan=3>{e(words['subtotal'])}</td><td class=n>{e(f.money(invoice.subtotal))}</td></tr>"
+        f"<tr><td colspan=3>{e(f.tax_label())}</td><td class=n>{e(f.money(invoice.tax_total))}</td></tr>"
+        f"<tr class=total><td colspan=3>{e(words['total'])}</td><td class=n>{e(f.money(invoice.total))}</td></tr>"
+    )
+    meta = [
+        (words["number"], invoice.number),
+        (words["issued"], f.date(invoice.issued)),
+        (words["due"], f.date(invoice.due)),
+        (words["period"], f"{f.date(invoice.period_start)} – {f.date(invoice.period_end)}"),
+    ]
+    meta_html = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in meta)
+    notes = "".join(f"<p>{e(note)}</p>" for note in f.notes())
+    return f"""<!DOCTYPE html>
+<html lang="{invoice.buyer.language}"><head><meta charset="utf-8">
+<title>{e(words["invoice"])} {e(invoice.number)}</title>
+<style>
+body {{ font-family: Helvetica, Arial, sans-serif; margin: 40px auto; max-width: 800px; color: #222; }}
+h1 {{ font-size: 28px; margin-bottom: 24px; }}
+.parties {{ display: flex; justify-content: space-between; margin-bottom: 24px; }}
+.label {{ color: #777; font-size: 12px; text-transform: uppercase; margin-bottom: 4px; }}
+table {{ border-collapse: collapse; width: 100%; }}
+.meta th {{ text-align: left; font-weight: normal; color: #777; padding-right: 16px; }}
+.lines {{ margin-top: 24px; }}
+.lines th {{ text-align: left; border-bottom: 2px solid #222; padding: 6px 4px; }}
+.lines th.n {{ text-align: right; }}
+.meta {{ width: auto; }}
+.lines td {{ border-bottom: 1px solid #ddd; padding: 6px 4px; }}
+.n {{ text-align: right; white-space: nowrap; }}
+.total td {{ font-weight: bold; border-top: 2px solid #222; }}
+.notes {{ margin-top: 24px; font-size: 13px; color: #444; }}
+</style></head><body>
+<h1>{e(words["invoice"])} {e(invoice.number)}</h1>
+<div class="parties">{party(seller, "")}{party(buyer, words["bill_to"])}</div>
+<table class="meta">{meta_html}</table>
+<table class="lines"><thead><tr><th>{e(words["description"])}</th><th class=n>{e(words["quantity"])}</th>
+<th class=n>{e(words["unit_price"])}</th><th class=n>{e(words["amount"])}</th></tr></thead>
+<tbody>{rows}{totals}</tbody></table>
+<div class="notes">{notes}</div>
+</body></html>
+"""
+
+
+def invoice_pdf(invoice: Invoice) -> bytes:
+    """The invoice as a one-or-more-page A4 PDF."""
+    try:
+        from fpdf import FPDF
+    except ImportError:
+        raise RatingError("PDF invoices need the invoices extra: pip install 'rating[invoices]'") from None
+    f, words = _Format(invoice), WORDS[invoice.buyer.language]
+    pdf = FPDF(format="A4")
+    pdf.set_auto_page_break(auto=True, margin=20)
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 20)
+    pdf.cell(0, 12, _latin(f"{words['invoice']} {invoice.number}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    top = pdf.get_y()
+    for x, who, label in ((10, invoice.seller, ""), (110, invoice.buyer, words["bill_to"])):
+        pdf.set_xy(x, top)
+        lines = [who.legal_name, *who.address] + ([f"{words['tax_id']}: {who.tax_id}"] if who.tax_id else [])
+        if label:
+            pdf.set_font("Helvetica", "", 8)
+            pdf.cell(90, 5, _latin(label.upper()), new_x="LEFT", new_y="NEXT")
+        for number, text in enumerate(lines):
+            pdf.set_font("Helvetica", "B" if number == 0 else "", 10)
+            pdf.cell(90, 5, _latin(text), new_x="LEFT", new_y="NEXT")
+    pdf.set_xy(10, max(pdf.get_y(), top + 35) + 4)
+    pdf.set_font("Helvetica", "", 10)
+    meta = [
+        (words["number"], invoice.number),
+        (words["issued"], f.date(invoice.issued)),
+        (words["due"], f.date(invoice.due)),
+        (words["period"], f"{f.date(invoice.period_start)} - {f.date(invoice.period_end)}"),
+    ]
+    for key, value in meta:
+        pdf.cell(45, 6, _latin(key))
+        pdf.cell(0, 6, _latin(value), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    widths = (88, 36, 30, 36)
+    pdf.set_font("Helvetica", "B", 9)
+    for width, title, align in zip(widths, ("description", "quantity", "unit_price", "amount"), "LRRR", strict=True):
+        pdf.cell(width, 7, _latin(words[title]), border="B", align=align)
+    pdf.ln()
+    pdf.set_font("Helvetica", "", 9)
+    for row in f.rows():
+        for width, text, align in zip(widths, row, "LRRR", strict=True):
+            pdf.cell(width, 6, _latin(text), border="B", align=align)
+        pdf.ln()
+    for label, amount, style in (
+        (words["subtotal"], invoice.subtotal, ""),
+        (f.tax_label(), invoice.tax_total, ""),
+        (words["total"], invoice.total, "B"),
+    ):
+        pdf.set_font("Helvetica", style, 10)
+        pdf.cell(sum(widths[:3]), 7, _latin(label), align="R")
+        pdf.cell(widths[3], 7, _latin(f.money(amount)), align="R", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(6)
+    pdf.set_font("Helvetica", "", 9)
+    for note in f.notes():
+        pdf.multi_cell(0, 5, _latin(note), new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
+
+
+def _latin(text: str) -> str:
+    """Text the PDF's built-in fonts can draw (Latin-1): other characters become their nearest plain form."""
+    return (
+        text.replace("–", "-")
+        .replace("\u202f", " ")
+        .replace("\xa0", " ")
+        .encode("latin-1", "replace")
+        .decode("latin-1")
+    )

@@ -1,0 +1,324 @@
+"""Numbered invoices, built from the ledger's charge records and checked against the ledger.
+
+``issue_invoices(storage, catalog, billing, "2026-11")`` issues, for every
+customer billed on account whose period is closed, one invoice:
+
+- **Lines** are the period's charge records summed per line (plan, meter,
+  group, model, unit price), then the period-close postings (fees, minimum and
+  commitment true-ups, a contract's prepayment), less what a prepaid
+  commitment paid. Each is shown rounded half-even to the currency's scale; a
+  rounding line makes them add up to the period's total, which period close
+  already rounded.
+- **The ledger is the check**: that total must equal the movement of the
+  customer's receivable by the postings of the period (usage, corrections,
+  period close; payments excluded), else nothing is issued
+  (``ledger_mismatch``).
+- **Tax** is computed per line on its rounded amount, half-even to the
+  currency's scale, at the rate :func:`rating.billing.tax_for` decides; it is
+  posted (``tax:CUSTOMER:PERIOD``: the receivable owes it, ``tax:NAME:COUNTRY``
+  holds it), so the invoice's total is the receivable's movement to the cent.
+- **Numbers** ``INV-2026-000001`` are gapless per series and year, taken inside
+  the storage write (:meth:`~rating.storage.Storage.issue_document`); issuing
+  again for the same customer and period returns the invoice already issued.
+- **Immutable**: the invoice is stored as a document with the seller, the
+  buyer's profile and the tax rule as they were; rendering it later (JSON, CSV,
+  HTML, PDF: :mod:`rating.documents`) reads only that snapshot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import partial
+
+from pydantic import BaseModel, ConfigDict
+
+from rating.accounts import prepaid_account, receivable_account
+from rating.billing import AppliedTax, Billing, Party, Profile, TaxError, tax_for
+from rating.catalog import Catalog
+from rating.errors import InvoiceError
+from rating.ledger import Posting, Transaction
+from rating.money import ZERO, exact, quantize
+from rating.periods import bounds_of, zone
+from rating.pricebook import Pricebook
+from rating.refusals import InvoiceRefusal
+from rating.rerate import RERATE
+from rating.storage import Storage
+
+#: Period-close kinds that put a line on the invoice, with the line's description.
+CLOSING_LINES = {"fee": "subscription fee", "minimum": "minimum spend true-up", "commitment": "commitment true-up"}
+#: The document kind of an invoice.
+INVOICE = "invoice"
+
+
+class InvoiceLine(BaseModel):
+    """One line: what was charged, how much of it, and the amount shown (rounded) and exact."""
+
+    model_config = ConfigDict(frozen=True)
+
+    description: str
+    quantity: Decimal | None = None
+    unit: str | None = None
+    unit_price: Decimal | None = None
+    exact: Decimal
+    amount: Decimal
+    tax: Decimal = ZERO
+
+
+class Invoice(BaseModel):
+    """An issued invoice, as stored: everything a rendering needs, frozen at issue."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: str
+    customer: str
+    period: str
+    period_start: dt.date
+    period_end: dt.date
+    issued: dt.date
+    due: dt.date
+    currency: str
+    scale: int
+    seller: Party
+    buyer: Profile
+    tax: AppliedTax
+    lines: tuple[InvoiceLine, ...]
+    subtotal: Decimal
+    tax_total: Decimal
+    total: Decimal
+    pricebook: str
+
+    def to_json(self) -> str:
+        """The stored text: amounts as strings, never floats."""
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> Invoice:
+        """An invoice from its stored text."""
+        return cls.model_validate(json.loads(text))
+
+
+@dataclass
+class IssueReport:
+    """What issuing found: invoices issued now, already issued, and customers refused with their codes."""
+
+    issued: list[Invoice] = field(default_factory=list)
+    existing: list[Invoice] = field(default_factory=list)
+    refused: list[tuple[str, InvoiceRefusal, str]] = field(default_factory=list)
+
+
+@exact
+def issue_invoices(
+    storage: Storage,
+    catalog: Catalog,
+    billing: Billing,
+    period: str,
+    customers: Iterable[str] | None = None,
+    *,
+    issued: dt.date | None = None,
+) -> IssueReport:
+    """Issue the invoices of ``period`` (for ``customers``, or everyone with a profile), each once."""
+    report = IssueReport()
+    on = issued or dt.datetime.now(dt.UTC).date()
+    for customer in sorted(customers if customers is not None else billing.profiles):
+        try:
+            text, new = storage.issue_document(
+                f"{billing.invoice_series}-{on.year}",
+                INVOICE,
+                customer,
+                period,
+                partial(_issue, storage, catalog, billing, period, customer, on=on),
+            )
+        except InvoiceError as error:
+            report.refused.append((customer, error.code, str(error)))
+            continue
+        (report.issued if new else report.existing).append(Invoice.from_json(text))
+    return report
+
+
+def invoices(storage: Storage, number: str | None = None, customer: str | None = None) -> list[Invoice]:
+    """Issued invoices, by number or customer, in the order issued."""
+    return [Invoice.from_json(text) for text in storage.documents(number, customer)]
+
+
+def _issue(
+    storage: Storage, catalog: Catalog, billing: Billing, period: str, customer: str, number: str, *, on: dt.date
+) -> tuple[str, list[Transaction]]:
+    """The invoice's stored text and its tax transaction (inside the storage write that numbers it)."""
+    profile = billing.profiles.get(customer)
+    if profile is None:
+        raise InvoiceError(InvoiceRefusal.NO_PROFILE, f"no billing profile for customer {customer!r}")
+    book = _version_of(catalog, period, customer)
+    currency, scale = book.currency, book.scale_of(book.currency)
+    if profile.currency not in (None, currency):
+        raise InvoiceError(
+            InvoiceRefusal.CURRENCY_MISMATCH,
+            f"{customer}'s profile bills in {profile.currency}, the pricebook in {currency}",
+        )
+    if book.pays_from_wallet(customer):
+        raise InvoiceError(InvoiceRefusal.WALLET_BILLED, f"{customer!r} pays from a wallet: it gets a statement")
+    try:
+        tax = tax_for(billing, profile, on)
+    except TaxError as error:
+        raise InvoiceError(InvoiceRefusal.NO_TAX_RULE, str(error)) from None
+    _, start, end = bounds_of(period, zone(book.timezone_of(customer)), book.anchor_of(customer))
+    exact_lines = _usage_lines(storage, customer, period, currency) + _closing_lines(
+        storage, customer, period, start, end
+    )
+    owed = _receivable_movement(storage, customer, period, currency, start, end)
+    if not exact_lines and not owed:
+        raise InvoiceError(InvoiceRefusal.NOTHING_TO_INVOICE, f"nothing was charged to {customer!r} in {period}")
+    if not storage.closed_periods([(customer, period)]):
+        raise InvoiceError(InvoiceRefusal.PERIOD_OPEN, f"period {period} of {customer!r} is not closed: close it first")
+    if (
+        sum((amount for _, _, _, _, amount in exact_lines), ZERO) + _rounding(storage, customer, period, currency)
+        != owed
+    ):
+        raise InvoiceError(
+            InvoiceRefusal.LEDGER_MISMATCH,
+            f"the lines of {customer!r} for {period} do not add up to its receivable movement {owed} {currency}",
+        )
+    owed = quantize(owed, scale)  # the same amount, at the currency's scale
+    lines = _rounded(exact_lines, owed, scale)
+    taxed = tuple(
+        line.model_copy(update={"tax": quantize(line.amount * tax.rate / 100, scale) + ZERO}) for line in lines
+    )
+    tax_total = sum((line.tax for line in taxed), ZERO)
+    invoice = Invoice(
+        number=number,
+        customer=customer,
+        period=period,
+        period_start=start.astimezone(zone(book.timezone_of(customer))).date(),
+        period_end=(end.astimezone(zone(book.timezone_of(customer))) - dt.timedelta(microseconds=1)).date(),
+        issued=on,
+        due=on + dt.timedelta(days=billing.payment_terms_days),
+        currency=currency,
+        scale=scale,
+        seller=billing.seller,
+        buyer=profile,
+        tax=tax,
+        lines=taxed,
+        subtotal=owed,
+        tax_total=tax_total,
+        total=owed + tax_total,
+        pricebook=f"{book.pricebook}@{book.version.isoformat()}",
+    )
+    return invoice.to_json(), _tax_transaction(invoice, end)
+
+
+def _version_of(catalog: Catalog, period: str, customer: str) -> Pricebook:
+    book = catalog.latest
+    _, start, _ = bounds_of(period, zone(book.timezone_of(customer)), book.anchor_of(customer))
+    return catalog.in_force(start) or catalog.versions[0]
+
+
+#: An exact line before rounding: (description, quantity, unit, unit price, amount).
+ExactLine = tuple[str, Decimal | None, str | None, Decimal | None, Decimal]
+
+
+def _usage_lines(storage: Storage, customer: str, period: str, currency: str) -> list[ExactLine]:
+    """The period's charge records summed per (plan, meter, group, model, unit price)."""
+    summed: dict[tuple[str, str, tuple[str, ...], str, str, Decimal | None], tuple[Decimal, Decimal]] = {}
+    described: dict[tuple[str, str, tuple[str, ...], str, str, Decimal | None], tuple[str, str]] = {}
+    for stored in storage.charges(customer):
+        charge = stored.charge
+        if charge.period != period:
+            continue
+        if charge.asset != currency:
+            raise InvoiceError(
+                InvoiceRefusal.CURRENCY_MISMATCH,
+                f"{customer!r} was charged in {charge.asset}, invoices are in {currency}",
+            )
+        key = (charge.plan, charge.meter, charge.group, charge.model, charge.unit, charge.unit_price)
+        quantity, amount = summed.get(key, (ZERO, ZERO))
+        summed[key] = (quantity + charge.quantity, amount + charge.amount)
+        group = f" ({', '.join(charge.group)})" if charge.group else ""
+        described[key] = (f"{charge.meter}{group}", charge.unit)
+    lines: list[ExactLine] = []
+    for key, (quantity, amount) in summed.items():
+        if quantity or amount:
+            description, unit = described[key]
+            lines.append((description, quantity, unit, key[5], amount))
+    return lines
+
+
+def _closing_lines(
+    storage: Storage, customer: str, period: str, start: dt.datetime, end: dt.datetime
+) -> list[ExactLine]:
+    """Fees, true-ups and a contract's prepayment of the period; less what the prepaid commitment paid."""
+    receivable = receivable_account(customer)
+    lines: list[ExactLine] = []
+    for kind, description in CLOSING_LINES.items():
+        for transaction in storage.transactions_of(kind, customer):
+            if transaction.id.split(":")[2] == period:
+                lines.append((description, None, None, None, _on(transaction.postings, receivable)))
+    for transaction in storage.transactions_of("prepayment", customer):
+        if start <= transaction.timestamp < end:
+            lines.append(("prepaid commitment", None, None, None, _on(transaction.postings, receivable)))
+    drawn = sum(
+        (_on(t.postings, prepaid_account(customer)) for t in _usage_transactions(storage, customer, period)), ZERO
+    )
+    if drawn:
+        lines.append(("paid from the prepaid commitment", None, None, None, -drawn))
+    return lines
+
+
+def _usage_transactions(storage: Storage, customer: str, period: str) -> list[Transaction]:
+    """The ratings and corrections that post the customer's usage of ``period``."""
+    events = {stored.event_id for stored in storage.charges(customer) if stored.charge.period == period}
+    ratings = [t for t in storage.transactions_of("rating", customer) if t.metadata.get("event_id") in events]
+    corrections = [t for t in storage.transactions_of(RERATE, customer) if t.metadata.get("period") == period]
+    return ratings + corrections
+
+
+def _rounding(storage: Storage, customer: str, period: str, currency: str) -> Decimal:
+    """The period-close rounding of ``period`` in ``currency`` (what makes the total whole cents)."""
+    transaction = storage.transaction(f"rounding:{customer}:{period}:{currency}")
+    return ZERO if transaction is None else _on(transaction.postings, receivable_account(customer))
+
+
+def _receivable_movement(
+    storage: Storage, customer: str, period: str, currency: str, start: dt.datetime, end: dt.datetime
+) -> Decimal:
+    """How the postings of ``period`` (usage, corrections, period close) move the customer's receivable."""
+    receivable = receivable_account(customer)
+    transactions = _usage_transactions(storage, customer, period)
+    for kind in (*CLOSING_LINES, "rounding"):
+        transactions += [t for t in storage.transactions_of(kind, customer) if t.id.split(":")[2] == period]
+    transactions += [t for t in storage.transactions_of("prepayment", customer) if start <= t.timestamp < end]
+    return sum(
+        (p.amount for t in transactions for p in t.postings if p.account == receivable and p.asset == currency), ZERO
+    )
+
+
+def _on(postings: Iterable[Posting], account: str) -> Decimal:
+    return sum((p.amount for p in postings if p.account == account), ZERO)
+
+
+def _rounded(lines: list[ExactLine], total: Decimal, scale: int) -> list[InvoiceLine]:
+    """Lines rounded half-even, and a rounding line when they do not add up to ``total``."""
+    shown = [
+        InvoiceLine(description=d, quantity=q, unit=u, unit_price=p, exact=a, amount=quantize(a, scale))
+        for d, q, u, p, a in lines
+    ]
+    difference = total - sum((line.amount for line in shown), ZERO)
+    if difference:
+        shown.append(InvoiceLine(description="rounding", exact=difference, amount=quantize(difference, scale)))
+    return shown
+
+
+def _tax_transaction(invoice: Invoice, end: dt.datetime) -> list[Transaction]:
+    """The tax the invoice charges, owed on the receivable and held for the tax authority."""
+    if not invoice.tax_total:
+        return []
+    account = f"tax:{invoice.tax.name.replace(' ', '_')}:{invoice.buyer.country}"
+    postings = (
+        Posting(receivable_account(invoice.customer), invoice.currency, invoice.tax_total),
+        Posting(account, invoice.currency, -invoice.tax_total),
+    )
+    at = end - dt.timedelta(microseconds=1)
+    metadata = {"customer": invoice.customer, "period": invoice.period, "invoice": invoice.number}
+    return [Transaction(f"tax:{invoice.customer}:{invoice.period}", at, f"tax of {invoice.number}", postings, metadata)]

@@ -1,0 +1,226 @@
+"""Invoices come from the ledger's charge records, equal the receivable's movement, and are numbered without gaps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import multiprocessing
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+
+from rating.accounts import receivable_account
+from rating.billing import Billing, TaxError, parse_billing, tax_for
+from rating.catalog import Catalog
+from rating.cli import main
+from rating.closing import close_period
+from rating.documents import invoice_csv, invoice_html, invoice_pdf
+from rating.engine import Engine
+from rating.errors import PricebookError
+from rating.events import UsageEvent
+from rating.invoices import invoices, issue_invoices
+from rating.pricebook import Pricebook
+from rating.refusals import InvoiceRefusal
+from rating.registry import Registry
+from rating.storage import Storage
+from rating.storage.memory import MemoryStorage
+from tests.conftest import POSTGRES_URL, postgres_url
+from tests.helpers import EXAMPLE, ROOT, SIMPLE_PRICEBOOK, event
+from tests.simulate.test_simulate import CUSTOMERS, histories
+from tests.test_telescoping import REGISTRY
+
+BILLING = """\
+seller: {legal_name: Seller GmbH, address: [Berlin], country: DE, tax_id: DE1}
+tax_rules:
+  - {country: DE, rate: 16, from: 2020-07-01}
+  - {country: DE, rate: 19, from: 2021-01-01}
+  - {country: AU, rate: 10, name: GST}
+profiles:
+  acme: {legal_name: Acme GmbH, address: [Hauptstr. 1, Berlin], country: DE, language: de}
+  listed: {legal_name: Listed Ltd, country: AU}
+  walk-in: {legal_name: Walk In SARL, country: FR, tax_id: FR1}
+  contracted: {legal_name: Contracted GmbH, country: DE}
+"""
+ISSUED = dt.date(2026, 12, 1)
+NOVEMBER = dt.datetime(2026, 11, 3, tzinfo=dt.UTC)
+WALLET_PRICEBOOK = SIMPLE_PRICEBOOK + "  wally: {plan: basic, billing: wallet}\n  nobody: {plan: basic}\n"
+
+
+def billed(book: Pricebook, storage: Storage, events: list[UsageEvent], *periods: str) -> Engine:
+    engine = Engine(book, storage, REGISTRY)
+    engine.rate_batch(events)
+    for period in periods:
+        close_period(engine, period)
+    return engine
+
+
+@settings(max_examples=60)
+@given(histories())
+def test_every_invoice_adds_up_and_the_invoices_equal_the_receivable(history: tuple[Pricebook, list]) -> None:  # type: ignore[type-arg]
+    book, events = history
+    engine = billed(book, MemoryStorage(), events, "2026-10", "2026-11")
+    billing = parse_billing(BILLING)
+    catalog = Catalog([book])
+    issued = []
+    for period in ("2026-10", "2026-11"):
+        report = issue_invoices(engine.storage, catalog, billing, period, CUSTOMERS, issued=ISSUED)
+        assert {code for _, code, _ in report.refused} <= {InvoiceRefusal.NOTHING_TO_INVOICE}
+        issued += report.issued
+    for invoice in issued:
+        assert sum(line.amount for line in invoice.lines) == invoice.subtotal
+        assert sum(line.tax for line in invoice.lines) == invoice.tax_total
+        assert invoice.total == invoice.subtotal + invoice.tax_total
+        assert all(line.amount == line.amount.quantize(Decimal("0.01")) for line in invoice.lines)
+    balances = engine.storage.balances()
+    for customer in CUSTOMERS:
+        owed = balances.get((receivable_account(customer), "USD"), Decimal(0))
+        assert sum((i.total for i in issued if i.customer == customer), Decimal(0)) == owed
+    assert engine.storage.verify() == []
+
+
+def test_issuing_numbers_each_invoice_once_and_posts_its_tax(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
+    engine = billed(book(SIMPLE_PRICEBOOK), storage, [event("e1", at=NOVEMBER, tokens=1500, model="m")], "2026-11")
+    catalog, billing = Catalog([engine.pricebook]), parse_billing(BILLING)
+    report = issue_invoices(storage, catalog, billing, "2026-11", ["acme"], issued=ISSUED)
+    [invoice] = report.issued
+    # 0.01 a request + 1000 tokens at 0.001 + 500 at 0.0005 = 1.26; German VAT 19 % on the lines as rounded.
+    assert (invoice.number, invoice.subtotal, invoice.tax_total, invoice.total) == (
+        "INV-2026-000001",
+        Decimal("1.26"),
+        Decimal("0.24"),
+        Decimal("1.50"),
+    )
+    assert invoice.tax.rate == 19 and invoice.due == ISSUED + dt.timedelta(days=14)
+    again = issue_invoices(storage, catalog, billing, "2026-11", ["acme"], issued=ISSUED)
+    assert again.issued == [] and again.existing == [invoice]
+    assert storage.balances([receivable_account("acme")])[receivable_account("acme"), "USD"] == invoice.total
+    assert [i.number for i in invoices(storage, customer="acme")] == ["INV-2026-000001"]
+    assert storage.verify() == []
+
+
+def test_an_issued_invoice_keeps_its_tax_and_profile_when_they_change(book) -> None:  # type: ignore[no-untyped-def]
+    engine = billed(
+        book(SIMPLE_PRICEBOOK), MemoryStorage(), [event("e1", at=NOVEMBER, tokens=100, model="m")], "2026-11"
+    )
+    catalog = Catalog([engine.pricebook])
+    first = issue_invoices(engine.storage, catalog, parse_billing(BILLING), "2026-11", issued=ISSUED).issued[0]
+    changed = parse_billing(BILLING.replace("rate: 19", "rate: 25").replace("Acme GmbH", "Acme AG"))
+    assert issue_invoices(engine.storage, catalog, changed, "2026-11", issued=ISSUED).existing == [first]
+    assert invoices(engine.storage, first.number)[0].buyer.legal_name == "Acme GmbH"
+
+
+@pytest.mark.parametrize(
+    ("customer", "closed", "code"),
+    [
+        ("acme", False, InvoiceRefusal.PERIOD_OPEN),
+        ("wally", True, InvoiceRefusal.WALLET_BILLED),
+        ("nobody", True, InvoiceRefusal.NO_PROFILE),
+    ],
+)
+def test_what_cannot_be_invoiced_is_refused_with_its_code(
+    book, customer: str, closed: bool, code: InvoiceRefusal
+) -> None:  # type: ignore[no-untyped-def]
+    periods = ("2026-11",) if closed else ()
+    engine = billed(book(WALLET_PRICEBOOK), MemoryStorage(), [event("e1", at=NOVEMBER, tokens=1, model="m")], *periods)
+    billing = parse_billing(BILLING + "  wally: {legal_name: W, country: DE}\n")
+    report = issue_invoices(engine.storage, Catalog([engine.pricebook]), billing, "2026-11", [customer])
+    assert report.issued == [] and [c for _, c, _ in report.refused] == [code]
+
+
+def test_tax_follows_status_country_and_the_rule_in_force() -> None:
+    billing = parse_billing(BILLING)
+    profile = billing.profiles["acme"]
+    assert tax_for(billing, profile, dt.date(2020, 8, 1)).rate == 16
+    assert tax_for(billing, profile, ISSUED).rate == 19
+    assert tax_for(billing, billing.profiles["walk-in"], ISSUED).name == "reverse charge"
+    assert tax_for(billing, profile.model_copy(update={"tax_status": "exempt"}), ISSUED).rate == 0
+    with pytest.raises(TaxError, match="no tax rule for country US"):
+        tax_for(billing, profile.model_copy(update={"country": "US"}), ISSUED)
+
+
+def test_a_bad_billing_file_is_refused_with_positions() -> None:
+    with pytest.raises(PricebookError) as raised:
+        parse_billing(BILLING.replace("country: AU}", "country: Australia}"), "billing.yaml")
+    assert raised.value.problems[0].startswith("billing.yaml:8:36:")
+    assert "profiles.listed.country" in raised.value.problems[0]
+
+
+def _issue_all(url: str) -> int:
+    registry = Registry.load()
+    from rating.pricebook import parse_pricebook
+
+    storage = registry.open_storage(url)
+    book = parse_pricebook(SIMPLE_PRICEBOOK + "default_plan: basic\n", registry)
+    billing = Billing.model_validate(json.loads(BILLING_JSON))
+    return len(issue_invoices(storage, Catalog([book]), billing, "2026-11", issued=ISSUED).issued)
+
+
+CUSTOMER_IDS = [f"c{i:02d}" for i in range(24)]
+BILLING_JSON = json.dumps(
+    {
+        "seller": {"legal_name": "S", "country": "DE"},
+        "tax_rules": [{"country": "*", "rate": "0"}],
+        "profiles": {c: {"legal_name": c, "country": "US"} for c in CUSTOMER_IDS},
+    }
+)
+
+
+@pytest.mark.parametrize("kind", ["sqlite"] + (["postgres"] if POSTGRES_URL else []))
+def test_eight_processes_issuing_at_once_leave_no_gap_and_no_duplicate(kind: str, tmp_path: Path, registry) -> None:  # type: ignore[no-untyped-def]
+    url = str(tmp_path / "shared.db") if kind == "sqlite" else postgres_url()
+    storage = registry.open_storage(url)
+    from rating.pricebook import parse_pricebook
+
+    book = parse_pricebook(SIMPLE_PRICEBOOK + "default_plan: basic\n", registry)
+    billed(book, storage, [event(f"e-{c}", customer=c, at=NOVEMBER, tokens=5, model="m") for c in CUSTOMER_IDS])
+    close_period(Engine(book, storage, registry), "2026-11")
+    with multiprocessing.get_context("spawn").Pool(8) as pool:
+        counts = pool.map(_issue_all, [url] * 8)
+    issued = invoices(storage)
+    assert sum(counts) == len(CUSTOMER_IDS)
+    assert sorted(i.number for i in issued) == [f"INV-2026-{n:06d}" for n in range(1, len(CUSTOMER_IDS) + 1)]
+    assert sorted(i.customer for i in issued) == CUSTOMER_IDS
+    storage.close()
+
+
+def test_the_pdf_and_html_show_the_number_lines_tax_and_totals_in_the_buyers_language(book) -> None:  # type: ignore[no-untyped-def]
+    from pypdf import PdfReader
+
+    engine = billed(
+        book(SIMPLE_PRICEBOOK), MemoryStorage(), [event("e1", at=NOVEMBER, tokens=1500, model="m")], "2026-11"
+    )
+    [invoice] = issue_invoices(
+        engine.storage, Catalog([engine.pricebook]), parse_billing(BILLING), "2026-11", issued=ISSUED
+    ).issued
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(invoice_pdf(invoice))).pages)
+    for expected in ("Rechnung INV-2026-000001", "Zwischensumme", "1,26 USD", "Steuer (VAT 19 %)", "0,24 USD",
+                     "Gesamtbetrag", "1,50 USD", "01.12.2026", "tokens (m)"):  # fmt: skip
+        assert expected in text
+    page = invoice_html(invoice)
+    assert page.startswith("<!DOCTYPE html>") and 'lang="de"' in page and "1,50 USD" in page
+    english = invoice.model_copy(update={"buyer": invoice.buyer.model_copy(update={"language": "en"})})
+    assert "Total due" in invoice_html(english) and "1.50 USD" in invoice_html(english)
+    rows = invoice_csv([invoice]).splitlines()
+    assert (
+        rows[0].startswith("number,customer")
+        and "INV-2026-000001,acme,2026-11,requests,1,requests,0.01,0.01,0.00" in rows
+    )
+
+
+def test_invoice_commands_issue_list_and_write_documents(demo_history: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    billing = str(ROOT / "pricebooks" / "billing.yaml")
+    assert main(["close-period", "--db", "history.db", "--period", "2026-11", "-p", str(EXAMPLE)]) == 0
+    issue = ["invoice", "issue", "--db", "history.db", "--period", "2026-11", "-p", str(EXAMPLE), "--billing", billing]
+    capsys.readouterr()
+    assert main([*issue, "--date", "2026-12-01", "-o", "json", "--pdf", "docs"]) == 0
+    captured = capsys.readouterr()
+    issued = json.loads(captured.out)
+    assert [i["number"] for i in issued] == [f"INV-2026-{n:06d}" for n in range(1, len(issued) + 1)]
+    assert "initech: currency_mismatch" in captured.err  # a credits plan gets a statement, not an invoice
+    assert all((demo_history.parent / "docs" / f"{i['number']}.pdf").stat().st_size > 1000 for i in issued)
+    assert main(["invoice", "show", "INV-2026-000001", "--db", "history.db", "-o", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("number,customer,period")
+    assert main(["invoice", "show", "INV-2099-000001", "--db", "history.db"]) == 1
