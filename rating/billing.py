@@ -28,9 +28,11 @@ How a profile's tax is decided (:func:`tax_for`), in this order:
 2. a business in the EU with a tax id, in another country than the seller
    (``tax_status: reverse_charge``, or ``taxable`` with those facts): reverse
    charge, rate 0, the customer accounts for the VAT;
-3. otherwise the rule for the customer's country (or ``*``) in force on the
-   invoice date, the latest ``from`` wins; none at all is refused with
-   ``no_tax_rule`` rather than guessed.
+3. otherwise the most specific rule in force on the invoice date: for the
+   customer's country before ``*``, for its kind of buyer (``business`` with a
+   tax id, or ``consumer``) before ``any``, for the seller's country before
+   any, then the latest ``from``; none at all is refused with ``no_tax_rule``
+   rather than guessed.
 """
 
 from __future__ import annotations
@@ -76,14 +78,27 @@ class Profile(Party):
     #: The currency the customer is invoiced in; it must be the pricebook's.
     currency: str | None = None
     email: str | None = None
+    #: Days from issue to due date (net 30 is 30); the billing file's default when absent.
+    payment_terms_days: int | None = Field(None, ge=0, le=365)
+
+    @property
+    def business(self) -> bool:
+        """Whether the customer is a business (it has a tax id) rather than a consumer."""
+        return bool(self.tax_id)
 
 
 class TaxRule(BaseModel):
-    """A tax rate of a country (``*``: any country without a rule of its own) from a date on."""
+    """A tax rate for buyers of a country (``*``: any country without a rule of its own) from a date on.
+
+    ``seller``: only when the seller charges from that country; ``buyer``: only
+    for businesses (with a tax id) or consumers.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     country: str = Field(pattern=r"^([A-Z]{2}|\*)$")
+    seller: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    buyer: Literal["business", "consumer", "any"] = "any"
     rate: Decimal = Field(ge=0, le=100, description="percent, e.g. 19")
     name: str = "VAT"
     since: dt.date = Field(dt.date(1970, 1, 1), alias="from")
@@ -123,11 +138,17 @@ def tax_for(billing: Billing, profile: Profile, on: dt.date) -> AppliedTax:
     abroad_business = profile.country in EU and seller in EU and profile.country != seller and profile.tax_id
     if profile.tax_status == "reverse_charge" or abroad_business:
         return AppliedTax(rate=Decimal(0), name="reverse charge", rule=f"reverse charge {profile.country}")
-    for country in (profile.country, "*"):
-        rules = [r for r in billing.tax_rules if r.country == country and r.since <= on]
-        if rules:
-            rule = max(rules, key=lambda r: r.since)
-            return AppliedTax(rate=rule.rate, name=rule.name, rule=f"{rule.country} from {rule.since.isoformat()}")
+    kind = "business" if profile.business else "consumer"
+    rules = [
+        r
+        for r in billing.tax_rules
+        if r.country in (profile.country, "*") and r.seller in (None, seller) and r.buyer in (kind, "any")
+        if r.since <= on
+    ]
+    if rules:
+        # The most specific rule wins (the buyer's country over '*', a buyer kind over any), then the latest.
+        rule = max(rules, key=lambda r: (r.country != "*", r.buyer != "any", r.seller is not None, r.since))
+        return AppliedTax(rate=rule.rate, name=rule.name, rule=f"{rule.country} {rule.buyer} from {rule.since}")
     raise TaxError(f"no tax rule for country {profile.country} on {on.isoformat()} (add one, or a '*' rule)")
 
 

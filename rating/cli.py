@@ -41,6 +41,7 @@ from rating.wallet import Wallets
 
 if TYPE_CHECKING:
     from rating.invoices import Invoice
+    from rating.settlement import InvoiceStatus
     from rating.simulate.columnar import ParquetHistory
 
 DEFAULT_DB = "rating.db"
@@ -452,36 +453,56 @@ def cmd_rerate(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
-INVOICE_COLUMNS = ["number", "customer", "period", "issued", "subtotal", "tax", "total", "currency"]
+INVOICE_COLUMNS = ["number", "customer", "period", "due date", "total", "paid", "due", "status", "currency"]
 
 
 def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
     from rating.invoices import invoices, issue_invoices
+    from rating.settlement import credit_invoice, invoice_status, pay_invoice
 
-    storage = _open(args, registry, read_only=args.action != "issue")
+    storage = _open(args, registry, read_only=args.action in ("list", "show"))
+    if args.action in ("pay", "credit") and not (args.number and args.reference):
+        raise RatingError(f"rating invoice {args.action} needs the invoice NUMBER and --reference")
     if args.action == "issue":
         if not (args.period and args.pricebook and args.billing):
             raise RatingError("rating invoice issue needs --period, -p PRICEBOOK and --billing FILE")
         issued = dt.date.fromisoformat(args.date) if args.date else None
         catalog, billing = load_catalog(args.pricebook, registry), load_billing(args.billing)
         report = issue_invoices(storage, catalog, billing, args.period, args.customer, issued=issued)
-        for customer, code, reason in report.refused:
-            print(f"{customer}: {code}: {reason}", file=sys.stderr)
+        for customer, _, reason in report.refused:
+            print(f"{customer}: {reason}", file=sys.stderr)
         chosen = report.issued + report.existing
         print(
             f"issued {len(report.issued):,} invoices, {len(report.existing):,} already issued,"
             f" {len(report.refused):,} refused",
             file=sys.stderr,
         )
+    elif args.action == "pay":
+        if args.amount is None:
+            raise RatingError("rating invoice pay needs --amount")
+        new = pay_invoice(storage, args.number, to_decimal(args.amount, "--amount"), args.reference)
+        print(f"{'settled' if new else 'already settled'}: {args.reference}", file=sys.stderr)
+        chosen = invoices(storage, args.number)
+    elif args.action == "credit":
+        amount = None if args.amount is None else to_decimal(args.amount, "--amount")
+        note, new = credit_invoice(
+            storage, args.number, args.reference, args.reason or "credit", line=args.line, amount=amount
+        )
+        print(f"{'issued' if new else 'already issued'} {note.number}: {note.total} {note.currency}", file=sys.stderr)
+        chosen = invoices(storage, args.number)
     else:
         chosen = invoices(storage, args.number, (args.customer or [None])[0])
         if args.number and not chosen:
             raise RatingError(f"no invoice {args.number}")
-    _write_invoices(args, chosen)
+    today = dt.datetime.now(dt.UTC).date()
+    statuses = {i.number: invoice_status(storage, i, today) for i in chosen}
+    if args.overdue:
+        chosen = [i for i in chosen if statuses[i.number].overdue]
+    _write_invoices(args, chosen, statuses)
     return 0
 
 
-def _write_invoices(args: argparse.Namespace, chosen: list[Invoice]) -> None:
+def _write_invoices(args: argparse.Namespace, chosen: list[Invoice], statuses: dict[str, InvoiceStatus]) -> None:
     """The invoices as the output format asks; ``--html`` and ``--pdf`` write one document per invoice."""
     from rating.documents import invoice_csv, invoice_html, invoice_pdf
 
@@ -491,8 +512,10 @@ def _write_invoices(args: argparse.Namespace, chosen: list[Invoice]) -> None:
         print(invoice_csv(chosen), end="")
     else:
         rows = [
-            {"number": i.number, "customer": i.customer, "period": i.period, "issued": i.issued.isoformat(),
-             "subtotal": i.subtotal, "tax": i.tax_total, "total": i.total, "currency": i.currency}
+            {"number": i.number, "customer": i.customer, "period": i.period, "due date": i.due.isoformat(),
+             "total": i.total, "paid": statuses[i.number].paid, "due": statuses[i.number].due,
+             "status": statuses[i.number].state + (", overdue" if statuses[i.number].overdue else ""),
+             "currency": i.currency}
             for i in chosen
         ]  # fmt: skip
         print(render(rows, INVOICE_COLUMNS, "table"))
@@ -818,13 +841,20 @@ def build_parser() -> argparse.ArgumentParser:
     correction.add_argument("--pricebook", "-p", required=True, action="append", help="the fixed " + PRICEBOOK_HELP)
     correction.add_argument("--dry-run", action="store_true", help="show the differences, post nothing")
     billing = command("invoice", cmd_invoice, "issue numbered invoices of a closed period, or show them", db=DEFAULT_DB)
-    billing.add_argument("action", choices=["issue", "list", "show"], help="issue, list or show invoices")
+    billing.add_argument(
+        "action", choices=["issue", "list", "show", "pay", "credit"], help="issue, list, show, pay or credit invoices"
+    )
     billing.add_argument("number", nargs="?", metavar="NUMBER", help="the invoice to show, e.g. INV-2026-000001")
     billing.add_argument("--period", help="the closed billing period to invoice, e.g. 2026-11 (issue)")
     billing.add_argument("--pricebook", "-p", action="append", help=PRICEBOOK_HELP + " (issue)")
     billing.add_argument("--billing", metavar="FILE", help="seller, tax rules and customer profiles (issue)")
     billing.add_argument("--customer", action="append", help="only these customers (repeatable)")
     billing.add_argument("--date", help="the issue date, e.g. 2026-12-01 (default today)")
+    billing.add_argument("--amount", help="pay: the amount paid; credit: the amount of --line to credit")
+    billing.add_argument("--reference", help="pay, credit: the payment's or the credit's reference (idempotent)")
+    billing.add_argument("--line", type=int, help="credit: only this line (counted from 1); default every line")
+    billing.add_argument("--reason", help="credit: why, shown on the credit note")
+    billing.add_argument("--overdue", action="store_true", help="list: only invoices past their due date")
     billing.add_argument("--output", "-o", choices=["table", "json", "csv"], default="table", help="output format")
     billing.add_argument("--html", metavar="DIR", help="also write each invoice as DIR/NUMBER.html")
     billing.add_argument("--pdf", metavar="DIR", help="also write each invoice as DIR/NUMBER.pdf")

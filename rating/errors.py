@@ -126,4 +126,4 @@ class InvoiceError(RatingError):
 
     def __init__(self, code: InvoiceRefusal, message: str) -> None:
         self.code = InvoiceRefusal(code)
-        super().__init__(message)
+        super().__init__(f"{self.code}: {message}")

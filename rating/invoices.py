@@ -33,10 +33,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
-from rating.accounts import prepaid_account, receivable_account
+from rating.accounts import prepaid_account, receivable_account, revenue_account, rounding_account
 from rating.billing import AppliedTax, Billing, Party, Profile, TaxError, tax_for
 from rating.catalog import Catalog
 from rating.errors import InvoiceError
@@ -60,6 +61,8 @@ class InvoiceLine(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     description: str
+    #: The ledger account the line's amount was credited to (what a credit note reverses).
+    account: str
     quantity: Decimal | None = None
     unit: str | None = None
     unit_price: Decimal | None = None
@@ -73,6 +76,7 @@ class Invoice(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    kind: Literal["invoice"] = "invoice"
     number: str
     customer: str
     period: str
@@ -141,7 +145,8 @@ def issue_invoices(
 
 def invoices(storage: Storage, number: str | None = None, customer: str | None = None) -> list[Invoice]:
     """Issued invoices, by number or customer, in the order issued."""
-    return [Invoice.from_json(text) for text in storage.documents(number, customer)]
+    documents = (json.loads(text) for text in storage.documents(number, customer))
+    return [Invoice.model_validate(document) for document in documents if document.get("kind") == INVOICE]
 
 
 def _issue(
@@ -173,16 +178,14 @@ def _issue(
         raise InvoiceError(InvoiceRefusal.NOTHING_TO_INVOICE, f"nothing was charged to {customer!r} in {period}")
     if not storage.closed_periods([(customer, period)]):
         raise InvoiceError(InvoiceRefusal.PERIOD_OPEN, f"period {period} of {customer!r} is not closed: close it first")
-    if (
-        sum((amount for _, _, _, _, amount in exact_lines), ZERO) + _rounding(storage, customer, period, currency)
-        != owed
-    ):
+    lines_total = sum((line.amount for line in exact_lines), ZERO)
+    if lines_total + _rounding(storage, customer, period, currency) != owed or quantize(owed, scale) != owed:
         raise InvoiceError(
             InvoiceRefusal.LEDGER_MISMATCH,
             f"the lines of {customer!r} for {period} do not add up to its receivable movement {owed} {currency}",
         )
     owed = quantize(owed, scale)  # the same amount, at the currency's scale
-    lines = _rounded(exact_lines, owed, scale)
+    lines = _rounded(exact_lines, owed, scale, currency)
     taxed = tuple(
         line.model_copy(update={"tax": quantize(line.amount * tax.rate / 100, scale) + ZERO}) for line in lines
     )
@@ -194,7 +197,7 @@ def _issue(
         period_start=start.astimezone(zone(book.timezone_of(customer))).date(),
         period_end=(end.astimezone(zone(book.timezone_of(customer))) - dt.timedelta(microseconds=1)).date(),
         issued=on,
-        due=on + dt.timedelta(days=billing.payment_terms_days),
+        due=on + dt.timedelta(days=_terms(billing, profile)),
         currency=currency,
         scale=scale,
         seller=billing.seller,
@@ -215,14 +218,25 @@ def _version_of(catalog: Catalog, period: str, customer: str) -> Pricebook:
     return catalog.in_force(start) or catalog.versions[0]
 
 
-#: An exact line before rounding: (description, quantity, unit, unit price, amount).
-ExactLine = tuple[str, Decimal | None, str | None, Decimal | None, Decimal]
+def _terms(billing: Billing, profile: Profile) -> int:
+    return billing.payment_terms_days if profile.payment_terms_days is None else profile.payment_terms_days
+
+
+class ExactLine(NamedTuple):
+    """A line before rounding."""
+
+    description: str
+    account: str
+    quantity: Decimal | None
+    unit: str | None
+    unit_price: Decimal | None
+    amount: Decimal
 
 
 def _usage_lines(storage: Storage, customer: str, period: str, currency: str) -> list[ExactLine]:
     """The period's charge records summed per (plan, meter, group, model, unit price)."""
     summed: dict[tuple[str, str, tuple[str, ...], str, str, Decimal | None], tuple[Decimal, Decimal]] = {}
-    described: dict[tuple[str, str, tuple[str, ...], str, str, Decimal | None], tuple[str, str]] = {}
+    described: dict[tuple[str, str, tuple[str, ...], str, str, Decimal | None], str] = {}
     for stored in storage.charges(customer):
         charge = stored.charge
         if charge.period != period:
@@ -236,12 +250,12 @@ def _usage_lines(storage: Storage, customer: str, period: str, currency: str) ->
         quantity, amount = summed.get(key, (ZERO, ZERO))
         summed[key] = (quantity + charge.quantity, amount + charge.amount)
         group = f" ({', '.join(charge.group)})" if charge.group else ""
-        described[key] = (f"{charge.meter}{group}", charge.unit)
+        described[key] = f"{charge.meter}{group}"
     lines: list[ExactLine] = []
     for key, (quantity, amount) in summed.items():
         if quantity or amount:
-            description, unit = described[key]
-            lines.append((description, quantity, unit, key[5], amount))
+            plan, meter, _, _, unit, price = key
+            lines.append(ExactLine(described[key], revenue_account(plan, meter), quantity, unit, price, amount))
     return lines
 
 
@@ -251,18 +265,23 @@ def _closing_lines(
     """Fees, true-ups and a contract's prepayment of the period; less what the prepaid commitment paid."""
     receivable = receivable_account(customer)
     lines: list[ExactLine] = []
-    for kind, description in CLOSING_LINES.items():
-        for transaction in storage.transactions_of(kind, customer):
-            if transaction.id.split(":")[2] == period:
-                lines.append((description, None, None, None, _on(transaction.postings, receivable)))
-    for transaction in storage.transactions_of("prepayment", customer):
-        if start <= transaction.timestamp < end:
-            lines.append(("prepaid commitment", None, None, None, _on(transaction.postings, receivable)))
+    closing = [
+        (description, transaction)
+        for kind, description in CLOSING_LINES.items()
+        for transaction in storage.transactions_of(kind, customer)
+        if transaction.id.split(":")[2] == period
+    ]
+    closing += [
+        ("prepaid commitment", t) for t in storage.transactions_of("prepayment", customer) if start <= t.timestamp < end
+    ]
+    for description, transaction in closing:
+        account = next(p.account for p in transaction.postings if p.account != receivable)
+        lines.append(ExactLine(description, account, None, None, None, _on(transaction.postings, receivable)))
     drawn = sum(
         (_on(t.postings, prepaid_account(customer)) for t in _usage_transactions(storage, customer, period)), ZERO
     )
     if drawn:
-        lines.append(("paid from the prepaid commitment", None, None, None, -drawn))
+        lines.append(ExactLine("paid from the prepaid commitment", prepaid_account(customer), None, None, None, -drawn))
     return lines
 
 
@@ -298,23 +317,39 @@ def _on(postings: Iterable[Posting], account: str) -> Decimal:
     return sum((p.amount for p in postings if p.account == account), ZERO)
 
 
-def _rounded(lines: list[ExactLine], total: Decimal, scale: int) -> list[InvoiceLine]:
+def _rounded(lines: list[ExactLine], total: Decimal, scale: int, currency: str) -> list[InvoiceLine]:
     """Lines rounded half-even, and a rounding line when they do not add up to ``total``."""
     shown = [
-        InvoiceLine(description=d, quantity=q, unit=u, unit_price=p, exact=a, amount=quantize(a, scale))
-        for d, q, u, p, a in lines
+        InvoiceLine(
+            description=line.description,
+            account=line.account,
+            quantity=line.quantity,
+            unit=line.unit,
+            unit_price=line.unit_price,
+            exact=line.amount,
+            amount=quantize(line.amount, scale),
+        )
+        for line in lines
     ]
     difference = total - sum((line.amount for line in shown), ZERO)
     if difference:
-        shown.append(InvoiceLine(description="rounding", exact=difference, amount=quantize(difference, scale)))
+        rounding = quantize(difference, scale)
+        shown.append(
+            InvoiceLine(description="rounding", account=rounding_account(currency), exact=difference, amount=rounding)
+        )
     return shown
+
+
+def tax_account(invoice: Invoice) -> str:
+    """Where the tax of ``invoice`` is held until paid to the authority: ``tax:NAME:COUNTRY``."""
+    return f"tax:{invoice.tax.name.replace(' ', '_')}:{invoice.buyer.country}"
 
 
 def _tax_transaction(invoice: Invoice, end: dt.datetime) -> list[Transaction]:
     """The tax the invoice charges, owed on the receivable and held for the tax authority."""
     if not invoice.tax_total:
         return []
-    account = f"tax:{invoice.tax.name.replace(' ', '_')}:{invoice.buyer.country}"
+    account = tax_account(invoice)
     postings = (
         Posting(receivable_account(invoice.customer), invoice.currency, invoice.tax_total),
         Posting(account, invoice.currency, -invoice.tax_total),

@@ -32,10 +32,11 @@ from decimal import Decimal
 from typing import Any
 
 from rating.accounts import check_id
-from rating.errors import InvalidAmount, InvalidId, RatingError, TransactionConflict
+from rating.errors import InvalidAmount, InvalidId, InvoiceError, RatingError, TransactionConflict
 from rating.money import to_decimal
 from rating.pricebook import Pricebook
 from rating.refusals import PaymentRefusal
+from rating.settlement import find_invoice, pay_invoice
 from rating.wallet import Wallets
 
 #: Largest payload accepted, in bytes: confirmations are small.
@@ -72,6 +73,8 @@ class Payment:
     asset: str
     amount: Decimal
     created: dt.datetime
+    #: The invoice it pays, when it pays one (else it tops up the wallet).
+    invoice: str | None = None
 
 
 def sign(payload: bytes, secret: bytes) -> str:
@@ -173,7 +176,10 @@ def verify(
     if not isinstance(asset, str) or asset not in book.declared_assets():
         known = ", ".join(sorted(book.declared_assets()))
         raise PaymentRejected(PaymentRefusal.UNKNOWN_ASSET, f"asset {asset!r} is not one of the pricebook's: {known}")
-    return Payment(payment_id, customer, asset, _amount(data["amount"], asset, book), created)
+    invoice = data.get("invoice")
+    if invoice is not None and not isinstance(invoice, str):
+        raise PaymentRejected(PaymentRefusal.MALFORMED, f"invoice must be an invoice number, got {invoice!r}")
+    return Payment(payment_id, customer, asset, _amount(data["amount"], asset, book), created, invoice)
 
 
 def confirm_payment(
@@ -186,8 +192,10 @@ def confirm_payment(
     tolerance: dt.timedelta = DEFAULT_TOLERANCE,
     clock: Callable[[], dt.datetime] | None = None,
 ) -> PaymentResult:
-    """Credit a verified payment to the customer's wallet, once per payment id."""
+    """Credit a verified payment to the customer's wallet, or settle the invoice it names, once per payment id."""
     payment = verify(payload, signature, secrets, book, now=(clock or wallets.clock)(), tolerance=tolerance)
+    if payment.invoice is not None:
+        return _settle(wallets, payment)
     try:
         credited = wallets.deposit(payment.customer, payment.asset, payment.amount, f"payment:{payment.id}")
     except TransactionConflict:
@@ -195,3 +203,19 @@ def confirm_payment(
             PaymentRefusal.CONFLICT, f"payment {payment.id} was already credited with other content"
         ) from None
     return PaymentResult.CREDITED if credited else PaymentResult.REPLAYED
+
+
+def _settle(wallets: Wallets, payment: Payment) -> PaymentResult:
+    """Settle the invoice a payment names: its customer and currency must be the invoice's."""
+    try:
+        invoice = find_invoice(wallets.storage, payment.invoice or "")
+        if (invoice.customer, invoice.currency) != (payment.customer, payment.asset):
+            raise PaymentRejected(
+                PaymentRefusal.CONFLICT,
+                f"{invoice.number} bills {invoice.customer!r} in {invoice.currency}, the payment is"
+                f" {payment.customer!r} in {payment.asset}",
+            )
+        settled = pay_invoice(wallets.storage, invoice.number, payment.amount, payment.id, payment.created)
+    except InvoiceError as error:
+        raise PaymentRejected(PaymentRefusal.INVOICE_REFUSED, str(error)) from None
+    return PaymentResult.CREDITED if settled else PaymentResult.REPLAYED

@@ -75,8 +75,11 @@ class PaymentRefusal(enum.StrEnum):
     UNKNOWN_ASSET = "unknown_asset"
     #: The amount is not a positive decimal within the asset's scale and 10^15.
     INVALID_AMOUNT = "invalid_amount"
-    #: The payment id was already credited with another customer, asset or amount.
+    #: The payment id was already credited with another customer, asset or amount,
+    #: or the invoice it names bills another customer or currency.
     CONFLICT = "conflict"
+    #: The invoice it names cannot take it (unknown, or more than is due: the message names the invoice refusal).
+    INVOICE_REFUSED = "invoice_refused"
 
 
 #: The event refusals in the order the engine checks them (for documentation and tests).
@@ -84,7 +87,7 @@ CHECK_ORDER: tuple[Refusal, ...] = tuple(Refusal)
 
 
 class InvoiceRefusal(enum.StrEnum):
-    """Why ``rating invoice issue`` issued nothing for a customer and period."""
+    """Why an invoice was not issued, paid or credited."""
 
     #: The customer's period is not closed yet: its fees, minimums and rounding are not posted.
     PERIOD_OPEN = "period_open"
@@ -100,3 +103,11 @@ class InvoiceRefusal(enum.StrEnum):
     LEDGER_MISMATCH = "ledger_mismatch"
     #: Nothing was charged or posted for the customer in the period.
     NOTHING_TO_INVOICE = "nothing_to_invoice"
+    #: No invoice has that number.
+    UNKNOWN_INVOICE = "unknown_invoice"
+    #: A payment larger than what is still due (overpayment is refused, never kept silently).
+    OVERPAYMENT = "overpayment"
+    #: A credit larger than what is left to credit of the invoice or its line.
+    CREDIT_EXCEEDS = "credit_exceeds"
+    #: A payment or credit reference already used with other content.
+    CONFLICT = "conflict"
