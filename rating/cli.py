@@ -36,6 +36,7 @@ from rating.registry import Registry
 from rating.reports import margin_report, usage_report, window
 from rating.rerate import rerate
 from rating.simulate import SimulationResult, distinct, percent_change, simulate
+from rating.statements import CATEGORIES, statement, statement_csv
 from rating.storage import Storage
 from rating.wallet import Wallets
 
@@ -502,6 +503,46 @@ def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
+STATEMENT_SUMMARY = ["customer", "asset", "opening", *sorted(set(CATEGORIES.values())), "closing", "owed", "value"]
+
+
+def cmd_statement(args: argparse.Namespace, registry: Registry) -> int:
+    from rating.documents import statement_html, statement_pdf
+
+    book = load_catalog(args.pricebook, registry).latest
+    storage = _open(args, registry, read_only=True)
+    if args.action == "export":
+        customers = args.customer or sorted(set(book.customers) | {c for c, _ in storage.period_totals(args.period)})
+        print(statement_csv(storage, book, customers, args.period), end="")
+        return 0
+    customers = args.customer or [c for c in sorted(book.customers) if book.pays_from_wallet(c)]
+    statements = [statement(storage, book, customer, args.period) for customer in customers]
+    if args.output == "json":
+        print(json.dumps([json.loads(s.model_dump_json()) for s in statements], indent=2))
+    else:
+        rows = [
+            {"customer": s.customer, "asset": a.asset, "opening": a.opening, **a.movements, "closing": a.closing,
+             "owed": a.owed, "value": a.closing_value}
+            for s in statements
+            for a in s.assets
+        ]  # fmt: skip
+        print(
+            render([{c: row.get(c, ZERO) for c in STATEMENT_SUMMARY} for row in rows], STATEMENT_SUMMARY, args.output)
+        )
+    for flag, suffix in (("html", ".html"), ("pdf", ".pdf")):
+        folder = getattr(args, flag)
+        if folder is not None:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            for item in statements:
+                path = Path(folder) / f"statement-{item.customer}-{item.period}{suffix}"
+                if suffix == ".html":
+                    path.write_text(statement_html(item, args.language), encoding="utf-8")
+                else:
+                    path.write_bytes(statement_pdf(item, args.language))
+                print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def _write_invoices(args: argparse.Namespace, chosen: list[Invoice], statuses: dict[str, InvoiceStatus]) -> None:
     """The invoices as the output format asks; ``--html`` and ``--pdf`` write one document per invoice."""
     from rating.documents import invoice_csv, invoice_html, invoice_pdf
@@ -858,6 +899,17 @@ def build_parser() -> argparse.ArgumentParser:
     billing.add_argument("--output", "-o", choices=["table", "json", "csv"], default="table", help="output format")
     billing.add_argument("--html", metavar="DIR", help="also write each invoice as DIR/NUMBER.html")
     billing.add_argument("--pdf", metavar="DIR", help="also write each invoice as DIR/NUMBER.pdf")
+    statements = command(
+        "statement", cmd_statement, "wallet statements of a period, or the accountant's CSV export", db=DEFAULT_DB
+    )
+    statements.add_argument("action", choices=["show", "export"], help="show statements, or export every movement")
+    statements.add_argument("--period", required=True, help="the billing period, e.g. 2026-11")
+    statements.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
+    statements.add_argument("--customer", action="append", help="only these customers (default: wallet customers)")
+    statements.add_argument("--output", "-o", choices=FORMATS, default="table", help="output format (show)")
+    statements.add_argument("--html", metavar="DIR", help="also write each statement as HTML into DIR")
+    statements.add_argument("--pdf", metavar="DIR", help="also write each statement as PDF into DIR")
+    statements.add_argument("--language", choices=["en", "de"], default="en", help="of the HTML and PDF")
     to_parquet = command("to-parquet", cmd_to_parquet, "write events as Parquet, for columnar simulation")
     to_parquet.add_argument("events", metavar="EVENTS", help="a .jsonl or .csv file of events")
     to_parquet.add_argument("output_file", metavar="OUT.parquet", help="the Parquet file to write")

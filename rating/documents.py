@@ -13,10 +13,12 @@ import datetime as dt
 import html
 import io
 from decimal import Decimal
+from typing import Any
 
 from rating.billing import Party
 from rating.errors import RatingError
 from rating.invoices import Invoice
+from rating.statements import Statement
 
 #: The words of an invoice, per language.
 WORDS = {
@@ -39,6 +41,20 @@ WORDS = {
         "reverse": "Reverse charge: VAT to be accounted for by the recipient.",
         "exempt": "Exempt from tax.",
         "tiers": "tiered",
+        "statement": "Statement",
+        "customer": "Customer",
+        "asset": "Asset",
+        "opening": "Opening balance",
+        "closing": "Closing balance",
+        "owed": "Owed",
+        "value": "Value",
+        "usage by meter": "Usage by meter and model",
+        "top-ups": "Top-ups",
+        "grants": "Grants",
+        "usage": "Usage",
+        "expiries": "Expired",
+        "refunds": "Refunds",
+        "chargebacks": "Chargebacks",
     },
     "de": {
         "invoice": "Rechnung",
@@ -59,6 +75,20 @@ WORDS = {
         "reverse": "Steuerschuldnerschaft des Leistungsempfängers (Reverse Charge).",
         "exempt": "Steuerfrei.",
         "tiers": "gestaffelt",
+        "statement": "Kontoauszug",
+        "customer": "Kunde",
+        "asset": "Einheit",
+        "opening": "Anfangssaldo",
+        "closing": "Endsaldo",
+        "owed": "Offen",
+        "value": "Wert",
+        "usage by meter": "Nutzung nach Zähler und Modell",
+        "top-ups": "Aufladungen",
+        "grants": "Gutschriften",
+        "usage": "Nutzung",
+        "expiries": "Verfallen",
+        "refunds": "Erstattungen",
+        "chargebacks": "Rückbuchungen",
     },
 }
 
@@ -81,15 +111,21 @@ def invoice_csv(invoices: list[Invoice]) -> str:
     return out.getvalue()
 
 
+def _babel() -> tuple[Any, Any]:
+    """Babel's numbers and dates modules (the ``[invoices]`` extra)."""
+    try:
+        from babel import dates, numbers
+    except ImportError:
+        raise RatingError("HTML and PDF documents need the invoices extra: pip install 'rating[invoices]'") from None
+    return numbers, dates
+
+
 class _Format:
     """Numbers, money and dates in the invoice's language (Babel)."""
 
     def __init__(self, invoice: Invoice) -> None:
-        try:
-            from babel import dates, numbers
-        except ImportError:
-            raise RatingError("HTML and PDF invoices need the invoices extra: pip install 'rating[invoices]'") from None
-        self.invoice, self.numbers, self.dates = invoice, numbers, dates
+        self.numbers, self.dates = _babel()
+        self.invoice = invoice
         self.locale = {"en": "en_US", "de": "de_DE"}[invoice.buyer.language]
         self.words = WORDS[invoice.buyer.language]
 
@@ -257,3 +293,84 @@ def _latin(text: str) -> str:
         .encode("latin-1", "replace")
         .decode("latin-1")
     )
+
+
+def _described(meter: str, group: tuple[str, ...]) -> str:
+    return f"{meter} ({', '.join(group)})" if group else meter
+
+
+def _statement_tables(item: Statement, language: str) -> tuple[str, list[list[str]], list[list[str]]]:
+    """The title, the per-asset summary rows and the usage rows of a statement, as text in ``language``."""
+    words = WORDS[language]
+    numbers, _ = _babel()
+    locale = {"en": "en_US", "de": "de_DE"}[language]
+
+    def amount(value: Decimal | None, asset: str) -> str:
+        if value is None:
+            return ""
+        return f"{numbers.format_decimal(value, format='#,##0.##########', locale=locale)} {asset}"
+
+    summary = []
+    for asset in item.assets:
+        summary.append([words["opening"], amount(asset.opening, asset.asset)])
+        summary += [[words.get(k, k), amount(v, asset.asset)] for k, v in asset.movements.items()]
+        summary.append([words["closing"], amount(asset.closing, asset.asset)])
+        if asset.closing_value is not None and asset.asset != item.currency:
+            summary.append([words["value"], amount(asset.closing_value, item.currency)])
+        if asset.owed:
+            summary.append([words["owed"], amount(asset.owed, asset.asset)])
+    usage = [
+        [_described(u.meter, u.group), numbers.format_decimal(u.quantity, locale=locale), amount(u.amount, u.asset)]
+        for u in item.usage
+    ]
+    return f"{words['statement']} {item.customer} {item.period}", summary, usage
+
+
+def statement_html(item: Statement, language: str = "en") -> str:
+    """A self-contained HTML page of a statement."""
+    e, words = html.escape, WORDS[language]
+    title, summary, usage = _statement_tables(item, language)
+    summary_rows = "".join(f"<tr><td>{e(k)}</td><td class=n>{e(v)}</td></tr>" for k, v in summary)
+    usage_rows = "".join(f"<tr><td>{e(m)}</td><td class=n>{e(q)}</td><td class=n>{e(a)}</td></tr>" for m, q, a in usage)
+    return f"""<!DOCTYPE html>
+<html lang="{language}"><head><meta charset="utf-8"><title>{e(title)}</title>
+<style>
+body {{ font-family: Helvetica, Arial, sans-serif; margin: 40px auto; max-width: 800px; color: #222; }}
+table {{ border-collapse: collapse; width: 100%; margin-bottom: 24px; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: 6px 4px; text-align: left; }}
+.n {{ text-align: right; white-space: nowrap; }}
+</style></head><body>
+<h1>{e(title)}</h1>
+<table>{summary_rows}</table>
+<h2>{e(words["usage by meter"])}</h2>
+<table><tr><th></th><th class=n>{e(words["quantity"])}</th><th class=n>{e(words["amount"])}</th></tr>
+{usage_rows}</table>
+</body></html>
+"""
+
+
+def statement_pdf(item: Statement, language: str = "en") -> bytes:
+    """A statement as an A4 PDF."""
+    try:
+        from fpdf import FPDF
+    except ImportError:
+        raise RatingError("PDF statements need the invoices extra: pip install 'rating[invoices]'") from None
+    words = WORDS[language]
+    title, summary, usage = _statement_tables(item, language)
+    pdf = FPDF(format="A4")
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 18)
+    pdf.cell(0, 12, _latin(title), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 10)
+    for key, value in summary:
+        pdf.cell(120, 7, _latin(key), border="B")
+        pdf.cell(70, 7, _latin(value), border="B", align="R", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(6)
+    pdf.set_font("Helvetica", "B", 12)
+    pdf.cell(0, 9, _latin(words["usage by meter"]), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 9)
+    for meter, quantity, amount in usage:
+        pdf.cell(100, 6, _latin(meter), border="B")
+        pdf.cell(45, 6, _latin(quantity), border="B", align="R")
+        pdf.cell(45, 6, _latin(amount), border="B", align="R", new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())

@@ -97,6 +97,10 @@ class PayoutRefused(RatingError):
         super().__init__(message)
 
 
+class UnknownDeposit(RatingError):
+    """A refund or chargeback names a deposit the customer never made, or takes back more than is left of it."""
+
+
 class ReservationError(RatingError):
     """A reservation is unknown, already settled or voided, or not yet expired."""
 

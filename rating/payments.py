@@ -12,6 +12,11 @@ replayed confirmation credits nothing, and the same id with other content is a
 conflict. Every refusal has a code (:class:`~rating.refusals.PaymentRefusal`),
 in the spirit of TigerBeetle's result codes.
 
+A payload naming an ``invoice`` settles that invoice instead of topping up;
+one of ``"type": "refund"`` or ``"chargeback"`` with ``"refunds": "pi_1"``
+takes that top-up back (what was already spent is then owed on the
+receivable, never left as negative funds).
+
 The payload::
 
     {"payment_id": "pi_1", "customer": "acme", "asset": "USD", "amount": "100.00",
@@ -32,7 +37,7 @@ from decimal import Decimal
 from typing import Any
 
 from rating.accounts import check_id
-from rating.errors import InvalidAmount, InvalidId, InvoiceError, RatingError, TransactionConflict
+from rating.errors import InvalidAmount, InvalidId, InvoiceError, RatingError, TransactionConflict, UnknownDeposit
 from rating.money import to_decimal
 from rating.pricebook import Pricebook
 from rating.refusals import PaymentRefusal
@@ -75,6 +80,9 @@ class Payment:
     created: dt.datetime
     #: The invoice it pays, when it pays one (else it tops up the wallet).
     invoice: str | None = None
+    #: ``payment``, or ``refund`` / ``chargeback`` of the payment ``refunds`` names.
+    kind: str = "payment"
+    refunds: str | None = None
 
 
 def sign(payload: bytes, secret: bytes) -> str:
@@ -176,10 +184,20 @@ def verify(
     if not isinstance(asset, str) or asset not in book.declared_assets():
         known = ", ".join(sorted(book.declared_assets()))
         raise PaymentRejected(PaymentRefusal.UNKNOWN_ASSET, f"asset {asset!r} is not one of the pricebook's: {known}")
-    invoice = data.get("invoice")
+    invoice, kind, refunds = data.get("invoice"), data.get("type", "payment"), data.get("refunds")
     if invoice is not None and not isinstance(invoice, str):
         raise PaymentRejected(PaymentRefusal.MALFORMED, f"invoice must be an invoice number, got {invoice!r}")
-    return Payment(payment_id, customer, asset, _amount(data["amount"], asset, book), created, invoice)
+    if kind not in ("payment", "refund", "chargeback") or (kind == "payment") != (refunds is None):
+        raise PaymentRejected(
+            PaymentRefusal.MALFORMED, "type is payment, or refund or chargeback with the payment it refunds"
+        )
+    if refunds is not None:
+        try:
+            check_id("payment", refunds)
+        except InvalidId as error:
+            raise PaymentRejected(PaymentRefusal.INVALID_ID, str(error)) from None
+    amount = _amount(data["amount"], asset, book)
+    return Payment(payment_id, customer, asset, amount, created, invoice, kind, refunds)
 
 
 def confirm_payment(
@@ -196,6 +214,16 @@ def confirm_payment(
     payment = verify(payload, signature, secrets, book, now=(clock or wallets.clock)(), tolerance=tolerance)
     if payment.invoice is not None:
         return _settle(wallets, payment)
+    if payment.refunds is not None:
+        try:
+            taken = wallets.take_back(
+                payment.customer, payment.asset, payment.amount, payment.id, f"payment:{payment.refunds}", payment.kind
+            )
+        except UnknownDeposit as error:
+            raise PaymentRejected(PaymentRefusal.UNKNOWN_PAYMENT, str(error)) from None
+        except TransactionConflict:
+            raise PaymentRejected(PaymentRefusal.CONFLICT, f"{payment.kind} {payment.id} was already taken") from None
+        return PaymentResult.CREDITED if taken else PaymentResult.REPLAYED
     try:
         credited = wallets.deposit(payment.customer, payment.asset, payment.amount, f"payment:{payment.id}")
     except TransactionConflict:

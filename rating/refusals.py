@@ -78,6 +78,8 @@ class PaymentRefusal(enum.StrEnum):
     #: The payment id was already credited with another customer, asset or amount,
     #: or the invoice it names bills another customer or currency.
     CONFLICT = "conflict"
+    #: A refund or chargeback names a payment never credited to that customer, or takes back more than is left.
+    UNKNOWN_PAYMENT = "unknown_payment"
     #: The invoice it names cannot take it (unknown, or more than is due: the message names the invoice refusal).
     INVOICE_REFUSED = "invoice_refused"
 

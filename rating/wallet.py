@@ -50,7 +50,14 @@ from rating.accounts import (
     receivable_account,
     wallet_account,
 )
-from rating.errors import InsufficientFunds, InvalidAmount, LimitExceeded, ReservationError, TransactionConflict
+from rating.errors import (
+    InsufficientFunds,
+    InvalidAmount,
+    LimitExceeded,
+    ReservationError,
+    TransactionConflict,
+    UnknownDeposit,
+)
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact, to_decimal
 from rating.storage.base import Storage
@@ -226,6 +233,53 @@ class Wallets:
         postings = (Posting(source, asset, amount), Posting(wallet_account(customer), asset, -amount))
         meta = {"customer": customer, "kind": "deposit"}
         return self._post_once(Transaction(f"deposit:{id}", self.clock(), "wallet deposit", postings, meta))
+
+    def take_back(self, customer: str, asset: str, amount: Decimal, id: str, deposit: str, kind: str) -> bool:
+        """Reverse ``amount`` of the deposit ``deposit`` (a ``refund`` or a ``chargeback``); False when ``id`` was.
+
+        The purchased funds pay it back as far as they go; what was already
+        spent is owed on the receivable, so the wallet never shows funds it
+        does not have. Raises :class:`~rating.errors.RatingError` for an
+        unknown deposit or more than is left of it.
+        """
+        amount = self._positive(amount)
+        check_id("customer", customer)
+        wallet = wallet_account(customer)
+        with self.storage.writing():
+            known = self.storage.transaction(f"{kind}:{id}")
+            if known is not None:  # a replay, whatever the funds are now; other content is a conflict
+                if (known.customer, known.metadata.get("deposit"), known.metadata.get("amount")) != (
+                    customer,
+                    deposit,
+                    str(amount),
+                ):
+                    raise TransactionConflict(f"{kind} {id} was already taken with other content")
+                return False
+            original = self.storage.transaction(f"deposit:{deposit}")
+            if original is None or original.customer != customer:
+                raise UnknownDeposit(f"no deposit {deposit} of customer {customer!r} to take back")
+            paid = sum((-p.amount for p in original.postings if p.account == wallet and p.asset == asset), ZERO)
+            earlier = [
+                t
+                for k in ("refund", "chargeback")
+                for t in self.storage.transactions_of(k, customer)
+                if t.metadata.get("deposit") == deposit and t.id != f"{kind}:{id}"
+            ]
+            left = paid - sum((Decimal(t.metadata["amount"]) for t in earlier), ZERO)
+            if amount > left:
+                raise UnknownDeposit(f"{amount} {asset} is more than the {left} {asset} left of deposit {deposit}")
+            funds = -self.storage.balances([wallet]).get((wallet, asset), ZERO)
+            covered = max(ZERO, min(amount, funds))
+            postings = (
+                Posting(wallet, asset, covered),
+                Posting(receivable_account(customer), asset, amount - covered),
+                Posting(PAYMENTS_ACCOUNT, asset, -amount),
+            )
+            meta = {"customer": customer, "deposit": deposit, "amount": str(amount), "owed": str(amount - covered)}
+            what = f"{kind} of deposit {deposit}"
+            return self._post_once(
+                Transaction(f"{kind}:{id}", self.clock(), what, tuple(p for p in postings if p.amount), meta)
+            )
 
     def grant(
         self,
