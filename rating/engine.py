@@ -440,8 +440,7 @@ class Engine:
         """
         if isinstance(resolved, EventError):
             raise resolved
-        terms = resolved or self.pricer.terms(received)
-        refuse_closed_period(terms, is_closed)
+        terms = refuse_closed_period(resolved or self.pricer.terms(received), is_closed)
         priced = self.pricer.price(terms, lookup)
         apply_spend_cap(priced, lookup)
         transaction = rating_transaction(priced, draw_prepaid(priced, lookup))

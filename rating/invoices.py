@@ -234,9 +234,13 @@ class ExactLine(NamedTuple):
 
 
 def _usage_lines(storage: Storage, customer: str, period: str, currency: str) -> list[ExactLine]:
-    """The period's charge records summed per (plan, meter, group, model, unit price)."""
-    summed: dict[tuple[str, str, tuple[str, ...], str, str, Decimal | None], tuple[Decimal, Decimal]] = {}
-    described: dict[tuple[str, str, tuple[str, ...], str, str, Decimal | None], str] = {}
+    """The period's charge records summed per (plan, meter, group, model, unit price), late usage apart."""
+    late = {
+        t.metadata["event_id"]: t.metadata["late_for"]
+        for t in storage.transactions_of("rating", customer)
+        if "late_for" in t.metadata
+    }
+    summed: dict[tuple[str, str, tuple[str, ...], str, str, Decimal | None, str], tuple[Decimal, Decimal]] = {}
     for stored in storage.charges(customer):
         charge = stored.charge
         if charge.period != period:
@@ -246,16 +250,17 @@ def _usage_lines(storage: Storage, customer: str, period: str, currency: str) ->
                 InvoiceRefusal.CURRENCY_MISMATCH,
                 f"{customer!r} was charged in {charge.asset}, invoices are in {currency}",
             )
-        key = (charge.plan, charge.meter, charge.group, charge.model, charge.unit, charge.unit_price)
+        late_for = late.get(stored.event_id, "")
+        key = (charge.plan, charge.meter, charge.group, charge.model, charge.unit, charge.unit_price, late_for)
         quantity, amount = summed.get(key, (ZERO, ZERO))
         summed[key] = (quantity + charge.quantity, amount + charge.amount)
-        group = f" ({', '.join(charge.group)})" if charge.group else ""
-        described[key] = f"{charge.meter}{group}"
     lines: list[ExactLine] = []
-    for key, (quantity, amount) in summed.items():
+    for (plan, meter, group, _, unit, price, late_for), (quantity, amount) in summed.items():
         if quantity or amount:
-            plan, meter, _, _, unit, price = key
-            lines.append(ExactLine(described[key], revenue_account(plan, meter), quantity, unit, price, amount))
+            description = f"{meter} ({', '.join(group)})" if group else meter
+            if late_for:
+                description += f", late usage of {late_for}"
+            lines.append(ExactLine(description, revenue_account(plan, meter), quantity, unit, price, amount))
     return lines
 
 

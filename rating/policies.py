@@ -25,6 +25,7 @@ from rating.charges import Usage
 from rating.errors import EventError, InsufficientFunds
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO
+from rating.periods import bounds_of, zone
 from rating.pricer import PricedEvent, StateLookup, Terms, total_of
 from rating.refusals import Refusal
 from rating.wallet import Grant, Reservation, consumed, draw_from, funding_sources
@@ -35,13 +36,32 @@ SPEND = "spend"
 ClosedLookup = Callable[[str, str], bool]
 
 
-def refuse_closed_period(terms: Terms, is_closed: ClosedLookup) -> None:
-    """``closed_period`` when the customer's billing period of the event is closed."""
+#: How many periods after a closed one late usage looks for an open one.
+LATE_USAGE_HORIZON = 60
+
+
+def refuse_closed_period(terms: Terms, is_closed: ClosedLookup) -> Terms:
+    """``terms``, or ``closed_period`` when the customer's billing period of the event is closed.
+
+    With ``late_usage: next_period`` in the pricebook, a late event is not
+    refused: it goes into the first open period after its own, which ``late_for``
+    remembers (its transaction and the invoice say so).
+    """
     customer = terms.event.customer
-    if is_closed(customer, terms.period):
-        raise EventError(
-            Refusal.CLOSED_PERIOD, f"period {terms.period} of customer {customer!r} is closed; it takes no more usage"
-        )
+    if not is_closed(customer, terms.period):
+        return terms
+    book = terms.version.book
+    if book.late_usage == "next_period":
+        timezone, anchor = zone(book.timezone_of(customer)), book.anchor_of(customer)
+        period = terms.period
+        for _ in range(LATE_USAGE_HORIZON):
+            _, _, end = bounds_of(period, timezone, anchor)
+            period = terms.version.period(terms.plan, customer, end)
+            if not is_closed(customer, period):
+                return terms._replace(period=period, late_for=terms.period)
+    raise EventError(
+        Refusal.CLOSED_PERIOD, f"period {terms.period} of customer {customer!r} is closed; it takes no more usage"
+    )
 
 
 def apply_spend_cap(priced: PricedEvent, lookup: StateLookup, *, enforce: bool = True) -> None:

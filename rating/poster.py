@@ -53,6 +53,7 @@ def rating_transaction(priced: PricedEvent, drawn: tuple[str, Decimal] | None) -
             "plan": plan,
             "pricebook": version.label,
             **recorded,
+            **({"late_for": terms.late_for} if terms.late_for else {}),
         },
     )
 

@@ -202,6 +202,10 @@ class Pricebook(BaseModel):
         description="Provider cost profiles: what usage costs the platform, priced like charges (by_group by model).",
     )
     revenue_split: RevenueSplit | None = Field(None, description="How charges of agents with a creator are shared.")
+    late_usage: Literal["refuse", "next_period"] = Field(
+        "refuse",
+        description="Usage of a closed period: refused (closed_period), or posted into the first open period after it.",
+    )
 
     @field_validator("timezone")
     @classmethod

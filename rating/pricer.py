@@ -55,6 +55,8 @@ class Terms(NamedTuple):
     charges: Charges
     contract: Contract | None
     contract_name: str
+    #: The closed period a late event belongs to, when ``late_usage: next_period`` moved it into ``period``.
+    late_for: str | None = None
 
 
 class PricedEvent(NamedTuple):

@@ -23,7 +23,7 @@ from rating.errors import PricebookError
 from rating.events import UsageEvent
 from rating.invoices import invoices, issue_invoices
 from rating.pricebook import Pricebook
-from rating.refusals import InvoiceRefusal
+from rating.refusals import InvoiceRefusal, Refusal
 from rating.registry import Registry
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
@@ -101,10 +101,8 @@ def test_issuing_numbers_each_invoice_once_and_posts_its_tax(storage: Storage, b
     assert storage.verify() == []
 
 
-def test_an_issued_invoice_keeps_its_tax_and_profile_when_they_change(book) -> None:  # type: ignore[no-untyped-def]
-    engine = billed(
-        book(SIMPLE_PRICEBOOK), MemoryStorage(), [event("e1", at=NOVEMBER, tokens=100, model="m")], "2026-11"
-    )
+def test_an_issued_invoice_keeps_its_tax_and_profile_when_they_change(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
+    engine = billed(book(SIMPLE_PRICEBOOK), storage, [event("e1", at=NOVEMBER, tokens=100, model="m")], "2026-11")
     catalog = Catalog([engine.pricebook])
     first = issue_invoices(engine.storage, catalog, parse_billing(BILLING), "2026-11", issued=ISSUED).issued[0]
     changed = parse_billing(BILLING.replace("rate: 19", "rate: 25").replace("Acme GmbH", "Acme AG"))
@@ -224,3 +222,27 @@ def test_invoice_commands_issue_list_and_write_documents(demo_history: Path, cap
     assert main(["invoice", "show", "INV-2026-000001", "--db", "history.db", "-o", "csv"]) == 0
     assert capsys.readouterr().out.startswith("number,customer,period")
     assert main(["invoice", "show", "INV-2099-000001", "--db", "history.db"]) == 1
+
+
+def test_late_usage_goes_into_the_next_open_period_and_its_invoice_says_so(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
+    late_book = book(SIMPLE_PRICEBOOK + "late_usage: next_period\n")
+    engine = billed(late_book, storage, [event("e1", at=NOVEMBER, tokens=100, model="m")], "2026-11")
+    december = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+    engine.rate_batch([event("late", at=NOVEMBER + dt.timedelta(days=1), tokens=100, model="m")])
+    engine.rate_batch([event("on-time", at=december, tokens=100, model="m")])
+    posted = storage.transaction("rating:late")
+    assert posted is not None and posted.metadata["late_for"] == "2026-11"
+    assert storage.period_totals("2026-11") == {("acme", "USD"): Decimal("0.110")}  # as closed
+    close_period(engine, "2026-12")
+    billing = parse_billing(BILLING)
+    [invoice] = issue_invoices(storage, Catalog([late_book]), billing, "2026-12", issued=ISSUED).issued
+    descriptions = [line.description for line in invoice.lines]
+    assert "tokens (m), late usage of 2026-11" in descriptions and "tokens (m)" in descriptions
+    # December's tier counts the late 100 tokens before the on-time 100: 200 tokens at 0.001, 2 requests.
+    assert invoice.subtotal == Decimal("0.22")
+
+
+def test_late_usage_is_refused_by_default(book) -> None:  # type: ignore[no-untyped-def]
+    engine = billed(book(SIMPLE_PRICEBOOK), MemoryStorage(), [event("e1", at=NOVEMBER, tokens=1, model="m")], "2026-11")
+    report = engine.rate_batch([event("late", at=NOVEMBER, tokens=1, model="m")])
+    assert [r.code for r in report.rejected] == [Refusal.CLOSED_PERIOD]

@@ -87,8 +87,7 @@ def test_a_credit_note_reverses_exactly_what_it_credits(storage: Storage, book) 
     assert storage.verify() == []
 
 
-def test_a_signed_confirmation_naming_an_invoice_settles_it(book) -> None:  # type: ignore[no-untyped-def]
-    storage = MemoryStorage()
+def test_a_signed_confirmation_naming_an_invoice_settles_it(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
     invoice = issued_invoice(storage, book)
     now = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
     wallets, pricebook = Wallets(storage, lambda: now), book(SIMPLE_PRICEBOOK)

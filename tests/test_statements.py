@@ -74,10 +74,7 @@ def test_more_than_is_left_of_a_top_up_cannot_be_taken_back(book) -> None:  # ty
         wallets.take_back("wally", "USD", Decimal(1), "cb_3", "payment:pi_404", "chargeback")
 
 
-def test_signed_refunds_take_back_a_top_up_once(book) -> None:  # type: ignore[no-untyped-def]
-    from rating.storage.memory import MemoryStorage
-
-    storage = MemoryStorage()
+def test_signed_refunds_take_back_a_top_up_once(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
     wallets = Wallets(storage, lambda: NOVEMBER)
     pricebook = book(WALLET_BOOK)
 
