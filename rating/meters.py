@@ -37,6 +37,34 @@ class PeriodState:
     members: set[str] | None = None
 
 
+def event_quantity(event: UsageEvent, name: str, missing: Decimal | None = None) -> Decimal:
+    """The non-negative quantity property ``name`` of ``event`` holds (``missing`` when absent, if given).
+
+    ``missing_property`` when it is absent, ``invalid_quantity`` when it is not a
+    decimal number, negative, or absurdly large: meters and per-event models read
+    quantities the same way.
+    """
+    value = event.properties.get(name)
+    if value is None:
+        value = event.dimension(name)
+        if value is None:
+            if missing is not None:
+                return missing
+            raise EventError(Refusal.MISSING_PROPERTY, f"missing property {name!r} (the meter reads it)")
+    try:
+        quantity = to_decimal(value, name)
+    except InvalidAmount as error:
+        raise EventError(Refusal.INVALID_QUANTITY, str(error)) from None
+    if quantity < 0:
+        raise EventError(Refusal.INVALID_QUANTITY, f"{name} must not be negative, got {value}")
+    if quantity.adjusted() > MAX_MAGNITUDE:
+        raise EventError(
+            Refusal.INVALID_QUANTITY,
+            f"{name} is absurdly large ({value}); quantities stay below 10^{MAX_MAGNITUDE + 1}",
+        )
+    return quantity
+
+
 class Meter(BaseModel):
     """A meter as written in a pricebook: ``{event: llm.request, sum: input_tokens, group_by: [model]}``.
 
@@ -97,27 +125,6 @@ class Meter(BaseModel):
             return None
         return self.sum or self.max or self.unique
 
-    def _quantity(self, event: UsageEvent, name: str, missing: Decimal | None = None) -> Decimal:
-        value = event.properties.get(name)
-        if value is None:
-            value = event.dimension(name)
-            if value is None:
-                if missing is not None:
-                    return missing
-                raise EventError(Refusal.MISSING_PROPERTY, f"missing property {name!r} (the meter reads it)")
-        try:
-            quantity = to_decimal(value, name)
-        except InvalidAmount as error:
-            raise EventError(Refusal.INVALID_QUANTITY, str(error)) from None
-        if quantity < 0:
-            raise EventError(Refusal.INVALID_QUANTITY, f"{name} must not be negative, got {value}")
-        if quantity.adjusted() > MAX_MAGNITUDE:
-            raise EventError(
-                Refusal.INVALID_QUANTITY,
-                f"{name} is absurdly large ({value}); quantities stay below 10^{MAX_MAGNITUDE + 1}",
-            )
-        return quantity
-
     def counts(self, event: UsageEvent) -> bool:
         """Whether ``event`` passes this meter's ``where`` filter (its type is matched by the engine)."""
         for name, allowed in self.where.items():
@@ -148,7 +155,7 @@ class Meter(BaseModel):
         if isinstance(self.sum, dict):
             total = ZERO
             for weighted, weight in self.sum.items():
-                quantity = self._quantity(event, weighted, missing=ZERO)
+                quantity = event_quantity(event, weighted, missing=ZERO)
                 if quantity:  # an absent or zero property adds nothing, not even trailing zeros
                     total += weight * quantity
             return total
@@ -159,7 +166,7 @@ class Meter(BaseModel):
             return str(value)
         name = self.source
         assert name is not None
-        return self._quantity(event, name)
+        return event_quantity(event, name)
 
     def advance(self, state: PeriodState, reading: Decimal | str) -> Decimal:
         """The aggregate after adding ``reading`` to ``state`` (``state`` itself is not changed)."""

@@ -34,7 +34,9 @@ from rating.errors import EventError, PluginError
 from rating.events import UsageEvent
 from rating.ledger import Posting
 from rating.meters import Meter, PeriodState
+from rating.money import ZERO, format_decimal
 from rating.pricebook import Contract
+from rating.pricing import PerEventModel, PricingModel
 from rating.refusals import Refusal
 
 #: A view of period state: the state of a key as the caller sees it (stored, or as a batch leaves it).
@@ -130,22 +132,34 @@ class Pricer:
             unit = meter.unit or name
             for cost in version.costs_by_meter.get(name, ()):
                 if source in cost.billing_sources:
-                    amount = cost.for_group(group).charge(before, after)
+                    model = cost.for_group(group)
+                    if isinstance(model, PerEventModel):
+                        amount = model.price_event(event, cost.asset or currency).amount
+                    else:
+                        amount = model.charge(before, after)
                     costs.append(Posting(cost_account(name), cost.asset or currency, amount))
             for total_key, charge in terms.charges.get(name, ()):
                 if source not in charge.billing_sources:
                     continue
                 pricing = charge.for_group(group)
+                asset = pricing.asset or currency
+                each = pricing.price_event(event, asset) if isinstance(pricing, PerEventModel) else None
                 if pricing.rollover:
                     previous = version.previous_period(plan, customer, event.timestamp)
                     pricing = pricing.with_carry(lookup((customer, state_name, group, previous)).quantity)
-                amount = uncapped = pricing.charge(before, after)
+                amount = uncapped = pricing.charge(before, after) if each is None else each.amount
                 if charge.tracks_total:
                     total_key += suffix
                     running = lookup((customer, total_key, (), period)).quantity
                     usage.append(Usage(total_key, (), period, uncapped, running, running + uncapped))
                     amount = charge.adjusted_total(running + uncapped) - charge.adjusted_total(running)
-                asset = pricing.asset or currency
+                if each is not None:  # described now: the explanation needs the event
+                    text = each.explanation if amount == uncapped else _capped(each.explanation, charge, amount, asset)
+                    charges.append(
+                        Charge(plan, name, group, period, pricing.name, before, after, amount, asset, unit, None,
+                               uncapped, text, each.unit_price)
+                    )  # fmt: skip
+                    continue
                 line = Charge(
                     plan, name, group, period, pricing.name, before, after, amount, asset, unit, pricing, uncapped
                 )
@@ -170,6 +184,11 @@ class Pricer:
         if result.id != event.id or result.customer != event.customer:
             raise PluginError(f"a rating_enrich_event plugin changed the id or customer of event {event.id}")
         return result
+
+
+def _capped(text: str, charge: PricingModel, amount: Decimal, asset: str) -> str:
+    """A per-event charge's explanation, with what its cap left of it."""
+    return f"{text}; with the {format_decimal(charge.cap or ZERO)} {asset} period cap: {format_decimal(amount)} {asset}"
 
 
 def state_suffix(billing_source: str) -> str:

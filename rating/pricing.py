@@ -27,13 +27,17 @@ Options every charge has, whatever its model (each keeps that property):
 
 Plugins subclass :class:`PricingModel`, give it a ``name`` and a
 ``model: Literal["name"]`` field, and return the class from the
-``rating_pricing_models`` hook.
+``rating_pricing_models`` hook. A model whose price depends on each event's
+properties rather than on the period's total (a percentage of a payment, an
+LLM request priced by its token counts) subclasses :class:`PerEventModel`
+instead. A model may not declare a parameter named like one of the common
+options above: the registry refuses it (it would silently switch the option on).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple
 
 from pydantic import (
     AfterValidator,
@@ -48,6 +52,9 @@ from pydantic import (
 
 from rating.meters import Meter
 from rating.money import ZERO, Percent, bounded, format_decimal, to_decimal
+
+if TYPE_CHECKING:
+    from rating.events import UsageEvent
 
 #: A price or quantity in a pricebook: Decimal from its text; floats and bools are errors.
 Price = Annotated[Decimal, BeforeValidator(to_decimal), AfterValidator(bounded), Field(ge=0)]
@@ -232,3 +239,59 @@ def invalid_overrides(model: type[PricingModel], charge: dict[str, Any]) -> dict
         except ValidationError as error:
             errors[str(label)] = error
     return errors
+
+
+class EventPrice(NamedTuple):
+    """What a per-event model charges for one event, and how, in one line a customer can check."""
+
+    amount: Decimal
+    explanation: str
+    unit_price: Decimal | None = None
+
+
+class PerEventModel(PricingModel):
+    """A model that prices each event from that event's properties, exactly, with its own explanation.
+
+    The charge of an event is :meth:`price_event`, not a step of a period price.
+    It hangs on a meter that counts the event type (``count: true``). ``cap``
+    applies to the charge's running total as for every model; ``included``,
+    ``rollover`` and ``discounts`` are refused when the pricebook is checked,
+    unless the model lists them in :attr:`honours` and applies them itself.
+    """
+
+    #: The common options this model applies itself (``included``, ``rollover``, ``discounts``).
+    honours: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _refuse_what_it_does_not_honour(self) -> PerEventModel:
+        used = {"included": bool(self.included), "rollover": self.rollover, "discounts": bool(self.discounts)}
+        refused = sorted(option for option, set_ in used.items() if set_ and option not in self.honours)
+        if refused:
+            raise ValueError(f"the per-event model {self.name} does not take {', '.join(refused)}")
+        return self
+
+    def price_event(self, event: UsageEvent, asset: str) -> EventPrice:
+        """Price one event from its properties, in ``asset``: an exact Decimal amount and its explanation.
+
+        Raise :class:`~rating.errors.EventError` (with a :class:`~rating.refusals.Refusal`)
+        for an event it cannot price, such as a missing or invalid property.
+        """
+        raise NotImplementedError
+
+    def period_price(self, quantity: Decimal) -> Decimal:
+        raise TypeError(f"{self.name} prices each event, not a period total")
+
+    def meter_problem(self, meter: Meter) -> str | None:
+        if meter.aggregation != "count":
+            return f"{self.name} prices each event: give it a meter that counts the event type (count: true)"
+        return None
+
+
+def declared_common_options(model: type[PricingModel]) -> set[str]:
+    """The common options a model class redeclares as parameters of its own (``model`` aside)."""
+    declared: set[str] = set()
+    for cls in model.__mro__:
+        if cls in (PricingModel, PerEventModel) or not issubclass(cls, PricingModel):
+            continue
+        declared |= set(cls.__dict__.get("__annotations__", {})) & (COMMON_OPTIONS - {"model"})
+    return declared

@@ -37,6 +37,10 @@ class Refusal(enum.StrEnum):
     MISSING_PROPERTY = "missing_property"
     #: A quantity is not a decimal number, is negative, or is absurdly large.
     INVALID_QUANTITY = "invalid_quantity"
+    #: An amount the event carries is in another currency than the charge that prices it.
+    CURRENCY_MISMATCH = "currency_mismatch"
+    #: The model the event names is not priced by the charge, which declares no fallback.
+    UNKNOWN_MODEL = "unknown_model"
     #: The charges cannot be computed exactly (decimal overflow on absurd prices).
     NOT_EXACT = "not_exact"
     #: The event would take the customer's period charges beyond its ``spend_cap``.

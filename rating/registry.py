@@ -13,7 +13,7 @@ import pluggy
 
 from rating import hookspecs
 from rating.errors import PluginError, StorageError
-from rating.pricing import PricingModel
+from rating.pricing import PricingModel, declared_common_options
 from rating.storage import Storage, scheme_of
 
 ENTRY_POINT_GROUP = "rating.plugins"
@@ -56,6 +56,12 @@ class Registry:
     def _add_pricing_model(self, model: type[PricingModel]) -> None:
         if not (isinstance(model, type) and issubclass(model, PricingModel)) or not model.name:
             raise PluginError(f"{model!r} is not a named PricingModel subclass")
+        clashing = declared_common_options(model)
+        if clashing:
+            raise PluginError(
+                f"pricing model {model.name!r} ({model.__module__}) declares {', '.join(sorted(clashing))}, named"
+                " like the common options every charge has; rename the parameter"
+            )
         if model.name in self.pricing_models:
             other = self.pricing_models[model.name]
             raise PluginError(

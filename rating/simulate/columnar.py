@@ -54,7 +54,7 @@ from rating.meters import MAX_MAGNITUDE, Meter
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.periods import period_bounds, zone
 from rating.pricebook import Pricebook
-from rating.pricing import PricingModel
+from rating.pricing import PerEventModel, PricingModel
 from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.simulate import Scenario, price_events
@@ -324,7 +324,8 @@ def plan_of(book: Pricebook, customer: str | None) -> str | None:
 
 
 def constant_terms(version: CompiledVersion, customer: str | None) -> bool:
-    """Whether ``customer`` (None: any customer not named) is priced by one plan, uncapped, for all of the version."""
+    """Whether ``customer`` (None: any customer not named) is priced by one plan, uncapped, for all of the version,
+    by period prices alone."""
     book = version.book
     if customer is not None and customer in version.contracts:
         return False
@@ -336,7 +337,10 @@ def constant_terms(version: CompiledVersion, customer: str | None) -> bool:
     plan = plan_of(book, customer)
     if plan is None:
         return False
-    return not any(pricing.rollover for charges in version.charges_by_plan[plan].values() for _, pricing in charges)
+    charges = [pricing for priced in version.charges_by_plan[plan].values() for _, pricing in priced]
+    costs = [cost for priced in version.costs_by_meter.values() for cost in priced]
+    # Per-event models price each row, not a key's total: those customers go the per-event way.
+    return not any(p.rollover or isinstance(p, PerEventModel) for p in charges + costs)
 
 
 # -- SQL -------------------------------------------------------------------------------

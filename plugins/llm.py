@@ -1,0 +1,385 @@
+"""``llm``: one model call priced from its token counts by kind, the way providers price them.
+
+::
+
+    meters:
+      llm_calls: {event: llm.request, count: true}
+    plans:
+      pro:
+        charges:
+          - meter: llm_calls
+            model: llm
+            fallback: gpt-5-mini              # price an unknown model as this one (else: unknown_model)
+            aliases: {fast: gpt-5-mini}       # gateway aliases: priced as their target
+            models:
+              claude-sonnet-4-5:
+                provider: anthropic
+                match: {starts_with: claude-sonnet-4-5}    # or equals, ends_with, contains, regex, or, and
+                prices:                                    # per million tokens (genai-prices' price keys)
+                  input_mtok: {base: "3", tiers: [{start: 200000, price: "6"}]}
+                  output_mtok: {base: "15", tiers: [{start: 200000, price: "22.5"}]}
+                  cache_read_mtok: "0.3"
+                  cache_write_mtok: "3.75"
+              deepseek-chat:
+                prices: {input_mtok: "0.27", output_mtok: "1.10"}
+                conditional:                               # the last one in force wins, else prices
+                  - window: {start: "16:30", end: "00:30", zone: UTC}
+                    prices: {input_mtok: "0.135", output_mtok: "0.55"}
+                variants:                                  # per price key, the first that matches overrides
+                  - {when: {service_tier: flex}, prices: {input_mtok: "0.1"}}
+                minimum: "0.0001"                          # the least one request costs
+
+An event carries ``model`` (the served model), optionally ``requested_model``
+(what the client asked for; an alias names its target) and ``service_tier``,
+and its counts named as genai-prices' ``Usage`` fields: ``input_tokens``
+(cached tokens included, as providers report it), ``cache_read_tokens``,
+``cache_write_tokens``, ``output_tokens``, ``input_audio_tokens``, ...
+
+- **Hierarchical usage**: each priced kind is charged for what is left of it
+  once the more specific kinds priced apart are taken out: plain input is input
+  less cache reads less cache writes when both are priced; a model without a
+  cache-write price charges cache writes at the input price.
+- **Context tiers**: a price may be ``{base, tiers: [{start, price}]}``; the
+  request's ``input_tokens`` (cached included) picks the tier whose ``start``
+  it exceeds (strictly), for that price.
+- **Conditional prices** take effect from a date (``from``, by the UTC date of
+  the event) or in a daily time window (``window``, in an IANA zone, wrapping
+  midnight when ``end`` is before ``start``).
+- **Matching**: the model's key, then its ``match`` clause (case-insensitive,
+  ``regex`` as written), in the order models are declared; a compact date
+  suffix (``-20251211``) is also tried as ``-2025-12-11``. An unknown model is
+  refused with ``unknown_model`` unless ``fallback`` names a model.
+
+Prices are exact: ``price x count / per`` in Decimal, never rounded here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from rating_plugins.llm_units import UNITS
+
+from rating.errors import EventError
+from rating.events import UsageEvent
+from rating.hookspecs import hookimpl
+from rating.meters import event_quantity
+from rating.money import ZERO, format_decimal
+from rating.periods import zone
+from rating.pricing import EventPrice, PerEventModel, Price, PricingModel
+from rating.refusals import Refusal
+
+#: usage key -> (price key, per, dimensions)
+BY_USAGE = {usage: (key, per, dimensions) for key, (usage, per, dimensions) in UNITS.items()}
+_COMPACT_DATE = re.compile(r"(-)(20\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?=-|:|$)")
+
+
+class Tier(BaseModel):
+    """The price that applies when the request's input tokens exceed ``start``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: int = Field(ge=0)
+    price: Price
+
+
+class Tiered(BaseModel):
+    """A price by context size: ``base``, or the last tier whose ``start`` the input tokens exceed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base: Price
+    tiers: tuple[Tier, ...] = Field(min_length=1)
+
+    @field_validator("tiers")
+    @classmethod
+    def _ascending(cls, tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
+        if any(later.start < earlier.start for earlier, later in zip(tiers, tiers[1:], strict=False)):
+            raise ValueError("tiers must be in ascending order of start")
+        return tiers
+
+    def at(self, input_tokens: Decimal) -> Decimal:
+        for tier in reversed(self.tiers):
+            if input_tokens > tier.start:
+                return tier.price
+        return self.base
+
+
+Prices = dict[str, Price | Tiered]
+
+
+def _known_keys(prices: Prices) -> Prices:
+    unknown = sorted(set(prices) - set(UNITS))
+    if unknown:
+        raise ValueError(
+            f"unknown price keys {', '.join(unknown)} (known: input_mtok, output_mtok, cache_read_mtok, ...)"
+        )
+    return prices
+
+
+class Window(BaseModel):
+    """A daily time window in a time zone; it wraps midnight when ``end`` is before ``start``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: dt.time
+    end: dt.time
+    zone: str = "UTC"
+
+    def active(self, at: dt.datetime) -> bool:
+        local = at.astimezone(zone(self.zone)).time()
+        if self.end < self.start:
+            return local >= self.start or local < self.end
+        return self.start <= local < self.end
+
+
+class _When(BaseModel):
+    """From a date (by the event's UTC date) and/or in a daily window."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    since: dt.date | None = Field(None, alias="from")
+    window: Window | None = None
+    prices: Prices
+
+    @field_validator("prices")
+    @classmethod
+    def _known(cls, prices: Prices) -> Prices:
+        return _known_keys(prices)
+
+    def active(self, at: dt.datetime) -> bool:
+        if self.since is not None and at.astimezone(dt.UTC).date() < self.since:
+            return False
+        return self.window is None or self.window.active(at)
+
+
+class Conditional(_When):
+    """Prices in force from a date or in a time window."""
+
+
+class Variant(_When):
+    """Prices for requests whose context matches ``when`` (``service_tier: flex``), key by key."""
+
+    when: dict[str, str] = Field(min_length=1)
+
+
+class Match(BaseModel):
+    """How a model name is recognised: exactly one of the clauses."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    equals: str | None = None
+    starts_with: str | None = None
+    ends_with: str | None = None
+    contains: str | None = None
+    regex: str | None = None
+    any_of: tuple[Match, ...] | None = Field(None, alias="or")
+    all_of: tuple[Match, ...] | None = Field(None, alias="and")
+
+    @model_validator(mode="after")
+    def _one_clause(self) -> Match:
+        given = [name for name, value in self.__dict__.items() if value is not None]
+        if len(given) != 1:
+            raise ValueError("a match has exactly one of equals, starts_with, ends_with, contains, regex, or, and")
+        return self
+
+    def matches(self, name: str) -> bool:
+        text = name.lower()
+        if self.equals is not None:
+            return text == self.equals.lower()
+        if self.starts_with is not None:
+            return text.startswith(self.starts_with.lower())
+        if self.ends_with is not None:
+            return text.endswith(self.ends_with.lower())
+        if self.contains is not None:
+            return self.contains.lower() in text
+        if self.regex is not None:
+            return re.search(self.regex, name) is not None
+        if self.any_of is not None:
+            return any(clause.matches(name) for clause in self.any_of)
+        assert self.all_of is not None
+        return all(clause.matches(name) for clause in self.all_of)
+
+
+class ModelSpec(BaseModel):
+    """One model's prices, how its name is matched, and when other prices apply."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: str | None = None
+    match: Match | None = None
+    prices: Prices
+    conditional: tuple[Conditional, ...] = ()
+    variants: tuple[Variant, ...] = ()
+    minimum: Price | None = Field(None, description="The least one request of this model costs.")
+
+    @field_validator("prices")
+    @classmethod
+    def _known(cls, prices: Prices) -> Prices:
+        return _known_keys(prices)
+
+    @model_validator(mode="after")
+    def _covered(self) -> ModelSpec:
+        for prices in [self.prices] + [c.prices for c in self.conditional]:
+            problem = coverage_problem(prices)
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    def prices_at(self, at: dt.datetime, context: Mapping[str, str]) -> Prices:
+        """The prices in force for a request at ``at`` with ``context`` (its service tier)."""
+        prices = next((c.prices for c in reversed(self.conditional) if c.active(at)), self.prices)
+        overrides: Prices = {}
+        for variant in self.variants:
+            if variant.active(at) and all(context.get(k) == v for k, v in variant.when.items()):
+                for key, price in variant.prices.items():
+                    overrides.setdefault(key, price)
+        return {**prices, **overrides}
+
+
+def _within(outer: dict[str, str], inner: dict[str, str]) -> bool:
+    """Whether a unit of dimensions ``inner`` is part of (or is) the unit of dimensions ``outer``."""
+    return outer.items() <= inner.items()
+
+
+def coverage_problem(prices: Prices) -> str | None:
+    """Why these prices cannot price usage consistently (a part priced without its whole), or None."""
+    priced = {UNITS[key][0]: UNITS[key][2] for key in prices}
+    for usage, dims in sorted(priced.items()):
+        missing = sorted(
+            other
+            for other, (_, _, d) in BY_USAGE.items()
+            if other != usage and _within(d, dims) and other not in priced
+        )
+        if missing:
+            return (
+                f"{BY_USAGE[usage][0]} is priced but not {', '.join(BY_USAGE[m][0] for m in missing)}, which holds it"
+            )
+    names = sorted(priced)
+    for index, first in enumerate(names):
+        for second in names[index + 1 :]:
+            a, b = priced[first], priced[second]
+            if any(b.get(k, v) != v for k, v in a.items()) or _within(a, b) or _within(b, a):
+                continue
+            join = {**a, **b}
+            both = next((u for u, (_, _, d) in BY_USAGE.items() if d == join), None)
+            if both is None or both not in priced:
+                key = BY_USAGE[both][0] if both else "a price for their overlap"
+                return f"{BY_USAGE[first][0]} and {BY_USAGE[second][0]} are priced, so {key} must be too"
+    return None
+
+
+class Llm(PerEventModel):
+    """A model call priced from its token counts by kind (see the module)."""
+
+    name = "llm"
+
+    model: Literal["llm"]
+    models: dict[str, ModelSpec] = Field(min_length=1, description="Priced models by name.")
+    fallback: str | None = Field(None, description="The model an unknown model is priced as; else refused.")
+    aliases: dict[str, str] = Field(default_factory=dict, description="Gateway aliases: alias -> model name.")
+
+    @model_validator(mode="after")
+    def _targets_exist(self) -> Llm:
+        for name in [self.fallback, *self.aliases.values()]:
+            if name is not None and self.find(name) is None:
+                raise ValueError(f"{name!r} is not one of the models (fallback and aliases name priced models)")
+        return self
+
+    def find(self, name: str) -> str | None:
+        """The priced model ``name`` is, after aliases: the first whose match (or key) fits, in declared order;
+        then the same with a compact date suffix written with dashes."""
+        for candidate in dict.fromkeys([name, _COMPACT_DATE.sub(_dashed, name)]):
+            target = self.aliases.get(candidate, candidate)
+            for key, spec in self.models.items():
+                if spec.match.matches(target) if spec.match is not None else key.lower() == target.lower():
+                    return key
+        return None
+
+    def price_event(self, event: UsageEvent, asset: str) -> EventPrice:
+        served = event.properties.get("model")
+        if not isinstance(served, str) or not served:
+            raise EventError(Refusal.MISSING_PROPERTY, "missing property 'model' (the llm charge prices by it)")
+        key, note = self.find(served), ""
+        if key is None:
+            if self.fallback is None:
+                raise EventError(Refusal.UNKNOWN_MODEL, f"model {served!r} has no price and the charge has no fallback")
+            key, note = self.find(self.fallback), f"{served} has no price, priced as the fallback; "
+            assert key is not None  # the validator checked that the fallback is priced
+        spec = self.models[key]
+        tier = event.properties.get("service_tier")
+        prices = spec.prices_at(event.timestamp, {"service_tier": tier} if isinstance(tier, str) else {})
+        problem = coverage_problem(prices)
+        if problem:
+            raise EventError(Refusal.NOT_EXACT, f"{key}: the prices in force are inconsistent: {problem}")
+        amount, parts = ZERO, []
+        counts = leaf_counts(event, prices)
+        input_tokens = reported(event, "input_tokens") if any(isinstance(p, Tiered) for p in prices.values()) else ZERO
+        for price_key, price in prices.items():
+            usage, per, _ = UNITS[price_key]
+            count = counts.get(usage, ZERO)
+            if count:
+                unit_price = price.at(input_tokens) if isinstance(price, Tiered) else price
+                amount += unit_price * count / per
+                parts.append(f"{format_decimal(count)} {usage} x {format_decimal(unit_price)}/{per:,}")
+        text = f"{note}{key}: {' + '.join(parts) or 'no priced usage'} = {format_decimal(amount)} {asset}"
+        if spec.minimum is not None and amount < spec.minimum:
+            amount, text = spec.minimum, f"{text}, under the {format_decimal(spec.minimum)} {asset} minimum"
+        requested = event.properties.get("requested_model")
+        if isinstance(requested, str) and requested != served:
+            text = f"requested {requested}, served {served}; {text}"
+        return EventPrice(amount, text)
+
+
+def _dashed(match: re.Match[str]) -> str:
+    year, month, day = (int(match.group(index)) for index in range(2, 5))
+    try:
+        dt.date(year, month, day)
+    except ValueError:
+        return match.group(0)
+    return f"-{year:04d}-{month:02d}-{day:02d}"
+
+
+def reported(event: UsageEvent, usage: str) -> Decimal:
+    """A count the event reports, or what it must be when it does not (0, unless a part of it is reported)."""
+    if usage in event.properties:
+        return event_quantity(event, usage)
+    dims = BY_USAGE[usage][2]
+    parts = [
+        other
+        for other, (_, _, d) in BY_USAGE.items()
+        if other != usage and _within(dims, d) and other in event.properties and event_quantity(event, other) > 0
+    ]
+    if parts:
+        raise EventError(
+            Refusal.MISSING_PROPERTY, f"{', '.join(sorted(parts))} reported without {usage}, which holds them"
+        )
+    return ZERO
+
+
+def leaf_counts(event: UsageEvent, prices: Prices) -> dict[str, Decimal]:
+    """Per priced usage kind, what is left of it once the more specific priced kinds are taken out."""
+    priced = sorted({UNITS[key][0] for key in prices}, key=lambda usage: (-len(BY_USAGE[usage][2]), usage))
+    leaves: dict[str, Decimal] = {}
+    for usage in priced:
+        dims = BY_USAGE[usage][2]
+        if usage == "requests":
+            leaves[usage] = Decimal(1)
+            continue
+        parts = sum((leaves[o] for o in leaves if o != usage and _within(dims, BY_USAGE[o][2])), ZERO)
+        leaf = reported(event, usage) - parts
+        if leaf < 0:
+            raise EventError(
+                Refusal.INVALID_QUANTITY, f"the parts of {usage} reported add up to more than it ({parts})"
+            )
+        leaves[usage] = leaf
+    return leaves
+
+
+@hookimpl
+def rating_pricing_models() -> list[type[PricingModel]]:
+    return [Llm]
