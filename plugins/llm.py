@@ -42,7 +42,7 @@ and its counts named as genai-prices' ``Usage`` fields: ``input_tokens``
 - **Context tiers**: a price may be ``{base, tiers: [{start, price}]}``; the
   request's ``input_tokens`` (cached included) picks the tier whose ``start``
   it exceeds (strictly), for that price.
-- **Conditional prices** take effect from a date (``from``, by the UTC date of
+- **ConditionalPrices prices** take effect from a date (``from``, by the UTC date of
   the event) or in a daily time window (``window``, in an IANA zone, wrapping
   midnight when ``end`` is before ``start``).
 - **Matching**: the model's key, then its ``match`` clause (case-insensitive,
@@ -78,7 +78,7 @@ BY_USAGE = {usage: (key, per, dimensions) for key, (usage, per, dimensions) in U
 _COMPACT_DATE = re.compile(r"(-)(20\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?=-|:|$)")
 
 
-class Tier(BaseModel):
+class ContextTier(BaseModel):
     """The price that applies when the request's input tokens exceed ``start``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -87,17 +87,17 @@ class Tier(BaseModel):
     price: Price
 
 
-class Tiered(BaseModel):
+class ContextTiered(BaseModel):
     """A price by context size: ``base``, or the last tier whose ``start`` the input tokens exceed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     base: Price
-    tiers: tuple[Tier, ...] = Field(min_length=1)
+    tiers: tuple[ContextTier, ...] = Field(min_length=1)
 
     @field_validator("tiers")
     @classmethod
-    def _ascending(cls, tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
+    def _ascending(cls, tiers: tuple[ContextTier, ...]) -> tuple[ContextTier, ...]:
         if any(later.start < earlier.start for earlier, later in zip(tiers, tiers[1:], strict=False)):
             raise ValueError("tiers must be in ascending order of start")
         return tiers
@@ -109,7 +109,7 @@ class Tiered(BaseModel):
         return self.base
 
 
-Prices = dict[str, Price | Tiered]
+Prices = dict[str, Price | ContextTiered]
 
 
 def _known_keys(prices: Prices) -> Prices:
@@ -121,7 +121,7 @@ def _known_keys(prices: Prices) -> Prices:
     return prices
 
 
-class Window(BaseModel):
+class TimeWindow(BaseModel):
     """A daily time window in a time zone; it wraps midnight when ``end`` is before ``start``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -143,7 +143,7 @@ class _When(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     since: dt.date | None = Field(None, alias="from")
-    window: Window | None = None
+    window: TimeWindow | None = None
     prices: Prices
 
     @field_validator("prices")
@@ -157,17 +157,17 @@ class _When(BaseModel):
         return self.window is None or self.window.active(at)
 
 
-class Conditional(_When):
+class ConditionalPrices(_When):
     """Prices in force from a date or in a time window."""
 
 
-class Variant(_When):
+class PriceVariant(_When):
     """Prices for requests whose context matches ``when`` (``service_tier: flex``), key by key."""
 
     when: dict[str, str] = Field(min_length=1)
 
 
-class Match(BaseModel):
+class ModelMatch(BaseModel):
     """How a model name is recognised: exactly one of the clauses."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -177,11 +177,11 @@ class Match(BaseModel):
     ends_with: str | None = None
     contains: str | None = None
     regex: str | None = None
-    any_of: tuple[Match, ...] | None = Field(None, alias="or")
-    all_of: tuple[Match, ...] | None = Field(None, alias="and")
+    any_of: tuple[ModelMatch, ...] | None = Field(None, alias="or")
+    all_of: tuple[ModelMatch, ...] | None = Field(None, alias="and")
 
     @model_validator(mode="after")
-    def _one_clause(self) -> Match:
+    def _one_clause(self) -> ModelMatch:
         given = [name for name, value in self.__dict__.items() if value is not None]
         if len(given) != 1:
             raise ValueError("a match has exactly one of equals, starts_with, ends_with, contains, regex, or, and")
@@ -205,16 +205,16 @@ class Match(BaseModel):
         return all(clause.matches(name) for clause in self.all_of)
 
 
-class ModelSpec(BaseModel):
+class PricedModel(BaseModel):
     """One model's prices, how its name is matched, and when other prices apply."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     provider: str | None = None
-    match: Match | None = None
+    match: ModelMatch | None = None
     prices: Prices
-    conditional: tuple[Conditional, ...] = ()
-    variants: tuple[Variant, ...] = ()
+    conditional: tuple[ConditionalPrices, ...] = ()
+    variants: tuple[PriceVariant, ...] = ()
     minimum: Price | None = Field(None, description="The least one request of this model costs.")
 
     @field_validator("prices")
@@ -223,7 +223,7 @@ class ModelSpec(BaseModel):
         return _known_keys(prices)
 
     @model_validator(mode="after")
-    def _covered(self) -> ModelSpec:
+    def _covered(self) -> PricedModel:
         for prices in [self.prices] + [c.prices for c in self.conditional]:
             problem = coverage_problem(prices)
             if problem:
@@ -279,7 +279,7 @@ class Llm(PerEventModel):
     name = "llm"
 
     model: Literal["llm"]
-    models: dict[str, ModelSpec] = Field(min_length=1, description="Priced models by name.")
+    models: dict[str, PricedModel] = Field(min_length=1, description="Priced models by name.")
     fallback: str | None = Field(None, description="The model an unknown model is priced as; else refused.")
     aliases: dict[str, str] = Field(default_factory=dict, description="Gateway aliases: alias -> model name.")
 
@@ -318,12 +318,14 @@ class Llm(PerEventModel):
             raise EventError(Refusal.NOT_EXACT, f"{key}: the prices in force are inconsistent: {problem}")
         amount, parts = ZERO, []
         counts = leaf_counts(event, prices)
-        input_tokens = reported(event, "input_tokens") if any(isinstance(p, Tiered) for p in prices.values()) else ZERO
+        input_tokens = (
+            reported(event, "input_tokens") if any(isinstance(p, ContextTiered) for p in prices.values()) else ZERO
+        )
         for price_key, price in prices.items():
             usage, per, _ = UNITS[price_key]
             count = counts.get(usage, ZERO)
             if count:
-                unit_price = price.at(input_tokens) if isinstance(price, Tiered) else price
+                unit_price = price.at(input_tokens) if isinstance(price, ContextTiered) else price
                 amount += unit_price * count / per
                 parts.append(f"{format_decimal(count)} {usage} x {format_decimal(unit_price)}/{per:,}")
         text = f"{note}{key}: {' + '.join(parts) or 'no priced usage'} = {format_decimal(amount)} {asset}"

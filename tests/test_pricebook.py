@@ -59,7 +59,7 @@ def test_unknown_model_lists_the_models(book: Book) -> None:
     [problem] = problems(book, text)
     assert problem == (
         "test.yaml:10:27: plans.basic.charges[0].model: unknown pricing model 'per_cal'; "
-        "known models: outcome, package, per_call, per_unit, tiered"
+        "known models: llm, outcome, package, per_call, per_unit, percentage, tiered"
     )
 
 

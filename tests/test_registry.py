@@ -24,14 +24,14 @@ from rating.hookspecs import hookimpl
 from rating.pricing import Price, PricingModel
 
 class Capped(PricingModel):
-    """Per unit, but never more than ``cap`` a period."""
+    """Per unit, but never more than ``ceiling`` a period."""
     name = "capped"
     model: Literal["capped"]
     unit_price: Price
-    cap: Price
+    ceiling: Price
 
     def period_price(self, quantity: Decimal) -> Decimal:
-        return min(quantity * self.unit_price, self.cap)
+        return min(quantity * self.unit_price, self.ceiling)
 
 @hookimpl
 def rating_pricing_models():
@@ -63,7 +63,7 @@ def test_an_installed_third_party_model_prices_events_from_a_pricebook(installed
     assert "capped" in registry.pricing_models
     text = SIMPLE_PRICEBOOK.replace(
         '{meter: requests, model: per_call, price: "0.01"}',
-        '{meter: requests, model: capped, unit_price: "0.40", cap: "1"}',
+        '{meter: requests, model: capped, unit_price: "0.40", ceiling: "1"}',
     )
     engine = Engine(parse_pricebook(text, registry), MemoryStorage(), registry)
     amounts = [engine.rate(event(f"e{i}", tokens=1, model="m")).charges[0].amount for i in range(4)]  # type: ignore[union-attr]
@@ -79,9 +79,26 @@ def test_third_party_parameters_get_line_numbered_errors(installed_third_party: 
     with pytest.raises(PricebookError) as error:
         parse_pricebook(text, Registry.load(), "p.yaml")
     assert error.value.problems == [
-        "p.yaml:10:9: plans.basic.charges[0]: missing required key 'cap'",
+        "p.yaml:10:9: plans.basic.charges[0]: missing required key 'ceiling'",
         "p.yaml:10:42: plans.basic.charges[0].unit_price: value must be a decimal number, got 'x'",
     ]
+
+
+def test_a_parameter_named_like_a_common_option_is_refused_at_registration() -> None:
+    from rating.pricing import Price, PricingModel
+
+    class Shadowing(PricingModel):
+        name = "shadowing"
+        model: str
+        cap: Price
+
+    class Offers:
+        @hookimpl
+        def rating_pricing_models(self) -> list[type]:
+            return [Shadowing]
+
+    with pytest.raises(PluginError, match="'shadowing' .* declares cap, named like the common options"):
+        Registry.load([Offers()], entry_points=False)
 
 
 class Duplicate:

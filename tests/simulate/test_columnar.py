@@ -52,7 +52,9 @@ def with_variety(book: Pricebook, events: list[UsageEvent], draw: st.DrawFn) -> 
         if change == "replay":
             varied.append(event)
         elif change == "conflict":
-            varied.append(event.model_copy(update={"properties": event.properties | {"q": Decimal(i + 1)}}))
+            # Another number, not the same one written with another scale (a DECIMAL column keeps no scale).
+            other = event.properties.get("q", Decimal(0)) + i + 1
+            varied.append(event.model_copy(update={"properties": event.properties | {"q": other}}))
     return book, varied
 
 
