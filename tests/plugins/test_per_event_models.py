@@ -168,7 +168,7 @@ default_plan: shop
         for i in range(3)
     ]
     assert [r.charges[0].amount for r in amounts if r] == [D("10.0"), D("10.0"), D("5.0")]
-    assert "10% of 100 USD = 10 USD; with the 25 USD period cap: 5 USD" == amounts[2].charges[0].explanation  # type: ignore[union-attr]
+    assert amounts[2].charges[0].explanation == "10% of 100 USD = 10 USD; with the 25 USD period cap: 5 USD"  # type: ignore[union-attr]
 
 
 def test_a_per_event_charge_needs_a_count_meter(book) -> None:  # type: ignore[no-untyped-def]
