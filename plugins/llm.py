@@ -162,7 +162,7 @@ class ConditionalPrices(_When):
 
 
 class PriceVariant(_When):
-    """Prices for requests whose context matches ``when`` (``service_tier: flex``), key by key."""
+    """Prices for requests whose properties match ``when`` (``service_tier: flex``), key by key."""
 
     when: dict[str, str] = Field(min_length=1)
 
@@ -231,7 +231,7 @@ class PricedModel(BaseModel):
         return self
 
     def prices_at(self, at: dt.datetime, context: Mapping[str, str]) -> Prices:
-        """The prices in force for a request at ``at`` with ``context`` (its service tier)."""
+        """The prices in force for a request at ``at`` whose text properties are ``context``."""
         prices = next((c.prices for c in reversed(self.conditional) if c.active(at)), self.prices)
         overrides: Prices = {}
         for variant in self.variants:
@@ -282,6 +282,9 @@ class Llm(PerEventModel):
     models: dict[str, PricedModel] = Field(min_length=1, description="Priced models by name.")
     fallback: str | None = Field(None, description="The model an unknown model is priced as; else refused.")
     aliases: dict[str, str] = Field(default_factory=dict, description="Gateway aliases: alias -> model name.")
+    markup: Price = Field(ZERO, description="Percent added to every price (sell prices from provider prices).")
+    credit_rate: Price = Field(Decimal(1), description="Units of the charge's asset per unit of the prices' currency.")
+    credit_rates: dict[str, Price] = Field(default_factory=dict, description="A credit rate per model, by name.")
 
     @model_validator(mode="after")
     def _targets_exist(self) -> Llm:
@@ -311,8 +314,8 @@ class Llm(PerEventModel):
             key, note = self.find(self.fallback), f"{served} has no price, priced as the fallback; "
             assert key is not None  # the validator checked that the fallback is priced
         spec = self.models[key]
-        tier = event.properties.get("service_tier")
-        prices = spec.prices_at(event.timestamp, {"service_tier": tier} if isinstance(tier, str) else {})
+        context = {name: value for name, value in event.properties.items() if isinstance(value, str)}
+        prices = spec.prices_at(event.timestamp, context)
         problem = coverage_problem(prices)
         if problem:
             raise EventError(Refusal.NOT_EXACT, f"{key}: the prices in force are inconsistent: {problem}")
@@ -328,9 +331,16 @@ class Llm(PerEventModel):
                 unit_price = price.at(input_tokens) if isinstance(price, ContextTiered) else price
                 amount += unit_price * count / per
                 parts.append(f"{format_decimal(count)} {usage} x {format_decimal(unit_price)}/{per:,}")
-        text = f"{note}{key}: {' + '.join(parts) or 'no priced usage'} = {format_decimal(amount)} {asset}"
-        if spec.minimum is not None and amount < spec.minimum:
-            amount, text = spec.minimum, f"{text}, under the {format_decimal(spec.minimum)} {asset} minimum"
+        text = f"{note}{key}: {' + '.join(parts) or 'no priced usage'} = {format_decimal(amount)}"
+        minimum = spec.minimum if spec.minimum is not None else ZERO
+        raised = amount < minimum
+        if raised:
+            amount, text = minimum, f"{text} (under the minimum {format_decimal(minimum)})"
+        factor = (1 + self.markup / 100) * self.credit_rates.get(key, self.credit_rate)
+        if factor != 1:
+            amount *= factor
+            text += f" x {format_decimal(factor)}"
+        text += f" = {format_decimal(amount)} {asset}" if raised or factor != 1 else f" {asset}"
         requested = event.properties.get("requested_model")
         if isinstance(requested, str) and requested != served:
             text = f"requested {requested}, served {served}; {text}"
@@ -360,6 +370,15 @@ def reported(event: UsageEvent, usage: str) -> Decimal:
         raise EventError(
             Refusal.MISSING_PROPERTY, f"{', '.join(sorted(parts))} reported without {usage}, which holds them"
         )
+    given = sorted(u for u in BY_USAGE if u in event.properties and event_quantity(event, u) > 0)
+    for index, first in enumerate(given):
+        for second in given[index + 1 :]:
+            a, b = BY_USAGE[first][2], BY_USAGE[second][2]
+            overlapping = all(b.get(k, v) == v for k, v in a.items()) and not (_within(a, b) or _within(b, a))
+            if overlapping and {**a, **b} == dims:
+                raise EventError(
+                    Refusal.MISSING_PROPERTY, f"{first} and {second} overlap: report {usage}, the tokens they share"
+                )
     return ZERO
 
 

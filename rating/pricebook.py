@@ -322,6 +322,10 @@ def _valid_charges(
             at = path + ("model",) if "model" in charge else path
             problems.add(at, f"unknown pricing model {model_name!r}; known models: {known}")
             continue
+        if "catalogue" in charge:
+            charge = _with_catalogue(charge, path, problems)
+            if charge is None:
+                continue
         for label, error in invalid_overrides(model, charge).items():
             problems.add_validation(path + ("by_group", label), error, only=set(charge["by_group"][label]))
             del charge["by_group"][label]
@@ -330,6 +334,29 @@ def _valid_charges(
         except ValidationError as error:
             problems.add_validation(path, error)
     return valid
+
+
+def _with_catalogue(charge: dict[str, Any], path: tuple[str | int, ...], problems: Problems) -> dict[str, Any] | None:
+    """``charge`` with the parameters of the YAML file its ``catalogue:`` names (relative to the pricebook) under
+    its own: the charge's keys win, and mappings (such as an ``llm`` charge's ``models``) merge key by key."""
+    name = charge.pop("catalogue")
+    file = Path(problems.source).parent / str(name)
+    try:
+        document = yamlstrict.load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        problems.add(path + ("catalogue",), f"cannot read catalogue {file}: {error}")
+        return None
+    except yamlstrict.YamlError as error:
+        problems.add(path + ("catalogue",), f"catalogue {file}:{error}")
+        return None
+    if not isinstance(document.data, dict):
+        problems.add(path + ("catalogue",), f"catalogue {file} must be a mapping of the charge's parameters")
+        return None
+    merged = dict(document.data)
+    for key, value in charge.items():
+        known = merged.get(key)
+        merged[key] = {**known, **value} if isinstance(known, dict) and isinstance(value, dict) else value
+    return merged
 
 
 def _check_references(book: Pricebook, problems: Problems) -> None:
