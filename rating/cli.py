@@ -574,6 +574,19 @@ def _write_invoices(args: argparse.Namespace, chosen: list[Invoice], statuses: d
             print(f"wrote {path}", file=sys.stderr)
 
 
+def cmd_import(args: argparse.Namespace, registry: Registry) -> int:
+    from rating.llm_import import import_genai_prices
+
+    imported = import_genai_prices(args.provider, args.model or ())
+    if not imported.models:
+        raise RatingError("nothing to import: no model of those providers matched")
+    imported.write(args.output_file, "genai-prices")
+    for reason in imported.skipped:
+        print(f"not imported: {reason}", file=sys.stderr)
+    print(f"wrote {len(imported.models):,} models to {args.output_file}", file=sys.stderr)
+    return 0
+
+
 def _parquet_files(name: str | None) -> list[Path]:
     """The Parquet files of ``name``: the file itself, or every ``*.parquet`` in a directory."""
     if name is None:
@@ -910,6 +923,11 @@ def build_parser() -> argparse.ArgumentParser:
     statements.add_argument("--html", metavar="DIR", help="also write each statement as HTML into DIR")
     statements.add_argument("--pdf", metavar="DIR", help="also write each statement as PDF into DIR")
     statements.add_argument("--language", choices=["en", "de"], default="en", help="of the HTML and PDF")
+    importing = command("import", cmd_import, "write an llm cost catalogue from genai-prices' price data")
+    importing.add_argument("source", choices=["genai-prices"], help="where the prices come from")
+    importing.add_argument("--provider", action="append", required=True, help="anthropic, openai, ... (repeat)")
+    importing.add_argument("--model", action="append", help="only these models (repeat; default every model)")
+    importing.add_argument("--output", "-o", dest="output_file", required=True, metavar="FILE.yaml", help="catalogue")
     to_parquet = command("to-parquet", cmd_to_parquet, "write events as Parquet, for columnar simulation")
     to_parquet.add_argument("events", metavar="EVENTS", help="a .jsonl or .csv file of events")
     to_parquet.add_argument("output_file", metavar="OUT.parquet", help="the Parquet file to write")

@@ -30,7 +30,13 @@ def rating_pricing_models() -> list[type[PricingModel]]:
 
     Return the :class:`~rating.pricing.PricingModel` subclasses this plugin
     provides. Each class's ``name`` is what pricebooks write in ``model:``; two
-    plugins offering the same name is an error.
+    plugins offering the same name is an error, and so is a parameter named
+    like one of the options every charge has (``cap``, ``included``, ...).
+
+    Two kinds: a period-price model defines ``period_price(q)`` and is charged
+    ``P(after) - P(before)``; a :class:`~rating.pricing.PerEventModel` defines
+    ``price_event(event, asset)`` and prices each event from its properties
+    (``percentage``, ``llm``). :mod:`rating.testing` checks either.
     """
     raise NotImplementedError
 

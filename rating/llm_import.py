@@ -63,7 +63,7 @@ def import_genai_prices(providers: Sequence[str], models: Iterable[str] = ()) ->
     if llm is None:
         raise RatingError("no llm pricing model is installed")
     snapshot = data_snapshot.get_snapshot()
-    wanted = set(models)
+    wanted, found = set(models), set()
     result = Imported()
     for provider_id in providers:
         provider = next((p for p in snapshot.providers if p.id == provider_id), None)
@@ -85,8 +85,8 @@ def import_genai_prices(providers: Sequence[str], models: Iterable[str] = ()) ->
                 result.skipped.append(f"{provider.id}/{model.id}: {reason.strip()}")
                 continue
             result.models[name] = entry
-        missing = wanted - {m.id for m in provider.models}
-        result.skipped += [f"{provider.id}/{name}: no such model" for name in sorted(missing)]
+        found |= {m.id for m in provider.models}
+    result.skipped += [f"{name}: no such model at {', '.join(providers)}" for name in sorted(wanted - found)]
     return result
 
 

@@ -74,3 +74,20 @@ def test_gateway_prices_in_currency_and_in_credits(registry: Registry) -> None:
                                 model="gpt-5", input_tokens=1000, output_tokens=100))  # fmt: skip
     assert dollars is not None and {c.asset for c in dollars.charges} == {"USD"}
     assert sum(c.amount for c in dollars.charges) == Decimal("0.0002") + Decimal("0.0030000") + Decimal("0.0015000")
+
+
+def test_the_llm_gateway_sells_provider_prices_with_a_markup_and_charges_card_fees(registry: Registry) -> None:
+    engine = Engine(load_catalog([ROOT / "pricebooks" / "llm-gateway.yaml"], registry), MemoryStorage(), registry)
+    moment = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)
+    big = event("g1", type="llm.request", at=moment, model="claude-sonnet-4-5-20250929", input_tokens=250_000,
+                cache_read_tokens=50_000, output_tokens=1_200)  # fmt: skip
+    small = big.model_copy(update={"id": "g2", "properties": big.properties | {"input_tokens": 150_000}})
+    fee = event("g6", type="top_up.captured", at=moment, amount="50.00", currency="USD")
+    rated = [engine.rate(e) for e in (big, small, fee)]
+    assert [r.charges[0].amount for r in rated if r] == [Decimal("1.5084"), Decimal("0.3996"), Decimal("1.750")]
+    # The provider's price, as cost: 1.257 + 0.333; the top-up has none.
+    costs = [sum(p.amount for p in r.transaction.postings if p.account.startswith("expense:")) for r in rated if r]
+    assert costs == [Decimal("1.257"), Decimal("0.333"), 0]
+    enterprise = event("g7", customer="megacorp", type="llm.request", at=moment, model="gpt-7-preview",
+                       input_tokens=10)  # fmt: skip
+    assert [str(r.code) for r in engine.rate_batch([enterprise]).rejected] == ["unknown_model"]

@@ -134,3 +134,36 @@ def test_storage_urls(tmp_path: Path) -> None:
         assert plain.url == f"sqlite:///{tmp_path / 'a.db'}"
         with registry.open_storage(plain.url) as again:
             assert again.url == plain.url
+
+
+def test_the_readmes_per_event_model_works_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from rating.events import UsageEvent
+    from rating.testing import check_per_event_model
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    code = next(block for block in readme.split("```python")[1:] if "class PerMinute" in block).split("```")[0]
+    (tmp_path / "per_minute.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("per_minute")
+    registry = Registry.load([module])
+    text = """\
+pricebook: calls
+version: 2026-11-01
+currency: USD
+meters:
+  calls: {event: call.ended, count: true}
+plans:
+  voice:
+    charges:
+      - {meter: calls, model: per_minute, per_minute: "0.02"}
+default_plan: voice
+"""
+    engine = Engine(parse_pricebook(text, registry), MemoryStorage(), registry)
+    at = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+    calls = [UsageEvent(id=f"c{s}", customer="a", type="call.ended", timestamp=at, properties={"seconds": s})
+             for s in (1, 60, 61, 3600)]  # fmt: skip
+    report = engine.rate_batch(calls)
+    assert report.totals == {("a", "USD"): Decimal("0.02") * (1 + 1 + 2 + 60)}
+    check_per_event_model(engine.pricebook.plans["voice"].charges[0], calls)  # type: ignore[arg-type]
