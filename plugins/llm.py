@@ -59,9 +59,10 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 from decimal import Decimal
+from functools import cache, lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from rating_plugins.llm_units import UNITS
 
 from rating.errors import EventError
@@ -248,7 +249,12 @@ def _within(outer: dict[str, str], inner: dict[str, str]) -> bool:
 
 def coverage_problem(prices: Prices) -> str | None:
     """Why these prices cannot price usage consistently (a part priced without its whole), or None."""
-    priced = {UNITS[key][0]: UNITS[key][2] for key in prices}
+    return _coverage_problem(frozenset(prices))
+
+
+@lru_cache(maxsize=4096)
+def _coverage_problem(keys: frozenset[str]) -> str | None:
+    priced = {UNITS[key][0]: UNITS[key][2] for key in keys}
     for usage, dims in sorted(priced.items()):
         missing = sorted(
             other
@@ -286,6 +292,8 @@ class Llm(PerEventModel):
     credit_rate: Price = Field(Decimal(1), description="Units of the charge's asset per unit of the prices' currency.")
     credit_rates: dict[str, Price] = Field(default_factory=dict, description="A credit rate per model, by name.")
 
+    _found: dict[str, str | None] = PrivateAttr(default_factory=dict)  # names already matched, and to what
+
     @model_validator(mode="after")
     def _targets_exist(self) -> Llm:
         for name in [self.fallback, *self.aliases.values()]:
@@ -296,6 +304,11 @@ class Llm(PerEventModel):
     def find(self, name: str) -> str | None:
         """The priced model ``name`` is, after aliases: the first whose match (or key) fits, in declared order;
         then the same with a compact date suffix written with dashes."""
+        if name not in self._found:
+            self._found[name] = self._search(name)
+        return self._found[name]
+
+    def _search(self, name: str) -> str | None:
         for candidate in dict.fromkeys([name, _COMPACT_DATE.sub(_dashed, name)]):
             target = self.aliases.get(candidate, candidate)
             for key, spec in self.models.items():
@@ -356,42 +369,61 @@ def _dashed(match: re.Match[str]) -> str:
     return f"-{year:04d}-{month:02d}-{day:02d}"
 
 
+@cache
+def _parts_of(usage: str) -> tuple[str, ...]:
+    """The usage kinds that are part of ``usage`` (not itself)."""
+    dims = BY_USAGE[usage][2]
+    return tuple(other for other, (_, _, d) in BY_USAGE.items() if other != usage and _within(dims, d))
+
+
+@cache
+def _overlaps_of(usage: str) -> tuple[tuple[str, str], ...]:
+    """The pairs of kinds that overlap exactly in ``usage`` (cache reads and audio input: cached audio)."""
+    dims, names = BY_USAGE[usage][2], sorted(BY_USAGE)
+    pairs = []
+    for index, first in enumerate(names):
+        for second in names[index + 1 :]:
+            a, b = BY_USAGE[first][2], BY_USAGE[second][2]
+            compatible = all(b.get(k, v) == v for k, v in a.items()) and not (_within(a, b) or _within(b, a))
+            if compatible and {**a, **b} == dims:
+                pairs.append((first, second))
+    return tuple(pairs)
+
+
 def reported(event: UsageEvent, usage: str) -> Decimal:
     """A count the event reports, or what it must be when it does not (0, unless a part of it is reported)."""
-    if usage in event.properties:
+    properties = event.properties
+    if usage in properties:
         return event_quantity(event, usage)
-    dims = BY_USAGE[usage][2]
-    parts = [
-        other
-        for other, (_, _, d) in BY_USAGE.items()
-        if other != usage and _within(dims, d) and other in event.properties and event_quantity(event, other) > 0
-    ]
+    parts = [other for other in _parts_of(usage) if other in properties and event_quantity(event, other) > 0]
     if parts:
         raise EventError(
             Refusal.MISSING_PROPERTY, f"{', '.join(sorted(parts))} reported without {usage}, which holds them"
         )
-    given = sorted(u for u in BY_USAGE if u in event.properties and event_quantity(event, u) > 0)
-    for index, first in enumerate(given):
-        for second in given[index + 1 :]:
-            a, b = BY_USAGE[first][2], BY_USAGE[second][2]
-            overlapping = all(b.get(k, v) == v for k, v in a.items()) and not (_within(a, b) or _within(b, a))
-            if overlapping and {**a, **b} == dims:
-                raise EventError(
-                    Refusal.MISSING_PROPERTY, f"{first} and {second} overlap: report {usage}, the tokens they share"
-                )
+    for first, second in _overlaps_of(usage):
+        both = first in properties and second in properties
+        if both and event_quantity(event, first) > 0 and event_quantity(event, second) > 0:
+            raise EventError(
+                Refusal.MISSING_PROPERTY, f"{first} and {second} overlap: report {usage}, the tokens they share"
+            )
     return ZERO
+
+
+@lru_cache(maxsize=4096)
+def _leaf_order(keys: frozenset[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The priced usage kinds, most specific first, each with the priced kinds that are part of it."""
+    priced = sorted({UNITS[key][0] for key in keys}, key=lambda usage: (-len(BY_USAGE[usage][2]), usage))
+    return tuple((usage, tuple(other for other in _parts_of(usage) if other in priced)) for usage in priced)
 
 
 def leaf_counts(event: UsageEvent, prices: Prices) -> dict[str, Decimal]:
     """Per priced usage kind, what is left of it once the more specific priced kinds are taken out."""
-    priced = sorted({UNITS[key][0] for key in prices}, key=lambda usage: (-len(BY_USAGE[usage][2]), usage))
     leaves: dict[str, Decimal] = {}
-    for usage in priced:
-        dims = BY_USAGE[usage][2]
+    for usage, priced_parts in _leaf_order(frozenset(prices)):
         if usage == "requests":
             leaves[usage] = Decimal(1)
             continue
-        parts = sum((leaves[o] for o in leaves if o != usage and _within(dims, BY_USAGE[o][2])), ZERO)
+        parts = sum((leaves[o] for o in priced_parts), ZERO)
         leaf = reported(event, usage) - parts
         if leaf < 0:
             raise EventError(

@@ -336,9 +336,14 @@ def main() -> None:
     parser.add_argument("--postgres", help="a PostgreSQL URL for --storage postgres (a schema is created per run)")
     parser.add_argument("--latency", type=int, metavar="N", help="instead: N single-event round trips, p50 and p99")
     parser.add_argument("--simulate", action="store_true", help="instead: columnar simulation of a Parquet history")
+    parser.add_argument("--llm", action="store_true", help="instead: LLM requests priced here and by genai-prices")
     args = parser.parse_args()
     try:
-        if args.simulate:
+        if args.llm:
+            from rating.bench_llm import run as llm
+
+            llm(args.events if "--events" in sys.argv else 20_000)
+        elif args.simulate:
             from rating.simulate.bench import run as simulation
 
             simulation(args.events if "--events" in sys.argv else 10_000_000)
