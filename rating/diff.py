@@ -40,12 +40,18 @@ def _fields(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_defaults=True)
 
 
-def _field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
-    """``name: old -> new`` for every field that differs (absent reads as the default)."""
+def _field_changes(before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``name: old -> new`` for every field that differs (absent reads as the default); nested mappings
+    (an ``llm`` charge's models and their prices) by the path of what changed in them."""
     changes = []
     for name in sorted(set(before) | set(after)):
-        if before.get(name) != after.get(name):
-            changes.append(f"{name}: {_shown(before.get(name))} -> {_shown(after.get(name))}")
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            changes += _field_changes(old, new, f"{prefix}{name}.")
+        else:
+            changes.append(f"{prefix}{name}: {_shown(old)} -> {_shown(new)}")
     return changes
 
 

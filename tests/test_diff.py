@@ -90,3 +90,23 @@ def test_each_separable_change_has_its_own_money_impact(tmp_path: Path, capsys: 
     assert main(["diff", str(before), str(after), "--events", str(events)]) == 0
     table = capsys.readouterr().out
     assert "fee: (default) -> 9" in table and "every change together" in table
+
+
+def test_a_changed_price_inside_an_llm_catalogue_is_named_by_its_path(tmp_path, registry) -> None:  # type: ignore[no-untyped-def]
+    from rating.diff import diff
+    from rating.pricebook import load_pricebook
+
+    for name, price in (("before", "2.5"), ("after", "2.75")):
+        folder = tmp_path / name
+        (folder / "llm").mkdir(parents=True)
+        (folder / "llm" / "catalogue.yaml").write_text(
+            f'models:\n  gpt-4o: {{prices: {{input_mtok: "{price}", output_mtok: "10"}}}}\n'
+        )
+        (folder / "book.yaml").write_text(
+            "pricebook: gw\nversion: 2026-11-01\ncurrency: USD\nmeters:\n  calls: {event: llm.request, count: true}\n"
+            "plans:\n  p:\n    charges:\n      - {meter: calls, model: llm, catalogue: llm/catalogue.yaml}\n"
+        )
+    before, after = (load_pricebook(tmp_path / name / "book.yaml", registry) for name in ("before", "after"))
+    assert [c.detail for c in diff(before, after)] == [
+        "charge calls.llm.USD: models.gpt-4o.prices.input_mtok: 2.5 -> 2.75"
+    ]
