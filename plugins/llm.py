@@ -60,9 +60,17 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal
 from functools import cache, lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 from rating_plugins.llm_units import UNITS
 
 from rating.errors import EventError
@@ -111,6 +119,8 @@ class ContextTiered(BaseModel):
 
 
 Prices = dict[str, Price | ContextTiered]
+#: A markup in percent, written ``20`` or ``"20%"``.
+Markup = Annotated[Price, BeforeValidator(lambda v: v[:-1].strip() if isinstance(v, str) and v.endswith("%") else v)]
 
 
 def _known_keys(prices: Prices) -> Prices:
@@ -288,7 +298,9 @@ class Llm(PerEventModel):
     models: dict[str, PricedModel] = Field(min_length=1, description="Priced models by name.")
     fallback: str | None = Field(None, description="The model an unknown model is priced as; else refused.")
     aliases: dict[str, str] = Field(default_factory=dict, description="Gateway aliases: alias -> model name.")
-    markup: Price = Field(ZERO, description="Percent added to every price (sell prices from provider prices).")
+    markup: Markup = Field(
+        ZERO, description="Percent added to every price (sell prices from provider prices): 20 or 20%."
+    )
     credit_rate: Price = Field(Decimal(1), description="Units of the charge's asset per unit of the prices' currency.")
     credit_rates: dict[str, Price] = Field(default_factory=dict, description="A credit rate per model, by name.")
 
