@@ -461,6 +461,10 @@ def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
     from rating.invoices import invoices, issue_invoices
     from rating.settlement import credit_invoice, invoice_status, pay_invoice
 
+    if args.html or args.pdf:
+        from rating.documents import require_renderers
+
+        require_renderers(pdf=bool(args.pdf))
     storage = _open(args, registry, read_only=args.action in ("list", "show"))
     if args.action in ("pay", "credit") and not (args.number and args.reference):
         raise RatingError(f"rating invoice {args.action} needs the invoice NUMBER and --reference")
@@ -507,8 +511,10 @@ STATEMENT_SUMMARY = ["customer", "asset", "opening", *sorted(set(CATEGORIES.valu
 
 
 def cmd_statement(args: argparse.Namespace, registry: Registry) -> int:
-    from rating.documents import statement_html, statement_pdf
+    from rating.documents import require_renderers, statement_html, statement_pdf
 
+    if args.html or args.pdf:
+        require_renderers(pdf=bool(args.pdf))
     book = load_catalog(args.pricebook, registry).latest
     storage = _open(args, registry, read_only=True)
     if args.action == "export":

@@ -111,6 +111,16 @@ def invoice_csv(invoices: list[Invoice]) -> str:
     return out.getvalue()
 
 
+def require_renderers(pdf: bool) -> None:
+    """Refuse early, before anything is issued, when the ``[invoices]`` extra that renders documents is missing."""
+    _babel()
+    if pdf:
+        try:
+            import fpdf  # noqa: F401
+        except ImportError:
+            raise RatingError("PDF documents need the invoices extra: pip install 'rating[invoices]'") from None
+
+
 def _babel() -> tuple[Any, Any]:
     """Babel's numbers and dates modules (the ``[invoices]`` extra)."""
     try:
