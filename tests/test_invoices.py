@@ -246,3 +246,16 @@ def test_late_usage_is_refused_by_default(book) -> None:  # type: ignore[no-unty
     engine = billed(book(SIMPLE_PRICEBOOK), MemoryStorage(), [event("e1", at=NOVEMBER, tokens=1, model="m")], "2026-11")
     report = engine.rate_batch([event("late", at=NOVEMBER, tokens=1, model="m")])
     assert [r.code for r in report.rejected] == [Refusal.CLOSED_PERIOD]
+
+
+def test_without_the_pdf_renderer_nothing_is_issued(demo_history: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fpdf", None)  # as if the invoices extra were not installed
+    assert main(["close-period", "--db", "history.db", "--period", "2026-11", "-p", str(EXAMPLE)]) == 0
+    billing = str(ROOT / "pricebooks" / "billing.yaml")
+    issue = ["invoice", "issue", "--db", "history.db", "--period", "2026-11", "-p", str(EXAMPLE), "--billing", billing]
+    assert main([*issue, "--pdf", "docs"]) == 1
+    assert "invoices extra" in capsys.readouterr().err
+    assert main(["invoice", "list", "--db", "history.db", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
