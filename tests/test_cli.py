@@ -247,23 +247,31 @@ def rate_from_stdin(pricebook: Path, db: Path, *extra: str) -> subprocess.Popen[
 
 
 def test_rate_dash_posts_records_from_standard_input_as_they_arrive(pricebook: Path, tmp_path: Path) -> None:
+    from rating.errors import StorageError
     from rating.registry import Registry
 
     db = tmp_path / "live.db"
     process = rate_from_stdin(pricebook, db)
     assert process.stdin is not None
-    process.stdin.write((call("e1") + "\n" + call("e2") + "\n").encode())
-    process.stdin.flush()
-    posted: dict[str, object] = {}
-    deadline = time.monotonic() + 30
-    while len(posted) < 2 and time.monotonic() < deadline:  # the pipe stays open: a pause posts what came
-        time.sleep(0.1)
-        if db.exists():
-            with Registry.load().open_storage(str(db), read_only=True) as storage:
-                posted = dict(storage.rated_events(["e1", "e2"]))
-    assert sorted(posted) == ["e1", "e2"] and process.poll() is None
-    process.stdin.write((call("e3") + "\nnot json\n").encode())
-    _, err = process.communicate(timeout=60)
+    try:
+        process.stdin.write((call("e1") + "\n" + call("e2") + "\n").encode())
+        process.stdin.flush()
+        posted: dict[str, object] = {}
+        deadline = time.monotonic() + 30
+        while len(posted) < 2 and time.monotonic() < deadline:  # the pipe stays open: a pause posts what came
+            time.sleep(0.1)
+            try:
+                with Registry.load().open_storage(str(db), read_only=True) as storage:
+                    posted = dict(storage.rated_events(["e1", "e2"]))
+            except StorageError:  # not created, or not migrated yet: the writer is still starting
+                continue
+        assert sorted(posted) == ["e1", "e2"] and process.poll() is None
+        process.stdin.write((call("e3") + "\nnot json\n").encode())
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
     assert process.returncode == 1  # one record rejected
     assert "posted 3 events, 0 already posted, 1 rejected" in err.decode()
 
