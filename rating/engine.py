@@ -269,8 +269,9 @@ class Engine:
 
         Rating reads period state, closed periods and wallet balances inside the
         storage's write scope, where no other writer can move them, so concurrent
-        writers wait for each other instead of re-rating and never give up. The
-        storage still re-checks state, closed periods and wallet limits as it writes.
+        writers wait for each other instead of re-rating and never give up; what
+        it read there is not read again as it writes (``checked``), except the
+        wallet limits, checked once more against the stored balances.
         """
         with self.storage.writing(), localcontext(MONEY_CONTEXT), cyclic_gc_paused():
             releases: list[Transaction] = []
@@ -278,7 +279,7 @@ class Engine:
             if strict and (rejected or report.rejected):
                 report.rejected.extend(rejected)
                 return []
-            fresh = self.storage.record(ratings, limits=dict.fromkeys(wallets, ZERO))
+            fresh = self.storage.record(ratings, limits=dict.fromkeys(wallets, ZERO), checked=True)
             self.storage.append(releases)
         report.rejected.extend(rejected)
         report.duplicates += duplicates + len(ratings) - len(fresh)

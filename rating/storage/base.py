@@ -133,18 +133,29 @@ class Storage(abc.ABC):
                 self._writing = False
 
     def record(
-        self, ratings: Sequence[RatedEvent], limits: Mapping[tuple[str, str], Decimal] | None = None
+        self,
+        ratings: Sequence[RatedEvent],
+        limits: Mapping[tuple[str, str], Decimal] | None = None,
+        *,
+        checked: bool = False,
     ) -> list[RatedEvent]:
         """Store rated events and their transactions atomically; return those that were new.
 
         ``limits`` are checked as in :meth:`append` (wallets paying for usage).
+        ``checked``: the caller rated ``ratings`` inside the :meth:`writing` scope
+        it calls this in, from what it read there (the engine does), so rated
+        events, closed periods and period state are not read again: they cannot
+        have moved. Limits are checked all the same.
         """
+        if checked and not self._writing:
+            raise RatingError("checked ratings must be recorded inside the writing() scope that rated them")
         with self.writing():
-            fresh = self._screen_ratings(ratings)
-            self._check_open(fresh)
-            self._check_state(fresh)
+            fresh = list(ratings) if checked else self._screen_ratings(ratings)
+            if not checked:
+                self._check_open(fresh)
+                self._check_state(fresh)
+                self._screen_transactions([r.transaction for r in fresh])
             transactions = [r.transaction for r in fresh]
-            self._screen_transactions(transactions)
             if limits:
                 self._check_limits(transactions, limits)
             self._write_ratings(fresh)

@@ -210,3 +210,12 @@ def test_sums_past_28_digits_stay_exact_in_balances_reports_verify_and_close(
     close_period(engine, "2026-11")
     owed = storage.balances(["customer:acme:receivable"])[("customer:acme:receivable", "USD")]
     assert owed == Decimal("3703703670.37") and storage.verify() == []
+
+
+def test_checked_ratings_must_be_recorded_inside_the_scope_that_rated_them(storage: Storage) -> None:
+    from rating.errors import RatingError
+
+    with pytest.raises(RatingError, match="inside the writing"):
+        storage.record([], checked=True)
+    with storage.writing():
+        assert storage.record([], checked=True) == []
