@@ -81,11 +81,13 @@ FreeText = Annotated[str, AfterValidator(partial(check_free_text, "value"))]
 # -- accounts of a customer ---------------------------------------------------------
 
 
+@lru_cache(maxsize=65536)  # one string per customer, not one per posting
 def receivable_account(customer: str) -> str:
     """What ``customer`` owes: debited by every charge not paid from a wallet."""
     return f"customer:{customer}:receivable"
 
 
+@lru_cache(maxsize=65536)
 def wallet_account(customer: str) -> str:
     """What ``customer`` can spend from a prepaid wallet (a credit balance: the platform owes it)."""
     return f"customer:{customer}:wallet"

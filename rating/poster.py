@@ -26,7 +26,8 @@ def rating_transaction(priced: PricedEvent, drawn: tuple[str, Decimal] | None) -
     for charge in priced.charges:
         if charge.amount:
             postings.append(Posting(version.revenue[plan, charge.meter], charge.asset, -charge.amount))
-            owed[charge.asset] = owed.get(charge.asset, ZERO) + charge.amount
+            known = owed.get(charge.asset)  # the first amount as it is: no new Decimal for one charge
+            owed[charge.asset] = charge.amount if known is None else known + charge.amount
     debits = []
     if drawn is not None and drawn[1]:
         asset, amount = drawn
