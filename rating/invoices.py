@@ -47,7 +47,7 @@ from rating.periods import bounds_of, zone
 from rating.pricebook import Pricebook
 from rating.refusals import InvoiceRefusal
 from rating.rerate import RERATE
-from rating.storage import Storage
+from rating.storage import Storage, StoredCharge
 
 #: Period-close kinds that put a line on the invoice, with the line's description.
 CLOSING_LINES = {"fee": "subscription fee", "minimum": "minimum spend true-up", "commitment": "commitment true-up"}
@@ -170,16 +170,16 @@ def _issue(
     except TaxError as error:
         raise InvoiceError(InvoiceRefusal.NO_TAX_RULE, str(error)) from None
     _, start, end = bounds_of(period, zone(book.timezone_of(customer)), book.anchor_of(customer))
-    exact_lines = _usage_lines(storage, customer, period, currency) + _closing_lines(
-        storage, customer, period, start, end
-    )
-    owed = _receivable_movement(storage, customer, period, currency, start, end)
+    posted = _read(storage, customer, period, start, end)
+    exact_lines = _usage_lines(posted, customer, currency) + _closing_lines(posted, customer)
+    owed = posted.receivable_movement(customer, currency)
     if not exact_lines and not owed:
         raise InvoiceError(InvoiceRefusal.NOTHING_TO_INVOICE, f"nothing was charged to {customer!r} in {period}")
     if not storage.closed_periods([(customer, period)]):
         raise InvoiceError(InvoiceRefusal.PERIOD_OPEN, f"period {period} of {customer!r} is not closed: close it first")
     lines_total = sum((line.amount for line in exact_lines), ZERO)
-    if lines_total + _rounding(storage, customer, period, currency) != owed or quantize(owed, scale) != owed:
+    rounding = sum((_on(t.postings, receivable_account(customer), currency) for t in posted.rounding), ZERO)
+    if lines_total + rounding != owed or quantize(owed, scale) != owed:
         raise InvoiceError(
             InvoiceRefusal.LEDGER_MISMATCH,
             f"the lines of {customer!r} for {period} do not add up to its receivable movement {owed} {currency}",
@@ -233,24 +233,53 @@ class ExactLine(NamedTuple):
     amount: Decimal
 
 
-def _usage_lines(storage: Storage, customer: str, period: str, currency: str) -> list[ExactLine]:
+@dataclass(frozen=True)
+class _Posted:
+    """What the ledger holds for one customer's period, read once: its charge records, the ratings and
+    corrections that post them, and its period-close transactions."""
+
+    charges: list[StoredCharge]
+    late: dict[str, str]  # event id -> the closed period a late event belongs to
+    usage: list[Transaction]
+    closing: list[tuple[str, Transaction]]  # fees, true-ups and a prepayment, with their line's description
+    rounding: list[Transaction]
+
+    def receivable_movement(self, customer: str, currency: str) -> Decimal:
+        """How these postings (payments excluded) move the customer's receivable in ``currency``."""
+        transactions = self.usage + [t for _, t in self.closing] + self.rounding
+        return sum((_on(t.postings, receivable_account(customer), currency) for t in transactions), ZERO)
+
+
+def _read(storage: Storage, customer: str, period: str, start: dt.datetime, end: dt.datetime) -> _Posted:
+    charges = [stored for stored in storage.charges(customer) if stored.charge.period == period]
+    events = {stored.event_id for stored in charges}
+    ratings = [t for t in storage.transactions_of("rating", customer) if t.metadata.get("event_id") in events]
+    corrections = [t for t in storage.transactions_of(RERATE, customer) if t.metadata.get("period") == period]
+    closing = [
+        (description, transaction)
+        for kind, description in CLOSING_LINES.items()
+        for transaction in storage.transactions_of(kind, customer)
+        if transaction.id.split(":")[2] == period
+    ]
+    closing += [
+        ("prepaid commitment", t) for t in storage.transactions_of("prepayment", customer) if start <= t.timestamp < end
+    ]
+    rounding = [t for t in storage.transactions_of("rounding", customer) if t.id.split(":")[2] == period]
+    late = {t.metadata["event_id"]: t.metadata["late_for"] for t in ratings if "late_for" in t.metadata}
+    return _Posted(charges, late, ratings + corrections, closing, rounding)
+
+
+def _usage_lines(posted: _Posted, customer: str, currency: str) -> list[ExactLine]:
     """The period's charge records summed per (plan, meter, group, model, unit price), late usage apart."""
-    late = {
-        t.metadata["event_id"]: t.metadata["late_for"]
-        for t in storage.transactions_of("rating", customer)
-        if "late_for" in t.metadata
-    }
     summed: dict[tuple[str, str, tuple[str, ...], str, str, Decimal | None, str], tuple[Decimal, Decimal]] = {}
-    for stored in storage.charges(customer):
+    for stored in posted.charges:
         charge = stored.charge
-        if charge.period != period:
-            continue
         if charge.asset != currency:
             raise InvoiceError(
                 InvoiceRefusal.CURRENCY_MISMATCH,
                 f"{customer!r} was charged in {charge.asset}, invoices are in {currency}",
             )
-        late_for = late.get(stored.event_id, "")
+        late_for = posted.late.get(stored.event_id, "")
         key = (charge.plan, charge.meter, charge.group, charge.model, charge.unit, charge.unit_price, late_for)
         quantity, amount = summed.get(key, (ZERO, ZERO))
         summed[key] = (quantity + charge.quantity, amount + charge.amount)
@@ -264,62 +293,22 @@ def _usage_lines(storage: Storage, customer: str, period: str, currency: str) ->
     return lines
 
 
-def _closing_lines(
-    storage: Storage, customer: str, period: str, start: dt.datetime, end: dt.datetime
-) -> list[ExactLine]:
+def _closing_lines(posted: _Posted, customer: str) -> list[ExactLine]:
     """Fees, true-ups and a contract's prepayment of the period; less what the prepaid commitment paid."""
-    receivable = receivable_account(customer)
+    receivable, prepaid = receivable_account(customer), prepaid_account(customer)
     lines: list[ExactLine] = []
-    closing = [
-        (description, transaction)
-        for kind, description in CLOSING_LINES.items()
-        for transaction in storage.transactions_of(kind, customer)
-        if transaction.id.split(":")[2] == period
-    ]
-    closing += [
-        ("prepaid commitment", t) for t in storage.transactions_of("prepayment", customer) if start <= t.timestamp < end
-    ]
-    for description, transaction in closing:
+    for description, transaction in posted.closing:
         account = next(p.account for p in transaction.postings if p.account != receivable)
         lines.append(ExactLine(description, account, None, None, None, _on(transaction.postings, receivable)))
-    drawn = sum(
-        (_on(t.postings, prepaid_account(customer)) for t in _usage_transactions(storage, customer, period)), ZERO
-    )
+    drawn = sum((_on(t.postings, prepaid) for t in posted.usage), ZERO)
     if drawn:
-        lines.append(ExactLine("paid from the prepaid commitment", prepaid_account(customer), None, None, None, -drawn))
+        lines.append(ExactLine("paid from the prepaid commitment", prepaid, None, None, None, -drawn))
     return lines
 
 
-def _usage_transactions(storage: Storage, customer: str, period: str) -> list[Transaction]:
-    """The ratings and corrections that post the customer's usage of ``period``."""
-    events = {stored.event_id for stored in storage.charges(customer) if stored.charge.period == period}
-    ratings = [t for t in storage.transactions_of("rating", customer) if t.metadata.get("event_id") in events]
-    corrections = [t for t in storage.transactions_of(RERATE, customer) if t.metadata.get("period") == period]
-    return ratings + corrections
-
-
-def _rounding(storage: Storage, customer: str, period: str, currency: str) -> Decimal:
-    """The period-close rounding of ``period`` in ``currency`` (what makes the total whole cents)."""
-    transaction = storage.transaction(f"rounding:{customer}:{period}:{currency}")
-    return ZERO if transaction is None else _on(transaction.postings, receivable_account(customer))
-
-
-def _receivable_movement(
-    storage: Storage, customer: str, period: str, currency: str, start: dt.datetime, end: dt.datetime
-) -> Decimal:
-    """How the postings of ``period`` (usage, corrections, period close) move the customer's receivable."""
-    receivable = receivable_account(customer)
-    transactions = _usage_transactions(storage, customer, period)
-    for kind in (*CLOSING_LINES, "rounding"):
-        transactions += [t for t in storage.transactions_of(kind, customer) if t.id.split(":")[2] == period]
-    transactions += [t for t in storage.transactions_of("prepayment", customer) if start <= t.timestamp < end]
-    return sum(
-        (p.amount for t in transactions for p in t.postings if p.account == receivable and p.asset == currency), ZERO
-    )
-
-
-def _on(postings: Iterable[Posting], account: str) -> Decimal:
-    return sum((p.amount for p in postings if p.account == account), ZERO)
+def _on(postings: Iterable[Posting], account: str, asset: str | None = None) -> Decimal:
+    """What ``postings`` move ``account`` by (in ``asset`` only, when given)."""
+    return sum((p.amount for p in postings if p.account == account and asset in (None, p.asset)), ZERO)
 
 
 def _rounded(lines: list[ExactLine], total: Decimal, scale: int, currency: str) -> list[InvoiceLine]:
