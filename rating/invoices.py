@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -143,10 +143,17 @@ def issue_invoices(
     return report
 
 
+def documents_of(
+    storage: Storage, kind: str, number: str | None = None, customer: str | None = None
+) -> list[dict[str, Any]]:
+    """The stored documents of ``kind`` (invoices, credit notes), by number or customer, in the order issued."""
+    documents = (json.loads(text) for text in storage.documents(number, customer))
+    return [document for document in documents if document.get("kind") == kind]
+
+
 def invoices(storage: Storage, number: str | None = None, customer: str | None = None) -> list[Invoice]:
     """Issued invoices, by number or customer, in the order issued."""
-    documents = (json.loads(text) for text in storage.documents(number, customer))
-    return [Invoice.model_validate(document) for document in documents if document.get("kind") == INVOICE]
+    return [Invoice.model_validate(document) for document in documents_of(storage, INVOICE, number, customer)]
 
 
 def _issue(

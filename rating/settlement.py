@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
@@ -29,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from rating.accounts import PAYMENTS_ACCOUNT, check_id, receivable_account
 from rating.billing import Party, Profile
 from rating.errors import InvoiceError
-from rating.invoices import Invoice, invoices, tax_account
+from rating.invoices import Invoice, documents_of, invoices, tax_account
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact, quantize
 from rating.refusals import InvoiceRefusal
@@ -93,8 +92,7 @@ def find_invoice(storage: Storage, number: str) -> Invoice:
 
 def credit_notes(storage: Storage, invoice: Invoice) -> list[CreditNote]:
     """The credit notes of ``invoice``, in the order issued."""
-    documents = (json.loads(text) for text in storage.documents(customer=invoice.customer))
-    notes = [CreditNote.model_validate(d) for d in documents if d.get("kind") == CREDIT_NOTE]
+    notes = [CreditNote.model_validate(d) for d in documents_of(storage, CREDIT_NOTE, customer=invoice.customer)]
     return [note for note in notes if note.invoice == invoice.number]
 
 
