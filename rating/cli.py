@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -535,17 +536,17 @@ def cmd_statement(args: argparse.Namespace, registry: Registry) -> int:
         print(
             render([{c: row.get(c, ZERO) for c in STATEMENT_SUMMARY} for row in rows], STATEMENT_SUMMARY, args.output)
         )
-    for flag, suffix in (("html", ".html"), ("pdf", ".pdf")):
-        folder = getattr(args, flag)
-        if folder is not None:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            for item in statements:
-                path = Path(folder) / f"statement-{item.customer}-{item.period}{suffix}"
-                if suffix == ".html":
-                    path.write_text(statement_html(item, args.language), encoding="utf-8")
-                else:
-                    path.write_bytes(statement_pdf(item, args.language))
-                print(f"wrote {path}", file=sys.stderr)
+    _write_documents(
+        args,
+        [
+            (
+                f"statement-{s.customer}-{s.period}",
+                partial(statement_html, s, args.language),
+                partial(statement_pdf, s, args.language),
+            )
+            for s in statements
+        ],  # fmt: skip
+    )
     return 0
 
 
@@ -566,17 +567,25 @@ def _write_invoices(args: argparse.Namespace, chosen: list[Invoice], statuses: d
             for i in chosen
         ]  # fmt: skip
         print(render(rows, INVOICE_COLUMNS, "table"))
-    for flag, suffix in (("html", ".html"), ("pdf", ".pdf")):
-        folder = getattr(args, flag)
+    _write_documents(args, [(i.number, partial(invoice_html, i), partial(invoice_pdf, i)) for i in chosen])
+
+
+#: A document to write: its file name without suffix, and what renders it as HTML and as PDF.
+Document = tuple[str, Callable[[], str], Callable[[], bytes]]
+
+
+def _write_documents(args: argparse.Namespace, documents: Sequence[Document]) -> None:
+    """Each document as ``DIR/NAME.html`` for ``--html DIR`` and ``DIR/NAME.pdf`` for ``--pdf DIR``."""
+    for folder, suffix in ((args.html, ".html"), (args.pdf, ".pdf")):
         if folder is None:
             continue
         Path(folder).mkdir(parents=True, exist_ok=True)
-        for invoice in chosen:
-            path = Path(folder) / f"{invoice.number}{suffix}"
+        for name, html, pdf in documents:
+            path = Path(folder) / f"{name}{suffix}"
             if suffix == ".html":
-                path.write_text(invoice_html(invoice), encoding="utf-8")
+                path.write_text(html(), encoding="utf-8")
             else:
-                path.write_bytes(invoice_pdf(invoice))
+                path.write_bytes(pdf())
             print(f"wrote {path}", file=sys.stderr)
 
 
