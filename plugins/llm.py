@@ -63,6 +63,7 @@ from functools import cache, lru_cache
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -118,18 +119,19 @@ class ContextTiered(BaseModel):
         return self.base
 
 
-Prices = dict[str, Price | ContextTiered]
-#: A markup in percent, written ``20`` or ``"20%"``.
-Markup = Annotated[Price, BeforeValidator(lambda v: v[:-1].strip() if isinstance(v, str) and v.endswith("%") else v)]
-
-
-def _known_keys(prices: Prices) -> Prices:
+def _known_keys(prices: dict[str, Decimal | ContextTiered]) -> dict[str, Decimal | ContextTiered]:
     unknown = sorted(set(prices) - set(UNITS))
     if unknown:
         raise ValueError(
             f"unknown price keys {', '.join(unknown)} (known: input_mtok, output_mtok, cache_read_mtok, ...)"
         )
     return prices
+
+
+#: Prices by price key (genai-prices' ``input_mtok``, ...), each a number or context tiers; unknown keys refused.
+Prices = Annotated[dict[str, Price | ContextTiered], AfterValidator(_known_keys)]
+#: A markup in percent, written ``20`` or ``"20%"``.
+Markup = Annotated[Price, BeforeValidator(lambda v: v[:-1].strip() if isinstance(v, str) and v.endswith("%") else v)]
 
 
 class TimeWindow(BaseModel):
@@ -156,11 +158,6 @@ class _When(BaseModel):
     since: dt.date | None = Field(None, alias="from")
     window: TimeWindow | None = None
     prices: Prices
-
-    @field_validator("prices")
-    @classmethod
-    def _known(cls, prices: Prices) -> Prices:
-        return _known_keys(prices)
 
     def active(self, at: dt.datetime) -> bool:
         if self.since is not None and at.astimezone(dt.UTC).date() < self.since:
@@ -227,11 +224,6 @@ class PricedModel(BaseModel):
     conditional: tuple[ConditionalPrices, ...] = ()
     variants: tuple[PriceVariant, ...] = ()
     minimum: Price | None = Field(None, description="The least one request of this model costs.")
-
-    @field_validator("prices")
-    @classmethod
-    def _known(cls, prices: Prices) -> Prices:
-        return _known_keys(prices)
 
     @model_validator(mode="after")
     def _covered(self) -> PricedModel:
