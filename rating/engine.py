@@ -140,7 +140,9 @@ class Engine:
     def quote(self, event: UsageEvent) -> RatedEvent:
         """Price ``event`` against the stored period state, without writing anything."""
         with localcontext(MONEY_CONTEXT):
-            return self._price(event, self._stored_state, self._stored_closed)
+            _, resolved, states, closed = self._read_ahead([("quote", event)], rated=False)
+            lookup, is_closed = self._lookups(states, closed)
+            return self._price(event, lookup, is_closed, resolved[0])
 
     def rate(self, event: UsageEvent) -> RatedEvent | None:
         """Price and post ``event``. Returns None when it was already posted with the same content.
@@ -250,11 +252,25 @@ class Engine:
         if renames:
             self.storage.adopt_running_totals(renames)
 
-    def _stored_closed(self, customer: str, period: str) -> bool:
-        return bool(self.storage.closed_periods([(customer, period)]))
+    def _lookups(
+        self, states: dict[StateKey, PeriodState], closed: dict[tuple[str, str], bool]
+    ) -> tuple[StateLookup, ClosedLookup]:
+        """Views of period state and closed periods: what was read ahead, else read from storage and kept."""
+        storage = self.storage
 
-    def _stored_state(self, key: StateKey) -> PeriodState:
-        return self.storage.period_states([key]).get(key) or PeriodState(ZERO)
+        def lookup(key: StateKey) -> PeriodState:
+            state = states.get(key)
+            if state is None:
+                state = states[key] = storage.period_states([key]).get(key) or PeriodState(ZERO)
+            return state
+
+        def is_closed(customer: str, period: str) -> bool:
+            found = closed.get((customer, period))
+            if found is None:
+                found = closed[customer, period] = bool(storage.closed_periods([(customer, period)]))
+            return found
+
+        return lookup, is_closed
 
     def _post(
         self,
@@ -301,22 +317,10 @@ class Engine:
     ) -> tuple[list[RatedEvent], list[Rejection], int, dict[tuple[str, str], tuple[Decimal, Decimal]]]:
         storage = self.storage
         latest = None if self.future_tolerance is None else self.clock() + self.future_tolerance
-        already = storage.rated_events(event.id for _, event in pending)
-        resolved, states, closed = self._read_ahead(pending)
+        already, resolved, states, closed = self._read_ahead(pending)
+        lookup, is_closed = self._lookups(states, closed)
         wallets: dict[tuple[str, str], Decimal] = {}  # wallet balances as this chunk leaves them
         opening: dict[tuple[str, str], Decimal] = {}  # and as it found them
-
-        def is_closed(customer: str, period: str) -> bool:
-            found = closed.get((customer, period))
-            if found is None:
-                found = closed[customer, period] = self._stored_closed(customer, period)
-            return found
-
-        def lookup(key: StateKey) -> PeriodState:
-            state = states.get(key)
-            if state is None:
-                state = states[key] = self._stored_state(key)
-            return state
 
         customer_grants: dict[str, list[Grant]] = {}
 
@@ -378,18 +382,26 @@ class Engine:
         return ratings, rejected, duplicates, {key: (opening[key], wallets[key]) for key in wallets}
 
     def _read_ahead(
-        self, pending: list[tuple[str, UsageEvent]]
-    ) -> tuple[list[Terms | EventError | None], dict[StateKey, PeriodState], dict[tuple[str, str], bool]]:
-        """Each event's terms (or why it has none), and the period state and closed periods they read.
+        self, pending: list[tuple[str, UsageEvent]], *, rated: bool = True
+    ) -> tuple[
+        dict[str, UsageEvent],
+        list[Terms | EventError | None],
+        dict[StateKey, PeriodState],
+        dict[tuple[str, str], bool],
+    ]:
+        """Which events are already rated (when ``rated``), each event's terms (or why it has none), and the
+        period state and closed periods they read.
 
-        Two queries for the whole chunk instead of one per key, for storage that
-        :attr:`~rating.storage.Storage.reads_ahead` (on PostgreSQL a round trip per
-        key was over a third of a batch); otherwise nothing is resolved ahead.
+        One :meth:`~rating.storage.Storage.read_ahead` for the whole chunk instead
+        of a query per key, for storage that :attr:`~rating.storage.Storage.reads_ahead`
+        (on PostgreSQL a round trip per key was over a third of a batch);
+        otherwise nothing is resolved ahead.
         """
+        ids = [event.id for _, event in pending] if rated else []
+        if not self.storage.reads_ahead:
+            return self.storage.rated_events(ids) if ids else {}, [None] * len(pending), {}, {}
         resolved: list[Terms | EventError | None] = []
         keys: set[StateKey] = set()
-        if not self.storage.reads_ahead:
-            return [None] * len(pending), {}, {}
         for _, event in pending:
             try:
                 terms = self.pricer.terms(event)
@@ -399,12 +411,10 @@ class Engine:
             resolved.append(terms)
             with contextlib.suppress(EventError):  # pricing raises it again, after the policies before it
                 keys.update(Pricer.state_keys(terms))
-        found = [terms for terms in resolved if isinstance(terms, Terms)]
-        stored = self.storage.period_states(keys)
+        periods = {(terms.event.customer, terms.period) for terms in resolved if isinstance(terms, Terms)}
+        already, stored, shut = self.storage.read_ahead(ids, keys, periods)
         states = {key: stored.get(key) or PeriodState(ZERO) for key in keys}
-        periods = {(terms.event.customer, terms.period) for terms in found}
-        shut = self.storage.closed_periods(periods)
-        return resolved, states, {pair: pair in shut for pair in periods}
+        return already, resolved, states, {pair: pair in shut for pair in periods}
 
     def _alert(self, fresh: list[RatedEvent], wallets: dict[tuple[str, str], tuple[Decimal, Decimal]]) -> None:
         """Tell plugins of spend alerts crossed and wallets to top up by what was just stored."""

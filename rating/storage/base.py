@@ -243,6 +243,13 @@ class Storage(abc.ABC):
     def period_states(self, keys: Iterable[StateKey]) -> dict[StateKey, PeriodState]:
         """Stored period state of ``keys`` (absent keys are left out)."""
 
+    def read_ahead(
+        self, ids: Iterable[str], keys: Iterable[StateKey], periods: Iterable[tuple[str, str]]
+    ) -> tuple[dict[str, UsageEvent], dict[StateKey, PeriodState], set[tuple[str, str]]]:
+        """What rating a chunk reads before it prices: which of ``ids`` are rated, the state of ``keys``
+        and which ``periods`` are closed. Adapters where each read is a round trip answer all three in one."""
+        return self.rated_events(ids), self.period_states(keys), self.closed_periods(periods)
+
     @abc.abstractmethod
     def transaction(self, id: str) -> Transaction | None:
         """The stored transaction with ``id``, or None."""

@@ -1,10 +1,12 @@
 """PostgreSQL storage (psycopg 3, extra ``[postgres]``): ``--db postgresql://user@host/db``.
 
 Amounts are ``NUMERIC`` and times ``TIMESTAMPTZ``. Bulk writes go through
-``COPY``. Writers serialise on one transaction-level advisory lock, so the
-storage's checks (idempotency, period-state compare-and-set, wallet limits)
-and the writes that follow them are atomic across processes; readers never
-wait. Migrations are versioned in ``schema_version`` and applied on first use
+``COPY``; a small write (one metered request) sends its INSERTs in one
+pipeline instead, a single round trip where each ``COPY`` costs two, and the
+reads before rating go out together too. Writers serialise on one
+transaction-level advisory lock, so the storage's checks (idempotency,
+period-state compare-and-set, wallet limits) and the writes that follow them
+are atomic across processes; readers never wait. Migrations are versioned in ``schema_version`` and applied on first use
 (also by ``rating db migrate``).
 """
 
@@ -166,7 +168,12 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
-_TX_COLUMNS = "id, timestamp, description, metadata"
+#: Writes of up to this many records are pipelined INSERTs; larger ones are COPY, far cheaper per row.
+FEW_RECORDS = 64
+#: Matches period-state rows against four arrays of key columns.
+_STATE_MATCH = (
+    "(customer, meter, group_key, period) IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]))"
+)
 
 
 def _group_key(group: tuple[str, ...]) -> str:
@@ -179,6 +186,7 @@ class PostgresStorage(Storage):
     reads_ahead = True
 
     damage_errors = (psycopg.Error,) if psycopg is not None else ()
+    _pipelined = False
 
     def __init__(self, url: str, *, read_only: bool = False) -> None:
         if psycopg is None:
@@ -240,26 +248,60 @@ class PostgresStorage(Storage):
     # -- reads -------------------------------------------------------------------
 
     def rated_events(self, ids: Iterable[str]) -> dict[str, UsageEvent]:
-        rows = self._db.execute("SELECT id, body FROM events WHERE id = ANY(%s)", (list(ids),))
-        return {id: UsageEvent.model_validate_json(body) for id, body in rows}
+        return self._rated_events(self._db.execute(*self._rated_events_query(ids)))
 
     def period_states(self, keys: Iterable[StateKey]) -> dict[StateKey, PeriodState]:
+        query = self._states_query(keys)
+        return {} if query is None else self._period_states(query[0], self._db.execute(*query[1:]))
+
+    def closed_periods(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        query = self._closed_query(keys)
+        return set() if query is None else {(customer, period) for customer, period in self._db.execute(*query)}
+
+    def read_ahead(
+        self, ids: Iterable[str], keys: Iterable[StateKey], periods: Iterable[tuple[str, str]]
+    ) -> tuple[dict[str, UsageEvent], dict[StateKey, PeriodState], set[tuple[str, str]]]:
+        # The three queries go out in one pipeline: one round trip instead of three.
+        states, closed = self._states_query(keys), self._closed_query(periods)
+        with self._db.pipeline():
+            rated_rows = self._db.execute(*self._rated_events_query(ids))
+            state_rows = None if states is None else self._db.execute(*states[1:])
+            closed_rows = None if closed is None else self._db.execute(*closed)
+        return (
+            self._rated_events(rated_rows),
+            {} if states is None or state_rows is None else self._period_states(states[0], state_rows),
+            set() if closed_rows is None else {(customer, period) for customer, period in closed_rows},
+        )
+
+    @staticmethod
+    def _rated_events_query(ids: Iterable[str]) -> tuple[str, tuple[list[str]]]:
+        return "SELECT id, body FROM events WHERE id = ANY(%s)", (list(ids),)
+
+    @staticmethod
+    def _rated_events(rows: Iterable[tuple[str, str]]) -> dict[str, UsageEvent]:
+        return {id: UsageEvent.model_validate_json(body) for id, body in rows}
+
+    @staticmethod
+    def _states_query(keys: Iterable[StateKey]) -> tuple[dict[StoredKey, StateKey], str, list[list[str]]] | None:
+        """The stored keys of ``keys``, and the query of their rows (None for no keys)."""
         # One round trip for any number of keys: a chunk touches thousands.
         wanted = {
             (customer, meter, _group_key(group), period): (customer, meter, group, period)
             for customer, meter, group, period in keys
         }
         if not wanted:
-            return {}
+            return None
         columns = [list(column) for column in zip(*wanted, strict=True)]
-        matching = (
-            "(customer, meter, group_key, period) IN"
-            " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]))"
-        )
-        rows = self._db.execute(
-            f"SELECT customer, meter, group_key, period, quantity, is_unique FROM period_state WHERE {matching}",
+        return (
+            wanted,
+            f"SELECT customer, meter, group_key, period, quantity, is_unique FROM period_state WHERE {_STATE_MATCH}",
             columns,
-        ).fetchall()
+        )
+
+    def _period_states(
+        self, wanted: Mapping[StoredKey, StateKey], rows: Iterable[tuple[str, str, str, str, Decimal, bool]]
+    ) -> dict[StateKey, PeriodState]:
+        """Period states from their rows, with the members of unique-count states read after them."""
         result: dict[StateKey, PeriodState] = {}
         unique = []
         for customer, meter, group_key, period, quantity, is_unique in rows:
@@ -270,31 +312,47 @@ class PostgresStorage(Storage):
         if unique:
             columns = [list(column) for column in zip(*unique, strict=True)]
             for customer, meter, group_key, period, member in self._db.execute(
-                f"SELECT customer, meter, group_key, period, member FROM period_members WHERE {matching}", columns
+                f"SELECT customer, meter, group_key, period, member FROM period_members WHERE {_STATE_MATCH}", columns
             ):
                 members = result[wanted[(customer, meter, group_key, period)]].members
                 assert members is not None
                 members.add(member)
         return result
 
+    @staticmethod
+    def _closed_query(keys: Iterable[tuple[str, str]]) -> tuple[str, tuple[list[str], list[str]]] | None:
+        wanted = list(set(keys))
+        if not wanted:
+            return None
+        customers, periods = (list(column) for column in zip(*wanted, strict=True))
+        return (
+            "SELECT customer, period FROM closed_periods WHERE (customer, period) IN"
+            " (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            (customers, periods),
+        )
+
     def _read_transactions(self, where: str, args: Sequence[Any]) -> list[Transaction]:
-        rows = self._db.execute(f"SELECT {_TX_COLUMNS} FROM transactions {where} ORDER BY seq", args).fetchall()
-        postings: dict[str, list[Posting]] = {row[0]: [] for row in rows}
-        if postings:
-            lines = self._db.execute(
-                "SELECT transaction_id, account, asset, amount FROM postings WHERE transaction_id = ANY(%s)"
-                " ORDER BY transaction_id, line",
-                (list(postings),),
-            )
-            for transaction_id, account, asset, amount in lines:
-                postings[transaction_id].append(Posting(account, asset, amount))
+        # One round trip: each transaction's columns come back beside each of its postings.
+        rows = self._db.execute(
+            "SELECT t.id, t.timestamp, t.description, t.metadata, p.account, p.asset, p.amount"
+            f" FROM transactions t LEFT JOIN postings p ON p.transaction_id = t.id {where} ORDER BY t.seq, p.line",
+            args,
+        )
+        heads: dict[str, tuple[dt.datetime, str, dict[str, str]]] = {}
+        postings: dict[str, list[Posting]] = {}
+        for id, timestamp, description, metadata, account, asset, amount in rows:
+            if id not in heads:
+                heads[id] = (timestamp, description, metadata)
+                postings[id] = []
+            if account is not None:
+                postings[id].append(Posting(account, asset, amount))
         return [
             Transaction(id, timestamp, description, tuple(postings[id]), metadata)
-            for id, timestamp, description, metadata in rows
+            for id, (timestamp, description, metadata) in heads.items()
         ]
 
     def transaction(self, id: str) -> Transaction | None:
-        found = self._read_transactions("WHERE id = %s", (id,))
+        found = self._read_transactions("WHERE t.id = %s", (id,))
         return found[0] if found else None
 
     def transactions(self) -> Iterator[Transaction]:
@@ -302,8 +360,8 @@ class PostgresStorage(Storage):
 
     def transactions_of(self, kind: str, customer: str | None = None) -> list[Transaction]:
         if customer is None:
-            return self._read_transactions("WHERE kind = %s", (kind,))
-        return self._read_transactions("WHERE kind = %s AND customer = %s", (kind, customer))
+            return self._read_transactions("WHERE t.kind = %s", (kind,))
+        return self._read_transactions("WHERE t.kind = %s AND t.customer = %s", (kind, customer))
 
     def balances(self, accounts: Iterable[str] | None = None) -> dict[tuple[str, str], Decimal]:
         if accounts is None:
@@ -314,18 +372,6 @@ class PostgresStorage(Storage):
                 (list(accounts),),
             )
         return {(account, asset): amount for account, asset, amount in rows}
-
-    def closed_periods(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        wanted = list(set(keys))
-        if not wanted:
-            return set()
-        customers, periods = (list(column) for column in zip(*wanted, strict=True))
-        rows = self._db.execute(
-            "SELECT customer, period FROM closed_periods WHERE (customer, period) IN"
-            " (SELECT * FROM unnest(%s::text[], %s::text[]))",
-            (customers, periods),
-        )
-        return {(customer, period) for customer, period in rows}
 
     def charges(self, customer: str | None = None) -> Iterator[StoredCharge]:
         where, args = ("WHERE customer = %s", (customer,)) if customer is not None else ("", ())
@@ -447,14 +493,37 @@ class PostgresStorage(Storage):
         rows = self._db.execute("SELECT id, fingerprint FROM transactions WHERE id = ANY(%s)", (list(ids),))
         return {id: fingerprint for id, fingerprint in rows}
 
+    @contextmanager
+    def _batched(self, records: int) -> Iterator[None]:
+        """Send a write of ``records`` records in one pipeline when it is small (a round trip, not one per table)."""
+        if records > FEW_RECORDS or self._pipelined:
+            yield
+            return
+        with self._db.pipeline():
+            self._pipelined = True
+            try:
+                yield
+            finally:
+                self._pipelined = False
+
     def _copy(self, table: str, columns: str, rows: Iterable[Sequence[Any]]) -> None:
-        with self._db.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        """Append ``rows`` to ``table``: INSERTs inside a pipeline (where COPY is not allowed), else COPY."""
+        with self._db.cursor() as cursor:
+            if self._pipelined:
+                marks = ", ".join(["%s"] * (columns.count(",") + 1))
+                cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(rows))
+                return
+            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
 
     def _write_transactions(self, transactions: Sequence[Transaction]) -> None:
         if not transactions:
             return
+        with self._batched(len(transactions)):
+            self._insert_transactions(transactions)
+
+    def _insert_transactions(self, transactions: Sequence[Transaction]) -> None:
         self._copy(
             "transactions",
             "id, timestamp, description, metadata, fingerprint, kind, customer",
@@ -480,9 +549,13 @@ class PostgresStorage(Storage):
             )
 
     def _write_ratings(self, ratings: Sequence[RatedEvent]) -> None:
-        self._write_transactions([r.transaction for r in ratings])
         if not ratings:
             return
+        with self._batched(len(ratings)):
+            self._insert_ratings(ratings)
+
+    def _insert_ratings(self, ratings: Sequence[RatedEvent]) -> None:
+        self._insert_transactions([r.transaction for r in ratings])
         self._copy(
             "events",
             "id, customer, type, timestamp, body, transaction_id",
@@ -521,6 +594,8 @@ class PostgresStorage(Storage):
 
     def _write_corrections(self, corrections: Sequence[Correction], states: Mapping[StateKey, PeriodState]) -> None:
         self._write_transactions([c.transaction for c in corrections])
+        if not corrections:
+            return
         self._write_charges((c.event_id, c.customer, charge) for c in corrections for charge in c.charges)
         self._write_states(*stored_states(states, _group_key))
 

@@ -219,3 +219,38 @@ def test_checked_ratings_must_be_recorded_inside_the_scope_that_rated_them(stora
         storage.record([], checked=True)
     with storage.writing():
         assert storage.record([], checked=True) == []
+
+
+@pytest.mark.parametrize("kind", STORAGE_KINDS)
+def test_a_small_write_stores_what_a_bulk_write_stores(
+    kind: str, tmp_path_factory: pytest.TempPathFactory, book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    """PostgreSQL pipelines the INSERTs of a small write and COPYs a large one: both store the same rows."""
+    events = [
+        event(f"e{i}", customer=("acme", "globex")[i % 2], at=NOV + dt.timedelta(minutes=i), tokens=7 * i, model="m")
+        for i in range(150)
+    ]
+    stored = []
+    for chunk_size in (1, 150):  # 150 events: past the pipelined writes' limit
+        store = open_kind(kind, tmp_path_factory.mktemp("db"))
+        try:
+            Engine(book(SIMPLE_PRICEBOOK + "  globex: {plan: basic}\n"), store, registry).rate_batch(
+                events, chunk_size=chunk_size
+            )
+            stored.append(
+                (
+                    list(store.transactions()),
+                    [(c.event_id, c.customer, c.charge.amount, c.charge.explanation) for c in store.charges()],
+                    store.balances(),
+                    store.period_states(
+                        {(c, "tokens", ("m",), "2026-11") for c in ("acme", "globex")}
+                        | {(c, "requests", (), "2026-11") for c in ("acme", "globex")}
+                    ),
+                    store.verify(),
+                )
+            )
+        finally:
+            store.close()
+    one_by_one, in_bulk = stored
+    assert len(one_by_one[0]) == 150 and len(one_by_one[3]) == 4
+    assert one_by_one == in_bulk
