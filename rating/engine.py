@@ -202,10 +202,18 @@ class Engine:
         report = BatchReport()
         pending: list[tuple[str, UsageEvent]] = []
         read = 0
+        concurrent = True  # chunks are priced outside the write scope until one has to be priced inside it
+
+        def post(chunk: list[tuple[str, UsageEvent]], strict: bool) -> None:
+            nonlocal concurrent
+            concurrent = concurrent and self._post_concurrently(chunk, report)
+            if not concurrent:
+                self._post(chunk, report, strict=strict)
+
         for item in items:
             if isinstance(item, Pause):
                 if pending and not strict:
-                    self._post(pending, report, strict=False)
+                    post(pending, strict=False)
                     pending = []
                 continue
             read += 1
@@ -216,12 +224,12 @@ class Engine:
             else:
                 report.rejected.append(Rejection(item.location, Refusal.INVALID_RECORD, item.error or "invalid record"))
             if len(pending) >= chunk_size and not strict:
-                self._post(pending, report, strict=False)
+                post(pending, strict=False)
                 pending = []
                 if progress:
                     progress(read)
         if not (strict and report.rejected):
-            self._post(pending, report, strict=strict)
+            post(pending, strict=strict)
         if progress:
             progress(read)
         return report
@@ -253,15 +261,21 @@ class Engine:
             self.storage.adopt_running_totals(renames)
 
     def _lookups(
-        self, states: dict[StateKey, PeriodState], closed: dict[tuple[str, str], bool]
+        self,
+        states: dict[StateKey, PeriodState],
+        closed: dict[tuple[str, str], bool],
+        read: dict[StateKey, Decimal] | None = None,
     ) -> tuple[StateLookup, ClosedLookup]:
-        """Views of period state and closed periods: what was read ahead, else read from storage and kept."""
+        """Views of period state and closed periods: what was read ahead, else read from storage and kept
+        (and into ``read``, the quantity each key had when read)."""
         storage = self.storage
 
         def lookup(key: StateKey) -> PeriodState:
             state = states.get(key)
             if state is None:
                 state = states[key] = storage.period_states([key]).get(key) or PeriodState(ZERO)
+                if read is not None:
+                    read[key] = state.quantity
             return state
 
         def is_closed(customer: str, period: str) -> bool:
@@ -298,7 +312,53 @@ class Engine:
             fresh = self.storage.record(ratings, limits=dict.fromkeys(wallets, ZERO), checked=True)
             self.storage.append(releases)
         report.rejected.extend(rejected)
-        report.duplicates += duplicates + len(ratings) - len(fresh)
+        self._stored(report, len(ratings) + duplicates, fresh, wallets)
+        return fresh
+
+    def _post_concurrently(self, pending: list[tuple[str, UsageEvent]], report: BatchReport) -> bool:
+        """Rate ``pending`` outside the write scope and store it if nothing it read has moved; False if not stored.
+
+        Writers over different customers then price at the same time and wait
+        for each other only to write. Only a chunk rated without a refusal and
+        paying from no wallet is stored this way (a refusal or a wallet draw may
+        depend on what another writer is changing), and only when, inside the
+        write scope, none of its events has been rated, none of its periods
+        closed and no period state it read moved meanwhile. Otherwise nothing is
+        stored and False tells the caller to rate the chunk inside the write scope.
+        """
+        read: dict[StateKey, Decimal] = {}
+        with localcontext(MONEY_CONTEXT), cyclic_gc_paused():
+            ratings, rejected, duplicates, wallets = self._rate_chunk(pending, raise_rejects=False, read=read)
+            if rejected or wallets:
+                return False
+            with self.storage.writing():
+                if self._overtaken(ratings, read):
+                    return False
+                fresh = self.storage.record(ratings, checked=True)
+        self._stored(report, len(ratings) + duplicates, fresh, wallets)
+        return True
+
+    def _overtaken(self, ratings: list[RatedEvent], read: dict[StateKey, Decimal]) -> bool:
+        """Whether another writer stored what ``ratings`` were rated without: one of their events, the close
+        of one of their periods, or a move of a period state they ``read`` (rollover carries and caps read
+        keys no rating records)."""
+        storage = self.storage
+        if storage.rated_events(r.event.id for r in ratings):
+            return True
+        if storage.closed_periods({(r.event.customer, r.period) for r in ratings}):
+            return True
+        stored = storage.period_states(read)
+        return any((stored[key].quantity if key in stored else ZERO) != quantity for key, quantity in read.items())
+
+    def _stored(
+        self,
+        report: BatchReport,
+        accepted: int,
+        fresh: list[RatedEvent],
+        wallets: dict[tuple[str, str], tuple[Decimal, Decimal]],
+    ) -> None:
+        """Count what a chunk stored (``fresh`` of ``accepted``) and tell plugins about it."""
+        report.duplicates += accepted - len(fresh)
         with localcontext(MONEY_CONTEXT):
             for rating in fresh:
                 report._add(rating)
@@ -306,7 +366,6 @@ class Engine:
             for rating in fresh:
                 self._posted(transaction=rating.transaction)
         self._alert(fresh, wallets)
-        return fresh
 
     def _rate_chunk(
         self,
@@ -314,11 +373,15 @@ class Engine:
         raise_rejects: bool,
         held: Reservation | None = None,
         releases: list[Transaction] | None = None,
+        read: dict[StateKey, Decimal] | None = None,
     ) -> tuple[list[RatedEvent], list[Rejection], int, dict[tuple[str, str], tuple[Decimal, Decimal]]]:
+        """Rate ``pending`` against storage; ``read`` receives the quantity of each period state key it read."""
         storage = self.storage
         latest = None if self.future_tolerance is None else self.clock() + self.future_tolerance
         already, resolved, states, closed = self._read_ahead(pending)
-        lookup, is_closed = self._lookups(states, closed)
+        if read is not None:
+            read.update((key, state.quantity) for key, state in states.items())
+        lookup, is_closed = self._lookups(states, closed, read)
         wallets: dict[tuple[str, str], Decimal] = {}  # wallet balances as this chunk leaves them
         opening: dict[tuple[str, str], Decimal] = {}  # and as it found them
 

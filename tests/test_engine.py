@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -220,3 +221,74 @@ def test_reading_a_chunks_state_ahead_changes_nothing(history, chunk: int) -> No
         report = Engine(book, storage, REGISTRY).rate_batch(events, chunk_size=chunk)
         ledgers.append(([t.fingerprint() for t in storage.transactions()], [str(r) for r in report.rejected]))
     assert ledgers[0] == ledgers[1]
+
+
+def another_writer_first(other: Engine, interloper: UsageEvent) -> None:
+    """Have ``other`` store ``interloper`` just before the next write scope of its storage opens: between a
+    chunk's pricing and its write, where a concurrent writer can overtake it."""
+    storage = other.storage
+    writing = storage.writing
+
+    @contextmanager
+    def after_another_writer() -> Iterator[None]:
+        storage.writing = writing  # type: ignore[method-assign]
+        other.rate_batch([interloper])
+        with writing():
+            yield
+
+    storage.writing = after_another_writer  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize(
+    ("interloper", "tokens_charged", "rejected"),
+    [
+        # acme's token state moved from 0 to 900: the chunk is rated again from 900, into tier 2
+        (event("other", tokens=900, model="m"), ["0.1000", "0.0500", "0.0500"], []),
+        # e1 was rated meanwhile with other content: rated again, e1 is refused as a conflict
+        (event("e1", tokens=5, model="m"), ["0.100", "0.100"], ["duplicate_conflict"]),
+    ],
+)
+def test_a_chunk_another_writer_overtook_is_rated_again_inside_the_write(
+    book: Callable[[str], Pricebook],
+    registry: Registry,
+    interloper: UsageEvent,
+    tokens_charged: list[str],
+    rejected: list[str],
+) -> None:
+    """Chunks are priced outside the write scope; if another writer stores first what they read, they are re-rated."""
+    storage = MemoryStorage()
+    engine, other = (Engine(book(SIMPLE_PRICEBOOK), storage, registry) for _ in range(2))
+    another_writer_first(other, interloper)
+    batch = [event(f"e{i}", tokens=100, model="m", at=NOV + dt.timedelta(minutes=i + 1)) for i in range(3)]
+    report = engine.rate_batch(batch)
+
+    assert [str(r.code) for r in report.rejected] == rejected
+    assert report.posted == 3 - len(rejected)
+    mine = [c.charge.amount for c in storage.charges("acme") if c.charge.meter == "tokens" and c.event_id != "other"]
+    assert mine[-len(tokens_charged) :] == [Decimal(amount) for amount in tokens_charged]
+    assert storage.verify() == []
+
+
+def test_a_chunk_whose_rollover_carry_moved_is_rated_again(
+    book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    """The carry is read from the previous period's state, which no rating of this chunk records: checked too."""
+    text = SIMPLE_PRICEBOOK.replace(
+        """      - meter: tokens
+        model: tiered
+        mode: graduated
+        tiers:
+          - {up_to: 1000, unit_price: "0.001"}
+          - {unit_price: "0.0005"}
+""",
+        "",
+    ).replace('price: "0.01"}', 'price: "1", included: 5, rollover: true}')
+    text = text.replace("  tokens: {event: api.call, sum: tokens, group_by: [model]}\n", "")
+    storage = MemoryStorage()
+    engine, other = (Engine(book(text), storage, registry) for _ in range(2))
+    engine.rate_batch([event(f"n{i}", at=NOV + dt.timedelta(days=2)) for i in range(2)])  # 3 of 5 left to carry
+    another_writer_first(other, event("n2", at=NOV + dt.timedelta(days=3)))  # a late November call: 2 left to carry
+    december = dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
+    report = engine.rate_batch([event(f"d{i}", at=december + dt.timedelta(minutes=i)) for i in range(10)])
+    assert report.posted == 10
+    assert report.totals == {("acme", "USD"): Decimal(3)}  # 10 calls, 5 included + 2 carried
