@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
+from functools import lru_cache
 
 from rating.charges import Charge, Correction, RatedEvent, StateKey
 from rating.errors import EventConflict, InvalidAmount, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
@@ -70,6 +71,12 @@ def balance_moves(transactions: Sequence[Transaction]) -> dict[tuple[str, str], 
 
 #: A period state row key as adapters store it: (customer, meter, group key text, period).
 StoredKey = tuple[str, str, str, str]
+
+
+@lru_cache(maxsize=65536)
+def group_key(group: tuple[str, ...]) -> str:
+    """Group values as adapters store them, a JSON array (cached: there are few groups and many rows)."""
+    return json.dumps(list(group), separators=(",", ":"))
 
 
 def final_states(

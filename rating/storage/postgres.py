@@ -32,6 +32,7 @@ from rating.storage.base import (
     StoredKey,
     balance_moves,
     final_states,
+    group_key,
     stored_states,
 )
 
@@ -176,10 +177,6 @@ _STATE_MATCH = (
 )
 
 
-def _group_key(group: tuple[str, ...]) -> str:
-    return json.dumps(list(group), separators=(",", ":"))
-
-
 class PostgresStorage(Storage):
     """Storage in a PostgreSQL database (the schema of the connection's search_path)."""
 
@@ -286,7 +283,7 @@ class PostgresStorage(Storage):
         """The stored keys of ``keys``, and the query of their rows (None for no keys)."""
         # One round trip for any number of keys: a chunk touches thousands.
         wanted = {
-            (customer, meter, _group_key(group), period): (customer, meter, group, period)
+            (customer, meter, group_key(group), period): (customer, meter, group, period)
             for customer, meter, group, period in keys
         }
         if not wanted:
@@ -304,17 +301,17 @@ class PostgresStorage(Storage):
         """Period states from their rows, with the members of unique-count states read after them."""
         result: dict[StateKey, PeriodState] = {}
         unique = []
-        for customer, meter, group_key, period, quantity, is_unique in rows:
-            stored = (customer, meter, group_key, period)
+        for customer, meter, stored_group, period, quantity, is_unique in rows:
+            stored = (customer, meter, stored_group, period)
             result[wanted[stored]] = PeriodState(quantity, set() if is_unique else None)
             if is_unique:
                 unique.append(stored)
         if unique:
             columns = [list(column) for column in zip(*unique, strict=True)]
-            for customer, meter, group_key, period, member in self._db.execute(
+            for customer, meter, stored_group, period, member in self._db.execute(
                 f"SELECT customer, meter, group_key, period, member FROM period_members WHERE {_STATE_MATCH}", columns
             ):
-                members = result[wanted[(customer, meter, group_key, period)]].members
+                members = result[wanted[(customer, meter, stored_group, period)]].members
                 assert members is not None
                 members.add(member)
         return result
@@ -579,7 +576,7 @@ class PostgresStorage(Storage):
                     r.event.id,
                     u.meter,
                     r.event.customer,
-                    _group_key(u.group),
+                    group_key(u.group),
                     u.period,
                     str(u.reading),
                     u.before,
@@ -590,14 +587,14 @@ class PostgresStorage(Storage):
             ),
         )
         self._write_charges((r.event.id, r.event.customer, c) for r in ratings for c in r.charges)
-        self._write_states(*final_states(ratings, _group_key))
+        self._write_states(*final_states(ratings, group_key))
 
     def _write_corrections(self, corrections: Sequence[Correction], states: Mapping[StateKey, PeriodState]) -> None:
         self._write_transactions([c.transaction for c in corrections])
         if not corrections:
             return
         self._write_charges((c.event_id, c.customer, charge) for c in corrections for charge in c.charges)
-        self._write_states(*stored_states(states, _group_key))
+        self._write_states(*stored_states(states, group_key))
 
     def _write_charges(self, rows: Iterable[tuple[str, str, Charge]]) -> None:
         """Write charge records as (event id, customer, charge)."""
@@ -611,7 +608,7 @@ class PostgresStorage(Storage):
                     customer,
                     c.plan,
                     c.meter,
-                    _group_key(c.group),
+                    group_key(c.group),
                     c.period,
                     c.model,
                     c.before,

@@ -14,7 +14,6 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
-from functools import lru_cache
 from pathlib import Path
 
 from rating.accounts import is_cost
@@ -31,6 +30,7 @@ from rating.storage.base import (
     StoredKey,
     balance_moves,
     final_states,
+    group_key,
     stored_states,
 )
 
@@ -167,12 +167,6 @@ MIGRATIONS.append(
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-@lru_cache(maxsize=65536)
-def _group_key(group: tuple[str, ...]) -> str:
-    """Group values as a JSON array (cached: there are few groups and many rows)."""
-    return json.dumps(list(group), separators=(",", ":"))
-
-
 def _utc(timestamp: dt.datetime) -> str:
     """Event time as UTC ISO text, so that text order is time order (the body keeps the original)."""
     return timestamp.astimezone(dt.UTC).isoformat()
@@ -297,7 +291,7 @@ class SQLiteStorage(Storage):
             row = self._db.execute(
                 "SELECT quantity, is_unique FROM period_state"
                 " WHERE customer=? AND meter=? AND group_key=? AND period=?",
-                (customer, meter, _group_key(group), period),
+                (customer, meter, group_key(group), period),
             ).fetchone()
             if row is None:
                 continue
@@ -307,7 +301,7 @@ class SQLiteStorage(Storage):
                     m
                     for (m,) in self._db.execute(
                         "SELECT member FROM period_members WHERE customer=? AND meter=? AND group_key=? AND period=?",
-                        (customer, meter, _group_key(group), period),
+                        (customer, meter, group_key(group), period),
                     )
                 }
             result[(customer, meter, group, period)] = PeriodState(Decimal(row[0]), members)
@@ -558,7 +552,7 @@ class SQLiteStorage(Storage):
                     r.event.id,
                     u.meter,
                     r.event.customer,
-                    _group_key(u.group),
+                    group_key(u.group),
                     u.period,
                     str(u.reading),
                     str(u.before),
@@ -569,12 +563,12 @@ class SQLiteStorage(Storage):
             ],
         )
         self._write_charges((r.event.id, r.event.customer, c) for r in ratings for c in r.charges)
-        self._write_states(*final_states(ratings, _group_key))
+        self._write_states(*final_states(ratings, group_key))
 
     def _write_corrections(self, corrections: Sequence[Correction], states: Mapping[StateKey, PeriodState]) -> None:
         self._write_transactions([c.transaction for c in corrections])
         self._write_charges((c.event_id, c.customer, charge) for c in corrections for charge in c.charges)
-        self._write_states(*stored_states(states, _group_key))
+        self._write_states(*stored_states(states, group_key))
 
     def _write_charges(self, rows: Iterable[tuple[str, str, Charge]]) -> None:
         """Write charge records as (event id, customer, charge)."""
@@ -587,7 +581,7 @@ class SQLiteStorage(Storage):
                     customer,
                     c.plan,
                     c.meter,
-                    _group_key(c.group),
+                    group_key(c.group),
                     c.period,
                     c.model,
                     str(c.before),
