@@ -51,11 +51,12 @@ class MemoryStorage(Storage):
 
     def period_states(self, keys: Iterable[StateKey]) -> dict[StateKey, PeriodState]:
         result = {}
-        for key in keys:
-            state = self._states.get(key)
-            if state is not None:
-                members = None if state.members is None else set(state.members)
-                result[key] = PeriodState(state.quantity, members)
+        with self._lock:  # a writer in another thread changes states in place: copy none half-changed
+            for key in keys:
+                state = self._states.get(key)
+                if state is not None:
+                    members = None if state.members is None else set(state.members)
+                    result[key] = PeriodState(state.quantity, members)
         return result
 
     def transaction(self, id: str) -> Transaction | None:
