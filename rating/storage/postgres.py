@@ -235,9 +235,15 @@ class PostgresStorage(Storage):
 
     @contextmanager
     def _atomic(self) -> Iterator[None]:
-        with self._db.transaction():
-            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        # BEGIN and the lock in one round trip (a query of two statements, possible without parameters).
+        self._db.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK:d})")
+        try:
             yield
+        except BaseException:
+            if not (self._db.closed or self._db.broken):  # a lost connection has rolled back already
+                self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
