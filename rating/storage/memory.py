@@ -6,16 +6,19 @@ import datetime as dt
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import replace
 from decimal import Decimal
 
 from rating.accounts import is_cost
-from rating.charges import Correction, RatedEvent, StateKey
+from rating.charges import Charge, Correction, RatedEvent, StateKey
 from rating.events import UsageEvent
 from rating.ledger import Transaction
 from rating.meters import PeriodState
 from rating.money import ZERO, exact
 from rating.storage.base import Activity, Storage, StoredCharge
+
+#: What a meter read: (meter, quantity or unique value).
+Reading = tuple[str, Decimal | str]
+_Record = tuple[str, str, tuple[Charge, ...], UsageEvent | None, tuple[Reading, ...]]
 
 
 class MemoryStorage(Storage):
@@ -34,8 +37,10 @@ class MemoryStorage(Storage):
         self._events: dict[str, UsageEvent] = {}
         self._states: dict[StateKey, PeriodState] = {}
         self._balances: dict[tuple[str, str], Decimal] = {}
-        self._charges: list[StoredCharge] = []
-        self._activity: list[Activity] = []
+        #: What was charged, in the order it was stored: per rated event (event, customer, charges, the event,
+        #: what its meters read), per correction (event, customer, charges, None, ()). One tuple per event,
+        #: the rest derived when read: memory is what this storage is short of.
+        self._records: list[_Record] = []
         self._by_kind: dict[tuple[str, str | None], list[str]] = {}
         self._closed: set[tuple[str, str]] = set()
         #: Charge amounts that corrections added, by event: kept apart so uncorrected events cost nothing more.
@@ -78,22 +83,28 @@ class MemoryStorage(Storage):
         return self._closed.intersection(keys)
 
     def charges(self, customer: str | None = None) -> Iterator[StoredCharge]:
-        return iter([c for c in self._charges if customer is None or c.customer == customer])
+        return iter(
+            [
+                StoredCharge(event_id, who, charge)
+                for event_id, who, charges, _, _ in self._records
+                if customer is None or who == customer
+                for charge in charges
+            ]
+        )
 
     def activity(self, since: dt.datetime, until: dt.datetime, customer: str | None = None) -> Iterator[Activity]:
         chosen = [
-            a
-            for a in self._activity
-            if since <= a.event.timestamp < until and (customer is None or a.event.customer == customer)
+            (event, readings, charges)
+            for _, who, charges, event, readings in self._records
+            if event is not None and since <= event.timestamp < until and (customer is None or who == customer)
         ]
-        chosen.sort(key=lambda a: a.event.timestamp)
-        corrected = self._corrected
-        return iter(
-            [
-                a if a.event.id not in corrected else replace(a, amounts=a.amounts + tuple(corrected[a.event.id]))
-                for a in chosen
-            ]
-        )
+        chosen.sort(key=lambda record: record[0].timestamp)
+        return iter([self._activity_of(*record) for record in chosen])
+
+    def _activity_of(self, event: UsageEvent, readings: tuple[Reading, ...], charges: tuple[Charge, ...]) -> Activity:
+        amounts = tuple((c.asset, c.amount) for c in charges) + tuple(self._corrected.get(event.id, ()))
+        posted = self._transactions[f"rating:{event.id}"].postings
+        return Activity(event, readings, amounts, tuple((p.asset, p.amount) for p in posted if is_cost(p.account)))
 
     @exact
     def account_totals(self, accounts: Iterable[str], until: dt.datetime) -> dict[tuple[str, str], Decimal]:
@@ -109,10 +120,11 @@ class MemoryStorage(Storage):
     @exact
     def period_totals(self, period: str) -> dict[tuple[str, str], Decimal]:
         totals: dict[tuple[str, str], Decimal] = {}
-        for stored in self._charges:
-            if stored.charge.period == period:
-                key = (stored.customer, stored.charge.asset)
-                totals[key] = totals.get(key, ZERO) + stored.charge.amount
+        for _, customer, charges, _, _ in self._records:
+            for charge in charges:
+                if charge.period == period:
+                    key = (customer, charge.asset)
+                    totals[key] = totals.get(key, ZERO) + charge.amount
         return totals
 
     def _all_transaction_ids(self) -> list[str]:
@@ -145,7 +157,7 @@ class MemoryStorage(Storage):
 
     def _write_ratings(self, ratings: Sequence[RatedEvent]) -> None:
         self._write_transactions([r.transaction for r in ratings])
-        states, charges = self._states, self._charges
+        states, records = self._states, self._records
         for rating in ratings:
             event = rating.event
             self._events[event.id] = event
@@ -158,16 +170,13 @@ class MemoryStorage(Storage):
                 if isinstance(usage.reading, str):
                     assert state.members is not None
                     state.members.add(usage.reading)
-            charges.extend(StoredCharge(event.id, event.customer, c) for c in rating.charges)
             readings = tuple((u.meter, u.reading) for u in rating.usage)
-            amounts = tuple((c.asset, c.amount) for c in rating.charges)
-            costs = tuple((p.asset, p.amount) for p in rating.transaction.postings if is_cost(p.account))
-            self._activity.append(Activity(event, readings, amounts, costs))
+            records.append((event.id, event.customer, rating.charges, event, readings))
 
     def _write_corrections(self, corrections: Sequence[Correction], states: Mapping[StateKey, PeriodState]) -> None:
         self._write_transactions([c.transaction for c in corrections])
         for correction in corrections:
-            self._charges.extend(StoredCharge(correction.event_id, correction.customer, c) for c in correction.charges)
+            self._records.append((correction.event_id, correction.customer, correction.charges, None, ()))
             self._corrected.setdefault(correction.event_id, []).extend((c.asset, c.amount) for c in correction.charges)
         for key, state in states.items():
             self._states[key] = PeriodState(state.quantity, None if state.members is None else set(state.members))
