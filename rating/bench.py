@@ -66,6 +66,38 @@ def synthetic_events(count: int, customers: int = 1_000, numbers: range | None =
     ]
 
 
+def gateway_events(count: int, customers: int = 1_000) -> list[UsageEvent]:
+    """``count`` model calls shaped for ``pricebooks/ai-gateway.yaml`` (6 meters, 11 charges, provider costs):
+    its five models over ``customers`` customers, three of them its named team and credit customers."""
+    from rating.demo import MODELS
+
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    step = dt.timedelta(seconds=28 * 24 * 3600 / count)
+    names = ["acme-labs", "globex", "initech"] + [f"c{n}" for n in range(3, customers)]
+    empty = Attribution()
+    events = []
+    for n in range(count):
+        provider, model, typical_in, typical_out = MODELS[n % len(MODELS)]
+        properties = {
+            "provider": provider,
+            "model": model,
+            "input_tokens": Decimal(typical_in // 4 + n % (typical_in * 3)),
+            "output_tokens": Decimal(typical_out // 4 + n % (typical_out * 3)),
+        }
+        events.append(
+            UsageEvent.model_construct(
+                id=f"g{n}",
+                customer=names[n % customers],
+                type="llm.request",
+                timestamp=start + n * step,
+                properties=properties,
+                attribution=empty,
+                billing_source="platform",
+            )
+        )
+    return events
+
+
 def synthetic_stream(count: int, customers: int = 1_000) -> Iterator[UsageEvent]:
     """The same events as :func:`synthetic_events`, made one at a time (nothing held)."""
     for start in range(0, count, 10_000):
@@ -198,6 +230,29 @@ def run(count: int, storages: list[str], postgres: str | None) -> dict[str, floa
     return figures
 
 
+def gateway(count: int, storages: list[str], postgres: str | None) -> dict[str, float]:
+    """Events/s of ``count`` calls rated by ``pricebooks/ai-gateway.yaml`` into each storage (no target: a
+    pricebook with several meters, charges and costs per event, beside the bench's own)."""
+    from rating.demo import example_pricebook
+
+    registry = Registry.load()
+    book = parse_pricebook(example_pricebook().read_text(), registry, "ai-gateway.yaml")
+    events = gateway_events(count)
+    rates = {}
+    with tempfile.TemporaryDirectory() as directory:
+        for kind in storages:
+            storage = registry.open_storage(storage_url(kind, directory, postgres))
+            engine = Engine(book, storage, registry)
+            seconds, report = timed(partial(engine.rate_batch, events, chunk_size=10_000))
+            storage.close()
+            if report.posted != count:
+                raise SystemExit(f"ai-gateway.yaml ({kind}): {report.posted} of {count} events posted")
+            rates[kind] = count / seconds
+            label = f"ai-gateway.yaml ({kind})"
+            print(f"{label:<24} {seconds:8.2f} s  {count / seconds:>12,.0f} events/s", flush=True)
+    return rates
+
+
 def streamed_peak_rss(count: int) -> float:
     """Peak RSS in MB of a fresh process rating ``count`` generated events to SQLite as a stream."""
     code = (
@@ -290,6 +345,7 @@ def target_table(
     streamed: float | None,
     speedups: tuple[float, float] | None,
     count: int,
+    gateway_rates: dict[str, float] | None = None,
 ) -> str:
     """Each target of the online-rating issue beside its figure from this run."""
     rows = []
@@ -334,6 +390,8 @@ def target_table(
     apart, shared = speedups or (None, None)
     row("4 writers, disjoint customers >= 1.5x one", apart, f"{apart or 0:.2f}x", apart is not None and apart >= 1.5)
     row("4 writers, same customers >= 1x one", shared, f"{shared or 0:.2f}x", shared is not None and shared >= 1)
+    for kind, rate in (gateway_rates or {}).items():
+        rows.append((f"ai-gateway.yaml ({kind}), for comparison", f"{rate:,.0f} events/s", "no target"))
     width = max(len(target) for target, _, _ in rows)
     lines = [f"{'target':<{width}}  {'figure':>26}  verdict", "-" * (width + 38)]
     lines += [f"{target:<{width}}  {shown:>26}  {verdict}" for target, shown, verdict in rows]
@@ -362,11 +420,12 @@ def main() -> None:
             latency(args.latency, args.storage, args.postgres)
         else:
             figures = run(args.events, args.storage, args.postgres)
+            gateway_rates = gateway(min(args.events, 100_000), args.storage, args.postgres)
             p99s = latency(1_000, [k for k in args.storage if k != "memory"], args.postgres)
             streamed = streamed_peak_rss(args.events) if "sqlite" in args.storage else None
             speedups = writers_speedup(min(args.events, 100_000)) if "sqlite" in args.storage else None
             print()
-            print(target_table(figures, p99s, streamed, speedups, args.events))
+            print(target_table(figures, p99s, streamed, speedups, args.events, gateway_rates))
     finally:
         drop_bench_schemas(args.postgres)
 
