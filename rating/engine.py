@@ -310,7 +310,7 @@ class Engine:
                 report.rejected.extend(rejected)
                 return []
             fresh = self.storage.record(ratings, limits=dict.fromkeys(wallets, ZERO), checked=True)
-            self.storage.append(releases)
+            self.storage.append(releases, checked=held is not None)  # the reservation was found open, unreleased
         report.rejected.extend(rejected)
         self._stored(report, len(ratings) + duplicates, fresh, wallets)
         return fresh

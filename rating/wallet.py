@@ -366,8 +366,9 @@ class Wallets:
 
     def reservation(self, id: str) -> Reservation | None:
         """The open (unsettled, unvoided) reservation ``id``, or None."""
-        opened = self.storage.transaction(f"reserve:{id}")
-        if opened is None or self.storage.transaction(f"release:{id}") is not None:
+        found = self.storage.transactions_by_id([f"reserve:{id}", f"release:{id}"])
+        opened = found.get(f"reserve:{id}")
+        if opened is None or f"release:{id}" in found:
             return None
         return _reservation(opened)
 

@@ -169,7 +169,11 @@ class Storage(abc.ABC):
         return fresh
 
     def append(
-        self, transactions: Sequence[Transaction], limits: Mapping[tuple[str, str], Decimal] | None = None
+        self,
+        transactions: Sequence[Transaction],
+        limits: Mapping[tuple[str, str], Decimal] | None = None,
+        *,
+        checked: bool = False,
     ) -> list[Transaction]:
         """Store ledger transactions atomically; return those that were new.
 
@@ -177,9 +181,13 @@ class Storage(abc.ABC):
         (a wallet's is 0: it may never end in debit). The check runs inside the
         write transaction, so concurrent writers cannot both pass it; a breach
         raises :class:`~rating.errors.LimitExceeded` and writes nothing.
+        ``checked``: the caller found inside the :meth:`writing` scope it calls
+        this in that none of the ids is stored, so they are not looked up again.
         """
+        if checked and not self._writing:
+            raise RatingError("checked transactions must be appended inside the writing() scope that checked them")
         with self.writing():
-            fresh = self._screen_transactions(transactions)
+            fresh = list(transactions) if checked else self._screen_transactions(transactions)
             if limits:
                 self._check_limits(fresh, limits)
             self._write_transactions(fresh)
@@ -260,6 +268,11 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def transaction(self, id: str) -> Transaction | None:
         """The stored transaction with ``id``, or None."""
+
+    def transactions_by_id(self, ids: Iterable[str]) -> dict[str, Transaction]:
+        """The stored transactions among ``ids``, by id (one query where each is a round trip)."""
+        found = {id: self.transaction(id) for id in ids}
+        return {id: transaction for id, transaction in found.items() if transaction is not None}
 
     @abc.abstractmethod
     def transactions(self) -> Iterator[Transaction]:

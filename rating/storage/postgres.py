@@ -358,6 +358,9 @@ class PostgresStorage(Storage):
         found = self._read_transactions("WHERE t.id = %s", (id,))
         return found[0] if found else None
 
+    def transactions_by_id(self, ids: Iterable[str]) -> dict[str, Transaction]:
+        return {t.id: t for t in self._read_transactions("WHERE t.id = ANY(%s)", (list(ids),))}
+
     def transactions(self) -> Iterator[Transaction]:
         return iter(self._read_transactions("", ()))
 

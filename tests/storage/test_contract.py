@@ -254,3 +254,21 @@ def test_a_small_write_stores_what_a_bulk_write_stores(
     one_by_one, in_bulk = stored
     assert len(one_by_one[0]) == 150 and len(one_by_one[3]) == 4
     assert one_by_one == in_bulk
+
+
+def test_transactions_by_id_returns_the_stored_ones_among_the_ids(storage: Storage) -> None:
+    storage.append([transfer("t1", "1"), transfer("t2", "2")])
+    assert storage.transactions_by_id(["t2", "t9", "t1"]) == {"t1": transfer("t1", "1"), "t2": transfer("t2", "2")}
+    assert storage.transactions_by_id([]) == {}
+
+
+def test_checked_transactions_must_be_appended_inside_the_scope_that_checked_them(storage: Storage) -> None:
+    from rating.errors import RatingError
+
+    with pytest.raises(RatingError, match="inside the writing"):
+        storage.append([transfer("t1", "1")], checked=True)
+    assert storage.transaction("t1") is None
+    with storage.writing():
+        assert storage.transactions_by_id(["t1"]) == {}
+        assert storage.append([transfer("t1", "1")], checked=True) == [transfer("t1", "1")]
+    assert storage.balances()[("a", "USD")] == Decimal(1)
