@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from decimal import Decimal
 from typing import Any
 
@@ -183,7 +183,8 @@ class PostgresStorage(Storage):
     reads_ahead = True
 
     damage_errors = (psycopg.Error,) if psycopg is not None else ()
-    _pipelined = False
+    #: The pipeline a small write opened, sent with the COMMIT that closes it.
+    _pipeline: ExitStack | None = None
 
     def __init__(self, url: str, *, read_only: bool = False) -> None:
         if psycopg is None:
@@ -239,11 +240,17 @@ class PostgresStorage(Storage):
         self._db.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK:d})")
         try:
             yield
+            self._db.execute("COMMIT")  # in the pipeline of a small write, if one is open: one round trip for both
+            self._end_pipeline()  # raises what failed in it
         except BaseException:
-            if not (self._db.closed or self._db.broken):  # a lost connection has rolled back already
+            with suppress(psycopg.Error):
+                self._end_pipeline()
+            if (
+                not (self._db.closed or self._db.broken)
+                and self._db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+            ):
                 self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
@@ -499,23 +506,22 @@ class PostgresStorage(Storage):
         rows = self._db.execute("SELECT id, fingerprint FROM transactions WHERE id = ANY(%s)", (list(ids),))
         return {id: fingerprint for id, fingerprint in rows}
 
-    @contextmanager
-    def _batched(self, records: int) -> Iterator[None]:
-        """Send a write of ``records`` records in one pipeline when it is small (a round trip, not one per table)."""
-        if records > FEW_RECORDS or self._pipelined:
-            yield
-            return
-        with self._db.pipeline():
-            self._pipelined = True
-            try:
-                yield
-            finally:
-                self._pipelined = False
+    def _small_write(self, records: int) -> None:
+        """Send a write of a few ``records`` as INSERTs in a pipeline, kept open until COMMIT: the write and
+        its commit then take one round trip, where each ``COPY`` would take two."""
+        if records <= FEW_RECORDS and self._pipeline is None:
+            self._pipeline = ExitStack()
+            self._pipeline.enter_context(self._db.pipeline())
+
+    def _end_pipeline(self) -> None:
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            pipeline.close()
 
     def _copy(self, table: str, columns: str, rows: Iterable[Sequence[Any]]) -> None:
         """Append ``rows`` to ``table``: INSERTs inside a pipeline (where COPY is not allowed), else COPY."""
         with self._db.cursor() as cursor:
-            if self._pipelined:
+            if self._pipeline is not None:
                 marks = ", ".join(["%s"] * (columns.count(",") + 1))
                 cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(rows))
                 return
@@ -526,10 +532,7 @@ class PostgresStorage(Storage):
     def _write_transactions(self, transactions: Sequence[Transaction]) -> None:
         if not transactions:
             return
-        with self._batched(len(transactions)):
-            self._insert_transactions(transactions)
-
-    def _insert_transactions(self, transactions: Sequence[Transaction]) -> None:
+        self._small_write(len(transactions))
         self._copy(
             "transactions",
             "id, timestamp, description, metadata, fingerprint, kind, customer",
@@ -557,11 +560,8 @@ class PostgresStorage(Storage):
     def _write_ratings(self, ratings: Sequence[RatedEvent]) -> None:
         if not ratings:
             return
-        with self._batched(len(ratings)):
-            self._insert_ratings(ratings)
-
-    def _insert_ratings(self, ratings: Sequence[RatedEvent]) -> None:
-        self._insert_transactions([r.transaction for r in ratings])
+        self._small_write(len(ratings))
+        self._write_transactions([r.transaction for r in ratings])
         self._copy(
             "events",
             "id, customer, type, timestamp, body, transaction_id",

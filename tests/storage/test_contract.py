@@ -272,3 +272,31 @@ def test_checked_transactions_must_be_appended_inside_the_scope_that_checked_the
         assert storage.transactions_by_id(["t1"]) == {}
         assert storage.append([transfer("t1", "1")], checked=True) == [transfer("t1", "1")]
     assert storage.balances()[("a", "USD")] == Decimal(1)
+
+
+@pytest.mark.parametrize("kind", [kind for kind in STORAGE_KINDS if kind != "memory"])
+def test_a_write_the_database_refuses_is_rolled_back_whole(kind: str, tmp_path: Path) -> None:
+    """A small write's INSERTs go with its COMMIT in one pipeline (PostgreSQL): what fails in it undoes it all."""
+    storage = open_kind(kind, tmp_path)
+    try:
+        storage.append([transfer("t1", "1")])
+        with pytest.raises(storage.damage_errors), storage.writing():
+            storage.append([transfer("t2", "2")], checked=True)
+            storage.append([transfer("t1", "1")], checked=True)  # a caller that lied: the unique id refuses it
+        assert storage.transaction("t2") is None
+        with pytest.raises(ZeroDivisionError), storage.writing():
+            storage.append([transfer("t2", "2")])
+            _ = 1 / 0  # the caller fails after a small write
+        assert storage.transaction("t2") is None
+        assert storage.balances() == {("a", "USD"): Decimal(1), ("b", "USD"): Decimal(-1)}
+        storage.append([transfer(f"copied{i}", "0") for i in range(100)])  # a large write: COPY works again
+        with (
+            storage.writing()
+        ):  # a small write, then a large one, in one scope; a small write, then a large one, in one scope
+            storage.append([transfer("t3", "3")])
+            storage.append([transfer(f"bulk{i}", "1") for i in range(100)])
+        assert len(list(storage.transactions())) == 202
+        assert storage.balances()[("a", "USD")] == Decimal(104)
+        assert storage.verify() == []
+    finally:
+        storage.close()
