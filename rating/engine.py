@@ -323,16 +323,20 @@ class Engine:
         paying from no wallet is stored this way (a refusal or a wallet draw may
         depend on what another writer is changing), and only when, inside the
         write scope, none of its events has been rated, none of its periods
-        closed and no period state it read moved meanwhile. Otherwise nothing is
-        stored and False tells the caller to rate the chunk inside the write scope.
+        closed and no period state it read moved meanwhile (not even looked at
+        when the storage's :meth:`~rating.storage.Storage.change_marker` shows
+        that no other writer committed). Otherwise nothing is stored and False
+        tells the caller to rate the chunk inside the write scope.
         """
         read: dict[StateKey, Decimal] = {}
+        marker = self.storage.change_marker()
         with localcontext(MONEY_CONTEXT), cyclic_gc_paused():
             ratings, rejected, duplicates, wallets = self._rate_chunk(pending, raise_rejects=False, read=read)
             if rejected or wallets:
                 return False
             with self.storage.writing():
-                if self._overtaken(ratings, read):
+                unmoved = marker is not None and self.storage.change_marker() == marker  # no one else wrote
+                if not unmoved and self._overtaken(ratings, read):
                     return False
                 fresh = self.storage.record(ratings, checked=True)
         self._stored(report, len(ratings) + duplicates, fresh, wallets)

@@ -4,6 +4,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -14,9 +15,11 @@ from rating.errors import EventConflict, EventError, PluginError
 from rating.events import Sourced, UsageEvent
 from rating.hookspecs import hookimpl
 from rating.ledger import Transaction
-from rating.pricebook import Pricebook
+from rating.pricebook import Pricebook, parse_pricebook
 from rating.registry import Registry
+from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
+from tests.conftest import STORAGE_KINDS, open_kind
 from tests.helpers import NOV, SIMPLE_PRICEBOOK, event
 from tests.simulate.test_simulate import histories
 from tests.test_telescoping import REGISTRY
@@ -223,10 +226,9 @@ def test_reading_a_chunks_state_ahead_changes_nothing(history, chunk: int) -> No
     assert ledgers[0] == ledgers[1]
 
 
-def another_writer_first(other: Engine, interloper: UsageEvent) -> None:
-    """Have ``other`` store ``interloper`` just before the next write scope of its storage opens: between a
+def another_writer_first(storage: Storage, other: Engine, interloper: UsageEvent) -> None:
+    """Have ``other`` store ``interloper`` just before the next write scope of ``storage`` opens: between a
     chunk's pricing and its write, where a concurrent writer can overtake it."""
-    storage = other.storage
     writing = storage.writing
 
     @contextmanager
@@ -239,6 +241,26 @@ def another_writer_first(other: Engine, interloper: UsageEvent) -> None:
     storage.writing = after_another_writer  # type: ignore[method-assign]
 
 
+#: Where the other writer writes: through the same storage object, or through a connection of its own.
+WRITERS = [(kind, "same") for kind in STORAGE_KINDS] + [(kind, "own") for kind in STORAGE_KINDS if kind != "memory"]
+
+
+@contextmanager
+def two_writers(
+    kind: str, connection: str, tmp_path: Path, text: str, registry: Registry
+) -> Iterator[tuple[Engine, Engine]]:
+    """An engine, and another writer on the same database: through its storage, or a connection of its own."""
+    storage = open_kind(kind, tmp_path)
+    theirs = storage if connection == "same" else registry.open_storage(storage.url)
+    book = parse_pricebook(text, registry)
+    try:
+        yield Engine(book, storage, registry), Engine(book, theirs, registry)
+    finally:
+        storage.close()
+        theirs.close()
+
+
+@pytest.mark.parametrize(("kind", "connection"), WRITERS)
 @pytest.mark.parametrize(
     ("interloper", "tokens_charged", "rejected"),
     [
@@ -249,28 +271,32 @@ def another_writer_first(other: Engine, interloper: UsageEvent) -> None:
     ],
 )
 def test_a_chunk_another_writer_overtook_is_rated_again_inside_the_write(
-    book: Callable[[str], Pricebook],
+    kind: str,
+    connection: str,
+    tmp_path: Path,
     registry: Registry,
     interloper: UsageEvent,
     tokens_charged: list[str],
     rejected: list[str],
 ) -> None:
     """Chunks are priced outside the write scope; if another writer stores first what they read, they are re-rated."""
-    storage = MemoryStorage()
-    engine, other = (Engine(book(SIMPLE_PRICEBOOK), storage, registry) for _ in range(2))
-    another_writer_first(other, interloper)
-    batch = [event(f"e{i}", tokens=100, model="m", at=NOV + dt.timedelta(minutes=i + 1)) for i in range(3)]
-    report = engine.rate_batch(batch)
+    with two_writers(kind, connection, tmp_path, SIMPLE_PRICEBOOK, registry) as (engine, other):
+        storage = engine.storage
+        another_writer_first(storage, other, interloper)
+        batch = [event(f"e{i}", tokens=100, model="m", at=NOV + dt.timedelta(minutes=i + 1)) for i in range(3)]
+        report = engine.rate_batch(batch)
 
-    assert [str(r.code) for r in report.rejected] == rejected
-    assert report.posted == 3 - len(rejected)
-    mine = [c.charge.amount for c in storage.charges("acme") if c.charge.meter == "tokens" and c.event_id != "other"]
-    assert mine[-len(tokens_charged) :] == [Decimal(amount) for amount in tokens_charged]
-    assert storage.verify() == []
+        assert [str(r.code) for r in report.rejected] == rejected
+        assert report.posted == 3 - len(rejected)
+        charged = [c.charge for c in storage.charges("acme") if c.event_id != "other"]
+        mine = [c.amount for c in charged if c.meter == "tokens"][-len(tokens_charged) :]  # after the interloper's
+        assert mine == [Decimal(amount) for amount in tokens_charged]
+        assert storage.verify() == []
 
 
+@pytest.mark.parametrize(("kind", "connection"), WRITERS)
 def test_a_chunk_whose_rollover_carry_moved_is_rated_again(
-    book: Callable[[str], Pricebook], registry: Registry
+    kind: str, connection: str, tmp_path: Path, registry: Registry
 ) -> None:
     """The carry is read from the previous period's state, which no rating of this chunk records: checked too."""
     text = SIMPLE_PRICEBOOK.replace(
@@ -284,11 +310,11 @@ def test_a_chunk_whose_rollover_carry_moved_is_rated_again(
         "",
     ).replace('price: "0.01"}', 'price: "1", included: 5, rollover: true}')
     text = text.replace("  tokens: {event: api.call, sum: tokens, group_by: [model]}\n", "")
-    storage = MemoryStorage()
-    engine, other = (Engine(book(text), storage, registry) for _ in range(2))
-    engine.rate_batch([event(f"n{i}", at=NOV + dt.timedelta(days=2)) for i in range(2)])  # 3 of 5 left to carry
-    another_writer_first(other, event("n2", at=NOV + dt.timedelta(days=3)))  # a late November call: 2 left to carry
-    december = dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
-    report = engine.rate_batch([event(f"d{i}", at=december + dt.timedelta(minutes=i)) for i in range(10)])
-    assert report.posted == 10
-    assert report.totals == {("acme", "USD"): Decimal(3)}  # 10 calls, 5 included + 2 carried
+    with two_writers(kind, connection, tmp_path, text, registry) as (engine, other):
+        engine.rate_batch([event(f"n{i}", at=NOV + dt.timedelta(days=2)) for i in range(2)])  # 3 of 5 left to carry
+        late = event("n2", at=NOV + dt.timedelta(days=3))  # a late November call: 2 left to carry
+        another_writer_first(engine.storage, other, late)
+        december = dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
+        report = engine.rate_batch([event(f"d{i}", at=december + dt.timedelta(minutes=i)) for i in range(10)])
+        assert report.posted == 10
+        assert report.totals == {("acme", "USD"): Decimal(3)}  # 10 calls, 5 included + 2 carried

@@ -258,6 +258,14 @@ class Storage(abc.ABC):
     def period_states(self, keys: Iterable[StateKey]) -> dict[StateKey, PeriodState]:
         """Stored period state of ``keys`` (absent keys are left out)."""
 
+    def change_marker(self) -> object | None:
+        """A value that differs once another writer has committed since it was taken (None: cannot tell).
+
+        The engine takes one before it prices a chunk outside the write scope;
+        the same value inside the scope proves that nothing it read has moved.
+        """
+        return None
+
     def read_ahead(
         self, ids: Iterable[str], keys: Iterable[StateKey], periods: Iterable[tuple[str, str]]
     ) -> tuple[dict[str, UsageEvent], dict[StateKey, PeriodState], set[tuple[str, str]]]:

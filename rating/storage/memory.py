@@ -46,9 +46,14 @@ class MemoryStorage(Storage):
         #: Charge amounts that corrections added, by event: kept apart so uncorrected events cost nothing more.
         self._corrected: dict[str, list[tuple[str, Decimal]]] = {}
         self._documents: dict[str, tuple[str, int, str, str, str, str]] = {}
+        #: How many writes were stored: what :meth:`change_marker` tells apart.
+        self._writes = 0
 
     def _atomic(self) -> AbstractContextManager[None]:
         return self._lock  # type: ignore[return-value]
+
+    def change_marker(self) -> object | None:
+        return self._writes
 
     def rated_events(self, ids: Iterable[str]) -> dict[str, UsageEvent]:
         events = self._events
@@ -140,6 +145,7 @@ class MemoryStorage(Storage):
         return {i: stored[i].fingerprint() for i in ids if i in stored}
 
     def _write_transactions(self, transactions: Sequence[Transaction]) -> None:
+        self._writes += 1  # every write goes through here: ratings and corrections too
         balances = self._balances
         stored, by_kind = self._transactions, self._by_kind
         for transaction in transactions:

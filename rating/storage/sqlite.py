@@ -285,6 +285,11 @@ class SQLiteStorage(Storage):
         rows = self._in_chunks("SELECT id, body FROM events WHERE id IN ({marks})", ids)
         return {str(i): UsageEvent.model_validate_json(str(body)) for i, body in rows}
 
+    def change_marker(self) -> object | None:
+        # data_version moves when another connection commits; total_changes when this one writes.
+        row = self._db.execute("PRAGMA data_version").fetchone()
+        return (row[0] if row else None, self._db.total_changes)
+
     def period_states(self, keys: Iterable[StateKey]) -> dict[StateKey, PeriodState]:
         result: dict[StateKey, PeriodState] = {}
         for customer, meter, group, period in keys:
