@@ -429,7 +429,8 @@ class Engine:
                     rating = rating._replace(transaction=transaction)
                     releases.append(release)
                 funded, paid = fund_from_wallet(rating.transaction, event.customer, wallet_balance, grants_of)
-                rating = rating._replace(transaction=funded)
+                if funded is not rating.transaction:
+                    rating = rating._replace(transaction=funded)
             except ArithmeticError as error:  # decimal overflow or invalid operation on absurd prices
                 refused = EventError(Refusal.NOT_EXACT, f"cannot be priced exactly: {type(error).__name__}")
                 if raise_rejects:

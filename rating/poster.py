@@ -20,42 +20,39 @@ def rating_transaction(priced: PricedEvent, drawn: tuple[str, Decimal] | None) -
     """The balanced transaction ``rating:EVENT_ID`` that posts ``priced``."""
     terms = priced.terms
     event, version, plan = terms.event, terms.version, terms.plan
-    book = version.book
-    postings: list[Posting] = []
+    book, customer = version.book, event.customer
+    credits: list[Posting] = []
     owed: dict[str, Decimal] = {}
     for charge in priced.charges:
         if charge.amount:
-            postings.append(Posting(version.revenue[plan, charge.meter], charge.asset, -charge.amount))
+            credits.append(Posting(version.revenue[plan, charge.meter], charge.asset, -charge.amount))
             known = owed.get(charge.asset)  # the first amount as it is: no new Decimal for one charge
             owed[charge.asset] = charge.amount if known is None else known + charge.amount
-    debits = []
+    postings = []  # in the order they have always been stored: debits, revenue, shares, costs
     if drawn is not None and drawn[1]:
         asset, amount = drawn
-        debits.append(Posting(prepaid_account(event.customer), asset, amount))
+        postings.append(Posting(prepaid_account(customer), asset, amount))
         owed[asset] -= amount
-    payer = (
-        wallet_account(event.customer) if book.pays_from_wallet(event.customer) else receivable_account(event.customer)
-    )
-    debits += [Posting(payer, asset, total) for asset, total in owed.items() if total]
-    recorded = terms.contract.terms(terms.contract_name) if terms.contract is not None else {}
+    payer = wallet_account(customer) if book.pays_from_wallet(customer) else receivable_account(customer)
+    postings += [Posting(payer, asset, total) for asset, total in owed.items() if total]
+    postings += credits
+    metadata = {"event_id": event.id, "customer": customer, "plan": plan, "pricebook": version.label}
+    if terms.contract is not None:
+        metadata.update(terms.contract.terms(terms.contract_name))
     agent = book.agents.get(event.attribution.agent or "") if book.revenue_split else None
-    shares: list[Posting] = []
     if agent is not None and book.revenue_split is not None:
-        shares = book.revenue_split.postings(total_of(priced.charges, book.currency), book.currency, agent.creator)
-        recorded = {**recorded, "creator": agent.creator}
+        postings += book.revenue_split.postings(total_of(priced.charges, book.currency), book.currency, agent.creator)
+        metadata["creator"] = agent.creator
+    if terms.late_for:
+        metadata["late_for"] = terms.late_for
+    if priced.costs:
+        postings += _owed_to_providers(priced.costs)
     return Transaction(
         id=f"rating:{event.id}",
         timestamp=event.timestamp,
         description=f"{event.type} {event.id}",
-        postings=tuple(p for p in debits + postings + shares + _owed_to_providers(priced.costs) if p.amount),
-        metadata={
-            "event_id": event.id,
-            "customer": event.customer,
-            "plan": plan,
-            "pricebook": version.label,
-            **recorded,
-            **({"late_for": terms.late_for} if terms.late_for else {}),
-        },
+        postings=tuple(p for p in postings if p.amount),
+        metadata=metadata,
     )
 
 
