@@ -80,7 +80,7 @@ def group_key(group: tuple[str, ...]) -> str:
 
 
 def final_states(
-    ratings: Sequence[RatedEvent], group_key: Callable[[tuple[str, ...]], str]
+    ratings: Sequence[RatedEvent],
 ) -> tuple[dict[StoredKey, tuple[Decimal, bool]], list[tuple[str, str, str, str, str]]]:
     """The period state ``ratings`` leave (quantity, is unique) per key, and the unique members they add."""
     final: dict[StoredKey, tuple[Decimal, bool]] = {}
@@ -95,7 +95,7 @@ def final_states(
 
 
 def stored_states(
-    states: Mapping[StateKey, PeriodState], group_key: Callable[[tuple[str, ...]], str]
+    states: Mapping[StateKey, PeriodState],
 ) -> tuple[dict[StoredKey, tuple[Decimal, bool]], list[tuple[str, str, str, str, str]]]:
     """``states`` as :func:`final_states` gives them: (quantity, is unique) per stored key, and the unique members."""
     final: dict[StoredKey, tuple[Decimal, bool]] = {}

@@ -37,8 +37,8 @@ class MemoryStorage(Storage):
         self._events: dict[str, UsageEvent] = {}
         self._states: dict[StateKey, PeriodState] = {}
         self._balances: dict[tuple[str, str], Decimal] = {}
-        #: What was charged, in the order it was stored: per rated event (event, customer, charges, the event,
-        #: what its meters read), per correction (event, customer, charges, None, ()). One tuple per event,
+        #: What was charged, in the order it was stored: per rated event (event id, customer, charges, the event,
+        #: what its meters read), per correction (event id, customer, charges, None, ()). One tuple per event,
         #: the rest derived when read: memory is what this storage is short of.
         self._records: list[_Record] = []
         self._by_kind: dict[tuple[str, str | None], list[str]] = {}

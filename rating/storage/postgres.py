@@ -596,14 +596,14 @@ class PostgresStorage(Storage):
             ),
         )
         self._write_charges((r.event.id, r.event.customer, c) for r in ratings for c in r.charges)
-        self._write_states(*final_states(ratings, group_key))
+        self._write_states(*final_states(ratings))
 
     def _write_corrections(self, corrections: Sequence[Correction], states: Mapping[StateKey, PeriodState]) -> None:
         self._write_transactions([c.transaction for c in corrections])
         if not corrections:
             return
         self._write_charges((c.event_id, c.customer, charge) for c in corrections for charge in c.charges)
-        self._write_states(*stored_states(states, group_key))
+        self._write_states(*stored_states(states))
 
     def _write_charges(self, rows: Iterable[tuple[str, str, Charge]]) -> None:
         """Write charge records as (event id, customer, charge)."""
