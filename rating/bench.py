@@ -26,7 +26,7 @@ from pathlib import Path
 
 from rating.engine import BatchReport, Engine
 from rating.events import Attribution, UsageEvent
-from rating.pricebook import parse_pricebook
+from rating.pricebook import Pricebook, parse_pricebook
 from rating.registry import Registry
 from rating.storage import Storage
 from rating.wallet import Wallets
@@ -177,13 +177,20 @@ def current_rss() -> int | None:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
+def rate_timed(
+    url: str, book: Pricebook, events: list[UsageEvent], registry: Registry
+) -> tuple[float, BatchReport, Storage]:
+    """Seconds to rate ``events`` by ``book`` into the fresh storage at ``url``, what it reported, and the storage."""
+    storage = registry.open_storage(url)
+    seconds, report = timed(partial(Engine(book, storage, registry).rate_batch, events, chunk_size=10_000))
+    return seconds, report, storage
+
+
 def rate_into(
     kind: str, url: str, events: list[UsageEvent], expected: Decimal, registry: Registry
 ) -> tuple[float, Storage]:
     """Rate ``events`` into a fresh storage of ``kind``; check the total against the bare loop's ``expected``."""
-    storage = registry.open_storage(url)
-    engine = Engine(parse_pricebook(PRICEBOOK, registry, "bench"), storage, registry)
-    seconds, report = timed(partial(engine.rate_batch, events, chunk_size=10_000))
+    seconds, report, storage = rate_timed(url, parse_pricebook(PRICEBOOK, registry, "bench"), events, registry)
     charged = sum(report.totals.values(), Decimal(0))
     if charged != expected:
         raise SystemExit(f"{kind}: charged {charged}, but the bare loop summed {expected}")
@@ -241,9 +248,7 @@ def gateway(count: int, storages: list[str], postgres: str | None) -> dict[str, 
     rates = {}
     with tempfile.TemporaryDirectory() as directory:
         for kind in storages:
-            storage = registry.open_storage(storage_url(kind, directory, postgres))
-            engine = Engine(book, storage, registry)
-            seconds, report = timed(partial(engine.rate_batch, events, chunk_size=10_000))
+            seconds, report, storage = rate_timed(storage_url(kind, directory, postgres), book, events, registry)
             storage.close()
             if report.posted != count:
                 raise SystemExit(f"ai-gateway.yaml ({kind}): {report.posted} of {count} events posted")

@@ -54,6 +54,15 @@ def imbalance(postings: Iterable[Posting]) -> dict[str, Decimal]:
     return {asset: total for asset, total in totals.items() if total != 0}
 
 
+#: Id prefix of the transaction that posts a rated event.
+RATING_PREFIX = "rating:"
+
+
+def rating_id(event_id: str) -> str:
+    """Id of the transaction that posts the rated event ``event_id``."""
+    return f"{RATING_PREFIX}{event_id}"
+
+
 #: Id prefix of the marker transactions that close a customer's period.
 CLOSING_PREFIX = "close:"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from rating.accounts import PROVIDERS_ACCOUNT, prepaid_account, receivable_account, wallet_account
-from rating.ledger import Posting, Transaction
+from rating.ledger import Posting, Transaction, rating_id
 from rating.money import ZERO
 from rating.pricer import PricedEvent, total_of
 
@@ -48,7 +48,7 @@ def rating_transaction(priced: PricedEvent, drawn: tuple[str, Decimal] | None) -
     if priced.costs:
         postings += _owed_to_providers(priced.costs)
     return Transaction(
-        id=f"rating:{event.id}",
+        id=rating_id(event.id),
         timestamp=event.timestamp,
         description=f"{event.type} {event.id}",
         postings=tuple(p for p in postings if p.amount),

@@ -49,7 +49,7 @@ from rating.charges import Charge, Correction, StateKey
 from rating.engine import Rejection
 from rating.errors import EventError
 from rating.events import UsageEvent
-from rating.ledger import Posting, Transaction
+from rating.ledger import Posting, Transaction, rating_id
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.periods import bounds_of, zone
@@ -211,7 +211,7 @@ class _Run:
             report.before[customer, line.asset] = report.before.get((customer, line.asset), ZERO) + line.amount
         for line in priced.charges:
             report.after[customer, line.asset] = report.after.get((customer, line.asset), ZERO) + line.amount
-        posted = [self.storage.transaction(f"rating:{event.id}"), *corrections.get(event.id, [])]
+        posted = [self.storage.transaction(rating_id(event.id)), *corrections.get(event.id, [])]
         moves = _platform_moves(rating_transaction(priced, None).postings)
         for transaction in posted:
             for account_asset, amount in _platform_moves(transaction.postings if transaction else ()).items():

@@ -231,10 +231,11 @@ class Storage(abc.ABC):
             existing = self._document_of(kind, customer, period)
             if existing is not None:
                 return existing, False
-            number = f"{series}-{self._last_in_series(series) + 1:06d}"
+            sequence = self._last_in_series(series) + 1
+            number = f"{series}-{sequence:06d}"
             text, transactions = build(number)
             self.append(transactions)
-            self._write_document(number, series, kind, customer, period, text)
+            self._write_document(number, series, sequence, kind, customer, period, text)
         return text, True
 
     def _check_limits(self, transactions: Sequence[Transaction], limits: Mapping[tuple[str, str], Decimal]) -> None:
@@ -450,8 +451,11 @@ class Storage(abc.ABC):
         """The highest sequence number issued in ``series`` (0 for none)."""
 
     @abc.abstractmethod
-    def _write_document(self, number: str, series: str, kind: str, customer: str, period: str, text: str) -> None:
-        """Store an issued document (inside :meth:`_atomic`); duplicates are refused by the schema."""
+    def _write_document(
+        self, number: str, series: str, sequence: int, kind: str, customer: str, period: str, text: str
+    ) -> None:
+        """Store an issued document, ``sequence`` in its series (inside :meth:`_atomic`); duplicates are refused
+        by the schema."""
 
     # -- shared checks -----------------------------------------------------------
 

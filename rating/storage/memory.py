@@ -11,7 +11,7 @@ from decimal import Decimal
 from rating.accounts import is_cost
 from rating.charges import Charge, Correction, RatedEvent, StateKey
 from rating.events import UsageEvent
-from rating.ledger import Transaction
+from rating.ledger import Transaction, rating_id
 from rating.meters import PeriodState
 from rating.money import ZERO, exact
 from rating.storage.base import Activity, Storage, StoredCharge
@@ -108,7 +108,7 @@ class MemoryStorage(Storage):
 
     def _activity_of(self, event: UsageEvent, readings: tuple[Reading, ...], charges: tuple[Charge, ...]) -> Activity:
         amounts = tuple((c.asset, c.amount) for c in charges) + tuple(self._corrected.get(event.id, ()))
-        posted = self._transactions[f"rating:{event.id}"].postings
+        posted = self._transactions[rating_id(event.id)].postings
         return Activity(event, readings, amounts, tuple((p.asset, p.amount) for p in posted if is_cost(p.account)))
 
     @exact
@@ -201,6 +201,7 @@ class MemoryStorage(Storage):
     def _last_in_series(self, series: str) -> int:
         return max((d[1] for d in self._documents.values() if d[0] == series), default=0)
 
-    def _write_document(self, number: str, series: str, kind: str, customer: str, period: str, text: str) -> None:
-        sequence = int(number.rsplit("-", 1)[1])
+    def _write_document(
+        self, number: str, series: str, sequence: int, kind: str, customer: str, period: str, text: str
+    ) -> None:
         self._documents[number] = (series, sequence, kind, customer, period, text)

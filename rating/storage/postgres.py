@@ -23,7 +23,7 @@ from rating.accounts import is_cost
 from rating.charges import Charge, Correction, RatedEvent, StateKey
 from rating.errors import StorageError
 from rating.events import UsageEvent
-from rating.ledger import Posting, Transaction
+from rating.ledger import RATING_PREFIX, Posting, Transaction, rating_id
 from rating.meters import PeriodState
 from rating.storage.base import (
     Activity,
@@ -272,13 +272,13 @@ class PostgresStorage(Storage):
         self, ids: Iterable[str], keys: Iterable[StateKey], periods: Iterable[tuple[str, str]]
     ) -> tuple[dict[str, UsageEvent], dict[StateKey, PeriodState], set[tuple[str, str]]]:
         # The three queries go out in one pipeline: one round trip instead of three.
-        states, closed = self._states_query(keys), self._closed_query(periods)
+        ids, states, closed = list(ids), self._states_query(keys), self._closed_query(periods)
         with self._db.pipeline():
-            rated_rows = self._db.execute(*self._rated_events_query(ids))
+            rated_rows = self._db.execute(*self._rated_events_query(ids)) if ids else None  # a quote asks none
             state_rows = None if states is None else self._db.execute(*states[1:])
             closed_rows = None if closed is None else self._db.execute(*closed)
         return (
-            self._rated_events(rated_rows),
+            {} if rated_rows is None else self._rated_events(rated_rows),
             {} if states is None or state_rows is None else self._period_states(states[0], state_rows),
             set() if closed_rows is None else {(customer, period) for customer, period in closed_rows},
         )
@@ -431,10 +431,10 @@ class PostgresStorage(Storage):
         costs: dict[str, list[tuple[str, Decimal]]] = {}
         for transaction_id, account, asset, amount in self._db.execute(
             "SELECT transaction_id, account, asset, amount FROM postings WHERE transaction_id = ANY(%s)",
-            ([f"rating:{id}" for id in ids],),
+            ([rating_id(id) for id in ids],),
         ):
             if is_cost(account):
-                costs.setdefault(transaction_id.removeprefix("rating:"), []).append((asset, amount))
+                costs.setdefault(transaction_id.removeprefix(RATING_PREFIX), []).append((asset, amount))
         for id, event in events.items():
             yield Activity(event, tuple(readings.get(id, ())), tuple(amounts.get(id, ())), tuple(costs.get(id, ())))
 
@@ -487,8 +487,9 @@ class PostgresStorage(Storage):
         row = self._db.execute("SELECT MAX(sequence) FROM documents WHERE series = %s", (series,)).fetchone()
         return int(row[0] or 0) if row else 0
 
-    def _write_document(self, number: str, series: str, kind: str, customer: str, period: str, text: str) -> None:
-        sequence = int(number.rsplit("-", 1)[1])
+    def _write_document(
+        self, number: str, series: str, sequence: int, kind: str, customer: str, period: str, text: str
+    ) -> None:
         self._db.execute(
             "INSERT INTO documents VALUES (%s, %s, %s, %s, %s, %s, %s)",
             (number, series, sequence, kind, customer, period, text),

@@ -20,7 +20,7 @@ from rating.accounts import is_cost
 from rating.charges import Charge, Correction, RatedEvent, StateKey
 from rating.errors import StorageError
 from rating.events import UsageEvent
-from rating.ledger import Posting, Transaction
+from rating.ledger import RATING_PREFIX, Posting, Transaction, rating_id
 from rating.meters import PeriodState
 from rating.money import ZERO, exact
 from rating.storage.base import (
@@ -407,11 +407,11 @@ class SQLiteStorage(Storage):
         costs: dict[str, list[tuple[str, Decimal]]] = {}
         cost_rows = self._in_chunks(
             "SELECT transaction_id, account, asset, amount FROM postings WHERE transaction_id IN ({marks})",
-            (f"rating:{id}" for id in events),
+            (rating_id(id) for id in events),
         )
         for transaction_id, account, asset, amount in cost_rows:
             if is_cost(str(account)):
-                costs.setdefault(str(transaction_id).removeprefix("rating:"), []).append(
+                costs.setdefault(str(transaction_id).removeprefix(RATING_PREFIX), []).append(
                     (str(asset), Decimal(str(amount)))
                 )
         for id, event in events.items():
@@ -473,8 +473,9 @@ class SQLiteStorage(Storage):
         row = self._db.execute("SELECT MAX(sequence) FROM documents WHERE series = ?", (series,)).fetchone()
         return int(row[0] or 0)
 
-    def _write_document(self, number: str, series: str, kind: str, customer: str, period: str, text: str) -> None:
-        sequence = int(number.rsplit("-", 1)[1])
+    def _write_document(
+        self, number: str, series: str, sequence: int, kind: str, customer: str, period: str, text: str
+    ) -> None:
         self._db.execute(
             "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
             (number, series, sequence, kind, customer, period, text),
