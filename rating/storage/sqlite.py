@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -176,6 +177,10 @@ def _optional(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
+LOCK_WAIT = 30.0
+"""Seconds a connection waits for another process's lock before giving up."""
+
+
 class SQLiteStorage(Storage):
     """Storage in one SQLite file (``:memory:`` works too, for tests)."""
 
@@ -188,15 +193,15 @@ class SQLiteStorage(Storage):
             if not Path(self.path).is_file():
                 raise StorageError(f"{self.path}: no such database")
             self._db = sqlite3.connect(
-                f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30
+                f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=LOCK_WAIT
             )
         else:
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=LOCK_WAIT)
         try:
             if read_only:
                 self._check_readable(self.schema_version())
             else:
-                self._db.execute("PRAGMA journal_mode=WAL")
+                self._enter_wal()
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.execute("PRAGMA foreign_keys=ON")
                 self.migrate()
@@ -205,6 +210,25 @@ class SQLiteStorage(Storage):
             if isinstance(error, sqlite3.DatabaseError):
                 raise StorageError(f"{self.path}: cannot open as a rating database: {error}") from None
             raise
+
+    def _enter_wal(self) -> None:
+        """Switch the file to write-ahead logging, waiting for other processes as long as any lock.
+
+        SQLite takes the exclusive lock this switch needs without calling its busy handler,
+        so a process opening a new file while another holds it (migrating, or switching
+        too) gets "database is locked" at once; this waits for it like every other lock.
+        """
+        deadline = time.monotonic() + LOCK_WAIT
+        pause = 0.001
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
     # -- schema ----------------------------------------------------------------
 

@@ -12,8 +12,10 @@ import multiprocessing
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +26,7 @@ from rating.engine import Engine
 from rating.errors import InsufficientFunds
 from rating.pricebook import parse_pricebook
 from rating.registry import Registry
+from rating.storage.sqlite import SQLiteStorage
 from rating.wallet import Wallets
 from tests.conftest import POSTGRES_URL, postgres_url
 from tests.helpers import SIMPLE_PRICEBOOK, balances_under, event
@@ -157,3 +160,27 @@ def test_eight_rate_commands_over_shared_customers_all_finish_and_match_a_sequen
     with registry.open_storage(url) as together, registry.open_storage(str(sequential)) as alone:
         assert together.verify() == [] and alone.verify() == []
         assert together.balances() == alone.balances()
+
+
+def test_opening_waits_for_a_lock_held_while_the_file_switches_to_write_ahead_logging(tmp_path: Path) -> None:
+    """SQLite refuses that switch at once, not after its busy wait, while another process writes.
+
+    Eight `rating rate` commands on a new file met exactly this: one migrating, the
+    others switching. Opening must wait for the lock as every other write does.
+    """
+    path = tmp_path / "new.db"
+    holder = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False
+    )  # a rollback-journal file, as SQLite creates it
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    released.start()
+    try:
+        storage = SQLiteStorage(path)
+    finally:
+        released.join()
+        holder.close()
+    with storage:
+        assert storage.schema_version() > 0
+        assert storage._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
