@@ -1,4 +1,4 @@
-"""The ``rating`` command line: check, schema, quote, rate, balance, demo.
+"""The ``rating`` command line: check, schema, quote, rate, request, balance, demo and the rest.
 
 Exit codes: 0 success; 1 bad input (an invalid pricebook, a record that was
 rejected, an unreadable file), with one clear line per problem on stderr;
@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from rating.accounts import customer_account, receivable_account
 from rating.billing import load_billing
 from rating.catalog import Catalog, load_catalog
+from rating.charges import Charge
 from rating.closing import close_period
 from rating.demo import example_pricebook, write_demo_events
 from rating.diff import Edit, diff, separable_edits
@@ -184,22 +186,29 @@ def cmd_quote(args: argparse.Namespace, registry: Registry) -> int:
             print(f"{record.location}: {error}", file=sys.stderr)
             status = 1
             continue
-        for charge in rating.charges:
-            rows.append(
-                {
-                    "event": record.event.id,
-                    "meter": charge.meter,
-                    "group": "/".join(charge.group),
-                    "quantity": charge.quantity,
-                    "unit_price": charge.unit_price,
-                    "amount": charge.amount,
-                    "asset": charge.asset,
-                    "explanation": charge.explanation,
-                }
-            )
-    columns = ["event", "meter", "group", "quantity", "unit_price", "amount", "asset", "explanation"]
-    print(render(rows, columns, args.output))
+        rows += charge_rows(record.event.id, rating.charges)
+    print(render(rows, CHARGE_COLUMNS, args.output))
     return status
+
+
+CHARGE_COLUMNS = ["event", "meter", "group", "quantity", "unit_price", "amount", "asset", "explanation"]
+
+
+def charge_rows(event_id: str, charges: Iterable[Charge]) -> list[dict[str, Any]]:
+    """One row per charge of an event, as ``quote`` and ``request complete`` print them."""
+    return [
+        {
+            "event": event_id,
+            "meter": charge.meter,
+            "group": "/".join(charge.group),
+            "quantity": charge.quantity,
+            "unit_price": charge.unit_price,
+            "amount": charge.amount,
+            "asset": charge.asset,
+            "explanation": charge.explanation,
+        }
+        for charge in charges
+    ]
 
 
 def cmd_rate(args: argparse.Namespace, registry: Registry) -> int:
@@ -217,6 +226,95 @@ def cmd_rate(args: argparse.Namespace, registry: Registry) -> int:
     if args.strict and report.rejected:
         print(f"strict: nothing posted because {len(report.rejected):,} records were rejected", file=sys.stderr)
     return 1 if report.rejected else 0
+
+
+RESERVATION_COLUMNS = ["reservation", "customer", "asset", "amount", "expires_at"]
+
+
+def _one_event(source: str) -> UsageEvent:
+    """The single event of a metered request: JSON text, or a file holding exactly one."""
+    records = list(_quote_inputs(source))
+    if len(records) != 1:
+        raise RatingError(f"{source}: a metered request is one event, found {len(records):,} records")
+    record = records[0]
+    if record.event is None:
+        raise RatingError(f"{record.location}: {record.error}")
+    return record.event
+
+
+def cmd_request_authorize(args: argparse.Namespace, registry: Registry) -> int:
+    """Phase one: hold the quoted price of the request as expected, before the work runs."""
+    engine = _engine(args, registry, args.pricebook)
+    estimate = _one_event(args.event)
+    totals: dict[str, Decimal] = {}
+    for charge in engine.quote(estimate).charges:
+        totals[charge.asset] = totals.get(charge.asset, ZERO) + charge.amount
+    if len(totals) > 1:
+        raise RatingError(
+            f"request {estimate.id} is priced in {', '.join(sorted(totals))}: a reservation holds one asset"
+        )
+    asset, amount = next(iter(totals.items()), ("", ZERO))
+    if amount <= 0:
+        raise RatingError(
+            f"request {estimate.id} is priced at {plain(amount)}{' ' + asset if asset else ''}:"
+            " nothing to hold; rate it with rating rate"
+        )
+    reservation_id = args.reservation or estimate.id
+    held = Wallets(engine.storage).reserve(estimate.customer, asset, amount, reservation_id, _duration(args.timeout))
+    row = {
+        "reservation": held.id,
+        "customer": held.customer,
+        "asset": held.asset,
+        "amount": held.amount,
+        "expires_at": held.expires_at.isoformat(),
+    }
+    print(render([row], RESERVATION_COLUMNS, args.output))
+    return 0
+
+
+def cmd_request_complete(args: argparse.Namespace, registry: Registry) -> int:
+    """Phase two: rate the request as it ran and pay it from its reservation, in one commit."""
+    engine = _engine(args, registry, args.pricebook)
+    event = _one_event(args.event)
+    reservation_id = args.reservation or event.id
+    rating = engine.rate_reserved(event, reservation_id)
+    if rating is None:
+        print(
+            f"request {event.id} was already rated against reservation {reservation_id}; nothing posted",
+            file=sys.stderr,
+        )
+        return 0
+    stored = engine.storage.transactions_by_id([f"reserve:{reservation_id}", f"release:{reservation_id}"])
+    held, release = stored[f"reserve:{reservation_id}"].metadata, stored[f"release:{reservation_id}"].metadata
+    amount, used = to_decimal(held["amount"]), to_decimal(release["actual"])
+    print(
+        f"reservation {reservation_id}: {plain(used)} of {plain(amount)} {held['asset']} held paid the request,"
+        f" {plain(amount - used)} {held['asset']} released",
+        file=sys.stderr,
+    )
+    print(render(charge_rows(event.id, rating.charges), CHARGE_COLUMNS, args.output))
+    return 0
+
+
+def cmd_request_expire(args: argparse.Namespace, registry: Registry) -> int:
+    """Release every hold past its timeout (run it from a scheduler)."""
+    released = Wallets(_open(args, registry)).expire()
+    rows = [
+        {"reservation": t.metadata["reservation"], "customer": t.metadata["customer"], "released": t.description}
+        for t in released
+    ]
+    print(render(rows, ["reservation", "customer", "released"], args.output))
+    return 0
+
+
+def cmd_request_void(args: argparse.Namespace, registry: Registry) -> int:
+    """The work did not run: release all of the reservation."""
+    wallets = Wallets(_open(args, registry))
+    held = wallets.reservation(args.reservation)
+    wallets.void(args.reservation, args.reason)
+    if held is not None:
+        print(f"reservation {held.id}: {plain(held.amount)} {held.asset} released", file=sys.stderr)
+    return 0
 
 
 def _spooled_stdin(args: argparse.Namespace) -> Path:
@@ -831,6 +929,40 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="refuse events stamped later than now + this, e.g. 5m (default: no limit)",
     )
+    request = commands.add_parser(
+        "request",
+        help="a metered request: hold its estimate before the work, then rate it and pay from the hold",
+        description="A metered request in two durable commits: authorize holds the quoted price of the"
+        " request as expected before the work runs; complete rates the request as it ran and pays it from"
+        " the hold in one commit, releasing the rest; void releases the hold of work that did not run;"
+        " expire releases every hold past its timeout.",
+    )
+    phases = request.add_subparsers(dest="phase", required=True, metavar="PHASE")
+    for phase, handler, help in [
+        ("authorize", cmd_request_authorize, "hold the quoted price of the event as expected (before the work)"),
+        ("complete", cmd_request_complete, "rate the event as it ran, paid from its hold, in one commit"),
+        ("void", cmd_request_void, "release the whole hold: the work did not run"),
+        ("expire", cmd_request_expire, "release every hold past its timeout"),
+    ]:
+        step = phases.add_parser(phase, help=help, description=help)
+        step.set_defaults(handler=handler)
+        step.add_argument("--db", default=DEFAULT_DB, help=f"storage URL or SQLite file (default: {DEFAULT_DB})")
+        if phase == "void":
+            step.add_argument("reservation", metavar="RESERVATION", help="the reservation id")
+            step.add_argument("--reason", default="voided", help="recorded on the release (default: voided)")
+            continue
+        step.add_argument("--output", "-o", choices=FORMATS, default="table", help="output format")
+        if phase == "expire":
+            continue
+        step.add_argument("event", metavar="EVENT", help="the event as JSON text, or a .jsonl/.csv file of one event")
+        step.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
+        step.add_argument("--reservation", metavar="ID", help="the reservation id (default: the event id)")
+        if phase == "authorize":
+            step.add_argument(
+                "--timeout",
+                default="5m",
+                help="the hold expires after this, e.g. 90s, 5m, 2h (default 5m); request expire releases it",
+            )
     balance = command("balance", cmd_balance, "ledger balances, or one customer's wallet", db=DEFAULT_DB, output=True)
     balance.add_argument(
         "customer", nargs="?", metavar="CUSTOMER", help="per asset: available, reserved, posted and owed"

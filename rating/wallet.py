@@ -338,12 +338,21 @@ class Wallets:
 
     @exact
     def reserve(self, customer: str, asset: str, amount: Decimal, id: str, timeout: dt.timedelta) -> Reservation:
-        """Set ``amount`` aside; :class:`InsufficientFunds` and nothing posted when too little is available."""
+        """Set ``amount`` aside; :class:`InsufficientFunds` and nothing posted when too little is available.
+
+        Idempotent by ``id``: a retry of the same reservation (customer, asset and
+        amount) returns the one stored and holds nothing more, whether or not it is
+        still open, also when two writers race with it; the same id with other terms
+        is a :class:`ReservationError`.
+        """
         amount = self._positive(amount)
         check_id("customer", customer)
         check_id("reservation", id)
         if timeout <= dt.timedelta(0):
             raise ReservationError(f"reservation {id}: the timeout must be positive, got {timeout}")
+        stored = self.storage.transaction(f"reserve:{id}")
+        if stored is not None:
+            return self._retried(_reservation(stored), customer, asset, amount)
         now = self.clock()
         sources = self.sources(customer, asset, now)
         draw = draw_from(sources, amount)
@@ -361,7 +370,13 @@ class Wallets:
             "draw": json.dumps([[a, str(t)] for a, t in draw]),
         }
         transaction = Transaction(f"reserve:{id}", now, f"reserve {amount} {asset}", tuple(postings), meta)
-        self._append_within(transaction, {(account, asset): ZERO for account, _ in draw}, customer, asset, amount)
+        try:
+            self._append_within(transaction, {(account, asset): ZERO for account, _ in draw}, customer, asset, amount)
+        except TransactionConflict:  # the same id reserved by another writer since the read above
+            stored = self.storage.transaction(f"reserve:{id}")
+            if stored is None:
+                raise
+            return self._retried(_reservation(stored), customer, asset, amount)
         return reservation
 
     def reservation(self, id: str) -> Reservation | None:
@@ -463,6 +478,15 @@ class Wallets:
             self.storage.append([transaction], limits=limits)
         except LimitExceeded:
             raise InsufficientFunds(f"customer {customer!r} no longer has {amount} {asset} available") from None
+
+    @staticmethod
+    def _retried(stored: Reservation, customer: str, asset: str, amount: Decimal) -> Reservation:
+        if (stored.customer, stored.asset, stored.amount) != (customer, asset, amount):
+            raise ReservationError(
+                f"reservation {stored.id} already holds {stored.amount} {stored.asset} of {stored.customer!r};"
+                f" {amount} {asset} of {customer!r} needs another id"
+            )
+        return stored
 
     def _open(self, id: str) -> Reservation:
         reservation = self.reservation(id)

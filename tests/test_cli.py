@@ -283,3 +283,148 @@ def test_strict_rate_from_standard_input_posts_all_or_nothing(pricebook: Path, t
     assert "strict: nothing posted" in err.decode()
     _, err = rate_from_stdin(pricebook, db, "--strict").communicate(call("e1").encode() + b"\n", timeout=60)
     assert "posted 1 events, 0 already posted, 0 rejected" in err.decode()
+
+
+REQUEST_BOOK = """\
+pricebook: gateway
+version: 2026-11-01
+currency: USD
+assets:
+  CREDITS: {scale: 4, sells_for: {USD: "0.01"}}
+meters:
+  requests: {event: api.call, count: true}
+  tokens: {event: api.call, sum: tokens, group_by: [model]}
+plans:
+  metered:
+    charges:
+      - {meter: requests, model: per_call, price: "0.01"}
+      - {meter: tokens, model: per_unit, unit_price: "0.001"}
+  mixed:
+    charges:
+      - {meter: requests, model: per_call, price: "0.01"}
+      - {meter: tokens, model: per_unit, unit_price: "0.1", asset: CREDITS}
+customers:
+  acme: {plan: metered, billing: wallet}
+  initech: {plan: mixed, billing: wallet}
+default_plan: metered
+"""
+
+
+def request(id: str, tokens: int, customer: str = "acme") -> str:
+    body = {"id": id, "customer": customer, "type": "api.call", "timestamp": "2026-11-20T10:00:00Z"}
+    return json.dumps({**body, "properties": {"tokens": tokens, "model": "m"}})
+
+
+@pytest.fixture
+def funded(tmp_path: Path) -> tuple[Path, Path]:
+    """A pricebook and a database where acme has 2.00 USD in its wallet."""
+    from rating.registry import Registry
+    from rating.wallet import Wallets
+
+    book, db = tmp_path / "gateway.yaml", tmp_path / "r.db"
+    book.write_text(REQUEST_BOOK)
+    with Registry.load().open_storage(str(db)) as storage:
+        Wallets(storage).deposit("acme", "USD", Decimal("2.00"), "pay-1")
+    return book, db
+
+
+def wallet_of(run, db: Path, customer: str = "acme") -> dict[str, str]:  # type: ignore[no-untyped-def]
+    code, out, _ = run("balance", customer, "--db", str(db), "-o", "json")
+    assert code == 0
+    (row,) = json.loads(out)
+    return {key: row[key] for key in ("available", "reserved", "posted")}
+
+
+def test_request_holds_the_estimate_then_pays_what_ran_from_the_hold_once(run, funded) -> None:  # type: ignore[no-untyped-def]
+    book, db = funded
+    code, out, _ = run("request", "authorize", request("q1", 1_000), "-p", str(book), "--db", str(db), "-o", "json")
+    assert code == 0
+    (held,) = json.loads(out)
+    assert (held["reservation"], held["customer"], held["asset"], Decimal(held["amount"])) == (
+        "q1",
+        "acme",
+        "USD",
+        Decimal("1.01"),
+    )
+    assert wallet_of(run, db) == {"available": "0.990", "reserved": "1.010", "posted": "2.000"}
+    code, out, err = run("request", "complete", request("q1", 420), "-p", str(book), "--db", str(db), "-o", "json")
+    assert code == 0, err
+    assert [(c["meter"], Decimal(c["amount"])) for c in json.loads(out)] == [
+        ("requests", Decimal("0.01")),
+        ("tokens", Decimal("0.42")),
+    ]
+    assert "0.430 of 1.010 USD held paid the request, 0.580 USD released" in err
+    assert wallet_of(run, db) == {"available": "1.570", "reserved": "0.000", "posted": "1.570"}
+    code, _, err = run("request", "complete", request("q1", 420), "-p", str(book), "--db", str(db))
+    assert code == 0 and "already rated" in err
+    assert wallet_of(run, db)["available"] == "1.570"  # paid once
+    code, out, _ = run("verify", "--db", str(db))
+    assert code == 0 and "0 problems" in out
+
+
+def test_a_retried_authorize_holds_nothing_more_and_other_terms_need_another_id(run, funded) -> None:  # type: ignore[no-untyped-def]
+    book, db = funded
+    first = run("request", "authorize", request("q1", 100), "-p", str(book), "--db", str(db))
+    again = run("request", "authorize", request("q1", 100), "-p", str(book), "--db", str(db))
+    assert first[0] == again[0] == 0 and first[1] == again[1]
+    assert wallet_of(run, db)["reserved"] == "0.110"
+    code, _, err = run("request", "authorize", request("q1", 200), "-p", str(book), "--db", str(db))
+    assert code == 1
+    assert (
+        err == "rating: error: reservation q1 already holds 0.110 USD of 'acme'; 0.210 USD of 'acme' needs another id\n"
+    )
+    code, _, _ = run(
+        "request", "authorize", request("q2", 200), "-p", str(book), "--db", str(db), "--reservation", "h2"
+    )
+    assert code == 0
+    assert wallet_of(run, db)["reserved"] == "0.320"
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (request("q1", 5_000), "rating: error: customer 'acme' has 2.00 USD available, 5.010 USD needed\n"),
+        (
+            request("q1", 10, customer="initech"),
+            "rating: error: request q1 is priced in CREDITS, USD: a reservation holds one asset\n",
+        ),
+        ('{"id": "q1"}', "rating: error: argument: "),
+    ],
+)
+def test_an_authorize_that_cannot_hold_is_refused_in_one_line_and_holds_nothing(  # type: ignore[no-untyped-def]
+    run, funded, event: str, message: str
+) -> None:
+    book, db = funded
+    code, out, err = run("request", "authorize", event, "-p", str(book), "--db", str(db))
+    assert (code, out) == (1, "")
+    assert err.startswith(message) and err.count("\n") == 1
+    assert wallet_of(run, db) == {"available": "2.00", "reserved": "0", "posted": "2.00"}
+
+
+def test_a_request_priced_at_nothing_or_a_file_of_several_events_is_not_held(run, funded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    book, db = funded
+    free = book.read_text().replace('price: "0.01"', 'price: "0"').replace('"0.001"', '"0"')
+    (tmp_path / "free.yaml").write_text(free)
+    code, _, err = run("request", "authorize", request("q1", 10), "-p", str(tmp_path / "free.yaml"), "--db", str(db))
+    assert code == 1 and "priced at 0 USD: nothing to hold" in err
+    several = tmp_path / "two.jsonl"
+    several.write_text(request("q1", 10) + "\n" + request("q2", 10) + "\n")
+    code, _, err = run("request", "authorize", str(several), "-p", str(book), "--db", str(db))
+    assert code == 1 and "a metered request is one event, found 2 records" in err
+    assert wallet_of(run, db)["reserved"] == "0"
+
+
+def test_void_releases_a_hold_once_and_expire_releases_holds_past_their_timeout(run, funded) -> None:  # type: ignore[no-untyped-def]
+    book, db = funded
+    run("request", "authorize", request("q1", 100), "-p", str(book), "--db", str(db))
+    run("request", "authorize", request("q2", 200), "-p", str(book), "--db", str(db), "--timeout", "1s")
+    code, _, err = run("request", "void", "q1", "--db", str(db))
+    assert (code, err) == (0, "reservation q1: 0.110 USD released\n")
+    code, _, err = run("request", "void", "q1", "--db", str(db))
+    assert (code, err) == (1, "rating: error: reservation q1 is unknown, or already settled or voided\n")
+    time.sleep(1.1)
+    code, out, _ = run("request", "expire", "--db", str(db), "-o", "json")
+    assert code == 0 and [row["reservation"] for row in json.loads(out)] == ["q2"]
+    code, _, err = run("request", "complete", request("q2", 200), "-p", str(book), "--db", str(db))
+    assert code == 1 and "reservation q2 is unknown, or already settled or voided" in err
+    assert wallet_of(run, db) == {"available": "2.000", "reserved": "0.000", "posted": "2.000"}

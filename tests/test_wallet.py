@@ -50,6 +50,46 @@ def test_three_phase_use_of_a_multi_asset_wallet(storage: Storage) -> None:
         wallets.void("run-1")
 
 
+def test_a_retried_reservation_holds_nothing_more_and_other_terms_are_refused(storage: Storage) -> None:
+    clock = Clock()
+    wallets = Wallets(storage, clock)
+    wallets.deposit("acme", "USD", Decimal(10), "pay-1")
+    first = wallets.reserve("acme", "USD", Decimal(4), "run-1", timeout=MINUTE)
+    clock.now += 30 * dt.timedelta(seconds=1)
+    assert wallets.reserve("acme", "USD", Decimal("4.00"), "run-1", timeout=MINUTE) == first  # its own expiry kept
+    assert wallets.balance("acme")["USD"].available == Decimal(6)
+    for customer, asset, amount in [
+        ("acme", "USD", Decimal(5)),
+        ("acme", "EUR", Decimal(4)),
+        ("beta", "USD", Decimal(4)),
+    ]:
+        with pytest.raises(ReservationError, match="reservation run-1 already holds 4 USD of 'acme'"):
+            wallets.reserve(customer, asset, amount, "run-1", timeout=MINUTE)
+    wallets.settle("run-1", Decimal(3), "revenue:agents")
+    assert wallets.reserve("acme", "USD", Decimal(4), "run-1", timeout=MINUTE) == first  # settled: still nothing more
+    assert wallets.balance("acme")["USD"].available == Decimal(7)
+
+
+def test_a_reservation_raced_by_its_own_retry_holds_once(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    wallets = Wallets(storage, Clock())
+    wallets.deposit("acme", "USD", Decimal(10), "pay-1")
+    first = wallets.reserve("acme", "USD", Decimal(4), "run-1", timeout=MINUTE)
+    wallets.clock = lambda: START + MINUTE / 2  # the retry's transaction differs in time from the one stored
+    stored_of = storage.transaction
+
+    def looked_too_early() -> None:
+        """The retry looks before the first writer commits, then meets its transaction in the write."""
+        looks = iter([None])
+        monkeypatch.setattr(storage, "transaction", lambda id: next(looks, stored_of(id)))
+
+    looked_too_early()
+    assert wallets.reserve("acme", "USD", Decimal(4), "run-1", timeout=MINUTE) == first
+    looked_too_early()
+    with pytest.raises(ReservationError, match="needs another id"):
+        wallets.reserve("acme", "USD", Decimal(5), "run-1", timeout=MINUTE)
+    assert wallets.balance("acme")["USD"].available == Decimal(6)
+
+
 def test_a_reservation_beyond_what_is_available_posts_nothing(storage: Storage) -> None:
     wallets = Wallets(storage, Clock())
     wallets.deposit("acme", "USD", Decimal(10), "pay-1")
@@ -183,6 +223,17 @@ class WalletMachine(RuleBasedStateMachine):
         self.wallets.reserve("c", "USD", amount, id, timeout=minutes * MINUTE)
         self.held[id] = amount
         return id
+
+    @rule(id=reservations)
+    def retry_reserve(self, id: str) -> None:
+        """A retried reservation holds nothing more; the same id with other terms is refused."""
+        if id not in self.held:
+            return
+        before = self.available()
+        assert self.wallets.reserve("c", "USD", self.held[id], id, timeout=MINUTE).amount == self.held[id]
+        with pytest.raises(ReservationError, match="needs another id"):
+            self.wallets.reserve("c", "USD", self.held[id] + Decimal("0.01"), id, timeout=MINUTE)
+        assert self.available() == before
 
     @rule(id=consumes(reservations), actual=st.decimals(min_value=0, max_value=150, places=2))
     def settle(self, id: str, actual: Decimal) -> None:
