@@ -350,9 +350,17 @@ class Wallets:
         check_id("reservation", id)
         if timeout <= dt.timedelta(0):
             raise ReservationError(f"reservation {id}: the timeout must be positive, got {timeout}")
-        stored = self.storage.transaction(f"reserve:{id}")
-        if stored is not None:
+        try:
+            return self._hold(customer, asset, amount, id, timeout)
+        except (InsufficientFunds, TransactionConflict):
+            # Read only now, off the common path: a retry meets its first hold as too few funds
+            # (the hold took them) or as a transaction of the same id stamped at another time.
+            stored = self.storage.transaction(f"reserve:{id}")
+            if stored is None:
+                raise
             return self._retried(_reservation(stored), customer, asset, amount)
+
+    def _hold(self, customer: str, asset: str, amount: Decimal, id: str, timeout: dt.timedelta) -> Reservation:
         now = self.clock()
         sources = self.sources(customer, asset, now)
         draw = draw_from(sources, amount)
@@ -370,13 +378,7 @@ class Wallets:
             "draw": json.dumps([[a, str(t)] for a, t in draw]),
         }
         transaction = Transaction(f"reserve:{id}", now, f"reserve {amount} {asset}", tuple(postings), meta)
-        try:
-            self._append_within(transaction, {(account, asset): ZERO for account, _ in draw}, customer, asset, amount)
-        except TransactionConflict:  # the same id reserved by another writer since the read above
-            stored = self.storage.transaction(f"reserve:{id}")
-            if stored is None:
-                raise
-            return self._retried(_reservation(stored), customer, asset, amount)
+        self._append_within(transaction, {(account, asset): ZERO for account, _ in draw}, customer, asset, amount)
         return reservation
 
     def reservation(self, id: str) -> Reservation | None:

@@ -70,24 +70,16 @@ def test_a_retried_reservation_holds_nothing_more_and_other_terms_are_refused(st
     assert wallets.balance("acme")["USD"].available == Decimal(7)
 
 
-def test_a_reservation_raced_by_its_own_retry_holds_once(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_retry_whose_first_hold_took_the_funds_returns_that_hold(storage: Storage) -> None:
     wallets = Wallets(storage, Clock())
     wallets.deposit("acme", "USD", Decimal(10), "pay-1")
-    first = wallets.reserve("acme", "USD", Decimal(4), "run-1", timeout=MINUTE)
-    wallets.clock = lambda: START + MINUTE / 2  # the retry's transaction differs in time from the one stored
-    stored_of = storage.transaction
-
-    def looked_too_early() -> None:
-        """The retry looks before the first writer commits, then meets its transaction in the write."""
-        looks = iter([None])
-        monkeypatch.setattr(storage, "transaction", lambda id: next(looks, stored_of(id)))
-
-    looked_too_early()
-    assert wallets.reserve("acme", "USD", Decimal(4), "run-1", timeout=MINUTE) == first
-    looked_too_early()
-    with pytest.raises(ReservationError, match="needs another id"):
-        wallets.reserve("acme", "USD", Decimal(5), "run-1", timeout=MINUTE)
-    assert wallets.balance("acme")["USD"].available == Decimal(6)
+    first = wallets.reserve("acme", "USD", Decimal(8), "run-1", timeout=MINUTE)
+    assert wallets.reserve("acme", "USD", Decimal(8), "run-1", timeout=MINUTE) == first  # 2 USD left, 8 asked
+    with pytest.raises(ReservationError, match="reservation run-1 already holds 8 USD"):
+        wallets.reserve("acme", "USD", Decimal(9), "run-1", timeout=MINUTE)
+    with pytest.raises(InsufficientFunds, match="has 2 USD available, 9 USD needed"):
+        wallets.reserve("acme", "USD", Decimal(9), "run-2", timeout=MINUTE)
+    assert wallets.balance("acme")["USD"].available == Decimal(2)
 
 
 def test_a_reservation_beyond_what_is_available_posts_nothing(storage: Storage) -> None:
