@@ -15,7 +15,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -245,22 +244,7 @@ def _one_event(source: str) -> UsageEvent:
 def cmd_request_authorize(args: argparse.Namespace, registry: Registry) -> int:
     """Phase one: hold the quoted price of the request as expected, before the work runs."""
     engine = _engine(args, registry, args.pricebook)
-    estimate = _one_event(args.event)
-    totals: dict[str, Decimal] = {}
-    for charge in engine.quote(estimate).charges:
-        totals[charge.asset] = totals.get(charge.asset, ZERO) + charge.amount
-    if len(totals) > 1:
-        raise RatingError(
-            f"request {estimate.id} is priced in {', '.join(sorted(totals))}: a reservation holds one asset"
-        )
-    asset, amount = next(iter(totals.items()), ("", ZERO))
-    if amount <= 0:
-        raise RatingError(
-            f"request {estimate.id} is priced at {plain(amount)}{' ' + asset if asset else ''}:"
-            " nothing to hold; rate it with rating rate"
-        )
-    reservation_id = args.reservation or estimate.id
-    held = Wallets(engine.storage).reserve(estimate.customer, asset, amount, reservation_id, _duration(args.timeout))
+    held = engine.authorize(_one_event(args.event), args.reservation, _duration(args.timeout))
     row = {
         "reservation": held.id,
         "customer": held.customer,

@@ -29,7 +29,7 @@ from rating.errors import EventConflict, EventError, RatingError, ReservationErr
 from rating.events import Pause, Sourced, UsageEvent
 from rating.ledger import Transaction
 from rating.meters import PeriodState
-from rating.money import MONEY_CONTEXT, ZERO
+from rating.money import MONEY_CONTEXT, ZERO, plain
 from rating.periods import bounds_of, zone
 from rating.policies import (
     SPEND,
@@ -154,6 +154,35 @@ class Engine:
         report = BatchReport()
         ratings = self._post([("event", event)], report, strict=True, raise_rejects=True)
         return ratings[0] if ratings else None
+
+    def authorize(
+        self, estimate: UsageEvent, reservation: str | None = None, timeout: dt.timedelta = dt.timedelta(minutes=5)
+    ) -> Reservation:
+        """Hold the quoted price of a metered request before the work runs; its first phase.
+
+        ``estimate`` is the request as expected (the tokens asked for, say); its
+        price, quoted against the stored state, is reserved from the customer's
+        wallet under ``reservation`` (default: the event id) for ``timeout``. The
+        second phase is :meth:`rate_reserved` with the event as it ran. Raises
+        :class:`~rating.errors.ReservationError` for a price in several assets or
+        of zero (a reservation holds one positive amount of one asset), and
+        :class:`~rating.errors.InsufficientFunds` when the wallet cannot hold it;
+        nothing is posted then. A retry with the same id returns the same hold.
+        """
+        totals: dict[str, Decimal] = {}
+        for charge in self.quote(estimate).charges:
+            totals[charge.asset] = totals.get(charge.asset, ZERO) + charge.amount
+        if len(totals) > 1:
+            raise ReservationError(
+                f"request {estimate.id} is priced in {', '.join(sorted(totals))}: a reservation holds one asset"
+            )
+        asset, amount = next(iter(totals.items()), ("", ZERO))
+        if amount <= 0:
+            raise ReservationError(
+                f"request {estimate.id} is priced at {plain(amount)}{' ' + asset if asset else ''}: nothing to hold"
+            )
+        wallets = Wallets(self.storage, self.clock)
+        return wallets.reserve(estimate.customer, asset, amount, reservation or estimate.id, timeout)
 
     def rate_reserved(self, event: UsageEvent, reservation: str) -> RatedEvent | None:
         """Rate a metered request's event and pay it from its reservation, in one commit.

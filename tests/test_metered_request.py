@@ -49,6 +49,28 @@ def test_the_held_funds_pay_the_charges_and_the_rest_is_released(storage: Storag
     assert wallets.balance("acme")["USD"].available == Decimal("0.60")
 
 
+def test_authorize_holds_the_quoted_price_once_then_rating_pays_from_it(storage: Storage, book, registry) -> None:  # type: ignore[no-untyped-def]
+    engine, wallets = setup(storage, book, registry)
+    wallets.deposit("acme", "USD", Decimal("1.00"), "pay-1")
+    held = engine.authorize(run("r1"), timeout=5 * MINUTE)
+    assert (held.id, held.customer, held.asset, held.amount) == ("r1", "acme", "USD", Decimal("0.40"))
+    assert engine.authorize(run("r1")) == held  # a retry holds nothing more
+    assert wallets.balance("acme")["USD"].reserved == Decimal("0.40")
+    engine.rate_reserved(run("r1"), "r1")
+    assert wallets.balance("acme")["USD"].available == Decimal("0.60")
+
+
+def test_authorize_refuses_a_price_it_cannot_hold_and_posts_nothing(storage: Storage, book, registry) -> None:  # type: ignore[no-untyped-def]
+    engine, wallets = setup(storage, book, registry, "0")
+    wallets.deposit("acme", "USD", Decimal("1.00"), "pay-1")
+    before = storage.count_transactions()
+    with pytest.raises(ReservationError, match="request r1 is priced at 0 USD: nothing to hold"):
+        engine.authorize(run("r1"))
+    with pytest.raises(InsufficientFunds):
+        setup(storage, book, registry, "2.00")[0].authorize(run("r2"))
+    assert storage.count_transactions() == before
+
+
 def test_what_exceeds_the_hold_is_paid_from_the_wallet_or_refused_whole(storage: Storage, book, registry) -> None:  # type: ignore[no-untyped-def]
     engine, wallets = setup(storage, book, registry)
     wallets.deposit("acme", "USD", Decimal("0.75"), "pay-1")
