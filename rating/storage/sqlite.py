@@ -212,7 +212,7 @@ class SQLiteStorage(Storage):
             raise
 
     def _enter_wal(self) -> None:
-        """Switch the file to write-ahead logging, waiting for other processes as long as any lock.
+        """Switch the file to write-ahead logging, waiting for other processes as long as for any lock.
 
         SQLite takes the exclusive lock this switch needs without calling its busy handler,
         so a process opening a new file while another holds it (migrating, or switching
