@@ -15,6 +15,8 @@ import pytest
 
 from rating.cli import main
 from rating.demo import demo_events
+from rating.registry import Registry
+from rating.wallet import Wallets
 from tests.helpers import EXAMPLE, SIMPLE_PRICEBOOK
 
 Run = tuple[int, str, str]
@@ -210,7 +212,6 @@ def test_balance_of_a_customer_shows_the_wallet(run, tmp_path: Path) -> None:  #
     import datetime as dt
 
     from rating.storage.sqlite import SQLiteStorage
-    from rating.wallet import Wallets
 
     with SQLiteStorage(tmp_path / "rating.db") as storage:
         wallets = Wallets(storage)
@@ -248,7 +249,6 @@ def rate_from_stdin(pricebook: Path, db: Path, *extra: str) -> subprocess.Popen[
 
 def test_rate_dash_posts_records_from_standard_input_as_they_arrive(pricebook: Path, tmp_path: Path) -> None:
     from rating.errors import StorageError
-    from rating.registry import Registry
 
     db = tmp_path / "live.db"
     process = rate_from_stdin(pricebook, db)
@@ -318,9 +318,6 @@ def request(id: str, tokens: int, customer: str = "acme") -> str:
 @pytest.fixture
 def funded(tmp_path: Path) -> tuple[Path, Path]:
     """A pricebook and a database where acme has 2.00 USD in its wallet."""
-    from rating.registry import Registry
-    from rating.wallet import Wallets
-
     book, db = tmp_path / "gateway.yaml", tmp_path / "r.db"
     book.write_text(REQUEST_BOOK)
     with Registry.load().open_storage(str(db)) as storage:
