@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rating.accounts import customer_account, receivable_account
+from rating.accounts import customer_account, held_account, receivable_account
 from rating.billing import load_billing
 from rating.catalog import Catalog, load_catalog
 from rating.charges import Charge
@@ -261,6 +261,7 @@ def cmd_request_complete(args: argparse.Namespace, registry: Registry) -> int:
     engine = _engine(args, registry, args.pricebook)
     event = _one_event(args.event)
     reservation_id = args.reservation or event.id
+    held = Wallets(engine.storage).reservation(reservation_id)
     rating = engine.rate_reserved(event, reservation_id)
     if rating is None:
         print(
@@ -268,14 +269,14 @@ def cmd_request_complete(args: argparse.Namespace, registry: Registry) -> int:
             file=sys.stderr,
         )
         return 0
-    stored = engine.storage.transactions_by_id([f"reserve:{reservation_id}", f"release:{reservation_id}"])
-    held, release = stored[f"reserve:{reservation_id}"].metadata, stored[f"release:{reservation_id}"].metadata
-    amount, used = to_decimal(held["amount"]), to_decimal(release["actual"])
-    print(
-        f"reservation {reservation_id}: {plain(used)} of {plain(amount)} {held['asset']} held paid the request,"
-        f" {plain(amount - used)} {held['asset']} released",
-        file=sys.stderr,
-    )
+    if held is not None:  # it was: rate_reserved refuses a reservation that is not open
+        holding = held_account(held.customer)
+        used = sum((p.amount for p in rating.transaction.postings if p.account == holding), ZERO)
+        print(
+            f"reservation {held.id}: {plain(used)} of {plain(held.amount)} {held.asset} held paid the request,"
+            f" {plain(held.amount - used)} {held.asset} released",
+            file=sys.stderr,
+        )
     print(render(charge_rows(event.id, rating.charges), CHARGE_COLUMNS, args.output))
     return 0
 

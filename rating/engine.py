@@ -169,9 +169,7 @@ class Engine:
         :class:`~rating.errors.InsufficientFunds` when the wallet cannot hold it;
         nothing is posted then. A retry with the same id returns the same hold.
         """
-        totals: dict[str, Decimal] = {}
-        for charge in self.quote(estimate).charges:
-            totals[charge.asset] = totals.get(charge.asset, ZERO) + charge.amount
+        totals = self.quote(estimate).total()
         if len(totals) > 1:
             raise ReservationError(
                 f"request {estimate.id} is priced in {', '.join(sorted(totals))}: a reservation holds one asset"

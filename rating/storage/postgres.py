@@ -6,8 +6,8 @@ pipeline instead, a single round trip where each ``COPY`` costs two, and the
 reads before rating go out together too. Writers serialise on one
 transaction-level advisory lock, so the storage's checks (idempotency,
 period-state compare-and-set, wallet limits) and the writes that follow them
-are atomic across processes; readers never wait. Migrations are versioned in ``schema_version`` and applied on first use
-(also by ``rating db migrate``).
+are atomic across processes; readers never wait. Migrations are versioned in
+``schema_version`` and applied on first use (also by ``rating db migrate``).
 """
 
 from __future__ import annotations
