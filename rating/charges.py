@@ -13,12 +13,8 @@ from rating.events import UsageEvent
 from rating.ledger import Transaction
 from rating.money import format_decimal
 from rating.pricing import PricingModel
+from rating.statekeys import BYOK_SUFFIX, StateKey  # re-exported: they were defined here
 
-#: How period state of BYOK usage is told apart: the meter's name with this suffix.
-BYOK_SUFFIX = ":byok"
-
-#: (customer, meter, group values, period label): the unit of period state.
-StateKey = tuple[str, str, tuple[str, ...], str]
 
 
 class Usage(NamedTuple):

@@ -14,6 +14,7 @@ from rating.meters import Meter
 from rating.periods import PeriodClock, zone
 from rating.pricebook import Contract, Pricebook
 from rating.pricing import PricingModel
+from rating.statekeys import total_state
 from rating.subscriptions import Span, contract_span, plan_at, spans
 
 #: Charges by meter name, each with the state key of its running total.
@@ -26,7 +27,7 @@ def running_total_key(holder: str, charge: PricingModel, book: Pricebook) -> str
     ``holder`` is the plan or contract the charge belongs to. Reordering charges in a later version keeps
     every running total where it was.
     """
-    return f"total:{holder}:{charge.identity(book.currency)}"
+    return total_state(holder, charge.identity(book.currency))
 
 
 def _billed_asset(charges: tuple[PricingModel, ...], currency: str) -> str:

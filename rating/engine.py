@@ -32,7 +32,6 @@ from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO, plain
 from rating.periods import bounds_of, zone
 from rating.policies import (
-    SPEND,
     ClosedLookup,
     apply_spend_cap,
     draw_prepaid,
@@ -44,6 +43,7 @@ from rating.poster import rating_transaction
 from rating.pricebook import Pricebook
 from rating.pricer import Pricer, StateLookup, Terms, advance
 from rating.refusals import Refusal
+from rating.statekeys import SPEND
 from rating.registry import Registry
 from rating.storage.base import Storage
 from rating.wallet import Grant, Reservation, Wallets

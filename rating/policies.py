@@ -28,10 +28,9 @@ from rating.money import ZERO
 from rating.periods import bounds_of, zone
 from rating.pricer import PricedEvent, StateLookup, Terms, total_of
 from rating.refusals import Refusal
+from rating.statekeys import SPEND, prepaid_state
 from rating.wallet import Grant, Reservation, consumed, draw_from, funding_sources
 
-#: Period state of a customer's charges in the asset its plan bills in, for spend caps and alerts.
-SPEND = "spend"
 #: Whether a customer's period is closed.
 ClosedLookup = Callable[[str, str], bool]
 
@@ -100,7 +99,7 @@ def draw_prepaid(priced: PricedEvent, lookup: StateLookup) -> tuple[str, Decimal
     spent = total_of(priced.charges, currency)
     if not spent:
         return None
-    key = f"prepaid:{terms.contract_name}"
+    key = prepaid_state(terms.contract_name)
     running = lookup((terms.event.customer, key, (), "term")).quantity
     priced.usage.append(Usage(key, (), "term", spent, running, running + spent))
     return currency, min(contract.prepaid, running + spent) - min(contract.prepaid, running)

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, localcontext
 
-from rating.charges import BYOK_SUFFIX
+from rating.statekeys import meter_of
 from rating.errors import RatingError
 from rating.events import UsageEvent
 from rating.money import MONEY_CONTEXT, ZERO, exact, to_decimal
@@ -67,7 +67,7 @@ def usage_report(
         row = rows.get(key) or rows.setdefault(key, UsageRow(key))
         row.events += 1
         for state_name, reading in activity.readings:
-            meter = state_name.removesuffix(BYOK_SUFFIX)
+            meter = meter_of(state_name)
             if meter in summed:
                 row.quantities[meter] = row.quantities.get(meter, ZERO) + to_decimal(reading)
         for asset, amount in activity.amounts:

@@ -99,3 +99,41 @@ def test_a_cap_counts_the_asset_the_plan_bills_in_credits_included(
     assert [(name, call["spent"], call["asset"]) for name, call in listener.calls] == [
         ("alert", Decimal(20), "CREDITS")
     ]
+
+
+SPEND_METER = """\
+pricebook: clash
+version: 2026-11-01
+currency: USD
+meters:
+  spend: {event: api.call, sum: units}
+  prepaid: {event: api.call, count: true}
+plans:
+  p:
+    charges:
+      - meter: spend
+        model: tiered
+        mode: graduated
+        tiers:
+          - {up_to: 25, unit_price: "3"}
+          - {unit_price: "10"}
+      - {meter: prepaid, model: per_call, price: "0"}
+customers:
+  acme: {plan: p, spend_cap: "1000", spend_alert: "900"}
+"""
+
+
+def test_a_meter_named_like_a_policy_keeps_state_of_its_own(
+    book: Callable[[str], Pricebook], storage: Storage
+) -> None:
+    """Meters, running totals and policies keep period state in namespaces no pricebook name reaches: a meter
+    named ``spend`` once read the spend cap's state (``before=40`` for the second of two 10-unit events)."""
+    engine = Engine(book(SPEND_METER), storage)
+    report = engine.rate_batch([event("s1", units=10), event("s2", units=10)])
+    assert report.rejected == [] and report.posted == 2
+    assert report.totals[("acme", "USD")] == Decimal("60")
+    second = storage.charges("acme")
+    readings = {(c.event_id, c.charge.meter): (c.charge.before, c.charge.after) for c in second}
+    assert readings[("s2", "spend")] == (Decimal("10"), Decimal("20"))
+    spent = storage.period_states([("acme", "policy:spend", (), "2026-11")])
+    assert spent[("acme", "policy:spend", (), "2026-11")].quantity == Decimal("60")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -69,6 +70,16 @@ def balance_moves(transactions: Sequence[Transaction]) -> dict[tuple[str, str], 
     return moves
 
 
+#: Policy state moved into its namespace (rating.statekeys), where no meter name reaches it: the same
+#: statements on both SQL databases. A meter once named ``spend`` shared this state; the cap owns it.
+STATE_NAMESPACES_MIGRATION = """
+    UPDATE period_state SET meter = 'policy:spend' WHERE meter = 'spend';
+    UPDATE period_state SET meter = 'policy:' || meter WHERE meter LIKE 'prepaid:%';
+    UPDATE usage SET meter = 'policy:spend' WHERE meter = 'spend';
+    UPDATE usage SET meter = 'policy:' || meter WHERE meter LIKE 'prepaid:%'
+"""
+
+
 #: A period state row key as adapters store it: (customer, meter, group key text, period).
 StoredKey = tuple[str, str, str, str]
 
@@ -111,7 +122,8 @@ class Storage(abc.ABC):
     """Where the ledger, rated events and period state live."""
 
     url: str
-    _writing = False
+    #: The thread inside :meth:`writing`, if any: only that thread joins the scope; others wait for it.
+    _writer: int | None = None
     #: Whether the adapter stores each charge's explanation text (then the engine hands it described charges).
     keeps_explanations = True
     #: Whether the engine should read a chunk's period state and closed periods in one query up front
@@ -133,11 +145,16 @@ class Storage(abc.ABC):
             yield
             return
         with self._atomic(), localcontext(MONEY_CONTEXT):
-            self._writing = True
+            self._writer = threading.get_ident()
             try:
                 yield
             finally:
-                self._writing = False
+                self._writer = None
+
+    @property
+    def _writing(self) -> bool:
+        """Whether the calling thread is inside :meth:`writing` (another thread's scope is not its own)."""
+        return self._writer == threading.get_ident()
 
     def record(
         self,

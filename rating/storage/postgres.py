@@ -26,6 +26,7 @@ from rating.events import UsageEvent
 from rating.ledger import RATING_PREFIX, Posting, Transaction, rating_id
 from rating.meters import PeriodState
 from rating.storage.base import (
+    STATE_NAMESPACES_MIGRATION,
     Activity,
     Storage,
     StoredCharge,
@@ -168,6 +169,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
 ]
+MIGRATIONS.append((4, STATE_NAMESPACES_MIGRATION))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 #: Writes of up to this many records are pipelined INSERTs; larger ones are COPY, far cheaper per row.
 FEW_RECORDS = 64

@@ -25,6 +25,7 @@ from rating.ledger import RATING_PREFIX, Posting, Transaction, rating_id
 from rating.meters import PeriodState
 from rating.money import ZERO, exact
 from rating.storage.base import (
+    STATE_NAMESPACES_MIGRATION,
     Activity,
     Storage,
     StoredCharge,
@@ -165,6 +166,7 @@ MIGRATIONS.append(
         """,
     )
 )
+MIGRATIONS.append((6, STATE_NAMESPACES_MIGRATION))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

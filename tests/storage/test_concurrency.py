@@ -26,6 +26,7 @@ from rating.engine import Engine
 from rating.errors import InsufficientFunds
 from rating.pricebook import parse_pricebook
 from rating.registry import Registry
+from rating.storage.memory import MemoryStorage
 from rating.storage.sqlite import SQLiteStorage
 from rating.wallet import Wallets
 from tests.conftest import POSTGRES_URL, postgres_url
@@ -184,3 +185,29 @@ def test_opening_waits_for_a_lock_held_while_the_file_switches_to_write_ahead_lo
     with storage:
         assert storage.schema_version() > 0
         assert storage._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_the_write_scope_belongs_to_the_thread_that_opened_it() -> None:
+    """A second thread on the same storage waits for the first thread's write scope; it never joins it unlocked."""
+    storage = MemoryStorage()
+    inside, release, joined = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with storage.writing():
+            inside.set()
+            release.wait(10)
+
+    def second() -> None:
+        inside.wait(10)
+        with storage.writing():
+            joined.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    inside.wait(10)
+    assert not joined.wait(0.3), "the second thread entered while the first held the write scope"
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert joined.is_set()

@@ -81,3 +81,30 @@ def test_a_schema_1_postgres_database_migrates_forward(registry: Registry) -> No
     with PostgresStorage(url) as storage:
         assert storage.schema_version() == MIGRATIONS[-1][0]
         _check_in_flight_state_survives(storage, registry)
+
+
+def test_policy_state_moves_into_its_namespace(tmp_path: Path) -> None:
+    """Schema 6: the spend cap's and prepaid commitments' state leaves the meters' namespace (rows and readings)."""
+    from rating.storage.sqlite import MIGRATIONS
+
+    path = tmp_path / "v5.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
+        for version, script in MIGRATIONS[:5]:
+            db.executescript(script)
+            db.execute("INSERT INTO schema_version VALUES (?, '2026-11-01')", (version,))
+        db.executemany(
+            "INSERT INTO period_state VALUES ('acme', ?, '[]', ?, ?, 0)",
+            [("spend", "2026-11", "4.5"), ("prepaid:deal", "term", "7"), ("tokens", "2026-11", "9")],
+        )
+    with SQLiteStorage(path) as storage:
+        assert storage.schema_version() == SCHEMA_VERSION
+        states = storage.period_states(
+            [("acme", "policy:spend", (), "2026-11"), ("acme", "policy:prepaid:deal", (), "term"),
+             ("acme", "tokens", (), "2026-11"), ("acme", "spend", (), "2026-11")]
+        )  # fmt: skip
+    assert {key[1]: state.quantity for key, state in states.items()} == {
+        "policy:spend": Decimal("4.5"),
+        "policy:prepaid:deal": Decimal("7"),
+        "tokens": Decimal("9"),
+    }
