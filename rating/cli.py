@@ -369,7 +369,11 @@ def cmd_close_period(args: argparse.Namespace, registry: Registry) -> int:
     ]
     print(render(rows, ["transaction", "customer", "asset", "amount", "description"], args.output))
     closed = len({t.metadata.get("customer") for t in report.posted if t.id.startswith("close:")})
+    for skipped in report.skipped:
+        print(f"skipped {skipped}", file=sys.stderr)
     print(f"closed {args.period} for {closed:,} customers; posted {len(report.posted):,} transactions", file=sys.stderr)
+    if report.skipped:
+        return 1 if closed or report.already_closed else 3  # some closed and some refused; or nothing done
     return 0
 
 

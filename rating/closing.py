@@ -43,8 +43,10 @@ from rating.engine import Engine
 from rating.errors import RatingError
 from rating.ledger import Posting, Transaction, closing_id
 from rating.money import ZERO, exact, quantize
-from rating.periods import bounds_of, parse_period, zone
+from rating.periods import PeriodClock, bounds_of, parse_period, zone
 from rating.pricebook import Pricebook
+from rating.refusals import CloseRefusal
+from rating.storage.base import Storage
 from rating.subscriptions import Span, contract_span, prorated, spans_within
 
 ONE_TICK = dt.timedelta(microseconds=1)
@@ -57,6 +59,8 @@ class CloseReport:
     period: str
     posted: list[Transaction] = field(default_factory=list)
     already_closed: list[str] = field(default_factory=list)
+    #: Customers whose period was not closed, with the refusal code of each.
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 def _charge(
@@ -94,7 +98,9 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
             what = f"{part.plan} fee for {period}"
             id = f"fee:{customer}:{period}:{number}"
             result.append(_charge(id, part.start, what, customer, account, fee, currency, plan=part.plan, covers=span))
-    shortfall = max(ZERO, minimum - totals.get(currency, ZERO) - fees)
+    # A negative period (a volume credit) is a credit to the customer, never a reason for a true-up.
+    spent = max(ZERO, totals.get(currency, ZERO) + fees)
+    shortfall = max(ZERO, minimum - spent)
     if shortfall:
         last = parts[-1].plan
         account = revenue_account(last, "minimum")
@@ -108,7 +114,7 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
             account, amount = prepaid_account(customer), contract.prepaid
             result.append(_charge(id, begins, what, customer, account, amount, currency, contract=name))
     committed = sum((prorated(c.commitment or ZERO, span, start, end, scale) for _, span, c in contracts), ZERO)
-    uncommitted = max(ZERO, committed - totals.get(currency, ZERO) - fees - shortfall)
+    uncommitted = max(ZERO, committed - spent - shortfall)
     if uncommitted:
         name = contracts[-1][0]
         what, id = f"commitment true-up for {period}", f"commitment:{customer}:{period}"
@@ -144,22 +150,98 @@ def period_closing(
         raise RatingError(str(error)) from None
     noon = dt.datetime(first.year, first.month, first.day, 12, tzinfo=dt.UTC)
     book = catalog.in_force(noon) or catalog.versions[0]
-    everyone = set(book.customers) | set(totals) | {c.customer for c in book.contracts.values()}
-    names = sorted(set(customers) if customers is not None else everyone)
+    names = _customers_to_close(book, totals, customers)
     return [t for customer in names for t in customer_closing(book, customer, period, dict(totals.get(customer, {})))]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A customer whose period was not closed, and why."""
+
+    customer: str
+    code: CloseRefusal
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.customer}: {self.code}: {self.reason}"
 
 
 @exact
 def close_period(engine: Engine, period: str, customers: Iterable[str] | None = None) -> CloseReport:
-    """Post every closing transaction of ``period``, atomically; closing twice posts nothing new."""
-    storage = engine.storage
+    """Post every closing transaction of ``period``, atomically; closing twice posts nothing new.
+
+    Everything runs in one storage write scope, with the totals it reads there:
+    whatever another writer committed before is in the close, whatever comes
+    after is late usage. A customer is skipped (``report.skipped``) when no
+    version is in force at the start of the period, when its period has not
+    ended by the engine's clock (in its own time zone and anchor), or when usage
+    was rated in its previous period and that period is still open.
+    """
+    try:
+        kind, first = parse_period(period)
+    except ValueError as error:
+        raise RatingError(str(error)) from None
+    storage, catalog, now = engine.storage, engine.catalog, engine.clock()
+    report = CloseReport(period)
+    with storage.writing():
+        totals = _totals_by_customer(storage, period)
+        noon = dt.datetime(first.year, first.month, first.day, 12, tzinfo=dt.UTC)
+        book = catalog.in_force(noon)
+        names = _customers_to_close(book or catalog.versions[0], totals, customers)
+        if book is None:
+            reason = f"no version of pricebook {catalog.name} is in force in {period}"
+            report.skipped = [Skipped(c, CloseRefusal.NO_VERSION_IN_FORCE, reason) for c in names]
+            return report
+        predecessors = _Predecessors(storage)
+        closing: list[str] = []
+        for customer in names:
+            timezone, anchor = zone(book.timezone_of(customer)), book.anchor_of(customer)
+            _, start, end = bounds_of(period, timezone, anchor)
+            if end > now:
+                reason = f"period {period} ends {end.isoformat()}, after now ({now.isoformat()})"
+                report.skipped.append(Skipped(customer, CloseRefusal.PERIOD_NOT_ENDED, reason))
+            elif (before := PeriodClock(kind, timezone, anchor).previous(start)) and predecessors.open(customer, before):
+                reason = f"period {before} is still open: close it first"
+                report.skipped.append(Skipped(customer, CloseRefusal.PREDECESSOR_OPEN, reason))
+            else:
+                closing.append(customer)
+        transactions = period_closing(catalog, period, totals, closing) if closing else []
+        report.already_closed = sorted(
+            customer for customer, _ in storage.closed_periods([(c, period) for c in closing])
+        )
+        report.posted = storage.append(transactions)
+    return report
+
+
+def _totals_by_customer(storage: Storage, period: str) -> dict[str, dict[str, Decimal]]:
+    """The period's charges per customer and asset, as stored."""
     by_customer: dict[str, dict[str, Decimal]] = {}
     for (customer, asset), amount in storage.period_totals(period).items():
         by_customer.setdefault(customer, {})[asset] = amount
-    transactions = period_closing(engine.catalog, period, by_customer, customers)
-    report = CloseReport(period)
-    report.already_closed = sorted(
-        t.customer for t in transactions if t.kind == "close" and t.customer and storage.transaction(t.id) is not None
-    )
-    report.posted = storage.append(transactions)
-    return report
+    return by_customer
+
+
+def _customers_to_close(
+    book: Pricebook, totals: Mapping[str, object], customers: Iterable[str] | None
+) -> list[str]:
+    """The customers named, or else every customer the pricebook lists, has a contract for, or has charges."""
+    if customers is not None:
+        return sorted(set(customers))
+    return sorted(set(book.customers) | set(totals) | {c.customer for c in book.contracts.values()})
+
+
+class _Predecessors:
+    """Whether a customer's previous period is open: usage was rated in it and it is not closed.
+
+    Only usage makes the order of closes matter (rollover carries, late usage); a
+    previous period with nothing but fees to post may be closed later.
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._totals: dict[str, dict[str, dict[str, Decimal]]] = {}
+
+    def open(self, customer: str, period: str) -> bool:
+        if period not in self._totals:
+            self._totals[period] = _totals_by_customer(self.storage, period)
+        return customer in self._totals[period] and not self.storage.closed_periods([(customer, period)])

@@ -58,6 +58,17 @@ class PayoutRefusal(enum.StrEnum):
     WEEK_NOT_ENDED = "week_not_ended"
 
 
+class CloseRefusal(enum.StrEnum):
+    """Why ``close-period`` closed nothing for a customer, in the order the checks run."""
+
+    #: No version of the pricebook is in force at the start of the period.
+    NO_VERSION_IN_FORCE = "no_version_in_force"
+    #: The customer's period has not ended yet (in its own time zone and anchor): usage may still come.
+    PERIOD_NOT_ENDED = "period_not_ended"
+    #: Usage was rated in the customer's previous period and it is still open: periods close in order.
+    PREDECESSOR_OPEN = "predecessor_open"
+
+
 class PaymentRefusal(enum.StrEnum):
     """Why a payment confirmation credited nothing, in the order the checks run."""
 

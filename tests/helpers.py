@@ -13,6 +13,12 @@ from rating.storage import Storage
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "pricebooks" / "ai-gateway.yaml"
 NOV = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+#: A clock for engines that close the test periods: every period the tests rate in has ended by then.
+LATER = dt.datetime(2028, 1, 1, tzinfo=dt.UTC)
+
+
+def later() -> dt.datetime:
+    return LATER
 
 SIMPLE_PRICEBOOK = """\
 pricebook: test

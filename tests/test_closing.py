@@ -12,10 +12,11 @@ from rating.engine import Engine
 from rating.errors import EventError, PeriodClosed, RatingError, TransactionConflict
 from rating.ledger import Transaction
 from rating.pricebook import Pricebook
-from rating.refusals import Refusal
+from rating.refusals import CloseRefusal, Refusal
 from rating.registry import Registry
 from rating.storage import Storage
-from tests.helpers import balances_under, event
+from rating.storage.memory import MemoryStorage
+from tests.helpers import SIMPLE_PRICEBOOK, balances_under, event, later
 from tests.test_subscriptions import SUBSCRIPTIONS, utc
 
 Book = Callable[[str], Pricebook]
@@ -148,3 +149,97 @@ def test_the_storage_refuses_usage_in_a_closed_period_inside_its_write(
     with pytest.raises(PeriodClosed):
         storage.record([priced])
     assert storage.balances() == before and storage.rated_events(["late"]) == {}
+
+
+def test_periods_that_cannot_be_closed_yet_or_at_all_close_nothing(book: Book, registry: Registry) -> None:
+    """A period before the first version, one not yet ended, and one after an open predecessor are skipped with
+    their codes, and post nothing (a 2030 close once posted fees and shut May 2030 to usage)."""
+    storage = MemoryStorage()
+    engine = Engine(book(SIMPLE_PRICEBOOK + "default_plan: basic\n"), storage, registry, clock=lambda: utc(2026, 12, 3))
+    before = close_period(engine, "2020-01")
+    assert [(s.customer, s.code) for s in before.skipped] == [("acme", CloseRefusal.NO_VERSION_IN_FORCE)]
+    future = close_period(engine, "2030-05")
+    assert [(s.customer, s.code) for s in future.skipped] == [("acme", CloseRefusal.PERIOD_NOT_ENDED)]
+    assert before.posted == future.posted == [] and storage.balances() == {}
+    later_engine = Engine(engine.catalog, storage, registry, clock=lambda: utc(2031, 1, 1))
+    assert later_engine.rate(event("may", at=utc(2030, 5, 2), tokens=1, model="m")) is not None
+    engine.rate(event("nov", at=utc(2026, 11, 5), tokens=1, model="m"))
+    engine.rate(event("dec", at=utc(2026, 12, 1), tokens=1, model="m"))
+    ahead = close_period(later_engine, "2026-12")
+    assert [(s.customer, s.code) for s in ahead.skipped] == [("acme", CloseRefusal.PREDECESSOR_OPEN)]
+    assert ahead.posted == []
+    assert "close:acme:2026-11" in [t.id for t in close_period(later_engine, "2026-11").posted]
+    assert "close:acme:2026-12" in [t.id for t in close_period(later_engine, "2026-12").posted]
+
+
+FREE_THEN_VOLUME = """\
+pricebook: switch
+version: 2026-11-01
+currency: USD
+meters:
+  units: {event: api.call, sum: units}
+plans:
+  a:
+    minimum: "4"
+    charges:
+      - {meter: units, model: per_unit, unit_price: "0"}
+  b:
+    charges:
+      - meter: units
+        model: tiered
+        mode: volume
+        tiers:
+          - {up_to: 10, unit_price: "1"}
+          - {unit_price: "0.1"}
+customers:
+  acme: {plan: a, changes: [{plan: b, on: 2026-11-15}]}
+"""
+
+
+def test_a_negative_period_is_a_credit_never_a_true_up(book: Book, registry: Registry, storage: Storage) -> None:
+    """A period whose charges add up below zero posts no more than the minimum as a true-up (-5.800 once posted
+    a 5.800 true-up with no minimum at all): the shortfall is ``max(0, minimum - max(0, usage + fees))``."""
+    engine = Engine(book(FREE_THEN_VOLUME), storage, registry, clock=later)
+    engine.rate(event("free", at=utc(2026, 11, 10), units=9))  # 0 under plan a
+    engine.rate(event("credit", at=utc(2026, 11, 20), units=3))  # 12 x 0.1 - 9 x 1 = -7.8 under plan b
+    assert storage.period_totals("2026-11") == {("acme", "USD"): Decimal("-7.8")}
+    report = close_period(engine, "2026-11")
+    minimum = [t for t in report.posted if t.kind == "minimum"]
+    assert [t.postings[0].amount for t in minimum] == [Decimal("1.87")]  # 4 for 14 of 30 days, not 1.87 + 7.80
+
+
+def test_close_bills_what_committed_before_it_and_nothing_moves_under_it(
+    book: Book, registry: Registry, storage: Storage
+) -> None:
+    """Another writer commits into the period while close reads its totals: close waits for it or it waits for
+    close, never a true-up on stale totals (4.000 once billed on 1.000 although 4.001 more had been committed)."""
+    import threading
+
+    text = SIMPLE_PRICEBOOK.replace("  basic:\n", '  basic:\n    minimum: "5"\n')
+    engine = Engine(book(text), storage, registry, clock=later)
+    engine.rate(event("first", at=utc(2026, 11, 5), tokens=1000, model="m"))  # 1.010 USD
+    read_totals, outcome = storage.period_totals, {}
+
+    def rate_meanwhile() -> None:  # through a connection of its own, where the storage has connections
+        other = storage if storage.url.startswith("memory") else registry.open_storage(storage.url)
+        writer = Engine(engine.catalog, other, registry)
+        try:
+            outcome["rated"] = writer.rate(event("meanwhile", at=utc(2026, 11, 6), tokens=7982, model="m"))
+        except EventError as error:
+            outcome["refused"] = error.code
+
+    def totals_with_a_writer_racing(period: str) -> dict[tuple[str, str], Decimal]:
+        racing = threading.Thread(target=rate_meanwhile)
+        racing.start()
+        racing.join(0.5)  # long enough to commit, were it not held off
+        storage.period_totals = read_totals  # type: ignore[method-assign]
+        outcome["thread"] = racing
+        return read_totals(period)
+
+    storage.period_totals = totals_with_a_writer_racing  # type: ignore[method-assign]
+    report = close_period(engine, "2026-11")
+    outcome["thread"].join(30)
+    assert outcome == {"thread": outcome["thread"], "refused": Refusal.CLOSED_PERIOD}
+    usage = read_totals("2026-11")[("acme", "USD")]
+    shortfall = sum((t.postings[0].amount for t in report.posted if t.kind == "minimum"), Decimal(0))
+    assert usage + shortfall == Decimal("5.00")

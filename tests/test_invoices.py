@@ -28,7 +28,7 @@ from rating.registry import Registry
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
 from tests.conftest import POSTGRES_URL, postgres_url
-from tests.helpers import EXAMPLE, ROOT, SIMPLE_PRICEBOOK, event
+from tests.helpers import EXAMPLE, ROOT, SIMPLE_PRICEBOOK, event, later
 from tests.simulate.test_simulate import CUSTOMERS, histories
 from tests.test_telescoping import REGISTRY
 
@@ -50,7 +50,7 @@ WALLET_PRICEBOOK = SIMPLE_PRICEBOOK + "  wally: {plan: basic, billing: wallet}\n
 
 
 def billed(book: Pricebook, storage: Storage, events: list[UsageEvent], *periods: str) -> Engine:
-    engine = Engine(book, storage, REGISTRY)
+    engine = Engine(book, storage, REGISTRY, clock=later)
     engine.rate_batch(events)
     for period in periods:
         close_period(engine, period)

@@ -15,7 +15,7 @@ from rating.pricebook import Pricebook
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage
 from rating.subscriptions import Span, plan_at, prorated, spans_within
-from tests.helpers import event
+from tests.helpers import event, later
 
 Book = Callable[[str], Pricebook]
 
@@ -134,7 +134,7 @@ def test_anniversary_periods_follow_the_subscription_start(book: Book, registry:
         "  tokyo: {plan: starter, timezone: Asia/Tokyo}",
         "  tokyo: {plan: starter, timezone: Asia/Tokyo}\n  anna: {plan: starter, since: 2026-11-10, anniversary: true}",
     )
-    engine = Engine(book(text), MemoryStorage(), registry)
+    engine = Engine(book(text), MemoryStorage(), registry, clock=later)
     rating = engine.rate(event("a1", customer="anna", type="api.call", at=utc(2026, 12, 5, 12)))
     assert rating is not None and rating.charges[0].period == "2026-11"  # 10 November to 10 December
     from rating.closing import close_period
