@@ -27,7 +27,7 @@ a subscription); customers on the default plan pay as they go.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -43,9 +43,10 @@ from rating.engine import Engine
 from rating.errors import RatingError
 from rating.ledger import Posting, Transaction, closing_id
 from rating.money import ZERO, exact, quantize
-from rating.periods import PeriodClock, bounds_of, parse_period, zone
+from rating.periods import PeriodClock, PeriodKind, bounds_of, parse_period, zone
 from rating.pricebook import Pricebook
 from rating.refusals import CloseRefusal
+from rating.rerate import rerate
 from rating.storage.base import Storage
 from rating.subscriptions import Span, contract_span, prorated, spans_within
 
@@ -205,12 +206,39 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
                 report.skipped.append(Skipped(customer, CloseRefusal.PREDECESSOR_OPEN, reason))
             else:
                 closing.append(customer)
+        _settle_carries(engine, kind, period, closing)
         transactions = period_closing(catalog, period, totals, closing) if closing else []
         report.already_closed = sorted(
             customer for customer, _ in storage.closed_periods([(c, period) for c in closing])
         )
         report.posted = storage.append(transactions)
     return report
+
+
+def _settle_carries(engine: Engine, kind: PeriodKind, period: str, customers: Sequence[str]) -> None:
+    """Re-price the next period of ``customers`` where a rollover allowance carries from ``period`` into it.
+
+    What a period leaves unused is final only when it closes: usage rated in the
+    next period before then (or before late usage of this one) read a carry that
+    may have moved. The correction is the one of an open-period rerate, dated at
+    the events, so the next period bills as if everything had arrived in time order.
+    """
+    catalog = engine.catalog
+    if not customers or not any(
+        charge.rollover
+        for book in catalog.versions
+        for holder in (*book.plans.values(), *book.contracts.values())
+        for charge in holder.charges
+    ):
+        return
+    starts: dict[tuple[str, str], dt.datetime] = {}
+    for customer in customers:
+        book = catalog.in_force(bounds_of(period, dt.UTC, None)[1]) or catalog.latest
+        timezone, anchor = zone(book.timezone_of(customer)), book.anchor_of(customer)
+        _, _, end = bounds_of(period, timezone, anchor)
+        starts[customer, PeriodClock(kind, timezone, anchor).label(end)] = end
+    since, until = min(starts.values()), max(starts.values()) + ONE_TICK
+    rerate(engine.storage, catalog, engine.registry, since, until, clock=engine.clock, only=set(starts))
 
 
 def _totals_by_customer(storage: Storage, period: str) -> dict[str, dict[str, Decimal]]:

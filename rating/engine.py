@@ -35,15 +35,17 @@ from rating.policies import (
     ClosedLookup,
     apply_spend_cap,
     draw_prepaid,
+    arrived_late,
     fund_from_wallet,
     pay_from_reservation,
     refuse_closed_period,
+    track_arrival,
 )
 from rating.poster import rating_transaction
 from rating.pricebook import Pricebook
 from rating.pricer import Pricer, StateLookup, Terms, advance
 from rating.refusals import Refusal
-from rating.statekeys import SPEND
+from rating.statekeys import LATEST, SPEND
 from rating.registry import Registry
 from rating.storage.base import Storage
 from rating.wallet import Grant, Reservation, Wallets
@@ -332,12 +334,13 @@ class Engine:
         """
         with self.storage.writing(), localcontext(MONEY_CONTEXT), cyclic_gc_paused():
             releases: list[Transaction] = []
-            ratings, rejected, duplicates, wallets = self._rate_chunk(pending, raise_rejects, held, releases)
+            ratings, rejected, duplicates, wallets, late = self._rate_chunk(pending, raise_rejects, held, releases)
             if strict and (rejected or report.rejected):
                 report.rejected.extend(rejected)
                 return []
             fresh = self.storage.record(ratings, limits=dict.fromkeys(wallets, ZERO), checked=True)
             self.storage.append(releases, checked=held is not None)  # the reservation was found open, unreleased
+            self._reprice(late)
         report.rejected.extend(rejected)
         self._stored(report, len(ratings) + duplicates, fresh, wallets)
         return fresh
@@ -358,8 +361,8 @@ class Engine:
         read: dict[StateKey, Decimal] = {}
         marker = self.storage.change_marker()
         with localcontext(MONEY_CONTEXT), cyclic_gc_paused():
-            ratings, rejected, duplicates, wallets = self._rate_chunk(pending, raise_rejects=False, read=read)
-            if rejected or wallets:
+            ratings, rejected, duplicates, wallets, late = self._rate_chunk(pending, raise_rejects=False, read=read)
+            if rejected or wallets or late:
                 return False
             with self.storage.writing():
                 unmoved = marker is not None and self.storage.change_marker() == marker  # no one else wrote
@@ -405,8 +408,23 @@ class Engine:
         held: Reservation | None = None,
         releases: list[Transaction] | None = None,
         read: dict[StateKey, Decimal] | None = None,
-    ) -> tuple[list[RatedEvent], list[Rejection], int, dict[tuple[str, str], tuple[Decimal, Decimal]]]:
-        """Rate ``pending`` against storage; ``read`` receives the quantity of each period state key it read."""
+    ) -> tuple[
+        list[RatedEvent],
+        list[Rejection],
+        int,
+        dict[tuple[str, str], tuple[Decimal, Decimal]],
+        dict[tuple[str, str], dt.datetime],
+    ]:
+        """Rate ``pending`` against storage, in time order; ``read`` receives the quantity of each period state
+        key it read.
+
+        Also returns the customer periods to re-price, with the start of each: those where an event arrived
+        before events already rated in them with other terms between (a version, plan or contract that
+        starts or ends), whose order therefore decides the bill.
+        """
+        # Time order (ties by id) within the chunk; rejections are reported in the order of the input.
+        order = {id(item): index for index, item in enumerate(pending)}
+        pending = sorted(pending, key=lambda item: (item[1].timestamp, item[1].id))
         storage = self.storage
         latest = None if self.future_tolerance is None else self.clock() + self.future_tolerance
         already, resolved, states, closed = self._read_ahead(pending)
@@ -430,16 +448,18 @@ class Engine:
             return wallets[account, asset]
 
         ratings: list[RatedEvent] = []
-        rejected: list[Rejection] = []
+        rejected: list[tuple[int, Rejection]] = []
+        late: dict[tuple[str, str], dt.datetime] = {}
         duplicates = 0
-        for (location, event), terms in zip(pending, resolved, strict=True):
+        for item, terms in zip(pending, resolved, strict=True):
+            location, event = item
             previous = already.get(event.id)
             if previous is not None:
                 if previous.canonical_json() != event.canonical_json():
                     reason = f"event {event.id} was already rated with different content"
                     if raise_rejects:
                         raise EventConflict(reason)
-                    rejected.append(Rejection(location, Refusal.DUPLICATE_CONFLICT, reason))
+                    rejected.append((order[id(item)], Rejection(location, Refusal.DUPLICATE_CONFLICT, reason)))
                 else:
                     duplicates += 1
                 continue
@@ -462,19 +482,50 @@ class Engine:
                 refused = EventError(Refusal.NOT_EXACT, f"cannot be priced exactly: {type(error).__name__}")
                 if raise_rejects:
                     raise refused from None
-                rejected.append(Rejection(location, refused.code, str(refused)))
+                rejected.append((order[id(item)], Rejection(location, refused.code, str(refused))))
                 continue
             except EventError as error:
                 if raise_rejects:
                     raise
-                rejected.append(Rejection(location, error.code, str(error)))
+                rejected.append((order[id(item)], Rejection(location, error.code, str(error))))
                 continue
             for key, balance in paid.items():
                 wallets[key] = balance
             advance(lookup, event.customer, rating.usage)
             already[event.id] = event
             ratings.append(rating)
-        return ratings, rejected, duplicates, {key: (opening[key], wallets[key]) for key in wallets}
+            self._note_late(rating, late)
+        rejected.sort(key=lambda numbered: numbered[0])
+        refusals = [rejection for _, rejection in rejected]
+        return ratings, refusals, duplicates, {key: (opening[key], wallets[key]) for key in wallets}, late
+
+    def _note_late(self, rating: RatedEvent, late: dict[tuple[str, str], dt.datetime]) -> None:
+        """Add ``rating``'s customer period to ``late`` when its event arrived before events already rated there
+        with other terms between (a late event moved into a later period keeps the place it was given)."""
+        if "late_for" in rating.transaction.metadata:
+            return
+        arrival = next(line for line in reversed(rating.usage) if line.meter == LATEST)
+        latest = arrived_late(arrival)
+        customer, at = rating.event.customer, rating.event.timestamp
+        if latest is None or (customer, rating.period) in late:
+            return
+        if self.pricer.terms_change_between(customer, at, latest):
+            book = self.pricer.version_at(at).book
+            _, start, _ = bounds_of(rating.period, zone(book.timezone_of(customer)), book.anchor_of(customer))
+            late[customer, rating.period] = start
+
+    def _reprice(self, late: dict[tuple[str, str], dt.datetime]) -> None:
+        """Re-price the customer periods in ``late`` in place, inside the write scope that rated into them.
+
+        The same re-pricing as an open-period rerate: every event of the period in time order, the difference
+        posted per event as a correction dated at the event, the period state replaced by what it leaves.
+        Rating then ends where rating the same events in time order would have.
+        """
+        if late:
+            from rating.rerate import rerate  # rerate is a wing over the engine; only this mode reaches up
+
+            since, until = min(late.values()), max(late.values()) + dt.timedelta(microseconds=1)
+            rerate(self.storage, self.catalog, self.registry, since, until, clock=self.clock, only=set(late))
 
     def _read_ahead(
         self, pending: list[tuple[str, UsageEvent]], *, rated: bool = True
@@ -548,6 +599,7 @@ class Engine:
             raise resolved
         terms = refuse_closed_period(resolved or self.pricer.terms(received), is_closed)
         priced = self.pricer.price(terms, lookup)
+        priced.usage.append(track_arrival(terms, lookup))
         apply_spend_cap(priced, lookup)
         transaction = rating_transaction(priced, draw_prepaid(priced, lookup))
         usage, charges = tuple(priced.usage), tuple(priced.charges)

@@ -4,6 +4,7 @@ The engine applies them around the pure :mod:`rating.pricer`, in the order of
 the README's refusal codes:
 
 - :func:`refuse_closed_period` (``closed_period``), between the pricer's terms and its pricing;
+- :func:`track_arrival` (no refusal): the latest event time of the period, which tells a late arrival;
 - :func:`apply_spend_cap` (``spend_cap_reached``), which also keeps the period's spend as state;
 - :func:`draw_prepaid` (no refusal): how much of the charges a contract's prepaid commitment covers;
 - :func:`pay_from_reservation` (no refusal): a metered request's reserved funds pay its charges first;
@@ -28,11 +29,13 @@ from rating.money import ZERO
 from rating.periods import bounds_of, zone
 from rating.pricer import PricedEvent, StateLookup, Terms, total_of
 from rating.refusals import Refusal
-from rating.statekeys import SPEND, prepaid_state
+from rating.statekeys import LATEST, SPEND, prepaid_state
 from rating.wallet import Grant, Reservation, consumed, draw_from, funding_sources
 
 #: Whether a customer's period is closed.
 ClosedLookup = Callable[[str, str], bool]
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+ONE_MICROSECOND = dt.timedelta(microseconds=1)
 
 
 #: How many periods after a closed one late usage looks for an open one.
@@ -61,6 +64,22 @@ def refuse_closed_period(terms: Terms, is_closed: ClosedLookup) -> Terms:
     raise EventError(
         Refusal.CLOSED_PERIOD, f"period {terms.period} of customer {customer!r} is closed; it takes no more usage"
     )
+
+
+def track_arrival(terms: Terms, lookup: StateLookup) -> Usage:
+    """Keep the latest event time rated in the customer's period (``policy:latest``, in microseconds since the
+    epoch), so that an event arriving before events already rated in its period is seen as such."""
+    at = Decimal((terms.event.timestamp - EPOCH) // ONE_MICROSECOND)
+    before = lookup((terms.event.customer, LATEST, (), terms.period)).quantity
+    return Usage(LATEST, (), terms.period, at, before, max(before, at))
+
+
+def arrived_late(line: Usage) -> dt.datetime | None:
+    """The latest event time already rated in the period, when the event of :func:`track_arrival`'s ``line``
+    is earlier than it; else None."""
+    if line.reading >= line.before:  # type: ignore[operator]
+        return None
+    return EPOCH + ONE_MICROSECOND * int(line.before)
 
 
 def apply_spend_cap(priced: PricedEvent, lookup: StateLookup, *, enforce: bool = True) -> None:

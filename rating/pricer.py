@@ -21,6 +21,7 @@ Pricing runs in two stages, so that a policy can refuse an event between them
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
@@ -38,6 +39,7 @@ from rating.money import ZERO, format_decimal
 from rating.pricebook import Contract
 from rating.pricing import PerEventModel, PricingModel
 from rating.refusals import Refusal
+from rating.subscriptions import spans
 
 #: A view of period state: the state of a key as the caller sees it (stored, or as a batch leaves it).
 StateLookup = Callable[[StateKey], PeriodState]
@@ -79,6 +81,23 @@ class Pricer:
         self.versions = [CompiledVersion(book) for book in catalog.versions]
         self._enrich = enrich
         self._describe = describe
+        self._changes: dict[str, list[dt.datetime]] = {}  # per customer: the instants its terms may change
+
+    def terms_change_between(self, customer: str, start: dt.datetime, end: dt.datetime) -> bool:
+        """Whether ``customer``'s terms may change in ``(start, end]``: a version taking effect, a plan change,
+        a subscription or a contract starting or ending. Events on either side of such an instant are priced
+        by different terms, so their order decides the bill; between two of them it does not."""
+        instants = self._changes.get(customer)
+        if instants is None:
+            found = {self.catalog.starts(index) for index in range(len(self.catalog.versions))}
+            for version in self.versions:
+                for span in spans(version.book, customer):
+                    found.update((span.start, span.end))
+                for span, _ in version.contracts.get(customer, ()):
+                    found.update((span.start, span.end))
+            instants = self._changes[customer] = sorted(found)
+        first_after = bisect.bisect_right(instants, start)
+        return first_after < len(instants) and instants[first_after] <= end
 
     def version_at(self, timestamp: dt.datetime) -> CompiledVersion:
         """The compiled version in force at ``timestamp``; ``no_version_in_force`` before the first."""

@@ -39,7 +39,7 @@ transactions; nothing posted before is edited.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
@@ -104,18 +104,21 @@ def rerate(
     *,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     dry_run: bool = False,
+    only: Collection[tuple[str, str]] | None = None,
 ) -> RerateReport:
     """Re-price the billing periods that start in ``[since, until)`` with ``catalog`` and post the differences.
 
     Reads and writes in one storage write scope: no rating interleaves. With
-    ``dry_run`` everything is computed and nothing is written.
+    ``dry_run`` everything is computed and nothing is written. ``only``: just
+    these (customer, period) pairs (the engine re-prices a period in place when
+    an event arrives before events already rated in it).
     """
     hook = registry.manager.hook
     pricer = Pricer(catalog, hook.rating_enrich_event if registry.enriches_events else None)
     report = RerateReport()
     with storage.writing(), localcontext(MONEY_CONTEXT):
         run = _Run(storage, pricer, clock())
-        for event in _events_of(storage, pricer, since, until, run, report):
+        for event in _events_of(storage, pricer, since, until, run, report, only):
             run.correct(event, report)
         if not dry_run:
             fresh = storage.correct(report.corrections, run.open_states(), dict.fromkeys(run.wallets, ZERO))
@@ -126,11 +129,23 @@ def rerate(
 
 
 def _events_of(
-    storage: Storage, pricer: Pricer, since: dt.datetime, until: dt.datetime, run: _Run, report: RerateReport
+    storage: Storage,
+    pricer: Pricer,
+    since: dt.datetime,
+    until: dt.datetime,
+    run: _Run,
+    report: RerateReport,
+    only: Collection[tuple[str, str]] | None = None,
 ) -> Iterable[tuple[UsageEvent, Terms]]:
-    """The rated events of the periods that start in ``[since, until)``, in time order, with their new terms."""
+    """The rated events of the periods that start in ``[since, until)``, in time order, with their new terms
+    (of the (customer, period) pairs ``only`` names, when given)."""
     starts: dict[tuple[str, str], dt.datetime] = {}
-    for activity in storage.activity(since, until + LONGEST_PERIOD):
+    if only is None:
+        history = storage.activity(since, until + LONGEST_PERIOD)
+    else:
+        customers = sorted({customer for customer, _ in only})
+        history = (a for c in customers for a in storage.activity(since, until + LONGEST_PERIOD, c))
+    for activity in history:
         event = activity.event
         try:
             terms = pricer.terms(event)
@@ -144,7 +159,7 @@ def _events_of(
             _, starts[key], _ = bounds_of(
                 terms.period, zone(book.timezone_of(event.customer)), book.anchor_of(event.customer)
             )
-        if since <= starts[key] < until:
+        if since <= starts[key] < until and (only is None or key in only):
             run.select(key)
             yield event, terms
 

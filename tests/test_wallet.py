@@ -320,8 +320,9 @@ def test_wallet_billed_usage_is_paid_from_the_wallet_and_never_overdraws(storage
     engine = Engine(book(WALLET_BOOK), storage, registry)
     report = engine.rate_batch([run("r1"), run("r2"), run("r3"), run("b1", "byok")])
     assert report.posted == 3
+    # Rated in time order, ties by id: the BYOK routing fee of b1 is paid first.
     assert [str(r) for r in report.rejected] == [
-        "event r3: insufficient_funds: customer 'acme' has 0.20 USD available, 0.40 needed"
+        "event r3: insufficient_funds: customer 'acme' has 0.19 USD available, 0.40 needed"
     ]
     assert wallets.balance("acme")["USD"].available == Decimal("0.19")  # 1.00 - 2 x 0.40 - a 0.01 BYOK fee
     assert balances_under(storage, "customer:acme:receivable") == {}

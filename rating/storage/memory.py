@@ -103,7 +103,7 @@ class MemoryStorage(Storage):
             for _, who, charges, event, readings in self._records
             if event is not None and since <= event.timestamp < until and (customer is None or who == customer)
         ]
-        chosen.sort(key=lambda record: record[0].timestamp)
+        chosen.sort(key=lambda record: (record[0].timestamp, record[0].id))  # time order, ties by id
         return iter([self._activity_of(*record) for record in chosen])
 
     def _activity_of(self, event: UsageEvent, readings: tuple[Reading, ...], charges: tuple[Charge, ...]) -> Activity:

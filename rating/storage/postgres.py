@@ -417,7 +417,9 @@ class PostgresStorage(Storage):
         if customer is not None:
             where += " AND customer = %s"
             args.append(customer)  # type: ignore[arg-type]
-        rows = self._db.execute(f"SELECT id, body FROM events WHERE {where} ORDER BY timestamp", args).fetchall()
+        rows = self._db.execute(  # time order, ties by id in code point order, whatever the locale
+            f'SELECT id, body FROM events WHERE {where} ORDER BY timestamp, id COLLATE "C"', args
+        ).fetchall()
         events = {id: UsageEvent.model_validate_json(body) for id, body in rows}
         ids = list(events)
         readings: dict[str, list[tuple[str, Decimal | str]]] = {}

@@ -418,7 +418,7 @@ class SQLiteStorage(Storage):
         arguments: tuple[str, ...] = (_utc(since), _utc(until))
         if customer is not None:
             sql, arguments = sql + " AND customer = ?", arguments + (customer,)
-        rows = self._db.execute(sql + " ORDER BY timestamp", arguments).fetchall()
+        rows = self._db.execute(sql + " ORDER BY timestamp, id", arguments).fetchall()  # time order, ties by id
         events = {str(id): UsageEvent.model_validate_json(str(body)) for id, body in rows}
         readings: dict[str, list[tuple[str, Decimal | str]]] = {}
         for id, meter, reading in self._in_chunks(
