@@ -120,3 +120,11 @@ class InvoiceRefusal(enum.StrEnum):
     CREDIT_EXCEEDS = "credit_exceeds"
     #: A payment or credit reference already used with other content.
     CONFLICT = "conflict"
+
+
+class DocumentRefusal(enum.StrEnum):
+    """Why a document (a PDF invoice or statement) was not rendered; what it shows is issued all the same."""
+
+    #: A character of the text has no glyph in DejaVu Sans nor in the fonts the billing file names
+    #: (the message names the character and its field): it is never drawn as ``?`` or left out.
+    UNRENDERABLE_TEXT = "unrenderable_text"
