@@ -273,7 +273,7 @@ class _PdfText:
             extra.append(f"extra{number}")
         if extra:
             self.pdf.set_fallback_fonts(extra, exact_match=False)  # a regular CJK font also draws bold text
-        self._extra = [self.pdf.fonts[key] for key in extra]
+        self._extra: list[Any] = [self.pdf.fonts[key] for key in extra]  # TTFFonts (fpdf2 is optional)
         self.pdf.add_page()
 
     def font(self, style: str, size: float) -> None:
