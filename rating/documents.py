@@ -268,7 +268,7 @@ class _PdfText:
             try:
                 self.pdf.add_font(f"extra{number}", "", str(path))
             except Exception as error:  # fpdf2 and fontTools raise many kinds for a file that is not a font
-                self.__exit__()
+                self.close()
                 raise RatingError(f"cannot use font file {path}: {error}") from None
             extra.append(f"extra{number}")
         if extra:
@@ -286,6 +286,7 @@ class _PdfText:
             code = ord(character)
             if code not in covered and not any(code in font.cmap for font in self._extra):
                 name = unicodedata.name(character, "unnamed")
+                self.close()
                 raise DocumentError(
                     DocumentRefusal.UNRENDERABLE_TEXT,
                     f"{self.what}: {field} has {character!r} (U+{code:04X} {name}), which no font of the PDF covers; "
@@ -306,6 +307,7 @@ class _PdfText:
             try:
                 self.pdf.set_text_shaping(True)
             except Exception as error:  # FPDFException: uharfbuzz is missing
+                self.close()
                 raise RatingError(
                     f"{self.what}: {field} is in a script that needs text shaping: pip install 'rating[invoices]' "
                     f"({error})"
@@ -321,13 +323,13 @@ class _PdfText:
             self.pdf.current_font_is_set_on_page = False
 
     def output(self) -> bytes:
-        return bytes(self.pdf.output())
+        try:
+            return bytes(self.pdf.output())
+        finally:
+            self.close()
 
-    def __enter__(self) -> _PdfText:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        # fpdf2 closes the font files it embedded when it writes the PDF; close them all, also when refused.
+    def close(self) -> None:
+        """Close the font files (fpdf2 closes those it embedded only when it writes the PDF)."""
         for font in self.pdf.fonts.values():
             if hasattr(font, "close"):
                 font.close()
@@ -357,61 +359,59 @@ def invoice_pdf(invoice: Invoice, fonts: Sequence[str | Path] = ()) -> bytes:
 
     Raises ``DocumentError`` (``unrenderable_text``) for a character no font covers."""
     f, words = _Format(invoice), WORDS[invoice.buyer.language]
-    with _PdfText(f"invoice {invoice.number}", fonts) as page:
-        pdf = page.pdf
-        page.font("B", 20)
-        page.cell("number", 0, 12, f"{words['invoice']} {invoice.number}", new_x="LMARGIN", new_y="NEXT")
-        pdf.ln(4)
-        top = pdf.get_y()
-        for x, who, prefix, label in (
-            (10, invoice.seller, "seller", ""),
-            (110, invoice.buyer, "buyer", words["bill_to"]),
-        ):
-            pdf.set_xy(x, top)
-            if label:
-                page.font("", 8)
-                page.cell("label", 90, 5, label.upper(), new_x="LEFT", new_y="NEXT")
-            for number, (field, text) in enumerate(_party_lines(who, prefix, words["tax_id"])):
-                page.font("B" if number == 0 else "", 10)
-                page.cell(field, 90, 5, text, new_x="LEFT", new_y="NEXT")
-        pdf.set_xy(10, max(pdf.get_y(), top + 35) + 4)
-        page.font("", 10)
-        meta = [
-            ("number", words["number"], invoice.number),
-            ("issued", words["issued"], f.date(invoice.issued)),
-            ("due", words["due"], f.date(invoice.due)),
-            ("period", words["period"], f"{f.date(invoice.period_start)} – {f.date(invoice.period_end)}"),
-        ]
-        for field, key, value in meta:
-            page.cell("label", 45, 6, key)
-            page.cell(field, 0, 6, value, new_x="LMARGIN", new_y="NEXT")
-        pdf.ln(4)
-        widths = (88, 36, 30, 36)
-        page.font("B", 9)
-        for width, title, align in zip(
-            widths, ("description", "quantity", "unit_price", "amount"), "LRRR", strict=True
-        ):
-            page.cell("label", width, 7, words[title], border="B", align=align)
+    page = _PdfText(f"invoice {invoice.number}", fonts)
+    pdf = page.pdf
+    page.font("B", 20)
+    page.cell("number", 0, 12, f"{words['invoice']} {invoice.number}", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    top = pdf.get_y()
+    for x, who, prefix, label in (
+        (10, invoice.seller, "seller", ""),
+        (110, invoice.buyer, "buyer", words["bill_to"]),
+    ):
+        pdf.set_xy(x, top)
+        if label:
+            page.font("", 8)
+            page.cell("label", 90, 5, label.upper(), new_x="LEFT", new_y="NEXT")
+        for number, (field, text) in enumerate(_party_lines(who, prefix, words["tax_id"])):
+            page.font("B" if number == 0 else "", 10)
+            page.cell(field, 90, 5, text, new_x="LEFT", new_y="NEXT")
+    pdf.set_xy(10, max(pdf.get_y(), top + 35) + 4)
+    page.font("", 10)
+    meta = [
+        ("number", words["number"], invoice.number),
+        ("issued", words["issued"], f.date(invoice.issued)),
+        ("due", words["due"], f.date(invoice.due)),
+        ("period", words["period"], f"{f.date(invoice.period_start)} – {f.date(invoice.period_end)}"),
+    ]
+    for field, key, value in meta:
+        page.cell("label", 45, 6, key)
+        page.cell(field, 0, 6, value, new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    widths = (88, 36, 30, 36)
+    page.font("B", 9)
+    for width, title, align in zip(widths, ("description", "quantity", "unit_price", "amount"), "LRRR", strict=True):
+        page.cell("label", width, 7, words[title], border="B", align=align)
+    pdf.ln()
+    page.font("", 9)
+    for index, row in enumerate(f.rows()):
+        fields = (f"lines[{index}].description", f"lines[{index}].unit", "label", "currency")
+        for width, field, text, align in zip(widths, fields, row, "LRRR", strict=True):
+            page.cell(field, width, 6, text, border="B", align=align)
         pdf.ln()
-        page.font("", 9)
-        for index, row in enumerate(f.rows()):
-            fields = (f"lines[{index}].description", f"lines[{index}].unit", "label", "currency")
-            for width, field, text, align in zip(widths, fields, row, "LRRR", strict=True):
-                page.cell(field, width, 6, text, border="B", align=align)
-            pdf.ln()
-        for field, label, amount, style in (
-            ("label", words["subtotal"], invoice.subtotal, ""),
-            ("tax.name", f.tax_label(), invoice.tax_total, ""),
-            ("label", words["total"], invoice.total, "B"),
-        ):
-            page.font(style, 10)
-            page.cell(field, sum(widths[:3]), 7, label, align="R")
-            page.cell("currency", widths[3], 7, f.money(amount), align="R", new_x="LMARGIN", new_y="NEXT")
-        pdf.ln(6)
-        page.font("", 9)
-        for note in f.notes():
-            page.multi_cell("notes", 0, 5, note, new_x="LMARGIN", new_y="NEXT")
-        return page.output()
+    for field, label, amount, style in (
+        ("label", words["subtotal"], invoice.subtotal, ""),
+        ("tax.name", f.tax_label(), invoice.tax_total, ""),
+        ("label", words["total"], invoice.total, "B"),
+    ):
+        page.font(style, 10)
+        page.cell(field, sum(widths[:3]), 7, label, align="R")
+        page.cell("currency", widths[3], 7, f.money(amount), align="R", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(6)
+    page.font("", 9)
+    for note in f.notes():
+        page.multi_cell("notes", 0, 5, note, new_x="LMARGIN", new_y="NEXT")
+    return page.output()
 
 
 def _described(meter: str, group: tuple[str, ...]) -> str:
@@ -474,20 +474,20 @@ def statement_pdf(item: Statement, language: str = "en", fonts: Sequence[str | P
     Raises ``DocumentError`` (``unrenderable_text``) for a character no font covers."""
     words = WORDS[language]
     title, summary, usage = _statement_tables(item, language)
-    with _PdfText(f"statement {item.customer} {item.period}", fonts) as page:
-        pdf = page.pdf
-        page.font("B", 18)
-        page.cell("customer", 0, 12, title, new_x="LMARGIN", new_y="NEXT")
-        page.font("", 10)
-        for key, value in summary:
-            page.cell("label", 120, 7, key, border="B")
-            page.cell("asset", 70, 7, value, border="B", align="R", new_x="LMARGIN", new_y="NEXT")
-        pdf.ln(6)
-        page.font("B", 12)
-        page.cell("label", 0, 9, words["usage by meter"], new_x="LMARGIN", new_y="NEXT")
-        page.font("", 9)
-        for index, (meter, quantity, amount) in enumerate(usage):
-            page.cell(f"usage[{index}].meter and group", 100, 6, meter, border="B")
-            page.cell("quantity", 45, 6, quantity, border="B", align="R")
-            page.cell(f"usage[{index}].asset", 45, 6, amount, border="B", align="R", new_x="LMARGIN", new_y="NEXT")
-        return page.output()
+    page = _PdfText(f"statement {item.customer} {item.period}", fonts)
+    pdf = page.pdf
+    page.font("B", 18)
+    page.cell("customer", 0, 12, title, new_x="LMARGIN", new_y="NEXT")
+    page.font("", 10)
+    for key, value in summary:
+        page.cell("label", 120, 7, key, border="B")
+        page.cell("asset", 70, 7, value, border="B", align="R", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(6)
+    page.font("B", 12)
+    page.cell("label", 0, 9, words["usage by meter"], new_x="LMARGIN", new_y="NEXT")
+    page.font("", 9)
+    for index, (meter, quantity, amount) in enumerate(usage):
+        page.cell(f"usage[{index}].meter and group", 100, 6, meter, border="B")
+        page.cell("quantity", 45, 6, quantity, border="B", align="R")
+        page.cell(f"usage[{index}].asset", 45, 6, amount, border="B", align="R", new_x="LMARGIN", new_y="NEXT")
+    return page.output()
