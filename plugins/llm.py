@@ -10,6 +10,7 @@
           - meter: llm_calls
             model: llm
             fallback: gpt-5-mini              # price an unknown model as this one (else: unknown_model)
+            provider: anthropic               # who serves a request without provider when several could
             aliases: {fast: gpt-5-mini}       # gateway aliases: priced as their target
             models:
               claude-sonnet-4-5:
@@ -45,10 +46,16 @@ and its counts named as genai-prices' ``Usage`` fields: ``input_tokens``
 - **ConditionalPrices prices** take effect from a date (``from``, by the UTC date of
   the event) or in a daily time window (``window``, in an IANA zone, wrapping
   midnight when ``end`` is before ``start``).
-- **Matching**: the model's key, then its ``match`` clause (case-insensitive,
-  ``regex`` as written), in the order models are declared; a compact date
-  suffix (``-20251211``) is also tried as ``-2025-12-11``. An unknown model is
-  refused with ``unknown_model`` unless ``fallback`` names a model.
+- **Matching** never depends on the order models are declared in. A model
+  fits a name by its key or its ``match`` clause (case-insensitive, ``regex``
+  as written); a compact date suffix (``-20251211``) is also tried as
+  ``-2025-12-11``. An event's ``provider`` keeps only that provider's models
+  (or, when it has none that fit, the models that name no provider). A key
+  equal to the name designates its model; otherwise models of several
+  providers fitting a request without ``provider`` are settled by the charge's
+  default ``provider:``, else refused ``ambiguous_model`` (as are several
+  models of one provider fitting one name). An unknown model is refused with
+  ``unknown_model`` unless ``fallback`` names a model.
 
 Prices are exact: ``price x count / per`` in Decimal, never rounded here.
 """
@@ -296,38 +303,93 @@ class Llm(PerEventModel):
     credit_rate: Price = Field(Decimal(1), description="Units of the charge's asset per unit of the prices' currency.")
     credit_rates: dict[str, Price] = Field(default_factory=dict, description="A credit rate per model, by name.")
 
-    _found: dict[str, str | None] = PrivateAttr(default_factory=dict)  # names already matched, and to what
+    provider: str | None = Field(
+        None,
+        description="The provider that serves a request without `provider` when models of several providers fit "
+        "its name (else the request is refused ambiguous_model).",
+    )
+
+    # names already matched, by (name, provider): the models they may be (bounded: names come from events)
+    _found: dict[tuple[str, str | None, str | None], tuple[str, ...]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _targets_exist(self) -> Llm:
         for name in [self.fallback, *self.aliases.values()]:
-            if name is not None and self.find(name) is None:
-                raise ValueError(f"{name!r} is not one of the models (fallback and aliases name priced models)")
+            if name is None:
+                continue
+            found = self.candidates(name)
+            if len(found) != 1:
+                which = f"fits {', '.join(found)}" if found else "is not one of the models"
+                raise ValueError(f"{name!r} {which} (fallback and aliases name one priced model)")
         return self
 
-    def find(self, name: str) -> str | None:
-        """The priced model ``name`` is, after aliases: the first whose match (or key) fits, in declared order;
-        then the same with a compact date suffix written with dashes."""
-        if name not in self._found:
-            self._found[name] = self._search(name)
-        return self._found[name]
+    def find(self, name: str, provider: str | None = None) -> str | None:
+        """The priced model a request for ``name`` served by ``provider`` is priced as, or None when none fits.
 
-    def _search(self, name: str) -> str | None:
+        Raises ``EventError`` (``ambiguous_model``) when several fit: see ``candidates``."""
+        found = self.candidates(name, provider)
+        if len(found) > 1:
+            served = f" served by {provider}" if provider else ""
+            providers = {_provider(self.models[key]) for key in found}
+            hint = (
+                "; name the provider in the request, or a default provider in the charge"
+                if provider is None and len(providers) > 1
+                else "; their matches overlap"
+            )
+            raise EventError(Refusal.AMBIGUOUS_MODEL, f"model {name!r}{served} fits {', '.join(found)}{hint}")
+        return found[0] if found else None
+
+    def candidates(self, name: str, provider: str | None = None) -> tuple[str, ...]:
+        """The priced models a request for ``name`` (after aliases) served by ``provider`` may be: one, none, or
+        several (ambiguous). Never depends on the order models are declared in:
+
+        - the models that fit ``name``: its key equals the name (case-insensitive), or its ``match`` clause fits;
+          if none does, the same for the name with a compact date suffix written with dashes;
+        - a request's ``provider`` keeps the models of that provider, or when it has none, those naming no
+          provider (they price whoever serves them);
+        - a model whose key is the name is that model, whatever else fits (a key designates one model);
+        - else, for a request without provider, the charge's default ``provider`` settles a tie among providers.
+        """
+        key = (name, provider, self.provider)  # the default too: model_copy shares this cache
+        if key not in self._found:
+            if len(self._found) >= 4096:  # event properties are unbounded: never grow without limit
+                self._found.clear()
+            self._found[key] = self._search(name, provider)
+        return self._found[key]
+
+    def _search(self, name: str, provider: str | None) -> tuple[str, ...]:
+        wanted = provider.lower() if provider is not None else None
         for candidate in dict.fromkeys([name, _COMPACT_DATE.sub(_dashed, name)]):
             target = self.aliases.get(candidate, candidate)
-            for key, spec in self.models.items():
-                if spec.match.matches(target) if spec.match is not None else key.lower() == target.lower():
-                    return key
-        return None
+            fitting = [key for key, spec in self.models.items() if _fits(key, spec, target)]
+            if wanted is not None:
+                own = [key for key in fitting if _provider(self.models[key]) == wanted]
+                fitting = own or [key for key in fitting if self.models[key].provider is None]
+            if not fitting:
+                continue
+            exact = [key for key in fitting if key.lower() == target.lower()]
+            if len(exact) == 1:
+                return tuple(exact)
+            if wanted is None and self.provider is not None and len({_provider(self.models[k]) for k in fitting}) > 1:
+                preferred = [key for key in fitting if _provider(self.models[key]) == self.provider.lower()]
+                fitting = preferred or fitting
+            return tuple(sorted(fitting))
+        return ()
 
     def price_event(self, event: UsageEvent, asset: str) -> EventPrice:
         served = event.properties.get("model")
         if not isinstance(served, str) or not served:
             raise EventError(Refusal.MISSING_PROPERTY, "missing property 'model' (the llm charge prices by it)")
-        key, note = self.find(served), ""
+        provider = event.properties.get("provider")
+        if provider is not None and (not isinstance(provider, str) or not provider):
+            raise EventError(Refusal.MISSING_PROPERTY, "property 'provider' must be a provider's name (text)")
+        key, note = self.find(served, provider), ""
         if key is None:
             if self.fallback is None:
-                raise EventError(Refusal.UNKNOWN_MODEL, f"model {served!r} has no price and the charge has no fallback")
+                at = f" at {provider}" if provider else ""
+                raise EventError(
+                    Refusal.UNKNOWN_MODEL, f"model {served!r}{at} has no price and the charge has no fallback"
+                )
             key, note = self.find(self.fallback), f"{served} has no price, priced as the fallback; "
             assert key is not None  # the validator checked that the fallback is priced
         spec = self.models[key]
@@ -362,6 +424,15 @@ class Llm(PerEventModel):
         if isinstance(requested, str) and requested != served:
             text = f"requested {requested}, served {served}; {text}"
         return EventPrice(amount, text)
+
+
+def _fits(key: str, spec: PricedModel, name: str) -> bool:
+    """Whether the model ``key`` fits ``name``: by its key (case-insensitive), or by its match clause."""
+    return key.lower() == name.lower() or (spec.match is not None and spec.match.matches(name))
+
+
+def _provider(spec: PricedModel) -> str | None:
+    return spec.provider.lower() if spec.provider is not None else None
 
 
 def _dashed(match: re.Match[str]) -> str:

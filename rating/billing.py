@@ -21,6 +21,7 @@ Validated like a pricebook, every problem named at ``file:line:column``::
         address: [1 Main St, Springfield]
         country: US
         language: en
+    fonts: [fonts/NotoSansJP-Regular.ttf]   # optional: for what DejaVu Sans lacks in PDFs
 
 How a profile's tax is decided (:func:`tax_for`), in this order:
 
@@ -114,6 +115,9 @@ class Billing(BaseModel):
     invoice_series: str = Field("INV", pattern=r"^[A-Z][A-Z0-9]{0,9}$")
     tax_rules: tuple[TaxRule, ...] = ()
     profiles: dict[CustomerId, Profile] = {}
+    #: Font files (TrueType or OpenType; relative to the billing file) that PDFs draw what DejaVu Sans does not
+    #: cover with, tried in order: a CJK font for Japanese or Chinese names, say.
+    fonts: tuple[str, ...] = ()
 
 
 class AppliedTax(BaseModel):
@@ -152,8 +156,10 @@ def tax_for(billing: Billing, profile: Profile, on: dt.date) -> AppliedTax:
     raise TaxError(f"no tax rule for country {profile.country} on {on.isoformat()} (add one, or a '*' rule)")
 
 
-def parse_billing(text: str, source: str = "<billing>") -> Billing:
-    """Validate billing YAML text; :class:`~rating.errors.PricebookError` lists every problem with its position."""
+def parse_billing(text: str, source: str = "<billing>", base: Path | None = None) -> Billing:
+    """Validate billing YAML text; :class:`~rating.errors.PricebookError` lists every problem with its position.
+
+    Its ``fonts`` are resolved against ``base`` (the billing file's folder) and must be files."""
     try:
         document = yamlstrict.load(text)
     except yamlstrict.YamlError as error:
@@ -163,11 +169,17 @@ def parse_billing(text: str, source: str = "<billing>") -> Billing:
         problems.add((), "a billing file is a mapping with seller, tax_rules and profiles")
         problems.raise_if_any()
     try:
-        return Billing.model_validate(document.data)
+        billing = Billing.model_validate(document.data)
     except ValidationError as error:
         problems.add_validation((), error)
         problems.raise_if_any()
         raise
+    fonts = tuple(str(base / font) if base is not None else font for font in billing.fonts)
+    for index, font in enumerate(fonts):
+        if not Path(font).is_file():
+            problems.add(("fonts", index), f"no font file {font}")
+    problems.raise_if_any()
+    return billing.model_copy(update={"fonts": fonts})
 
 
 def load_billing(path: str | Path) -> Billing:
@@ -176,4 +188,4 @@ def load_billing(path: str | Path) -> Billing:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise PricebookError([f"{path}: cannot read billing file: {error}"]) from None
-    return parse_billing(text, str(path))
+    return parse_billing(text, str(path), Path(path).parent)

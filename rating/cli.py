@@ -629,7 +629,7 @@ def cmd_statement(args: argparse.Namespace, registry: Registry) -> int:
             (
                 f"statement-{s.customer}-{s.period}",
                 partial(statement_html, s, args.language),
-                partial(statement_pdf, s, args.language),
+                partial(statement_pdf, s, args.language, _document_fonts(args)),
             )
             for s in statements
         ],  # fmt: skip
@@ -654,7 +654,13 @@ def _write_invoices(args: argparse.Namespace, chosen: list[Invoice], statuses: d
             for i in chosen
         ]  # fmt: skip
         print(render(rows, INVOICE_COLUMNS, "table"))
-    _write_documents(args, [(i.number, partial(invoice_html, i), partial(invoice_pdf, i)) for i in chosen])
+    fonts = _document_fonts(args)
+    _write_documents(args, [(i.number, partial(invoice_html, i), partial(invoice_pdf, i, fonts)) for i in chosen])
+
+
+def _document_fonts(args: argparse.Namespace) -> tuple[str, ...]:
+    """The font files the ``--billing`` file names for PDFs (``fonts:``), if ``--pdf`` and ``--billing`` are given."""
+    return load_billing(args.billing).fonts if args.pdf and args.billing else ()
 
 
 #: A document to write: its file name without suffix, and what renders it as HTML and as PDF.
@@ -663,17 +669,18 @@ Document = tuple[str, Callable[[], str], Callable[[], bytes]]
 
 def _write_documents(args: argparse.Namespace, documents: Sequence[Document]) -> None:
     """Each document as ``DIR/NAME.html`` for ``--html DIR`` and ``DIR/NAME.pdf`` for ``--pdf DIR``."""
+    # Every document is rendered before any is written: one that cannot be (unrenderable_text) leaves no files.
+    rendered: list[tuple[Path, bytes]] = []
     for folder, suffix in ((args.html, ".html"), (args.pdf, ".pdf")):
         if folder is None:
             continue
-        Path(folder).mkdir(parents=True, exist_ok=True)
         for name, html, pdf in documents:
-            path = Path(folder) / f"{name}{suffix}"
-            if suffix == ".html":
-                path.write_text(html(), encoding="utf-8")
-            else:
-                path.write_bytes(pdf())
-            print(f"wrote {path}", file=sys.stderr)
+            content = html().encode("utf-8") if suffix == ".html" else pdf()
+            rendered.append((Path(folder) / f"{name}{suffix}", content))
+    for path, content in rendered:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        print(f"wrote {path}", file=sys.stderr)
 
 
 def cmd_import(args: argparse.Namespace, registry: Registry) -> int:
@@ -1037,7 +1044,9 @@ def build_parser() -> argparse.ArgumentParser:
     billing.add_argument("number", nargs="?", metavar="NUMBER", help="the invoice to show, e.g. INV-2026-000001")
     billing.add_argument("--period", help="the closed billing period to invoice, e.g. 2026-11 (issue)")
     billing.add_argument("--pricebook", "-p", action="append", help=PRICEBOOK_HELP + " (issue)")
-    billing.add_argument("--billing", metavar="FILE", help="seller, tax rules and customer profiles (issue)")
+    billing.add_argument(
+        "--billing", metavar="FILE", help="seller, tax rules and customer profiles (issue); its fonts: for --pdf"
+    )
     billing.add_argument("--customer", action="append", help="only these customers (repeatable)")
     billing.add_argument("--date", help="the issue date, e.g. 2026-12-01 (default today)")
     billing.add_argument("--amount", help="pay: the amount paid; credit: the amount of --line to credit")
@@ -1059,6 +1068,7 @@ def build_parser() -> argparse.ArgumentParser:
     statements.add_argument("--html", metavar="DIR", help="also write each statement as HTML into DIR")
     statements.add_argument("--pdf", metavar="DIR", help="also write each statement as PDF into DIR")
     statements.add_argument("--language", choices=["en", "de"], default="en", help="of the HTML and PDF")
+    statements.add_argument("--billing", metavar="FILE", help="a billing file whose fonts: the PDFs may use")
     importing = command("import", cmd_import, "write an llm cost catalogue from genai-prices' price data")
     importing.add_argument("source", choices=["genai-prices"], help="where the prices come from")
     importing.add_argument("--provider", action="append", required=True, help="anthropic, openai, ... (repeat)")

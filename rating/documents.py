@@ -4,6 +4,14 @@ HTML and PDF need the ``[invoices]`` extra (Babel formats numbers and dates per
 locale; fpdf2 writes the PDF in pure Python, no system library). They read
 only the stored invoice: re-rendering an old invoice after a rate or a profile
 changed shows it exactly as issued.
+
+PDFs draw their text in DejaVu Sans (shipped in ``rating/fonts``, its licence
+beside it: Latin, Greek, Cyrillic, Hebrew, Arabic and more), then in the font
+files the billing file names (``fonts:``, e.g. a CJK font), tried in order for
+what DejaVu Sans lacks. Text in a script that needs shaping (right-to-left,
+combining marks, Indic) is shaped by HarfBuzz (``uharfbuzz``, in the same
+extra). A character no font covers is never replaced: rendering stops with
+``unrenderable_text``, naming the character and the field it is in.
 """
 
 from __future__ import annotations
@@ -12,13 +20,20 @@ import csv
 import datetime as dt
 import html
 import io
+import unicodedata
+from collections.abc import Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from rating.billing import Party
-from rating.errors import RatingError
+from rating.errors import DocumentError, RatingError
 from rating.invoices import Invoice
+from rating.refusals import DocumentRefusal
 from rating.statements import Statement
+
+#: The fonts shipped with the package: DejaVu Sans, regular and bold (licence: LICENSE-DejaVu.txt beside them).
+FONTS = Path(__file__).parent / "fonts"
 
 #: The words of an invoice, per language.
 WORDS = {
@@ -234,75 +249,169 @@ table {{ border-collapse: collapse; width: 100%; }}
 """
 
 
-def invoice_pdf(invoice: Invoice) -> bytes:
-    """The invoice as a one-or-more-page A4 PDF."""
-    try:
-        from fpdf import FPDF
-    except ImportError:
-        raise RatingError("PDF invoices need the invoices extra: pip install 'rating[invoices]'") from None
+class _PdfText:
+    """An A4 PDF whose every piece of text is checked before it is drawn: each character must be covered by
+    DejaVu Sans or one of the extra fonts, else ``unrenderable_text`` names it and its field."""
+
+    def __init__(self, what: str, fonts: Sequence[str | Path]) -> None:
+        try:
+            from fpdf import FPDF
+        except ImportError:
+            raise RatingError("PDF documents need the invoices extra: pip install 'rating[invoices]'") from None
+        self.what = what
+        self.pdf = FPDF(format="A4")
+        self.pdf.set_auto_page_break(auto=True, margin=20)
+        self.pdf.add_font("dejavu", "", FONTS / "DejaVuSans.ttf")
+        self.pdf.add_font("dejavu", "B", FONTS / "DejaVuSans-Bold.ttf")
+        extra = []
+        for number, path in enumerate(fonts):
+            try:
+                self.pdf.add_font(f"extra{number}", "", str(path))
+            except Exception as error:  # fpdf2 and fontTools raise many kinds for a file that is not a font
+                self.close()
+                raise RatingError(f"cannot use font file {path}: {error}") from None
+            extra.append(f"extra{number}")
+        if extra:
+            self.pdf.set_fallback_fonts(extra, exact_match=False)  # a regular CJK font also draws bold text
+        self._extra: list[Any] = [self.pdf.fonts[key] for key in extra]  # TTFFonts (fpdf2 is optional)
+        self.pdf.add_page()
+
+    def font(self, style: str, size: float) -> None:
+        self.pdf.set_font("dejavu", style, size)
+
+    def checked(self, field: str, text: str) -> str:
+        """``text``, once every character of it has a glyph in the current font or an extra one."""
+        covered = self.pdf.current_font.cmap  # type: ignore[union-attr]
+        for character in text:
+            code = ord(character)
+            if code not in covered and not any(code in font.cmap for font in self._extra):
+                name = unicodedata.name(character, "unnamed")
+                self.close()
+                raise DocumentError(
+                    DocumentRefusal.UNRENDERABLE_TEXT,
+                    f"{self.what}: {field} has {character!r} (U+{code:04X} {name}), which no font of the PDF covers; "
+                    "name a font file that does under fonts: in the billing file",
+                )
+        return text
+
+    def cell(self, field: str, width: float, height: float, text: str, **options: Any) -> None:
+        self._draw(self.pdf.cell, field, width, height, text, **options)
+
+    def multi_cell(self, field: str, width: float, height: float, text: str, **options: Any) -> None:
+        self._draw(self.pdf.multi_cell, field, width, height, text, **options)
+
+    def _draw(self, draw: Any, field: str, width: float, height: float, text: str, **options: Any) -> None:
+        text = self.checked(field, text)
+        shaped = _needs_shaping(text)
+        if shaped:
+            try:
+                self.pdf.set_text_shaping(True)
+            except Exception as error:  # FPDFException: uharfbuzz is missing
+                self.close()
+                raise RatingError(
+                    f"{self.what}: {field} is in a script that needs text shaping: pip install 'rating[invoices]' "
+                    f"({error})"
+                ) from None
+        try:
+            draw(width, height, text, **options)
+        finally:
+            if shaped:
+                self.pdf.set_text_shaping(False)
+        if self._extra and any(ord(c) not in self.pdf.current_font.cmap for c in text):  # type: ignore[union-attr]
+            # fpdf2 (2.8) sets a text that starts in a fallback font inside q/Q yet records the page's font as
+            # set: the next text would be drawn in the font and size the page had before. Set it again.
+            self.pdf.current_font_is_set_on_page = False
+
+    def output(self) -> bytes:
+        try:
+            return bytes(self.pdf.output())
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the font files (fpdf2 closes those it embedded only when it writes the PDF)."""
+        for font in self.pdf.fonts.values():
+            if hasattr(font, "close"):
+                font.close()
+
+
+def _needs_shaping(text: str) -> bool:
+    """Whether drawing ``text`` glyph by glyph would be wrong: right-to-left letters (Hebrew, Arabic, whose
+    letters also join) or combining marks (accents written apart, Indic and Thai vowel signs)."""
+    return any(
+        unicodedata.bidirectional(character) in ("R", "AL") or unicodedata.category(character).startswith("M")
+        for character in text
+        if not character.isascii()
+    )
+
+
+def _party_lines(who: Party, prefix: str, tax_label: str) -> list[tuple[str, str]]:
+    """A seller's or a buyer's lines on the page, each with the field it shows."""
+    lines = [(f"{prefix}.legal_name", who.legal_name)]
+    lines += [(f"{prefix}.address[{index}]", line) for index, line in enumerate(who.address)]
+    if who.tax_id:
+        lines.append((f"{prefix}.tax_id", f"{tax_label}: {who.tax_id}"))
+    return lines
+
+
+def invoice_pdf(invoice: Invoice, fonts: Sequence[str | Path] = ()) -> bytes:
+    """The invoice as a one-or-more-page A4 PDF; ``fonts`` are font files for what DejaVu Sans does not cover.
+
+    Raises ``DocumentError`` (``unrenderable_text``) for a character no font covers."""
     f, words = _Format(invoice), WORDS[invoice.buyer.language]
-    pdf = FPDF(format="A4")
-    pdf.set_auto_page_break(auto=True, margin=20)
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 20)
-    pdf.cell(0, 12, _latin(f"{words['invoice']} {invoice.number}"), new_x="LMARGIN", new_y="NEXT")
+    page = _PdfText(f"invoice {invoice.number}", fonts)
+    pdf = page.pdf
+    page.font("B", 20)
+    page.cell("number", 0, 12, f"{words['invoice']} {invoice.number}", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     top = pdf.get_y()
-    for x, who, label in ((10, invoice.seller, ""), (110, invoice.buyer, words["bill_to"])):
+    for x, who, prefix, label in (
+        (10, invoice.seller, "seller", ""),
+        (110, invoice.buyer, "buyer", words["bill_to"]),
+    ):
         pdf.set_xy(x, top)
-        lines = [who.legal_name, *who.address] + ([f"{words['tax_id']}: {who.tax_id}"] if who.tax_id else [])
         if label:
-            pdf.set_font("Helvetica", "", 8)
-            pdf.cell(90, 5, _latin(label.upper()), new_x="LEFT", new_y="NEXT")
-        for number, text in enumerate(lines):
-            pdf.set_font("Helvetica", "B" if number == 0 else "", 10)
-            pdf.cell(90, 5, _latin(text), new_x="LEFT", new_y="NEXT")
+            page.font("", 8)
+            page.cell("label", 90, 5, label.upper(), new_x="LEFT", new_y="NEXT")
+        for number, (field, text) in enumerate(_party_lines(who, prefix, words["tax_id"])):
+            page.font("B" if number == 0 else "", 10)
+            page.cell(field, 90, 5, text, new_x="LEFT", new_y="NEXT")
     pdf.set_xy(10, max(pdf.get_y(), top + 35) + 4)
-    pdf.set_font("Helvetica", "", 10)
+    page.font("", 10)
     meta = [
-        (words["number"], invoice.number),
-        (words["issued"], f.date(invoice.issued)),
-        (words["due"], f.date(invoice.due)),
-        (words["period"], f"{f.date(invoice.period_start)} - {f.date(invoice.period_end)}"),
+        ("number", words["number"], invoice.number),
+        ("issued", words["issued"], f.date(invoice.issued)),
+        ("due", words["due"], f.date(invoice.due)),
+        ("period", words["period"], f"{f.date(invoice.period_start)} – {f.date(invoice.period_end)}"),
     ]
-    for key, value in meta:
-        pdf.cell(45, 6, _latin(key))
-        pdf.cell(0, 6, _latin(value), new_x="LMARGIN", new_y="NEXT")
+    for field, key, value in meta:
+        page.cell("label", 45, 6, key)
+        page.cell(field, 0, 6, value, new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     widths = (88, 36, 30, 36)
-    pdf.set_font("Helvetica", "B", 9)
+    page.font("B", 9)
     for width, title, align in zip(widths, ("description", "quantity", "unit_price", "amount"), "LRRR", strict=True):
-        pdf.cell(width, 7, _latin(words[title]), border="B", align=align)
+        page.cell("label", width, 7, words[title], border="B", align=align)
     pdf.ln()
-    pdf.set_font("Helvetica", "", 9)
-    for row in f.rows():
-        for width, text, align in zip(widths, row, "LRRR", strict=True):
-            pdf.cell(width, 6, _latin(text), border="B", align=align)
+    page.font("", 9)
+    for index, row in enumerate(f.rows()):
+        fields = (f"lines[{index}].description", f"lines[{index}].unit", "label", "currency")
+        for width, field, text, align in zip(widths, fields, row, "LRRR", strict=True):
+            page.cell(field, width, 6, text, border="B", align=align)
         pdf.ln()
-    for label, amount, style in (
-        (words["subtotal"], invoice.subtotal, ""),
-        (f.tax_label(), invoice.tax_total, ""),
-        (words["total"], invoice.total, "B"),
+    for field, label, amount, style in (
+        ("label", words["subtotal"], invoice.subtotal, ""),
+        ("tax.name", f.tax_label(), invoice.tax_total, ""),
+        ("label", words["total"], invoice.total, "B"),
     ):
-        pdf.set_font("Helvetica", style, 10)
-        pdf.cell(sum(widths[:3]), 7, _latin(label), align="R")
-        pdf.cell(widths[3], 7, _latin(f.money(amount)), align="R", new_x="LMARGIN", new_y="NEXT")
+        page.font(style, 10)
+        page.cell(field, sum(widths[:3]), 7, label, align="R")
+        page.cell("currency", widths[3], 7, f.money(amount), align="R", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(6)
-    pdf.set_font("Helvetica", "", 9)
+    page.font("", 9)
     for note in f.notes():
-        pdf.multi_cell(0, 5, _latin(note), new_x="LMARGIN", new_y="NEXT")
-    return bytes(pdf.output())
-
-
-def _latin(text: str) -> str:
-    """Text the PDF's built-in fonts can draw (Latin-1): other characters become their nearest plain form."""
-    return (
-        text.replace("–", "-")
-        .replace("\u202f", " ")
-        .replace("\xa0", " ")
-        .encode("latin-1", "replace")
-        .decode("latin-1")
-    )
+        page.multi_cell("notes", 0, 5, note, new_x="LMARGIN", new_y="NEXT")
+    return page.output()
 
 
 def _described(meter: str, group: tuple[str, ...]) -> str:
@@ -359,28 +468,26 @@ td, th {{ border-bottom: 1px solid #ddd; padding: 6px 4px; text-align: left; }}
 """
 
 
-def statement_pdf(item: Statement, language: str = "en") -> bytes:
-    """A statement as an A4 PDF."""
-    try:
-        from fpdf import FPDF
-    except ImportError:
-        raise RatingError("PDF statements need the invoices extra: pip install 'rating[invoices]'") from None
+def statement_pdf(item: Statement, language: str = "en", fonts: Sequence[str | Path] = ()) -> bytes:
+    """A statement as an A4 PDF; ``fonts`` are font files for what DejaVu Sans does not cover.
+
+    Raises ``DocumentError`` (``unrenderable_text``) for a character no font covers."""
     words = WORDS[language]
     title, summary, usage = _statement_tables(item, language)
-    pdf = FPDF(format="A4")
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 18)
-    pdf.cell(0, 12, _latin(title), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 10)
+    page = _PdfText(f"statement {item.customer} {item.period}", fonts)
+    pdf = page.pdf
+    page.font("B", 18)
+    page.cell("customer", 0, 12, title, new_x="LMARGIN", new_y="NEXT")
+    page.font("", 10)
     for key, value in summary:
-        pdf.cell(120, 7, _latin(key), border="B")
-        pdf.cell(70, 7, _latin(value), border="B", align="R", new_x="LMARGIN", new_y="NEXT")
+        page.cell("label", 120, 7, key, border="B")
+        page.cell("asset", 70, 7, value, border="B", align="R", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(6)
-    pdf.set_font("Helvetica", "B", 12)
-    pdf.cell(0, 9, _latin(words["usage by meter"]), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 9)
-    for meter, quantity, amount in usage:
-        pdf.cell(100, 6, _latin(meter), border="B")
-        pdf.cell(45, 6, _latin(quantity), border="B", align="R")
-        pdf.cell(45, 6, _latin(amount), border="B", align="R", new_x="LMARGIN", new_y="NEXT")
-    return bytes(pdf.output())
+    page.font("B", 12)
+    page.cell("label", 0, 9, words["usage by meter"], new_x="LMARGIN", new_y="NEXT")
+    page.font("", 9)
+    for index, (meter, quantity, amount) in enumerate(usage):
+        page.cell(f"usage[{index}].meter and group", 100, 6, meter, border="B")
+        page.cell("quantity", 45, 6, quantity, border="B", align="R")
+        page.cell(f"usage[{index}].asset", 45, 6, amount, border="B", align="R", new_x="LMARGIN", new_y="NEXT")
+    return page.output()

@@ -7,7 +7,7 @@ one line a person can act on.
 
 from __future__ import annotations
 
-from rating.refusals import InvoiceRefusal, PayoutRefusal, Refusal
+from rating.refusals import DocumentRefusal, InvoiceRefusal, PayoutRefusal, Refusal
 
 
 class RatingError(Exception):
@@ -130,4 +130,14 @@ class InvoiceError(RatingError):
 
     def __init__(self, code: InvoiceRefusal, message: str) -> None:
         self.code = InvoiceRefusal(code)
+        super().__init__(f"{self.code}: {message}")
+
+
+class DocumentError(RatingError):
+    """A document (a PDF) was not rendered; ``code`` is a :class:`~rating.refusals.DocumentRefusal`.
+
+    What it renders (an issued invoice, a statement) stands: only the document is not written."""
+
+    def __init__(self, code: DocumentRefusal, message: str) -> None:
+        self.code = DocumentRefusal(code)
         super().__init__(f"{self.code}: {message}")

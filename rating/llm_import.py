@@ -15,6 +15,11 @@ customers, so re-importing after a price change rewrites only the catalogue::
         charges:                # what customers pay: the same prices, 20 % up
           - {meter: llm_calls, model: llm, catalogue: llm/anthropic.yaml, markup: "20"}
 
+A model id that several imported providers serve (Claude at Anthropic and at
+Google's Vertex) is named ``provider/id`` for each of them, and the models are
+written by provider: the catalogue depends on what is imported, never on the
+order providers are named in, and no provider takes another's name.
+
 What cannot be said in these terms (a provider-specific rule such as billing
 at least 10 seconds of audio, a unit the ``llm`` model does not know, prices
 that do not cover the usage they split) is reported, never dropped silently.
@@ -64,8 +69,9 @@ def import_genai_prices(providers: Sequence[str], models: Iterable[str] = ()) ->
         raise RatingError("no llm pricing model is installed")
     snapshot = data_snapshot.get_snapshot()
     wanted, found = set(models), set()
-    result = Imported()
-    for provider_id in providers:
+    entries: dict[tuple[str, str], dict[str, Any]] = {}
+    skipped: list[str] = []
+    for provider_id in sorted(set(providers)):  # the catalogue is the same whatever order providers are named in
         provider = next((p for p in snapshot.providers if p.id == provider_id), None)
         if provider is None:
             known = ", ".join(sorted(p.id for p in snapshot.providers))
@@ -73,21 +79,42 @@ def import_genai_prices(providers: Sequence[str], models: Iterable[str] = ()) ->
         for model in provider.models:
             if wanted and model.id not in wanted:
                 continue
-            name = model.id if model.id not in result.models else f"{provider.id}/{model.id}"
             if (provider.id, model.id) in SPECIAL_CASES:
-                result.skipped.append(f"{provider.id}/{model.id}: priced by a rule in genai-prices' code, not its data")
+                skipped.append(f"{provider.id}/{model.id}: priced by a rule in genai-prices' code, not its data")
                 continue
             try:
                 entry = _model(provider.id, model)
-                llm.model_validate({"meter": "m", "model": "llm", "models": {name: entry}})
+                llm.model_validate({"meter": "m", "model": "llm", "models": {model.id: entry}})
             except (ValueError, TypeError) as error:
                 reason = str(error).splitlines()[-1] if str(error) else type(error).__name__
-                result.skipped.append(f"{provider.id}/{model.id}: {reason.strip()}")
+                skipped.append(f"{provider.id}/{model.id}: {reason.strip()}")
                 continue
-            result.models[name] = entry
+            entries[(provider.id, model.id)] = entry
         found |= {m.id for m in provider.models}
+    names = catalogue_names(entries)
+    result = Imported({names[ids]: entry for ids, entry in entries.items()}, skipped)
     result.skipped += [f"{name}: no such model at {', '.join(providers)}" for name in sorted(wanted - found)]
     return result
+
+
+def catalogue_names(models: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Each (provider, model id)'s name in a catalogue: the model id, or ``provider/model id`` where that name is
+    shared (a model several providers serve, or an id that reads like another's qualified name). The names depend
+    on which models are imported, never on the order they come in, so no provider takes another's name."""
+    names = {ids: ids[1] for ids in models}
+    while True:
+        holders: dict[str, list[tuple[str, str]]] = {}
+        for ids, name in names.items():
+            holders.setdefault(name.lower(), []).append(ids)
+        shared = [group for group in holders.values() if len(group) > 1]
+        if not shared:
+            return names
+        for group in shared:
+            plain = [ids for ids in group if names[ids] == ids[1]]
+            if not plain:  # only "a" serving "b/c" and "a/b" serving "c" get here
+                raise RatingError(f"models {', '.join('/'.join(ids) for ids in group)} cannot be told apart by name")
+            for provider, model in plain:
+                names[(provider, model)] = f"{provider}/{model}"
 
 
 def _model(provider: str, model: Any) -> dict[str, Any]:

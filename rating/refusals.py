@@ -41,6 +41,9 @@ class Refusal(enum.StrEnum):
     CURRENCY_MISMATCH = "currency_mismatch"
     #: The model the event names is not priced by the charge, which declares no fallback.
     UNKNOWN_MODEL = "unknown_model"
+    #: Models of several providers fit the model the event names, and neither the event's ``provider``
+    #: nor the charge's default ``provider`` says which (or several models of one provider fit it).
+    AMBIGUOUS_MODEL = "ambiguous_model"
     #: The charges cannot be computed exactly (decimal overflow on absurd prices).
     NOT_EXACT = "not_exact"
     #: The event would take the customer's period charges beyond its ``spend_cap``.
@@ -128,3 +131,11 @@ class InvoiceRefusal(enum.StrEnum):
     CREDIT_EXCEEDS = "credit_exceeds"
     #: A payment or credit reference already used with other content.
     CONFLICT = "conflict"
+
+
+class DocumentRefusal(enum.StrEnum):
+    """Why a document (a PDF invoice or statement) was not rendered; what it shows is issued all the same."""
+
+    #: A character of the text has no glyph in DejaVu Sans nor in the fonts the billing file names
+    #: (the message names the character and its field): it is never drawn as ``?`` or left out.
+    UNRENDERABLE_TEXT = "unrenderable_text"

@@ -1,4 +1,5 @@
-"""The oracle: an imported genai-prices catalogue prices 2,000 requests exactly as genai-prices' calc_price does.
+"""The oracle: an imported genai-prices catalogue prices 2,000 requests exactly as genai-prices' calc_price does,
+per provider and as one catalogue of every provider matched on the request's (provider, model).
 
 Requests are generated over 11 models of 4 providers, around what decides a
 price: context tiers (one token under, at and over the threshold), price
@@ -107,6 +108,10 @@ def test_imported_prices_equal_calc_price_on_two_thousand_requests() -> None:
         )
         for provider in {provider for provider, _, _ in MODELS}
     }
+    # One catalogue of every provider, matched on the request's (provider, model): the same prices.
+    together = registry.pricing_models["llm"].model_validate(
+        {"meter": "calls", "model": "llm", "models": import_genai_prices(sorted(charges)).models}
+    )
     rng = random.Random(20261130)
     compared = refused = 0
     for number in range(2_000):
@@ -125,6 +130,13 @@ def test_imported_prices_equal_calc_price_on_two_thousand_requests() -> None:
                 ours: Decimal | None = charges[provider].price_event(event, "USD").amount  # type: ignore[attr-defined]
         except EventError:
             ours = None
+        with_provider = event.model_copy(update={"properties": event.properties | {"provider": provider}})
+        try:
+            with localcontext(MONEY_CONTEXT):
+                combined: Decimal | None = together.price_event(with_provider, "USD").amount  # type: ignore[attr-defined]
+        except EventError:
+            combined = None
+        assert combined == ours, f"request {number}: one catalogue of all providers prices {provider} {name} apart"
         assert ours == expected, f"request {number}: {provider} {name} at {event.timestamp} {usage} {context}"
         compared += expected is not None
         refused += expected is None
