@@ -10,9 +10,12 @@ from a still-open predecessor are settled at its close.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import pathlib
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -263,3 +266,23 @@ def test_any_arrival_order_and_batch_split_give_the_ledger_of_time_order(
     assert ledger(got) == ledger(expected)
     assert records(got) == records(expected)
     assert got.verify() == []
+
+
+def test_simulating_the_pricebook_that_billed_a_late_arrival_changes_nothing(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`simulate --baseline ledger` with the very pricebook that billed the month once showed a change of 6.80
+    after the later event was rated first."""
+    from rating.cli import main
+
+    book, db = tmp_path / "book.yaml", str(tmp_path / "ledger.db")
+    book.write_text(PLAN_CHANGE)
+    for name, item in (("late", call("late", 20, 12)), ("early", call("early", 10, 8))):
+        (tmp_path / f"{name}.jsonl").write_text(item.model_dump_json() + "\n")
+        assert main(["rate", str(tmp_path / f"{name}.jsonl"), "-p", str(book), "--db", db]) == 0
+    assert main(["close-period", "--period", "2026-11", "-p", str(book), "--db", db]) == 0
+    capsys.readouterr()
+    window = ["--from", "2026-11-01", "--to", "2026-12-01"]
+    assert main(["simulate", "--db", db, *window, "--baseline", "ledger", "--vs", str(book), "-o", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["customers"]
+    assert [(row["ledger"], row["delta book"]) for row in rows] == [("14.0", "0.0")]

@@ -227,6 +227,9 @@ def test_close_bills_what_committed_before_it_and_nothing_moves_under_it(
             outcome["rated"] = writer.rate(event("meanwhile", at=utc(2026, 11, 6), tokens=7982, model="m"))
         except EventError as error:
             outcome["refused"] = error.code
+        finally:
+            if other is not storage:
+                other.close()
 
     def totals_with_a_writer_racing(period: str) -> dict[tuple[str, str], Decimal]:
         racing = threading.Thread(target=rate_meanwhile)
