@@ -88,6 +88,14 @@ class PaymentRefusal(enum.StrEnum):
     INVOICE_REFUSED = "invoice_refused"
 
 
+class RerateRefusal(enum.StrEnum):
+    """Why ``rating rerate`` posted nothing at all (per-event refusals of a re-rating are :class:`Refusal` codes)."""
+
+    #: The fixed pricebook would bill a customer's events by another period kind or anchor than billing did
+    #: (say weeks instead of months): rerate corrects prices, never the periods billing put usage in.
+    PERIOD_MISMATCH = "period_mismatch"
+
+
 #: The event refusals in the order the engine checks them (for documentation and tests).
 CHECK_ORDER: tuple[Refusal, ...] = tuple(Refusal)
 
