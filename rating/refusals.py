@@ -79,8 +79,9 @@ class PaymentRefusal(enum.StrEnum):
     UNKNOWN_ASSET = "unknown_asset"
     #: The amount is not a positive decimal within the asset's scale and 10^15.
     INVALID_AMOUNT = "invalid_amount"
-    #: The payment id was already credited with another customer, asset or amount,
-    #: or the invoice it names bills another customer or currency.
+    #: The payment id was already credited with another customer, asset or amount, or used for another
+    #: purpose (invoice payment, top-up, refund, chargeback), or the invoice it names bills another
+    #: customer or currency.
     CONFLICT = "conflict"
     #: A refund or chargeback names a payment never credited to that customer, or takes back more than is left.
     UNKNOWN_PAYMENT = "unknown_payment"
