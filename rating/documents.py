@@ -55,6 +55,7 @@ WORDS = {
         "expiries": "Expired",
         "refunds": "Refunds",
         "chargebacks": "Chargebacks",
+        "owed usage": "Usage owed (spent before funds arrived)",
     },
     "de": {
         "invoice": "Rechnung",
@@ -89,6 +90,7 @@ WORDS = {
         "expiries": "Verfallen",
         "refunds": "Erstattungen",
         "chargebacks": "Rückbuchungen",
+        "owed usage": "Offene Nutzung (vor Eingang der Mittel)",
     },
 }
 
