@@ -45,6 +45,8 @@ CATEGORIES = {
 #: The movement that turns usage spent before its funds arrived into what is owed (positive), and back
 #: when later funds pay it (negative): funds are never shown below zero.
 OWED_USAGE = "owed usage"
+#: Every movement a statement shows, in the order of its columns.
+MOVEMENTS = tuple(sorted({*CATEGORIES.values(), OWED_USAGE}))
 #: Every kind of transaction that can move a customer's accounts.
 KINDS = (
     *CATEGORIES,

@@ -201,6 +201,10 @@ def test_the_demo_with_a_wallet_customer_topped_up_afterwards_shows_no_negative_
     assert spent > 0 and Decimal(november["closing"]) == 0 and Decimal(november["owed"]) == spent
     assert Decimal(december["opening"]) == 0 and Decimal(december["closing"]) == Decimal(100) - spent
     assert Decimal(december["movements"]["owed usage"]) == -spent
+    command = ["statement", "show", "--period", "2026-11", "-p", str(wallet_book), "--db", "history.db", "-o", "csv"]
+    assert main([*command, "--customer", "acme-labs"]) == 0
+    [row] = [r for r in csv.DictReader(io.StringIO(capsys.readouterr().out)) if r["asset"] == "USD"]
+    assert Decimal(row["owed usage"]) == spent and Decimal(row["closing"]) == 0  # the table adds up too
 
 
 FIRST = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
