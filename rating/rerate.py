@@ -7,7 +7,15 @@ transactions; nothing posted before is edited.
 
 - **Which events**: every rated event of the billing periods (of each
   customer's plan, by the fixed pricebook) that start in ``[since, until)``:
-  whole periods, so tiers, allowances and caps count as they did.
+  whole periods, so tiers, allowances and caps count as they did. Each event
+  counts in the period billing put it in (its charge records say which): late
+  usage that ``late_usage: next_period`` moved into a later period
+  (``late_for`` on its transaction) is re-priced there, never in its own.
+- **Periods stay as billed**: when the fixed pricebook would bill an event in
+  another period than billing did, or ends a closed period elsewhere (another
+  period kind, anchor or time zone), the whole re-rating is refused with
+  ``period_mismatch`` (:class:`~rating.errors.RerateRefused`) and nothing is
+  posted, for open and closed periods alike.
 - **What is priced**: each event, in time order, against the period state its
   period had before its first event, exactly as ``rating rate`` would have
   priced it under the fixed pricebook. Policies that refuse usage (spend caps)
