@@ -61,7 +61,7 @@ from rating.events import UsageEvent
 from rating.ledger import Posting, Transaction, closing_id, rating_id
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
-from rating.periods import bounds_of, zone
+from rating.periods import PeriodKind, bounds_of, period_bounds, zone
 from rating.policies import apply_spend_cap, fund_from_wallet
 from rating.poster import rating_transaction
 from rating.pricer import PricedEvent, Pricer, Terms, advance
@@ -170,7 +170,10 @@ def _events_of(
     for activity in storage.activity(since, until + LONGEST_PERIOD):
         scanned.add(activity.event.id)
         choose(activity.event)
-    for event in storage.rated_events(run.billed_in_selected(scanned)).values():
+    # Late usage billed in these periods is stamped before them: found through the periods' charge records.
+    labels = _labels({plan.period for book in pricer.catalog.versions for plan in book.plans.values()}, since, until)
+    customers = {customer for label in sorted(labels) for customer, _ in storage.period_totals(label)}
+    for event in storage.rated_events(run.billed_in(labels, customers, scanned)).values():
         choose(event)
     chosen.sort(key=lambda item: item[0].timestamp)  # stable: events of one instant keep their order
     return chosen
@@ -235,13 +238,13 @@ class _Run:
             )
         return terms._replace(period=billed, late_for=late_for)
 
-    def billed_in_selected(self, scanned: set[str]) -> list[str]:
-        """Events billed in a selected period that the scan by time did not meet (late usage stamped earlier)."""
+    def billed_in(self, labels: set[str], customers: Iterable[str], scanned: set[str]) -> list[str]:
+        """The events of ``customers`` billed in a period of ``labels`` that are not among ``scanned``."""
         found = []
-        for customer in {customer for customer, _ in self.selected}:
+        for customer in sorted(customers):
             charges, _ = self.stored(customer)
             for event_id in charges:
-                if event_id not in scanned and (customer, self.billed_period(customer, event_id)) in self.selected:
+                if event_id not in scanned and self.billed_period(customer, event_id) in labels:
                     found.append(event_id)
         return found
 
@@ -355,6 +358,18 @@ class _Run:
         if customer not in self.grants:
             self.grants[customer] = Wallets(self.storage).grants(customer)
         return self.grants[customer]
+
+
+def _labels(kinds: Iterable[PeriodKind], since: dt.datetime, until: dt.datetime) -> set[str]:
+    """The labels of the calendar periods of ``kinds`` that overlap ``[since, until)`` widened by a day each side:
+    every period of those kinds that starts in the range, in any time zone and with any anchor, is among them."""
+    labels = set()
+    for kind in kinds:
+        at = since - dt.timedelta(days=1)
+        while at < until + dt.timedelta(days=1):
+            label, _, at = period_bounds(at, kind, dt.UTC)
+            labels.add(label)
+    return labels
 
 
 def _platform_moves(postings: Iterable[Posting]) -> dict[tuple[str, str], Decimal]:

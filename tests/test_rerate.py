@@ -313,3 +313,16 @@ def test_rerate_command_refuses_a_change_of_period_in_one_line(demo_history: Pat
     assert main(command) == 1
     err = capsys.readouterr().err
     assert "period_mismatch" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_period_that_holds_only_late_usage_is_rerated_too(storage: Storage, book, registry) -> None:  # type: ignore[no-untyped-def]
+    """The late event is December's only usage and is stamped in November: still found, and corrected there."""
+    late_book = PRICEBOOK + "late_usage: next_period\n"
+    engine = Engine(book(late_book.format(first="0.001")), storage, registry)
+    engine.rate(event("nov", at=NOVEMBER + dt.timedelta(days=4), tokens=600))
+    close_period(engine, "2026-11")
+    engine.rate(event("late", at=NOVEMBER + dt.timedelta(days=19), tokens=600))
+    assert rerate(storage, engine.catalog, registry, DECEMBER, JANUARY, clock=lambda: LATER).corrections == []
+    report = rerate(storage, Catalog([book(late_book.format(first="0.002"))]), registry, DECEMBER, JANUARY)
+    assert report.repriced == 1 and [c.event_id for c in report.corrections] == ["late"]
+    assert storage.period_totals("2026-12") == {("acme", "USD"): Decimal("1.200")}
