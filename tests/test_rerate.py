@@ -326,3 +326,29 @@ def test_a_period_that_holds_only_late_usage_is_rerated_too(storage: Storage, bo
     report = rerate(storage, Catalog([book(late_book.format(first="0.002"))]), registry, DECEMBER, JANUARY)
     assert report.repriced == 1 and [c.event_id for c in report.corrections] == ["late"]
     assert storage.period_totals("2026-12") == {("acme", "USD"): Decimal("1.200")}
+
+
+@st.composite
+def late_histories(draw: st.DrawFn) -> tuple[Pricebook, list[UsageEvent], int]:
+    """A pricebook taking late usage into the next period, events in time order, and how many arrive before
+    October closes (the October events after them are late, into November)."""
+    book = draw(books(draw(st.sampled_from(sorted(METER_SPECS))))).model_copy(update={"late_usage": "next_period"})
+    events = sorted(draw(usage()), key=lambda e: e.timestamp)
+    return book, events, draw(st.integers(0, len(events)))
+
+
+@settings(max_examples=40)
+@given(late_histories(), st.sampled_from([(OCTOBER, DECEMBER), (OCTOBER, NOVEMBER), (NOVEMBER, DECEMBER)]))
+def test_rerating_with_the_pricebook_that_billed_posts_nothing_whatever_came_late(
+    case: tuple[Pricebook, list[UsageEvent], int], range_: tuple[dt.datetime, dt.datetime]
+) -> None:
+    """Issue 20 item 3, the class: with the pricebook that billed, every period re-prices to what is posted."""
+    book, events, before_close = case
+    engine = Engine(book, MemoryStorage(), REGISTRY)
+    engine.rate_batch(events[:before_close])
+    close_period(engine, "2026-10")
+    engine.rate_batch(events[before_close:])  # a customer not yet subscribed is refused; the rest is posted
+    balances = nonzero(engine.storage)
+    again = rerate(engine.storage, Catalog([book]), REGISTRY, *range_, clock=lambda: LATER)
+    assert again.corrections == [] and again.refused == []
+    assert nonzero(engine.storage) == balances
