@@ -228,7 +228,11 @@ class Wallets:
 
     @exact
     def deposit(self, customer: str, asset: str, amount: Decimal, id: str, source: str = PAYMENTS_ACCOUNT) -> bool:
-        """Credit purchased funds from ``source`` (a confirmed payment); False when ``id`` already was."""
+        """Credit purchased funds from ``source`` (a confirmed payment); False when ``id`` already was.
+
+        An ``id`` of ``payment:ID`` is a provider's payment ``ID``: it is registered in the same write
+        (:mod:`rating.payment_registry`) and is a conflict when ``ID`` was used for another purpose.
+        """
         amount = self._positive(amount)
         check_id("customer", customer)
         postings = (Posting(source, asset, amount), Posting(wallet_account(customer), asset, -amount))
