@@ -38,7 +38,7 @@ from rating.registry import Registry
 from rating.reports import margin_report, usage_report, window
 from rating.rerate import rerate
 from rating.simulate import SimulationResult, distinct, percent_change, simulate
-from rating.statements import CATEGORIES, statement, statement_csv
+from rating.statements import MOVEMENTS, statement, statement_csv
 from rating.storage import Storage
 from rating.wallet import Wallets
 
@@ -595,7 +595,7 @@ def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
-STATEMENT_SUMMARY = ["customer", "asset", "opening", *sorted(set(CATEGORIES.values())), "closing", "owed", "value"]
+STATEMENT_SUMMARY = ["customer", "asset", "opening", *MOVEMENTS, "closing", "owed", "value"]
 
 
 def cmd_statement(args: argparse.Namespace, registry: Registry) -> int:

@@ -43,15 +43,12 @@ from rating.engine import Engine
 from rating.errors import RatingError
 from rating.ledger import Posting, Transaction, closing_id
 from rating.money import ZERO, exact, quantize
-from rating.periods import PeriodClock, PeriodKind, bounds_of, parse_period, zone
+from rating.periods import ONE_TICK, PeriodClock, PeriodKind, bounds_of, parse_period, zone
 from rating.pricebook import Pricebook
 from rating.refusals import CloseRefusal
 from rating.rerate import rerate
 from rating.storage.base import Storage
 from rating.subscriptions import Span, contract_span, prorated, spans_within
-
-ONE_TICK = dt.timedelta(microseconds=1)
-
 
 @dataclass
 class CloseReport:

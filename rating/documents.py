@@ -70,6 +70,7 @@ WORDS = {
         "expiries": "Expired",
         "refunds": "Refunds",
         "chargebacks": "Chargebacks",
+        "owed usage": "Usage owed (spent before funds arrived)",
     },
     "de": {
         "invoice": "Rechnung",
@@ -104,6 +105,7 @@ WORDS = {
         "expiries": "Verfallen",
         "refunds": "Erstattungen",
         "chargebacks": "Rückbuchungen",
+        "owed usage": "Offene Nutzung (vor Eingang der Mittel)",
     },
 }
 

@@ -7,7 +7,7 @@ one line a person can act on.
 
 from __future__ import annotations
 
-from rating.refusals import DocumentRefusal, InvoiceRefusal, PayoutRefusal, Refusal
+from rating.refusals import DocumentRefusal, InvoiceRefusal, PayoutRefusal, Refusal, RerateRefusal
 
 
 class RatingError(Exception):
@@ -95,6 +95,14 @@ class PayoutRefused(RatingError):
     def __init__(self, code: PayoutRefusal, message: str) -> None:
         self.code = PayoutRefusal(code)
         super().__init__(message)
+
+
+class RerateRefused(RatingError):
+    """A re-rating was refused as a whole and posted nothing; ``code`` is a :class:`~rating.refusals.RerateRefusal`."""
+
+    def __init__(self, code: RerateRefusal, message: str) -> None:
+        self.code = RerateRefusal(code)
+        super().__init__(f"{self.code}: {message}")
 
 
 class UnknownDeposit(RatingError):

@@ -40,7 +40,7 @@ from rating.accounts import check_id
 from rating.errors import InvalidAmount, InvalidId, InvoiceError, RatingError, TransactionConflict, UnknownDeposit
 from rating.money import to_decimal
 from rating.pricebook import Pricebook
-from rating.refusals import PaymentRefusal
+from rating.refusals import InvoiceRefusal, PaymentRefusal
 from rating.settlement import find_invoice, pay_invoice
 from rating.wallet import Wallets
 
@@ -221,15 +221,13 @@ def confirm_payment(
             )
         except UnknownDeposit as error:
             raise PaymentRejected(PaymentRefusal.UNKNOWN_PAYMENT, str(error)) from None
-        except TransactionConflict:
-            raise PaymentRejected(PaymentRefusal.CONFLICT, f"{payment.kind} {payment.id} was already taken") from None
+        except TransactionConflict as error:
+            raise PaymentRejected(PaymentRefusal.CONFLICT, f"{payment.kind} {payment.id}: {error}") from None
         return PaymentResult.CREDITED if taken else PaymentResult.REPLAYED
     try:
         credited = wallets.deposit(payment.customer, payment.asset, payment.amount, f"payment:{payment.id}")
-    except TransactionConflict:
-        raise PaymentRejected(
-            PaymentRefusal.CONFLICT, f"payment {payment.id} was already credited with other content"
-        ) from None
+    except TransactionConflict as error:
+        raise PaymentRejected(PaymentRefusal.CONFLICT, f"payment {payment.id}: {error}") from None
     return PaymentResult.CREDITED if credited else PaymentResult.REPLAYED
 
 
@@ -245,5 +243,6 @@ def _settle(wallets: Wallets, payment: Payment) -> PaymentResult:
             )
         settled = pay_invoice(wallets.storage, invoice.number, payment.amount, payment.id, payment.created)
     except InvoiceError as error:
-        raise PaymentRejected(PaymentRefusal.INVOICE_REFUSED, str(error)) from None
+        code = PaymentRefusal.CONFLICT if error.code == InvoiceRefusal.CONFLICT else PaymentRefusal.INVOICE_REFUSED
+        raise PaymentRejected(code, str(error)) from None
     return PaymentResult.CREDITED if settled else PaymentResult.REPLAYED

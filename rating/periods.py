@@ -15,6 +15,8 @@ from functools import lru_cache
 from typing import Literal
 
 PeriodKind = Literal["day", "week", "month", "year"]
+#: The smallest step of time: the instant before a period's end is its last.
+ONE_TICK = dt.timedelta(microseconds=1)
 UTC = dt.UTC
 
 

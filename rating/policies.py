@@ -26,7 +26,7 @@ from rating.charges import Usage
 from rating.errors import EventError, InsufficientFunds
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO
-from rating.periods import bounds_of, zone
+from rating.periods import ONE_TICK, bounds_of, zone
 from rating.pricer import PricedEvent, StateLookup, Terms, total_of
 from rating.refusals import Refusal
 from rating.statekeys import LATEST, SPEND, prepaid_state
@@ -35,7 +35,6 @@ from rating.wallet import Grant, Reservation, consumed, draw_from, funding_sourc
 #: Whether a customer's period is closed.
 ClosedLookup = Callable[[str, str], bool]
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-ONE_MICROSECOND = dt.timedelta(microseconds=1)
 
 
 #: How many periods after a closed one late usage looks for an open one.
@@ -69,7 +68,7 @@ def refuse_closed_period(terms: Terms, is_closed: ClosedLookup) -> Terms:
 def track_arrival(terms: Terms, lookup: StateLookup) -> Usage:
     """Keep the latest event time rated in the customer's period (``policy:latest``, in microseconds since the
     epoch), so that an event arriving before events already rated in its period is seen as such."""
-    at = Decimal((terms.event.timestamp - EPOCH) // ONE_MICROSECOND)
+    at = Decimal((terms.event.timestamp - EPOCH) // ONE_TICK)
     before = lookup((terms.event.customer, LATEST, (), terms.period)).quantity
     return Usage(LATEST, (), terms.period, at, before, max(before, at))
 
@@ -79,7 +78,7 @@ def arrived_late(line: Usage) -> dt.datetime | None:
     is earlier than it; else None."""
     if line.reading >= line.before:  # type: ignore[operator]
         return None
-    return EPOCH + ONE_MICROSECOND * int(line.before)
+    return EPOCH + ONE_TICK * int(line.before)
 
 
 def apply_spend_cap(priced: PricedEvent, lookup: StateLookup, *, enforce: bool = True) -> None:

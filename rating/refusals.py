@@ -93,13 +93,22 @@ class PaymentRefusal(enum.StrEnum):
     UNKNOWN_ASSET = "unknown_asset"
     #: The amount is not a positive decimal within the asset's scale and 10^15.
     INVALID_AMOUNT = "invalid_amount"
-    #: The payment id was already credited with another customer, asset or amount,
-    #: or the invoice it names bills another customer or currency.
+    #: The payment id was already credited with another customer, asset or amount, or used for another
+    #: purpose (invoice payment, top-up, refund, chargeback), or the invoice it names bills another
+    #: customer or currency.
     CONFLICT = "conflict"
     #: A refund or chargeback names a payment never credited to that customer, or takes back more than is left.
     UNKNOWN_PAYMENT = "unknown_payment"
     #: The invoice it names cannot take it (unknown, or more than is due: the message names the invoice refusal).
     INVOICE_REFUSED = "invoice_refused"
+
+
+class RerateRefusal(enum.StrEnum):
+    """Why ``rating rerate`` posted nothing at all (per-event refusals of a re-rating are :class:`Refusal` codes)."""
+
+    #: The fixed pricebook would bill a customer's events by another period kind or anchor than billing did
+    #: (say weeks instead of months): rerate corrects prices, never the periods billing put usage in.
+    PERIOD_MISMATCH = "period_mismatch"
 
 
 #: The event refusals in the order the engine checks them (for documentation and tests).

@@ -7,7 +7,15 @@ transactions; nothing posted before is edited.
 
 - **Which events**: every rated event of the billing periods (of each
   customer's plan, by the fixed pricebook) that start in ``[since, until)``:
-  whole periods, so tiers, allowances and caps count as they did.
+  whole periods, so tiers, allowances and caps count as they did. Each event
+  counts in the period billing put it in (its charge records say which): late
+  usage that ``late_usage: next_period`` moved into a later period
+  (``late_for`` on its transaction) is re-priced there, never in its own.
+- **Periods stay as billed**: when the fixed pricebook would bill an event in
+  another period than billing did, or ends a closed period elsewhere (another
+  period kind, anchor or time zone), the whole re-rating is refused with
+  ``period_mismatch`` (:class:`~rating.errors.RerateRefused`) and nothing is
+  posted, for open and closed periods alike.
 - **What is priced**: each event, in time order, against the period state its
   period had before its first event, exactly as ``rating rate`` would have
   priced it under the fixed pricebook. Policies that refuse usage (spend caps)
@@ -47,16 +55,16 @@ from rating.accounts import PROVIDERS_ACCOUNT, customer_of, is_cost, receivable_
 from rating.catalog import Catalog
 from rating.charges import Charge, Correction, StateKey
 from rating.engine import Rejection
-from rating.errors import EventError
+from rating.errors import EventError, RerateRefused
 from rating.events import UsageEvent
-from rating.ledger import Posting, Transaction, rating_id
+from rating.ledger import Posting, Transaction, closing_id, rating_id
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
-from rating.periods import bounds_of, zone
+from rating.periods import ONE_TICK, PeriodKind, bounds_of, period_bounds, zone
 from rating.policies import apply_spend_cap, fund_from_wallet
 from rating.poster import rating_transaction
 from rating.pricer import PricedEvent, Pricer, Terms, advance
-from rating.refusals import Refusal
+from rating.refusals import Refusal, RerateRefusal
 from rating.registry import Registry
 from rating.storage.base import Storage
 from rating.wallet import Grant, Wallets
@@ -118,8 +126,8 @@ def rerate(
     report = RerateReport()
     with storage.writing(), localcontext(MONEY_CONTEXT):
         run = _Run(storage, pricer, clock())
-        for event in _events_of(storage, pricer, since, until, run, report, only):
-            run.correct(event, report)
+        for item in _events_of(storage, pricer, since, until, run, report, only):
+            run.correct(item, report)
         if not dry_run:
             fresh = storage.correct(report.corrections, run.open_states(), dict.fromkeys(run.wallets, ZERO))
             if hook.rating_transaction_posted.get_hookimpls():
@@ -136,32 +144,55 @@ def _events_of(
     run: _Run,
     report: RerateReport,
     only: Collection[tuple[str, str]] | None = None,
-) -> Iterable[tuple[UsageEvent, Terms]]:
-    """The rated events of the periods that start in ``[since, until)``, in time order, with their new terms
-    (of the (customer, period) pairs ``only`` names, when given)."""
-    starts: dict[tuple[str, str], dt.datetime] = {}
-    if only is None:
-        history = storage.activity(since, until + LONGEST_PERIOD)
-    else:
-        customers = sorted({customer for customer, _ in only})
-        history = (a for c in customers for a in storage.activity(since, until + LONGEST_PERIOD, c))
-    for activity in history:
-        event = activity.event
+) -> list[tuple[UsageEvent, Terms]]:
+    """The rated events of the periods that start in ``[since, until)`` (of the (customer, period) pairs
+    ``only`` names, when given), in time order (ties by id), with their new terms.
+
+    Each event counts in the period billing put it in: a late event that
+    ``late_usage: next_period`` moved into a later period is priced there (and
+    found there, although it is stamped before ``since``), never in its own.
+    Raises ``period_mismatch`` when the new terms would bill an event by another
+    period than billing did.
+    """
+    bounds: dict[tuple[str, str], tuple[dt.datetime, dt.datetime]] = {}
+    chosen: list[tuple[UsageEvent, Terms]] = []
+
+    def choose(event: UsageEvent) -> None:
         try:
             terms = pricer.terms(event)
         except EventError as error:
             if event.timestamp < until:
                 report.refused.append(Rejection(f"event {event.id}", error.code, str(error)))
-            continue
-        key = (event.customer, terms.period)
-        if key not in starts:
+            return
+        billed = run.billed_period(event.customer, event.id) or terms.period
+        key = (event.customer, billed)
+        if key not in bounds:
             book = terms.version.book
-            _, starts[key], _ = bounds_of(
-                terms.period, zone(book.timezone_of(event.customer)), book.anchor_of(event.customer)
-            )
-        if since <= starts[key] < until and (only is None or key in only):
-            run.select(key)
-            yield event, terms
+            timezone, anchor = zone(book.timezone_of(event.customer)), book.anchor_of(event.customer)
+            bounds[key] = bounds_of(billed, timezone, anchor)[1:]
+        start, end = bounds[key]
+        if since <= start < until and (only is None or key in only):
+            run.select(key, end)
+            chosen.append((event, run.as_billed(terms, billed)))
+
+    scanned: set[str] = set()
+    if only is None:
+        history = storage.activity(since, until + LONGEST_PERIOD)
+    else:
+        named = sorted({customer for customer, _ in only})
+        history = (a for customer in named for a in storage.activity(since, until + LONGEST_PERIOD, customer))
+    for activity in history:
+        scanned.add(activity.event.id)
+        choose(activity.event)
+    # Late usage billed in these periods is stamped before them: found through the periods' charge records.
+    labels = _labels({plan.period for book in pricer.catalog.versions for plan in book.plans.values()}, since, until)
+    customers = {customer for label in sorted(labels) for customer, _ in storage.period_totals(label)}
+    if only is not None:
+        customers &= {customer for customer, _ in only}
+    for event in storage.rated_events(run.billed_in(labels, customers, scanned)).values():
+        choose(event)
+    chosen.sort(key=lambda item: (item[0].timestamp, item[0].id))  # time order, ties by id, as rating takes them
+    return chosen
 
 
 class _Run:
@@ -177,11 +208,61 @@ class _Run:
         self.customers: dict[str, tuple[dict[str, list[Charge]], dict[str, list[Transaction]]]] = {}
         self.grants: dict[str, list[Grant]] = {}
 
-    def select(self, key: tuple[str, str]) -> None:
-        if key not in self.selected:
-            self.selected.add(key)
-            if self.storage.closed_periods([key]):
-                self.closed.add(key)
+    def select(self, key: tuple[str, str], end: dt.datetime) -> None:
+        """Re-price the customer period ``key``, which the new terms end at ``end``.
+
+        ``period_mismatch`` when it was closed at another end (another anchor or time zone).
+        """
+        if key in self.selected:
+            return
+        self.selected.add(key)
+        closing = self.storage.transaction(closing_id(*key))
+        if closing is None:
+            return
+        self.closed.add(key)
+        if closing.timestamp != end - ONE_TICK:
+            customer, period = key
+            raise RerateRefused(
+                RerateRefusal.PERIOD_MISMATCH,
+                f"period {period} of customer {customer!r} was closed at {closing.timestamp.isoformat()}, the"
+                f" pricebook ends it at {end.isoformat()}: a re-rating cannot change a customer's billing periods",
+            )
+
+    def billed_period(self, customer: str, event_id: str) -> str | None:
+        """The period billing put the event in, from its charge records (None when it has none).
+
+        Its rating's records come first; a correction of a closed period adds records in the period that
+        took the difference, which are not where billing put the event.
+        """
+        charges, corrections = self.stored(customer)
+        elsewhere = {t.metadata["period"] for t in corrections.get(event_id, ()) if "adjusts" in t.metadata}
+        return next((c.period for c in charges.get(event_id, ()) if c.period not in elsewhere), None)
+
+    def as_billed(self, terms: Terms, billed: str) -> Terms:
+        """``terms`` in the period ``billed`` that billing put the event in; ``period_mismatch`` when the new
+        terms would bill it in another (a late event's own period is the one it is late for)."""
+        if billed == terms.period:
+            return terms
+        event = terms.event
+        posted = self.storage.transaction(rating_id(event.id))
+        late_for = posted.metadata.get("late_for") if posted is not None else None
+        if late_for != terms.period:
+            raise RerateRefused(
+                RerateRefusal.PERIOD_MISMATCH,
+                f"the pricebook bills event {event.id} of customer {event.customer!r} in period {terms.period},"
+                f" billing put it in {late_for or billed}: a re-rating cannot change a customer's billing periods",
+            )
+        return terms._replace(period=billed, late_for=late_for)
+
+    def billed_in(self, labels: set[str], customers: Iterable[str], scanned: set[str]) -> list[str]:
+        """The events of ``customers`` billed in a period of ``labels`` that are not among ``scanned``."""
+        found = []
+        for customer in sorted(customers):
+            charges, _ = self.stored(customer)
+            for event_id in charges:
+                if event_id not in scanned and self.billed_period(customer, event_id) in labels:
+                    found.append(event_id)
+        return found
 
     def lookup(self, key: StateKey) -> PeriodState:
         customer, _, _, period = key
@@ -293,6 +374,18 @@ class _Run:
         if customer not in self.grants:
             self.grants[customer] = Wallets(self.storage).grants(customer)
         return self.grants[customer]
+
+
+def _labels(kinds: Iterable[PeriodKind], since: dt.datetime, until: dt.datetime) -> set[str]:
+    """The labels of the calendar periods of ``kinds`` that overlap ``[since, until)`` widened by a day each side:
+    every period of those kinds that starts in the range, in any time zone and with any anchor, is among them."""
+    labels = set()
+    for kind in kinds:
+        at = since - dt.timedelta(days=1)
+        while at < until + dt.timedelta(days=1):
+            label, _, at = period_bounds(at, kind, dt.UTC)
+            labels.add(label)
+    return labels
 
 
 def _platform_moves(postings: Iterable[Posting]) -> dict[tuple[str, str], Decimal]:

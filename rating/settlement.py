@@ -27,10 +27,11 @@ from pydantic import BaseModel, ConfigDict
 
 from rating.accounts import PAYMENTS_ACCOUNT, check_id, receivable_account
 from rating.billing import Party, Profile
-from rating.errors import InvoiceError
+from rating.errors import InvoiceError, TransactionConflict
 from rating.invoices import Invoice, documents_of, invoices, tax_account
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact, quantize
+from rating.payment_registry import Purpose, claim, payment_marker
 from rating.refusals import InvoiceRefusal
 from rating.storage import Storage
 
@@ -138,6 +139,10 @@ def pay_invoice(storage: Storage, number: str, amount: Decimal, reference: str, 
             if known.metadata.get("invoice") == number and Decimal(known.metadata["amount"]) == amount:
                 return False
             raise InvoiceError(InvoiceRefusal.CONFLICT, f"payment reference {reference} already settled other content")
+        try:  # the reference is the payment's id: one payment, one purpose
+            claim(storage, reference, Purpose.INVOICE, invoice.customer)
+        except TransactionConflict as error:
+            raise InvoiceError(InvoiceRefusal.CONFLICT, str(error)) from None
         due = invoice_status(storage, invoice).due
         if amount > due:
             raise InvoiceError(InvoiceRefusal.OVERPAYMENT, f"{amount} {invoice.currency} is more than the {due} due")
@@ -147,7 +152,10 @@ def pay_invoice(storage: Storage, number: str, amount: Decimal, reference: str, 
         )
         metadata = {"customer": invoice.customer, "invoice": number, "amount": str(amount), "reference": reference}
         when = at or dt.datetime.now(dt.UTC)
-        storage.append([Transaction(id, when, f"payment of {number}", postings, metadata)])
+        marker = payment_marker(
+            reference, Purpose.INVOICE, invoice.customer, invoice.currency, amount, when, invoice=number
+        )
+        storage.append([Transaction(id, when, f"payment of {number}", postings, metadata), marker])
     return True
 
 

@@ -4,7 +4,9 @@ A wallet customer gets a statement instead of an invoice: per asset, the funds
 available at the start (wallet, grants and held reservations together), what
 top-ups and grants added, what usage spent, what expired, what refunds and
 chargebacks took back, the funds at the end, and what the customer owes when
-funds were taken back after they were spent (never shown as negative funds).
+funds were taken back after they were spent, or usage was dated before the
+funds that paid it arrived (never shown as negative funds: the movement
+``owed usage`` moves it to what is owed, and back when later funds pay it).
 Usage is broken down by meter and group (model) from the charge records;
 credits are shown with their value in the pricebook currency where it is
 declared (``sells_for``).
@@ -40,6 +42,11 @@ CATEGORIES = {
     "refund": "refunds",
     "chargeback": "chargebacks",
 }
+#: The movement that turns usage spent before its funds arrived into what is owed (positive), and back
+#: when later funds pay it (negative): funds are never shown below zero.
+OWED_USAGE = "owed usage"
+#: Every movement a statement shows, in the order of its columns.
+MOVEMENTS = tuple(sorted({*CATEGORIES.values(), OWED_USAGE}))
 #: Every kind of transaction that can move a customer's accounts.
 KINDS = (
     *CATEGORIES,
@@ -125,15 +132,19 @@ def statement(storage: Storage, book: Pricebook, customer: str, period: str) -> 
     for asset in assets:
         funds_then = -sum((opening.get((a, asset), ZERO) for a in funding), ZERO)
         funds_now = -sum((closing.get((a, asset), ZERO) for a in funding), ZERO)
-        owed = closing.get((receivable, asset), ZERO)
+        # Usage dated before the funds that paid it (rated after a later top-up, or late) leaves the funds
+        # negative at a period's edge: that is owed, never negative funds; OWED_USAGE keeps the sum.
+        short_then, short_now = max(ZERO, -funds_then), max(ZERO, -funds_now)
+        moved = dict(movements.get(asset, {}))
+        moved[OWED_USAGE] = short_now - short_then
         summaries.append(
             AssetSummary(
                 asset=asset,
-                opening=funds_then,
-                movements={k: v for k, v in sorted(movements.get(asset, {}).items()) if v},
-                closing=funds_now,
-                owed=owed,
-                closing_value=book.value_of(funds_now, asset),
+                opening=funds_then + short_then,
+                movements={k: v for k, v in sorted(moved.items()) if v},
+                closing=funds_now + short_now,
+                owed=closing.get((receivable, asset), ZERO) + short_now,
+                closing_value=book.value_of(funds_now + short_now, asset),
             )
         )
     return Statement(

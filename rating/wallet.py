@@ -60,6 +60,7 @@ from rating.errors import (
 )
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact, to_decimal
+from rating.payment_registry import PAID_DEPOSIT, Purpose, claim, payment_marker
 from rating.storage.base import Storage
 
 ExcessPolicy = Literal["cap", "overdraft"]
@@ -227,12 +228,24 @@ class Wallets:
 
     @exact
     def deposit(self, customer: str, asset: str, amount: Decimal, id: str, source: str = PAYMENTS_ACCOUNT) -> bool:
-        """Credit purchased funds from ``source`` (a confirmed payment); False when ``id`` already was."""
+        """Credit purchased funds from ``source`` (a confirmed payment); False when ``id`` already was.
+
+        An ``id`` of ``payment:ID`` is a provider's payment ``ID``: it is registered in the same write
+        (:mod:`rating.payment_registry`) and is a conflict when ``ID`` was used for another purpose.
+        """
         amount = self._positive(amount)
         check_id("customer", customer)
         postings = (Posting(source, asset, amount), Posting(wallet_account(customer), asset, -amount))
         meta = {"customer": customer, "kind": "deposit"}
-        return self._post_once(Transaction(f"deposit:{id}", self.clock(), "wallet deposit", postings, meta))
+        now = self.clock()
+        deposit = Transaction(f"deposit:{id}", now, "wallet deposit", postings, meta)
+        if not id.startswith(PAID_DEPOSIT):
+            return self._post_once(deposit)
+        # Funded by a provider's payment: its id tops up once, and is then no invoice payment or refund.
+        payment_id = id.removeprefix(PAID_DEPOSIT)
+        with self.storage.writing():
+            claim(self.storage, payment_id, Purpose.TOP_UP, customer)
+            return self._post_once(deposit, payment_marker(payment_id, Purpose.TOP_UP, customer, asset, amount, now))
 
     def take_back(self, customer: str, asset: str, amount: Decimal, id: str, deposit: str, kind: str) -> bool:
         """Reverse ``amount`` of the deposit ``deposit`` (a ``refund`` or a ``chargeback``); False when ``id`` was.
@@ -255,6 +268,7 @@ class Wallets:
                 ):
                     raise TransactionConflict(f"{kind} {id} was already taken with other content")
                 return False
+            claim(self.storage, id, Purpose(kind), customer)  # a provider's id: never also a top-up or a payment
             original = self.storage.transaction(f"deposit:{deposit}")
             if original is None or original.customer != customer:
                 raise UnknownDeposit(f"no deposit {deposit} of customer {customer!r} to take back")
@@ -276,9 +290,10 @@ class Wallets:
                 Posting(PAYMENTS_ACCOUNT, asset, -amount),
             )
             meta = {"customer": customer, "deposit": deposit, "amount": str(amount), "owed": str(amount - covered)}
-            what = f"{kind} of deposit {deposit}"
+            what, now = f"{kind} of deposit {deposit}", self.clock()
+            marker = payment_marker(id, Purpose(kind), customer, asset, amount, now, refunds=deposit)
             return self._post_once(
-                Transaction(f"{kind}:{id}", self.clock(), what, tuple(p for p in postings if p.amount), meta)
+                Transaction(f"{kind}:{id}", now, what, tuple(p for p in postings if p.amount), meta), marker
             )
 
     def grant(
@@ -459,14 +474,15 @@ class Wallets:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _post_once(self, transaction: Transaction) -> bool:
-        """Append ``transaction`` unless the same postings are already stored under its id."""
+    def _post_once(self, transaction: Transaction, *beside: Transaction) -> bool:
+        """Append ``transaction`` (and ``beside`` it, in the same write) unless the same postings are already
+        stored under its id."""
         existing = self.storage.transaction(transaction.id)
         if existing is not None:
             if existing.postings != transaction.postings:
                 raise TransactionConflict(f"transaction {transaction.id} is already stored with different content")
             return False
-        return bool(self.storage.append([transaction]))
+        return bool(self.storage.append([transaction, *beside]))
 
     def _append_within(
         self,

@@ -16,9 +16,10 @@ from rating.catalog import Catalog
 from rating.cli import main
 from rating.closing import close_period
 from rating.engine import Engine
+from rating.errors import RerateRefused
 from rating.events import UsageEvent
 from rating.pricebook import Pricebook
-from rating.refusals import Refusal
+from rating.refusals import Refusal, RerateRefusal
 from rating.registry import Registry
 from rating.rerate import rerate
 from rating.storage import Storage
@@ -222,3 +223,132 @@ def test_a_correction_moves_the_revenue_of_the_charge_it_corrects(book, registry
     rerate(engine.storage, Catalog([fixes(book, "0.002")]), registry, OCTOBER, DECEMBER)
     revenue = revenue_account("basic", "tokens")
     assert engine.storage.balances([revenue])[revenue, "USD"] == Decimal("-1.000")
+
+
+NOVEMBER = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+JANUARY = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+
+
+def late_history(storage: Storage, book, registry) -> Engine:  # type: ignore[no-untyped-def]
+    """acme's November (600 tokens, closed), 600 tokens of November arriving late, then 600 tokens of December.
+
+    The late 600 go into December, priced from nothing there (0.600), so December's own 600 cost 0.500.
+    """
+    engine = Engine(book(PRICEBOOK.format(first="0.001") + "late_usage: next_period\n"), storage, registry)
+    engine.rate(event("nov", at=NOVEMBER + dt.timedelta(days=4), tokens=600))
+    close_period(engine, "2026-11")
+    late = engine.rate(event("late", at=NOVEMBER + dt.timedelta(days=19), tokens=600))
+    assert late is not None and late.period == "2026-12" and late.transaction.metadata["late_for"] == "2026-11"
+    engine.rate(event("dec", at=DECEMBER + dt.timedelta(days=4), tokens=600))
+    assert storage.period_totals("2026-12") == {("acme", "USD"): Decimal("1.100")}
+    return engine
+
+
+@pytest.mark.parametrize("since, until", [(NOVEMBER, DECEMBER), (DECEMBER, JANUARY), (OCTOBER, JANUARY)])
+def test_a_late_event_is_rerated_in_the_period_billing_put_it_in(  # type: ignore[no-untyped-def]
+    storage: Storage, book, registry, since: dt.datetime, until: dt.datetime
+) -> None:
+    """Issue 20 item 3: re-rating with the unchanged pricebook posts nothing, also around late usage."""
+    engine = late_history(storage, book, registry)
+    before = nonzero(storage)
+    report = rerate(storage, engine.catalog, registry, since, until, clock=lambda: LATER)
+    assert report.corrections == [] and report.refused == []
+    assert report.repriced == {NOVEMBER: 1, DECEMBER: 2}.get(since, 3)  # the late event counts in December
+    assert nonzero(storage) == before
+
+
+def test_a_fix_rerates_a_late_event_where_billing_put_it(storage: Storage, book, registry) -> None:  # type: ignore[no-untyped-def]
+    """Re-rating December by a fix prices the late event first in December (its time), then December's own."""
+    late_history(storage, book, registry)
+    fixed = book(PRICEBOOK.format(first="0.002") + "late_usage: next_period\n")
+    report = rerate(storage, Catalog([fixed]), registry, DECEMBER, JANUARY, clock=lambda: LATER)
+    # late: 600 at 0.002 = 1.200 (was 0.600); dec: 400 at 0.002 + 200 at 0.0005 = 0.900 (was 0.500).
+    assert {c.event_id: c.transaction.metadata["period"] for c in report.corrections} == {
+        "late": "2026-12",
+        "dec": "2026-12",
+    }
+    assert storage.period_totals("2026-12") == {("acme", "USD"): Decimal("2.100")}
+    assert storage.period_totals("2026-11") == {("acme", "USD"): Decimal("0.600")}
+    assert rerate(storage, Catalog([fixed]), registry, DECEMBER, JANUARY, clock=lambda: LATER).corrections == []
+    assert storage.verify() == []
+
+
+WEEKLY = PRICEBOOK.replace("  basic:\n", "  basic:\n    period: week\n")
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_a_rerate_that_changes_the_billing_period_is_refused(storage: Storage, book, registry, closed: bool) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20 item 4: weeks instead of months (or another anchor) would rewrite periods billing closed."""
+    engine = Engine(fixes(book, "0.001"), storage, registry)
+    engine.rate_batch([event(f"e{day}", at=NOVEMBER + dt.timedelta(days=day), tokens=300) for day in (2, 9, 16)])
+    if closed:
+        close_period(engine, "2026-11")
+    before = storage.count_transactions()
+    weekly = book(WEEKLY.format(first="0.002"))
+    with pytest.raises(RerateRefused) as refused:
+        rerate(storage, Catalog([weekly]), registry, NOVEMBER, DECEMBER, clock=lambda: LATER)
+    assert refused.value.code == RerateRefusal.PERIOD_MISMATCH
+    assert storage.count_transactions() == before
+
+
+def test_a_rerate_that_moves_the_anchor_of_a_closed_period_is_refused(storage: Storage, book, registry) -> None:  # type: ignore[no-untyped-def]
+    """Events of 16 to 30 November keep their label under an anchor on the 15th; the closed period's end moves."""
+    engine = Engine(fixes(book, "0.001"), storage, registry)
+    engine.rate(event("e0", at=NOVEMBER + dt.timedelta(days=20), tokens=300))
+    close_period(engine, "2026-11")
+    anchor = "acme: {plan: basic, since: 2026-10-15, anniversary: true}"
+    anchored = book(PRICEBOOK.format(first="0.002").replace("acme: {plan: basic}", anchor))
+    with pytest.raises(RerateRefused) as refused:
+        rerate(storage, Catalog([anchored]), registry, NOVEMBER, DECEMBER, clock=lambda: LATER)
+    assert refused.value.code == RerateRefusal.PERIOD_MISMATCH
+
+
+def test_rerate_command_refuses_a_change_of_period_in_one_line(demo_history: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    weekly = demo_history.parent / "weekly.yaml"
+    text = EXAMPLE.read_text()
+    assert "period: month" in text
+    weekly.write_text(text.replace("period: month", "period: week"))
+    command = ["rerate", "--db", "history.db", "--from", "2026-11-01", "--to", "2026-12-01", "-p", str(weekly)]
+    capsys.readouterr()
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    assert "period_mismatch" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_period_that_holds_only_late_usage_is_rerated_too(storage: Storage, book, registry) -> None:  # type: ignore[no-untyped-def]
+    """The late event is December's only usage and is stamped in November: still found, and corrected there."""
+    late_book = PRICEBOOK + "late_usage: next_period\n"
+    engine = Engine(book(late_book.format(first="0.001")), storage, registry)
+    engine.rate(event("nov", at=NOVEMBER + dt.timedelta(days=4), tokens=600))
+    close_period(engine, "2026-11")
+    engine.rate(event("late", at=NOVEMBER + dt.timedelta(days=19), tokens=600))
+    assert rerate(storage, engine.catalog, registry, DECEMBER, JANUARY, clock=lambda: LATER).corrections == []
+    report = rerate(storage, Catalog([book(late_book.format(first="0.002"))]), registry, DECEMBER, JANUARY)
+    assert report.repriced == 1 and [c.event_id for c in report.corrections] == ["late"]
+    assert storage.period_totals("2026-12") == {("acme", "USD"): Decimal("1.200")}
+
+
+@st.composite
+def late_histories(draw: st.DrawFn) -> tuple[Pricebook, list[UsageEvent], int]:
+    """A pricebook taking late usage into the next period, events in time order, and how many arrive before
+    October closes (the October events after them are late, into November)."""
+    book = draw(books(draw(st.sampled_from(sorted(METER_SPECS))))).model_copy(update={"late_usage": "next_period"})
+    events = sorted(draw(usage()), key=lambda e: e.timestamp)
+    return book, events, draw(st.integers(0, len(events)))
+
+
+@settings(max_examples=40)
+@given(late_histories(), st.sampled_from([(OCTOBER, DECEMBER), (OCTOBER, NOVEMBER), (NOVEMBER, DECEMBER)]))
+def test_rerating_with_the_pricebook_that_billed_posts_nothing_whatever_came_late(
+    case: tuple[Pricebook, list[UsageEvent], int], range_: tuple[dt.datetime, dt.datetime]
+) -> None:
+    """Issue 20 item 3, the class: with the pricebook that billed, every period re-prices to what is posted."""
+    book, events, before_close = case
+    engine = Engine(book, MemoryStorage(), REGISTRY)
+    engine.rate_batch(events[:before_close])
+    close_period(engine, "2026-10")
+    engine.rate_batch(events[before_close:])  # a customer not yet subscribed is refused; the rest is posted
+    balances = nonzero(engine.storage)
+    again = rerate(engine.storage, Catalog([book]), REGISTRY, *range_, clock=lambda: LATER)
+    assert again.corrections == [] and again.refused == []
+    assert nonzero(engine.storage) == balances

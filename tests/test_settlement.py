@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from rating.accounts import PAYMENTS_ACCOUNT, receivable_account, revenue_account
+from rating.accounts import PAYMENTS_ACCOUNT, receivable_account, revenue_account, wallet_account
 from rating.billing import parse_billing, tax_for
 from rating.catalog import Catalog
 from rating.cli import main
 from rating.errors import InvoiceError
 from rating.invoices import Invoice, issue_invoices
+from rating.ledger import Posting, Transaction
 from rating.payments import PaymentRejected, PaymentResult, confirm_payment, sign
 from rating.refusals import InvoiceRefusal, PaymentRefusal
 from rating.settlement import credit_invoice, credit_notes, invoice_status, pay_invoice
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
+from rating.storage.sqlite import SQLiteStorage
 from rating.wallet import Wallets
+from tests.conftest import STORAGE_KINDS, postgres_url
 from tests.helpers import EXAMPLE, ROOT, SIMPLE_PRICEBOOK, event
 from tests.test_invoices import BILLING, ISSUED, NOVEMBER, billed
 
@@ -152,3 +156,87 @@ def test_invoice_commands_pay_credit_and_list_overdue(demo_history: Path, capsys
     assert "issued CN-" in capsys.readouterr().err
     assert main(["invoice", "show", number, *db]) == 0
     assert "credited" in capsys.readouterr().out
+
+
+PURPOSES = ("invoice payment", "top-up", "refund", "chargeback")
+
+
+def use_payment_id(storage: Storage, book, invoice: Invoice, purpose: str, payment_id: str) -> PaymentResult:  # type: ignore[no-untyped-def]
+    """Confirm a signed 0.50 USD payment ``payment_id`` of acme for ``purpose`` (a refund takes back top-up pi_0)."""
+    now = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+    fields = {"payment_id": payment_id, "customer": "acme", "asset": "USD", "amount": "0.50"}
+    fields |= {"status": "succeeded", "created": now.isoformat()}
+    if purpose == "invoice payment":
+        fields["invoice"] = invoice.number
+    elif purpose in ("refund", "chargeback"):
+        fields |= {"type": purpose, "refunds": "pi_0"}
+    body = json.dumps(fields).encode()
+    return confirm_payment(Wallets(storage, lambda: now), body, sign(body, SECRET), SECRET, book(SIMPLE_PRICEBOOK))
+
+
+@pytest.mark.parametrize("first, second", [(a, b) for a in PURPOSES for b in PURPOSES if a != b])
+def test_one_payment_id_is_one_payment_for_one_purpose(storage: Storage, book, first: str, second: str) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20 item 8: pi_1 settled an invoice, then topped up the wallet too (10.00 received for 5.00)."""
+    invoice = issued_invoice(storage, book)
+    assert use_payment_id(storage, book, invoice, "top-up", "pi_0") is PaymentResult.CREDITED  # what refunds take
+    assert use_payment_id(storage, book, invoice, first, "pi_1") is PaymentResult.CREDITED
+    before = storage.balances()
+    with pytest.raises(PaymentRejected) as refused:
+        use_payment_id(storage, book, invoice, second, "pi_1")
+    assert refused.value.code == PaymentRefusal.CONFLICT and first in str(refused.value)
+    assert storage.balances() == before
+    assert use_payment_id(storage, book, invoice, first, "pi_1") is PaymentResult.REPLAYED
+    assert storage.verify() == []
+
+
+def test_an_invoice_payment_reference_is_a_payment_id_too(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
+    """``rating invoice pay --reference`` and top-ups share the ids, also with payments stored before the registry."""
+    invoice = issued_invoice(storage, book)
+    Wallets(storage).deposit("acme", "USD", Decimal(5), "payment:pi_1")
+    with pytest.raises(InvoiceError) as refused:
+        pay_invoice(storage, invoice.number, Decimal("1.50"), "pi_1")
+    assert refused.value.code == InvoiceRefusal.CONFLICT
+    # A top-up stored before payment ids had a registry has no marker: its deposit is found all the same.
+    at = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+    postings = (Posting(PAYMENTS_ACCOUNT, "USD", Decimal(1)), Posting(wallet_account("acme"), "USD", Decimal(-1)))
+    storage.append([Transaction("deposit:payment:pi_2", at, "wallet deposit", postings, {"customer": "acme"})])
+    with pytest.raises(InvoiceError) as legacy:
+        pay_invoice(storage, invoice.number, Decimal("1.50"), "pi_2")
+    assert legacy.value.code == InvoiceRefusal.CONFLICT
+    assert pay_invoice(storage, invoice.number, Decimal("1.50"), "pi_3")
+    assert storage.balances([PAYMENTS_ACCOUNT])[PAYMENTS_ACCOUNT, "USD"] == Decimal("7.50")
+
+
+@pytest.mark.parametrize("kind", [k for k in ("sqlite", "postgres") if k in STORAGE_KINDS])
+def test_two_purposes_racing_for_one_payment_id_credit_it_once(kind: str, tmp_path: Path, book) -> None:  # type: ignore[no-untyped-def]
+    """Two writers, each with its own connection, use one payment id at once: one wins, the other is a conflict."""
+    url = postgres_url() if kind == "postgres" else str(tmp_path / "rating.db")
+    if kind == "postgres":
+        from rating.storage.postgres import PostgresStorage
+    opener = (lambda: PostgresStorage(url)) if kind == "postgres" else (lambda: SQLiteStorage(Path(url)))
+    with opener() as first:
+        invoice = issued_invoice(first, book)
+    rounds = 4
+    outcomes: list[str] = []
+
+    def race(purpose: str, barrier: threading.Barrier) -> None:
+        with opener() as storage:
+            for round in range(rounds):
+                barrier.wait()
+                try:
+                    use_payment_id(storage, book, invoice, purpose, f"pi_race_{round}")
+                    outcomes.append(f"{round}:credited")
+                except PaymentRejected as error:
+                    outcomes.append(f"{round}:{error.code}")
+
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=race, args=(p, barrier)) for p in ("invoice payment", "top-up")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == sorted(f"{r}:{o}" for r in range(rounds) for o in ("credited", "conflict"))
+    with opener() as storage:
+        paid = storage.balances([PAYMENTS_ACCOUNT]).get((PAYMENTS_ACCOUNT, "USD"), Decimal(0))
+        assert paid == Decimal("0.50") * rounds
+        assert storage.verify() == []

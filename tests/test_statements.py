@@ -10,17 +10,22 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rating.accounts import receivable_account, wallet_account
 from rating.cli import main
+from rating.closing import close_period
+from rating.demo import write_demo_events
 from rating.documents import statement_html, statement_pdf
 from rating.engine import Engine
 from rating.payments import PaymentRejected, PaymentResult, confirm_payment, sign
 from rating.refusals import PaymentRefusal
 from rating.statements import statement, statement_csv
 from rating.storage import Storage
+from rating.storage.sqlite import SQLiteStorage
 from rating.wallet import Wallets
-from tests.helpers import SIMPLE_PRICEBOOK, event
+from tests.helpers import EXAMPLE, SIMPLE_PRICEBOOK, event
 
 WALLET_BOOK = SIMPLE_PRICEBOOK + "  wally: {plan: basic, billing: wallet}\n"
 NOVEMBER = dt.datetime(2026, 11, 3, tzinfo=dt.UTC)
@@ -138,3 +143,112 @@ def test_statement_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     assert shown["customer"] == "wally" and Decimal(shown["assets"][0]["closing"]) == Decimal("2.73")
     assert main(["statement", "export", "--period", "2026-11", "-p", "book.yaml"]) == 0
     assert capsys.readouterr().out.startswith("date,customer,transaction,kind,account,asset,amount,balance")
+
+
+DECEMBER_2 = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_usage_spent_before_its_funds_arrived_is_owed_never_negative_funds(storage: Storage, book, late: bool) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20 item 12: usage of 20 November paid by a top-up of 2 December (rated after it, or late into
+    December after November closed) left November at negative funds."""
+    pricebook = book(WALLET_BOOK + ("late_usage: next_period\n" if late else ""))
+    engine = Engine(pricebook, storage)
+    if late:
+        close_period(engine, "2026-11")
+    Wallets(storage, lambda: DECEMBER_2).deposit("wally", "USD", Decimal(10), "payment:pi_1")
+    rated = engine.rate(
+        event("e1", customer="wally", at=dt.datetime(2026, 11, 20, tzinfo=dt.UTC), tokens=1500, model="m")
+    )
+    assert rated is not None and rated.period == ("2026-12" if late else "2026-11")
+    spent = rated.total()["USD"]
+    assert spent == Decimal("1.26")
+    [november] = statement(storage, pricebook, "wally", "2026-11").assets
+    assert november.movements == {"usage": -spent, "owed usage": spent}
+    assert (november.opening, november.closing, november.owed) == (0, 0, spent)
+    [december] = statement(storage, pricebook, "wally", "2026-12").assets
+    assert december.movements == {"top-ups": Decimal(10), "owed usage": -spent}
+    assert (december.opening, december.closing, december.owed) == (0, Decimal(10) - spent, 0)
+    for summary in (november, december):
+        assert summary.opening + sum(summary.movements.values()) == summary.closing
+    assert "Usage owed (spent before funds arrived)" in statement_html(
+        statement(storage, pricebook, "wally", "2026-11")
+    )
+
+
+def test_the_demo_with_a_wallet_customer_topped_up_afterwards_shows_no_negative_funds(  # type: ignore[no-untyped-def]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The demo's November, rated for a wallet customer after a top-up of 2 December, as a new user would."""
+    monkeypatch.chdir(tmp_path)
+    wallet_book = tmp_path / "wallet.yaml"
+    text = EXAMPLE.read_text()
+    assert "acme-labs: {plan: team}" in text
+    wallet_book.write_text(text.replace("acme-labs: {plan: team}", "acme-labs: {plan: team, billing: wallet}"))
+    events = write_demo_events(tmp_path / "demo-events.jsonl", 300)
+    with SQLiteStorage(tmp_path / "history.db") as storage:
+        Wallets(storage, lambda: DECEMBER_2).deposit("acme-labs", "USD", Decimal(100), "payment:pi_1")
+    assert main(["rate", str(events), "-p", str(wallet_book), "--db", "history.db"]) == 0
+    capsys.readouterr()
+    shown = {}
+    for period in ("2026-11", "2026-12"):
+        command = ["statement", "show", "--period", period, "-p", str(wallet_book), "--db", "history.db"]
+        assert main([*command, "--customer", "acme-labs", "-o", "json"]) == 0
+        [document] = json.loads(capsys.readouterr().out)
+        [shown[period]] = [a for a in document["assets"] if a["asset"] == "USD"]
+    november, december = shown["2026-11"], shown["2026-12"]
+    spent = -Decimal(november["movements"]["usage"])
+    assert spent > 0 and Decimal(november["closing"]) == 0 and Decimal(november["owed"]) == spent
+    assert Decimal(december["opening"]) == 0 and Decimal(december["closing"]) == Decimal(100) - spent
+    assert Decimal(december["movements"]["owed usage"]) == -spent
+    command = ["statement", "show", "--period", "2026-11", "-p", str(wallet_book), "--db", "history.db", "-o", "csv"]
+    assert main([*command, "--customer", "acme-labs"]) == 0
+    [row] = [r for r in csv.DictReader(io.StringIO(capsys.readouterr().out)) if r["asset"] == "USD"]
+    assert Decimal(row["owed usage"]) == spent and Decimal(row["closing"]) == 0  # the table adds up too
+
+
+FIRST = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+#: Top-ups (amount) and usage (tokens), each on a day counted from 1 November, in the order they are posted.
+wallet_histories = st.lists(
+    st.tuples(st.sampled_from(["top-up", "usage"]), st.integers(0, 90), st.integers(1, 3000)), max_size=12
+)
+
+
+@settings(max_examples=60)
+@given(wallet_histories)
+def test_statements_never_show_negative_funds_and_chain_from_period_to_period(
+    history: list[tuple[str, int, int]],
+) -> None:
+    """Whatever the dates of top-ups and usage, and the order they are posted in, every statement adds up, shows
+    no negative funds, keeps funds less owed equal to the ledger's, and opens where the last one closed."""
+    from rating.pricebook import parse_pricebook
+    from rating.registry import Registry
+    from rating.storage.memory import MemoryStorage
+
+    storage = MemoryStorage()
+    pricebook = parse_pricebook(WALLET_BOOK, Registry.load())
+    engine = Engine(pricebook, storage)
+    now = [FIRST]
+    wallets = Wallets(storage, lambda: now[0])
+    for number, (what, day, size) in enumerate(history):
+        at = FIRST + dt.timedelta(days=day)
+        if what == "top-up":
+            now[0] = at
+            wallets.deposit("wally", "USD", Decimal(size) / 100, f"payment:pi_{number}")
+        else:
+            engine.rate_batch([event(f"e{number}", customer="wally", at=at, tokens=size, model="m")])
+    closing = Decimal(0)
+    for period in ("2026-11", "2026-12", "2027-01"):
+        found = statement(storage, pricebook, "wally", period).assets
+        usd = found[0] if found else None
+        if usd is None:
+            continue
+        assert usd.opening >= 0 and usd.closing >= 0 and usd.owed >= 0
+        assert usd.opening == closing
+        assert usd.opening + sum(usd.movements.values()) == usd.closing
+        closing = usd.closing
+    ledger = storage.balances([wallet_account("wally"), receivable_account("wally")])
+    position = -ledger.get((wallet_account("wally"), "USD"), Decimal(0))
+    position -= ledger.get((receivable_account("wally"), "USD"), Decimal(0))
+    final = statement(storage, pricebook, "wally", "2027-01").assets
+    assert (final[0].closing - final[0].owed if final else Decimal(0)) == position
