@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from rating.accounts import receivable_account
+from rating.accounts import receivable_account, rounding_account
 from rating.billing import Billing, TaxError, parse_billing, tax_for
 from rating.catalog import Catalog
 from rating.cli import main
@@ -75,6 +75,10 @@ def test_every_invoice_adds_up_and_the_invoices_equal_the_receivable(history: tu
         assert sum(line.tax for line in invoice.lines) == invoice.tax_total
         assert invoice.total == invoice.subtotal + invoice.tax_total
         assert all(line.amount == line.amount.quantize(Decimal("0.01")) for line in invoice.lines)
+        # No rounding line: each line takes less than a cent of the rounding, and the tax is rounded once.
+        assert all(abs(line.amount - line.exact) < Decimal("0.01") for line in invoice.lines)
+        assert all(line.account != rounding_account("USD") for line in invoice.lines)
+        assert invoice.tax_total == (invoice.subtotal * invoice.tax.rate / 100).quantize(Decimal("0.01"))
     balances = engine.storage.balances()
     for customer in CUSTOMERS:
         owed = balances.get((receivable_account(customer), "USD"), Decimal(0))
@@ -100,6 +104,29 @@ def test_issuing_numbers_each_invoice_once_and_posts_its_tax(storage: Storage, b
     assert storage.balances([receivable_account("acme")])[receivable_account("acme"), "USD"] == invoice.total
     assert [i.number for i in invoices(storage, customer="acme")] == ["INV-2026-000001"]
     assert storage.verify() == []
+
+
+def test_lines_take_the_rounding_by_largest_remainder_and_tax_is_rounded_once(book) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20: no rounding line; tax on the net sum, allocated back to the lines by largest remainder."""
+    events = [event(f"e{i}", at=NOVEMBER, tokens=15, model=f"m{i}") for i in range(1, 4)]
+    engine = billed(book(SIMPLE_PRICEBOOK), MemoryStorage(), events, "2026-11")
+    [invoice] = issue_invoices(
+        engine.storage, Catalog([engine.pricebook]), parse_billing(BILLING), "2026-11", issued=ISSUED
+    ).issued
+    # 0.03 of requests and three times 15 tokens at 0.001: 0.075 in all, 0.08 half to even. The two cents the
+    # token lines are short go to the first two of the three equal remainders (ties in line order).
+    assert [(line.description, line.exact, line.amount) for line in invoice.lines] == [
+        ("requests", Decimal("0.03"), Decimal("0.03")),
+        ("tokens (m1)", Decimal("0.015"), Decimal("0.02")),
+        ("tokens (m2)", Decimal("0.015"), Decimal("0.02")),
+        ("tokens (m3)", Decimal("0.015"), Decimal("0.01")),
+    ]
+    # 19 % of 0.08 is 0.0152: 0.02, rounded once (per line it was 0.01 + 0.00 + 0.00 + 0.00). The shares
+    # 0.0057, 0.0038, 0.0038, 0.0019 are all below a cent: the two largest remainders take one each.
+    assert (invoice.subtotal, invoice.tax_total, invoice.total) == (Decimal("0.08"), Decimal("0.02"), Decimal("0.10"))
+    assert [line.tax for line in invoice.lines] == [Decimal("0.01"), Decimal("0.01"), Decimal("0.00"), Decimal("0.00")]
+    owed = engine.storage.balances([receivable_account("acme")])[receivable_account("acme"), "USD"]
+    assert owed == invoice.total
 
 
 def test_an_issued_invoice_keeps_its_tax_and_profile_when_they_change(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
