@@ -248,7 +248,7 @@ def credit_invoice(
             refund_to=refund if given_back else None,
             terms=terms,
         )
-        return note.model_dump_json(), [_credit_transaction(invoice, note, on)]
+        return note.model_dump_json(), _credit_transactions(invoice, note, on)
 
     text, new = storage.issue_document(f"CN-{on.year}", CREDIT_NOTE, invoice.customer, f"{number}:{reference}", build)
     note = CreditNote.model_validate_json(text)
@@ -260,31 +260,31 @@ def credit_invoice(
     return note, new
 
 
-def _credit_transaction(invoice: Invoice, note: CreditNote, on: dt.date) -> Transaction:
+def _credit_transactions(invoice: Invoice, note: CreditNote, on: dt.date) -> list[Transaction]:
     """``credit:NUMBER``: each line's account and rounding share, and the tax, back against the receivable;
-    what was already paid goes to the refund it names."""
-    currency = invoice.currency
+    what was already paid is owed back on ``customer:ID:refund``, or deposited in the wallet by
+    ``deposit:NUMBER`` (a top-up on the customer's statement)."""
+    currency, customer = invoice.currency, invoice.customer
+    receivable = receivable_account(customer)
     postings = []
     for credit in note.lines:
         postings.append(Posting(credit.account, currency, credit.reversed))
         postings.append(Posting(rounding_account(currency), currency, credit.amount - credit.reversed))
     postings.append(Posting(tax_account(invoice), currency, note.tax_total))
-    postings.append(Posting(receivable_account(invoice.customer), currency, note.refund - note.total))
-    if note.refund_to is not None:
-        to = refund_account(invoice.customer) if note.refund_to == "customer" else wallet_account(invoice.customer)
-        postings.append(Posting(to, currency, -note.refund))
-    metadata = {"customer": invoice.customer, "invoice": invoice.number, "credit_note": note.number}
-    metadata["reason"] = note.reason
+    owed_back = note.refund if note.refund_to == "customer" else ZERO
+    postings.append(Posting(receivable, currency, owed_back - note.total))
+    postings.append(Posting(refund_account(customer), currency, -owed_back))
+    metadata = {"customer": customer, "invoice": invoice.number, "credit_note": note.number, "reason": note.reason}
     if note.refund:
-        metadata["refund"] = str(note.refund)
+        metadata |= {"refund": str(note.refund), "refund_to": note.refund_to or ""}
     at = dt.datetime.combine(on, dt.time(), dt.UTC)
-    return Transaction(
-        f"credit:{note.number}",
-        at,
-        f"{note.number} credits {invoice.number}",
-        tuple(p for p in postings if p.amount),
-        metadata,
-    )
+    what = f"{note.number} credits {invoice.number}"
+    transactions = [Transaction(f"credit:{note.number}", at, what, tuple(p for p in postings if p.amount), metadata)]
+    if note.refund_to == "wallet":
+        funds = (Posting(receivable, currency, note.refund), Posting(wallet_account(customer), currency, -note.refund))
+        deposit = {"customer": customer, "kind": "deposit", "credit_note": note.number}
+        transactions.append(Transaction(f"deposit:{note.number}", at, f"paid {what}, to the wallet", funds, deposit))
+    return transactions
 
 
 #: What is left to credit of one invoice line: its amount, its tax, and its exact amount.

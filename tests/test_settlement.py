@@ -243,6 +243,8 @@ def test_what_was_paid_is_credited_only_with_a_refund(storage: Storage, book) ->
     balances = storage.balances([receivable_account("acme"), wallet_account("acme")])
     assert balances == {(receivable_account("acme"), "USD"): 0, (wallet_account("acme"), "USD"): Decimal("-1.00")}
     assert Wallets(storage).balance("acme")["USD"].available == Decimal("1.00")
+    funds = storage.transaction(f"deposit:{paid_back.number}")  # a top-up on a statement
+    assert funds is not None and funds.customer == "acme"
     assert storage.verify() == []
 
 
