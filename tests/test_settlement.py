@@ -28,7 +28,7 @@ from rating.invoices import Invoice, issue_invoices
 from rating.payments import PaymentRejected, PaymentResult, confirm_payment, sign
 from rating.pricebook import parse_pricebook
 from rating.refusals import InvoiceRefusal, PaymentRefusal
-from rating.settlement import credit_invoice, credit_notes, invoice_status, pay_invoice
+from rating.settlement import RefundTo, credit_invoice, credit_notes, invoice_status, pay_invoice
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
 from rating.wallet import Wallets
@@ -302,7 +302,7 @@ def test_a_reused_credit_reference_with_other_terms_is_a_conflict(storage: Stora
 
 
 @st.composite
-def settlements(draw: st.DrawFn) -> tuple[list[UsageEvent], list[tuple[str, int | None, int, bool]]]:
+def settlements(draw: st.DrawFn) -> tuple[list[UsageEvent], list[tuple[str, int | None, int, RefundTo | None]]]:
     """Events on up to three models (an invoice of several lines), then payments and credits in any order."""
     events = [
         event(f"e{i}", at=NOVEMBER, tokens=draw(st.integers(0, 3000)), model=draw(st.sampled_from(["m1", "m2", "m3"])))
@@ -310,9 +310,9 @@ def settlements(draw: st.DrawFn) -> tuple[list[UsageEvent], list[tuple[str, int 
     ]
     operation = st.tuples(
         st.sampled_from(["pay", "credit"]),
-        st.one_of(st.none(), st.integers(1, 5)),  # the line (credit)
-        st.integers(0, 400),  # cents: paid, or credited of the line (0: all that is left)
-        st.booleans(),  # with a refund
+        st.one_of(st.none(), st.integers(1, 3)),  # the line (credit)
+        st.one_of(st.integers(0, 9), st.integers(0, 150)),  # cents paid, or credited of the line (0: all left)
+        st.sampled_from([None, "customer", "wallet"]),  # with a refund, and where to
     )
     return events, draw(st.lists(operation, max_size=8))
 
@@ -320,7 +320,7 @@ def settlements(draw: st.DrawFn) -> tuple[list[UsageEvent], list[tuple[str, int 
 @settings(max_examples=80)
 @given(settlements())
 def test_credits_never_exceed_a_line_and_never_take_what_was_paid_without_a_refund(
-    case: tuple[list[UsageEvent], list[tuple[str, int | None, int, bool]]],
+    case: tuple[list[UsageEvent], list[tuple[str, int | None, int, RefundTo | None]]],
 ) -> None:
     """Whatever is paid and credited, in any order: what is due is never negative, a line is never credited
     beyond what it has, a credit note is always positive, and the ledger agrees with the documents."""
@@ -336,8 +336,7 @@ def test_credits_never_exceed_a_line_and_never_take_what_was_paid_without_a_refu
                 pay_invoice(storage, invoice.number, amount, f"pay-{number}")
             else:
                 partial = amount if cents and line else None
-                to = "customer" if refund else None
-                credit_invoice(storage, invoice.number, f"cn-{number}", "why", line=line, amount=partial, refund=to)
+                credit_invoice(storage, invoice.number, f"cn-{number}", "why", line=line, amount=partial, refund=refund)
         except InvoiceError as error:
             assert error.code in (InvoiceRefusal.OVERPAYMENT, InvoiceRefusal.CREDIT_EXCEEDS)
         status = invoice_status(storage, invoice)
@@ -348,7 +347,9 @@ def test_credits_never_exceed_a_line_and_never_take_what_was_paid_without_a_refu
             credited = [c for note in notes for c in note.lines if c.line == index]
             assert 0 <= sum(c.amount for c in credited) <= item.amount
             assert 0 <= sum(c.tax for c in credited) <= item.tax
-        balances = storage.balances([receivable_account("acme"), refund_account("acme")])
-        assert balances.get((receivable_account("acme"), "USD"), 0) == status.due
-        assert -balances.get((refund_account("acme"), "USD"), 0) == status.refunded
+        accounts = [receivable_account("acme"), refund_account("acme"), wallet_account("acme")]
+        balances = storage.balances(accounts)
+        receivable, owed_back, funds = (-balances.get((account, "USD"), 0) for account in accounts)
+        assert -receivable == status.due and owed_back + funds == status.refunded
+        assert funds == sum(note.refund for note in notes if note.refund_to == "wallet")
     assert storage.verify() == []
