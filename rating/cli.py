@@ -543,7 +543,7 @@ INVOICE_COLUMNS = ["number", "customer", "period", "due date", "total", "paid", 
 
 def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
     from rating.invoices import invoices, issue_invoices
-    from rating.settlement import credit_invoice, invoice_status, pay_invoice
+    from rating.settlement import RefundTo, credit_invoice, invoice_status, pay_invoice
 
     if args.action == "credit" and args.amount is not None and args.line is None:
         print("rating: error: invoice credit --amount needs --line (the line it credits)", file=sys.stderr)
@@ -580,7 +580,7 @@ def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
         chosen = invoices(storage, args.number)
     elif args.action == "credit":
         amount = None if args.amount is None else to_decimal(args.amount, "--amount")
-        refund = (args.to or "customer") if args.refund else None
+        refund: RefundTo | None = (args.to or "customer") if args.refund else None
         note, new = credit_invoice(
             storage, args.number, args.reference, args.reason or "credit", line=args.line, amount=amount, refund=refund
         )

@@ -329,15 +329,15 @@ def _usage_lines(posted: _Posted, customer: str, currency: str) -> list[ExactLin
             continue
         description = f"{meter} ({', '.join(group)})" if group else meter
         invoice = posted.invoiced.get(adjusts)
-        shown: Decimal | None = quantity
+        shown: tuple[Decimal | None, str | None] = (quantity, unit)
         if adjusts:
             description += f", adjustment of {adjusts}" + (f" ({invoice})" if invoice else "")
             if not quantity:  # a price difference: the same usage, no quantity to show
-                shown = unit = None
+                shown = (None, None)
         elif late_for:
             description += f", late usage of {late_for}"
         account = revenue_account(plan, meter)
-        lines.append(ExactLine(description, account, shown, unit, price, amount, adjusts or None, invoice))
+        lines.append(ExactLine(description, account, *shown, price, amount, adjusts or None, invoice))
     return lines
 
 

@@ -303,8 +303,8 @@ def _credited(
     }
     for note in earlier:
         for credit in note.lines:
-            done, tax, reversed_ = left[credit.line]
-            left[credit.line] = (done - credit.amount, tax - credit.tax, reversed_ - credit.reversed)
+            amount_left, tax_left, exact_left = left[credit.line]
+            left[credit.line] = (amount_left - credit.amount, tax_left - credit.tax, exact_left - credit.reversed)
     if amount is not None and line is not None:
         taken = [_part_of_line(invoice, line, left[line], amount, limit)]
     else:
@@ -343,11 +343,7 @@ def _part_of_line(invoice: Invoice, index: int, left: _Left, amount: Decimal, li
             f"{amount + tax} {invoice.currency} with tax is more than the {limit} still due on {invoice.number}:"
             " what was paid can be credited only with a refund (--refund)",
         )
-    item = invoice.lines[index - 1]
-    exact_ = exact_left if whole else amount
-    return CreditLine(
-        line=index, description=item.description, account=item.account, amount=amount, tax=tax, exact=exact_
-    )
+    return _credit_line(invoice, index, amount, tax, exact_left if whole else amount)
 
 
 def _in_line_order(
@@ -359,22 +355,24 @@ def _in_line_order(
     remaining = None if limit is None or everything <= limit else limit
     taken = []
     for index in chosen:
-        amount, tax, exact_ = left[index]
+        amount, tax, exact_left = left[index]
         if not (amount or tax):
             continue
         if remaining is not None and amount + tax > remaining:
             if remaining <= 0 or amount < 0 or tax < 0:
                 break
             amount, tax = allocate(remaining, [amount, tax], invoice.scale)
-            exact_ = amount
-        item = invoice.lines[index - 1]
-        taken.append(
-            CreditLine(
-                line=index, description=item.description, account=item.account, amount=amount, tax=tax, exact=exact_
-            )
-        )
+            exact_left = amount  # a part of the line: its rounding share stays with the rest
+        taken.append(_credit_line(invoice, index, amount, tax, exact_left))
         if remaining is not None:
             remaining -= amount + tax
             if not remaining:
                 break
     return taken
+
+
+def _credit_line(invoice: Invoice, index: int, amount: Decimal, tax: Decimal, exact_amount: Decimal) -> CreditLine:
+    item = invoice.lines[index - 1]
+    return CreditLine(
+        line=index, description=item.description, account=item.account, amount=amount, tax=tax, exact=exact_amount
+    )

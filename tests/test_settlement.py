@@ -301,6 +301,9 @@ def test_a_reused_credit_reference_with_other_terms_is_a_conflict(storage: Stora
     assert credit_notes(storage, invoice) == [note]
 
 
+REFUNDS: list[RefundTo | None] = [None, "customer", "wallet"]
+
+
 @st.composite
 def settlements(draw: st.DrawFn) -> tuple[list[UsageEvent], list[tuple[str, int | None, int, RefundTo | None]]]:
     """Events on up to three models (an invoice of several lines), then payments and credits in any order."""
@@ -312,7 +315,7 @@ def settlements(draw: st.DrawFn) -> tuple[list[UsageEvent], list[tuple[str, int 
         st.sampled_from(["pay", "credit"]),
         st.one_of(st.none(), st.integers(1, 3)),  # the line (credit)
         st.one_of(st.integers(0, 9), st.integers(0, 150)),  # cents paid, or credited of the line (0: all left)
-        st.sampled_from([None, "customer", "wallet"]),  # with a refund, and where to
+        st.sampled_from(REFUNDS),  # with a refund, and where to
     )
     return events, draw(st.lists(operation, max_size=8))
 
