@@ -20,8 +20,9 @@ customer billed on account whose period is closed, one invoice:
 - **Tax** is computed once on the lines' net sum (one tax category per
   invoice), half-even to the currency's scale, at the rate
   :func:`rating.billing.tax_for` decides, and allocated back to the lines by
-  largest remainder; it is posted (``tax:CUSTOMER:PERIOD``: the receivable owes it, ``tax:NAME:COUNTRY``
-  holds it), so the invoice's total is the receivable's movement to the cent.
+  largest remainder; it is posted (``tax:CUSTOMER:PERIOD``: the receivable
+  owes it, ``tax:NAME:COUNTRY`` holds it), so the invoice's total is the
+  receivable's movement to the cent.
 - **Numbers** ``INV-2026-000001`` are gapless per series and year, taken inside
   the storage write (:meth:`~rating.storage.Storage.issue_document`); issuing
   again for the same customer and period returns the invoice already issued.
