@@ -108,6 +108,11 @@ def prepaid_account(customer: str) -> str:
     return f"customer:{customer}:prepaid"
 
 
+def refund_account(customer: str) -> str:
+    """What the platform owes ``customer`` back: invoice amounts already paid and then credited with a refund."""
+    return f"customer:{customer}:refund"
+
+
 # -- the platform's accounts ----------------------------------------------------------
 
 #: Revenue shared out of charges (creator and processor shares): a contra-revenue account.

@@ -547,8 +547,14 @@ INVOICE_COLUMNS = ["number", "customer", "period", "due date", "total", "paid", 
 
 def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
     from rating.invoices import invoices, issue_invoices
-    from rating.settlement import credit_invoice, invoice_status, pay_invoice
+    from rating.settlement import RefundTo, credit_invoice, invoice_status, pay_invoice
 
+    if args.action == "credit" and args.amount is not None and args.line is None:
+        print("rating: error: invoice credit --amount needs --line (the line it credits)", file=sys.stderr)
+        return 2
+    if args.to is not None and not args.refund:
+        print("rating: error: invoice credit --to needs --refund", file=sys.stderr)
+        return 2
     if args.html or args.pdf:
         from rating.documents import require_renderers
 
@@ -578,10 +584,15 @@ def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
         chosen = invoices(storage, args.number)
     elif args.action == "credit":
         amount = None if args.amount is None else to_decimal(args.amount, "--amount")
+        refund: RefundTo | None = (args.to or "customer") if args.refund else None
         note, new = credit_invoice(
-            storage, args.number, args.reference, args.reason or "credit", line=args.line, amount=amount
+            storage, args.number, args.reference, args.reason or "credit", line=args.line, amount=amount, refund=refund
         )
-        print(f"{'issued' if new else 'already issued'} {note.number}: {note.total} {note.currency}", file=sys.stderr)
+        given_back = f", {note.refund} of it refunded to the {note.refund_to}" if note.refund_to else ""
+        print(
+            f"{'issued' if new else 'already issued'} {note.number}: {note.total} {note.currency}{given_back}",
+            file=sys.stderr,
+        )
         chosen = invoices(storage, args.number)
     else:
         chosen = invoices(storage, args.number, (args.customer or [None])[0])
@@ -1051,7 +1062,17 @@ def build_parser() -> argparse.ArgumentParser:
     billing.add_argument("--date", help="the issue date, e.g. 2026-12-01 (default today)")
     billing.add_argument("--amount", help="pay: the amount paid; credit: the amount of --line to credit")
     billing.add_argument("--reference", help="pay, credit: the payment's or the credit's reference (idempotent)")
-    billing.add_argument("--line", type=int, help="credit: only this line (counted from 1); default every line")
+    billing.add_argument(
+        "--line", type=int, help="credit: only this line (counted from 1); default all that is left, in line order"
+    )
+    billing.add_argument(
+        "--refund", action="store_true", help="credit: may credit what was paid too, and gives it back (--to)"
+    )
+    billing.add_argument(
+        "--to",
+        choices=["customer", "wallet"],
+        help="credit --refund: owed to the customer (default), or as wallet funds",
+    )
     billing.add_argument("--reason", help="credit: why, shown on the credit note")
     billing.add_argument("--overdue", action="store_true", help="list: only invoices past their due date")
     billing.add_argument("--output", "-o", choices=["table", "json", "csv"], default="table", help="output format")

@@ -50,6 +50,7 @@ from rating.rerate import rerate
 from rating.storage.base import Storage
 from rating.subscriptions import Span, contract_span, prorated, spans_within
 
+
 @dataclass
 class CloseReport:
     """What closing a period posted."""
@@ -195,10 +196,11 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
         for customer in names:
             timezone, anchor = zone(book.timezone_of(customer)), book.anchor_of(customer)
             _, start, end = bounds_of(period, timezone, anchor)
+            before = PeriodClock(kind, timezone, anchor).previous(start)
             if end > now:
                 reason = f"period {period} ends {end.isoformat()}, after now ({now.isoformat()})"
                 report.skipped.append(Skipped(customer, CloseRefusal.PERIOD_NOT_ENDED, reason))
-            elif (before := PeriodClock(kind, timezone, anchor).previous(start)) and predecessors.open(customer, before):
+            elif predecessors.open(customer, before):
                 reason = f"period {before} is still open: close it first"
                 report.skipped.append(Skipped(customer, CloseRefusal.PREDECESSOR_OPEN, reason))
             else:
@@ -246,9 +248,7 @@ def _totals_by_customer(storage: Storage, period: str) -> dict[str, dict[str, De
     return by_customer
 
 
-def _customers_to_close(
-    book: Pricebook, totals: Mapping[str, object], customers: Iterable[str] | None
-) -> list[str]:
+def _customers_to_close(book: Pricebook, totals: Mapping[str, object], customers: Iterable[str] | None) -> list[str]:
     """The customers named, or else every customer the pricebook lists, has a contract for, or has charges."""
     if customers is not None:
         return sorted(set(customers))

@@ -34,8 +34,8 @@ from rating.periods import bounds_of, zone
 from rating.policies import (
     ClosedLookup,
     apply_spend_cap,
-    draw_prepaid,
     arrived_late,
+    draw_prepaid,
     fund_from_wallet,
     pay_from_reservation,
     refuse_closed_period,
@@ -45,8 +45,8 @@ from rating.poster import rating_transaction
 from rating.pricebook import Pricebook
 from rating.pricer import Pricer, StateLookup, Terms, advance
 from rating.refusals import Refusal
-from rating.statekeys import LATEST, SPEND
 from rating.registry import Registry
+from rating.statekeys import LATEST, SPEND
 from rating.storage.base import Storage
 from rating.wallet import Grant, Reservation, Wallets
 

@@ -6,17 +6,23 @@ customer billed on account whose period is closed, one invoice:
 - **Lines** are the period's charge records summed per line (plan, meter,
   group, model, unit price), then the period-close postings (fees, minimum and
   commitment true-ups, a contract's prepayment), less what a prepaid
-  commitment paid. Each is shown rounded half-even to the currency's scale; a
-  rounding line makes them add up to the period's total, which period close
-  already rounded.
+  commitment paid, then the re-rating corrections of closed periods that were
+  posted into this one (``adjusts: PERIOD``), on lines of their own naming the
+  period they adjust and its invoice. The lines are rounded to the currency's
+  scale by signed largest remainder (:func:`rating.money.round_to_total`), so
+  that they add up to the period's total, which period close already rounded:
+  no rounding line, and each line's share of the rounding is its ``amount``
+  less its ``exact``.
 - **The ledger is the check**: that total must equal the movement of the
   customer's receivable by the postings of the period (usage, corrections,
   period close; payments excluded), else nothing is issued
   (``ledger_mismatch``).
-- **Tax** is computed per line on its rounded amount, half-even to the
-  currency's scale, at the rate :func:`rating.billing.tax_for` decides; it is
-  posted (``tax:CUSTOMER:PERIOD``: the receivable owes it, ``tax:NAME:COUNTRY``
-  holds it), so the invoice's total is the receivable's movement to the cent.
+- **Tax** is computed once on the lines' net sum (one tax category per
+  invoice), half-even to the currency's scale, at the rate
+  :func:`rating.billing.tax_for` decides, and allocated back to the lines by
+  largest remainder; it is posted (``tax:CUSTOMER:PERIOD``: the receivable
+  owes it, ``tax:NAME:COUNTRY`` holds it), so the invoice's total is the
+  receivable's movement to the cent.
 - **Numbers** ``INV-2026-000001`` are gapless per series and year, taken inside
   the storage write (:meth:`~rating.storage.Storage.issue_document`); issuing
   again for the same customer and period returns the invoice already issued.
@@ -37,12 +43,12 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
-from rating.accounts import prepaid_account, receivable_account, revenue_account, rounding_account
+from rating.accounts import prepaid_account, receivable_account, revenue_account
 from rating.billing import AppliedTax, Billing, Party, Profile, TaxError, tax_for
 from rating.catalog import Catalog
 from rating.errors import InvoiceError
 from rating.ledger import Posting, Transaction
-from rating.money import ZERO, exact, quantize
+from rating.money import ZERO, exact, quantize, round_to_total
 from rating.periods import bounds_of, zone
 from rating.pricebook import Pricebook
 from rating.refusals import InvoiceRefusal
@@ -56,7 +62,10 @@ INVOICE = "invoice"
 
 
 class InvoiceLine(BaseModel):
-    """One line: what was charged, how much of it, and the amount shown (rounded) and exact."""
+    """One line: what was charged, how much of it, and the amount shown (rounded) and exact.
+
+    ``amount - exact`` is the line's share of the period's rounding (credited to ``rounding:CURRENCY``).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -69,6 +78,9 @@ class InvoiceLine(BaseModel):
     exact: Decimal
     amount: Decimal
     tax: Decimal = ZERO
+    #: The closed period a re-rating correction on this line adjusts, and the invoice issued for it, if any.
+    adjusts: str | None = None
+    adjusts_invoice: str | None = None
 
 
 class Invoice(BaseModel):
@@ -178,7 +190,9 @@ def _issue(
         raise InvoiceError(InvoiceRefusal.NO_TAX_RULE, str(error)) from None
     _, start, end = bounds_of(period, zone(book.timezone_of(customer)), book.anchor_of(customer))
     posted = _read(storage, customer, period, start, end)
-    exact_lines = _usage_lines(posted, customer, currency) + _closing_lines(posted, customer)
+    usage = _usage_lines(posted, customer, currency)
+    own = [line for line in usage if line.adjusts is None]
+    exact_lines = own + _closing_lines(posted, customer) + [line for line in usage if line.adjusts is not None]
     owed = posted.receivable_movement(customer, currency)
     if not exact_lines and not owed:
         raise InvoiceError(InvoiceRefusal.NOTHING_TO_INVOICE, f"nothing was charged to {customer!r} in {period}")
@@ -192,11 +206,10 @@ def _issue(
             f"the lines of {customer!r} for {period} do not add up to its receivable movement {owed} {currency}",
         )
     owed = quantize(owed, scale)  # the same amount, at the currency's scale
-    lines = _rounded(exact_lines, owed, scale, currency)
-    taxed = tuple(
-        line.model_copy(update={"tax": quantize(line.amount * tax.rate / 100, scale) + ZERO}) for line in lines
-    )
-    tax_total = sum((line.tax for line in taxed), ZERO)
+    lines = _rounded(exact_lines, owed, scale)
+    tax_total = quantize(owed * tax.rate / 100, scale) + ZERO  # one tax category: its net sum, rounded once
+    shares = round_to_total([line.amount * tax.rate / 100 for line in lines], tax_total, scale)
+    taxed = tuple(line.model_copy(update={"tax": share + ZERO}) for line, share in zip(lines, shares, strict=True))
     invoice = Invoice(
         number=number,
         customer=customer,
@@ -238,6 +251,8 @@ class ExactLine(NamedTuple):
     unit: str | None
     unit_price: Decimal | None
     amount: Decimal
+    adjusts: str | None = None
+    adjusts_invoice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -247,6 +262,8 @@ class _Posted:
 
     charges: list[StoredCharge]
     late: dict[str, str]  # event id -> the closed period a late event belongs to
+    adjusted: dict[str, str]  # event id -> the closed period its corrections posted here adjust
+    invoiced: dict[str, str]  # period -> the number of the customer's invoice issued for it
     usage: list[Transaction]
     closing: list[tuple[str, Transaction]]  # fees, true-ups and a prepayment, with their line's description
     rounding: list[Transaction]
@@ -260,8 +277,20 @@ class _Posted:
 def _read(storage: Storage, customer: str, period: str, start: dt.datetime, end: dt.datetime) -> _Posted:
     charges = [stored for stored in storage.charges(customer) if stored.charge.period == period]
     events = {stored.event_id for stored in charges}
-    ratings = [t for t in storage.transactions_of("rating", customer) if t.metadata.get("event_id") in events]
-    corrections = [t for t in storage.transactions_of(RERATE, customer) if t.metadata.get("period") == period]
+    all_corrections = storage.transactions_of(RERATE, customer)
+    # An event whose correction adjusts a closed period was rated (and invoiced) there: here it has only the
+    # correction's charge records, and its rating is not this period's.
+    adjusted = {
+        t.metadata["event_id"]: t.metadata["adjusts"]
+        for t in all_corrections
+        if t.metadata.get("event_id") in events and t.metadata.get("adjusts", period) != period
+    }
+    ratings = [
+        t
+        for t in storage.transactions_of("rating", customer)
+        if t.metadata.get("event_id") in events and t.metadata["event_id"] not in adjusted
+    ]
+    corrections = [t for t in all_corrections if t.metadata.get("period") == period]
     closing = [
         (description, transaction)
         for kind, description in CLOSING_LINES.items()
@@ -273,12 +302,14 @@ def _read(storage: Storage, customer: str, period: str, start: dt.datetime, end:
     ]
     rounding = [t for t in storage.transactions_of("rounding", customer) if t.id.split(":")[2] == period]
     late = {t.metadata["event_id"]: t.metadata["late_for"] for t in ratings if "late_for" in t.metadata}
-    return _Posted(charges, late, ratings + corrections, closing, rounding)
+    invoiced = {invoice.period: invoice.number for invoice in invoices(storage, customer=customer)} if adjusted else {}
+    return _Posted(charges, late, adjusted, invoiced, ratings + corrections, closing, rounding)
 
 
 def _usage_lines(posted: _Posted, customer: str, currency: str) -> list[ExactLine]:
-    """The period's charge records summed per (plan, meter, group, model, unit price), late usage apart."""
-    summed: dict[tuple[str, str, tuple[str, ...], str, str, Decimal | None, str], tuple[Decimal, Decimal]] = {}
+    """The period's charge records summed per (plan, meter, group, model, unit price); late usage and the
+    adjustments of each closed period apart."""
+    summed: dict[tuple[str, str, tuple[str, ...], str, str, Decimal | None, str, str], tuple[Decimal, Decimal]] = {}
     for stored in posted.charges:
         charge = stored.charge
         if charge.asset != currency:
@@ -286,17 +317,28 @@ def _usage_lines(posted: _Posted, customer: str, currency: str) -> list[ExactLin
                 InvoiceRefusal.CURRENCY_MISMATCH,
                 f"{customer!r} was charged in {charge.asset}, invoices are in {currency}",
             )
-        late_for = posted.late.get(stored.event_id, "")
-        key = (charge.plan, charge.meter, charge.group, charge.model, charge.unit, charge.unit_price, late_for)
+        adjusts = posted.adjusted.get(stored.event_id, "")
+        late_for = "" if adjusts else posted.late.get(stored.event_id, "")
+        # An adjustment reverses the charges as billed and adds them as re-priced: one line of the difference.
+        price = None if adjusts else charge.unit_price
+        key = (charge.plan, charge.meter, charge.group, charge.model, charge.unit, price, late_for, adjusts)
         quantity, amount = summed.get(key, (ZERO, ZERO))
         summed[key] = (quantity + charge.quantity, amount + charge.amount)
     lines: list[ExactLine] = []
-    for (plan, meter, group, _, unit, price, late_for), (quantity, amount) in summed.items():
-        if quantity or amount:
-            description = f"{meter} ({', '.join(group)})" if group else meter
-            if late_for:
-                description += f", late usage of {late_for}"
-            lines.append(ExactLine(description, revenue_account(plan, meter), quantity, unit, price, amount))
+    for (plan, meter, group, _, unit, price, late_for, adjusts), (quantity, amount) in summed.items():
+        if not (quantity or amount):
+            continue
+        description = f"{meter} ({', '.join(group)})" if group else meter
+        invoice = posted.invoiced.get(adjusts)
+        shown: tuple[Decimal | None, str | None] = (quantity, unit)
+        if adjusts:
+            description += f", adjustment of {adjusts}" + (f" ({invoice})" if invoice else "")
+            if not quantity:  # a price difference: the same usage, no quantity to show
+                shown = (None, None)
+        elif late_for:
+            description += f", late usage of {late_for}"
+        account = revenue_account(plan, meter)
+        lines.append(ExactLine(description, account, *shown, price, amount, adjusts or None, invoice))
     return lines
 
 
@@ -318,9 +360,10 @@ def _on(postings: Iterable[Posting], account: str, asset: str | None = None) -> 
     return sum((p.amount for p in postings if p.account == account and asset in (None, p.asset)), ZERO)
 
 
-def _rounded(lines: list[ExactLine], total: Decimal, scale: int, currency: str) -> list[InvoiceLine]:
-    """Lines rounded half-even, and a rounding line when they do not add up to ``total``."""
-    shown = [
+def _rounded(lines: list[ExactLine], total: Decimal, scale: int) -> list[InvoiceLine]:
+    """Lines rounded to ``scale`` by signed largest remainder, so that they add up to ``total`` (ties in line order)."""
+    amounts = round_to_total([line.amount for line in lines], total, scale)
+    return [
         InvoiceLine(
             description=line.description,
             account=line.account,
@@ -328,17 +371,12 @@ def _rounded(lines: list[ExactLine], total: Decimal, scale: int, currency: str) 
             unit=line.unit,
             unit_price=line.unit_price,
             exact=line.amount,
-            amount=quantize(line.amount, scale),
+            amount=amount + ZERO,
+            adjusts=line.adjusts,
+            adjusts_invoice=line.adjusts_invoice,
         )
-        for line in lines
+        for line, amount in zip(lines, amounts, strict=True)
     ]
-    difference = total - sum((line.amount for line in shown), ZERO)
-    if difference:
-        rounding = quantize(difference, scale)
-        shown.append(
-            InvoiceLine(description="rounding", account=rounding_account(currency), exact=difference, amount=rounding)
-        )
-    return shown
 
 
 def tax_account(invoice: Invoice) -> str:

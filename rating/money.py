@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import decimal
 import functools
+import math
 from collections.abc import Callable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, TypeVar
@@ -139,12 +140,37 @@ def allocate(amount: Decimal, weights: Sequence[Decimal], scale: int) -> list[De
     with decimal.localcontext(MONEY_CONTEXT) as ctx:
         ctx.traps[decimal.Inexact] = False
         shares = [units * w / total_weight for w in weights]
-    floors = [int(share) for share in shares]
+    return [sign * part * unit for part in _largest_remainder(shares, units)]
+
+
+def round_to_total(parts: Sequence[Decimal], total: Decimal, scale: int) -> list[Decimal]:
+    """``parts`` rounded to ``scale`` places so that they add up to ``total``: signed largest remainder.
+
+    Every part is first rounded down (towards minus infinity, so a negative part
+    is treated like a positive one), then the units still missing go one by one to
+    the parts with the largest remainders, ties to the earliest part. A part
+    already at ``scale`` is never changed. ``total`` must be at ``scale`` and within
+    half a unit of the parts' sum (their sum rounded, as period close rounds it).
+    """
+    unit = Decimal(1).scaleb(-scale)
+    with decimal.localcontext(MONEY_CONTEXT):  # the sum is exact or raises
+        if total != quantize(total, scale) or abs(total - sum(parts, ZERO)) > unit / 2:
+            raise InvalidAmount(f"{total} is not the sum of {len(parts)} parts rounded to {scale} decimal places")
+        units = [part.scaleb(scale) for part in parts]  # exact: a power of ten
+        return [whole * unit for whole in _largest_remainder(units, int(total.scaleb(scale)))]
+
+
+def _largest_remainder(shares: Sequence[Decimal], units: int) -> list[int]:
+    """Whole numbers, one per share, adding up to ``units``: each share rounded down, then the units left
+    over one by one to the shares with the largest remainders (ties to the earliest share)."""
+    floors = [math.floor(share) for share in shares]
     left_over = units - sum(floors)
-    by_remainder = sorted(range(len(weights)), key=lambda i: (-(shares[i] - floors[i]), i))
+    if not 0 <= left_over <= len(shares):
+        raise InvalidAmount(f"{units} units cannot be shared by largest remainder among {len(shares)} parts")
+    by_remainder = sorted(range(len(shares)), key=lambda i: (-(shares[i] - floors[i]), i))
     for i in by_remainder[:left_over]:
         floors[i] += 1
-    return [sign * part * unit for part in floors]
+    return floors
 
 
 def format_decimal(value: Decimal) -> str:

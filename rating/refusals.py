@@ -136,7 +136,8 @@ class InvoiceRefusal(enum.StrEnum):
     UNKNOWN_INVOICE = "unknown_invoice"
     #: A payment larger than what is still due (overpayment is refused, never kept silently).
     OVERPAYMENT = "overpayment"
-    #: A credit larger than what is left to credit of the invoice or its line.
+    #: A credit larger than what is left to credit of the invoice or its line, or than what is still due
+    #: (what was paid is credited only with a refund); or a credit note that would raise what is due.
     CREDIT_EXCEEDS = "credit_exceeds"
     #: A payment or credit reference already used with other content.
     CONFLICT = "conflict"

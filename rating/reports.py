@@ -15,12 +15,12 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, localcontext
 
-from rating.statekeys import meter_of
 from rating.errors import RatingError
 from rating.events import UsageEvent
 from rating.money import MONEY_CONTEXT, ZERO, exact, to_decimal
 from rating.periods import bounds_of
 from rating.pricebook import Pricebook
+from rating.statekeys import meter_of
 from rating.storage.base import Storage
 
 NONE = "(none)"

@@ -7,10 +7,17 @@
   (``overpayment``): an overpaid balance would have nowhere defined to go.
   The reference makes it idempotent.
 - :func:`credit_invoice` issues a credit note (series ``CN-YEAR``, gapless like
-  invoices) for a whole invoice or part of one line, and posts
-  ``credit:NUMBER``, which reverses exactly what it credits: each line's
-  account (revenue, fee, rounding) and its tax, against the receivable.
-  Issued invoices are never edited or voided.
+  invoices) for all that is left of an invoice, of one line, or an amount of
+  one line, and posts ``credit:NUMBER``, which reverses exactly what it
+  credits: each line's account (revenue, fee) and its tax, against the
+  receivable; a line credited to its end also reverses its exact amount and
+  its share of the period's rounding. Lines are credited in line order, never
+  more than a line has left, and a credit note never raises what is due (its
+  total is positive). What was already paid is credited only with a
+  ``refund``: owed back to the customer (``customer:ID:refund``) or returned
+  to its wallet as funds; without one, a credit takes at most what is still
+  due. Its reference makes it idempotent; reused with other terms it is a
+  ``conflict``. Issued invoices are never edited or voided.
 - :func:`invoice_status` derives open, partly paid, paid or credited, and
   whether it is overdue, from those postings and documents: nothing is updated
   in place.
@@ -25,18 +32,27 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from rating.accounts import PAYMENTS_ACCOUNT, check_id, receivable_account
+from rating.accounts import (
+    PAYMENTS_ACCOUNT,
+    check_id,
+    receivable_account,
+    refund_account,
+    rounding_account,
+    wallet_account,
+)
 from rating.billing import Party, Profile
-from rating.errors import InvoiceError, TransactionConflict
+from rating.errors import InvalidAmount, InvoiceError, TransactionConflict
 from rating.invoices import Invoice, documents_of, invoices, tax_account
 from rating.ledger import Posting, Transaction
-from rating.money import ZERO, exact, quantize
+from rating.money import ZERO, allocate, exact, quantize
 from rating.payment_registry import Purpose, claim, payment_marker
 from rating.refusals import InvoiceRefusal
 from rating.storage import Storage
 
 #: The document kind of a credit note.
 CREDIT_NOTE = "credit_note"
+#: Where a credit gives back what was already paid: owed to the customer, or to its wallet as funds.
+RefundTo = Literal["customer", "wallet"]
 
 
 class CreditLine(BaseModel):
@@ -49,6 +65,26 @@ class CreditLine(BaseModel):
     account: str
     amount: Decimal
     tax: Decimal
+    #: What the line's account is moved by: ``amount``, except when this credit takes the rest of the line,
+    #: then what is left of the line's exact amount (the difference is its rounding share). None on notes
+    #: issued before it was recorded: ``amount``.
+    exact: Decimal | None = None
+
+    @property
+    def reversed(self) -> Decimal:
+        """What the line's own account is moved by (the rest, ``amount - reversed``, goes to rounding)."""
+        return self.amount if self.exact is None else self.exact
+
+
+class CreditTerms(BaseModel):
+    """What a credit was asked for: a reused reference must ask the same."""
+
+    model_config = ConfigDict(frozen=True)
+
+    line: int | None = None
+    amount: Decimal | None = None
+    reason: str
+    refund: RefundTo | None = None
 
 
 class CreditNote(BaseModel):
@@ -70,6 +106,11 @@ class CreditNote(BaseModel):
     subtotal: Decimal
     tax_total: Decimal
     total: Decimal
+    #: The part of ``total`` already paid and given back, and where to (None: nothing was given back).
+    refund: Decimal = ZERO
+    refund_to: RefundTo | None = None
+    #: What was asked (None on notes issued before the terms were recorded).
+    terms: CreditTerms | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +122,8 @@ class InvoiceStatus:
     due: Decimal
     state: Literal["open", "partly paid", "paid", "credited"]
     overdue: bool
+    #: What credit notes gave back of what was paid (``refund``).
+    refunded: Decimal = ZERO
 
 
 def find_invoice(storage: Storage, number: str) -> Invoice:
@@ -107,8 +150,10 @@ def _payments(storage: Storage, invoice: Invoice) -> list[Transaction]:
 def invoice_status(storage: Storage, invoice: Invoice, today: dt.date | None = None) -> InvoiceStatus:
     """What was paid and credited of ``invoice``, what is due, and whether it is overdue on ``today``."""
     paid = sum((Decimal(t.metadata["amount"]) for t in _payments(storage, invoice)), ZERO)
-    credited = sum((note.total for note in credit_notes(storage, invoice)), ZERO)
-    due = invoice.total - paid - credited
+    notes = credit_notes(storage, invoice)
+    credited = sum((note.total for note in notes), ZERO)
+    refunded = sum((note.refund for note in notes), ZERO)
+    due = invoice.total - paid - credited + refunded
     state: Literal["open", "partly paid", "paid", "credited"]
     if credited and credited == invoice.total:
         state = "credited"
@@ -117,7 +162,7 @@ def invoice_status(storage: Storage, invoice: Invoice, today: dt.date | None = N
     else:
         state = "partly paid" if paid else "open"
     overdue = due > 0 and (today or dt.datetime.now(dt.UTC).date()) > invoice.due
-    return InvoiceStatus(paid, credited, due, state, overdue)
+    return InvoiceStatus(paid, credited, due, state, overdue, refunded)
 
 
 @exact
@@ -168,18 +213,31 @@ def credit_invoice(
     *,
     line: int | None = None,
     amount: Decimal | None = None,
+    refund: RefundTo | None = None,
     issued: dt.date | None = None,
 ) -> tuple[CreditNote, bool]:
-    """Credit invoice ``number`` (all that is left, or ``amount`` of line ``line``, counted from 1), once per
-    ``reference``; returns the credit note and whether it is new."""
+    """Credit invoice ``number`` once per ``reference``; returns the credit note and whether it is new.
+
+    Credits all that is left, line by line in line order; or what is left of line ``line`` (counted from
+    1); or ``amount`` of line ``line`` (an amount needs its line). Without ``refund`` it credits at most
+    what is still due (all that is left is cut to it, an amount beyond it is ``credit_exceeds``); with
+    ``refund`` what was already paid may be credited too and is given back to the ``customer`` (owed on
+    ``customer:ID:refund``) or to its ``wallet`` as funds. The same reference with other terms is a
+    ``conflict``.
+    """
     check_id("credit reference", reference)
+    if amount is not None and line is None:
+        raise InvalidAmount("a credit amount needs the line it credits (--line)")
     invoice = find_invoice(storage, number)
     on = issued or dt.datetime.now(dt.UTC).date()
+    terms = CreditTerms(line=line, amount=amount, reason=reason, refund=refund)
 
     def build(credit_number: str) -> tuple[str, list[Transaction]]:
-        lines = _credited(invoice, credit_notes(storage, invoice), line, amount)
+        due = max(ZERO, invoice_status(storage, invoice).due)  # read inside the write that issues the note
+        lines = _credited(invoice, credit_notes(storage, invoice), line, amount, None if refund else due)
         subtotal = sum((c.amount for c in lines), ZERO)
         tax = sum((c.tax for c in lines), ZERO)
+        given_back = max(ZERO, subtotal + tax - due)  # what was paid: only with a refund (else _credited refused)
         note = CreditNote(
             number=credit_number,
             invoice=number,
@@ -194,50 +252,135 @@ def credit_invoice(
             subtotal=subtotal,
             tax_total=tax,
             total=subtotal + tax,
+            refund=given_back,
+            refund_to=refund if given_back else None,
+            terms=terms,
         )
-        postings = [Posting(c.account, invoice.currency, c.amount) for c in lines if c.amount]
-        if tax:
-            postings.append(Posting(tax_account(invoice), invoice.currency, tax))
-        postings.append(Posting(receivable_account(invoice.customer), invoice.currency, -note.total))
-        metadata = {"customer": invoice.customer, "invoice": number, "credit_note": credit_number, "reason": reason}
-        at = dt.datetime.combine(on, dt.time(), dt.UTC)
-        transaction = Transaction(
-            f"credit:{credit_number}", at, f"{credit_number} credits {number}", tuple(postings), metadata
-        )
-        return note.model_dump_json(), [transaction]
+        return note.model_dump_json(), _credit_transactions(invoice, note, on)
 
     text, new = storage.issue_document(f"CN-{on.year}", CREDIT_NOTE, invoice.customer, f"{number}:{reference}", build)
-    return CreditNote.model_validate_json(text), new
+    note = CreditNote.model_validate_json(text)
+    if not new and note.terms is not None and note.terms != terms:
+        raise InvoiceError(
+            InvoiceRefusal.CONFLICT,
+            f"credit reference {reference} of {number} was used for other terms ({note.number})",
+        )
+    return note, new
+
+
+def _credit_transactions(invoice: Invoice, note: CreditNote, on: dt.date) -> list[Transaction]:
+    """``credit:NUMBER``: each line's account and rounding share, and the tax, back against the receivable;
+    what was already paid is owed back on ``customer:ID:refund``, or deposited in the wallet by
+    ``deposit:NUMBER`` (a top-up on the customer's statement)."""
+    currency, customer = invoice.currency, invoice.customer
+    receivable = receivable_account(customer)
+    postings = []
+    for credit in note.lines:
+        postings.append(Posting(credit.account, currency, credit.reversed))
+        postings.append(Posting(rounding_account(currency), currency, credit.amount - credit.reversed))
+    postings.append(Posting(tax_account(invoice), currency, note.tax_total))
+    owed_back = note.refund if note.refund_to == "customer" else ZERO
+    postings.append(Posting(receivable, currency, owed_back - note.total))
+    postings.append(Posting(refund_account(customer), currency, -owed_back))
+    metadata = {"customer": customer, "invoice": invoice.number, "credit_note": note.number, "reason": note.reason}
+    if note.refund:
+        metadata |= {"refund": str(note.refund), "refund_to": note.refund_to or ""}
+    at = dt.datetime.combine(on, dt.time(), dt.UTC)
+    what = f"{note.number} credits {invoice.number}"
+    transactions = [Transaction(f"credit:{note.number}", at, what, tuple(p for p in postings if p.amount), metadata)]
+    if note.refund_to == "wallet":
+        funds = (Posting(receivable, currency, note.refund), Posting(wallet_account(customer), currency, -note.refund))
+        deposit = {"customer": customer, "kind": "deposit", "credit_note": note.number}
+        transactions.append(Transaction(f"deposit:{note.number}", at, f"paid {what}, to the wallet", funds, deposit))
+    return transactions
+
+
+#: What is left to credit of one invoice line: its amount, its tax, and its exact amount.
+_Left = tuple[Decimal, Decimal, Decimal]
 
 
 def _credited(
-    invoice: Invoice, earlier: list[CreditNote], line: int | None, amount: Decimal | None
+    invoice: Invoice, earlier: list[CreditNote], line: int | None, amount: Decimal | None, limit: Decimal | None
 ) -> list[CreditLine]:
-    """What is left to credit, per line, and what this credit note takes of it."""
-    taken: dict[int, tuple[Decimal, Decimal]] = {}
-    for note in earlier:
-        for credit in note.lines:
-            done, tax = taken.get(credit.line, (ZERO, ZERO))
-            taken[credit.line] = (done + credit.amount, tax + credit.tax)
+    """What this credit note takes of each line: never more than a line has left, at most ``limit`` in all
+    (tax included; None: no limit), and a positive total."""
     if line is not None and not 1 <= line <= len(invoice.lines):
         raise InvoiceError(InvoiceRefusal.CREDIT_EXCEEDS, f"{invoice.number} has lines 1 to {len(invoice.lines)}")
-    result = []
-    for index, item in enumerate(invoice.lines, start=1):
-        if line is not None and index != line:
-            continue
-        done, tax_done = taken.get(index, (ZERO, ZERO))
-        left, tax_left = item.amount - done, item.tax - tax_done
-        wanted = left if amount is None else amount
-        if wanted * left < 0 or abs(wanted) > abs(left):
+    left: dict[int, _Left] = {
+        index: (item.amount, item.tax, item.exact) for index, item in enumerate(invoice.lines, start=1)
+    }
+    for note in earlier:
+        for credit in note.lines:
+            amount_left, tax_left, exact_left = left[credit.line]
+            left[credit.line] = (amount_left - credit.amount, tax_left - credit.tax, exact_left - credit.reversed)
+    if amount is not None and line is not None:
+        taken = [_part_of_line(invoice, line, left[line], amount, limit)]
+    else:
+        taken = _in_line_order(invoice, left, [line] if line is not None else list(left), limit)
+    total = sum((c.amount + c.tax for c in taken), ZERO)
+    if total <= 0:
+        if taken:
             raise InvoiceError(
-                InvoiceRefusal.CREDIT_EXCEEDS, f"line {index} of {invoice.number} has {left} {invoice.currency} left"
+                InvoiceRefusal.CREDIT_EXCEEDS,
+                f"a credit note never raises what is due: this one would credit {total} {invoice.currency}",
             )
-        if quantize(wanted, invoice.scale) != wanted:
-            raise InvoiceError(InvoiceRefusal.CREDIT_EXCEEDS, f"{wanted} has more places than {invoice.currency} has")
-        tax = tax_left if wanted == left else quantize(wanted * invoice.tax.rate / 100, invoice.scale)
-        if wanted or tax:
-            credit = CreditLine(line=index, description=item.description, account=item.account, amount=wanted, tax=tax)
-            result.append(credit)
-    if not result:
+        if limit is not None and not limit and any(a or t for a, t, _ in left.values()):
+            raise InvoiceError(
+                InvoiceRefusal.CREDIT_EXCEEDS,
+                f"nothing is due on {invoice.number}: what was paid can be credited only with a refund (--refund)",
+            )
         raise InvoiceError(InvoiceRefusal.CREDIT_EXCEEDS, f"nothing is left to credit of {invoice.number}")
-    return result
+    return taken
+
+
+def _part_of_line(invoice: Invoice, index: int, left: _Left, amount: Decimal, limit: Decimal | None) -> CreditLine:
+    """``amount`` of line ``index``, with its tax at the invoice's rate (never more tax than the line has left)."""
+    amount_left, tax_left, exact_left = left
+    if amount <= 0 or amount > amount_left:
+        raise InvoiceError(
+            InvoiceRefusal.CREDIT_EXCEEDS,
+            f"line {index} of {invoice.number} has {amount_left} {invoice.currency} left; {amount} cannot be credited",
+        )
+    if quantize(amount, invoice.scale) != amount:
+        raise InvoiceError(InvoiceRefusal.CREDIT_EXCEEDS, f"{amount} has more places than {invoice.currency} has")
+    whole = amount == amount_left
+    tax = tax_left if whole else min(tax_left, quantize(amount * invoice.tax.rate / 100, invoice.scale))
+    if limit is not None and amount + tax > limit:
+        raise InvoiceError(
+            InvoiceRefusal.CREDIT_EXCEEDS,
+            f"{amount + tax} {invoice.currency} with tax is more than the {limit} still due on {invoice.number}:"
+            " what was paid can be credited only with a refund (--refund)",
+        )
+    return _credit_line(invoice, index, amount, tax, exact_left if whole else amount)
+
+
+def _in_line_order(
+    invoice: Invoice, left: dict[int, _Left], chosen: list[int], limit: Decimal | None
+) -> list[CreditLine]:
+    """All that is left of the ``chosen`` lines; beyond ``limit``, the lines in line order up to it, the last one
+    in part (its amount and tax in proportion, by largest remainder)."""
+    everything = sum((left[i][0] + left[i][1] for i in chosen), ZERO)
+    remaining = None if limit is None or everything <= limit else limit
+    taken = []
+    for index in chosen:
+        amount, tax, exact_left = left[index]
+        if not (amount or tax):
+            continue
+        if remaining is not None and amount + tax > remaining:
+            if remaining <= 0 or amount < 0 or tax < 0:
+                break
+            amount, tax = allocate(remaining, [amount, tax], invoice.scale)
+            exact_left = amount  # a part of the line: its rounding share stays with the rest
+        taken.append(_credit_line(invoice, index, amount, tax, exact_left))
+        if remaining is not None:
+            remaining -= amount + tax
+            if not remaining:
+                break
+    return taken
+
+
+def _credit_line(invoice: Invoice, index: int, amount: Decimal, tax: Decimal, exact_amount: Decimal) -> CreditLine:
+    item = invoice.lines[index - 1]
+    return CreditLine(
+        line=index, description=item.description, account=item.account, amount=amount, tax=tax, exact=exact_amount
+    )

@@ -20,6 +20,7 @@ LATER = dt.datetime(2028, 1, 1, tzinfo=dt.UTC)
 def later() -> dt.datetime:
     return LATER
 
+
 SIMPLE_PRICEBOOK = """\
 pricebook: test
 version: 2026-11-01

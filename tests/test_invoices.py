@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from rating.accounts import receivable_account
+from rating.accounts import receivable_account, rounding_account
 from rating.billing import Billing, TaxError, parse_billing, tax_for
 from rating.catalog import Catalog
 from rating.cli import main
@@ -29,8 +30,8 @@ from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
 from tests.conftest import POSTGRES_URL, postgres_url
 from tests.helpers import EXAMPLE, ROOT, SIMPLE_PRICEBOOK, event, later
-from tests.simulate.test_simulate import CUSTOMERS, histories
-from tests.test_telescoping import REGISTRY
+from tests.simulate.test_simulate import CUSTOMERS, books, histories, usage
+from tests.test_telescoping import METER_SPECS, REGISTRY
 
 BILLING = """\
 seller: {legal_name: Seller GmbH, address: [Berlin], country: DE, tax_id: DE1}
@@ -74,6 +75,10 @@ def test_every_invoice_adds_up_and_the_invoices_equal_the_receivable(history: tu
         assert sum(line.tax for line in invoice.lines) == invoice.tax_total
         assert invoice.total == invoice.subtotal + invoice.tax_total
         assert all(line.amount == line.amount.quantize(Decimal("0.01")) for line in invoice.lines)
+        # No rounding line: each line takes less than a cent of the rounding, and the tax is rounded once.
+        assert all(abs(line.amount - line.exact) < Decimal("0.01") for line in invoice.lines)
+        assert all(line.account != rounding_account("USD") for line in invoice.lines)
+        assert invoice.tax_total == (invoice.subtotal * invoice.tax.rate / 100).quantize(Decimal("0.01"))
     balances = engine.storage.balances()
     for customer in CUSTOMERS:
         owed = balances.get((receivable_account(customer), "USD"), Decimal(0))
@@ -99,6 +104,29 @@ def test_issuing_numbers_each_invoice_once_and_posts_its_tax(storage: Storage, b
     assert storage.balances([receivable_account("acme")])[receivable_account("acme"), "USD"] == invoice.total
     assert [i.number for i in invoices(storage, customer="acme")] == ["INV-2026-000001"]
     assert storage.verify() == []
+
+
+def test_lines_take_the_rounding_by_largest_remainder_and_tax_is_rounded_once(book) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20: no rounding line; tax on the net sum, allocated back to the lines by largest remainder."""
+    events = [event(f"e{i}", at=NOVEMBER, tokens=15, model=f"m{i}") for i in range(1, 4)]
+    engine = billed(book(SIMPLE_PRICEBOOK), MemoryStorage(), events, "2026-11")
+    [invoice] = issue_invoices(
+        engine.storage, Catalog([engine.pricebook]), parse_billing(BILLING), "2026-11", issued=ISSUED
+    ).issued
+    # 0.03 of requests and three times 15 tokens at 0.001: 0.075 in all, 0.08 half to even. The two cents the
+    # token lines are short go to the first two of the three equal remainders (ties in line order).
+    assert [(line.description, line.exact, line.amount) for line in invoice.lines] == [
+        ("requests", Decimal("0.03"), Decimal("0.03")),
+        ("tokens (m1)", Decimal("0.015"), Decimal("0.02")),
+        ("tokens (m2)", Decimal("0.015"), Decimal("0.02")),
+        ("tokens (m3)", Decimal("0.015"), Decimal("0.01")),
+    ]
+    # 19 % of 0.08 is 0.0152: 0.02, rounded once (per line it was 0.01 + 0.00 + 0.00 + 0.00). The shares
+    # 0.0057, 0.0038, 0.0038, 0.0019 are all below a cent: the two largest remainders take one each.
+    assert (invoice.subtotal, invoice.tax_total, invoice.total) == (Decimal("0.08"), Decimal("0.02"), Decimal("0.10"))
+    assert [line.tax for line in invoice.lines] == [Decimal("0.01"), Decimal("0.01"), Decimal("0.00"), Decimal("0.00")]
+    owed = engine.storage.balances([receivable_account("acme")])[receivable_account("acme"), "USD"]
+    assert owed == invoice.total
 
 
 def test_an_issued_invoice_keeps_its_tax_and_profile_when_they_change(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
@@ -259,3 +287,89 @@ def test_without_the_pdf_renderer_nothing_is_issued(demo_history: Path, monkeypa
     assert "invoices extra" in capsys.readouterr().err
     assert main(["invoice", "list", "--db", "history.db", "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+REFIXED = """\
+pricebook: fixes
+version: 2026-10-01
+currency: USD
+meters:
+  tokens: {{event: api.call, sum: tokens}}
+plans:
+  basic:
+    charges:
+      - meter: tokens
+        model: tiered
+        mode: graduated
+        tiers:
+          - {{up_to: 1000, unit_price: "{first}"}}
+          - {{unit_price: "0.0005"}}
+customers:
+  acme: {{plan: basic}}
+"""
+
+
+def test_a_correction_of_a_closed_period_is_invoiced_next_on_its_own_line(storage: Storage, book, registry) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20 item 5: re-rating invoiced November puts the difference on December's invoice, once."""
+    from rating.rerate import rerate
+
+    wrong, fixed = book(REFIXED.format(first="0.001")), book(REFIXED.format(first="0.002"))
+    engine = billed(wrong, storage, [event("n1", at=NOVEMBER, tokens=6000), event("n2", at=NOVEMBER, tokens=500)])
+    close_period(engine, "2026-11")
+    billing = parse_billing(BILLING)
+    [november] = issue_invoices(storage, Catalog([wrong]), billing, "2026-11", ["acme"], issued=ISSUED).issued
+    assert november.subtotal == Decimal("3.75")  # 1000 at 0.001 and 5500 at 0.0005
+    now = dt.datetime(2026, 12, 15, tzinfo=dt.UTC)
+    rerate(storage, Catalog([fixed]), registry, dt.datetime(2026, 11, 1, tzinfo=dt.UTC), now, clock=lambda: now)
+    fixing = Engine(fixed, storage, registry, clock=later)
+    fixing.rate_batch([event("d1", at=dt.datetime(2026, 12, 5, tzinfo=dt.UTC), tokens=100)])
+    close_period(fixing, "2026-12")
+    report = issue_invoices(storage, Catalog([fixed]), billing, "2026-12", ["acme"], issued=dt.date(2027, 1, 1))
+    assert report.refused == []
+    [december] = report.issued
+    # December's own 100 tokens at 0.002, then November's first 1000 tokens re-priced 0.001 dearer, on its own line.
+    assert [(line.description, line.amount, line.adjusts, line.adjusts_invoice) for line in december.lines] == [
+        ("tokens", Decimal("0.20"), None, None),
+        ("tokens, adjustment of 2026-11 (INV-2026-000001)", Decimal("1.00"), "2026-11", "INV-2026-000001"),
+    ]
+    totals = (december.subtotal, december.tax_total, december.total)
+    assert totals == (Decimal("1.20"), Decimal("0.23"), Decimal("1.43"))
+    owed = storage.balances([receivable_account("acme")])[receivable_account("acme"), "USD"]
+    assert owed == november.total + december.total
+    assert storage.verify() == []
+
+
+@st.composite
+def refixed_histories(draw: st.DrawFn) -> tuple[Pricebook, Pricebook, list[UsageEvent]]:
+    aggregation = draw(st.sampled_from(sorted(METER_SPECS)))
+    return draw(books(aggregation)), draw(books(aggregation)), draw(usage())
+
+
+@settings(max_examples=40)
+@given(refixed_histories())
+def test_corrections_of_invoiced_periods_are_invoiced_once_and_the_invoices_equal_the_receivable(
+    history: tuple[Pricebook, Pricebook, list[UsageEvent]],
+) -> None:
+    """Invoice October and November, re-rate both by a fixed pricebook in December, invoice December: every
+    invoice is issued, and together they equal each customer's receivable to the cent."""
+    from rating.rerate import rerate
+
+    wrong, fixed, events = history
+    engine = billed(wrong, MemoryStorage(), events, "2026-10", "2026-11")
+    billing = parse_billing(BILLING)
+    issued = []
+    for period in ("2026-10", "2026-11"):
+        issued += issue_invoices(engine.storage, Catalog([wrong]), billing, period, CUSTOMERS, issued=ISSUED).issued
+    now = dt.datetime(2026, 12, 15, tzinfo=dt.UTC)
+    rerate(engine.storage, Catalog([fixed]), REGISTRY, dt.datetime(2026, 10, 1, tzinfo=dt.UTC), now, clock=lambda: now)
+    close_period(Engine(fixed, engine.storage, REGISTRY, clock=later), "2026-12")
+    report = issue_invoices(engine.storage, Catalog([fixed]), billing, "2026-12", CUSTOMERS, issued=ISSUED)
+    assert {code for _, code, _ in report.refused} <= {InvoiceRefusal.NOTHING_TO_INVOICE}
+    issued += report.issued
+    for invoice in issued:
+        assert sum(line.amount for line in invoice.lines) == invoice.subtotal
+        assert sum(line.tax for line in invoice.lines) == invoice.tax_total
+    balances = engine.storage.balances()
+    for customer in CUSTOMERS:
+        owed = balances.get((receivable_account(customer), "USD"), Decimal(0))
+        assert sum((i.total for i in issued if i.customer == customer), Decimal(0)) == owed

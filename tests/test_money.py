@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rating.errors import InvalidAmount, RatingError
-from rating.money import allocate, currency_scale, format_decimal, quantize, to_decimal
+from rating.money import allocate, currency_scale, format_decimal, quantize, round_to_total, to_decimal
 
 
 @pytest.mark.parametrize("value", [0.1, 1.0, True, float("nan"), "NaN", "Infinity", "abc", None, [1]])
@@ -59,6 +59,35 @@ def test_allocation_refuses_bad_weights_and_unscaled_amounts() -> None:
         allocate(Decimal("1.00"), [Decimal(0)], 2)
     with pytest.raises(InvalidAmount):
         allocate(Decimal("1.001"), [Decimal(1)], 2)
+
+
+@given(
+    parts=st.lists(
+        st.decimals(min_value=-1000, max_value=1000, places=4, allow_nan=False, allow_infinity=False), max_size=10
+    ),
+    scale=st.sampled_from([0, 2, 3]),
+)
+def test_parts_rounded_to_their_total_add_up_to_it_and_each_moves_less_than_a_unit(
+    parts: list[Decimal], scale: int
+) -> None:
+    """Signed largest remainder: the invoice's lines always add up to the total close rounded, no rounding line."""
+    total = quantize(sum(parts, Decimal(0)), scale)
+    rounded = round_to_total(parts, total, scale)
+    unit = Decimal(1).scaleb(-scale)
+    assert sum(rounded, Decimal(0)) == total
+    for part, shown in zip(parts, rounded, strict=True):
+        assert shown == quantize(shown, scale) and abs(shown - part) < unit
+        if part == quantize(part, scale):
+            assert shown == part  # what is already whole never takes a share of the rounding
+
+
+def test_rounding_to_a_total_gives_ties_to_the_earlier_part_and_refuses_a_far_total() -> None:
+    three = [Decimal("0.015")] * 3  # 0.045 in all: 0.04 half to even, one cent for the first of three equal parts
+    assert round_to_total(three, Decimal("0.04"), 2) == [Decimal("0.02"), Decimal("0.01"), Decimal("0.01")]
+    signed = [Decimal("-0.004"), Decimal("0.004"), Decimal("-0.006")]  # each to its nearest cent: -0.01 in all
+    assert round_to_total(signed, Decimal("-0.01"), 2) == [Decimal("0.00"), Decimal("0.00"), Decimal("-0.01")]
+    with pytest.raises(InvalidAmount):
+        round_to_total(three, Decimal("0.06"), 2)
 
 
 def test_decimals_print_plain_never_in_scientific_notation() -> None:

@@ -9,24 +9,36 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from rating.accounts import PAYMENTS_ACCOUNT, receivable_account, revenue_account, wallet_account
+from rating.accounts import (
+    PAYMENTS_ACCOUNT,
+    receivable_account,
+    refund_account,
+    revenue_account,
+    rounding_account,
+    wallet_account,
+)
 from rating.billing import parse_billing, tax_for
 from rating.catalog import Catalog
 from rating.cli import main
-from rating.errors import InvoiceError
+from rating.errors import InvalidAmount, InvoiceError
+from rating.events import UsageEvent
 from rating.invoices import Invoice, issue_invoices
 from rating.ledger import Posting, Transaction
 from rating.payments import PaymentRejected, PaymentResult, confirm_payment, sign
+from rating.pricebook import parse_pricebook
 from rating.refusals import InvoiceRefusal, PaymentRefusal
-from rating.settlement import credit_invoice, credit_notes, invoice_status, pay_invoice
+from rating.settlement import RefundTo, credit_invoice, credit_notes, invoice_status, pay_invoice
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
 from rating.storage.sqlite import SQLiteStorage
 from rating.wallet import Wallets
 from tests.conftest import STORAGE_KINDS, postgres_url
-from tests.helpers import EXAMPLE, ROOT, SIMPLE_PRICEBOOK, event
+from tests.helpers import EXAMPLE, ROOT, SIMPLE_PRICEBOOK, event, later
 from tests.test_invoices import BILLING, ISSUED, NOVEMBER, billed
+from tests.test_telescoping import REGISTRY
 
 SECRET = b"whsec_test"
 
@@ -152,8 +164,13 @@ def test_invoice_commands_pay_credit_and_list_overdue(demo_history: Path, capsys
     assert number in listed and "partly paid, overdue" in listed
     assert main(["invoice", "pay", number, *db, "--amount", str(total), "--reference", "wire-8"]) == 1
     assert "overpayment" in capsys.readouterr().err
-    assert main(["invoice", "credit", number, *db, "--reference", "cn-1", "--reason", "cancelled", "-o", "json"]) == 0
-    assert "issued CN-" in capsys.readouterr().err
+    credit = ["invoice", "credit", number, *db, "--reason", "cancelled", "-o", "json"]
+    assert main([*credit, "--reference", "cn-1"]) == 0  # what is still due: the 0.01 paid stays paid
+    assert f"issued CN-{dt.date.today().year}-000001: {total - Decimal('0.01')} USD\n" in capsys.readouterr().err
+    assert main(["invoice", "show", number, *db]) == 0
+    assert "paid" in capsys.readouterr().out
+    assert main([*credit, "--reference", "cn-2", "--refund"]) == 0
+    assert ": 0.01 USD, 0.01 of it refunded to the customer" in capsys.readouterr().err
     assert main(["invoice", "show", number, *db]) == 0
     assert "credited" in capsys.readouterr().out
 
@@ -240,3 +257,190 @@ def test_two_purposes_racing_for_one_payment_id_credit_it_once(kind: str, tmp_pa
         paid = storage.balances([PAYMENTS_ACCOUNT]).get((PAYMENTS_ACCOUNT, "USD"), Decimal(0))
         assert paid == Decimal("0.50") * rounds
         assert storage.verify() == []
+
+
+def test_a_credit_amount_needs_its_line(book) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20 item 6: an amount without --line was credited on every line."""
+    storage = MemoryStorage()
+    invoice = issued_invoice(storage, book)
+    with pytest.raises(InvalidAmount, match="needs the line"):
+        credit_invoice(storage, invoice.number, "cn-1", "goodwill", amount=Decimal("0.01"))
+    assert credit_notes(storage, invoice) == []
+
+
+def test_the_credit_command_refuses_an_amount_without_a_line_in_one_line(demo_history: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    db = ["--db", "history.db"]
+    billing = str(ROOT / "pricebooks" / "billing.yaml")
+    assert main(["close-period", *db, "--period", "2026-11", "-p", str(EXAMPLE)]) == 0
+    issue = ["invoice", "issue", *db, "--period", "2026-11", "-p", str(EXAMPLE), "--billing", billing, "-o", "json"]
+    capsys.readouterr()
+    assert main(issue) == 0
+    number = json.loads(capsys.readouterr().out)[0]["number"]
+    assert main(["invoice", "credit", number, *db, "--reference", "cn-1", "--amount", "0.02"]) == 2
+    assert capsys.readouterr().err == "rating: error: invoice credit --amount needs --line (the line it credits)\n"
+    assert main(["invoice", "credit", number, *db, "--reference", "cn-1", "--to", "wallet"]) == 2
+    assert capsys.readouterr().err == "rating: error: invoice credit --to needs --refund\n"
+    assert main(["invoice", "show", number, *db]) == 0
+    assert "open" in capsys.readouterr().out  # nothing was credited
+
+
+def test_a_full_credit_reverses_every_lines_exact_amount_and_its_rounding_share(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
+    """1,501 tokens cost 1.2505: the line shows 1.25, and the close's rounding is the line's share of -0.0005."""
+    engine = billed(book(SIMPLE_PRICEBOOK), storage, [event("e1", at=NOVEMBER, tokens=1501, model="m")], "2026-11")
+    catalog, billing = Catalog([engine.pricebook]), parse_billing(BILLING)
+    [invoice] = issue_invoices(storage, catalog, billing, "2026-11", issued=ISSUED).issued
+    assert [(line.amount, line.exact, line.tax) for line in invoice.lines] == [
+        (Decimal("0.01"), Decimal("0.01"), Decimal("0.00")),
+        (Decimal("1.25"), Decimal("1.2505"), Decimal("0.24")),
+    ]
+    assert storage.balances([rounding_account("USD")])[rounding_account("USD"), "USD"] == Decimal("0.0005")
+    note, _ = credit_invoice(storage, invoice.number, "cancel", "cancelled")
+    assert note.total == invoice.total and [c.reversed for c in note.lines] == [Decimal("0.01"), Decimal("1.2505")]
+    assert {key: amount for key, amount in storage.balances().items() if amount} == {}  # every account as before
+    assert storage.verify() == []
+
+
+def test_what_was_paid_is_credited_only_with_a_refund(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20 item 7: a full credit after a partial payment left -0.50 due and no way to give it back."""
+    invoice = issued_invoice(storage, book)  # requests 0.01 + 0.00 tax, tokens 1.25 + 0.24 tax
+    assert pay_invoice(storage, invoice.number, Decimal("1.00"), "wire-1")
+    with pytest.raises(InvoiceError) as refused:  # 0.60 with tax: more than the 0.50 still due
+        credit_invoice(storage, invoice.number, "cn-0", "goodwill", line=2, amount=Decimal("0.50"))
+    assert refused.value.code == InvoiceRefusal.CREDIT_EXCEEDS and "--refund" in str(refused.value)
+    # All that is left is cut to what is due, in line order: the requests line, then 0.49 of the tokens line.
+    due, _ = credit_invoice(storage, invoice.number, "cn-1", "cancelled")
+    assert [(c.line, c.amount, c.tax) for c in due.lines] == [
+        (1, Decimal("0.01"), Decimal("0.00")),
+        (2, Decimal("0.41"), Decimal("0.08")),
+    ]
+    assert (due.total, due.refund, due.refund_to) == (Decimal("0.50"), Decimal(0), None)
+    status = invoice_status(storage, invoice, ISSUED)
+    assert (status.paid, status.credited, status.due, status.state) == (Decimal("1.00"), Decimal("0.50"), 0, "paid")
+    with pytest.raises(InvoiceError) as nothing_due:
+        credit_invoice(storage, invoice.number, "cn-2", "cancelled")
+    assert nothing_due.value.code == InvoiceRefusal.CREDIT_EXCEEDS and "--refund" in str(nothing_due.value)
+    paid_back, _ = credit_invoice(storage, invoice.number, "cn-2", "cancelled", refund="wallet")
+    assert (paid_back.total, paid_back.refund, paid_back.refund_to) == (Decimal("1.00"), Decimal("1.00"), "wallet")
+    status = invoice_status(storage, invoice, ISSUED)
+    assert (status.credited, status.refunded, status.due, status.state) == (
+        invoice.total,
+        Decimal("1.00"),
+        0,
+        "credited",
+    )
+    balances = storage.balances([receivable_account("acme"), wallet_account("acme")])
+    assert balances == {(receivable_account("acme"), "USD"): 0, (wallet_account("acme"), "USD"): Decimal("-1.00")}
+    assert Wallets(storage).balance("acme")["USD"].available == Decimal("1.00")
+    funds = storage.transaction(f"deposit:{paid_back.number}")  # a top-up on a statement
+    assert funds is not None and funds.customer == "acme"
+    assert storage.verify() == []
+
+
+def test_a_credit_note_never_raises_what_is_due(storage: Storage, book, registry) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20 item 7: crediting a negative line (the old -0.01 rounding line) raised what was due."""
+    from rating.closing import close_period
+    from rating.engine import Engine
+    from rating.rerate import rerate
+    from tests.test_invoices import REFIXED
+
+    dear, cheap = book(REFIXED.format(first="0.002")), book(REFIXED.format(first="0.001"))
+    billed(dear, storage, [event("n1", at=NOVEMBER, tokens=2000)], "2026-11")
+    now = dt.datetime(2026, 12, 15, tzinfo=dt.UTC)
+    rerate(storage, Catalog([cheap]), registry, dt.datetime(2026, 11, 1, tzinfo=dt.UTC), now, clock=lambda: now)
+    engine = Engine(cheap, storage, registry, clock=later)
+    engine.rate_batch([event("d1", at=dt.datetime(2026, 12, 2, tzinfo=dt.UTC), tokens=2000)])
+    close_period(engine, "2026-12")
+    billing = parse_billing(BILLING)
+    [invoice] = issue_invoices(storage, Catalog([cheap]), billing, "2026-12", issued=dt.date(2027, 1, 1)).issued
+    assert [(line.description, line.amount) for line in invoice.lines] == [
+        ("tokens", Decimal("1.50")),
+        ("tokens, adjustment of 2026-11", Decimal("-1.00")),  # November was never invoiced: no number
+    ]
+    for line, amount in ((2, None), (2, Decimal("-1.00")), (1, Decimal("-0.01")), (1, Decimal(0))):
+        with pytest.raises(InvoiceError) as refused:
+            credit_invoice(storage, invoice.number, "neg", "oops", line=line, amount=amount)
+        assert refused.value.code == InvoiceRefusal.CREDIT_EXCEEDS
+    assert credit_notes(storage, invoice) == []
+    whole, _ = credit_invoice(storage, invoice.number, "all", "cancelled")  # the negative line with the rest
+    assert [(c.line, c.amount) for c in whole.lines] == [(1, Decimal("1.50")), (2, Decimal("-1.00"))]
+    assert whole.total == invoice.total == Decimal("0.60") and invoice_status(storage, invoice).due == 0
+
+
+def test_a_reused_credit_reference_with_other_terms_is_a_conflict(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
+    invoice = issued_invoice(storage, book)
+    note, new = credit_invoice(storage, invoice.number, "cn-1", "goodwill", line=2, amount=Decimal("0.10"))
+    assert new and credit_invoice(storage, invoice.number, "cn-1", "goodwill", line=2, amount=Decimal("0.1")) == (
+        note,
+        False,
+    )
+    other_terms: list[dict[str, object]] = [
+        {"line": 2, "amount": Decimal("0.20")},
+        {"line": 1},
+        {},
+        {"line": 2, "amount": Decimal("0.10"), "refund": "customer"},
+    ]
+    for terms in other_terms:
+        with pytest.raises(InvoiceError) as conflict:
+            credit_invoice(storage, invoice.number, "cn-1", "goodwill", **terms)  # type: ignore[arg-type]
+        assert conflict.value.code == InvoiceRefusal.CONFLICT
+    with pytest.raises(InvoiceError) as other_reason:
+        credit_invoice(storage, invoice.number, "cn-1", "billing error", line=2, amount=Decimal("0.10"))
+    assert other_reason.value.code == InvoiceRefusal.CONFLICT
+    assert credit_notes(storage, invoice) == [note]
+
+
+REFUNDS: list[RefundTo | None] = [None, "customer", "wallet"]
+
+
+@st.composite
+def settlements(draw: st.DrawFn) -> tuple[list[UsageEvent], list[tuple[str, int | None, int, RefundTo | None]]]:
+    """Events on up to three models (an invoice of several lines), then payments and credits in any order."""
+    events = [
+        event(f"e{i}", at=NOVEMBER, tokens=draw(st.integers(0, 3000)), model=draw(st.sampled_from(["m1", "m2", "m3"])))
+        for i in range(draw(st.integers(1, 6)))
+    ]
+    operation = st.tuples(
+        st.sampled_from(["pay", "credit"]),
+        st.one_of(st.none(), st.integers(1, 3)),  # the line (credit)
+        st.one_of(st.integers(0, 9), st.integers(0, 150)),  # cents paid, or credited of the line (0: all left)
+        st.sampled_from(REFUNDS),  # with a refund, and where to
+    )
+    return events, draw(st.lists(operation, max_size=8))
+
+
+@settings(max_examples=80)
+@given(settlements())
+def test_credits_never_exceed_a_line_and_never_take_what_was_paid_without_a_refund(
+    case: tuple[list[UsageEvent], list[tuple[str, int | None, int, RefundTo | None]]],
+) -> None:
+    """Whatever is paid and credited, in any order: what is due is never negative, a line is never credited
+    beyond what it has, a credit note is always positive, and the ledger agrees with the documents."""
+    events, operations = case
+    storage = MemoryStorage()
+    engine = billed(parse_pricebook(SIMPLE_PRICEBOOK, REGISTRY), storage, events, "2026-11")
+    catalog, billing = Catalog([engine.pricebook]), parse_billing(BILLING)
+    [invoice] = issue_invoices(storage, catalog, billing, "2026-11", issued=ISSUED).issued
+    for number, (kind, line, cents, refund) in enumerate(operations):
+        amount = Decimal(cents).scaleb(-2)
+        try:
+            if kind == "pay":
+                pay_invoice(storage, invoice.number, amount, f"pay-{number}")
+            else:
+                partial = amount if cents and line else None
+                credit_invoice(storage, invoice.number, f"cn-{number}", "why", line=line, amount=partial, refund=refund)
+        except InvoiceError as error:
+            assert error.code in (InvoiceRefusal.OVERPAYMENT, InvoiceRefusal.CREDIT_EXCEEDS)
+        status = invoice_status(storage, invoice)
+        notes = credit_notes(storage, invoice)
+        assert status.due >= 0 and all(note.total > 0 for note in notes)
+        assert status.refunded <= status.paid and status.paid + status.credited - status.refunded <= invoice.total
+        for index, item in enumerate(invoice.lines, start=1):
+            credited = [c for note in notes for c in note.lines if c.line == index]
+            assert 0 <= sum(c.amount for c in credited) <= item.amount
+            assert 0 <= sum(c.tax for c in credited) <= item.tax
+        accounts = [receivable_account("acme"), refund_account("acme"), wallet_account("acme")]
+        balances = storage.balances(accounts)
+        receivable, owed_back, funds = (-balances.get((account, "USD"), 0) for account in accounts)
+        assert -receivable == status.due and owed_back + funds == status.refunded
+        assert funds == sum(note.refund for note in notes if note.refund_to == "wallet")
+    assert storage.verify() == []

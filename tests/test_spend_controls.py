@@ -123,9 +123,7 @@ customers:
 """
 
 
-def test_a_meter_named_like_a_policy_keeps_state_of_its_own(
-    book: Callable[[str], Pricebook], storage: Storage
-) -> None:
+def test_a_meter_named_like_a_policy_keeps_state_of_its_own(book: Callable[[str], Pricebook], storage: Storage) -> None:
     """Meters, running totals and policies keep period state in namespaces no pricebook name reaches: a meter
     named ``spend`` once read the spend cap's state (``before=40`` for the second of two 10-unit events)."""
     engine = Engine(book(SPEND_METER), storage)
