@@ -45,7 +45,7 @@ from rating.reports import margin_report, usage_report, window
 from rating.rerate import rerate
 from rating.simulate import SimulationResult, distinct, percent_change, simulate
 from rating.statements import CATEGORIES, statement, statement_csv
-from rating.storage import Storage, masked, scheme_of
+from rating.storage import Storage, masked
 from rating.storage.memory import MemoryStorage
 from rating.wallet import Wallets
 
@@ -904,9 +904,9 @@ def cmd_verify(args: argparse.Namespace, registry: Registry) -> int:
     try:
         storage = _open(args, registry, "read")
     except StorageError as error:
-        if error.code is not None or scheme_of(args.db) not in registry.storage_adapters:
-            raise  # no database, or one of another schema: nothing to verify
-        print(error, file=sys.stderr)  # a file that does not open as a database is what verify reports
+        if error.code != "damaged":
+            raise  # no database, one of another schema, or none reachable: nothing to verify
+        print(error, file=sys.stderr)  # a file too damaged to open is what verify reports
         print(f"{masked(args.db)}: 1 problems")
         return REFUSED_SOME
     problems = storage.verify()

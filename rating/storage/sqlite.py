@@ -220,7 +220,7 @@ class SQLiteStorage(Storage):
         except BaseException as error:
             self._db.close()
             if isinstance(error, sqlite3.DatabaseError):
-                raise StorageError(f"{self.path}: cannot open as a rating database: {error}") from None
+                raise StorageError(f"{self.path}: cannot open as a rating database: {error}", "damaged") from None
             raise
 
     def _enter_wal(self) -> None:
