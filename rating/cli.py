@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import datetime as dt
 import hashlib
+import itertools
 import json
 import shutil
 import sys
@@ -849,7 +850,11 @@ def cmd_to_parquet(args: argparse.Namespace, registry: Registry) -> int:
             else:
                 yield record.event
 
-    written = write_parquet(valid(), args.output_file)
+    events = valid()
+    first = next(events, None)
+    if first is None:  # nothing to write: leave OUT as it was
+        raise RatingError(f"{path}: no valid event to write ({invalid:,} invalid records)")
+    written = write_parquet(itertools.chain([first], events), args.output_file)
     print(
         f"{written:,} events written to {args.output_file}"
         + (f"; {invalid:,} invalid records skipped" if invalid else "")
@@ -955,7 +960,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, answering a usage error or an invalid flag value with one line and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(USAGE, masked(f"{self.prog}: error: {message} (see {self.prog} --help)\n"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1246,6 +1251,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (README "Exit codes"), never raises."""
+    if argv is not None and any("\x00" in arg for arg in argv):  # an OS never passes one; a caller might
+        print("rating: error: an argument holds a NUL character", file=sys.stderr)
+        return USAGE
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit:  # --help (0), or a usage error argparse has reported in one line (2)

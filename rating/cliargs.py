@@ -159,9 +159,15 @@ def count(text: str) -> int:
     return int(text)
 
 
+def _path(text: str) -> Path:
+    if not text or "\x00" in text:  # the OS would refuse it with a ValueError
+        raise InvalidValue(ValueRefusal.INVALID_PATH, f"{text!r} is not a file name")
+    return Path(text)
+
+
 def output_file(text: str) -> str:
     """A file to write: not a directory, in a directory that exists."""
-    path = Path(text)
+    path = _path(text)
     if path.is_dir():
         raise InvalidValue(ValueRefusal.INVALID_PATH, f"{text}: is a directory, not a file to write")
     if not path.parent.is_dir():
@@ -171,7 +177,7 @@ def output_file(text: str) -> str:
 
 def output_dir(text: str) -> str:
     """A directory to write files into: it exists, or can be made (no file is in the way)."""
-    path = Path(text)
+    path = _path(text)
     for folder in (path, *path.parents):
         if folder.exists():
             if not folder.is_dir():
@@ -182,7 +188,7 @@ def output_dir(text: str) -> str:
 
 def database(text: str) -> str:
     """A storage URL, or a SQLite file path that is not a directory."""
-    if "://" not in text and not text.startswith("memory:") and Path(text).is_dir():
+    if "://" not in text and not text.startswith("memory:") and _path(text).is_dir():
         raise InvalidValue(ValueRefusal.INVALID_PATH, f"{text}: is a directory, not a database file")
     return text
 

@@ -179,6 +179,13 @@ def test_an_unreachable_dask_scheduler_fails_at_once_in_one_line(workspace: Path
     assert err.count("\n") == 1
 
 
+def test_to_parquet_of_no_valid_event_writes_nothing(workspace: Path) -> None:
+    for source in ("r.db", "book.yaml"):
+        code, out, err = invoke("to-parquet", source, "nothing.parquet")
+        assert code == 3 and out == "" and f"rating: error: {source}: no valid event to write (" in err
+    assert not (workspace / "nothing.parquet").exists()
+
+
 def test_a_mistyped_db_never_starts_a_fresh_ledger(workspace: Path) -> None:
     for argv in (
         ["close-period", *P, "--period", "2026-11"],

@@ -13,8 +13,11 @@ from rating.storage.base import StaleState, Storage, StoredCharge
 
 __all__ = ["StaleState", "Storage", "StoredCharge", "masked", "scheme_of"]
 
-#: The password of ``scheme://user:password@host`` and of ``password=...`` (a URL's query or a libpq DSN).
-_PASSWORDS = re.compile(r"(?P<keep>://[^/@:\s]*:)[^/\s]*(?=@)|(?P<key>password\s*=\s*)('[^']*'|[^&\s]*)", re.IGNORECASE)
+#: The password of ``scheme://user:password@host`` (also as a path collapses it, ``scheme:/user:password@host``)
+#: and of ``password=...`` (a URL's query or a libpq DSN).
+_PASSWORDS = re.compile(
+    r"(?P<keep>:/{1,2}[^/@:\s]*:)[^/\s]*(?=@)|(?P<key>password\s*=\s*)('[^']*'|[^&\s]*)", re.IGNORECASE
+)
 
 
 def scheme_of(url: str) -> str:
