@@ -514,6 +514,11 @@ def cmd_simulate(args: argparse.Namespace, registry: Registry) -> int:
 
         Path(args.report).write_text(render_report(result), encoding="utf-8")
         print(f"report written to {args.report}", file=sys.stderr)
+    return simulation_status(result, invalid)
+
+
+def simulation_status(result: SimulationResult, invalid: int) -> int:
+    """The exit code of a simulation: 1 if records were invalid or events unpriced, 3 if every record was invalid."""
     unpriced = any(scenario.unpriced for scenario in result.scenarios)
     if invalid and not any(scenario.revenue() or scenario.unpriced for scenario in result.scenarios):
         return NOTHING_DONE  # every record was invalid: there was nothing to price
@@ -883,7 +888,7 @@ def cmd_diff(args: argparse.Namespace, registry: Registry) -> int:
         print(json.dumps(document, indent=2))
     else:  # two tables, a blank line apart
         print(render(rows, columns, args.output) + "\n\n" + render(impacts, impact_columns, args.output))
-    return 0
+    return simulation_status(result, invalid)
 
 
 def change_impacts(result: SimulationResult, edits: Sequence[Edit]) -> list[dict[str, object]]:

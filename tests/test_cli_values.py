@@ -117,7 +117,7 @@ TEMPLATES: list[tuple[list[str], Callable[[str], Any] | None]] = [
     (["verify", "--db", "{}"], cliargs.database),
     (["check", "{}"], None),
     (["diff", "book.yaml", "{}"], None),
-    (["demo", "--events", "{}", "--db", "demo.db", "--events-file", "demo.jsonl"], cliargs.count),
+    (["demo", "--events", "3", "--db", "demo.db", "--events-file", "{}"], cliargs.output_file),  # not millions
 ]  # fmt: skip
 
 
