@@ -196,8 +196,9 @@ class SQLiteStorage(Storage):
         self.path = str(path)
         self.url = f"sqlite:///{self.path}"
         if (read_only or existing) and not Path(self.path).is_file():
-            what = "a directory, not a database file" if Path(self.path).is_dir() else "no such database"
-            raise StorageError(f"{self.path}: {what}", code="no_database")
+            if Path(self.path).is_dir():
+                raise StorageError(f"{self.path}: a directory, not a database file")
+            raise StorageError(f"{self.path}: no such database", code="no_database")
         try:
             if read_only:
                 uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
