@@ -6,6 +6,7 @@ tests and embedders can build one with extra plugins without touching others.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -84,7 +85,14 @@ class Registry:
             raise StorageError(f"no storage adapter for {scheme!r} URLs ({masked(url)}); installed: {known}")
         if read_only:
             return factory(url, read_only=True)
-        return factory(url, existing=True) if existing else factory(url)
+        if not existing:
+            return factory(url)
+        if "existing" not in inspect.signature(factory).parameters:  # an adapter written before the keyword
+            raise PluginError(
+                f"the {scheme!r} storage adapter cannot open an existing database only (no existing= keyword):"
+                " update the plugin"
+            )
+        return factory(url, existing=True)
 
     @property
     def enriches_events(self) -> bool:

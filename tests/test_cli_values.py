@@ -224,6 +224,17 @@ def test_only_rate_and_db_migrate_upgrade_a_schema(tmp_path: Path) -> None:
     assert invoke("close-period", "-p", str(EXAMPLE), "--period", "2026-11", "--db", str(legacy))[0] == 0
 
 
+def test_an_adapter_without_the_existing_keyword_is_named_not_called() -> None:
+    from rating.errors import PluginError
+    from rating.storage.memory import MemoryStorage
+
+    registry = Registry.load()
+    registry.storage_adapters["old"] = lambda url, read_only=False: MemoryStorage(url)
+    assert registry.open_storage("old://x").url == "old://x"
+    with pytest.raises(PluginError, match="'old' storage adapter cannot open an existing database only"):
+        registry.open_storage("old://x", existing=True)
+
+
 def test_an_empty_file_is_not_a_rating_database(tmp_path: Path) -> None:
     (tmp_path / "empty.db").write_bytes(b"")
     code, _, err = invoke("balance", "--db", str(tmp_path / "empty.db"))
