@@ -10,22 +10,22 @@ from rating.storage.memory import MemoryStorage
 from rating.storage.sqlite import SQLiteStorage
 
 
-def open_memory(url: str, *, read_only: bool = False) -> Storage:
-    """``memory:`` (read_only changes nothing: a new memory storage is empty)."""
+def open_memory(url: str, *, read_only: bool = False, existing: bool = False) -> Storage:
+    """``memory:`` (read_only and existing change nothing: a memory storage is new, empty and of its process)."""
     return MemoryStorage(url)
 
 
-def open_sqlite(url: str, *, read_only: bool = False) -> Storage:
+def open_sqlite(url: str, *, read_only: bool = False, existing: bool = False) -> Storage:
     """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite:///:memory:`` or a plain path."""
     path = url.split("://", 1)[1].removeprefix("/") if "://" in url else url
-    return SQLiteStorage(path, read_only=read_only)
+    return SQLiteStorage(path, read_only=read_only, existing=existing)
 
 
-def open_postgres(url: str, *, read_only: bool = False) -> Storage:
+def open_postgres(url: str, *, read_only: bool = False, existing: bool = False) -> Storage:
     """``postgresql://user@host:port/database`` (needs the ``postgres`` extra)."""
     from rating.storage.postgres import PostgresStorage  # imported on use: psycopg is an optional extra
 
-    return PostgresStorage(url, read_only=read_only)
+    return PostgresStorage(url, read_only=read_only, existing=existing)
 
 
 @hookimpl

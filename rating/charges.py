@@ -13,7 +13,7 @@ from rating.events import UsageEvent
 from rating.ledger import Transaction
 from rating.money import format_decimal
 from rating.pricing import PricingModel
-from rating.statekeys import StateKey  # re-exported: they were defined here
+from rating.statekeys import BYOK_SUFFIX, StateKey  # noqa: F401 (re-exported: they were defined here)
 
 
 class Usage(NamedTuple):

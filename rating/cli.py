@@ -1,8 +1,11 @@
 """The ``rating`` command line: check, schema, quote, rate, request, balance, demo and the rest.
 
-Exit codes: 0 success; 1 bad input (an invalid pricebook, a record that was
-rejected, an unreadable file), with one clear line per problem on stderr;
-2 a usage error (unknown option). Never a traceback for bad input.
+Exit codes, one table every command follows (README "Exit codes"): 0 done; 1 done
+with some refusals, or ``check``/``verify`` found problems; 2 a usage error or an
+invalid flag value (parsed by :mod:`rating.cliargs` before anything is read or
+written); 3 nothing done (unusable input, pricebook or database; a ``--strict``
+refusal; every record refused); 130 interrupted. One clear line per problem on
+stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -10,15 +13,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import hashlib
+import itertools
 import json
 import shutil
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
+from rating import cliargs
 from rating.accounts import customer_account, held_account, receivable_account
 from rating.billing import load_billing
 from rating.catalog import Catalog, load_catalog
@@ -27,9 +34,9 @@ from rating.closing import close_period
 from rating.demo import example_pricebook, write_demo_events
 from rating.diff import Edit, diff, separable_edits
 from rating.engine import BatchReport, Engine
-from rating.errors import PricebookError, RatingError
+from rating.errors import InvalidValue, PricebookError, RatingError, StorageError
 from rating.events import Pause, Sourced, UsageEvent, follow, parse_event, parse_json, read_events
-from rating.money import ZERO, format_decimal, plain, to_decimal
+from rating.money import ZERO, format_decimal, plain
 from rating.output import FORMATS, OutputFormat, as_text, render
 from rating.payouts import pay_creators
 from rating.periods import zone
@@ -39,7 +46,8 @@ from rating.reports import margin_report, usage_report, window
 from rating.rerate import rerate
 from rating.simulate import SimulationResult, distinct, percent_change, simulate
 from rating.statements import MOVEMENTS, statement, statement_csv
-from rating.storage import Storage
+from rating.storage import Storage, masked
+from rating.storage.memory import MemoryStorage
 from rating.wallet import Wallets
 
 if TYPE_CHECKING:
@@ -48,6 +56,27 @@ if TYPE_CHECKING:
     from rating.simulate.columnar import ParquetHistory
 
 DEFAULT_DB = "rating.db"
+#: ``rate`` refuses events stamped further ahead than this unless told otherwise (``--future-tolerance none``).
+DEFAULT_FUTURE_TOLERANCE = "5m"
+
+#: Seconds to wait for a Dask scheduler that does not answer (one that refuses is reported at once).
+DASK_CONNECT_TIMEOUT = 10.0
+
+#: The exit codes (README "Exit codes").
+DONE, REFUSED_SOME, USAGE, NOTHING_DONE, INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class UsageError(RatingError):
+    """The command was called with flags that do not go together, or without one it needs (exit code 2)."""
+
+
+def outcome(accepted: int, refused: int) -> int:
+    """The exit code of a command that took ``accepted`` records and refused ``refused``."""
+    if not refused:
+        return DONE
+    return REFUSED_SOME if accepted else NOTHING_DONE
+
+
 PRICEBOOK_HELP = "a pricebook file, or a directory of its versions; repeat for several version files"
 
 
@@ -80,26 +109,38 @@ def _count_lines(path: Path) -> int | None:
         return None
 
 
-def _open(args: argparse.Namespace, registry: Registry, *, read_only: bool = False) -> Storage:
+#: How a command opens ``--db``: ``create`` (and migrate) it, open an ``existing`` one to write, ``read`` one,
+#: or read one if it exists and else an ``empty`` storage (``quote``, ``simulate``).
+OpenMode = Literal["create", "existing", "read", "empty"]
+
+
+def _open(args: argparse.Namespace, registry: Registry, mode: OpenMode = "existing") -> Storage:
     """The storage of ``--db``, closed when the command ends (whatever way it ends).
 
-    Reading commands open it ``read_only``: they never migrate, and work on a read-only file.
+    Only ``rate``, ``demo`` and ``db migrate`` create a database or upgrade its schema;
+    the others refuse a missing one (``no_database``) or an outdated one (``schema_outdated``),
+    so a typo in ``--db`` never starts a fresh ledger. Readers open it read-only.
     """
-    storage: Storage = args.resources.enter_context(registry.open_storage(args.db, read_only=read_only))
+    if mode == "create":
+        opened = registry.open_storage(args.db)
+    elif mode == "existing":
+        opened = registry.open_storage(args.db, existing=True)
+    else:
+        try:
+            opened = registry.open_storage(args.db, read_only=True)
+        except StorageError as error:
+            if mode != "empty" or error.code != "no_database":
+                raise
+            opened = MemoryStorage()  # nothing rated yet: quote and simulate see an empty ledger, create none
+    storage: Storage = args.resources.enter_context(opened)
     return storage
 
 
-def _engine(args: argparse.Namespace, registry: Registry, pricebooks: Sequence[str | Path]) -> Engine:
-    tolerance = _duration(args.future_tolerance) if getattr(args, "future_tolerance", None) else None
-    return Engine(load_catalog(pricebooks, registry), _open(args, registry), registry, future_tolerance=tolerance)
-
-
-def _duration(text: str) -> dt.timedelta:
-    """``90s``, ``5m``, ``2h`` or ``1d`` as a timedelta."""
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
-        raise RatingError(f"{text!r} is not a duration: use 90s, 5m, 2h or 1d")
-    return dt.timedelta(**{units[text[-1]]: int(text[:-1])})
+def _engine(
+    args: argparse.Namespace, registry: Registry, pricebooks: Sequence[str | Path], mode: OpenMode = "existing"
+) -> Engine:
+    tolerance = getattr(args, "future_tolerance", None)
+    return Engine(load_catalog(pricebooks, registry), _open(args, registry, mode), registry, future_tolerance=tolerance)
 
 
 REJECTION_COLUMNS = ["location", "code", "reason"]
@@ -129,7 +170,7 @@ def _print_report(report: BatchReport, fmt: OutputFormat, storage: Storage) -> N
         print(render(rows, ["customer", "events", "asset", "charged"], fmt))
     print(
         f"posted {report.posted:,} events, {report.duplicates:,} already posted, "
-        f"{len(report.rejected):,} rejected (storage: {storage.url})",
+        f"{len(report.rejected):,} rejected (storage: {masked(storage.url)})",
         file=sys.stderr,
     )
 
@@ -171,23 +212,24 @@ def _quote_inputs(source: str) -> Iterator[Sourced]:
 
 
 def cmd_quote(args: argparse.Namespace, registry: Registry) -> int:
-    engine = _engine(args, registry, args.pricebook)
+    engine = _engine(args, registry, args.pricebook, "empty")
     rows: list[dict[str, Any]] = []
-    status = 0
+    quoted = refused = 0
     for record in _quote_inputs(args.event):
         if record.event is None:
             print(f"{record.location}: {record.error}", file=sys.stderr)
-            status = 1
+            refused += 1
             continue
         try:
             rating = engine.quote(record.event)
         except RatingError as error:
             print(f"{record.location}: {error}", file=sys.stderr)
-            status = 1
+            refused += 1
             continue
+        quoted += 1
         rows += charge_rows(record.event.id, rating.charges)
     print(render(rows, CHARGE_COLUMNS, args.output))
-    return status
+    return outcome(quoted, refused)
 
 
 CHARGE_COLUMNS = ["event", "meter", "group", "quantity", "unit_price", "amount", "asset", "explanation"]
@@ -211,7 +253,7 @@ def charge_rows(event_id: str, charges: Iterable[Charge]) -> list[dict[str, Any]
 
 
 def cmd_rate(args: argparse.Namespace, registry: Registry) -> int:
-    engine = _engine(args, registry, args.pricebook)
+    engine = _engine(args, registry, args.pricebook, "create")
     records: Iterable[Sourced | Pause]
     if args.events == "-" and not args.strict:
         records, progress = follow(sys.stdin.buffer, "<stdin>"), Progress(None)
@@ -224,7 +266,8 @@ def cmd_rate(args: argparse.Namespace, registry: Registry) -> int:
     _print_report(report, args.output, engine.storage)
     if args.strict and report.rejected:
         print(f"strict: nothing posted because {len(report.rejected):,} records were rejected", file=sys.stderr)
-    return 1 if report.rejected else 0
+        return NOTHING_DONE
+    return outcome(report.posted + report.duplicates, len(report.rejected))
 
 
 RESERVATION_COLUMNS = ["reservation", "customer", "asset", "amount", "expires_at"]
@@ -244,7 +287,7 @@ def _one_event(source: str) -> UsageEvent:
 def cmd_request_authorize(args: argparse.Namespace, registry: Registry) -> int:
     """Phase one: hold the quoted price of the request as expected, before the work runs."""
     engine = _engine(args, registry, args.pricebook)
-    held = engine.authorize(_one_event(args.event), args.reservation, _duration(args.timeout))
+    held = engine.authorize(_one_event(args.event), args.reservation, args.timeout)
     row = {
         "reservation": held.id,
         "customer": held.customer,
@@ -312,13 +355,13 @@ def _spooled_stdin(args: argparse.Namespace) -> Path:
 
 
 def cmd_balance(args: argparse.Namespace, registry: Registry) -> int:
-    storage = _open(args, registry, read_only=True)
+    storage = _open(args, registry, "read")
     book = load_catalog(args.pricebook, registry).latest if args.pricebook else None
     rows: list[dict[str, Any]]
     if args.customer:
         rows, columns, valued = customer_balances(storage, args.customer), CUSTOMER_COLUMNS, "owed"
         if not rows:
-            raise RatingError(f"no postings for customer {args.customer!r} in {storage.url}")
+            raise RatingError(f"no postings for customer {args.customer!r} in {masked(storage.url)}")
     else:
         accounts = storage.balances().items()
         rows = [{"account": account, "asset": asset, "balance": amount} for (account, asset), amount in accounts]
@@ -378,17 +421,14 @@ def cmd_close_period(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def _window(args: argparse.Namespace, book: Pricebook) -> tuple[dt.datetime, dt.datetime]:
-    """The report window of ``--period`` and ``--until``."""
-    until = dt.datetime.fromisoformat(args.until) if args.until else dt.datetime.now(dt.UTC)
-    if until.tzinfo is None:
-        raise RatingError(f"--until {args.until} needs a time zone, e.g. {args.until}Z")
-    return window(args.period, zone(book.timezone), until)
+    """The report window of ``--period`` and ``--until`` (both checked by :mod:`rating.cliargs`)."""
+    return window(args.period, zone(book.timezone), args.until or dt.datetime.now(dt.UTC))
 
 
 def cmd_usage(args: argparse.Namespace, registry: Registry) -> int:
     book = load_catalog(args.pricebook, registry).latest
     since, until = _window(args, book)
-    report = usage_report(_open(args, registry, read_only=True), book, since, until, args.group_by, args.customer)
+    report = usage_report(_open(args, registry, "read"), book, since, until, args.group_by, args.customer)
     meters = sorted({m for row in report for m in row.quantities})
     assets = sorted({a for row in report for a in row.cost})
     rows = [
@@ -425,9 +465,8 @@ def cmd_payouts(args: argparse.Namespace, registry: Registry) -> int:
 
 def cmd_margin(args: argparse.Namespace, registry: Registry) -> int:
     book = load_catalog(args.pricebook, registry).latest
-    below = to_decimal(args.below.removesuffix("%"), "--below") if args.below else None
     since, until = _window(args, book)
-    report = margin_report(_open(args, registry, read_only=True), book, since, until, args.group_by, below)
+    report = margin_report(_open(args, registry, "read"), book, since, until, args.group_by, args.below)
     currency = book.currency
     rows = [
         {
@@ -451,7 +490,7 @@ def cmd_simulate(args: argparse.Namespace, registry: Registry) -> int:
         baseline = load_catalog(args.pricebook, registry)
         result, invalid = _simulate(args, registry, baseline, Path(args.pricebook[0]).stem, args.vs)
     else:
-        raise RatingError("give the baseline: -p PRICEBOOK, or --baseline ledger with --db")
+        raise UsageError("give the baseline: -p PRICEBOOK, or --baseline ledger with --db")
     for notice in result.notices:
         print(notice, file=sys.stderr)
     rows = result.rows() if args.by == "customer" else result.rows_by(args.by)
@@ -479,7 +518,15 @@ def cmd_simulate(args: argparse.Namespace, registry: Registry) -> int:
 
         Path(args.report).write_text(render_report(result), encoding="utf-8")
         print(f"report written to {args.report}", file=sys.stderr)
-    return 0
+    return simulation_status(result, invalid)
+
+
+def simulation_status(result: SimulationResult, invalid: int) -> int:
+    """The exit code of a simulation: 1 if records were invalid or events unpriced, 3 if every record was invalid."""
+    unpriced = any(scenario.unpriced for scenario in result.scenarios)
+    if invalid and not any(scenario.revenue() or scenario.unpriced for scenario in result.scenarios):
+        return NOTHING_DONE  # every record was invalid: there was nothing to price
+    return REFUSED_SOME if invalid or unpriced else DONE
 
 
 def _simulate(
@@ -491,7 +538,7 @@ def _simulate(
     if args.workers or args.dask:
         from rating.simulate.distributed import connect, simulate_on_dask
 
-        with connect(args.dask, args.workers) as client:
+        with connect(args.dask, args.workers, timeout=DASK_CONNECT_TIMEOUT) as client:
             return simulate_on_dask(_parquet_files(args.events), baseline, candidates, labels, client), 0
     events, invalid = _history(args, registry, baseline.latest)
     runs = 1 + len(candidates)
@@ -504,11 +551,11 @@ def _simulate_against_ledger(args: argparse.Namespace, registry: Registry) -> tu
     from rating.simulate.ledger import billed
 
     if args.events is not None or args.pricebook or not args.vs or not args.db:
-        raise RatingError("--baseline ledger compares --db (with --from and --to) with the --vs pricebooks")
+        raise UsageError("--baseline ledger compares --db (with --from and --to) with the --vs pricebooks")
     first, *others = args.vs
     catalog = load_catalog([first], registry)
     since, until = _range(args, catalog.latest)
-    ledger, notices = billed(_open(args, registry, read_only=True), since, until, catalog.latest.currency)
+    ledger, notices = billed(_open(args, registry, "empty"), since, until, catalog.latest.currency)
     result, invalid = _simulate(args, registry, catalog, Path(first).stem, others)
     return SimulationResult(ledger, result.scenarios, notices + result.notices), invalid
 
@@ -517,6 +564,7 @@ def cmd_rerate(args: argparse.Namespace, registry: Registry) -> int:
     catalog = load_catalog(args.pricebook, registry)
     since, until = _range(args, catalog.latest)
     report = rerate(_open(args, registry), catalog, registry, since, until, dry_run=args.dry_run)
+    status = outcome(report.repriced, len(report.refused))
     rows = report.rows()
     columns = ["customer", "asset", "posted", "rerated", "difference"]
     refused = [{"location": r.location, "code": str(r.code), "reason": r.reason} for r in report.refused]
@@ -539,7 +587,7 @@ def cmd_rerate(args: argparse.Namespace, registry: Registry) -> int:
         f" ({adjusting:,} of closed periods, into the current one); {len(report.refused):,} refused",
         file=sys.stderr,
     )
-    return 0
+    return status
 
 
 INVOICE_COLUMNS = ["number", "customer", "period", "due date", "total", "paid", "due", "status", "currency"]
@@ -559,34 +607,40 @@ def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
         from rating.documents import require_renderers
 
         require_renderers(pdf=bool(args.pdf))
-    storage = _open(args, registry, read_only=args.action in ("list", "show"))
     if args.action in ("pay", "credit") and not (args.number and args.reference):
-        raise RatingError(f"rating invoice {args.action} needs the invoice NUMBER and --reference")
+        raise UsageError(f"rating invoice {args.action} needs the invoice NUMBER and --reference")
+    if args.action == "issue" and not (args.period and args.pricebook and args.billing):
+        raise UsageError("rating invoice issue needs --period, -p PRICEBOOK and --billing FILE")
+    if args.action == "pay" and args.amount is None:
+        raise UsageError("rating invoice pay needs --amount")
+    storage = _open(args, registry, "read" if args.action in ("list", "show") else "existing")
+    status = DONE
     if args.action == "issue":
-        if not (args.period and args.pricebook and args.billing):
-            raise RatingError("rating invoice issue needs --period, -p PRICEBOOK and --billing FILE")
-        issued = dt.date.fromisoformat(args.date) if args.date else None
         catalog, billing = load_catalog(args.pricebook, registry), load_billing(args.billing)
-        report = issue_invoices(storage, catalog, billing, args.period, args.customer, issued=issued)
+        report = issue_invoices(storage, catalog, billing, args.period, args.customer, issued=args.date)
         for customer, _, reason in report.refused:
             print(f"{customer}: {reason}", file=sys.stderr)
         chosen = report.issued + report.existing
+        status = outcome(len(chosen), len(report.refused))
         print(
             f"issued {len(report.issued):,} invoices, {len(report.existing):,} already issued,"
             f" {len(report.refused):,} refused",
             file=sys.stderr,
         )
     elif args.action == "pay":
-        if args.amount is None:
-            raise RatingError("rating invoice pay needs --amount")
-        new = pay_invoice(storage, args.number, to_decimal(args.amount, "--amount"), args.reference)
+        new = pay_invoice(storage, args.number, args.amount, args.reference)
         print(f"{'settled' if new else 'already settled'}: {args.reference}", file=sys.stderr)
         chosen = invoices(storage, args.number)
     elif args.action == "credit":
-        amount = None if args.amount is None else to_decimal(args.amount, "--amount")
         refund: RefundTo | None = (args.to or "customer") if args.refund else None
         note, new = credit_invoice(
-            storage, args.number, args.reference, args.reason or "credit", line=args.line, amount=amount, refund=refund
+            storage,
+            args.number,
+            args.reference,
+            args.reason or "credit",
+            line=args.line,
+            amount=args.amount,
+            refund=refund,
         )
         given_back = f", {note.refund} of it refunded to the {note.refund_to}" if note.refund_to else ""
         print(
@@ -603,7 +657,7 @@ def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
     if args.overdue:
         chosen = [i for i in chosen if statuses[i.number].overdue]
     _write_invoices(args, chosen, statuses)
-    return 0
+    return status
 
 
 STATEMENT_SUMMARY = ["customer", "asset", "opening", *MOVEMENTS, "closing", "owed", "value"]
@@ -615,7 +669,7 @@ def cmd_statement(args: argparse.Namespace, registry: Registry) -> int:
     if args.html or args.pdf:
         require_renderers(pdf=bool(args.pdf))
     book = load_catalog(args.pricebook, registry).latest
-    storage = _open(args, registry, read_only=True)
+    storage = _open(args, registry, "read")
     if args.action == "export":
         customers = args.customer or sorted(set(book.customers) | {c for c, _ in storage.period_totals(args.period)})
         print(statement_csv(storage, book, customers, args.period), end="")
@@ -638,7 +692,7 @@ def cmd_statement(args: argparse.Namespace, registry: Registry) -> int:
         args,
         [
             (
-                f"statement-{s.customer}-{s.period}",
+                file_name(f"statement-{s.customer}-{s.period}"),
                 partial(statement_html, s, args.language),
                 partial(statement_pdf, s, args.language, _document_fonts(args)),
             )
@@ -666,7 +720,9 @@ def _write_invoices(args: argparse.Namespace, chosen: list[Invoice], statuses: d
         ]  # fmt: skip
         print(render(rows, INVOICE_COLUMNS, "table"))
     fonts = _document_fonts(args)
-    _write_documents(args, [(i.number, partial(invoice_html, i), partial(invoice_pdf, i, fonts)) for i in chosen])
+    _write_documents(
+        args, [(file_name(i.number), partial(invoice_html, i), partial(invoice_pdf, i, fonts)) for i in chosen]
+    )
 
 
 def _document_fonts(args: argparse.Namespace) -> tuple[str, ...]:
@@ -676,6 +732,28 @@ def _document_fonts(args: argparse.Namespace) -> tuple[str, ...]:
 
 #: A document to write: its file name without suffix, and what renders it as HTML and as PDF.
 Document = tuple[str, Callable[[], str], Callable[[], bytes]]
+
+
+def file_name(name: str) -> str:
+    """``name`` (holding a customer id or an invoice number) as one file name: never a path, never hidden.
+
+    Ids may hold ``/``, ``\\``, ``%`` and the like: each character other than a letter, a digit
+    or one of ``-_.~+=,@`` is percent-encoded (UTF-8), and a leading ``.`` too, so distinct names
+    stay distinct files. A name too long for a file system keeps its start and a hash of the whole.
+    """
+    encoded = "".join(
+        c if (c.isalnum() or c in "-_.~+=,@") and c.isprintable() else urllib.parse.quote(c, safe="") for c in name
+    )
+    if encoded.startswith("."):
+        encoded = "%2E" + encoded[1:]
+    if len(encoded.encode()) > MAX_FILE_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        encoded = encoded.encode()[: MAX_FILE_NAME - 17].decode(errors="ignore") + "-" + digest
+    return encoded
+
+
+#: Bytes of a file name, leaving room for the suffix under the usual limit of 255.
+MAX_FILE_NAME = 200
 
 
 def _write_documents(args: argparse.Namespace, documents: Sequence[Document]) -> None:
@@ -710,7 +788,7 @@ def cmd_import(args: argparse.Namespace, registry: Registry) -> int:
 def _parquet_files(name: str | None) -> list[Path]:
     """The Parquet files of ``name``: the file itself, or every ``*.parquet`` in a directory."""
     if name is None:
-        raise RatingError("--workers and --dask simulate Parquet files: give a .parquet file or a directory of them")
+        raise UsageError("--workers and --dask simulate Parquet files: give a .parquet file or a directory of them")
     path = Path(name)
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     if not files or files[0].suffix != ".parquet":
@@ -738,20 +816,16 @@ def _history(
                 events.append(record.event)
         return events, invalid
     since, until = _range(args, book)
-    storage = _open(args, registry, read_only=True)
+    storage = _open(args, registry, "empty")
     return [activity.event for activity in storage.activity(since, until)], 0
 
 
 def _range(args: argparse.Namespace, book: Pricebook) -> tuple[dt.datetime, dt.datetime]:
     """``--from`` and ``--to`` as local midnights in the pricebook's time zone."""
     if not (args.db and args.since and args.until):
-        raise RatingError("give an events file, or --db with --from and --to")
+        raise UsageError("give an events file, or --db with --from and --to")
     timezone = zone(book.timezone)
-    try:
-        since, until = (dt.date.fromisoformat(day) for day in (args.since, args.until))
-    except ValueError as error:
-        raise RatingError(f"--from and --to take dates such as 2026-08-01 ({error})") from None
-    return dt.datetime.combine(since, dt.time(), timezone), dt.datetime.combine(until, dt.time(), timezone)
+    return dt.datetime.combine(args.since, dt.time(), timezone), dt.datetime.combine(args.until, dt.time(), timezone)
 
 
 def simulation_summary(result: SimulationResult, invalid: int) -> list[str]:
@@ -811,12 +885,16 @@ def cmd_to_parquet(args: argparse.Namespace, registry: Registry) -> int:
             else:
                 yield record.event
 
-    written = write_parquet(valid(), args.output_file)
+    events = valid()
+    first = next(events, None)
+    if first is None:  # nothing to write: leave OUT as it was
+        raise RatingError(f"{path}: no valid event to write ({invalid:,} invalid records)")
+    written = write_parquet(itertools.chain([first], events), args.output_file)
     print(
         f"{written:,} events written to {args.output_file}"
         + (f"; {invalid:,} invalid records skipped" if invalid else "")
     )
-    return 1 if invalid else 0
+    return outcome(written, invalid)
 
 
 def cmd_diff(args: argparse.Namespace, registry: Registry) -> int:
@@ -840,7 +918,7 @@ def cmd_diff(args: argparse.Namespace, registry: Registry) -> int:
         print(json.dumps(document, indent=2))
     else:  # two tables, a blank line apart
         print(render(rows, columns, args.output) + "\n\n" + render(impacts, impact_columns, args.output))
-    return 0
+    return simulation_status(result, invalid)
 
 
 def change_impacts(result: SimulationResult, edits: Sequence[Edit]) -> list[dict[str, object]]:
@@ -863,21 +941,30 @@ def change_impacts(result: SimulationResult, edits: Sequence[Edit]) -> list[dict
 
 
 def cmd_verify(args: argparse.Namespace, registry: Registry) -> int:
-    storage = _open(args, registry, read_only=True)
+    try:
+        storage = _open(args, registry, "read")
+    except StorageError as error:
+        if error.code != "damaged":
+            raise  # no database, one of another schema, or none reachable: nothing to verify
+        print(error, file=sys.stderr)  # a file too damaged to open is what verify reports
+        print(f"{masked(args.db)}: 1 problems")
+        return REFUSED_SOME
     problems = storage.verify()
     for problem in problems:
         print(problem, file=sys.stderr)
     transactions = storage.count_transactions() if not problems else None
     print(
-        f"{storage.url}: {len(problems)} problems" + (f", {transactions:,} transactions sound" if not problems else "")
+        f"{masked(storage.url)}: {len(problems)} problems"
+        + (f", {transactions:,} transactions sound" if not problems else "")
     )
-    return 1 if problems else 0
+    return REFUSED_SOME if problems else DONE
 
 
 def cmd_migrate(args: argparse.Namespace, registry: Registry) -> int:
-    storage = _open(args, registry)  # opening applies pending migrations
+    storage = _open(args, registry, "create")  # opening applies pending migrations
     version = getattr(storage, "schema_version", lambda: None)()
-    print(f"{storage.url}: schema version {version}" if version is not None else f"{storage.url}: nothing to migrate")
+    url = masked(storage.url)
+    print(f"{url}: schema version {version}" if version is not None else f"{url}: nothing to migrate")
     return 0
 
 
@@ -885,8 +972,8 @@ def cmd_demo(args: argparse.Namespace, registry: Registry) -> int:
     pricebook = args.pricebook or [example_pricebook()]
     events = write_demo_events(Path(args.events_file), args.events)
     names = ", ".join(map(str, pricebook))
-    print(f"demo: {args.events:,} events in {events}, pricebook {names}, database {args.db}", file=sys.stderr)
-    engine = _engine(args, registry, pricebook)
+    print(f"demo: {args.events:,} events in {events}, pricebook {names}, database {masked(args.db)}", file=sys.stderr)
+    engine = _engine(args, registry, pricebook, "create")
     report = engine.rate_batch(read_events(events), progress=Progress(args.events))
     for rejection in report.rejected:
         print(rejection, file=sys.stderr)
@@ -900,12 +987,20 @@ def cmd_demo(args: argparse.Namespace, registry: Registry) -> int:
         f"posted {report.posted:,} events, {report.duplicates:,} already posted, {len(report.rejected):,} rejected",
         file=sys.stderr,
     )
-    print(f"next: rating balance --db {args.db}", file=sys.stderr)
-    return 1 if report.rejected else 0
+    print(f"next: rating balance --db {masked(args.db)}", file=sys.stderr)
+    return outcome(report.posted + report.duplicates, len(report.rejected))
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, answering a usage error or an invalid flag value with one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE, masked(f"{self.prog}: error: {message} (see {self.prog} --help)\n"))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rating", description="Rate metered usage into exact ledger postings.")
+    parser = Parser(prog="rating", description="Rate metered usage into exact ledger postings.")
+    flag = cliargs.flag
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
@@ -914,7 +1009,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(handler=handler)
         if db is not None:
-            sub.add_argument("--db", default=db, help=f"storage URL or SQLite file (default: {db})")
+            sub.add_argument(
+                "--db", default=db, type=flag(cliargs.database), help=f"storage URL or SQLite file (default: {db})"
+            )
         if output:
             sub.add_argument("--output", "-o", choices=FORMATS, default="table", help="output format")
         return sub
@@ -934,7 +1031,10 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument(
         "--future-tolerance",
         metavar="DURATION",
-        help="refuse events stamped later than now + this, e.g. 5m (default: no limit)",
+        type=flag(cliargs.tolerance),
+        default=DEFAULT_FUTURE_TOLERANCE,
+        help=f"refuse events stamped later than now + this, e.g. 90s, 2h, 1d (default {DEFAULT_FUTURE_TOLERANCE});"
+        " none accepts any time (back-office imports)",
     )
     request = commands.add_parser(
         "request",
@@ -953,7 +1053,12 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         step = phases.add_parser(phase, help=help, description=help)
         step.set_defaults(handler=handler)
-        step.add_argument("--db", default=DEFAULT_DB, help=f"storage URL or SQLite file (default: {DEFAULT_DB})")
+        step.add_argument(
+            "--db",
+            default=DEFAULT_DB,
+            type=flag(cliargs.database),
+            help=f"storage URL or SQLite file (default: {DEFAULT_DB})",
+        )
         if phase == "void":
             step.add_argument("reservation", metavar="RESERVATION", help="the reservation id")
             step.add_argument("--reason", default="voided", help="recorded on the release (default: voided)")
@@ -968,6 +1073,7 @@ def build_parser() -> argparse.ArgumentParser:
             step.add_argument(
                 "--timeout",
                 default="5m",
+                type=flag(cliargs.duration),
                 help="the hold expires after this, e.g. 90s, 5m, 2h (default 5m); request expire releases it",
             )
     balance = command("balance", cmd_balance, "ledger balances, or one customer's wallet", db=DEFAULT_DB, output=True)
@@ -982,25 +1088,48 @@ def build_parser() -> argparse.ArgumentParser:
         db=DEFAULT_DB,
         output=True,
     )
-    close.add_argument("--period", required=True, help="2026-11 (month), 2026-W47 (week), 2026-11-23 (day) or 2026")
+    close.add_argument(
+        "--period",
+        required=True,
+        type=flag(cliargs.period),
+        help="2026-11 (month), 2026-W47 (week), 2026-11-23 (day) or 2026",
+    )
     close.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     close.add_argument("--customer", action="append", help="only these customers (repeatable)")
     usage = command("usage", cmd_usage, "usage and cost per group over a time window", db=DEFAULT_DB, output=True)
-    usage.add_argument("--period", default="30d", help="30d, 24h, or a billing period such as 2026-11 (default 30d)")
+    usage.add_argument(
+        "--period",
+        default="30d",
+        type=flag(cliargs.window),
+        help="30d, 24h, or a billing period such as 2026-11 (default 30d)",
+    )
     usage.add_argument(
         "--group-by", default="agent", help="customer, event, agent, session, order or any property (default agent)"
     )
     usage.add_argument("--customer", help="only this customer")
-    usage.add_argument("--until", help="end of a relative window, ISO 8601 with a zone (default now)")
+    usage.add_argument(
+        "--until", type=flag(cliargs.timestamp), help="end of a relative window, ISO 8601 with a zone (default now)"
+    )
     usage.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     payouts = command("payouts", cmd_payouts, "pay creators their earnings of a week", db=DEFAULT_DB, output=True)
-    payouts.add_argument("--week", required=True, help="an ISO week, e.g. 2026-W47 (Monday to Sunday)")
+    payouts.add_argument(
+        "--week", required=True, type=flag(cliargs.week), help="an ISO week, e.g. 2026-W47 (Monday to Sunday)"
+    )
     payouts.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     margin = command("margin", cmd_margin, "revenue, provider cost and margin per group", db=DEFAULT_DB, output=True)
-    margin.add_argument("--below", help="only groups whose margin is under this percentage, e.g. 20%%")
-    margin.add_argument("--period", default="30d", help="30d, 24h, or a billing period such as 2026-11 (default 30d)")
+    margin.add_argument(
+        "--below", type=flag(cliargs.percentage), help="only groups whose margin is under this percentage, e.g. 20%%"
+    )
+    margin.add_argument(
+        "--period",
+        default="30d",
+        type=flag(cliargs.window),
+        help="30d, 24h, or a billing period such as 2026-11 (default 30d)",
+    )
     margin.add_argument("--group-by", default="model", help="customer, event, agent, model or any property")
-    margin.add_argument("--until", help="end of a relative window, ISO 8601 with a zone (default now)")
+    margin.add_argument(
+        "--until", type=flag(cliargs.timestamp), help="end of a relative window, ISO 8601 with a zone (default now)"
+    )
     margin.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     simulation = command(
         "simulate", cmd_simulate, "what the pricebooks would charge for these events, customer by customer", output=True
@@ -1011,15 +1140,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="EVENTS",
         help="a .jsonl, .csv or .parquet file of events, or a directory of .parquet files",
     )
-    simulation.add_argument("--db", help="or read the rated events of this storage, with --from and --to")
-    simulation.add_argument("--from", dest="since", metavar="DATE", help="first day, e.g. 2026-08-01 (with --db)")
     simulation.add_argument(
-        "--to", dest="until", metavar="DATE", help="day after the last, e.g. 2026-11-01 (with --db)"
+        "--db", type=flag(cliargs.database), help="or read the rated events of this storage, with --from and --to"
+    )
+    simulation.add_argument(
+        "--from", dest="since", metavar="DATE", type=flag(cliargs.date), help="first day, e.g. 2026-08-01 (with --db)"
+    )
+    simulation.add_argument(
+        "--to", dest="until", metavar="DATE", type=flag(cliargs.date), help="day after the last, e.g. 2026-11-01"
     )
     simulation.add_argument(
         "--by", choices=["customer", "plan", "meter"], default="customer", help="one row per customer (default)"
     )
-    simulation.add_argument("--report", metavar="FILE.html", help="also write a self-contained HTML page with charts")
+    simulation.add_argument(
+        "--report",
+        metavar="FILE.html",
+        type=flag(cliargs.output_file),
+        help="also write a self-contained HTML page with charts",
+    )
     simulation.add_argument("--pricebook", "-p", action="append", help="the baseline: " + PRICEBOOK_HELP)
     simulation.add_argument(
         "--baseline",
@@ -1033,8 +1171,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PRICEBOOK",
         help="a candidate pricebook file or directory (repeat)",
     )
-    simulation.add_argument("--workers", type=int, metavar="N", help="simulate Parquet files on a local Dask cluster")
-    simulation.add_argument("--dask", metavar="ADDRESS", help="or on the Dask scheduler at tcp://host:8786")
+    simulation.add_argument(
+        "--workers", type=flag(cliargs.count), metavar="N", help="simulate Parquet files on a local Dask cluster"
+    )
+    simulation.add_argument(
+        "--dask", metavar="ADDRESS", type=flag(cliargs.address), help="or on the Dask scheduler at tcp://host:8786"
+    )
     correction = command(
         "rerate",
         cmd_rerate,
@@ -1043,9 +1185,16 @@ def build_parser() -> argparse.ArgumentParser:
         output=True,
     )
     correction.add_argument(
-        "--from", dest="since", required=True, metavar="DATE", help="the billing periods that start on or after it"
+        "--from",
+        dest="since",
+        required=True,
+        metavar="DATE",
+        type=flag(cliargs.date),
+        help="the billing periods that start on or after it",
     )
-    correction.add_argument("--to", dest="until", required=True, metavar="DATE", help="and before this day")
+    correction.add_argument(
+        "--to", dest="until", required=True, metavar="DATE", type=flag(cliargs.date), help="and before this day"
+    )
     correction.add_argument("--pricebook", "-p", required=True, action="append", help="the fixed " + PRICEBOOK_HELP)
     correction.add_argument("--dry-run", action="store_true", help="show the differences, post nothing")
     billing = command("invoice", cmd_invoice, "issue numbered invoices of a closed period, or show them", db=DEFAULT_DB)
@@ -1053,17 +1202,23 @@ def build_parser() -> argparse.ArgumentParser:
         "action", choices=["issue", "list", "show", "pay", "credit"], help="issue, list, show, pay or credit invoices"
     )
     billing.add_argument("number", nargs="?", metavar="NUMBER", help="the invoice to show, e.g. INV-2026-000001")
-    billing.add_argument("--period", help="the closed billing period to invoice, e.g. 2026-11 (issue)")
+    billing.add_argument(
+        "--period", type=flag(cliargs.period), help="the closed billing period to invoice, e.g. 2026-11 (issue)"
+    )
     billing.add_argument("--pricebook", "-p", action="append", help=PRICEBOOK_HELP + " (issue)")
     billing.add_argument(
         "--billing", metavar="FILE", help="seller, tax rules and customer profiles (issue); its fonts: for --pdf"
     )
     billing.add_argument("--customer", action="append", help="only these customers (repeatable)")
-    billing.add_argument("--date", help="the issue date, e.g. 2026-12-01 (default today)")
-    billing.add_argument("--amount", help="pay: the amount paid; credit: the amount of --line to credit")
+    billing.add_argument("--date", type=flag(cliargs.date), help="the issue date, e.g. 2026-12-01 (default today)")
+    billing.add_argument(
+        "--amount", type=flag(cliargs.amount), help="pay: the amount paid; credit: the amount of --line to credit"
+    )
     billing.add_argument("--reference", help="pay, credit: the payment's or the credit's reference (idempotent)")
     billing.add_argument(
-        "--line", type=int, help="credit: only this line (counted from 1); default all that is left, in line order"
+        "--line",
+        type=flag(cliargs.count),
+        help="credit: only this line (counted from 1); default all that is left, in line order",
     )
     billing.add_argument(
         "--refund", action="store_true", help="credit: may credit what was paid too, and gives it back (--to)"
@@ -1076,28 +1231,48 @@ def build_parser() -> argparse.ArgumentParser:
     billing.add_argument("--reason", help="credit: why, shown on the credit note")
     billing.add_argument("--overdue", action="store_true", help="list: only invoices past their due date")
     billing.add_argument("--output", "-o", choices=["table", "json", "csv"], default="table", help="output format")
-    billing.add_argument("--html", metavar="DIR", help="also write each invoice as DIR/NUMBER.html")
-    billing.add_argument("--pdf", metavar="DIR", help="also write each invoice as DIR/NUMBER.pdf")
+    billing.add_argument(
+        "--html", metavar="DIR", type=flag(cliargs.output_dir), help="also write each invoice as DIR/NUMBER.html"
+    )
+    billing.add_argument(
+        "--pdf", metavar="DIR", type=flag(cliargs.output_dir), help="also write each invoice as DIR/NUMBER.pdf"
+    )
     statements = command(
         "statement", cmd_statement, "wallet statements of a period, or the accountant's CSV export", db=DEFAULT_DB
     )
     statements.add_argument("action", choices=["show", "export"], help="show statements, or export every movement")
-    statements.add_argument("--period", required=True, help="the billing period, e.g. 2026-11")
+    statements.add_argument(
+        "--period", required=True, type=flag(cliargs.period), help="the billing period, e.g. 2026-11"
+    )
     statements.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
     statements.add_argument("--customer", action="append", help="only these customers (default: wallet customers)")
     statements.add_argument("--output", "-o", choices=FORMATS, default="table", help="output format (show)")
-    statements.add_argument("--html", metavar="DIR", help="also write each statement as HTML into DIR")
-    statements.add_argument("--pdf", metavar="DIR", help="also write each statement as PDF into DIR")
+    statements.add_argument(
+        "--html", metavar="DIR", type=flag(cliargs.output_dir), help="also write each statement as HTML into DIR"
+    )
+    statements.add_argument(
+        "--pdf", metavar="DIR", type=flag(cliargs.output_dir), help="also write each statement as PDF into DIR"
+    )
     statements.add_argument("--language", choices=["en", "de"], default="en", help="of the HTML and PDF")
     statements.add_argument("--billing", metavar="FILE", help="a billing file whose fonts: the PDFs may use")
     importing = command("import", cmd_import, "write an llm cost catalogue from genai-prices' price data")
     importing.add_argument("source", choices=["genai-prices"], help="where the prices come from")
     importing.add_argument("--provider", action="append", required=True, help="anthropic, openai, ... (repeat)")
     importing.add_argument("--model", action="append", help="only these models (repeat; default every model)")
-    importing.add_argument("--output", "-o", dest="output_file", required=True, metavar="FILE.yaml", help="catalogue")
+    importing.add_argument(
+        "--output",
+        "-o",
+        dest="output_file",
+        required=True,
+        metavar="FILE.yaml",
+        type=flag(cliargs.output_file),
+        help="catalogue",
+    )
     to_parquet = command("to-parquet", cmd_to_parquet, "write events as Parquet, for columnar simulation")
     to_parquet.add_argument("events", metavar="EVENTS", help="a .jsonl or .csv file of events")
-    to_parquet.add_argument("output_file", metavar="OUT.parquet", help="the Parquet file to write")
+    to_parquet.add_argument(
+        "output_file", metavar="OUT.parquet", type=flag(cliargs.output_file), help="the Parquet file to write"
+    )
     differences = command("diff", cmd_diff, "what changed between two pricebook versions", output=True)
     differences.add_argument("before", metavar="BEFORE", help="the current pricebook file")
     differences.add_argument("after", metavar="AFTER", help="the changed pricebook file")
@@ -1105,36 +1280,65 @@ def build_parser() -> argparse.ArgumentParser:
     command("verify", cmd_verify, "check that the ledger balances and matches its postings", db=DEFAULT_DB)
     db = command("db", cmd_migrate, "database maintenance: rating db migrate", db=DEFAULT_DB)
     db.add_argument(
-        "action", choices=["migrate"], help="migrate: apply pending schema migrations (also done on first use)"
+        "action",
+        choices=["migrate"],
+        help="migrate: create the database, or apply its pending schema migrations (rate does too; no other command)",
     )
     demo = command(
         "demo", cmd_demo, "rate generated events with the example pricebook", db="rating-demo.db", output=True
     )
-    demo.add_argument("--events", type=int, default=2_000, help="how many events to generate (default 2000)")
-    demo.add_argument("--events-file", default="demo-events.jsonl", help="where to write them")
+    demo.add_argument(
+        "--events", type=flag(cliargs.count), default=2_000, help="how many events to generate (default 2000)"
+    )
+    demo.add_argument(
+        "--events-file", default="demo-events.jsonl", type=flag(cliargs.output_file), help="where to write them"
+    )
     demo.add_argument("--pricebook", "-p", action="append", help="default: the shipped ai-gateway example")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit code (README "Exit codes"), never raises."""
+    if argv is not None and any("\x00" in arg for arg in argv):  # an OS never passes one; a caller might
+        print("rating: error: an argument holds a NUL character", file=sys.stderr)
+        return USAGE
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit:  # --help (0), or a usage error argparse has reported in one line (2)
+        return exit.code if isinstance(exit.code, int) else USAGE
+    secret = partial(_scrubbed, getattr(args, "db", None))
     try:
         registry = Registry.load()
         with contextlib.ExitStack() as args.resources:
             return int(args.handler(args, registry))
     except PricebookError as error:
         for problem in error.problems:
-            print(problem, file=sys.stderr)
-        return 1
+            print(secret(problem), file=sys.stderr)
+        return NOTHING_DONE
+    except (UsageError, InvalidValue) as error:
+        print(secret(f"rating: error: {error}"), file=sys.stderr)
+        return USAGE
     except RatingError as error:
-        print(f"rating: error: {error}", file=sys.stderr)
-        return 1
+        print(secret(f"rating: error: {error}"), file=sys.stderr)
+        return NOTHING_DONE
     except KeyboardInterrupt:
         print("rating: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:
-        return 1
+        return NOTHING_DONE
+    except OSError as error:  # a file that cannot be read or written: a full disk, no permission
+        print(secret(f"rating: error: {error}"), file=sys.stderr)
+        return NOTHING_DONE
+
+
+def _scrubbed(url: str | None, text: str) -> str:
+    """``text`` without the password of ``url`` (the ``--db``), wherever a message quotes it."""
+    text = masked(text)
+    try:
+        password = urllib.parse.urlsplit(url).password if url and "://" in url else None
+    except ValueError:  # not a URL urllib can split; masked() has done what it can
+        password = None
+    return text.replace(password, "***") if password else text
 
 
 if __name__ == "__main__":

@@ -257,7 +257,9 @@ class Engine:
                 pending = []
                 if progress:
                     progress(read)
-        if not (strict and report.rejected):
+        if strict and report.rejected:  # price the valid ones too, posting nothing: every refusal in one pass
+            self._post(pending, report, strict=True)
+        else:
             post(pending, strict=strict)
         if progress:
             progress(read)

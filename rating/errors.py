@@ -7,7 +7,7 @@ one line a person can act on.
 
 from __future__ import annotations
 
-from rating.refusals import DocumentRefusal, InvoiceRefusal, PayoutRefusal, Refusal, RerateRefusal
+from rating.refusals import DocumentRefusal, InvoiceRefusal, PayoutRefusal, Refusal, RerateRefusal, ValueRefusal
 
 
 class RatingError(Exception):
@@ -19,6 +19,17 @@ class InvalidAmount(RatingError, ValueError):
 
     Also a ValueError, so pydantic reports it as a validation error of the field.
     """
+
+
+class InvalidValue(RatingError, ValueError):
+    """A command-line value (a duration, date, time, period, amount, count, path) is refused (:mod:`rating.cliargs`).
+
+    ``code`` is a :class:`~rating.refusals.ValueRefusal`.
+    """
+
+    def __init__(self, code: ValueRefusal, message: str) -> None:
+        self.code = ValueRefusal(code)
+        super().__init__(message)
 
 
 class PricebookError(RatingError):
@@ -124,8 +135,10 @@ class PeriodClosed(RatingError):
 class StorageError(RatingError):
     """The storage cannot be opened, written or read; ``code`` names the known cases.
 
-    Codes: ``schema_outdated`` (a reading command met a database that needs ``rating db migrate``),
-    ``schema_newer`` (written by a newer rating), or None.
+    Codes: ``no_database`` (no database, or no rating schema in it, where a command needs an existing one),
+    ``schema_outdated`` (a command other than ``rate`` and ``db migrate`` met a database that needs
+    ``rating db migrate``), ``schema_newer`` (written by a newer rating), ``damaged`` (the file is not
+    a database any more), or None.
     """
 
     def __init__(self, message: str, code: str | None = None) -> None:

@@ -47,8 +47,11 @@ def rating_storage_adapters() -> dict[str, Callable[..., Storage]]:
 
     Return a mapping from URL scheme (``memory``, ``sqlite``, ``postgresql``) to a
     factory that takes the whole URL (and the keyword ``read_only=True`` for reading
-    commands: open without migrating, refuse a schema that is not current) and returns
-    an open :class:`~rating.storage.base.Storage`.
+    commands: open without migrating, refuse a schema that is not current; and
+    ``existing=True`` for writing commands that must not create a database: open it
+    writable, but refuse a missing one, ``no_database``, or an old schema,
+    ``schema_outdated``, without migrating) and returns an open
+    :class:`~rating.storage.base.Storage`.
     """
     raise NotImplementedError
 

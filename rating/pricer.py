@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 from rating.accounts import cost_account
 from rating.catalog import Catalog
-from rating.charges import BYOK_SUFFIX, Charge, StateKey, Usage
+from rating.charges import Charge, StateKey, Usage
 from rating.compiled import Charges, CompiledVersion
 from rating.errors import EventError, PluginError
 from rating.events import UsageEvent
@@ -39,6 +39,7 @@ from rating.money import ZERO, format_decimal
 from rating.pricebook import Contract
 from rating.pricing import PerEventModel, PricingModel
 from rating.refusals import Refusal
+from rating.statekeys import BYOK_SUFFIX
 from rating.subscriptions import spans
 
 #: A view of period state: the state of a key as the caller sees it (stored, or as a batch leaves it).

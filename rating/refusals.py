@@ -72,6 +72,27 @@ class CloseRefusal(enum.StrEnum):
     PREDECESSOR_OPEN = "predecessor_open"
 
 
+class ValueRefusal(enum.StrEnum):
+    """Why a command-line value was refused (exit code 2, before anything is read or written)."""
+
+    #: Not a duration such as ``90s``, ``5m``, ``2h``, ``1d``, or beyond the longest one.
+    INVALID_DURATION = "invalid_duration"
+    #: Not a date such as ``2026-11-30``, or outside the supported years.
+    INVALID_DATE = "invalid_date"
+    #: Not an ISO 8601 time with its offset, or outside the supported years.
+    INVALID_TIMESTAMP = "invalid_timestamp"
+    #: Not a billing period label (``2026-11-23``, ``2026-W47``, ``2026-11``, ``2026``), or outside the supported years.
+    INVALID_PERIOD = "invalid_period"
+    #: Not a finite decimal amount within the digits an amount may have.
+    INVALID_AMOUNT = "invalid_amount"
+    #: Not a whole number within the flag's range.
+    INVALID_COUNT = "invalid_count"
+    #: A directory where a file is written, a file where a directory is, or a missing parent directory.
+    INVALID_PATH = "invalid_path"
+    #: Not a ``host:port`` address (``--dask``).
+    INVALID_ADDRESS = "invalid_address"
+
+
 class PaymentRefusal(enum.StrEnum):
     """Why a payment confirmation credited nothing, in the order the checks run."""
 

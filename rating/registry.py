@@ -6,6 +6,7 @@ tests and embedders can build one with extra plugins without touching others.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ import pluggy
 from rating import hookspecs
 from rating.errors import PluginError, StorageError
 from rating.pricing import PricingModel, declared_common_options
-from rating.storage import Storage, scheme_of
+from rating.storage import Storage, masked, scheme_of
 
 ENTRY_POINT_GROUP = "rating.plugins"
 
@@ -69,18 +70,29 @@ class Registry:
             )
         self.pricing_models[model.name] = model
 
-    def open_storage(self, url: str, *, read_only: bool = False) -> Storage:
+    def open_storage(self, url: str, *, read_only: bool = False, existing: bool = False) -> Storage:
         """Open the storage at ``url`` (``memory:``, ``sqlite:///file.db`` or a plain SQLite path).
 
-        ``read_only`` opens it for reading only: nothing is migrated, and a database whose
-        schema is not the current one is refused with ``StorageError.code`` ``schema_outdated``.
+        By default a missing database is created and an older schema migrated. ``read_only``
+        opens it for reading only; ``existing`` opens it for writing. Either way nothing is
+        created or migrated: a missing database (or one without a rating schema) is refused
+        with ``StorageError.code`` ``no_database``, an older schema with ``schema_outdated``.
         """
         scheme = scheme_of(url)
         factory = self.storage_adapters.get(scheme)
         if factory is None:
             known = ", ".join(sorted(self.storage_adapters)) or "none installed"
-            raise StorageError(f"no storage adapter for {scheme!r} URLs ({url}); installed: {known}")
-        return factory(url, read_only=True) if read_only else factory(url)
+            raise StorageError(f"no storage adapter for {scheme!r} URLs ({masked(url)}); installed: {known}")
+        if read_only:
+            return factory(url, read_only=True)
+        if not existing:
+            return factory(url)
+        if "existing" not in inspect.signature(factory).parameters:  # an adapter written before the keyword
+            raise PluginError(
+                f"the {scheme!r} storage adapter cannot open an existing database only (no existing= keyword):"
+                " update the plugin"
+            )
+        return factory(url, existing=True)
 
     @property
     def enriches_events(self) -> bool:

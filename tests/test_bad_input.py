@@ -83,9 +83,9 @@ def test_future_tolerance_on_the_command_line(tmp_path: Path, capsys: pytest.Cap
     (tmp_path / "b.yaml").write_text(SIMPLE_PRICEBOOK)
     (tmp_path / "e.jsonl").write_text(line("later", at="2099-01-01T00:00:00Z") + "\n")
     argv = ["rate", str(tmp_path / "e.jsonl"), "-p", str(tmp_path / "b.yaml"), "--db", str(tmp_path / "r.db")]
-    assert main([*argv, "--future-tolerance", "5m"]) == 1
+    assert main([*argv, "--future-tolerance", "5m"]) == 3  # exit codes: every record refused, nothing done
     assert "in the future beyond the 0:05:00 tolerance" in capsys.readouterr().err
-    assert main([*argv, "--future-tolerance", "soon"]) == 1
+    assert main([*argv, "--future-tolerance", "soon"]) == 2  # an invalid flag value
     assert "'soon' is not a duration" in capsys.readouterr().err
 
 
@@ -124,13 +124,13 @@ def test_hostile_records_are_rejected_one_by_one_and_the_rest_is_posted(
     assert storage.verify() == []
 
 
-def test_hostile_records_in_strict_mode_post_nothing_and_exit_one(
+def test_hostile_records_in_strict_mode_post_nothing_and_exit_three(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "book.yaml").write_text(HOSTILE_BOOK)
     events = _hostile_file(tmp_path / "hostile.jsonl")
-    assert main(["rate", str(events), "-p", "book.yaml", "--strict"]) == 1
+    assert main(["rate", str(events), "-p", "book.yaml", "--strict"]) == 3  # a strict refusal: nothing done
     err = capsys.readouterr().err
     assert "strict: nothing posted because 7 records were rejected" in err and "Traceback" not in err
     assert main(["rate", str(events), "-p", "book.yaml"]) == 1  # and the replay posts the good ones, once
@@ -167,6 +167,6 @@ def test_quote_of_a_deeply_nested_event_is_a_clear_error(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "book.yaml").write_text(SIMPLE_PRICEBOOK)
     deep = '{"id": "q", "properties": ' + "[" * 100_000 + "]" * 100_000 + "}"
-    assert main(["quote", deep, "-p", "book.yaml"]) == 1
+    assert main(["quote", deep, "-p", "book.yaml"]) == 3  # its only record refused
     err = capsys.readouterr().err
     assert "argument: invalid JSON: nested deeper than 32 levels" in err and "Traceback" not in err

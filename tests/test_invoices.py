@@ -241,7 +241,7 @@ def test_invoice_commands_issue_list_and_write_documents(demo_history: Path, cap
     assert main(["close-period", "--db", "history.db", "--period", "2026-11", "-p", str(EXAMPLE)]) == 0
     issue = ["invoice", "issue", "--db", "history.db", "--period", "2026-11", "-p", str(EXAMPLE), "--billing", billing]
     capsys.readouterr()
-    assert main([*issue, "--date", "2026-12-01", "-o", "json", "--pdf", "docs"]) == 0
+    assert main([*issue, "--date", "2026-12-01", "-o", "json", "--pdf", "docs"]) == 1  # done, initech refused
     captured = capsys.readouterr()
     issued = json.loads(captured.out)
     assert [i["number"] for i in issued] == [f"INV-2026-{n:06d}" for n in range(1, len(issued) + 1)]
@@ -249,7 +249,7 @@ def test_invoice_commands_issue_list_and_write_documents(demo_history: Path, cap
     assert all((demo_history.parent / "docs" / f"{i['number']}.pdf").stat().st_size > 1000 for i in issued)
     assert main(["invoice", "show", "INV-2026-000001", "--db", "history.db", "-o", "csv"]) == 0
     assert capsys.readouterr().out.startswith("number,customer,period")
-    assert main(["invoice", "show", "INV-2099-000001", "--db", "history.db"]) == 1
+    assert main(["invoice", "show", "INV-2099-000001", "--db", "history.db"]) == 3
 
 
 def test_late_usage_goes_into_the_next_open_period_and_its_invoice_says_so(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
@@ -283,7 +283,7 @@ def test_without_the_pdf_renderer_nothing_is_issued(demo_history: Path, monkeypa
     assert main(["close-period", "--db", "history.db", "--period", "2026-11", "-p", str(EXAMPLE)]) == 0
     billing = str(ROOT / "pricebooks" / "billing.yaml")
     issue = ["invoice", "issue", "--db", "history.db", "--period", "2026-11", "-p", str(EXAMPLE), "--billing", billing]
-    assert main([*issue, "--pdf", "docs"]) == 1
+    assert main([*issue, "--pdf", "docs"]) == 3
     assert "invoices extra" in capsys.readouterr().err
     assert main(["invoice", "list", "--db", "history.db", "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == []

@@ -212,8 +212,7 @@ def test_rerate_command_shows_a_dry_run_then_posts_the_differences(demo_history:
 
 @pytest.mark.parametrize("missing", [["--from", "2026-11-01"], ["--to", "2026-12-01"]])
 def test_rerate_needs_the_range(demo_history: Path, missing: list[str], capsys) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(SystemExit):
-        main(["rerate", "--db", "history.db", *missing, "-p", str(EXAMPLE)])
+    assert main(["rerate", "--db", "history.db", *missing, "-p", str(EXAMPLE)]) == 2  # a usage error
     assert "required" in capsys.readouterr().err
 
 

@@ -15,6 +15,7 @@ same partition.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,15 @@ def price_partition(
         scenarios.append(scenario)
         notices += said
     return scenarios, notices
+
+
+def _reachable(address: str, timeout: float) -> None:
+    """Raise OSError if no TCP server listens at ``address``'s host and port (a plain TCP connect, closed at once)."""
+    host_port = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = host_port.rpartition(":")
+    if host and port.isdigit():
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
 
 
 def simulate_on_dask(
@@ -72,13 +82,23 @@ def simulate_on_dask(
     return SimulationResult(closed[0], closed[1:], notices)
 
 
-def connect(address: str | None, workers: int | None) -> Any:
-    """A ``distributed.Client``: to the scheduler at ``address``, or to a new local cluster of ``workers``."""
+def connect(address: str | None, workers: int | None, *, timeout: float = 10.0) -> Any:
+    """A ``distributed.Client``: to the scheduler at ``address``, or to a new local cluster of ``workers``.
+
+    A scheduler that cannot be reached is a :class:`~rating.errors.RatingError` at once when nothing
+    listens at ``host:port`` (else after ``timeout`` seconds), not after Dask's 30 s of retries.
+    """
     try:
         from distributed import Client, LocalCluster
     except ImportError:
         raise RatingError(INSTALL_HINT) from None
     if address:
-        return Client(address)
+        try:
+            _reachable(address, timeout)
+            return Client(address, timeout=timeout)
+        except (OSError, TimeoutError, ValueError) as error:  # refused, unresolvable, not a scheduler
+            raise RatingError(
+                f"cannot reach the Dask scheduler at {address}: {error or type(error).__name__}"
+            ) from None
     cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=None)
     return Client(cluster)

@@ -7,9 +7,17 @@ means SQLite.
 
 from __future__ import annotations
 
+import re
+
 from rating.storage.base import StaleState, Storage, StoredCharge
 
-__all__ = ["StaleState", "Storage", "StoredCharge", "scheme_of"]
+__all__ = ["StaleState", "Storage", "StoredCharge", "masked", "scheme_of"]
+
+#: The password of ``scheme://user:password@host`` (also as a path collapses it, ``scheme:/user:password@host``)
+#: and of ``password=...`` (a URL's query or a libpq DSN).
+_PASSWORDS = re.compile(
+    r"(?P<keep>:/{1,2}[^/@:\s]*:)[^/\s]*(?=@)|(?P<key>password\s*=\s*)('[^']*'|[^&\s]*)", re.IGNORECASE
+)
 
 
 def scheme_of(url: str) -> str:
@@ -18,3 +26,8 @@ def scheme_of(url: str) -> str:
         return "memory"
     scheme, sep, _ = url.partition("://")
     return scheme.split("+")[0] if sep else "sqlite"
+
+
+def masked(text: str) -> str:
+    """``text`` (a storage URL, or a message naming one) with every password in it shown as ``***``."""
+    return _PASSWORDS.sub(lambda m: (m.group("keep") or m.group("key")) + "***", text)

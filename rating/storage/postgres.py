@@ -25,6 +25,7 @@ from rating.errors import StorageError
 from rating.events import UsageEvent
 from rating.ledger import RATING_PREFIX, Posting, Transaction, rating_id
 from rating.meters import PeriodState
+from rating.storage import masked
 from rating.storage.base import (
     STATE_NAMESPACES_MIGRATION,
     Activity,
@@ -188,22 +189,30 @@ class PostgresStorage(Storage):
     #: The pipeline a small write opened, sent with the COMMIT that closes it.
     _pipeline: ExitStack | None = None
 
-    def __init__(self, url: str, *, read_only: bool = False) -> None:
+    def __init__(self, url: str, *, read_only: bool = False, existing: bool = False) -> None:
+        """Connect to ``url`` and migrate its schema; ``read_only`` and ``existing`` never migrate (see SQLite's)."""
         if psycopg is None:
             raise StorageError("PostgreSQL storage needs the postgres extra: pip install 'rating[postgres]'")
         self.url = url
         try:
             self._db = psycopg.connect(url, autocommit=True)
         except psycopg.Error as error:
-            raise StorageError(f"cannot connect to {url}: {str(error).strip().splitlines()[0]}") from None
+            raise StorageError(masked(f"cannot connect to {url}: {str(error).strip().splitlines()[0]}")) from None
         try:
             if read_only:
                 self._db.execute("SET default_transaction_read_only = on")
+            if read_only or existing:
                 version = self.schema_version()
+                if version == 0:
+                    raise StorageError(
+                        f"{masked(url)}: no rating schema in this database (search_path);"
+                        " rating rate or rating db migrate creates one",
+                        code="no_database",
+                    )
                 if version != SCHEMA_VERSION:
                     raise StorageError(
-                        f"{url}: schema version {version}, this rating reads {SCHEMA_VERSION};"
-                        " run rating db migrate (reading commands never migrate)",
+                        f"{masked(url)}: schema version {version}, this rating reads {SCHEMA_VERSION};"
+                        " run rating db migrate (only rate and db migrate upgrade a database)",
                         code="schema_outdated" if version < SCHEMA_VERSION else "schema_newer",
                     )
             else:
@@ -227,7 +236,7 @@ class PostgresStorage(Storage):
             self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
             current = self.schema_version()
             if current > SCHEMA_VERSION:
-                raise StorageError(f"{self.url}: schema version {current} is newer than this rating knows")
+                raise StorageError(f"{masked(self.url)}: schema version {current} is newer than this rating knows")
             for version, script in MIGRATIONS:
                 if version > current:
                     for statement in filter(str.strip, script.split(";")):

@@ -188,17 +188,27 @@ class SQLiteStorage(Storage):
 
     damage_errors = (sqlite3.DatabaseError,)
 
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False, existing: bool = False) -> None:
+        """Open (create and migrate) the file at ``path``.
+
+        ``read_only`` opens it for reading only; ``existing`` opens it for writing but, like
+        ``read_only``, never creates nor migrates it: a missing file (or one without a rating
+        schema) is ``no_database``, an older schema ``schema_outdated``.
+        """
         self.path = str(path)
         self.url = f"sqlite:///{self.path}"
-        if read_only:
-            if not Path(self.path).is_file():
-                raise StorageError(f"{self.path}: no such database")
-            self._db = sqlite3.connect(
-                f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=LOCK_WAIT
-            )
-        else:
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=LOCK_WAIT)
+        if (read_only or existing) and not Path(self.path).is_file():
+            if Path(self.path).is_dir():
+                raise StorageError(f"{self.path}: a directory, not a database file")
+            raise StorageError(f"{self.path}: no such database", code="no_database")
+        try:
+            if read_only:
+                uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=LOCK_WAIT)
+            else:
+                self._db = sqlite3.connect(self.path, isolation_level=None, timeout=LOCK_WAIT)
+        except sqlite3.Error as error:  # a directory, a missing folder, no permission
+            raise StorageError(f"{self.path}: cannot open as a rating database: {error}") from None
         try:
             if read_only:
                 self._check_readable(self.schema_version())
@@ -206,11 +216,14 @@ class SQLiteStorage(Storage):
                 self._enter_wal()
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.execute("PRAGMA foreign_keys=ON")
-                self.migrate()
+                if existing:
+                    self._check_readable(self.schema_version())
+                else:
+                    self.migrate()
         except BaseException as error:
             self._db.close()
             if isinstance(error, sqlite3.DatabaseError):
-                raise StorageError(f"{self.path}: cannot open as a rating database: {error}") from None
+                raise StorageError(f"{self.path}: cannot open as a rating database: {error}", "damaged") from None
             raise
 
     def _enter_wal(self) -> None:
@@ -243,10 +256,15 @@ class SQLiteStorage(Storage):
         return int(row[0] or 0)
 
     def _check_readable(self, version: int) -> None:
+        if version == 0:
+            raise StorageError(
+                f"{self.path}: not a rating database (no schema); rating rate or rating db migrate creates one",
+                code="no_database",
+            )
         if version != SCHEMA_VERSION:
             raise StorageError(
                 f"{self.path}: schema version {version}, this rating reads {SCHEMA_VERSION};"
-                " run rating db migrate (reading commands never migrate)",
+                " run rating db migrate (only rate and db migrate upgrade a database)",
                 code="schema_outdated" if version < SCHEMA_VERSION else "schema_newer",
             )
 
