@@ -28,7 +28,7 @@ from rating.demo import example_pricebook, write_demo_events
 from rating.diff import Edit, diff, separable_edits
 from rating.engine import BatchReport, Engine
 from rating.errors import PricebookError, RatingError
-from rating.events import Pause, Sourced, UsageEvent, follow, parse_event, parse_json, read_events
+from rating.events import Pause, Sourced, UsageEvent, follow, paced, parse_event, parse_json, read_events
 from rating.money import ZERO, format_decimal, plain, to_decimal
 from rating.output import FORMATS, OutputFormat, as_text, render
 from rating.payouts import pay_creators
@@ -73,9 +73,15 @@ class Progress:
 
 
 def _count_lines(path: Path) -> int | None:
+    """Lines of a regular file (less a CSV header), counted in bounded blocks: a line may be a gigabyte."""
     try:
+        if not path.is_file():
+            return None
+        lines, last = 0, b"\n"
         with path.open("rb") as stream:
-            return sum(1 for _ in stream) - (1 if path.suffix.lower() == ".csv" else 0)
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                lines, last = lines + block.count(b"\n"), block[-1:]
+        return lines + (last != b"\n") - (1 if path.suffix.lower() == ".csv" else 0)
     except OSError:
         return None
 
@@ -219,7 +225,7 @@ def cmd_rate(args: argparse.Namespace, registry: Registry) -> int:
         path = _spooled_stdin(args) if args.events == "-" else Path(args.events)
         if not path.is_file():
             raise RatingError(f"{path}: no such events file")
-        records, progress = read_events(path), Progress(_count_lines(path))
+        records, progress = paced(read_events(path)), Progress(_count_lines(path))
     report = engine.rate_batch(records, strict=args.strict, progress=progress)
     _print_report(report, args.output, engine.storage)
     if args.strict and report.rejected:

@@ -124,7 +124,7 @@ class Engine:
         hooks = self.registry.manager.hook
         #: The pure pricer this engine composes with policies and the poster.
         enrich = hooks.rating_enrich_event if self.registry.enriches_events else None
-        self.pricer = Pricer(self.catalog, enrich, describe=storage.keeps_explanations)
+        self.pricer = Pricer(self.catalog, enrich, describe=storage.keeps_explanations, check_inputs=True)
         self._posted = hooks.rating_transaction_posted if hooks.rating_transaction_posted.get_hookimpls() else None
         self._alerts = bool(hooks.rating_spend_alert.get_hookimpls())
         self._top_ups = bool(hooks.rating_top_up_needed.get_hookimpls())
