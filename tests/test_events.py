@@ -150,16 +150,12 @@ def test_a_csv_quote_left_open_at_the_end_of_the_file_is_an_error(tmp_path: Path
     )
     records = list(read_events(path))
     assert [r.event.id for r in records if r.event is not None] == ["e1"]  # e3 is inside e2's open quote
-    assert [(r.location, r.error) for r in records if r.error] == [
-        (f"{path}:3", "invalid CSV: unexpected end of data")
-    ]
+    assert [(r.location, r.error) for r in records if r.error] == [(f"{path}:3", "invalid CSV: unexpected end of data")]
 
 
 def test_a_csv_header_naming_a_column_twice_makes_the_file_unusable(tmp_path: Path) -> None:
     path = tmp_path / "events.csv"
-    path.write_text(
-        "id,customer,type,timestamp,model,model\ne1,acme,api.call,2026-11-02T10:00:00Z,cheap,dear\n"
-    )
+    path.write_text("id,customer,type,timestamp,model,model\ne1,acme,api.call,2026-11-02T10:00:00Z,cheap,dear\n")
     with pytest.raises(EventError, match="the header names 'model' twice") as raised:
         list(read_events(path))
     assert raised.value.code is Refusal.INVALID_RECORD
