@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -291,14 +292,18 @@ def test_one_event_with_a_long_group_value_never_drops_another_on_any_storage(
 def test_the_longest_group_values_and_members_are_stored_and_read_back_on_every_storage(
     book: Callable[[str], Pricebook], registry: Registry, storage: Storage
 ) -> None:
-    # 1,024 bytes of characters outside the BMP, in a group of two properties and as a unique member:
-    # about 6 KB of index key once stored, past a PostgreSQL B-tree entry unless keyed by a hash.
+    # 1,024 bytes of characters outside the BMP each, three to a group and one as a unique member: about
+    # 10 KB of index key once stored (JSON escapes them), past a PostgreSQL B-tree entry unless keyed by a hash.
     def longest(seed: int) -> str:
-        return "".join(chr(0x10000 + (seed * 7919 + i * 104729) % 0xFFFFF) for i in range(256))
+        chars = random.Random(seed)
+        return "".join(chr(chars.randrange(0x10000, 0x10FFFF)) for _ in range(256))
 
-    values = {"model": longest(1), "region": longest(2), "user": longest(3)}
+    values = {"model": longest(1), "region": longest(2), "zone": longest(3), "user": longest(4)}
     assert all(len(v.encode()) == 1024 for v in values.values())
-    engine = Engine(book(GROUPED), storage, registry)
+    three = GROUPED.replace("group_by: [model, region]", "group_by: [model, region, zone]").replace(
+        "unique: user}", "unique: user, group_by: [model, region, zone]}"
+    )
+    engine = Engine(book(three), storage, registry)
     first = engine.rate(grouped("first", **values))
     second = engine.rate(grouped("second", **values))
     assert first is not None and second is not None
