@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import json
 import queue
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ MAX_NESTING = 32
 #: Timestamps must fall in this range (UTC): far enough from the calendar's ends that no time zone overflows.
 EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+
+#: Text pydantic would read as a count of seconds or milliseconds since 1970 rather than refuse.
+EPOCH_TEXT = re.compile(r"[+-]?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
 
 #: CSV columns that are event fields; every other non-empty column is a property.
 CSV_FIELDS = ("id", "customer", "type", "timestamp", "billing_source", "agent", "session", "order")
@@ -101,10 +105,9 @@ class UsageEvent(BaseModel):
             return value
         if not isinstance(value, str):
             raise ValueError(f"must be ISO 8601 text with an offset, not a {type(value).__name__}")
-        try:
-            return dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"must be ISO 8601 text with an offset, got {value[:64]!r}") from None
+        if EPOCH_TEXT.fullmatch(value.strip()):
+            raise ValueError(f"must be ISO 8601 text with an offset, not a number ({value[:32]!r})")
+        return value
 
     @field_validator("timestamp")
     @classmethod
