@@ -138,45 +138,54 @@ class Pricer:
         usage: list[Usage] = []
         charges: list[Charge] = []
         costs: list[Posting] = []
-        refusals = _Refusals()
+        refusals: list[EventError] = []  # every meter and charge is priced; the first in the check order wins
+        check = self._check_inputs
         source = event.billing_source
         suffix = state_suffix(source)
         for name, meter in terms.meters:
-            if self._check_inputs:
-                with refusals:
+            if check:
+                try:
                     meter.check_inputs(event)
-                for model in (*version.costs_by_meter.get(name, ()), *(c for _, c in terms.charges.get(name, ()))):
-                    if isinstance(model, PerEventModel):
-                        with refusals:
-                            model.check_inputs(event)
-            found = len(refusals)
-            with refusals:
+                except EventError as error:
+                    refusals.append(error)
+            try:
                 group = meter.group_of(event)
                 reading = meter.reading(event)
                 state_name = name + suffix
                 state = lookup((customer, state_name, group, period))
                 before = state.quantity
                 after = meter.advance(state, reading)
-                usage.append(Usage(state_name, group, period, reading, before, after))
-            if len(refusals) > found:  # no reading, nothing to price; other meters may still find an earlier refusal
-                continue
+            except (EventError, ArithmeticError) as error:
+                refusals.append(_refusal(error))
+                continue  # no reading, nothing to price; other meters may still find an earlier refusal
+            usage.append(Usage(state_name, group, period, reading, before, after))
             unit = meter.unit or name
             for cost in version.costs_by_meter.get(name, ()):
                 if source in cost.billing_sources:
-                    with refusals:
+                    try:
                         model = cost.for_group(group)
                         if isinstance(model, PerEventModel):
+                            if check:
+                                _checked(model, event, refusals)
                             amount = model.price_event(event, cost.asset or currency).amount
                         else:
                             amount = model.charge(before, after)
-                        costs.append(Posting(cost_account(name), cost.asset or currency, amount))
+                    except (EventError, ArithmeticError) as error:
+                        refusals.append(_refusal(error))
+                        continue
+                    costs.append(Posting(cost_account(name), cost.asset or currency, amount))
             for total_key, charge in terms.charges.get(name, ()):
                 if source not in charge.billing_sources:
                     continue
-                with refusals:
+                try:
                     pricing = charge.for_group(group)
                     asset = pricing.asset or currency
-                    each = pricing.price_event(event, asset) if isinstance(pricing, PerEventModel) else None
+                    if isinstance(pricing, PerEventModel):
+                        if check:
+                            _checked(pricing, event, refusals)
+                        each = pricing.price_event(event, asset)
+                    else:
+                        each = None
                     if pricing.rollover:
                         previous = version.previous_period(plan, customer, event.timestamp)
                         pricing = pricing.with_carry(lookup((customer, state_name, group, previous)).quantity)
@@ -186,19 +195,20 @@ class Pricer:
                         running = lookup((customer, total_key, (), period)).quantity
                         usage.append(Usage(total_key, (), period, uncapped, running, running + uncapped))
                         amount = charge.adjusted_total(running + uncapped) - charge.adjusted_total(running)
-                    if each is not None:  # described now: the explanation needs the event
-                        text = (
-                            each.explanation if amount == uncapped else _capped(each.explanation, charge, amount, asset)
-                        )
-                        charges.append(
-                            Charge(plan, name, group, period, pricing.name, before, after, amount, asset, unit, None,
-                                   uncapped, text, each.unit_price)
-                        )  # fmt: skip
-                        continue
-                    line = Charge(
-                        plan, name, group, period, pricing.name, before, after, amount, asset, unit, pricing, uncapped
-                    )
-                    charges.append(line.described() if self._describe else line)
+                except (EventError, ArithmeticError) as error:
+                    refusals.append(_refusal(error))
+                    continue
+                if each is not None:  # described now: the explanation needs the event
+                    text = each.explanation if amount == uncapped else _capped(each.explanation, charge, amount, asset)
+                    charges.append(
+                        Charge(plan, name, group, period, pricing.name, before, after, amount, asset, unit, None,
+                               uncapped, text, each.unit_price)
+                    )  # fmt: skip
+                    continue
+                line = Charge(
+                    plan, name, group, period, pricing.name, before, after, amount, asset, unit, pricing, uncapped
+                )
+                charges.append(line.described() if self._describe else line)
         if refusals:
             raise min(refusals, key=lambda refusal: rank(refusal.code))
         return PricedEvent(terms, usage, charges, costs)
@@ -223,22 +233,20 @@ class Pricer:
         return result
 
 
-class _Refusals(list[EventError]):
-    """The refusals an event's meters and charges raise; as a context, it keeps the one its block raises
-    (an inexact or overflowing sum as ``not_exact``) and goes on, so that the event is refused for the first
-    of them in the check order, not for the first met."""
+def _refusal(error: EventError | ArithmeticError) -> EventError:
+    """``error`` as a refusal: a decimal overflow or an inexact sum on absurd quantities or prices is ``not_exact``."""
+    if isinstance(error, EventError):
+        return error
+    return EventError(Refusal.NOT_EXACT, f"cannot be priced exactly: {type(error).__name__}")
 
-    def __enter__(self) -> None:
-        return None
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> bool:
-        if isinstance(error, EventError):
-            self.append(error)
-            return True
-        if isinstance(error, ArithmeticError):  # decimal overflow or an inexact sum on absurd quantities or prices
-            self.append(EventError(Refusal.NOT_EXACT, f"cannot be priced exactly: {type(error).__name__}"))
-            return True
-        return False
+def _checked(model: PerEventModel, event: UsageEvent, refusals: list[EventError]) -> None:
+    """Keep what :meth:`~rating.pricing.PerEventModel.check_inputs` refuses and let the charge be priced:
+    pricing may find an earlier refusal (a model missing) than the check (a token count)."""
+    try:
+        model.check_inputs(event)
+    except EventError as error:
+        refusals.append(error)
 
 
 def _capped(text: str, charge: PricingModel, amount: Decimal, asset: str) -> str:
