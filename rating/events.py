@@ -103,11 +103,11 @@ class UsageEvent(BaseModel):
         # of milliseconds lands both on 2026-11-30. A timestamp is ISO 8601 text, or a datetime from Python.
         if isinstance(value, dt.datetime):
             return value
-        if not isinstance(value, str):
-            raise ValueError(f"must be ISO 8601 text with an offset, not a {type(value).__name__}")
-        if EPOCH_TEXT.fullmatch(value.strip()):
-            raise ValueError(f"must be ISO 8601 text with an offset, not a number ({value[:32]!r})")
-        return value
+        if isinstance(value, str) and not EPOCH_TEXT.fullmatch(value.strip()):
+            return value
+        kinds = {bool: "a boolean", type(None): "null", dict: "an object", list: "a list"}
+        kind = kinds.get(type(value), "a number" if not isinstance(value, str) else f"a number ({value[:32]!r})")
+        raise ValueError(f"must be ISO 8601 text with an offset, not {kind}")
 
     @field_validator("timestamp")
     @classmethod
