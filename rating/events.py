@@ -58,18 +58,31 @@ class Attribution(BaseModel):
 
 
 def _exact(value: Any) -> Any:
-    """Turn floats into the Decimal of their shortest repr, recursively.
+    """Turn floats into the Decimal of their shortest repr, recursively; refuse text no storage can keep.
 
     A float from Python code such as ``{"cpu_ms": 1.5}`` is what the caller
     typed; its repr round-trips to that text, so no binary noise enters a meter.
+    A lone surrogate (JSON ``"\\ud800"``) is not Unicode text: stored, it failed
+    the whole chunk of events it came in.
     """
+    if isinstance(value, str):
+        return _unicode(value)
     if isinstance(value, float):
         return Decimal(repr(value))
     if isinstance(value, dict):
-        return {k: _exact(v) for k, v in value.items()}
+        return {_unicode(k): _exact(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_exact(v) for v in value]
     return value
+
+
+def _unicode(text: str) -> str:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(f"{text[:32]!r} is not Unicode text (a lone surrogate at {error.start})") from None
+    return text
 
 
 class UsageEvent(BaseModel):

@@ -152,16 +152,12 @@ class Meter(BaseModel):
                 raise EventError(
                     Refusal.INVALID_PROPERTY, f"property {name!r} is {kind}; the meter groups or counts text values"
                 )
-            if value.isascii():  # most values: one byte a character, and no surrogate
-                if len(value) > MAX_VALUE_BYTES:
-                    raise _too_long(name, len(value), value)
-                continue
-            try:
-                size = len(value.encode("utf-8"))
-            except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in JSON) no storage can keep as text
-                raise EventError(Refusal.INVALID_PROPERTY, f"property {name!r} is not valid Unicode text") from None
+            size = len(value) if value.isascii() else len(value.encode("utf-8"))  # events hold no lone surrogate
             if size > MAX_VALUE_BYTES:
-                raise _too_long(name, size, value)
+                raise EventError(
+                    Refusal.INVALID_PROPERTY,
+                    f"property {name!r} is longer than {MAX_VALUE_BYTES:,} UTF-8 bytes ({size:,}: {value[:32]!r}...)",
+                )
 
     def group_of(self, event: UsageEvent) -> tuple[str, ...]:
         """The group values of ``event``; a missing group property is an :class:`EventError`."""
@@ -206,10 +202,3 @@ class Meter(BaseModel):
         if self.max is not None:
             return reading if reading > state.quantity else state.quantity
         return state.quantity + reading
-
-
-def _too_long(name: str, size: int, value: str) -> EventError:
-    return EventError(
-        Refusal.INVALID_PROPERTY,
-        f"property {name!r} is longer than {MAX_VALUE_BYTES:,} UTF-8 bytes ({size:,}: {value[:32]!r}...)",
-    )

@@ -96,9 +96,9 @@ class PaymentRefusal(enum.StrEnum):
 REFUSAL_TABLE: tuple[tuple[Refusal, str], ...] = (
     (
         Refusal.INVALID_RECORD,
-        "the record is not an event: not UTF-8, not JSON, a key given twice, over a limit (line length, nesting,"
-        " id length), a field missing or invalid (a timestamp that is not ISO 8601 text with an offset), an id"
-        " breaking the id grammar",
+        "the record is not an event: not UTF-8, not JSON, text that is not Unicode (a lone surrogate escaped in"
+        " JSON), a key given twice, over a limit (line length, nesting, id length), a field missing or invalid"
+        " (a timestamp that is not ISO 8601 text with an offset), an id breaking the id grammar",
     ),
     (
         Refusal.DUPLICATE_CONFLICT,

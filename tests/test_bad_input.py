@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import random
 from collections.abc import Callable
@@ -14,7 +15,7 @@ import pytest
 
 from rating.cli import main
 from rating.engine import Engine
-from rating.events import UsageEvent, read_events
+from rating.events import UsageEvent, read_events, read_jsonl
 from rating.pricebook import Pricebook
 from rating.refusals import Refusal
 from rating.registry import Registry
@@ -398,3 +399,24 @@ def test_durations_may_be_fractional_and_parts_within_their_whole_are_accepted(
         )
     )  # fmt: skip
     assert rated is not None and rated.total() == {"USD": Decimal("1")}
+
+
+def test_text_no_storage_can_keep_is_refused_with_its_record_alone(
+    book: Callable[[str], Pricebook], registry: Registry, storage: Storage
+) -> None:
+    # A lone surrogate ("\ud800" in JSON) failed the whole chunk on SQLite and PostgreSQL with a traceback.
+    lines = [
+        line("before"),
+        line("note").replace('"model": "m"', '"model": "m", "note": "\\ud800"'),
+        line("key").replace('"model": "m"', '"model": "m", "\\udfff": "x"'),
+        line("after"),
+    ]
+    report = Engine(book(SIMPLE_PRICEBOOK), storage, registry).rate_batch(
+        read_jsonl(io.BytesIO("\n".join(lines).encode()), "f")
+    )
+    assert report.posted == 2 and [(r.location, r.code) for r in report.rejected] == [
+        ("f:2", Refusal.INVALID_RECORD),
+        ("f:3", Refusal.INVALID_RECORD),
+    ]
+    assert "is not Unicode text" in report.rejected[0].reason
+    assert sorted(storage.rated_events(["before", "note", "key", "after"])) == ["after", "before"]
