@@ -28,7 +28,7 @@ from rating.demo import example_pricebook, write_demo_events
 from rating.diff import Edit, diff, separable_edits
 from rating.engine import BatchReport, Engine
 from rating.errors import PricebookError, RatingError
-from rating.events import Pause, Sourced, UsageEvent, follow, paced, parse_event, parse_json, read_events
+from rating.events import Pause, Sourced, UsageEvent, follow, parse_event, parse_json, read_events
 from rating.money import ZERO, format_decimal, plain, to_decimal
 from rating.output import FORMATS, OutputFormat, as_text, render
 from rating.payouts import pay_creators
@@ -225,7 +225,7 @@ def cmd_rate(args: argparse.Namespace, registry: Registry) -> int:
         path = _spooled_stdin(args) if args.events == "-" else Path(args.events)
         if not path.is_file():
             raise RatingError(f"{path}: no such events file")
-        records, progress = paced(read_events(path)), Progress(_count_lines(path))
+        records, progress = read_events(path), Progress(_count_lines(path))
     report = engine.rate_batch(records, strict=args.strict, progress=progress)
     _print_report(report, args.output, engine.storage)
     if args.strict and report.rejected:

@@ -30,8 +30,8 @@ BillingSource = Literal["platform", "byok"]
 
 #: Longest line (JSON Lines) or CSV record a reader accepts, in bytes; a longer one is rejected, never loaded.
 MAX_LINE_BYTES = 1024 * 1024
-#: Bytes of records read before a reader lets its consumer post what is pending (a :data:`PAUSE`): with the
-#: engine's count of records per chunk, it bounds a chunk's memory however large the records are.
+#: Bytes of records (as read) that end the engine's chunk, as its count of records does, and that a live stream
+#: reads ahead at most: memory stays bounded however large the records are.
 CHUNK_BYTES = 16 * 1024 * 1024
 #: Deepest nesting of JSON objects and arrays accepted in an event.
 MAX_NESTING = 32
@@ -360,31 +360,13 @@ def read_events(path: str | Path) -> Iterator[Sourced]:
 
 
 class Pause:
-    """A marker among records: post what is pending (a live stream paused, or :data:`CHUNK_BYTES` were read)."""
+    """A marker among records read from a live stream: the input paused, so post what is pending."""
 
     def __repr__(self) -> str:
         return "PAUSE"
 
 
 PAUSE = Pause()
-
-
-def paced(records: Iterable[Sourced | Pause], budget: int = CHUNK_BYTES) -> Iterator[Sourced | Pause]:
-    """``records`` with a :data:`PAUSE` after every ``budget`` bytes they took in their source.
-
-    The engine posts what is pending at a pause: its chunks then hold at most
-    about ``budget`` bytes of records, however large each record is.
-    """
-    taken = 0
-    for record in records:
-        if isinstance(record, Pause):
-            taken = 0
-        else:
-            taken += record.size
-        yield record
-        if taken >= budget:
-            taken = 0
-            yield PAUSE
 
 
 class _Budget:
@@ -416,7 +398,7 @@ def follow(
     A reader thread parses at most ``ahead`` records and ``budget`` bytes of them
     ahead of the consumer, so memory stays bounded however long the stream runs
     and however large its records; a pause lets the consumer post what arrived
-    instead of waiting for a full chunk (and comes every ``budget`` bytes, see :func:`paced`).
+    instead of waiting for a full chunk.
     """
     records: queue.Queue[Sourced | BaseException | None] = queue.Queue(maxsize=ahead)
     held = _Budget(budget)
@@ -431,26 +413,23 @@ def follow(
             return
         records.put(None)
 
-    def arrivals() -> Iterator[Sourced | Pause]:
-        paused = True
-        while True:
-            try:
-                item = records.get(timeout=idle)
-            except queue.Empty:
-                if not paused:
-                    paused = True
-                    yield PAUSE
-                continue
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            held.give(item.size)
-            paused = False
-            yield item
-
     threading.Thread(target=read, name=f"read {name}", daemon=True).start()
-    yield from paced(arrivals(), budget)
+    paused = True
+    while True:
+        try:
+            item = records.get(timeout=idle)
+        except queue.Empty:
+            if not paused:
+                paused = True
+                yield PAUSE
+            continue
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        held.give(item.size)
+        paused = False
+        yield item
 
 
 def from_objects(items: Iterable[UsageEvent | dict[str, Any]]) -> Iterator[Sourced]:

@@ -21,7 +21,7 @@ from rating.billing import load_billing
 from rating.cli import _count_lines, main
 from rating.engine import Engine
 from rating.errors import PricebookError
-from rating.events import Pause, follow, paced, read_events
+from rating.events import Pause, follow, read_events
 from rating.pricebook import Pricebook, load_pricebook
 from rating.registry import Registry
 from rating.storage.sqlite import SQLiteStorage
@@ -78,7 +78,7 @@ def test_chunks_of_large_records_are_bounded_by_bytes(
     path.write_bytes(b"".join(_record(number, MiB - 300) for number in range(40)))  # 40 MiB of records
     engine = Engine(book(SIMPLE_PRICEBOOK), SQLiteStorage(tmp_path / "r.db"), registry)
     reports = []
-    peak = _peak(lambda: reports.append(engine.rate_batch(paced(read_events(path), budget=4 * MiB))))
+    peak = _peak(lambda: reports.append(engine.rate_batch(read_events(path), chunk_bytes=4 * MiB)))
     assert reports[0].posted == 40 and peak < 20 * MiB  # a chunk of 5,000 records held all 40 MiB, and copies
 
 
