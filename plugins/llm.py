@@ -323,6 +323,10 @@ class Llm(PerEventModel):
                 raise ValueError(f"{name!r} {which} (fallback and aliases name one priced model)")
         return self
 
+    def check_inputs(self, event: UsageEvent) -> None:
+        """Counts are whole and non-negative, and none exceeds a count it is part of (see :func:`check_counts`)."""
+        check_counts(event)
+
     def find(self, name: str, provider: str | None = None) -> str | None:
         """The priced model a request for ``name`` served by ``provider`` is priced as, or None when none fits.
 
@@ -482,6 +486,25 @@ def reported(event: UsageEvent, usage: str) -> Decimal:
                 Refusal.MISSING_PROPERTY, f"{first} and {second} overlap: report {usage}, the tokens they share"
             )
     return ZERO
+
+
+def check_counts(event: UsageEvent) -> None:
+    """Refuse (``invalid_quantity``) usage an event reports that no provider could: a count (tokens, characters,
+    pages, searches ...; durations aside) that is not a whole non-negative number, or a specific count greater
+    than a count it is part of (``input_audio_tokens`` > ``input_tokens``), whether or not the charge prices it."""
+    properties = event.properties
+    reported_ = {usage: event_quantity(event, usage) for usage in properties if usage in BY_USAGE}
+    for usage, count in reported_.items():
+        if BY_USAGE[usage][2]["family"] != "durations" and count != count.to_integral_value():
+            raise EventError(Refusal.INVALID_QUANTITY, f"{usage} must be a whole number, got {properties[usage]}")
+    for usage, count in reported_.items():
+        for part in _parts_of(usage):
+            if part in reported_ and reported_[part] > count:
+                raise EventError(
+                    Refusal.INVALID_QUANTITY,
+                    f"{part} ({format_decimal(reported_[part])}) is more than {usage} ({format_decimal(count)}),"
+                    " which holds it",
+                )
 
 
 @lru_cache(maxsize=4096)

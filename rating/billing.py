@@ -185,7 +185,9 @@ def parse_billing(text: str, source: str = "<billing>", base: Path | None = None
 def load_billing(path: str | Path) -> Billing:
     """Read and validate a billing file."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        text = yamlstrict.read_file(path, "billing file")
+    except OSError as error:
         raise PricebookError([f"{path}: cannot read billing file: {error}"]) from None
+    except yamlstrict.YamlError as error:
+        raise PricebookError([f"{path}:{error}"]) from None
     return parse_billing(text, str(path), Path(path).parent)

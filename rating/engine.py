@@ -26,7 +26,7 @@ from rating.catalog import Catalog
 from rating.charges import RatedEvent, StateKey
 from rating.compiled import running_total_key
 from rating.errors import EventConflict, EventError, RatingError, ReservationError
-from rating.events import Pause, Sourced, UsageEvent
+from rating.events import CHUNK_BYTES, Pause, Sourced, UsageEvent
 from rating.ledger import Transaction
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO, plain
@@ -126,7 +126,7 @@ class Engine:
         hooks = self.registry.manager.hook
         #: The pure pricer this engine composes with policies and the poster.
         enrich = hooks.rating_enrich_event if self.registry.enriches_events else None
-        self.pricer = Pricer(self.catalog, enrich, describe=storage.keeps_explanations)
+        self.pricer = Pricer(self.catalog, enrich, describe=storage.keeps_explanations, check_inputs=True)
         self._posted = hooks.rating_transaction_posted if hooks.rating_transaction_posted.get_hookimpls() else None
         self._alerts = bool(hooks.rating_spend_alert.get_hookimpls())
         self._top_ups = bool(hooks.rating_top_up_needed.get_hookimpls())
@@ -219,17 +219,20 @@ class Engine:
         *,
         strict: bool = False,
         chunk_size: int = 5_000,
+        chunk_bytes: int = CHUNK_BYTES,
         progress: Callable[[int], None] | None = None,
     ) -> BatchReport:
         """Rate and post a stream of events (or records from :mod:`rating.events` readers).
 
-        Not strict: valid events are posted in atomic chunks (a chunk ends early at
-        a :data:`~rating.events.PAUSE` of a live stream) and the others listed
+        Not strict: valid events are posted in atomic chunks of ``chunk_size`` records
+        or ``chunk_bytes`` bytes of records as read (a chunk ends early at a
+        :data:`~rating.events.PAUSE` of a live stream) and the others listed
         in ``rejected``. Strict: one bad record and nothing at all is posted.
         ``progress`` is called with the number of records read after each chunk.
         """
         report = BatchReport()
         pending: list[tuple[str, UsageEvent]] = []
+        pending_bytes = 0  # of the pending records in their source: large records end a chunk sooner
         read = 0
         concurrent = True  # chunks are priced outside the write scope until one has to be priced inside it
 
@@ -243,18 +246,19 @@ class Engine:
             if isinstance(item, Pause):
                 if pending and not strict:
                     post(pending, strict=False)
-                    pending = []
+                    pending, pending_bytes = [], 0
                 continue
             read += 1
             if isinstance(item, UsageEvent):
                 pending.append((f"event {item.id}", item))
             elif item.event is not None:
                 pending.append((item.location, item.event))
+                pending_bytes += item.size
             else:
                 report.rejected.append(Rejection(item.location, Refusal.INVALID_RECORD, item.error or "invalid record"))
-            if len(pending) >= chunk_size and not strict:
+            if (len(pending) >= chunk_size or pending_bytes >= chunk_bytes) and not strict:
                 post(pending, strict=False)
-                pending = []
+                pending, pending_bytes = [], 0
                 if progress:
                     progress(read)
         if strict and report.rejected:  # price the valid ones too, posting nothing: every refusal in one pass

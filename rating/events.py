@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import json
 import queue
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,11 +30,17 @@ BillingSource = Literal["platform", "byok"]
 
 #: Longest line (JSON Lines) or CSV record a reader accepts, in bytes; a longer one is rejected, never loaded.
 MAX_LINE_BYTES = 1024 * 1024
+#: Bytes of records (as read) that end the engine's chunk, as its count of records does, and that a live stream
+#: reads ahead at most: memory stays bounded however large the records are.
+CHUNK_BYTES = 16 * 1024 * 1024
 #: Deepest nesting of JSON objects and arrays accepted in an event.
 MAX_NESTING = 32
 #: Timestamps must fall in this range (UTC): far enough from the calendar's ends that no time zone overflows.
 EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+
+#: Text pydantic would read as a count of seconds or milliseconds since 1970 rather than refuse.
+EPOCH_TEXT = re.compile(r"[+-]?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
 
 #: CSV columns that are event fields; every other non-empty column is a property.
 CSV_FIELDS = ("id", "customer", "type", "timestamp", "billing_source", "agent", "session", "order")
@@ -51,18 +58,31 @@ class Attribution(BaseModel):
 
 
 def _exact(value: Any) -> Any:
-    """Turn floats into the Decimal of their shortest repr, recursively.
+    """Turn floats into the Decimal of their shortest repr, recursively; refuse text no storage can keep.
 
     A float from Python code such as ``{"cpu_ms": 1.5}`` is what the caller
     typed; its repr round-trips to that text, so no binary noise enters a meter.
+    A lone surrogate (JSON ``"\\ud800"``) is not Unicode text: stored, it failed
+    the whole chunk of events it came in.
     """
+    if isinstance(value, str):
+        return _unicode(value)
     if isinstance(value, float):
         return Decimal(repr(value))
     if isinstance(value, dict):
-        return {k: _exact(v) for k, v in value.items()}
+        return {_unicode(k): _exact(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_exact(v) for v in value]
     return value
+
+
+def _unicode(text: str) -> str:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(f"{text[:32]!r} is not Unicode text (a lone surrogate at {error.start})") from None
+    return text
 
 
 class UsageEvent(BaseModel):
@@ -89,6 +109,19 @@ class UsageEvent(BaseModel):
             raise ValueError(f"properties nest deeper than {MAX_NESTING} levels")
         return _exact(value)
 
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _iso_text(cls, value: Any) -> Any:
+        # Lax datetime parsing reads 1796000000 (and the text "1796000000") as an epoch: a count of seconds or
+        # of milliseconds lands both on 2026-11-30. A timestamp is ISO 8601 text, or a datetime from Python.
+        if isinstance(value, dt.datetime):
+            return value
+        if isinstance(value, str) and not EPOCH_TEXT.fullmatch(value.strip()):
+            return value
+        kinds = {bool: "a boolean", type(None): "null", dict: "an object", list: "a list"}
+        kind = kinds.get(type(value), "a number" if not isinstance(value, str) else f"a number ({value[:32]!r})")
+        raise ValueError(f"must be ISO 8601 text with an offset, not {kind}")
+
     @field_validator("timestamp")
     @classmethod
     def _in_range(cls, value: dt.datetime) -> dt.datetime:
@@ -110,11 +143,15 @@ class UsageEvent(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Sourced:
-    """A record read from a file: its location and either the event or why it is not one."""
+    """A record read from a file: its location and either the event or why it is not one.
+
+    ``size`` is how many bytes of the source it took (0 when not read from bytes).
+    """
 
     location: str
     event: UsageEvent | None = None
     error: str | None = None
+    size: int = 0
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -152,18 +189,40 @@ def nests_within(value: Any, limit: int) -> bool:
     return True
 
 
-def parse_json(text: str) -> Any:
-    """JSON text with numbers as Decimal; :class:`EventError` (``invalid_record``) for anything else, never a crash."""
+class DuplicateKey(ValueError):
+    """A JSON object gives one key twice."""
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict, or :class:`DuplicateKey` (``json.loads``' ``object_pairs_hook``).
+
+    JSON keeps the last of two equal keys: ``"amount": "1", "amount": "1000"`` would silently read 1000.
+    """
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(f"key {key[:64]!r} appears twice in one object")
+            seen.add(key)
+    return result
+
+
+def parse_json(text: str | bytes) -> Any:
+    """JSON text with numbers as Decimal; :class:`EventError` (``invalid_record``) for anything else, never a crash.
+
+    A key given twice in one object is an error, as are ``NaN`` and ``Infinity``.
+    """
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+        return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant, object_pairs_hook=unique_keys)
     except RecursionError:
         raise EventError(Refusal.INVALID_RECORD, f"invalid JSON: nested deeper than {MAX_NESTING} levels") from None
     except ValueError as error:  # JSONDecodeError is a ValueError
         raise EventError(Refusal.INVALID_RECORD, f"invalid JSON: {error}") from None
 
 
-def _bounded_lines(stream: BinaryIO, name: str) -> Iterator[tuple[str, str | None, str | None]]:
-    """(location, text, problem) per line: lines longer than :data:`MAX_LINE_BYTES` or not UTF-8 are problems.
+def _bounded_lines(stream: BinaryIO, name: str) -> Iterator[tuple[str, str | None, str | None, int]]:
+    """(location, text, problem, bytes) per line: lines longer than :data:`MAX_LINE_BYTES` or not UTF-8 are problems.
 
     A long line is skipped in bounded pieces, never held whole in memory.
     """
@@ -175,28 +234,31 @@ def _bounded_lines(stream: BinaryIO, name: str) -> Iterator[tuple[str, str | Non
         number += 1
         location = f"{name}:{number}"
         if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            size = len(line)
             while line and not line.endswith(b"\n"):
                 line = stream.readline(MAX_LINE_BYTES)
-            yield location, None, f"line is longer than {MAX_LINE_BYTES:,} bytes"
+                size += len(line)
+            yield location, None, f"line is longer than {MAX_LINE_BYTES:,} bytes", size
             continue
         try:
-            yield location, line.decode("utf-8"), None
+            yield location, line.decode("utf-8"), None, len(line)
         except UnicodeDecodeError as error:
-            yield location, None, f"not UTF-8 (byte {line[error.start]:#04x} at column {error.start + 1})"
+            problem = f"not UTF-8 (byte {line[error.start]:#04x} at column {error.start + 1})"
+            yield location, None, problem, len(line)
 
 
 def read_jsonl(stream: BinaryIO, name: str) -> Iterator[Sourced]:
     """Events from JSON Lines (bytes); numbers are read as Decimal from their text."""
-    for location, line, problem in _bounded_lines(stream, name):
+    for location, line, problem, size in _bounded_lines(stream, name):
         if line is None:
-            yield Sourced(location, error=problem)
+            yield Sourced(location, error=problem, size=size)
             continue
         if not line.strip():
             continue
         try:
-            yield Sourced(location, event=parse_event(parse_json(line)))
+            yield Sourced(location, event=parse_event(parse_json(line)), size=size)
         except EventError as error:
-            yield Sourced(location, error=str(error))
+            yield Sourced(location, error=str(error), size=size)
 
 
 def csv_row_to_mapping(row: dict[str, str | None]) -> dict[str, Any]:
@@ -214,45 +276,75 @@ def csv_row_to_mapping(row: dict[str, str | None]) -> dict[str, Any]:
     return data
 
 
+class _RecordTooLong(Exception):
+    """A CSV record (a quoted cell may span lines) grew past :data:`MAX_LINE_BYTES`."""
+
+
 def read_csv(stream: BinaryIO, name: str) -> Iterator[Sourced]:
-    """Events from CSV (bytes) with a header row (see :data:`CSV_FIELDS`); a bad row is rejected, not fatal."""
+    """Events from CSV (bytes) with a header row (see :data:`CSV_FIELDS`); a bad row is rejected, not fatal.
+
+    Quoting is strict: a quote left open at the end of the file is an error, not a cell that runs to the end.
+    A header naming a column twice makes the file unusable (:class:`EventError`): which cell would count?
+    """
     problems: dict[int, str] = {}
+    record_bytes = 0  # of the record being read: a quote left open must not pull the whole file into one cell
 
     def lines() -> Iterator[str]:
-        for location, line, problem in _bounded_lines(stream, name):
+        nonlocal record_bytes
+        for location, line, problem, size in _bounded_lines(stream, name):
+            record_bytes += size
+            if record_bytes > MAX_LINE_BYTES:
+                raise _RecordTooLong
             if line is None:
                 problems[int(location.rsplit(":", 1)[1])] = problem or "unreadable"
                 yield "\n"  # keeps the reader's line numbers in step; the row is reported below
             else:
                 yield line
 
-    reader = csv.reader(lines())
+    reader = csv.reader(lines(), strict=True)
     header: list[str] | None = None
     while True:
+        first_line = reader.line_num + 1
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as error:
-            yield Sourced(f"{name}:{reader.line_num}", error=f"invalid CSV: {error}")
+            yield Sourced(f"{name}:{first_line}", error=f"invalid CSV: {error}", size=record_bytes)
+            record_bytes = 0
             continue
+        except _RecordTooLong:
+            yield Sourced(
+                f"{name}:{first_line}",
+                error=f"CSV record is longer than {MAX_LINE_BYTES:,} bytes (a quote never closed?);"
+                " the rest of the file is not read",
+                size=record_bytes,
+            )
+            return
+        size, record_bytes = record_bytes, 0
         location = f"{name}:{reader.line_num}"
         if reader.line_num in problems:
-            yield Sourced(location, error=problems.pop(reader.line_num))
+            yield Sourced(location, error=problems.pop(reader.line_num), size=size)
             continue
         if header is None:
+            twice = sorted({column for column in cells if cells.count(column) > 1})
+            if twice:
+                raise EventError(
+                    Refusal.INVALID_RECORD,
+                    f"{location}: the header names {', '.join(map(repr, twice))} twice; no row of the file is read",
+                )
             header = cells
             continue
         if not cells:
             continue
         if len(cells) > len(header):
-            yield Sourced(location, error="more cells than header columns")
+            yield Sourced(location, error="more cells than header columns", size=size)
             continue
         try:
             row: dict[str, str | None] = dict(zip(header, cells, strict=False))
-            yield Sourced(location, event=parse_event(csv_row_to_mapping(row)))
+            yield Sourced(location, event=parse_event(csv_row_to_mapping(row)), size=size)
         except EventError as error:
-            yield Sourced(location, error=str(error))
+            yield Sourced(location, error=str(error), size=size)
 
 
 def read_events(path: str | Path) -> Iterator[Sourced]:
@@ -277,18 +369,44 @@ class Pause:
 PAUSE = Pause()
 
 
-def follow(stream: BinaryIO, name: str, idle: float = 0.2, ahead: int = 10_000) -> Iterator[Sourced | Pause]:
+class _Budget:
+    """Bytes a producer thread may hold ahead of its consumer; the producer waits while they are spent.
+
+    One record larger than the whole budget still passes, alone.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.held = limit, 0
+        self.changed = threading.Condition()
+
+    def take(self, size: int) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: self.held == 0 or self.held + size <= self.limit)
+            self.held += size
+
+    def give(self, size: int) -> None:
+        with self.changed:
+            self.held -= size
+            self.changed.notify_all()
+
+
+def follow(
+    stream: BinaryIO, name: str, idle: float = 0.2, ahead: int = 10_000, budget: int = CHUNK_BYTES
+) -> Iterator[Sourced | Pause]:
     """JSON Lines from a live stream (a pipe, standard input), with :data:`PAUSE` after ``idle`` quiet seconds.
 
-    A reader thread parses at most ``ahead`` records ahead of the consumer, so
-    memory stays bounded however long the stream runs; a pause lets the
-    consumer post what arrived instead of waiting for a full chunk.
+    A reader thread parses at most ``ahead`` records and ``budget`` bytes of them
+    ahead of the consumer, so memory stays bounded however long the stream runs
+    and however large its records; a pause lets the consumer post what arrived
+    instead of waiting for a full chunk.
     """
     records: queue.Queue[Sourced | BaseException | None] = queue.Queue(maxsize=ahead)
+    held = _Budget(budget)
 
     def read() -> None:
         try:
             for record in read_jsonl(stream, name):
+                held.take(record.size)
                 records.put(record)
         except BaseException as error:  # handed to the consumer, which raises it
             records.put(error)
@@ -309,6 +427,7 @@ def follow(stream: BinaryIO, name: str, idle: float = 0.2, ahead: int = 10_000) 
             return
         if isinstance(item, BaseException):
             raise item
+        held.give(item.size)
         paused = False
         yield item
 

@@ -22,6 +22,8 @@ Aggregation = Literal["sum", "count", "max", "unique"]
 ONE = Decimal(1)
 #: Quantities at or above 10^(MAX_MAGNITUDE + 1) are refused: no real event carries them.
 MAX_MAGNITUDE = 15
+#: Longest group value or ``unique`` member an event may bring, in UTF-8 bytes: every storage indexes them.
+MAX_VALUE_BYTES = 1024
 #: A weight of a derived meter: an exact, non-negative decimal.
 Weight = Annotated[Decimal, BeforeValidator(to_decimal), AfterValidator(bounded), Field(ge=0)]
 
@@ -132,6 +134,30 @@ class Meter(BaseModel):
             if value is None or str(value) not in allowed:
                 return False
         return True
+
+    def check_inputs(self, event: UsageEvent) -> None:
+        """Refuse an event whose group values or ``unique`` member are not text of at most
+        :data:`MAX_VALUE_BYTES` (``invalid_property``); an absent one is left to :meth:`group_of`.
+
+        Checked when an event is rated, never on events already stored: the number 5
+        would share a group with the text "5", and an object would be grouped by its repr.
+        """
+        names = (*self.group_by, self.unique) if self.unique is not None else self.group_by
+        for name in names:
+            value = event.dimension(name)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                kind = {bool: "a boolean", dict: "an object", list: "a list"}.get(type(value), "a number")
+                raise EventError(
+                    Refusal.INVALID_PROPERTY, f"property {name!r} is {kind}; the meter groups or counts text values"
+                )
+            size = len(value) if value.isascii() else len(value.encode("utf-8"))  # events hold no lone surrogate
+            if size > MAX_VALUE_BYTES:
+                raise EventError(
+                    Refusal.INVALID_PROPERTY,
+                    f"property {name!r} is longer than {MAX_VALUE_BYTES:,} UTF-8 bytes ({size:,}: {value[:32]!r}...)",
+                )
 
     def group_of(self, event: UsageEvent) -> tuple[str, ...]:
         """The group values of ``event``; a missing group property is an :class:`EventError`."""

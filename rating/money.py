@@ -11,6 +11,7 @@ from __future__ import annotations
 import decimal
 import functools
 import math
+import re
 from collections.abc import Callable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, TypeVar
@@ -48,12 +49,17 @@ def exact(function: F) -> F:
 
 HUNDRED = Decimal(100)
 
+#: Decimal text as JSON and people write it: a sign, digits with at most one point, an exponent; nothing else
+#: (no white space, no ``_`` separators, no ``NaN`` or ``Infinity``).
+DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
 
 def to_decimal(value: object, what: str = "value") -> Decimal:
     """Return ``value`` as an exact, finite Decimal, or raise :class:`InvalidAmount`.
 
-    Accepts Decimal, int and decimal text (``"0.0005"``, ``"1_000"`` is refused).
-    Refuses float and bool: they are never money.
+    Accepts Decimal, int and decimal text (``"0.0005"``, ``"-1.5e3"``): exactly the grammar
+    of :data:`DECIMAL_TEXT`, so ``"1_000"``, ``" 12 "``, ``"1_0"`` and ``"Infinity"``, which
+    :class:`~decimal.Decimal` would read, are refused. Refuses float and bool: they are never money.
     """
     if type(value) is Decimal:
         if value.is_finite():
@@ -68,10 +74,9 @@ def to_decimal(value: object, what: str = "value") -> Decimal:
     elif isinstance(value, str):
         if not value.isascii():  # Decimal reads "١٢٣" as 123: a price must be written in ASCII digits
             raise InvalidAmount(f"{what} must be written with ASCII digits, got {value!r}")
-        try:
-            result = Decimal(value.strip())
-        except decimal.InvalidOperation:
-            raise InvalidAmount(f"{what} must be a decimal number, got {value!r}") from None
+        if DECIMAL_TEXT.fullmatch(value) is None:  # Decimal also reads "1_000", " 12 " and "NaN"
+            raise InvalidAmount(f"{what} must be a decimal number, got {value!r}")
+        result = Decimal(value)
     else:
         raise InvalidAmount(f"{what} must be a decimal number, got {type(value).__name__} {value!r}")
     if not result.is_finite():

@@ -38,6 +38,7 @@ from typing import Any
 
 from rating.accounts import check_id
 from rating.errors import InvalidAmount, InvalidId, InvoiceError, RatingError, TransactionConflict, UnknownDeposit
+from rating.events import DuplicateKey, unique_keys
 from rating.money import to_decimal
 from rating.pricebook import Pricebook
 from rating.refusals import InvoiceRefusal, PaymentRefusal
@@ -121,7 +122,9 @@ def _parse(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise PaymentRejected(PaymentRefusal.MALFORMED, f"the payload is over {MAX_PAYLOAD_BYTES} bytes")
     try:
-        data = json.loads(payload, parse_float=Decimal)
+        data = json.loads(payload, parse_float=Decimal, object_pairs_hook=unique_keys)
+    except DuplicateKey as error:  # a second "amount" or "customer" must not silently win
+        raise PaymentRejected(PaymentRefusal.MALFORMED, f"the payload is not valid: {error}") from None
     except (ValueError, RecursionError) as error:
         raise PaymentRejected(PaymentRefusal.MALFORMED, f"the payload is not JSON ({type(error).__name__})") from None
     if not isinstance(data, dict) or not _depth(data, MAX_NESTING):

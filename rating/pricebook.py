@@ -342,8 +342,8 @@ def _with_catalogue(charge: dict[str, Any], path: tuple[str | int, ...], problem
     name = charge.pop("catalogue")
     file = Path(problems.source).parent / str(name)
     try:
-        document = yamlstrict.load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
+        document = yamlstrict.load(yamlstrict.read_file(file, "catalogue"))
+    except OSError as error:
         problems.add(path + ("catalogue",), f"cannot read catalogue {file}: {error}")
         return None
     except yamlstrict.YamlError as error:
@@ -442,27 +442,18 @@ def parse_pricebook(text: str, registry: Registry, source: str = "<pricebook>") 
 
 
 #: Largest pricebook file accepted: real ones are kilobytes.
-MAX_PRICEBOOK_BYTES = 5 * 1024 * 1024
+MAX_PRICEBOOK_BYTES = yamlstrict.MAX_FILE_BYTES
 
 
 def load_pricebook(path: str | Path, registry: Registry | None = None) -> Pricebook:
     """Read and validate a pricebook file (see :func:`parse_pricebook`)."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_PRICEBOOK_BYTES:
-            raise PricebookError([f"{path}: {size:,} bytes is over the {MAX_PRICEBOOK_BYTES:,}-byte pricebook limit"])
-        raw = path.read_bytes()
+        text = yamlstrict.read_file(path, "pricebook", MAX_PRICEBOOK_BYTES)
     except OSError as error:
         raise PricebookError([f"{path}: cannot read pricebook: {error.strerror}"]) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
-        raise PricebookError(
-            [f"{path}:{line}:{column}: not UTF-8 (byte {raw[error.start]:#04x}); save the pricebook as UTF-8"]
-        ) from None
+    except yamlstrict.YamlError as error:
+        raise PricebookError([f"{path}:{error}"]) from None
     return parse_pricebook(text, registry or Registry.load(), str(path))
 
 

@@ -278,6 +278,14 @@ class PerEventModel(PricingModel):
         """
         raise NotImplementedError
 
+    def check_inputs(self, event: UsageEvent) -> None:
+        """Refuse an event being rated whose properties this model reads are not what it accepts.
+
+        Called when an event is rated (and quoted), never on events already stored,
+        so that rerate and simulation price what was accepted then. Raise
+        :class:`~rating.errors.EventError`; the default accepts what :meth:`price_event` can price.
+        """
+
     def period_price(self, quantity: Decimal) -> Decimal:
         raise TypeError(f"{self.name} prices each event, not a period total")
 

@@ -2,8 +2,10 @@
 
 Like TigerBeetle's result codes, each refusal has one stable code that callers
 match on; the message beside it is for people and may change. Event refusals
-are listed in the order the engine checks them: an event refused for an
-earlier reason is never examined for a later one.
+are checked in the order of :data:`REFUSAL_TABLE`: where one stage checks
+several things at once (every meter and charge of the event), the refusal
+listed first wins, whatever the order of the meters. The README's table of
+refusal codes is this table (a test keeps them equal).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class Refusal(enum.StrEnum):
     CLOSED_PERIOD = "closed_period"
     #: A property a meter reads or groups by is absent.
     MISSING_PROPERTY = "missing_property"
+    #: A group value or ``unique`` member is not text (a number, boolean, object or list) or is too long.
+    INVALID_PROPERTY = "invalid_property"
     #: A quantity is not a decimal number, is negative, or is absurdly large.
     INVALID_QUANTITY = "invalid_quantity"
     #: An amount the event carries is in another currency than the charge that prices it.
@@ -132,8 +136,80 @@ class RerateRefusal(enum.StrEnum):
     PERIOD_MISMATCH = "period_mismatch"
 
 
-#: The event refusals in the order the engine checks them (for documentation and tests).
-CHECK_ORDER: tuple[Refusal, ...] = tuple(Refusal)
+#: Every event refusal in the order the pipeline checks them, with what it means (the README's table).
+REFUSAL_TABLE: tuple[tuple[Refusal, str], ...] = (
+    (
+        Refusal.INVALID_RECORD,
+        "the record is not an event: not UTF-8, not JSON, text that is not Unicode (a lone surrogate escaped in"
+        " JSON), a key given twice, over a limit (line length, nesting, id length), a field missing or invalid"
+        " (a timestamp that is not ISO 8601 text with an offset), an id breaking the id grammar",
+    ),
+    (
+        Refusal.DUPLICATE_CONFLICT,
+        "its id was already rated with different content (the same content again is a replay: posted once, not"
+        " refused)",
+    ),
+    (
+        Refusal.FUTURE_TIMESTAMP,
+        "it is stamped later than now plus `--future-tolerance` (`rating rate`: 5m unless told `none`;"
+        " `Engine(future_tolerance=...)` defaults to None, any time, for library callers that back-fill)",
+    ),
+    (Refusal.NO_VERSION_IN_FORCE, "no version of the pricebook is in force at its timestamp"),
+    (Refusal.UNKNOWN_CUSTOMER, "its customer is not under `customers` and there is no `default_plan`"),
+    (Refusal.NOT_SUBSCRIBED, "its customer's subscription has not started yet, or has ended, at that time"),
+    (Refusal.UNKNOWN_EVENT_TYPE, "no meter counts events of its type"),
+    (Refusal.EXCLUDED_BY_FILTER, "meters count its type, but every one's `where` filter excludes it"),
+    (Refusal.CLOSED_PERIOD, "its customer's billing period is closed (`rating close-period`)"),
+    (Refusal.MISSING_PROPERTY, "a property a meter or a charge reads or groups by is absent"),
+    (
+        Refusal.INVALID_PROPERTY,
+        "a group value or `unique` member is not text (a number, boolean, object or list) or is longer than"
+        " 1,024 UTF-8 bytes",
+    ),
+    (
+        Refusal.INVALID_QUANTITY,
+        'a quantity is not a decimal number (`"1_000"` and `" 12 "` are not), is negative, or is absurdly large'
+        " (10^16 or more); a token count is not a whole number or exceeds the count it is part of",
+    ),
+    (
+        Refusal.CURRENCY_MISMATCH,
+        "an amount it carries is in another currency than the charge that prices it (`percentage`)",
+    ),
+    (Refusal.UNKNOWN_MODEL, "the model it names has no price in the `llm` charge, which declares no `fallback`"),
+    (
+        Refusal.AMBIGUOUS_MODEL,
+        "models of several providers in the `llm` charge fit the model it names, and neither its `provider` nor"
+        " the charge's default `provider` says which (or several models of one provider fit it)",
+    ),
+    (
+        Refusal.NOT_EXACT,
+        "its charges cannot be computed exactly (a decimal overflow on absurd prices); nothing is rounded",
+    ),
+    (
+        Refusal.SPEND_CAP_REACHED,
+        "it would take its customer's period charges beyond the customer's `spend_cap`",
+    ),
+    (
+        Refusal.INSUFFICIENT_FUNDS,
+        "its customer pays from a wallet that cannot pay it (also raised by `Wallets.reserve`)",
+    ),
+)
+
+#: The event refusals in the order the pipeline checks them.
+CHECK_ORDER: tuple[Refusal, ...] = tuple(code for code, _ in REFUSAL_TABLE)
+_RANK = {code: rank for rank, code in enumerate(CHECK_ORDER)}
+
+
+def rank(code: Refusal) -> int:
+    """Where ``code`` comes in :data:`CHECK_ORDER`: of several refusals found at one stage, the lowest wins."""
+    return _RANK[code]
+
+
+def refusal_table() -> str:
+    """:data:`REFUSAL_TABLE` as the README's Markdown table (a test keeps the README equal to it)."""
+    rows = ["| code | the event is refused because |", "| --- | --- |"]
+    rows += [f"| `{code}` | {meaning} |" for code, meaning in REFUSAL_TABLE]
+    return "\n".join(rows)
 
 
 class InvoiceRefusal(enum.StrEnum):

@@ -6,7 +6,9 @@
 - duplicate keys and merge keys (``<<``) are errors;
 - every value's position is kept, so later errors can name ``file:line:column``;
 - what a document may expand to is bounded: nesting (:data:`MAX_DEPTH`), values built
-  through aliases (:data:`MAX_VALUES`, against alias bombs), and an alias may not contain itself.
+  through aliases (:data:`MAX_VALUES`, against alias bombs), and an alias may not contain itself;
+- files are read in at most :data:`MAX_FILE_BYTES` (:func:`read_file`), whatever they are: a pipe or
+  ``/dev/zero`` is refused once it passes the limit, not read until memory runs out.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from pathlib import Path as FilePath
 from typing import Any
 
 import yaml
@@ -25,6 +28,8 @@ Path = tuple[str | int, ...]
 MAX_DEPTH = 64
 #: Most values a document may expand to, aliases included (a pricebook has thousands at most).
 MAX_VALUES = 200_000
+#: Largest YAML file read (a pricebook, an ``llm`` catalogue, a billing file): real ones are kilobytes.
+MAX_FILE_BYTES = 5 * 1024 * 1024
 
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
@@ -159,6 +164,28 @@ def load(text: str) -> Document:
     builder = _Builder()
     data = builder.build(root, ())
     return Document(data, builder.positions)
+
+
+def read_file(path: str | FilePath, what: str, limit: int = MAX_FILE_BYTES) -> str:
+    """The UTF-8 text of the file at ``path``, reading at most ``limit`` + 1 bytes of it whatever it is.
+
+    Raises OSError when it cannot be opened or read, and :class:`YamlError` at the byte where it
+    passes ``limit`` (``what`` names the kind of file in the message) or is not UTF-8.
+    """
+    with FilePath(path).open("rb") as stream:
+        raw = stream.read(limit + 1)
+    if len(raw) > limit:
+        line, column = _byte_line_column(raw, limit)
+        raise YamlError(line, column, f"the file is over the {limit:,}-byte {what} limit")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line, column = _byte_line_column(raw, error.start)
+        raise YamlError(line, column, f"not UTF-8 (byte {raw[error.start]:#04x}); save the {what} as UTF-8") from None
+
+
+def _byte_line_column(raw: bytes, position: int) -> tuple[int, int]:
+    return raw.count(b"\n", 0, position) + 1, position - (raw.rfind(b"\n", 0, position) + 1) + 1
 
 
 def _line_column(text: str, position: int) -> tuple[int, int]:

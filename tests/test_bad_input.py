@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import random
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 
 from rating.cli import main
 from rating.engine import Engine
-from rating.events import read_events
+from rating.events import UsageEvent, read_events, read_jsonl
 from rating.pricebook import Pricebook
 from rating.refusals import Refusal
 from rating.registry import Registry
@@ -170,3 +172,251 @@ def test_quote_of_a_deeply_nested_event_is_a_clear_error(
     assert main(["quote", deep, "-p", "book.yaml"]) == 3  # its only record refused
     err = capsys.readouterr().err
     assert "argument: invalid JSON: nested deeper than 32 levels" in err and "Traceback" not in err
+
+
+def test_quantities_written_as_python_would_read_them_but_no_one_writes_them_are_refused(
+    tmp_path: Path, book: Callable[[str], Pricebook], registry: Registry, storage: Storage
+) -> None:
+    # Decimal() reads "1_000" as 1000, " 12 " as 12 and "1_0" as 10: each was posted as that quantity.
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(line(id, tokens=tokens) for id, tokens in QUANTITIES) + "\n")
+    report = Engine(book(SIMPLE_PRICEBOOK), storage, registry).rate_batch(read_events(path))
+    assert report.posted == 1 and report.totals == {("acme", "USD"): Decimal("0.022")}  # 0.01 + 12 x 0.001
+    assert [(r.code, r.reason) for r in report.rejected] == [
+        (Refusal.INVALID_QUANTITY, f"tokens must be a decimal number, got {tokens!r}") for _, tokens in QUANTITIES[1:]
+    ]
+
+
+QUANTITIES = [("plain", "12"), ("underscored", "1_000"), ("padded", " 12 "), ("digits", "1_0"), ("newline", "12\n")]
+
+
+def test_csv_quantities_are_read_by_the_same_grammar(
+    tmp_path: Path, book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    from rating.storage.memory import MemoryStorage
+
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "id,customer,type,timestamp,tokens,model\n"
+        + "".join(f'{id},acme,api.call,2026-11-05T12:00:00Z,"{tokens}",m\n' for id, tokens in QUANTITIES)
+    )
+    report = Engine(book(SIMPLE_PRICEBOOK), MemoryStorage(), registry).rate_batch(read_events(path))
+    assert report.posted == 1 and [r.code for r in report.rejected] == [Refusal.INVALID_QUANTITY] * 4
+
+
+GROUPED = """\
+pricebook: grouped
+version: 2026-11-01
+currency: USD
+meters:
+  tokens: {event: api.call, sum: tokens, group_by: [model, region]}
+  users: {event: api.call, unique: user}
+plans:
+  basic:
+    charges:
+      - meter: tokens
+        model: tiered
+        mode: volume
+        tiers: [{up_to: 10, unit_price: "1"}, {unit_price: "0.5"}]
+      - {meter: users, model: per_unit, unit_price: "2"}
+customers:
+  acme: {plan: basic}
+"""
+
+
+def grouped(id: str, **properties: Any) -> UsageEvent:
+    """An event both meters of :data:`GROUPED` count: 6 tokens of model m in region eu, by user u1."""
+    return event(
+        id,
+        at=dt.datetime(2026, 11, 5, tzinfo=dt.UTC),
+        **{"tokens": 6, "model": "m", "region": "eu", "user": "u1"} | properties,
+    )
+
+
+@pytest.mark.parametrize(
+    "properties, kind",
+    [
+        ({"model": {"name": "m"}}, "an object"),  # was grouped by its Python repr, "{'name': 'm'}"
+        ({"model": ["m"]}, "a list"),
+        ({"model": 5}, "a number"),  # shared a group with the text "5"
+        ({"model": Decimal("5.0")}, "a number"),
+        ({"region": True}, "a boolean"),
+        ({"user": {"id": 1}}, "an object"),  # a unique member
+        ({"user": 42}, "a number"),
+    ],
+)
+def test_a_group_value_or_unique_member_that_is_not_text_is_an_invalid_property(
+    book: Callable[[str], Pricebook], registry: Registry, properties: dict[str, Any], kind: str
+) -> None:
+    from rating.storage.memory import MemoryStorage
+
+    engine = Engine(book(GROUPED), MemoryStorage(), registry)
+    report = engine.rate_batch([grouped("bad", **properties), grouped("good")])
+    assert report.posted == 1 and report.totals == {("acme", "USD"): Decimal("8")}  # 6 x 1 + one user x 2
+    [refused] = report.rejected
+    assert refused.code is Refusal.INVALID_PROPERTY and kind in refused.reason and refused.location == "event bad"
+
+
+@pytest.mark.parametrize("name", ["model", "user"])
+def test_group_values_and_unique_members_are_at_most_1024_utf8_bytes(
+    book: Callable[[str], Pricebook], registry: Registry, name: str
+) -> None:
+    from rating.storage.memory import MemoryStorage
+
+    engine = Engine(book(GROUPED), MemoryStorage(), registry)
+    fits = {"ascii": "x" * 1024, "astral": "\U0001f600" * 256}  # 1,024 bytes each
+    too_long = {"ascii": "x" * 1025, "three-byte": "\u20ac" * 342}  # 1,025 and 1,026 bytes
+    report = engine.rate_batch(
+        [grouped(f"fits-{k}", **{name: v}) for k, v in fits.items()]
+        + [grouped(f"long-{k}", **{name: v}) for k, v in too_long.items()]
+    )
+    assert report.posted == 2
+    assert [(r.location, r.code) for r in report.rejected] == [
+        ("event long-ascii", Refusal.INVALID_PROPERTY),
+        ("event long-three-byte", Refusal.INVALID_PROPERTY),
+    ]
+    assert "longer than 1,024 UTF-8 bytes" in report.rejected[0].reason
+
+
+def test_one_event_with_a_long_group_value_never_drops_another_on_any_storage(
+    book: Callable[[str], Pricebook], registry: Registry, storage: Storage
+) -> None:
+    # PostgreSQL raised ProgramLimitExceeded for a value of about 2.8 KB and the chunk's valid event was lost.
+    engine = Engine(book(GROUPED), storage, registry)
+    report = engine.rate_batch([grouped("before"), grouped("long", model="m" * 2800), grouped("after")])
+    assert report.posted == 2 and [(r.location, r.code) for r in report.rejected] == [
+        ("event long", Refusal.INVALID_PROPERTY)
+    ]
+    assert sorted(storage.rated_events(["before", "long", "after"])) == ["after", "before"]
+
+
+def test_the_longest_group_values_and_members_are_stored_and_read_back_on_every_storage(
+    book: Callable[[str], Pricebook], registry: Registry, storage: Storage
+) -> None:
+    # 1,024 bytes of characters outside the BMP each, three to a group and one as a unique member: about
+    # 10 KB of index key once stored (JSON escapes them), past a PostgreSQL B-tree entry unless keyed by a hash.
+    def longest(seed: int) -> str:
+        chars = random.Random(seed)
+        return "".join(chr(chars.randrange(0x10000, 0x10FFFF)) for _ in range(256))
+
+    values = {"model": longest(1), "region": longest(2), "zone": longest(3), "user": longest(4)}
+    assert all(len(v.encode()) == 1024 for v in values.values())
+    three = GROUPED.replace("group_by: [model, region]", "group_by: [model, region, zone]").replace(
+        "unique: user}", "unique: user, group_by: [model, region, zone]}"
+    )
+    engine = Engine(book(three), storage, registry)
+    first = engine.rate(grouped("first", **values))
+    second = engine.rate(grouped("second", **values))
+    assert first is not None and second is not None
+    assert [(c.meter, c.before, c.after, c.amount) for c in second.charges] == [
+        ("tokens", Decimal(6), Decimal(12), Decimal(0)),  # volume: 12 x 0.5 = 6, as 6 x 1 was already billed
+        ("users", Decimal(1), Decimal(1), Decimal(0)),  # the same member counts once
+    ]
+    assert storage.verify() == []
+
+
+def test_events_already_stored_are_not_judged_again_by_rerate(
+    book: Callable[[str], Pricebook], registry: Registry, storage: Storage
+) -> None:
+    from rating.catalog import Catalog
+    from rating.rerate import rerate
+
+    # Accepted before the meter grouped by region: a number then was no group value.
+    engine = Engine(book(GROUPED.replace("group_by: [model, region]", "group_by: [model]")), storage, registry)
+    assert engine.rate(grouped("old", region=7)) is not None
+    report = rerate(
+        storage,
+        Catalog([book(GROUPED)]),
+        registry,
+        dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+        dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+        clock=lambda: NOW,
+    )
+    assert report.refused == [] and report.repriced == 1
+
+
+LLM = """\
+pricebook: llm
+version: 2026-11-01
+currency: USD
+meters:
+  calls: {event: llm.request, count: true}
+plans:
+  basic:
+    charges:
+      - meter: calls
+        model: llm
+        models:
+          m: {prices: {input_mtok: "1", output_mtok: "2"}}
+customers:
+  acme: {plan: basic}
+"""
+
+
+@pytest.mark.parametrize(
+    "counts, problem",
+    [
+        ({"input_tokens": "0.5"}, "input_tokens must be a whole number, got 0.5"),
+        ({"input_tokens": Decimal("1000.5")}, "input_tokens must be a whole number"),
+        ({"output_tokens": -3}, "output_tokens must not be negative"),
+        ({"input_tokens": 100, "input_audio_tokens": 101}, "input_audio_tokens (101) is more than input_tokens (100)"),
+        ({"input_tokens": 100, "cache_read_tokens": 150}, "cache_read_tokens (150) is more than input_tokens (100)"),
+        (
+            {"output_tokens": 10, "output_reasoning_tokens": 11},
+            "output_reasoning_tokens (11) is more than output_tokens (10)",
+        ),
+        (
+            {"input_tokens": 100, "input_audio_tokens": 50, "cache_audio_read_tokens": 60},
+            "cache_audio_read_tokens (60) is more than input_audio_tokens (50)",
+        ),
+    ],
+)
+def test_token_counts_are_whole_and_no_part_exceeds_its_whole(
+    book: Callable[[str], Pricebook], registry: Registry, counts: dict[str, Any], problem: str
+) -> None:
+    from rating.storage.memory import MemoryStorage
+
+    engine = Engine(book(LLM), MemoryStorage(), registry)
+    at = dt.datetime(2026, 11, 5, tzinfo=dt.UTC)
+    good = event("good", type="llm.request", at=at, model="m", input_tokens=1_000_000, output_tokens=500_000)
+    report = engine.rate_batch([event("bad", type="llm.request", at=at, model="m", **counts), good])
+    assert report.totals == {("acme", "USD"): Decimal("2")}  # 1 + 0.5 x 2
+    [refused] = report.rejected
+    assert refused.code is Refusal.INVALID_QUANTITY and problem in refused.reason
+
+
+def test_durations_may_be_fractional_and_parts_within_their_whole_are_accepted(
+    book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    from rating.storage.memory import MemoryStorage
+
+    engine = Engine(book(LLM), MemoryStorage(), registry)
+    at = dt.datetime(2026, 11, 5, tzinfo=dt.UTC)
+    rated = engine.rate(
+        event(
+            "fine", type="llm.request", at=at, model="m", input_tokens=1_000_000, input_audio_tokens=1_000_000,
+            audio_seconds=Decimal("2.5"), output_tokens=0,
+        )
+    )  # fmt: skip
+    assert rated is not None and rated.total() == {"USD": Decimal("1")}
+
+
+def test_text_no_storage_can_keep_is_refused_with_its_record_alone(
+    book: Callable[[str], Pricebook], registry: Registry, storage: Storage
+) -> None:
+    # A lone surrogate ("\ud800" in JSON) failed the whole chunk on SQLite and PostgreSQL with a traceback.
+    lines = [
+        line("before"),
+        line("note").replace('"model": "m"', '"model": "m", "note": "\\ud800"'),
+        line("key").replace('"model": "m"', '"model": "m", "\\udfff": "x"'),
+        line("after"),
+    ]
+    report = Engine(book(SIMPLE_PRICEBOOK), storage, registry).rate_batch(
+        read_jsonl(io.BytesIO("\n".join(lines).encode()), "f")
+    )
+    assert report.posted == 2 and [(r.location, r.code) for r in report.rejected] == [
+        ("f:2", Refusal.INVALID_RECORD),
+        ("f:3", Refusal.INVALID_RECORD),
+    ]
+    assert "is not Unicode text" in report.rejected[0].reason
+    assert sorted(storage.rated_events(["before", "note", "key", "after"])) == ["after", "before"]

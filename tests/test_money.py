@@ -8,15 +8,35 @@ from rating.errors import InvalidAmount, RatingError
 from rating.money import allocate, currency_scale, format_decimal, quantize, round_to_total, to_decimal
 
 
-@pytest.mark.parametrize("value", [0.1, 1.0, True, float("nan"), "NaN", "Infinity", "abc", None, [1]])
+@pytest.mark.parametrize(
+    "value",
+    [0.1, 1.0, True, float("nan"), "NaN", "Infinity", "abc", None, [1]]
+    # Decimal() reads all of these; none is how a quantity or an amount is written
+    + ["1_000", " 12 ", "1_0", " 1.50 ", "12\n", "\t1", "-inf", "sNaN", "1e", ".", "+", "1.2.3", "", "0x10"],
+)
 def test_to_decimal_refuses_what_is_not_an_exact_finite_decimal(value: object) -> None:
     with pytest.raises(InvalidAmount):
         to_decimal(value)
 
 
+@given(st.text())
+def test_to_decimal_accepts_only_plain_decimal_text(text: str) -> None:
+    """Whatever the text, it is read only when it is digits with a sign, a point and an exponent, nothing else."""
+    try:
+        value = to_decimal(text)
+    except InvalidAmount:
+        return
+    assert set(text) <= set("0123456789+-.eE") and value == Decimal(text)
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False))
+def test_to_decimal_reads_every_decimal_it_writes(value: Decimal) -> None:
+    assert to_decimal(str(value)) == value and to_decimal(f"{value:f}") == value
+
+
 def test_to_decimal_keeps_the_written_digits() -> None:
     assert to_decimal("0.0000025") == Decimal("0.0000025")
-    assert str(to_decimal(" 1.50 ")) == "1.50"
+    assert str(to_decimal("1.50")) == "1.50"
     assert to_decimal(7) == Decimal(7)
 
 

@@ -106,7 +106,28 @@ REFUSED = [
     (*signed(amount="1E+999999"), PaymentRefusal.INVALID_AMOUNT),
     (*signed(amount="0.001"), PaymentRefusal.INVALID_AMOUNT),  # finer than a cent
     (*signed(amount=True), PaymentRefusal.INVALID_AMOUNT),
+    (*signed(amount=" 100.00 "), PaymentRefusal.INVALID_AMOUNT),  # Decimal() would read these three
+    (*signed(amount="1_00"), PaymentRefusal.INVALID_AMOUNT),
+    (*signed(amount="100.00\n"), PaymentRefusal.INVALID_AMOUNT),
 ]
+
+
+def _twice(key: str, value: str) -> bytes:
+    """A payload that gives ``key`` twice: its own value first, then ``value``."""
+    body = payload()
+    return body[:-1] + f', "{key}": "{value}"}}'.encode()
+
+
+@pytest.mark.parametrize("key, value", [("amount", "1000.00"), ("customer", "mallory"), ("payment_id", "pi_2")])
+def test_a_payload_giving_a_key_twice_is_malformed_never_read_by_its_last_value(
+    wallets: Wallets, pricebook: Pricebook, key: str, value: str
+) -> None:
+    body = _twice(key, value)
+    assert json.loads(body)[key] == value  # what a plain JSON reader would credit
+    with pytest.raises(PaymentRejected, match="appears twice") as error:
+        confirm_payment(wallets, body, sign(body, SECRET), SECRET, pricebook)
+    assert error.value.code is PaymentRefusal.MALFORMED
+    assert list(wallets.storage.transactions()) == []
 
 
 @pytest.mark.parametrize("body, signature, code", REFUSED, ids=[f"{i}-{case[2]}" for i, case in enumerate(REFUSED)])

@@ -169,14 +169,30 @@ MIGRATIONS: list[tuple[int, str]] = [
         )
         """,
     ),
+    (
+        4,
+        # Group values and unique members may be 1,024 UTF-8 bytes each, and a group several of them: more
+        # than a B-tree entry holds (2,704 bytes). Period state is keyed by a SHA-256 of its group instead
+        # (convert_to is only STABLE, for the client encoding it may name; the database's UTF-8 is fixed).
+        """
+        CREATE FUNCTION rating_sha256(text) RETURNS bytea IMMUTABLE STRICT PARALLEL SAFE LANGUAGE sql
+            AS 'SELECT sha256(convert_to($1, ''UTF8''))';
+        ALTER TABLE period_state DROP CONSTRAINT period_state_pkey;
+        CREATE UNIQUE INDEX period_state_key ON period_state (customer, meter, rating_sha256(group_key), period);
+        ALTER TABLE period_members DROP CONSTRAINT period_members_pkey;
+        CREATE UNIQUE INDEX period_members_key
+            ON period_members (customer, meter, rating_sha256(group_key), period, rating_sha256(member))
+        """,
+    ),
 ]
-MIGRATIONS.append((4, STATE_NAMESPACES_MIGRATION))
+MIGRATIONS.append((5, STATE_NAMESPACES_MIGRATION))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 #: Writes of up to this many records are pipelined INSERTs; larger ones are COPY, far cheaper per row.
 FEW_RECORDS = 64
-#: Matches period-state rows against four arrays of key columns.
+#: Matches period-state rows against four arrays of key columns (by the group's hash, as they are indexed).
 _STATE_MATCH = (
-    "(customer, meter, group_key, period) IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]))"
+    "(customer, meter, rating_sha256(group_key), period, group_key) IN (SELECT c, m, rating_sha256(g), p, g"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS k (c, m, g, p))"
 )
 
 
@@ -652,7 +668,8 @@ class PostgresStorage(Storage):
         with self._db.cursor() as cursor:
             cursor.executemany(
                 "INSERT INTO period_state VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (customer, meter, group_key, period) DO UPDATE SET quantity = EXCLUDED.quantity",
+                " ON CONFLICT (customer, meter, rating_sha256(group_key), period)"
+                " DO UPDATE SET quantity = EXCLUDED.quantity",
                 [(*key, quantity, unique) for key, (quantity, unique) in final.items()],
             )
             if members:
