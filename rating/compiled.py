@@ -13,7 +13,7 @@ from rating.accounts import revenue_account
 from rating.meters import Meter
 from rating.periods import PeriodClock, zone
 from rating.pricebook import Contract, Pricebook
-from rating.pricing import PricingModel
+from rating.pricing import PerEventModel, PricingModel
 from rating.statekeys import total_state
 from rating.subscriptions import Span, contract_span, plan_at, spans
 
@@ -54,6 +54,13 @@ class CompiledVersion:
             for charge in plan.charges:
                 by_meter.setdefault(charge.meter, []).append((running_total_key(plan_name, charge, book), charge))
         self.label = f"{book.pricebook}@{book.version.isoformat()}"
+        #: Whether a charge prices each event by what came before it in its period (free transactions, say):
+        #: then the order of a period's events decides its bill, not only a change of terms.
+        self.order_sensitive = any(
+            isinstance(charge, PerEventModel) and charge.kept
+            for holder in (*book.plans.values(), *book.contracts.values())
+            for charge in holder.charges
+        )
         #: The asset each plan bills in, which spend caps and alerts count: its charges' one asset
         #: (CREDITS for a credits plan), or the pricebook currency when they mix assets.
         self.billed_asset = {name: _billed_asset(plan.charges, book.currency) for name, plan in book.plans.items()}

@@ -507,7 +507,8 @@ class Engine:
 
     def _note_late(self, rating: RatedEvent, late: dict[tuple[str, str], dt.datetime]) -> None:
         """Add ``rating``'s customer period to ``late`` when its event arrived before events already rated there
-        with other terms between (a late event moved into a later period keeps the place it was given)."""
+        with other terms between, or under charges that price by what came before (a late event moved into a
+        later period keeps the place it was given)."""
         if "late_for" in rating.transaction.metadata:
             return
         arrival = next(line for line in reversed(rating.usage) if line.meter == LATEST)
@@ -515,8 +516,9 @@ class Engine:
         customer, at = rating.event.customer, rating.event.timestamp
         if latest is None or (customer, rating.period) in late:
             return
-        if self.pricer.terms_change_between(customer, at, latest):
-            book = self.pricer.version_at(at).book
+        version = self.pricer.version_at(at)
+        if version.order_sensitive or self.pricer.terms_change_between(customer, at, latest):
+            book = version.book
             _, start, _ = bounds_of(rating.period, zone(book.timezone_of(customer)), book.anchor_of(customer))
             late[customer, rating.period] = start
 

@@ -43,9 +43,9 @@ from rating.ledger import Posting
 from rating.meters import Meter, PeriodState
 from rating.money import ZERO, format_decimal
 from rating.pricebook import Contract
-from rating.pricing import PerEventModel, PricingModel
+from rating.pricing import EventPrice, PerEventModel, PricingModel
 from rating.refusals import Refusal, rank
-from rating.statekeys import BYOK_SUFFIX
+from rating.statekeys import BYOK_SUFFIX, kept_state
 from rating.subscriptions import spans
 
 #: A view of period state: the state of a key as the caller sees it (stored, or as a batch leaves it).
@@ -203,7 +203,11 @@ class Pricer:
                     if isinstance(pricing, PerEventModel):
                         if check:
                             _checked(pricing, event, refusals)
-                        each = pricing.price_event(event, asset)
+                        if pricing.kept:
+                            where = (customer, total_key + suffix, period)
+                            each = _price_in_period(pricing, event, asset, where, lookup, usage)
+                        else:
+                            each = pricing.price_event(event, asset)
                     else:
                         each = None
                     if pricing.rollover:
@@ -244,6 +248,8 @@ class Pricer:
             for total_key, charge in terms.charges.get(name, ()):
                 if charge.tracks_total:
                     yield (event.customer, total_key + suffix, (), period)
+                for part in charge.kept if isinstance(charge, PerEventModel) else ():
+                    yield (event.customer, kept_state(total_key + suffix, part), (), period)
 
     def _enriched(self, event: UsageEvent) -> UsageEvent:
         assert self._enrich is not None
@@ -267,6 +273,24 @@ def _checked(model: PerEventModel, event: UsageEvent, refusals: list[EventError]
         model.check_inputs(event)
     except EventError as error:
         refusals.append(error)
+
+
+def _price_in_period(
+    pricing: PerEventModel,
+    event: UsageEvent,
+    asset: str,
+    where: tuple[str, str, str],
+    lookup: StateLookup,
+    usage: list[Usage],
+) -> EventPrice:
+    """Price ``event`` by the period quantities the charge keeps (``where``: customer, running total, period),
+    and add a usage line for each, as the event moves it."""
+    customer, total, period = where
+    names = {part: kept_state(total, part) for part in pricing.kept}
+    used = {part: lookup((customer, name, (), period)).quantity for part, name in names.items()}
+    each, now = pricing.price_in_period(event, asset, used)
+    usage.extend(Usage(name, (), period, now[part] - used[part], used[part], now[part]) for part, name in names.items())
+    return each
 
 
 def _capped(text: str, charge: PricingModel, amount: Decimal, asset: str) -> str:

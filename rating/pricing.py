@@ -36,6 +36,7 @@ options above: the registry refuses it (it would silently switch the option on).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple
 
@@ -276,6 +277,20 @@ class PerEventModel(PricingModel):
         Raise :class:`~rating.errors.EventError` (with a :class:`~rating.refusals.Refusal`)
         for an event it cannot price, such as a missing or invalid property.
         """
+        raise NotImplementedError
+
+    @property
+    def kept(self) -> tuple[str, ...]:
+        """The period quantities this charge keeps to price its events (free transactions used, say); none by
+        default. A charge that keeps any prices each event by what came before it in its period, so its bill
+        depends on time order: the engine re-prices a period in place when an event arrives late in it."""
+        return ()
+
+    def price_in_period(
+        self, event: UsageEvent, asset: str, used: Mapping[str, Decimal]
+    ) -> tuple[EventPrice, dict[str, Decimal]]:
+        """Price one event by the period quantities :attr:`kept` as earlier events of the period left them
+        (``used``), and return them as this event leaves them. Only called when :attr:`kept` names any."""
         raise NotImplementedError
 
     def check_inputs(self, event: UsageEvent) -> None:

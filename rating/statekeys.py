@@ -53,6 +53,11 @@ def total_state(holder: str, identity: str) -> str:
     return f"{Namespace.TOTAL}:{holder}:{identity}"
 
 
+def kept_state(total: str, part: str) -> str:
+    """The state name of a period quantity a charge keeps (``part``), beside its running total ``total``."""
+    return f"{total}:{part}"
+
+
 def policy_state(policy: str, *parts: str) -> str:
     """The state name a policy keeps (``policy:spend``, ``policy:prepaid:CONTRACT``)."""
     return ":".join((Namespace.POLICY, policy, *parts))
@@ -89,6 +94,7 @@ __all__ = [
     "LATEST",
     "SPEND",
     "Namespace",
+    "kept_state",
     "StateKey",
     "meter_of",
     "meter_state",

@@ -64,8 +64,9 @@ def payment(amount: str, **more: object) -> UsageEvent:
 
 
 @pytest.mark.parametrize(
+    # An amount of zero is no transaction: it pays neither the fixed part nor the minimum (issue 25).
     ("amount", "fee"),
-    [("100.00", D("3.200")), ("1", D("0.50")), ("1000", D("10")), ("0", D("0.50"))],
+    [("100.00", D("3.200")), ("1", D("0.50")), ("1000", D("10")), ("0", D("0"))],
 )
 def test_a_percentage_fee_has_a_fixed_part_a_minimum_and_a_maximum(amount: str, fee: D) -> None:
     priced = FEE.price_event(payment(amount), "USD")
