@@ -196,6 +196,8 @@ def test_the_built_in_models_pass_the_conformance_kit() -> None:
     tiers = [{"up_to": "1000", "unit_price": "0.01"}, {"unit_price": "0.005"}]
     check_period_model(Tiered(meter="m", model="tiered", mode="graduated", tiers=tiers), quantities)
     check_per_event_model(FEE, [payment(a) for a in ("0", "1", "17.25", "5000")])
+    allowance = FEE.model_copy(update={"free_events": 2, "free_amount": D("10")})
+    check_per_event_model(allowance, [payment(a) for a in ("0", "1", "17.25", "5000")])
     check_per_event_model(LLM, [call(model="deepseek-chat", input_tokens=n, output_tokens=n) for n in (0, 1, 10**6)])
 
 
