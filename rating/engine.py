@@ -509,12 +509,14 @@ class Engine:
         """Add ``rating``'s customer period to ``late`` when its event arrived before events already rated there
         with other terms between, or under charges that price by what came before (a late event moved into a
         later period keeps the place it was given)."""
-        if "late_for" in rating.transaction.metadata:
-            return
-        arrival = next(line for line in reversed(rating.usage) if line.meter == LATEST)
+        for arrival in reversed(rating.usage):  # policy lines come last
+            if arrival.meter is LATEST:
+                break
         latest = arrived_late(arrival)
+        if latest is None or "late_for" in rating.transaction.metadata:  # in time order: the common case
+            return
         customer, at = rating.event.customer, rating.event.timestamp
-        if latest is None or (customer, rating.period) in late:
+        if (customer, rating.period) in late:
             return
         version = self.pricer.version_at(at)
         if version.order_sensitive or self.pricer.terms_change_between(customer, at, latest):
