@@ -72,6 +72,10 @@ class BatchReport:
     rejected: list[Rejection] = field(default_factory=list)
     totals: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     events: dict[str, int] = field(default_factory=dict)
+    #: What plugins are told once the transaction around a strict batch commits (None: tell them at once).
+    deferred: list[tuple[list[RatedEvent], dict[tuple[str, str], tuple[Decimal, Decimal]]]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def _add(self, rating: RatedEvent) -> None:
         """Count ``rating`` in; call it in the money context (the totals may pass 28 digits)."""
@@ -81,6 +85,10 @@ class BatchReport:
         for charge in rating.charges:
             key = (customer, charge.asset)
             self.totals[key] = self.totals.get(key, ZERO) + charge.amount
+
+
+class _Abandoned(Exception):
+    """Rolls back the write transaction of a strict batch that refused a record."""
 
 
 #: How running totals were named before charges had identities: ``total:HOLDER[INDEX]``, then ``:byok`` or not.
@@ -230,22 +238,67 @@ class Engine:
         in ``rejected``. Strict: one bad record and nothing at all is posted.
         ``progress`` is called with the number of records read after each chunk.
         """
+        if strict and self.storage.rolls_back:
+            return self._rate_strictly(items, chunk_size, chunk_bytes, progress)
         report = BatchReport()
+        concurrent = True  # chunks are priced outside the write scope until one has to be priced inside it
+        for chunk, read in self._chunks(items, report, chunk_size, chunk_bytes, whole=strict):
+            if strict and report.rejected:  # price the valid ones too, posting nothing: every refusal in one pass
+                self._post(chunk, report, strict=True)
+            else:
+                concurrent = concurrent and not strict and self._post_concurrently(chunk, report)
+                if not concurrent:
+                    self._post(chunk, report, strict=strict)
+            if progress:
+                progress(read)
+        return report
+
+    def _rate_strictly(
+        self,
+        items: Iterable[UsageEvent | Sourced | Pause],
+        chunk_size: int,
+        chunk_bytes: int,
+        progress: Callable[[int], None] | None,
+    ) -> BatchReport:
+        """All or nothing in bounded memory: every chunk is stored inside one write transaction, rolled back
+        when any record is refused (every refusal is still found, in one pass). Plugins hear of the ratings
+        only once the transaction commits."""
+        report = BatchReport()
+        report.deferred = []
+        try:
+            with self.storage.writing():
+                for chunk, read in self._chunks(items, report, chunk_size, chunk_bytes, whole=False):
+                    self._post(chunk, report, strict=True)
+                    if progress:
+                        progress(read)
+                if report.rejected:
+                    raise _Abandoned
+        except _Abandoned:
+            return BatchReport(rejected=report.rejected)
+        deferred, report.deferred = report.deferred, None
+        for fresh, wallets in deferred:
+            self._notify(fresh, wallets)
+        return report
+
+    @staticmethod
+    def _chunks(
+        items: Iterable[UsageEvent | Sourced | Pause],
+        report: BatchReport,
+        chunk_size: int,
+        chunk_bytes: int,
+        *,
+        whole: bool,
+    ) -> Iterator[tuple[list[tuple[str, UsageEvent]], int]]:
+        """The events of ``items`` in chunks (with the records read so far), ``report`` taking the invalid
+        records: a chunk ends at ``chunk_size`` records, ``chunk_bytes`` bytes of them as read, or a
+        :data:`~rating.events.PAUSE` of a live stream; ``whole``: one chunk of everything."""
         pending: list[tuple[str, UsageEvent]] = []
         pending_bytes = 0  # of the pending records in their source: large records end a chunk sooner
         read = 0
-        concurrent = True  # chunks are priced outside the write scope until one has to be priced inside it
-
-        def post(chunk: list[tuple[str, UsageEvent]], strict: bool) -> None:
-            nonlocal concurrent
-            concurrent = concurrent and self._post_concurrently(chunk, report)
-            if not concurrent:
-                self._post(chunk, report, strict=strict)
-
         for item in items:
             if isinstance(item, Pause):
-                if pending and not strict:
-                    post(pending, strict=False)
+                if pending and not whole:
+                    yield pending, read
                     pending, pending_bytes = [], 0
                 continue
             read += 1
@@ -256,18 +309,10 @@ class Engine:
                 pending_bytes += item.size
             else:
                 report.rejected.append(Rejection(item.location, Refusal.INVALID_RECORD, item.error or "invalid record"))
-            if (len(pending) >= chunk_size or pending_bytes >= chunk_bytes) and not strict:
-                post(pending, strict=False)
+            if (len(pending) >= chunk_size or pending_bytes >= chunk_bytes) and not whole:
+                yield pending, read
                 pending, pending_bytes = [], 0
-                if progress:
-                    progress(read)
-        if strict and report.rejected:  # price the valid ones too, posting nothing: every refusal in one pass
-            self._post(pending, report, strict=True)
-        else:
-            post(pending, strict=strict)
-        if progress:
-            progress(read)
-        return report
+        yield pending, read
 
     # -- internals ---------------------------------------------------------------
 
@@ -397,11 +442,19 @@ class Engine:
         fresh: list[RatedEvent],
         wallets: dict[tuple[str, str], tuple[Decimal, Decimal]],
     ) -> None:
-        """Count what a chunk stored (``fresh`` of ``accepted``) and tell plugins about it."""
+        """Count what a chunk stored (``fresh`` of ``accepted``) and tell plugins about it (later, when the
+        report defers it until a transaction around several chunks commits)."""
         report.duplicates += accepted - len(fresh)
         with localcontext(MONEY_CONTEXT):
             for rating in fresh:
                 report._add(rating)
+        if report.deferred is not None:
+            report.deferred.append((fresh, wallets))
+        else:
+            self._notify(fresh, wallets)
+
+    def _notify(self, fresh: list[RatedEvent], wallets: dict[tuple[str, str], tuple[Decimal, Decimal]]) -> None:
+        """Tell plugins of stored ratings, spend alerts crossed and wallets to top up."""
         if self._posted is not None:
             for rating in fresh:
                 self._posted(transaction=rating.transaction)

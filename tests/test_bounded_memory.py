@@ -21,11 +21,13 @@ from rating.billing import load_billing
 from rating.cli import _count_lines, main
 from rating.engine import Engine
 from rating.errors import PricebookError
-from rating.events import Pause, follow, read_events
-from rating.pricebook import Pricebook, load_pricebook
+from rating.events import Pause, UsageEvent, follow, read_events
+from rating.hookspecs import hookimpl
+from rating.pricebook import Pricebook, load_pricebook, parse_pricebook
+from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.storage.sqlite import SQLiteStorage
-from tests.helpers import SIMPLE_PRICEBOOK
+from tests.helpers import SIMPLE_PRICEBOOK, event
 
 MiB = 1024 * 1024
 #: Peak resident memory any command may reach on any input.
@@ -163,3 +165,38 @@ def test_a_line_of_hundreds_of_megabytes_on_strict_standard_input_stays_under_th
     source.unlink()
     assert code != 0 and "line is longer than 1,048,576 bytes" in err and "nothing posted" in err
     assert peak < MAX_RSS, peak  # the progress counter read the line whole
+
+
+def test_strict_rating_of_large_records_stays_under_the_memory_limit(tmp_path: Path, large_records: Path) -> None:
+    """All or nothing without holding everything: the chunks are stored in one transaction, rolled back on a
+    refusal (the records of a strict batch were all held until their one post)."""
+    code, err, peak = _rate(tmp_path, large_records, str(large_records), "--strict")
+    assert code == 0 and "posted 150 events" in err and peak < MAX_RSS, peak
+
+
+def test_a_strict_batch_stores_its_chunks_as_it_goes_and_takes_them_all_back_on_a_refusal(tmp_path: Path) -> None:
+    registry = Registry.load()
+    storage = SQLiteStorage(tmp_path / "strict.db")
+    posted: list[str] = []
+
+    class Listener:
+        @hookimpl
+        def rating_transaction_posted(self, transaction: object) -> None:
+            posted.append(str(transaction))
+
+    engine = Engine(parse_pricebook(SIMPLE_PRICEBOOK, registry, "book.yaml"), storage, Registry.load([Listener()]))
+    seen_while_reading: list[bool] = []
+
+    def events(last_customer: str) -> Iterator[UsageEvent]:
+        for number in range(250):
+            if number == 200:  # two chunks of 100 are in the transaction already, not held in memory
+                seen_while_reading.append(bool(storage.rated_events(["e0", "e150"])))
+            yield event(f"e{number}", customer="acme" if number < 249 else last_customer, tokens=1, model="m")
+
+    refused = engine.rate_batch(events("nobody"), strict=True, chunk_size=100)
+    assert [r.code for r in refused.rejected] == [Refusal.UNKNOWN_CUSTOMER] and refused.posted == 0
+    assert seen_while_reading == [True] and storage.rated_events(["e0"]) == {} and storage.balances() == {}
+    assert posted == []  # plugins heard of nothing that was rolled back
+    done = engine.rate_batch(events("acme"), strict=True, chunk_size=100)
+    assert done.posted == 250 and done.rejected == [] and len(posted) == 250
+    storage.close()

@@ -124,6 +124,9 @@ class Storage(abc.ABC):
     url: str
     #: The thread inside :meth:`writing`, if any: only that thread joins the scope; others wait for it.
     _writer: int | None = None
+    #: Whether an error inside :meth:`writing` undoes everything written in it (a database transaction); the
+    #: engine then stores a strict batch chunk by chunk in one scope instead of holding all of it.
+    rolls_back = True
     #: Whether the adapter stores each charge's explanation text (then the engine hands it described charges).
     keeps_explanations = True
     #: Whether the engine should read a chunk's period state and closed periods in one query up front

@@ -28,6 +28,8 @@ class MemoryStorage(Storage):
     nothing behind.
     """
 
+    rolls_back = False  # what a write scope stored stays when it fails
+
     keeps_explanations = False  # charges keep their pricing model; the text is made when read
 
     def __init__(self, url: str = "memory:") -> None:
