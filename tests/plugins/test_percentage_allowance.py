@@ -20,7 +20,7 @@ from rating.registry import Registry
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
 from tests.helpers import later
-from tests.test_arrival_order import ledger, records
+from tests.test_arrival_order import assert_same_bill
 
 BOOK = """\
 pricebook: take-rate
@@ -146,5 +146,4 @@ def test_allowances_bill_the_same_in_any_arrival_order_and_batch_split(
 
     shuffled = [events[i] for i in arrival]
     in_order, any_order = billed([events]), billed([shuffled[i : i + chunk] for i in range(0, len(events), chunk)])
-    assert ledger(any_order) == ledger(in_order)
-    assert records(any_order) == records(in_order)
+    assert_same_bill(any_order, in_order)
