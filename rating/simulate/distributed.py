@@ -75,10 +75,28 @@ def simulate_on_dask(
 def connect(address: str | None, workers: int | None) -> Any:
     """A ``distributed.Client``: to the scheduler at ``address``, or to a new local cluster of ``workers``."""
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError:
         raise RatingError(INSTALL_HINT) from None
     if address:
         return Client(address)
-    cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=None)
-    return Client(cluster)
+    return Client(local_cluster(workers or 2))
+
+
+#: Where a local cluster's scheduler serves HTTP (its health and metrics routes): any free port of the loopback.
+#: ``dashboard_address=None`` alone turns the dashboard off but still binds port 8787, and warns when it is taken.
+HTTP_ADDRESS = "127.0.0.1:0"
+
+
+def local_cluster(workers: int) -> Any:
+    """A ``distributed.LocalCluster`` of ``workers`` single-threaded processes that opens no dashboard and no fixed
+    port, so it starts the same whether or not another program holds port 8787."""
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": HTTP_ADDRESS},
+    )

@@ -129,12 +129,15 @@ def test_a_missing_or_naive_layout_is_refused_in_one_line(tmp_path: Path) -> Non
 
 
 def test_a_local_dask_cluster_of_two_workers_gives_the_single_process_figures(tmp_path: Path) -> None:
-    from distributed import Client, LocalCluster
+    """Also while another program holds port 8787 (the Dask dashboard's): the cluster opens no dashboard port."""
+    import socket
+
+    from distributed import Client
 
     from rating.demo import write_demo_events
     from rating.events import read_events
     from rating.pricebook import load_pricebook
-    from rating.simulate.distributed import simulate_on_dask
+    from rating.simulate.distributed import local_cluster, simulate_on_dask
     from tests.helpers import EXAMPLE, ROOT
 
     events = [r.event for r in read_events(write_demo_events(tmp_path / "demo.jsonl", 600)) if r.event]
@@ -144,10 +147,13 @@ def test_a_local_dask_cluster_of_two_workers_gives_the_single_process_figures(tm
     baseline = Catalog([load_pricebook(EXAMPLE, REGISTRY)])
     candidate = Catalog([load_pricebook(ROOT / "pricebooks" / "candidates" / "ai-gateway-2027.yaml", REGISTRY)])
     single = simulate(ParquetHistory(paths), baseline, [candidate], REGISTRY, ["now", "next"])
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
+    holder = socket.socket()
+    try:
+        holder.bind(("0.0.0.0", 8787))
+        holder.listen()
+    except OSError:  # another program holds it already: just as good
+        pass
+    with holder, local_cluster(2) as cluster, Client(cluster) as client:
         spread = simulate_on_dask(paths, baseline, [candidate], ["now", "next"], client, partitions=3)
     assert spread.rows() == single.rows()
     for mine, theirs in zip(spread.scenarios, single.scenarios, strict=True):
