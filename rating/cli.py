@@ -441,6 +441,10 @@ def cmd_margin(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace, registry: Registry) -> int:
+    if args.report:
+        from rating.simulate.report import require_charts
+
+        require_charts()  # before the long run, not after it
     if args.baseline == "ledger":
         result, invalid = _simulate_against_ledger(args, registry)
     elif args.pricebook:
