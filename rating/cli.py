@@ -37,7 +37,7 @@ from rating.pricebook import Pricebook, json_schema, load_pricebook, summary
 from rating.registry import Registry
 from rating.reports import margin_report, usage_report, window
 from rating.rerate import rerate
-from rating.simulate import SimulationResult, distinct, percent_change, simulate
+from rating.simulate import EventFile, SimulationResult, distinct, percent_change, simulate
 from rating.statements import CATEGORIES, statement, statement_csv
 from rating.storage import Storage
 from rating.wallet import Wallets
@@ -493,10 +493,10 @@ def _simulate(
 
         with connect(args.dask, args.workers) as client:
             return simulate_on_dask(_parquet_files(args.events), baseline, candidates, labels, client), 0
-    events, invalid = _history(args, registry, baseline.latest)
-    runs = 1 + len(candidates)
-    total, unit = (len(events) * runs, "events priced") if isinstance(events, list) else (runs, "pricebooks")
-    return simulate(events, baseline, candidates, registry, labels, progress=Progress(total, unit)), invalid
+    events = _history(args, registry, baseline.latest)
+    progress = Progress(1 + len(candidates), "pricebooks") if not isinstance(events, EventFile) else None
+    result = simulate(events, baseline, candidates, registry, labels, progress=progress)
+    return result, events.invalid if isinstance(events, EventFile) else 0
 
 
 def _simulate_against_ledger(args: argparse.Namespace, registry: Registry) -> tuple[SimulationResult, int]:
@@ -702,26 +702,21 @@ def _parquet_files(name: str | None) -> list[Path]:
 
 def _history(
     args: argparse.Namespace, registry: Registry, book: Pricebook
-) -> tuple[list[UsageEvent] | ParquetHistory, int]:
-    """The events to simulate: a file, Parquet files (columnar), or the database (``--db``, ``--from``, ``--to``)."""
+) -> EventFile | ParquetHistory | Iterator[UsageEvent]:
+    """The events to simulate, read as they are priced: a file (its ``invalid`` records counted as it is read),
+    Parquet files (columnar), or the database (``--db``, ``--from``, ``--to``)."""
     if args.events is not None and (Path(args.events).suffix == ".parquet" or Path(args.events).is_dir()):
         from rating.simulate.columnar import ParquetHistory
 
-        return ParquetHistory(_parquet_files(args.events)), 0
+        return ParquetHistory(_parquet_files(args.events))
     if args.events is not None:
         path = Path(args.events)
         if not path.is_file():
             raise RatingError(f"{path}: no such events file")
-        events, invalid = [], 0
-        for record in read_events(path):
-            if record.event is None:
-                invalid += 1
-            else:
-                events.append(record.event)
-        return events, invalid
+        return EventFile(path, Progress(_count_lines(path)))
     since, until = _range(args, book)
     storage = _open(args, registry, read_only=True)
-    return [activity.event for activity in storage.activity(since, until)], 0
+    return (activity.event for activity in storage.activity(since, until))
 
 
 def _range(args: argparse.Namespace, book: Pricebook) -> tuple[dt.datetime, dt.datetime]:
@@ -808,11 +803,12 @@ def cmd_diff(args: argparse.Namespace, registry: Registry) -> int:
     if not args.events:
         print(render(rows, columns, args.output))
         return 0
-    events, invalid = _history(args, registry, after)
+    events = _history(args, registry, after)
     edits = separable_edits(before, after)
     candidates = [Catalog([after])] + [Catalog([edit.alone]) for edit in edits]
     labels = ["before", "after"] + [f"edit {number}" for number, _ in enumerate(edits, start=1)]
     result = simulate(events, Catalog([before]), candidates, registry, labels)
+    invalid = events.invalid if isinstance(events, EventFile) else 0
     for line in simulation_summary(result.only(1), invalid):
         print(line, file=sys.stderr)
     impacts = change_impacts(result, edits)
