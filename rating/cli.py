@@ -27,7 +27,7 @@ from rating.closing import close_period
 from rating.demo import example_pricebook, write_demo_events
 from rating.diff import Edit, diff, separable_edits
 from rating.engine import BatchReport, Engine
-from rating.errors import PricebookError, RatingError
+from rating.errors import PricebookError, RatingError, StorageError
 from rating.events import Pause, Sourced, UsageEvent, follow, parse_event, parse_json, read_events
 from rating.money import ZERO, format_decimal, plain, to_decimal
 from rating.output import FORMATS, OutputFormat, as_text, render
@@ -86,6 +86,7 @@ def _open(args: argparse.Namespace, registry: Registry, *, read_only: bool = Fal
     Reading commands open it ``read_only``: they never migrate, and work on a read-only file.
     """
     storage: Storage = args.resources.enter_context(registry.open_storage(args.db, read_only=read_only))
+    args.opened = [*getattr(args, "opened", []), storage]  # verified if the command trips on what it reads
     return storage
 
 
@@ -1081,13 +1082,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def damaged(storages: Sequence[Storage]) -> str | None:
+    """What ``rating verify`` finds wrong with the first damaged of ``storages``, as one line; None if all are sound.
+
+    Asked when a command fails with an error that is not a refusal: a damaged
+    database is named (verify reports it too), anything else stays a bug.
+    """
+    for storage in storages:
+        problems = storage.verify()
+        if problems:
+            more = f" (and {len(problems) - 1:,} more)" if len(problems) > 1 else ""
+            return f"{storage.url}: the database is damaged: {problems[0]}{more}; run rating verify"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
         registry = Registry.load()
         with contextlib.ExitStack() as args.resources:
-            return int(args.handler(args, registry))
+            try:
+                return int(args.handler(args, registry))
+            except Exception as error:
+                if isinstance(error, RatingError) or (damage := damaged(getattr(args, "opened", []))) is None:
+                    raise
+                raise StorageError(damage, code="damaged") from None
     except PricebookError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)

@@ -117,7 +117,8 @@ class StorageError(RatingError):
     """The storage cannot be opened, written or read; ``code`` names the known cases.
 
     Codes: ``schema_outdated`` (a reading command met a database that needs ``rating db migrate``),
-    ``schema_newer`` (written by a newer rating), or None.
+    ``schema_newer`` (written by a newer rating), ``damaged`` (a command tripped on a row ``rating verify``
+    names), or None.
     """
 
     def __init__(self, message: str, code: str | None = None) -> None:
