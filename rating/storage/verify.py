@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -100,9 +101,12 @@ class Checks:
             return None
 
     def rows(self, table: str, columns: str) -> Iterator[tuple[Any, ...]]:
-        """The raw rows of ``table`` (none where the adapter has no tables, or the table cannot be read)."""
-        rows = self.read(f"table {table}", lambda: list(self.storage._raw_rows(table, columns)))
-        return iter(rows or ())
+        """The raw rows of ``table``, one at a time (none where the adapter has no tables); a table that cannot be
+        read is a problem."""
+        try:
+            yield from self.storage._raw_rows(table, columns)
+        except Exception as error:  # noqa: BLE001 - a table no command could read is what verify reports
+            self.problems.append(f"table {table} cannot be read: {_said(error)}")
 
 
 def unreadable(storage: Storage, known: Iterable[str] = ()) -> list[str]:
@@ -247,11 +251,11 @@ def _closed_periods(checks: Checks, transactions: dict[str, Any]) -> None:
 def _readers(checks: Checks) -> None:
     """The storage's own readers over everything, as the commands call them."""
     storage = checks.storage
-    charges = checks.read("the charges", lambda: list(storage.charges()))
-    checks.read("the rated events", lambda: list(storage.activity(EARLIEST, LATEST)))
+    periods = checks.read("the charges", lambda: {stored.charge.period for stored in storage.charges()})
+    checks.read("the rated events", lambda: deque(storage.activity(EARLIEST, LATEST), maxlen=0))
     balances = checks.read("the balances", storage.balances)
     if balances:
         accounts = sorted({account for account, _ in balances})
         checks.read("the totals of the accounts", lambda: storage.account_totals(accounts, LATEST))
-    for period in sorted({c.charge.period for c in charges or ()}):
+    for period in sorted(periods or ()):
         checks.read(f"the charges of period {period}", lambda period=period: storage.period_totals(period))
