@@ -1096,6 +1096,19 @@ def damaged(storages: Sequence[Storage]) -> str | None:
     return None
 
 
+def refusal(error: Exception, storages: Sequence[Storage]) -> RatingError:
+    """What ``main`` says of ``error``: a refusal as it is; a command tripping on a damaged database as ``damaged``,
+    naming what ``rating verify`` finds; anything else is a bug, raised with its traceback."""
+    if isinstance(error, RatingError):
+        failure = error
+    elif not isinstance(error, BrokenPipeError) and (damage := damaged(storages)) is not None:
+        failure = StorageError(damage, code="damaged")
+    else:
+        raise error
+    failure.__context__ = failure.__cause__ = None
+    return failure.with_traceback(None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -1105,9 +1118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 return int(args.handler(args, registry))
             except Exception as error:
-                if isinstance(error, RatingError) or (damage := damaged(getattr(args, "opened", []))) is None:
-                    raise
-                raise StorageError(damage, code="damaged") from None
+                failure = refusal(error, getattr(args, "opened", []))
+            # Raised here, its traceback dropped, so that readers it interrupted (a cursor half read) are closed
+            # now, while their database is still open, not after: that would print "Exception ignored".
+            raise failure
     except PricebookError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
