@@ -44,7 +44,7 @@ from rating.pricebook import Pricebook, json_schema, load_pricebook, summary
 from rating.registry import Registry
 from rating.reports import margin_report, usage_report, window
 from rating.rerate import rerate
-from rating.simulate import SimulationResult, distinct, percent_change, simulate
+from rating.simulate import EventFile, SimulationResult, distinct, percent_change, simulate
 from rating.statements import MOVEMENTS, statement, statement_csv
 from rating.storage import Storage, masked
 from rating.storage.memory import MemoryStorage
@@ -139,6 +139,7 @@ def _open(args: argparse.Namespace, registry: Registry, mode: OpenMode = "existi
                 raise
             opened = MemoryStorage()  # nothing rated yet: quote and simulate see an empty ledger, create none
     storage: Storage = args.resources.enter_context(opened)
+    args.opened = [*getattr(args, "opened", []), storage]  # verified if the command trips on what it reads
     return storage
 
 
@@ -490,6 +491,10 @@ def cmd_margin(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace, registry: Registry) -> int:
+    if args.report:
+        from rating.simulate.report import require_charts
+
+        require_charts()  # before the long run, not after it
     if args.baseline == "ledger":
         result, invalid = _simulate_against_ledger(args, registry)
     elif args.pricebook:
@@ -546,10 +551,10 @@ def _simulate(
 
         with connect(args.dask, args.workers, timeout=DASK_CONNECT_TIMEOUT) as client:
             return simulate_on_dask(_parquet_files(args.events), baseline, candidates, labels, client), 0
-    events, invalid = _history(args, registry, baseline.latest)
-    runs = 1 + len(candidates)
-    total, unit = (len(events) * runs, "events priced") if isinstance(events, list) else (runs, "pricebooks")
-    return simulate(events, baseline, candidates, registry, labels, progress=Progress(total, unit)), invalid
+    events = _history(args, registry, baseline.latest)
+    progress = Progress(1 + len(candidates), "pricebooks") if not isinstance(events, EventFile) else None
+    result = simulate(events, baseline, candidates, registry, labels, progress=progress)
+    return result, events.invalid if isinstance(events, EventFile) else 0
 
 
 def _simulate_against_ledger(args: argparse.Namespace, registry: Registry) -> tuple[SimulationResult, int]:
@@ -804,26 +809,21 @@ def _parquet_files(name: str | None) -> list[Path]:
 
 def _history(
     args: argparse.Namespace, registry: Registry, book: Pricebook
-) -> tuple[list[UsageEvent] | ParquetHistory, int]:
-    """The events to simulate: a file, Parquet files (columnar), or the database (``--db``, ``--from``, ``--to``)."""
+) -> EventFile | ParquetHistory | Iterator[UsageEvent]:
+    """The events to simulate, read as they are priced: a file (its ``invalid`` records counted as it is read),
+    Parquet files (columnar), or the database (``--db``, ``--from``, ``--to``)."""
     if args.events is not None and (Path(args.events).suffix == ".parquet" or Path(args.events).is_dir()):
         from rating.simulate.columnar import ParquetHistory
 
-        return ParquetHistory(_parquet_files(args.events)), 0
+        return ParquetHistory(_parquet_files(args.events))
     if args.events is not None:
         path = Path(args.events)
         if not path.is_file():
             raise RatingError(f"{path}: no such events file")
-        events, invalid = [], 0
-        for record in read_events(path):
-            if record.event is None:
-                invalid += 1
-            else:
-                events.append(record.event)
-        return events, invalid
+        return EventFile(path, Progress(_count_lines(path)))
     since, until = _range(args, book)
     storage = _open(args, registry, "empty")
-    return [activity.event for activity in storage.activity(since, until)], 0
+    return (activity.event for activity in storage.activity(since, until))
 
 
 def _range(args: argparse.Namespace, book: Pricebook) -> tuple[dt.datetime, dt.datetime]:
@@ -910,11 +910,12 @@ def cmd_diff(args: argparse.Namespace, registry: Registry) -> int:
     if not args.events:
         print(render(rows, columns, args.output))
         return 0
-    events, invalid = _history(args, registry, after)
+    events = _history(args, registry, after)
     edits = separable_edits(before, after)
     candidates = [Catalog([after])] + [Catalog([edit.alone]) for edit in edits]
     labels = ["before", "after"] + [f"edit {number}" for number, _ in enumerate(edits, start=1)]
     result = simulate(events, Catalog([before]), candidates, registry, labels)
+    invalid = events.invalid if isinstance(events, EventFile) else 0
     for line in simulation_summary(result.only(1), invalid):
         print(line, file=sys.stderr)
     impacts = change_impacts(result, edits)
@@ -1303,6 +1304,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def damaged(storages: Sequence[Storage]) -> str | None:
+    """What ``rating verify`` finds wrong with the first damaged of ``storages``, as one line; None if all are sound.
+
+    Asked when a command fails with an error that is not a refusal: a damaged
+    database is named (verify reports it too), anything else stays a bug.
+    """
+    for storage in storages:
+        problems = storage.verify()
+        if problems:
+            more = f" (and {len(problems) - 1:,} more)" if len(problems) > 1 else ""
+            return f"{storage.url}: the database is damaged: {problems[0]}{more}; run rating verify"
+    return None
+
+
+def refusal(error: Exception, storages: Sequence[Storage]) -> RatingError:
+    """What ``main`` says of ``error``: a refusal as it is; a command tripping on a damaged database as ``damaged``,
+    naming what ``rating verify`` finds; anything else is a bug, raised with its traceback."""
+    if isinstance(error, RatingError):
+        failure = error
+    elif not isinstance(error, BrokenPipeError) and (damage := damaged(storages)) is not None:
+        failure = StorageError(damage, code="damaged")
+    else:
+        raise error
+    failure.__context__ = failure.__cause__ = None
+    return failure.with_traceback(None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (README "Exit codes"), never raises."""
     if argv is not None and any("\x00" in arg for arg in argv):  # an OS never passes one; a caller might
@@ -1316,7 +1344,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         registry = Registry.load()
         with contextlib.ExitStack() as args.resources:
-            return int(args.handler(args, registry))
+            try:
+                return int(args.handler(args, registry))
+            except Exception as error:
+                failure = refusal(error, getattr(args, "opened", []))
+            # Raised here, its traceback dropped, so that readers it interrupted (a cursor half read) are closed
+            # now, while their database is still open, not after: that would print "Exception ignored".
+            raise failure
     except PricebookError as error:
         for problem in error.problems:
             print(secret(problem), file=sys.stderr)

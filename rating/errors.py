@@ -137,8 +137,8 @@ class StorageError(RatingError):
 
     Codes: ``no_database`` (no database, or no rating schema in it, where a command needs an existing one),
     ``schema_outdated`` (a command other than ``rate`` and ``db migrate`` met a database that needs
-    ``rating db migrate``), ``schema_newer`` (written by a newer rating), ``damaged`` (the file is not
-    a database any more), or None.
+    ``rating db migrate``), ``schema_newer`` (written by a newer rating), ``damaged`` (the file is not a
+    database any more, or a command tripped on a row ``rating verify`` names), or None.
     """
 
     def __init__(self, message: str, code: str | None = None) -> None:

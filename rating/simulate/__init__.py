@@ -22,9 +22,12 @@ property test).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+import hashlib
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, localcontext
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rating.accounts import receivable_account
@@ -32,7 +35,7 @@ from rating.catalog import Catalog
 from rating.charges import StateKey
 from rating.closing import period_closing
 from rating.errors import EventError
-from rating.events import UsageEvent
+from rating.events import UsageEvent, read_events
 from rating.meters import PeriodState
 from rating.money import HUNDRED, MONEY_CONTEXT, ZERO
 from rating.periods import PeriodClock, zone
@@ -133,6 +136,89 @@ def _summed(amounts: Amounts) -> dict[str, Decimal]:
     return totals
 
 
+class _PerEvent:
+    """Prices events one by one under one catalog, keeping the period state its pricer reads."""
+
+    def __init__(self, catalog: Catalog, registry: Registry, label: str) -> None:
+        hook = registry.manager.hook
+        self.catalog = catalog
+        self.pricer = Pricer(catalog, hook.rating_enrich_event if registry.enriches_events else None, describe=False)
+        self.scenario = Scenario(label, catalog.latest.currency)
+        self.states: dict[StateKey, PeriodState] = {}
+        self.spend: dict[StateKey, PeriodState] = {}  # only for hard caps: events a cap refuses do not add to it
+        self.clocks: dict[tuple[int, str], PeriodClock] = {}
+
+    def lookup(self, key: StateKey) -> PeriodState:
+        """The period state of ``key`` so far (zero at first)."""
+        return self.states.get(key) or self.states.setdefault(key, PeriodState(ZERO))
+
+    def spend_lookup(self, key: StateKey) -> PeriodState:
+        """What hard spend caps have let through so far under ``key``."""
+        return self.spend.get(key) or self.spend.setdefault(key, PeriodState(ZERO))
+
+    def price(self, event: UsageEvent) -> None:
+        """Price ``event`` after those before it, into the scenario (inside the money context)."""
+        scenario = self.scenario
+        scenario.periods.update(periods_of(event.timestamp, self.catalog, self.clocks))
+        try:
+            priced = self.pricer.price(self.pricer.terms(event), self.lookup)
+        except EventError as error:
+            scenario.not_priced(error.code)
+            return
+        except ArithmeticError:
+            scenario.not_priced(Refusal.NOT_EXACT)
+            return
+        customer, terms = event.customer, priced.terms
+        advance(self.lookup, customer, priced.usage)
+        _would_cap(priced, self.spend_lookup, scenario)
+        for charge in priced.charges:
+            scenario.add_charge(customer, terms.plan, charge.meter, terms.period, charge.asset, charge.amount)
+        for cost in priced.costs:
+            scenario.add_cost(customer, cost.asset, cost.amount)
+
+
+def _fingerprint(event: UsageEvent) -> bytes:
+    """A 128-bit digest of the event's content: what telling a replay from a conflicting reuse of its id needs,
+    in 16 bytes per event id however large the event (the stream is never held whole)."""
+    return hashlib.blake2b(event.canonical_json().encode(), digest_size=16).digest()
+
+
+def price_all(
+    events: Iterable[UsageEvent],
+    catalogs: Sequence[Catalog],
+    registry: Registry,
+    labels: Sequence[str],
+    progress: Callable[[int], None] | None = None,
+) -> list[Scenario]:
+    """Price ``events`` one by one under each of ``catalogs``, in one pass, without closing any period.
+
+    The events are read once, whatever the number of catalogs, and not kept:
+    memory holds the period state and totals, and a digest per event id (billing
+    posts an id once: a replay is skipped, another content under the same id is
+    counted as ``duplicate_conflict``). ``progress`` is called with the number
+    of events read so far, every 10,000 and at the end.
+    """
+    pricers = [_PerEvent(catalog, registry, label) for catalog, label in zip(catalogs, labels, strict=True)]
+    seen: dict[str, bytes] = {}
+    read = 0
+    with localcontext(MONEY_CONTEXT):
+        for read, event in enumerate(events, start=1):
+            if progress is not None and not read % 10_000:
+                progress(read)
+            content, previous = _fingerprint(event), seen.get(event.id)
+            if previous is not None:  # priced once, as billing posts it once; other content is a conflict
+                if previous != content:
+                    for pricer in pricers:
+                        pricer.scenario.not_priced(Refusal.DUPLICATE_CONFLICT)
+                continue
+            seen[event.id] = content
+            for pricer in pricers:
+                pricer.price(event)
+    if progress is not None:
+        progress(read)
+    return [pricer.scenario for pricer in pricers]
+
+
 def price_events(
     events: Iterable[UsageEvent],
     catalog: Catalog,
@@ -140,54 +226,9 @@ def price_events(
     label: str,
     progress: Callable[[int], None] | None = None,
 ) -> Scenario:
-    """Price ``events`` one by one under ``catalog``, in their order, without closing any period.
-
-    ``progress`` is called with the number of events read so far, every 10,000 and at the end.
-    """
-    hook = registry.manager.hook
-    pricer = Pricer(catalog, hook.rating_enrich_event if registry.enriches_events else None, describe=False)
-    scenario = Scenario(label, catalog.latest.currency)
-    states: dict[StateKey, PeriodState] = {}
-    spend: dict[StateKey, PeriodState] = {}  # only for hard caps: events a cap refuses do not add to it
-
-    def lookup(key: StateKey) -> PeriodState:
-        return states.get(key) or states.setdefault(key, PeriodState(ZERO))
-
-    def spend_lookup(key: StateKey) -> PeriodState:
-        return spend.get(key) or spend.setdefault(key, PeriodState(ZERO))
-
-    clocks: dict[tuple[int, str], PeriodClock] = {}
-    seen: dict[str, str] = {}  # event id -> its content: billing posts an id once
-    read = 0
-    with localcontext(MONEY_CONTEXT):
-        for read, event in enumerate(events, start=1):
-            if progress is not None and not read % 10_000:
-                progress(read)
-            content, previous = event.canonical_json(), seen.get(event.id)
-            if previous is not None:  # priced once, as billing posts it once; other content is a conflict
-                if previous != content:
-                    scenario.not_priced(Refusal.DUPLICATE_CONFLICT)
-                continue
-            seen[event.id] = content
-            scenario.periods.update(periods_of(event.timestamp, catalog, clocks))
-            try:
-                priced = pricer.price(pricer.terms(event), lookup)
-            except EventError as error:
-                scenario.not_priced(error.code)
-                continue
-            except ArithmeticError:
-                scenario.not_priced(Refusal.NOT_EXACT)
-                continue
-            customer, terms = event.customer, priced.terms
-            advance(lookup, customer, priced.usage)
-            _would_cap(priced, spend_lookup, scenario)
-            for charge in priced.charges:
-                scenario.add_charge(customer, terms.plan, charge.meter, terms.period, charge.asset, charge.amount)
-            for cost in priced.costs:
-                scenario.add_cost(customer, cost.asset, cost.amount)
-    if progress is not None:
-        progress(read)
-    return scenario
+    """Price ``events`` one by one under ``catalog``, in their order, without closing any period
+    (:func:`price_all` with one catalog)."""
+    return price_all(events, [catalog], registry, [label], progress)[0]
 
 
 def close_periods(scenario: Scenario, catalog: Catalog) -> Scenario:
@@ -349,7 +390,7 @@ def percent_of(part: Decimal, whole: Decimal) -> Decimal | None:
 
 
 def simulate(
-    events: Sequence[UsageEvent] | ParquetHistory,
+    events: Iterable[UsageEvent] | ParquetHistory,
     baseline: Catalog,
     candidates: Sequence[Catalog],
     registry: Registry | None = None,
@@ -358,32 +399,60 @@ def simulate(
 ) -> SimulationResult:
     """Price ``events`` under ``baseline`` and each of ``candidates``; see the module docstring.
 
-    ``events`` is a sequence of events, priced one by one, or a
-    :class:`~rating.simulate.columnar.ParquetHistory`, totalled per key by DuckDB.
-    ``progress`` is called with how much is done: events priced, counted over every
-    pricebook, for a sequence; pricebooks priced for Parquet history.
+    ``events`` is an iterable of events, read once and priced one by one under
+    every pricebook in the same pass (a stream: memory does not grow with it), or
+    a :class:`~rating.simulate.columnar.ParquetHistory`, totalled per key by DuckDB.
+    ``progress`` is called with how much is done: events read, for events;
+    pricebooks priced, for Parquet history.
     """
     registry = registry or Registry.load()
     catalogs = [baseline, *candidates]
     names = distinct([f"{c.name}@{c.latest.version.isoformat()}" for c in catalogs] if labels is None else list(labels))
-    scenarios, notices = [], []
-    for number, (catalog, name) in enumerate(zip(catalogs, names, strict=True)):
-        if isinstance(events, Sequence):
-            scenario = price_events(events, catalog, registry, name, _offset(progress, len(events) * number))
-        else:
-            from rating.simulate.columnar import price_columnar
+    notices: list[str] = []
+    if _columnar(events):
+        from rating.simulate.columnar import price_columnar
 
-            scenario, said = price_columnar(events, catalog, registry, name)
+        scenarios = []
+        for number, (catalog, name) in enumerate(zip(catalogs, names, strict=True)):
+            scenario, said = price_columnar(events, catalog, registry, name)  # type: ignore[arg-type]
+            scenarios.append(scenario)
             notices += said
             if progress is not None:
                 progress(number + 1)
-        scenarios.append(close_periods(scenario, catalog))
-    return SimulationResult(scenarios[0], scenarios[1:], notices)
+    else:
+        scenarios = price_all(events, catalogs, registry, names, progress)  # type: ignore[arg-type]
+    closed = [close_periods(scenario, catalog) for scenario, catalog in zip(scenarios, catalogs, strict=True)]
+    return SimulationResult(closed[0], closed[1:], notices)
 
 
-def _offset(progress: Callable[[int], None] | None, done: int) -> Callable[[int], None] | None:
-    """``progress``, counting on from ``done``."""
-    return None if progress is None else lambda read: progress(done + read)
+def _columnar(events: object) -> bool:
+    """Whether ``events`` is Parquet history (checked without importing DuckDB for a stream of events)."""
+    columnar = sys.modules.get("rating.simulate.columnar")
+    return columnar is not None and isinstance(events, columnar.ParquetHistory)
+
+
+class EventFile:
+    """The valid events of a JSON Lines or CSV file, read lazily each time it is iterated.
+
+    ``invalid`` counts the records that are not valid events (skipped) on the
+    last pass; ``progress`` is called with the records read, valid or not, every
+    10,000 and at the end.
+    """
+
+    def __init__(self, path: str | Path, progress: Callable[[int], None] | None = None) -> None:
+        self.path, self.progress, self.invalid = Path(path), progress, 0
+
+    def __iter__(self) -> Iterator[UsageEvent]:
+        self.invalid = read = 0
+        for read, record in enumerate(read_events(self.path), start=1):
+            if self.progress is not None and not read % 10_000:
+                self.progress(read)
+            if record.event is None:
+                self.invalid += 1
+            else:
+                yield record.event
+        if self.progress is not None:
+            self.progress(read)
 
 
 def distinct(labels: Sequence[str]) -> list[str]:

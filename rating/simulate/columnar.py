@@ -38,6 +38,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal, localcontext
@@ -69,8 +70,10 @@ ORDER_COLUMNS = ("filename", "file_row_number")
 #: Rows whose ids match these are valid without asking Python: plain ASCII, no ':' or white space.
 PLAIN_ID = "[!-9;-~]{1,128}"
 PLAIN_TEXT = "[ -~]{1,256}"
-EXACT_TYPES = ("DECIMAL", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-               "UINTEGER", "UBIGINT")  # fmt: skip
+EXACT_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+               "UBIGINT", "UHUGEINT")  # fmt: skip
+#: A DECIMAL column's type as DuckDB names it: DECIMAL(precision,scale).
+DECIMAL_TYPE = re.compile(r"DECIMAL\((\d+),(\d+)\)")
 LIMIT = 10 ** (MAX_MAGNITUDE + 1)
 
 
@@ -82,6 +85,19 @@ def quote(name: str) -> str:
 def literal(text: str) -> str:
     """``text`` as a SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def exact_number(kind: str) -> bool:
+    """Whether a column of DuckDB type ``kind`` holds exact numbers: an integer or a DECIMAL (a list, a struct or a
+    float of them does not)."""
+    return kind in EXACT_TYPES or DECIMAL_TYPE.fullmatch(kind) is not None
+
+
+def may_reach_limit(kind: str) -> bool:
+    """Whether a number column of type ``kind`` can hold a value of :data:`LIMIT` or more (a DECIMAL(38,30) holds
+    less than 10^8, and DuckDB cannot even cast the limit to compare with it)."""
+    decimal = DECIMAL_TYPE.fullmatch(kind)
+    return decimal is None or int(decimal[1]) - int(decimal[2]) > MAX_MAGNITUDE + 1
 
 
 UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -102,6 +118,7 @@ class ParquetHistory:
         except ImportError:
             raise RatingError(INSTALL_HINT) from None
         files = sorted(str(path) for path in paths)
+        self.name = files[0] if len(files) == 1 else f"{files[0] if files else 'no file'} (and {len(files) - 1:,} more)"
         for name in files:
             if not Path(name).is_file():
                 raise RatingError(f"{name}: no such events file")
@@ -122,9 +139,15 @@ class ParquetHistory:
             raise RatingError(
                 f"{files[0]}: timestamp is {self.columns['timestamp']}; events need UTC-adjusted timestamps"
             )
+        for name in FIELDS:
+            if name != "timestamp" and self.columns.get(name, "VARCHAR") != "VARCHAR":
+                raise RatingError(f"{files[0]}: column {name} is {self.columns[name]}; event fields are text (VARCHAR)")
         self.properties = [name for name in self.columns if name not in FIELDS + ORDER_COLUMNS]
-        self.customers, self.suspects, self.span, checks = self._survey()
-        self.suspects |= self._deduplicate()
+        try:
+            self.customers, self.suspects, self.span, checks = self._survey()
+            self.suspects |= self._deduplicate()
+        except duckdb.Error as error:
+            raise RatingError(f"{self.name}: DuckDB cannot read these events ({str(error).splitlines()[0]})") from None
         self.row_ok = " AND ".join(
             [
                 *checks,
@@ -373,6 +396,17 @@ def price_columnar(
 
     Returns the scenario (its periods not closed yet) and notices of what went per event and why.
     """
+    import duckdb
+
+    try:
+        return _price_columnar(history, catalog, registry, label)
+    except duckdb.Error as error:  # a layout the checks above did not foresee: one line, never a traceback
+        raise RatingError(f"{history.name}: DuckDB cannot read these events ({str(error).splitlines()[0]})") from None
+
+
+def _price_columnar(
+    history: ParquetHistory, catalog: Catalog, registry: Registry, label: str
+) -> tuple[Scenario, list[str]]:
     scenario = Scenario(label, catalog.latest.currency)
     notices: list[str] = []
     totals = _Totals(history, catalog)
@@ -424,7 +458,7 @@ class _Totals:
                         raise RatingError(
                             f"column {column!r} is {kind}: meter {name} needs exact numbers (DECIMAL or integer)"
                         )
-                    exact = kind.startswith(EXACT_TYPES) if needs == "number" else kind == "VARCHAR"
+                    exact = exact_number(kind) if needs == "number" else kind == "VARCHAR"
                     if not exact:
                         return f"meter {name} reads column {column!r} of type {kind}, which holds no exact {needs}"
         return None
@@ -689,7 +723,8 @@ def _anomalous(meter: Meter, columns: dict[str, str]) -> str:
     def bad_number(name: str, may_be_absent: bool) -> str:
         column = _column(name, columns)
         absent = "false" if may_be_absent else f"{column} IS NULL"
-        return f"{absent} OR coalesce({column} < 0 OR {column} >= {LIMIT}, false)"
+        too_large = f" OR {column} >= {LIMIT}" if may_reach_limit(columns.get(name, "")) else ""
+        return f"{absent} OR coalesce({column} < 0{too_large}, false)"
 
     if isinstance(meter.sum, dict):
         tests += [bad_number(name, may_be_absent=True) for name in meter.sum]

@@ -89,7 +89,7 @@ def connect(address: str | None, workers: int | None, *, timeout: float = 10.0) 
     listens at ``host:port`` (else after ``timeout`` seconds), not after Dask's 30 s of retries.
     """
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError:
         raise RatingError(INSTALL_HINT) from None
     if address:
@@ -100,5 +100,23 @@ def connect(address: str | None, workers: int | None, *, timeout: float = 10.0) 
             raise RatingError(
                 f"cannot reach the Dask scheduler at {address}: {error or type(error).__name__}"
             ) from None
-    cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=None)
-    return Client(cluster)
+    return Client(local_cluster(workers or 2))
+
+
+#: Where a local cluster's scheduler serves HTTP (its health and metrics routes): any free port of the loopback.
+#: ``dashboard_address=None`` alone turns the dashboard off but still binds port 8787, and warns when it is taken.
+HTTP_ADDRESS = "127.0.0.1:0"
+
+
+def local_cluster(workers: int) -> Any:
+    """A ``distributed.LocalCluster`` of ``workers`` single-threaded processes that opens no dashboard and no fixed
+    port, so it starts the same whether or not another program holds port 8787."""
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": HTTP_ADDRESS},
+    )

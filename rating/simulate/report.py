@@ -62,8 +62,22 @@ def _by_plan(scenario: Scenario, asset: str) -> dict[str, Decimal]:
     return totals
 
 
+def require_charts() -> None:
+    """Refuse at once, before a long simulation, when matplotlib (the extra ``[charts]``) is not installed."""
+    _pyplot()
+
+
 def _charts(result: SimulationResult, asset: str) -> list[tuple[str, str]]:
-    """(title, data URI) of each chart."""
+    """(title, data URI) of each chart.
+
+    Every text is drawn as it is: customer ids, labels and plan names are data,
+    and matplotlib would read ``$...$`` in them as mathtext (and fail on ``$$``).
+    """
+    with _pyplot().rc_context({"text.parse_math": False}):
+        return _draw_charts(result, asset)
+
+
+def _draw_charts(result: SimulationResult, asset: str) -> list[tuple[str, str]]:
     plt = _pyplot()
     charts = []
     rows = [row for row in result.rows() if row["asset"] == asset]

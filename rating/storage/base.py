@@ -27,13 +27,15 @@ from rating.errors import EventConflict, InvalidAmount, LimitExceeded, PeriodClo
 from rating.events import UsageEvent
 from rating.ledger import Transaction
 from rating.meters import PeriodState
-from rating.money import MONEY_CONTEXT, ZERO, exact, to_decimal
+from rating.money import MONEY_CONTEXT, ZERO, exact
 
 
 def _decimal(raw: object) -> Decimal | None:
-    """A stored amount as a finite Decimal, or None when the row is damaged."""
+    """A stored amount as a finite Decimal the ledger can add, or None when the row is damaged."""
+    from rating.storage.verify import amount
+
     try:
-        return to_decimal(raw)
+        return amount(raw)
     except InvalidAmount:
         return None
 
@@ -350,9 +352,14 @@ class Storage(abc.ABC):
         metadata JSON, every transaction must balance per asset, every id must be
         unique, and every stored balance must equal the sum of its postings. A
         damaged database (a dropped table, a corrupted file) is named, not raised.
+        Then every row any command reads must read (:mod:`rating.storage.verify`):
+        whatever a command would trip on, verify names first.
         """
+        from rating.storage.verify import unreadable
+
         try:
-            return self._verify()
+            problems = self._verify()
+            return problems + unreadable(self, known=problems)
         except self.damage_errors as error:
             return [f"the database is damaged: {str(error).strip().splitlines()[0]}"]
 
@@ -370,9 +377,10 @@ class Storage(abc.ABC):
             seen.add(id)
         for id, metadata in self._raw_metadata():
             try:
-                json.loads(metadata)
-            except ValueError:
-                problems.append(f"transaction {id} has metadata that is not JSON: {metadata[:40]!r}")
+                if not isinstance(json.loads(metadata), dict):
+                    problems.append(f"transaction {id} has metadata that is not a JSON object: {metadata[:40]!r}")
+            except (ValueError, TypeError):
+                problems.append(f"transaction {id} has metadata that is not JSON: {str(metadata)[:40]!r}")
         per_transaction: dict[tuple[str, str], Decimal] = {}
         per_account: dict[tuple[str, str], Decimal] = {}
         for transaction_id, account, asset, raw in self._all_postings():
@@ -413,6 +421,10 @@ class Storage(abc.ABC):
 
     def _raw_metadata(self) -> Iterator[tuple[str, str]]:
         """(transaction id, metadata text) where the adapter keeps metadata as text; none by default."""
+        return iter(())
+
+    def _raw_rows(self, table: str, columns: str) -> Iterator[tuple[object, ...]]:
+        """The ``columns`` of every row of ``table``, as stored, for :meth:`verify`; none where there are no tables."""
         return iter(())
 
     def legacy_running_totals(self) -> list[tuple[str, str, str, Decimal]]:

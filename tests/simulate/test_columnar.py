@@ -14,6 +14,7 @@ from rating.catalog import Catalog
 from rating.errors import RatingError
 from rating.events import UsageEvent
 from rating.pricebook import CustomerSpec, Pricebook
+from rating.refusals import Refusal
 from rating.simulate import Scenario, simulate
 from rating.simulate.columnar import ParquetHistory, write_parquet
 from tests.simulate.test_simulate import histories
@@ -129,12 +130,15 @@ def test_a_missing_or_naive_layout_is_refused_in_one_line(tmp_path: Path) -> Non
 
 
 def test_a_local_dask_cluster_of_two_workers_gives_the_single_process_figures(tmp_path: Path) -> None:
-    from distributed import Client, LocalCluster
+    """Also while another program holds port 8787 (the Dask dashboard's): the cluster opens no dashboard port."""
+    import socket
+
+    from distributed import Client
 
     from rating.demo import write_demo_events
     from rating.events import read_events
     from rating.pricebook import load_pricebook
-    from rating.simulate.distributed import simulate_on_dask
+    from rating.simulate.distributed import local_cluster, simulate_on_dask
     from tests.helpers import EXAMPLE, ROOT
 
     events = [r.event for r in read_events(write_demo_events(tmp_path / "demo.jsonl", 600)) if r.event]
@@ -144,12 +148,99 @@ def test_a_local_dask_cluster_of_two_workers_gives_the_single_process_figures(tm
     baseline = Catalog([load_pricebook(EXAMPLE, REGISTRY)])
     candidate = Catalog([load_pricebook(ROOT / "pricebooks" / "candidates" / "ai-gateway-2027.yaml", REGISTRY)])
     single = simulate(ParquetHistory(paths), baseline, [candidate], REGISTRY, ["now", "next"])
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
+    holder = socket.socket()
+    try:
+        holder.bind(("0.0.0.0", 8787))
+        holder.listen()
+    except OSError:  # another program holds it already: just as good
+        pass
+    with holder, local_cluster(2) as cluster, Client(cluster) as client:
         spread = simulate_on_dask(paths, baseline, [candidate], ["now", "next"], client, partitions=3)
     assert spread.rows() == single.rows()
     for mine, theirs in zip(spread.scenarios, single.scenarios, strict=True):
         assert figures(mine) == figures(theirs)
     assert single.rows() == simulate(events, baseline, [candidate], REGISTRY, ["now", "next"]).rows()
+
+
+def _parquet(path: Path, columns: dict[str, str], rows: int = 2) -> Path:
+    """A Parquet file of ``rows`` copies of one row: walk-in's event e1 of type use, with ``columns`` (SQL)."""
+    import duckdb
+
+    row = {
+        "id": "'e1'",
+        "customer": "'walk-in'",
+        "type": "'use'",
+        "timestamp": "TIMESTAMPTZ '2026-11-02 00:00:00+00'",
+        "q": "3",
+        "g": "'x'",
+        "member": "'m1'",
+    } | columns
+    select = ", ".join(f'{value} AS "{name}"' for name, value in row.items())
+    duckdb.connect().execute(f"COPY (SELECT {select} FROM range({rows})) TO '{path}' (FORMAT parquet)")
+    return path
+
+
+def _book(aggregation: str) -> Pricebook:
+    from rating_plugins.per_unit import PerUnit
+
+    from tests.simulate.test_simulate import pricebook
+
+    model = PerUnit(meter="m", model="per_unit", unit_price=Decimal("0.5"))
+    return pricebook(aggregation, model, None, None, None, model)
+
+
+def test_a_decimal_38_30_column_is_totalled_exactly_in_sql(tmp_path: Path) -> None:
+    import duckdb
+
+    path = tmp_path / "fine.parquet"
+    duckdb.connect().execute(
+        f"COPY (SELECT 'e' || i AS id, 'walk-in' AS customer, 'use' AS type,"
+        f" TIMESTAMPTZ '2026-11-02 00:00:00+00' AS timestamp, 'x' AS g,"
+        f" (CASE i WHEN 0 THEN '1.5' WHEN 1 THEN '2.25' ELSE '0.000000000000000000000000000001' END)::DECIMAL(38,30)"
+        f" AS q FROM range(3) t(i)) TO '{path}' (FORMAT parquet)"
+    )
+    result = simulate(ParquetHistory([path]), Catalog([_book("sum")]), [], REGISTRY)
+    assert not any("every event" in notice for notice in result.notices)  # walk-in totalled by key in SQL
+    assert sum(result.baseline.lines.values()) == Decimal("3.750000000000000000000000000001") * Decimal("0.5")
+
+
+def test_a_list_column_a_meter_reads_refuses_its_events_and_a_field_of_another_type_is_refused(
+    tmp_path: Path,
+) -> None:
+    listed = _parquet(tmp_path / "list.parquet", {"q": "[1, 2]"})
+    result = simulate(ParquetHistory([listed]), Catalog([_book("sum")]), [], REGISTRY)
+    assert result.notices == [
+        "sim@2026-10-01: every event priced one by one: meter m reads column 'q' of type INTEGER[],"
+        " which holds no exact number"
+    ]
+    assert result.baseline.charged == {} and result.baseline.unpriced == {Refusal.INVALID_QUANTITY: 1}
+    numbered = _parquet(tmp_path / "agent.parquet", {"agent": "7"})
+    with pytest.raises(RatingError, match=r"agent.parquet: column agent is INTEGER; event fields are text"):
+        ParquetHistory([numbered])
+
+
+COLUMN_TYPES = [
+    "1.5::DECIMAL(38,30)", "99999999.5::DECIMAL(38,30)", "1::DECIMAL(38,0)", "1::DECIMAL(4,3)", "[1, 2]", "['a']",
+    "[1.5::DECIMAL(38,30)]", "{'a': 1}", "map([1], [2])", "1::HUGEINT", "1::UBIGINT", "'1'", "true", "NULL",
+    "DATE '2026-01-01'", "'\\x00'::BLOB", "1.5::DOUBLE", "'{}'::JSON",
+]  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    column=st.sampled_from(["id", "customer", "type", "billing_source", "agent", "q", "g", "member"]),
+    value=st.sampled_from(COLUMN_TYPES),
+    aggregation=st.sampled_from(["sum", "max", "count", "unique"]),
+)
+def test_a_column_of_any_type_is_read_or_refused_in_one_line_never_crashes_duckdb(
+    tmp_path: Path, column: str, value: str, aggregation: str
+) -> None:
+    path = _parquet(tmp_path / "any.parquet", {column: value})
+    try:
+        result = simulate(ParquetHistory([path]), Catalog([_book(aggregation)]), [], REGISTRY)
+    except RatingError as error:
+        assert "\n" not in str(error)
+        return
+    # One event (the second row replays the first): charged, or counted as not priced.
+    scenario = result.baseline
+    assert bool(scenario.charged) != bool(scenario.unpriced) and sum(scenario.unpriced.values()) <= 1

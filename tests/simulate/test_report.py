@@ -66,3 +66,23 @@ def test_the_report_is_one_well_formed_page_with_charts_and_exact_figures(
         customer, asset, before, after = line.split(",")[:4]
         assert customer in text and format_decimal(Decimal(before)) in text and format_decimal(Decimal(after)) in text
     assert "Top movers: ai-gateway-2027" in text and "USD" in text
+
+
+def test_customer_ids_matplotlib_would_read_as_mathtext_are_drawn_as_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    lines = write_demo_events(tmp_path / "demo.jsonl", 60).read_text(encoding="utf-8").splitlines()
+    odd = ["$$", "$\\undefined{x}$", "$x^$"]
+    events = tmp_path / "odd.jsonl"
+    records = [json.loads(line) | {"customer": odd[number % len(odd)]} for number, line in enumerate(lines)]
+    events.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    candidate = ROOT / "pricebooks" / "candidates" / "ai-gateway-2027.yaml"
+    report = tmp_path / "report.html"
+    code = main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", str(candidate), "--report", str(report)])
+    assert code == 0, capsys.readouterr().err
+    page = Page()
+    page.feed(report.read_text(encoding="utf-8"))
+    page.close()
+    assert len(page.images) == 3 and all(customer in " ".join(page.text) for customer in odd)

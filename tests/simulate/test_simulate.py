@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from decimal import Decimal
 
 from hypothesis import given, settings
@@ -21,7 +22,7 @@ from rating.money import format_decimal
 from rating.pricebook import Contract, CustomerSpec, Plan, Pricebook
 from rating.pricing import PricingModel
 from rating.refusals import Refusal
-from rating.simulate import simulate
+from rating.simulate import EventFile, simulate
 from rating.storage.memory import MemoryStorage
 from tests.helpers import EXAMPLE, ROOT
 from tests.test_telescoping import METER_SPECS, REGISTRY, models, quantities
@@ -208,14 +209,53 @@ def test_margins_compare_revenue_with_the_provider_costs_billing_posts(demo_hist
     assert f"ai-gateway-2027: margin {format_decimal(Decimal(other['margin']))} USD" in capsys.readouterr().err
 
 
-def test_progress_counts_the_events_priced_over_every_pricebook(book, registry) -> None:  # type: ignore[no-untyped-def]
+def test_events_are_read_once_for_every_pricebook_and_none_is_kept(book, registry) -> None:  # type: ignore[no-untyped-def]
+    """A stream is priced under every pricebook in one pass; progress counts each event once; no event stays alive."""
+    import gc
+    import weakref
+
     from tests.helpers import SIMPLE_PRICEBOOK, event
 
     catalog = Catalog([book(SIMPLE_PRICEBOOK)])
-    events = [event(f"e{i}", tokens=i, model="m") for i in range(25_000)]
+    alive: list[weakref.ref[UsageEvent]] = []
+    most_alive = 0
+
+    def stream() -> Iterator[UsageEvent]:
+        nonlocal most_alive
+        for i in range(25_000):
+            if not i % 1_000:
+                gc.collect()
+                most_alive = max(most_alive, sum(1 for ref in alive if ref() is not None))
+                alive.clear()
+            made = event(f"e{i}", tokens=i % 7, model="m")
+            alive.append(weakref.ref(made))
+            yield made
+
     seen: list[int] = []
-    simulate(events, catalog, [catalog], registry, progress=seen.append)
-    assert seen == [10_000, 20_000, 25_000, 35_000, 45_000, 50_000]
+    result = simulate(stream(), catalog, [catalog], registry, progress=seen.append)
+    assert seen == [10_000, 20_000, 25_000]
+    assert most_alive <= 1  # only the event being priced
+    # 25,000 requests at 0.01, and their tokens: the first 1,000 at 0.001, the rest at 0.0005 (same under both)
+    tokens = sum(i % 7 for i in range(25_000))
+    expected = 25_000 * Decimal("0.01") + 1_000 * Decimal("0.001") + (tokens - 1_000) * Decimal("0.0005")
+    for scenario in result.scenarios:
+        assert sum(scenario.lines.values()) == expected == Decimal("287.9970")
+        assert scenario.charged == {"acme": {"USD": Decimal("288.00")}}  # the close rounds the month to cents
+
+
+def test_the_cli_streams_a_file_and_counts_its_invalid_records(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    events = write_demo_events(tmp_path / "demo.jsonl", 30)
+    with events.open("a", encoding="utf-8") as stream:
+        stream.write("{not json\n")
+        stream.write('{"id": "x"}\n')
+    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", CANDIDATE, "-o", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["invalid_records"] == 2
+    assert main(["diff", str(EXAMPLE), CANDIDATE, "--events", str(events)]) == 0
+    assert "2 invalid records skipped" in capsys.readouterr().err
+    seen: list[int] = []
+    valid = EventFile(events, progress=seen.append)
+    assert len(list(valid)) == 30 and valid.invalid == 2 and seen == [32]  # progress counts records, valid or not
 
 
 def test_the_ledger_baseline_is_what_rate_and_close_period_billed(demo_history, capsys) -> None:  # type: ignore[no-untyped-def]

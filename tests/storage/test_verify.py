@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import random
 import shutil
 import sqlite3
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from rating.cli import main
+from rating.demo import write_demo_events
 from rating.errors import StorageError
 from rating.ledger import Posting, Transaction
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
 from rating.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
-from tests.helpers import ROOT
+from tests.conftest import POSTGRES_URL, postgres_url
+from tests.helpers import EXAMPLE, ROOT
 
 AT = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
@@ -45,6 +50,19 @@ def test_verify_catches_a_corrupted_posting(storage: Storage) -> None:
         "transaction t1 does not balance: USD off by 0.01",
         "balance of a in USD is 3.50, its postings sum to 3.51",
     ]
+
+
+@pytest.mark.parametrize("huge", ["1E+999999999", "1e130000", "-1E-999999999"])
+def test_verify_names_an_amount_no_sum_can_hold_instead_of_crashing(storage: Storage, huge: str) -> None:
+    if isinstance(storage, MemoryStorage):
+        pytest.skip("memory storage holds Decimal objects: nothing to damage from outside")
+    storage.append([transfer("t1", "1.00"), transfer("t2", "2.50")])
+    value = f"'{huge}'" if isinstance(storage, SQLiteStorage) else f"'{huge}'::numeric"
+    if not isinstance(storage, SQLiteStorage) and "999999999" in huge:
+        value = "'1e130000'::numeric"  # NUMERIC holds no larger exponent
+    storage._db.execute(f"UPDATE postings SET amount = {value} WHERE transaction_id = 't1' AND line = 0")  # type: ignore[attr-defined]
+    problems = storage.verify()
+    assert problems and problems[0].startswith("a posting of transaction t1 to a has amount")
 
 
 def test_verify_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -91,6 +109,24 @@ def test_verify_names_the_damage_of_a_sqlite_file(
     assert main(["verify", "--db", str(db)]) == 1
     captured = capsys.readouterr()
     assert problem in captured.err and "Traceback" not in captured.err
+
+
+def test_a_command_tripping_on_a_damaged_event_body_says_so_in_one_line_that_verify_said_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "r.db"
+    events = write_demo_events(tmp_path / "events.jsonl", 5)
+    assert main(["rate", str(events), "-p", str(EXAMPLE), "--db", str(db)]) == 0
+    with sqlite3.connect(db) as raw:
+        raw.execute("UPDATE events SET body = '[]' WHERE id = 'req_7_0000002'")
+    raw.close()
+    capsys.readouterr()
+    assert main(["verify", "--db", str(db)]) == 1
+    assert "the body of event req_7_0000002 cannot be read: ValidationError" in capsys.readouterr().err
+    assert main(["usage", "--db", str(db), "--period", "2026-11", "-p", str(EXAMPLE)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rating: error: damaged: ") and "the body of event req_7_0000002" in err
+    assert len(err.splitlines()) == 1 and "run rating verify" in err
 
 
 def test_random_bytes_in_the_middle_of_the_file_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -142,3 +178,215 @@ def test_reading_commands_never_migrate_and_say_so(tmp_path: Path, capsys: pytes
     assert db.read_bytes() == before
     assert main(["db", "migrate", "--db", str(db)]) == 0
     assert main(["verify", "--db", str(db)]) == 0
+
+
+# -- the corruption fuzzer: whenever a command fails on a damaged database, verify has reported the damage -----------
+
+#: What a damaged cell may hold instead: text no reader expects, amounts beyond any context, JSON of the wrong shape.
+HOSTILE = [
+    "abc", "", " ", "1E+999999999", "1e130000", "-1E-999999999", "NaN", "-Infinity", "sNaN", "1_000", "0x10",
+    "{}", "[]", "[1]", '{"a":', "null", '"text"', "2026-13-45T25:61:00", "9999-12-31T23:59:59+00:00", "\x00",
+    "é" * 300, 7, -1, 1.5, 2**62,
+]  # fmt: skip
+#: Hostile values per PostgreSQL column type (the column refuses the others).
+HOSTILE_SQL = {
+    "numeric": ["NaN", "Infinity", "-Infinity", "1e130000", "-1e-16000", "0", "1e38"],
+    "jsonb": ["{}", "[]", "null", '"text"', "[1, 2]", '{"customer": 5, "period": []}', "1e999"],
+    "timestamp with time zone": ["infinity", "-infinity", "294276-12-31 23:59:59+00", "4713-01-01 00:00:00+00 BC"],
+    "integer": ["0", "-1", "2147483647"],
+    "bigint": ["0", "-1", "9223372036854775807"],
+}
+#: Runs per storage (each damages one cell and runs every reading command), and the seed: more with the variables.
+FUZZ_RUNS = int(os.environ.get("RATING_VERIFY_FUZZ_RUNS", "16"))
+FUZZ_SEED = int(os.environ.get("RATING_VERIFY_FUZZ_SEED", "20"))
+
+
+def read_commands(db: str, invoice: str) -> dict[str, list[str]]:
+    """Every command that only reads the ledger, as a user would run it on the populated database."""
+    book = str(EXAMPLE)
+    period = ["--period", "2026-11", "-p", book]
+    return {
+        "balance": ["balance", "--db", db, "-o", "json"],
+        "balance customer": ["balance", "initech", "--db", db],
+        "usage": ["usage", "--db", db, *period, "--group-by", "customer"],
+        "margin": ["margin", "--db", db, *period],
+        "invoice list": ["invoice", "list", "--db", db, "-o", "json"],
+        "invoice show": ["invoice", "show", invoice, "--db", db],
+        "statement show": ["statement", "show", "--db", db, *period, "--customer", "initech", "-o", "json"],
+        "statement export": ["statement", "export", "--db", db, *period],
+        "simulate ledger": ["simulate", "--db", db, "--from", "2026-11-01", "--to", "2026-12-01",
+                            "--baseline", "ledger", "--vs", book],
+        "rerate dry run": ["rerate", "--db", db, "--from", "2026-11-01", "--to", "2026-12-01", "-p", book,
+                           "--dry-run"],
+    }  # fmt: skip
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int | str, str]:
+    """Run a command in-process: its exit code (or the exception a traceback would show) and what it wrote."""
+    try:
+        code: int | str = main(argv)
+    except SystemExit as exit:  # argparse
+        code = int(exit.code or 0)
+    except Exception as error:  # noqa: BLE001 - what a user would see as a traceback
+        code = f"traceback: {type(error).__name__}: {error}"[:300]
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def populate(db: str, tmp: Path) -> str:
+    """A ledger with rated events, a closed month, issued invoices, a payment, a credit note and a wallet deposit."""
+    from rating.registry import Registry
+    from rating.wallet import Wallets
+
+    events = write_demo_events(tmp / "events.jsonl", 40)
+    assert main(["rate", str(events), "-p", str(EXAMPLE), "--db", db]) == 0
+    with Registry.load().open_storage(db) as storage:
+        Wallets(storage).deposit("initech", "CREDITS", Decimal(500), "deposit-1")
+    assert main(["close-period", "--db", db, "--period", "2026-11", "-p", str(EXAMPLE)]) == 0
+    billing = str(ROOT / "pricebooks" / "billing.yaml")
+    issue = ["invoice", "issue", "--db", db, "--period", "2026-11", "-p", str(EXAMPLE), "--billing", billing]
+    assert main([*issue, "--date", "2026-12-01"]) == 0
+    number = "INV-2026-000001"
+    assert main(["invoice", "pay", number, "--db", db, "--amount", "0.01", "--reference", "wire-1"]) == 0
+    credit = ["invoice", "credit", number, "--db", db, "--line", "1", "--amount", "0.01", "--reference", "cn-1"]
+    assert main(credit) == 0
+    return number
+
+
+class SQLiteCells:
+    """Damages one cell of a copy of a populated SQLite file."""
+
+    def __init__(self, pristine: Path, work: Path) -> None:
+        self.pristine, self.work = pristine, work
+        with sqlite3.connect(pristine) as db:
+            tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            counts = {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables}  # noqa: S608
+            self.cells = [
+                (table, column, counts[table])
+                for table in tables
+                if table != "sqlite_sequence" and counts[table]
+                for (_, column, *_rest) in db.execute(f"PRAGMA table_info({table})")
+            ]
+        db.close()
+
+    def damage(self, rng: random.Random) -> str:
+        shutil.copy(self.pristine, self.work)
+        db = sqlite3.connect(self.work, isolation_level=None)
+        try:
+            while True:  # until a cell takes the value (a key column may refuse it)
+                table, column, rows = rng.choice(self.cells)
+                value = rng.choice(HOSTILE)
+                row = db.execute(f"SELECT rowid FROM {table} LIMIT 1 OFFSET ?", (rng.randrange(rows),)).fetchone()  # noqa: S608
+                try:
+                    db.execute(f'UPDATE {table} SET "{column}" = ? WHERE rowid = ?', (value, row[0]))  # noqa: S608
+                    return f"{table}.{column} of row {row[0]} = {value!r}"[:200]
+                except sqlite3.IntegrityError:
+                    continue
+        finally:
+            db.close()
+
+    def restore(self) -> None:
+        """Nothing to undo: the next damage starts from a fresh copy."""
+
+
+def fuzz(damage: Callable[[random.Random], str], restore: Callable[[], None], db: str, invoice: str,
+         capsys: pytest.CaptureFixture[str], seed: int) -> list[str]:  # fmt: skip
+    """Damage one cell per run; return what broke the rule: a traceback, or a command failing where verify was happy."""
+    rng = random.Random(seed)
+    broken = []
+    commands = read_commands(db, invoice)
+    for _ in range(FUZZ_RUNS):
+        what = damage(rng)
+        try:
+            verified, said = run(["verify", "--db", db], capsys)
+            if not isinstance(verified, int):
+                broken.append(f"{what}: verify {verified}")
+                continue
+            for name, argv in commands.items():
+                code, err = run(argv, capsys)
+                if not isinstance(code, int):
+                    broken.append(f"{what}: {name} {code}")
+                elif code != 0 and verified == 0:
+                    broken.append(f"{what}: {name} failed ({err.strip()[:150]}) but verify found nothing")
+        finally:
+            restore()
+    return broken
+
+
+@pytest.fixture(scope="module")
+def populated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    tmp = tmp_path_factory.mktemp("populated")
+    number = populate(str(tmp / "pristine.db"), tmp)
+    return tmp / "pristine.db", number
+
+
+def test_a_command_fails_on_a_damaged_sqlite_file_only_where_verify_names_the_damage(
+    populated_sqlite: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pristine, number = populated_sqlite
+    work = tmp_path / "damaged.db"
+    shutil.copy(pristine, work)
+    for name, argv in read_commands(str(work), number).items():  # undamaged, every command works
+        assert run(argv, capsys)[0] == 0, name
+    cells = SQLiteCells(pristine, work)
+    broken = fuzz(cells.damage, cells.restore, str(work), number, capsys, seed=FUZZ_SEED)
+    assert not broken, "\n".join(broken)
+
+
+class PostgresCells:
+    """Damages one cell of a populated PostgreSQL schema, and puts it back afterwards."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.db = psycopg.connect(url, autocommit=True)
+        self.cells = [
+            (table, column, kind, rows)
+            for table, column, kind in self.db.execute(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name <> 'schema_version'"
+            ).fetchall()
+            if (rows := self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+        ]
+        self.undo: tuple[str, str, str, object, object] | None = None
+
+    def damage(self, rng: random.Random) -> str:
+        import psycopg
+
+        while True:
+            table, column, kind, rows = rng.choice(self.cells)
+            values = HOSTILE_SQL.get(kind, [v for v in HOSTILE if isinstance(v, str) and "\x00" not in v])
+            value = rng.choice(values)
+            pick = f'SELECT ctid, "{column}"::text FROM {table} OFFSET %s LIMIT 1'  # noqa: S608
+            where, original = self.db.execute(pick, (rng.randrange(rows),)).fetchone()
+            try:
+                (moved,) = self.db.execute(
+                    f'UPDATE {table} SET "{column}" = %s::{kind} WHERE ctid = %s RETURNING ctid',  # noqa: S608
+                    (value, where),
+                ).fetchone()
+            except psycopg.Error:  # the column refuses it (a key, a constraint): another cell
+                continue
+            self.undo = (table, column, kind, original, moved)
+            return f"{table}.{column} = {value!r}"[:200]
+
+    def restore(self) -> None:
+        assert self.undo is not None
+        table, column, kind, original, moved = self.undo
+        restore = f'UPDATE {table} SET "{column}" = %s::{kind} WHERE ctid = %s'  # noqa: S608
+        self.db.execute(restore, (original, moved))
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs RATING_TEST_POSTGRES_URL")
+def test_a_command_fails_on_a_damaged_postgres_schema_only_where_verify_names_the_damage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = postgres_url()
+    number = populate(url, tmp_path)
+    for name, argv in read_commands(url, number).items():
+        assert run(argv, capsys)[0] == 0, name
+    cells = PostgresCells(url)
+    try:
+        broken = fuzz(cells.damage, cells.restore, url, number, capsys, seed=FUZZ_SEED)
+    finally:
+        cells.db.close()
+    assert not broken, "\n".join(broken)

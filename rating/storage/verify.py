@@ -1,0 +1,263 @@
+"""What ``rating verify`` checks beyond the ledger's arithmetic: every row a command reads can be read.
+
+A damaged cell (an amount that is not a decimal, an event body that is not an
+event, a document that is not an invoice) must be named by ``verify`` before
+any command trips on it. So the checks here read every table the way the
+commands do (through the storage's own readers, and with the same decoders on
+the raw rows) and turn whatever fails into one line naming the row; nothing is
+raised. A corruption fuzzer holds the promise (``tests/storage/test_verify.py``):
+whenever a command fails on a damaged database, ``verify`` has reported it.
+
+Rows are also compared with what they must agree with: a transaction with its
+fingerprint, an event's columns with its body, a document's columns with its
+text, a closed period with its ``close`` transaction. A change there would
+not crash a command; it would make one silently wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal, localcontext
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from rating.errors import InvalidAmount
+from rating.events import EARLIEST, LATEST, UsageEvent
+from rating.money import MONEY_CONTEXT, to_decimal
+
+if TYPE_CHECKING:
+    from rating.storage.base import Storage
+
+#: Stored amounts and quantities stay below 10^25 (their adjusted exponent below 25) with at most 35 decimal
+#: places, so that any two add up exactly in the money context (60 digits); a larger or finer one cannot be summed
+#: by the commands that read it. (Checked on the exponents: arithmetic on 1E+999999999 itself overflows.)
+LARGEST = 25
+FINEST = -35
+
+T = TypeVar("T")
+
+
+def _said(error: BaseException) -> str:
+    """The first line of what ``error`` says, with its type when it says nothing useful."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if not isinstance(error, InvalidAmount) else text
+
+
+def _shown(raw: object) -> str:
+    """A stored value as a problem line shows it: its repr, cut short."""
+    text = repr(raw)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def amount(raw: object) -> Decimal:
+    """A stored amount as the commands read it: an exact, finite decimal they can add to any other; or raise."""
+    value = to_decimal(raw if isinstance(raw, (Decimal, int)) and not isinstance(raw, bool) else str(raw))
+    if value and (value.adjusted() >= LARGEST or value.as_tuple().exponent < FINEST):  # type: ignore[operator]
+        raise InvalidAmount(f"{_shown(raw)} is out of the range the ledger adds exactly")
+    return value
+
+
+def group(raw: object) -> tuple[str, ...]:
+    """A stored group key (a JSON array of text) as the commands read it; or raise."""
+    values = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    if not isinstance(values, list) or not all(isinstance(value, str) for value in values):
+        raise ValueError(f"group key {_shown(raw)} is not a JSON array of text")
+    return tuple(values)
+
+
+def moment(raw: object) -> dt.datetime:
+    """A stored time (ISO text or a datetime) as an aware datetime; or raise."""
+    value = raw if isinstance(raw, dt.datetime) else dt.datetime.fromisoformat(str(raw))
+    if value.tzinfo is None:
+        raise ValueError(f"time {_shown(raw)} has no offset")
+    return value
+
+
+def document_models() -> dict[str, Any]:
+    """The pydantic model of each kind of stored document (imported here: documents sit above storage)."""
+    from rating.invoices import Invoice
+    from rating.settlement import CreditNote
+
+    return {"invoice": Invoice, "credit_note": CreditNote}
+
+
+class Checks:
+    """Collects problems; every check runs to the end whatever the others found."""
+
+    def __init__(self, storage: Storage, known: Iterable[str] = ()) -> None:
+        self.storage = storage
+        self.known = set(known)  # named already (by the ledger's arithmetic checks): not again
+        self.problems: list[str] = []
+
+    def read(self, what: str, reader: Callable[[], T]) -> T | None:
+        """``reader()``, or None with a problem naming ``what`` when it fails, as it would fail a command."""
+        try:
+            return reader()
+        except Exception as error:  # noqa: BLE001 - any failure of a reader is what verify reports
+            if str(error) not in self.known:
+                self.problems.append(f"{what} cannot be read: {_said(error)}")
+            return None
+
+    def rows(self, table: str, columns: str) -> Iterator[tuple[Any, ...]]:
+        """The raw rows of ``table``, one at a time (none where the adapter has no tables); a table that cannot be
+        read is a problem."""
+        try:
+            yield from self.storage._raw_rows(table, columns)
+        except Exception as error:  # noqa: BLE001 - a table no command could read is what verify reports
+            self.problems.append(f"table {table} cannot be read: {_said(error)}")
+
+
+def unreadable(storage: Storage, known: Iterable[str] = ()) -> list[str]:
+    """Problems that would make a command fail, or read something else than what was written; one line each
+    (leaving out those ``known`` already)."""
+    checks = Checks(storage, known)
+    with localcontext(MONEY_CONTEXT):
+        transactions = _transactions(checks)
+        events = _events(checks, transactions)
+        unique = _period_state(checks)
+        _usage(checks, events, unique)
+        _charges(checks)
+        _documents(checks)
+        _closed_periods(checks, transactions)
+        _readers(checks)
+    return checks.problems
+
+
+def _transactions(checks: Checks) -> dict[str, Any]:
+    """Every transaction as the commands read it, compared with its stored fingerprint, kind and customer."""
+    storage = checks.storage
+    ids = checks.read("the transaction ids", storage._all_transaction_ids) or []
+    try:
+        everything: list[Any] | None = list(storage.transactions())
+    except Exception:  # noqa: BLE001 - named one by one below
+        everything = None
+    if everything is None:  # name the ones that fail
+        everything = [t for id in ids if (t := checks.read(f"transaction {id}", lambda id=id: storage.transaction(id)))]
+    found = {t.id: t for t in everything}
+    stored = checks.read("the fingerprints", lambda: storage._fingerprints(found)) or {}
+    content: dict[str, tuple[str, str | None]] = {}  # id -> (fingerprint, customer), where they can be computed
+    for id, transaction in found.items():
+        if any(problem.startswith(f"transaction {id} ") for problem in checks.known):
+            continue  # its metadata or amounts are named already
+        read = checks.read(f"transaction {id}", lambda t=transaction: (t.fingerprint(), t.customer))
+        if read is not None:
+            content[id] = read
+            if id in stored and stored[id] != read[0]:
+                checks.problems.append(f"transaction {id} is not as it was written (its fingerprint differs)")
+    for id, kind, customer in checks.rows("transactions", "id, kind, customer"):
+        if id in content and (kind, customer) != (found[id].kind, content[id][1]):
+            checks.problems.append(
+                f"transaction {id} is filed as kind {_shown(kind)} of customer {_shown(customer)},"
+                f" its content says {found[id].kind!r} of {content[id][1]!r}"
+            )
+    return found
+
+
+def _events(checks: Checks, transactions: dict[str, Any]) -> set[str]:
+    """Every stored event body is the event its columns say, rated by a stored transaction."""
+    ids = set()
+    for id, customer, kind, timestamp, body, transaction_id in checks.rows(
+        "events", "id, customer, type, timestamp, body, transaction_id"
+    ):
+        ids.add(id)
+        event = checks.read(f"the body of event {id}", lambda body=body: UsageEvent.model_validate_json(str(body)))
+        at = checks.read(f"the time of event {id}", lambda timestamp=timestamp: moment(timestamp))
+        if event is None or at is None:
+            continue
+        if (event.id, event.customer, event.type, event.timestamp) != (id, customer, kind, at):
+            checks.problems.append(f"event {id}: its columns (id, customer, type, time) disagree with its body")
+        elif body != event.canonical_json():
+            checks.problems.append(f"event {id}: its body is not as it was written")
+        if transactions and transaction_id not in transactions:
+            checks.problems.append(f"event {id} names transaction {_shown(transaction_id)}, which is not stored")
+    return ids
+
+
+def _period_state(checks: Checks) -> dict[tuple[Any, ...], bool]:
+    """Every period state row decodes; returns whether each key counts unique members."""
+    unique: dict[tuple[Any, ...], bool] = {}
+    for customer, meter, key, period, quantity, is_unique in checks.rows(
+        "period_state", "customer, meter, group_key, period, quantity, is_unique"
+    ):
+        where = f"the period state of {customer} {meter} {period}"
+        checks.read(where, lambda key=key: group(key))
+        checks.read(where, lambda quantity=quantity: amount(quantity))
+        if is_unique not in (0, 1, True, False):
+            checks.problems.append(f"{where}: is_unique is {_shown(is_unique)}")
+        unique[customer, meter, key, period] = bool(is_unique)
+    for customer, meter, key, period, _ in checks.rows("period_members", "customer, meter, group_key, period, member"):
+        if not unique.get((customer, meter, key, period)):
+            checks.problems.append(f"a unique member of {customer} {meter} {period} has no unique period state")
+    return unique
+
+
+def _usage(checks: Checks, events: set[str], unique: dict[tuple[Any, ...], bool]) -> None:
+    """Every meter reading decodes: a quantity (a member where the meter counts unique members)."""
+    for event_id, meter, customer, key, period, reading, before, after in checks.rows(
+        "usage", "event_id, meter, customer, group_key, period, reading, before, after"
+    ):
+        where = f"the reading of event {event_id} on {meter}"
+        checks.read(where, lambda key=key: group(key))
+        for value in (before, after) if unique.get((customer, meter, key, period)) else (reading, before, after):
+            checks.read(where, lambda value=value: amount(value))
+        if event_id not in events:
+            checks.problems.append(f"{where}: no such event is stored")
+
+
+def _charges(checks: Checks) -> None:
+    """Every charge row decodes."""
+    for event_id, key, before, after, value, price in checks.rows(
+        "charges", "event_id, group_key, before, after, amount, unit_price"
+    ):
+        where = f"a charge of event {event_id}"
+        checks.read(where, lambda key=key: group(key))
+        for raw in (before, after, value, *(() if price is None else (price,))):
+            checks.read(where, lambda raw=raw: amount(raw))
+
+
+def _documents(checks: Checks) -> None:
+    """Every document is the invoice or credit note its columns say."""
+    models = checks.read("the kinds of document", document_models) or {}
+    for number, kind, customer, period, body in checks.rows("documents", "number, kind, customer, period, body"):
+        where = f"document {number}"
+        model = models.get(kind)
+        if model is None:  # a kind verify has no model of: its text must still be a JSON object of that kind
+            text = checks.read(where, lambda body=body: json.loads(str(body)))
+            if text is not None and (not isinstance(text, dict) or text.get("kind") != kind):
+                checks.problems.append(f"{where} is filed as kind {_shown(kind)}, its text is not a document of it")
+            continue
+        document = checks.read(where, lambda body=body, model=model: model.model_validate_json(str(body)))
+        if document is None:
+            continue
+        said = (document.number, document.customer) + ((document.period,) if kind == "invoice" else ())
+        filed = (number, customer) + ((period,) if kind == "invoice" else ())
+        if said != filed:
+            checks.problems.append(f"{where}: its columns (number, customer, period) disagree with its text")
+
+
+def _closed_periods(checks: Checks, transactions: dict[str, Any]) -> None:
+    """Every closed period is marked by the ``close`` transaction of that customer and period."""
+    for customer, period, transaction_id in checks.rows("closed_periods", "customer, period, transaction_id"):
+        transaction = transactions.get(transaction_id)
+        if transaction is None:
+            if transactions:
+                checks.problems.append(f"period {period} of {customer} is closed by {transaction_id}, not stored")
+            continue
+        meta = transaction.metadata
+        if transaction.kind != "close" or (meta.get("customer"), meta.get("period")) != (customer, period):
+            checks.problems.append(f"period {period} of {customer} is marked closed by {transaction_id}, not its close")
+
+
+def _readers(checks: Checks) -> None:
+    """The storage's own readers over everything, as the commands call them."""
+    storage = checks.storage
+    periods = checks.read("the charges", lambda: {stored.charge.period for stored in storage.charges()})
+    checks.read("the rated events", lambda: deque(storage.activity(EARLIEST, LATEST), maxlen=0))
+    balances = checks.read("the balances", storage.balances)
+    if balances:
+        accounts = sorted({account for account, _ in balances})
+        checks.read("the totals of the accounts", lambda: storage.account_totals(accounts, LATEST))
+    for period in sorted(periods or ()):
+        checks.read(f"the charges of period {period}", lambda period=period: storage.period_totals(period))
