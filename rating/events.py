@@ -70,7 +70,7 @@ def _exact(value: Any) -> Any:
     if isinstance(value, float):
         return Decimal(repr(value))
     if isinstance(value, dict):
-        return {_unicode(k): _exact(v) for k, v in value.items()}
+        return {_unicode(k) if isinstance(k, str) else k: _exact(v) for k, v in value.items()}  # keys validated next
     if isinstance(value, list):
         return [_exact(v) for v in value]
     return value

@@ -309,7 +309,7 @@ def test_rerate_command_refuses_a_change_of_period_in_one_line(demo_history: Pat
     weekly.write_text(text.replace("period: month", "period: week"))
     command = ["rerate", "--db", "history.db", "--from", "2026-11-01", "--to", "2026-12-01", "-p", str(weekly)]
     capsys.readouterr()
-    assert main(command) == 1
+    assert main(command) == 3  # nothing done
     err = capsys.readouterr().err
     assert "period_mismatch" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 

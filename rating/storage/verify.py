@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rating.errors import InvalidAmount
 from rating.events import EARLIEST, LATEST, UsageEvent
 from rating.money import MONEY_CONTEXT, to_decimal
+from rating.periods import parse_period
 
 if TYPE_CHECKING:
     from rating.storage.base import Storage
@@ -207,12 +208,13 @@ def _usage(checks: Checks, events: set[str], unique: dict[tuple[Any, ...], bool]
 
 
 def _charges(checks: Checks) -> None:
-    """Every charge row decodes."""
-    for event_id, key, before, after, value, price in checks.rows(
-        "charges", "event_id, group_key, before, after, amount, unit_price"
+    """Every charge row decodes, its period a period label (rerate and invoices read it as one)."""
+    for event_id, key, period, before, after, value, price in checks.rows(
+        "charges", "event_id, group_key, period, before, after, amount, unit_price"
     ):
         where = f"a charge of event {event_id}"
         checks.read(where, lambda key=key: group(key))
+        checks.read(f"the period of {where}", lambda period=period: parse_period(str(period)))
         for raw in (before, after, value, *(() if price is None else (price,))):
             checks.read(where, lambda raw=raw: amount(raw))
 

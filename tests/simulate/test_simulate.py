@@ -248,10 +248,12 @@ def test_the_cli_streams_a_file_and_counts_its_invalid_records(tmp_path, capsys)
     with events.open("a", encoding="utf-8") as stream:
         stream.write("{not json\n")
         stream.write('{"id": "x"}\n')
-    assert main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", CANDIDATE, "-o", "json"]) == 0
+    assert (
+        main(["simulate", str(events), "-p", str(EXAMPLE), "--vs", CANDIDATE, "-o", "json"]) == 1
+    )  # done, with records refused
     document = json.loads(capsys.readouterr().out)
     assert document["invalid_records"] == 2
-    assert main(["diff", str(EXAMPLE), CANDIDATE, "--events", str(events)]) == 0
+    assert main(["diff", str(EXAMPLE), CANDIDATE, "--events", str(events)]) == 1
     assert "2 invalid records skipped" in capsys.readouterr().err
     seen: list[int] = []
     valid = EventFile(events, progress=seen.append)
