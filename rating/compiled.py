@@ -54,13 +54,14 @@ class CompiledVersion:
             for charge in plan.charges:
                 by_meter.setdefault(charge.meter, []).append((running_total_key(plan_name, charge, book), charge))
         self.label = f"{book.pricebook}@{book.version.isoformat()}"
-        #: Whether a charge prices each event by what came before it in its period (free transactions, say):
+        #: Whether a charge prices each event by what came before it in its period (free transactions, say),
+        #: or a processor takes a fixed fee per positive charge (which charges are positive depends on order):
         #: then the order of a period's events decides its bill, not only a change of terms.
         self.order_sensitive = any(
             isinstance(charge, PerEventModel) and charge.kept
             for holder in (*book.plans.values(), *book.contracts.values())
             for charge in holder.charges
-        )
+        ) or bool(book.revenue_split and book.revenue_split.processor.fixed)  # a fixed fee per positive charge
         #: The asset each plan bills in, which spend caps and alerts count: its charges' one asset
         #: (CREDITS for a credits plan), or the pricebook currency when they mix assets.
         self.billed_asset = {name: _billed_asset(plan.charges, book.currency) for name, plan in book.plans.items()}

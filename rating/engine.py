@@ -560,13 +560,13 @@ class Engine:
 
     def _note_late(self, rating: RatedEvent, late: dict[tuple[str, str], dt.datetime]) -> None:
         """Add ``rating``'s customer period to ``late`` when its event arrived before events already rated there
-        with other terms between, or under charges that price by what came before (a late event moved into a
-        later period keeps the place it was given)."""
+        with other terms between, or under charges that price by what came before (late usage moved into a
+        later period comes first in it, by its time, as rerate takes it)."""
         for arrival in reversed(rating.usage):  # policy lines come last
             if arrival.meter is LATEST:
                 break
         latest = arrived_late(arrival)
-        if latest is None or "late_for" in rating.transaction.metadata:  # in time order: the common case
+        if latest is None:  # in time order: the common case
             return
         customer, at = rating.event.customer, rating.event.timestamp
         if (customer, rating.period) in late:
@@ -588,7 +588,9 @@ class Engine:
             from rating.rerate import rerate  # rerate is a wing over the engine; only this mode reaches up
 
             since, until = min(late.values()), max(late.values()) + dt.timedelta(microseconds=1)
-            rerate(self.storage, self.catalog, self.registry, since, until, clock=self.clock, only=set(late))
+            rerate(
+                self.storage, self.catalog, self.registry, since, until, clock=self.clock, only=set(late), costs=True
+            )
 
     def _read_ahead(
         self, pending: list[tuple[str, UsageEvent]], *, rated: bool = True

@@ -42,6 +42,7 @@ from rating.events import UsageEvent
 from rating.ledger import Posting
 from rating.meters import Meter, PeriodState
 from rating.money import ZERO, format_decimal
+from rating.periods import bounds_of, zone
 from rating.pricebook import Contract
 from rating.pricing import EventPrice, PerEventModel, PricingModel
 from rating.refusals import Refusal, rank
@@ -210,8 +211,8 @@ class Pricer:
                             each = pricing.price_event(event, asset)
                     else:
                         each = None
-                    if pricing.rollover:
-                        previous = version.previous_period(plan, customer, event.timestamp)
+                    if pricing.rollover:  # the carry into the period billing put the event in
+                        previous = version.previous_period(plan, customer, _in_period(terms))
                         pricing = pricing.with_carry(lookup((customer, state_name, group, previous)).quantity)
                     amount = uncapped = pricing.charge(before, after) if each is None else each.amount
                     if charge.tracks_total:
@@ -273,6 +274,16 @@ def _checked(model: PerEventModel, event: UsageEvent, refusals: list[EventError]
         model.check_inputs(event)
     except EventError as error:
         refusals.append(error)
+
+
+def _in_period(terms: Terms) -> dt.datetime:
+    """An instant of the period billing put the event in: its own time, or for late usage moved into a later
+    period (``late_for``) that period's start."""
+    event = terms.event
+    if terms.late_for is None:
+        return event.timestamp
+    book = terms.version.book
+    return bounds_of(terms.period, zone(book.timezone_of(event.customer)), book.anchor_of(event.customer))[1]
 
 
 def _price_in_period(

@@ -113,19 +113,22 @@ def rerate(
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     dry_run: bool = False,
     only: Collection[tuple[str, str]] | None = None,
+    costs: bool = False,
 ) -> RerateReport:
     """Re-price the billing periods that start in ``[since, until)`` with ``catalog`` and post the differences.
 
     Reads and writes in one storage write scope: no rating interleaves. With
     ``dry_run`` everything is computed and nothing is written. ``only``: just
     these (customer, period) pairs (the engine re-prices a period in place when
-    an event arrives before events already rated in it).
+    an event arrives before events already rated in it). ``costs``: correct
+    provider costs too (a price fix leaves them as posted; a re-pricing for the
+    order of arrival does not, since tiered costs depend on order as prices do).
     """
     hook = registry.manager.hook
     pricer = Pricer(catalog, hook.rating_enrich_event if registry.enriches_events else None)
     report = RerateReport()
     with storage.writing(), localcontext(MONEY_CONTEXT):
-        run = _Run(storage, pricer, clock())
+        run = _Run(storage, pricer, clock(), costs)
         for item in _events_of(storage, pricer, since, until, run, report, only):
             run.correct(item, report)
         if not dry_run:
@@ -198,8 +201,8 @@ def _events_of(
 class _Run:
     """The state of one re-rating: period states as the new prices leave them, wallets, what is stored."""
 
-    def __init__(self, storage: Storage, pricer: Pricer, now: dt.datetime) -> None:
-        self.storage, self.pricer, self.now = storage, pricer, now
+    def __init__(self, storage: Storage, pricer: Pricer, now: dt.datetime, costs: bool = False) -> None:
+        self.storage, self.pricer, self.now, self.costs = storage, pricer, now, costs
         self.selected: set[tuple[str, str]] = set()
         self.states: dict[StateKey, PeriodState] = {}  # of the selected periods, from nothing
         self.outside: dict[StateKey, PeriodState] = {}  # stored state other periods show (rollover carries)
@@ -308,9 +311,11 @@ class _Run:
         for line in priced.charges:
             report.after[customer, line.asset] = report.after.get((customer, line.asset), ZERO) + line.amount
         posted = [self.storage.transaction(rating_id(event.id)), *corrections.get(event.id, [])]
-        moves = _platform_moves(rating_transaction(priced, None).postings)
+        moves = _platform_moves(rating_transaction(priced, None).postings, self.costs)
         for transaction in posted:
-            for account_asset, amount in _platform_moves(transaction.postings if transaction else ()).items():
+            for account_asset, amount in _platform_moves(
+                transaction.postings if transaction else (), self.costs
+            ).items():
                 moves[account_asset] = moves.get(account_asset, ZERO) - amount
         moves = {key: amount for key, amount in moves.items() if amount}
         if not moves:
@@ -388,11 +393,12 @@ def _labels(kinds: Iterable[PeriodKind], since: dt.datetime, until: dt.datetime)
     return labels
 
 
-def _platform_moves(postings: Iterable[Posting]) -> dict[tuple[str, str], Decimal]:
-    """How ``postings`` move the platform's accounts a correction adjusts: not the customer's, not provider costs."""
+def _platform_moves(postings: Iterable[Posting], costs: bool = False) -> dict[tuple[str, str], Decimal]:
+    """How ``postings`` move the platform's accounts a correction adjusts: not the customer's, and provider
+    costs only when ``costs``."""
     moves: dict[tuple[str, str], Decimal] = {}
     for p in postings:
-        if customer_of(p.account) is None and not is_cost(p.account) and p.account != PROVIDERS_ACCOUNT:
+        if customer_of(p.account) is None and (costs or not (is_cost(p.account) or p.account == PROVIDERS_ACCOUNT)):
             moves[p.account, p.asset] = moves.get((p.account, p.asset), ZERO) + p.amount
     return moves
 

@@ -288,3 +288,80 @@ def test_simulating_the_pricebook_that_billed_a_late_arrival_changes_nothing(
     assert main(["simulate", "--db", db, *window, "--baseline", "ledger", "--vs", str(book), "-o", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)["customers"]
     assert [(row["ledger"], row["delta book"]) for row in rows] == [("14.0", "0.0")]
+
+
+def attributed(id: str, day: int, units: int) -> UsageEvent:
+    """A call of agent ``agt1``, whose creator shares its charges."""
+    return UsageEvent.model_validate({**call(id, day, units).model_dump(), "attribution": {"agent": "agt1"}})
+
+
+SPLIT = PLAN_CHANGE.replace("  acme: {plan: a, changes: [{plan: b, on: 2026-11-15}]}\n", "  acme: {plan: a}\n") + (
+    "agents:\n  agt1: {creator: jane}\n"
+    'revenue_split: {basis: gross, creator: "70", platform: "20", processor: {percent: "10", fixed: "0.30"}}\n'
+)
+COSTS = (
+    PLAN_CHANGE.replace("  acme: {plan: a, changes: [{plan: b, on: 2026-11-15}]}\n", "  acme: {plan: a}\n")
+    + "costs:\n  - meter: units\n    model: tiered\n    mode: volume\n"
+    + '    tiers: [{up_to: 10, unit_price: "0.6"}, {unit_price: "0.05"}]\n'
+)
+
+
+def test_a_processors_fixed_fee_and_provider_costs_are_billed_the_same_in_any_order(
+    book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    """Found by attack: the fixed fee per positive charge depends on which charges are positive (0.50 or 0.80
+    to the processor), and tiered provider costs across a version switch were left as posted (8.4 or 4.4)."""
+    split = Catalog([book(SPLIT)])
+    shared = [attributed("e1", 5, 8), attributed("e2", 20, 12)]
+    assert_same_bill(
+        billed(split, registry, [shared[::-1]], ["2026-11"]), billed(split, registry, [shared], ["2026-11"])
+    )
+    switched = COSTS.replace("version: 2026-10-01", "version: 2026-11-15").replace('"0.05"', '"0.3"')
+    costs = Catalog([book(COSTS), book(switched)])
+    used = [call("e1", 5, 8), call("e2", 20, 12)]
+    in_order, reversed_ = (billed(costs, registry, [[e] for e in order], ["2026-11"]) for order in (used, used[::-1]))
+    assert_same_bill(reversed_, in_order)
+
+
+LATE_ROLLOVER = ROLLOVER.replace("currency: USD\n", "currency: USD\nlate_usage: next_period\n").replace(
+    "included: 5", "included: 2"
+)
+
+
+def test_late_usage_takes_the_carry_of_the_period_billing_put_it_in(
+    book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    """Found by attack: a late November event moved into December was priced with October's carry into
+    November (December billed 5 for 9 units with 2 included and nothing carried; 7 is due)."""
+    storage = billed(Catalog([book(LATE_ROLLOVER)]), registry, [[call("n1", 5, 10)]], ["2026-10", "2026-11"])
+    engine = Engine(Catalog([book(LATE_ROLLOVER)]), storage, registry, clock=later)
+    engine.rate_batch([call("late", 20, 5)])
+    engine.rate_batch([call("d1", 1, 4, month=12)])
+    assert storage.period_totals("2026-12") == {("acme", "USD"): Decimal("7")}
+
+
+LATE_SWITCH = PLAN_CHANGE.replace("currency: USD\n", "currency: USD\nlate_usage: next_period\n").replace(
+    "on: 2026-11-15", "on: 2026-12-10"
+)
+
+
+def test_late_usage_arriving_after_the_next_periods_events_bills_the_same(
+    book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    """Found by attack: with November closed, a late November event arriving after December's events (with a
+    plan change on 10 December) billed December 9.8 instead of 7.1, and a no-op rerate then posted money."""
+    from rating.rerate import rerate
+
+    catalog = Catalog([book(LATE_SWITCH)])
+    late, d1, d2 = call("late", 20, 8), call("d1", 5, 3, month=12), call("d2", 20, 12, month=12)
+    totals = []
+    for order in ([late, d1, d2], [d1, d2, late], [d2, late, d1]):
+        storage = billed(catalog, registry, [], ["2026-11"])
+        engine = Engine(catalog, storage, registry, clock=later)
+        for item in order:
+            assert engine.rate_batch([item]).rejected == []
+        totals.append(storage.period_totals("2026-12"))
+        start = dt.datetime(2026, 12, 1, tzinfo=UTC)
+        noop = rerate(storage, catalog, registry, start, start + dt.timedelta(days=1), clock=later, dry_run=True)
+        assert noop.corrections == []
+    assert totals == [{("acme", "USD"): Decimal("7.1")}] * 3
