@@ -38,6 +38,11 @@ CATEGORIES = {
     "grant": "grants",
     "rating": "usage",
     "rerate": "usage",
+    # Holds move funds between the wallet and the held account (no movement of funds); what a settled
+    # reservation paid leaves the funds as usage.
+    "reserve": "usage",
+    "release": "usage",
+    "settle": "usage",
     "forfeit": "expiries",
     "refund": "refunds",
     "chargeback": "chargebacks",
@@ -50,9 +55,6 @@ MOVEMENTS = tuple(sorted({*CATEGORIES.values(), OWED_USAGE}))
 #: Every kind of transaction that can move a customer's accounts.
 KINDS = (
     *CATEGORIES,
-    "reserve",
-    "release",
-    "settle",
     "credit",
     "tax",
     "fee",

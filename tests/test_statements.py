@@ -252,3 +252,16 @@ def test_statements_never_show_negative_funds_and_chain_from_period_to_period(
     position -= ledger.get((receivable_account("wally"), "USD"), Decimal(0))
     final = statement(storage, pricebook, "wally", "2027-01").assets
     assert (final[0].closing - final[0].owed if final else Decimal(0)) == position
+
+
+def test_what_a_settled_reservation_paid_is_usage_on_the_statement(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
+    """Found by attack: after a reservation of 5 settled at 3 the statement showed top-ups 10 and closing 7,
+    movements that did not add up (the settlement's kind was no movement of funds)."""
+    pricebook = book(WALLET_BOOK)
+    wallets = Wallets(storage, lambda: FIRST)
+    wallets.deposit("wally", "USD", Decimal(10), "payment:pi_1")
+    wallets.reserve("wally", "USD", Decimal(5), "r1", dt.timedelta(hours=1))
+    wallets.settle("r1", Decimal(3), "revenue:marketplace")
+    wallets.reserve("wally", "USD", Decimal(2), "r2", dt.timedelta(hours=1))  # still held: funds all the same
+    [usd] = statement(storage, pricebook, "wally", "2026-11").assets
+    assert (usd.opening, usd.movements, usd.closing) == (0, {"top-ups": Decimal(10), "usage": Decimal(-3)}, 7)
