@@ -424,6 +424,9 @@ def cmd_close_period(args: argparse.Namespace, registry: Registry) -> int:
     print(f"closed {args.period} for {closed:,} customers; posted {len(report.posted):,} transactions", file=sys.stderr)
     if report.skipped:
         return 1 if closed or report.already_closed else 3  # some closed and some refused; or nothing done
+    if args.customer and not (closed or report.already_closed):
+        print(f"rating: error: nothing of {args.period} to close for {', '.join(args.customer)}", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -830,6 +833,8 @@ def _range(args: argparse.Namespace, book: Pricebook) -> tuple[dt.datetime, dt.d
     """``--from`` and ``--to`` as local midnights in the pricebook's time zone."""
     if not (args.db and args.since and args.until):
         raise UsageError("give an events file, or --db with --from and --to")
+    if args.until <= args.since:
+        raise UsageError(f"--to {args.until.isoformat()} must come after --from {args.since.isoformat()}")
     timezone = zone(book.timezone)
     return dt.datetime.combine(args.since, dt.time(), timezone), dt.datetime.combine(args.until, dt.time(), timezone)
 

@@ -197,6 +197,8 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
             timezone, anchor = zone(book.timezone_of(customer)), book.anchor_of(customer)
             _, start, end = bounds_of(period, timezone, anchor)
             before = PeriodClock(kind, timezone, anchor).previous(start)
+            if not customer_closing(book, customer, period, totals.get(customer, {})):
+                continue  # billed by another kind of period, or nothing to close: not this close's business
             if end > now:
                 reason = f"period {period} ends {end.isoformat()}, after now ({now.isoformat()})"
                 report.skipped.append(Skipped(customer, CloseRefusal.PERIOD_NOT_ENDED, reason))

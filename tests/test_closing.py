@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -115,6 +116,8 @@ def test_only_customers_billed_by_that_kind_of_period_are_closed(
 ) -> None:
     engine = Engine(book(SUBSCRIPTIONS), storage, registry)
     assert close_period(engine, "2026-W47").posted == []
+    # A week not yet ended is no reason to list monthly customers as skipped: the close is not theirs.
+    assert close_period(engine, "2026-W49").skipped == close_period(engine, "2026-12-03").skipped == []
     with pytest.raises(RatingError, match="'november' is not a period"):
         close_period(engine, "november")
 
@@ -246,3 +249,22 @@ def test_close_bills_what_committed_before_it_and_nothing_moves_under_it(
     usage = read_totals("2026-11")[("acme", "USD")]
     shortfall = sum((t.postings[0].amount for t in report.posted if t.kind == "minimum"), Decimal(0))
     assert usage + shortfall == Decimal("5.00")
+
+
+def test_close_and_rerate_commands_say_when_they_were_given_nothing_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by attack: closing a customer who has nothing to close, and a rerate window that ends before it
+    starts, exited 0 as if done."""
+    from rating.cli import main
+
+    book, db = tmp_path / "book.yaml", str(tmp_path / "r.db")
+    book.write_text(SIMPLE_PRICEBOOK)
+    events = tmp_path / "e.jsonl"
+    events.write_text(event("e1", at=utc(2026, 11, 5), tokens=1, model="m").model_dump_json() + "\n")
+    assert main(["rate", str(events), "-p", str(book), "--db", db]) == 0
+    assert main(["close-period", "--period", "2026-11", "-p", str(book), "--db", db, "--customer", "nobody"]) == 3
+    assert "nothing of 2026-11 to close for nobody" in capsys.readouterr().err
+    window = ["--from", "2026-12-01", "--to", "2026-11-01"]
+    assert main(["rerate", "-p", str(book), "--db", db, *window]) == 2
+    assert "--to 2026-11-01 must come after --from 2026-12-01" in capsys.readouterr().err
