@@ -589,7 +589,7 @@ class Engine:
 
             since, until = min(late.values()), max(late.values()) + dt.timedelta(microseconds=1)
             rerate(
-                self.storage, self.catalog, self.registry, since, until, clock=self.clock, only=set(late), costs=True
+                self.storage, self.catalog, self.registry, since, until, clock=self.clock, only=set(late), arrival=True
             )
 
     def _read_ahead(

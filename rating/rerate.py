@@ -51,7 +51,14 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
-from rating.accounts import PROVIDERS_ACCOUNT, customer_of, is_cost, receivable_account, wallet_account
+from rating.accounts import (
+    PROVIDERS_ACCOUNT,
+    customer_of,
+    is_cost,
+    prepaid_account,
+    receivable_account,
+    wallet_account,
+)
 from rating.catalog import Catalog
 from rating.charges import Charge, Correction, StateKey
 from rating.engine import Rejection
@@ -61,12 +68,13 @@ from rating.ledger import Posting, Transaction, closing_id, rating_id
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.periods import ONE_TICK, PeriodKind, bounds_of, period_bounds, zone
-from rating.policies import apply_spend_cap, fund_from_wallet
+from rating.policies import apply_spend_cap, draw_prepaid, fund_from_wallet
 from rating.poster import rating_transaction
 from rating.pricer import PricedEvent, Pricer, Terms, advance
 from rating.refusals import Refusal, RerateRefusal
 from rating.registry import Registry
-from rating.storage.base import Storage
+from rating.statekeys import prepaid_contract
+from rating.storage.base import Activity, Storage
 from rating.wallet import Grant, Wallets
 
 #: The kind of a correction's transaction id: ``rerate:EVENT:N``.
@@ -113,22 +121,24 @@ def rerate(
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     dry_run: bool = False,
     only: Collection[tuple[str, str]] | None = None,
-    costs: bool = False,
+    arrival: bool = False,
 ) -> RerateReport:
     """Re-price the billing periods that start in ``[since, until)`` with ``catalog`` and post the differences.
 
     Reads and writes in one storage write scope: no rating interleaves. With
     ``dry_run`` everything is computed and nothing is written. ``only``: just
     these (customer, period) pairs (the engine re-prices a period in place when
-    an event arrives before events already rated in it). ``costs``: correct
-    provider costs too (a price fix leaves them as posted; a re-pricing for the
-    order of arrival does not, since tiered costs depend on order as prices do).
+    an event arrives before events already rated in it). ``arrival``: the
+    re-pricing is for the order of arrival, so provider costs and a contract's
+    prepaid draw-down are corrected too (a price fix leaves both as posted: the
+    providers charged what they charged); the draw-down of the periods after the
+    re-priced ones stays as posted.
     """
     hook = registry.manager.hook
     pricer = Pricer(catalog, hook.rating_enrich_event if registry.enriches_events else None)
     report = RerateReport()
     with storage.writing(), localcontext(MONEY_CONTEXT):
-        run = _Run(storage, pricer, clock(), costs)
+        run = _Run(storage, pricer, clock(), arrival)
         for item in _events_of(storage, pricer, since, until, run, report, only):
             run.correct(item, report)
         if not dry_run:
@@ -160,13 +170,14 @@ def _events_of(
     bounds: dict[tuple[str, str], tuple[dt.datetime, dt.datetime]] = {}
     chosen: list[tuple[UsageEvent, Terms]] = []
 
-    def choose(event: UsageEvent) -> None:
+    def choose(event: UsageEvent) -> bool:
+        """Whether ``event`` is re-priced (and if so, add it to ``chosen``)."""
         try:
             terms = pricer.terms(event)
         except EventError as error:
             if event.timestamp < until:
                 report.refused.append(Rejection(f"event {event.id}", error.code, str(error)))
-            return
+            return False
         billed = run.billed_period(event.customer, event.id) or terms.period
         key = (event.customer, billed)
         if key not in bounds:
@@ -177,6 +188,8 @@ def _events_of(
         if since <= start < until and (only is None or key in only):
             run.select(key, end)
             chosen.append((event, run.as_billed(terms, billed)))
+            return True
+        return False
 
     scanned: set[str] = set()
     if only is None:
@@ -186,7 +199,7 @@ def _events_of(
         history = (a for customer in named for a in storage.activity(since, until + LONGEST_PERIOD, customer))
     for activity in history:
         scanned.add(activity.event.id)
-        choose(activity.event)
+        run.count_drawn(activity, choose(activity.event))
     # Late usage billed in these periods is stamped before them: found through the periods' charge records.
     labels = _labels({plan.period for book in pricer.catalog.versions for plan in book.plans.values()}, since, until)
     customers = {customer for label in sorted(labels) for customer, _ in storage.period_totals(label)}
@@ -201,8 +214,13 @@ def _events_of(
 class _Run:
     """The state of one re-rating: period states as the new prices leave them, wallets, what is stored."""
 
-    def __init__(self, storage: Storage, pricer: Pricer, now: dt.datetime, costs: bool = False) -> None:
-        self.storage, self.pricer, self.now, self.costs = storage, pricer, now, costs
+    def __init__(self, storage: Storage, pricer: Pricer, now: dt.datetime, arrival: bool = False) -> None:
+        self.storage, self.pricer, self.now, self.arrival = storage, pricer, now, arrival
+        # For arrival: what the re-priced events, and the events after them, added to each prepaid draw-down
+        # (customer, state name), and the draw-down state as it stood before the re-priced periods.
+        self.redrawn: dict[tuple[str, str], Decimal] = {}
+        self.drawn_later: dict[tuple[str, str], Decimal] = {}
+        self.terms: dict[StateKey, PeriodState] = {}
         self.selected: set[tuple[str, str]] = set()
         self.states: dict[StateKey, PeriodState] = {}  # of the selected periods, from nothing
         self.outside: dict[StateKey, PeriodState] = {}  # stored state other periods show (rollover carries)
@@ -268,16 +286,35 @@ class _Run:
         return found
 
     def lookup(self, key: StateKey) -> PeriodState:
-        customer, _, _, period = key
+        customer, name, _, period = key
         if (customer, period) in self.selected:
             return self.states.get(key) or self.states.setdefault(key, PeriodState(ZERO))
+        if self.arrival and prepaid_contract(name) is not None:
+            if key not in self.terms:  # as it stood before the re-priced periods
+                stored = self.storage.period_states([key]).get(key) or PeriodState(ZERO)
+                before = self.redrawn.get((customer, name), ZERO) + self.drawn_later.get((customer, name), ZERO)
+                self.terms[key] = PeriodState(stored.quantity - before)
+            return self.terms[key]
         if key not in self.outside:
             self.outside[key] = self.storage.period_states([key]).get(key) or PeriodState(ZERO)
         return self.outside[key]
 
     def open_states(self) -> dict[StateKey, PeriodState]:
-        """The new period states of the selected periods still open: they replace the stored ones."""
-        return {key: state for key, state in self.states.items() if (key[0], key[3]) not in self.closed}
+        """The new period states of the selected periods still open, and of prepaid draw-downs re-drawn (with what
+        the periods after them drew): they replace the stored ones."""
+        states = {key: state for key, state in self.states.items() if (key[0], key[3]) not in self.closed}
+        for key, state in self.terms.items():
+            states[key] = PeriodState(state.quantity + self.drawn_later.get((key[0], key[1]), ZERO))
+        return states
+
+    def count_drawn(self, activity: Activity, selected: bool) -> None:
+        """Note what ``activity``'s event added to prepaid draw-downs: re-drawn, or drawn after the re-priced
+        periods."""
+        into = self.redrawn if selected else self.drawn_later
+        for name, reading in activity.readings:
+            if prepaid_contract(name) is not None:
+                key = (activity.event.customer, name)
+                into[key] = into.get(key, ZERO) + Decimal(str(reading))
 
     def stored(self, customer: str) -> tuple[dict[str, list[Charge]], dict[str, list[Transaction]]]:
         """The customer's charge records and earlier corrections, by event id (read once per customer)."""
@@ -302,6 +339,7 @@ class _Run:
             report.refused.append(Rejection(f"event {event.id}", code, str(error)))
             return
         apply_spend_cap(priced, self.lookup, enforce=False)
+        drawn = draw_prepaid(priced, self.lookup) if self.arrival else None
         advance(self.lookup, customer, priced.usage)
         report.repriced += 1
         charges, corrections = self.stored(customer)
@@ -311,10 +349,10 @@ class _Run:
         for line in priced.charges:
             report.after[customer, line.asset] = report.after.get((customer, line.asset), ZERO) + line.amount
         posted = [self.storage.transaction(rating_id(event.id)), *corrections.get(event.id, [])]
-        moves = _platform_moves(rating_transaction(priced, None).postings, self.costs)
+        moves = _platform_moves(rating_transaction(priced, drawn).postings, customer, self.arrival)
         for transaction in posted:
             for account_asset, amount in _platform_moves(
-                transaction.postings if transaction else (), self.costs
+                transaction.postings if transaction else (), customer, self.arrival
             ).items():
                 moves[account_asset] = moves.get(account_asset, ZERO) - amount
         moves = {key: amount for key, amount in moves.items() if amount}
@@ -393,12 +431,18 @@ def _labels(kinds: Iterable[PeriodKind], since: dt.datetime, until: dt.datetime)
     return labels
 
 
-def _platform_moves(postings: Iterable[Posting], costs: bool = False) -> dict[tuple[str, str], Decimal]:
-    """How ``postings`` move the platform's accounts a correction adjusts: not the customer's, and provider
-    costs only when ``costs``."""
+def _platform_moves(
+    postings: Iterable[Posting], customer: str, arrival: bool = False
+) -> dict[tuple[str, str], Decimal]:
+    """How ``postings`` move the accounts a correction adjusts: the platform's, not the customer's payer; for
+    ``arrival``, provider costs and the customer's prepaid commitment too."""
     moves: dict[tuple[str, str], Decimal] = {}
+    prepaid = prepaid_account(customer) if arrival else None
     for p in postings:
-        if customer_of(p.account) is None and (costs or not (is_cost(p.account) or p.account == PROVIDERS_ACCOUNT)):
+        platform = customer_of(p.account) is None
+        if (
+            platform and (arrival or not (is_cost(p.account) or p.account == PROVIDERS_ACCOUNT))
+        ) or p.account == prepaid:
             moves[p.account, p.asset] = moves.get((p.account, p.asset), ZERO) + p.amount
     return moves
 

@@ -74,6 +74,12 @@ def prepaid_state(contract: str) -> str:
     return policy_state("prepaid", contract)
 
 
+def prepaid_contract(name: str) -> str | None:
+    """The contract whose prepaid draw-down state ``name`` is, or None."""
+    prefix = prepaid_state("")
+    return name[len(prefix) :] if name.startswith(prefix) else None
+
+
 def namespace_of(name: str) -> Namespace:
     """The namespace of a state name."""
     head, colon, _ = name.partition(":")
@@ -100,6 +106,7 @@ __all__ = [
     "meter_state",
     "namespace_of",
     "policy_state",
+    "prepaid_contract",
     "prepaid_state",
     "total_state",
 ]

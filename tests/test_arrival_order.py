@@ -205,6 +205,7 @@ contracts:
     charges:
       - {meter: units, model: tiered, mode: graduated, tiers: [{up_to: 4, unit_price: "2"}, {unit_price: "0.3"}]}
     commitment: "12"
+    prepaid: "6"
 """
 SECOND_VERSION = EVERYTHING.replace("version: 2026-10-01", "version: 2026-11-10").replace(
     'price: "0.25"', 'price: "0.40"'
@@ -365,3 +366,44 @@ def test_late_usage_arriving_after_the_next_periods_events_bills_the_same(
         noop = rerate(storage, catalog, registry, start, start + dt.timedelta(days=1), clock=later, dry_run=True)
         assert noop.corrections == []
     assert totals == [{("acme", "USD"): Decimal("7.1")}] * 3
+
+
+PREPAID = """\
+pricebook: prepaid
+version: 2026-10-01
+currency: USD
+meters:
+  units: {event: api.call, sum: units}
+plans:
+  a:
+    charges:
+      - {meter: units, model: per_unit, unit_price: "9"}
+customers:
+  acme: {plan: a}
+contracts:
+  deal:
+    customer: acme
+    from: 2026-11-01
+    prepaid: "10"
+    charges:
+      - {meter: units, model: tiered, mode: volume, tiers: [{up_to: 5, unit_price: "2"}, {unit_price: "0.1"}]}
+"""
+
+
+def test_a_prepaid_draw_down_is_re_drawn_when_arrival_re_prices_its_period(
+    book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    """Found by attack: with a version switch mid-period, the later event rated first left the prepaid
+    commitment holding 14 of a 10 commitment and billed 29 instead of 15."""
+    volume = '{meter: units, model: tiered, mode: volume, tiers: [{up_to: 5, unit_price: "2"}, {unit_price: "0.1"}]}'
+    assert volume in PREPAID
+    switched = PREPAID.replace("version: 2026-10-01", "version: 2026-11-15").replace(
+        volume, '{meter: units, model: per_unit, unit_price: "1"}'
+    )
+    catalog = Catalog([book(PREPAID), book(switched)])
+    events = [call("e1", 10, 5), call("e2", 20, 5)]
+    in_order = billed(catalog, registry, [[e] for e in events], ["2026-11"])
+    reversed_ = billed(catalog, registry, [[e] for e in events[::-1]], ["2026-11"])
+    assert_same_bill(reversed_, in_order)
+    assert reversed_.balances(["customer:acme:prepaid"]) == {("customer:acme:prepaid", "USD"): 0}  # 10 of 10
+    assert reversed_.balances(["customer:acme:receivable"]) == {("customer:acme:receivable", "USD"): Decimal("15")}
