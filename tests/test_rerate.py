@@ -75,7 +75,7 @@ def test_rating_then_rerating_with_the_fix_posts_what_rating_with_the_fix_would_
 ) -> None:
     """Rate some events by A, re-rate by B, rate the rest by B and close: the ledger is B's, to the last digit."""
     wrong, fixed, events, rated_before = case
-    events = sorted(events, key=lambda e: e.timestamp)
+    events = sorted(events, key=lambda e: (e.timestamp, e.id))  # time order, ties by id, as rating takes it
     corrected = MemoryStorage()
     Engine(wrong, corrected, REGISTRY).rate_batch(events[:rated_before])
     rerate(corrected, Catalog([fixed]), REGISTRY, OCTOBER, DECEMBER, clock=lambda: LATER)
