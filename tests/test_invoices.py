@@ -31,6 +31,7 @@ from rating.storage.memory import MemoryStorage
 from tests.conftest import POSTGRES_URL, postgres_url
 from tests.helpers import EXAMPLE, ROOT, SIMPLE_PRICEBOOK, event, later
 from tests.simulate.test_simulate import CUSTOMERS, books, histories, usage
+from tests.test_rerate import PRICEBOOK as REFIXABLE
 from tests.test_telescoping import METER_SPECS, REGISTRY
 
 BILLING = """\
@@ -289,24 +290,8 @@ def test_without_the_pdf_renderer_nothing_is_issued(demo_history: Path, monkeypa
     assert json.loads(capsys.readouterr().out) == []
 
 
-REFIXED = """\
-pricebook: fixes
-version: 2026-10-01
-currency: USD
-meters:
-  tokens: {{event: api.call, sum: tokens}}
-plans:
-  basic:
-    charges:
-      - meter: tokens
-        model: tiered
-        mode: graduated
-        tiers:
-          - {{up_to: 1000, unit_price: "{first}"}}
-          - {{unit_price: "0.0005"}}
-customers:
-  acme: {{plan: basic}}
-"""
+#: A tiered pricebook whose first tier's price a fix changes (``first``), as the rerate tests use it.
+REFIXED = REFIXABLE.replace("  wally: {{plan: basic, billing: wallet}}\n", "")
 
 
 def test_a_correction_of_a_closed_period_is_invoiced_next_on_its_own_line(storage: Storage, book, registry) -> None:  # type: ignore[no-untyped-def]
