@@ -78,9 +78,10 @@ def test_chunks_of_large_records_are_bounded_by_bytes(
 ) -> None:
     path = tmp_path / "large.jsonl"
     path.write_bytes(b"".join(_record(number, MiB - 300) for number in range(40)))  # 40 MiB of records
-    engine = Engine(book(SIMPLE_PRICEBOOK), SQLiteStorage(tmp_path / "r.db"), registry)
-    reports = []
-    peak = _peak(lambda: reports.append(engine.rate_batch(read_events(path), chunk_bytes=4 * MiB)))
+    with SQLiteStorage(tmp_path / "r.db") as storage:
+        engine = Engine(book(SIMPLE_PRICEBOOK), storage, registry)
+        reports = []
+        peak = _peak(lambda: reports.append(engine.rate_batch(read_events(path), chunk_bytes=4 * MiB)))
     assert reports[0].posted == 40 and peak < 20 * MiB  # a chunk of 5,000 records held all 40 MiB, and copies
 
 
@@ -179,27 +180,26 @@ def test_strict_rating_of_large_records_stays_under_the_memory_limit(tmp_path: P
 
 def test_a_strict_batch_stores_its_chunks_as_it_goes_and_takes_them_all_back_on_a_refusal(tmp_path: Path) -> None:
     registry = Registry.load()
-    storage = SQLiteStorage(tmp_path / "strict.db")
-    posted: list[str] = []
+    with SQLiteStorage(tmp_path / "strict.db") as storage:
+        posted: list[str] = []
 
-    class Listener:
-        @hookimpl
-        def rating_transaction_posted(self, transaction: object) -> None:
-            posted.append(str(transaction))
+        class Listener:
+            @hookimpl
+            def rating_transaction_posted(self, transaction: object) -> None:
+                posted.append(str(transaction))
 
-    engine = Engine(parse_pricebook(SIMPLE_PRICEBOOK, registry, "book.yaml"), storage, Registry.load([Listener()]))
-    seen_while_reading: list[bool] = []
+        engine = Engine(parse_pricebook(SIMPLE_PRICEBOOK, registry, "book.yaml"), storage, Registry.load([Listener()]))
+        seen_while_reading: list[bool] = []
 
-    def events(last_customer: str) -> Iterator[UsageEvent]:
-        for number in range(250):
-            if number == 200:  # two chunks of 100 are in the transaction already, not held in memory
-                seen_while_reading.append(bool(storage.rated_events(["e0", "e150"])))
-            yield event(f"e{number}", customer="acme" if number < 249 else last_customer, tokens=1, model="m")
+        def events(last_customer: str) -> Iterator[UsageEvent]:
+            for number in range(250):
+                if number == 200:  # two chunks of 100 are in the transaction already, not held in memory
+                    seen_while_reading.append(bool(storage.rated_events(["e0", "e150"])))
+                yield event(f"e{number}", customer="acme" if number < 249 else last_customer, tokens=1, model="m")
 
-    refused = engine.rate_batch(events("nobody"), strict=True, chunk_size=100)
-    assert [r.code for r in refused.rejected] == [Refusal.UNKNOWN_CUSTOMER] and refused.posted == 0
-    assert seen_while_reading == [True] and storage.rated_events(["e0"]) == {} and storage.balances() == {}
-    assert posted == []  # plugins heard of nothing that was rolled back
-    done = engine.rate_batch(events("acme"), strict=True, chunk_size=100)
-    assert done.posted == 250 and done.rejected == [] and len(posted) == 250
-    storage.close()
+        refused = engine.rate_batch(events("nobody"), strict=True, chunk_size=100)
+        assert [r.code for r in refused.rejected] == [Refusal.UNKNOWN_CUSTOMER] and refused.posted == 0
+        assert seen_while_reading == [True] and storage.rated_events(["e0"]) == {} and storage.balances() == {}
+        assert posted == []  # plugins heard of nothing that was rolled back
+        done = engine.rate_batch(events("acme"), strict=True, chunk_size=100)
+        assert done.posted == 250 and done.rejected == [] and len(posted) == 250

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
 import sqlite3
@@ -88,7 +89,7 @@ def test_policy_state_moves_into_its_namespace(tmp_path: Path) -> None:
     from rating.storage.sqlite import MIGRATIONS
 
     path = tmp_path / "v5.db"
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # closed, and committed first
         db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
         for version, script in MIGRATIONS[:5]:
             db.executescript(script)
