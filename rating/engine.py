@@ -30,7 +30,7 @@ from rating.events import CHUNK_BYTES, Pause, Sourced, UsageEvent
 from rating.ledger import Transaction
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO, plain
-from rating.periods import bounds_of, zone
+from rating.periods import ONE_TICK, bounds_of, zone
 from rating.policies import (
     ClosedLookup,
     apply_spend_cap,
@@ -478,8 +478,7 @@ class Engine:
         key it read.
 
         Also returns the customer periods to re-price, with the start of each: those where an event arrived
-        before events already rated in them with other terms between (a version, plan or contract that
-        starts or ends), whose order therefore decides the bill.
+        before events already rated in them and their order decides the bill (see :meth:`_note_late`).
         """
         # Time order (ties by id) within the chunk; rejections are reported in the order of the input.
         order = {id(item): index for index, item in enumerate(pending)}
@@ -572,7 +571,8 @@ class Engine:
         if (customer, rating.period) in late:
             return
         version = self.pricer.version_at(at)
-        if version.order_sensitive or self.pricer.terms_change_between(customer, at, latest):
+        sensitive = version.order_sensitive or self.pricer.version_at(latest).order_sensitive
+        if sensitive or self.pricer.terms_change_between(customer, at, latest):
             book = version.book
             _, start, _ = bounds_of(rating.period, zone(book.timezone_of(customer)), book.anchor_of(customer))
             late[customer, rating.period] = start
@@ -587,7 +587,7 @@ class Engine:
         if late:
             from rating.rerate import rerate  # rerate is a wing over the engine; only this mode reaches up
 
-            since, until = min(late.values()), max(late.values()) + dt.timedelta(microseconds=1)
+            since, until = min(late.values()), max(late.values()) + ONE_TICK
             rerate(
                 self.storage, self.catalog, self.registry, since, until, clock=self.clock, only=set(late), arrival=True
             )
