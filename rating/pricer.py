@@ -46,7 +46,7 @@ from rating.periods import bounds_of, zone
 from rating.pricebook import Contract
 from rating.pricing import EventPrice, PerEventModel, PricingModel
 from rating.refusals import Refusal, rank
-from rating.statekeys import BYOK_SUFFIX, kept_state
+from rating.statekeys import kept_state, state_suffix
 from rating.subscriptions import spans
 
 #: A view of period state: the state of a key as the caller sees it (stored, or as a batch leaves it).
@@ -307,12 +307,6 @@ def _price_in_period(
 def _capped(text: str, charge: PricingModel, amount: Decimal, asset: str) -> str:
     """A per-event charge's explanation, with what its cap left of it."""
     return f"{text}; with the {format_decimal(charge.cap or ZERO)} {asset} period cap: {format_decimal(amount)} {asset}"
-
-
-def state_suffix(billing_source: str) -> str:
-    """What follows a meter's name in its state key: BYOK usage is metered in state of its own,
-    so it never moves platform usage up a tier."""
-    return "" if billing_source == "platform" else BYOK_SUFFIX
 
 
 def advance(lookup: StateLookup, customer: str, usage: Sequence[Usage]) -> None:

@@ -43,9 +43,10 @@ class StateKey(NamedTuple):
     period: str
 
 
-def meter_state(meter: str, billing_source: str = "platform") -> str:
-    """The state name of a meter's aggregate: BYOK usage is metered apart, so it never moves platform tiers."""
-    return meter if billing_source == "platform" else meter + BYOK_SUFFIX
+def state_suffix(billing_source: str) -> str:
+    """What follows a meter's name (and a charge total's) in its state name: BYOK usage is metered in state
+    of its own, so it never moves platform usage up a tier."""
+    return "" if billing_source == "platform" else BYOK_SUFFIX
 
 
 def total_state(holder: str, identity: str) -> str:
@@ -103,10 +104,10 @@ __all__ = [
     "kept_state",
     "StateKey",
     "meter_of",
-    "meter_state",
     "namespace_of",
     "policy_state",
     "prepaid_contract",
     "prepaid_state",
+    "state_suffix",
     "total_state",
 ]
