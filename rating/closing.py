@@ -192,13 +192,14 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
             report.skipped = [Skipped(c, CloseRefusal.NO_VERSION_IN_FORCE, reason) for c in names]
             return report
         predecessors = _Predecessors(storage)
-        closing: list[str] = []
+        closing: dict[str, list[Transaction]] = {}  # each customer to close, with its closing transactions
         for customer in names:
+            transactions = customer_closing(book, customer, period, totals.get(customer, {}))
+            if not transactions:
+                continue  # billed by another kind of period, or nothing to close: not this close's business
             timezone, anchor = zone(book.timezone_of(customer)), book.anchor_of(customer)
             _, start, end = bounds_of(period, timezone, anchor)
             before = PeriodClock(kind, timezone, anchor).previous(start)
-            if not customer_closing(book, customer, period, totals.get(customer, {})):
-                continue  # billed by another kind of period, or nothing to close: not this close's business
             if end > now:
                 reason = f"period {period} ends {end.isoformat()}, after now ({now.isoformat()})"
                 report.skipped.append(Skipped(customer, CloseRefusal.PERIOD_NOT_ENDED, reason))
@@ -206,13 +207,12 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
                 reason = f"period {before} is still open: close it first"
                 report.skipped.append(Skipped(customer, CloseRefusal.PREDECESSOR_OPEN, reason))
             else:
-                closing.append(customer)
-        _settle_carries(engine, kind, period, closing)
-        transactions = period_closing(catalog, period, totals, closing) if closing else []
+                closing[customer] = transactions
+        _settle_carries(engine, kind, period, list(closing))  # the next period's carries: this one's totals stay
         report.already_closed = sorted(
             customer for customer, _ in storage.closed_periods([(c, period) for c in closing])
         )
-        report.posted = storage.append(transactions)
+        report.posted = storage.append([t for transactions in closing.values() for t in transactions])
     return report
 
 

@@ -220,7 +220,7 @@ class _Run:
         # (customer, state name), and the draw-down state as it stood before the re-priced periods.
         self.redrawn: dict[tuple[str, str], Decimal] = {}
         self.drawn_later: dict[tuple[str, str], Decimal] = {}
-        self.terms: dict[StateKey, PeriodState] = {}
+        self.draw_downs: dict[StateKey, PeriodState] = {}
         self.selected: set[tuple[str, str]] = set()
         self.states: dict[StateKey, PeriodState] = {}  # of the selected periods, from nothing
         self.outside: dict[StateKey, PeriodState] = {}  # stored state other periods show (rollover carries)
@@ -290,11 +290,11 @@ class _Run:
         if (customer, period) in self.selected:
             return self.states.get(key) or self.states.setdefault(key, PeriodState(ZERO))
         if self.arrival and prepaid_contract(name) is not None:
-            if key not in self.terms:  # as it stood before the re-priced periods
+            if key not in self.draw_downs:  # as it stood before the re-priced periods
                 stored = self.storage.period_states([key]).get(key) or PeriodState(ZERO)
                 before = self.redrawn.get((customer, name), ZERO) + self.drawn_later.get((customer, name), ZERO)
-                self.terms[key] = PeriodState(stored.quantity - before)
-            return self.terms[key]
+                self.draw_downs[key] = PeriodState(stored.quantity - before)
+            return self.draw_downs[key]
         if key not in self.outside:
             self.outside[key] = self.storage.period_states([key]).get(key) or PeriodState(ZERO)
         return self.outside[key]
@@ -303,7 +303,7 @@ class _Run:
         """The new period states of the selected periods still open, and of prepaid draw-downs re-drawn (with what
         the periods after them drew): they replace the stored ones."""
         states = {key: state for key, state in self.states.items() if (key[0], key[3]) not in self.closed}
-        for key, state in self.terms.items():
+        for key, state in self.draw_downs.items():
             states[key] = PeriodState(state.quantity + self.drawn_later.get((key[0], key[1]), ZERO))
         return states
 
