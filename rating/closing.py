@@ -30,6 +30,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from rating.accounts import (
     contract_revenue_account,
@@ -39,7 +40,6 @@ from rating.accounts import (
     rounding_account,
 )
 from rating.catalog import Catalog
-from rating.engine import Engine
 from rating.errors import RatingError
 from rating.ledger import Posting, Transaction, closing_id
 from rating.money import ZERO, exact, quantize
@@ -47,8 +47,12 @@ from rating.periods import ONE_TICK, PeriodClock, PeriodKind, bounds_of, parse_p
 from rating.pricebook import Pricebook
 from rating.refusals import CloseRefusal
 from rating.rerate import rerate
-from rating.storage.base import Storage
 from rating.subscriptions import Span, contract_span, prorated, spans_within
+
+if TYPE_CHECKING:
+    # Types only: a close runs against an engine and its storage; loading this module needs neither.
+    from rating.engine import Engine
+    from rating.storage.base import Storage
 
 
 @dataclass

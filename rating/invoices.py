@@ -47,12 +47,11 @@ from rating.accounts import prepaid_account, receivable_account, revenue_account
 from rating.billing import AppliedTax, Billing, Party, Profile, TaxError, tax_for
 from rating.catalog import Catalog
 from rating.errors import InvoiceError
-from rating.ledger import Posting, Transaction
+from rating.ledger import RERATE, Posting, Transaction
 from rating.money import ZERO, exact, quantize, round_to_total
 from rating.periods import bounds_of, zone
 from rating.pricebook import Pricebook
 from rating.refusals import InvoiceRefusal
-from rating.rerate import RERATE
 from rating.storage import Storage, StoredCharge
 
 #: Period-close kinds that put a line on the invoice, with the line's description.
