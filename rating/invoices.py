@@ -268,7 +268,8 @@ def period_credit_notes(storage: Storage, customer: str) -> list[CreditNote]:
 def open_credits(storage: Storage, customer: str) -> list[CreditNote]:
     """The period credit notes of ``customer`` not yet carried to a later document, oldest first."""
     notes = period_credit_notes(storage, customer)
-    carried = {c.number for document in [*invoices(storage, customer=customer), *notes] for c in document.carried}
+    issued: list[Invoice | CreditNote] = [*invoices(storage, customer=customer), *notes]
+    carried = {c.number for document in issued for c in document.carried}
     return [note for note in notes if note.number not in carried]
 
 
@@ -279,7 +280,11 @@ def _issue_once(
 
     One write: the sign, the credits carried and the number are read and taken together."""
     with storage.writing():
-        for earlier in (*invoices(storage, customer=customer), *period_credit_notes(storage, customer)):
+        issued: list[Invoice | CreditNote] = [
+            *invoices(storage, customer=customer),
+            *period_credit_notes(storage, customer),
+        ]
+        for earlier in issued:
             if earlier.period == period:
                 return earlier, False
         draft = _draft(storage, catalog, billing, period, customer, on)
