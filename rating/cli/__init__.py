@@ -193,7 +193,3 @@ def _scrubbed(url: str | None, text: str) -> str:
     except ValueError:  # not a URL urllib can split; masked() has done what it can
         password = None
     return text.replace(password, "***") if password else text
-
-
-if __name__ == "__main__":
-    sys.exit(main())
