@@ -7,11 +7,22 @@ same lines and figures as the command line, computed from the same exact decimal
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 from rating.diff import Edit
 from rating.money import ZERO, format_decimal
-from rating.output import as_text
 from rating.simulate import SimulationResult, percent_change
+
+
+def _text(value: object) -> str:
+    """A figure as people read it, like the command line's tables (``rating.output`` is an interface, above here)."""
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return format_decimal(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
 
 
 def simulation_summary(result: SimulationResult, invalid: int) -> list[str]:
@@ -38,7 +49,7 @@ def simulation_summary(result: SimulationResult, invalid: int) -> list[str]:
             if row[key]:
                 lines.append(f"  mover {row['customer']}: {format_decimal(row[key])} {row['asset']}")  # type: ignore[arg-type]
     for margin in result.margins():
-        text = {name: as_text(value) for name, value in margin.items()}
+        text = {name: _text(value) for name, value in margin.items()}
         changed = f", change {text['change']}" if text["change"] else ""
         percent = f" ({text['margin %']}%)" if text["margin %"] else ""
         lines.append(
