@@ -28,6 +28,7 @@ from rating.refusals import InvoiceRefusal, Refusal
 from rating.registry import Registry
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
+from rating.storage.sqlite import SQLiteStorage
 from tests.conftest import POSTGRES_URL, postgres_url
 from tests.helpers import EXAMPLE, ROOT, SIMPLE_PRICEBOOK, event, later
 from tests.simulate.test_simulate import CUSTOMERS, books, histories, usage
@@ -325,7 +326,7 @@ def test_a_correction_of_a_closed_period_is_invoiced_next_on_its_own_line(storag
 
 
 def test_a_period_that_owes_less_than_nothing_is_a_credit_note_carried_to_the_next_invoice(
-    storage: Storage, book, registry
+    storage: Storage, book, registry, tmp_path: Path, capsys
 ) -> None:  # type: ignore[no-untyped-def]
     """Issue 20 (close): a negative period total is a credit, issued as a credit note and taken off the next
     invoice; paying what the invoices ask leaves the receivable at zero."""
@@ -362,6 +363,29 @@ def test_a_period_that_owes_less_than_nothing_is_a_credit_note_carried_to_the_ne
     ]
     again = issue_invoices(storage, Catalog([fixed]), billing, "2026-12", ["acme"], issued=dt.date(2027, 1, 2))
     assert (again.credit_notes, again.existing_credit_notes, again.issued) == ([], [note], [])
+    if isinstance(storage, SQLiteStorage):  # the command says so
+        (tmp_path / "fixed.yaml").write_text(REFIXED.format(first="0.001"))
+        (tmp_path / "billing.yaml").write_text(BILLING)
+        files = ["-p", str(tmp_path / "fixed.yaml"), "--billing", str(tmp_path / "billing.yaml")]
+        assert (
+            main(
+                [
+                    "invoice",
+                    "issue",
+                    "--db",
+                    str(tmp_path / "rating.db"),
+                    "--period",
+                    "2026-12",
+                    "--customer",
+                    "acme",
+                    *files,
+                ]
+            )
+            == 0
+        )
+        said = capsys.readouterr().err
+        assert "acme: 2026-12 owes less than nothing: credit note CN-2027-000001 of 1.07 USD" in said
+        assert "issued 0 invoices, 0 already issued, 1 credit notes, 0 refused" in said
     receivable = receivable_account("acme")
     assert storage.balances([receivable])[receivable, "USD"] == -note.total  # the customer's credit
     fixing.rate_batch([event("j1", at=dt.datetime(2027, 1, 5, tzinfo=dt.UTC), tokens=6000)])

@@ -131,11 +131,18 @@ def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
         report = issue_invoices(storage, catalog, billing, args.period, args.customer, issued=args.date)
         for customer, _, reason in report.refused:
             print(f"{customer}: {reason}", file=sys.stderr)
+        for note in report.credit_notes + report.existing_credit_notes:
+            print(
+                f"{note.customer}: {note.period} owes less than nothing: credit note {note.number} of"
+                f" {note.total} {note.currency}, carried to the next invoice",
+                file=sys.stderr,
+            )
         chosen = report.issued + report.existing
-        status = outcome(len(chosen), len(report.refused))
+        credited = len(report.credit_notes) + len(report.existing_credit_notes)
+        status = outcome(len(chosen) + credited, len(report.refused))
         print(
             f"issued {len(report.issued):,} invoices, {len(report.existing):,} already issued,"
-            f" {len(report.refused):,} refused",
+            f" {credited:,} credit notes, {len(report.refused):,} refused",
             file=sys.stderr,
         )
     elif args.action == "pay":
