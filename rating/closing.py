@@ -208,7 +208,11 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
                 report.skipped.append(Skipped(customer, CloseRefusal.PREDECESSOR_OPEN, reason))
             else:
                 closing[customer] = transactions
-        _settle_carries(engine, kind, period, list(closing))  # the next period's carries: this one's totals stay
+        resettled = _settle_carries(engine, kind, period, list(closing))
+        if resettled:  # a prepaid draw-down re-drawn in this period: its charges stand, re-read them all the same
+            totals = _totals_by_customer(storage, period)
+            for customer in resettled:
+                closing[customer] = customer_closing(book, customer, period, totals.get(customer, {}))
         report.already_closed = sorted(
             customer for customer, _ in storage.closed_periods([(c, period) for c in closing])
         )
@@ -216,30 +220,59 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
     return report
 
 
-def _settle_carries(engine: Engine, kind: PeriodKind, period: str, customers: Sequence[str]) -> None:
-    """Re-price the next period of ``customers`` where a rollover allowance carries from ``period`` into it.
+def _settle_carries(engine: Engine, kind: PeriodKind, period: str, customers: Sequence[str]) -> set[str]:
+    """Settle, in period order, what ``period`` carries into the next period of ``customers``; returns the
+    customers whose ``period`` was re-priced too.
 
     What a period leaves unused is final only when it closes: usage rated in the
     next period before then (or before late usage of this one) read a carry that
-    may have moved. The correction is the one of an open-period rerate, dated at
-    the events, so the next period bills as if everything had arrived in time order.
+    may have moved. Two carries: a rollover allowance, and a contract's prepaid
+    commitment drawn down across the two periods (the next period's usage, rated
+    first, drew it before this one's). Both are settled by the re-pricing of an
+    arrival out of order (:func:`~rating.rerate.rerate` with ``arrival``): the
+    next period, and for a prepaid draw-down this period as well, every event in
+    time order. Each difference is a correction ``rerate:EVENT:N`` dated at its
+    event and marked ``settles: PERIOD`` (this period), so the ledger ends as if
+    everything had arrived in time order; this period's charges are not changed
+    by it (only what the commitment pays of them), unless the pricebook changed.
     """
     catalog = engine.catalog
-    if not customers or not any(
+    rollover = any(
         charge.rollover
         for book in catalog.versions
         for holder in (*book.plans.values(), *book.contracts.values())
         for charge in holder.charges
-    ):
-        return
-    starts: dict[tuple[str, str], dt.datetime] = {}
+    )
+    only: set[tuple[str, str]] = set()
+    starts: list[dt.datetime] = []
+    resettled: set[str] = set()
     for customer in customers:
         book = catalog.in_force(bounds_of(period, dt.UTC, None)[1]) or catalog.latest
         timezone, anchor = zone(book.timezone_of(customer)), book.anchor_of(customer)
-        _, _, end = bounds_of(period, timezone, anchor)
-        starts[customer, PeriodClock(kind, timezone, anchor).label(end)] = end
-    since, until = min(starts.values()), max(starts.values()) + ONE_TICK
-    rerate(engine.storage, catalog, engine.registry, since, until, clock=engine.clock, only=set(starts))
+        _, start, end = bounds_of(period, timezone, anchor)
+        prepaid = _prepaid_across(catalog, customer, end)
+        if rollover or prepaid:
+            only.add((customer, PeriodClock(kind, timezone, anchor).label(end)))
+            starts.append(end)
+        if prepaid:
+            only.add((customer, period))
+            starts.append(start)
+            resettled.add(customer)
+    if only:
+        since, until = min(starts), max(starts) + ONE_TICK
+        rerate(engine.storage, catalog, engine.registry, since, until, clock=engine.clock, only=only, settles=period)
+    return resettled
+
+
+def _prepaid_across(catalog: Catalog, customer: str, end: dt.datetime) -> bool:
+    """Whether a contract of ``customer`` with a prepaid commitment is in force on both sides of ``end``."""
+    for book in catalog.versions:
+        for name, contract in book.contracts.items():
+            if contract.customer == customer and contract.prepaid:
+                span = contract_span(book, name)
+                if span.start < end < span.end:
+                    return True
+    return False
 
 
 def _totals_by_customer(storage: Storage, period: str) -> dict[str, dict[str, Decimal]]:

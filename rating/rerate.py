@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, localcontext
 
 from rating.accounts import (
@@ -122,6 +122,7 @@ def rerate(
     dry_run: bool = False,
     only: Collection[tuple[str, str]] | None = None,
     arrival: bool = False,
+    settles: str | None = None,
 ) -> RerateReport:
     """Re-price the billing periods that start in ``[since, until)`` with ``catalog`` and post the differences.
 
@@ -132,15 +133,19 @@ def rerate(
     re-pricing is for the order of arrival, so provider costs and a contract's
     prepaid draw-down are corrected too (a price fix leaves both as posted: the
     providers charged what they charged); the draw-down of the periods after the
-    re-priced ones stays as posted.
+    re-priced ones stays as posted. ``settles``: the re-pricing settles, at the close of that period, what it
+    carries into the next (rollover, prepaid draw-down; see :mod:`rating.closing`): an ``arrival`` re-pricing
+    whose corrections say so in their metadata (``settles: PERIOD``).
     """
     hook = registry.manager.hook
     pricer = Pricer(catalog, hook.rating_enrich_event if registry.enriches_events else None)
     report = RerateReport()
     with storage.writing(), localcontext(MONEY_CONTEXT):
-        run = _Run(storage, pricer, clock(), arrival)
+        run = _Run(storage, pricer, clock(), arrival or settles is not None)
         for item in _events_of(storage, pricer, since, until, run, report, only):
             run.correct(item, report)
+        if settles is not None:
+            report.corrections = [_settling(correction, settles) for correction in report.corrections]
         if not dry_run:
             fresh = storage.correct(report.corrections, run.open_states(), dict.fromkeys(run.wallets, ZERO))
             if hook.rating_transaction_posted.get_hookimpls():
@@ -314,7 +319,18 @@ class _Run:
         for name, reading in activity.readings:
             if prepaid_contract(name) is not None:
                 key = (activity.event.customer, name)
-                into[key] = into.get(key, ZERO) + Decimal(str(reading))
+                into[key] = into.get(key, ZERO) + self._spent(activity.event, Decimal(str(reading)))
+
+    def _spent(self, event: UsageEvent, reading: Decimal) -> Decimal:
+        """What ``event`` adds to its prepaid draw-down as it stands: its charges in the pricebook currency, its
+        rating's and its corrections' together (``reading``, its rating's, is stale once an arrival re-pricing
+        corrected it, and that re-pricing stored the draw-down from the corrected charges)."""
+        try:
+            currency = self.pricer.version_at(event.timestamp).book.currency
+        except EventError:
+            return reading
+        charges, _ = self.stored(event.customer)
+        return sum((c.amount for c in charges.get(event.id, ()) if c.asset == currency), ZERO)
 
     def stored(self, customer: str) -> tuple[dict[str, list[Charge]], dict[str, list[Transaction]]]:
         """The customer's charge records and earlier corrections, by event id (read once per customer)."""
@@ -417,6 +433,14 @@ class _Run:
         if customer not in self.grants:
             self.grants[customer] = Wallets(self.storage).grants(customer)
         return self.grants[customer]
+
+
+def _settling(correction: Correction, period: str) -> Correction:
+    """``correction`` marked as a settlement made at the close of ``period`` (``settles: PERIOD``)."""
+    transaction = correction.transaction
+    metadata = {**transaction.metadata, "settles": period}
+    description = f"settled at the close of {period}: {transaction.description}"
+    return correction._replace(transaction=replace(transaction, metadata=metadata, description=description))
 
 
 def _labels(kinds: Iterable[PeriodKind], since: dt.datetime, until: dt.datetime) -> set[str]:

@@ -407,3 +407,20 @@ def test_a_prepaid_draw_down_is_re_drawn_when_arrival_re_prices_its_period(
     assert_same_bill(reversed_, in_order)
     assert reversed_.balances(["customer:acme:prepaid"]) == {("customer:acme:prepaid", "USD"): 0}  # 10 of 10
     assert reversed_.balances(["customer:acme:receivable"]) == {("customer:acme:receivable", "USD"): Decimal("15")}
+
+
+def test_a_prepaid_draw_down_is_settled_in_period_order_when_the_predecessor_closes(
+    book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    """December rated while November was open drew the prepaid commitment first (0.8 of 10): November's 10
+    then found only 9.2 left and was billed 0.8, and December kept its draw after November closed."""
+    catalog = Catalog([book(PREPAID)])
+    november, december = call("nov", 10, 5), call("dec", 10, 8, month=12)  # 5 x 2 = 10 and 8 x 0.1 = 0.8
+    december_first = billed(catalog, registry, [[december], [november]], ["2026-11"])
+    in_order = billed(catalog, registry, [[november], [december]], ["2026-11"])
+    assert_same_bill(december_first, in_order)
+    assert ("customer:acme:prepaid", "USD", "2026-12") not in ledger(december_first)  # November used it all
+    assert december_first.balances(["customer:acme:receivable"]) == {
+        ("customer:acme:receivable", "USD"): Decimal("10.8")  # the prepayment and December's 0.8
+    }
+    assert december_first.verify() == []
