@@ -64,16 +64,17 @@ from rating.charges import Charge, Correction, StateKey
 from rating.engine import Rejection
 from rating.errors import EventError, RerateRefused
 from rating.events import UsageEvent
-from rating.ledger import Posting, Transaction, closing_id, rating_id
+from rating.ledger import CLOSING_PREFIX, Posting, Transaction, closing_id, rating_id
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
-from rating.periods import ONE_TICK, PeriodKind, bounds_of, period_bounds, zone
+from rating.periods import ONE_TICK, PeriodKind, bounds_of, parse_period, period_bounds, zone
 from rating.policies import apply_spend_cap, draw_prepaid, fund_from_wallet
 from rating.poster import rating_transaction
+from rating.pricebook import Pricebook
 from rating.pricer import PricedEvent, Pricer, Terms, advance
 from rating.refusals import Refusal, RerateRefusal
 from rating.registry import Registry
-from rating.statekeys import prepaid_contract
+from rating.statekeys import prepaid_contract, prepaid_state
 from rating.storage.base import Activity, Storage
 from rating.wallet import Grant, Wallets
 
@@ -142,6 +143,8 @@ def rerate(
     report = RerateReport()
     with storage.writing(), localcontext(MONEY_CONTEXT):
         run = _Run(storage, pricer, clock(), arrival or settles is not None)
+        if not arrival:  # an arrival re-pricing uses the pricebook that just billed: its periods are billing's
+            _refuse_other_periods(storage, pricer, run, since, until, only)
         for item in _events_of(storage, pricer, since, until, run, report, only):
             run.correct(item, report)
         if settles is not None:
@@ -214,6 +217,76 @@ def _events_of(
         choose(event)
     chosen.sort(key=lambda item: (item[0].timestamp, item[0].id))  # time order, ties by id, as rating takes them
     return chosen
+
+
+def _refuse_other_periods(
+    storage: Storage,
+    pricer: Pricer,
+    run: _Run,
+    since: dt.datetime,
+    until: dt.datetime,
+    only: Collection[tuple[str, str]] | None = None,
+) -> None:
+    """``period_mismatch`` when the pricebook would bill the customers of the window by other periods than
+    billing did (another kind, time zone or anchor), checked before anything is priced.
+
+    The ledger keeps each event's period label and each closed period's end, not
+    the time zone or anchor that made them, so that is what is compared: every
+    event stamped in ``[since, until)`` keeps its label (a late event: the period
+    it is late for), and every closed period of those customers from a longest
+    period before the window to one after it keeps its end. Events billed in the
+    window but stamped outside it are checked as they are priced
+    (:meth:`_Run.as_billed`). Without this, a customer moved to another time zone
+    had its periods start outside the window, and the re-rating found nothing to
+    re-price in an open period.
+    """
+    customers = None if only is None else sorted({customer for customer, _ in only})
+    seen: set[str] = set()
+    for customer in customers or [None]:
+        for activity in storage.activity(since, until, customer):
+            event = activity.event
+            seen.add(event.customer)
+            try:
+                terms = pricer.terms(event)
+            except EventError:
+                continue  # refused when it is priced, if its period is re-rated
+            billed = run.billed_period(event.customer, event.id)
+            if billed is None or billed == terms.period:
+                continue
+            posted = storage.transaction(rating_id(event.id))
+            late_for = posted.metadata.get("late_for") if posted is not None else None
+            if late_for != terms.period:
+                book, customer = terms.version.book, event.customer
+                how = _periods_of(book, book.plans[terms.plan].period, customer)
+                raise RerateRefused(
+                    RerateRefusal.PERIOD_MISMATCH,
+                    f"customer {customer!r}: event {event.id} was billed in period {late_for or billed}, the"
+                    f" pricebook bills it in {terms.period} ({how}):"
+                    " a re-rating cannot change a customer's billing periods",
+                )
+    for customer in sorted(seen):
+        for marker in storage.transactions_of(CLOSING_PREFIX.rstrip(":"), customer):
+            period = marker.metadata.get("period")
+            if period is None or not since - LONGEST_PERIOD <= marker.timestamp < until + LONGEST_PERIOD:
+                continue
+            _, first = parse_period(period)
+            book = pricer.catalog.in_force(dt.datetime.combine(first, dt.time(12), dt.UTC))
+            book = book or pricer.catalog.versions[0]
+            kind, _, end = bounds_of(period, zone(book.timezone_of(customer)), book.anchor_of(customer))
+            if marker.timestamp != end - ONE_TICK:
+                raise RerateRefused(
+                    RerateRefusal.PERIOD_MISMATCH,
+                    f"customer {customer!r}: period {period} was closed at {marker.timestamp.isoformat()}, the"
+                    f" pricebook ({_periods_of(book, kind, customer)}) ends it at {end.isoformat()}:"
+                    " a re-rating cannot change a customer's billing periods",
+                )
+
+
+def _periods_of(book: Pricebook, kind: PeriodKind | str, customer: str) -> str:
+    """How ``book`` bills ``customer`` by periods of ``kind``: kind, time zone and anchor, in words."""
+    anchor = book.anchor_of(customer)
+    anchored = f"anchored on {anchor.isoformat()}" if anchor else "calendar"
+    return f"by {kind}, {anchored}, in {book.timezone_of(customer)}"
 
 
 class _Run:
@@ -316,10 +389,24 @@ class _Run:
         """Note what ``activity``'s event added to prepaid draw-downs: re-drawn, or drawn after the re-priced
         periods."""
         into = self.redrawn if selected else self.drawn_later
-        for name, reading in activity.readings:
-            if prepaid_contract(name) is not None:
-                key = (activity.event.customer, name)
-                into[key] = into.get(key, ZERO) + self._spent(activity.event, Decimal(str(reading)))
+        readings = {name: Decimal(str(reading)) for name, reading in activity.readings if prepaid_contract(name)}
+        if not readings and self.arrival:  # rated when it cost nothing, it may draw since an arrival re-priced it
+            readings = dict.fromkeys(self._draw_downs_of(activity.event), ZERO)
+        for name, reading in readings.items():
+            key = (activity.event.customer, name)
+            into[key] = into.get(key, ZERO) + self._spent(activity.event, reading)
+
+    def _draw_downs_of(self, event: UsageEvent) -> list[str]:
+        """The prepaid draw-down state ``event`` counts in under its terms (none without a prepaid contract)."""
+        if not any(c.prepaid for book in self.pricer.catalog.versions for c in book.contracts.values()):
+            return []
+        try:
+            terms = self.pricer.terms(event)
+        except EventError:
+            return []
+        if terms.contract is None or terms.contract.prepaid is None:
+            return []
+        return [prepaid_state(terms.contract_name)]
 
     def _spent(self, event: UsageEvent, reading: Decimal) -> Decimal:
         """What ``event`` adds to its prepaid draw-down as it stands: its charges in the pricebook currency, its

@@ -212,9 +212,10 @@ SECOND_VERSION = EVERYTHING.replace("version: 2026-10-01", "version: 2026-11-10"
 )
 
 # Days on both sides of every change of terms: the version of 10 November, acme's plan change on the 15th,
-# bob's contract from the 20th.
+# bob's contract from the 20th. December's events arrive among the others, before November closes: they draw
+# bob's prepaid commitment and take November's rollover carry, both settled when November closes.
 days = st.sampled_from([1, 9, 10, 12, 14, 15, 18, 20, 21, 28])
-stamps = st.tuples(st.sampled_from([10, 11]), days, st.integers(0, 23))
+stamps = st.tuples(st.sampled_from([10, 11, 12]), days, st.integers(0, 23))
 rows_strategy = st.lists(
     st.tuples(
         st.sampled_from(["acme", "bob", "carol"]),
@@ -267,6 +268,54 @@ def test_any_arrival_order_and_batch_split_give_the_ledger_of_time_order(
     periods = ["2026-10", "2026-11"]
     expected = billed(catalog, registry, [[e] for e in in_time], periods)
     got = billed(catalog, registry, batches, periods)
+    assert_same_bill(got, expected)
+    assert got.verify() == []
+
+
+# bob's prepaid commitment (6, from 20 November) and carol's rollover allowance, across November and December.
+settled_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["bob", "carol"]),
+        st.sampled_from([(11, 20), (11, 28), (12, 1), (12, 12), (12, 28)]),
+        st.integers(0, 9),
+        st.sampled_from(["0", "3.10"]),
+    ),
+    min_size=2,
+    max_size=7,
+)
+
+
+@settings(max_examples=40)
+@given(
+    settled_rows.flatmap(lambda rows: st.tuples(st.just(rows), st.permutations(range(len(rows))))),
+    st.integers(1, 3),
+)
+def test_whatever_december_drew_before_november_closed_is_settled_by_the_close(
+    rows_and_arrival: tuple[list[tuple[str, tuple[int, int], int, str]], list[int]], chunk: int
+) -> None:
+    """The carries between two periods, in any arrival order: December's events rated before November's drew
+    the prepaid commitment and read the rollover carry first; once November closes, the ledger (December's
+    open period included) is that of time order."""
+    rows, arrival = rows_and_arrival
+    registry = Registry.load()
+    from rating.pricebook import parse_pricebook
+
+    catalog = Catalog([parse_pricebook(text, registry, "book.yaml") for text in (EVERYTHING, SECOND_VERSION)])
+    events = [
+        UsageEvent(
+            id=f"e{index}",
+            customer=customer,
+            type="api.call",
+            timestamp=dt.datetime(2026, month, day, 12, tzinfo=UTC),
+            properties={"units": units, "model": "m1", "amount": amount, "currency": "USD"},
+        )
+        for index, (customer, (month, day), units, amount) in enumerate(rows)
+    ]
+    in_time = sorted(events, key=lambda e: (e.timestamp, e.id))
+    shuffled = [events[index] for index in arrival]
+    batches = [shuffled[i : i + chunk] for i in range(0, len(shuffled), chunk)]
+    expected = billed(catalog, registry, [[e] for e in in_time], ["2026-10", "2026-11"])
+    got = billed(catalog, registry, batches, ["2026-10", "2026-11"])
     assert_same_bill(got, expected)
     assert got.verify() == []
 
