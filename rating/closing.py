@@ -19,6 +19,14 @@ that kind of period:
 4. ``close:CUSTOMER:PERIOD`` - a marker without postings. From then on the
    engine rejects usage in that period.
 
+Before them, the close settles in period order what the period carries into the
+next (a rollover allowance, a contract's prepaid commitment drawn down in both):
+the next period's usage rated before the close read or drew it first. The
+settlement is an arrival re-pricing (:func:`rating.rerate.rerate`): corrections
+``rerate:EVENT:N`` dated at their events, marked ``settles: PERIOD`` in their
+metadata and "settled at the close of PERIOD" in their description; see
+:func:`_settle_carries`.
+
 Every id is derived from customer and period, so closing again posts nothing
 new. Fees and minimums apply to customers listed under ``customers`` (they have
 a subscription); customers on the default plan pay as they go.

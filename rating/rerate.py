@@ -15,7 +15,10 @@ transactions; nothing posted before is edited.
   another period than billing did, or ends a closed period elsewhere (another
   period kind, anchor or time zone), the whole re-rating is refused with
   ``period_mismatch`` (:class:`~rating.errors.RerateRefused`) and nothing is
-  posted, for open and closed periods alike.
+  posted, for open and closed periods alike. It is checked before anything is
+  priced, on every event stamped in the window and every closed period around
+  it (:func:`_refuse_other_periods`), and again on each event billed in the
+  window as it is priced.
 - **What is priced**: each event, in time order, against the period state its
   period had before its first event, exactly as ``rating rate`` would have
   priced it under the fixed pricebook. Policies that refuse usage (spend caps)
@@ -30,7 +33,9 @@ transactions; nothing posted before is edited.
   they stood and add the new ones, so period totals, usage reports and the
   ledger baseline of ``rating simulate`` see the corrected figures. Provider
   costs and a contract's prepaid draw-down are left as posted: a price fix does
-  not change what the providers charged.
+  not change what the providers charged. (A re-pricing for the order of
+  arrival, by the engine or by ``close-period``, corrects both; one made by a
+  close is marked ``settles: PERIOD``.)
 - **Open periods** are corrected in place: the correction is dated at the event
   and its charges count in the event's period; the period state is replaced by
   what the new prices leave, so later usage continues from it and
