@@ -87,6 +87,9 @@ from rating.wallet import Grant, Wallets
 RERATE = "rerate"
 #: How far after ``until`` the events of a period that starts before it may lie (the longest period is a year).
 LONGEST_PERIOD = dt.timedelta(days=367)
+#: More than the widest difference between two time zones' midnights (26 hours): how far a period's end in one
+#: customer zone may lie from a window's bound in the pricebook's.
+ZONE_SLACK = dt.timedelta(days=2)
 
 
 @dataclass
@@ -238,8 +241,9 @@ def _refuse_other_periods(
     The ledger keeps each event's period label and each closed period's end, not
     the time zone or anchor that made them, so that is what is compared: every
     event stamped in ``[since, until)`` keeps its label (a late event: the period
-    it is late for), and every closed period of those customers from a longest
-    period before the window to one after it keeps its end. Events billed in the
+    it is late for), and every closed period of those customers that ends in the
+    window or just before it (the one before the window tells where the window's
+    first period starts) keeps its end, by the version in force in it. Events billed in the
     window but stamped outside it are checked as they are priced
     (:meth:`_Run.as_billed`). Without this, a customer moved to another time zone
     had its periods start outside the window, and the re-rating found nothing to
@@ -272,11 +276,12 @@ def _refuse_other_periods(
     for customer in sorted(seen):
         for marker in storage.transactions_of(CLOSING_PREFIX.rstrip(":"), customer):
             period = marker.metadata.get("period")
-            if period is None or not since - LONGEST_PERIOD <= marker.timestamp < until + LONGEST_PERIOD:
+            if period is None or not since - ZONE_SLACK <= marker.timestamp < until + ZONE_SLACK:
                 continue
             _, first = parse_period(period)
             book = pricer.catalog.in_force(dt.datetime.combine(first, dt.time(12), dt.UTC))
-            book = book or pricer.catalog.versions[0]
+            if book is None:  # billed by a version this catalog does not hold: it cannot say where it ends
+                continue
             kind, _, end = bounds_of(period, zone(book.timezone_of(customer)), book.anchor_of(customer))
             if marker.timestamp != end - ONE_TICK:
                 raise RerateRefused(

@@ -469,6 +469,12 @@ def test_a_prepaid_draw_down_is_settled_in_period_order_when_the_predecessor_clo
     in_order = billed(catalog, registry, [[november], [december]], ["2026-11"])
     assert_same_bill(december_first, in_order)
     assert ("customer:acme:prepaid", "USD", "2026-12") not in ledger(december_first)  # November used it all
+    settled = [t for t in december_first.transactions_of("rerate") if "settles" in t.metadata]
+    assert [(t.metadata["event_id"], t.metadata["settles"]) for t in settled] == [
+        ("nov", "2026-11"),  # re-drawn first: all 10 of it
+        ("dec", "2026-11"),  # then December's 0.8, from nothing left
+    ]
+    assert all(t.description.startswith("settled at the close of 2026-11: ") for t in settled)
     assert december_first.balances(["customer:acme:receivable"]) == {
         ("customer:acme:receivable", "USD"): Decimal("10.8")  # the prepayment and December's 0.8
     }
