@@ -228,6 +228,10 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
     return report
 
 
+#: How many periods after a closing one a prepaid draw-down is re-drawn in, at most (those begun by now).
+SETTLING_HORIZON = 120
+
+
 def _settle_carries(engine: Engine, kind: PeriodKind, period: str, customers: Sequence[str]) -> set[str]:
     """Settle, in period order, what ``period`` carries into the next period of ``customers``; returns the
     customers whose ``period`` was re-priced too.
@@ -235,13 +239,15 @@ def _settle_carries(engine: Engine, kind: PeriodKind, period: str, customers: Se
     What a period leaves unused is final only when it closes: usage rated in the
     next period before then (or before late usage of this one) read a carry that
     may have moved. Two carries: a rollover allowance, and a contract's prepaid
-    commitment drawn down across the two periods (the next period's usage, rated
+    commitment that runs on after this period (usage of later periods, rated
     first, drew it before this one's). Both are settled by the re-pricing of an
-    arrival out of order (:func:`~rating.rerate.rerate` with ``arrival``): the
-    next period, and for a prepaid draw-down this period as well, every event in
-    time order. Each difference is a correction ``rerate:EVENT:N`` dated at its
-    event and marked ``settles: PERIOD`` (this period), so the ledger ends as if
-    everything had arrived in time order; this period's charges are not changed
+    arrival out of order (:func:`~rating.rerate.rerate` with ``arrival``), every
+    event in time order: for a rollover the next period (the carry into the one
+    after it is settled when the next one closes), for a prepaid commitment this
+    period and every open period after it that has begun. Each difference is a
+    correction ``rerate:EVENT:N`` dated at its event and marked ``settles:
+    PERIOD`` (this period), so the ledger ends as if everything had arrived in
+    time order; this period's charges are not changed
     by it (only what the commitment pays of them), unless the pricebook changed.
     """
     catalog = engine.catalog
@@ -254,18 +260,32 @@ def _settle_carries(engine: Engine, kind: PeriodKind, period: str, customers: Se
     only: set[tuple[str, str]] = set()
     starts: list[dt.datetime] = []
     resettled: set[str] = set()
+    drawing: dict[tuple[str, str], dt.datetime] = {}  # the open periods after this one a prepaid draw-down spans
+    now = engine.clock()
     for customer in customers:
         book = catalog.in_force(bounds_of(period, dt.UTC, None)[1]) or catalog.latest
         timezone, anchor = zone(book.timezone_of(customer)), book.anchor_of(customer)
         _, start, end = bounds_of(period, timezone, anchor)
-        prepaid = _prepaid_across(catalog, customer, end)
-        if rollover or prepaid:
-            only.add((customer, PeriodClock(kind, timezone, anchor).label(end)))
+        clock = PeriodClock(kind, timezone, anchor)
+        if rollover:  # the carry into the next period; the one after it is settled when the next one closes
+            only.add((customer, clock.label(end)))
             starts.append(end)
-        if prepaid:
+        if _prepaid_across(catalog, customer, end):
+            # Every period after this one may have drawn first, not only the next: all are re-drawn after it.
             only.add((customer, period))
             starts.append(start)
             resettled.add(customer)
+            at = end
+            for _ in range(SETTLING_HORIZON):
+                if at > now:
+                    break
+                label = clock.label(at)
+                drawing[customer, label] = at
+                at = bounds_of(label, timezone, anchor)[2]
+    for key in engine.storage.closed_periods(drawing):
+        del drawing[key]  # closed before this one (it had no usage then): nothing drew there before this one
+    only.update(drawing)
+    starts += drawing.values()
     if only:
         since, until = min(starts), max(starts) + ONE_TICK
         rerate(engine.storage, catalog, engine.registry, since, until, clock=engine.clock, only=only, settles=period)

@@ -272,11 +272,11 @@ def test_any_arrival_order_and_batch_split_give_the_ledger_of_time_order(
     assert got.verify() == []
 
 
-# bob's prepaid commitment (6, from 20 November) and carol's rollover allowance, across November and December.
+# bob's prepaid commitment (6, from 20 November) and carol's rollover allowance, from November to January.
 settled_rows = st.lists(
     st.tuples(
         st.sampled_from(["bob", "carol"]),
-        st.sampled_from([(11, 20), (11, 28), (12, 1), (12, 12), (12, 28)]),
+        st.sampled_from([(11, 20), (11, 28), (12, 1), (12, 12), (12, 28), (13, 5)]),  # 13: January 2027
         st.integers(0, 9),
         st.sampled_from(["0", "3.10"]),
     ),
@@ -293,9 +293,9 @@ settled_rows = st.lists(
 def test_whatever_december_drew_before_november_closed_is_settled_by_the_close(
     rows_and_arrival: tuple[list[tuple[str, tuple[int, int], int, str]], list[int]], chunk: int
 ) -> None:
-    """The carries between two periods, in any arrival order: December's events rated before November's drew
-    the prepaid commitment and read the rollover carry first; once November closes, the ledger (December's
-    open period included) is that of time order."""
+    """The carries between periods, in any arrival order: December's and January's events rated before
+    November's drew the prepaid commitment and read the rollover carry first; once the periods close, the ledger
+    (January's open period included) is that of time order."""
     rows, arrival = rows_and_arrival
     registry = Registry.load()
     from rating.pricebook import parse_pricebook
@@ -306,7 +306,7 @@ def test_whatever_december_drew_before_november_closed_is_settled_by_the_close(
             id=f"e{index}",
             customer=customer,
             type="api.call",
-            timestamp=dt.datetime(2026, month, day, 12, tzinfo=UTC),
+            timestamp=dt.datetime(2026 + month // 13, month % 12 or 12, day, 12, tzinfo=UTC),
             properties={"units": units, "model": "m1", "amount": amount, "currency": "USD"},
         )
         for index, (customer, (month, day), units, amount) in enumerate(rows)
@@ -314,8 +314,9 @@ def test_whatever_december_drew_before_november_closed_is_settled_by_the_close(
     in_time = sorted(events, key=lambda e: (e.timestamp, e.id))
     shuffled = [events[index] for index in arrival]
     batches = [shuffled[i : i + chunk] for i in range(0, len(shuffled), chunk)]
-    expected = billed(catalog, registry, [[e] for e in in_time], ["2026-10", "2026-11"])
-    got = billed(catalog, registry, batches, ["2026-10", "2026-11"])
+    periods = ["2026-10", "2026-11", "2026-12"]  # January's rollover carry is final when December closes
+    expected = billed(catalog, registry, [[e] for e in in_time], periods)
+    got = billed(catalog, registry, batches, periods)
     assert_same_bill(got, expected)
     assert got.verify() == []
 
@@ -479,3 +480,20 @@ def test_a_prepaid_draw_down_is_settled_in_period_order_when_the_predecessor_clo
         ("customer:acme:receivable", "USD"): Decimal("10.8")  # the prepayment and December's 0.8
     }
     assert december_first.verify() == []
+
+
+def test_a_prepaid_draw_down_of_every_later_period_is_settled_when_the_first_closes(
+    book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    """January drew first, then December, then November: once November closes, no later period keeps a draw
+    made before November's (the commitment was once drawn 20 of 10 until December closed too)."""
+    catalog = Catalog([book(PREPAID)])
+    events = [
+        call("nov", 10, 5),
+        call("dec", 10, 5, month=12),
+        UsageEvent.model_validate({**call("jan", 10, 5).model_dump(), "timestamp": "2027-01-10T12:00:00+00:00"}),
+    ]
+    backwards = billed(catalog, registry, [[e] for e in events[::-1]], ["2026-11"])
+    in_order = billed(catalog, registry, [[e] for e in events], ["2026-11"])
+    assert_same_bill(backwards, in_order)
+    assert backwards.balances(["customer:acme:prepaid"]) == {("customer:acme:prepaid", "USD"): Decimal("0")}
