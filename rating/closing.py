@@ -254,8 +254,8 @@ def _settle_carries(engine: Engine, kind: PeriodKind, period: str, customers: Se
     rollover = any(
         charge.rollover
         for book in catalog.versions
-        for holder in (*book.plans.values(), *book.contracts.values())
-        for charge in holder.charges
+        for charges in (*(plan.charges for plan in book.plans.values()), *(c.charges for c in book.contracts.values()))
+        for charge in charges
     )
     only: set[tuple[str, str]] = set()
     starts: list[dt.datetime] = []

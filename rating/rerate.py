@@ -249,10 +249,10 @@ def _refuse_other_periods(
     had its periods start outside the window, and the re-rating found nothing to
     re-price in an open period.
     """
-    customers = None if only is None else sorted({customer for customer, _ in only})
+    named: list[str | None] = [None] if only is None else [*sorted({customer for customer, _ in only})]
     seen: set[str] = set()
-    for customer in customers or [None]:
-        for activity in storage.activity(since, until, customer):
+    for who in named:
+        for activity in storage.activity(since, until, who):
             event = activity.event
             seen.add(event.customer)
             try:
@@ -265,11 +265,11 @@ def _refuse_other_periods(
             posted = storage.transaction(rating_id(event.id))
             late_for = posted.metadata.get("late_for") if posted is not None else None
             if late_for != terms.period:
-                book, customer = terms.version.book, event.customer
-                how = _periods_of(book, book.plans[terms.plan].period, customer)
+                book = terms.version.book
+                how = _periods_of(book, book.plans[terms.plan].period, event.customer)
                 raise RerateRefused(
                     RerateRefusal.PERIOD_MISMATCH,
-                    f"customer {customer!r}: event {event.id} was billed in period {late_for or billed}, the"
+                    f"customer {event.customer!r}: event {event.id} was billed in period {late_for or billed}, the"
                     f" pricebook bills it in {terms.period} ({how}):"
                     " a re-rating cannot change a customer's billing periods",
                 )
@@ -279,15 +279,15 @@ def _refuse_other_periods(
             if period is None or not since - ZONE_SLACK <= marker.timestamp < until + ZONE_SLACK:
                 continue
             _, first = parse_period(period)
-            book = pricer.catalog.in_force(dt.datetime.combine(first, dt.time(12), dt.UTC))
-            if book is None:  # billed by a version this catalog does not hold: it cannot say where it ends
+            then = pricer.catalog.in_force(dt.datetime.combine(first, dt.time(12), dt.UTC))
+            if then is None:  # billed by a version this catalog does not hold: it cannot say where it ends
                 continue
-            kind, _, end = bounds_of(period, zone(book.timezone_of(customer)), book.anchor_of(customer))
+            kind, _, end = bounds_of(period, zone(then.timezone_of(customer)), then.anchor_of(customer))
             if marker.timestamp != end - ONE_TICK:
                 raise RerateRefused(
                     RerateRefusal.PERIOD_MISMATCH,
                     f"customer {customer!r}: period {period} was closed at {marker.timestamp.isoformat()}, the"
-                    f" pricebook ({_periods_of(book, kind, customer)}) ends it at {end.isoformat()}:"
+                    f" pricebook ({_periods_of(then, kind, customer)}) ends it at {end.isoformat()}:"
                     " a re-rating cannot change a customer's billing periods",
                 )
 
