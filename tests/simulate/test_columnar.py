@@ -254,6 +254,7 @@ WIDE_METERS = {
     "u": {"event": "use", "unique": "member"},
 }
 NOVEMBER_10 = dt.date(2026, 11, 10)
+TOKYO = "Asia/Tokyo"
 
 
 @st.composite
@@ -278,7 +279,10 @@ def wide_catalogs(draw: st.DrawFn) -> Catalog:
                 currency="USD",
                 meters={name: Meter(**spec) for name, spec in WIDE_METERS.items()},  # type: ignore[arg-type]
                 plans={"p": Plan(charges=charges)},
-                customers={"listed": CustomerSpec(plan="p"), "tokyo": CustomerSpec(plan="p", timezone="Asia/Tokyo")},
+                customers={
+                    "listed": CustomerSpec(plan="p"),
+                    "contracted": CustomerSpec(plan="p", timezone="Asia/Tokyo"),
+                },
                 default_plan="p",
                 costs=(cost,),
             )
@@ -288,34 +292,15 @@ def wide_catalogs(draw: st.DrawFn) -> Catalog:
 
 @st.composite
 def wide_histories(draw: st.DrawFn) -> tuple[Catalog, list[UsageEvent]]:
+    """The simulation tests' usage, each event with a second quantity ``r`` for the weighted meter."""
+    from tests.simulate.test_simulate import usage
     from tests.test_telescoping import quantities
 
-    readings = draw(
-        st.lists(
-            st.tuples(
-                quantities,
-                quantities,
-                st.sampled_from("abc"),
-                st.sampled_from(["x", "y"]),
-                st.sampled_from(["listed", "walk-in", "tokyo"]),
-                st.integers(min_value=0, max_value=60 * 24 * 60 - 1),  # minutes into October and November
-            ),
-            min_size=1,
-            max_size=30,
-        )
-    )
-    start = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
-    events = [
-        UsageEvent(
-            id=f"e{i}",
-            customer=customer,
-            type="use",
-            timestamp=start + dt.timedelta(minutes=minute),
-            properties={"q": q, "r": r, "member": member, "g": group},
-        )
-        for i, (q, r, member, group, customer, minute) in enumerate(readings)
+    events = draw(usage())
+    weights = draw(st.lists(quantities, min_size=len(events), max_size=len(events)))
+    return draw(wide_catalogs()), [
+        e.model_copy(update={"properties": e.properties | {"r": r}}) for e, r in zip(events, weights, strict=True)
     ]
-    return draw(wide_catalogs()), events
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
