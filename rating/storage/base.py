@@ -72,16 +72,6 @@ def balance_moves(transactions: Sequence[Transaction]) -> dict[tuple[str, str], 
     return moves
 
 
-#: Policy state moved into its namespace (rating.statekeys), where no meter name reaches it: the same
-#: statements on both SQL databases. A meter once named ``spend`` shared this state; the cap owns it.
-STATE_NAMESPACES_MIGRATION = """
-    UPDATE period_state SET meter = 'policy:spend' WHERE meter = 'spend';
-    UPDATE period_state SET meter = 'policy:' || meter WHERE meter LIKE 'prepaid:%';
-    UPDATE usage SET meter = 'policy:spend' WHERE meter = 'spend';
-    UPDATE usage SET meter = 'policy:' || meter WHERE meter LIKE 'prepaid:%'
-"""
-
-
 #: A period state row key as adapters store it: (customer, meter, group key text, period).
 StoredKey = tuple[str, str, str, str]
 
