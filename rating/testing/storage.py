@@ -42,6 +42,7 @@ from rating.events import UsageEvent
 from rating.ledger import Posting, Transaction, rating_id
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT
+from rating.statekeys import StateKey
 from rating.storage.base import StaleState, Storage
 
 __all__ = ["StorageContract", "close", "correction", "rated", "transfer"]
@@ -286,8 +287,10 @@ class StorageContract:
 
     def test_period_state_moves_with_each_record(self, storage: Storage) -> None:
         storage.record([rated("e1", 100), rated("e2", 30, before=100)])
-        key = ("acme", "tokens", ("m",), PERIOD)
-        assert storage.period_states([key, ("acme", "tokens", ("x",), PERIOD)]) == {key: PeriodState(Decimal(130))}
+        key = StateKey("acme", "tokens", ("m",), PERIOD)
+        assert storage.period_states([key, StateKey("acme", "tokens", ("x",), PERIOD)]) == {
+            key: PeriodState(Decimal(130))
+        }
         assert storage.period_states([]) == {}
 
     def test_a_batch_rated_from_stale_state_is_refused_whole(self, storage: Storage) -> None:
@@ -295,12 +298,12 @@ class StorageContract:
         with pytest.raises(StaleState):
             storage.record([rated("e2", 5, customer="globex"), rated("e3", 10, before=0)])  # e3 read 0, it is 100
         assert storage.rated_events(["e2", "e3"]) == {}
-        assert storage.period_states([("globex", "tokens", ("m",), PERIOD)]) == {}
+        assert storage.period_states([StateKey("globex", "tokens", ("m",), PERIOD)]) == {}
 
     def test_unique_members_survive_storage(self, storage: Storage) -> None:
         storage.record([rated("e1", 1, agent="a1")])
-        states = storage.period_states([("acme", "agents", (), PERIOD)])
-        assert states == {("acme", "agents", (), PERIOD): PeriodState(Decimal(1), {"a1"})}
+        states = storage.period_states([StateKey("acme", "agents", (), PERIOD)])
+        assert states == {StateKey("acme", "agents", (), PERIOD): PeriodState(Decimal(1), {"a1"})}
 
     def test_groups_of_long_values_are_kept_apart(self, storage: Storage) -> None:
         """Group values and members may be long (1,024 UTF-8 bytes each): keys must not be cut short."""
@@ -312,7 +315,7 @@ class StorageContract:
         storage.record(
             [rating._replace(usage=usage), other._replace(usage=(usage[0]._replace(group=b, after=Decimal(7)),))]
         )
-        states = storage.period_states([("acme", "tokens", a, PERIOD), ("acme", "tokens", b, PERIOD)])
+        states = storage.period_states([StateKey("acme", "tokens", a, PERIOD), StateKey("acme", "tokens", b, PERIOD)])
         assert {key[2]: state.quantity for key, state in states.items()} == {a: Decimal(5), b: Decimal(7)}
 
     # -- closed periods -------------------------------------------------------------------
@@ -331,11 +334,13 @@ class StorageContract:
     def test_corrections_are_stored_once_and_replace_the_state_they_name(self, storage: Storage) -> None:
         first = rated("e1", 100)
         storage.record([first])
-        key = ("acme", "tokens", ("m",), PERIOD)
+        key = StateKey("acme", "tokens", ("m",), PERIOD)
         fixed = correction(first, 1, "0.08")
         assert storage.correct([fixed], {key: PeriodState(Decimal(80))}) == [fixed]
         assert storage.correct([fixed], {key: PeriodState(Decimal(80))}) == []
         assert storage.period_states([key]) == {key: PeriodState(Decimal(80))}
+        assert storage.correct([], {key: PeriodState(Decimal(70))}) == []  # states are replaced all the same
+        assert storage.period_states([key]) == {key: PeriodState(Decimal(70))}
         assert storage.transaction("rerate:e1:1") == fixed.transaction
         assert [c.charge.amount for c in storage.charges("acme")] == [Decimal("0.1"), Decimal("-0.1"), Decimal("0.08")]
         assert storage.period_totals(PERIOD) == {("acme", "USD"): Decimal("0.08")}
@@ -416,5 +421,7 @@ class StorageContract:
         first = rated("e1", 100)
         storage.record([first, rated("e2", 5, before=100, agent="a1")])
         storage.append([transfer("t1", "1"), close("acme", "2026-10")])
-        storage.correct([correction(first, 1, "0.2")], {("acme", "tokens", ("m",), PERIOD): PeriodState(Decimal(200))})
+        storage.correct(
+            [correction(first, 1, "0.2")], {StateKey("acme", "tokens", ("m",), PERIOD): PeriodState(Decimal(200))}
+        )
         assert storage.verify() == []
