@@ -5,7 +5,7 @@ Each step is written once, with the column types as placeholders (``{money}``,
 (:data:`TYPES`); where the databases need different statements for the same
 logical change (SQLite's ``json_extract`` and PostgreSQL's ``->>``), the step
 names one text per dialect, and a step one database does not need is empty
-there. Versions are SQLite's historical numbers: a SQLite database of any
+there. Versions are SQLite's historical numbers (1-6): a SQLite database of any
 earlier version migrates step by step. PostgreSQL numbered its own, shorter
 history (1-5) before the two were merged; :data:`POSTGRES_LEGACY` says which
 logical version each of those numbers is, and the migration reads an old
@@ -149,6 +149,21 @@ _KINDS = """
     DELETE FROM period_state WHERE meter LIKE 'total:%[%]%'
 """
 
+_PAYMENTS = """
+    CREATE TABLE payments (
+        payment_id TEXT PRIMARY KEY,
+        purpose TEXT NOT NULL,
+        customer TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        amount {money} NOT NULL,
+        transaction_id TEXT NOT NULL UNIQUE REFERENCES transactions(id)
+    );
+    INSERT INTO payments
+        SELECT substr(id, 9), COALESCE({purpose}, ''), COALESCE(customer, ''), COALESCE({asset}, ''),
+            COALESCE({amount}, 0), id
+        FROM transactions WHERE kind = 'payment'
+"""
+
 #: Every schema change, in order, each applied exactly once.
 MIGRATIONS: list[Migration] = [
     Migration(1, "the ledger, rated events, their usage and charges, and period state", _TABLES),
@@ -238,6 +253,23 @@ MIGRATIONS: list[Migration] = [
         },
     ),
 ]
+MIGRATIONS.append(
+    Migration(
+        9,
+        # The registry of provider payment ids (rating.payment_registry) kept its entries as marker transactions
+        # ``payment:ID``; they become rows keyed by the payment id, written in the same write as the marker (which
+        # stays: the ledger's idempotency by transaction id still covers a replay), read without parsing metadata.
+        "payments: one row per provider payment id, from its marker transaction",
+        {
+            "sqlite": _PAYMENTS.replace("{purpose}", "json_extract(metadata, '$.purpose')")
+            .replace("{asset}", "json_extract(metadata, '$.asset')")
+            .replace("{amount}", "json_extract(metadata, '$.amount')"),
+            "postgres": _PAYMENTS.replace("{purpose}", "metadata ->> 'purpose'")
+            .replace("{asset}", "metadata ->> 'asset'")
+            .replace("{amount}", "(metadata ->> 'amount')::numeric"),
+        },
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 #: A PostgreSQL database written before the histories merged, by its own version: the logical version it is at.

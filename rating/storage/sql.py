@@ -33,13 +33,16 @@ from rating.ledger import RATING_PREFIX, Posting, Transaction, rating_id
 from rating.meters import PeriodState
 from rating.money import ZERO, exact
 from rating.storage.base import (
+    PAYMENT_KIND,
     Activity,
+    Payment,
     Storage,
     StoredCharge,
     StoredKey,
     balance_moves,
     final_states,
     group_key,
+    payment_of,
     stored_states,
 )
 from rating.storage.migrations import SCHEMA_VERSION, logical_version, statements
@@ -239,6 +242,16 @@ class SqlStorage(Storage):
     def transactions(self) -> Iterator[Transaction]:
         return iter(self._transactions_where(""))
 
+    def payments(self, ids: Iterable[str]) -> dict[str, Payment]:
+        rows = self._in_rows(
+            "SELECT payment_id, purpose, customer, asset, amount, transaction_id FROM payments WHERE payment_id {in}",
+            ids,
+        )
+        return {
+            str(id): Payment(str(id), purpose, customer, asset, self._decimal(amount), marker)
+            for id, purpose, customer, asset, amount, marker in rows
+        }
+
     def transactions_of(self, kind: str, customer: str | None = None) -> list[Transaction]:
         if customer is None:
             return self._transactions_where("WHERE t.kind = ?", (kind,))
@@ -426,6 +439,13 @@ class SqlStorage(Storage):
                 for line, p in enumerate(t.postings)
             ),
         )
+        payments = [payment_of(t) for t in transactions if t.kind == PAYMENT_KIND]
+        if payments:
+            self._insert(
+                "payments",
+                "payment_id, purpose, customer, asset, amount, transaction_id",
+                ((p.payment_id, p.purpose, p.customer, p.asset, money(p.amount), p.transaction_id) for p in payments),
+            )
         self._add_balances(balance_moves(transactions))
 
     def _add_balances(self, moves: Mapping[tuple[str, str], Decimal]) -> None:

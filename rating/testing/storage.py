@@ -42,8 +42,9 @@ from rating.events import UsageEvent
 from rating.ledger import Posting, Transaction, rating_id
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT
+from rating.payment_registry import Purpose, payment_marker
 from rating.statekeys import StateKey
-from rating.storage.base import StaleState, Storage
+from rating.storage.base import Payment, StaleState, Storage
 
 __all__ = ["StorageContract", "close", "correction", "rated", "transfer"]
 
@@ -351,6 +352,21 @@ class StorageContract:
         assert storage.balances(["customer:acme:receivable"]) == {("customer:acme:receivable", "USD"): Decimal("0.08")}
         with pytest.raises(TransactionConflict):
             storage.correct([correction(first, 1, "0.07")], {})
+
+    # -- payments -------------------------------------------------------------------------------
+
+    def test_a_payment_marker_records_its_payment_once(self, storage: Storage) -> None:
+        marker = payment_marker("pi_1", Purpose.TOP_UP, "acme", "USD", Decimal("12.50"), AT)
+        storage.append([marker])
+        expected = Payment("pi_1", "top-up", "acme", "USD", Decimal("12.50"), "payment:pi_1")
+        assert storage.payments(["pi_1", "pi_9"]) == {"pi_1": expected}
+        assert storage.append([marker]) == []  # a replay
+        with pytest.raises(TransactionConflict):  # the id for another purpose, in one write with other work
+            storage.append([transfer("t1", "1"), payment_marker("pi_1", Purpose.REFUND, "acme", "USD", Decimal(1), AT)])
+        assert storage.payments(["pi_1"]) == {"pi_1": expected}
+        assert _stored(storage, "t1") == []
+        assert storage.payments([]) == {}
+        assert storage.verify() == []
 
     # -- documents ------------------------------------------------------------------------------
 
