@@ -274,7 +274,7 @@ SCHEMA_VERSION = MIGRATIONS[-1].version
 
 #: A PostgreSQL database written before the histories merged, by its own version: the logical version it is at.
 #: (Its version 1 already had the indexes of steps 2 and 3; its 4 was step 7, which runs again harmlessly.)
-#: Merged databases are written at :data:`SCHEMA_VERSION` or later, never at one of these.
+#: Merged databases are written at version 8 or later, never at one of these.
 POSTGRES_LEGACY: dict[int, int] = {1: 3, 2: 4, 3: 5, 4: 5, 5: 6}
 
 

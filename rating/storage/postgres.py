@@ -160,10 +160,7 @@ class PostgresStorage(SqlStorage):
     def _states_query(keys: Iterable[StateKey]) -> tuple[dict[StoredKey, StateKey], str, list[list[str]]] | None:
         """The stored keys of ``keys``, and the query of their rows (None for no keys)."""
         # One round trip for any number of keys: a chunk touches thousands.
-        wanted = {
-            (customer, meter, group_key(group), period): (customer, meter, group, period)
-            for customer, meter, group, period in keys
-        }
+        wanted = {(key[0], key[1], group_key(key[2]), key[3]): key for key in keys}
         if not wanted:
             return None
         columns = [list(column) for column in zip(*wanted, strict=True)]
