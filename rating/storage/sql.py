@@ -547,7 +547,8 @@ class SqlStorage(Storage):
     ) -> None:
         self._executemany(
             f"INSERT INTO period_state VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT ({self.state_key})"
-            " DO UPDATE SET quantity = EXCLUDED.quantity",
+            # the whole state is replaced (as SQLite's INSERT OR REPLACE did): a meter may turn unique-count
+            " DO UPDATE SET quantity = EXCLUDED.quantity, is_unique = EXCLUDED.is_unique",
             [(*key, self._money(quantity), self._flag(unique)) for key, (quantity, unique) in final.items()],
         )
         self._executemany("INSERT INTO period_members VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", members)
