@@ -3,8 +3,9 @@
 Whatever a payment does (settle an invoice, top up a wallet, refund or charge
 back a top-up), the same write that posts it stores the marker ``payment:ID``:
 a transaction without postings, keyed by the provider's payment id, naming the
-purpose, customer, asset and amount. The storage keeps transaction ids unique
-and idempotent, so the markers are the payments table: the same payment again
+purpose, customer, asset and amount; SQL storage keeps each in its ``payments``
+table too, keyed by the payment id (:meth:`~rating.storage.Storage.payments`).
+The storage keeps transaction ids unique and idempotent, so with the markers: the same payment again
 is a replay, and the id used for another purpose (or other terms) is refused
 with :class:`~rating.errors.TransactionConflict` in the same atomic write, also
 when two writers race. For payments posted before the registry existed, each
@@ -66,9 +67,9 @@ def payment_marker(
 def claim(storage: Storage, payment_id: str, purpose: Purpose, customer: str) -> None:
     """Refuse ``payment_id`` (:class:`~rating.errors.TransactionConflict`) when it was used for another purpose
     or customer. Call it inside the :meth:`~rating.storage.Storage.writing` scope that posts the payment."""
-    known = storage.transaction(f"{PAYMENT}:{payment_id}")
+    known = storage.payments([payment_id]).get(payment_id)
     if known is not None:
-        used = (known.metadata.get("purpose"), known.customer)
+        used = (known.purpose, known.customer)
         if used != (str(purpose), customer):
             raise TransactionConflict(
                 f"payment {payment_id} was already used as a {used[0]} of customer {used[1]!r}:"

@@ -55,6 +55,36 @@ class Activity:
 
 
 @dataclass(frozen=True, slots=True)
+class Payment:
+    """A provider's payment id as the payment registry used it (:mod:`rating.payment_registry`): for what, whose,
+    how much, and the marker transaction ``payment:ID`` stored with it."""
+
+    payment_id: str
+    purpose: str
+    customer: str
+    asset: str
+    amount: Decimal
+    transaction_id: str
+
+
+#: The transaction kind of the payment registry's markers (``payment:ID``): each is also a :class:`Payment`.
+PAYMENT_KIND = "payment"
+
+
+def payment_of(marker: Transaction) -> Payment:
+    """The payment a registry marker ``payment:ID`` records (its metadata: purpose, asset, amount)."""
+    meta = marker.metadata
+    return Payment(
+        marker.id.partition(":")[2],
+        str(meta.get("purpose", "")),
+        marker.customer or "",
+        str(meta.get("asset", "")),
+        Decimal(str(meta.get("amount", "0"))),
+        marker.id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class StoredCharge:
     """A charge as kept in storage, with the event and customer it belongs to."""
 
@@ -70,16 +100,6 @@ def balance_moves(transactions: Sequence[Transaction]) -> dict[tuple[str, str], 
         for p in transaction.postings:
             moves[(p.account, p.asset)] = moves.get((p.account, p.asset), ZERO) + p.amount
     return moves
-
-
-#: Policy state moved into its namespace (rating.statekeys), where no meter name reaches it: the same
-#: statements on both SQL databases. A meter once named ``spend`` shared this state; the cap owns it.
-STATE_NAMESPACES_MIGRATION = """
-    UPDATE period_state SET meter = 'policy:spend' WHERE meter = 'spend';
-    UPDATE period_state SET meter = 'policy:' || meter WHERE meter LIKE 'prepaid:%';
-    UPDATE usage SET meter = 'policy:spend' WHERE meter = 'spend';
-    UPDATE usage SET meter = 'policy:' || meter WHERE meter LIKE 'prepaid:%'
-"""
 
 
 #: A period state row key as adapters store it: (customer, meter, group key text, period).
@@ -304,6 +324,14 @@ class Storage(abc.ABC):
         """The stored transactions among ``ids``, by id (one query where each is a round trip)."""
         found = {id: self.transaction(id) for id in ids}
         return {id: transaction for id, transaction in found.items() if transaction is not None}
+
+    def payments(self, ids: Iterable[str]) -> dict[str, Payment]:
+        """The provider payment ids among ``ids`` that a payment used, by id (:mod:`rating.payment_registry`).
+
+        Written by the same write as their marker transactions; this default reads the markers themselves.
+        """
+        markers = self.transactions_by_id(f"{PAYMENT_KIND}:{id}" for id in ids)
+        return {payment.payment_id: payment for payment in map(payment_of, markers.values())}
 
     @abc.abstractmethod
     def transactions(self) -> Iterator[Transaction]:

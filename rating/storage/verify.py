@@ -122,6 +122,7 @@ def unreadable(storage: Storage, known: Iterable[str] = ()) -> list[str]:
         _charges(checks)
         _documents(checks)
         _closed_periods(checks, transactions)
+        _payments(checks, transactions)
         _readers(checks)
     return checks.problems
 
@@ -250,6 +251,32 @@ def _closed_periods(checks: Checks, transactions: dict[str, Any]) -> None:
         meta = transaction.metadata
         if transaction.kind != "close" or (meta.get("customer"), meta.get("period")) != (customer, period):
             checks.problems.append(f"period {period} of {customer} is marked closed by {transaction_id}, not its close")
+
+
+def _payments(checks: Checks, transactions: dict[str, Any]) -> None:
+    """Every payment row is what its marker transaction ``payment:ID`` says (the payment registry reads the row)."""
+    from rating.storage.base import payment_of
+
+    columns = "payment_id, purpose, customer, asset, amount, transaction_id"
+    for payment_id, purpose, customer, asset, raw, transaction_id in checks.rows("payments", columns):
+        where = f"payment {_shown(payment_id)}"
+        value = checks.read(f"the amount of {where}", lambda raw=raw: amount(raw))
+        transaction = transactions.get(transaction_id)
+        if transaction is None:
+            if transactions:
+                checks.problems.append(f"{where} is recorded by {_shown(transaction_id)}, not stored")
+            continue
+        try:
+            said = payment_of(transaction)
+        except Exception:  # noqa: BLE001 - a marker whose amount is not a decimal
+            said = None
+        row = (f"payment:{payment_id}", purpose, customer, asset)
+        if (
+            said is None
+            or row != (said.transaction_id, said.purpose, said.customer, said.asset)
+            or (value is not None and value != said.amount)
+        ):
+            checks.problems.append(f"{where} does not agree with its marker transaction {_shown(transaction_id)}")
 
 
 def _readers(checks: Checks) -> None:

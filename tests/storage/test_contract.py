@@ -1,9 +1,13 @@
-"""The storage contract, run against every adapter (memory and SQLite)."""
+"""The storage contract, run against every adapter (memory, SQLite and PostgreSQL when a server is given).
+
+The contract itself is :class:`rating.testing.StorageContract`, the suite third-party adapters run too;
+below it, what the engine relies on beyond it, end to end.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,49 +16,52 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rating.engine import Engine
-from rating.errors import EventConflict, StorageError, TransactionConflict
+from rating.errors import EventConflict, StorageError
 from rating.events import UsageEvent
 from rating.ledger import Posting, Transaction, imbalance
 from rating.pricebook import Pricebook
 from rating.registry import Registry
 from rating.storage import StaleState, Storage
+from rating.storage.memory import MemoryStorage
 from rating.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
-from tests.conftest import STORAGE_KINDS, open_kind
+from rating.testing import StorageContract
+from tests.conftest import POSTGRES_URL, STORAGE_KINDS, open_kind, postgres_url
 from tests.helpers import NOV, SIMPLE_PRICEBOOK, balances_under, event
 
 AT = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+
+
+class TestMemoryStorage(StorageContract):
+    @pytest.fixture
+    def storage(self) -> Iterator[Storage]:
+        store = MemoryStorage()
+        yield store
+        store.close()
+
+
+class TestSQLiteStorage(StorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Iterator[Storage]:
+        store = SQLiteStorage(tmp_path / "rating.db")
+        yield store
+        store.close()
+
+
+@pytest.mark.skipif(POSTGRES_URL is None, reason="RATING_TEST_POSTGRES_URL is not set")
+class TestPostgresStorage(StorageContract):
+    @pytest.fixture
+    def storage(self) -> Iterator[Storage]:
+        from rating.storage.postgres import PostgresStorage
+
+        store = PostgresStorage(postgres_url())
+        yield store
+        store.close()
 
 
 def transfer(id: str, amount: str, asset: str = "USD") -> Transaction:
     return Transaction(
         id, AT, "transfer", (Posting("a", asset, Decimal(amount)), Posting("b", asset, -Decimal(amount)))
     )
-
-
-def test_append_is_idempotent_by_id(storage: Storage) -> None:
-    assert storage.append([transfer("t1", "1.10")]) == [transfer("t1", "1.10")]
-    assert storage.append([transfer("t1", "1.10")]) == []
-    assert storage.balances() == {("a", "USD"): Decimal("1.10"), ("b", "USD"): Decimal("-1.10")}
-
-
-def test_same_id_different_content_is_refused_and_the_batch_writes_nothing(storage: Storage) -> None:
-    storage.append([transfer("t1", "1")])
-    with pytest.raises(TransactionConflict, match="transaction t1"):
-        storage.append([transfer("t2", "5"), transfer("t1", "2")])
-    assert storage.transaction("t2") is None
-    assert storage.balances()[("a", "USD")] == Decimal(1)
-
-
-def test_amounts_come_back_exact_and_as_decimals(storage: Storage) -> None:
-    tiny = "0.0000001"
-    storage.append([transfer("t1", tiny), transfer("t2", "123456789012345678901234567890.123456789")])
-    stored = storage.transaction("t1")
-    assert stored == transfer("t1", tiny)
-    assert [t.id for t in storage.transactions()] == ["t1", "t2"]
-    for amount in storage.balances().values():
-        assert type(amount) is Decimal
-    # all 39 digits, not the 28 of Python's default context
-    assert balances_under(storage, "a")[("a", "USD")] == Decimal("123456789012345678901234567890.123456889")
 
 
 def test_rated_events_are_recorded_once_and_conflicts_name_the_id(
@@ -212,15 +219,6 @@ def test_sums_past_28_digits_stay_exact_in_balances_reports_verify_and_close(
     assert owed == Decimal("3703703670.37") and storage.verify() == []
 
 
-def test_checked_ratings_must_be_recorded_inside_the_scope_that_rated_them(storage: Storage) -> None:
-    from rating.errors import RatingError
-
-    with pytest.raises(RatingError, match="inside the writing"):
-        storage.record([], checked=True)
-    with storage.writing():
-        assert storage.record([], checked=True) == []
-
-
 @pytest.mark.parametrize("kind", STORAGE_KINDS)
 def test_a_small_write_stores_what_a_bulk_write_stores(
     kind: str, tmp_path_factory: pytest.TempPathFactory, book: Callable[[str], Pricebook], registry: Registry
@@ -254,24 +252,6 @@ def test_a_small_write_stores_what_a_bulk_write_stores(
     one_by_one, in_bulk = stored
     assert len(one_by_one[0]) == 150 and len(one_by_one[3]) == 4
     assert one_by_one == in_bulk
-
-
-def test_transactions_by_id_returns_the_stored_ones_among_the_ids(storage: Storage) -> None:
-    storage.append([transfer("t1", "1"), transfer("t2", "2")])
-    assert storage.transactions_by_id(["t2", "t9", "t1"]) == {"t1": transfer("t1", "1"), "t2": transfer("t2", "2")}
-    assert storage.transactions_by_id([]) == {}
-
-
-def test_checked_transactions_must_be_appended_inside_the_scope_that_checked_them(storage: Storage) -> None:
-    from rating.errors import RatingError
-
-    with pytest.raises(RatingError, match="inside the writing"):
-        storage.append([transfer("t1", "1")], checked=True)
-    assert storage.transaction("t1") is None
-    with storage.writing():
-        assert storage.transactions_by_id(["t1"]) == {}
-        assert storage.append([transfer("t1", "1")], checked=True) == [transfer("t1", "1")]
-    assert storage.balances()[("a", "USD")] == Decimal(1)
 
 
 @pytest.mark.parametrize("kind", [kind for kind in STORAGE_KINDS if kind != "memory"])

@@ -24,6 +24,18 @@ from tests.conftest import POSTGRES_URL, postgres_url
 from tests.helpers import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def legacy_steps(dialect: str) -> dict[int, list[str]]:
+    """The schema history ``dialect`` databases went through before the SQL adapters merged: version -> statements."""
+    text = (FIXTURES / f"{dialect}-legacy.sql").read_text()
+    steps: dict[int, list[str]] = {}
+    for part in text.split("-- version ")[1:]:
+        version, _, script = part.partition("\n")
+        steps[int(version)] = [s.strip() for s in script.split(";") if s.strip()]
+    return steps
+
+
 NOV = dt.datetime(2026, 11, 6, tzinfo=dt.UTC)
 
 
@@ -66,7 +78,7 @@ def test_a_schema_1_postgres_database_migrates_forward(registry: Registry) -> No
     url = postgres_url()
     with psycopg.connect(url, autocommit=True) as db:  # what schema version 1 wrote, row for row
         db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
-        for statement in filter(str.strip, MIGRATIONS[0][1].split(";")):
+        for statement in legacy_steps("postgres")[1]:
             db.execute(statement)
         db.execute("INSERT INTO schema_version VALUES (1, '2026-11-01')")
         legacy = sqlite3.connect(f"file:{FIXTURES / 'legacy-v3.db'}?mode=ro", uri=True)
@@ -109,3 +121,66 @@ def test_policy_state_moves_into_its_namespace(tmp_path: Path) -> None:
         "policy:prepaid:deal": Decimal("7"),
         "tokens": Decimal("9"),
     }
+
+
+def _at_version_8(dialect: str) -> list[str]:
+    """The statements that make a database of schema 8 (before the payments table)."""
+    from rating.storage.migrations import statements
+
+    return [sql for version, steps in statements(dialect, 0) if version <= 8 for sql in steps]
+
+
+_MARKER = (
+    "payment:pi_1",
+    "2026-11-02T00:00:00+00:00",
+    "top-up pi_1",
+    '{"customer": "acme", "purpose": "top-up", "asset": "USD", "amount": "12.50"}',
+    "fp",
+    "payment",
+    "acme",
+)
+
+
+def test_payment_markers_become_payment_rows_sqlite(tmp_path: Path) -> None:
+    """Schema 9: the payments table is filled from the payment registry's marker transactions."""
+    from rating.storage.base import Payment
+
+    path = tmp_path / "v8.db"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
+        for statement in _at_version_8("sqlite"):
+            db.execute(statement)
+        db.execute("INSERT INTO schema_version VALUES (8, '2026-11-01')")
+        db.execute(
+            "INSERT INTO transactions (id, timestamp, description, metadata, fingerprint, kind, customer)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            _MARKER,
+        )
+    with SQLiteStorage(path) as storage:
+        assert storage.payments(["pi_1"]) == {
+            "pi_1": Payment("pi_1", "top-up", "acme", "USD", Decimal("12.50"), "payment:pi_1")
+        }
+
+
+@pytest.mark.skipif(POSTGRES_URL is None, reason="RATING_TEST_POSTGRES_URL is not set")
+def test_payment_markers_become_payment_rows_postgres() -> None:
+    import psycopg
+
+    from rating.storage.base import Payment
+    from rating.storage.postgres import PostgresStorage
+
+    url = postgres_url()
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
+        for statement in _at_version_8("postgres"):
+            db.execute(statement)
+        db.execute("INSERT INTO schema_version VALUES (8, '2026-11-01')")
+        db.execute(
+            "INSERT INTO transactions (id, timestamp, description, metadata, fingerprint, kind, customer)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            _MARKER,
+        )
+    with PostgresStorage(url) as storage:
+        assert storage.payments(["pi_1"]) == {
+            "pi_1": Payment("pi_1", "top-up", "acme", "USD", Decimal("12.50"), "payment:pi_1")
+        }

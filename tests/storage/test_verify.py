@@ -59,6 +59,15 @@ def stored_as_text(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S
         yield storage
 
 
+def test_verify_names_a_payment_row_that_disagrees_with_its_marker(stored_as_text: Storage) -> None:
+    from rating.payment_registry import Purpose, payment_marker
+
+    stored_as_text.append([payment_marker("pi_1", Purpose.TOP_UP, "acme", "USD", Decimal("12.50"), AT)])
+    assert stored_as_text.verify() == []
+    stored_as_text._db.execute("UPDATE payments SET customer = 'globex'")  # type: ignore[attr-defined]
+    assert stored_as_text.verify() == ["payment 'pi_1' does not agree with its marker transaction 'payment:pi_1'"]
+
+
 @pytest.mark.parametrize("huge", ["1E+999999999", "1e130000", "-1E-999999999"])
 def test_verify_names_an_amount_no_sum_can_hold_instead_of_crashing(stored_as_text: Storage, huge: str) -> None:
     storage = stored_as_text
