@@ -96,7 +96,7 @@ class PostgresStorage(SqlStorage):
         return masked(self.url)
 
     def _has_schema_table(self) -> bool:
-        return self._db.execute("SELECT to_regclass('schema_version')").fetchone() != (None,)  # type: ignore[no-any-return]
+        return self._db.execute("SELECT to_regclass('schema_version')").fetchone() != (None,)
 
     def _sql(self, query: str) -> str:
         return _placeholders(query)

@@ -112,7 +112,7 @@ class SqlStorage(Storage):
     @staticmethod
     def _decimal(raw: Any) -> Decimal:
         """A stored amount as a Decimal."""
-        return raw  # type: ignore[no-any-return]
+        return raw
 
     @staticmethod
     def _time(value: dt.datetime) -> object:
@@ -122,12 +122,12 @@ class SqlStorage(Storage):
     @staticmethod
     def _read_time(raw: Any) -> dt.datetime:
         """A stored timestamp as a datetime."""
-        return raw  # type: ignore[no-any-return]
+        return raw
 
     @staticmethod
     def _read_json(raw: Any) -> dict[str, Any]:
         """Stored metadata as a dict."""
-        return raw  # type: ignore[no-any-return]
+        return raw
 
     @staticmethod
     def _flag(value: bool) -> object:

@@ -155,7 +155,7 @@ class SQLiteStorage(SqlStorage):
 
     @staticmethod
     def _read_json(raw: Any) -> dict[str, Any]:
-        return json.loads(raw)  # type: ignore[no-any-return]
+        return json.loads(raw)
 
     @staticmethod
     def _flag(value: bool) -> object:

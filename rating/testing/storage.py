@@ -371,7 +371,7 @@ class StorageContract:
     # -- documents ------------------------------------------------------------------------------
 
     def test_documents_are_numbered_without_gaps_once_per_kind_customer_and_period(self, storage: Storage) -> None:
-        def build(text: str, *transactions: Transaction):  # type: ignore[no-untyped-def]
+        def build(text: str, *transactions: Transaction):
             return lambda number: (f"{text} {number}", list(transactions))
 
         assert storage.issue_document("INV", "invoice", "acme", PERIOD, build("A", transfer("t1", "1"))) == (
