@@ -31,17 +31,8 @@ from rating.ledger import Transaction
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO, plain
 from rating.periods import ONE_TICK, bounds_of, zone
-from rating.policies import (
-    ClosedLookup,
-    apply_spend_cap,
-    arrived_late,
-    draw_prepaid,
-    fund_from_wallet,
-    pay_from_reservation,
-    refuse_closed_period,
-    track_arrival,
-)
-from rating.poster import rating_transaction
+from rating.pipeline import Mode, Pipeline, Wallet
+from rating.policies import ClosedLookup, arrived_late
 from rating.pricebook import Pricebook
 from rating.pricer import Pricer, StateLookup, Terms, advance
 from rating.refusals import Refusal
@@ -127,9 +118,6 @@ class Engine:
         self.catalog = pricebook if isinstance(pricebook, Catalog) else Catalog([pricebook])
         self.storage = storage
         self.registry = registry or Registry.load()
-        #: Events stamped further in the future than this (by ``clock``) are refused; None accepts any time
-        #: (back-filling and simulations rate whatever they are given).
-        self.future_tolerance = future_tolerance
         self.clock = clock
         hooks = self.registry.manager.hook
         #: The pure pricer this engine composes with policies and the poster.
@@ -138,7 +126,21 @@ class Engine:
         self._posted = hooks.rating_transaction_posted if hooks.rating_transaction_posted.get_hookimpls() else None
         self._alerts = bool(hooks.rating_spend_alert.get_hookimpls())
         self._top_ups = bool(hooks.rating_top_up_needed.get_hookimpls())
+        #: Billing and quotes: the same pipeline, two declared subsets of its policies.
+        now = lambda: self.clock()  # noqa: E731 -- the engine's clock, even when a caller replaces it
+        self.pipeline = Pipeline(self.pricer, Mode.BILL, future_tolerance=future_tolerance, clock=now)
+        self.quoting = Pipeline(self.pricer, Mode.QUOTE, clock=now)
         self._adopt_legacy_totals()
+
+    @property
+    def future_tolerance(self) -> dt.timedelta | None:
+        """Events stamped further in the future than this (by ``clock``) are refused; None accepts any time
+        (back-filling and simulations rate whatever they are given)."""
+        return self.pipeline.future_tolerance
+
+    @future_tolerance.setter
+    def future_tolerance(self, tolerance: dt.timedelta | None) -> None:
+        self.pipeline.future_tolerance = tolerance
 
     @property
     def pricebook(self) -> Pricebook:
@@ -152,7 +154,7 @@ class Engine:
         with localcontext(MONEY_CONTEXT):
             _, resolved, states, closed = self._read_ahead([("quote", event)], rated=False)
             lookup, is_closed = self._lookups(states, closed)
-            return self._price(event, lookup, is_closed, resolved[0])
+            return self.quoting.run(event, lookup, is_closed, resolved[0]).rating
 
     def rate(self, event: UsageEvent) -> RatedEvent | None:
         """Price and post ``event``. Returns None when it was already posted with the same content.
@@ -484,7 +486,8 @@ class Engine:
         order = {id(item): index for index, item in enumerate(pending)}
         pending = sorted(pending, key=lambda item: (item[1].timestamp, item[1].id))
         storage = self.storage
-        latest = None if self.future_tolerance is None else self.clock() + self.future_tolerance
+        pipeline = self.pipeline
+        latest = pipeline.latest()
         already, resolved, states, closed = self._read_ahead(pending)
         if read is not None:
             read.update((key, state.quantity) for key, state in states.items())
@@ -505,6 +508,7 @@ class Engine:
                 opening[account, asset] = wallets[account, asset]
             return wallets[account, asset]
 
+        wallet = Wallet(wallet_balance, grants_of)
         ratings: list[RatedEvent] = []
         rejected: list[tuple[int, Rejection]] = []
         late: dict[tuple[str, str], dt.datetime] = {}
@@ -522,20 +526,9 @@ class Engine:
                     duplicates += 1
                 continue
             try:
-                if latest is not None and event.timestamp > latest:
-                    raise EventError(
-                        Refusal.FUTURE_TIMESTAMP,
-                        f"timestamp {event.timestamp.isoformat()} is in the future beyond the"
-                        f" {self.future_tolerance} tolerance",
-                    )
-                rating = self._price(event, lookup, is_closed, terms)
-                if held is not None and releases is not None:
-                    transaction, release = pay_from_reservation(rating.transaction, held, self.clock())
-                    rating = rating._replace(transaction=transaction)
-                    releases.append(release)
-                funded, paid = fund_from_wallet(rating.transaction, event.customer, wallet_balance, grants_of)
-                if funded is not rating.transaction:
-                    rating = rating._replace(transaction=funded)
+                rating, release, funding = pipeline.run(
+                    event, lookup, is_closed, terms, latest=latest, held=held, wallet=wallet
+                )
             except ArithmeticError as error:  # decimal overflow or invalid operation on absurd prices
                 refused = EventError(Refusal.NOT_EXACT, f"cannot be priced exactly: {type(error).__name__}")
                 if raise_rejects:
@@ -547,8 +540,10 @@ class Engine:
                     raise
                 rejected.append((order[id(item)], Rejection(location, error.code, str(error))))
                 continue
-            for key, balance in paid.items():
-                wallets[key] = balance
+            if funding is not None:
+                wallets.update(funding.balances)
+            if release is not None and releases is not None:
+                releases.append(release)
             advance(lookup, event.customer, rating.usage)
             already[event.id] = event
             ratings.append(rating)
@@ -648,27 +643,6 @@ class Engine:
             spec = self.pricebook.spec_of(customer)
             if spec is not None and spec.top_up is not None and -before >= spec.top_up.below > -after:
                 hook.rating_top_up_needed(customer=customer, asset=asset, available=-after, amount=spec.top_up.amount)
-
-    def _price(
-        self,
-        received: UsageEvent,
-        lookup: StateLookup,
-        is_closed: ClosedLookup,
-        resolved: Terms | EventError | None = None,
-    ) -> RatedEvent:
-        """Compose the pricer, the policies and the poster, in the order of the refusal codes.
-
-        ``resolved``: the event's terms when already resolved, or why they could not be.
-        """
-        if isinstance(resolved, EventError):
-            raise resolved
-        terms = refuse_closed_period(resolved or self.pricer.terms(received), is_closed)
-        priced = self.pricer.price(terms, lookup)
-        priced.usage.append(track_arrival(terms, lookup))
-        apply_spend_cap(priced, lookup)
-        transaction = rating_transaction(priced, draw_prepaid(priced, lookup))
-        usage, charges = tuple(priced.usage), tuple(priced.charges)
-        return RatedEvent(received, terms.plan, terms.period, usage, charges, transaction)
 
 
 __all__ = ["BatchReport", "Engine", "Rejection", "RatingError"]
