@@ -34,6 +34,7 @@ from rating.policies import (
     wallet_debits,
 )
 from rating.poster import PER_EVENT, Poster, PostingUnit, owed, payer_of
+from rating.pricebook import Pricebook
 from rating.pricer import PricedEvent, Pricer, StateLookup, Terms
 from rating.refusals import Refusal
 from rating.wallet import Grant, Reservation
@@ -131,6 +132,25 @@ MODES: dict[Mode, tuple[Step, ...]] = {
 }
 #: The modes whose spend cap refuses (the others keep the spend, or count what it would refuse).
 CAPPING = frozenset({Mode.BILL, Mode.QUOTE})
+#: The modes that only count what a hard cap would refuse (an alert tells nobody there).
+SIMULATING = frozenset({Mode.SIMULATE})
+
+
+def acts_on(mode: Mode, book: Pricebook, customer: str) -> bool:
+    """Whether a policy of ``mode`` can decide anything for ``customer`` under ``book`` (the columnar simulation
+    prices by period totals only the customers no policy of :attr:`Mode.SIMULATE` acts on; the others go
+    through :meth:`Pipeline.simulate` event by event)."""
+    spec = book.customers.get(customer)
+    if spec is None:
+        return False
+    policies = MODES[mode]
+    if SPEND_CAP in policies and (spec.spend_cap is not None or (mode not in SIMULATING and spec.spend_alert)):
+        return True
+    if WALLET in policies and book.pays_from_wallet(customer):
+        return True
+    return PREPAID in policies and any(
+        contract.customer == customer and contract.prepaid is not None for contract in book.contracts.values()
+    )
 
 
 class Wallet(NamedTuple):

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from rating.errors import EventError
-from rating.pipeline import MODES, STEPS, Mode, Pipeline, Wallet, refusal_order
+from rating.pipeline import MODES, STEPS, Mode, Pipeline, Wallet, acts_on, refusal_order
 from rating.refusals import CHECK_ORDER, Refusal
 from rating.registry import Registry
 from rating.statekeys import SPEND
@@ -72,3 +72,13 @@ def test_a_simulation_counts_what_a_cap_would_refuse_without_raising(registry: R
     priced, cap = pipeline.simulate(terms, States().lookup, spend.lookup)
     assert isinstance(cap, EventError) and cap.code == Refusal.SPEND_CAP_REACHED
     assert [c.amount for c in priced.charges] == [Decimal("1.00")]
+
+
+def test_the_columnar_path_leaves_to_the_pipeline_the_customers_a_simulated_policy_acts_on(
+    registry: Registry,
+) -> None:
+    book = pricer(registry).catalog.latest
+    assert acts_on(Mode.SIMULATE, book, "capped")  # a hard cap: counted event by event
+    assert not acts_on(Mode.SIMULATE, book, "walleted")  # a simulation bills every customer on account
+    assert acts_on(Mode.BILL, book, "walleted") and acts_on(Mode.BILL, book, "bigco")
+    assert not acts_on(Mode.SIMULATE, book, "someone-unlisted")
