@@ -1,6 +1,6 @@
 """The pricer: event + period-state view + compiled pricebook versions -> priced usage lines.
 
-Pure: no I/O, no wallet, no ledger. The same pricer serves billing (where
+Pure: no I/O, no wallet, no ledger. The same pricer serves billing (the
 :class:`~rating.pipeline.Pipeline` runs it before the policies and the
 poster) and simulation (the pipeline's simulate mode posts nothing).
 
