@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -33,7 +33,7 @@ from rating.policies import (
     track_arrival,
     wallet_debits,
 )
-from rating.poster import PER_EVENT, Poster, PostingUnit, owed, payer_of
+from rating.poster import PER_EVENT, Poster, PostingUnit, correction_debits, owed, payer_of
 from rating.pricebook import Pricebook
 from rating.pricer import PricedEvent, Pricer, StateLookup, Terms
 from rating.refusals import Refusal
@@ -194,7 +194,7 @@ class Pipeline:
         self._caps = mode in CAPPING
         self._prepaid = PREPAID in policies
         self._reservation = RESERVATION in policies
-        self._wallet = WALLET in policies and mode is Mode.BILL  # rerate funds its corrections: see fund()
+        self._wallet = WALLET in policies and mode is Mode.BILL  # rerate funds its corrections: see correct()
 
     def terms(self, event: UsageEvent) -> Terms:
         """The customer's terms for ``event`` (the refusals of :data:`TERMS`)."""
@@ -274,12 +274,22 @@ class Pipeline:
         except EventError as refusal:
             return priced, refusal
 
-    def fund(self, customer: str, debits: dict[str, Decimal], at: dt.datetime, wallet: Wallet) -> WalletFunding | None:
-        """The wallet funding of a re-rating's correction (its debits per asset), for a wallet customer."""
-        if WALLET not in self.policies:
-            return None
-        return fund_from_wallet(customer, debits, at, wallet.balance, wallet.grants)
-
-    def payer(self, terms: Terms) -> str:
-        """The account that pays for ``terms``' customer (its wallet or its receivable)."""
-        return payer_of(terms.version, terms.event.customer)
+    def correct(
+        self,
+        terms: Terms,
+        transaction_id: str,
+        at: dt.datetime,
+        description: str,
+        moves: Mapping[tuple[str, str], Decimal],
+        metadata: dict[str, str],
+        wallet: Wallet,
+    ) -> tuple[Transaction, WalletFunding | None]:
+        """A re-rating's correction of ``terms``' event: the platform ``moves``, the payer taking the net, a
+        wallet customer's debit funded by the wallet policy (``insufficient_funds`` when it cannot be), built
+        once by the poster; and the funding, whose balances the caller keeps."""
+        customer = terms.event.customer
+        funding = None
+        if WALLET in self.policies and terms.version.book.pays_from_wallet(customer):
+            funding = fund_from_wallet(customer, correction_debits(moves), at, wallet.balance, wallet.grants)
+        payer = payer_of(terms.version, customer)
+        return self.poster.correction(transaction_id, at, description, moves, payer, metadata, funding), funding

@@ -67,7 +67,6 @@ from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.periods import ONE_TICK, PeriodKind, bounds_of, period_bounds, zone
 from rating.pipeline import Mode, Pipeline, Wallet
-from rating.poster import Poster, correction_debits
 from rating.pricer import Pricer, Terms, advance
 from rating.refusals import Refusal, RerateRefusal
 from rating.registry import Registry
@@ -373,24 +372,21 @@ class _Run:
         standing: list[Charge],
         number: int,
     ) -> Correction:
-        event, book = terms.event, terms.version.book
+        event = terms.event
         customer, period, at = event.customer, terms.period, event.timestamp
         metadata = {"event_id": event.id, "customer": customer, "plan": terms.plan, "pricebook": terms.version.label}
         if (customer, period) in self.closed:
             metadata["adjusts"], period, at = period, self._open_period(event), self.now
         metadata["period"] = period
-        funding = None
-        if book.pays_from_wallet(customer):
-            funding = self.pipeline.fund(customer, correction_debits(moves), at, Wallet(self._balance, self._grants_of))
         reason = f"re-rated by {terms.version.label}"
-        transaction = Poster.correction(
+        transaction, funding = self.pipeline.correct(
+            terms,
             f"{RERATE}:{event.id}:{number}",
             at,
             f"{reason}: {event.type} {event.id}",
             moves,
-            self.pipeline.payer(terms),
             metadata,
-            funding,
+            Wallet(self._balance, self._grants_of),
         )
         if funding is not None:
             self.wallets.update(funding.balances)

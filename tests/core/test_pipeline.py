@@ -82,3 +82,23 @@ def test_the_columnar_path_leaves_to_the_pipeline_the_customers_a_simulated_poli
     assert not acts_on(Mode.SIMULATE, book, "walleted")  # a simulation bills every customer on account
     assert acts_on(Mode.BILL, book, "walleted") and acts_on(Mode.BILL, book, "bigco")
     assert not acts_on(Mode.SIMULATE, book, "someone-unlisted")
+
+
+def test_a_rerate_correction_is_funded_by_the_wallet_policy_and_built_once(registry: Registry) -> None:
+    from rating.accounts import wallet_account
+
+    pipeline = Pipeline(pricer(registry), Mode.RERATE)
+    terms = pipeline.terms(event("e1", customer="walleted", type="agent.execution", at=AT))
+    wallet = Wallet(lambda account, asset: Decimal(-5), lambda customer: [])
+    metadata = {"event_id": "e1", "customer": "walleted"}
+    up, funding = pipeline.correct(
+        terms, "rerate:e1:1", AT, "up", {("revenue:p:runs", "USD"): Decimal(-1)}, metadata, wallet
+    )
+    assert funding is not None and [(p.account, p.amount) for p in up.postings] == [
+        ("revenue:p:runs", Decimal(-1)),
+        (wallet_account("walleted"), Decimal(1)),
+    ]
+    down, none = pipeline.correct(
+        terms, "rerate:e1:2", AT, "down", {("revenue:p:runs", "USD"): Decimal(1)}, metadata, wallet
+    )
+    assert none is None and [p.amount for p in down.postings] == [Decimal(1), Decimal(-1)]  # credited to the wallet
