@@ -280,7 +280,7 @@ class Engine(MeteredRequests, BatchWriter):
         keys: set[StateKey] = set()
         for _, event in pending:
             try:
-                terms = self.pricer.terms(event)
+                terms = self.pipeline.terms(event)  # the pipeline's first step, for the whole chunk at once
             except EventError as error:
                 resolved.append(error)
                 continue
