@@ -50,7 +50,7 @@ class Engine(MeteredRequests, BatchWriter):
         pause_gc: bool = False,
     ) -> None:
         """``pause_gc``: pause the process-wide cyclic garbage collector while each chunk is rated and stored
-        (about 40 % of batch time); off by default, since it is a global side effect an embedding
+        (a large batch takes about a third less time); off by default, since it is a global side effect an embedding
         application may not want. The ``rating rate`` command sets it. Building an engine writes nothing:
         a database from before charges had identities is migrated by ``rating db migrate``
         (:func:`~rating.engine.adopt_legacy_totals`)."""
