@@ -201,7 +201,11 @@ def _owed_to_providers(costs: list[Posting]) -> list[Posting]:
     return costs + [Posting(PROVIDERS_ACCOUNT, asset, -amount) for asset, amount in owed.items()]
 
 
-def rating_transaction(priced: PricedEvent, drawn: PrepaidDraw | None = None) -> Transaction:
-    """The balanced transaction ``rating:EVENT_ID`` that posts ``priced`` with no funding decision
-    (kept for callers of the earlier poster; :class:`Poster` is the poster)."""
+def rating_transaction(priced: PricedEvent, drawn: PrepaidDraw | tuple[str, Decimal] | None = None) -> Transaction:
+    """The balanced transaction ``rating:EVENT_ID`` that posts ``priced`` and what a prepaid commitment covers
+    (``drawn``), with no funding decision. Kept for one release for callers of the earlier poster;
+    :class:`Poster` is the poster."""
+    if isinstance(drawn, tuple):
+        asset, amount = drawn
+        drawn = PrepaidDraw(asset, amount, Usage("", (), "term", amount, ZERO, amount))  # the line is not posted
     return Poster._transaction(priced, drawn, None, None, None)
