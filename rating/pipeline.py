@@ -257,7 +257,7 @@ class Pipeline:
             )
         rating = self.poster.post(priced, kept, prepaid, reservation, funding, debts)
         release = None if reservation is None else self.poster.release(reservation, rating_id(received.id))
-        return Rated(rating, release, funding)
+        return tuple.__new__(Rated, (rating, release, funding))  # Rated(...) without its Python-level __new__
 
     def simulate(
         self, terms: Terms, lookup: StateLookup, spend: StateLookup

@@ -78,19 +78,6 @@ class Poster:
         """``priced`` as rated: its usage lines then the state lines the policies ``kept``, its charges, and
         the transaction ``rating:EVENT_ID`` that posts them (``debts``: :func:`owed`, when already known)."""
         terms = priced.terms
-        usage = (*priced.usage, *kept)
-        transaction = self._transaction(priced, prepaid, reservation, funding, debts)
-        return RatedEvent(terms.received, terms.plan, terms.period, usage, tuple(priced.charges), transaction)
-
-    @staticmethod
-    def _transaction(
-        priced: PricedEvent,
-        prepaid: PrepaidDraw | None,
-        reservation: ReservationFunding | None,
-        funding: WalletFunding | None,
-        debts: Mapping[str, Decimal] | None,
-    ) -> Transaction:
-        terms = priced.terms
         event, version, plan = terms.event, terms.version, terms.plan
         book, customer = version.book, event.customer
         if debts is None:
@@ -99,19 +86,20 @@ class Poster:
         if prepaid is not None and prepaid.amount:
             postings.append(Posting(prepaid_account(customer), prepaid.asset, prepaid.amount))
         payer = payer_of(version, customer)
-        drawn = funding.assets if funding is not None else ()
-        held = reservation.reservation.asset if reservation is not None else None
-        for asset, total in debts.items():
-            if not total:
-                continue
-            used = ZERO
-            if asset == held and total > 0:
-                assert reservation is not None
-                used = reservation.used
-            if asset not in drawn or payer != wallet_account(customer):
-                postings.append(Posting(payer, asset, total - used))
-            if used:
-                postings.append(Posting(held_account(customer), asset, used))
+        if reservation is None and funding is None:  # the common case: the payer owes it all
+            postings += [Posting(payer, asset, total) for asset, total in debts.items() if total]
+        else:
+            # A wallet funding exists only for a wallet payer: its draws replace the payer's debit.
+            drawn = funding.assets if funding is not None else frozenset()
+            held = reservation.reservation.asset if reservation is not None else None
+            for asset, total in debts.items():
+                if not total:
+                    continue
+                used = reservation.used if reservation is not None and asset == held and total > 0 else ZERO
+                if asset not in drawn:
+                    postings.append(Posting(payer, asset, total - used))
+                if used:
+                    postings.append(Posting(held_account(customer), asset, used))
         for charge in priced.charges:
             if charge.amount:
                 postings.append(Posting(version.revenue[plan, charge.meter], charge.asset, -charge.amount))
@@ -132,13 +120,15 @@ class Poster:
             postings += [Posting(account, asset, taken) for account, asset, taken in funding.draws]
         if reservation is not None:
             metadata["reservation"] = reservation.reservation.id
-        return Transaction(
+        transaction = Transaction(
             id=rating_id(event.id),
             timestamp=event.timestamp,
             description=f"{event.type} {event.id}",
             postings=tuple(p for p in postings if p.amount),
             metadata=metadata,
         )
+        usage = (*priced.usage, *kept)
+        return RatedEvent(terms.received, plan, terms.period, usage, tuple(priced.charges), transaction)
 
     @staticmethod
     def release(decision: ReservationFunding, settled_by: str) -> Transaction:
@@ -208,4 +198,4 @@ def rating_transaction(priced: PricedEvent, drawn: PrepaidDraw | tuple[str, Deci
     if isinstance(drawn, tuple):
         asset, amount = drawn
         drawn = PrepaidDraw(asset, amount, Usage("", (), "term", amount, ZERO, amount))  # the line is not posted
-    return Poster._transaction(priced, drawn, None, None, None)
+    return Poster().post(priced, (), drawn).transaction
