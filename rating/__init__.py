@@ -9,31 +9,78 @@ The public API::
     report = engine.rate_batch(read_events("events.jsonl"))
 """
 
-from rating.charges import Charge, RatedEvent, Usage
-from rating.engine import BatchReport, Engine, Rejection
-from rating.errors import (
-    EventConflict,
-    EventError,
-    InsufficientFunds,
-    InvalidAmount,
-    InvalidId,
-    PeriodClosed,
-    PluginError,
-    PricebookError,
-    RatingError,
-    StorageError,
-    TransactionConflict,
-    UnbalancedTransaction,
-)
-from rating.events import Attribution, Sourced, UsageEvent, read_events
-from rating.ledger import Posting, Transaction, reversal
-from rating.pricebook import Pricebook, load_pricebook, parse_pricebook
-from rating.pricing import PricingModel
-from rating.refusals import PaymentRefusal, PayoutRefusal, Refusal
-from rating.registry import Registry
-from rating.storage import StaleState, Storage
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rating.charges import Charge, RatedEvent, Usage
+    from rating.engine import BatchReport, Engine, Rejection
+    from rating.errors import (
+        EventConflict,
+        EventError,
+        InsufficientFunds,
+        InvalidAmount,
+        InvalidId,
+        PeriodClosed,
+        PluginError,
+        PricebookError,
+        RatingError,
+        StorageError,
+        TransactionConflict,
+        UnbalancedTransaction,
+    )
+    from rating.events import Attribution, Sourced, UsageEvent, read_events
+    from rating.ledger import Posting, Transaction, reversal
+    from rating.pricebook import Pricebook, load_pricebook, parse_pricebook
+    from rating.pricing import PricingModel
+    from rating.refusals import PaymentRefusal, PayoutRefusal, Refusal
+    from rating.registry import Registry
+    from rating.storage import StaleState, Storage
 
 __version__ = "0.1.0"
+
+# The public names and the module each comes from. They load on first use (PEP 562), so that
+# importing one module of the package (``import rating.money``) loads that module and what it
+# imports, not the engine, storage and plugin machinery behind ``Engine``.
+_EXPORTS: dict[str, str] = {
+    "Attribution": "rating.events",
+    "BatchReport": "rating.engine",
+    "Charge": "rating.charges",
+    "Engine": "rating.engine",
+    "EventConflict": "rating.errors",
+    "EventError": "rating.errors",
+    "InsufficientFunds": "rating.errors",
+    "InvalidAmount": "rating.errors",
+    "InvalidId": "rating.errors",
+    "PaymentRefusal": "rating.refusals",
+    "PayoutRefusal": "rating.refusals",
+    "PeriodClosed": "rating.errors",
+    "PluginError": "rating.errors",
+    "Posting": "rating.ledger",
+    "Pricebook": "rating.pricebook",
+    "PricebookError": "rating.errors",
+    "PricingModel": "rating.pricing",
+    "RatedEvent": "rating.charges",
+    "RatingError": "rating.errors",
+    "Refusal": "rating.refusals",
+    "Registry": "rating.registry",
+    "Rejection": "rating.engine",
+    "Sourced": "rating.events",
+    "StaleState": "rating.storage",
+    "Storage": "rating.storage",
+    "StorageError": "rating.errors",
+    "Transaction": "rating.ledger",
+    "TransactionConflict": "rating.errors",
+    "UnbalancedTransaction": "rating.errors",
+    "Usage": "rating.charges",
+    "UsageEvent": "rating.events",
+    "load_pricebook": "rating.pricebook",
+    "parse_pricebook": "rating.pricebook",
+    "read_events": "rating.events",
+    "reversal": "rating.ledger",
+}
 
 __all__ = [
     "Attribution",
@@ -72,3 +119,19 @@ __all__ = [
     "read_events",
     "reversal",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its module on first access, then keep it on the package."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        # AttributeError (not ImportError) lets ``from rating import submodule`` fall back to the import system.
+        raise AttributeError(f"module 'rating' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The loaded names and the public names not loaded yet."""
+    return sorted({*globals(), *_EXPORTS})

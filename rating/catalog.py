@@ -14,8 +14,7 @@ from pathlib import Path
 
 from rating.errors import PricebookError
 from rating.periods import UTC, zone
-from rating.pricebook import Pricebook, load_pricebook
-from rating.registry import Registry
+from rating.pricebook import ModelSource, Pricebook, installed_models, load_pricebook
 
 
 def takes_effect(book: Pricebook) -> dt.datetime:
@@ -79,13 +78,16 @@ def pricebook_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def load_catalog(paths: Iterable[str | Path], registry: Registry | None = None) -> Catalog:
-    """Load every version from pricebook files or directories; all their problems at once."""
-    registry = registry or Registry.load()
+def load_catalog(paths: Iterable[str | Path], models: ModelSource | None = None) -> Catalog:
+    """Load every version from pricebook files or directories; all their problems at once.
+
+    ``models`` is the model map (or the registry supplying it); by default the installed models.
+    """
+    source = installed_models() if models is None else models
     books, problems = [], []
     for path in pricebook_files(paths):
         try:
-            books.append(load_pricebook(path, registry))
+            books.append(load_pricebook(path, source))
         except PricebookError as error:
             problems.extend(error.problems)
     if problems:

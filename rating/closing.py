@@ -19,6 +19,14 @@ that kind of period:
 4. ``close:CUSTOMER:PERIOD`` - a marker without postings. From then on the
    engine rejects usage in that period.
 
+Before them, the close settles in period order what the period carries into the
+next (a rollover allowance, a contract's prepaid commitment drawn down in both):
+the next period's usage rated before the close read or drew it first. The
+settlement is an arrival re-pricing (:func:`rating.rerate.rerate`): corrections
+``rerate:EVENT:N`` dated at their events, marked ``settles: PERIOD`` in their
+metadata and "settled at the close of PERIOD" in their description; see
+:func:`_settle_carries`.
+
 Every id is derived from customer and period, so closing again posts nothing
 new. Fees and minimums apply to customers listed under ``customers`` (they have
 a subscription); customers on the default plan pay as they go.
@@ -30,6 +38,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from rating.accounts import (
     contract_revenue_account,
@@ -39,7 +48,6 @@ from rating.accounts import (
     rounding_account,
 )
 from rating.catalog import Catalog
-from rating.engine import Engine
 from rating.errors import RatingError
 from rating.ledger import Posting, Transaction, closing_id
 from rating.money import ZERO, exact, quantize
@@ -47,8 +55,12 @@ from rating.periods import ONE_TICK, PeriodClock, PeriodKind, bounds_of, parse_p
 from rating.pricebook import Pricebook
 from rating.refusals import CloseRefusal
 from rating.rerate import rerate
-from rating.storage.base import Storage
 from rating.subscriptions import Span, contract_span, prorated, spans_within
+
+if TYPE_CHECKING:
+    # Types only: a close runs against an engine and its storage; loading this module needs neither.
+    from rating.engine import Engine
+    from rating.storage.base import Storage
 
 
 @dataclass
@@ -208,7 +220,11 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
                 report.skipped.append(Skipped(customer, CloseRefusal.PREDECESSOR_OPEN, reason))
             else:
                 closing[customer] = transactions
-        _settle_carries(engine, kind, period, list(closing))  # the next period's carries: this one's totals stay
+        resettled = _settle_carries(engine, kind, period, list(closing))
+        if resettled:  # a prepaid draw-down re-drawn in this period: its charges stand, re-read them all the same
+            totals = _totals_by_customer(storage, period)
+            for customer in resettled:
+                closing[customer] = customer_closing(book, customer, period, totals.get(customer, {}))
         report.already_closed = sorted(
             customer for customer, _ in storage.closed_periods([(c, period) for c in closing])
         )
@@ -216,30 +232,79 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
     return report
 
 
-def _settle_carries(engine: Engine, kind: PeriodKind, period: str, customers: Sequence[str]) -> None:
-    """Re-price the next period of ``customers`` where a rollover allowance carries from ``period`` into it.
+#: How many periods after a closing one a prepaid draw-down is re-drawn in, at most (those begun by now).
+SETTLING_HORIZON = 120
+
+
+def _settle_carries(engine: Engine, kind: PeriodKind, period: str, customers: Sequence[str]) -> set[str]:
+    """Settle, in period order, what ``period`` carries into the next period of ``customers``; returns the
+    customers whose ``period`` was re-priced too.
 
     What a period leaves unused is final only when it closes: usage rated in the
     next period before then (or before late usage of this one) read a carry that
-    may have moved. The correction is the one of an open-period rerate, dated at
-    the events, so the next period bills as if everything had arrived in time order.
+    may have moved. Two carries: a rollover allowance, and a contract's prepaid
+    commitment that runs on after this period (usage of later periods, rated
+    first, drew it before this one's). Both are settled by the re-pricing of an
+    arrival out of order (:func:`~rating.rerate.rerate` with ``arrival``), every
+    event in time order: for a rollover the next period (the carry into the one
+    after it is settled when the next one closes), for a prepaid commitment this
+    period and every open period after it that has begun. Each difference is a
+    correction ``rerate:EVENT:N`` dated at its event and marked ``settles:
+    PERIOD`` (this period), so the ledger ends as if everything had arrived in
+    time order; this period's charges are not changed
+    by it (only what the commitment pays of them), unless the pricebook changed.
     """
     catalog = engine.catalog
-    if not customers or not any(
+    rollover = any(
         charge.rollover
         for book in catalog.versions
-        for holder in (*book.plans.values(), *book.contracts.values())
-        for charge in holder.charges
-    ):
-        return
-    starts: dict[tuple[str, str], dt.datetime] = {}
+        for charges in (*(plan.charges for plan in book.plans.values()), *(c.charges for c in book.contracts.values()))
+        for charge in charges
+    )
+    only: set[tuple[str, str]] = set()
+    starts: list[dt.datetime] = []
+    resettled: set[str] = set()
+    drawing: dict[tuple[str, str], dt.datetime] = {}  # the open periods after this one a prepaid draw-down spans
+    now = engine.clock()
     for customer in customers:
         book = catalog.in_force(bounds_of(period, dt.UTC, None)[1]) or catalog.latest
         timezone, anchor = zone(book.timezone_of(customer)), book.anchor_of(customer)
-        _, _, end = bounds_of(period, timezone, anchor)
-        starts[customer, PeriodClock(kind, timezone, anchor).label(end)] = end
-    since, until = min(starts.values()), max(starts.values()) + ONE_TICK
-    rerate(engine.storage, catalog, engine.registry, since, until, clock=engine.clock, only=set(starts))
+        _, start, end = bounds_of(period, timezone, anchor)
+        clock = PeriodClock(kind, timezone, anchor)
+        if rollover:  # the carry into the next period; the one after it is settled when the next one closes
+            only.add((customer, clock.label(end)))
+            starts.append(end)
+        if _prepaid_across(catalog, customer, end):
+            # Every period after this one may have drawn first, not only the next: all are re-drawn after it.
+            only.add((customer, period))
+            starts.append(start)
+            resettled.add(customer)
+            at = end
+            for _ in range(SETTLING_HORIZON):
+                if at > now:
+                    break
+                label = clock.label(at)
+                drawing[customer, label] = at
+                at = bounds_of(label, timezone, anchor)[2]
+    for key in engine.storage.closed_periods(drawing):
+        del drawing[key]  # closed before this one (it had no usage then): nothing drew there before this one
+    only.update(drawing)
+    starts += drawing.values()
+    if only:
+        since, until = min(starts), max(starts) + ONE_TICK
+        rerate(engine.storage, catalog, engine.registry, since, until, clock=engine.clock, only=only, settles=period)
+    return resettled
+
+
+def _prepaid_across(catalog: Catalog, customer: str, end: dt.datetime) -> bool:
+    """Whether a contract of ``customer`` with a prepaid commitment is in force on both sides of ``end``."""
+    for book in catalog.versions:
+        for name, contract in book.contracts.items():
+            if contract.customer == customer and contract.prepaid:
+                span = contract_span(book, name)
+                if span.start < end < span.end:
+                    return True
+    return False
 
 
 def _totals_by_customer(storage: Storage, period: str) -> dict[str, dict[str, Decimal]]:

@@ -12,7 +12,7 @@ import datetime as dt
 from rating.accounts import revenue_account
 from rating.meters import Meter
 from rating.periods import PeriodClock, zone
-from rating.pricebook import Contract, Pricebook
+from rating.pricebook import Contract, Plan, Pricebook
 from rating.pricing import PerEventModel, PricingModel
 from rating.statekeys import total_state
 from rating.subscriptions import Span, contract_span, plan_at, spans
@@ -57,10 +57,9 @@ class CompiledVersion:
         #: Whether a charge prices each event by what came before it in its period (free transactions, say),
         #: or a processor takes a fixed fee per positive charge (which charges are positive depends on order):
         #: then the order of a period's events decides its bill, not only a change of terms.
+        holders: tuple[Plan | Contract, ...] = (*book.plans.values(), *book.contracts.values())
         self.order_sensitive = any(
-            isinstance(charge, PerEventModel) and charge.kept
-            for holder in (*book.plans.values(), *book.contracts.values())
-            for charge in holder.charges
+            isinstance(charge, PerEventModel) and charge.kept for holder in holders for charge in holder.charges
         ) or bool(book.revenue_split and book.revenue_split.processor.fixed)  # a fixed fee per positive charge
         #: The asset each plan bills in, which spend caps and alerts count: its charges' one asset
         #: (CREDITS for a credits plan), or the pricebook currency when they mix assets.

@@ -52,6 +52,7 @@ WORDS = {
         "subtotal": "Subtotal",
         "tax": "Tax",
         "total": "Total due",
+        "carried": "Credit carried from {number} ({period})",
         "terms": "Payment due by {due}. Please quote {number} with your payment.",
         "reverse": "Reverse charge: VAT to be accounted for by the recipient.",
         "exempt": "Exempt from tax.",
@@ -87,6 +88,7 @@ WORDS = {
         "subtotal": "Zwischensumme",
         "tax": "Steuer",
         "total": "Gesamtbetrag",
+        "carried": "Verrechnete Gutschrift {number} ({period})",
         "terms": "Zahlbar bis {due}. Bitte geben Sie bei der Zahlung {number} an.",
         "reverse": "Steuerschuldnerschaft des Leistungsempfängers (Reverse Charge).",
         "exempt": "Steuerfrei.",
@@ -124,6 +126,11 @@ def invoice_csv(invoices: list[Invoice]) -> str:
             writer.writerow(
                 [invoice.number, invoice.customer, invoice.period, line.description, quantity, line.unit or "", price]
                 + [str(line.amount), str(line.tax)]
+            )
+        for credit in invoice.carried:  # taken off after tax: no tax of its own
+            description = WORDS["en"]["carried"].format(number=credit.number, period=credit.period)
+            writer.writerow(
+                [invoice.number, invoice.customer, invoice.period, description, "", "", ""] + [str(-credit.amount), "0"]
             )
     return out.getvalue()
 
@@ -189,6 +196,21 @@ class _Format:
             notes.insert(0, words["exempt"])
         return notes
 
+    def totals(self) -> list[tuple[str, str, Decimal, bool]]:
+        """The rows under the lines, as (field, label, amount, bold): subtotal, tax, each credit carried from an
+        earlier period's credit note, and the total due."""
+        words, invoice = self.words, self.invoice
+        carried = [
+            ("carried", words["carried"].format(number=c.number, period=c.period), -c.amount, False)
+            for c in invoice.carried
+        ]
+        return [
+            ("label", words["subtotal"], invoice.subtotal, False),
+            ("tax.name", self.tax_label(), invoice.tax_total, False),
+            *carried,
+            ("label", words["total"], invoice.total, True),
+        ]
+
     def tax_label(self) -> str:
         return f"{self.words['tax']} ({self.invoice.tax.name} {self.number(self.invoice.tax.rate)} %)"
 
@@ -208,10 +230,9 @@ def invoice_html(invoice: Invoice) -> str:
         f"<tr><td>{e(d)}</td><td class=n>{e(q)}</td><td class=n>{e(p)}</td><td class=n>{e(a)}</td></tr>"
         for d, q, p, a in f.rows()
     )
-    totals = (
-        f"<tr><td colspan=3>{e(words['subtotal'])}</td><td class=n>{e(f.money(invoice.subtotal))}</td></tr>"
-        f"<tr><td colspan=3>{e(f.tax_label())}</td><td class=n>{e(f.money(invoice.tax_total))}</td></tr>"
-        f"<tr class=total><td colspan=3>{e(words['total'])}</td><td class=n>{e(f.money(invoice.total))}</td></tr>"
+    totals = "".join(
+        f"<tr{' class=total' if bold else ''}><td colspan=3>{e(label)}</td><td class=n>{e(f.money(amount))}</td></tr>"
+        for _, label, amount, bold in f.totals()
     )
     meta = [
         (words["number"], invoice.number),
@@ -401,12 +422,8 @@ def invoice_pdf(invoice: Invoice, fonts: Sequence[str | Path] = ()) -> bytes:
         for width, field, text, align in zip(widths, fields, row, "LRRR", strict=True):
             page.cell(field, width, 6, text, border="B", align=align)
         pdf.ln()
-    for field, label, amount, style in (
-        ("label", words["subtotal"], invoice.subtotal, ""),
-        ("tax.name", f.tax_label(), invoice.tax_total, ""),
-        ("label", words["total"], invoice.total, "B"),
-    ):
-        page.font(style, 10)
+    for field, label, amount, bold in f.totals():
+        page.font("B" if bold else "", 10)
         page.cell(field, sum(widths[:3]), 7, label, align="R")
         page.cell("currency", widths[3], 7, f.money(amount), align="R", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(6)

@@ -22,7 +22,7 @@ class InvalidAmount(RatingError, ValueError):
 
 
 class InvalidValue(RatingError, ValueError):
-    """A command-line value (a duration, date, time, period, amount, count, path) is refused (:mod:`rating.cliargs`).
+    """A command-line value (a duration, date, time, period, amount, count, path) is refused (:mod:`rating.cli.args`).
 
     ``code`` is a :class:`~rating.refusals.ValueRefusal`.
     """

@@ -23,6 +23,15 @@ customer billed on account whose period is closed, one invoice:
   largest remainder; it is posted (``tax:CUSTOMER:PERIOD``: the receivable
   owes it, ``tax:NAME:COUNTRY`` holds it), so the invoice's total is the
   receivable's movement to the cent.
+- **A period that owes less than nothing** (its total, tax included, is
+  negative: corrections of closed periods can exceed the period's usage) is
+  not invoiced: it is issued as a credit note (``CN-2026-000001``, the credit
+  notes' series) that credits no invoice but the period, and the credit is
+  carried to the customer's next invoice (or credit note), where it is taken
+  off after tax (:class:`CarriedCredit`): the receivable already holds it, so
+  the carried document's total is still the receivable's movement, and the
+  documents of a customer add up to its receivable (open credit notes count
+  as what is owed back). Each credit note is carried once, oldest first.
 - **Numbers** ``INV-2026-000001`` are gapless per series and year, taken inside
   the storage write (:meth:`~rating.storage.Storage.issue_document`); issuing
   again for the same customer and period returns the invoice already issued.
@@ -38,7 +47,6 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import partial
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
@@ -47,12 +55,11 @@ from rating.accounts import prepaid_account, receivable_account, revenue_account
 from rating.billing import AppliedTax, Billing, Party, Profile, TaxError, tax_for
 from rating.catalog import Catalog
 from rating.errors import InvoiceError
-from rating.ledger import Posting, Transaction
+from rating.ledger import RERATE, Posting, Transaction
 from rating.money import ZERO, exact, quantize, round_to_total
 from rating.periods import bounds_of, zone
 from rating.pricebook import Pricebook
 from rating.refusals import InvoiceRefusal
-from rating.rerate import RERATE
 from rating.storage import Storage, StoredCharge
 
 #: Period-close kinds that put a line on the invoice, with the line's description.
@@ -83,6 +90,16 @@ class InvoiceLine(BaseModel):
     adjusts_invoice: str | None = None
 
 
+class CarriedCredit(BaseModel):
+    """A period's credit note taken off a later document: its number, its period and the amount taken."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: str
+    period: str
+    amount: Decimal
+
+
 class Invoice(BaseModel):
     """An issued invoice, as stored: everything a rendering needs, frozen at issue."""
 
@@ -106,6 +123,9 @@ class Invoice(BaseModel):
     tax_total: Decimal
     total: Decimal
     pricebook: str
+    #: Credit balances of earlier periods taken off this invoice, after tax: ``total`` is
+    #: ``subtotal + tax_total`` less their amounts.
+    carried: tuple[CarriedCredit, ...] = ()
 
     def to_json(self) -> str:
         """The stored text: amounts as strings, never floats."""
@@ -117,13 +137,86 @@ class Invoice(BaseModel):
         return cls.model_validate(json.loads(text))
 
 
+#: The document kind of a credit note.
+CREDIT_NOTE = "credit_note"
+#: Where a credit gives back what was already paid: owed to the customer, or to its wallet as funds.
+RefundTo = Literal["customer", "wallet"]
+
+
+class CreditLine(BaseModel):
+    """What a credit note credits of one invoice line (line numbers count from 1; amounts as credited)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    line: int
+    description: str
+    account: str
+    amount: Decimal
+    tax: Decimal
+    #: What the line's account is moved by: ``amount``, except when this credit takes the rest of the line,
+    #: then what is left of the line's exact amount (the difference is its rounding share). None on notes
+    #: issued before it was recorded: ``amount``.
+    exact: Decimal | None = None
+
+    @property
+    def reversed(self) -> Decimal:
+        """What the line's own account is moved by (the rest, ``amount - reversed``, goes to rounding)."""
+        return self.amount if self.exact is None else self.exact
+
+
+class CreditTerms(BaseModel):
+    """What a credit was asked for: a reused reference must ask the same."""
+
+    model_config = ConfigDict(frozen=True)
+
+    line: int | None = None
+    amount: Decimal | None = None
+    reason: str
+    refund: RefundTo | None = None
+
+
+class CreditNote(BaseModel):
+    """An issued credit note: what it credits of which invoice, and why; or, with no ``invoice``, the credit
+    balance of a ``period`` that owed less than nothing (its lines are the period's lines, as credited: their
+    signs reversed), carried to the customer's next invoice."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["credit_note"] = "credit_note"
+    number: str
+    invoice: str | None
+    reference: str
+    reason: str
+    customer: str
+    issued: dt.date
+    currency: str
+    seller: Party
+    buyer: Profile
+    lines: tuple[CreditLine, ...]
+    subtotal: Decimal
+    tax_total: Decimal
+    total: Decimal
+    #: The part of ``total`` already paid and given back, and where to (None: nothing was given back).
+    refund: Decimal = ZERO
+    refund_to: RefundTo | None = None
+    #: What was asked (None on notes issued before the terms were recorded).
+    terms: CreditTerms | None = None
+    #: The period whose credit balance this note is (None: it credits ``invoice``).
+    period: str | None = None
+    #: Earlier credit balances this one took over (its ``total`` includes them).
+    carried: tuple[CarriedCredit, ...] = ()
+
+
 @dataclass
 class IssueReport:
-    """What issuing found: invoices issued now, already issued, and customers refused with their codes."""
+    """What issuing found: invoices issued now, already issued, the credit notes of periods that owed less than
+    nothing (now and before), and customers refused with their codes."""
 
     issued: list[Invoice] = field(default_factory=list)
     existing: list[Invoice] = field(default_factory=list)
     refused: list[tuple[str, InvoiceRefusal, str]] = field(default_factory=list)
+    credit_notes: list[CreditNote] = field(default_factory=list)
+    existing_credit_notes: list[CreditNote] = field(default_factory=list)
 
 
 @exact
@@ -136,22 +229,20 @@ def issue_invoices(
     *,
     issued: dt.date | None = None,
 ) -> IssueReport:
-    """Issue the invoices of ``period`` (for ``customers``, or everyone with a profile), each once."""
+    """Issue the invoices of ``period`` (for ``customers``, or everyone with a profile), each once; a period
+    that owes less than nothing gets a credit note instead, carried to the next invoice."""
     report = IssueReport()
     on = issued or dt.datetime.now(dt.UTC).date()
     for customer in sorted(customers if customers is not None else billing.profiles):
         try:
-            text, new = storage.issue_document(
-                f"{billing.invoice_series}-{on.year}",
-                INVOICE,
-                customer,
-                period,
-                partial(_issue, storage, catalog, billing, period, customer, on=on),
-            )
+            document, new = _issue_once(storage, catalog, billing, period, customer, on)
         except InvoiceError as error:
             report.refused.append((customer, error.code, str(error)))
             continue
-        (report.issued if new else report.existing).append(Invoice.from_json(text))
+        if isinstance(document, Invoice):
+            (report.issued if new else report.existing).append(document)
+        else:
+            (report.credit_notes if new else report.existing_credit_notes).append(document)
     return report
 
 
@@ -168,10 +259,144 @@ def invoices(storage: Storage, number: str | None = None, customer: str | None =
     return [Invoice.model_validate(document) for document in documents_of(storage, INVOICE, number, customer)]
 
 
-def _issue(
-    storage: Storage, catalog: Catalog, billing: Billing, period: str, customer: str, number: str, *, on: dt.date
-) -> tuple[str, list[Transaction]]:
-    """The invoice's stored text and its tax transaction (inside the storage write that numbers it)."""
+def period_credit_notes(storage: Storage, customer: str) -> list[CreditNote]:
+    """The credit notes of ``customer``'s periods that owed less than nothing, in the order issued."""
+    notes = (CreditNote.model_validate(d) for d in documents_of(storage, CREDIT_NOTE, customer=customer))
+    return [note for note in notes if note.invoice is None]
+
+
+def open_credits(storage: Storage, customer: str) -> list[CreditNote]:
+    """The period credit notes of ``customer`` not yet carried to a later document, oldest first."""
+    notes = period_credit_notes(storage, customer)
+    issued: list[Invoice | CreditNote] = [*invoices(storage, customer=customer), *notes]
+    carried = {c.number for document in issued for c in document.carried}
+    return [note for note in notes if note.number not in carried]
+
+
+def _issue_once(
+    storage: Storage, catalog: Catalog, billing: Billing, period: str, customer: str, on: dt.date
+) -> tuple[Invoice | CreditNote, bool]:
+    """The period's invoice, or its credit note when it owes less than nothing: issued now, or as issued before.
+
+    One write: the sign, the credits carried and the number are read and taken together."""
+    with storage.writing():
+        issued: list[Invoice | CreditNote] = [
+            *invoices(storage, customer=customer),
+            *period_credit_notes(storage, customer),
+        ]
+        for earlier in issued:
+            if earlier.period == period:
+                return earlier, False
+        draft = _draft(storage, catalog, billing, period, customer, on)
+        if draft.total >= 0:
+            series, kind, build = f"{billing.invoice_series}-{on.year}", INVOICE, draft.invoice
+        else:
+            series, kind, build = f"CN-{on.year}", CREDIT_NOTE, draft.credit_note
+        text, new = storage.issue_document(series, kind, customer, period, build)
+    document = json.loads(text)
+    return (Invoice if kind == INVOICE else CreditNote).model_validate(document), new
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """A period's document before it has a number: its lines and tax as an invoice would show them, and the
+    open credits of earlier periods it takes over."""
+
+    customer: str
+    period: str
+    on: dt.date
+    due: dt.date
+    book: Pricebook
+    billing: Billing
+    profile: Profile
+    tax: AppliedTax
+    start: dt.datetime
+    end: dt.datetime
+    lines: tuple[InvoiceLine, ...]
+    subtotal: Decimal
+    tax_total: Decimal
+    credits: tuple[CreditNote, ...]
+
+    @property
+    def carried(self) -> tuple[CarriedCredit, ...]:
+        return tuple(CarriedCredit(number=n.number, period=n.period or "", amount=n.total) for n in self.credits)
+
+    @property
+    def total(self) -> Decimal:
+        """What the period owes, tax included, less the credits carried (negative: a credit)."""
+        return self.subtotal + self.tax_total - sum((c.amount for c in self.carried), ZERO)
+
+    def invoice(self, number: str) -> tuple[str, list[Transaction]]:
+        """The invoice's stored text and its tax transaction."""
+        zone_of = zone(self.book.timezone_of(self.customer))
+        invoice = Invoice(
+            number=number,
+            customer=self.customer,
+            period=self.period,
+            period_start=self.start.astimezone(zone_of).date(),
+            period_end=(self.end.astimezone(zone_of) - dt.timedelta(microseconds=1)).date(),
+            issued=self.on,
+            due=self.due,
+            currency=self.book.currency,
+            scale=self.book.scale_of(self.book.currency),
+            seller=self.billing.seller,
+            buyer=self.profile,
+            tax=self.tax,
+            lines=self.lines,
+            subtotal=self.subtotal,
+            tax_total=self.tax_total,
+            total=self.total,
+            pricebook=f"{self.book.pricebook}@{self.book.version.isoformat()}",
+            carried=self.carried,
+        )
+        return invoice.to_json(), self._tax_transaction(number)
+
+    def credit_note(self, number: str) -> tuple[str, list[Transaction]]:
+        """The period's credit note: its lines as credited (signs reversed), its total the credit carried on."""
+        note = CreditNote(
+            number=number,
+            invoice=None,
+            period=self.period,
+            reference=f"period:{self.period}",
+            reason=f"credit balance of {self.period}",
+            customer=self.customer,
+            issued=self.on,
+            currency=self.book.currency,
+            seller=self.billing.seller,
+            buyer=self.profile,
+            lines=tuple(
+                CreditLine(
+                    line=index,
+                    description=line.description,
+                    account=line.account,
+                    amount=-line.amount + ZERO,
+                    tax=-line.tax + ZERO,
+                    exact=-line.exact + ZERO,
+                )
+                for index, line in enumerate(self.lines, start=1)
+            ),
+            subtotal=-self.subtotal + ZERO,
+            tax_total=-self.tax_total + ZERO,
+            total=-self.total,
+            carried=self.carried,
+        )
+        return note.model_dump_json(), self._tax_transaction(number)
+
+    def _tax_transaction(self, number: str) -> list[Transaction]:
+        """The tax the period's document charges (on a period's credit note: gives back), owed on the
+        receivable and held for the tax authority."""
+        if not self.tax_total:
+            return []
+        currency, receivable = self.book.currency, receivable_account(self.customer)
+        account = _tax_account(self.tax, self.profile.country)
+        postings = (Posting(receivable, currency, self.tax_total), Posting(account, currency, -self.tax_total))
+        at = self.end - dt.timedelta(microseconds=1)
+        metadata = {"customer": self.customer, "period": self.period, "invoice": number}
+        return [Transaction(f"tax:{self.customer}:{self.period}", at, f"tax of {number}", postings, metadata)]
+
+
+def _draft(storage: Storage, catalog: Catalog, billing: Billing, period: str, customer: str, on: dt.date) -> _Draft:
+    """The period's lines, checked against the ledger, and its tax (inside the storage write that numbers it)."""
     profile = billing.profiles.get(customer)
     if profile is None:
         raise InvoiceError(InvoiceRefusal.NO_PROFILE, f"no billing profile for customer {customer!r}")
@@ -210,26 +435,9 @@ def _issue(
     tax_total = quantize(owed * tax.rate / 100, scale) + ZERO  # one tax category: its net sum, rounded once
     shares = round_to_total([line.amount * tax.rate / 100 for line in lines], tax_total, scale)
     taxed = tuple(line.model_copy(update={"tax": share + ZERO}) for line, share in zip(lines, shares, strict=True))
-    invoice = Invoice(
-        number=number,
-        customer=customer,
-        period=period,
-        period_start=start.astimezone(zone(book.timezone_of(customer))).date(),
-        period_end=(end.astimezone(zone(book.timezone_of(customer))) - dt.timedelta(microseconds=1)).date(),
-        issued=on,
-        due=on + dt.timedelta(days=_terms(billing, profile)),
-        currency=currency,
-        scale=scale,
-        seller=billing.seller,
-        buyer=profile,
-        tax=tax,
-        lines=taxed,
-        subtotal=owed,
-        tax_total=tax_total,
-        total=owed + tax_total,
-        pricebook=f"{book.pricebook}@{book.version.isoformat()}",
-    )
-    return invoice.to_json(), _tax_transaction(invoice, end)
+    credits = tuple(note for note in open_credits(storage, customer) if note.currency == currency)
+    due = on + dt.timedelta(days=_terms(billing, profile))
+    return _Draft(customer, period, on, due, book, billing, profile, tax, start, end, taxed, owed, tax_total, credits)
 
 
 def _version_of(catalog: Catalog, period: str, customer: str) -> Pricebook:
@@ -381,18 +589,8 @@ def _rounded(lines: list[ExactLine], total: Decimal, scale: int) -> list[Invoice
 
 def tax_account(invoice: Invoice) -> str:
     """Where the tax of ``invoice`` is held until paid to the authority: ``tax:NAME:COUNTRY``."""
-    return f"tax:{invoice.tax.name.replace(' ', '_')}:{invoice.buyer.country}"
+    return _tax_account(invoice.tax, invoice.buyer.country)
 
 
-def _tax_transaction(invoice: Invoice, end: dt.datetime) -> list[Transaction]:
-    """The tax the invoice charges, owed on the receivable and held for the tax authority."""
-    if not invoice.tax_total:
-        return []
-    account = tax_account(invoice)
-    postings = (
-        Posting(receivable_account(invoice.customer), invoice.currency, invoice.tax_total),
-        Posting(account, invoice.currency, -invoice.tax_total),
-    )
-    at = end - dt.timedelta(microseconds=1)
-    metadata = {"customer": invoice.customer, "period": invoice.period, "invoice": invoice.number}
-    return [Transaction(f"tax:{invoice.customer}:{invoice.period}", at, f"tax of {invoice.number}", postings, metadata)]
+def _tax_account(tax: AppliedTax, country: str) -> str:
+    return f"tax:{tax.name.replace(' ', '_')}:{country}"

@@ -63,6 +63,10 @@ def rating_id(event_id: str) -> str:
     return f"{RATING_PREFIX}{event_id}"
 
 
+#: The kind of a re-rating correction's transaction id: ``rerate:EVENT:N``.
+RERATE = "rerate"
+
+
 #: Id prefix of the marker transactions that close a customer's period.
 CLOSING_PREFIX = "close:"
 

@@ -13,7 +13,7 @@ import zoneinfo
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Protocol, Union
 
 from pydantic import (
     BaseModel,
@@ -33,10 +33,39 @@ from rating.meters import Meter
 from rating.money import currency_scale
 from rating.periods import PeriodKind
 from rating.pricing import Price, PricingModel, invalid_overrides
-from rating.registry import Registry
 from rating.splits import RevenueSplit
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+#: The loader's view of the plugins: each pricing model by the name a charge gives as ``model:``.
+PricingModels = Mapping[str, type[PricingModel]]
+
+
+class HasPricingModels(Protocol):
+    """Something that supplies a model map, such as :class:`rating.registry.Registry`."""
+
+    @property
+    def pricing_models(self) -> PricingModels:
+        """The pricing models by name."""
+        ...
+
+
+#: What the loader accepts: a plain model map, or an object (the registry) that supplies one.
+ModelSource = PricingModels | HasPricingModels
+
+
+def model_map(models: ModelSource) -> PricingModels:
+    """The plain model map behind ``models``."""
+    return models if isinstance(models, Mapping) else models.pricing_models
+
+
+def installed_models() -> PricingModels:
+    """The pricing models of the installed plugins: the default when a caller passes no model map."""
+    # Imported here, at call time: the loader itself depends on a plain map, not on the plugin machinery
+    # (the registry also opens storage), so the pricer and everything below it never load it.
+    from rating.registry import Registry
+
+    return Registry.load().pricing_models
 
 
 def _check_timezone(value: str) -> str:
@@ -294,21 +323,21 @@ class Problems:
             raise PricebookError([f"{self.source}:{line}:{column}: {message}" for (line, column), message in ordered])
 
 
-def _validate_charges(data: dict[str, Any], registry: Registry, problems: Problems) -> None:
+def _validate_charges(data: dict[str, Any], models: PricingModels, problems: Problems) -> None:
     """Replace each charge mapping (of plans and contracts) by its pricing model instance, recording problems."""
-    known = ", ".join(sorted(registry.pricing_models)) or "none installed"
+    known = ", ".join(sorted(models)) or "none installed"
     for section in ("plans", "contracts"):
         holders = data.get(section)
         for holder_name, holder in holders.items() if isinstance(holders, dict) else []:
             if isinstance(holder, dict) and isinstance(holder.get("charges"), list):
                 where = (section, holder_name, "charges")
-                holder["charges"] = _valid_charges(holder["charges"], where, registry, known, problems)
+                holder["charges"] = _valid_charges(holder["charges"], where, models, known, problems)
     if isinstance(data.get("costs"), list):
-        data["costs"] = _valid_charges(data["costs"], ("costs",), registry, known, problems)
+        data["costs"] = _valid_charges(data["costs"], ("costs",), models, known, problems)
 
 
 def _valid_charges(
-    charges: list[Any], where: tuple[str, ...], registry: Registry, known: str, problems: Problems
+    charges: list[Any], where: tuple[str, ...], models: PricingModels, known: str, problems: Problems
 ) -> list[PricingModel]:
     valid = []
     for index, charge in enumerate(charges):
@@ -317,7 +346,7 @@ def _valid_charges(
             problems.add(path, "a charge must be a mapping with meter and model")
             continue
         model_name = charge.get("model")
-        model = registry.pricing_models.get(str(model_name))
+        model = models.get(str(model_name))
         if model is None:
             at = path + ("model",) if "model" in charge else path
             problems.add(at, f"unknown pricing model {model_name!r}; known models: {known}")
@@ -418,8 +447,12 @@ def _check_references(book: Pricebook, problems: Problems) -> None:
         in_force.setdefault(contract.customer, []).append((contract.starts, end, name))
 
 
-def parse_pricebook(text: str, registry: Registry, source: str = "<pricebook>") -> Pricebook:
-    """Validate pricebook YAML text. Raises :class:`PricebookError` listing every problem."""
+def parse_pricebook(text: str, models: ModelSource, source: str = "<pricebook>") -> Pricebook:
+    """Validate pricebook YAML text. Raises :class:`PricebookError` listing every problem.
+
+    ``models`` maps each pricing model name to its class (:func:`model_map`); a
+    :class:`~rating.registry.Registry` supplies one and may be passed as it is.
+    """
     try:
         document = yamlstrict.load(text)
     except yamlstrict.YamlError as error:
@@ -429,7 +462,7 @@ def parse_pricebook(text: str, registry: Registry, source: str = "<pricebook>") 
     if not isinstance(data, dict):
         problems.add((), "a pricebook must be a mapping with pricebook, version, currency, meters and plans")
         problems.raise_if_any()
-    _validate_charges(data, registry, problems)
+    _validate_charges(data, model_map(models), problems)
     try:
         book = Pricebook.model_validate(data)
     except ValidationError as error:
@@ -445,8 +478,8 @@ def parse_pricebook(text: str, registry: Registry, source: str = "<pricebook>") 
 MAX_PRICEBOOK_BYTES = yamlstrict.MAX_FILE_BYTES
 
 
-def load_pricebook(path: str | Path, registry: Registry | None = None) -> Pricebook:
-    """Read and validate a pricebook file (see :func:`parse_pricebook`)."""
+def load_pricebook(path: str | Path, models: ModelSource | None = None) -> Pricebook:
+    """Read and validate a pricebook file (see :func:`parse_pricebook`); by default with the installed models."""
     path = Path(path)
     try:
         text = yamlstrict.read_file(path, "pricebook", MAX_PRICEBOOK_BYTES)
@@ -454,16 +487,17 @@ def load_pricebook(path: str | Path, registry: Registry | None = None) -> Priceb
         raise PricebookError([f"{path}: cannot read pricebook: {error.strerror}"]) from None
     except yamlstrict.YamlError as error:
         raise PricebookError([f"{path}:{error}"]) from None
-    return parse_pricebook(text, registry or Registry.load(), str(path))
+    return parse_pricebook(text, installed_models() if models is None else models, str(path))
 
 
-def json_schema(registry: Registry) -> dict[str, Any]:
-    """JSON Schema of the pricebook format with every installed pricing model, for editors."""
+def json_schema(models: ModelSource) -> dict[str, Any]:
+    """JSON Schema of the pricebook format with every pricing model of ``models``, for editors."""
     schema = Pricebook.model_json_schema()
-    models = tuple(registry.pricing_models[name] for name in sorted(registry.pricing_models))
+    by_name = model_map(models)
+    classes = tuple(by_name[name] for name in sorted(by_name))
     charges: dict[str, Any] = {"type": "object"}
-    if models:
-        charge_type: Any = Annotated[Union[models], Field(discriminator="model")]  # noqa: UP007
+    if classes:
+        charge_type: Any = Annotated[Union[classes], Field(discriminator="model")]  # noqa: UP007
         charges = TypeAdapter(charge_type).json_schema(ref_template="#/$defs/{model}")
         schema.setdefault("$defs", {}).update(charges.pop("$defs", {}))
     schema["$defs"].pop("PricingModel", None)

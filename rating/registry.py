@@ -9,13 +9,16 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from rating import hookspecs
 from rating.errors import PluginError, StorageError
 from rating.pricing import PricingModel, declared_common_options
-from rating.storage import Storage, masked, scheme_of
+
+if TYPE_CHECKING:
+    from rating.storage import Storage
 
 ENTRY_POINT_GROUP = "rating.plugins"
 
@@ -78,6 +81,9 @@ class Registry:
         created or migrated: a missing database (or one without a rating schema) is refused
         with ``StorageError.code`` ``no_database``, an older schema with ``schema_outdated``.
         """
+        # Imported when storage is opened: loading pricebooks through a registry never loads storage.
+        from rating.storage import masked, scheme_of
+
         scheme = scheme_of(url)
         factory = self.storage_adapters.get(scheme)
         if factory is None:

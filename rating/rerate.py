@@ -15,7 +15,10 @@ transactions; nothing posted before is edited.
   another period than billing did, or ends a closed period elsewhere (another
   period kind, anchor or time zone), the whole re-rating is refused with
   ``period_mismatch`` (:class:`~rating.errors.RerateRefused`) and nothing is
-  posted, for open and closed periods alike.
+  posted, for open and closed periods alike. It is checked before anything is
+  priced, on every event stamped in the window and every closed period around
+  it (:func:`_refuse_other_periods`), and again on each event billed in the
+  window as it is priced.
 - **What is priced**: each event, in time order, against the period state its
   period had before its first event, exactly as ``rating rate`` would have
   priced it under the fixed pricebook. Policies that refuse usage (spend caps)
@@ -30,7 +33,9 @@ transactions; nothing posted before is edited.
   they stood and add the new ones, so period totals, usage reports and the
   ledger baseline of ``rating simulate`` see the corrected figures. Provider
   costs and a contract's prepaid draw-down are left as posted: a price fix does
-  not change what the providers charged.
+  not change what the providers charged. (A re-pricing for the order of
+  arrival, by the engine or by ``close-period``, corrects both; one made by a
+  close is marked ``settles: PERIOD``.)
 - **Open periods** are corrected in place: the correction is dated at the event
   and its charges count in the event's period; the period state is replaced by
   what the new prices leave, so later usage continues from it and
@@ -48,7 +53,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, localcontext
 
 from rating.accounts import (
@@ -62,15 +67,16 @@ from rating.charges import Charge, Correction, StateKey
 from rating.engine import Rejection
 from rating.errors import EventError, RerateRefused
 from rating.events import UsageEvent
-from rating.ledger import Posting, Transaction, closing_id, rating_id
+from rating.ledger import CLOSING_PREFIX, Posting, Transaction, closing_id, rating_id
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
-from rating.periods import ONE_TICK, PeriodKind, bounds_of, period_bounds, zone
+from rating.periods import ONE_TICK, PeriodKind, bounds_of, parse_period, period_bounds, zone
 from rating.pipeline import Mode, Pipeline, Wallet
+from rating.pricebook import Pricebook
 from rating.pricer import Pricer, Terms, advance
 from rating.refusals import Refusal, RerateRefusal
 from rating.registry import Registry
-from rating.statekeys import prepaid_contract
+from rating.statekeys import prepaid_contract, prepaid_state
 from rating.storage.base import Activity, Storage
 from rating.wallet import Grant, Wallets
 
@@ -78,6 +84,9 @@ from rating.wallet import Grant, Wallets
 RERATE = "rerate"
 #: How far after ``until`` the events of a period that starts before it may lie (the longest period is a year).
 LONGEST_PERIOD = dt.timedelta(days=367)
+#: More than the widest difference between two time zones' midnights (26 hours): how far a period's end in one
+#: customer zone may lie from a window's bound in the pricebook's.
+ZONE_SLACK = dt.timedelta(days=2)
 
 
 @dataclass
@@ -119,6 +128,7 @@ def rerate(
     dry_run: bool = False,
     only: Collection[tuple[str, str]] | None = None,
     arrival: bool = False,
+    settles: str | None = None,
 ) -> RerateReport:
     """Re-price the billing periods that start in ``[since, until)`` with ``catalog`` and post the differences.
 
@@ -129,15 +139,21 @@ def rerate(
     re-pricing is for the order of arrival, so provider costs and a contract's
     prepaid draw-down are corrected too (a price fix leaves both as posted: the
     providers charged what they charged); the draw-down of the periods after the
-    re-priced ones stays as posted.
+    re-priced ones stays as posted. ``settles``: the re-pricing settles, at the close of that period, what it
+    carries into the next (rollover, prepaid draw-down; see :mod:`rating.closing`): an ``arrival`` re-pricing
+    whose corrections say so in their metadata (``settles: PERIOD``).
     """
     hook = registry.manager.hook
     pricer = Pricer(catalog, hook.rating_enrich_event if registry.enriches_events else None)
     report = RerateReport()
     with storage.writing(), localcontext(MONEY_CONTEXT):
-        run = _Run(storage, pricer, clock(), arrival)
+        run = _Run(storage, pricer, clock(), arrival or settles is not None)
+        if not arrival:  # an arrival re-pricing uses the pricebook that just billed: its periods are billing's
+            _refuse_other_periods(storage, pricer, run, since, until, only)
         for item in _events_of(storage, pricer, since, until, run, report, only):
             run.correct(item, report)
+        if settles is not None:
+            report.corrections = [_settling(correction, settles) for correction in report.corrections]
         if not dry_run:
             fresh = storage.correct(report.corrections, run.open_states(), dict.fromkeys(run.wallets, ZERO))
             if hook.rating_transaction_posted.get_hookimpls():
@@ -206,6 +222,78 @@ def _events_of(
         choose(event)
     chosen.sort(key=lambda item: (item[0].timestamp, item[0].id))  # time order, ties by id, as rating takes them
     return chosen
+
+
+def _refuse_other_periods(
+    storage: Storage,
+    pricer: Pricer,
+    run: _Run,
+    since: dt.datetime,
+    until: dt.datetime,
+    only: Collection[tuple[str, str]] | None = None,
+) -> None:
+    """``period_mismatch`` when the pricebook would bill the customers of the window by other periods than
+    billing did (another kind, time zone or anchor), checked before anything is priced.
+
+    The ledger keeps each event's period label and each closed period's end, not
+    the time zone or anchor that made them, so that is what is compared: every
+    event stamped in ``[since, until)`` keeps its label (a late event: the period
+    it is late for), and every closed period of those customers that ends in the
+    window or just before it (the one before the window tells where the window's
+    first period starts) keeps its end, by the version in force in it. Events billed in the
+    window but stamped outside it are checked as they are priced
+    (:meth:`_Run.as_billed`). Without this, a customer moved to another time zone
+    had its periods start outside the window, and the re-rating found nothing to
+    re-price in an open period.
+    """
+    named: list[str | None] = [None] if only is None else [*sorted({customer for customer, _ in only})]
+    seen: set[str] = set()
+    for who in named:
+        for activity in storage.activity(since, until, who):
+            event = activity.event
+            seen.add(event.customer)
+            try:
+                terms = pricer.terms(event)
+            except EventError:
+                continue  # refused when it is priced, if its period is re-rated
+            billed = run.billed_period(event.customer, event.id)
+            if billed is None or billed == terms.period:
+                continue
+            posted = storage.transaction(rating_id(event.id))
+            late_for = posted.metadata.get("late_for") if posted is not None else None
+            if late_for != terms.period:
+                book = terms.version.book
+                how = _periods_of(book, book.plans[terms.plan].period, event.customer)
+                raise RerateRefused(
+                    RerateRefusal.PERIOD_MISMATCH,
+                    f"customer {event.customer!r}: event {event.id} was billed in period {late_for or billed}, the"
+                    f" pricebook bills it in {terms.period} ({how}):"
+                    " a re-rating cannot change a customer's billing periods",
+                )
+    for customer in sorted(seen):
+        for marker in storage.transactions_of(CLOSING_PREFIX.rstrip(":"), customer):
+            period = marker.metadata.get("period")
+            if period is None or not since - ZONE_SLACK <= marker.timestamp < until + ZONE_SLACK:
+                continue
+            _, first = parse_period(period)
+            then = pricer.catalog.in_force(dt.datetime.combine(first, dt.time(12), dt.UTC))
+            if then is None:  # billed by a version this catalog does not hold: it cannot say where it ends
+                continue
+            kind, _, end = bounds_of(period, zone(then.timezone_of(customer)), then.anchor_of(customer))
+            if marker.timestamp != end - ONE_TICK:
+                raise RerateRefused(
+                    RerateRefusal.PERIOD_MISMATCH,
+                    f"customer {customer!r}: period {period} was closed at {marker.timestamp.isoformat()}, the"
+                    f" pricebook ({_periods_of(then, kind, customer)}) ends it at {end.isoformat()}:"
+                    " a re-rating cannot change a customer's billing periods",
+                )
+
+
+def _periods_of(book: Pricebook, kind: PeriodKind | str, customer: str) -> str:
+    """How ``book`` bills ``customer`` by periods of ``kind``: kind, time zone and anchor, in words."""
+    anchor = book.anchor_of(customer)
+    anchored = f"anchored on {anchor.isoformat()}" if anchor else "calendar"
+    return f"by {kind}, {anchored}, in {book.timezone_of(customer)}"
 
 
 class _Run:
@@ -310,10 +398,35 @@ class _Run:
         """Note what ``activity``'s event added to prepaid draw-downs: re-drawn, or drawn after the re-priced
         periods."""
         into = self.redrawn if selected else self.drawn_later
-        for name, reading in activity.readings:
-            if prepaid_contract(name) is not None:
-                key = (activity.event.customer, name)
-                into[key] = into.get(key, ZERO) + Decimal(str(reading))
+        readings = {name: Decimal(str(reading)) for name, reading in activity.readings if prepaid_contract(name)}
+        if not readings and self.arrival:  # rated when it cost nothing, it may draw since an arrival re-priced it
+            readings = dict.fromkeys(self._draw_downs_of(activity.event), ZERO)
+        for name, reading in readings.items():
+            key = (activity.event.customer, name)
+            into[key] = into.get(key, ZERO) + self._spent(activity.event, reading)
+
+    def _draw_downs_of(self, event: UsageEvent) -> list[str]:
+        """The prepaid draw-down state ``event`` counts in under its terms (none without a prepaid contract)."""
+        if not any(c.prepaid for book in self.pricer.catalog.versions for c in book.contracts.values()):
+            return []
+        try:
+            terms = self.pricer.terms(event)
+        except EventError:
+            return []
+        if terms.contract is None or terms.contract.prepaid is None:
+            return []
+        return [prepaid_state(terms.contract_name)]
+
+    def _spent(self, event: UsageEvent, reading: Decimal) -> Decimal:
+        """What ``event`` adds to its prepaid draw-down as it stands: its charges in the pricebook currency, its
+        rating's and its corrections' together (``reading``, its rating's, is stale once an arrival re-pricing
+        corrected it, and that re-pricing stored the draw-down from the corrected charges)."""
+        try:
+            currency = self.pricer.version_at(event.timestamp).book.currency
+        except EventError:
+            return reading
+        charges, _ = self.stored(event.customer)
+        return sum((c.amount for c in charges.get(event.id, ()) if c.asset == currency), ZERO)
 
     def stored(self, customer: str) -> tuple[dict[str, list[Charge]], dict[str, list[Transaction]]]:
         """The customer's charge records and earlier corrections, by event id (read once per customer)."""
@@ -417,6 +530,14 @@ class _Run:
         if customer not in self.grants:
             self.grants[customer] = Wallets(self.storage).grants(customer)
         return self.grants[customer]
+
+
+def _settling(correction: Correction, period: str) -> Correction:
+    """``correction`` marked as a settlement made at the close of ``period`` (``settles: PERIOD``)."""
+    transaction = correction.transaction
+    metadata = {**transaction.metadata, "settles": period}
+    description = f"settled at the close of {period}: {transaction.description}"
+    return correction._replace(transaction=replace(transaction, metadata=metadata, description=description))
 
 
 def _labels(kinds: Iterable[PeriodKind], since: dt.datetime, until: dt.datetime) -> set[str]:

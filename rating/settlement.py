@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from rating.accounts import (
     PAYMENTS_ACCOUNT,
     check_id,
@@ -40,77 +38,23 @@ from rating.accounts import (
     rounding_account,
     wallet_account,
 )
-from rating.billing import Party, Profile
 from rating.errors import InvalidAmount, InvoiceError, TransactionConflict
-from rating.invoices import Invoice, documents_of, invoices, tax_account
+from rating.invoices import (
+    CREDIT_NOTE,
+    CreditLine,
+    CreditNote,
+    CreditTerms,
+    Invoice,
+    RefundTo,
+    documents_of,
+    invoices,
+    tax_account,
+)
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, allocate, exact, quantize
 from rating.payment_registry import Purpose, claim, payment_marker
 from rating.refusals import InvoiceRefusal
 from rating.storage import Storage
-
-#: The document kind of a credit note.
-CREDIT_NOTE = "credit_note"
-#: Where a credit gives back what was already paid: owed to the customer, or to its wallet as funds.
-RefundTo = Literal["customer", "wallet"]
-
-
-class CreditLine(BaseModel):
-    """What a credit note credits of one invoice line (line numbers count from 1; amounts as credited)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    line: int
-    description: str
-    account: str
-    amount: Decimal
-    tax: Decimal
-    #: What the line's account is moved by: ``amount``, except when this credit takes the rest of the line,
-    #: then what is left of the line's exact amount (the difference is its rounding share). None on notes
-    #: issued before it was recorded: ``amount``.
-    exact: Decimal | None = None
-
-    @property
-    def reversed(self) -> Decimal:
-        """What the line's own account is moved by (the rest, ``amount - reversed``, goes to rounding)."""
-        return self.amount if self.exact is None else self.exact
-
-
-class CreditTerms(BaseModel):
-    """What a credit was asked for: a reused reference must ask the same."""
-
-    model_config = ConfigDict(frozen=True)
-
-    line: int | None = None
-    amount: Decimal | None = None
-    reason: str
-    refund: RefundTo | None = None
-
-
-class CreditNote(BaseModel):
-    """An issued credit note: what it credits of which invoice, and why."""
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: Literal["credit_note"] = "credit_note"
-    number: str
-    invoice: str
-    reference: str
-    reason: str
-    customer: str
-    issued: dt.date
-    currency: str
-    seller: Party
-    buyer: Profile
-    lines: tuple[CreditLine, ...]
-    subtotal: Decimal
-    tax_total: Decimal
-    total: Decimal
-    #: The part of ``total`` already paid and given back, and where to (None: nothing was given back).
-    refund: Decimal = ZERO
-    refund_to: RefundTo | None = None
-    #: What was asked (None on notes issued before the terms were recorded).
-    terms: CreditTerms | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +68,21 @@ class InvoiceStatus:
     overdue: bool
     #: What credit notes gave back of what was paid (``refund``).
     refunded: Decimal = ZERO
+
+
+__all__ = [
+    "CREDIT_NOTE",
+    "CreditLine",
+    "CreditNote",
+    "CreditTerms",
+    "InvoiceStatus",
+    "RefundTo",
+    "credit_invoice",
+    "credit_notes",
+    "find_invoice",
+    "invoice_status",
+    "pay_invoice",
+]
 
 
 def find_invoice(storage: Storage, number: str) -> Invoice:

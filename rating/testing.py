@@ -58,6 +58,7 @@ def check_period_model(model: PricingModel, quantities: Sequence[Decimal], asset
 def check_per_event_model(model: PerEventModel, events: Iterable[UsageEvent], asset: str = "USD") -> None:
     """A per-event model prices each event exactly and deterministically, and explains the amount; one that
     keeps period quantities (:attr:`~rating.pricing.PerEventModel.kept`) does so for ``events`` as one period too."""
+    events = tuple(events)  # read twice: alone, then as one period
     with localcontext(MONEY_CONTEXT):
         for event in events:
             priced = model.price_event(event, asset)
@@ -70,14 +71,14 @@ def check_per_event_model(model: PerEventModel, events: Iterable[UsageEvent], as
         if model.kept:  # the events in turn, as one period: each priced by what the earlier ones left
             used = dict.fromkeys(model.kept, Decimal(0))
             for event in events:
-                priced, after = model.price_in_period(event, asset, used)
-                amount = _exact(priced.amount, f"the price of {event.id} in its period")
-                assert format_decimal(amount) in priced.explanation, (
-                    f"the explanation {priced.explanation!r} of {event.id} does not name the amount {amount}"
+                in_period, after = model.price_in_period(event, asset, used)
+                amount = _exact(in_period.amount, f"the price of {event.id} in its period")
+                assert format_decimal(amount) in in_period.explanation, (
+                    f"the explanation {in_period.explanation!r} of {event.id} does not name the amount {amount}"
                 )
                 assert set(after) == set(model.kept), f"{event.id} left {sorted(after)}, not {sorted(model.kept)}"
-                again = model.price_in_period(event, asset, used)
-                assert again == (priced, after), f"pricing {event.id} twice in its period gave two results"
+                repeated = model.price_in_period(event, asset, used)
+                assert repeated == (in_period, after), f"pricing {event.id} twice in its period gave two results"
                 used = after
     _check_groups(model)
 

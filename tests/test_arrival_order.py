@@ -212,9 +212,10 @@ SECOND_VERSION = EVERYTHING.replace("version: 2026-10-01", "version: 2026-11-10"
 )
 
 # Days on both sides of every change of terms: the version of 10 November, acme's plan change on the 15th,
-# bob's contract from the 20th.
+# bob's contract from the 20th. December's events arrive among the others, before November closes: they draw
+# bob's prepaid commitment and take November's rollover carry, both settled when November closes.
 days = st.sampled_from([1, 9, 10, 12, 14, 15, 18, 20, 21, 28])
-stamps = st.tuples(st.sampled_from([10, 11]), days, st.integers(0, 23))
+stamps = st.tuples(st.sampled_from([10, 11, 12]), days, st.integers(0, 23))
 rows_strategy = st.lists(
     st.tuples(
         st.sampled_from(["acme", "bob", "carol"]),
@@ -265,6 +266,55 @@ def test_any_arrival_order_and_batch_split_give_the_ledger_of_time_order(
     shuffled = [events[index] for index in arrival]
     batches = [shuffled[i : i + chunk] for i in range(0, len(shuffled), chunk)]
     periods = ["2026-10", "2026-11"]
+    expected = billed(catalog, registry, [[e] for e in in_time], periods)
+    got = billed(catalog, registry, batches, periods)
+    assert_same_bill(got, expected)
+    assert got.verify() == []
+
+
+# bob's prepaid commitment (6, from 20 November) and carol's rollover allowance, from November to January.
+settled_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["bob", "carol"]),
+        st.sampled_from([(11, 20), (11, 28), (12, 1), (12, 12), (12, 28), (13, 5)]),  # 13: January 2027
+        st.integers(0, 9),
+        st.sampled_from(["0", "3.10"]),
+    ),
+    min_size=2,
+    max_size=7,
+)
+
+
+@settings(max_examples=40)
+@given(
+    settled_rows.flatmap(lambda rows: st.tuples(st.just(rows), st.permutations(range(len(rows))))),
+    st.integers(1, 3),
+)
+def test_whatever_december_drew_before_november_closed_is_settled_by_the_close(
+    rows_and_arrival: tuple[list[tuple[str, tuple[int, int], int, str]], list[int]], chunk: int
+) -> None:
+    """The carries between periods, in any arrival order: December's and January's events rated before
+    November's drew the prepaid commitment and read the rollover carry first; once the periods close, the ledger
+    (January's open period included) is that of time order."""
+    rows, arrival = rows_and_arrival
+    registry = Registry.load()
+    from rating.pricebook import parse_pricebook
+
+    catalog = Catalog([parse_pricebook(text, registry, "book.yaml") for text in (EVERYTHING, SECOND_VERSION)])
+    events = [
+        UsageEvent(
+            id=f"e{index}",
+            customer=customer,
+            type="api.call",
+            timestamp=dt.datetime(2026 + month // 13, month % 12 or 12, day, 12, tzinfo=UTC),
+            properties={"units": units, "model": "m1", "amount": amount, "currency": "USD"},
+        )
+        for index, (customer, (month, day), units, amount) in enumerate(rows)
+    ]
+    in_time = sorted(events, key=lambda e: (e.timestamp, e.id))
+    shuffled = [events[index] for index in arrival]
+    batches = [shuffled[i : i + chunk] for i in range(0, len(shuffled), chunk)]
+    periods = ["2026-10", "2026-11", "2026-12"]  # January's rollover carry is final when December closes
     expected = billed(catalog, registry, [[e] for e in in_time], periods)
     got = billed(catalog, registry, batches, periods)
     assert_same_bill(got, expected)
@@ -407,3 +457,43 @@ def test_a_prepaid_draw_down_is_re_drawn_when_arrival_re_prices_its_period(
     assert_same_bill(reversed_, in_order)
     assert reversed_.balances(["customer:acme:prepaid"]) == {("customer:acme:prepaid", "USD"): 0}  # 10 of 10
     assert reversed_.balances(["customer:acme:receivable"]) == {("customer:acme:receivable", "USD"): Decimal("15")}
+
+
+def test_a_prepaid_draw_down_is_settled_in_period_order_when_the_predecessor_closes(
+    book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    """December rated while November was open drew the prepaid commitment first (0.8 of 10): November's 10
+    then found only 9.2 left and was billed 0.8, and December kept its draw after November closed."""
+    catalog = Catalog([book(PREPAID)])
+    november, december = call("nov", 10, 5), call("dec", 10, 8, month=12)  # 5 x 2 = 10 and 8 x 0.1 = 0.8
+    december_first = billed(catalog, registry, [[december], [november]], ["2026-11"])
+    in_order = billed(catalog, registry, [[november], [december]], ["2026-11"])
+    assert_same_bill(december_first, in_order)
+    assert ("customer:acme:prepaid", "USD", "2026-12") not in ledger(december_first)  # November used it all
+    settled = [t for t in december_first.transactions_of("rerate") if "settles" in t.metadata]
+    assert [(t.metadata["event_id"], t.metadata["settles"]) for t in settled] == [
+        ("nov", "2026-11"),  # re-drawn first: all 10 of it
+        ("dec", "2026-11"),  # then December's 0.8, from nothing left
+    ]
+    assert all(t.description.startswith("settled at the close of 2026-11: ") for t in settled)
+    assert december_first.balances(["customer:acme:receivable"]) == {
+        ("customer:acme:receivable", "USD"): Decimal("10.8")  # the prepayment and December's 0.8
+    }
+    assert december_first.verify() == []
+
+
+def test_a_prepaid_draw_down_of_every_later_period_is_settled_when_the_first_closes(
+    book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    """January drew first, then December, then November: once November closes, no later period keeps a draw
+    made before November's (the commitment was once drawn 20 of 10 until December closed too)."""
+    catalog = Catalog([book(PREPAID)])
+    events = [
+        call("nov", 10, 5),
+        call("dec", 10, 5, month=12),
+        UsageEvent.model_validate({**call("jan", 10, 5).model_dump(), "timestamp": "2027-01-10T12:00:00+00:00"}),
+    ]
+    backwards = billed(catalog, registry, [[e] for e in events[::-1]], ["2026-11"])
+    in_order = billed(catalog, registry, [[e] for e in events], ["2026-11"])
+    assert_same_bill(backwards, in_order)
+    assert backwards.balances(["customer:acme:prepaid"]) == {("customer:acme:prepaid", "USD"): Decimal("0")}

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from rating.billing import load_billing
-from rating.cli import _count_lines, main
+from rating.cli import main
+from rating.cli.common import count_lines as _count_lines
 from rating.engine import Engine
 from rating.errors import PricebookError
 from rating.events import Pause, UsageEvent, follow, read_events

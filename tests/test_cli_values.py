@@ -22,8 +22,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rating import cliargs
-from rating.cli import file_name, main
+from rating.cli import args as cliargs
+from rating.cli import main
+from rating.cli.documents import file_name
 from rating.demo import write_demo_events
 from rating.errors import InvalidValue, StorageError
 from rating.registry import Registry

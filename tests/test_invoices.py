@@ -28,6 +28,7 @@ from rating.refusals import InvoiceRefusal, Refusal
 from rating.registry import Registry
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
+from rating.storage.sqlite import SQLiteStorage
 from tests.conftest import POSTGRES_URL, postgres_url
 from tests.helpers import EXAMPLE, ROOT, SIMPLE_PRICEBOOK, event, later
 from tests.simulate.test_simulate import CUSTOMERS, books, histories, usage
@@ -324,6 +325,90 @@ def test_a_correction_of_a_closed_period_is_invoiced_next_on_its_own_line(storag
     assert storage.verify() == []
 
 
+def test_a_period_that_owes_less_than_nothing_is_a_credit_note_carried_to_the_next_invoice(
+    storage: Storage, book, registry, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20 (close): a negative period total is a credit, issued as a credit note and taken off the next
+    invoice; paying what the invoices ask leaves the receivable at zero."""
+    from rating.rerate import rerate
+    from rating.settlement import invoice_status, pay_invoice
+
+    wrong, fixed = book(REFIXED.format(first="0.002")), book(REFIXED.format(first="0.001"))
+    engine = billed(wrong, storage, [event("n1", at=NOVEMBER, tokens=6000), event("n2", at=NOVEMBER, tokens=500)])
+    close_period(engine, "2026-11")
+    billing = parse_billing(BILLING)
+    [november] = issue_invoices(storage, Catalog([wrong]), billing, "2026-11", ["acme"], issued=ISSUED).issued
+    assert november.total == Decimal("5.65")  # 1000 at 0.002 and 5500 at 0.0005, and 19 % tax
+    pay_invoice(storage, november.number, november.total, "pay-nov")
+    now = dt.datetime(2026, 12, 15, tzinfo=dt.UTC)
+    rerate(storage, Catalog([fixed]), registry, dt.datetime(2026, 11, 1, tzinfo=dt.UTC), now, clock=lambda: now)
+    fixing = Engine(fixed, storage, registry, clock=later)
+    fixing.rate_batch([event("d1", at=dt.datetime(2026, 12, 5, tzinfo=dt.UTC), tokens=100)])
+    close_period(fixing, "2026-12")
+    # December: 0.10 of usage and -1.00 of November's correction: -0.90, tax -0.17. No minimum true-up.
+    december = issue_invoices(storage, Catalog([fixed]), billing, "2026-12", ["acme"], issued=dt.date(2027, 1, 1))
+    assert (december.issued, december.refused) == ([], [])
+    [note] = december.credit_notes
+    assert (note.number, note.invoice, note.period, note.subtotal, note.tax_total, note.total) == (
+        "CN-2027-000001",
+        None,
+        "2026-12",
+        Decimal("0.90"),
+        Decimal("0.17"),
+        Decimal("1.07"),
+    )
+    assert [(line.description, line.amount) for line in note.lines] == [
+        ("tokens", Decimal("-0.10")),
+        ("tokens, adjustment of 2026-11 (INV-2026-000001)", Decimal("1.00")),
+    ]
+    again = issue_invoices(storage, Catalog([fixed]), billing, "2026-12", ["acme"], issued=dt.date(2027, 1, 2))
+    assert (again.credit_notes, again.existing_credit_notes, again.issued) == ([], [note], [])
+    if isinstance(storage, SQLiteStorage):  # the command says so
+        (tmp_path / "fixed.yaml").write_text(REFIXED.format(first="0.001"))
+        (tmp_path / "billing.yaml").write_text(BILLING)
+        files = ["-p", str(tmp_path / "fixed.yaml"), "--billing", str(tmp_path / "billing.yaml")]
+        assert (
+            main(
+                [
+                    "invoice",
+                    "issue",
+                    "--db",
+                    str(tmp_path / "rating.db"),
+                    "--period",
+                    "2026-12",
+                    "--customer",
+                    "acme",
+                    *files,
+                ]
+            )
+            == 0
+        )
+        said = capsys.readouterr().err
+        assert "acme: 2026-12 owes less than nothing: credit note CN-2027-000001 of 1.07 USD" in said
+        assert "issued 0 invoices, 0 already issued, 1 credit notes, 0 refused" in said
+    receivable = receivable_account("acme")
+    assert storage.balances([receivable])[receivable, "USD"] == -note.total  # the customer's credit
+    fixing.rate_batch([event("j1", at=dt.datetime(2027, 1, 5, tzinfo=dt.UTC), tokens=6000)])
+    close_period(fixing, "2027-01")
+    [january] = issue_invoices(
+        storage, Catalog([fixed]), billing, "2027-01", ["acme"], issued=dt.date(2027, 2, 1)
+    ).issued
+    # 1000 at 0.001 and 5000 at 0.0005 = 3.50, tax 0.665 half-even 0.66; less December's credit of 1.07.
+    assert (january.subtotal, january.tax_total, january.total) == (Decimal("3.50"), Decimal("0.66"), Decimal("3.09"))
+    assert [(c.number, c.period, c.amount) for c in january.carried] == [("CN-2027-000001", "2026-12", Decimal("1.07"))]
+    assert storage.balances([receivable])[receivable, "USD"] == january.total
+    carried = "Verrechnete Gutschrift CN-2027-000001 (2026-12)"  # acme reads German
+    assert f"{carried}</td><td class=n>-1,07 USD" in invoice_html(january)
+    assert "Credit carried from CN-2027-000001 (2026-12),,,,-1.07,0" in invoice_csv([january])
+    from pypdf import PdfReader
+
+    assert carried in "".join(page.extract_text() for page in PdfReader(io.BytesIO(invoice_pdf(january))).pages)
+    pay_invoice(storage, january.number, january.total, "pay-jan")
+    assert invoice_status(storage, january).state == "paid"
+    assert storage.balances([receivable]).get((receivable, "USD"), Decimal(0)) == 0
+    assert storage.verify() == []
+
+
 @st.composite
 def refixed_histories(draw: st.DrawFn) -> tuple[Pricebook, Pricebook, list[UsageEvent]]:
     aggregation = draw(st.sampled_from(sorted(METER_SPECS)))
@@ -335,8 +420,10 @@ def refixed_histories(draw: st.DrawFn) -> tuple[Pricebook, Pricebook, list[Usage
 def test_corrections_of_invoiced_periods_are_invoiced_once_and_the_invoices_equal_the_receivable(
     history: tuple[Pricebook, Pricebook, list[UsageEvent]],
 ) -> None:
-    """Invoice October and November, re-rate both by a fixed pricebook in December, invoice December: every
-    invoice is issued, and together they equal each customer's receivable to the cent."""
+    """Invoice October and November, re-rate both by a fixed pricebook in December, invoice December and January:
+    every period is issued (an invoice, or a credit note when the corrections exceed it, carried to the next
+    invoice), and together they equal each customer's receivable to the cent."""
+    from rating.invoices import open_credits
     from rating.rerate import rerate
 
     wrong, fixed, events = history
@@ -347,14 +434,26 @@ def test_corrections_of_invoiced_periods_are_invoiced_once_and_the_invoices_equa
         issued += issue_invoices(engine.storage, Catalog([wrong]), billing, period, CUSTOMERS, issued=ISSUED).issued
     now = dt.datetime(2026, 12, 15, tzinfo=dt.UTC)
     rerate(engine.storage, Catalog([fixed]), REGISTRY, dt.datetime(2026, 10, 1, tzinfo=dt.UTC), now, clock=lambda: now)
-    close_period(Engine(fixed, engine.storage, REGISTRY, clock=later), "2026-12")
-    report = issue_invoices(engine.storage, Catalog([fixed]), billing, "2026-12", CUSTOMERS, issued=ISSUED)
-    assert {code for _, code, _ in report.refused} <= {InvoiceRefusal.NOTHING_TO_INVOICE}
-    issued += report.issued
-    for invoice in issued:
-        assert sum(line.amount for line in invoice.lines) == invoice.subtotal
-        assert sum(line.tax for line in invoice.lines) == invoice.tax_total
+    fixing = Engine(fixed, engine.storage, REGISTRY, clock=later)
+    close_period(fixing, "2026-12")
+    january = dt.datetime(2027, 1, 5, tzinfo=dt.UTC)
+    props = {"q": Decimal(1), "member": "a", "g": "x"}
+    fixing.rate_batch([event(f"jan-{c}", customer=c, type="use", at=january, **props) for c in CUSTOMERS])
+    close_period(fixing, "2027-01")
+    notes = []
+    for period in ("2026-12", "2027-01"):
+        report = issue_invoices(engine.storage, Catalog([fixed]), billing, period, CUSTOMERS, issued=ISSUED)
+        assert {code for _, code, _ in report.refused} <= {InvoiceRefusal.NOTHING_TO_INVOICE}
+        issued += report.issued
+        notes += report.credit_notes
+    for document in [*issued, *notes]:
+        assert sum(line.amount for line in document.lines) == document.subtotal
+        assert sum(line.tax for line in document.lines) == document.tax_total
+    assert all(invoice.total >= 0 for invoice in issued) and all(note.total > 0 for note in notes)
     balances = engine.storage.balances()
     for customer in CUSTOMERS:
         owed = balances.get((receivable_account(customer), "USD"), Decimal(0))
-        assert sum((i.total for i in issued if i.customer == customer), Decimal(0)) == owed
+        open_credit = sum((note.total for note in open_credits(engine.storage, customer)), Decimal(0))
+        assert sum((i.total for i in issued if i.customer == customer), Decimal(0)) - open_credit == owed
+        carried = [c.number for i in issued if i.customer == customer for c in i.carried]
+        assert len(carried) == len(set(carried))  # each credit note carried once

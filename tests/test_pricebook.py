@@ -7,7 +7,7 @@ import pytest
 
 from rating.cli import main
 from rating.errors import PricebookError
-from rating.pricebook import Pricebook, json_schema, load_pricebook
+from rating.pricebook import Pricebook, json_schema, load_pricebook, parse_pricebook
 from rating.registry import Registry
 from rating.yamlstrict import load
 from tests.helpers import EXAMPLE, SIMPLE_PRICEBOOK
@@ -190,3 +190,22 @@ def test_a_pricebook_over_the_size_limit_is_refused_before_it_is_read(
     path.write_bytes(SIMPLE_PRICEBOOK.encode() + b"#" * (50 * 1024 * 1024) + b"\n")
     assert main(["check", str(path)]) == 1
     assert "is over the 5,242,880-byte pricebook limit" in capsys.readouterr().err
+
+
+def test_the_loader_takes_a_plain_model_map(registry: Registry) -> None:
+    # Only the models the map names exist for the loader: no registry, no plugin discovery.
+    only_per_call = {"per_call": registry.pricing_models["per_call"]}
+    with pytest.raises(PricebookError) as error:
+        parse_pricebook(SIMPLE_PRICEBOOK, only_per_call, "map.yaml")
+    assert error.value.problems == [
+        "map.yaml:12:9: plans.basic.charges[1].model: unknown pricing model 'tiered'; known models: per_call"
+    ]
+    both = {name: registry.pricing_models[name] for name in ("per_call", "tiered")}
+    book = parse_pricebook(SIMPLE_PRICEBOOK, both, "map.yaml")
+    assert [charge.name for charge in book.plans["basic"].charges] == ["per_call", "tiered"]
+    assert book == parse_pricebook(SIMPLE_PRICEBOOK, registry, "map.yaml")  # the registry supplies the same map
+
+
+def test_json_schema_takes_a_plain_model_map(registry: Registry) -> None:
+    schema = json_schema({"per_call": registry.pricing_models["per_call"]})
+    assert set(schema["$defs"]) >= {"PerCall"} and "Tiered" not in schema["$defs"]

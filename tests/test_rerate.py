@@ -302,6 +302,72 @@ def test_a_rerate_that_moves_the_anchor_of_a_closed_period_is_refused(storage: S
     assert refused.value.code == RerateRefusal.PERIOD_MISMATCH
 
 
+KIRITIMATI = "acme: {plan: basic, timezone: Pacific/Kiritimati}"  # UTC+14: its November ends at 10:00 UTC
+ANCHORED = "acme: {plan: basic, since: 2026-10-15, anniversary: true}"  # periods from the 15th
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda text: text.replace("acme: {plan: basic}", KIRITIMATI),
+        lambda text: text.replace("acme: {plan: basic}", ANCHORED),
+        lambda text: text.replace("  basic:\n", "  basic:\n    period: week\n"),
+    ],
+    ids=["time zone", "anchor", "kind"],
+)
+def test_a_rerate_that_moves_an_open_periods_bounds_is_refused_before_anything_is_written(  # type: ignore[no-untyped-def]
+    storage: Storage, book, registry, change
+) -> None:
+    """Issue 20 (Decisions, Rerate): a fix moving a customer to Pacific/Kiritimati once re-rated nothing in
+    open November (its periods then start at 10:00 UTC, before the window) and reported success."""
+    engine = Engine(fixes(book, "0.001"), storage, registry)
+    days = (4, 20, 29.75)  # the last one is 30 November 18:00 UTC, 1 December in Kiritimati
+    engine.rate_batch([event(f"e{day}", at=NOVEMBER + dt.timedelta(days=day), tokens=300) for day in days])
+    before, balances = storage.count_transactions(), nonzero(storage)
+    fixed = book(change(PRICEBOOK.format(first="0.002")))
+    with pytest.raises(RerateRefused) as refused:
+        rerate(storage, Catalog([fixed]), registry, NOVEMBER, DECEMBER, clock=lambda: LATER)
+    assert refused.value.code == RerateRefusal.PERIOD_MISMATCH
+    message = str(refused.value)
+    assert "'acme'" in message and "\n" not in message
+    assert storage.count_transactions() == before and nonzero(storage) == balances
+
+
+def test_a_closed_predecessor_tells_a_move_that_no_event_of_the_window_shows(storage: Storage, book, registry) -> None:  # type: ignore[no-untyped-def]
+    """Every November event keeps its label in Kiritimati; October, closed at midnight UTC, would end at 10:00."""
+    engine = Engine(fixes(book, "0.001"), storage, registry, clock=lambda: LATER)
+    engine.rate(event("oct", at=OCTOBER + dt.timedelta(days=9), tokens=300))
+    close_period(engine, "2026-10")
+    engine.rate(event("nov", at=NOVEMBER + dt.timedelta(days=9), tokens=300))
+    before = storage.count_transactions()
+    moved = book(PRICEBOOK.format(first="0.002").replace("acme: {plan: basic}", KIRITIMATI))
+    since = dt.datetime(2026, 10, 31, 10, tzinfo=dt.UTC)  # Kiritimati's November: a window that selects it
+    with pytest.raises(RerateRefused) as refused:
+        rerate(storage, Catalog([moved]), registry, since, DECEMBER, clock=lambda: LATER)
+    assert refused.value.code == RerateRefusal.PERIOD_MISMATCH
+    assert "Pacific/Kiritimati" in str(refused.value) and "2026-10" in str(refused.value)
+    assert storage.count_transactions() == before
+
+
+def test_rerate_command_refuses_a_move_to_another_time_zone(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The command exits 3 (nothing done) with the refusal on one line, and posts nothing."""
+    book_path, moved = tmp_path / "book.yaml", tmp_path / "moved.yaml"
+    book_path.write_text(PRICEBOOK.format(first="0.001").replace("{{", "{").replace("}}", "}"))
+    moved.write_text(book_path.read_text().replace("acme: {plan: basic}", KIRITIMATI))
+    events = tmp_path / "events.jsonl"
+    late_in_november = event("e1", at=NOVEMBER + dt.timedelta(days=29.75), tokens=300)
+    events.write_text(late_in_november.model_dump_json() + "\n")
+    db = str(tmp_path / "ledger.db")
+    assert main(["rate", str(events), "-p", str(book_path), "--db", db]) == 0
+    capsys.readouterr()
+    command = ["rerate", "--db", db, "--from", "2026-11-01", "--to", "2026-12-01", "-p", str(moved)]
+    assert main(command) == 3  # nothing done
+    err = capsys.readouterr().err
+    assert "period_mismatch" in err and "Pacific/Kiritimati" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert main(["rerate", "--db", db, "--from", "2026-11-01", "--to", "2026-12-01", "-p", str(book_path)]) == 0
+
+
 def test_rerate_command_refuses_a_change_of_period_in_one_line(demo_history: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     weekly = demo_history.parent / "weekly.yaml"
     text = EXAMPLE.read_text()

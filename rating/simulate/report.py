@@ -13,6 +13,7 @@ import html
 import io
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
 from rating.errors import RatingError
 from rating.money import ZERO, format_decimal
@@ -29,7 +30,7 @@ img { max-width: 100%; }
 """
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> Any:  # matplotlib.pyplot, imported on demand
     try:
         import matplotlib
 

@@ -244,3 +244,75 @@ def test_a_column_of_any_type_is_read_or_refused_in_one_line_never_crashes_duckd
     # One event (the second row replays the first): charged, or counted as not priced.
     scenario = result.baseline
     assert bool(scenario.charged) != bool(scenario.unpriced) and sum(scenario.unpriced.values()) <= 1
+
+
+#: Meters of every kind the columnar path totals in SQL: a weighted sum, a filtered sum, a max and a unique count.
+WIDE_METERS = {
+    "w": {"event": "use", "sum": {"q": "0.5", "r": "2"}, "group_by": ("g",)},
+    "f": {"event": "use", "sum": "q", "where": {"g": ["x"]}},
+    "mx": {"event": "use", "max": "q", "group_by": ("g",)},
+    "u": {"event": "use", "unique": "member"},
+}
+NOVEMBER_10 = dt.date(2026, 11, 10)
+TOKYO = "Asia/Tokyo"
+
+
+@st.composite
+def wide_catalogs(draw: st.DrawFn) -> Catalog:
+    """Two versions (1 October and 10 November) of the four meters, each charged by a drawn model, and a
+    provider cost on the weighted meter."""
+    from rating_plugins.per_unit import PerUnit
+
+    from rating.meters import Meter
+    from rating.pricebook import Plan
+    from tests.test_telescoping import models, prices
+
+    aggregation = {"w": "sum", "f": "sum", "mx": "max", "u": "unique"}
+    versions = []
+    for version in (dt.date(2026, 10, 1), NOVEMBER_10):
+        charges = tuple(draw(models(name, aggregation[name])) for name in WIDE_METERS)
+        cost = PerUnit(meter="w", model="per_unit", unit_price=draw(prices))
+        versions.append(
+            Pricebook(
+                pricebook="wide",
+                version=version,
+                currency="USD",
+                meters={name: Meter(**spec) for name, spec in WIDE_METERS.items()},  # type: ignore[arg-type]
+                plans={"p": Plan(charges=charges)},
+                customers={
+                    "listed": CustomerSpec(plan="p"),
+                    "contracted": CustomerSpec(plan="p", timezone="Asia/Tokyo"),
+                },
+                default_plan="p",
+                costs=(cost,),
+            )
+        )
+    return Catalog(versions)
+
+
+@st.composite
+def wide_histories(draw: st.DrawFn) -> tuple[Catalog, list[UsageEvent]]:
+    """The simulation tests' usage, each event with a second quantity ``r`` for the weighted meter."""
+    from tests.simulate.test_simulate import usage
+    from tests.test_telescoping import quantities
+
+    events = draw(usage())
+    weights = draw(st.lists(quantities, min_size=len(events), max_size=len(events)))
+    return draw(wide_catalogs()), [
+        e.model_copy(update={"properties": e.properties | {"r": r}}) for e, r in zip(events, weights, strict=True)
+    ]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(wide_histories())
+def test_columnar_equals_per_event_across_versions_weights_filters_max_unique_and_costs(
+    tmp_path: Path, history: tuple[Catalog, list[UsageEvent]]
+) -> None:
+    """Issue 21: the columnar path gives the per-event figures over two versions (a switch on 10 November), a
+    weighted sum, a ``where`` filter, ``max`` and ``unique`` meters, and a provider cost."""
+    catalog, events = history
+    path = tmp_path / "history.parquet"
+    write_parquet(events, path)
+    per_event = simulate(events, catalog, [], REGISTRY).baseline
+    columnar = simulate(ParquetHistory([path]), catalog, [], REGISTRY).baseline
+    assert figures(columnar) == figures(per_event)

@@ -1,0 +1,194 @@
+"""What every command group shares: exit codes, opening ``--db``, progress, flags that recur, time ranges."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeAlias
+
+from rating.catalog import load_catalog
+from rating.cli import args as values
+from rating.engine import Engine
+from rating.errors import RatingError, StorageError
+from rating.output import FORMATS
+from rating.periods import zone
+from rating.pricebook import Pricebook
+from rating.registry import Registry
+from rating.reports import window
+from rating.storage import Storage, masked
+from rating.storage.memory import MemoryStorage
+
+DEFAULT_DB = "rating.db"
+
+#: The exit codes (README "Exit codes").
+DONE, REFUSED_SOME, USAGE, NOTHING_DONE, INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, answering a usage error or an invalid flag value with one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE, masked(f"{self.prog}: error: {message} (see {self.prog} --help)\n"))
+
+
+if TYPE_CHECKING:
+    #: What ``rating`` hands each group's ``register``: the ``add_parser`` of its subcommands.
+    Commands: TypeAlias = argparse._SubParsersAction[Parser]
+else:
+    Commands = argparse._SubParsersAction
+
+
+PRICEBOOK_HELP = "a pricebook file, or a directory of its versions; repeat for several version files"
+
+#: A command's handler: the parsed arguments and the plugin registry in, the exit code out.
+Handler = Callable[[argparse.Namespace, Registry], int]
+
+
+class UsageError(RatingError):
+    """The command was called with flags that do not go together, or without one it needs (exit code 2)."""
+
+
+def outcome(accepted: int, refused: int) -> int:
+    """The exit code of a command that took ``accepted`` records and refused ``refused``."""
+    if not refused:
+        return DONE
+    return REFUSED_SOME if accepted else NOTHING_DONE
+
+
+def add_command(
+    commands: Commands, name: str, handler: Handler, help: str, *, db: str | None = None, output: bool = False
+) -> argparse.ArgumentParser:
+    """The subcommand ``name`` run by ``handler``; with ``--db`` (defaulting to ``db``) and ``--output`` if asked."""
+    sub = commands.add_parser(name, help=help, description=help)
+    sub.set_defaults(handler=handler)
+    if db is not None:
+        add_db(sub, db)
+    if output:
+        sub.add_argument("--output", "-o", choices=FORMATS, default="table", help="output format")
+    return sub
+
+
+def add_db(parser: argparse.ArgumentParser, default: str = DEFAULT_DB) -> None:
+    """The ``--db`` flag, parsed by :func:`rating.cli.args.database`."""
+    parser.add_argument(
+        "--db",
+        default=default,
+        type=values.flag(values.database),
+        help=f"storage URL or SQLite file (default: {default})",
+    )
+
+
+def add_group_flag(
+    parser: argparse.ArgumentParser, top: bool, *names: str, default: Any = None, help: str, **options: Any
+) -> None:
+    """A flag each action of a subcommand group (``invoice``, ``statement``) takes, after the action or before it.
+
+    ``rating invoice list --db X`` and ``rating invoice --db X list`` both worked when the action was
+    a positional choice, so the group's parser (``top``) keeps every flag too, hidden from its help and
+    with the real default, and each action's parser declares it again without one (``SUPPRESS``): a flag
+    given after the action overrides one given before it, and one given only before it survives.
+    """
+    parser.add_argument(
+        *names, default=default if top else argparse.SUPPRESS, help=argparse.SUPPRESS if top else help, **options
+    )
+
+
+class Progress:
+    """A progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, total: int | None, label: str = "events") -> None:
+        self.total, self.label = total, label
+        self.enabled = sys.stderr.isatty()
+
+    def __call__(self, done: int) -> None:
+        if not self.enabled:
+            return
+        if self.total:
+            filled = int(30 * done / self.total)
+            bar = "#" * filled + "." * (30 - filled)
+            sys.stderr.write(f"\rrating [{bar}] {done:,}/{self.total:,} {self.label}")
+        else:
+            sys.stderr.write(f"\rrating {done:,} {self.label}")
+        if self.total is None or done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def count_lines(path: Path) -> int | None:
+    """Lines of a regular file (less a CSV header), counted in bounded blocks: a line may be a gigabyte."""
+    try:
+        if not path.is_file():
+            return None
+        lines, last = 0, b"\n"
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                lines, last = lines + block.count(b"\n"), block[-1:]
+        return lines + (last != b"\n") - (1 if path.suffix.lower() == ".csv" else 0)
+    except OSError:
+        return None
+
+
+#: How a command opens ``--db``: ``create`` (and migrate) it, open an ``existing`` one to write, ``read`` one,
+#: or read one if it exists and else an ``empty`` storage (``quote``, ``simulate``).
+OpenMode = Literal["create", "existing", "read", "empty"]
+
+
+def open_storage(args: argparse.Namespace, registry: Registry, mode: OpenMode = "existing") -> Storage:
+    """The storage of ``--db``, closed when the command ends (whatever way it ends).
+
+    Only ``rate``, ``demo`` and ``db migrate`` create a database or upgrade its schema;
+    the others refuse a missing one (``no_database``) or an outdated one (``schema_outdated``),
+    so a typo in ``--db`` never starts a fresh ledger. Readers open it read-only.
+    """
+    if mode == "create":
+        opened = registry.open_storage(args.db)
+    elif mode == "existing":
+        opened = registry.open_storage(args.db, existing=True)
+    else:
+        try:
+            opened = registry.open_storage(args.db, read_only=True)
+        except StorageError as error:
+            if mode != "empty" or error.code != "no_database":
+                raise
+            opened = MemoryStorage()  # nothing rated yet: quote and simulate see an empty ledger, create none
+    storage: Storage = args.resources.enter_context(opened)
+    args.opened = [*getattr(args, "opened", []), storage]  # verified if the command trips on what it reads
+    return storage
+
+
+def open_engine(
+    args: argparse.Namespace, registry: Registry, pricebooks: Sequence[str | Path], mode: OpenMode = "existing"
+) -> Engine:
+    """An engine over the pricebooks and the storage of ``--db`` (opened as ``mode`` says)."""
+    tolerance = getattr(args, "future_tolerance", None)
+    catalog = load_catalog(pricebooks, registry)  # before --db: a bad pricebook is reported first, as it always was
+    return Engine(catalog, open_storage(args, registry, mode), registry, future_tolerance=tolerance)
+
+
+def spooled_stdin(args: argparse.Namespace) -> Path:
+    """Standard input copied to a temporary JSON Lines file: all-or-nothing needs the whole input first."""
+    spool = args.resources.enter_context(tempfile.TemporaryDirectory(prefix="rating-stdin-"))
+    path = Path(spool) / "stdin.jsonl"
+    with path.open("wb") as copy:
+        shutil.copyfileobj(sys.stdin.buffer, copy)
+    return path
+
+
+def report_window(args: argparse.Namespace, book: Pricebook) -> tuple[dt.datetime, dt.datetime]:
+    """The report window of ``--period`` and ``--until`` (both checked by :mod:`rating.cli.args`)."""
+    return window(args.period, zone(book.timezone), args.until or dt.datetime.now(dt.UTC))
+
+
+def date_range(args: argparse.Namespace, book: Pricebook) -> tuple[dt.datetime, dt.datetime]:
+    """``--from`` and ``--to`` as local midnights in the pricebook's time zone."""
+    if not (args.db and args.since and args.until):
+        raise UsageError("give an events file, or --db with --from and --to")
+    if args.until <= args.since:
+        raise UsageError(f"--to {args.until.isoformat()} must come after --from {args.since.isoformat()}")
+    timezone = zone(book.timezone)
+    return dt.datetime.combine(args.since, dt.time(), timezone), dt.datetime.combine(args.until, dt.time(), timezone)

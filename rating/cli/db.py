@@ -1,0 +1,52 @@
+"""Database commands: ``verify`` checks the ledger, ``db migrate`` creates or upgrades the schema."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rating.cli.common import DEFAULT_DB, DONE, REFUSED_SOME, Commands, add_command, open_storage
+from rating.errors import StorageError
+from rating.registry import Registry
+from rating.storage import masked
+
+
+def register(commands: Commands) -> None:
+    """``verify`` and ``db``."""
+    add_command(
+        commands, "verify", cmd_verify, "check that the ledger balances and matches its postings", db=DEFAULT_DB
+    )
+    db = add_command(commands, "db", cmd_migrate, "database maintenance: rating db migrate", db=DEFAULT_DB)
+    db.add_argument(
+        "action",
+        choices=["migrate"],
+        help="migrate: create the database, or apply its pending schema migrations (rate does too; no other command)",
+    )
+
+
+def cmd_verify(args: argparse.Namespace, registry: Registry) -> int:
+    try:
+        storage = open_storage(args, registry, "read")
+    except StorageError as error:
+        if error.code != "damaged":
+            raise  # no database, one of another schema, or none reachable: nothing to verify
+        print(error, file=sys.stderr)  # a file too damaged to open is what verify reports
+        print(f"{masked(args.db)}: 1 problems")
+        return REFUSED_SOME
+    problems = storage.verify()
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    transactions = storage.count_transactions() if not problems else None
+    print(
+        f"{masked(storage.url)}: {len(problems)} problems"
+        + (f", {transactions:,} transactions sound" if not problems else "")
+    )
+    return REFUSED_SOME if problems else DONE
+
+
+def cmd_migrate(args: argparse.Namespace, registry: Registry) -> int:
+    storage = open_storage(args, registry, "create")  # opening applies pending migrations
+    version = getattr(storage, "schema_version", lambda: None)()
+    url = masked(storage.url)
+    print(f"{url}: schema version {version}" if version is not None else f"{url}: nothing to migrate")
+    return 0

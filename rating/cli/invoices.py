@@ -1,0 +1,201 @@
+"""``rating invoice``: issue numbered invoices of a closed period, list and show them, record payments, credit them.
+
+A subcommand group (``issue``, ``list``, ``show``, ``pay``, ``credit``) taking the argv the single
+command took when the action was a positional choice: each action accepts every flag of the group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from functools import partial
+from typing import TYPE_CHECKING
+
+from rating.billing import load_billing
+from rating.catalog import load_catalog
+from rating.cli import args as values
+from rating.cli.common import (
+    DEFAULT_DB,
+    DONE,
+    PRICEBOOK_HELP,
+    Commands,
+    UsageError,
+    add_group_flag,
+    open_storage,
+    outcome,
+)
+from rating.cli.documents import document_fonts, file_name, write_documents
+from rating.errors import RatingError
+from rating.output import render
+from rating.registry import Registry
+
+if TYPE_CHECKING:
+    from rating.invoices import Invoice
+    from rating.settlement import InvoiceStatus
+
+INVOICE_COLUMNS = ["number", "customer", "period", "due date", "total", "paid", "due", "status", "currency"]
+
+HELP = "issue numbered invoices of a closed period, or show them"
+#: The actions of ``rating invoice``, in the order its help lists them.
+ACTIONS = {
+    "issue": "issue the invoices of a closed period (--period, -p PRICEBOOK, --billing FILE)",
+    "list": "list invoices (--customer, --overdue)",
+    "show": "show an invoice, e.g. rating invoice show INV-2026-000001",
+    "pay": "record a payment of invoice NUMBER (--amount, --reference)",
+    "credit": "credit invoice NUMBER with a credit note (--reference; --line, --amount, --refund)",
+}
+
+
+def register(commands: Commands) -> None:
+    """``invoice`` and its actions."""
+    invoice = commands.add_parser("invoice", help=HELP, description=HELP)
+    invoice.set_defaults(handler=cmd_invoice)
+    _flags(invoice, top=True)
+    actions = invoice.add_subparsers(dest="action", required=True)
+    for name, help in ACTIONS.items():
+        action = actions.add_parser(name, help=help, description=help)
+        _flags(action, top=False)
+
+
+def _flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The flags of ``rating invoice``: on the group (``top``, hidden) and again on each action."""
+    flag = partial(add_group_flag, parser, top)
+    flag(
+        "--db",
+        default=DEFAULT_DB,
+        type=values.flag(values.database),
+        help=f"storage URL or SQLite file (default: {DEFAULT_DB})",
+    )
+    if not top:  # a positional: only ever after the action
+        parser.add_argument("number", nargs="?", metavar="NUMBER", help="the invoice to show, e.g. INV-2026-000001")
+    flag("--period", type=values.flag(values.period), help="the closed billing period to invoice, e.g. 2026-11 (issue)")
+    flag("--pricebook", "-p", action="append", help=PRICEBOOK_HELP + " (issue)")
+    flag("--billing", metavar="FILE", help="seller, tax rules and customer profiles (issue); its fonts: for --pdf")
+    flag("--customer", action="append", help="only these customers (repeatable)")
+    flag("--date", type=values.flag(values.date), help="the issue date, e.g. 2026-12-01 (default today)")
+    flag(
+        "--amount", type=values.flag(values.amount), help="pay: the amount paid; credit: the amount of --line to credit"
+    )
+    flag("--reference", help="pay, credit: the payment's or the credit's reference (idempotent)")
+    flag(
+        "--line",
+        type=values.flag(values.count),
+        help="credit: only this line (counted from 1); default all that is left, in line order",
+    )
+    flag(
+        "--refund",
+        action="store_true",
+        default=False,
+        help="credit: may credit what was paid too, and gives it back (--to)",
+    )
+    flag(
+        "--to",
+        choices=["customer", "wallet"],
+        help="credit --refund: owed to the customer (default), or as wallet funds",
+    )
+    flag("--reason", help="credit: why, shown on the credit note")
+    flag("--overdue", action="store_true", default=False, help="list: only invoices past their due date")
+    flag("--output", "-o", choices=["table", "json", "csv"], default="table", help="output format")
+    flag(
+        "--html", metavar="DIR", type=values.flag(values.output_dir), help="also write each invoice as DIR/NUMBER.html"
+    )
+    flag("--pdf", metavar="DIR", type=values.flag(values.output_dir), help="also write each invoice as DIR/NUMBER.pdf")
+
+
+def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
+    from rating.invoices import invoices, issue_invoices
+    from rating.settlement import RefundTo, credit_invoice, invoice_status, pay_invoice
+
+    if args.action == "credit" and args.amount is not None and args.line is None:
+        print("rating: error: invoice credit --amount needs --line (the line it credits)", file=sys.stderr)
+        return 2
+    if args.to is not None and not args.refund:
+        print("rating: error: invoice credit --to needs --refund", file=sys.stderr)
+        return 2
+    if args.html or args.pdf:
+        from rating.documents import require_renderers
+
+        require_renderers(pdf=bool(args.pdf))
+    if args.action in ("pay", "credit") and not (args.number and args.reference):
+        raise UsageError(f"rating invoice {args.action} needs the invoice NUMBER and --reference")
+    if args.action == "issue" and not (args.period and args.pricebook and args.billing):
+        raise UsageError("rating invoice issue needs --period, -p PRICEBOOK and --billing FILE")
+    if args.action == "pay" and args.amount is None:
+        raise UsageError("rating invoice pay needs --amount")
+    storage = open_storage(args, registry, "read" if args.action in ("list", "show") else "existing")
+    status = DONE
+    if args.action == "issue":
+        catalog, billing = load_catalog(args.pricebook, registry), load_billing(args.billing)
+        report = issue_invoices(storage, catalog, billing, args.period, args.customer, issued=args.date)
+        for customer, _, reason in report.refused:
+            print(f"{customer}: {reason}", file=sys.stderr)
+        for note in report.credit_notes + report.existing_credit_notes:
+            print(
+                f"{note.customer}: {note.period} owes less than nothing: credit note {note.number} of"
+                f" {note.total} {note.currency}, carried to the next invoice",
+                file=sys.stderr,
+            )
+        chosen = report.issued + report.existing
+        credited = len(report.credit_notes) + len(report.existing_credit_notes)
+        status = outcome(len(chosen) + credited, len(report.refused))
+        print(
+            f"issued {len(report.issued):,} invoices, {len(report.existing):,} already issued,"
+            f" {credited:,} credit notes, {len(report.refused):,} refused",
+            file=sys.stderr,
+        )
+    elif args.action == "pay":
+        new = pay_invoice(storage, args.number, args.amount, args.reference)
+        print(f"{'settled' if new else 'already settled'}: {args.reference}", file=sys.stderr)
+        chosen = invoices(storage, args.number)
+    elif args.action == "credit":
+        refund: RefundTo | None = (args.to or "customer") if args.refund else None
+        note, new = credit_invoice(
+            storage,
+            args.number,
+            args.reference,
+            args.reason or "credit",
+            line=args.line,
+            amount=args.amount,
+            refund=refund,
+        )
+        given_back = f", {note.refund} of it refunded to the {note.refund_to}" if note.refund_to else ""
+        print(
+            f"{'issued' if new else 'already issued'} {note.number}: {note.total} {note.currency}{given_back}",
+            file=sys.stderr,
+        )
+        chosen = invoices(storage, args.number)
+    else:
+        chosen = invoices(storage, args.number, (args.customer or [None])[0])
+        if args.number and not chosen:
+            raise RatingError(f"no invoice {args.number}")
+    today = dt.datetime.now(dt.UTC).date()
+    statuses = {i.number: invoice_status(storage, i, today) for i in chosen}
+    if args.overdue:
+        chosen = [i for i in chosen if statuses[i.number].overdue]
+    _write_invoices(args, chosen, statuses)
+    return status
+
+
+def _write_invoices(args: argparse.Namespace, chosen: list[Invoice], statuses: dict[str, InvoiceStatus]) -> None:
+    """The invoices as the output format asks; ``--html`` and ``--pdf`` write one document per invoice."""
+    from rating.documents import invoice_csv, invoice_html, invoice_pdf
+
+    if args.output == "json":
+        print(json.dumps([json.loads(invoice.to_json()) for invoice in chosen], indent=2))
+    elif args.output == "csv":
+        print(invoice_csv(chosen), end="")
+    else:
+        rows = [
+            {"number": i.number, "customer": i.customer, "period": i.period, "due date": i.due.isoformat(),
+             "total": i.total, "paid": statuses[i.number].paid, "due": statuses[i.number].due,
+             "status": statuses[i.number].state + (", overdue" if statuses[i.number].overdue else ""),
+             "currency": i.currency}
+            for i in chosen
+        ]  # fmt: skip
+        print(render(rows, INVOICE_COLUMNS, "table"))
+    fonts = document_fonts(args)
+    write_documents(
+        args, [(file_name(i.number), partial(invoice_html, i), partial(invoice_pdf, i, fonts)) for i in chosen]
+    )

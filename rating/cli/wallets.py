@@ -1,0 +1,167 @@
+"""Wallet commands: ``balance`` shows funds and what is owed; ``request`` holds, pays and releases reservations."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any
+
+from rating.balances import customer_balances, reservation_used
+from rating.catalog import load_catalog
+from rating.cli import args as values
+from rating.cli.common import DEFAULT_DB, PRICEBOOK_HELP, Commands, add_command, add_db, open_engine, open_storage
+from rating.cli.rate import CHARGE_COLUMNS, charge_rows, quote_inputs
+from rating.errors import RatingError
+from rating.events import UsageEvent
+from rating.money import plain
+from rating.output import FORMATS, render
+from rating.registry import Registry
+from rating.storage import Storage, masked
+from rating.wallet import Wallets
+
+CUSTOMER_COLUMNS = ["asset", "available", "reserved", "posted", "owed"]
+RESERVATION_COLUMNS = ["reservation", "customer", "asset", "amount", "expires_at"]
+
+
+def register(commands: Commands) -> None:
+    """``balance`` and ``request`` (authorize, complete, void, expire)."""
+    balance = add_command(
+        commands, "balance", cmd_balance, "ledger balances, or one customer's wallet", db=DEFAULT_DB, output=True
+    )
+    balance.add_argument(
+        "customer", nargs="?", metavar="CUSTOMER", help="per asset: available, reserved, posted and owed"
+    )
+    balance.add_argument("--pricebook", "-p", action="append", help="add each balance's value in its currency")
+
+    request = commands.add_parser(
+        "request",
+        help="a metered request: hold its estimate before the work, then rate it and pay from the hold",
+        description="A metered request in two durable commits: authorize holds the quoted price of the"
+        " request as expected before the work runs; complete rates the request as it ran and pays it from"
+        " the hold in one commit, releasing the rest; void releases the hold of work that did not run;"
+        " expire releases every hold past its timeout.",
+    )
+    phases = request.add_subparsers(dest="phase", required=True, metavar="PHASE")
+    for phase, handler, help in [
+        ("authorize", cmd_request_authorize, "hold the quoted price of the event as expected (before the work)"),
+        ("complete", cmd_request_complete, "rate the event as it ran, paid from its hold, in one commit"),
+        ("void", cmd_request_void, "release the whole hold: the work did not run"),
+        ("expire", cmd_request_expire, "release every hold past its timeout"),
+    ]:
+        step = phases.add_parser(phase, help=help, description=help)
+        step.set_defaults(handler=handler)
+        add_db(step)
+        if phase == "void":
+            step.add_argument("reservation", metavar="RESERVATION", help="the reservation id")
+            step.add_argument("--reason", default="voided", help="recorded on the release (default: voided)")
+            continue
+        step.add_argument("--output", "-o", choices=FORMATS, default="table", help="output format")
+        if phase == "expire":
+            continue
+        step.add_argument("event", metavar="EVENT", help="the event as JSON text, or a .jsonl/.csv file of one event")
+        step.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
+        step.add_argument("--reservation", metavar="ID", help="the reservation id (default: the event id)")
+        if phase == "authorize":
+            step.add_argument(
+                "--timeout",
+                default="5m",
+                type=values.flag(values.duration),
+                help="the hold expires after this, e.g. 90s, 5m, 2h (default 5m); request expire releases it",
+            )
+
+
+def cmd_balance(args: argparse.Namespace, registry: Registry) -> int:
+    storage = open_storage(args, registry, "read")
+    book = load_catalog(args.pricebook, registry).latest if args.pricebook else None
+    rows: list[dict[str, Any]]
+    if args.customer:
+        rows, columns, valued = balance_rows(storage, args.customer), CUSTOMER_COLUMNS, "owed"
+        if not rows:
+            raise RatingError(f"no postings for customer {args.customer!r} in {masked(storage.url)}")
+    else:
+        accounts = storage.balances().items()
+        rows = [{"account": account, "asset": asset, "balance": amount} for (account, asset), amount in accounts]
+        columns, valued = ["account", "asset", "balance"], "balance"
+    if book is not None:
+        columns = [*columns, f"value_{book.currency}"]
+        for row in rows:
+            row[columns[-1]] = book.value_of(row[valued], row["asset"])
+    print(render(rows, columns, args.output))
+    return 0
+
+
+def balance_rows(storage: Storage, customer: str) -> list[dict[str, Any]]:
+    """The rows of ``rating balance CUSTOMER``: :func:`rating.balances.customer_balances` as table rows."""
+    return [dataclasses.asdict(balance) for balance in customer_balances(storage, customer)]
+
+
+def one_event(source: str) -> UsageEvent:
+    """The single event of a metered request: JSON text, or a file holding exactly one."""
+    records = list(quote_inputs(source))
+    if len(records) != 1:
+        raise RatingError(f"{source}: a metered request is one event, found {len(records):,} records")
+    record = records[0]
+    if record.event is None:
+        raise RatingError(f"{record.location}: {record.error}")
+    return record.event
+
+
+def cmd_request_authorize(args: argparse.Namespace, registry: Registry) -> int:
+    """Phase one: hold the quoted price of the request as expected, before the work runs."""
+    engine = open_engine(args, registry, args.pricebook)
+    held = engine.authorize(one_event(args.event), args.reservation, args.timeout)
+    row = {
+        "reservation": held.id,
+        "customer": held.customer,
+        "asset": held.asset,
+        "amount": held.amount,
+        "expires_at": held.expires_at.isoformat(),
+    }
+    print(render([row], RESERVATION_COLUMNS, args.output))
+    return 0
+
+
+def cmd_request_complete(args: argparse.Namespace, registry: Registry) -> int:
+    """Phase two: rate the request as it ran and pay it from its reservation, in one commit."""
+    engine = open_engine(args, registry, args.pricebook)
+    event = one_event(args.event)
+    reservation_id = args.reservation or event.id
+    held = Wallets(engine.storage).reservation(reservation_id)
+    rating = engine.rate_reserved(event, reservation_id)
+    if rating is None:
+        print(
+            f"request {event.id} was already rated against reservation {reservation_id}; nothing posted",
+            file=sys.stderr,
+        )
+        return 0
+    if held is not None:  # it was: rate_reserved refuses a reservation that is not open
+        used = reservation_used(held, rating.transaction)
+        print(
+            f"reservation {held.id}: {plain(used)} of {plain(held.amount)} {held.asset} held paid the request,"
+            f" {plain(held.amount - used)} {held.asset} released",
+            file=sys.stderr,
+        )
+    print(render(charge_rows(event.id, rating.charges), CHARGE_COLUMNS, args.output))
+    return 0
+
+
+def cmd_request_expire(args: argparse.Namespace, registry: Registry) -> int:
+    """Release every hold past its timeout (run it from a scheduler)."""
+    released = Wallets(open_storage(args, registry)).expire()
+    rows = [
+        {"reservation": t.metadata["reservation"], "customer": t.metadata["customer"], "released": t.description}
+        for t in released
+    ]
+    print(render(rows, ["reservation", "customer", "released"], args.output))
+    return 0
+
+
+def cmd_request_void(args: argparse.Namespace, registry: Registry) -> int:
+    """The work did not run: release all of the reservation."""
+    wallets = Wallets(open_storage(args, registry))
+    held = wallets.reservation(args.reservation)
+    wallets.void(args.reservation, args.reason)
+    if held is not None:
+        print(f"reservation {held.id}: {plain(held.amount)} {held.asset} released", file=sys.stderr)
+    return 0
