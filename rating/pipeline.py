@@ -15,7 +15,7 @@ import datetime as dt
 import enum
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from rating.charges import RatedEvent, Usage
 from rating.errors import EventError
@@ -37,7 +37,9 @@ from rating.poster import PER_EVENT, Poster, PostingUnit, correction_debits, owe
 from rating.pricebook import Pricebook
 from rating.pricer import PricedEvent, Pricer, StateLookup, Terms
 from rating.refusals import Refusal
-from rating.wallet import Grant, Reservation
+
+if TYPE_CHECKING:  # types only: the pipeline is core and imports no wallet
+    from rating.wallet import Grant, Reservation
 
 
 class Step(NamedTuple):

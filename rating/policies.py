@@ -30,7 +30,7 @@ from rating.periods import ONE_TICK, bounds_of, zone
 from rating.pricer import PricedEvent, StateLookup, Terms, total_of
 from rating.refusals import Refusal
 from rating.statekeys import LATEST, SPEND, prepaid_state
-from rating.wallet import Grant, Reservation, draw_from, funding_sources
+from rating.wallet import Grant, Reservation, consumed, draw_from, funding_sources
 
 #: Whether a customer's period is closed.
 ClosedLookup = Callable[[str, str], bool]
@@ -49,11 +49,13 @@ class PrepaidDraw:
 
 @dataclass(frozen=True, slots=True)
 class ReservationFunding:
-    """A metered request's reservation pays ``used`` of the charges; the rest of it is released at ``at``."""
+    """A metered request's reservation pays ``used`` of the charges; the rest of it is released at ``at``,
+    back to the accounts it was drawn from: ``kept`` is how much of each drawn account ``used`` keeps."""
 
     reservation: Reservation
     used: Decimal
     at: dt.datetime
+    kept: tuple[tuple[str, Decimal], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +173,8 @@ def pay_from_reservation(owed: Mapping[str, Decimal], reservation: Reservation, 
     amount held, in the reservation's asset; the rest stays with the payer (a wallet customer's is then
     funded from the wallet as usual), and what it leaves unused is released at ``at``."""
     due = owed.get(reservation.asset, ZERO)
-    return ReservationFunding(reservation, min(due, reservation.amount) if due > 0 else ZERO, at)
+    used = min(due, reservation.amount) if due > 0 else ZERO
+    return ReservationFunding(reservation, used, at, tuple(consumed(reservation.draw, used).items()))
 
 
 def fund_from_wallet(

@@ -33,7 +33,6 @@ from rating.ledger import Posting, Transaction, rating_id
 from rating.money import ZERO
 from rating.policies import PrepaidDraw, ReservationFunding, WalletFunding
 from rating.pricer import PricedEvent, total_of
-from rating.wallet import consumed
 
 #: How many events one rating transaction posts: one per event.
 PER_EVENT: Literal["event"] = "event"
@@ -136,7 +135,7 @@ class Poster:
         in the order they were drawn (as :meth:`~rating.wallet.Wallets.settle` does)."""
         reservation, used = decision.reservation, decision.used
         customer, asset = reservation.customer, reservation.asset
-        kept = consumed(reservation.draw, used)
+        kept = dict(decision.kept)
         returned = [Posting(held_account(customer), asset, reservation.amount - used)]
         returned += [Posting(account, asset, kept.get(account, ZERO) - taken) for account, taken in reservation.draw]
         return Transaction(

@@ -250,12 +250,10 @@ class Engine(MeteredRequests, BatchWriter):
         Rating then ends where rating the same events in time order would have.
         """
         if late:
-            from rating.rerate import rerate  # rerate is a wing over the engine; only this mode reaches up
+            from rating.engine import reprice_in_place  # the package holds the engine's one upward import
 
             since, until = min(late.values()), max(late.values()) + ONE_TICK
-            rerate(
-                self.storage, self.catalog, self.registry, since, until, clock=self.clock, only=set(late), arrival=True
-            )
+            reprice_in_place(self.storage, self.catalog, self.registry, since, until, set(late), self.clock)
 
     def _read_ahead(
         self, pending: list[tuple[str, UsageEvent]], *, rated: bool = True

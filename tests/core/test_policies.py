@@ -96,7 +96,7 @@ def test_a_reservation_pays_up_to_what_it_holds_in_its_asset() -> None:
     held = Reservation("r1", "walleted", "USD", Decimal("0.40"), AT, ((WALLET, Decimal("0.40")),))
     owed = {"USD": Decimal("1.00")}
     decision = pay_from_reservation(owed, held, AT)
-    assert decision == ReservationFunding(held, Decimal("0.40"), AT)
+    assert decision == ReservationFunding(held, Decimal("0.40"), AT, ((WALLET, Decimal("0.40")),))
     assert owed == {"USD": Decimal("1.00")}
     assert wallet_debits(owed, decision) == {"USD": Decimal("0.60")}
     assert pay_from_reservation({"EUR": Decimal(1)}, held, AT).used == 0

@@ -48,7 +48,7 @@ def test_the_poster_applies_prepaid_reservation_and_wallet_decisions_in_one_buil
     monkeypatch.setattr(rating.poster, "Transaction", counted)
     wallet = wallet_account("walleted")
     held = Reservation("r1", "walleted", "USD", Decimal("0.40"), AT, ((wallet, Decimal("0.40")),))
-    reserved = ReservationFunding(held, Decimal("0.40"), AT)
+    reserved = ReservationFunding(held, Decimal("0.40"), AT, ((wallet, Decimal("0.40")),))
     funding = WalletFunding(((wallet, "USD", Decimal("0.60")),), (((wallet, "USD"), Decimal("-1")),))
     spend = Usage("policy:spend", (), "2026-11", Decimal(1), Decimal(0), Decimal(1))
     rating_ = Poster().post(event, [spend], None, reserved, funding)
