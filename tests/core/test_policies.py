@@ -121,3 +121,13 @@ def test_decisions_are_frozen() -> None:
     draw = PrepaidDraw("USD", Decimal(1), Usage("x", (), "term", Decimal(1), Decimal(0), Decimal(1)))
     with pytest.raises(AttributeError):
         draw.amount = Decimal(2)  # type: ignore[misc]
+
+
+def test_a_partly_used_reservation_keeps_what_it_used_in_draw_order() -> None:
+    grant = "customer:walleted:grant:g1"
+    held = Reservation(
+        "r1", "walleted", "USD", Decimal("0.40"), AT, ((grant, Decimal("0.30")), (WALLET, Decimal("0.10")))
+    )
+    decision = pay_from_reservation({"USD": Decimal("0.35")}, held, AT)
+    assert decision.used == Decimal("0.35")
+    assert decision.kept == ((grant, Decimal("0.30")), (WALLET, Decimal("0.05")))
