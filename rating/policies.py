@@ -1,30 +1,30 @@
 """Policies: what may refuse a priced event, or decide how it is funded, each with a named refusal code.
 
-The engine applies them around the pure :mod:`rating.pricer`, in the order of
-the README's refusal codes:
+A policy decides and never mutates: it returns its decision as data (the terms
+as they stand, a state line it keeps, a draw, a funding) or refuses with an
+:class:`~rating.errors.EventError` and its code. What the pricer returned stays
+as it returned it; the :mod:`rating.poster` builds the transaction once from the
+priced lines and the decisions. :mod:`rating.pipeline` applies them in the order
+of the README's refusal codes, each mode a declared subset:
 
+- :func:`refuse_future` (``future_timestamp``), before the terms are resolved;
 - :func:`refuse_closed_period` (``closed_period``), between the pricer's terms and its pricing;
 - :func:`track_arrival` (no refusal): the latest event time of the period, which tells a late arrival;
 - :func:`apply_spend_cap` (``spend_cap_reached``), which also keeps the period's spend as state;
 - :func:`draw_prepaid` (no refusal): how much of the charges a contract's prepaid commitment covers;
 - :func:`pay_from_reservation` (no refusal): a metered request's reserved funds pay its charges first;
 - :func:`fund_from_wallet` (``insufficient_funds``): wallet customers pay from grants and funds.
-
-A simulation prices history as if every customer were billed on account: it
-applies none of them (see :mod:`rating.simulate`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 
-from rating.accounts import held_account, receivable_account, wallet_account
 from rating.charges import Usage
 from rating.errors import EventError, InsufficientFunds
-from rating.ledger import Posting, Transaction
 from rating.money import ZERO
 from rating.periods import ONE_TICK, bounds_of, zone
 from rating.pricer import PricedEvent, StateLookup, Terms, total_of
@@ -37,8 +37,52 @@ ClosedLookup = Callable[[str, str], bool]
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class PrepaidDraw:
+    """What a contract's prepaid commitment covers of an event: ``amount`` of ``asset``, and the contract's
+    running total as the event moves it (``line``, kept as state of period ``term``)."""
+
+    asset: str
+    amount: Decimal
+    line: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationFunding:
+    """A metered request's reservation pays ``used`` of the charges; the rest of it is released at ``at``,
+    back to the accounts it was drawn from: ``kept`` is how much of each drawn account ``used`` keeps."""
+
+    reservation: Reservation
+    used: Decimal
+    at: dt.datetime
+    kept: tuple[tuple[str, Decimal], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WalletFunding:
+    """Where a wallet customer's debit is drawn from: (account, asset, amount) in draw order, and the balance
+    each drawn account is left with."""
+
+    draws: tuple[tuple[str, str, Decimal], ...]
+    balances: tuple[tuple[tuple[str, str], Decimal], ...]
+
+    @property
+    def assets(self) -> frozenset[str]:
+        """The assets the wallet debit is drawn in."""
+        return frozenset(asset for _, asset, _ in self.draws)
+
+
 #: How many periods after a closed one late usage looks for an open one.
 LATE_USAGE_HORIZON = 60
+
+
+def refuse_future(event_time: dt.datetime, latest: dt.datetime | None, tolerance: dt.timedelta | None) -> None:
+    """``future_timestamp`` when the event is stamped after ``latest`` (now plus the ``tolerance``; None: any time)."""
+    if latest is not None and event_time > latest:
+        raise EventError(
+            Refusal.FUTURE_TIMESTAMP,
+            f"timestamp {event_time.isoformat()} is in the future beyond the {tolerance} tolerance",
+        )
 
 
 def refuse_closed_period(terms: Terms, is_closed: ClosedLookup) -> Terms:
@@ -81,8 +125,9 @@ def arrived_late(line: Usage) -> dt.datetime | None:
     return EPOCH + ONE_TICK * int(line.before)
 
 
-def apply_spend_cap(priced: PricedEvent, lookup: StateLookup, *, enforce: bool = True) -> None:
-    """Keep the period's spend (for caps and alerts) and refuse with ``spend_cap_reached`` beyond the cap.
+def apply_spend_cap(priced: PricedEvent, lookup: StateLookup, *, enforce: bool = True) -> Usage | None:
+    """The period's spend as the event moves it (the state line caps and alerts read), or None when the customer
+    has no cap nor alert; ``spend_cap_reached`` beyond the cap.
 
     Not ``enforce``: only keep the spend (re-rating usage that happened).
     """
@@ -90,7 +135,7 @@ def apply_spend_cap(priced: PricedEvent, lookup: StateLookup, *, enforce: bool =
     customer, period = terms.event.customer, terms.period
     spec = terms.version.book.spec_of(customer)
     if spec is None or (spec.spend_cap is None and spec.spend_alert is None):
-        return
+        return None
     billed = terms.version.billed_asset[terms.plan]
     spent = total_of(priced.charges, billed)
     running = lookup((customer, SPEND, (), period)).quantity
@@ -100,11 +145,11 @@ def apply_spend_cap(priced: PricedEvent, lookup: StateLookup, *, enforce: bool =
             f"spend cap reached: customer {customer!r} has spent {running} of {spec.spend_cap} {billed}"
             f" in {period}; this event costs {spent}",
         )
-    priced.usage.append(Usage(SPEND, (), period, spent, running, running + spent))
+    return Usage(SPEND, (), period, spent, running, running + spent)
 
 
-def draw_prepaid(priced: PricedEvent, lookup: StateLookup) -> tuple[str, Decimal] | None:
-    """How much of the charges the contract's prepaid commitment covers, as (asset, amount).
+def draw_prepaid(priced: PricedEvent, lookup: StateLookup) -> PrepaidDraw | None:
+    """How much of the charges the contract's prepaid commitment covers, or None without one (or no charge).
 
     The running total spent under the contract is state (period ``term``), so the
     prepaid part is ``min(prepaid, after) - min(prepaid, before)``: exact in any order.
@@ -119,75 +164,55 @@ def draw_prepaid(priced: PricedEvent, lookup: StateLookup) -> tuple[str, Decimal
         return None
     key = prepaid_state(terms.contract_name)
     running = lookup((terms.event.customer, key, (), "term")).quantity
-    priced.usage.append(Usage(key, (), "term", spent, running, running + spent))
-    return currency, min(contract.prepaid, running + spent) - min(contract.prepaid, running)
+    line = Usage(key, (), "term", spent, running, running + spent)
+    return PrepaidDraw(currency, min(contract.prepaid, running + spent) - min(contract.prepaid, running), line)
 
 
-def pay_from_reservation(
-    transaction: Transaction, reservation: Reservation, at: dt.datetime
-) -> tuple[Transaction, Transaction]:
-    """``transaction`` paid first from ``reservation``'s held funds, and the release of what it left unused.
-
-    The payer's debit in the reservation's asset (the wallet, or the receivable)
-    moves to the held account, up to the amount held; the rest stays with the
-    payer (a wallet customer's is then funded from the wallet as usual). The
-    release ``release:ID`` returns the unused part to the accounts it was drawn
-    from, in the order they were drawn, as :meth:`~rating.wallet.Wallets.settle` does.
-    """
-    customer, asset = reservation.customer, reservation.asset
-    payers = (wallet_account(customer), receivable_account(customer))
-    postings, used = [], ZERO
-    for posting in transaction.postings:
-        if posting.account in payers and posting.asset == asset and posting.amount > 0 and not used:
-            used = min(posting.amount, reservation.amount)
-            postings += [
-                Posting(posting.account, asset, posting.amount - used),
-                Posting(held_account(customer), asset, used),
-            ]
-        else:
-            postings.append(posting)
-    paid = dataclasses.replace(
-        transaction,
-        postings=tuple(p for p in postings if p.amount),
-        metadata={**transaction.metadata, "reservation": reservation.id},
-    )
-    kept = consumed(reservation.draw, used)
-    returned = [Posting(held_account(customer), asset, reservation.amount - used)]
-    returned += [Posting(account, asset, kept.get(account, ZERO) - taken) for account, taken in reservation.draw]
-    release = Transaction(
-        f"release:{reservation.id}",
-        at,
-        f"settle {used} {asset} by {transaction.id}",
-        tuple(p for p in returned if p.amount),
-        {"customer": customer, "reservation": reservation.id, "actual": str(used), "settled_by": transaction.id},
-    )
-    return paid, release
+def pay_from_reservation(owed: Mapping[str, Decimal], reservation: Reservation, at: dt.datetime) -> ReservationFunding:
+    """How much of what the payer owes (``owed``, per asset) ``reservation``'s held funds pay: up to the
+    amount held, in the reservation's asset; the rest stays with the payer (a wallet customer's is then
+    funded from the wallet as usual), and what it leaves unused is released at ``at``."""
+    due = owed.get(reservation.asset, ZERO)
+    used = min(due, reservation.amount) if due > 0 else ZERO
+    return ReservationFunding(reservation, used, at, tuple(consumed(reservation.draw, used).items()))
 
 
 def fund_from_wallet(
-    transaction: Transaction,
     customer: str,
+    debits: Mapping[str, Decimal],
+    at: dt.datetime,
     balance: Callable[[str, str], Decimal],
     grants: Callable[[str], list[Grant]],
-) -> tuple[Transaction, dict[tuple[str, str], Decimal]]:
-    """``transaction`` with its wallet debit drawn from grants in force and purchased funds, and their new balances.
+) -> WalletFunding | None:
+    """Where the wallet ``debits`` (per asset, positive) are drawn from: grants in force at ``at`` and purchased
+    funds, in consumption order; None when there is nothing to draw.
 
     ``insufficient_funds`` when they cannot pay it. Funding accounts hold credit
     balances (negative): none may end above zero.
     """
-    wallet = wallet_account(customer)
-    debits = {p.asset: p.amount for p in transaction.postings if p.account == wallet and p.amount > 0}
     if not debits:
-        return transaction, {}
-    postings = [p for p in transaction.postings if not (p.account == wallet and p.asset in debits)]
-    after: dict[tuple[str, str], Decimal] = {}
+        return None
+    draws: list[tuple[str, str, Decimal]] = []
+    after: list[tuple[tuple[str, str], Decimal]] = []
     for asset, need in debits.items():
-        sources = funding_sources(customer, asset, transaction.timestamp, grants(customer), balance)
+        sources = funding_sources(customer, asset, at, grants(customer), balance)
         draw = draw_from(sources, need)
         if draw is None:
             have = sum((funds for _, funds in sources), ZERO)
             raise InsufficientFunds(f"customer {customer!r} has {have} {asset} available, {need} needed")
         for account, taken in draw:
-            postings.append(Posting(account, asset, taken))
-            after[account, asset] = balance(account, asset) + taken
-    return dataclasses.replace(transaction, postings=tuple(postings)), after
+            draws.append((account, asset, taken))
+            after.append(((account, asset), balance(account, asset) + taken))
+    return WalletFunding(tuple(draws), tuple(after))
+
+
+def wallet_debits(owed: Mapping[str, Decimal], reservation: ReservationFunding | None) -> dict[str, Decimal]:
+    """What a wallet payer still owes per asset once ``reservation`` paid its part: the debits
+    :func:`fund_from_wallet` draws."""
+    debits = {}
+    for asset, amount in owed.items():
+        if reservation is not None and asset == reservation.reservation.asset:
+            amount -= reservation.used
+        if amount > 0:
+            debits[asset] = amount
+    return debits

@@ -1,8 +1,8 @@
 """The pricer: event + period-state view + compiled pricebook versions -> priced usage lines.
 
 Pure: no I/O, no wallet, no ledger. The same pricer serves billing (the
-:class:`~rating.engine.Engine` composes it with policies and the poster) and
-simulation (:mod:`rating.simulate` prices history without posting anything).
+:class:`~rating.pipeline.Pipeline` runs it before the policies and the
+poster) and simulation (the pipeline's simulate mode posts nothing).
 
 Pricing runs in two stages, so that a policy can refuse an event between them
 (a closed period is refused before any meter reads the event):

@@ -61,8 +61,6 @@ from rating.accounts import (
     customer_of,
     is_cost,
     prepaid_account,
-    receivable_account,
-    wallet_account,
 )
 from rating.catalog import Catalog
 from rating.charges import Charge, Correction, StateKey
@@ -73,10 +71,9 @@ from rating.ledger import CLOSING_PREFIX, Posting, Transaction, closing_id, rati
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.periods import ONE_TICK, PeriodKind, bounds_of, parse_period, period_bounds, zone
-from rating.policies import apply_spend_cap, draw_prepaid, fund_from_wallet
-from rating.poster import rating_transaction
+from rating.pipeline import Mode, Pipeline, Wallet
 from rating.pricebook import Pricebook
-from rating.pricer import PricedEvent, Pricer, Terms, advance
+from rating.pricer import Pricer, Terms, advance
 from rating.refusals import Refusal, RerateRefusal
 from rating.registry import Registry
 from rating.statekeys import prepaid_contract, prepaid_state
@@ -304,6 +301,8 @@ class _Run:
 
     def __init__(self, storage: Storage, pricer: Pricer, now: dt.datetime, arrival: bool = False) -> None:
         self.storage, self.pricer, self.now, self.arrival = storage, pricer, now, arrival
+        #: A price fix keeps the spend and funds the correction; an arrival re-pricing re-draws prepaid too.
+        self.pipeline = Pipeline(pricer, Mode.REPRICE if arrival else Mode.RERATE, clock=lambda: now)
         # For arrival: what the re-priced events, and the events after them, added to each prepaid draw-down
         # (customer, state name), and the draw-down state as it stood before the re-priced periods.
         self.redrawn: dict[tuple[str, str], Decimal] = {}
@@ -446,23 +445,21 @@ class _Run:
         event, terms = item
         customer = event.customer
         try:
-            priced = self.pricer.price(terms, self.lookup)
+            rated = self.pipeline.run(event, self.lookup, resolved=terms).rating
         except (EventError, ArithmeticError) as error:
             code = error.code if isinstance(error, EventError) else Refusal.NOT_EXACT
             report.refused.append(Rejection(f"event {event.id}", code, str(error)))
             return
-        apply_spend_cap(priced, self.lookup, enforce=False)
-        drawn = draw_prepaid(priced, self.lookup) if self.arrival else None
-        advance(self.lookup, customer, priced.usage)
+        advance(self.lookup, customer, rated.usage)
         report.repriced += 1
         charges, corrections = self.stored(customer)
         standing = _net_lines(charges.get(event.id, []))
         for line in standing:
             report.before[customer, line.asset] = report.before.get((customer, line.asset), ZERO) + line.amount
-        for line in priced.charges:
+        for line in rated.charges:
             report.after[customer, line.asset] = report.after.get((customer, line.asset), ZERO) + line.amount
         posted = [self.storage.transaction(rating_id(event.id)), *corrections.get(event.id, [])]
-        moves = _platform_moves(rating_transaction(priced, drawn).postings, customer, self.arrival)
+        moves = _platform_moves(rated.transaction.postings, customer, self.arrival)
         for transaction in posted:
             for account_asset, amount in _platform_moves(
                 transaction.postings if transaction else (), customer, self.arrival
@@ -472,7 +469,7 @@ class _Run:
         if not moves:
             return
         try:
-            correction = self._correction(priced, moves, standing, len(corrections.get(event.id, [])) + 1)
+            correction = self._correction(terms, rated.charges, moves, standing, len(corrections.get(event.id, [])) + 1)
         except EventError as error:
             report.refused.append(Rejection(f"event {event.id}", error.code, str(error)))
             return
@@ -481,29 +478,32 @@ class _Run:
         report.corrections.append(correction)
 
     def _correction(
-        self, priced: PricedEvent, moves: dict[tuple[str, str], Decimal], standing: list[Charge], number: int
+        self,
+        terms: Terms,
+        charges: Iterable[Charge],
+        moves: dict[tuple[str, str], Decimal],
+        standing: list[Charge],
+        number: int,
     ) -> Correction:
-        terms = priced.terms
-        event, book = terms.event, terms.version.book
+        event = terms.event
         customer, period, at = event.customer, terms.period, event.timestamp
         metadata = {"event_id": event.id, "customer": customer, "plan": terms.plan, "pricebook": terms.version.label}
         if (customer, period) in self.closed:
             metadata["adjusts"], period, at = period, self._open_period(event), self.now
         metadata["period"] = period
-        owed: dict[str, Decimal] = {}
-        postings = []
-        for (account, asset), amount in sorted(moves.items()):
-            postings.append(Posting(account, asset, amount))
-            owed[asset] = owed.get(asset, ZERO) - amount
-        payer = wallet_account(customer) if book.pays_from_wallet(customer) else receivable_account(customer)
-        postings += [Posting(payer, asset, amount) for asset, amount in sorted(owed.items()) if amount]
         reason = f"re-rated by {terms.version.label}"
-        transaction = Transaction(
-            f"{RERATE}:{event.id}:{number}", at, f"{reason}: {event.type} {event.id}", tuple(postings), metadata
+        transaction, funding = self.pipeline.correct(
+            terms,
+            f"{RERATE}:{event.id}:{number}",
+            at,
+            f"{reason}: {event.type} {event.id}",
+            moves,
+            metadata,
+            Wallet(self._balance, self._grants_of),
         )
-        transaction, paid = fund_from_wallet(transaction, customer, self._balance, self._grants_of)
-        self.wallets.update(paid)
-        fresh = _net_lines([c.described() for c in priced.charges])
+        if funding is not None:
+            self.wallets.update(funding.balances)
+        fresh = _net_lines([c.described() for c in charges])
         kept = {_line_key(a) for a in standing for b in fresh if _line_key(a) == _line_key(b) and a.amount == b.amount}
         lines = [_reversed(line, period) for line in standing if _line_key(line) not in kept]
         lines += [line._replace(period=period) for line in fresh if _line_key(line) not in kept]

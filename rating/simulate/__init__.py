@@ -39,8 +39,8 @@ from rating.events import UsageEvent, read_events
 from rating.meters import PeriodState
 from rating.money import HUNDRED, MONEY_CONTEXT, ZERO
 from rating.periods import PeriodClock, zone
-from rating.policies import apply_spend_cap
-from rating.pricer import PricedEvent, Pricer, StateLookup, advance, total_of
+from rating.pipeline import Mode, Pipeline
+from rating.pricer import Pricer, advance, total_of
 from rating.refusals import Refusal
 from rating.registry import Registry
 
@@ -143,6 +143,7 @@ class _PerEvent:
         hook = registry.manager.hook
         self.catalog = catalog
         self.pricer = Pricer(catalog, hook.rating_enrich_event if registry.enriches_events else None, describe=False)
+        self.pipeline = Pipeline(self.pricer, Mode.SIMULATE)
         self.scenario = Scenario(label, catalog.latest.currency)
         self.states: dict[StateKey, PeriodState] = {}
         self.spend: dict[StateKey, PeriodState] = {}  # only for hard caps: events a cap refuses do not add to it
@@ -161,7 +162,7 @@ class _PerEvent:
         scenario = self.scenario
         scenario.periods.update(periods_of(event.timestamp, self.catalog, self.clocks))
         try:
-            priced = self.pricer.price(self.pricer.terms(event), self.lookup)
+            priced, cap = self.pipeline.simulate(self.pipeline.terms(event), self.lookup, self.spend_lookup)
         except EventError as error:
             scenario.not_priced(error.code)
             return
@@ -170,7 +171,12 @@ class _PerEvent:
             return
         customer, terms = event.customer, priced.terms
         advance(self.lookup, customer, priced.usage)
-        _would_cap(priced, self.spend_lookup, scenario)
+        if isinstance(cap, EventError):  # what the hard cap would have refused: charged all the same
+            events, amount = scenario.capped.get(customer, (0, ZERO))
+            billed = total_of(priced.charges, terms.version.billed_asset[terms.plan])
+            scenario.capped[customer] = (events + 1, amount + billed)
+        elif cap is not None:
+            advance(self.spend_lookup, customer, (cap,))
         for charge in priced.charges:
             scenario.add_charge(customer, terms.plan, charge.meter, terms.period, charge.asset, charge.amount)
         for cost in priced.costs:
@@ -256,26 +262,6 @@ def periods_of(timestamp: dt.datetime, catalog: Catalog, clocks: dict[tuple[int,
             clock = clocks[index, kind] = PeriodClock(kind, zone(book.timezone))
         labels.add(clock.label(timestamp))
     return labels
-
-
-def _would_cap(priced: PricedEvent, spend_lookup: StateLookup, scenario: Scenario) -> None:
-    """Count what the customer's hard spend cap would have refused; the simulation charges it all the same."""
-    terms = priced.terms
-    customer = terms.event.customer
-    spec = terms.version.book.spec_of(customer)
-    if spec is None or spec.spend_cap is None:
-        return
-    probe = PricedEvent(terms, [], priced.charges, [])
-    try:
-        apply_spend_cap(probe, spend_lookup)
-    except EventError:
-        events, amount = scenario.capped.get(customer, (0, ZERO))
-        scenario.capped[customer] = (
-            events + 1,
-            amount + total_of(priced.charges, terms.version.billed_asset[terms.plan]),
-        )
-        return
-    advance(spend_lookup, customer, probe.usage)
 
 
 @dataclass

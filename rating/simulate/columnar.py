@@ -54,6 +54,7 @@ from rating.events import EARLIEST, LATEST, UsageEvent, parse_event
 from rating.meters import MAX_MAGNITUDE, Meter
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.periods import period_bounds, zone
+from rating.pipeline import Mode, acts_on
 from rating.pricebook import Pricebook
 from rating.pricing import PerEventModel, PricingModel
 from rating.refusals import Refusal
@@ -355,7 +356,9 @@ def constant_terms(version: CompiledVersion, customer: str | None) -> bool:
     spec = book.customers.get(customer) if customer is not None else None
     if customer is not None and spec is not None:
         history = spans(book, customer)
-        if spec.spend_cap is not None or len(history) != 1 or (history[0].start, history[0].end) != (ORIGIN, FOREVER):
+        if acts_on(Mode.SIMULATE, book, customer):  # a policy decides per event: the pipeline's way
+            return False
+        if len(history) != 1 or (history[0].start, history[0].end) != (ORIGIN, FOREVER):
             return False
     plan = plan_of(book, customer)
     if plan is None:
