@@ -164,10 +164,15 @@ def open_storage(args: argparse.Namespace, registry: Registry, mode: OpenMode = 
 def open_engine(
     args: argparse.Namespace, registry: Registry, pricebooks: Sequence[str | Path], mode: OpenMode = "existing"
 ) -> Engine:
-    """An engine over the pricebooks and the storage of ``--db`` (opened as ``mode`` says)."""
+    """An engine over the pricebooks and the storage of ``--db`` (opened as ``mode`` says); running totals of a
+    database from before charges had identities are adopted first (the engine itself never migrates)."""
+    from rating.engine import adopt_legacy_totals
+
     tolerance = getattr(args, "future_tolerance", None)
     catalog = load_catalog(pricebooks, registry)  # before --db: a bad pricebook is reported first, as it always was
-    return Engine(catalog, open_storage(args, registry, mode), registry, future_tolerance=tolerance)
+    storage = open_storage(args, registry, mode)
+    adopt_legacy_totals(storage, catalog)
+    return Engine(catalog, storage, registry, future_tolerance=tolerance)
 
 
 def spooled_stdin(args: argparse.Namespace) -> Path:

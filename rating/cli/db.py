@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rating.cli.common import DEFAULT_DB, DONE, REFUSED_SOME, Commands, add_command, open_storage
+from rating.catalog import load_catalog
+from rating.cli.common import DEFAULT_DB, DONE, PRICEBOOK_HELP, REFUSED_SOME, Commands, add_command, open_storage
 from rating.errors import StorageError
 from rating.registry import Registry
 from rating.storage import masked
@@ -21,6 +22,13 @@ def register(commands: Commands) -> None:
         "action",
         choices=["migrate"],
         help="migrate: create the database, or apply its pending schema migrations (rate does too; no other command)",
+    )
+    db.add_argument(
+        "-p",
+        "--pricebook",
+        action="append",
+        help=PRICEBOOK_HELP + "; with it, migrate also gives running totals kept from before charges had identities"
+        " their charge identities (rate does this too)",
     )
 
 
@@ -46,6 +54,10 @@ def cmd_verify(args: argparse.Namespace, registry: Registry) -> int:
 
 def cmd_migrate(args: argparse.Namespace, registry: Registry) -> int:
     storage = open_storage(args, registry, "create")  # opening applies pending migrations
+    if args.pricebook:
+        from rating.engine import adopt_legacy_totals
+
+        adopt_legacy_totals(storage, load_catalog(args.pricebook, registry))
     version = getattr(storage, "schema_version", lambda: None)()
     url = masked(storage.url)
     print(f"{url}: schema version {version}" if version is not None else f"{url}: nothing to migrate")
