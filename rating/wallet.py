@@ -58,9 +58,20 @@ from rating.errors import (
     TransactionConflict,
     UnknownDeposit,
 )
+from rating.ids import (
+    TransactionKind,
+    deposit_id,
+    forfeit_id,
+    grant_id,
+    paid_by,
+    parse,
+    release_id,
+    reserve_id,
+    take_back_id,
+)
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact, to_decimal
-from rating.payment_registry import PAID_DEPOSIT, Purpose, claim, payment_marker
+from rating.payment_registry import Purpose, claim, payment_marker
 from rating.storage.base import Storage
 
 ExcessPolicy = Literal["cap", "overdraft"]
@@ -171,7 +182,7 @@ def _reservation(opened: Transaction) -> Reservation:
     meta = opened.metadata
     draw = tuple((account, Decimal(taken)) for account, taken in json.loads(meta["draw"]))
     expires = dt.datetime.fromisoformat(meta["expires_at"])
-    id = opened.id.removeprefix("reserve:")
+    id = parse(opened.id).reservation
     return Reservation(id, meta["customer"], meta["asset"], Decimal(meta["amount"]), expires, draw)
 
 
@@ -192,7 +203,7 @@ class Wallets:
 
     def grants(self, customer: str) -> list[Grant]:
         """Every grant ever given to ``customer``."""
-        return [_grant(t) for t in self.storage.transactions_of("grant", check_id("customer", customer))]
+        return [_grant(t) for t in self.storage.transactions_of(TransactionKind.GRANT, check_id("customer", customer))]
 
     def _funding_balances(self, customer: str, grants: list[Grant]) -> dict[tuple[str, str], Decimal]:
         """Balances of the customer's wallet, held and grant accounts: named exactly, never by prefix."""
@@ -238,11 +249,11 @@ class Wallets:
         postings = (Posting(source, asset, amount), Posting(wallet_account(customer), asset, -amount))
         meta = {"customer": customer, "kind": "deposit"}
         now = self.clock()
-        deposit = Transaction(f"deposit:{id}", now, "wallet deposit", postings, meta)
-        if not id.startswith(PAID_DEPOSIT):
+        deposit = Transaction(deposit_id(id), now, "wallet deposit", postings, meta)
+        payment_id = paid_by(id)
+        if payment_id is None:
             return self._post_once(deposit)
         # Funded by a provider's payment: its id tops up once, and is then no invoice payment or refund.
-        payment_id = id.removeprefix(PAID_DEPOSIT)
         with self.storage.writing():
             claim(self.storage, payment_id, Purpose.TOP_UP, customer)
             return self._post_once(deposit, payment_marker(payment_id, Purpose.TOP_UP, customer, asset, amount, now))
@@ -259,7 +270,7 @@ class Wallets:
         check_id("customer", customer)
         wallet = wallet_account(customer)
         with self.storage.writing():
-            known = self.storage.transaction(f"{kind}:{id}")
+            known = self.storage.transaction(take_back_id(kind, id))
             if known is not None:  # a replay, whatever the funds are now; other content is a conflict
                 if (known.customer, known.metadata.get("deposit"), known.metadata.get("amount")) != (
                     customer,
@@ -269,15 +280,15 @@ class Wallets:
                     raise TransactionConflict(f"{kind} {id} was already taken with other content")
                 return False
             claim(self.storage, id, Purpose(kind), customer)  # a provider's id: never also a top-up or a payment
-            original = self.storage.transaction(f"deposit:{deposit}")
+            original = self.storage.transaction(deposit_id(deposit))
             if original is None or original.customer != customer:
                 raise UnknownDeposit(f"no deposit {deposit} of customer {customer!r} to take back")
             paid = sum((-p.amount for p in original.postings if p.account == wallet and p.asset == asset), ZERO)
             earlier = [
                 t
-                for k in ("refund", "chargeback")
+                for k in (TransactionKind.REFUND, TransactionKind.CHARGEBACK)
                 for t in self.storage.transactions_of(k, customer)
-                if t.metadata.get("deposit") == deposit and t.id != f"{kind}:{id}"
+                if t.metadata.get("deposit") == deposit and t.id != take_back_id(kind, id)
             ]
             left = paid - sum((Decimal(t.metadata["amount"]) for t in earlier), ZERO)
             if amount > left:
@@ -293,7 +304,7 @@ class Wallets:
             what, now = f"{kind} of deposit {deposit}", self.clock()
             marker = payment_marker(id, Purpose(kind), customer, asset, amount, now, refunds=deposit)
             return self._post_once(
-                Transaction(f"{kind}:{id}", now, what, tuple(p for p in postings if p.amount), meta), marker
+                Transaction(take_back_id(kind, id), now, what, tuple(p for p in postings if p.amount), meta), marker
             )
 
     def grant(
@@ -327,14 +338,14 @@ class Wallets:
             "starts": starts.isoformat(),
             "expires": expires.isoformat() if expires else "",
         }
-        return self._post_once(Transaction(f"grant:{customer}:{id}", starts, f"{kind} grant", postings, meta))
+        return self._post_once(Transaction(grant_id(customer, id), starts, f"{kind} grant", postings, meta))
 
     @exact
     def expire_grants(self) -> list[Transaction]:
         """Forfeit what is left of every grant past its expiry (idempotent)."""
         now = self.clock()
         forfeits = []
-        for transaction in self.storage.transactions_of("grant"):
+        for transaction in self.storage.transactions_of(TransactionKind.GRANT):
             grant = _grant(transaction)
             if grant.expires is None or grant.expires > now:
                 continue
@@ -343,9 +354,9 @@ class Wallets:
                 postings = (Posting(grant.account, grant.asset, left), Posting(FORFEITED_ACCOUNT, grant.asset, -left))
                 meta = {"customer": grant.customer, "grant": grant.id}
                 # Funds a reservation drew before expiry come back when it is voided: a later forfeiture.
-                forfeits_of_customer = self.storage.transactions_of("forfeit", grant.customer)
+                forfeits_of_customer = self.storage.transactions_of(TransactionKind.FORFEIT, grant.customer)
                 earlier = sum(1 for t in forfeits_of_customer if t.metadata.get("grant") == grant.id)
-                id = f"forfeit:{grant.customer}:{grant.id}:{earlier}"
+                id = forfeit_id(grant.customer, grant.id, earlier)
                 forfeits.append(Transaction(id, grant.expires, f"grant {grant.id} expired", postings, meta))
         return self.storage.append(forfeits)
 
@@ -370,7 +381,7 @@ class Wallets:
         except (InsufficientFunds, TransactionConflict):
             # Read only now, off the common path: a retry meets its first hold as too few funds
             # (the hold took them) or as a transaction of the same id stamped at another time.
-            stored = self.storage.transaction(f"reserve:{id}")
+            stored = self.storage.transaction(reserve_id(id))
             if stored is None:
                 raise
             return self._retried(_reservation(stored), customer, asset, amount)
@@ -392,15 +403,15 @@ class Wallets:
             "expires_at": reservation.expires_at.isoformat(),
             "draw": json.dumps([[a, str(t)] for a, t in draw]),
         }
-        transaction = Transaction(f"reserve:{id}", now, f"reserve {amount} {asset}", tuple(postings), meta)
+        transaction = Transaction(reserve_id(id), now, f"reserve {amount} {asset}", tuple(postings), meta)
         self._append_within(transaction, {(account, asset): ZERO for account, _ in draw}, customer, asset, amount)
         return reservation
 
     def reservation(self, id: str) -> Reservation | None:
         """The open (unsettled, unvoided) reservation ``id``, or None."""
-        found = self.storage.transactions_by_id([f"reserve:{id}", f"release:{id}"])
-        opened = found.get(f"reserve:{id}")
-        if opened is None or f"release:{id}" in found:
+        found = self.storage.transactions_by_id([reserve_id(id), release_id(id)])
+        opened = found.get(reserve_id(id))
+        if opened is None or release_id(id) in found:
             return None
         return _reservation(opened)
 
@@ -437,7 +448,7 @@ class Wallets:
         shortfall = str(owed) if on_excess == "cap" else "0"
         meta = {"customer": customer, "reservation": id, "actual": str(actual), "shortfall": shortfall}
         transaction = Transaction(
-            f"release:{id}", self.clock(), f"settle {actual} {asset}", tuple(p for p in postings if p.amount), meta
+            release_id(id), self.clock(), f"settle {actual} {asset}", tuple(p for p in postings if p.amount), meta
         )
         try:
             self.storage.append([transaction], limits=limits)
@@ -456,15 +467,17 @@ class Wallets:
         postings += [Posting(account, asset, -taken) for account, taken in reservation.draw]
         meta = {"customer": customer, "reservation": id, "reason": reason}
         transaction = Transaction(
-            f"release:{id}", self.clock(), f"{reason}: {reservation.amount} {asset} released", tuple(postings), meta
+            release_id(id), self.clock(), f"{reason}: {reservation.amount} {asset} released", tuple(postings), meta
         )
         self.storage.append([transaction])
         return transaction
 
     def open_reservations(self) -> list[Reservation]:
         """Every reservation not yet settled, voided or expired."""
-        released = {t.metadata["reservation"] for t in self.storage.transactions_of("release")}
-        opened = [t for t in self.storage.transactions_of("reserve") if t.id.removeprefix("reserve:") not in released]
+        released = {t.metadata["reservation"] for t in self.storage.transactions_of(TransactionKind.RELEASE)}
+        opened = [
+            t for t in self.storage.transactions_of(TransactionKind.RESERVE) if parse(t.id).reservation not in released
+        ]
         return [_reservation(t) for t in opened]
 
     def expire(self) -> list[Transaction]:

@@ -25,6 +25,7 @@ from functools import lru_cache
 from rating.charges import Charge, Correction, RatedEvent, StateKey
 from rating.errors import EventConflict, InvalidAmount, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
 from rating.events import UsageEvent
+from rating.ids import TransactionKind, parse, payment_marker_id
 from rating.ledger import Transaction
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO, exact
@@ -68,14 +69,14 @@ class Payment:
 
 
 #: The transaction kind of the payment registry's markers (``payment:ID``): each is also a :class:`Payment`.
-PAYMENT_KIND = "payment"
+PAYMENT_KIND = TransactionKind.PAYMENT
 
 
 def payment_of(marker: Transaction) -> Payment:
     """The payment a registry marker ``payment:ID`` records (its metadata: purpose, asset, amount)."""
     meta = marker.metadata
     return Payment(
-        marker.id.partition(":")[2],
+        parse(marker.id).payment,
         str(meta.get("purpose", "")),
         marker.customer or "",
         str(meta.get("asset", "")),
@@ -330,7 +331,7 @@ class Storage(abc.ABC):
 
         Written by the same write as their marker transactions; this default reads the markers themselves.
         """
-        markers = self.transactions_by_id(f"{PAYMENT_KIND}:{id}" for id in ids)
+        markers = self.transactions_by_id(map(payment_marker_id, ids))
         return {payment.payment_id: payment for payment in map(payment_of, markers.values())}
 
     @abc.abstractmethod

@@ -29,7 +29,8 @@ from rating.accounts import is_cost
 from rating.charges import Charge, Correction, RatedEvent, StateKey
 from rating.errors import StorageError
 from rating.events import UsageEvent
-from rating.ledger import RATING_PREFIX, Posting, Transaction, rating_id
+from rating.ids import TransactionKind, parse, rating_id
+from rating.ledger import Posting, Transaction
 from rating.meters import PeriodState
 from rating.money import ZERO, exact
 from rating.storage.base import (
@@ -312,9 +313,7 @@ class SqlStorage(Storage):
         )
         for transaction_id, account, asset, amount in cost_rows:
             if is_cost(str(account)):
-                costs.setdefault(str(transaction_id).removeprefix(RATING_PREFIX), []).append(
-                    (str(asset), self._decimal(amount))
-                )
+                costs.setdefault(parse(str(transaction_id)).event, []).append((str(asset), self._decimal(amount)))
         for id, event in events.items():
             yield Activity(event, tuple(readings.get(id, ())), tuple(amounts.get(id, ())), tuple(costs.get(id, ())))
 
@@ -427,7 +426,7 @@ class SqlStorage(Storage):
                 for t in transactions
             ),
         )
-        closing = [(t.customer, t.metadata["period"], t.id) for t in transactions if t.kind == "close"]
+        closing = [(t.customer, t.metadata["period"], t.id) for t in transactions if t.kind == TransactionKind.CLOSE]
         if closing:
             self._insert("closed_periods", "customer, period, transaction_id", closing)
         self._insert(

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rating.errors import InvalidAmount
 from rating.events import EARLIEST, LATEST, UsageEvent
+from rating.ids import TransactionKind, payment_marker_id
 from rating.money import MONEY_CONTEXT, to_decimal
 from rating.periods import parse_period
 
@@ -249,7 +250,10 @@ def _closed_periods(checks: Checks, transactions: dict[str, Any]) -> None:
                 checks.problems.append(f"period {period} of {customer} is closed by {transaction_id}, not stored")
             continue
         meta = transaction.metadata
-        if transaction.kind != "close" or (meta.get("customer"), meta.get("period")) != (customer, period):
+        if transaction.kind != TransactionKind.CLOSE or (meta.get("customer"), meta.get("period")) != (
+            customer,
+            period,
+        ):
             checks.problems.append(f"period {period} of {customer} is marked closed by {transaction_id}, not its close")
 
 
@@ -270,7 +274,7 @@ def _payments(checks: Checks, transactions: dict[str, Any]) -> None:
             said = payment_of(transaction)
         except Exception:  # noqa: BLE001 - a marker whose amount is not a decimal
             said = None
-        row = (f"payment:{payment_id}", purpose, customer, asset)
+        row = (payment_marker_id(payment_id), purpose, customer, asset)
         if (
             said is None
             or row != (said.transaction_id, said.purpose, said.customer, said.asset)

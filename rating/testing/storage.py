@@ -39,7 +39,8 @@ from rating.accounts import cost_account
 from rating.charges import Charge, Correction, RatedEvent, Usage
 from rating.errors import EventConflict, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
 from rating.events import UsageEvent
-from rating.ledger import Posting, Transaction, rating_id
+from rating.ids import closing_id, rating_id, rerate_id
+from rating.ledger import Posting, Transaction
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT
 from rating.payment_registry import Purpose, payment_marker
@@ -64,7 +65,7 @@ def transfer(id: str, amount: str | Decimal, asset: str = "USD", debit: str = "a
 def close(customer: str, period: str = PERIOD) -> Transaction:
     """The marker that closes ``period`` of ``customer`` (what closing a period stores)."""
     return Transaction(
-        f"close:{customer}:{period}",
+        closing_id(customer, period),
         AT + dt.timedelta(days=40),
         f"close {period}",
         (),
@@ -124,7 +125,7 @@ def correction(rating: RatedEvent, number: int, amount: str) -> Correction:
     difference = Decimal(amount) - old.amount
     customer = rating.event.customer
     transaction = Transaction(
-        f"rerate:{rating.event.id}:{number}",
+        rerate_id(rating.event.id, number),
         AT + dt.timedelta(days=2),
         "re-rating",
         (
