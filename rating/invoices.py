@@ -55,6 +55,7 @@ from rating.accounts import prepaid_account, receivable_account, revenue_account
 from rating.accounts import tax_account as _tax_account
 from rating.billing import AppliedTax, Billing, Party, Profile, TaxError, tax_for
 from rating.catalog import Catalog
+from rating.closing import period_usage
 from rating.errors import InvoiceError
 from rating.ids import TransactionKind, parse, tax_id
 from rating.ledger import Posting, Transaction
@@ -489,22 +490,8 @@ class _Posted:
 
 
 def _read(storage: Storage, customer: str, period: str, start: dt.datetime, end: dt.datetime) -> _Posted:
-    charges = [stored for stored in storage.charges(customer) if stored.charge.period == period]
-    events = {stored.event_id for stored in charges}
-    all_corrections = storage.transactions_of(TransactionKind.RERATE, customer)
-    # An event whose correction adjusts a closed period was rated (and invoiced) there: here it has only the
-    # correction's charge records, and its rating is not this period's.
-    adjusted = {
-        t.metadata["event_id"]: t.metadata["adjusts"]
-        for t in all_corrections
-        if t.metadata.get("event_id") in events and t.metadata.get("adjusts", period) != period
-    }
-    ratings = [
-        t
-        for t in storage.transactions_of(TransactionKind.RATING, customer)
-        if t.metadata.get("event_id") in events and t.metadata["event_id"] not in adjusted
-    ]
-    corrections = [t for t in all_corrections if t.metadata.get("period") == period]
+    usage = period_usage(storage, customer, period)
+    charges, adjusted, ratings, corrections = usage.charges, usage.adjusted, usage.ratings, usage.corrections
     closing = [
         (description, transaction)
         for kind, description in CLOSING_LINES.items()

@@ -13,7 +13,7 @@ import pytest
 
 from rating.catalog import Catalog
 from rating.engine import Engine, adopt_legacy_totals
-from rating.errors import EventError
+from rating.errors import EventError, StorageError
 from rating.events import UsageEvent
 from rating.pricebook import load_pricebook
 from rating.refusals import Refusal
@@ -47,6 +47,9 @@ def _call(id: str, at: dt.datetime, tokens: int, customer: str = "acme") -> Usag
 def _check_in_flight_state_survives(storage: Storage, registry: Registry) -> None:
     book = load_pricebook(FIXTURES / "legacy-v3.yaml", registry)
     assert storage.legacy_running_totals() != []  # building an engine migrates nothing: `rating db migrate` does
+    with pytest.raises(StorageError) as unadopted:  # and rates nothing on totals it would start again from zero
+        Engine(book, storage, registry)
+    assert unadopted.value.code == "schema_outdated" and "rating db migrate -p" in str(unadopted.value)
     adopt_legacy_totals(storage, Catalog([book]))
     engine = Engine(book, storage, registry)
     assert storage.legacy_running_totals() == []  # adopted under the charges' identities
