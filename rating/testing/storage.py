@@ -17,9 +17,10 @@ pytest then runs every ``test_*`` method of the contract against it: records
 and ledger transactions stored atomically and idempotently by id, conflicts
 refused whole, exact Decimal amounts, balances of exactly the named accounts,
 wallet limits checked inside the write, period state with its compare-and-set,
-closed periods, corrections, gapless documents, ``verify`` and the
-``writing()`` scope. The records it stores are built by hand (no pricebook, no
-plugin, no engine), so a failure names the storage's promise, not a pricing one.
+closed periods, corrections, payments, grants and reservations, gapless
+documents, ``verify`` and the ``writing()`` scope. The records it stores are
+built by hand (no pricebook, no plugin, no engine), so a failure names the
+storage's promise, not a pricing one.
 
 **Provisional.** The records a storage receives (today :class:`~rating.charges.RatedEvent`,
 :class:`~rating.charges.Correction` and :class:`~rating.ledger.Transaction`) are
