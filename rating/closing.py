@@ -49,7 +49,8 @@ from rating.accounts import (
 )
 from rating.catalog import Catalog
 from rating.errors import RatingError
-from rating.ledger import Posting, Transaction, closing_id
+from rating.ids import closing_id, commitment_id, fee_id, minimum_id, prepayment_id, rounding_id
+from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact, quantize
 from rating.periods import ONE_TICK, PeriodClock, PeriodKind, bounds_of, parse_period, zone
 from rating.pricebook import Pricebook
@@ -107,7 +108,7 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
             span = f"{part.start.isoformat()}/{part.end.isoformat()}"
             account = revenue_account(part.plan, "fee")
             what = f"{part.plan} fee for {period}"
-            id = f"fee:{customer}:{period}:{number}"
+            id = fee_id(customer, period, number)
             result.append(_charge(id, part.start, what, customer, account, fee, currency, plan=part.plan, covers=span))
     # A negative period (a volume credit) is a credit to the customer, never a reason for a true-up.
     spent = max(ZERO, totals.get(currency, ZERO) + fees)
@@ -116,19 +117,19 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
         last = parts[-1].plan
         account = revenue_account(last, "minimum")
         what = f"minimum spend true-up for {period}"
-        id = f"minimum:{customer}:{period}"
+        id = minimum_id(customer, period)
         result.append(_charge(id, closing_at, what, customer, account, shortfall, currency, minimum=str(minimum)))
     for name, _, contract in contracts:
         begins = contract_span(book, name).start
         if contract.prepaid and start <= begins < end:
-            what, id = f"prepaid commitment of {name}", f"prepayment:{name}"
+            what, id = f"prepaid commitment of {name}", prepayment_id(name)
             account, amount = prepaid_account(customer), contract.prepaid
             result.append(_charge(id, begins, what, customer, account, amount, currency, contract=name))
     committed = sum((prorated(c.commitment or ZERO, span, start, end, scale) for _, span, c in contracts), ZERO)
     uncommitted = max(ZERO, committed - spent - shortfall)
     if uncommitted:
         name = contracts[-1][0]
-        what, id = f"commitment true-up for {period}", f"commitment:{customer}:{period}"
+        what, id = f"commitment true-up for {period}", commitment_id(customer, period)
         account = contract_revenue_account(name)
         extra = {"contract": name, "commitment": str(committed)}
         result.append(_charge(id, closing_at, what, customer, account, uncommitted, currency, **extra))
@@ -137,7 +138,7 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
     for asset, total in sorted(owed.items()):
         difference = quantize(total, book.scale_of(asset)) - total
         if difference:
-            id, what = f"rounding:{customer}:{period}:{asset}", f"rounding of {period} to the asset's scale"
+            id, what = rounding_id(customer, period, asset), f"rounding of {period} to the asset's scale"
             result.append(_charge(id, closing_at, what, customer, rounding_account(asset), difference, asset))
     marker = {"customer": customer, "period": period, "transactions": str(len(result))}
     result.append(Transaction(closing_id(customer, period), closing_at, f"close {period}", (), marker))

@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Literal
 
 from rating.accounts import grant_account, wallet_account
+from rating.ids import TransactionKind, parse
 from rating.ledger import Transaction
 from rating.money import ZERO
 
@@ -33,12 +34,10 @@ Draw = list[tuple[str, Decimal]]
 #: Where a reservation is in its lifecycle.
 ReservationState = Literal["held", "settled", "voided", "expired"]
 
-#: The transaction kinds that create or change a grant (see the module).
-GRANT_KIND = "grant"
-FORFEIT_KIND = "forfeit"
-#: The transaction kinds that hold and release a reservation.
-RESERVE_KIND = "reserve"
-RELEASE_KIND = "release"
+#: The transaction kinds that issue, forfeit, hold and release grants and reservations (see the module).
+FUNDING_KINDS = frozenset(
+    {TransactionKind.GRANT, TransactionKind.FORFEIT, TransactionKind.RESERVE, TransactionKind.RELEASE}
+)
 
 
 @dataclass(frozen=True)
@@ -191,7 +190,7 @@ def reservation_of(opened: Transaction) -> Reservation:
     meta = opened.metadata
     draw = tuple((account, Decimal(taken)) for account, taken in json.loads(meta["draw"]))
     expires = dt.datetime.fromisoformat(meta["expires_at"])
-    id = opened.id.removeprefix(f"{RESERVE_KIND}:")
+    id = parse(opened.id).reservation
     return Reservation(id, meta["customer"], meta["asset"], Decimal(meta["amount"]), expires, draw)
 
 
@@ -199,7 +198,7 @@ def release_state(release: Transaction) -> tuple[str, ReservationState]:
     """(reservation id, state) a ``release:ID`` transaction leaves its reservation in: ``settled`` when it
     charged an actual cost, ``expired`` when :meth:`~rating.wallet.Wallets.expire` voided it, else ``voided``."""
     meta = release.metadata
-    id = str(meta.get("reservation") or release.id.removeprefix(f"{RELEASE_KIND}:"))
+    id = str(meta.get("reservation") or parse(release.id).reservation)
     if "actual" in meta:
         return id, "settled"
     return id, "expired" if meta.get("reason") == "expired" else "voided"

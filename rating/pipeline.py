@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from rating.charges import RatedEvent, Usage
 from rating.errors import EventError
 from rating.events import UsageEvent
-from rating.ledger import Transaction, rating_id
+from rating.ids import rating_id
+from rating.ledger import Transaction
 from rating.policies import (
     ClosedLookup,
     WalletFunding,

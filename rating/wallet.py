@@ -68,9 +68,19 @@ from rating.funding import (  # the record types and the draw arithmetic, re-exp
     grant_metadata,
     reservation_metadata,
 )
+from rating.ids import (
+    TransactionKind,
+    deposit_id,
+    forfeit_id,
+    grant_id,
+    paid_by,
+    release_id,
+    reserve_id,
+    take_back_id,
+)
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact, to_decimal
-from rating.payment_registry import PAID_DEPOSIT, Purpose, claim, payment_marker
+from rating.payment_registry import Purpose, claim, payment_marker
 from rating.storage.base import Storage
 
 __all__ = [
@@ -168,11 +178,11 @@ class Wallets:
         postings = (Posting(source, asset, amount), Posting(wallet_account(customer), asset, -amount))
         meta = {"customer": customer, "kind": "deposit"}
         now = self.clock()
-        deposit = Transaction(f"deposit:{id}", now, "wallet deposit", postings, meta)
-        if not id.startswith(PAID_DEPOSIT):
+        deposit = Transaction(deposit_id(id), now, "wallet deposit", postings, meta)
+        payment_id = paid_by(id)
+        if payment_id is None:
             return self._post_once(deposit)
         # Funded by a provider's payment: its id tops up once, and is then no invoice payment or refund.
-        payment_id = id.removeprefix(PAID_DEPOSIT)
         with self.storage.writing():
             claim(self.storage, payment_id, Purpose.TOP_UP, customer)
             return self._post_once(deposit, payment_marker(payment_id, Purpose.TOP_UP, customer, asset, amount, now))
@@ -189,7 +199,7 @@ class Wallets:
         check_id("customer", customer)
         wallet = wallet_account(customer)
         with self.storage.writing():
-            known = self.storage.transaction(f"{kind}:{id}")
+            known = self.storage.transaction(take_back_id(kind, id))
             if known is not None:  # a replay, whatever the funds are now; other content is a conflict
                 if (known.customer, known.metadata.get("deposit"), known.metadata.get("amount")) != (
                     customer,
@@ -199,15 +209,15 @@ class Wallets:
                     raise TransactionConflict(f"{kind} {id} was already taken with other content")
                 return False
             claim(self.storage, id, Purpose(kind), customer)  # a provider's id: never also a top-up or a payment
-            original = self.storage.transaction(f"deposit:{deposit}")
+            original = self.storage.transaction(deposit_id(deposit))
             if original is None or original.customer != customer:
                 raise UnknownDeposit(f"no deposit {deposit} of customer {customer!r} to take back")
             paid = sum((-p.amount for p in original.postings if p.account == wallet and p.asset == asset), ZERO)
             earlier = [
                 t
-                for k in ("refund", "chargeback")
+                for k in (TransactionKind.REFUND, TransactionKind.CHARGEBACK)
                 for t in self.storage.transactions_of(k, customer)
-                if t.metadata.get("deposit") == deposit and t.id != f"{kind}:{id}"
+                if t.metadata.get("deposit") == deposit and t.id != take_back_id(kind, id)
             ]
             left = paid - sum((Decimal(t.metadata["amount"]) for t in earlier), ZERO)
             if amount > left:
@@ -223,7 +233,7 @@ class Wallets:
             what, now = f"{kind} of deposit {deposit}", self.clock()
             marker = payment_marker(id, Purpose(kind), customer, asset, amount, now, refunds=deposit)
             return self._post_once(
-                Transaction(f"{kind}:{id}", now, what, tuple(p for p in postings if p.amount), meta), marker
+                Transaction(take_back_id(kind, id), now, what, tuple(p for p in postings if p.amount), meta), marker
             )
 
     def grant(
@@ -248,7 +258,7 @@ class Wallets:
         account = grant_account(customer, id)
         postings = (Posting(grants_account(kind), asset, amount), Posting(account, asset, -amount))
         meta = grant_metadata(Grant(id, customer, asset, amount, kind, priority, starts, expires))
-        return self._post_once(Transaction(f"grant:{customer}:{id}", starts, f"{kind} grant", postings, meta))
+        return self._post_once(Transaction(grant_id(customer, id), starts, f"{kind} grant", postings, meta))
 
     @exact
     def expire_grants(self) -> list[Transaction]:
@@ -267,7 +277,7 @@ class Wallets:
                     )
                     meta = {"customer": grant.customer, "grant": grant.id}
                     # Funds a reservation drew before expiry come back when it is voided: a later forfeiture.
-                    id = f"forfeit:{grant.customer}:{grant.id}:{grant.forfeits}"
+                    id = forfeit_id(grant.customer, grant.id, grant.forfeits)
                     forfeits.append(Transaction(id, grant.expires, f"grant {grant.id} expired", postings, meta))
         return self.storage.append(forfeits)
 
@@ -308,7 +318,7 @@ class Wallets:
         postings = [Posting(account, asset, taken) for account, taken in draw]
         postings.append(Posting(held_account(customer), asset, -amount))
         meta = reservation_metadata(reservation)
-        transaction = Transaction(f"reserve:{id}", now, f"reserve {amount} {asset}", tuple(postings), meta)
+        transaction = Transaction(reserve_id(id), now, f"reserve {amount} {asset}", tuple(postings), meta)
         self._append_within(transaction, {(account, asset): ZERO for account, _ in draw}, customer, asset, amount)
         return reservation
 
@@ -350,7 +360,7 @@ class Wallets:
         shortfall = str(owed) if on_excess == "cap" else "0"
         meta = {"customer": customer, "reservation": id, "actual": str(actual), "shortfall": shortfall}
         transaction = Transaction(
-            f"release:{id}", self.clock(), f"settle {actual} {asset}", tuple(p for p in postings if p.amount), meta
+            release_id(id), self.clock(), f"settle {actual} {asset}", tuple(p for p in postings if p.amount), meta
         )
         try:
             self.storage.append([transaction], limits=limits)
@@ -369,7 +379,7 @@ class Wallets:
         postings += [Posting(account, asset, -taken) for account, taken in reservation.draw]
         meta = {"customer": customer, "reservation": id, "reason": reason}
         transaction = Transaction(
-            f"release:{id}", self.clock(), f"{reason}: {reservation.amount} {asset} released", tuple(postings), meta
+            release_id(id), self.clock(), f"{reason}: {reservation.amount} {asset} released", tuple(postings), meta
         )
         self.storage.append([transaction])
         return transaction

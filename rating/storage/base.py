@@ -26,10 +26,6 @@ from rating.charges import Charge, Correction, RatedEvent, StateKey
 from rating.errors import EventConflict, InvalidAmount, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
 from rating.events import UsageEvent
 from rating.funding import (
-    FORFEIT_KIND,
-    GRANT_KIND,
-    RELEASE_KIND,
-    RESERVE_KIND,
     Grant,
     Reservation,
     forfeited_grant,
@@ -38,6 +34,7 @@ from rating.funding import (
     released,
     reservation_of,
 )
+from rating.ids import TransactionKind, parse, payment_marker_id, release_id, reserve_id
 from rating.ledger import Transaction
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO, exact
@@ -81,14 +78,14 @@ class Payment:
 
 
 #: The transaction kind of the payment registry's markers (``payment:ID``): each is also a :class:`Payment`.
-PAYMENT_KIND = "payment"
+PAYMENT_KIND = TransactionKind.PAYMENT
 
 
 def payment_of(marker: Transaction) -> Payment:
     """The payment a registry marker ``payment:ID`` records (its metadata: purpose, asset, amount)."""
     meta = marker.metadata
     return Payment(
-        marker.id.partition(":")[2],
+        parse(marker.id).payment,
         str(meta.get("purpose", "")),
         marker.customer or "",
         str(meta.get("asset", "")),
@@ -343,7 +340,7 @@ class Storage(abc.ABC):
 
         Written by the same write as their marker transactions; this default reads the markers themselves.
         """
-        markers = self.transactions_by_id(f"{PAYMENT_KIND}:{id}" for id in ids)
+        markers = self.transactions_by_id(map(payment_marker_id, ids))
         return {payment.payment_id: payment for payment in map(payment_of, markers.values())}
 
     @abc.abstractmethod
@@ -595,10 +592,13 @@ class Storage(abc.ABC):
         """
         wanted = None if customers is None else sorted(set(customers))
         if wanted is None:
-            issued, forfeits = self.transactions_of(GRANT_KIND), self.transactions_of(FORFEIT_KIND)
+            issued, forfeits = (
+                self.transactions_of(TransactionKind.GRANT),
+                self.transactions_of(TransactionKind.FORFEIT),
+            )
         else:
-            issued = [t for customer in wanted for t in self.transactions_of(GRANT_KIND, customer)]
-            forfeits = [t for customer in wanted for t in self.transactions_of(FORFEIT_KIND, customer)]
+            issued = [t for customer in wanted for t in self.transactions_of(TransactionKind.GRANT, customer)]
+            forfeits = [t for customer in wanted for t in self.transactions_of(TransactionKind.FORFEIT, customer)]
         counted: dict[tuple[str, str], int] = {}
         for forfeit in forfeits:
             key = forfeited_grant(forfeit)
@@ -617,20 +617,18 @@ class Storage(abc.ABC):
         transactions; this default derives them from those transactions.
         """
         wanted = list(dict.fromkeys(ids))
-        found = self.transactions_by_id(
-            [f"{RESERVE_KIND}:{id}" for id in wanted] + [f"{RELEASE_KIND}:{id}" for id in wanted]
-        )
+        found = self.transactions_by_id([reserve_id(id) for id in wanted] + [release_id(id) for id in wanted])
         result = {}
         for id in wanted:
-            opened = found.get(f"{RESERVE_KIND}:{id}")
+            opened = found.get(reserve_id(id))
             if opened is None:
                 continue
-            release = found.get(f"{RELEASE_KIND}:{id}")
+            release = found.get(release_id(id))
             result[id] = reservation_of(opened) if release is None else released(reservation_of(opened), release)
         return result
 
     def held_reservations(self) -> list[Reservation]:
         """Every reservation still held (neither settled, voided nor expired), in the order held."""
-        gone = {release_state(t)[0] for t in self.transactions_of(RELEASE_KIND)}
-        opened = self.transactions_of(RESERVE_KIND)
+        gone = {release_state(t)[0] for t in self.transactions_of(TransactionKind.RELEASE)}
+        opened = self.transactions_of(TransactionKind.RESERVE)
         return [r for r in map(reservation_of, opened) if r.id not in gone]

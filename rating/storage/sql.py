@@ -30,10 +30,7 @@ from rating.charges import Charge, Correction, RatedEvent, StateKey
 from rating.errors import StorageError
 from rating.events import UsageEvent
 from rating.funding import (
-    FORFEIT_KIND,
-    GRANT_KIND,
-    RELEASE_KIND,
-    RESERVE_KIND,
+    FUNDING_KINDS,
     Grant,
     Reservation,
     forfeited_grant,
@@ -41,7 +38,8 @@ from rating.funding import (
     release_state,
     reservation_of,
 )
-from rating.ledger import RATING_PREFIX, Posting, Transaction, rating_id
+from rating.ids import TransactionKind, parse, rating_id
+from rating.ledger import Posting, Transaction
 from rating.meters import PeriodState
 from rating.money import ZERO, exact
 from rating.storage.base import (
@@ -324,9 +322,7 @@ class SqlStorage(Storage):
         )
         for transaction_id, account, asset, amount in cost_rows:
             if is_cost(str(account)):
-                costs.setdefault(str(transaction_id).removeprefix(RATING_PREFIX), []).append(
-                    (str(asset), self._decimal(amount))
-                )
+                costs.setdefault(parse(str(transaction_id)).event, []).append((str(asset), self._decimal(amount)))
         for id, event in events.items():
             yield Activity(event, tuple(readings.get(id, ())), tuple(amounts.get(id, ())), tuple(costs.get(id, ())))
 
@@ -439,7 +435,7 @@ class SqlStorage(Storage):
                 for t in transactions
             ),
         )
-        closing = [(t.customer, t.metadata["period"], t.id) for t in transactions if t.kind == "close"]
+        closing = [(t.customer, t.metadata["period"], t.id) for t in transactions if t.kind == TransactionKind.CLOSE]
         if closing:
             self._insert("closed_periods", "customer, period, transaction_id", closing)
         self._insert(
@@ -610,24 +606,24 @@ class SqlStorage(Storage):
 
     def _write_funding(self, transactions: Sequence[Transaction]) -> None:
         """The grant and reservation rows ``transactions`` issue, forfeit, hold or release (inside their write)."""
-        funding = [t for t in transactions if t.kind in _FUNDING_KINDS]
+        funding = [t for t in transactions if t.kind in FUNDING_KINDS]
         if not funding:
             return
         time, money = self._time, self._money
         grants, reservations, forfeits, releases = [], [], [], []
         for t in funding:
             try:
-                if t.kind == GRANT_KIND:
+                if t.kind == TransactionKind.GRANT:
                     g = grant_of(t)
                     expires = None if g.expires is None else time(g.expires)
                     terms = (g.customer, g.id, g.asset, money(g.amount), g.kind, g.priority, time(t.timestamp))
                     grants.append((*terms, expires, 0, t.id))
-                elif t.kind == RESERVE_KIND:
+                elif t.kind == TransactionKind.RESERVE:
                     r = reservation_of(t)
                     draw = json.dumps([[a, str(v)] for a, v in r.draw])
                     held = (r.id, r.customer, r.asset, money(r.amount), time(r.expires_at), draw, "held", t.id)
                     reservations.append((*held, None))
-                elif t.kind == FORFEIT_KIND:
+                elif t.kind == TransactionKind.FORFEIT:
                     forfeits.append(forfeited_grant(t))
                 else:
                     id, state = release_state(t)
@@ -651,7 +647,6 @@ _READ_TRANSACTIONS = (
     " FROM transactions t LEFT JOIN postings p ON p.transaction_id = t.id {where} ORDER BY t.seq, p.line"
 )
 
-_FUNDING_KINDS = frozenset({GRANT_KIND, FORFEIT_KIND, RESERVE_KIND, RELEASE_KIND})
 _GRANT = "customer, grant_id, asset, amount, kind, priority, starts, expires, forfeits, transaction_id"
 _RESERVATION = "id, customer, asset, amount, expires_at, draw, state, transaction_id, released_by"
 #: Grants with the order they were issued in (the ``seq`` of their transaction, last).

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rating.errors import InvalidAmount
 from rating.events import EARLIEST, LATEST, UsageEvent
+from rating.ids import TransactionKind, payment_marker_id, release_id
 from rating.money import MONEY_CONTEXT, to_decimal
 from rating.periods import parse_period
 
@@ -257,7 +258,10 @@ def _closed_periods(checks: Checks, transactions: dict[str, Any]) -> None:
                 checks.problems.append(f"period {period} of {customer} is closed by {transaction_id}, not stored")
             continue
         meta = transaction.metadata
-        if transaction.kind != "close" or (meta.get("customer"), meta.get("period")) != (customer, period):
+        if transaction.kind != TransactionKind.CLOSE or (meta.get("customer"), meta.get("period")) != (
+            customer,
+            period,
+        ):
             checks.problems.append(f"period {period} of {customer} is marked closed by {transaction_id}, not its close")
 
 
@@ -278,7 +282,7 @@ def _payments(checks: Checks, transactions: dict[str, Any]) -> None:
             said = payment_of(transaction)
         except Exception:  # noqa: BLE001 - a marker whose amount is not a decimal
             said = None
-        row = (f"payment:{payment_id}", purpose, customer, asset)
+        row = (payment_marker_id(payment_id), purpose, customer, asset)
         if (
             said is None
             or row != (said.transaction_id, said.purpose, said.customer, said.asset)
@@ -290,12 +294,12 @@ def _payments(checks: Checks, transactions: dict[str, Any]) -> None:
 def _grants(checks: Checks, transactions: dict[str, Any]) -> None:
     """Every grant row is what its transaction ``grant:CUSTOMER:GRANT`` says, forfeited as often as the
     ``forfeit`` transactions say (wallets read the row); every grant transaction has its row."""
-    from rating.funding import FORFEIT_KIND, GRANT_KIND, forfeited_grant, grant_of
+    from rating.funding import forfeited_grant, grant_of
 
     columns = "customer, grant_id, asset, amount, kind, priority, starts, expires, forfeits, transaction_id"
     forfeits: dict[tuple[str, str], int] = {}
     for transaction in transactions.values():
-        if transaction.kind == FORFEIT_KIND:
+        if transaction.kind == TransactionKind.FORFEIT:
             key = forfeited_grant(transaction)
             forfeits[key] = forfeits.get(key, 0) + 1
     seen = set()
@@ -329,7 +333,7 @@ def _grants(checks: Checks, transactions: dict[str, Any]) -> None:
             )
     if checks.has_tables():
         for transaction in transactions.values():
-            if transaction.kind == GRANT_KIND and transaction.id not in seen:
+            if transaction.kind == TransactionKind.GRANT and transaction.id not in seen:
                 checks.problems.append(f"grant transaction {_shown(transaction.id)} has no grant row")
 
 
@@ -347,7 +351,7 @@ def _moment(raw: object) -> Any:
 def _reservations(checks: Checks, transactions: dict[str, Any]) -> None:
     """Every reservation row is what its transaction ``reserve:ID`` says, and in the state its release (when
     there is one) leaves it (metered requests and wallets read the row); every hold has its row."""
-    from rating.funding import RELEASE_KIND, RESERVE_KIND, release_state, reservation_of
+    from rating.funding import release_state, reservation_of
 
     columns = "id, customer, asset, amount, expires_at, draw, state, transaction_id, released_by"
     seen = set()
@@ -379,7 +383,7 @@ def _reservations(checks: Checks, transactions: dict[str, Any]) -> None:
         ):
             checks.problems.append(f"{where} does not agree with its transaction {_shown(transaction_id)}")
             continue
-        release = transactions.get(f"{RELEASE_KIND}:{id}")
+        release = transactions.get(release_id(id))
         expected = ("held", None) if release is None else (release_state(release)[1], release.id)
         if (state, released_by) != expected:
             checks.problems.append(
@@ -388,7 +392,7 @@ def _reservations(checks: Checks, transactions: dict[str, Any]) -> None:
             )
     if checks.has_tables():
         for transaction in transactions.values():
-            if transaction.kind == RESERVE_KIND and transaction.id not in seen:
+            if transaction.kind == TransactionKind.RESERVE and transaction.id not in seen:
                 checks.problems.append(f"reservation transaction {_shown(transaction.id)} has no reservation row")
 
 

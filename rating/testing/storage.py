@@ -42,7 +42,8 @@ from rating.charges import Charge, Correction, RatedEvent, Usage
 from rating.errors import EventConflict, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
 from rating.events import UsageEvent
 from rating.funding import Grant, Reservation, grant_metadata, reservation_metadata
-from rating.ledger import Posting, Transaction, rating_id
+from rating.ids import closing_id, forfeit_id, grant_id, rating_id, release_id, rerate_id, reserve_id
+from rating.ledger import Posting, Transaction
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT
 from rating.payment_registry import Purpose, payment_marker
@@ -67,7 +68,7 @@ def transfer(id: str, amount: str | Decimal, asset: str = "USD", debit: str = "a
 def close(customer: str, period: str = PERIOD) -> Transaction:
     """The marker that closes ``period`` of ``customer`` (what closing a period stores)."""
     return Transaction(
-        f"close:{customer}:{period}",
+        closing_id(customer, period),
         AT + dt.timedelta(days=40),
         f"close {period}",
         (),
@@ -127,7 +128,7 @@ def correction(rating: RatedEvent, number: int, amount: str) -> Correction:
     difference = Decimal(amount) - old.amount
     customer = rating.event.customer
     transaction = Transaction(
-        f"rerate:{rating.event.id}:{number}",
+        rerate_id(rating.event.id, number),
         AT + dt.timedelta(days=2),
         "re-rating",
         (
@@ -146,7 +147,7 @@ def grant(grant: Grant) -> Transaction:
         Posting(f"grants:{grant.kind}", grant.asset, grant.amount),
         Posting(grant.account, grant.asset, -grant.amount),
     )
-    return Transaction(f"grant:{grant.customer}:{grant.id}", grant.starts, "grant", postings, grant_metadata(grant))
+    return Transaction(grant_id(grant.customer, grant.id), grant.starts, "grant", postings, grant_metadata(grant))
 
 
 def forfeit(grant: Grant, number: int, left: str | Decimal) -> Transaction:
@@ -154,14 +155,14 @@ def forfeit(grant: Grant, number: int, left: str | Decimal) -> Transaction:
     value = Decimal(left)
     postings = (Posting(grant.account, grant.asset, value), Posting("revenue:forfeited", grant.asset, -value))
     meta = {"customer": grant.customer, "grant": grant.id}
-    return Transaction(f"forfeit:{grant.customer}:{grant.id}:{number}", AT, "expired", postings, meta)
+    return Transaction(forfeit_id(grant.customer, grant.id, number), AT, "expired", postings, meta)
 
 
 def hold(reservation: Reservation) -> Transaction:
     """The transaction ``reserve:ID`` that holds ``reservation``: its draw moved to the customer's held funds."""
     postings = [Posting(account, reservation.asset, taken) for account, taken in reservation.draw]
     postings.append(Posting(f"customer:{reservation.customer}:held", reservation.asset, -reservation.amount))
-    return Transaction(f"reserve:{reservation.id}", AT, "hold", tuple(postings), reservation_metadata(reservation))
+    return Transaction(reserve_id(reservation.id), AT, "hold", tuple(postings), reservation_metadata(reservation))
 
 
 def release(reservation: Reservation, *, actual: str | None = None, reason: str = "voided") -> Transaction:
@@ -171,7 +172,7 @@ def release(reservation: Reservation, *, actual: str | None = None, reason: str 
     postings += [Posting(account, reservation.asset, -taken) for account, taken in reservation.draw]
     meta = {"customer": reservation.customer, "reservation": reservation.id}
     meta.update({"actual": actual} if actual is not None else {"reason": reason})
-    return Transaction(f"release:{reservation.id}", AT + dt.timedelta(minutes=1), "release", tuple(postings), meta)
+    return Transaction(release_id(reservation.id), AT + dt.timedelta(minutes=1), "release", tuple(postings), meta)
 
 
 def _stored(storage: Storage, *ids: str) -> list[str]:
