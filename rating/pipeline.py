@@ -39,8 +39,8 @@ from rating.pricebook import Pricebook
 from rating.pricer import PricedEvent, Pricer, StateLookup, Terms
 from rating.refusals import Refusal
 
-if TYPE_CHECKING:  # types only: the pipeline is core and imports no wallet
-    from rating.wallet import Grant, Reservation
+if TYPE_CHECKING:  # types only
+    from rating.funding import Grant, Reservation
 
 
 class Step(NamedTuple):

@@ -22,6 +22,7 @@ from rating.engine.reports import BatchReport, Rejection
 from rating.engine.writer import BatchWriter
 from rating.errors import EventConflict, EventError, StorageError
 from rating.events import UsageEvent
+from rating.funding import Grant, Reservation
 from rating.ledger import Transaction
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
@@ -34,7 +35,6 @@ from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.statekeys import LATEST
 from rating.storage.base import Storage
-from rating.wallet import Grant, Reservation, Wallets
 
 
 class Engine(MeteredRequests, BatchWriter):
@@ -173,12 +173,13 @@ class Engine(MeteredRequests, BatchWriter):
         wallets: dict[tuple[str, str], Decimal] = {}  # wallet balances as this chunk leaves them
         opening: dict[tuple[str, str], Decimal] = {}  # and as it found them
 
-        customer_grants: dict[str, list[Grant]] = {}
+        customer_grants: dict[str, list[Grant]] | None = None
 
         def grants_of(customer: str) -> list[Grant]:
-            if customer not in customer_grants:
-                customer_grants[customer] = Wallets(storage).grants(customer)
-            return customer_grants[customer]
+            nonlocal customer_grants
+            if customer_grants is None:  # the first wallet payer of the chunk reads the grants of all its customers
+                customer_grants = storage.grants({event.customer for _, event in pending})
+            return customer_grants.get(customer, [])
 
         def wallet_balance(account: str, asset: str) -> Decimal:
             if (account, asset) not in wallets:
