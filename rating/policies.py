@@ -30,7 +30,7 @@ from rating.money import ZERO
 from rating.periods import ONE_TICK, bounds_of, zone
 from rating.pricer import PricedEvent, StateLookup, Terms, total_of
 from rating.refusals import Refusal
-from rating.statekeys import LATEST, SPEND, prepaid_state
+from rating.statekeys import LATEST, SPEND, TERM, prepaid_state
 
 #: Whether a customer's period is closed.
 ClosedLookup = Callable[[str, str], bool]
@@ -163,8 +163,8 @@ def draw_prepaid(priced: PricedEvent, lookup: StateLookup) -> PrepaidDraw | None
     if not spent:
         return None
     key = prepaid_state(terms.contract_name)
-    running = lookup((terms.event.customer, key, (), "term")).quantity
-    line = Usage(key, (), "term", spent, running, running + spent)
+    running = lookup((terms.event.customer, key, (), TERM)).quantity
+    line = Usage(key, (), TERM, spent, running, running + spent)
     return PrepaidDraw(currency, min(contract.prepaid, running + spent) - min(contract.prepaid, running), line)
 
 

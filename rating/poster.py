@@ -34,6 +34,7 @@ from rating.ledger import Posting, Transaction
 from rating.money import ZERO
 from rating.policies import PrepaidDraw, ReservationFunding, WalletFunding
 from rating.pricer import PricedEvent, total_of
+from rating.statekeys import TERM
 
 #: How many events one rating transaction posts: one per event.
 PER_EVENT: Literal["event"] = "event"
@@ -197,5 +198,5 @@ def rating_transaction(priced: PricedEvent, drawn: PrepaidDraw | tuple[str, Deci
     :class:`Poster` is the poster."""
     if isinstance(drawn, tuple):
         asset, amount = drawn
-        drawn = PrepaidDraw(asset, amount, Usage("", (), "term", amount, ZERO, amount))  # the line is not posted
+        drawn = PrepaidDraw(asset, amount, Usage("", (), TERM, amount, ZERO, amount))  # the line is not posted
     return Poster().post(priced, (), drawn).transaction

@@ -77,7 +77,7 @@ from rating.pricebook import Pricebook
 from rating.pricer import Pricer, Terms, advance
 from rating.refusals import Refusal, RerateRefusal
 from rating.registry import Registry
-from rating.statekeys import prepaid_contract, prepaid_state
+from rating.statekeys import TERM, prepaid_contract, prepaid_state
 from rating.storage.base import Activity, Storage
 from rating.wallet import Grant, Wallets
 
@@ -391,6 +391,8 @@ class _Run:
         """The new period states of the selected periods still open, and of prepaid draw-downs re-drawn (with what
         the periods after them drew): they replace the stored ones."""
         states = {key: state for key, state in self.states.items() if (key[0], key[3]) not in self.closed}
+        for customer, name in self.redrawn:  # re-priced to cost nothing, an event never looked its draw-down up
+            self.lookup(StateKey(customer, name, (), TERM))
         for key, state in self.draw_downs.items():
             states[key] = PeriodState(state.quantity + self.drawn_later.get((key[0], key[1]), ZERO))
         return states

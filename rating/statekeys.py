@@ -70,6 +70,10 @@ SPEND = policy_state("spend")
 LATEST = policy_state("latest")
 
 
+#: The period of a prepaid draw-down's state: the contract's whole term, not a billing period.
+TERM = "term"
+
+
 def prepaid_state(contract: str) -> str:
     """What has been spent under a contract with a prepaid commitment, over its whole term."""
     return policy_state("prepaid", contract)

@@ -517,3 +517,25 @@ def test_a_later_period_under_a_prepaid_commitment_waits_for_its_predecessor_to_
     in_order = billed(catalog, registry, [[call("nov", 10, 5)], [call("dec", 10, 8, month=12)]], ["2026-11", "2026-12"])
     assert_same_bill(storage, in_order)
     assert storage.balances(["customer:acme:receivable"]) == {("customer:acme:receivable", "USD"): Decimal("10.8")}
+
+
+def test_an_event_re_priced_to_cost_nothing_gives_its_prepaid_draw_back(registry: Registry) -> None:
+    """Found by the property: bob's 20 November event drew 1 from the prepaid commitment; the 1 November event
+    arrived late and took the package charge, so the 20 November event was re-priced to 0 -- but it never looked
+    its draw-down up again, the state kept the 1, and December drew 5 of 6 instead of 6."""
+    from rating.pricebook import parse_pricebook
+
+    texts = [t.replace("rollover: true", "rollover: false") for t in (EVERYTHING, SECOND_VERSION)]
+    catalog = Catalog([parse_pricebook(text, registry, "book.yaml") for text in texts])
+
+    def used(id: str, month: int, day: int, units: int) -> UsageEvent:
+        properties = {"units": units, "model": "m1", "amount": "0", "currency": "USD"}
+        at = dt.datetime(2026, month, day, tzinfo=UTC)
+        return UsageEvent(id=id, customer="bob", type="api.call", timestamp=at, properties=properties)
+
+    contracted, before, december = used("e3", 11, 20, 0), used("e4", 11, 1, 0), used("e5", 12, 1, 3)
+    periods = ["2026-10", "2026-11"]
+    got = billed(catalog, registry, [[contracted], [before], [december]], periods)
+    expected = billed(catalog, registry, [[before], [contracted], [december]], periods)
+    assert_same_bill(got, expected)
+    assert ledger(got)[("customer:bob:prepaid", "USD", "2026-12")] == Decimal(6)
