@@ -196,7 +196,8 @@ def credit_invoice(
 
     def build(credit_number: str) -> tuple[str, list[Transaction]]:
         due = max(ZERO, invoice_status(storage, invoice).due)  # read inside the write that issues the note
-        lines = _credited(invoice, credit_notes(storage, invoice), line, amount, None if refund else due)
+        earlier = credit_notes(storage, invoice)
+        lines = _credited(invoice, earlier, _re_rated(storage, invoice), line, amount, None if refund else due)
         subtotal = sum((c.amount for c in lines), ZERO)
         tax = sum((c.tax for c in lines), ZERO)
         given_back = max(ZERO, subtotal + tax - due)  # what was paid: only with a refund (else _credited refused)
@@ -261,11 +262,30 @@ def _credit_transactions(invoice: Invoice, note: CreditNote, on: dt.date) -> lis
 _Left = tuple[Decimal, Decimal, Decimal]
 
 
+def _re_rated(storage: Storage, invoice: Invoice) -> dict[str, Decimal]:
+    """What re-ratings of the invoice's period took off each of its line accounts since (corrections posted into
+    a later period with ``adjusts: PERIOD``, which a later document gave back): no credit note gives it again."""
+    accounts = {item.account for item in invoice.lines}
+    taken: dict[str, Decimal] = {}
+    for correction in storage.transactions_of(TransactionKind.RERATE, invoice.customer):
+        if correction.metadata.get("adjusts") == invoice.period:
+            for posting in correction.postings:
+                if posting.account in accounts:  # revenue is credit-normal: a debit takes revenue off
+                    taken[posting.account] = taken.get(posting.account, ZERO) + posting.amount
+    return {account: amount for account, amount in taken.items() if amount > 0}
+
+
 def _credited(
-    invoice: Invoice, earlier: list[CreditNote], line: int | None, amount: Decimal | None, limit: Decimal | None
+    invoice: Invoice,
+    earlier: list[CreditNote],
+    re_rated: dict[str, Decimal],
+    line: int | None,
+    amount: Decimal | None,
+    limit: Decimal | None,
 ) -> list[CreditLine]:
-    """What this credit note takes of each line: never more than a line has left, at most ``limit`` in all
-    (tax included; None: no limit), and a positive total."""
+    """What this credit note takes of each line: never more than a line has left (less what re-rating took off
+    its account since, in line order, with its tax), at most ``limit`` in all (tax included; None: no limit),
+    and a positive total."""
     if line is not None and not 1 <= line <= len(invoice.lines):
         raise InvoiceError(InvoiceRefusal.CREDIT_EXCEEDS, f"{invoice.number} has lines 1 to {len(invoice.lines)}")
     left: dict[int, _Left] = {
@@ -275,6 +295,15 @@ def _credited(
         for credit in note.lines:
             amount_left, tax_left, exact_left = left[credit.line]
             left[credit.line] = (amount_left - credit.amount, tax_left - credit.tax, exact_left - credit.reversed)
+    re_rated = dict(re_rated)
+    for index, item in enumerate(invoice.lines, start=1):
+        amount_left, tax_left, exact_left = left[index]
+        taken_off = min(re_rated.get(item.account, ZERO), max(ZERO, exact_left))
+        if taken_off:
+            re_rated[item.account] -= taken_off
+            shown = min(amount_left, quantize(taken_off, invoice.scale))
+            tax = min(tax_left, quantize(shown * invoice.tax.rate / 100, invoice.scale))
+            left[index] = (amount_left - shown, tax_left - tax, exact_left - taken_off)
     if amount is not None and line is not None:
         taken = [_part_of_line(invoice, line, left[line], amount, limit)]
     else:

@@ -555,3 +555,33 @@ def test_sub_cent_usage_paid_from_a_prepaid_commitment_is_invoiced_and_rounded_o
     assert sum(i.total for i in issued) == storage.balances([receivable])[receivable, "USD"]
     assert all(i.total == i.total.quantize(Decimal("0.01")) for i in issued)
     assert storage.verify() == []
+
+
+def test_a_full_credit_after_a_re_rating_never_gives_back_what_the_re_rating_gave_back(
+    storage: Storage, book, registry
+) -> None:  # type: ignore[no-untyped-def]
+    """Attack finding: November (11.90, paid) re-rated 2.00 lower, carried as December's credit note (2.38);
+    a full credit of November with a refund then gave back 11.90 more: 14.28 of the 11.90 paid."""
+    from rating.invoices import open_credits
+    from rating.rerate import rerate
+    from rating.settlement import credit_invoice, pay_invoice
+
+    def priced(price: str) -> Pricebook:  # per unit, no minimum
+        return book(MINIMUM_FIX.format(floor="minimum", price=price).replace('    minimum: "5"\n', ""))
+
+    wrong, fixed = priced("0.010"), priced("0.008")
+    billed(wrong, storage, [event("n1", at=NOVEMBER, tokens=1000)], "2026-11")
+    billing = parse_billing(BILLING)
+    [november] = issue_invoices(storage, Catalog([wrong]), billing, "2026-11", ["acme"], issued=ISSUED).issued
+    pay_invoice(storage, november.number, november.total, "pay-nov")
+    now = dt.datetime(2026, 12, 15, tzinfo=dt.UTC)
+    rerate(storage, Catalog([fixed]), registry, dt.datetime(2026, 11, 1, tzinfo=dt.UTC), now, clock=lambda: now)
+    close_period(Engine(fixed, storage, registry, clock=later), "2026-12")
+    [carried] = issue_invoices(storage, Catalog([fixed]), billing, "2026-12", ["acme"], issued=ISSUED).credit_notes
+    assert carried.total == Decimal("2.38")
+    note, _ = credit_invoice(storage, november.number, "full", "cancelled", refund="customer")
+    assert (note.total, note.refund) == (Decimal("9.52"), Decimal("9.52"))  # 11.90 less the 2.38 given back
+    given_back = note.refund + sum(n.total for n in open_credits(storage, "acme"))
+    assert given_back == november.total
+    assert storage.balances(["revenue:basic:tokens"]).get(("revenue:basic:tokens", "USD"), Decimal(0)) == 0
+    assert storage.verify() == []
