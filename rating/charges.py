@@ -7,30 +7,21 @@ tuples are several times cheaper to build than frozen dataclasses.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from rating.events import UsageEvent
 from rating.ledger import Transaction
 from rating.money import format_decimal
 from rating.pricing import PricingModel
-from rating.statekeys import BYOK_SUFFIX, StateKey  # noqa: F401 (re-exported: they were defined here)
+from rating.records import ChargeRecord, CorrectionRecord, EventRecord, Usage
+from rating.statekeys import BYOK_SUFFIX, StateKey, total_state  # noqa: F401 (re-exported: they were defined here)
 
+if TYPE_CHECKING:
+    from rating.catalog import Catalog
+    from rating.pricebook import Contract, Plan
 
-class Usage(NamedTuple):
-    """One meter's reading of one event and the period aggregate before and after it."""
-
-    meter: str
-    group: tuple[str, ...]
-    period: str
-    reading: Decimal | str
-    before: Decimal
-    after: Decimal
-
-    def key(self, customer: str) -> StateKey:
-        """The period state this reading advanced."""
-        # A plain tuple of StateKey's shape, equal and hashing alike: constructing the NamedTuple costs
-        # seven times as much, once per meter reading on the hot path.
-        return (customer, self.meter, self.group, self.period)  # type: ignore[return-value]
+#: What re-rating one event changes (the record storage keeps): the name it had when it was defined here.
+Correction = CorrectionRecord
 
 
 class Charge(NamedTuple):
@@ -54,6 +45,10 @@ class Charge(NamedTuple):
     uncapped: Decimal | None = None
     stored_explanation: str | None = None
     stored_unit_price: Decimal | None = None
+    #: The running-total key of the charge and the label of the pricebook version that priced it: what
+    #: renders its explanation again from the catalog (:func:`explanation_of`).
+    key: str | None = None
+    version: str | None = None
 
     @property
     def quantity(self) -> Decimal:
@@ -68,6 +63,20 @@ class Charge(NamedTuple):
         if self.pricing is None:
             return self
         return self._replace(stored_explanation=self.explanation, stored_unit_price=self.unit_price, pricing=None)
+
+    def record(self, text: bool = True) -> ChargeRecord:
+        """The charge as storage keeps it, with its unit price; its explanation text too when ``text`` (or when
+        the catalog could not render it again: a charge priced without its identity), else as data only."""
+        pricing = self.pricing
+        if pricing is None:
+            price, explanation = self.stored_unit_price, self.stored_explanation
+        else:
+            price = pricing.unit_price_of(self.before, self.after)
+            explanation = self.explanation if text or self.key is None else None
+        return ChargeRecord(
+            self.plan, self.meter, self.group, self.period, self.model, self.before, self.after, self.amount,
+            self.asset, self.unit, price, explanation, self.uncapped, self.version, self.key,
+        )  # fmt: skip
 
     @property
     def unit_price(self) -> Decimal | None:
@@ -108,15 +117,33 @@ class RatedEvent(NamedTuple):
         return totals
 
 
-class Correction(NamedTuple):
-    """What re-rating one event changes: the charge records it adds and the transaction that posts the difference.
+def event_record(rating: RatedEvent, text: bool = True) -> EventRecord:
+    """What storage keeps of ``rating``: its charges as records (their explanation text only with ``text``)."""
+    charges = tuple(charge.record(text) for charge in rating.charges)
+    return EventRecord(rating.event, rating.period, rating.usage, charges, rating.transaction)
 
-    ``charges`` reverse the event's charges as they stood and add the new ones;
-    ``transaction`` (``rerate:EVENT:N``) moves the ledger by the same difference.
-    Nothing stored before is edited.
-    """
 
-    event_id: str
-    customer: str
-    charges: tuple[Charge, ...]
-    transaction: Transaction
+def explanation_of(record: ChargeRecord, catalog: Catalog | None = None) -> str:
+    """How ``record``'s amount follows from quantities and prices, in one line: the text stored with it, or
+    rendered by its pricing model in the pricebook version of ``catalog`` that priced it ("" if none can)."""
+    if record.explanation is not None:
+        return record.explanation
+    pricing = None if catalog is None else _pricing_of(record, catalog)
+    if pricing is None:
+        return ""
+    return Charge(*record[:10], pricing=pricing, uncapped=record.uncapped).explanation
+
+
+def _pricing_of(record: ChargeRecord, catalog: Catalog) -> PricingModel | None:
+    """The pricing model that priced ``record``: its version's plan or contract charge with its key."""
+    for book in catalog.versions:
+        if f"{book.pricebook}@{book.version.isoformat()}" != record.version:
+            continue
+        holders: list[tuple[str, Plan | Contract]] = list(book.contracts.items())
+        if record.plan in book.plans:
+            holders.insert(0, (record.plan, book.plans[record.plan]))
+        for name, holder in holders:
+            for charge in holder.charges:
+                if charge.meter == record.meter and total_state(name, charge.identity(book.currency)) == record.key:
+                    return charge.for_group(record.group)
+    return None
