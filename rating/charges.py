@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from rating.catalog import Catalog
     from rating.pricebook import Contract, Plan
 
+_new_record = tuple.__new__
+
 #: What re-rating one event changes (the record storage keeps): the name it had when it was defined here.
 Correction = CorrectionRecord
 
@@ -65,18 +67,52 @@ class Charge(NamedTuple):
         return self._replace(stored_explanation=self.explanation, stored_unit_price=self.unit_price, pricing=None)
 
     def record(self, text: bool = True) -> ChargeRecord:
-        """The charge as storage keeps it, with its unit price; its explanation text too when ``text`` (or when
-        the catalog could not render it again: a charge priced without its identity), else as data only."""
-        pricing = self.pricing
-        if pricing is None:
-            price, explanation = self.stored_unit_price, self.stored_explanation
-        else:
-            price = pricing.unit_price_of(self.before, self.after)
-            explanation = self.explanation if text or self.key is None else None
-        return ChargeRecord(
-            self.plan, self.meter, self.group, self.period, self.model, self.before, self.after, self.amount,
-            self.asset, self.unit, price, explanation, self.uncapped, self.version, self.key,
-        )  # fmt: skip
+        """The charge as storage keeps it: with its unit price and explanation text when ``text`` (or when the
+        catalog could not render them again: a charge priced without its identity), else as data only."""
+        # Unpacked at once and built with tuple.__new__ (no argument parsing): one record per charge on the hot path.
+        (
+            plan,
+            meter,
+            group,
+            period,
+            model,
+            before,
+            after,
+            amount,
+            asset,
+            unit,
+            pricing,
+            uncapped,
+            text_,
+            price,
+            key,
+            version,
+        ) = self
+        if pricing is not None:
+            if text or key is None:
+                price, text_ = pricing.unit_price_of(before, after), self.explanation
+            else:  # data only: both are rendered from the catalog when someone reads them (:func:`rendered`)
+                price = text_ = None
+        return _new_record(
+            ChargeRecord,
+            (
+                plan,
+                meter,
+                group,
+                period,
+                model,
+                before,
+                after,
+                amount,
+                asset,
+                unit,
+                price,
+                text_,
+                uncapped,
+                version,
+                key,
+            ),
+        )
 
     @property
     def unit_price(self) -> Decimal | None:
@@ -119,19 +155,28 @@ class RatedEvent(NamedTuple):
 
 def event_record(rating: RatedEvent, text: bool = True) -> EventRecord:
     """What storage keeps of ``rating``: its charges as records (their explanation text only with ``text``)."""
-    charges = tuple(charge.record(text) for charge in rating.charges)
-    return EventRecord(rating.event, rating.period, rating.usage, charges, rating.transaction)
+    event, _, period, usage, charges, transaction = rating
+    records = tuple([charge.record(text) for charge in charges])
+    return _new_record(EventRecord, (event, period, usage, records, transaction))
 
 
 def explanation_of(record: ChargeRecord, catalog: Catalog | None = None) -> str:
     """How ``record``'s amount follows from quantities and prices, in one line: the text stored with it, or
     rendered by its pricing model in the pricebook version of ``catalog`` that priced it ("" if none can)."""
-    if record.explanation is not None:
-        return record.explanation
-    pricing = None if catalog is None else _pricing_of(record, catalog)
+    return rendered(record, catalog).explanation or ""
+
+
+def rendered(record: ChargeRecord, catalog: Catalog | None = None) -> ChargeRecord:
+    """``record`` with its explanation and unit price: as stored, or, for a record kept as data only (no
+    text), rendered now by its pricing model in the version of ``catalog`` that priced it (as it is without
+    one, or when the catalog no longer holds that version)."""
+    if record.explanation is not None or catalog is None:
+        return record
+    pricing = _pricing_of(record, catalog)
     if pricing is None:
-        return ""
-    return Charge(*record[:10], pricing=pricing, uncapped=record.uncapped).explanation
+        return record
+    charge = Charge(*record[:10], pricing=pricing, uncapped=record.uncapped)
+    return record._replace(unit_price=charge.unit_price, explanation=charge.explanation)
 
 
 def _pricing_of(record: ChargeRecord, catalog: Catalog) -> PricingModel | None:

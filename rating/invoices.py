@@ -45,7 +45,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
@@ -54,6 +54,7 @@ from pydantic import BaseModel, ConfigDict
 from rating.accounts import prepaid_account, receivable_account, revenue_account
 from rating.billing import AppliedTax, Billing, Party, Profile, TaxError, tax_for
 from rating.catalog import Catalog
+from rating.charges import rendered
 from rating.errors import InvoiceError
 from rating.ledger import RERATE, Posting, Transaction
 from rating.money import ZERO, exact, quantize, round_to_total
@@ -414,7 +415,7 @@ def _draft(storage: Storage, catalog: Catalog, billing: Billing, period: str, cu
     except TaxError as error:
         raise InvoiceError(InvoiceRefusal.NO_TAX_RULE, str(error)) from None
     _, start, end = bounds_of(period, zone(book.timezone_of(customer)), book.anchor_of(customer))
-    posted = _read(storage, customer, period, start, end)
+    posted = _read(storage, catalog, customer, period, start, end)
     usage = _usage_lines(posted, customer, currency)
     own = [line for line in usage if line.adjusts is None]
     exact_lines = own + _closing_lines(posted, customer) + [line for line in usage if line.adjusts is not None]
@@ -482,8 +483,15 @@ class _Posted:
         return sum((_on(t.postings, receivable_account(customer), currency) for t in transactions), ZERO)
 
 
-def _read(storage: Storage, customer: str, period: str, start: dt.datetime, end: dt.datetime) -> _Posted:
-    charges = [stored for stored in storage.charges(customer) if stored.charge.period == period]
+def _read(
+    storage: Storage, catalog: Catalog, customer: str, period: str, start: dt.datetime, end: dt.datetime
+) -> _Posted:
+    # Unit prices of charges kept as data only (memory storage) are rendered from the catalog that priced them.
+    charges = [
+        replace(stored, charge=rendered(stored.charge, catalog))
+        for stored in storage.charges(customer)
+        if stored.charge.period == period
+    ]
     events = {stored.event_id for stored in charges}
     all_corrections = storage.transactions_of(RERATE, customer)
     # An event whose correction adjusts a closed period was rated (and invoiced) there: here it has only the

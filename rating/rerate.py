@@ -63,7 +63,7 @@ from rating.accounts import (
     prepaid_account,
 )
 from rating.catalog import Catalog
-from rating.charges import Charge, StateKey, explanation_of
+from rating.charges import Charge, StateKey, rendered
 from rating.engine import Rejection
 from rating.errors import EventError, RerateRefused
 from rating.events import UsageEvent
@@ -434,10 +434,8 @@ class _Run:
             charges: dict[str, list[ChargeRecord]] = {}
             catalog = self.pricer.catalog
             for stored in self.storage.charges(customer):
-                charge = stored.charge
-                if charge.explanation is None:  # rendered now: netting and reversing keep the text as it was
-                    charge = charge._replace(explanation=explanation_of(charge, catalog))
-                charges.setdefault(stored.event_id, []).append(charge)
+                # Rendered now, if kept as data: netting and reversing keep the text and unit price as they were.
+                charges.setdefault(stored.event_id, []).append(rendered(stored.charge, catalog))
             corrections: dict[str, list[Transaction]] = {}
             for transaction in self.storage.transactions_of(RERATE, customer):
                 corrections.setdefault(transaction.metadata["event_id"], []).append(transaction)

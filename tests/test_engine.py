@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rating.charges import explanation_of
+from rating.charges import explanation_of, rendered
 from rating.engine import Engine
 from rating.errors import EventConflict, EventError, PluginError
 from rating.events import Sourced, UsageEvent
@@ -230,6 +230,8 @@ def test_memory_storage_is_handed_explanations_as_data_and_the_pricing_layer_ren
     )
     assert explanation_of(stored) == ""  # without the catalog there is nothing to render it by
     assert explanation_of(stored._replace(explanation="kept")) == "kept"  # stored text wins
+    [requests] = [c.charge for c in storage.charges() if c.charge.meter == "requests"]
+    assert requests.unit_price is None and rendered(requests, engine.catalog).unit_price == Decimal("0.01")
 
 
 @settings(max_examples=40, deadline=None)

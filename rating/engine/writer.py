@@ -235,8 +235,11 @@ class BatchWriter:
         """
         text = self.storage.keeps_explanations
         records = [event_record(rating, text) for rating in ratings]
+        fresh = self.storage.record(records, limits, checked=True)
+        if len(fresh) == len(ratings):  # checked: all of them, as the storage was handed them
+            return ratings
         rated = {id(record): rating for record, rating in zip(records, ratings, strict=True)}
-        return [rated[id(record)] for record in self.storage.record(records, limits, checked=True)]
+        return [rated[id(record)] for record in fresh]
 
     def _overtaken(self, ratings: list[RatedEvent], read: dict[StateKey, Decimal]) -> bool:
         """Whether another writer stored what ``ratings`` were rated without: one of their events, the close
