@@ -156,8 +156,22 @@ class RatedEvent(NamedTuple):
 def event_record(rating: RatedEvent, text: bool = True) -> EventRecord:
     """What storage keeps of ``rating``: its charges as records (their explanation text only with ``text``)."""
     event, _, period, usage, charges, transaction = rating
-    records = tuple([charge.record(text) for charge in charges])
+    if text:
+        records = tuple([charge.record(True) for charge in charges])
+    else:
+        records = tuple([_data_only(charge) for charge in charges])
     return _new_record(EventRecord, (event, period, usage, records, transaction))
+
+
+def _data_only(charge: Charge) -> ChargeRecord:
+    """``charge.record(False)``, by position: the memory path's one record per charge."""
+    if charge[10] is None:  # described already: its text and unit price are kept
+        tail = (charge[13], charge[12], charge[11], charge[15], charge[14])
+    elif charge[14] is None:  # no identity to render it again by
+        return charge.record(True)
+    else:
+        tail = (None, None, charge[11], charge[15], charge[14])
+    return _new_record(ChargeRecord, charge[:10] + tail)
 
 
 def explanation_of(record: ChargeRecord, catalog: Catalog | None = None) -> str:

@@ -233,10 +233,11 @@ class Pricer:
                                uncapped, text, each.unit_price, identity, label)
                     )  # fmt: skip
                     continue
-                line = Charge(
+                # tuple.__new__ skips the named tuple's argument parsing: a charge per meter and event.
+                line = _new_charge(Charge, (
                     plan, name, group, period, pricing.name, before, after, amount, asset, unit, pricing, uncapped,
                     None, None, identity, label,
-                )  # fmt: skip
+                ))  # fmt: skip
                 # A carried-over allowance is described now: the catalog alone cannot render its carry again.
                 charges.append(line.described() if self._describe or pricing.rollover else line)
         if refusals:
@@ -263,6 +264,9 @@ class Pricer:
         if result.id != event.id or result.customer != event.customer:
             raise PluginError(f"a rating_enrich_event plugin changed the id or customer of event {event.id}")
         return result
+
+
+_new_charge = tuple.__new__
 
 
 def _refusal(error: EventError | ArithmeticError) -> EventError:

@@ -167,21 +167,22 @@ class MemoryStorage(Storage):
 
     def _write_ratings(self, ratings: Sequence[EventRecord]) -> None:
         self._write_transactions([r.transaction for r in ratings])
-        states, records = self._states, self._records
-        for rating in ratings:
-            event = rating.event
-            self._events[event.id] = event
-            for usage in rating.usage:
-                key = usage.key(event.customer)
-                state = states.get(key)
+        states, records, events = self._states, self._records, self._events
+        for event, _, usage, charges, _ in ratings:  # unpacked at once: once per event on the hot path
+            customer = event.customer
+            events[event.id] = event
+            for meter, group, period, reading, _, after in usage:
+                key = (customer, meter, group, period)  # a StateKey's shape, equal and hashing alike
+                state = states.get(key)  # type: ignore[call-overload]
+                unique = isinstance(reading, str)
                 if state is None:
-                    state = states[key] = PeriodState(ZERO, set() if isinstance(usage.reading, str) else None)
-                state.quantity = usage.after
-                if isinstance(usage.reading, str):
+                    state = states[key] = PeriodState(ZERO, set() if unique else None)  # type: ignore[index]
+                state.quantity = after
+                if unique:
                     assert state.members is not None
-                    state.members.add(usage.reading)
-            readings = tuple((u.meter, u.reading) for u in rating.usage)
-            records.append((event.id, event.customer, rating.charges, event, readings))
+                    state.members.add(reading)
+            readings = tuple([(u[0], u[3]) for u in usage])
+            records.append((event.id, customer, charges, event, readings))
 
     def _write_corrections(
         self, corrections: Sequence[CorrectionRecord], states: Mapping[StateKey, PeriodState]
