@@ -330,6 +330,18 @@ class StorageContract:
         assert storage.rated_events(["e2", "e3"]) == {}
         assert storage.closed_periods([]) == set()
 
+    def test_a_charge_kept_as_data_only_is_stored_with_its_identity_and_amounts(self, storage: Storage) -> None:
+        """A record without text (the pricing layer renders it on read) stores; the adapter makes no text."""
+        record = rated("e1", 100)
+        [charge] = record.charges
+        data_only = charge._replace(unit_price=None, explanation=None, version="bench@2026-11-01", key="total:k")
+        storage.record([record._replace(charges=(data_only,))])
+        [stored] = storage.charges("acme")
+        assert (
+            stored.charge[:10] == data_only[:10]
+        )  # plan, meter, group, period, model, quantities, amount, asset, unit
+        assert stored.charge.unit_price is None and stored.charge.explanation in (None, "")
+
     # -- corrections ------------------------------------------------------------------------
 
     def test_corrections_are_stored_once_and_replace_the_state_they_name(self, storage: Storage) -> None:
