@@ -162,6 +162,12 @@ def payouts_account(asset: str) -> str:
     return f"payouts:{asset}"
 
 
+def tax_account(tax: str, country: str) -> str:
+    """Where tax ``tax`` (its name, spaces as ``_``) of ``country`` is held until paid to the authority:
+    ``tax:NAME:COUNTRY``."""
+    return f"tax:{tax.replace(' ', '_')}:{country}"
+
+
 # -- parsing ----------------------------------------------------------------------------
 
 

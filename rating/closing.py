@@ -49,7 +49,8 @@ from rating.accounts import (
 )
 from rating.catalog import Catalog
 from rating.errors import RatingError
-from rating.ledger import Posting, Transaction, closing_id
+from rating.ids import TransactionKind, closing_id, commitment_id, fee_id, minimum_id, prepayment_id, rounding_id
+from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact, quantize
 from rating.periods import ONE_TICK, PeriodClock, PeriodKind, bounds_of, parse_period, zone
 from rating.pricebook import Pricebook
@@ -60,7 +61,7 @@ from rating.subscriptions import Span, contract_span, prorated, spans_within
 if TYPE_CHECKING:
     # Types only: a close runs against an engine and its storage; loading this module needs neither.
     from rating.engine import Engine
-    from rating.storage.base import Storage
+    from rating.storage.base import Storage, StoredCharge
 
 
 @dataclass
@@ -82,8 +83,20 @@ def _charge(
     return Transaction(id, at, what, postings, {"customer": customer, **metadata})
 
 
-def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[str, Decimal]) -> list[Transaction]:
-    """The closing transactions of one customer for ``period`` (empty when nothing applies)."""
+def customer_closing(
+    book: Pricebook,
+    customer: str,
+    period: str,
+    totals: dict[str, Decimal],
+    adjustments: Mapping[str, Decimal] | None = None,
+    drawn: Decimal = ZERO,
+) -> list[Transaction]:
+    """The closing transactions of one customer for ``period`` (empty when nothing applies).
+
+    ``totals`` are the period's charges per asset; ``adjustments`` the part of them that corrects closed
+    periods (re-rated into this one: they belong to the periods they adjust, so no minimum or commitment of
+    this one counts them); ``drawn`` what a prepaid commitment paid of them (not owed on the receivable, so
+    the rounding leaves it out)."""
     kind, start, end = bounds_of(period, zone(book.timezone_of(customer)), book.anchor_of(customer))
     parts = spans_within(book, customer, start, end) if customer in book.customers else []
     contracts = []
@@ -107,37 +120,37 @@ def customer_closing(book: Pricebook, customer: str, period: str, totals: dict[s
             span = f"{part.start.isoformat()}/{part.end.isoformat()}"
             account = revenue_account(part.plan, "fee")
             what = f"{part.plan} fee for {period}"
-            id = f"fee:{customer}:{period}:{number}"
+            id = fee_id(customer, period, number)
             result.append(_charge(id, part.start, what, customer, account, fee, currency, plan=part.plan, covers=span))
     # A negative period (a volume credit) is a credit to the customer, never a reason for a true-up.
-    spent = max(ZERO, totals.get(currency, ZERO) + fees)
+    spent = max(ZERO, totals.get(currency, ZERO) - (adjustments or {}).get(currency, ZERO) + fees)
     shortfall = max(ZERO, minimum - spent)
     if shortfall:
         last = parts[-1].plan
         account = revenue_account(last, "minimum")
         what = f"minimum spend true-up for {period}"
-        id = f"minimum:{customer}:{period}"
+        id = minimum_id(customer, period)
         result.append(_charge(id, closing_at, what, customer, account, shortfall, currency, minimum=str(minimum)))
     for name, _, contract in contracts:
         begins = contract_span(book, name).start
         if contract.prepaid and start <= begins < end:
-            what, id = f"prepaid commitment of {name}", f"prepayment:{name}"
+            what, id = f"prepaid commitment of {name}", prepayment_id(name)
             account, amount = prepaid_account(customer), contract.prepaid
             result.append(_charge(id, begins, what, customer, account, amount, currency, contract=name))
     committed = sum((prorated(c.commitment or ZERO, span, start, end, scale) for _, span, c in contracts), ZERO)
     uncommitted = max(ZERO, committed - spent - shortfall)
     if uncommitted:
         name = contracts[-1][0]
-        what, id = f"commitment true-up for {period}", f"commitment:{customer}:{period}"
+        what, id = f"commitment true-up for {period}", commitment_id(customer, period)
         account = contract_revenue_account(name)
         extra = {"contract": name, "commitment": str(committed)}
         result.append(_charge(id, closing_at, what, customer, account, uncommitted, currency, **extra))
     owed = dict(totals)
-    owed[currency] = owed.get(currency, ZERO) + fees + shortfall + uncommitted
+    owed[currency] = owed.get(currency, ZERO) - drawn + fees + shortfall + uncommitted
     for asset, total in sorted(owed.items()):
         difference = quantize(total, book.scale_of(asset)) - total
         if difference:
-            id, what = f"rounding:{customer}:{period}:{asset}", f"rounding of {period} to the asset's scale"
+            id, what = rounding_id(customer, period, asset), f"rounding of {period} to the asset's scale"
             result.append(_charge(id, closing_at, what, customer, rounding_account(asset), difference, asset))
     marker = {"customer": customer, "period": period, "transactions": str(len(result))}
     result.append(Transaction(closing_id(customer, period), closing_at, f"close {period}", (), marker))
@@ -206,7 +219,7 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
         predecessors = _Predecessors(storage)
         closing: dict[str, list[Transaction]] = {}  # each customer to close, with its closing transactions
         for customer in names:
-            transactions = customer_closing(book, customer, period, totals.get(customer, {}))
+            transactions = _closing_of(storage, book, customer, period, totals)
             if not transactions:
                 continue  # billed by another kind of period, or nothing to close: not this close's business
             timezone, anchor = zone(book.timezone_of(customer)), book.anchor_of(customer)
@@ -215,7 +228,7 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
             if end > now:
                 reason = f"period {period} ends {end.isoformat()}, after now ({now.isoformat()})"
                 report.skipped.append(Skipped(customer, CloseRefusal.PERIOD_NOT_ENDED, reason))
-            elif predecessors.open(customer, before):
+            elif predecessors.open(customer, before, _prepaid_across(catalog, customer, start)):
                 reason = f"period {before} is still open: close it first"
                 report.skipped.append(Skipped(customer, CloseRefusal.PREDECESSOR_OPEN, reason))
             else:
@@ -224,7 +237,7 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
         if resettled:  # a prepaid draw-down re-drawn in this period: its charges stand, re-read them all the same
             totals = _totals_by_customer(storage, period)
             for customer in resettled:
-                closing[customer] = customer_closing(book, customer, period, totals.get(customer, {}))
+                closing[customer] = _closing_of(storage, book, customer, period, totals)
         report.already_closed = sorted(
             customer for customer, _ in storage.closed_periods([(c, period) for c in closing])
         )
@@ -307,6 +320,61 @@ def _prepaid_across(catalog: Catalog, customer: str, end: dt.datetime) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class PeriodUsage:
+    """What one customer's period holds from usage, read once: its charge records, the rating and correction
+    transactions that post them, and the events whose corrections here adjust a closed period."""
+
+    charges: list[StoredCharge]
+    #: Event id -> the closed period its corrections posted here adjust (its charges here are those corrections).
+    adjusted: dict[str, str]
+    #: The ratings of the period's own events, then the corrections posted into the period.
+    ratings: list[Transaction]
+    corrections: list[Transaction]
+
+
+def period_usage(storage: Storage, customer: str, period: str) -> PeriodUsage:
+    """The usage of ``customer``'s ``period`` as the ledger holds it (what close and invoices read)."""
+    charges = [stored for stored in storage.charges(customer) if stored.charge.period == period]
+    events = {stored.event_id for stored in charges}
+    all_corrections = storage.transactions_of(TransactionKind.RERATE, customer)
+    # An event whose correction adjusts a closed period was rated (and invoiced) there: here it has only the
+    # correction's charge records, and its rating is not this period's.
+    adjusted = {
+        t.metadata["event_id"]: t.metadata["adjusts"]
+        for t in all_corrections
+        if t.metadata.get("event_id") in events and t.metadata.get("adjusts", period) != period
+    }
+    ratings = [
+        t
+        for t in storage.transactions_of(TransactionKind.RATING, customer)
+        if t.metadata.get("event_id") in events and t.metadata["event_id"] not in adjusted
+    ]
+    corrections = [t for t in all_corrections if t.metadata.get("period") == period]
+    return PeriodUsage(charges, adjusted, ratings, corrections)
+
+
+def _closing_of(
+    storage: Storage, book: Pricebook, customer: str, period: str, totals: Mapping[str, dict[str, Decimal]]
+) -> list[Transaction]:
+    """:func:`customer_closing` with ``customer``'s charges of ``period``, the part of them that adjusts closed
+    periods, and what its prepaid commitment paid of them; the ledger is read again only where a correction
+    of a closed period or a prepaid commitment is."""
+    mine = totals.get(customer, {})
+    prepaid = any(c.customer == customer and c.prepaid for c in book.contracts.values())
+    corrections = storage.transactions_of(TransactionKind.RERATE, customer)
+    if not (prepaid or any(t.metadata.get("period") == period and "adjusts" in t.metadata for t in corrections)):
+        return customer_closing(book, customer, period, mine)
+    usage = period_usage(storage, customer, period)
+    adjustments: dict[str, Decimal] = {}
+    for stored in usage.charges:
+        if stored.event_id in usage.adjusted:
+            adjustments[stored.charge.asset] = adjustments.get(stored.charge.asset, ZERO) + stored.charge.amount
+    account = prepaid_account(customer)
+    drawn = sum((p.amount for t in usage.ratings + usage.corrections for p in t.postings if p.account == account), ZERO)
+    return customer_closing(book, customer, period, mine, adjustments, drawn)
+
+
 def _totals_by_customer(storage: Storage, period: str) -> dict[str, dict[str, Decimal]]:
     """The period's charges per customer and asset, as stored."""
     by_customer: dict[str, dict[str, Decimal]] = {}
@@ -323,17 +391,20 @@ def _customers_to_close(book: Pricebook, totals: Mapping[str, object], customers
 
 
 class _Predecessors:
-    """Whether a customer's previous period is open: usage was rated in it and it is not closed.
+    """Whether a customer's previous period is open: usage was rated in it (or, under a prepaid commitment,
+    may still be) and it is not closed.
 
-    Only usage makes the order of closes matter (rollover carries, late usage); a
-    previous period with nothing but fees to post may be closed later.
+    Only usage makes the order of closes matter (rollover carries, late usage, a prepaid draw-down); a
+    previous period with nothing but fees to post may be closed later, except under a prepaid commitment
+    that runs through both: usage arriving there later would draw what the later period already drew.
     """
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._totals: dict[str, dict[str, dict[str, Decimal]]] = {}
 
-    def open(self, customer: str, period: str) -> bool:
+    def open(self, customer: str, period: str, prepaid: bool = False) -> bool:
         if period not in self._totals:
             self._totals[period] = _totals_by_customer(self.storage, period)
-        return customer in self._totals[period] and not self.storage.closed_periods([(customer, period)])
+        used = prepaid or customer in self._totals[period]
+        return used and not self.storage.closed_periods([(customer, period)])

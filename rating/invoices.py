@@ -52,11 +52,14 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from rating.accounts import prepaid_account, receivable_account, revenue_account
+from rating.accounts import tax_account as _tax_account
 from rating.billing import AppliedTax, Billing, Party, Profile, TaxError, tax_for
 from rating.catalog import Catalog
 from rating.charges import rendered
+from rating.closing import period_usage
 from rating.errors import InvoiceError
-from rating.ledger import RERATE, Posting, Transaction
+from rating.ids import TransactionKind, parse, tax_id
+from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact, quantize, round_to_total
 from rating.periods import bounds_of, zone
 from rating.pricebook import Pricebook
@@ -64,7 +67,11 @@ from rating.refusals import InvoiceRefusal
 from rating.storage import Storage, StoredCharge
 
 #: Period-close kinds that put a line on the invoice, with the line's description.
-CLOSING_LINES = {"fee": "subscription fee", "minimum": "minimum spend true-up", "commitment": "commitment true-up"}
+CLOSING_LINES = {
+    TransactionKind.FEE: "subscription fee",
+    TransactionKind.MINIMUM: "minimum spend true-up",
+    TransactionKind.COMMITMENT: "commitment true-up",
+}
 #: The document kind of an invoice.
 INVOICE = "invoice"
 
@@ -389,11 +396,11 @@ class _Draft:
         if not self.tax_total:
             return []
         currency, receivable = self.book.currency, receivable_account(self.customer)
-        account = _tax_account(self.tax, self.profile.country)
+        account = _tax_account(self.tax.name, self.profile.country)
         postings = (Posting(receivable, currency, self.tax_total), Posting(account, currency, -self.tax_total))
         at = self.end - dt.timedelta(microseconds=1)
         metadata = {"customer": self.customer, "period": self.period, "invoice": number}
-        return [Transaction(f"tax:{self.customer}:{self.period}", at, f"tax of {number}", postings, metadata)]
+        return [Transaction(tax_id(self.customer, self.period), at, f"tax of {number}", postings, metadata)]
 
 
 def _draft(storage: Storage, catalog: Catalog, billing: Billing, period: str, customer: str, on: dt.date) -> _Draft:
@@ -486,37 +493,22 @@ class _Posted:
 def _read(
     storage: Storage, catalog: Catalog, customer: str, period: str, start: dt.datetime, end: dt.datetime
 ) -> _Posted:
+    usage = period_usage(storage, customer, period)
     # Unit prices of charges kept as data only (memory storage) are rendered from the catalog that priced them.
-    charges = [
-        replace(stored, charge=rendered(stored.charge, catalog))
-        for stored in storage.charges(customer)
-        if stored.charge.period == period
-    ]
-    events = {stored.event_id for stored in charges}
-    all_corrections = storage.transactions_of(RERATE, customer)
-    # An event whose correction adjusts a closed period was rated (and invoiced) there: here it has only the
-    # correction's charge records, and its rating is not this period's.
-    adjusted = {
-        t.metadata["event_id"]: t.metadata["adjusts"]
-        for t in all_corrections
-        if t.metadata.get("event_id") in events and t.metadata.get("adjusts", period) != period
-    }
-    ratings = [
-        t
-        for t in storage.transactions_of("rating", customer)
-        if t.metadata.get("event_id") in events and t.metadata["event_id"] not in adjusted
-    ]
-    corrections = [t for t in all_corrections if t.metadata.get("period") == period]
+    charges = [replace(stored, charge=rendered(stored.charge, catalog)) for stored in usage.charges]
+    adjusted, ratings, corrections = usage.adjusted, usage.ratings, usage.corrections
     closing = [
         (description, transaction)
         for kind, description in CLOSING_LINES.items()
         for transaction in storage.transactions_of(kind, customer)
-        if transaction.id.split(":")[2] == period
+        if parse(transaction.id).period == period
     ]
     closing += [
-        ("prepaid commitment", t) for t in storage.transactions_of("prepayment", customer) if start <= t.timestamp < end
+        ("prepaid commitment", t)
+        for t in storage.transactions_of(TransactionKind.PREPAYMENT, customer)
+        if start <= t.timestamp < end
     ]
-    rounding = [t for t in storage.transactions_of("rounding", customer) if t.id.split(":")[2] == period]
+    rounding = [t for t in storage.transactions_of(TransactionKind.ROUNDING, customer) if parse(t.id).period == period]
     late = {t.metadata["event_id"]: t.metadata["late_for"] for t in ratings if "late_for" in t.metadata}
     invoiced = {invoice.period: invoice.number for invoice in invoices(storage, customer=customer)} if adjusted else {}
     return _Posted(charges, late, adjusted, invoiced, ratings + corrections, closing, rounding)
@@ -596,9 +588,8 @@ def _rounded(lines: list[ExactLine], total: Decimal, scale: int) -> list[Invoice
 
 
 def tax_account(invoice: Invoice) -> str:
-    """Where the tax of ``invoice`` is held until paid to the authority: ``tax:NAME:COUNTRY``."""
-    return _tax_account(invoice.tax, invoice.buyer.country)
+    """Where the tax of ``invoice`` is held until paid to the authority: ``tax:NAME:COUNTRY``.
 
-
-def _tax_account(tax: AppliedTax, country: str) -> str:
-    return f"tax:{tax.name.replace(' ', '_')}:{country}"
+    The account is named by :func:`rating.accounts.tax_account`; this name stays for one release.
+    """
+    return _tax_account(invoice.tax.name, invoice.buyer.country)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
+from rating import ids
 from rating.errors import InvalidAmount, InvalidTransaction, UnbalancedTransaction
 from rating.money import ZERO
 
@@ -54,26 +55,13 @@ def imbalance(postings: Iterable[Posting]) -> dict[str, Decimal]:
     return {asset: total for asset, total in totals.items() if total != 0}
 
 
-#: Id prefix of the transaction that posts a rated event.
-RATING_PREFIX = "rating:"
-
-
-def rating_id(event_id: str) -> str:
-    """Id of the transaction that posts the rated event ``event_id``."""
-    return f"{RATING_PREFIX}{event_id}"
-
-
+# Transaction ids are built and parsed in rating.ids; these names stay importable from here for one release.
+RATING_PREFIX = ids.RATING_PREFIX
+rating_id = ids.rating_id
 #: The kind of a re-rating correction's transaction id: ``rerate:EVENT:N``.
-RERATE = "rerate"
-
-
-#: Id prefix of the marker transactions that close a customer's period.
-CLOSING_PREFIX = "close:"
-
-
-def closing_id(customer: str, period: str) -> str:
-    """Id of the marker transaction that closes ``period`` for ``customer``."""
-    return f"{CLOSING_PREFIX}{customer}:{period}"
+RERATE = ids.TransactionKind.RERATE
+CLOSING_PREFIX = ids.CLOSING_PREFIX
+closing_id = ids.closing_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +87,7 @@ class Transaction:
     @property
     def kind(self) -> str:
         """What the transaction is: the first word of its id (``rating``, ``grant``, ``reserve``, ``close`` ...)."""
-        return self.id.partition(":")[0]
+        return ids.prefix_of(self.id)
 
     @property
     def customer(self) -> str | None:

@@ -19,13 +19,22 @@ import enum
 from decimal import Decimal
 
 from rating.errors import TransactionConflict
+from rating.ids import (
+    TransactionKind,
+    chargeback_id,
+    deposit_id,
+    paid_reference,
+    payment_marker_id,
+    refund_id,
+    settle_id,
+)
 from rating.ledger import Transaction
 from rating.storage.base import Storage
 
 #: The transaction kind of the registry's markers: ``payment:ID``.
-PAYMENT = "payment"
+PAYMENT = TransactionKind.PAYMENT
 #: How a top-up's deposit names the payment that funded it: ``deposit:payment:ID``.
-PAID_DEPOSIT = "payment:"
+PAID_DEPOSIT = paid_reference("")
 
 
 class Purpose(enum.StrEnum):
@@ -37,12 +46,13 @@ class Purpose(enum.StrEnum):
     CHARGEBACK = "chargeback"
 
 
-#: The transaction each purpose posts for payment id ``ID`` (how payments before the registry are found).
+#: The transaction each purpose posts for payment id ``ID`` (how payments before the registry are found),
+#: as a ``str.format`` template: the ids' builders given ``{}`` for the payment id.
 POSTED_AS = {
-    Purpose.INVOICE: "settle:{}",
-    Purpose.TOP_UP: "deposit:" + PAID_DEPOSIT + "{}",
-    Purpose.REFUND: "refund:{}",
-    Purpose.CHARGEBACK: "chargeback:{}",
+    Purpose.INVOICE: settle_id("{}"),
+    Purpose.TOP_UP: deposit_id(paid_reference("{}")),
+    Purpose.REFUND: refund_id("{}"),
+    Purpose.CHARGEBACK: chargeback_id("{}"),
 }
 
 
@@ -61,7 +71,7 @@ def payment_marker(
     same id with other content atomically.
     """
     metadata = {"customer": customer, "purpose": str(purpose), "asset": asset, "amount": str(amount), **details}
-    return Transaction(f"{PAYMENT}:{payment_id}", at, f"{purpose} {payment_id}", (), metadata)
+    return Transaction(payment_marker_id(payment_id), at, f"{purpose} {payment_id}", (), metadata)
 
 
 def claim(storage: Storage, payment_id: str, purpose: Purpose, customer: str) -> None:

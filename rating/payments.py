@@ -39,6 +39,7 @@ from typing import Any
 from rating.accounts import check_id
 from rating.errors import InvalidAmount, InvalidId, InvoiceError, RatingError, TransactionConflict, UnknownDeposit
 from rating.events import DuplicateKey, unique_keys
+from rating.ids import paid_reference
 from rating.money import to_decimal
 from rating.pricebook import Pricebook
 from rating.refusals import InvoiceRefusal, PaymentRefusal
@@ -220,7 +221,12 @@ def confirm_payment(
     if payment.refunds is not None:
         try:
             taken = wallets.take_back(
-                payment.customer, payment.asset, payment.amount, payment.id, f"payment:{payment.refunds}", payment.kind
+                payment.customer,
+                payment.asset,
+                payment.amount,
+                payment.id,
+                paid_reference(payment.refunds),
+                payment.kind,
             )
         except UnknownDeposit as error:
             raise PaymentRejected(PaymentRefusal.UNKNOWN_PAYMENT, str(error)) from None
@@ -228,7 +234,7 @@ def confirm_payment(
             raise PaymentRejected(PaymentRefusal.CONFLICT, f"{payment.kind} {payment.id}: {error}") from None
         return PaymentResult.CREDITED if taken else PaymentResult.REPLAYED
     try:
-        credited = wallets.deposit(payment.customer, payment.asset, payment.amount, f"payment:{payment.id}")
+        credited = wallets.deposit(payment.customer, payment.asset, payment.amount, paid_reference(payment.id))
     except TransactionConflict as error:
         raise PaymentRejected(PaymentRefusal.CONFLICT, f"payment {payment.id}: {error}") from None
     return PaymentResult.CREDITED if credited else PaymentResult.REPLAYED

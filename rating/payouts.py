@@ -24,6 +24,7 @@ from decimal import ROUND_DOWN, Decimal
 
 from rating.accounts import creator_account, creator_of, payouts_account
 from rating.errors import PayoutRefused
+from rating.ids import TransactionKind, payout_id
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, quantize
 from rating.periods import bounds_of, parse_period, zone
@@ -73,7 +74,7 @@ def pay_creators(
         for (account, asset), balance in sorted(storage.account_totals(map(creator_account, creators), end).items()):
             owed_at_end.setdefault(account, []).append((asset, -balance))
         for creator in creators:
-            id = f"payout:{creator}:{week}"
+            id = payout_id(creator, week)
             stored = storage.transaction(id)
             if stored is not None:
                 asset = stored.postings[0].asset
@@ -97,7 +98,7 @@ def pay_creators(
 def _paid_since(storage: Storage, end: dt.datetime) -> dict[tuple[str, str], Decimal]:
     """Per (creator, asset): what payouts dated at or after ``end`` paid (those before it are in the balance)."""
     paid: dict[tuple[str, str], Decimal] = {}
-    for payout in storage.transactions_of("payout"):
+    for payout in storage.transactions_of(TransactionKind.PAYOUT):
         if payout.timestamp >= end:
             first = payout.postings[0]
             key = (payout.metadata["creator"], first.asset)

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from rating.charges import RatedEvent, Usage
 from rating.errors import EventError
 from rating.events import UsageEvent
-from rating.ledger import Transaction, rating_id
+from rating.ids import rating_id
+from rating.ledger import Transaction
 from rating.policies import (
     ClosedLookup,
     WalletFunding,
@@ -38,8 +39,8 @@ from rating.pricebook import Pricebook
 from rating.pricer import PricedEvent, Pricer, StateLookup, Terms
 from rating.refusals import Refusal
 
-if TYPE_CHECKING:  # types only: the pipeline is core and imports no wallet
-    from rating.wallet import Grant, Reservation
+if TYPE_CHECKING:  # types only
+    from rating.funding import Grant, Reservation
 
 
 class Step(NamedTuple):

@@ -25,12 +25,12 @@ from decimal import Decimal
 
 from rating.charges import Usage
 from rating.errors import EventError, InsufficientFunds
+from rating.funding import Grant, Reservation, consumed, draw_from, funding_sources
 from rating.money import ZERO
 from rating.periods import ONE_TICK, bounds_of, zone
 from rating.pricer import PricedEvent, StateLookup, Terms, total_of
 from rating.refusals import Refusal
 from rating.statekeys import LATEST, SPEND, prepaid_state
-from rating.wallet import Grant, Reservation, consumed, draw_from, funding_sources
 
 #: Whether a customer's period is closed.
 ClosedLookup = Callable[[str, str], bool]

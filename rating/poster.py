@@ -29,7 +29,8 @@ from rating.accounts import (
 )
 from rating.charges import RatedEvent, Usage
 from rating.compiled import CompiledVersion
-from rating.ledger import Posting, Transaction, rating_id
+from rating.ids import rating_id, release_id
+from rating.ledger import Posting, Transaction
 from rating.money import ZERO
 from rating.policies import PrepaidDraw, ReservationFunding, WalletFunding
 from rating.pricer import PricedEvent, total_of
@@ -139,7 +140,7 @@ class Poster:
         returned = [Posting(held_account(customer), asset, reservation.amount - used)]
         returned += [Posting(account, asset, kept.get(account, ZERO) - taken) for account, taken in reservation.draw]
         return Transaction(
-            f"release:{reservation.id}",
+            release_id(reservation.id),
             decision.at,
             f"settle {used} {asset} by {settled_by}",
             tuple(p for p in returned if p.amount),

@@ -67,7 +67,8 @@ from rating.charges import Charge, StateKey, rendered
 from rating.engine import Rejection
 from rating.errors import EventError, RerateRefused
 from rating.events import UsageEvent
-from rating.ledger import CLOSING_PREFIX, Posting, Transaction, closing_id, rating_id
+from rating.ids import TransactionKind, closing_id, rating_id, rerate_id
+from rating.ledger import Posting, Transaction
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.periods import ONE_TICK, PeriodKind, bounds_of, parse_period, period_bounds, zone
 from rating.pipeline import Mode, Pipeline, Wallet
@@ -80,8 +81,8 @@ from rating.statekeys import prepaid_contract, prepaid_state
 from rating.storage.base import Activity, Storage
 from rating.wallet import Grant, Wallets
 
-#: The kind of a correction's transaction id: ``rerate:EVENT:N``.
-RERATE = "rerate"
+#: The kind of a correction's transaction id: ``rerate:EVENT:N`` (:mod:`rating.ids`; kept for one release).
+RERATE = TransactionKind.RERATE
 #: How far after ``until`` the events of a period that starts before it may lie (the longest period is a year).
 LONGEST_PERIOD = dt.timedelta(days=367)
 #: More than the widest difference between two time zones' midnights (26 hours): how far a period's end in one
@@ -271,7 +272,7 @@ def _refuse_other_periods(
                     " a re-rating cannot change a customer's billing periods",
                 )
     for customer in sorted(seen):
-        for marker in storage.transactions_of(CLOSING_PREFIX.rstrip(":"), customer):
+        for marker in storage.transactions_of(TransactionKind.CLOSE, customer):
             period = marker.metadata.get("period")
             if period is None or not since - ZONE_SLACK <= marker.timestamp < until + ZONE_SLACK:
                 continue
@@ -437,7 +438,7 @@ class _Run:
                 # Rendered now, if kept as data: netting and reversing keep the text and unit price as they were.
                 charges.setdefault(stored.event_id, []).append(rendered(stored.charge, catalog))
             corrections: dict[str, list[Transaction]] = {}
-            for transaction in self.storage.transactions_of(RERATE, customer):
+            for transaction in self.storage.transactions_of(TransactionKind.RERATE, customer):
                 corrections.setdefault(transaction.metadata["event_id"], []).append(transaction)
             self.customers[customer] = (charges, corrections)
         return self.customers[customer]
@@ -496,7 +497,7 @@ class _Run:
         reason = f"re-rated by {terms.version.label}"
         transaction, funding = self.pipeline.correct(
             terms,
-            f"{RERATE}:{event.id}:{number}",
+            rerate_id(event.id, number),
             at,
             f"{reason}: {event.type} {event.id}",
             moves,

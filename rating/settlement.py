@@ -36,9 +36,11 @@ from rating.accounts import (
     receivable_account,
     refund_account,
     rounding_account,
+    tax_account,
     wallet_account,
 )
 from rating.errors import InvalidAmount, InvoiceError, TransactionConflict
+from rating.ids import TransactionKind, credit_id, deposit_id, settle_id
 from rating.invoices import (
     CREDIT_NOTE,
     CreditLine,
@@ -48,7 +50,6 @@ from rating.invoices import (
     RefundTo,
     documents_of,
     invoices,
-    tax_account,
 )
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, allocate, exact, quantize
@@ -101,7 +102,9 @@ def credit_notes(storage: Storage, invoice: Invoice) -> list[CreditNote]:
 
 def _payments(storage: Storage, invoice: Invoice) -> list[Transaction]:
     return [
-        t for t in storage.transactions_of("settle", invoice.customer) if t.metadata.get("invoice") == invoice.number
+        t
+        for t in storage.transactions_of(TransactionKind.SETTLE, invoice.customer)
+        if t.metadata.get("invoice") == invoice.number
     ]
 
 
@@ -137,7 +140,7 @@ def pay_invoice(storage: Storage, number: str, amount: Decimal, reference: str, 
                 InvoiceRefusal.OVERPAYMENT,
                 f"{amount} has more than {invoice.scale} decimal places of {invoice.currency}",
             )
-        id = f"settle:{reference}"
+        id = settle_id(reference)
         known = storage.transaction(id)
         if known is not None:
             if known.metadata.get("invoice") == number and Decimal(known.metadata["amount"]) == amount:
@@ -237,7 +240,7 @@ def _credit_transactions(invoice: Invoice, note: CreditNote, on: dt.date) -> lis
     for credit in note.lines:
         postings.append(Posting(credit.account, currency, credit.reversed))
         postings.append(Posting(rounding_account(currency), currency, credit.amount - credit.reversed))
-    postings.append(Posting(tax_account(invoice), currency, note.tax_total))
+    postings.append(Posting(tax_account(invoice.tax.name, invoice.buyer.country), currency, note.tax_total))
     owed_back = note.refund if note.refund_to == "customer" else ZERO
     postings.append(Posting(receivable, currency, owed_back - note.total))
     postings.append(Posting(refund_account(customer), currency, -owed_back))
@@ -246,11 +249,11 @@ def _credit_transactions(invoice: Invoice, note: CreditNote, on: dt.date) -> lis
         metadata |= {"refund": str(note.refund), "refund_to": note.refund_to or ""}
     at = dt.datetime.combine(on, dt.time(), dt.UTC)
     what = f"{note.number} credits {invoice.number}"
-    transactions = [Transaction(f"credit:{note.number}", at, what, tuple(p for p in postings if p.amount), metadata)]
+    transactions = [Transaction(credit_id(note.number), at, what, tuple(p for p in postings if p.amount), metadata)]
     if note.refund_to == "wallet":
         funds = (Posting(receivable, currency, note.refund), Posting(wallet_account(customer), currency, -note.refund))
         deposit = {"customer": customer, "kind": "deposit", "credit_note": note.number}
-        transactions.append(Transaction(f"deposit:{note.number}", at, f"paid {what}, to the wallet", funds, deposit))
+        transactions.append(Transaction(deposit_id(note.number), at, f"paid {what}, to the wallet", funds, deposit))
     return transactions
 
 

@@ -25,6 +25,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict
 
 from rating.accounts import customer_account, held_account, receivable_account, wallet_account
+from rating.ids import TransactionKind as K
 from rating.ledger import Transaction
 from rating.money import ZERO, exact
 from rating.periods import bounds_of, zone
@@ -33,19 +34,19 @@ from rating.storage import Storage
 from rating.wallet import Wallets
 
 #: What a movement of funds is, by the kind of its transaction.
-CATEGORIES = {
-    "deposit": "top-ups",
-    "grant": "grants",
-    "rating": "usage",
-    "rerate": "usage",
+CATEGORIES: dict[str, str] = {
+    K.DEPOSIT: "top-ups",
+    K.GRANT: "grants",
+    K.RATING: "usage",
+    K.RERATE: "usage",
     # Holds move funds between the wallet and the held account (no movement of funds); what a settled
     # reservation paid leaves the funds as usage.
-    "reserve": "usage",
-    "release": "usage",
-    "settle": "usage",
-    "forfeit": "expiries",
-    "refund": "refunds",
-    "chargeback": "chargebacks",
+    K.RESERVE: "usage",
+    K.RELEASE: "usage",
+    K.SETTLE: "usage",
+    K.FORFEIT: "expiries",
+    K.REFUND: "refunds",
+    K.CHARGEBACK: "chargebacks",
 }
 #: The movement that turns usage spent before its funds arrived into what is owed (positive), and back
 #: when later funds pay it (negative): funds are never shown below zero.
@@ -55,13 +56,13 @@ MOVEMENTS = tuple(sorted({*CATEGORIES.values(), OWED_USAGE}))
 #: Every kind of transaction that can move a customer's accounts.
 KINDS = (
     *CATEGORIES,
-    "credit",
-    "tax",
-    "fee",
-    "minimum",
-    "commitment",
-    "rounding",
-    "prepayment",
+    K.CREDIT,
+    K.TAX,
+    K.FEE,
+    K.MINIMUM,
+    K.COMMITMENT,
+    K.ROUNDING,
+    K.PREPAYMENT,
 )
 
 

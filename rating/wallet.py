@@ -34,9 +34,8 @@ actual cost exceeds the reservation, the policy is explicit (``on_excess``):
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
 
@@ -58,15 +57,48 @@ from rating.errors import (
     TransactionConflict,
     UnknownDeposit,
 )
+from rating.funding import (  # the record types and the draw arithmetic, re-exported for one release
+    Draw,
+    Grant,
+    Reservation,
+    consumed,
+    consumption_order,
+    draw_from,
+    funding_sources,
+    grant_metadata,
+    reservation_metadata,
+)
+from rating.ids import (
+    TransactionKind,
+    deposit_id,
+    forfeit_id,
+    grant_id,
+    paid_by,
+    release_id,
+    reserve_id,
+    take_back_id,
+)
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact, to_decimal
-from rating.payment_registry import PAID_DEPOSIT, Purpose, claim, payment_marker
+from rating.payment_registry import Purpose, claim, payment_marker
 from rating.storage.base import Storage
+
+__all__ = [
+    "Draw",
+    "ExcessPolicy",
+    "Grant",
+    "GrantKind",
+    "Reservation",
+    "WalletBalance",
+    "Wallets",
+    "consumed",
+    "consumption_order",
+    "draw_from",
+    "funding_sources",
+]
 
 ExcessPolicy = Literal["cap", "overdraft"]
 GrantKind = Literal["purchased", "promotional", "rollover"]
-#: A draw: how much each funding account gives, in consumption order.
-Draw = list[tuple[str, Decimal]]
 
 
 @dataclass(frozen=True)
@@ -79,100 +111,8 @@ class WalletBalance:
     available: Decimal
 
 
-@dataclass(frozen=True)
-class Grant:
-    """Credit given to a customer, spent before purchased funds, by ``priority`` then earliest expiry."""
-
-    id: str
-    customer: str
-    asset: str
-    amount: Decimal
-    kind: str
-    priority: int
-    starts: dt.datetime
-    expires: dt.datetime | None
-
-    @property
-    def account(self) -> str:
-        """The ledger account holding what is left of the grant."""
-        return grant_account(self.customer, self.id)
-
-    def in_force(self, at: dt.datetime) -> bool:
-        """Whether the grant can be spent at ``at``."""
-        return self.starts <= at and (self.expires is None or at < self.expires)
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """Funds set aside for work about to run, and the accounts they were drawn from."""
-
-    id: str
-    customer: str
-    asset: str
-    amount: Decimal
-    expires_at: dt.datetime
-    draw: tuple[tuple[str, Decimal], ...]
-
-
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def consumption_order(grants: list[Grant], at: dt.datetime) -> list[Grant]:
-    """Grants in force at ``at``, in the order they are spent."""
-    latest = dt.datetime.max.replace(tzinfo=dt.UTC)
-    live = [g for g in grants if g.in_force(at)]
-    return sorted(live, key=lambda g: (g.priority, g.expires or latest, g.starts, g.id))
-
-
-def funding_sources(
-    customer: str, asset: str, at: dt.datetime, grants: list[Grant], balance: Callable[[str, str], Decimal]
-) -> list[tuple[str, Decimal]]:
-    """The accounts that fund ``customer``'s spending in ``asset`` at ``at``, with their funds, in consumption order.
-
-    ``balance`` gives an account's ledger balance (a credit is negative): from storage, or from a
-    batch's running view of it.
-    """
-    ordered = consumption_order([g for g in grants if g.asset == asset], at)
-    accounts = [g.account for g in ordered] + [wallet_account(customer)]
-    return [(account, -balance(account, asset)) for account in accounts]
-
-
-def draw_from(sources: list[tuple[str, Decimal]], amount: Decimal) -> Draw | None:
-    """Take ``amount`` from ``sources`` (account, funds) in order; None when they hold too little."""
-    draw: Draw = []
-    left = amount
-    for account, funds in sources:
-        if left <= 0:
-            break
-        take = min(funds, left)
-        if take > 0:
-            draw.append((account, take))
-            left -= take
-    return draw if left <= 0 else None
-
-
-def _grant(transaction: Transaction) -> Grant:
-    meta = transaction.metadata
-    expires = dt.datetime.fromisoformat(meta["expires"]) if meta.get("expires") else None
-    return Grant(
-        meta["grant"],
-        meta["customer"],
-        meta["asset"],
-        Decimal(meta["amount"]),
-        meta["kind"],
-        int(meta["priority"]),
-        dt.datetime.fromisoformat(meta["starts"]),
-        expires,
-    )
-
-
-def _reservation(opened: Transaction) -> Reservation:
-    meta = opened.metadata
-    draw = tuple((account, Decimal(taken)) for account, taken in json.loads(meta["draw"]))
-    expires = dt.datetime.fromisoformat(meta["expires_at"])
-    id = opened.id.removeprefix("reserve:")
-    return Reservation(id, meta["customer"], meta["asset"], Decimal(meta["amount"]), expires, draw)
 
 
 def _aware(moment: dt.datetime, what: str) -> dt.datetime:
@@ -191,8 +131,8 @@ class Wallets:
     # -- reading -----------------------------------------------------------------
 
     def grants(self, customer: str) -> list[Grant]:
-        """Every grant ever given to ``customer``."""
-        return [_grant(t) for t in self.storage.transactions_of("grant", check_id("customer", customer))]
+        """Every grant ever given to ``customer``, in the order given."""
+        return self.storage.grants([check_id("customer", customer)]).get(customer, [])
 
     def _funding_balances(self, customer: str, grants: list[Grant]) -> dict[tuple[str, str], Decimal]:
         """Balances of the customer's wallet, held and grant accounts: named exactly, never by prefix."""
@@ -238,11 +178,11 @@ class Wallets:
         postings = (Posting(source, asset, amount), Posting(wallet_account(customer), asset, -amount))
         meta = {"customer": customer, "kind": "deposit"}
         now = self.clock()
-        deposit = Transaction(f"deposit:{id}", now, "wallet deposit", postings, meta)
-        if not id.startswith(PAID_DEPOSIT):
+        deposit = Transaction(deposit_id(id), now, "wallet deposit", postings, meta)
+        payment_id = paid_by(id)
+        if payment_id is None:
             return self._post_once(deposit)
         # Funded by a provider's payment: its id tops up once, and is then no invoice payment or refund.
-        payment_id = id.removeprefix(PAID_DEPOSIT)
         with self.storage.writing():
             claim(self.storage, payment_id, Purpose.TOP_UP, customer)
             return self._post_once(deposit, payment_marker(payment_id, Purpose.TOP_UP, customer, asset, amount, now))
@@ -259,7 +199,7 @@ class Wallets:
         check_id("customer", customer)
         wallet = wallet_account(customer)
         with self.storage.writing():
-            known = self.storage.transaction(f"{kind}:{id}")
+            known = self.storage.transaction(take_back_id(kind, id))
             if known is not None:  # a replay, whatever the funds are now; other content is a conflict
                 if (known.customer, known.metadata.get("deposit"), known.metadata.get("amount")) != (
                     customer,
@@ -269,15 +209,15 @@ class Wallets:
                     raise TransactionConflict(f"{kind} {id} was already taken with other content")
                 return False
             claim(self.storage, id, Purpose(kind), customer)  # a provider's id: never also a top-up or a payment
-            original = self.storage.transaction(f"deposit:{deposit}")
+            original = self.storage.transaction(deposit_id(deposit))
             if original is None or original.customer != customer:
                 raise UnknownDeposit(f"no deposit {deposit} of customer {customer!r} to take back")
             paid = sum((-p.amount for p in original.postings if p.account == wallet and p.asset == asset), ZERO)
             earlier = [
                 t
-                for k in ("refund", "chargeback")
+                for k in (TransactionKind.REFUND, TransactionKind.CHARGEBACK)
                 for t in self.storage.transactions_of(k, customer)
-                if t.metadata.get("deposit") == deposit and t.id != f"{kind}:{id}"
+                if t.metadata.get("deposit") == deposit and t.id != take_back_id(kind, id)
             ]
             left = paid - sum((Decimal(t.metadata["amount"]) for t in earlier), ZERO)
             if amount > left:
@@ -293,7 +233,7 @@ class Wallets:
             what, now = f"{kind} of deposit {deposit}", self.clock()
             marker = payment_marker(id, Purpose(kind), customer, asset, amount, now, refunds=deposit)
             return self._post_once(
-                Transaction(f"{kind}:{id}", now, what, tuple(p for p in postings if p.amount), meta), marker
+                Transaction(take_back_id(kind, id), now, what, tuple(p for p in postings if p.amount), meta), marker
             )
 
     def grant(
@@ -317,36 +257,28 @@ class Wallets:
             raise InvalidAmount(f"grant {id} would expire ({expires.isoformat()}) before it starts")
         account = grant_account(customer, id)
         postings = (Posting(grants_account(kind), asset, amount), Posting(account, asset, -amount))
-        meta = {
-            "grant": id,
-            "customer": customer,
-            "asset": asset,
-            "amount": str(amount),
-            "kind": kind,
-            "priority": str(priority),
-            "starts": starts.isoformat(),
-            "expires": expires.isoformat() if expires else "",
-        }
-        return self._post_once(Transaction(f"grant:{customer}:{id}", starts, f"{kind} grant", postings, meta))
+        meta = grant_metadata(Grant(id, customer, asset, amount, kind, priority, starts, expires))
+        return self._post_once(Transaction(grant_id(customer, id), starts, f"{kind} grant", postings, meta))
 
     @exact
     def expire_grants(self) -> list[Transaction]:
         """Forfeit what is left of every grant past its expiry (idempotent)."""
         now = self.clock()
         forfeits = []
-        for transaction in self.storage.transactions_of("grant"):
-            grant = _grant(transaction)
-            if grant.expires is None or grant.expires > now:
-                continue
-            left = -self.storage.balances([grant.account]).get((grant.account, grant.asset), ZERO)
-            if left > 0:
-                postings = (Posting(grant.account, grant.asset, left), Posting(FORFEITED_ACCOUNT, grant.asset, -left))
-                meta = {"customer": grant.customer, "grant": grant.id}
-                # Funds a reservation drew before expiry come back when it is voided: a later forfeiture.
-                forfeits_of_customer = self.storage.transactions_of("forfeit", grant.customer)
-                earlier = sum(1 for t in forfeits_of_customer if t.metadata.get("grant") == grant.id)
-                id = f"forfeit:{grant.customer}:{grant.id}:{earlier}"
-                forfeits.append(Transaction(id, grant.expires, f"grant {grant.id} expired", postings, meta))
+        for grants in self.storage.grants().values():
+            for grant in grants:
+                if grant.expires is None or grant.expires > now:
+                    continue
+                left = -self.storage.balances([grant.account]).get((grant.account, grant.asset), ZERO)
+                if left > 0:
+                    postings = (
+                        Posting(grant.account, grant.asset, left),
+                        Posting(FORFEITED_ACCOUNT, grant.asset, -left),
+                    )
+                    meta = {"customer": grant.customer, "grant": grant.id}
+                    # Funds a reservation drew before expiry come back when it is voided: a later forfeiture.
+                    id = forfeit_id(grant.customer, grant.id, grant.forfeits)
+                    forfeits.append(Transaction(id, grant.expires, f"grant {grant.id} expired", postings, meta))
         return self.storage.append(forfeits)
 
     # -- two-phase use -------------------------------------------------------------------
@@ -370,10 +302,10 @@ class Wallets:
         except (InsufficientFunds, TransactionConflict):
             # Read only now, off the common path: a retry meets its first hold as too few funds
             # (the hold took them) or as a transaction of the same id stamped at another time.
-            stored = self.storage.transaction(f"reserve:{id}")
+            stored = self.storage.reservations([id]).get(id)
             if stored is None:
                 raise
-            return self._retried(_reservation(stored), customer, asset, amount)
+            return self._retried(stored, customer, asset, amount)
 
     def _hold(self, customer: str, asset: str, amount: Decimal, id: str, timeout: dt.timedelta) -> Reservation:
         now = self.clock()
@@ -385,24 +317,15 @@ class Wallets:
         reservation = Reservation(id, customer, asset, amount, now + timeout, tuple(draw))
         postings = [Posting(account, asset, taken) for account, taken in draw]
         postings.append(Posting(held_account(customer), asset, -amount))
-        meta = {
-            "customer": customer,
-            "asset": asset,
-            "amount": str(amount),
-            "expires_at": reservation.expires_at.isoformat(),
-            "draw": json.dumps([[a, str(t)] for a, t in draw]),
-        }
-        transaction = Transaction(f"reserve:{id}", now, f"reserve {amount} {asset}", tuple(postings), meta)
+        meta = reservation_metadata(reservation)
+        transaction = Transaction(reserve_id(id), now, f"reserve {amount} {asset}", tuple(postings), meta)
         self._append_within(transaction, {(account, asset): ZERO for account, _ in draw}, customer, asset, amount)
         return reservation
 
     def reservation(self, id: str) -> Reservation | None:
         """The open (unsettled, unvoided) reservation ``id``, or None."""
-        found = self.storage.transactions_by_id([f"reserve:{id}", f"release:{id}"])
-        opened = found.get(f"reserve:{id}")
-        if opened is None or f"release:{id}" in found:
-            return None
-        return _reservation(opened)
+        found = self.storage.reservations([id]).get(id)
+        return found if found is not None and found.held else None
 
     def settle(
         self,
@@ -437,7 +360,7 @@ class Wallets:
         shortfall = str(owed) if on_excess == "cap" else "0"
         meta = {"customer": customer, "reservation": id, "actual": str(actual), "shortfall": shortfall}
         transaction = Transaction(
-            f"release:{id}", self.clock(), f"settle {actual} {asset}", tuple(p for p in postings if p.amount), meta
+            release_id(id), self.clock(), f"settle {actual} {asset}", tuple(p for p in postings if p.amount), meta
         )
         try:
             self.storage.append([transaction], limits=limits)
@@ -456,16 +379,14 @@ class Wallets:
         postings += [Posting(account, asset, -taken) for account, taken in reservation.draw]
         meta = {"customer": customer, "reservation": id, "reason": reason}
         transaction = Transaction(
-            f"release:{id}", self.clock(), f"{reason}: {reservation.amount} {asset} released", tuple(postings), meta
+            release_id(id), self.clock(), f"{reason}: {reservation.amount} {asset} released", tuple(postings), meta
         )
         self.storage.append([transaction])
         return transaction
 
     def open_reservations(self) -> list[Reservation]:
         """Every reservation not yet settled, voided or expired."""
-        released = {t.metadata["reservation"] for t in self.storage.transactions_of("release")}
-        opened = [t for t in self.storage.transactions_of("reserve") if t.id.removeprefix("reserve:") not in released]
-        return [_reservation(t) for t in opened]
+        return self.storage.held_reservations()
 
     def expire(self) -> list[Transaction]:
         """Release every open reservation whose timeout has passed."""
@@ -504,7 +425,8 @@ class Wallets:
                 f"reservation {stored.id} already holds {stored.amount} {stored.asset} of {stored.customer!r};"
                 f" {amount} {asset} of {customer!r} needs another id"
             )
-        return stored
+        # As the first reserve returned it: a retry tells nothing of what became of it since.
+        return replace(stored, state="held", released_by=None)
 
     def _open(self, id: str) -> Reservation:
         reservation = self.reservation(id)
@@ -518,14 +440,3 @@ class Wallets:
         if amount <= 0:
             raise InvalidAmount(f"an amount must be positive, got {amount}")
         return amount
-
-
-def consumed(draw: tuple[tuple[str, Decimal], ...], actual: Decimal) -> dict[str, Decimal]:
-    """How much of each drawn account ``actual`` uses, in the order they were drawn."""
-    used: dict[str, Decimal] = {}
-    left = actual
-    for account, taken in draw:
-        use = min(taken, left)
-        used[account] = used.get(account, ZERO) + use
-        left -= use
-    return used

@@ -24,6 +24,7 @@ from rating.closing import close_period
 from rating.engine import Engine
 from rating.events import UsageEvent
 from rating.pricebook import Pricebook
+from rating.refusals import CloseRefusal
 from rating.registry import Registry
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
@@ -497,3 +498,22 @@ def test_a_prepaid_draw_down_of_every_later_period_is_settled_when_the_first_clo
     in_order = billed(catalog, registry, [[e] for e in events], ["2026-11"])
     assert_same_bill(backwards, in_order)
     assert backwards.balances(["customer:acme:prepaid"]) == {("customer:acme:prepaid", "USD"): Decimal("0")}
+
+
+def test_a_later_period_under_a_prepaid_commitment_waits_for_its_predecessor_to_close(
+    book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    """Attack finding: December closed while November had no usage yet; November's usage then drew the
+    commitment December had drawn already (10.8 of 10) and December's 0.80 was never billed."""
+    catalog = Catalog([book(PREPAID)])
+    storage = MemoryStorage()
+    engine = Engine(catalog, storage, registry, clock=later)
+    engine.rate_batch([call("dec", 10, 8, month=12)])
+    early = close_period(engine, "2026-12")
+    assert [(s.customer, s.code) for s in early.skipped] == [("acme", CloseRefusal.PREDECESSOR_OPEN)]
+    engine.rate_batch([call("nov", 10, 5)])
+    for period in ("2026-11", "2026-12"):
+        assert close_period(engine, period).skipped == []
+    in_order = billed(catalog, registry, [[call("nov", 10, 5)], [call("dec", 10, 8, month=12)]], ["2026-11", "2026-12"])
+    assert_same_bill(storage, in_order)
+    assert storage.balances(["customer:acme:receivable"]) == {("customer:acme:receivable", "USD"): Decimal("10.8")}

@@ -457,3 +457,101 @@ def test_corrections_of_invoiced_periods_are_invoiced_once_and_the_invoices_equa
         assert sum((i.total for i in issued if i.customer == customer), Decimal(0)) - open_credit == owed
         carried = [c.number for i in issued if i.customer == customer for c in i.carried]
         assert len(carried) == len(set(carried))  # each credit note carried once
+
+
+MINIMUM_FIX = """\
+pricebook: fixes
+version: 2026-10-01
+currency: USD
+meters:
+  tokens: {{event: api.call, sum: tokens}}
+plans:
+  basic:
+    {floor}: "5"
+    charges:
+      - {{meter: tokens, model: per_unit, unit_price: "{price}"}}
+customers:
+  acme: {{plan: basic}}
+"""
+COMMITTED = "contracts:\n  deal: {customer: acme, from: 2026-10-01, commitment: '5', charges: []}\n"
+
+
+@pytest.mark.parametrize("floor", ["minimum", "commitment"])
+def test_a_minimum_or_commitment_never_takes_back_the_correction_of_a_closed_period(
+    storage: Storage, book, registry, floor: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Attack finding: a -2.00 re-rating of invoiced November, posted into December, was counted as December's
+    spend, so December's minimum (or commitment) true-up grew by 2.00 and took the refund back."""
+    from rating.rerate import rerate
+
+    def priced(price: str) -> Pricebook:
+        text = MINIMUM_FIX.format(floor="minimum", price=price)
+        if floor == "commitment":
+            text = text.replace('    minimum: "5"\n', "") + COMMITTED
+        return book(text)
+
+    wrong, fixed = priced("0.010"), priced("0.008")
+    engine = billed(wrong, storage, [event("n1", at=NOVEMBER, tokens=1000)], "2026-11")
+    billing = parse_billing(BILLING)
+    issue_invoices(storage, Catalog([wrong]), billing, "2026-11", ["acme"], issued=ISSUED)
+    now = dt.datetime(2026, 12, 15, tzinfo=dt.UTC)
+    rerate(storage, Catalog([fixed]), registry, dt.datetime(2026, 11, 1, tzinfo=dt.UTC), now, clock=lambda: now)
+    fixing = Engine(fixed, storage, registry, clock=later)
+    fixing.rate_batch([event("d1", at=dt.datetime(2026, 12, 5, tzinfo=dt.UTC), tokens=375)])
+    close_period(fixing, "2026-12")
+    [december] = issue_invoices(storage, Catalog([fixed]), billing, "2026-12", ["acme"], issued=ISSUED).issued
+    true_up = "minimum spend true-up" if floor == "minimum" else "commitment true-up"
+    # 375 tokens at 0.008 = 3.00, a true-up to 5 of 2.00, and November's correction of -2.00.
+    assert [(line.description, line.amount) for line in december.lines] == [
+        ("tokens", Decimal("3.00")),
+        (true_up, Decimal("2.00")),
+        ("tokens, adjustment of 2026-11 (INV-2026-000001)", Decimal("-2.00")),
+    ]
+    assert december.subtotal == Decimal("3.00")
+    assert engine.storage.verify() == []
+
+
+PREPAID_SUB_CENT = """\
+pricebook: prepaid
+version: 2026-10-01
+currency: USD
+meters:
+  units: {event: api.call, sum: units}
+plans:
+  a:
+    charges:
+      - {meter: units, model: per_unit, unit_price: "9"}
+customers:
+  acme: {plan: a}
+contracts:
+  deal:
+    customer: acme
+    from: 2026-11-01
+    prepaid: "10"
+    charges:
+      - {meter: units, model: tiered, mode: volume, tiers: [{up_to: 5, unit_price: "2.001"}, {unit_price: "0.1003"}]}
+"""
+
+
+def test_sub_cent_usage_paid_from_a_prepaid_commitment_is_invoiced_and_rounded_on_what_is_owed(
+    storage: Storage, book
+) -> None:  # type: ignore[no-untyped-def]
+    """Attack finding: close rounded the period's charges, though the prepaid commitment paid them, so the
+    receivable moved by 9.9979 and the invoices were refused for good (``ledger_mismatch``)."""
+    engine = billed(
+        book(PREPAID_SUB_CENT),
+        storage,
+        [event("n1", at=NOVEMBER, units=3), event("d1", at=dt.datetime(2026, 12, 5, tzinfo=dt.UTC), units=7)],
+        "2026-11",
+        "2026-12",
+    )
+    billing, catalog = parse_billing(BILLING), Catalog([engine.pricebook])
+    issued = []
+    for period in ("2026-11", "2026-12"):
+        report = issue_invoices(storage, catalog, billing, period, ["acme"], issued=ISSUED)
+        assert report.refused == []
+        issued += report.issued
+    receivable = receivable_account("acme")
+    assert sum(i.total for i in issued) == storage.balances([receivable])[receivable, "USD"]
+    assert all(i.total == i.total.quantize(Decimal("0.01")) for i in issued)
+    assert storage.verify() == []

@@ -396,3 +396,37 @@ def test_rated_usage_spends_grants_in_force_before_purchased_funds(storage: Stor
     third = engine.rate(run("r3", 3))  # the new grant has expired by then: purchased funds pay
     assert third is not None
     assert {p.account for p in third.transaction.postings if p.amount > 0} == {"customer:acme:wallet"}
+
+
+def test_a_batch_reads_the_grants_of_its_customers_once(storage: Storage, book, registry) -> None:  # type: ignore[no-untyped-def]
+    """Grants are rows read in one batch per chunk of events, not re-read (or re-parsed) per wallet customer."""
+    from rating.engine import Engine
+    from rating.events import UsageEvent
+
+    text = WALLET_BOOK.replace(
+        "acme: {plan: p, billing: wallet}", "acme: {plan: p, billing: wallet}\n  beta: {plan: p, billing: wallet}"
+    )
+    wallets = Wallets(storage, Clock())
+    for customer in ("acme", "beta"):
+        wallets.grant(customer, "USD", Decimal(1), "promo")
+    reads: list[list[str]] = []
+    original = storage.grants
+
+    def counted(customers=None):  # type: ignore[no-untyped-def]
+        reads.append(sorted(customers or ()))
+        return original(customers)
+
+    storage.grants = counted  # type: ignore[method-assign]
+    engine = Engine(book(text), storage, registry)
+    events = [
+        UsageEvent(id=f"{customer}-{n}", customer=customer, type="agent.execution", timestamp=START)
+        for customer in ("acme", "beta", "walk-in")
+        for n in range(2)
+    ]
+    assert engine.rate_batch(events).posted == 6
+    # One read for the whole chunk (once more where the writer rates a wallet chunk again inside its write).
+    assert reads and len(reads) <= 2 and all(read == ["acme", "beta", "walk-in"] for read in reads)
+    assert {c: wallets.balance(c)["USD"].available for c in ("acme", "beta")} == {
+        "acme": Decimal("0.20"),
+        "beta": Decimal("0.20"),
+    }

@@ -19,6 +19,7 @@ from rating.cli.common import (
     outcome,
 )
 from rating.closing import close_period
+from rating.ids import TransactionKind
 from rating.output import render
 from rating.payouts import pay_creators
 from rating.registry import Registry
@@ -90,7 +91,7 @@ def cmd_close_period(args: argparse.Namespace, registry: Registry) -> int:
         for p in t.postings[:1]
     ]
     print(render(rows, ["transaction", "customer", "asset", "amount", "description"], args.output))
-    closed = len({t.metadata.get("customer") for t in report.posted if t.id.startswith("close:")})
+    closed = len({t.metadata.get("customer") for t in report.posted if t.kind == TransactionKind.CLOSE})
     for skipped in report.skipped:
         print(f"skipped {skipped}", file=sys.stderr)
     print(f"closed {args.period} for {closed:,} customers; posted {len(report.posted):,} transactions", file=sys.stderr)

@@ -15,12 +15,14 @@ from decimal import Decimal, localcontext
 
 from rating.catalog import Catalog
 from rating.charges import RatedEvent, StateKey
+from rating.engine.legacy import legacy_renames
 from rating.engine.metered import MeteredRequests
 from rating.engine.notifications import Notifications
 from rating.engine.reports import BatchReport, Rejection
 from rating.engine.writer import BatchWriter
-from rating.errors import EventConflict, EventError
+from rating.errors import EventConflict, EventError, StorageError
 from rating.events import UsageEvent
+from rating.funding import Grant, Reservation
 from rating.ledger import Transaction
 from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
@@ -33,7 +35,6 @@ from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.statekeys import LATEST
 from rating.storage.base import Storage
-from rating.wallet import Grant, Reservation, Wallets
 
 
 class Engine(MeteredRequests, BatchWriter):
@@ -52,9 +53,16 @@ class Engine(MeteredRequests, BatchWriter):
         """``pause_gc``: pause the process-wide cyclic garbage collector while each chunk is rated and stored
         (a large batch takes about a third less time); off by default, since it is a global side effect an embedding
         application may not want. The ``rating rate`` command sets it. Building an engine writes nothing:
-        a database from before charges had identities is migrated by ``rating db migrate``
-        (:func:`~rating.engine.adopt_legacy_totals`)."""
+        a database whose running totals are from before charges had identities is refused
+        (``schema_outdated``) until ``rating db migrate -p PRICEBOOK`` (or
+        :func:`~rating.engine.adopt_legacy_totals`) has given them their identities."""
         self.catalog = pricebook if isinstance(pricebook, Catalog) else Catalog([pricebook])
+        if legacy_renames(storage, self.catalog):  # rating on would start those totals again from zero
+            raise StorageError(
+                "its running totals are from before charges had identities: run `rating db migrate -p PRICEBOOK`"
+                " (or rating.engine.adopt_legacy_totals) before rating into it",
+                "schema_outdated",
+            )
         self.storage = storage
         self.registry = registry or Registry.load()
         self.clock = clock
@@ -165,12 +173,13 @@ class Engine(MeteredRequests, BatchWriter):
         wallets: dict[tuple[str, str], Decimal] = {}  # wallet balances as this chunk leaves them
         opening: dict[tuple[str, str], Decimal] = {}  # and as it found them
 
-        customer_grants: dict[str, list[Grant]] = {}
+        customer_grants: dict[str, list[Grant]] | None = None
 
         def grants_of(customer: str) -> list[Grant]:
-            if customer not in customer_grants:
-                customer_grants[customer] = Wallets(storage).grants(customer)
-            return customer_grants[customer]
+            nonlocal customer_grants
+            if customer_grants is None:  # the first wallet payer of the chunk reads the grants of all its customers
+                customer_grants = storage.grants({event.customer for _, event in pending})
+            return customer_grants.get(customer, [])
 
         def wallet_balance(account: str, asset: str) -> Decimal:
             if (account, asset) not in wallets:

@@ -23,6 +23,14 @@ def adopt_legacy_totals(storage: Storage, catalog: Catalog) -> None:
     The index is read in the version in force when the total's period started; a total
     whose charge that version does not have is left aside, never guessed.
     """
+    renames = legacy_renames(storage, catalog)
+    if renames:
+        storage.adopt_running_totals(renames)
+
+
+def legacy_renames(storage: Storage, catalog: Catalog) -> dict[tuple[str, str, str], str]:
+    """The running totals :func:`adopt_legacy_totals` would give identities: (customer, old name, period) ->
+    the new name; empty for every database written since (one read of an empty table)."""
     renames = {}
     for customer, old, period, _ in storage.legacy_running_totals():
         match = LEGACY_TOTAL.fullmatch(old)
@@ -38,5 +46,4 @@ def adopt_legacy_totals(storage: Storage, catalog: Catalog) -> None:
         holding = version.plans.get(holder) or version.contracts.get(holder)
         if holding is not None and index < len(holding.charges):
             renames[customer, old, period] = running_total_key(holder, holding.charges[index], version) + suffix
-    if renames:
-        storage.adopt_running_totals(renames)
+    return renames

@@ -36,6 +36,7 @@ from rating.charges import StateKey
 from rating.closing import period_closing
 from rating.errors import EventError
 from rating.events import UsageEvent, read_events
+from rating.ids import TransactionKind
 from rating.meters import PeriodState
 from rating.money import HUNDRED, MONEY_CONTEXT, ZERO
 from rating.periods import PeriodClock, zone
@@ -243,7 +244,7 @@ def close_periods(scenario: Scenario, catalog: Catalog) -> Scenario:
         for period in sorted(scenario.periods):
             for transaction in period_closing(catalog, period, scenario.by_period.get(period, {})):
                 owner = transaction.customer
-                if owner is None or transaction.kind == "prepayment":  # paid in advance: not a charge
+                if owner is None or transaction.kind == TransactionKind.PREPAYMENT:  # paid in advance: not a charge
                     continue
                 for posting in transaction.postings:
                     if posting.account == receivable_account(owner):

@@ -13,11 +13,12 @@ from __future__ import annotations
 import datetime as dt
 
 from rating.accounts import receivable_account
+from rating.ids import TransactionKind, parse
 from rating.simulate import Scenario
 from rating.storage import Storage
 
 #: The kinds of period-close transaction that bill a customer (a prepayment is paid in advance, not a charge).
-CLOSING_KINDS = ("fee", "minimum", "commitment", "rounding")
+CLOSING_KINDS = (TransactionKind.FEE, TransactionKind.MINIMUM, TransactionKind.COMMITMENT, TransactionKind.ROUNDING)
 
 
 def billed(
@@ -40,7 +41,8 @@ def billed(
     scenario.periods = set(scenario.by_period)
     for kind in CLOSING_KINDS:
         for transaction in storage.transactions_of(kind):
-            customer, period = transaction.id.split(":")[1:3]
+            id = parse(transaction.id)
+            customer, period = id.customer, id.period
             if period not in scenario.periods:
                 continue
             for posting in transaction.postings:

@@ -18,12 +18,22 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, localcontext
 from functools import lru_cache
 
 from rating.errors import EventConflict, InvalidAmount, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
 from rating.events import UsageEvent
+from rating.funding import (
+    Grant,
+    Reservation,
+    forfeited_grant,
+    grant_of,
+    release_state,
+    released,
+    reservation_of,
+)
+from rating.ids import TransactionKind, parse, payment_marker_id, release_id, reserve_id
 from rating.ledger import Transaction
 from rating.money import MONEY_CONTEXT, ZERO, exact
 from rating.records import ChargeRecord, CorrectionRecord, EventRecord, PeriodState
@@ -68,14 +78,14 @@ class Payment:
 
 
 #: The transaction kind of the payment registry's markers (``payment:ID``): each is also a :class:`Payment`.
-PAYMENT_KIND = "payment"
+PAYMENT_KIND = TransactionKind.PAYMENT
 
 
 def payment_of(marker: Transaction) -> Payment:
     """The payment a registry marker ``payment:ID`` records (its metadata: purpose, asset, amount)."""
     meta = marker.metadata
     return Payment(
-        marker.id.partition(":")[2],
+        parse(marker.id).payment,
         str(meta.get("purpose", "")),
         marker.customer or "",
         str(meta.get("asset", "")),
@@ -335,7 +345,7 @@ class Storage(abc.ABC):
 
         Written by the same write as their marker transactions; this default reads the markers themselves.
         """
-        markers = self.transactions_by_id(f"{PAYMENT_KIND}:{id}" for id in ids)
+        markers = self.transactions_by_id(map(payment_marker_id, ids))
         return {payment.payment_id: payment for payment in map(payment_of, markers.values())}
 
     @abc.abstractmethod
@@ -577,3 +587,55 @@ class Storage(abc.ABC):
             current = stored[key].quantity if key in stored else ZERO
             if current != before:
                 raise StaleState(f"period state {key} is {current}, the batch was rated from {before}")
+
+    # -- grants and reservations (rating.funding) ------------------------------------------------------
+
+    def grants(self, customers: Iterable[str] | None = None) -> dict[str, list[Grant]]:
+        """The grants of ``customers`` (of every customer when None) in the order they were issued, per customer
+        (customers without any are left out), each with how many forfeitures of it were posted.
+
+        Adapters with tables keep grants as rows written in the same write as the transactions that issue and
+        forfeit them; this default derives them from those transactions.
+        """
+        wanted = None if customers is None else sorted(set(customers))
+        if wanted is None:
+            issued, forfeits = (
+                self.transactions_of(TransactionKind.GRANT),
+                self.transactions_of(TransactionKind.FORFEIT),
+            )
+        else:
+            issued = [t for customer in wanted for t in self.transactions_of(TransactionKind.GRANT, customer)]
+            forfeits = [t for customer in wanted for t in self.transactions_of(TransactionKind.FORFEIT, customer)]
+        counted: dict[tuple[str, str], int] = {}
+        for forfeit in forfeits:
+            key = forfeited_grant(forfeit)
+            counted[key] = counted.get(key, 0) + 1
+        found: dict[str, list[Grant]] = {}
+        for transaction in issued:
+            grant = grant_of(transaction)
+            grant = replace(grant, forfeits=counted.get((grant.customer, grant.id), 0))
+            found.setdefault(grant.customer, []).append(grant)
+        return found
+
+    def reservations(self, ids: Iterable[str]) -> dict[str, Reservation]:
+        """The reservations among ``ids``, held or released, by id (one read where each is a round trip).
+
+        Adapters with tables keep them as rows written in the same write as their ``reserve:`` and ``release:``
+        transactions; this default derives them from those transactions.
+        """
+        wanted = list(dict.fromkeys(ids))
+        found = self.transactions_by_id([reserve_id(id) for id in wanted] + [release_id(id) for id in wanted])
+        result = {}
+        for id in wanted:
+            opened = found.get(reserve_id(id))
+            if opened is None:
+                continue
+            release = found.get(release_id(id))
+            result[id] = reservation_of(opened) if release is None else released(reservation_of(opened), release)
+        return result
+
+    def held_reservations(self) -> list[Reservation]:
+        """Every reservation still held (neither settled, voided nor expired), in the order held."""
+        gone = {release_state(t)[0] for t in self.transactions_of(TransactionKind.RELEASE)}
+        opened = self.transactions_of(TransactionKind.RESERVE)
+        return [r for r in map(reservation_of, opened) if r.id not in gone]

@@ -10,7 +10,8 @@ from decimal import Decimal
 
 from rating.accounts import is_cost
 from rating.events import UsageEvent
-from rating.ledger import Transaction, rating_id
+from rating.ids import TransactionKind, rating_id
+from rating.ledger import Transaction
 from rating.money import ZERO, exact
 from rating.records import ChargeRecord, CorrectionRecord, EventRecord, PeriodState
 from rating.statekeys import StateKey
@@ -159,7 +160,7 @@ class MemoryStorage(Storage):
             by_kind.setdefault((kind, None), []).append(id)
             if customer is not None:
                 by_kind.setdefault((kind, customer), []).append(id)
-                if kind == "close":
+                if kind == TransactionKind.CLOSE:
                     self._closed.add((customer, transaction.metadata["period"]))
             for posting in transaction.postings:
                 key = (posting.account, posting.asset)

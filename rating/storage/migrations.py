@@ -270,6 +270,107 @@ MIGRATIONS.append(
         },
     )
 )
+
+_FUNDING = """
+    CREATE TABLE grants (
+        customer TEXT NOT NULL,
+        grant_id TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        amount {money} NOT NULL,
+        kind TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        starts {time} NOT NULL,
+        expires {time},
+        forfeits INTEGER NOT NULL,
+        transaction_id TEXT NOT NULL UNIQUE REFERENCES transactions(id),
+        PRIMARY KEY (customer, grant_id)
+    );
+    INSERT INTO grants
+        SELECT customer, {grant}, {asset}, {amount}, {kind}, {priority}, timestamp, {expires}, 0, id
+        FROM transactions WHERE kind = 'grant';
+    UPDATE grants SET forfeits = (
+        SELECT COUNT(*) FROM transactions f
+        WHERE f.kind = 'forfeit' AND f.customer = grants.customer AND {forfeited} = grants.grant_id
+    );
+    CREATE TABLE reservations (
+        id TEXT PRIMARY KEY,
+        customer TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        amount {money} NOT NULL,
+        expires_at {time} NOT NULL,
+        draw TEXT NOT NULL,
+        state TEXT NOT NULL,
+        transaction_id TEXT NOT NULL UNIQUE REFERENCES transactions(id),
+        released_by TEXT UNIQUE REFERENCES transactions(id)
+    );
+    CREATE INDEX reservations_by_state ON reservations (state);
+    INSERT INTO reservations
+        SELECT substr(t.id, 9), t.customer, {t.asset}, {t.amount}, {t.expires_at}, {t.draw},
+            CASE WHEN r.id IS NULL THEN 'held' WHEN {r.actual} IS NOT NULL THEN 'settled'
+                WHEN {r.reason} = 'expired' THEN 'expired' ELSE 'voided' END,
+            t.id, r.id
+        FROM transactions t LEFT JOIN transactions r ON r.kind = 'release' AND r.id = 'release:' || substr(t.id, 9)
+        WHERE t.kind = 'reserve'
+"""
+
+
+def _funding(field: str, cast: str = "") -> dict[str, str]:
+    """One metadata field of step 11's backfill per dialect: ``{field}`` or ``{alias.field}`` in its text."""
+    alias, _, name = field.rpartition(".")
+    column = f"{alias}.metadata" if alias else "metadata"
+    if field == "forfeited":
+        column, name = "f.metadata", "grant"
+    # SQLite keeps times as UTC ISO text (what SqliteStorage._time writes): the metadata's own offset may differ.
+    sqlite = f"json_extract({column}, '$.{name}')"
+    if cast == "time":
+        sqlite = (
+            f"CASE WHEN {sqlite} LIKE '%+00:00' THEN {sqlite}"
+            f" ELSE strftime('%Y-%m-%dT%H:%M:%f', NULLIF({sqlite}, '')) || '+00:00' END"
+        )
+    elif cast == "int":
+        sqlite = f"CAST({sqlite} AS INTEGER)"
+    postgres = f"({column} ->> '{name}')"
+    if cast:
+        postgres = f"NULLIF({postgres}, '')::{ {'time': 'timestamptz', 'int': 'integer', 'money': 'numeric'}[cast] }"
+    return {"sqlite": sqlite, "postgres": postgres}
+
+
+def _funding_step() -> dict[str, str]:
+    fields = {
+        "grant": "",
+        "asset": "",
+        "amount": "money",
+        "kind": "",
+        "priority": "int",
+        "expires": "time",
+        "forfeited": "",
+        "t.asset": "",
+        "t.amount": "money",
+        "t.expires_at": "time",
+        "t.draw": "",
+        "r.actual": "",
+        "r.reason": "",
+    }
+    texts = {}
+    for dialect in DIALECTS:
+        text = _FUNDING
+        for field, cast in fields.items():
+            text = text.replace("{" + field + "}", _funding(field, cast)[dialect])
+        texts[dialect] = text
+    return texts
+
+
+MIGRATIONS.append(
+    Migration(
+        11,
+        # Grants and reservations lived only in the metadata of the transactions that issue, hold and release
+        # them, parsed again on every read (each wallet customer's grants once per batch). They become rows,
+        # written in the same write as those transactions (which stay: the ledger's idempotency by id covers
+        # a replay), read in batches by customer or id.
+        "grants and reservations: one row each, from the transactions that issue, forfeit, hold and release them",
+        _funding_step(),
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 #: A PostgreSQL database written before the histories merged, by its own version: the logical version it is at.

@@ -28,7 +28,17 @@ from typing import Any
 from rating.accounts import is_cost
 from rating.errors import StorageError
 from rating.events import UsageEvent
-from rating.ledger import RATING_PREFIX, Posting, Transaction, rating_id
+from rating.funding import (
+    FUNDING_KINDS,
+    Grant,
+    Reservation,
+    forfeited_grant,
+    grant_of,
+    release_state,
+    reservation_of,
+)
+from rating.ids import TransactionKind, parse, rating_id
+from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact
 from rating.records import ChargeRecord, CorrectionRecord, EventRecord, PeriodState
 from rating.statekeys import StateKey
@@ -312,9 +322,7 @@ class SqlStorage(Storage):
         )
         for transaction_id, account, asset, amount in cost_rows:
             if is_cost(str(account)):
-                costs.setdefault(str(transaction_id).removeprefix(RATING_PREFIX), []).append(
-                    (str(asset), self._decimal(amount))
-                )
+                costs.setdefault(parse(str(transaction_id)).event, []).append((str(asset), self._decimal(amount)))
         for id, event in events.items():
             yield Activity(event, tuple(readings.get(id, ())), tuple(amounts.get(id, ())), tuple(costs.get(id, ())))
 
@@ -427,7 +435,7 @@ class SqlStorage(Storage):
                 for t in transactions
             ),
         )
-        closing = [(t.customer, t.metadata["period"], t.id) for t in transactions if t.kind == "close"]
+        closing = [(t.customer, t.metadata["period"], t.id) for t in transactions if t.kind == TransactionKind.CLOSE]
         if closing:
             self._insert("closed_periods", "customer, period, transaction_id", closing)
         self._insert(
@@ -446,6 +454,7 @@ class SqlStorage(Storage):
                 "payment_id, purpose, customer, asset, amount, transaction_id",
                 ((p.payment_id, p.purpose, p.customer, p.asset, money(p.amount), p.transaction_id) for p in payments),
             )
+        self._write_funding(transactions)
         self._add_balances(balance_moves(transactions))
 
     def _add_balances(self, moves: Mapping[tuple[str, str], Decimal]) -> None:
@@ -555,11 +564,101 @@ class SqlStorage(Storage):
         )
         self._executemany("INSERT INTO period_members VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", members)
 
+    # -- grants and reservations (rating.funding) ------------------------------------------------------
+
+    def grants(self, customers: Iterable[str] | None = None) -> dict[str, list[Grant]]:
+        if customers is None:
+            rows: Iterable[Sequence[Any]] = self._run(_READ_GRANTS)
+        else:
+            rows = self._in_rows(_READ_GRANTS + " WHERE g.customer {in}", customers)
+        found: dict[str, list[Grant]] = {}
+        read_time, decimal = self._read_time, self._decimal
+        for customer, id, asset, amount, kind, priority, starts, expires, forfeits, _ in sorted(
+            rows,
+            key=lambda row: row[-1],  # in the order issued, whatever order the chunks of ids came in
+        ):
+            grant = Grant(
+                id,
+                customer,
+                asset,
+                decimal(amount),
+                kind,
+                int(priority),
+                read_time(starts),
+                None if expires is None else read_time(expires),
+                int(forfeits),
+            )
+            found.setdefault(customer, []).append(grant)
+        return found
+
+    def reservations(self, ids: Iterable[str]) -> dict[str, Reservation]:
+        rows = self._in_rows(_READ_RESERVATIONS + " WHERE r.id {in}", ids)
+        return {reservation.id: reservation for reservation in map(self._reservation, rows)}
+
+    def held_reservations(self) -> list[Reservation]:
+        rows = self._run(_READ_RESERVATIONS + " WHERE r.state = 'held' ORDER BY t.seq")
+        return [self._reservation(row) for row in rows]
+
+    def _reservation(self, row: Sequence[Any]) -> Reservation:
+        id, customer, asset, amount, expires_at, draw, state, released_by = row[:8]
+        taken = tuple((account, Decimal(str(value))) for account, value in json.loads(draw))
+        return Reservation(
+            id, customer, asset, self._decimal(amount), self._read_time(expires_at), taken, state, released_by
+        )
+
+    def _write_funding(self, transactions: Sequence[Transaction]) -> None:
+        """The grant and reservation rows ``transactions`` issue, forfeit, hold or release (inside their write)."""
+        funding = [t for t in transactions if t.kind in FUNDING_KINDS]
+        if not funding:
+            return
+        time, money = self._time, self._money
+        grants, reservations, forfeits, releases = [], [], [], []
+        for t in funding:
+            try:
+                if t.kind == TransactionKind.GRANT:
+                    g = grant_of(t)
+                    expires = None if g.expires is None else time(g.expires)
+                    terms = (g.customer, g.id, g.asset, money(g.amount), g.kind, g.priority, time(t.timestamp))
+                    grants.append((*terms, expires, 0, t.id))
+                elif t.kind == TransactionKind.RESERVE:
+                    r = reservation_of(t)
+                    draw = json.dumps([[a, str(v)] for a, v in r.draw])
+                    held = (r.id, r.customer, r.asset, money(r.amount), time(r.expires_at), draw, "held", t.id)
+                    reservations.append((*held, None))
+                elif t.kind == TransactionKind.FORFEIT:
+                    forfeits.append(forfeited_grant(t))
+                else:
+                    id, state = release_state(t)
+                    releases.append((state, t.id, id))
+            except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+                raise StorageError(f"transaction {t.id} is a {t.kind} without its terms: {error!r}") from None
+        # Rows first, then what changes them: a batch may issue a grant and forfeit it, hold and release.
+        if grants:
+            self._insert("grants", _GRANT, grants)
+        if reservations:
+            self._insert("reservations", _RESERVATION, reservations)
+        if forfeits:
+            self._executemany("UPDATE grants SET forfeits = forfeits + 1 WHERE customer = ? AND grant_id = ?", forfeits)
+        if releases:
+            self._executemany("UPDATE reservations SET state = ?, released_by = ? WHERE id = ?", releases)
+
 
 #: Transactions with their postings, one row per posting (``{where}`` picks the transactions).
 _READ_TRANSACTIONS = (
     "SELECT t.id, t.timestamp, t.description, t.metadata, p.account, p.asset, p.amount"
     " FROM transactions t LEFT JOIN postings p ON p.transaction_id = t.id {where} ORDER BY t.seq, p.line"
+)
+
+_GRANT = "customer, grant_id, asset, amount, kind, priority, starts, expires, forfeits, transaction_id"
+_RESERVATION = "id, customer, asset, amount, expires_at, draw, state, transaction_id, released_by"
+#: Grants with the order they were issued in (the ``seq`` of their transaction, last).
+_READ_GRANTS = (
+    "SELECT g.customer, g.grant_id, g.asset, g.amount, g.kind, g.priority, g.starts, g.expires, g.forfeits, t.seq"
+    " FROM grants g JOIN transactions t ON t.id = g.transaction_id"
+)
+_READ_RESERVATIONS = (
+    "SELECT r.id, r.customer, r.asset, r.amount, r.expires_at, r.draw, r.state, r.released_by"
+    " FROM reservations r JOIN transactions t ON t.id = r.transaction_id"
 )
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rating.errors import InvalidAmount
 from rating.events import EARLIEST, LATEST, UsageEvent
+from rating.ids import TransactionKind, payment_marker_id, release_id
 from rating.money import MONEY_CONTEXT, to_decimal
 from rating.periods import parse_period
 
@@ -109,6 +110,12 @@ class Checks:
         except Exception as error:  # noqa: BLE001 - a table no command could read is what verify reports
             self.problems.append(f"table {table} cannot be read: {_said(error)}")
 
+    def has_tables(self) -> bool:
+        """Whether the adapter keeps tables of rows (an adapter without them has no row to miss)."""
+        from rating.storage.base import Storage
+
+        return type(self.storage)._raw_rows is not Storage._raw_rows
+
 
 def unreadable(storage: Storage, known: Iterable[str] = ()) -> list[str]:
     """Problems that would make a command fail, or read something else than what was written; one line each
@@ -123,6 +130,8 @@ def unreadable(storage: Storage, known: Iterable[str] = ()) -> list[str]:
         _documents(checks)
         _closed_periods(checks, transactions)
         _payments(checks, transactions)
+        _grants(checks, transactions)
+        _reservations(checks, transactions)
         _readers(checks)
     return checks.problems
 
@@ -249,7 +258,10 @@ def _closed_periods(checks: Checks, transactions: dict[str, Any]) -> None:
                 checks.problems.append(f"period {period} of {customer} is closed by {transaction_id}, not stored")
             continue
         meta = transaction.metadata
-        if transaction.kind != "close" or (meta.get("customer"), meta.get("period")) != (customer, period):
+        if transaction.kind != TransactionKind.CLOSE or (meta.get("customer"), meta.get("period")) != (
+            customer,
+            period,
+        ):
             checks.problems.append(f"period {period} of {customer} is marked closed by {transaction_id}, not its close")
 
 
@@ -270,7 +282,7 @@ def _payments(checks: Checks, transactions: dict[str, Any]) -> None:
             said = payment_of(transaction)
         except Exception:  # noqa: BLE001 - a marker whose amount is not a decimal
             said = None
-        row = (f"payment:{payment_id}", purpose, customer, asset)
+        row = (payment_marker_id(payment_id), purpose, customer, asset)
         if (
             said is None
             or row != (said.transaction_id, said.purpose, said.customer, said.asset)
@@ -279,11 +291,118 @@ def _payments(checks: Checks, transactions: dict[str, Any]) -> None:
             checks.problems.append(f"{where} does not agree with its marker transaction {_shown(transaction_id)}")
 
 
+def _grants(checks: Checks, transactions: dict[str, Any]) -> None:
+    """Every grant row is what its transaction ``grant:CUSTOMER:GRANT`` says, forfeited as often as the
+    ``forfeit`` transactions say (wallets read the row); every grant transaction has its row."""
+    from rating.funding import forfeited_grant, grant_of
+
+    columns = "customer, grant_id, asset, amount, kind, priority, starts, expires, forfeits, transaction_id"
+    forfeits: dict[tuple[str, str], int] = {}
+    for transaction in transactions.values():
+        if transaction.kind == TransactionKind.FORFEIT:
+            key = forfeited_grant(transaction)
+            forfeits[key] = forfeits.get(key, 0) + 1
+    seen = set()
+    for customer, grant_id, asset, raw, kind, priority, starts, expires, count, transaction_id in checks.rows(
+        "grants", columns
+    ):
+        where = f"grant {_shown(grant_id)} of {_shown(customer)}"
+        seen.add(transaction_id)
+        value = checks.read(f"the amount of {where}", lambda raw=raw: amount(raw))
+        transaction = transactions.get(transaction_id)
+        if transaction is None:
+            if transactions:
+                checks.problems.append(f"{where} is issued by {_shown(transaction_id)}, not stored")
+            continue
+        try:
+            said = grant_of(transaction)
+        except Exception:  # noqa: BLE001 - a grant transaction without its terms
+            said = None
+        times = checks.read(f"the times of {where}", lambda s=starts, e=expires: (_moment(s), _moment(e)))
+        if (
+            said is None
+            or (transaction_id, customer, grant_id, asset, kind) != (transaction.id, *_terms(said))
+            or priority != said.priority
+            or (value is not None and value != said.amount)
+            or (times is not None and times != (transaction.timestamp, said.expires))
+        ):
+            checks.problems.append(f"{where} does not agree with its transaction {_shown(transaction_id)}")
+        elif count != forfeits.get((customer, grant_id), 0):
+            checks.problems.append(
+                f"{where} counts {count} forfeitures, the ledger holds {forfeits.get((customer, grant_id), 0)}"
+            )
+    if checks.has_tables():
+        for transaction in transactions.values():
+            if transaction.kind == TransactionKind.GRANT and transaction.id not in seen:
+                checks.problems.append(f"grant transaction {_shown(transaction.id)} has no grant row")
+
+
+def _terms(grant: Any) -> tuple[str, str, str, str]:
+    return grant.customer, grant.id, grant.asset, grant.kind
+
+
+def _moment(raw: object) -> Any:
+    """A stored time as an aware datetime (text on SQLite, a datetime on PostgreSQL), None for none."""
+    if raw is None or isinstance(raw, dt.datetime):
+        return raw
+    return dt.datetime.fromisoformat(str(raw))
+
+
+def _reservations(checks: Checks, transactions: dict[str, Any]) -> None:
+    """Every reservation row is what its transaction ``reserve:ID`` says, and in the state its release (when
+    there is one) leaves it (metered requests and wallets read the row); every hold has its row."""
+    from rating.funding import release_state, reservation_of
+
+    columns = "id, customer, asset, amount, expires_at, draw, state, transaction_id, released_by"
+    seen = set()
+    for id, customer, asset, raw, expires_at, draw, state, transaction_id, released_by in checks.rows(
+        "reservations", columns
+    ):
+        where = f"reservation {_shown(id)}"
+        seen.add(transaction_id)
+        value = checks.read(f"the amount of {where}", lambda raw=raw: amount(raw))
+        expiry = checks.read(f"the expiry of {where}", lambda raw=expires_at: _moment(raw))
+        taken = checks.read(
+            f"the draw of {where}", lambda draw=draw: tuple((a, Decimal(str(t))) for a, t in json.loads(str(draw)))
+        )
+        transaction = transactions.get(transaction_id)
+        if transaction is None:
+            if transactions:
+                checks.problems.append(f"{where} is held by {_shown(transaction_id)}, not stored")
+            continue
+        try:
+            said = reservation_of(transaction)
+        except Exception:  # noqa: BLE001 - a hold without its terms
+            said = None
+        if (
+            said is None
+            or (transaction_id, id, customer, asset) != (transaction.id, said.id, said.customer, said.asset)
+            or (value is not None and value != said.amount)
+            or (expiry is not None and expiry != said.expires_at)
+            or (taken is not None and taken != said.draw)
+        ):
+            checks.problems.append(f"{where} does not agree with its transaction {_shown(transaction_id)}")
+            continue
+        release = transactions.get(release_id(id))
+        expected = ("held", None) if release is None else (release_state(release)[1], release.id)
+        if (state, released_by) != expected:
+            checks.problems.append(
+                f"{where} is {_shown(state)}, its ledger says {expected[0]}"
+                + (f" (by {_shown(expected[1])})" if expected[1] else "")
+            )
+    if checks.has_tables():
+        for transaction in transactions.values():
+            if transaction.kind == TransactionKind.RESERVE and transaction.id not in seen:
+                checks.problems.append(f"reservation transaction {_shown(transaction.id)} has no reservation row")
+
+
 def _readers(checks: Checks) -> None:
     """The storage's own readers over everything, as the commands call them."""
     storage = checks.storage
     periods = checks.read("the charges", lambda: {stored.charge.period for stored in storage.charges()})
     checks.read("the rated events", lambda: deque(storage.activity(EARLIEST, LATEST), maxlen=0))
+    checks.read("the grants", storage.grants)
+    checks.read("the held reservations", storage.held_reservations)
     balances = checks.read("the balances", storage.balances)
     if balances:
         accounts = sorted({account for account, _ in balances})

@@ -17,9 +17,10 @@ pytest then runs every ``test_*`` method of the contract against it: records
 and ledger transactions stored atomically and idempotently by id, conflicts
 refused whole, exact Decimal amounts, balances of exactly the named accounts,
 wallet limits checked inside the write, period state with its compare-and-set,
-closed periods, corrections, gapless documents, ``verify`` and the
-``writing()`` scope. The records it stores are built by hand (no pricebook, no
-plugin, no engine), so a failure names the storage's promise, not a pricing one.
+closed periods, corrections, payments, grants and reservations, gapless
+documents, ``verify`` and the ``writing()`` scope. The records it stores are
+built by hand (no pricebook, no plugin, no engine), so a failure names the
+storage's promise, not a pricing one.
 
 **Provisional.** The records a storage receives are the plain records of
 :mod:`rating.records` (:class:`~rating.records.EventRecord`,
@@ -32,6 +33,7 @@ may change with it; the promises it checks will not.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from decimal import Decimal, getcontext
 
 import pytest
@@ -39,14 +41,16 @@ import pytest
 from rating.accounts import cost_account
 from rating.errors import EventConflict, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
 from rating.events import UsageEvent
-from rating.ledger import Posting, Transaction, rating_id
+from rating.funding import Grant, Reservation, grant_metadata, reservation_metadata
+from rating.ids import closing_id, forfeit_id, grant_id, rating_id, release_id, rerate_id, reserve_id
+from rating.ledger import Posting, Transaction
 from rating.money import MONEY_CONTEXT
 from rating.payment_registry import Purpose, payment_marker
 from rating.records import ChargeRecord, CorrectionRecord, EventRecord, PeriodState, Usage
 from rating.statekeys import StateKey
 from rating.storage.base import Payment, StaleState, Storage
 
-__all__ = ["StorageContract", "close", "correction", "rated", "transfer"]
+__all__ = ["StorageContract", "close", "correction", "forfeit", "grant", "hold", "rated", "release", "transfer"]
 
 AT = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 PERIOD = "2026-11"
@@ -64,7 +68,7 @@ def transfer(id: str, amount: str | Decimal, asset: str = "USD", debit: str = "a
 def close(customer: str, period: str = PERIOD) -> Transaction:
     """The marker that closes ``period`` of ``customer`` (what closing a period stores)."""
     return Transaction(
-        f"close:{customer}:{period}",
+        closing_id(customer, period),
         AT + dt.timedelta(days=40),
         f"close {period}",
         (),
@@ -124,7 +128,7 @@ def correction(rating: EventRecord, number: int, amount: str) -> CorrectionRecor
     difference = Decimal(amount) - old.amount
     customer = rating.event.customer
     transaction = Transaction(
-        f"rerate:{rating.event.id}:{number}",
+        rerate_id(rating.event.id, number),
         AT + dt.timedelta(days=2),
         "re-rating",
         (
@@ -134,6 +138,41 @@ def correction(rating: EventRecord, number: int, amount: str) -> CorrectionRecor
         {"customer": customer},
     )
     return CorrectionRecord(rating.event.id, customer, (reversed_, new), transaction)
+
+
+def grant(grant: Grant) -> Transaction:
+    """The transaction ``grant:CUSTOMER:GRANT`` that issues ``grant`` (what :meth:`~rating.wallet.Wallets.grant`
+    stores): from the grants account to the grant's own."""
+    postings = (
+        Posting(f"grants:{grant.kind}", grant.asset, grant.amount),
+        Posting(grant.account, grant.asset, -grant.amount),
+    )
+    return Transaction(grant_id(grant.customer, grant.id), grant.starts, "grant", postings, grant_metadata(grant))
+
+
+def forfeit(grant: Grant, number: int, left: str | Decimal) -> Transaction:
+    """The ``number``-th forfeiture of what is left of ``grant`` (``left``) once it expired."""
+    value = Decimal(left)
+    postings = (Posting(grant.account, grant.asset, value), Posting("revenue:forfeited", grant.asset, -value))
+    meta = {"customer": grant.customer, "grant": grant.id}
+    return Transaction(forfeit_id(grant.customer, grant.id, number), AT, "expired", postings, meta)
+
+
+def hold(reservation: Reservation) -> Transaction:
+    """The transaction ``reserve:ID`` that holds ``reservation``: its draw moved to the customer's held funds."""
+    postings = [Posting(account, reservation.asset, taken) for account, taken in reservation.draw]
+    postings.append(Posting(f"customer:{reservation.customer}:held", reservation.asset, -reservation.amount))
+    return Transaction(reserve_id(reservation.id), AT, "hold", tuple(postings), reservation_metadata(reservation))
+
+
+def release(reservation: Reservation, *, actual: str | None = None, reason: str = "voided") -> Transaction:
+    """The release ``release:ID`` of all of ``reservation``: settled at ``actual`` (the settlement's postings are
+    left out: storage reads only what the release says of its reservation), else voided for ``reason``."""
+    postings = [Posting(f"customer:{reservation.customer}:held", reservation.asset, reservation.amount)]
+    postings += [Posting(account, reservation.asset, -taken) for account, taken in reservation.draw]
+    meta = {"customer": reservation.customer, "reservation": reservation.id}
+    meta.update({"actual": actual} if actual is not None else {"reason": reason})
+    return Transaction(release_id(reservation.id), AT + dt.timedelta(minutes=1), "release", tuple(postings), meta)
 
 
 def _stored(storage: Storage, *ids: str) -> list[str]:
@@ -452,4 +491,65 @@ class StorageContract:
         storage.correct(
             [correction(first, 1, "0.2")], {StateKey("acme", "tokens", ("m",), PERIOD): PeriodState(Decimal(200))}
         )
+        assert storage.verify() == []
+
+    # -- grants and reservations ------------------------------------------------------------------
+
+    def test_grants_are_read_per_customer_in_the_order_issued(self, storage: Storage) -> None:
+        later = dt.datetime(2026, 11, 2, 9, 30, 0, 1, tzinfo=dt.UTC)
+        expiry = dt.datetime(2026, 12, 1, 2, 0, 0, 250, tzinfo=dt.timezone(dt.timedelta(hours=2)))  # any offset
+        first = Grant("promo", "acme", "USD", Decimal("5.25"), "promotional", 1, AT, expiry)
+        second = Grant("bonus", "acme", "EUR", Decimal("0.000001"), "purchased", 0, later, None)
+        other = Grant("promo", "globex", "USD", Decimal(3), "rollover", -2, AT, None)
+        storage.append([grant(first), grant(other)])
+        storage.append([grant(second)])
+        assert storage.grants(["acme"]) == {"acme": [first, second]}
+        assert storage.grants(["globex", "nobody"]) == {"globex": [other]}
+        assert storage.grants() == {"acme": [first, second], "globex": [other]}
+        assert storage.grants([]) == {}
+        [read] = storage.grants(["globex"])["globex"]
+        assert isinstance(read.amount, Decimal) and read.starts == AT and read.expires is None
+        assert storage.append([grant(first)]) == []  # a replay issues nothing more
+        assert storage.grants(["acme"]) == {"acme": [first, second]}
+        assert storage.verify() == []
+
+    def test_a_grant_counts_its_forfeitures_once_each(self, storage: Storage) -> None:
+        promo = Grant("promo", "acme", "USD", Decimal(5), "promotional", 0, AT, AT + dt.timedelta(days=1))
+        storage.append([grant(promo), forfeit(promo, 0, "5")])  # issued and forfeited in one write
+        assert storage.grants(["acme"])["acme"][0].forfeits == 1
+        storage.append([forfeit(promo, 0, "5")])  # a replay
+        with pytest.raises(TransactionConflict):  # refused whole: the forfeiture beside it is not counted
+            storage.append([forfeit(promo, 1, "1"), transfer("t1", "2"), transfer("t1", "3")])
+        assert storage.grants(["acme"])["acme"][0].forfeits == 1
+        storage.append([forfeit(promo, 1, "1")])
+        assert storage.grants(["acme"]) == {"acme": [replace(promo, forfeits=2)]}
+        assert storage.verify() == []
+
+    def test_reservations_are_held_until_their_release_and_read_in_batches(self, storage: Storage) -> None:
+        expiry = dt.datetime(2026, 11, 1, 1, 5, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+        draw = (("customer:acme:grant:promo", Decimal("0.5")), ("customer:acme:wallet", Decimal("1.75")))
+        first = Reservation("r1", "acme", "USD", Decimal("2.25"), expiry, draw)
+        second = Reservation("r2", "acme", "USD", Decimal(1), expiry, (("customer:acme:wallet", Decimal(1)),))
+        third = Reservation("r3", "globex", "EUR", Decimal(4), expiry, (("customer:globex:wallet", Decimal(4)),))
+        fourth = Reservation("r4", "globex", "EUR", Decimal(1), expiry, (("customer:globex:wallet", Decimal(1)),))
+        storage.append([hold(first), hold(second)])
+        storage.append([hold(third), hold(fourth), release(fourth, reason="expired")])  # held and expired at once
+        assert storage.reservations(["r1", "r2", "r9"]) == {"r1": first, "r2": second}
+        assert storage.reservations([]) == {}
+        assert storage.held_reservations() == [first, second, third]
+        [read] = storage.reservations(["r1"]).values()
+        assert read.expires_at == expiry and all(isinstance(taken, Decimal) for _, taken in read.draw)
+        storage.append([release(first, actual="2"), release(second, reason="expired")])
+        with pytest.raises(TransactionConflict):  # refused whole: the reservation stays held
+            storage.append([release(third), transfer("t1", "2"), transfer("t1", "3")])
+        assert storage.reservations(["r1", "r2", "r3", "r4"]) == {
+            "r1": replace(first, state="settled", released_by="release:r1"),
+            "r2": replace(second, state="expired", released_by="release:r2"),
+            "r3": third,
+            "r4": replace(fourth, state="expired", released_by="release:r4"),
+        }
+        assert storage.held_reservations() == [third]
+        storage.append([release(third, reason="the work did not run")])
+        assert storage.reservations(["r3"])["r3"].state == "voided"
+        assert storage.held_reservations() == []
         assert storage.verify() == []

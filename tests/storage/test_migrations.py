@@ -13,12 +13,12 @@ import pytest
 
 from rating.catalog import Catalog
 from rating.engine import Engine, adopt_legacy_totals
-from rating.errors import EventError
+from rating.errors import EventError, StorageError
 from rating.events import UsageEvent
 from rating.pricebook import load_pricebook
 from rating.refusals import Refusal
 from rating.registry import Registry
-from rating.storage import Storage
+from rating.storage import Storage, migrations
 from rating.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
 from rating.wallet import Wallets
 from tests.conftest import POSTGRES_URL, postgres_url
@@ -47,6 +47,9 @@ def _call(id: str, at: dt.datetime, tokens: int, customer: str = "acme") -> Usag
 def _check_in_flight_state_survives(storage: Storage, registry: Registry) -> None:
     book = load_pricebook(FIXTURES / "legacy-v3.yaml", registry)
     assert storage.legacy_running_totals() != []  # building an engine migrates nothing: `rating db migrate` does
+    with pytest.raises(StorageError) as unadopted:  # and rates nothing on totals it would start again from zero
+        Engine(book, storage, registry)
+    assert unadopted.value.code == "schema_outdated" and "rating db migrate -p" in str(unadopted.value)
     adopt_legacy_totals(storage, Catalog([book]))
     engine = Engine(book, storage, registry)
     assert storage.legacy_running_totals() == []  # adopted under the charges' identities
@@ -188,3 +191,86 @@ def test_payment_markers_become_payment_rows_postgres() -> None:
         assert storage.payments(["pi_1"]) == {
             "pi_1": Payment("pi_1", "top-up", "acme", "USD", Decimal("12.50"), "payment:pi_1")
         }
+
+
+def _wallet_history(storage: Storage) -> None:
+    """Grants and reservations in every state a wallet leaves them: issued, forfeited, held, settled, voided,
+    expired; times in another offset than UTC where they are the wallet's own."""
+    now = dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC)
+    clock = [now]
+    wallets = Wallets(storage, lambda: clock[0])
+    wallets.deposit("walt", "USD", Decimal(50), "d1")
+    paris = dt.timezone(dt.timedelta(hours=1))
+    wallets.grant(
+        "walt", "USD", Decimal("7.5"), "promo", priority=1, expires=dt.datetime(2026, 11, 3, 13, tzinfo=paris)
+    )
+    wallets.grant("walt", "USD", Decimal(2), "bonus", kind="purchased")
+    wallets.reserve("walt", "USD", Decimal(3), "settled", dt.timedelta(hours=1))
+    wallets.reserve("walt", "USD", Decimal(4), "voided", dt.timedelta(hours=1))
+    wallets.reserve("walt", "USD", Decimal(1), "expired", dt.timedelta(minutes=5))
+    wallets.reserve("walt", "USD", Decimal(1), "held", dt.timedelta(days=30))
+    wallets.settle("settled", Decimal("2.5"), "revenue:api")
+    wallets.void("voided")
+    clock[0] = now + dt.timedelta(days=3)
+    wallets.expire()
+    assert wallets.expire_grants()
+
+
+#: The step that made grants and reservations tables (numbered 11 when written; a merge may renumber it).
+FUNDING_STEP = next(m.version for m in migrations.MIGRATIONS if m.why.startswith("grants and reservations"))
+
+
+def _back_to_version_9(run: object, dialect: str) -> None:
+    """Undo the funding step as a database of the schema before never had it (its transactions stay)."""
+    assert callable(run)
+    run("DROP TABLE grants")
+    run("DROP TABLE reservations")
+    run(f"DELETE FROM schema_version WHERE version >= {FUNDING_STEP}")
+
+
+@pytest.mark.parametrize("kind", ["sqlite"] + (["postgres"] if POSTGRES_URL else []))
+def test_grants_and_reservations_are_filled_from_the_transactions_of_schema_9(kind: str, tmp_path: Path) -> None:
+    """Schema 11: the grants and reservations tables hold what the metadata of older transactions says."""
+    from rating.storage.memory import MemoryStorage
+    from rating.storage.postgres import PostgresStorage
+
+    memory = MemoryStorage()
+    _wallet_history(memory)
+    if kind == "sqlite":
+        storage: SQLiteStorage | PostgresStorage = SQLiteStorage(tmp_path / "v9.db")
+    else:
+        url = postgres_url()
+        storage = PostgresStorage(url)
+    with storage:
+        _wallet_history(storage)
+        written = storage.grants(), storage.reservations(["settled", "voided", "expired", "held", "none"])
+        assert written == (
+            memory.grants(),
+            memory.reservations(["settled", "voided", "expired", "held", "none"]),
+        )
+        _back_to_version_9(storage._db.execute, kind)
+        if kind == "sqlite":
+            storage._db.commit()
+    if kind == "sqlite":
+        with contextlib.closing(sqlite3.connect(tmp_path / "v9.db")) as db:
+            assert db.execute("SELECT max(version) FROM schema_version").fetchone()[0] < FUNDING_STEP
+    else:
+        import psycopg
+
+        with psycopg.connect(url) as db:
+            found = db.execute("SELECT max(version), to_regclass('grants') FROM schema_version").fetchone()
+            assert found is not None and found[0] < FUNDING_STEP and found[1] is None
+    reopened = SQLiteStorage(tmp_path / "v9.db") if kind == "sqlite" else PostgresStorage(url)
+    with reopened:
+        assert reopened.schema_version() == SCHEMA_VERSION
+        ids = ["settled", "voided", "expired", "held", "none"]
+        assert (reopened.grants(), reopened.reservations(ids)) == written
+        assert {r.id: r.state for r in written[1].values()} == {
+            "settled": "settled",
+            "voided": "voided",
+            "expired": "expired",
+            "held": "held",
+        }
+        assert [g.forfeits for g in written[0]["walt"]] == [1, 0]
+        assert [r.id for r in reopened.held_reservations()] == ["held"]
+        assert reopened.verify() == []

@@ -405,3 +405,33 @@ def test_a_command_fails_on_a_damaged_postgres_schema_only_where_verify_names_th
     finally:
         cells.db.close()
     assert not broken, "\n".join(broken)
+
+
+def test_verify_names_grant_and_reservation_rows_that_disagree_with_their_transactions(
+    stored_as_text: Storage,
+) -> None:
+    from rating.wallet import Wallets
+
+    wallets = Wallets(stored_as_text, lambda: AT)
+    wallets.deposit("walt", "USD", Decimal(10), "d1")
+    wallets.grant("walt", "USD", Decimal(5), "promo", expires=AT + dt.timedelta(days=1))
+    wallets.reserve("walt", "USD", Decimal(2), "r1", dt.timedelta(hours=1))
+    wallets.reserve("walt", "USD", Decimal(1), "r2", dt.timedelta(hours=1))
+    wallets.void("r2")
+    assert stored_as_text.verify() == []
+    run = stored_as_text._db.execute  # type: ignore[attr-defined]
+    run("UPDATE grants SET priority = 7")
+    run("UPDATE reservations SET state = 'held', released_by = NULL WHERE id = 'r2'")
+    run("UPDATE reservations SET draw = '[[\"customer:walt:wallet\", \"2\"]]' WHERE id = 'r1'")
+    assert sorted(stored_as_text.verify()) == [  # in the order of the rows: PostgreSQL moves an updated one
+        "grant 'promo' of 'walt' does not agree with its transaction 'grant:walt:promo'",
+        "reservation 'r1' does not agree with its transaction 'reserve:r1'",
+        "reservation 'r2' is 'held', its ledger says voided (by 'release:r2')",
+    ]
+    run("DELETE FROM reservations WHERE id = 'r2'")
+    run("UPDATE grants SET priority = 0, forfeits = 3")
+    assert sorted(stored_as_text.verify()) == [
+        "grant 'promo' of 'walt' counts 3 forfeitures, the ledger holds 0",
+        "reservation 'r1' does not agree with its transaction 'reserve:r1'",
+        "reservation transaction 'reserve:r2' has no reservation row",
+    ]
