@@ -7,30 +7,23 @@ tuples are several times cheaper to build than frozen dataclasses.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from rating.events import UsageEvent
 from rating.ledger import Transaction
 from rating.money import format_decimal
 from rating.pricing import PricingModel
-from rating.statekeys import BYOK_SUFFIX, StateKey  # noqa: F401 (re-exported: they were defined here)
+from rating.records import ChargeRecord, CorrectionRecord, EventRecord, Usage
+from rating.statekeys import BYOK_SUFFIX, StateKey, total_state  # noqa: F401 (re-exported: they were defined here)
 
+if TYPE_CHECKING:
+    from rating.catalog import Catalog
+    from rating.pricebook import Contract, Plan
 
-class Usage(NamedTuple):
-    """One meter's reading of one event and the period aggregate before and after it."""
+_new_record = tuple.__new__
 
-    meter: str
-    group: tuple[str, ...]
-    period: str
-    reading: Decimal | str
-    before: Decimal
-    after: Decimal
-
-    def key(self, customer: str) -> StateKey:
-        """The period state this reading advanced."""
-        # A plain tuple of StateKey's shape, equal and hashing alike: constructing the NamedTuple costs
-        # seven times as much, once per meter reading on the hot path.
-        return (customer, self.meter, self.group, self.period)  # type: ignore[return-value]
+#: What re-rating one event changes (the record storage keeps): the name it had when it was defined here.
+Correction = CorrectionRecord
 
 
 class Charge(NamedTuple):
@@ -54,6 +47,10 @@ class Charge(NamedTuple):
     uncapped: Decimal | None = None
     stored_explanation: str | None = None
     stored_unit_price: Decimal | None = None
+    #: The running-total key of the charge and the label of the pricebook version that priced it: what
+    #: renders its explanation again from the catalog (:func:`explanation_of`).
+    key: str | None = None
+    version: str | None = None
 
     @property
     def quantity(self) -> Decimal:
@@ -68,6 +65,54 @@ class Charge(NamedTuple):
         if self.pricing is None:
             return self
         return self._replace(stored_explanation=self.explanation, stored_unit_price=self.unit_price, pricing=None)
+
+    def record(self, text: bool = True) -> ChargeRecord:
+        """The charge as storage keeps it: with its unit price and explanation text when ``text`` (or when the
+        catalog could not render them again: a charge priced without its identity), else as data only."""
+        # Unpacked at once and built with tuple.__new__ (no argument parsing): one record per charge on the hot path.
+        (
+            plan,
+            meter,
+            group,
+            period,
+            model,
+            before,
+            after,
+            amount,
+            asset,
+            unit,
+            pricing,
+            uncapped,
+            text_,
+            price,
+            key,
+            version,
+        ) = self
+        if pricing is not None:
+            if text or key is None:
+                price, text_ = pricing.unit_price_of(before, after), self.explanation
+            else:  # data only: both are rendered from the catalog when someone reads them (:func:`rendered`)
+                price = text_ = None
+        return _new_record(
+            ChargeRecord,
+            (
+                plan,
+                meter,
+                group,
+                period,
+                model,
+                before,
+                after,
+                amount,
+                asset,
+                unit,
+                price,
+                text_,
+                uncapped,
+                version,
+                key,
+            ),
+        )
 
     @property
     def unit_price(self) -> Decimal | None:
@@ -108,15 +153,56 @@ class RatedEvent(NamedTuple):
         return totals
 
 
-class Correction(NamedTuple):
-    """What re-rating one event changes: the charge records it adds and the transaction that posts the difference.
+def event_record(rating: RatedEvent, text: bool = True) -> EventRecord:
+    """What storage keeps of ``rating``: its charges as records (their explanation text only with ``text``)."""
+    event, _, period, usage, charges, transaction = rating
+    if text:
+        records = tuple([charge.record(True) for charge in charges])
+    else:
+        records = tuple([_data_only(charge) for charge in charges])
+    return _new_record(EventRecord, (event, period, usage, records, transaction))
 
-    ``charges`` reverse the event's charges as they stood and add the new ones;
-    ``transaction`` (``rerate:EVENT:N``) moves the ledger by the same difference.
-    Nothing stored before is edited.
-    """
 
-    event_id: str
-    customer: str
-    charges: tuple[Charge, ...]
-    transaction: Transaction
+def _data_only(charge: Charge) -> ChargeRecord:
+    """``charge.record(False)``, by position: the memory path's one record per charge."""
+    if charge[10] is None:  # described already: its text and unit price are kept
+        tail = (charge[13], charge[12], charge[11], charge[15], charge[14])
+    elif charge[14] is None:  # no identity to render it again by
+        return charge.record(True)
+    else:
+        tail = (None, None, charge[11], charge[15], charge[14])
+    return _new_record(ChargeRecord, charge[:10] + tail)
+
+
+def explanation_of(record: ChargeRecord, catalog: Catalog | None = None) -> str:
+    """How ``record``'s amount follows from quantities and prices, in one line: the text stored with it, or
+    rendered by its pricing model in the pricebook version of ``catalog`` that priced it ("" if none can)."""
+    return rendered(record, catalog).explanation or ""
+
+
+def rendered(record: ChargeRecord, catalog: Catalog | None = None) -> ChargeRecord:
+    """``record`` with its explanation and unit price: as stored, or, for a record kept as data only (no
+    text), rendered now by its pricing model in the version of ``catalog`` that priced it (as it is without
+    one, or when the catalog no longer holds that version)."""
+    if record.explanation is not None or catalog is None:
+        return record
+    pricing = _pricing_of(record, catalog)
+    if pricing is None:
+        return record
+    charge = Charge(*record[:10], pricing=pricing, uncapped=record.uncapped)
+    return record._replace(unit_price=charge.unit_price, explanation=charge.explanation)
+
+
+def _pricing_of(record: ChargeRecord, catalog: Catalog) -> PricingModel | None:
+    """The pricing model that priced ``record``: its version's plan or contract charge with its key."""
+    for book in catalog.versions:
+        if f"{book.pricebook}@{book.version.isoformat()}" != record.version:
+            continue
+        holders: list[tuple[str, Plan | Contract]] = list(book.contracts.items())
+        if record.plan in book.plans:
+            holders.insert(0, (record.plan, book.plans[record.plan]))
+        for name, holder in holders:
+            for charge in holder.charges:
+                if charge.meter == record.meter and total_state(name, charge.identity(book.currency)) == record.key:
+                    return charge.for_group(record.group)
+    return None

@@ -45,7 +45,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
@@ -55,6 +55,7 @@ from rating.accounts import prepaid_account, receivable_account, revenue_account
 from rating.accounts import tax_account as _tax_account
 from rating.billing import AppliedTax, Billing, Party, Profile, TaxError, tax_for
 from rating.catalog import Catalog
+from rating.charges import rendered
 from rating.closing import period_usage
 from rating.errors import InvoiceError
 from rating.ids import TransactionKind, parse, tax_id
@@ -421,7 +422,7 @@ def _draft(storage: Storage, catalog: Catalog, billing: Billing, period: str, cu
     except TaxError as error:
         raise InvoiceError(InvoiceRefusal.NO_TAX_RULE, str(error)) from None
     _, start, end = bounds_of(period, zone(book.timezone_of(customer)), book.anchor_of(customer))
-    posted = _read(storage, customer, period, start, end)
+    posted = _read(storage, catalog, customer, period, start, end)
     usage = _usage_lines(posted, customer, currency)
     own = [line for line in usage if line.adjusts is None]
     exact_lines = own + _closing_lines(posted, customer) + [line for line in usage if line.adjusts is not None]
@@ -489,9 +490,13 @@ class _Posted:
         return sum((_on(t.postings, receivable_account(customer), currency) for t in transactions), ZERO)
 
 
-def _read(storage: Storage, customer: str, period: str, start: dt.datetime, end: dt.datetime) -> _Posted:
+def _read(
+    storage: Storage, catalog: Catalog, customer: str, period: str, start: dt.datetime, end: dt.datetime
+) -> _Posted:
     usage = period_usage(storage, customer, period)
-    charges, adjusted, ratings, corrections = usage.charges, usage.adjusted, usage.ratings, usage.corrections
+    # Unit prices of charges kept as data only (memory storage) are rendered from the catalog that priced them.
+    charges = [replace(stored, charge=rendered(stored.charge, catalog)) for stored in usage.charges]
+    adjusted, ratings, corrections = usage.adjusted, usage.ratings, usage.corrections
     closing = [
         (description, transaction)
         for kind, description in CLOSING_LINES.items()

@@ -7,7 +7,6 @@ models only ever see the aggregate before and after an event.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -16,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from rating.errors import EventError, InvalidAmount
 from rating.events import UsageEvent
 from rating.money import ZERO, bounded, to_decimal
+from rating.records import PeriodState  # noqa: F401 (re-exported: it was defined here)
 from rating.refusals import Refusal
 
 Aggregation = Literal["sum", "count", "max", "unique"]
@@ -26,17 +26,6 @@ MAX_MAGNITUDE = 15
 MAX_VALUE_BYTES = 1024
 #: A weight of a derived meter: an exact, non-negative decimal.
 Weight = Annotated[Decimal, BeforeValidator(to_decimal), AfterValidator(bounded), Field(ge=0)]
-
-
-@dataclass(slots=True)
-class PeriodState:
-    """The aggregate of one meter for one customer, group and period.
-
-    ``members`` holds the values seen so far, for unique-count meters only.
-    """
-
-    quantity: Decimal
-    members: set[str] | None = None
 
 
 def event_quantity(event: UsageEvent, name: str, missing: Decimal | None = None) -> Decimal:

@@ -13,10 +13,11 @@ Pricing runs in two stages, so that a policy can refuse an event between them
    contract;
 2. :meth:`Pricer.price` reads each meter, advances the period state the view
    shows (without changing it) and prices every charge as
-   ``P(after) - P(before)``, with its explanation: for storage that keeps
-   explanation text, charges leave the pricer described, so storage never calls
-   plugin code; otherwise (memory storage, simulation) the text is made only
-   when someone reads it, which saves a fifth of the memory path's time.
+   ``P(after) - P(before)``, each charge with its identity (running-total key
+   and version label), so its explanation is made only when someone reads it
+   (:func:`rating.charges.explanation_of`), which saves a fifth of the memory
+   path's time; storage is handed records (:mod:`rating.records`), never a
+   charge that holds its pricing model.
 
 Every meter and charge of the event is read and priced before a refusal is
 raised, and of the refusals found the one first in
@@ -84,9 +85,9 @@ class Pricer:
     """Prices events by the versions of one pricebook."""
 
     def __init__(
-        self, catalog: Catalog, enrich: Enrich | None = None, *, describe: bool = True, check_inputs: bool = False
+        self, catalog: Catalog, enrich: Enrich | None = None, *, describe: bool = False, check_inputs: bool = False
     ) -> None:
-        """``describe``: return charges with their explanation text already made (for storage that keeps it).
+        """``describe``: return charges with their explanation text already made (tests of the text read it so).
 
         ``check_inputs``: refuse events whose group values, ``unique`` members or model inputs are not what
         the meters and models accept (:meth:`Meter.check_inputs <rating.meters.Meter.check_inputs>`,
@@ -155,6 +156,7 @@ class Pricer:
         charges raise (an inexact sum is ``not_exact``), whatever the order of the meters.
         """
         event, version, plan, period = terms.event, terms.version, terms.plan, terms.period
+        label = version.label
         customer, currency = event.customer, version.book.currency
         usage: list[Usage] = []
         charges: list[Charge] = []
@@ -198,6 +200,7 @@ class Pricer:
             for total_key, charge in terms.charges.get(name, ()):
                 if source not in charge.billing_sources:
                     continue
+                identity = total_key  # what renders the explanation again from the catalog
                 try:
                     pricing = charge.for_group(group)
                     asset = pricing.asset or currency
@@ -227,13 +230,16 @@ class Pricer:
                     text = each.explanation if amount == uncapped else _capped(each.explanation, charge, amount, asset)
                     charges.append(
                         Charge(plan, name, group, period, pricing.name, before, after, amount, asset, unit, None,
-                               uncapped, text, each.unit_price)
+                               uncapped, text, each.unit_price, identity, label)
                     )  # fmt: skip
                     continue
-                line = Charge(
-                    plan, name, group, period, pricing.name, before, after, amount, asset, unit, pricing, uncapped
-                )
-                charges.append(line.described() if self._describe else line)
+                # tuple.__new__ skips the named tuple's argument parsing: a charge per meter and event.
+                line = _new_charge(Charge, (
+                    plan, name, group, period, pricing.name, before, after, amount, asset, unit, pricing, uncapped,
+                    None, None, identity, label,
+                ))  # fmt: skip
+                # A carried-over allowance is described now: the catalog alone cannot render its carry again.
+                charges.append(line.described() if self._describe or pricing.rollover else line)
         if refusals:
             raise min(refusals, key=lambda refusal: rank(refusal.code))
         return PricedEvent(terms, usage, charges, costs)
@@ -258,6 +264,9 @@ class Pricer:
         if result.id != event.id or result.customer != event.customer:
             raise PluginError(f"a rating_enrich_event plugin changed the id or customer of event {event.id}")
         return result
+
+
+_new_charge = tuple.__new__
 
 
 def _refusal(error: EventError | ArithmeticError) -> EventError:

@@ -63,18 +63,18 @@ from rating.accounts import (
     prepaid_account,
 )
 from rating.catalog import Catalog
-from rating.charges import Charge, Correction, StateKey
+from rating.charges import Charge, StateKey, rendered
 from rating.engine import Rejection
 from rating.errors import EventError, RerateRefused
 from rating.events import UsageEvent
 from rating.ids import TransactionKind, closing_id, rating_id, rerate_id
 from rating.ledger import Posting, Transaction
-from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.periods import ONE_TICK, PeriodKind, bounds_of, parse_period, period_bounds, zone
 from rating.pipeline import Mode, Pipeline, Wallet
 from rating.pricebook import Pricebook
 from rating.pricer import Pricer, Terms, advance
+from rating.records import ChargeRecord, CorrectionRecord, PeriodState
 from rating.refusals import Refusal, RerateRefusal
 from rating.registry import Registry
 from rating.statekeys import TERM, prepaid_contract, prepaid_state
@@ -97,7 +97,7 @@ class RerateReport:
     #: Events of the selected periods that the fixed pricebook priced.
     repriced: int = 0
     #: The corrections, one per event whose price changed.
-    corrections: list[Correction] = field(default_factory=list)
+    corrections: list[CorrectionRecord] = field(default_factory=list)
     #: Events or corrections that could not be re-rated, with their codes; their postings stand.
     refused: list[Rejection] = field(default_factory=list)
     #: Per (customer, asset): the charges of the re-priced events as they stood, and as re-priced.
@@ -314,7 +314,7 @@ class _Run:
         self.outside: dict[StateKey, PeriodState] = {}  # stored state other periods show (rollover carries)
         self.wallets: dict[tuple[str, str], Decimal] = {}
         self.closed: set[tuple[str, str]] = set()
-        self.customers: dict[str, tuple[dict[str, list[Charge]], dict[str, list[Transaction]]]] = {}
+        self.customers: dict[str, tuple[dict[str, list[ChargeRecord]], dict[str, list[Transaction]]]] = {}
         self.grants: dict[str, list[Grant]] = {}
 
     def select(self, key: tuple[str, str], end: dt.datetime) -> None:
@@ -431,12 +431,14 @@ class _Run:
         charges, _ = self.stored(event.customer)
         return sum((c.amount for c in charges.get(event.id, ()) if c.asset == currency), ZERO)
 
-    def stored(self, customer: str) -> tuple[dict[str, list[Charge]], dict[str, list[Transaction]]]:
+    def stored(self, customer: str) -> tuple[dict[str, list[ChargeRecord]], dict[str, list[Transaction]]]:
         """The customer's charge records and earlier corrections, by event id (read once per customer)."""
         if customer not in self.customers:
-            charges: dict[str, list[Charge]] = {}
+            charges: dict[str, list[ChargeRecord]] = {}
+            catalog = self.pricer.catalog
             for stored in self.storage.charges(customer):
-                charges.setdefault(stored.event_id, []).append(stored.charge)
+                # Rendered now, if kept as data: netting and reversing keep the text and unit price as they were.
+                charges.setdefault(stored.event_id, []).append(rendered(stored.charge, catalog))
             corrections: dict[str, list[Transaction]] = {}
             for transaction in self.storage.transactions_of(TransactionKind.RERATE, customer):
                 corrections.setdefault(transaction.metadata["event_id"], []).append(transaction)
@@ -459,8 +461,8 @@ class _Run:
         standing = _net_lines(charges.get(event.id, []))
         for line in standing:
             report.before[customer, line.asset] = report.before.get((customer, line.asset), ZERO) + line.amount
-        for line in rated.charges:
-            report.after[customer, line.asset] = report.after.get((customer, line.asset), ZERO) + line.amount
+        for charge in rated.charges:
+            report.after[customer, charge.asset] = report.after.get((customer, charge.asset), ZERO) + charge.amount
         posted = [self.storage.transaction(rating_id(event.id)), *corrections.get(event.id, [])]
         moves = _platform_moves(rated.transaction.postings, customer, self.arrival)
         for transaction in posted:
@@ -485,9 +487,9 @@ class _Run:
         terms: Terms,
         charges: Iterable[Charge],
         moves: dict[tuple[str, str], Decimal],
-        standing: list[Charge],
+        standing: list[ChargeRecord],
         number: int,
-    ) -> Correction:
+    ) -> CorrectionRecord:
         event = terms.event
         customer, period, at = event.customer, terms.period, event.timestamp
         metadata = {"event_id": event.id, "customer": customer, "plan": terms.plan, "pricebook": terms.version.label}
@@ -506,11 +508,11 @@ class _Run:
         )
         if funding is not None:
             self.wallets.update(funding.balances)
-        fresh = _net_lines([c.described() for c in charges])
+        fresh = _net_lines([c.record() for c in charges])
         kept = {_line_key(a) for a in standing for b in fresh if _line_key(a) == _line_key(b) and a.amount == b.amount}
         lines = [_reversed(line, period) for line in standing if _line_key(line) not in kept]
         lines += [line._replace(period=period) for line in fresh if _line_key(line) not in kept]
-        return Correction(event.id, customer, tuple(lines), transaction)
+        return CorrectionRecord(event.id, customer, tuple(lines), transaction)
 
     def _open_period(self, event: UsageEvent) -> str:
         """The customer's billing period now, which takes a closed period's difference; ``closed_period`` if shut."""
@@ -535,7 +537,7 @@ class _Run:
         return self.grants[customer]
 
 
-def _settling(correction: Correction, period: str) -> Correction:
+def _settling(correction: CorrectionRecord, period: str) -> CorrectionRecord:
     """``correction`` marked as a settlement made at the close of ``period`` (``settles: PERIOD``)."""
     transaction = correction.transaction
     metadata = {**transaction.metadata, "settles": period}
@@ -571,27 +573,25 @@ def _platform_moves(
     return moves
 
 
-def _reversed(line: Charge, period: str) -> Charge:
+def _reversed(line: ChargeRecord, period: str) -> ChargeRecord:
     """The record that reverses a standing charge line (its quantity and amount negated), counted in ``period``."""
     return line._replace(
         before=line.after,
         after=line.before,
         amount=-line.amount,
         period=period,
-        pricing=None,
-        stored_explanation=f"reversal: {line.explanation}",
-        stored_unit_price=line.unit_price,
+        explanation=f"reversal: {line.explanation}",
     )
 
 
-def _line_key(charge: Charge) -> tuple[object, ...]:
+def _line_key(charge: ChargeRecord) -> tuple[object, ...]:
     """What makes a charge record the same line as another: plan, meter, group, model, asset and unit."""
     return (charge.plan, charge.meter, charge.group, charge.model, charge.asset, charge.unit)
 
 
-def _net_lines(charges: list[Charge]) -> list[Charge]:
+def _net_lines(charges: list[ChargeRecord]) -> list[ChargeRecord]:
     """An event's charge records netted per line (plan, meter, group, model, asset, unit): what stands."""
-    net: dict[tuple[object, ...], Charge] = {}
+    net: dict[tuple[object, ...], ChargeRecord] = {}
     for charge in charges:
         key = _line_key(charge)
         known = net.get(key)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from rating.charges import event_record
 from rating.closing import close_period
 from rating.engine import Engine
 from rating.errors import EventError, PeriodClosed, RatingError, TransactionConflict
@@ -150,7 +151,7 @@ def test_the_storage_refuses_usage_in_a_closed_period_inside_its_write(
     close_period(engine, "2026-11", customers=["acme"])
     before = storage.balances()
     with pytest.raises(PeriodClosed):
-        storage.record([priced])
+        storage.record([event_record(priced)])
     assert storage.balances() == before and storage.rated_events(["late"]) == {}
 
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rating.charges import explanation_of
 from rating.closing import close_period
 from rating.engine import Engine
 from rating.errors import PricebookError
@@ -68,7 +69,7 @@ def test_volume_discount_above_a_threshold_of_the_period_total(book: Book, regis
     engine = Engine(book(CONTRACTS), storage, registry)
     assert use(engine, "a", 20, 100_000) == [Decimal("80.0000")]  # the period total, 80, is below 100
     assert use(engine, "b", 21, 100_000) == [Decimal("74.000000")]  # 20 up to 100, then 60 at 10% off
-    explanation = next(c.charge.explanation for c in storage.charges() if c.event_id == "b")
+    explanation = next(explanation_of(c.charge, engine.catalog) for c in storage.charges() if c.event_id == "b")
     assert explanation == ("100,000 tokens x 0.0008 USD = 80.0000 USD; with 10% off above 100: 74.000000 USD")
 
 

@@ -10,12 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rating.charges import explanation_of, rendered
 from rating.engine import Engine
 from rating.errors import EventConflict, EventError, PluginError
 from rating.events import Sourced, UsageEvent
 from rating.hookspecs import hookimpl
 from rating.ledger import Transaction
 from rating.pricebook import Pricebook, parse_pricebook
+from rating.records import ChargeRecord
 from rating.registry import Registry
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
@@ -188,7 +190,7 @@ def test_an_enricher_may_not_change_who_pays(book: Callable[[str], Pricebook]) -
         engine.rate(event("e1", tokens=1, model="m"))
 
 
-def test_storage_that_keeps_explanations_is_handed_text_never_a_pricing_model(
+def test_storage_that_keeps_explanations_is_handed_records_with_text_never_a_pricing_model(
     book,
     registry,
     tmp_path,  # type: ignore[no-untyped-def]
@@ -205,11 +207,31 @@ def test_storage_that_keeps_explanations_is_handed_text_never_a_pricing_model(
 
     with Watching(tmp_path / "r.db") as storage:
         Engine(book(SIMPLE_PRICEBOOK), storage, registry).rate(event("e1", tokens=1200, model="m"))
-        assert handed and all(c.pricing is None and c.stored_explanation for c in handed)
+        assert handed and all(type(c) is ChargeRecord and c.explanation for c in handed)
         [stored, *_] = [c.charge for c in storage.charges() if c.charge.meter == "tokens"]
         assert stored.explanation == (
             "1,000 tokens x 0.001 USD (tier 1) + 200 tokens x 0.0005 USD (tier 2) = 1.1000 USD"
         )
+
+
+def test_memory_storage_is_handed_explanations_as_data_and_the_pricing_layer_renders_them_on_read(
+    book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    from tests.helpers import SIMPLE_PRICEBOOK
+
+    storage = MemoryStorage()
+    engine = Engine(book(SIMPLE_PRICEBOOK), storage, registry)
+    engine.rate(event("e1", tokens=1200, model="m"))
+    [stored] = [c.charge for c in storage.charges() if c.charge.meter == "tokens"]
+    assert type(stored) is ChargeRecord and stored.explanation is None  # no text made when nobody reads it
+    assert (stored.version, stored.key) == ("test@2026-11-01", "total:basic:tokens.tiered.USD")
+    assert explanation_of(stored, engine.catalog) == (
+        "1,000 tokens x 0.001 USD (tier 1) + 200 tokens x 0.0005 USD (tier 2) = 1.1000 USD"
+    )
+    assert explanation_of(stored) == ""  # without the catalog there is nothing to render it by
+    assert explanation_of(stored._replace(explanation="kept")) == "kept"  # stored text wins
+    [requests] = [c.charge for c in storage.charges() if c.charge.meter == "requests"]
+    assert requests.unit_price is None and rendered(requests, engine.catalog).unit_price == Decimal("0.01")
 
 
 @settings(max_examples=40, deadline=None)

@@ -69,7 +69,7 @@ class Engine(MeteredRequests, BatchWriter):
         hooks = self.registry.manager.hook
         #: The pure pricer this engine composes with policies and the poster.
         enrich = hooks.rating_enrich_event if self.registry.enriches_events else None
-        self.pricer = Pricer(self.catalog, enrich, describe=storage.keeps_explanations, check_inputs=True)
+        self.pricer = Pricer(self.catalog, enrich, check_inputs=True)
         self.pause_gc = pause_gc
         self.notifications = Notifications(self.registry, self.catalog, self.pricer)
         #: Billing and quotes: the same pipeline, two declared subsets of its policies.

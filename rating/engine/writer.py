@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING
 
-from rating.charges import RatedEvent, StateKey
+from rating.charges import RatedEvent, StateKey, event_record
 from rating.engine.notifications import Notifications, WalletMoves
 from rating.engine.reports import BatchReport, Rejection
 from rating.events import CHUNK_BYTES, Pause, Sourced, UsageEvent
@@ -191,7 +191,7 @@ class BatchWriter:
             if strict and (rejected or report.rejected):
                 report.rejected.extend(rejected)
                 return []
-            fresh = self.storage.record(ratings, limits=dict.fromkeys(wallets, ZERO), checked=True)
+            fresh = self._record(ratings, dict.fromkeys(wallets, ZERO))
             self.storage.append(releases, checked=held is not None)  # the reservation was found open, unreleased
             self._reprice(late)
         report.rejected.extend(rejected)
@@ -221,9 +221,25 @@ class BatchWriter:
                 unmoved = marker is not None and self.storage.change_marker() == marker  # no one else wrote
                 if not unmoved and self._overtaken(ratings, read):
                     return False
-                fresh = self.storage.record(ratings, checked=True)
+                fresh = self._record(ratings)
         self._stored(report, len(ratings) + duplicates, fresh, wallets)
         return True
+
+    def _record(
+        self, ratings: list[RatedEvent], limits: dict[tuple[str, str], Decimal] | None = None
+    ) -> list[RatedEvent]:
+        """Store ``ratings``, rated inside the current write scope, as the records storage keeps; those new.
+
+        The boundary between pricing and storage: the records hold data only, and explanation text only
+        for storage that keeps it (the rest is rendered from the catalog when read).
+        """
+        text = self.storage.keeps_explanations
+        records = [event_record(rating, text) for rating in ratings]
+        fresh = self.storage.record(records, limits, checked=True)
+        if len(fresh) == len(ratings):  # checked: all of them, as the storage was handed them
+            return ratings
+        rated = {id(record): rating for record, rating in zip(records, ratings, strict=True)}
+        return [rated[id(record)] for record in fresh]
 
     def _overtaken(self, ratings: list[RatedEvent], read: dict[StateKey, Decimal]) -> bool:
         """Whether another writer stored what ``ratings`` were rated without: one of their events, the close

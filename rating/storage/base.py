@@ -22,7 +22,6 @@ from dataclasses import dataclass, replace
 from decimal import Decimal, localcontext
 from functools import lru_cache
 
-from rating.charges import Charge, Correction, RatedEvent, StateKey
 from rating.errors import EventConflict, InvalidAmount, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
 from rating.events import UsageEvent
 from rating.funding import (
@@ -36,8 +35,9 @@ from rating.funding import (
 )
 from rating.ids import TransactionKind, parse, payment_marker_id, release_id, reserve_id
 from rating.ledger import Transaction
-from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO, exact
+from rating.records import ChargeRecord, CorrectionRecord, EventRecord, PeriodState
+from rating.statekeys import StateKey
 
 
 def _decimal(raw: object) -> Decimal | None:
@@ -96,11 +96,15 @@ def payment_of(marker: Transaction) -> Payment:
 
 @dataclass(frozen=True, slots=True)
 class StoredCharge:
-    """A charge as kept in storage, with the event and customer it belongs to."""
+    """A charge as kept in storage, with the event and customer it belongs to.
+
+    ``charge.explanation`` is None where the text is rendered on read
+    (:func:`rating.charges.explanation_of`, with the catalog).
+    """
 
     event_id: str
     customer: str
-    charge: Charge
+    charge: ChargeRecord
 
 
 def balance_moves(transactions: Sequence[Transaction]) -> dict[tuple[str, str], Decimal]:
@@ -123,7 +127,7 @@ def group_key(group: tuple[str, ...]) -> str:
 
 
 def final_states(
-    ratings: Sequence[RatedEvent],
+    ratings: Sequence[EventRecord],
 ) -> tuple[dict[StoredKey, tuple[Decimal, bool]], list[tuple[str, str, str, str, str]]]:
     """The period state ``ratings`` leave (quantity, is unique) per key, and the unique members they add."""
     final: dict[StoredKey, tuple[Decimal, bool]] = {}
@@ -159,7 +163,8 @@ class Storage(abc.ABC):
     #: Whether an error inside :meth:`writing` undoes everything written in it (a database transaction); the
     #: engine then stores a strict batch chunk by chunk in one scope instead of holding all of it.
     rolls_back = True
-    #: Whether the adapter stores each charge's explanation text (then the engine hands it described charges).
+    #: Whether the adapter stores each charge's explanation text: then the records it is handed carry the text
+    #: (else they carry what renders it on read, and the text is made only when someone reads it).
     keeps_explanations = True
     #: Whether the engine should read a chunk's period state and closed periods in one query up front
     #: (worth it where each read is a round trip to a server; in-process reads are cheaper one by one).
@@ -193,11 +198,11 @@ class Storage(abc.ABC):
 
     def record(
         self,
-        ratings: Sequence[RatedEvent],
+        ratings: Sequence[EventRecord],
         limits: Mapping[tuple[str, str], Decimal] | None = None,
         *,
         checked: bool = False,
-    ) -> list[RatedEvent]:
+    ) -> list[EventRecord]:
         """Store rated events and their transactions atomically; return those that were new.
 
         ``limits`` are checked as in :meth:`append` (wallets paying for usage).
@@ -247,10 +252,10 @@ class Storage(abc.ABC):
 
     def correct(
         self,
-        corrections: Sequence[Correction],
+        corrections: Sequence[CorrectionRecord],
         states: Mapping[StateKey, PeriodState],
         limits: Mapping[tuple[str, str], Decimal] | None = None,
-    ) -> list[Correction]:
+    ) -> list[CorrectionRecord]:
         """Store corrections of rated events and the period states they leave, atomically; return those that were new.
 
         A correction whose transaction is already stored with the same content is
@@ -501,11 +506,13 @@ class Storage(abc.ABC):
         """Write new transactions and update balances (inside :meth:`_atomic`)."""
 
     @abc.abstractmethod
-    def _write_ratings(self, ratings: Sequence[RatedEvent]) -> None:
+    def _write_ratings(self, ratings: Sequence[EventRecord]) -> None:
         """Write new rated events, their transactions, usage, charges and period state."""
 
     @abc.abstractmethod
-    def _write_corrections(self, corrections: Sequence[Correction], states: Mapping[StateKey, PeriodState]) -> None:
+    def _write_corrections(
+        self, corrections: Sequence[CorrectionRecord], states: Mapping[StateKey, PeriodState]
+    ) -> None:
         """Write new corrections (their transactions and charge records) and replace the period ``states``."""
 
     @abc.abstractmethod
@@ -529,7 +536,7 @@ class Storage(abc.ABC):
 
     # -- shared checks -----------------------------------------------------------
 
-    def _screen_ratings(self, ratings: Sequence[RatedEvent]) -> list[RatedEvent]:
+    def _screen_ratings(self, ratings: Sequence[EventRecord]) -> list[EventRecord]:
         stored = self.rated_events(r.event.id for r in ratings)
         in_batch: dict[str, UsageEvent] = {}
         fresh = []
@@ -562,14 +569,14 @@ class Storage(abc.ABC):
                 raise TransactionConflict(f"transaction {id} is already stored with different content")
         return fresh
 
-    def _check_open(self, ratings: Sequence[RatedEvent]) -> None:
+    def _check_open(self, ratings: Sequence[EventRecord]) -> None:
         """No rating may post usage into a closed period: atomic with the write, on every adapter."""
         closed = self.closed_periods({(r.event.customer, r.period) for r in ratings})
         if closed:
             customer, period = sorted(closed)[0]
             raise PeriodClosed(f"period {period} of customer {customer!r} is closed; nothing of the batch was written")
 
-    def _check_state(self, ratings: Sequence[RatedEvent]) -> None:
+    def _check_state(self, ratings: Sequence[EventRecord]) -> None:
         """Each state key's first reading in the batch must start from the stored quantity."""
         first_before: dict[StateKey, Decimal] = {}
         for rating in ratings:

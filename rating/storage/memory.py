@@ -9,17 +9,17 @@ from contextlib import AbstractContextManager
 from decimal import Decimal
 
 from rating.accounts import is_cost
-from rating.charges import Charge, Correction, RatedEvent, StateKey
 from rating.events import UsageEvent
 from rating.ids import TransactionKind, rating_id
 from rating.ledger import Transaction
-from rating.meters import PeriodState
 from rating.money import ZERO, exact
+from rating.records import ChargeRecord, CorrectionRecord, EventRecord, PeriodState
+from rating.statekeys import StateKey
 from rating.storage.base import Activity, Storage, StoredCharge
 
 #: What a meter read: (meter, quantity or unique value).
 Reading = tuple[str, Decimal | str]
-_Record = tuple[str, str, tuple[Charge, ...], UsageEvent | None, tuple[Reading, ...]]
+_Record = tuple[str, str, tuple[ChargeRecord, ...], UsageEvent | None, tuple[Reading, ...]]
 
 
 class MemoryStorage(Storage):
@@ -31,7 +31,7 @@ class MemoryStorage(Storage):
 
     rolls_back = False  # what a write scope stored stays when it fails
 
-    keeps_explanations = False  # charges keep their pricing model; the text is made when read
+    keeps_explanations = False  # records carry what renders the text on read: memory is short, reads are few
 
     def __init__(self, url: str = "memory:") -> None:
         self.url = url
@@ -109,7 +109,9 @@ class MemoryStorage(Storage):
         chosen.sort(key=lambda record: (record[0].timestamp, record[0].id))  # time order, ties by id
         return iter([self._activity_of(*record) for record in chosen])
 
-    def _activity_of(self, event: UsageEvent, readings: tuple[Reading, ...], charges: tuple[Charge, ...]) -> Activity:
+    def _activity_of(
+        self, event: UsageEvent, readings: tuple[Reading, ...], charges: tuple[ChargeRecord, ...]
+    ) -> Activity:
         amounts = tuple((c.asset, c.amount) for c in charges) + tuple(self._corrected.get(event.id, ()))
         posted = self._transactions[rating_id(event.id)].postings
         return Activity(event, readings, amounts, tuple((p.asset, p.amount) for p in posted if is_cost(p.account)))
@@ -164,25 +166,28 @@ class MemoryStorage(Storage):
                 key = (posting.account, posting.asset)
                 balances[key] = balances.get(key, ZERO) + posting.amount
 
-    def _write_ratings(self, ratings: Sequence[RatedEvent]) -> None:
+    def _write_ratings(self, ratings: Sequence[EventRecord]) -> None:
         self._write_transactions([r.transaction for r in ratings])
-        states, records = self._states, self._records
-        for rating in ratings:
-            event = rating.event
-            self._events[event.id] = event
-            for usage in rating.usage:
-                key = usage.key(event.customer)
-                state = states.get(key)
+        states, records, events = self._states, self._records, self._events
+        for event, _, usage, charges, _ in ratings:  # unpacked at once: once per event on the hot path
+            customer = event.customer
+            events[event.id] = event
+            for meter, group, period, reading, _, after in usage:
+                key = (customer, meter, group, period)  # a StateKey's shape, equal and hashing alike
+                state = states.get(key)  # type: ignore[call-overload]
+                unique = isinstance(reading, str)
                 if state is None:
-                    state = states[key] = PeriodState(ZERO, set() if isinstance(usage.reading, str) else None)
-                state.quantity = usage.after
-                if isinstance(usage.reading, str):
+                    state = states[key] = PeriodState(ZERO, set() if unique else None)  # type: ignore[index]
+                state.quantity = after
+                if unique:
                     assert state.members is not None
-                    state.members.add(usage.reading)
-            readings = tuple((u.meter, u.reading) for u in rating.usage)
-            records.append((event.id, event.customer, rating.charges, event, readings))
+                    state.members.add(reading)
+            readings = tuple([(u[0], u[3]) for u in usage])
+            records.append((event.id, customer, charges, event, readings))
 
-    def _write_corrections(self, corrections: Sequence[Correction], states: Mapping[StateKey, PeriodState]) -> None:
+    def _write_corrections(
+        self, corrections: Sequence[CorrectionRecord], states: Mapping[StateKey, PeriodState]
+    ) -> None:
         self._write_transactions([c.transaction for c in corrections])
         for correction in corrections:
             self._records.append((correction.event_id, correction.customer, correction.charges, None, ()))

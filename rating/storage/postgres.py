@@ -20,10 +20,10 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from rating.charges import StateKey
 from rating.errors import StorageError
 from rating.events import UsageEvent
-from rating.meters import PeriodState
+from rating.records import PeriodState
+from rating.statekeys import StateKey
 from rating.storage import masked
 from rating.storage.base import StoredKey, group_key
 from rating.storage.migrations import MIGRATIONS as _LOGICAL

@@ -26,7 +26,6 @@ from decimal import Decimal
 from typing import Any
 
 from rating.accounts import is_cost
-from rating.charges import Charge, Correction, RatedEvent, StateKey
 from rating.errors import StorageError
 from rating.events import UsageEvent
 from rating.funding import (
@@ -40,8 +39,9 @@ from rating.funding import (
 )
 from rating.ids import TransactionKind, parse, rating_id
 from rating.ledger import Posting, Transaction
-from rating.meters import PeriodState
 from rating.money import ZERO, exact
+from rating.records import ChargeRecord, CorrectionRecord, EventRecord, PeriodState
+from rating.statekeys import StateKey
 from rating.storage.base import (
     PAYMENT_KIND,
     Activity,
@@ -279,7 +279,7 @@ class SqlStorage(Storage):
         rows = self._run(f"SELECT {_CHARGE} FROM charges {where} ORDER BY seq", args).fetchall()  # noqa: S608
         read = self._decimal
         for event_id, who, plan, meter, group, period, model, before, after, amount, asset, unit, price, text in rows:
-            charge = Charge(
+            charge = ChargeRecord(
                 plan,
                 meter,
                 tuple(json.loads(group)),
@@ -290,8 +290,8 @@ class SqlStorage(Storage):
                 read(amount),
                 asset,
                 unit,
-                stored_explanation=text,
-                stored_unit_price=None if price is None else read(price),
+                None if price is None else read(price),
+                text,
             )
             yield StoredCharge(event_id, who, charge)
 
@@ -475,7 +475,7 @@ class SqlStorage(Storage):
                 (account, asset, self._money(total)),
             )
 
-    def _write_ratings(self, ratings: Sequence[RatedEvent]) -> None:
+    def _write_ratings(self, ratings: Sequence[EventRecord]) -> None:
         if not ratings:
             return
         self._begin_write(len(ratings))
@@ -517,12 +517,14 @@ class SqlStorage(Storage):
         self._write_charges([(r.event.id, r.event.customer, c) for r in ratings for c in r.charges])
         self._write_states(*final_states(ratings))
 
-    def _write_corrections(self, corrections: Sequence[Correction], states: Mapping[StateKey, PeriodState]) -> None:
+    def _write_corrections(
+        self, corrections: Sequence[CorrectionRecord], states: Mapping[StateKey, PeriodState]
+    ) -> None:
         self._write_transactions([c.transaction for c in corrections])
         self._write_charges([(c.event_id, c.customer, charge) for c in corrections for charge in c.charges])
         self._write_states(*stored_states(states))
 
-    def _write_charges(self, rows: Sequence[tuple[str, str, Charge]]) -> None:
+    def _write_charges(self, rows: Sequence[tuple[str, str, ChargeRecord]]) -> None:
         """Write charge records as (event id, customer, charge)."""
         if not rows:
             return
@@ -545,7 +547,7 @@ class SqlStorage(Storage):
                     c.asset,
                     c.unit,
                     None if c.unit_price is None else money(c.unit_price),
-                    c.explanation,
+                    "" if c.explanation is None else c.explanation,
                 )
                 for event_id, customer, c in rows
             ),

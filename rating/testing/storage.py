@@ -22,11 +22,12 @@ documents, ``verify`` and the ``writing()`` scope. The records it stores are
 built by hand (no pricebook, no plugin, no engine), so a failure names the
 storage's promise, not a pricing one.
 
-**Provisional.** The records a storage receives (today :class:`~rating.charges.RatedEvent`,
-:class:`~rating.charges.Correction` and :class:`~rating.ledger.Transaction`) are
-becoming plain storage records, and the online-path issue settles the posting
-unit (how many transactions a chunk posts). Until it does, this suite may
-change with them; the promises it checks will not.
+**Provisional.** The records a storage receives are the plain records of
+:mod:`rating.records` (:class:`~rating.records.EventRecord`,
+:class:`~rating.records.CorrectionRecord`, :class:`~rating.records.PeriodState`)
+and :class:`~rating.ledger.Transaction`; the online-path issue settles the
+posting unit (how many transactions a chunk posts). Until it does, this suite
+may change with it; the promises it checks will not.
 """
 
 from __future__ import annotations
@@ -38,15 +39,14 @@ from decimal import Decimal, getcontext
 import pytest
 
 from rating.accounts import cost_account
-from rating.charges import Charge, Correction, RatedEvent, Usage
 from rating.errors import EventConflict, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
 from rating.events import UsageEvent
 from rating.funding import Grant, Reservation, grant_metadata, reservation_metadata
 from rating.ids import closing_id, forfeit_id, grant_id, rating_id, release_id, rerate_id, reserve_id
 from rating.ledger import Posting, Transaction
-from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT
 from rating.payment_registry import Purpose, payment_marker
+from rating.records import ChargeRecord, CorrectionRecord, EventRecord, PeriodState, Usage
 from rating.statekeys import StateKey
 from rating.storage.base import Payment, StaleState, Storage
 
@@ -85,8 +85,8 @@ def rated(
     at: dt.datetime = AT,
     agent: str | None = None,
     period: str = PERIOD,
-) -> RatedEvent:
-    """A rated event as the engine hands it to storage: ``tokens`` on the ``tokens`` meter (group ``m``) from
+) -> EventRecord:
+    """A rated event's record as the engine hands it to storage: ``tokens`` on the ``tokens`` meter (group ``m``) from
     ``before``, charged at :data:`PRICE`, posted with a provider cost; with ``agent``, a unique-count reading too."""
     quantity, start = Decimal(tokens), Decimal(before)
     amount, cost = quantity * PRICE, quantity * COST
@@ -96,7 +96,7 @@ def rated(
         properties["agent"] = agent
         usage.append(Usage("agents", (), period, agent, Decimal(0), Decimal(1)))
     event = UsageEvent(id=event_id, customer=customer, type="api.call", timestamp=at, properties=properties)
-    charge = Charge(
+    charge = ChargeRecord(
         "basic",
         "tokens",
         ("m",),
@@ -107,8 +107,8 @@ def rated(
         amount,
         "USD",
         "tokens",
-        stored_explanation=f"{quantity} tokens x {PRICE} USD = {amount} USD",
-        stored_unit_price=PRICE,
+        PRICE,
+        f"{quantity} tokens x {PRICE} USD = {amount} USD",
     )
     postings = (
         Posting(f"customer:{customer}:receivable", "USD", amount),
@@ -117,14 +117,14 @@ def rated(
         Posting("payable:providers", "USD", -cost),
     )
     transaction = Transaction(rating_id(event_id), at, f"usage {event_id}", postings, {"customer": customer})
-    return RatedEvent(event, "basic", period, tuple(usage), (charge,), transaction)
+    return EventRecord(event, period, tuple(usage), (charge,), transaction)
 
 
-def correction(rating: RatedEvent, number: int, amount: str) -> Correction:
+def correction(rating: EventRecord, number: int, amount: str) -> CorrectionRecord:
     """A correction of ``rating``: its charge reversed and ``amount`` charged instead, posted as the difference."""
     [old] = rating.charges
-    new = old._replace(amount=Decimal(amount), stored_explanation=f"re-rated: {amount} USD")
-    reversed_ = old._replace(amount=-old.amount, stored_explanation=f"reverses {old.amount} USD")
+    new = old._replace(amount=Decimal(amount), explanation=f"re-rated: {amount} USD")
+    reversed_ = old._replace(amount=-old.amount, explanation=f"reverses {old.amount} USD")
     difference = Decimal(amount) - old.amount
     customer = rating.event.customer
     transaction = Transaction(
@@ -137,7 +137,7 @@ def correction(rating: RatedEvent, number: int, amount: str) -> Correction:
         ),
         {"customer": customer},
     )
-    return Correction(rating.event.id, customer, (reversed_, new), transaction)
+    return CorrectionRecord(rating.event.id, customer, (reversed_, new), transaction)
 
 
 def grant(grant: Grant) -> Transaction:
@@ -368,6 +368,18 @@ class StorageContract:
             storage.record([rated("e2", 5, customer="globex"), rated("e3", 10, before=100)])
         assert storage.rated_events(["e2", "e3"]) == {}
         assert storage.closed_periods([]) == set()
+
+    def test_a_charge_kept_as_data_only_is_stored_with_its_identity_and_amounts(self, storage: Storage) -> None:
+        """A record without text (the pricing layer renders it on read) stores; the adapter makes no text."""
+        record = rated("e1", 100)
+        [charge] = record.charges
+        data_only = charge._replace(unit_price=None, explanation=None, version="bench@2026-11-01", key="total:k")
+        storage.record([record._replace(charges=(data_only,))])
+        [stored] = storage.charges("acme")
+        assert (
+            stored.charge[:10] == data_only[:10]
+        )  # plan, meter, group, period, model, quantities, amount, asset, unit
+        assert stored.charge.unit_price is None and stored.charge.explanation in (None, "")
 
     # -- corrections ------------------------------------------------------------------------
 

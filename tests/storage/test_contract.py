@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rating.charges import explanation_of
 from rating.engine import Engine
 from rating.errors import EventConflict, StorageError
 from rating.events import UsageEvent
@@ -75,7 +76,10 @@ def test_rated_events_are_recorded_once_and_conflicts_name_the_id(
         engine.rate(event("e1", tokens=1300, model="m"))
     stored = [c.charge for c in storage.charges("acme")]
     assert [c.amount for c in stored] == [Decimal("0.01"), Decimal("1.000") + Decimal("0.1000")]
-    assert stored[1].explanation == "1,000 tokens x 0.001 USD (tier 1) + 200 tokens x 0.0005 USD (tier 2) = 1.1000 USD"
+    assert (
+        explanation_of(stored[1], engine.catalog)
+        == "1,000 tokens x 0.001 USD (tier 1) + 200 tokens x 0.0005 USD (tier 2) = 1.1000 USD"
+    )
     assert balances_under(storage, "customer:acme:") == {("customer:acme:receivable", "USD"): Decimal("1.1100")}
 
 

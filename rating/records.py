@@ -1,0 +1,112 @@
+"""What storage keeps: plain records of Decimal, str, tuple and datetime, never a pricing type.
+
+Storage adapters read and write only these (and ledger transactions): a rated
+event's record (:class:`EventRecord`) with its meter readings (:class:`Usage`)
+and its charge records (:class:`ChargeRecord`), corrections
+(:class:`CorrectionRecord`) and period state (:class:`PeriodState`). The core
+builds them from what it priced (:func:`rating.charges.event_record`) before it
+calls storage, so no plugin code ever runs inside a storage write.
+
+A charge's explanation is kept as data: its identity (plan, meter, group, the
+pricebook version and running-total key that priced it), quantities before and
+after, amount and uncapped amount. The pricing layer renders the text when
+someone reads it (:func:`rating.charges.explanation_of`); the record carries the
+text itself only where the storage keeps text or the model described itself
+when it priced (per-event models, carried-over allowances).
+
+Immutable named tuples (:class:`PeriodState` excepted: it is the working state
+a meter advances in place): several are built per event on the hot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, NamedTuple
+
+from rating.ledger import Transaction
+from rating.statekeys import StateKey
+
+if TYPE_CHECKING:  # events sit above the foundations; a record only holds one
+    from rating.events import UsageEvent
+
+
+@dataclass(slots=True)
+class PeriodState:
+    """The aggregate of one meter for one customer, group and period.
+
+    ``members`` holds the values seen so far, for unique-count meters only.
+    """
+
+    quantity: Decimal
+    members: set[str] | None = None
+
+
+class Usage(NamedTuple):
+    """One meter's reading of one event and the period aggregate before and after it."""
+
+    meter: str
+    group: tuple[str, ...]
+    period: str
+    reading: Decimal | str
+    before: Decimal
+    after: Decimal
+
+    def key(self, customer: str) -> StateKey:
+        """The period state this reading advanced."""
+        # A plain tuple of StateKey's shape, equal and hashing alike: constructing the NamedTuple costs
+        # seven times as much, once per meter reading on the hot path.
+        return (customer, self.meter, self.group, self.period)  # type: ignore[return-value]
+
+
+class ChargeRecord(NamedTuple):
+    """One priced line as storage keeps it: the charge's fields and its explanation as data.
+
+    ``explanation`` is the text when it was made before storing (None: the pricing
+    layer renders it on read from ``version`` and ``key``, see
+    :func:`rating.charges.explanation_of`); ``unit_price`` is the price per unit
+    when a single one applies.
+    """
+
+    plan: str
+    meter: str
+    group: tuple[str, ...]
+    period: str
+    model: str
+    before: Decimal
+    after: Decimal
+    amount: Decimal
+    asset: str
+    unit: str
+    unit_price: Decimal | None = None
+    explanation: str | None = None
+    #: The amount before caps and discounts, when they changed it (the explanation names both).
+    uncapped: Decimal | None = None
+    #: The label of the pricebook version that priced the charge, and the charge's running-total key in it.
+    version: str | None = None
+    key: str | None = None
+
+    @property
+    def quantity(self) -> Decimal:
+        """How much this event moved the meter."""
+        return self.after - self.before
+
+
+class EventRecord(NamedTuple):
+    """A rated event as storage keeps it: the event, its billing period, readings, charges and transaction."""
+
+    event: UsageEvent
+    period: str
+    usage: tuple[Usage, ...]
+    charges: tuple[ChargeRecord, ...]
+    transaction: Transaction
+
+
+class CorrectionRecord(NamedTuple):
+    """A re-rating of one event as storage keeps it: the charge records it adds and the transaction
+    (``rerate:EVENT:N``) that posts the difference. Nothing stored before is edited."""
+
+    event_id: str
+    customer: str
+    charges: tuple[ChargeRecord, ...]
+    transaction: Transaction
