@@ -84,10 +84,10 @@ from rating_plugins.llm_units import UNITS
 from rating.errors import EventError
 from rating.events import UsageEvent
 from rating.hookspecs import hookimpl
-from rating.meters import event_quantity
 from rating.money import ZERO, format_decimal
 from rating.periods import zone
-from rating.pricing import EventPrice, PerEventModel, Price, PricingModel
+from rating.pricebook.meters import event_quantity
+from rating.pricebook.pricing import EventPrice, PerEventModel, Price, PricingModel
 from rating.refusals import Refusal
 
 #: usage key -> (price key, per, dimensions)

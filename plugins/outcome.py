@@ -23,9 +23,9 @@ from typing import Literal
 from pydantic import Field, PrivateAttr
 
 from rating.hookspecs import hookimpl
-from rating.meters import Meter
 from rating.money import ZERO
-from rating.pricing import Price, PricingModel, explain_linear
+from rating.pricebook.meters import Meter
+from rating.pricebook.pricing import Price, PricingModel, explain_linear
 
 
 class Outcome(PricingModel):

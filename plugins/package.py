@@ -9,7 +9,7 @@ from pydantic import Field
 
 from rating.hookspecs import hookimpl
 from rating.money import format_decimal
-from rating.pricing import PositiveQuantity, Price, PricingModel
+from rating.pricebook.pricing import PositiveQuantity, Price, PricingModel
 
 
 class Package(PricingModel):

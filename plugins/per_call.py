@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field
 
 from rating.hookspecs import hookimpl
-from rating.meters import Meter
-from rating.pricing import Price, PricingModel, explain_linear
+from rating.pricebook.meters import Meter
+from rating.pricebook.pricing import Price, PricingModel, explain_linear
 
 
 class PerCall(PricingModel):

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from rating.hookspecs import hookimpl
-from rating.pricing import Price, PricingModel, explain_linear
+from rating.pricebook.pricing import Price, PricingModel, explain_linear
 
 
 class PerUnit(PricingModel):

@@ -42,9 +42,9 @@ from pydantic import BeforeValidator, Field
 from rating.errors import EventError
 from rating.events import UsageEvent
 from rating.hookspecs import hookimpl
-from rating.meters import event_quantity
 from rating.money import HUNDRED, ZERO, Percent, format_decimal
-from rating.pricing import EventPrice, PerEventModel, Price, PricingModel
+from rating.pricebook.meters import event_quantity
+from rating.pricebook.pricing import EventPrice, PerEventModel, Price, PricingModel
 from rating.refusals import Refusal
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rating.hookspecs import hookimpl
 from rating.money import ZERO, format_decimal
-from rating.pricing import PositiveQuantity, Price, PricingModel
+from rating.pricebook.pricing import PositiveQuantity, Price, PricingModel
 
 
 class Tier(BaseModel):

@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rating.charges import Charge, RatedEvent, Usage
+    from rating.core.charges import Charge, RatedEvent, Usage
     from rating.engine import BatchReport, Engine, Rejection
     from rating.errors import (
         EventConflict,
@@ -33,11 +33,15 @@ if TYPE_CHECKING:
     )
     from rating.events import Attribution, Sourced, UsageEvent, read_events
     from rating.ledger import Posting, Transaction, reversal
-    from rating.pricebook import Pricebook, load_pricebook, parse_pricebook
-    from rating.pricing import PricingModel
+    from rating.pricebook.model import Pricebook, load_pricebook, parse_pricebook
+    from rating.pricebook.pricing import PricingModel
     from rating.refusals import PaymentRefusal, PayoutRefusal, Refusal
     from rating.registry import Registry
     from rating.storage import StaleState, Storage
+
+from rating import _compat
+
+_compat.install()  # the modules that moved into packages in 0.2 import under their old names for one release
 
 __version__ = "0.1.0"
 
@@ -47,7 +51,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "Attribution": "rating.events",
     "BatchReport": "rating.engine",
-    "Charge": "rating.charges",
+    "Charge": "rating.core.charges",
     "Engine": "rating.engine",
     "EventConflict": "rating.errors",
     "EventError": "rating.errors",
@@ -59,10 +63,10 @@ _EXPORTS: dict[str, str] = {
     "PeriodClosed": "rating.errors",
     "PluginError": "rating.errors",
     "Posting": "rating.ledger",
-    "Pricebook": "rating.pricebook",
+    "Pricebook": "rating.pricebook.model",
     "PricebookError": "rating.errors",
-    "PricingModel": "rating.pricing",
-    "RatedEvent": "rating.charges",
+    "PricingModel": "rating.pricebook.pricing",
+    "RatedEvent": "rating.core.charges",
     "RatingError": "rating.errors",
     "Refusal": "rating.refusals",
     "Registry": "rating.registry",
@@ -74,10 +78,10 @@ _EXPORTS: dict[str, str] = {
     "Transaction": "rating.ledger",
     "TransactionConflict": "rating.errors",
     "UnbalancedTransaction": "rating.errors",
-    "Usage": "rating.charges",
+    "Usage": "rating.core.charges",
     "UsageEvent": "rating.events",
-    "load_pricebook": "rating.pricebook",
-    "parse_pricebook": "rating.pricebook",
+    "load_pricebook": "rating.pricebook.model",
+    "parse_pricebook": "rating.pricebook.model",
     "read_events": "rating.events",
     "reversal": "rating.ledger",
 }

@@ -26,10 +26,10 @@ from pathlib import Path
 
 from rating.engine import BatchReport, Engine
 from rating.events import Attribution, UsageEvent
-from rating.pricebook import Pricebook, parse_pricebook
+from rating.pricebook.model import Pricebook, parse_pricebook
 from rating.registry import Registry
 from rating.storage import Storage
-from rating.wallet import Wallets
+from rating.wallet.wallets import Wallets
 
 PRICE = Decimal("0.0000025")
 PRICEBOOK = f"""
@@ -69,7 +69,7 @@ def synthetic_events(count: int, customers: int = 1_000, numbers: range | None =
 def gateway_events(count: int, customers: int = 1_000) -> list[UsageEvent]:
     """``count`` model calls shaped for ``pricebooks/ai-gateway.yaml`` (6 meters, 11 charges, provider costs):
     its five models over ``customers`` customers, three of them its named team and credit customers."""
-    from rating.demo import MODELS
+    from rating.cli.demo import MODELS
 
     start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     step = dt.timedelta(seconds=28 * 24 * 3600 / count)
@@ -241,7 +241,7 @@ def run(count: int, storages: list[str], postgres: str | None) -> dict[str, floa
 def gateway(count: int, storages: list[str], postgres: str | None) -> dict[str, float]:
     """Events/s of ``count`` calls rated by ``pricebooks/ai-gateway.yaml`` into each storage (no target: a
     pricebook with several meters, charges and costs per event, beside the bench's own)."""
-    from rating.demo import example_pricebook
+    from rating.cli.demo import example_pricebook
 
     registry = Registry.load()
     book = parse_pricebook(example_pricebook().read_text(), registry, "ai-gateway.yaml")
@@ -265,7 +265,7 @@ def streamed_peak_rss(count: int) -> float:
         "import tempfile\n"
         "from rating.bench import PRICEBOOK, synthetic_stream\n"
         "from rating.engine import Engine\n"
-        "from rating.pricebook import parse_pricebook\n"
+        "from rating.pricebook.model import parse_pricebook\n"
         "from rating.registry import Registry\n"
         "registry = Registry.load()\n"
         "with tempfile.TemporaryDirectory() as d, registry.open_storage(d + '/s.db') as storage:\n"

@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable
 from decimal import Decimal, localcontext
 
-from rating.catalog import Catalog
 from rating.engine import Engine
 from rating.events import UsageEvent
-from rating.llm_import import import_genai_prices
+from rating.imports.genai_prices import import_genai_prices
 from rating.money import MONEY_CONTEXT
-from rating.pricebook import Pricebook
+from rating.pricebook.catalog import Catalog
+from rating.pricebook.model import Pricebook
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage
 

@@ -16,7 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     from rating.events import UsageEvent
     from rating.ledger import Transaction
-    from rating.pricing import PricingModel
+    from rating.pricebook.pricing import PricingModel
     from rating.storage.base import Storage
 
 PROJECT = "rating"
@@ -28,13 +28,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def rating_pricing_models() -> list[type[PricingModel]]:
     """Called once when a :class:`~rating.registry.Registry` is built.
 
-    Return the :class:`~rating.pricing.PricingModel` subclasses this plugin
+    Return the :class:`~rating.pricebook.pricing.PricingModel` subclasses this plugin
     provides. Each class's ``name`` is what pricebooks write in ``model:``; two
     plugins offering the same name is an error, and so is a parameter named
     like one of the options every charge has (``cap``, ``included``, ...).
 
     Two kinds: a period-price model defines ``period_price(q)`` and is charged
-    ``P(after) - P(before)``; a :class:`~rating.pricing.PerEventModel` defines
+    ``P(after) - P(before)``; a :class:`~rating.pricebook.pricing.PerEventModel` defines
     ``price_event(event, asset)`` and prices each event from its properties
     (``percentage``, ``llm``). :mod:`rating.testing` checks either.
     """
@@ -80,7 +80,7 @@ def rating_top_up_needed(customer: str, asset: str, available: Decimal, amount: 
     """Called after posting, when a wallet customer's available funds fall below its ``top_up.below``.
 
     ``amount`` is what the pricebook says to buy. The top-up itself is credited only
-    by a verified payment confirmation (:func:`rating.payments.confirm_payment`).
+    by a verified payment confirmation (:func:`rating.billing.payments.confirm_payment`).
     """
 
 

@@ -108,7 +108,7 @@ def currency_scale(code: str) -> int:
     """Decimal places of an ISO 4217 currency (2 for USD, 0 for JPY), from py-moneyed's tables.
 
     Custom assets (CREDITS, TOKENS ...) belong to the pricebook that declares them, with their own
-    scale: ask :meth:`rating.pricebook.Pricebook.scale_of`, which knows both. Nothing is registered
+    scale: ask :meth:`rating.pricebook.model.Pricebook.scale_of`, which knows both. Nothing is registered
     process-wide, so two pricebooks in one process may give one custom asset different scales.
     """
     try:

@@ -4,13 +4,13 @@ Storage adapters read and write only these (and ledger transactions): a rated
 event's record (:class:`EventRecord`) with its meter readings (:class:`Usage`)
 and its charge records (:class:`ChargeRecord`), corrections
 (:class:`CorrectionRecord`) and period state (:class:`PeriodState`). The core
-builds them from what it priced (:func:`rating.charges.event_record`) before it
+builds them from what it priced (:func:`rating.core.charges.event_record`) before it
 calls storage, so no plugin code ever runs inside a storage write.
 
 A charge's explanation is kept as data: its identity (plan, meter, group, the
 pricebook version and running-total key that priced it), quantities before and
 after, amount and uncapped amount. The pricing layer renders the text when
-someone reads it (:func:`rating.charges.explanation_of`); the record carries the
+someone reads it (:func:`rating.core.charges.explanation_of`); the record carries the
 text itself only where the storage keeps text or the model described itself
 when it priced (per-event models, carried-over allowances).
 
@@ -64,7 +64,7 @@ class ChargeRecord(NamedTuple):
 
     ``explanation`` is the text when it was made before storing (None: the pricing
     layer renders it on read from ``version`` and ``key``, see
-    :func:`rating.charges.explanation_of`); ``unit_price`` is the price per unit
+    :func:`rating.core.charges.explanation_of`); ``unit_price`` is the price per unit
     when a single one applies.
     """
 

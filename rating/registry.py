@@ -15,7 +15,7 @@ import pluggy
 
 from rating import hookspecs
 from rating.errors import PluginError, StorageError
-from rating.pricing import PricingModel, declared_common_options
+from rating.pricebook.pricing import PricingModel, declared_common_options
 
 if TYPE_CHECKING:
     from rating.storage import Storage

@@ -7,7 +7,7 @@ a namespace of its own, so that a pricebook can never make two of them meet
 
 - **meter**: a meter's aggregate, named by the meter (``tokens``; BYOK usage in
   ``tokens:byok``). Pricebook names never contain ``:``
-  (:data:`rating.pricebook.Name`), so a bare name is always a meter's;
+  (:data:`rating.pricebook.model.Name`), so a bare name is always a meter's;
 - **total**: a charge's running period total, for caps and discounts
   (``total:HOLDER:IDENTITY``);
 - **policy**: what policies keep (``policy:spend``, ``policy:prepaid:CONTRACT``,

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from rating.cli import main
-from rating.demo import write_demo_events
+from rating.cli.demo import write_demo_events
 from rating.engine import Engine
-from rating.pricebook import Pricebook, parse_pricebook
+from rating.pricebook.model import Pricebook, parse_pricebook
 from rating.registry import Registry
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage

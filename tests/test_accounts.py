@@ -26,11 +26,11 @@ from rating.accounts import (
 from rating.engine import Engine
 from rating.errors import InvalidId, PricebookError
 from rating.events import Sourced, from_objects
-from rating.pricebook import Pricebook
+from rating.pricebook.model import Pricebook
 from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.storage import Storage
-from rating.wallet import Wallets
+from rating.wallet.wallets import Wallets
 from tests.helpers import NOV, SIMPLE_PRICEBOOK
 
 BAD_IDS = ["", "bob:team", "a b", "tab\there", "nul\x00", "\U0010ffff", "zero\u200bwidth", "x" * (MAX_ID_LENGTH + 1)]

@@ -19,11 +19,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rating.catalog import Catalog
-from rating.closing import close_period
+from rating.billing.close import close_period
 from rating.engine import Engine
 from rating.events import UsageEvent
-from rating.pricebook import Pricebook
+from rating.pricebook.catalog import Catalog
+from rating.pricebook.model import Pricebook
 from rating.refusals import CloseRefusal
 from rating.registry import Registry
 from rating.storage import Storage
@@ -247,7 +247,7 @@ def test_any_arrival_order_and_batch_split_give_the_ledger_of_time_order(
     the per-event records are those of rating in time order."""
     rows, arrival = rows_and_arrival
     registry = Registry.load()
-    from rating.pricebook import parse_pricebook
+    from rating.pricebook.model import parse_pricebook
 
     # Without rollover nothing re-prices November when October closes: arrival order alone must hold.
     texts = [t if rollover else t.replace("rollover: true", "rollover: false") for t in (EVERYTHING, SECOND_VERSION)]
@@ -299,7 +299,7 @@ def test_whatever_december_drew_before_november_closed_is_settled_by_the_close(
     (January's open period included) is that of time order."""
     rows, arrival = rows_and_arrival
     registry = Registry.load()
-    from rating.pricebook import parse_pricebook
+    from rating.pricebook.model import parse_pricebook
 
     catalog = Catalog([parse_pricebook(text, registry, "book.yaml") for text in (EVERYTHING, SECOND_VERSION)])
     events = [
@@ -402,7 +402,7 @@ def test_late_usage_arriving_after_the_next_periods_events_bills_the_same(
 ) -> None:
     """Found by attack: with November closed, a late November event arriving after December's events (with a
     plan change on 10 December) billed December 9.8 instead of 7.1, and a no-op rerate then posted money."""
-    from rating.rerate import rerate
+    from rating.billing.rerate import rerate
 
     catalog = Catalog([book(LATE_SWITCH)])
     late, d1, d2 = call("late", 20, 8), call("d1", 5, 3, month=12), call("d2", 20, 12, month=12)
@@ -523,7 +523,7 @@ def test_an_event_re_priced_to_cost_nothing_gives_its_prepaid_draw_back(registry
     """Found by the property: bob's 20 November event drew 1 from the prepaid commitment; the 1 November event
     arrived late and took the package charge, so the 20 November event was re-priced to 0 -- but it never looked
     its draw-down up again, the state kept the 1, and December drew 5 of 6 instead of 6."""
-    from rating.pricebook import parse_pricebook
+    from rating.pricebook.model import parse_pricebook
 
     texts = [t.replace("rollover: true", "rollover: false") for t in (EVERYTHING, SECOND_VERSION)]
     catalog = Catalog([parse_pricebook(text, registry, "book.yaml") for text in texts])

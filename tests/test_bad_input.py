@@ -16,7 +16,7 @@ import pytest
 from rating.cli import main
 from rating.engine import Engine
 from rating.events import UsageEvent, read_events, read_jsonl
-from rating.pricebook import Pricebook
+from rating.pricebook.model import Pricebook
 from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.storage import Storage
@@ -318,8 +318,8 @@ def test_the_longest_group_values_and_members_are_stored_and_read_back_on_every_
 def test_events_already_stored_are_not_judged_again_by_rerate(
     book: Callable[[str], Pricebook], registry: Registry, storage: Storage
 ) -> None:
-    from rating.catalog import Catalog
-    from rating.rerate import rerate
+    from rating.billing.rerate import rerate
+    from rating.pricebook.catalog import Catalog
 
     # Accepted before the meter grouped by region: a number then was no group value.
     engine = Engine(book(GROUPED.replace("group_by: [model, region]", "group_by: [model]")), storage, registry)

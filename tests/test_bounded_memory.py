@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from rating.billing import load_billing
 from rating.cli import main
 from rating.cli.common import count_lines as _count_lines
 from rating.engine import Engine
 from rating.errors import PricebookError
 from rating.events import Pause, UsageEvent, follow, read_events
 from rating.hookspecs import hookimpl
-from rating.pricebook import Pricebook, load_pricebook, parse_pricebook
+from rating.invoices.profiles import load_billing
+from rating.pricebook.model import Pricebook, load_pricebook, parse_pricebook
 from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.storage.sqlite import SQLiteStorage

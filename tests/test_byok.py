@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from rating.engine import Engine
 from rating.events import UsageEvent
-from rating.pricebook import Pricebook
+from rating.pricebook.model import Pricebook
 from rating.registry import Registry
 from rating.statekeys import meter_of
 from rating.storage import Storage

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from rating.catalog import Catalog, load_catalog, takes_effect
 from rating.engine import Engine
 from rating.errors import EventError, PricebookError
-from rating.pricebook import Pricebook
+from rating.pricebook.catalog import Catalog, load_catalog, takes_effect
+from rating.pricebook.model import Pricebook
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage
 from tests.helpers import SIMPLE_PRICEBOOK, balances_under, event

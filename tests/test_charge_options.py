@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from rating.catalog import Catalog
 from rating.engine import Engine
 from rating.errors import PricebookError
-from rating.pricebook import Pricebook
+from rating.pricebook.catalog import Catalog
+from rating.pricebook.model import Pricebook
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage
 from tests.helpers import balances_under, event

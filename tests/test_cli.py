@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from rating.cli import main
-from rating.demo import demo_events
+from rating.cli.demo import demo_events
 from rating.registry import Registry
-from rating.wallet import Wallets
+from rating.wallet.wallets import Wallets
 from tests.helpers import EXAMPLE, SIMPLE_PRICEBOOK
 
 Run = tuple[int, str, str]

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from rating.balances import CustomerBalance, customer_balances
 from rating.cli import HELP_ORDER, build_parser, main
 from rating.storage.memory import MemoryStorage
-from rating.wallet import Wallets
+from rating.wallet.balances import CustomerBalance, customer_balances
+from rating.wallet.wallets import Wallets
 from tests.helpers import EXAMPLE
 
 

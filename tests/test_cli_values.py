@@ -1,6 +1,6 @@
 """Every command driven with hostile flag values: an exit code of the README's table, one line, never a traceback.
 
-The values are parsed by one layer (:mod:`rating.cliargs`): a value its parser refuses is answered
+The values are parsed by one layer (:mod:`rating.cli.args`): a value its parser refuses is answered
 with exit code 2 before anything is read or written; any other value runs the command, which ends
 with 0, 1 or 3. The databases each command may create, and the passwords no output shows, are
 checked here too.
@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from rating.cli import args as cliargs
 from rating.cli import main
+from rating.cli.demo import write_demo_events
 from rating.cli.documents import file_name
-from rating.demo import write_demo_events
 from rating.errors import InvalidValue, StorageError
 from rating.registry import Registry
 from rating.storage import masked

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from rating.charges import event_record
-from rating.closing import close_period
+from rating.billing.close import close_period
+from rating.core.charges import event_record
 from rating.engine import Engine
 from rating.errors import EventError, PeriodClosed, RatingError, TransactionConflict
 from rating.ledger import Transaction
-from rating.pricebook import Pricebook
+from rating.pricebook.model import Pricebook
 from rating.refusals import CloseRefusal, Refusal
 from rating.registry import Registry
 from rating.storage import Storage

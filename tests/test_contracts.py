@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rating.charges import explanation_of
-from rating.closing import close_period
+from rating.billing.close import close_period
+from rating.core.charges import explanation_of
 from rating.engine import Engine
 from rating.errors import PricebookError
-from rating.pricebook import Pricebook
+from rating.pricebook.model import Pricebook
 from rating.registry import Registry
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage

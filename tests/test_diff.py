@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from rating.cli import main
-from rating.diff import Change, diff
-from rating.pricebook import Pricebook
+from rating.pricebook.model import Pricebook
+from rating.reports.diff import Change, diff
 from tests.helpers import SIMPLE_PRICEBOOK
 
 PER_CALL = '      - {meter: requests, model: per_call, price: "0.01"}\n'
@@ -93,8 +93,8 @@ def test_each_separable_change_has_its_own_money_impact(tmp_path: Path, capsys: 
 
 
 def test_a_changed_price_inside_an_llm_catalogue_is_named_by_its_path(tmp_path, registry) -> None:  # type: ignore[no-untyped-def]
-    from rating.diff import diff
-    from rating.pricebook import load_pricebook
+    from rating.pricebook.model import load_pricebook
+    from rating.reports.diff import diff
 
     for name, price in (("before", "2.5"), ("after", "2.75")):
         folder = tmp_path / name

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rating.charges import explanation_of, rendered
+from rating.core.charges import explanation_of, rendered
 from rating.engine import Engine
 from rating.errors import EventConflict, EventError, PluginError
 from rating.events import Sourced, UsageEvent
 from rating.hookspecs import hookimpl
 from rating.ledger import Transaction
-from rating.pricebook import Pricebook, parse_pricebook
+from rating.pricebook.model import Pricebook, parse_pricebook
 from rating.records import ChargeRecord
 from rating.registry import Registry
 from rating.storage import Storage

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from rating.catalog import load_catalog
-from rating.closing import close_period
+from rating.billing.close import close_period
 from rating.engine import Engine
+from rating.pricebook.catalog import load_catalog
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage
 from tests.helpers import ROOT, event

@@ -14,10 +14,12 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from rating import ids, invoices, ledger, rerate
+from rating import ids, ledger
 from rating.accounts import check_free_text, check_id, tax_account
+from rating.billing import rerate
 from rating.errors import InvalidId
 from rating.ids import TransactionKind as K
+from rating.invoices import issue as invoices
 from rating.ledger import Transaction
 from rating.periods import period_label
 

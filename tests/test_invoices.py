@@ -14,16 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rating.accounts import receivable_account, rounding_account
-from rating.billing import Billing, TaxError, parse_billing, tax_for
-from rating.catalog import Catalog
+from rating.billing.close import close_period
 from rating.cli import main
-from rating.closing import close_period
-from rating.documents import invoice_csv, invoice_html, invoice_pdf
 from rating.engine import Engine
 from rating.errors import PricebookError
 from rating.events import UsageEvent
-from rating.invoices import invoices, issue_invoices
-from rating.pricebook import Pricebook
+from rating.invoices.issue import invoices, issue_invoices
+from rating.invoices.profiles import Billing, TaxError, parse_billing, tax_for
+from rating.invoices.render import invoice_csv, invoice_html, invoice_pdf
+from rating.pricebook.catalog import Catalog
+from rating.pricebook.model import Pricebook
 from rating.refusals import InvoiceRefusal, Refusal
 from rating.registry import Registry
 from rating.storage import Storage
@@ -178,7 +178,7 @@ def test_a_bad_billing_file_is_refused_with_positions() -> None:
 
 def _issue_all(url: str) -> int:
     registry = Registry.load()
-    from rating.pricebook import parse_pricebook
+    from rating.pricebook.model import parse_pricebook
 
     storage = registry.open_storage(url)
     book = parse_pricebook(SIMPLE_PRICEBOOK + "default_plan: basic\n", registry)
@@ -200,7 +200,7 @@ BILLING_JSON = json.dumps(
 def test_eight_processes_issuing_at_once_leave_no_gap_and_no_duplicate(kind: str, tmp_path: Path, registry) -> None:  # type: ignore[no-untyped-def]
     url = str(tmp_path / "shared.db") if kind == "sqlite" else postgres_url()
     storage = registry.open_storage(url)
-    from rating.pricebook import parse_pricebook
+    from rating.pricebook.model import parse_pricebook
 
     book = parse_pricebook(SIMPLE_PRICEBOOK + "default_plan: basic\n", registry)
     billed(book, storage, [event(f"e-{c}", customer=c, at=NOVEMBER, tokens=5, model="m") for c in CUSTOMER_IDS])
@@ -297,7 +297,7 @@ REFIXED = REFIXABLE.replace("  wally: {{plan: basic, billing: wallet}}\n", "")
 
 def test_a_correction_of_a_closed_period_is_invoiced_next_on_its_own_line(storage: Storage, book, registry) -> None:  # type: ignore[no-untyped-def]
     """Issue 20 item 5: re-rating invoiced November puts the difference on December's invoice, once."""
-    from rating.rerate import rerate
+    from rating.billing.rerate import rerate
 
     wrong, fixed = book(REFIXED.format(first="0.001")), book(REFIXED.format(first="0.002"))
     engine = billed(wrong, storage, [event("n1", at=NOVEMBER, tokens=6000), event("n2", at=NOVEMBER, tokens=500)])
@@ -330,8 +330,8 @@ def test_a_period_that_owes_less_than_nothing_is_a_credit_note_carried_to_the_ne
 ) -> None:  # type: ignore[no-untyped-def]
     """Issue 20 (close): a negative period total is a credit, issued as a credit note and taken off the next
     invoice; paying what the invoices ask leaves the receivable at zero."""
-    from rating.rerate import rerate
-    from rating.settlement import invoice_status, pay_invoice
+    from rating.billing.rerate import rerate
+    from rating.invoices.settle import invoice_status, pay_invoice
 
     wrong, fixed = book(REFIXED.format(first="0.002")), book(REFIXED.format(first="0.001"))
     engine = billed(wrong, storage, [event("n1", at=NOVEMBER, tokens=6000), event("n2", at=NOVEMBER, tokens=500)])
@@ -423,8 +423,8 @@ def test_corrections_of_invoiced_periods_are_invoiced_once_and_the_invoices_equa
     """Invoice October and November, re-rate both by a fixed pricebook in December, invoice December and January:
     every period is issued (an invoice, or a credit note when the corrections exceed it, carried to the next
     invoice), and together they equal each customer's receivable to the cent."""
-    from rating.invoices import open_credits
-    from rating.rerate import rerate
+    from rating.billing.rerate import rerate
+    from rating.invoices.issue import open_credits
 
     wrong, fixed, events = history
     engine = billed(wrong, MemoryStorage(), events, "2026-10", "2026-11")
@@ -482,7 +482,7 @@ def test_a_minimum_or_commitment_never_takes_back_the_correction_of_a_closed_per
 ) -> None:  # type: ignore[no-untyped-def]
     """Attack finding: a -2.00 re-rating of invoiced November, posted into December, was counted as December's
     spend, so December's minimum (or commitment) true-up grew by 2.00 and took the refund back."""
-    from rating.rerate import rerate
+    from rating.billing.rerate import rerate
 
     def priced(price: str) -> Pricebook:
         text = MINIMUM_FIX.format(floor="minimum", price=price)
@@ -562,9 +562,9 @@ def test_a_full_credit_after_a_re_rating_never_gives_back_what_the_re_rating_gav
 ) -> None:  # type: ignore[no-untyped-def]
     """Attack finding: November (11.90, paid) re-rated 2.00 lower, carried as December's credit note (2.38);
     a full credit of November with a refund then gave back 11.90 more: 14.28 of the 11.90 paid."""
-    from rating.invoices import open_credits
-    from rating.rerate import rerate
-    from rating.settlement import credit_invoice, pay_invoice
+    from rating.billing.rerate import rerate
+    from rating.invoices.issue import open_credits
+    from rating.invoices.settle import credit_invoice, pay_invoice
 
     def priced(price: str) -> Pricebook:  # per unit, no minimum
         return book(MINIMUM_FIX.format(floor="minimum", price=price).replace('    minimum: "5"\n', ""))

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from rating.catalog import load_catalog
 from rating.cli import main
 from rating.engine import Engine
 from rating.events import UsageEvent
 from rating.periods import UTC
+from rating.pricebook.catalog import load_catalog
 from rating.registry import Registry
-from rating.reports import margin_report, window
+from rating.reports.usage import margin_report, window
 from rating.storage import Storage
 from tests.helpers import EXAMPLE
 

@@ -13,11 +13,11 @@ from rating.engine import Engine
 from rating.errors import InsufficientFunds, ReservationError
 from rating.events import UsageEvent
 from rating.ledger import imbalance
-from rating.pricebook import parse_pricebook
+from rating.pricebook.model import parse_pricebook
 from rating.registry import Registry
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
-from rating.wallet import Wallets
+from rating.wallet.wallets import Wallets
 from tests.helpers import balances_under
 from tests.test_wallet import START, WALLET_BOOK, Clock
 

@@ -111,8 +111,8 @@ def test_rounding_to_a_total_gives_ties_to_the_earlier_part_and_refuses_a_far_to
 
 
 def test_decimals_print_plain_never_in_scientific_notation() -> None:
+    from rating.cli.output import render
     from rating.money import plain
-    from rating.output import render
 
     assert format_decimal(Decimal("2.5E-7")) == "0.00000025" and format_decimal(Decimal("1.2E+4")) == "12,000"
     assert plain(Decimal("0E-8")) == "0.00000000" and plain(Decimal("2.5E-7")) == "0.00000025"

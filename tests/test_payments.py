@@ -9,11 +9,11 @@ from decimal import Decimal
 
 import pytest
 
-from rating.payments import PaymentRejected, PaymentResult, confirm_payment, sign
-from rating.pricebook import Pricebook
+from rating.billing.payments import PaymentRejected, PaymentResult, confirm_payment, sign
+from rating.pricebook.model import Pricebook
 from rating.refusals import PaymentRefusal
 from rating.storage import Storage
-from rating.wallet import Wallets
+from rating.wallet.wallets import Wallets
 from tests.helpers import SIMPLE_PRICEBOOK
 
 SECRET = b"whsec_test"

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rating.billing.payouts import pay_creators
 from rating.cli import main
 from rating.engine import Engine
 from rating.errors import PayoutRefused
 from rating.events import Attribution
-from rating.payouts import pay_creators
 from rating.periods import bounds_of
-from rating.pricebook import Pricebook
+from rating.pricebook.model import Pricebook
 from rating.refusals import PayoutRefusal
 from rating.registry import Registry
 from rating.storage import Storage

@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from rating.billing import load_billing, parse_billing
-from rating.catalog import Catalog
+from rating.billing.close import close_period
+from rating.billing.statements import statement
 from rating.cli import main
-from rating.closing import close_period
-from rating.documents import FONTS, invoice_html, invoice_pdf, statement_pdf
 from rating.engine import Engine
 from rating.errors import DocumentError, PricebookError
-from rating.invoices import Invoice, issue_invoices
+from rating.invoices.issue import Invoice, issue_invoices
+from rating.invoices.profiles import load_billing, parse_billing
+from rating.invoices.render import FONTS, invoice_html, invoice_pdf, statement_pdf
+from rating.pricebook.catalog import Catalog
 from rating.refusals import DocumentRefusal
-from rating.statements import statement
 from rating.storage.memory import MemoryStorage
 from tests.helpers import ROOT, SIMPLE_PRICEBOOK, event
 from tests.test_invoices import ISSUED, NOVEMBER

@@ -7,9 +7,9 @@ import pytest
 
 from rating.cli import main
 from rating.errors import PricebookError
-from rating.pricebook import Pricebook, json_schema, load_pricebook, parse_pricebook
+from rating.pricebook.model import Pricebook, json_schema, load_pricebook, parse_pricebook
+from rating.pricebook.yamlstrict import load
 from rating.registry import Registry
-from rating.yamlstrict import load
 from tests.helpers import EXAMPLE, SIMPLE_PRICEBOOK
 
 Book = Callable[[str], Pricebook]

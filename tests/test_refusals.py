@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from rating.closing import close_period
+from rating.billing.close import close_period
 from rating.engine import Engine
 from rating.errors import EventError
 from rating.events import Sourced, UsageEvent, read_jsonl
-from rating.pricebook import Pricebook
+from rating.pricebook.model import Pricebook
 from rating.refusals import CHECK_ORDER, Refusal, refusal_table
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage

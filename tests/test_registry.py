@@ -12,7 +12,7 @@ from rating_plugins.per_unit import PerUnit
 from rating.engine import Engine
 from rating.errors import PluginError, PricebookError, StorageError
 from rating.hookspecs import hookimpl
-from rating.pricebook import parse_pricebook
+from rating.pricebook.model import parse_pricebook
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage
 from tests.helpers import SIMPLE_PRICEBOOK, event
@@ -21,7 +21,7 @@ THIRD_PARTY = '''
 from decimal import Decimal
 from typing import Literal
 from rating.hookspecs import hookimpl
-from rating.pricing import Price, PricingModel
+from rating.pricebook.pricing import Price, PricingModel
 
 class Capped(PricingModel):
     """Per unit, but never more than ``ceiling`` a period."""
@@ -85,7 +85,7 @@ def test_third_party_parameters_get_line_numbered_errors(installed_third_party: 
 
 
 def test_a_parameter_named_like_a_common_option_is_refused_at_registration() -> None:
-    from rating.pricing import Price, PricingModel
+    from rating.pricebook.pricing import Price, PricingModel
 
     class Shadowing(PricingModel):
         name = "shadowing"

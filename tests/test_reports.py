@@ -7,12 +7,12 @@ from decimal import Decimal
 
 import pytest
 
-from rating.catalog import load_catalog
 from rating.engine import Engine
 from rating.errors import RatingError
 from rating.periods import UTC
+from rating.pricebook.catalog import load_catalog
 from rating.registry import Registry
-from rating.reports import usage_report, window
+from rating.reports.usage import usage_report, window
 from rating.storage import Storage
 from tests.helpers import event
 from tests.test_examples import MARKETPLACE

@@ -12,19 +12,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rating.accounts import receivable_account, revenue_account, wallet_account
-from rating.catalog import Catalog
+from rating.billing.close import close_period
+from rating.billing.rerate import rerate
 from rating.cli import main
-from rating.closing import close_period
 from rating.engine import Engine
 from rating.errors import RerateRefused
 from rating.events import UsageEvent
-from rating.pricebook import Pricebook
+from rating.pricebook.catalog import Catalog
+from rating.pricebook.model import Pricebook
 from rating.refusals import Refusal, RerateRefusal
 from rating.registry import Registry
-from rating.rerate import rerate
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
-from rating.wallet import Wallets
+from rating.wallet.wallets import Wallets
 from tests.helpers import EXAMPLE, event
 from tests.simulate.test_simulate import books, usage
 from tests.test_telescoping import METER_SPECS, REGISTRY

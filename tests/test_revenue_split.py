@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from rating.engine import Engine
 from rating.events import Attribution, UsageEvent
 from rating.ledger import imbalance
-from rating.pricebook import Pricebook
+from rating.pricebook.model import Pricebook
+from rating.pricebook.splits import RevenueSplit
 from rating.registry import Registry
-from rating.splits import RevenueSplit
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
 from tests.helpers import NOV, balances_under, event

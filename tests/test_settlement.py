@@ -20,21 +20,21 @@ from rating.accounts import (
     rounding_account,
     wallet_account,
 )
-from rating.billing import parse_billing, tax_for
-from rating.catalog import Catalog
+from rating.billing.payments import PaymentRejected, PaymentResult, confirm_payment, sign
 from rating.cli import main
 from rating.errors import InvalidAmount, InvoiceError
 from rating.events import UsageEvent
-from rating.invoices import Invoice, issue_invoices
+from rating.invoices.issue import Invoice, issue_invoices
+from rating.invoices.profiles import parse_billing, tax_for
+from rating.invoices.settle import RefundTo, credit_invoice, credit_notes, invoice_status, pay_invoice
 from rating.ledger import Posting, Transaction
-from rating.payments import PaymentRejected, PaymentResult, confirm_payment, sign
-from rating.pricebook import parse_pricebook
+from rating.pricebook.catalog import Catalog
+from rating.pricebook.model import parse_pricebook
 from rating.refusals import InvoiceRefusal, PaymentRefusal
-from rating.settlement import RefundTo, credit_invoice, credit_notes, invoice_status, pay_invoice
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
 from rating.storage.sqlite import SQLiteStorage
-from rating.wallet import Wallets
+from rating.wallet.wallets import Wallets
 from tests.conftest import STORAGE_KINDS, postgres_url
 from tests.helpers import EXAMPLE, ROOT, SIMPLE_PRICEBOOK, event, later
 from tests.test_invoices import BILLING, ISSUED, NOVEMBER, billed
@@ -339,9 +339,9 @@ def test_what_was_paid_is_credited_only_with_a_refund(storage: Storage, book) ->
 
 def test_a_credit_note_never_raises_what_is_due(storage: Storage, book, registry) -> None:  # type: ignore[no-untyped-def]
     """Issue 20 item 7: crediting a negative line (the old -0.01 rounding line) raised what was due."""
-    from rating.closing import close_period
+    from rating.billing.close import close_period
+    from rating.billing.rerate import rerate
     from rating.engine import Engine
-    from rating.rerate import rerate
     from tests.test_invoices import REFIXED
 
     dear, cheap = book(REFIXED.format(first="0.002")), book(REFIXED.format(first="0.001"))

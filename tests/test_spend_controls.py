@@ -8,11 +8,11 @@ from typing import Any
 
 from rating.engine import Engine
 from rating.hookspecs import hookimpl
-from rating.pricebook import Pricebook
+from rating.pricebook.model import Pricebook
 from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.storage import Storage
-from rating.wallet import Wallets
+from rating.wallet.wallets import Wallets
 from tests.helpers import event
 
 BOOK = """\

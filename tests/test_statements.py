@@ -14,17 +14,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rating.accounts import receivable_account, wallet_account
+from rating.billing.close import close_period
+from rating.billing.payments import PaymentRejected, PaymentResult, confirm_payment, sign
+from rating.billing.statements import statement, statement_csv
 from rating.cli import main
-from rating.closing import close_period
-from rating.demo import write_demo_events
-from rating.documents import statement_html, statement_pdf
+from rating.cli.demo import write_demo_events
 from rating.engine import Engine
-from rating.payments import PaymentRejected, PaymentResult, confirm_payment, sign
+from rating.invoices.render import statement_html, statement_pdf
 from rating.refusals import PaymentRefusal
-from rating.statements import statement, statement_csv
 from rating.storage import Storage
 from rating.storage.sqlite import SQLiteStorage
-from rating.wallet import Wallets
+from rating.wallet.wallets import Wallets
 from tests.helpers import EXAMPLE, SIMPLE_PRICEBOOK, event
 
 WALLET_BOOK = SIMPLE_PRICEBOOK + "  wally: {plan: basic, billing: wallet}\n"
@@ -132,7 +132,7 @@ def test_a_statement_renders_as_html_and_pdf(book) -> None:  # type: ignore[no-u
 def test_statement_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "book.yaml").write_text(WALLET_BOOK)
-    from rating.pricebook import parse_pricebook
+    from rating.pricebook.model import parse_pricebook
     from rating.registry import Registry
     from rating.storage.sqlite import SQLiteStorage
 
@@ -221,7 +221,7 @@ def test_statements_never_show_negative_funds_and_chain_from_period_to_period(
 ) -> None:
     """Whatever the dates of top-ups and usage, and the order they are posted in, every statement adds up, shows
     no negative funds, keeps funds less owed equal to the ledger's, and opens where the last one closed."""
-    from rating.pricebook import parse_pricebook
+    from rating.pricebook.model import parse_pricebook
     from rating.registry import Registry
     from rating.storage.memory import MemoryStorage
 

@@ -8,13 +8,13 @@ from decimal import Decimal
 
 import pytest
 
+from rating.core.subscriptions import Span, plan_at, prorated, spans_within
 from rating.engine import Engine
 from rating.errors import EventError, PricebookError
 from rating.periods import UTC, bounds_of, zone
-from rating.pricebook import Pricebook
+from rating.pricebook.model import Pricebook
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage
-from rating.subscriptions import Span, plan_at, prorated, spans_within
 from tests.helpers import event, later
 
 Book = Callable[[str], Pricebook]
@@ -137,7 +137,7 @@ def test_anniversary_periods_follow_the_subscription_start(book: Book, registry:
     engine = Engine(book(text), MemoryStorage(), registry, clock=later)
     rating = engine.rate(event("a1", customer="anna", type="api.call", at=utc(2026, 12, 5, 12)))
     assert rating is not None and rating.charges[0].period == "2026-11"  # 10 November to 10 December
-    from rating.closing import close_period
+    from rating.billing.close import close_period
 
     report = close_period(engine, "2026-11", customers=["anna"])
     assert [t.postings[0].amount for t in report.posted if t.postings] == [Decimal(30)]  # a whole period, unprorated

@@ -18,9 +18,9 @@ from rating_plugins.tiered import Tiered
 
 from rating.engine import Engine
 from rating.events import UsageEvent
-from rating.meters import Meter
-from rating.pricebook import Plan, Pricebook
-from rating.pricing import PricingModel
+from rating.pricebook.meters import Meter
+from rating.pricebook.model import Plan, Pricebook
+from rating.pricebook.pricing import PricingModel
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage
 

@@ -14,7 +14,7 @@ from rating.errors import InsufficientFunds, InvalidAmount, ReservationError
 from rating.ledger import imbalance
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
-from rating.wallet import WalletBalance, Wallets
+from rating.wallet.wallets import WalletBalance, Wallets
 from tests.helpers import balances_under
 
 START = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)

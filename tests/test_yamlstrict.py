@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from rating.yamlstrict import YamlError, load
+from rating.pricebook.yamlstrict import YamlError, load
 
 
 def test_norway_problem_does_not_happen() -> None:

@@ -50,7 +50,7 @@ from rating.simulate.summary import change_impacts, simulation_summary
 from rating.storage import Storage, masked
 
 # Names that lived in the single-module rating.cli, importable from here for one release (CHANGELOG);
-# the domain helpers' homes are rating.balances.customer_balances (typed rows) and rating.simulate.summary.
+# the domain helpers' homes are rating.wallet.balances.customer_balances (typed rows) and rating.simulate.summary.
 __all__ = [
     "CHARGE_COLUMNS",
     "DASK_CONNECT_TIMEOUT",

@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 
-from rating.catalog import load_catalog
+from rating.billing.close import close_period
+from rating.billing.payouts import pay_creators
+from rating.billing.rerate import rerate
 from rating.cli import args as values
 from rating.cli.common import (
     DEFAULT_DB,
@@ -18,12 +20,10 @@ from rating.cli.common import (
     open_storage,
     outcome,
 )
-from rating.closing import close_period
+from rating.cli.output import render
 from rating.ids import TransactionKind
-from rating.output import render
-from rating.payouts import pay_creators
+from rating.pricebook.catalog import load_catalog
 from rating.registry import Registry
-from rating.rerate import rerate
 
 
 def register(commands: Commands) -> None:

@@ -11,15 +11,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeAlias
 
-from rating.catalog import load_catalog
 from rating.cli import args as values
+from rating.cli.output import FORMATS
 from rating.engine import Engine
 from rating.errors import RatingError, StorageError
-from rating.output import FORMATS
 from rating.periods import zone
-from rating.pricebook import Pricebook
+from rating.pricebook.catalog import load_catalog
+from rating.pricebook.model import Pricebook
 from rating.registry import Registry
-from rating.reports import window
+from rating.reports.usage import window
 from rating.storage import Storage, masked
 from rating.storage.memory import MemoryStorage
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rating.catalog import load_catalog
 from rating.cli.common import DEFAULT_DB, DONE, PRICEBOOK_HELP, REFUSED_SOME, Commands, add_command, open_storage
 from rating.errors import StorageError
+from rating.pricebook.catalog import load_catalog
 from rating.registry import Registry
 from rating.storage import masked
 

@@ -9,7 +9,7 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rating.billing import load_billing
+from rating.invoices.profiles import load_billing
 
 #: A document to write: its file name without suffix, and what renders it as HTML and as PDF.
 Document = tuple[str, Callable[[], str], Callable[[], bytes]]

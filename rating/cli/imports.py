@@ -29,7 +29,7 @@ def register(commands: Commands) -> None:
 
 
 def cmd_import(args: argparse.Namespace, registry: Registry) -> int:
-    from rating.llm_import import import_genai_prices
+    from rating.imports.genai_prices import import_genai_prices
 
     imported = import_genai_prices(args.provider, args.model or ())
     if not imported.models:

@@ -13,8 +13,6 @@ import sys
 from functools import partial
 from typing import TYPE_CHECKING
 
-from rating.billing import load_billing
-from rating.catalog import load_catalog
 from rating.cli import args as values
 from rating.cli.common import (
     DEFAULT_DB,
@@ -27,13 +25,15 @@ from rating.cli.common import (
     outcome,
 )
 from rating.cli.documents import document_fonts, file_name, write_documents
+from rating.cli.output import render
 from rating.errors import RatingError
-from rating.output import render
+from rating.invoices.profiles import load_billing
+from rating.pricebook.catalog import load_catalog
 from rating.registry import Registry
 
 if TYPE_CHECKING:
-    from rating.invoices import Invoice
-    from rating.settlement import InvoiceStatus
+    from rating.invoices.issue import Invoice
+    from rating.invoices.settle import InvoiceStatus
 
 INVOICE_COLUMNS = ["number", "customer", "period", "due date", "total", "paid", "due", "status", "currency"]
 
@@ -105,8 +105,8 @@ def _flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
-    from rating.invoices import invoices, issue_invoices
-    from rating.settlement import RefundTo, credit_invoice, invoice_status, pay_invoice
+    from rating.invoices.issue import invoices, issue_invoices
+    from rating.invoices.settle import RefundTo, credit_invoice, invoice_status, pay_invoice
 
     if args.action == "credit" and args.amount is not None and args.line is None:
         print("rating: error: invoice credit --amount needs --line (the line it credits)", file=sys.stderr)
@@ -115,7 +115,7 @@ def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
         print("rating: error: invoice credit --to needs --refund", file=sys.stderr)
         return 2
     if args.html or args.pdf:
-        from rating.documents import require_renderers
+        from rating.invoices.render import require_renderers
 
         require_renderers(pdf=bool(args.pdf))
     if args.action in ("pay", "credit") and not (args.number and args.reference):
@@ -180,7 +180,7 @@ def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
 
 def _write_invoices(args: argparse.Namespace, chosen: list[Invoice], statuses: dict[str, InvoiceStatus]) -> None:
     """The invoices as the output format asks; ``--html`` and ``--pdf`` write one document per invoice."""
-    from rating.documents import invoice_csv, invoice_html, invoice_pdf
+    from rating.invoices.render import invoice_csv, invoice_html, invoice_pdf
 
     if args.output == "json":
         print(json.dumps([json.loads(invoice.to_json()) for invoice in chosen], indent=2))

@@ -6,14 +6,14 @@ import argparse
 import json
 import sys
 
-from rating.catalog import Catalog
 from rating.cli.common import Commands, add_command
+from rating.cli.output import render
 from rating.cli.simulate import history, simulation_status
-from rating.diff import diff, separable_edits
 from rating.errors import PricebookError
-from rating.output import render
-from rating.pricebook import json_schema, load_pricebook, summary
+from rating.pricebook.catalog import Catalog
+from rating.pricebook.model import json_schema, load_pricebook, summary
 from rating.registry import Registry
+from rating.reports.diff import diff, separable_edits
 from rating.simulate import EventFile, simulate
 from rating.simulate.summary import change_impacts, simulation_summary
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from rating.accounts import customer_account
-from rating.charges import Charge
 from rating.cli import args as values
 from rating.cli.common import (
     DEFAULT_DB,
@@ -24,11 +23,12 @@ from rating.cli.common import (
     outcome,
     spooled_stdin,
 )
-from rating.demo import example_pricebook, write_demo_events
+from rating.cli.demo import example_pricebook, write_demo_events
+from rating.cli.output import OutputFormat, render
+from rating.core.charges import Charge
 from rating.engine import BatchReport
 from rating.errors import RatingError
 from rating.events import Pause, Sourced, follow, parse_event, parse_json, read_events
-from rating.output import OutputFormat, render
 from rating.registry import Registry
 from rating.storage import Storage, masked
 

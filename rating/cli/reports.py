@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from rating.catalog import load_catalog
 from rating.cli import args as values
 from rating.cli.common import DEFAULT_DB, PRICEBOOK_HELP, Commands, add_command, open_storage, report_window
-from rating.output import render
+from rating.cli.output import render
+from rating.pricebook.catalog import load_catalog
 from rating.registry import Registry
-from rating.reports import margin_report, usage_report
+from rating.reports.usage import margin_report, usage_report
 
 
 def register(commands: Commands) -> None:

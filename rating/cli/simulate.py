@@ -10,7 +10,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rating.catalog import Catalog, load_catalog
 from rating.cli import args as values
 from rating.cli.common import (
     DONE,
@@ -26,11 +25,12 @@ from rating.cli.common import (
     open_storage,
     outcome,
 )
+from rating.cli.output import render
 from rating.errors import RatingError
 from rating.events import UsageEvent, read_events
 from rating.money import plain
-from rating.output import render
-from rating.pricebook import Pricebook
+from rating.pricebook.catalog import Catalog, load_catalog
+from rating.pricebook.model import Pricebook
 from rating.registry import Registry
 from rating.simulate import EventFile, SimulationResult, distinct, simulate
 from rating.simulate.summary import simulation_summary

@@ -10,14 +10,14 @@ import argparse
 import json
 from functools import partial
 
-from rating.catalog import load_catalog
+from rating.billing.statements import MOVEMENTS, statement, statement_csv
 from rating.cli import args as values
 from rating.cli.common import DEFAULT_DB, PRICEBOOK_HELP, Commands, add_group_flag, open_storage
 from rating.cli.documents import document_fonts, file_name, write_documents
+from rating.cli.output import FORMATS, render
 from rating.money import ZERO
-from rating.output import FORMATS, render
+from rating.pricebook.catalog import load_catalog
 from rating.registry import Registry
-from rating.statements import MOVEMENTS, statement, statement_csv
 
 STATEMENT_SUMMARY = ["customer", "asset", "opening", *MOVEMENTS, "closing", "owed", "value"]
 
@@ -64,7 +64,7 @@ def _flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def cmd_statement(args: argparse.Namespace, registry: Registry) -> int:
-    from rating.documents import require_renderers, statement_html, statement_pdf
+    from rating.invoices.render import require_renderers, statement_html, statement_pdf
 
     if args.html or args.pdf:
         require_renderers(pdf=bool(args.pdf))

@@ -7,18 +7,18 @@ import dataclasses
 import sys
 from typing import Any
 
-from rating.balances import customer_balances, reservation_used
-from rating.catalog import load_catalog
 from rating.cli import args as values
 from rating.cli.common import DEFAULT_DB, PRICEBOOK_HELP, Commands, add_command, add_db, open_engine, open_storage
+from rating.cli.output import FORMATS, render
 from rating.cli.rate import CHARGE_COLUMNS, charge_rows, quote_inputs
 from rating.errors import RatingError
 from rating.events import UsageEvent
 from rating.money import plain
-from rating.output import FORMATS, render
+from rating.pricebook.catalog import load_catalog
 from rating.registry import Registry
 from rating.storage import Storage, masked
-from rating.wallet import Wallets
+from rating.wallet.balances import customer_balances, reservation_used
+from rating.wallet.wallets import Wallets
 
 CUSTOMER_COLUMNS = ["asset", "available", "reserved", "posted", "owed"]
 RESERVATION_COLUMNS = ["reservation", "customer", "asset", "amount", "expires_at"]
@@ -92,7 +92,7 @@ def cmd_balance(args: argparse.Namespace, registry: Registry) -> int:
 
 
 def balance_rows(storage: Storage, customer: str) -> list[dict[str, Any]]:
-    """The rows of ``rating balance CUSTOMER``: :func:`rating.balances.customer_balances` as table rows."""
+    """The rows of ``rating balance CUSTOMER``: :func:`rating.wallet.balances.customer_balances` as table rows."""
     return [dataclasses.asdict(balance) for balance in customer_balances(storage, customer)]
 
 

@@ -6,7 +6,7 @@
 - :meth:`Engine.authorize` and :meth:`Engine.rate_reserved`: a metered request's two phases.
 
 One module per job: :mod:`~rating.engine.api` (the public API and the composition
-of chunks through :mod:`rating.pipeline`), :mod:`~rating.engine.writer` (the batch
+of chunks through :mod:`rating.core.pipeline`), :mod:`~rating.engine.writer` (the batch
 writer and its concurrency strategy), :mod:`~rating.engine.metered` (metered
 requests), :mod:`~rating.engine.notifications` (what plugins are told),
 :mod:`~rating.engine.legacy` (a migration step, never run by the engine itself).
@@ -25,7 +25,7 @@ from rating.engine.writer import cyclic_gc_paused
 from rating.errors import RatingError
 
 if TYPE_CHECKING:
-    from rating.catalog import Catalog
+    from rating.pricebook.catalog import Catalog
     from rating.registry import Registry
     from rating.storage.base import Storage
 
@@ -44,7 +44,7 @@ def reprice_in_place(
     Rerate is a wing over the engine: this is the engine's one upward import, made when a late event
     needs it, and kept in this module, where the import contracts name it.
     """
-    from rating.rerate import rerate
+    from rating.billing.rerate import rerate
 
     rerate(storage, catalog, registry, since, until, clock=clock, only=only, arrival=True)
 

@@ -13,8 +13,11 @@ import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal, localcontext
 
-from rating.catalog import Catalog
-from rating.charges import RatedEvent, StateKey
+from rating.core.charges import RatedEvent, StateKey
+from rating.core.funding import Grant, Reservation
+from rating.core.pipeline import Mode, Pipeline, Wallet
+from rating.core.policies import ClosedLookup, arrived_late
+from rating.core.pricer import Pricer, StateLookup, Terms, advance
 from rating.engine.legacy import legacy_renames
 from rating.engine.metered import MeteredRequests
 from rating.engine.notifications import Notifications
@@ -22,15 +25,12 @@ from rating.engine.reports import BatchReport, Rejection
 from rating.engine.writer import BatchWriter
 from rating.errors import EventConflict, EventError, StorageError
 from rating.events import UsageEvent
-from rating.funding import Grant, Reservation
 from rating.ledger import Transaction
-from rating.meters import PeriodState
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.periods import ONE_TICK, bounds_of, zone
-from rating.pipeline import Mode, Pipeline, Wallet
-from rating.policies import ClosedLookup, arrived_late
-from rating.pricebook import Pricebook
-from rating.pricer import Pricer, StateLookup, Terms, advance
+from rating.pricebook.catalog import Catalog
+from rating.pricebook.meters import PeriodState
+from rating.pricebook.model import Pricebook
 from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.statekeys import LATEST
@@ -38,7 +38,8 @@ from rating.storage.base import Storage
 
 
 class Engine(MeteredRequests, BatchWriter):
-    """Rates events by one pricebook (or its versions, a :class:`~rating.catalog.Catalog`) into one storage."""
+    """Rates events by one pricebook (or its versions, a
+    :class:`~rating.pricebook.catalog.Catalog`) into one storage."""
 
     def __init__(
         self,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 
-from rating.catalog import Catalog
-from rating.compiled import running_total_key
+from rating.core.compiled import running_total_key
 from rating.periods import bounds_of, zone
+from rating.pricebook.catalog import Catalog
 from rating.storage.base import Storage
 
 #: How running totals were named before charges had identities: ``total:HOLDER[INDEX]``, then ``:byok`` or not.

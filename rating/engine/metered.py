@@ -12,13 +12,13 @@ import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rating.charges import RatedEvent
+from rating.core.charges import RatedEvent
 from rating.engine.reports import BatchReport
 from rating.errors import ReservationError
 from rating.events import UsageEvent
 from rating.money import ZERO, plain
 from rating.storage.base import Storage
-from rating.wallet import Reservation, Wallets
+from rating.wallet.wallets import Reservation, Wallets
 
 
 class MeteredRequests:
@@ -72,7 +72,7 @@ class MeteredRequests:
         """Rate a metered request's event and pay it from its reservation, in one commit.
 
         The second phase of a metered request (the first is
-        :meth:`Wallets.reserve <rating.wallet.Wallets.reserve>` of the estimate
+        :meth:`Wallets.reserve <rating.wallet.wallets.Wallets.reserve>` of the estimate
         before the work): the held funds pay the rated charges, the rest is
         released to where it was drawn from, and what exceeds the hold is paid as
         any rating is (the wallet, or owed on the receivable). Raises

@@ -11,9 +11,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from rating.accounts import customer_of
-from rating.catalog import Catalog
-from rating.charges import RatedEvent
-from rating.pricer import Pricer
+from rating.core.charges import RatedEvent
+from rating.core.pricer import Pricer
+from rating.pricebook.catalog import Catalog
 from rating.registry import Registry
 from rating.statekeys import SPEND
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from rating.charges import RatedEvent
+from rating.core.charges import RatedEvent
 from rating.money import ZERO
 from rating.refusals import Refusal
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING
 
-from rating.charges import RatedEvent, StateKey, event_record
+from rating.core.charges import RatedEvent, StateKey, event_record
 from rating.engine.notifications import Notifications, WalletMoves
 from rating.engine.reports import BatchReport, Rejection
 from rating.events import CHUNK_BYTES, Pause, Sourced, UsageEvent
@@ -27,7 +27,7 @@ from rating.ledger import Transaction
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.refusals import Refusal
 from rating.storage.base import Storage
-from rating.wallet import Reservation
+from rating.wallet.wallets import Reservation
 
 
 class _Abandoned(Exception):

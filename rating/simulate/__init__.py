@@ -1,9 +1,9 @@
 """What-if simulation: what would these pricebooks have charged for this usage, customer by customer?
 
 ``simulate(events, baseline, candidates)`` prices the same events under each
-pricebook with the billing pricer (:mod:`rating.pricer`), then closes every
+pricebook with the billing pricer (:mod:`rating.core.pricer`), then closes every
 billing period the events touch with the billing close
-(:func:`rating.closing.period_closing`): subscription fees, minimums,
+(:func:`rating.billing.close.period_closing`): subscription fees, minimums,
 commitments and rounding count exactly as ``rating close-period`` would post
 them. Nothing is written anywhere.
 
@@ -31,17 +31,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rating.accounts import receivable_account
-from rating.catalog import Catalog
-from rating.charges import StateKey
-from rating.closing import period_closing
+from rating.billing.close import period_closing
+from rating.core.charges import StateKey
+from rating.core.pipeline import Mode, Pipeline
+from rating.core.pricer import Pricer, advance, total_of
 from rating.errors import EventError
 from rating.events import UsageEvent, read_events
 from rating.ids import TransactionKind
-from rating.meters import PeriodState
 from rating.money import HUNDRED, MONEY_CONTEXT, ZERO
 from rating.periods import PeriodClock, zone
-from rating.pipeline import Mode, Pipeline
-from rating.pricer import Pricer, advance, total_of
+from rating.pricebook.catalog import Catalog
+from rating.pricebook.meters import PeriodState
 from rating.refusals import Refusal
 from rating.registry import Registry
 

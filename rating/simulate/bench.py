@@ -20,8 +20,8 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from rating.catalog import Catalog
-from rating.pricebook import parse_pricebook
+from rating.pricebook.catalog import Catalog
+from rating.pricebook.model import parse_pricebook
 from rating.registry import Registry
 from rating.simulate import simulate
 from rating.simulate.columnar import ParquetHistory

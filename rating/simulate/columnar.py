@@ -47,20 +47,20 @@ from pathlib import Path
 from typing import Any
 
 from rating.accounts import check_free_text, check_id
-from rating.catalog import Catalog
-from rating.compiled import CompiledVersion
+from rating.core.compiled import CompiledVersion
+from rating.core.pipeline import Mode, acts_on
+from rating.core.subscriptions import FOREVER, ORIGIN, spans
 from rating.errors import EventError, InvalidId, RatingError
 from rating.events import EARLIEST, LATEST, UsageEvent, parse_event
-from rating.meters import MAX_MAGNITUDE, Meter
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.periods import period_bounds, zone
-from rating.pipeline import Mode, acts_on
-from rating.pricebook import Pricebook
-from rating.pricing import PerEventModel, PricingModel
+from rating.pricebook.catalog import Catalog
+from rating.pricebook.meters import MAX_MAGNITUDE, Meter
+from rating.pricebook.model import Pricebook
+from rating.pricebook.pricing import PerEventModel, PricingModel
 from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.simulate import Scenario, price_events
-from rating.subscriptions import FOREVER, ORIGIN, spans
 
 INSTALL_HINT = "the columnar engine needs DuckDB: pip install 'rating[simulate]'"
 #: Event fields in the Parquet layout; every other column is a property.

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rating.catalog import Catalog
 from rating.errors import RatingError
+from rating.pricebook.catalog import Catalog
 from rating.registry import Registry
 from rating.simulate import Scenario, SimulationResult, close_periods
 

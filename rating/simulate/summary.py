@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
-from rating.diff import Edit
 from rating.money import ZERO, format_decimal
+from rating.reports.diff import Edit
 from rating.simulate import SimulationResult, percent_change
 
 
 def _text(value: object) -> str:
-    """A figure as people read it, like the command line's tables (``rating.output`` is an interface, above here)."""
+    """A figure as people read it, like the command line's tables
+    (``rating.cli.output`` is an interface, above here)."""
     if value is None:
         return ""
     if isinstance(value, Decimal):

@@ -22,9 +22,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal, localcontext
 from functools import lru_cache
 
-from rating.errors import EventConflict, InvalidAmount, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
-from rating.events import UsageEvent
-from rating.funding import (
+from rating.core.funding import (
     Grant,
     Reservation,
     forfeited_grant,
@@ -33,6 +31,8 @@ from rating.funding import (
     released,
     reservation_of,
 )
+from rating.errors import EventConflict, InvalidAmount, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
+from rating.events import UsageEvent
 from rating.ids import TransactionKind, parse, payment_marker_id, release_id, reserve_id
 from rating.ledger import Transaction
 from rating.money import MONEY_CONTEXT, ZERO, exact
@@ -66,7 +66,7 @@ class Activity:
 
 @dataclass(frozen=True, slots=True)
 class Payment:
-    """A provider's payment id as the payment registry used it (:mod:`rating.payment_registry`): for what, whose,
+    """A provider's payment id as the payment registry used it (:mod:`rating.wallet.payment_ids`): for what, whose,
     how much, and the marker transaction ``payment:ID`` stored with it."""
 
     payment_id: str
@@ -99,7 +99,7 @@ class StoredCharge:
     """A charge as kept in storage, with the event and customer it belongs to.
 
     ``charge.explanation`` is None where the text is rendered on read
-    (:func:`rating.charges.explanation_of`, with the catalog).
+    (:func:`rating.core.charges.explanation_of`, with the catalog).
     """
 
     event_id: str
@@ -341,7 +341,7 @@ class Storage(abc.ABC):
         return {id: transaction for id, transaction in found.items() if transaction is not None}
 
     def payments(self, ids: Iterable[str]) -> dict[str, Payment]:
-        """The provider payment ids among ``ids`` that a payment used, by id (:mod:`rating.payment_registry`).
+        """The provider payment ids among ``ids`` that a payment used, by id (:mod:`rating.wallet.payment_ids`).
 
         Written by the same write as their marker transactions; this default reads the markers themselves.
         """
@@ -588,7 +588,7 @@ class Storage(abc.ABC):
             if current != before:
                 raise StaleState(f"period state {key} is {current}, the batch was rated from {before}")
 
-    # -- grants and reservations (rating.funding) ------------------------------------------------------
+    # -- grants and reservations (rating.core.funding) ------------------------------------------------------
 
     def grants(self, customers: Iterable[str] | None = None) -> dict[str, list[Grant]]:
         """The grants of ``customers`` (of every customer when None) in the order they were issued, per customer

@@ -256,7 +256,7 @@ MIGRATIONS: list[Migration] = [
 MIGRATIONS.append(
     Migration(
         9,
-        # The registry of provider payment ids (rating.payment_registry) kept its entries as marker transactions
+        # The registry of provider payment ids (rating.wallet.payment_ids) kept its entries as marker transactions
         # ``payment:ID``; they become rows keyed by the payment id, written in the same write as the marker (which
         # stays: the ledger's idempotency by transaction id still covers a replay), read without parsing metadata.
         "payments: one row per provider payment id, from its marker transaction",

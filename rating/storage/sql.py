@@ -26,9 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from rating.accounts import is_cost
-from rating.errors import StorageError
-from rating.events import UsageEvent
-from rating.funding import (
+from rating.core.funding import (
     FUNDING_KINDS,
     Grant,
     Reservation,
@@ -37,6 +35,8 @@ from rating.funding import (
     release_state,
     reservation_of,
 )
+from rating.errors import StorageError
+from rating.events import UsageEvent
 from rating.ids import TransactionKind, parse, rating_id
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact
@@ -564,7 +564,7 @@ class SqlStorage(Storage):
         )
         self._executemany("INSERT INTO period_members VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", members)
 
-    # -- grants and reservations (rating.funding) ------------------------------------------------------
+    # -- grants and reservations (rating.core.funding) ------------------------------------------------------
 
     def grants(self, customers: Iterable[str] | None = None) -> dict[str, list[Grant]]:
         if customers is None:

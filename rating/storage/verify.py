@@ -79,8 +79,8 @@ def moment(raw: object) -> dt.datetime:
 
 def document_models() -> dict[str, Any]:
     """The pydantic model of each kind of stored document (imported here: documents sit above storage)."""
-    from rating.invoices import Invoice
-    from rating.settlement import CreditNote
+    from rating.invoices.issue import Invoice
+    from rating.invoices.settle import CreditNote
 
     return {"invoice": Invoice, "credit_note": CreditNote}
 
@@ -294,7 +294,7 @@ def _payments(checks: Checks, transactions: dict[str, Any]) -> None:
 def _grants(checks: Checks, transactions: dict[str, Any]) -> None:
     """Every grant row is what its transaction ``grant:CUSTOMER:GRANT`` says, forfeited as often as the
     ``forfeit`` transactions say (wallets read the row); every grant transaction has its row."""
-    from rating.funding import forfeited_grant, grant_of
+    from rating.core.funding import forfeited_grant, grant_of
 
     columns = "customer, grant_id, asset, amount, kind, priority, starts, expires, forfeits, transaction_id"
     forfeits: dict[tuple[str, str], int] = {}
@@ -351,7 +351,7 @@ def _moment(raw: object) -> Any:
 def _reservations(checks: Checks, transactions: dict[str, Any]) -> None:
     """Every reservation row is what its transaction ``reserve:ID`` says, and in the state its release (when
     there is one) leaves it (metered requests and wallets read the row); every hold has its row."""
-    from rating.funding import release_state, reservation_of
+    from rating.core.funding import release_state, reservation_of
 
     columns = "id, customer, asset, amount, expires_at, draw, state, transaction_id, released_by"
     seen = set()

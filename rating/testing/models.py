@@ -25,7 +25,7 @@ from decimal import Decimal, localcontext
 
 from rating.events import UsageEvent
 from rating.money import MONEY_CONTEXT, ZERO, format_decimal
-from rating.pricing import PerEventModel, PricingModel, group_label
+from rating.pricebook.pricing import PerEventModel, PricingModel, group_label
 
 
 def _exact(value: object, what: str) -> Decimal:
@@ -57,7 +57,8 @@ def check_period_model(model: PricingModel, quantities: Sequence[Decimal], asset
 
 def check_per_event_model(model: PerEventModel, events: Iterable[UsageEvent], asset: str = "USD") -> None:
     """A per-event model prices each event exactly and deterministically, and explains the amount; one that
-    keeps period quantities (:attr:`~rating.pricing.PerEventModel.kept`) does so for ``events`` as one period too."""
+    keeps period quantities
+    (:attr:`~rating.pricebook.pricing.PerEventModel.kept`) does so for ``events`` as one period too."""
     events = tuple(events)  # read twice: alone, then as one period
     with localcontext(MONEY_CONTEXT):
         for event in events:

@@ -39,16 +39,16 @@ from decimal import Decimal, getcontext
 import pytest
 
 from rating.accounts import cost_account
+from rating.core.funding import Grant, Reservation, grant_metadata, reservation_metadata
 from rating.errors import EventConflict, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
 from rating.events import UsageEvent
-from rating.funding import Grant, Reservation, grant_metadata, reservation_metadata
 from rating.ids import closing_id, forfeit_id, grant_id, rating_id, release_id, rerate_id, reserve_id
 from rating.ledger import Posting, Transaction
 from rating.money import MONEY_CONTEXT
-from rating.payment_registry import Purpose, payment_marker
 from rating.records import ChargeRecord, CorrectionRecord, EventRecord, PeriodState, Usage
 from rating.statekeys import StateKey
 from rating.storage.base import Payment, StaleState, Storage
+from rating.wallet.payment_ids import Purpose, payment_marker
 
 __all__ = ["StorageContract", "close", "correction", "forfeit", "grant", "hold", "rated", "release", "transfer"]
 
@@ -141,7 +141,7 @@ def correction(rating: EventRecord, number: int, amount: str) -> CorrectionRecor
 
 
 def grant(grant: Grant) -> Transaction:
-    """The transaction ``grant:CUSTOMER:GRANT`` that issues ``grant`` (what :meth:`~rating.wallet.Wallets.grant`
+    """The transaction ``grant:CUSTOMER:GRANT`` that issues ``grant`` (what :meth:`~rating.wallet.wallets.Wallets.grant`
     stores): from the grants account to the grant's own."""
     postings = (
         Posting(f"grants:{grant.kind}", grant.asset, grant.amount),

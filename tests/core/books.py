@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from rating.catalog import Catalog
-from rating.charges import StateKey
-from rating.meters import PeriodState
+from rating.core.charges import StateKey
+from rating.core.pricer import PricedEvent, Pricer
 from rating.money import ZERO
-from rating.pricebook import parse_pricebook
-from rating.pricer import PricedEvent, Pricer
+from rating.pricebook.catalog import Catalog
+from rating.pricebook.meters import PeriodState
+from rating.pricebook.model import parse_pricebook
 from rating.registry import Registry
 from tests.helpers import event
 

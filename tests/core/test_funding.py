@@ -1,11 +1,11 @@
-"""rating.funding: the pure record types and the arithmetic of a wallet draw (no storage)."""
+"""rating.core.funding: the pure record types and the arithmetic of a wallet draw (no storage)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
 
-from rating.funding import (
+from rating.core.funding import (
     Grant,
     Reservation,
     consumed,
@@ -63,8 +63,8 @@ def test_grants_and_reservations_read_back_what_their_transactions_say() -> None
 
 
 def test_wallet_keeps_the_old_names_for_one_release() -> None:
-    import rating.funding as funding
-    import rating.wallet as wallet
+    import rating.core.funding as funding
+    import rating.wallet.wallets as wallet
 
     for name in ("Grant", "Reservation", "consumed", "consumption_order", "draw_from", "funding_sources", "Draw"):
         assert getattr(wallet, name) is getattr(funding, name)

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
+from rating.core.pipeline import MODES, STEPS, Mode, Pipeline, Wallet, acts_on, refusal_order
 from rating.errors import EventError
-from rating.pipeline import MODES, STEPS, Mode, Pipeline, Wallet, acts_on, refusal_order
 from rating.refusals import CHECK_ORDER, Refusal
 from rating.registry import Registry
 from rating.statekeys import SPEND

@@ -8,9 +8,8 @@ from decimal import Decimal
 import pytest
 
 from rating.accounts import wallet_account
-from rating.charges import Usage
-from rating.errors import EventError, InsufficientFunds
-from rating.policies import (
+from rating.core.charges import Usage
+from rating.core.policies import (
     PrepaidDraw,
     ReservationFunding,
     apply_spend_cap,
@@ -22,10 +21,11 @@ from rating.policies import (
     track_arrival,
     wallet_debits,
 )
+from rating.errors import EventError, InsufficientFunds
 from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.statekeys import SPEND
-from rating.wallet import Reservation
+from rating.wallet.wallets import Reservation
 from tests.core.books import AT, States, priced, snapshot
 
 WALLET = wallet_account("walleted")

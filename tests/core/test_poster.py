@@ -6,14 +6,14 @@ from decimal import Decimal
 
 import pytest
 
-import rating.poster
+import rating.core.poster
 from rating.accounts import held_account, prepaid_account, receivable_account, wallet_account
-from rating.charges import Usage
+from rating.core.charges import Usage
+from rating.core.policies import PrepaidDraw, ReservationFunding, WalletFunding
+from rating.core.poster import Poster, owed
 from rating.ledger import Transaction
-from rating.policies import PrepaidDraw, ReservationFunding, WalletFunding
-from rating.poster import Poster, owed
 from rating.registry import Registry
-from rating.wallet import Reservation
+from rating.wallet.wallets import Reservation
 from tests.core.books import AT, priced, snapshot
 
 
@@ -45,7 +45,7 @@ def test_the_poster_applies_prepaid_reservation_and_wallet_decisions_in_one_buil
         built.append(transaction.id)
         return transaction
 
-    monkeypatch.setattr(rating.poster, "Transaction", counted)
+    monkeypatch.setattr(rating.core.poster, "Transaction", counted)
     wallet = wallet_account("walleted")
     held = Reservation("r1", "walleted", "USD", Decimal("0.40"), AT, ((wallet, Decimal("0.40")),))
     reserved = ReservationFunding(held, Decimal("0.40"), AT, ((wallet, Decimal("0.40")),))

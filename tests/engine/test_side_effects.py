@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rating.engine import BatchReport, Engine, Rejection, adopt_legacy_totals, cyclic_gc_paused
-from rating.pricebook import Pricebook
+from rating.pricebook.model import Pricebook
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage
 from tests.helpers import SIMPLE_PRICEBOOK, event

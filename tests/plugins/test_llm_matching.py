@@ -21,7 +21,7 @@ from rating_plugins.llm import Llm
 
 from rating.errors import EventError
 from rating.events import UsageEvent
-from rating.llm_import import catalogue_names, import_genai_prices
+from rating.imports.genai_prices import catalogue_names, import_genai_prices
 from rating.refusals import Refusal
 
 genai_prices = pytest.importorskip("genai_prices")

@@ -20,7 +20,7 @@ import pytest
 
 from rating.errors import EventError
 from rating.events import UsageEvent
-from rating.llm_import import import_genai_prices
+from rating.imports.genai_prices import import_genai_prices
 from rating.money import MONEY_CONTEXT
 from rating.registry import Registry
 

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rating.catalog import Catalog
-from rating.closing import close_period
+from rating.billing.close import close_period
 from rating.engine import Engine
 from rating.errors import PricebookError
 from rating.events import UsageEvent
-from rating.pricebook import Pricebook, parse_pricebook
+from rating.pricebook.catalog import Catalog
+from rating.pricebook.model import Pricebook, parse_pricebook
 from rating.registry import Registry
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rating.catalog import Catalog
 from rating.errors import RatingError
 from rating.events import UsageEvent
-from rating.pricebook import CustomerSpec, Pricebook
+from rating.pricebook.catalog import Catalog
+from rating.pricebook.model import CustomerSpec, Pricebook
 from rating.refusals import Refusal
 from rating.simulate import Scenario, simulate
 from rating.simulate.columnar import ParquetHistory, write_parquet
@@ -135,9 +135,9 @@ def test_a_local_dask_cluster_of_two_workers_gives_the_single_process_figures(tm
 
     from distributed import Client
 
-    from rating.demo import write_demo_events
+    from rating.cli.demo import write_demo_events
     from rating.events import read_events
-    from rating.pricebook import load_pricebook
+    from rating.pricebook.model import load_pricebook
     from rating.simulate.distributed import local_cluster, simulate_on_dask
     from tests.helpers import EXAMPLE, ROOT
 
@@ -263,8 +263,8 @@ def wide_catalogs(draw: st.DrawFn) -> Catalog:
     provider cost on the weighted meter."""
     from rating_plugins.per_unit import PerUnit
 
-    from rating.meters import Meter
-    from rating.pricebook import Plan
+    from rating.pricebook.meters import Meter
+    from rating.pricebook.model import Plan
     from tests.test_telescoping import models, prices
 
     aggregation = {"w": "sum", "f": "sum", "mx": "max", "u": "unique"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rating.cli import main
-from rating.demo import write_demo_events
+from rating.cli.demo import write_demo_events
 from rating.money import format_decimal
 from tests.helpers import EXAMPLE, ROOT
 

@@ -11,16 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rating.accounts import prepaid_account, receivable_account
-from rating.catalog import Catalog
+from rating.billing.close import close_period
 from rating.cli import main
-from rating.closing import close_period
-from rating.demo import write_demo_events
+from rating.cli.demo import write_demo_events
 from rating.engine import Engine
 from rating.events import UsageEvent
-from rating.meters import Meter
 from rating.money import format_decimal
-from rating.pricebook import Contract, CustomerSpec, Plan, Pricebook
-from rating.pricing import PricingModel
+from rating.pricebook.catalog import Catalog
+from rating.pricebook.meters import Meter
+from rating.pricebook.model import Contract, CustomerSpec, Plan, Pricebook
+from rating.pricebook.pricing import PricingModel
 from rating.refusals import Refusal
 from rating.simulate import EventFile, simulate
 from rating.storage.memory import MemoryStorage

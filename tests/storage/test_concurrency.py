@@ -24,11 +24,11 @@ import pytest
 
 from rating.engine import Engine
 from rating.errors import InsufficientFunds
-from rating.pricebook import parse_pricebook
+from rating.pricebook.model import parse_pricebook
 from rating.registry import Registry
 from rating.storage.memory import MemoryStorage
 from rating.storage.sqlite import SQLiteStorage
-from rating.wallet import Wallets
+from rating.wallet.wallets import Wallets
 from tests.conftest import POSTGRES_URL, postgres_url
 from tests.helpers import SIMPLE_PRICEBOOK, balances_under, event
 

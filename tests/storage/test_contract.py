@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rating.charges import explanation_of
+from rating.core.charges import explanation_of
 from rating.engine import Engine
 from rating.errors import EventConflict, StorageError
 from rating.events import UsageEvent
 from rating.ledger import Posting, Transaction, imbalance
-from rating.pricebook import Pricebook
+from rating.pricebook.model import Pricebook
 from rating.registry import Registry
 from rating.storage import StaleState, Storage
 from rating.storage.memory import MemoryStorage
@@ -207,8 +207,8 @@ default_plan: p
 def test_sums_past_28_digits_stay_exact_in_balances_reports_verify_and_close(
     storage: Storage, registry: Registry
 ) -> None:
-    from rating.closing import close_period
-    from rating.pricebook import parse_pricebook
+    from rating.billing.close import close_period
+    from rating.pricebook.model import parse_pricebook
 
     three = Decimal("3703703670.370370367037037036703")  # 3 x the price, all 31 digits
     engine = Engine(parse_pricebook(LONG_PRICE_BOOK, registry), storage, registry)

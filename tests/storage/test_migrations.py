@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from rating.catalog import Catalog
 from rating.engine import Engine, adopt_legacy_totals
 from rating.errors import EventError, StorageError
 from rating.events import UsageEvent
-from rating.pricebook import load_pricebook
+from rating.pricebook.catalog import Catalog
+from rating.pricebook.model import load_pricebook
 from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.storage import Storage, migrations
 from rating.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
-from rating.wallet import Wallets
+from rating.wallet.wallets import Wallets
 from tests.conftest import POSTGRES_URL, postgres_url
 from tests.helpers import ROOT
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rating.cli import main
-from rating.demo import write_demo_events
+from rating.cli.demo import write_demo_events
 from rating.errors import StorageError
 from rating.ledger import Posting, Transaction
 from rating.storage import Storage
@@ -60,7 +60,7 @@ def stored_as_text(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S
 
 
 def test_verify_names_a_payment_row_that_disagrees_with_its_marker(stored_as_text: Storage) -> None:
-    from rating.payment_registry import Purpose, payment_marker
+    from rating.wallet.payment_ids import Purpose, payment_marker
 
     stored_as_text.append([payment_marker("pi_1", Purpose.TOP_UP, "acme", "USD", Decimal("12.50"), AT)])
     assert stored_as_text.verify() == []
@@ -251,7 +251,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int | str,
 def populate(db: str, tmp: Path) -> str:
     """A ledger with rated events, a closed month, issued invoices, a payment, a credit note and a wallet deposit."""
     from rating.registry import Registry
-    from rating.wallet import Wallets
+    from rating.wallet.wallets import Wallets
 
     events = write_demo_events(tmp / "events.jsonl", 40)
     assert main(["rate", str(events), "-p", str(EXAMPLE), "--db", db]) == 0
@@ -410,7 +410,7 @@ def test_a_command_fails_on_a_damaged_postgres_schema_only_where_verify_names_th
 def test_verify_names_grant_and_reservation_rows_that_disagree_with_their_transactions(
     stored_as_text: Storage,
 ) -> None:
-    from rating.wallet import Wallets
+    from rating.wallet.wallets import Wallets
 
     wallets = Wallets(stored_as_text, lambda: AT)
     wallets.deposit("walt", "USD", Decimal(10), "d1")

@@ -1,0 +1,1 @@
+"""Imports into pricebooks: LLM prices from genai-prices."""

@@ -1,0 +1,193 @@
+"""Billing profiles, the seller and tax rules: who is billed, where, and at what tax rate.
+
+They live in a YAML file of their own (``billing.yaml``), beside the
+pricebooks: pricing teams edit prices, finance edits profiles and rates.
+Validated like a pricebook, every problem named at ``file:line:column``::
+
+    seller:
+      legal_name: Example AI GmbH
+      address: [Hauptstr. 1, 10115 Berlin]
+      country: DE
+      tax_id: DE123456789
+    payment_terms_days: 14
+    tax_rules:
+      - {country: DE, rate: "19", name: VAT, from: 2020-01-01}
+      - {country: FR, rate: "20", name: TVA}
+      - {country: AU, rate: "10", name: GST}
+      - {country: "*", rate: "0", name: not taxable here}   # any other country
+    profiles:
+      acme:
+        legal_name: Acme Labs Inc.
+        address: [1 Main St, Springfield]
+        country: US
+        language: en
+    fonts: [fonts/NotoSansJP-Regular.ttf]   # optional: for what DejaVu Sans lacks in PDFs
+
+How a profile's tax is decided (:func:`tax_for`), in this order:
+
+1. ``tax_status: exempt``: no tax (rate 0, rule ``exempt``);
+2. a business in the EU with a tax id, in another country than the seller
+   (``tax_status: reverse_charge``, or ``taxable`` with those facts): reverse
+   charge, rate 0, the customer accounts for the VAT;
+3. otherwise the most specific rule in force on the invoice date: for the
+   customer's country before ``*``, for its kind of buyer (``business`` with a
+   tax id, or ``consumer``) before ``any``, for the seller's country before
+   any, then the latest ``from``; none at all is refused with ``no_tax_rule``
+   rather than guessed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rating.accounts import CustomerId
+from rating.errors import PricebookError, RatingError
+from rating.pricebook import yamlstrict
+from rating.pricebook.model import Problems
+
+#: Member states of the European Union, for reverse charge.
+EU = frozenset(
+    ("AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU")
+    + ("IE", "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK")
+)
+#: Languages invoices are written in.
+LANGUAGES = ("en", "de")
+
+
+class Party(BaseModel):
+    """A seller or a buyer as the invoice names it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    legal_name: str = Field(min_length=1)
+    address: tuple[str, ...] = ()
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code, e.g. DE")
+    region: str | None = None
+    tax_id: str | None = None
+
+
+class Profile(Party):
+    """A customer's billing profile."""
+
+    tax_status: Literal["taxable", "exempt", "reverse_charge"] = "taxable"
+    language: Literal["en", "de"] = "en"
+    #: The currency the customer is invoiced in; it must be the pricebook's.
+    currency: str | None = None
+    email: str | None = None
+    #: Days from issue to due date (net 30 is 30); the billing file's default when absent.
+    payment_terms_days: int | None = Field(None, ge=0, le=365)
+
+    @property
+    def business(self) -> bool:
+        """Whether the customer is a business (it has a tax id) rather than a consumer."""
+        return bool(self.tax_id)
+
+
+class TaxRule(BaseModel):
+    """A tax rate for buyers of a country (``*``: any country without a rule of its own) from a date on.
+
+    ``seller``: only when the seller charges from that country; ``buyer``: only
+    for businesses (with a tax id) or consumers.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    country: str = Field(pattern=r"^([A-Z]{2}|\*)$")
+    seller: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    buyer: Literal["business", "consumer", "any"] = "any"
+    rate: Decimal = Field(ge=0, le=100, description="percent, e.g. 19")
+    name: str = "VAT"
+    since: dt.date = Field(dt.date(1970, 1, 1), alias="from")
+
+
+class Billing(BaseModel):
+    """The billing file: seller, payment terms, tax rules and customer profiles."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seller: Party
+    payment_terms_days: int = Field(14, ge=0, le=365)
+    invoice_series: str = Field("INV", pattern=r"^[A-Z][A-Z0-9]{0,9}$")
+    tax_rules: tuple[TaxRule, ...] = ()
+    profiles: dict[CustomerId, Profile] = {}
+    #: Font files (TrueType or OpenType; relative to the billing file) that PDFs draw what DejaVu Sans does not
+    #: cover with, tried in order: a CJK font for Japanese or Chinese names, say.
+    fonts: tuple[str, ...] = ()
+
+
+class AppliedTax(BaseModel):
+    """The tax decision snapshotted into an invoice: rate, rule and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rate: Decimal
+    name: str
+    rule: str
+
+
+class TaxError(RatingError):
+    """No tax rule decides a customer's tax: the invoice is not issued (code ``no_tax_rule``)."""
+
+
+def tax_for(billing: Billing, profile: Profile, on: dt.date) -> AppliedTax:
+    """The tax that applies to ``profile``'s invoice dated ``on``."""
+    if profile.tax_status == "exempt":
+        return AppliedTax(rate=Decimal(0), name="exempt", rule="exempt")
+    seller = billing.seller.country
+    abroad_business = profile.country in EU and seller in EU and profile.country != seller and profile.tax_id
+    if profile.tax_status == "reverse_charge" or abroad_business:
+        return AppliedTax(rate=Decimal(0), name="reverse charge", rule=f"reverse charge {profile.country}")
+    kind = "business" if profile.business else "consumer"
+    rules = [
+        r
+        for r in billing.tax_rules
+        if r.country in (profile.country, "*") and r.seller in (None, seller) and r.buyer in (kind, "any")
+        if r.since <= on
+    ]
+    if rules:
+        # The most specific rule wins (the buyer's country over '*', a buyer kind over any), then the latest.
+        rule = max(rules, key=lambda r: (r.country != "*", r.buyer != "any", r.seller is not None, r.since))
+        return AppliedTax(rate=rule.rate, name=rule.name, rule=f"{rule.country} {rule.buyer} from {rule.since}")
+    raise TaxError(f"no tax rule for country {profile.country} on {on.isoformat()} (add one, or a '*' rule)")
+
+
+def parse_billing(text: str, source: str = "<billing>", base: Path | None = None) -> Billing:
+    """Validate billing YAML text; :class:`~rating.errors.PricebookError` lists every problem with its position.
+
+    Its ``fonts`` are resolved against ``base`` (the billing file's folder) and must be files."""
+    try:
+        document = yamlstrict.load(text)
+    except yamlstrict.YamlError as error:
+        raise PricebookError([f"{source}:{error}"]) from None
+    problems = Problems(source, document)
+    if not isinstance(document.data, dict):
+        problems.add((), "a billing file is a mapping with seller, tax_rules and profiles")
+        problems.raise_if_any()
+    try:
+        billing = Billing.model_validate(document.data)
+    except ValidationError as error:
+        problems.add_validation((), error)
+        problems.raise_if_any()
+        raise
+    fonts = tuple(str(base / font) if base is not None else font for font in billing.fonts)
+    for index, font in enumerate(fonts):
+        if not Path(font).is_file():
+            problems.add(("fonts", index), f"no font file {font}")
+    problems.raise_if_any()
+    return billing.model_copy(update={"fonts": fonts})
+
+
+def load_billing(path: str | Path) -> Billing:
+    """Read and validate a billing file."""
+    try:
+        text = yamlstrict.read_file(path, "billing file")
+    except OSError as error:
+        raise PricebookError([f"{path}: cannot read billing file: {error}"]) from None
+    except yamlstrict.YamlError as error:
+        raise PricebookError([f"{path}:{error}"]) from None
+    return parse_billing(text, str(path), Path(path).parent)
