@@ -362,7 +362,7 @@ def _funding_step() -> dict[str, str]:
 
 MIGRATIONS.append(
     Migration(
-        11,
+        10,
         # Grants and reservations lived only in the metadata of the transactions that issue, hold and release
         # them, parsed again on every read (each wallet customer's grants once per batch). They become rows,
         # written in the same write as those transactions (which stay: the ledger's idempotency by id covers
