@@ -386,6 +386,11 @@ def test_a_period_that_owes_less_than_nothing_is_a_credit_note_carried_to_the_ne
         said = capsys.readouterr().err
         assert "acme: 2026-12 owes less than nothing: credit note CN-2027-000001 of 1.07 USD" in said
         assert "issued 0 invoices, 0 already issued, 1 credit notes, 0 refused" in said
+        show = ["invoice", "show", "CN-2027-000001", "--db", str(tmp_path / "rating.db")]
+        assert main([*show, "-o", "json"]) == 0
+        [shown] = json.loads(capsys.readouterr().out)
+        assert (shown["invoice"], shown["period"], shown["total"]) == (None, "2026-12", "1.07")
+        assert main(show) == 0 and "period 2026-12" in capsys.readouterr().out
     receivable = receivable_account("acme")
     assert storage.balances([receivable])[receivable, "USD"] == -note.total  # the customer's credit
     fixing.rate_batch([event("j1", at=dt.datetime(2027, 1, 5, tzinfo=dt.UTC), tokens=6000)])

@@ -32,7 +32,7 @@ from rating.pricebook.catalog import load_catalog
 from rating.registry import Registry
 
 if TYPE_CHECKING:
-    from rating.invoices.issue import Invoice
+    from rating.invoices.issue import CreditNote, Invoice
     from rating.invoices.settle import InvoiceStatus
 
 INVOICE_COLUMNS = ["number", "customer", "period", "due date", "total", "paid", "due", "status", "currency"]
@@ -105,7 +105,7 @@ def _flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
-    from rating.invoices.issue import invoices, issue_invoices
+    from rating.invoices.issue import CREDIT_NOTE, CreditNote, documents_of, invoices, issue_invoices
     from rating.invoices.settle import RefundTo, credit_invoice, invoice_status, pay_invoice
 
     if args.action == "credit" and args.amount is not None and args.line is None:
@@ -169,13 +169,31 @@ def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
     else:
         chosen = invoices(storage, args.number, (args.customer or [None])[0])
         if args.number and not chosen:
-            raise RatingError(f"no invoice {args.number}")
+            notes = documents_of(storage, CREDIT_NOTE, args.number)
+            if not notes:
+                raise RatingError(f"no invoice or credit note {args.number}")
+            _write_credit_note(args, CreditNote.model_validate(notes[0]))
+            return DONE
     today = dt.datetime.now(dt.UTC).date()
     statuses = {i.number: invoice_status(storage, i, today) for i in chosen}
     if args.overdue:
         chosen = [i for i in chosen if statuses[i.number].overdue]
     _write_invoices(args, chosen, statuses)
     return status
+
+
+CREDIT_NOTE_COLUMNS = ["number", "customer", "credits", "total", "refund", "currency"]
+
+
+def _write_credit_note(args: argparse.Namespace, note: CreditNote) -> None:
+    """A credit note (of an invoice, or of a period that owed less than nothing) as the output format asks."""
+    if args.output == "json":
+        print(json.dumps([json.loads(note.model_dump_json())], indent=2))
+        return
+    credits = note.invoice or f"period {note.period}"
+    row = {"number": note.number, "customer": note.customer, "credits": credits, "total": note.total,
+           "refund": note.refund, "currency": note.currency}  # fmt: skip
+    print(render([row], CREDIT_NOTE_COLUMNS, args.output))
 
 
 def _write_invoices(args: argparse.Namespace, chosen: list[Invoice], statuses: dict[str, InvoiceStatus]) -> None:
