@@ -331,7 +331,7 @@ def test_a_period_that_owes_less_than_nothing_is_a_credit_note_carried_to_the_ne
     """Issue 20 (close): a negative period total is a credit, issued as a credit note and taken off the next
     invoice; paying what the invoices ask leaves the receivable at zero."""
     from rating.billing.rerate import rerate
-    from rating.invoices.settle import invoice_status, pay_invoice
+    from rating.invoices.settle import credit_invoice, invoice_status, pay_invoice
 
     wrong, fixed = book(REFIXED.format(first="0.002")), book(REFIXED.format(first="0.001"))
     engine = billed(wrong, storage, [event("n1", at=NOVEMBER, tokens=6000), event("n2", at=NOVEMBER, tokens=500)])
@@ -411,6 +411,10 @@ def test_a_period_that_owes_less_than_nothing_is_a_credit_note_carried_to_the_ne
     pay_invoice(storage, january.number, january.total, "pay-jan")
     assert invoice_status(storage, january).state == "paid"
     assert storage.balances([receivable]).get((receivable, "USD"), Decimal(0)) == 0
+    # Cancelled with a refund: what was paid (3.09) and the credit it carried (1.07) go back; it is credited.
+    note, _ = credit_invoice(storage, january.number, "cancel", "cancelled", refund="customer")
+    assert (note.total, note.refund) == (Decimal("4.16"), Decimal("4.16"))
+    assert invoice_status(storage, january).state == "credited"
     assert storage.verify() == []
 
 

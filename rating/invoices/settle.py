@@ -117,7 +117,8 @@ def invoice_status(storage: Storage, invoice: Invoice, today: dt.date | None = N
     refunded = sum((note.refund for note in notes), ZERO)
     due = invoice.total - paid - credited + refunded
     state: Literal["open", "partly paid", "paid", "credited"]
-    if credited and credited == invoice.total:
+    # At least the total: an invoice that carried an earlier credit has lines worth more than its total.
+    if credited and credited >= invoice.total:
         state = "credited"
     elif due <= 0:
         state = "paid"
