@@ -144,3 +144,13 @@ def test_fast_and_pydantic_readers_agree(line: str) -> None:
 def test_odd_attributions(attribution: str) -> None:
     kind, _, reason = same(BASE.replace('{"agent":"bot","session":"s"}', attribution))
     assert kind == "refused" and reason.startswith("attribution")
+
+
+def test_without_msgspec_the_reader_takes_the_pydantic_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unused(line: str) -> None:
+        raise AssertionError("the fast path ran without msgspec")
+
+    monkeypatch.setattr(fastread, "AVAILABLE", False)
+    monkeypatch.setattr(fastread, "parse_line", unused)
+    records = list(read_jsonl(io.BytesIO((BASE + "\n").encode()), "f"))
+    assert records[0].event is not None and str(records[0].event.properties["amount"]) == "1.10"
