@@ -112,24 +112,35 @@ PERTURB = st.sampled_from(
 )
 
 
-def _dump(value: Any) -> str:
-    return json.dumps(value, default=str, ensure_ascii=False)
+def _raw(value: Any, space: str) -> str:
+    """JSON text with numbers as written (a Decimal's own text) and ``space`` before every colon."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)}{space}: {_raw(v, space)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_raw(v, space) for v in value) + "]"
+    if isinstance(value, Decimal | float):
+        return str(value) if isinstance(value, Decimal) else repr(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 @st.composite
 def events(draw: st.DrawFn) -> str:
-    """A valid event's JSON with a field replaced, a key given twice, or extra whitespace."""
+    """A valid event's JSON with a field replaced, a key given twice, or whitespace before colons."""
     fields = json.loads(BASE)
     fields["properties"] = draw(st.dictionaries(TEXT, VALUES, max_size=4))
     target = draw(st.none() | st.none() | PERTURB)  # a third of them left valid
     if target is not None:
         fields[target] = draw(VALUES | st.sampled_from(["2026-01-01T00:00:00", "2026-13-01T00:00:00Z", "byok"]))
-    body = ", ".join(f"{_dump(key)} : {_dump(value) if not isinstance(value, Decimal) else value}"
-                     for key, value in fields.items())  # fmt: skip
-    if draw(st.integers(0, 3)) == 0:
+    space = draw(st.sampled_from(["", "", " ", "\t", "\r\n"]))
+    body = _raw(fields, space)
+    twice = draw(st.integers(0, 5))
+    if twice == 0:  # a top-level key again
         key = draw(st.sampled_from(sorted(fields)))
-        body += f', "{key}": {_dump(fields[key]) if not isinstance(fields[key], Decimal) else fields[key]}'
-    return "{" + body + "}"
+        body = body[:-1] + f', "{key}":{_raw(fields[key], space)}' + "}"
+    elif twice == 1 and isinstance(fields.get("properties"), dict) and fields["properties"]:
+        key = draw(st.sampled_from(sorted(fields["properties"])))
+        body = body.replace('"properties"' + space + ": {", f'"properties"{space}: {{{json.dumps(key)}:0, ', 1)
+    return body
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
