@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 from pydantic import AwareDatetime, BaseModel, TypeAdapter
 
 from rating.accounts import check_free_text, check_id
-from rating.errors import EventError
 from rating.events import (
     EARLIEST,
     EPOCH_TEXT,
@@ -69,15 +68,17 @@ _ATTRIBUTION_ORDER = tuple(Attribution.model_fields)
 #: Distinct attribution objects kept for sharing; the cache empties when full (agents and sessions repeat).
 _ATTRIBUTIONS_KEPT = 4096
 _ATTRIBUTIONS: dict[tuple[tuple[str, Any], ...], Attribution] = {}
-for _checked in (UsageEvent, Attribution):
-    # _construct relies on these: a model that gains one must be built by model_construct again.
-    assert not _checked.__private_attributes__ and _checked.__pydantic_post_init__ is None
-    assert _checked.model_config.get("extra") == "forbid" and not _checked.__pydantic_root_model__
-    assert tuple(_checked.model_fields) == (
-        ("id", "customer", "type", "timestamp", "properties", "attribution", "billing_source")
-        if _checked is UsageEvent
-        else _ATTRIBUTION_ORDER
-    )
+_EVENT_ORDER = ("id", "customer", "type", "timestamp", "properties", "attribution", "billing_source")
+for _checked, _order in ((UsageEvent, _EVENT_ORDER), (Attribution, _ATTRIBUTION_ORDER)):
+    # _construct relies on these: a model that gains private attributes, extras, a post-init or a field
+    # must be built by model_construct again (and the checks of _accept revisited), not silently mis-built.
+    if (
+        _checked.__private_attributes__
+        or _checked.__pydantic_post_init__ is not None
+        or _checked.model_config.get("extra") != "forbid"
+        or tuple(_checked.model_fields) != _order
+    ):
+        raise RuntimeError(f"rating.fastread does not know {_checked.__name__} as it is now")
 
 
 class _Doubt(Exception):
@@ -234,4 +235,4 @@ def _item(item: Any, depth: int) -> int:
     return 0
 
 
-__all__ = ["AVAILABLE", "EventError", "parse_line"]
+__all__ = ["AVAILABLE", "parse_line"]
