@@ -61,6 +61,8 @@ def check_free_text(kind: str, value: str, limit: int = MAX_EVENT_ID_LENGTH) -> 
     """``value`` if it is bounded free text (event ids, sessions, orders); else :class:`InvalidId`."""
     if not value or len(value) > limit:
         raise InvalidId(f"{kind} must be 1 to {limit} characters, got {len(value)}")
+    if value.isascii() and value.isprintable():
+        return value  # the common case: ASCII is UTF-8, and its only control characters are not printable
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
+import io
 import subprocess
 import sys
 import tempfile
@@ -24,8 +25,9 @@ from decimal import Decimal
 from functools import partial
 from pathlib import Path
 
+from rating import fastread
 from rating.engine import BatchReport, Engine
-from rating.events import Attribution, UsageEvent
+from rating.events import Attribution, UsageEvent, read_jsonl
 from rating.pricebook.model import Pricebook, parse_pricebook
 from rating.registry import Registry
 from rating.storage import Storage
@@ -198,6 +200,25 @@ def rate_into(
     return seconds, storage
 
 
+def read_rates(events: list[UsageEvent]) -> dict[str, float]:
+    """Events/s of reading ``events`` back from JSON Lines, through the pydantic path and (with msgspec) the fast one.
+
+    Both readers take the same bytes in the same run; every record must come back an event.
+    """
+    data = "".join(event.model_dump_json() + "\n" for event in events).encode()
+    rates = {}
+    for name, fast in (("pydantic", False), ("msgspec", True)):
+        if fast and not fastread.AVAILABLE:
+            continue
+        started = time.perf_counter()
+        read = sum(record.event is not None for record in read_jsonl(io.BytesIO(data), "bench", fast=fast))
+        seconds = time.perf_counter() - started
+        if read != len(events):
+            raise SystemExit(f"the {name} reader read {read} of {len(events)} events")
+        rates[name] = len(events) / seconds
+    return rates
+
+
 def run(count: int, storages: list[str], postgres: str | None) -> dict[str, float]:
     """Rate ``count`` events into each storage; returns the figures the target table reads."""
     registry = Registry.load()
@@ -208,6 +229,9 @@ def run(count: int, storages: list[str], postgres: str | None) -> dict[str, floa
     bare_seconds = time.perf_counter() - started
     print(f"{'bare Decimal loop':<24} {bare_seconds:8.2f} s  {count / bare_seconds:>12,.0f} events/s  ratio  1.0")
     figures: dict[str, float] = {}
+    sample = events[:100_000]
+    reads = "  ".join(f"{name} {rate:,.0f}/s" for name, rate in read_rates(sample).items())
+    print(f"{'read JSONL':<24} {len(sample):,} events: {reads} (msgspec with rating[fast])", flush=True)
     with tempfile.TemporaryDirectory() as directory:
         for kind in storages:
             url = storage_url(kind, directory, postgres)
