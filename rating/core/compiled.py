@@ -41,7 +41,10 @@ class CompiledVersion:
     def __init__(self, book: Pricebook) -> None:
         self.book = book
         self._clocks: dict[tuple[str, str, dt.date | None], PeriodClock] = {}
+        #: Subscription spans of the customers the pricebook names (so at most as many as it names); every other
+        #: customer is on the default plan for all time and shares one history.
         self._spans: dict[str, list[Span]] = {}
+        self._unnamed = spans(book, "")
         self.meters_by_type: dict[str, list[tuple[str, Meter]]] = {}
         for name, meter in book.meters.items():
             self.meters_by_type.setdefault(meter.event, []).append((name, meter))
@@ -88,10 +91,13 @@ class CompiledVersion:
         return self.charges_by_plan[plan], None, ""
 
     def plan_at(self, customer: str, timestamp: dt.datetime) -> str:
-        """The customer's plan at ``timestamp`` (subscription spans are cached per customer)."""
+        """The customer's plan at ``timestamp`` (subscription spans are cached per customer the pricebook names)."""
         history = self._spans.get(customer)
         if history is None:
-            history = self._spans[customer] = spans(self.book, customer)
+            if customer in self.book.customers:
+                history = self._spans[customer] = spans(self.book, customer)
+            else:
+                history = self._unnamed
         for span in history:
             if span.start <= timestamp < span.end:
                 return span.plan

@@ -99,12 +99,17 @@ class Pricer:
         self._enrich = enrich
         self._describe = describe
         self._check_inputs = check_inputs
-        self._changes: dict[str, list[dt.datetime]] = {}  # per customer: the instants its terms may change
+        #: Per customer the pricebooks name (the others share the key ""): the instants its terms may change.
+        self._changes: dict[str, list[dt.datetime]] = {}
 
     def terms_change_between(self, customer: str, start: dt.datetime, end: dt.datetime) -> bool:
         """Whether ``customer``'s terms may change in ``(start, end]``: a version taking effect, a plan change,
         a subscription or a contract starting or ending. Events on either side of such an instant are priced
         by different terms, so their order decides the bill; between two of them it does not."""
+        # Customers no version names (no subscription, no contract) share one list: the cache is bounded by
+        # the pricebooks, not by the customers seen.
+        if not any(customer in v.book.customers or customer in v.contracts for v in self.versions):
+            customer = ""
         instants = self._changes.get(customer)
         if instants is None:
             found = {self.catalog.starts(index) for index in range(len(self.catalog.versions))}
