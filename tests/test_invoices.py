@@ -32,6 +32,7 @@ from rating.storage.sqlite import SQLiteStorage
 from tests.conftest import POSTGRES_URL, postgres_url
 from tests.helpers import EXAMPLE, ROOT, SIMPLE_PRICEBOOK, event, later
 from tests.simulate.test_simulate import CUSTOMERS, books, histories, usage
+from tests.test_arrival_order import PREPAID
 from tests.test_rerate import PRICEBOOK as REFIXABLE
 from tests.test_telescoping import METER_SPECS, REGISTRY
 
@@ -520,26 +521,10 @@ def test_a_minimum_or_commitment_never_takes_back_the_correction_of_a_closed_per
     assert engine.storage.verify() == []
 
 
-PREPAID_SUB_CENT = """\
-pricebook: prepaid
-version: 2026-10-01
-currency: USD
-meters:
-  units: {event: api.call, sum: units}
-plans:
-  a:
-    charges:
-      - {meter: units, model: per_unit, unit_price: "9"}
-customers:
-  acme: {plan: a}
-contracts:
-  deal:
-    customer: acme
-    from: 2026-11-01
-    prepaid: "10"
-    charges:
-      - {meter: units, model: tiered, mode: volume, tiers: [{up_to: 5, unit_price: "2.001"}, {unit_price: "0.1003"}]}
-"""
+#: The arrival tests' prepaid contract at sub-cent prices.
+PREPAID_SUB_CENT = PREPAID.replace('unit_price: "2"}', 'unit_price: "2.001"}').replace(
+    'unit_price: "0.1"}', 'unit_price: "0.1003"}'
+)
 
 
 def test_sub_cent_usage_paid_from_a_prepaid_commitment_is_invoiced_and_rounded_on_what_is_owed(

@@ -265,6 +265,27 @@ def _closed_periods(checks: Checks, transactions: dict[str, Any]) -> None:
             checks.problems.append(f"period {period} of {customer} is marked closed by {transaction_id}, not its close")
 
 
+def _source(
+    checks: Checks,
+    transactions: dict[str, Any],
+    where: str,
+    verb: str,
+    transaction_id: str,
+    parse: Callable[[Any], Any],
+) -> tuple[Any, Any] | None:
+    """The transaction a row says it comes from, and what that transaction says (None where it cannot be read:
+    a transaction without its terms); None, with a problem when transactions were read, when it is not stored."""
+    transaction = transactions.get(transaction_id)
+    if transaction is None:
+        if transactions:
+            checks.problems.append(f"{where} is {verb} by {_shown(transaction_id)}, not stored")
+        return None
+    try:
+        return transaction, parse(transaction)
+    except Exception:  # noqa: BLE001 - whatever a damaged transaction raises, the row disagrees with it
+        return transaction, None
+
+
 def _payments(checks: Checks, transactions: dict[str, Any]) -> None:
     """Every payment row is what its marker transaction ``payment:ID`` says (the payment registry reads the row)."""
     from rating.storage.base import payment_of
@@ -273,15 +294,10 @@ def _payments(checks: Checks, transactions: dict[str, Any]) -> None:
     for payment_id, purpose, customer, asset, raw, transaction_id in checks.rows("payments", columns):
         where = f"payment {_shown(payment_id)}"
         value = checks.read(f"the amount of {where}", lambda raw=raw: amount(raw))
-        transaction = transactions.get(transaction_id)
-        if transaction is None:
-            if transactions:
-                checks.problems.append(f"{where} is recorded by {_shown(transaction_id)}, not stored")
+        found = _source(checks, transactions, where, "recorded", transaction_id, payment_of)
+        if found is None:
             continue
-        try:
-            said = payment_of(transaction)
-        except Exception:  # noqa: BLE001 - a marker whose amount is not a decimal
-            said = None
+        said = found[1]
         row = (payment_marker_id(payment_id), purpose, customer, asset)
         if (
             said is None
@@ -309,15 +325,10 @@ def _grants(checks: Checks, transactions: dict[str, Any]) -> None:
         where = f"grant {_shown(grant_id)} of {_shown(customer)}"
         seen.add(transaction_id)
         value = checks.read(f"the amount of {where}", lambda raw=raw: amount(raw))
-        transaction = transactions.get(transaction_id)
-        if transaction is None:
-            if transactions:
-                checks.problems.append(f"{where} is issued by {_shown(transaction_id)}, not stored")
+        found = _source(checks, transactions, where, "issued", transaction_id, grant_of)
+        if found is None:
             continue
-        try:
-            said = grant_of(transaction)
-        except Exception:  # noqa: BLE001 - a grant transaction without its terms
-            said = None
+        transaction, said = found
         times = checks.read(f"the times of {where}", lambda s=starts, e=expires: (_moment(s), _moment(e)))
         if (
             said is None
@@ -365,15 +376,10 @@ def _reservations(checks: Checks, transactions: dict[str, Any]) -> None:
         taken = checks.read(
             f"the draw of {where}", lambda draw=draw: tuple((a, Decimal(str(t))) for a, t in json.loads(str(draw)))
         )
-        transaction = transactions.get(transaction_id)
-        if transaction is None:
-            if transactions:
-                checks.problems.append(f"{where} is held by {_shown(transaction_id)}, not stored")
+        found = _source(checks, transactions, where, "held", transaction_id, reservation_of)
+        if found is None:
             continue
-        try:
-            said = reservation_of(transaction)
-        except Exception:  # noqa: BLE001 - a hold without its terms
-            said = None
+        transaction, said = found
         if (
             said is None
             or (transaction_id, id, customer, asset) != (transaction.id, said.id, said.customer, said.asset)
