@@ -333,11 +333,15 @@ class PeriodUsage:
     corrections: list[Transaction]
 
 
-def period_usage(storage: Storage, customer: str, period: str) -> PeriodUsage:
-    """The usage of ``customer``'s ``period`` as the ledger holds it (what close and invoices read)."""
+def period_usage(
+    storage: Storage, customer: str, period: str, all_corrections: list[Transaction] | None = None
+) -> PeriodUsage:
+    """The usage of ``customer``'s ``period`` as the ledger holds it (what close and invoices read);
+    ``all_corrections``: the customer's re-rating corrections, when the caller read them already."""
     charges = [stored for stored in storage.charges(customer) if stored.charge.period == period]
     events = {stored.event_id for stored in charges}
-    all_corrections = storage.transactions_of(TransactionKind.RERATE, customer)
+    if all_corrections is None:
+        all_corrections = storage.transactions_of(TransactionKind.RERATE, customer)
     # An event whose correction adjusts a closed period was rated (and invoiced) there: here it has only the
     # correction's charge records, and its rating is not this period's.
     adjusted = {
@@ -365,7 +369,7 @@ def _closing_of(
     corrections = storage.transactions_of(TransactionKind.RERATE, customer)
     if not (prepaid or any(t.metadata.get("period") == period and "adjusts" in t.metadata for t in corrections)):
         return customer_closing(book, customer, period, mine)
-    usage = period_usage(storage, customer, period)
+    usage = period_usage(storage, customer, period, corrections)
     adjustments: dict[str, Decimal] = {}
     for stored in usage.charges:
         if stored.event_id in usage.adjusted:
