@@ -11,7 +11,7 @@ import datetime as dt
 
 from rating.accounts import revenue_account
 from rating.core.subscriptions import Span, contract_span, plan_at, spans
-from rating.periods import PeriodClock, zone
+from rating.periods import PeriodClock, period_bounds, zone
 from rating.pricebook.meters import Meter
 from rating.pricebook.model import Contract, Plan, Pricebook
 from rating.pricebook.pricing import PerEventModel, PricingModel
@@ -111,6 +111,12 @@ class CompiledVersion:
             kind = self.book.plans[plan].period
             clock = self._clocks[plan, timezone, anchor] = PeriodClock(kind, zone(timezone), anchor)
         return clock.label(timestamp)
+
+    def period_bounds(self, plan: str, customer: str, timestamp: dt.datetime) -> tuple[str, dt.datetime, dt.datetime]:
+        """Label, start (inclusive) and end (exclusive, UTC) of the customer's billing period at ``timestamp``."""
+        book = self.book
+        kind = book.plans[plan].period
+        return period_bounds(timestamp, kind, zone(book.timezone_of(customer)), book.anchor_of(customer))
 
     def previous_period(self, plan: str, customer: str, timestamp: dt.datetime) -> str:
         """The label of the customer's billing period before the one of ``timestamp``."""

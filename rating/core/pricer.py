@@ -37,6 +37,7 @@ from typing import NamedTuple
 from rating.accounts import cost_account
 from rating.core.charges import Charge, StateKey, Usage
 from rating.core.compiled import Charges, CompiledVersion
+from rating.core.ratecard import RateCard, RateCards
 from rating.core.subscriptions import spans
 from rating.errors import EventError, PluginError
 from rating.events import UsageEvent
@@ -101,11 +102,19 @@ class Pricer:
         self._check_inputs = check_inputs
         #: Per customer the pricebooks name (the others share the key ""): the instants its terms may change.
         self._changes: dict[str, list[dt.datetime]] = {}
+        #: The terms of recently seen customers, resolved once per stretch in which they cannot change.
+        self.cards = RateCards(self._card)
 
     def terms_change_between(self, customer: str, start: dt.datetime, end: dt.datetime) -> bool:
         """Whether ``customer``'s terms may change in ``(start, end]``: a version taking effect, a plan change,
         a subscription or a contract starting or ending. Events on either side of such an instant are priced
         by different terms, so their order decides the bill; between two of them it does not."""
+        instants = self._instants(customer)
+        first_after = bisect.bisect_right(instants, start)
+        return first_after < len(instants) and instants[first_after] <= end
+
+    def _instants(self, customer: str) -> list[dt.datetime]:
+        """The instants at which ``customer``'s terms may change, in order."""
         # Customers no version names (no subscription, no contract) share one list: the cache is bounded by
         # the pricebooks, not by the customers seen.
         if not any(customer in v.book.customers or customer in v.contracts for v in self.versions):
@@ -119,8 +128,21 @@ class Pricer:
                 for span, _ in version.contracts.get(customer, ()):
                     found.update((span.start, span.end))
             instants = self._changes[customer] = sorted(found)
-        first_after = bisect.bisect_right(instants, start)
-        return first_after < len(instants) and instants[first_after] <= end
+        return instants
+
+    def _card(self, customer: str, timestamp: dt.datetime) -> RateCard:
+        """Resolve ``customer``'s rate card at ``timestamp``: its terms until the period ends or they may change."""
+        version = self.version_at(timestamp)
+        plan = version.plan_at(customer, timestamp)
+        charges, contract, contract_name = version.charges_for(customer, plan, timestamp)
+        period, start, end = version.period_bounds(plan, customer, timestamp)
+        instants = self._instants(customer)
+        at = bisect.bisect_right(instants, timestamp)
+        if at:
+            start = max(start, instants[at - 1])
+        if at < len(instants):
+            end = min(end, instants[at])
+        return RateCard(start, end, version, plan, period, charges, contract, contract_name)
 
     def version_at(self, timestamp: dt.datetime) -> CompiledVersion:
         """The compiled version in force at ``timestamp``; ``no_version_in_force`` before the first."""
@@ -134,12 +156,12 @@ class Pricer:
         return self.versions[index]
 
     def terms(self, received: UsageEvent) -> Terms:
-        """Resolve what applies to ``received``: version, plan, period, meters, charges and contract."""
+        """Resolve what applies to ``received``: version, plan, period, meters, charges and contract (from the
+        customer's rate card)."""
         # The event is stored as received, so a replay compares equal; enrichment is redone.
         event = received if self._enrich is None else self._enriched(received)
-        version = self.version_at(event.timestamp)
-        customer = event.customer
-        plan = version.plan_at(customer, event.timestamp)
+        card = self.cards.at(event.customer, event.timestamp)
+        version = card.version
         meters = version.meters_by_type.get(event.type)
         if not meters:
             raise EventError(Refusal.UNKNOWN_EVENT_TYPE, f"no meter counts events of type {event.type!r}")
@@ -150,9 +172,22 @@ class Pricer:
                     Refusal.EXCLUDED_BY_FILTER,
                     f"no meter counts this {event.type} event (every meter's where filter excludes it)",
                 )
-        charges, contract, contract_name = version.charges_for(customer, plan, event.timestamp)
-        period = version.period(plan, customer, event.timestamp)
-        return Terms(received, event, version, plan, period, meters, charges, contract, contract_name)
+        # tuple.__new__ skips the named tuple's argument parsing: terms per event.
+        return _new_terms(
+            Terms,
+            (
+                received,
+                event,
+                version,
+                card.plan,
+                card.period,
+                meters,
+                card.charges,
+                card.contract,
+                card.contract_name,
+                None,
+            ),
+        )
 
     def price(self, terms: Terms, lookup: StateLookup) -> PricedEvent:
         """Read each meter and price each charge of ``terms`` against the state ``lookup`` shows.
@@ -271,7 +306,7 @@ class Pricer:
         return result
 
 
-_new_charge = tuple.__new__
+_new_charge = _new_terms = tuple.__new__
 
 
 def _refusal(error: EventError | ArithmeticError) -> EventError:

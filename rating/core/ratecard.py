@@ -1,0 +1,73 @@
+"""Rate cards: a customer's terms for a stretch of time in which nothing about them changes, resolved once.
+
+A card holds what pricing needs for every event of one customer between two
+instants: the version in force, the plan, the billing period (label and
+bounds), the charges by meter and the contract. The card ends at the first of
+the period's end and the next instant at which the customer's terms may change
+(a version taking effect, a plan change, a subscription or a contract starting
+or ending). A steady-state event touches its customer's card, not the catalog:
+no bisection of versions, no scan of subscription spans or contracts, no period
+labelling.
+
+Cards are kept per customer in a least-recently-used cache of
+:data:`CARDS_KEPT` customers (one card each, the last one used), so memory is
+bounded whatever the number of customers seen; a customer whose card was
+evicted, or whose event falls outside it, has a new card resolved.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import NamedTuple
+
+from rating.core.compiled import Charges, CompiledVersion
+from rating.pricebook.model import Contract
+
+#: How many customers' rate cards a pricer keeps (about 1 KB each): the least recently used go first.
+CARDS_KEPT = 65_536
+
+
+class RateCard(NamedTuple):
+    """A customer's terms for every event in ``[start, end)``."""
+
+    start: dt.datetime
+    end: dt.datetime
+    version: CompiledVersion
+    plan: str
+    period: str
+    charges: Charges
+    contract: Contract | None
+    contract_name: str
+
+
+class RateCards:
+    """The rate card of each recently seen customer, resolved by ``resolve`` when missing or outgrown."""
+
+    def __init__(self, resolve: Callable[[str, dt.datetime], RateCard], kept: int = CARDS_KEPT) -> None:
+        if kept < 1:
+            raise ValueError("a rate card cache keeps at least one card")
+        self._resolve = resolve
+        self._kept = kept
+        self._cards: OrderedDict[str, RateCard] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._cards)
+
+    def at(self, customer: str, timestamp: dt.datetime) -> RateCard:
+        """``customer``'s card for ``timestamp`` (raises what resolving raises: no version, not subscribed)."""
+        cards = self._cards
+        card = cards.get(customer)
+        if card is not None and card.start <= timestamp < card.end:
+            cards.move_to_end(customer)
+            return card
+        card = cards[customer] = self._resolve(customer, timestamp)
+        cards.move_to_end(customer)
+        if len(cards) > self._kept:
+            cards.popitem(last=False)
+        return card
+
+    def clear(self) -> None:
+        """Forget every card (the terms they hold changed)."""
+        self._cards.clear()
