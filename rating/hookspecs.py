@@ -88,6 +88,9 @@ def rating_top_up_needed(customer: str, asset: str, available: Decimal, amount: 
 def rating_transaction_posted(transaction: Transaction) -> None:
     """Called after a transaction is durably stored, once per new transaction.
 
+    The posting unit is the event: a rated event's transaction is ``rating:EVENT_ID``, so for ratings this
+    hook fires once per rated event (corrections, closes, payments and grants are transactions of their own).
+
     Not called for replays that stored nothing. Return value is ignored; an
     exception here does not undo the posting.
     """

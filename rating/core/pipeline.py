@@ -30,7 +30,7 @@ from rating.core.policies import (
     track_arrival,
     wallet_debits,
 )
-from rating.core.poster import PER_EVENT, Poster, PostingUnit, correction_debits, owed, payer_of
+from rating.core.poster import PER_EVENT, Poster, PostingUnit, correction_debits, owed
 from rating.core.pricer import PricedEvent, Pricer, StateLookup, Terms
 from rating.errors import EventError
 from rating.events import UsageEvent
@@ -248,7 +248,7 @@ class Pipeline:
         if held is not None and self._reservation:
             debts = owed(priced, prepaid)
             reservation = pay_from_reservation(debts, held, self.clock())
-        if wallet is not None and self._wallet and terms.version.book.pays_from_wallet(received.customer):
+        if wallet is not None and self._wallet and terms.from_wallet:
             if debts is None:
                 debts = owed(priced, prepaid)
             funding = fund_from_wallet(
@@ -269,7 +269,7 @@ class Pipeline:
         let through so far): the spend line, the ``spend_cap_reached`` refusal the caller counts (and charges
         all the same), or None when the customer has no hard cap."""
         priced = self.pricer.price(terms, lookup)
-        spec = terms.version.book.spec_of(terms.event.customer)
+        spec = terms.spec
         if not self._spend or spec is None or spec.spend_cap is None:
             return priced, None
         try:
@@ -292,7 +292,7 @@ class Pipeline:
         once by the poster; and the funding, whose balances the caller keeps."""
         customer = terms.event.customer
         funding = None
-        if WALLET in self.policies and terms.version.book.pays_from_wallet(customer):
+        if WALLET in self.policies and terms.from_wallet:
             funding = fund_from_wallet(customer, correction_debits(moves), at, wallet.balance, wallet.grants)
-        payer = payer_of(terms.version, customer)
+        payer = terms.payer
         return self.poster.correction(transaction_id, at, description, moves, payer, metadata, funding), funding

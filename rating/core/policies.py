@@ -133,7 +133,7 @@ def apply_spend_cap(priced: PricedEvent, lookup: StateLookup, *, enforce: bool =
     """
     terms = priced.terms
     customer, period = terms.event.customer, terms.period
-    spec = terms.version.book.spec_of(customer)
+    spec = terms.spec
     if spec is None or (spec.spend_cap is None and spec.spend_alert is None):
         return None
     billed = terms.version.billed_asset[terms.plan]

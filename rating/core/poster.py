@@ -24,11 +24,9 @@ from rating.accounts import (
     PROVIDERS_ACCOUNT,
     held_account,
     prepaid_account,
-    receivable_account,
     wallet_account,
 )
 from rating.core.charges import RatedEvent, Usage
-from rating.core.compiled import CompiledVersion
 from rating.core.policies import PrepaidDraw, ReservationFunding, WalletFunding
 from rating.core.pricer import PricedEvent, total_of
 from rating.ids import rating_id, release_id
@@ -39,12 +37,6 @@ from rating.statekeys import TERM
 #: How many events one rating transaction posts: one per event.
 PER_EVENT: Literal["event"] = "event"
 PostingUnit = Literal["event"]
-
-
-def payer_of(version: CompiledVersion, customer: str) -> str:
-    """The account that pays ``customer``'s charges: its wallet (``billing: wallet``), else its receivable."""
-    book = version.book
-    return wallet_account(customer) if book.pays_from_wallet(customer) else receivable_account(customer)
 
 
 def owed(priced: PricedEvent, prepaid: PrepaidDraw | None) -> dict[str, Decimal]:
@@ -86,7 +78,7 @@ class Poster:
         postings = []  # in the order they have always been stored: debits, revenue, shares, costs, wallet draws
         if prepaid is not None and prepaid.amount:
             postings.append(Posting(prepaid_account(customer), prepaid.asset, prepaid.amount))
-        payer = payer_of(version, customer)
+        payer = terms.payer
         if reservation is None and funding is None:  # the common case: the payer owes it all
             postings += [Posting(payer, asset, total) for asset, total in debts.items() if total]
         else:

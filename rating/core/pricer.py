@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import NamedTuple
 
-from rating.accounts import cost_account
+from rating.accounts import cost_account, receivable_account, wallet_account
 from rating.core.charges import Charge, StateKey, Usage
 from rating.core.compiled import Charges, CompiledVersion
 from rating.core.ratecard import RateCard, RateCards
@@ -46,7 +46,7 @@ from rating.money import ZERO, format_decimal
 from rating.periods import bounds_of, zone
 from rating.pricebook.catalog import Catalog
 from rating.pricebook.meters import Meter, PeriodState
-from rating.pricebook.model import Contract
+from rating.pricebook.model import Contract, CustomerSpec
 from rating.pricebook.pricing import EventPrice, PerEventModel, PricingModel
 from rating.refusals import Refusal, rank
 from rating.statekeys import kept_state, state_suffix
@@ -71,6 +71,12 @@ class Terms(NamedTuple):
     contract_name: str
     #: The closed period a late event belongs to, when ``late_usage: next_period`` moved it into ``period``.
     late_for: str | None = None
+    #: The customer's entry in the version, if it names the customer (from the rate card: no lookup per event).
+    spec: CustomerSpec | None = None
+    #: The account that owes the charges (the wallet or the receivable).
+    payer: str = ""
+    #: Whether the charges are paid from the customer's wallet.
+    from_wallet: bool = False
 
 
 class PricedEvent(NamedTuple):
@@ -142,7 +148,13 @@ class Pricer:
             start = max(start, instants[at - 1])
         if at < len(instants):
             end = min(end, instants[at])
-        return RateCard(start, end, version, plan, period, charges, contract, contract_name)
+        book = version.book
+        from_wallet = book.pays_from_wallet(customer)
+        payer = wallet_account(customer) if from_wallet else receivable_account(customer)
+        return RateCard(
+            start, end, version, plan, period, charges, contract, contract_name, book.spec_of(customer), payer,
+            from_wallet,
+        )  # fmt: skip
 
     def version_at(self, timestamp: dt.datetime) -> CompiledVersion:
         """The compiled version in force at ``timestamp``; ``no_version_in_force`` before the first."""
@@ -186,6 +198,9 @@ class Pricer:
                 card.contract,
                 card.contract_name,
                 None,
+                card.spec,
+                card.payer,
+                card.from_wallet,
             ),
         )
 

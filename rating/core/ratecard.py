@@ -12,7 +12,9 @@ labelling.
 Cards are kept per customer in a least-recently-used cache of
 :data:`CARDS_KEPT` customers (one card each, the last one used), so memory is
 bounded whatever the number of customers seen; a customer whose card was
-evicted, or whose event falls outside it, has a new card resolved.
+evicted, or whose event falls outside it, has a new card resolved. Threads
+may share a pricer: a card is immutable, and two threads resolving the same
+customer's card at once resolve equal cards.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from rating.core.compiled import Charges, CompiledVersion
-from rating.pricebook.model import Contract
+from rating.pricebook.model import Contract, CustomerSpec
 
 #: How many customers' rate cards a pricer keeps (about 1 KB each): the least recently used go first.
 CARDS_KEPT = 65_536
@@ -40,6 +42,12 @@ class RateCard(NamedTuple):
     charges: Charges
     contract: Contract | None
     contract_name: str
+    #: The customer's entry in the version (None: a customer it does not name), for the policies.
+    spec: CustomerSpec | None
+    #: The account that owes the charges: the customer's wallet or its receivable.
+    payer: str
+    #: Whether the charges are paid from the customer's wallet.
+    from_wallet: bool
 
 
 class RateCards:
@@ -60,12 +68,18 @@ class RateCards:
         cards = self._cards
         card = cards.get(customer)
         if card is not None and card.start <= timestamp < card.end:
-            cards.move_to_end(customer)
+            try:  # noqa: SIM105 - the hot path: a try costs nothing when nothing is raised, suppress() a call
+                cards.move_to_end(customer)
+            except KeyError:  # another thread evicted it meanwhile: the card itself is still right
+                pass
             return card
         card = cards[customer] = self._resolve(customer, timestamp)
-        cards.move_to_end(customer)
-        if len(cards) > self._kept:
-            cards.popitem(last=False)
+        try:
+            cards.move_to_end(customer)
+            while len(cards) > self._kept:
+                cards.popitem(last=False)
+        except KeyError:  # threads evicting at once: the next call evicts what is left over
+            pass
         return card
 
     def clear(self) -> None:
