@@ -216,6 +216,16 @@ def confirm_payment(
 ) -> PaymentResult:
     """Credit a verified payment to the customer's wallet, or settle the invoice it names, once per payment id."""
     payment = verify(payload, signature, secrets, book, now=(clock or wallets.clock)(), tolerance=tolerance)
+    return apply_payment(wallets, payment)
+
+
+def apply_payment(wallets: Wallets, payment: Payment) -> PaymentResult:
+    """Book a verified ``payment``: settle the invoice it names, take back the top-up it refunds, or credit the
+    customer's wallet; once per payment id (a replay books nothing, the same id with other content is a conflict).
+
+    Every inbound adapter (our signed confirmations, :mod:`rating.billing.stripe`) verifies its own way and
+    books through here, so one payment id means one payment whichever way it came.
+    """
     if payment.invoice is not None:
         return _settle(wallets, payment)
     if payment.refunds is not None:
