@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rating import fastread
+from rating.accounts import receivable_account
 from rating.engine.reports import BatchReport
 from rating.errors import (
     EventConflict,
@@ -32,6 +33,7 @@ from rating.errors import (
 from rating.events import Sourced, UsageEvent, parse_event, parse_json, read_jsonl
 from rating.invoices.issue import invoices
 from rating.invoices.settle import invoice_status
+from rating.money import ZERO
 from rating.periods import zone
 from rating.pricebook.catalog import Catalog
 from rating.refusals import InvoiceRefusal, Refusal
@@ -40,7 +42,7 @@ from rating.reports.usage import usage_report, window
 from rating.server import views
 from rating.server.auth import ApiKey, find_key, load_keys
 from rating.server.ledger import FUTURE_TOLERANCE, Ledger
-from rating.wallet.balances import customer_balances, reservation_used
+from rating.wallet.balances import CustomerBalance, reservation_used
 from rating.wallet.wallets import Wallets
 
 #: The most events one batch request may carry.
@@ -194,6 +196,19 @@ def _batch_results(records: list[Sourced], report: BatchReport, before: dict[str
             seen[record.event.id] = record.event
         results.append(result)
     return results
+
+
+def _customer_balances(ledger: Ledger, wallets: Wallets, customer: str) -> list[CustomerBalance]:
+    """:func:`rating.wallet.balances.customer_balances` by the ledger's clock (that function reads grants in force
+    by the wall clock; it takes no clock of its own)."""
+    funds = wallets.balance(customer)
+    owed = {asset: amount for (_, asset), amount in ledger.storage.balances([receivable_account(customer)]).items()}
+    rows = []
+    for asset in sorted(set(funds) | set(owed)):
+        wallet = funds.get(asset)
+        held = (wallet.available, wallet.reserved, wallet.posted) if wallet else (ZERO, ZERO, ZERO)
+        rows.append(CustomerBalance(asset, *held, owed=owed.get(asset, ZERO)))
+    return rows
 
 
 def create_app(
@@ -374,7 +389,7 @@ def _reading_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
             left = led.storage.balances([grant.account for grant in grants]) if grants else {}
             # A grant account holds a credit balance (negative): what is left to spend is its opposite.
             remaining = [(grant, -left.get((grant.account, grant.asset), 0)) for grant in grants]
-            return views.balance(customer, customer_balances(led.storage, customer), remaining, led.clock())
+            return views.balance(customer, _customer_balances(led, wallets, customer), remaining, led.clock())
 
         return JSONResponse(await ledger.run(read_balance))
 
@@ -432,3 +447,13 @@ def _reading_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
             return JSONResponse(views.invoice(item, invoice_status(led.storage, item, led.clock().date())))
 
         return await ledger.run(shown)
+
+
+def from_environment() -> FastAPI:
+    """The app of one worker process of ``rating serve --workers N`` (uvicorn builds it from this import string)
+    from the variables the command set: the database, the pricebooks and the API key file ("" for none)."""
+    import os
+
+    keys = os.environ.get("RATING_SERVE_KEYS") or None
+    pricebooks = os.environ["RATING_SERVE_PRICEBOOKS"].split(os.pathsep)
+    return create_app(os.environ["RATING_SERVE_DB"], pricebooks, api_keys=keys)

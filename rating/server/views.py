@@ -55,7 +55,9 @@ def reservation(held: Reservation) -> dict[str, Any]:
     }
 
 
-def balance(customer: str, assets: list[CustomerBalance], grants: list[tuple[Grant, Decimal]], now: dt.datetime) -> dict[str, Any]:
+def balance(
+    customer: str, assets: list[CustomerBalance], grants: list[tuple[Grant, Decimal]], now: dt.datetime
+) -> dict[str, Any]:
     """A customer's funds per asset and the grants given to it (with what is left of each)."""
     return {
         "customer": customer,
