@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from types import ModuleType
 
 from rating.cli import args as values
 from rating.cli.common import DEFAULT_DB, DONE, PRICEBOOK_HELP, Commands, UsageError, add_command
@@ -44,7 +45,7 @@ def register(commands: Commands) -> None:
     )
 
 
-def _uvicorn():  # type: ignore[no-untyped-def]
+def _uvicorn() -> ModuleType:
     """uvicorn and FastAPI, or one line naming the extra that brings them."""
     try:
         import fastapi  # noqa: F401 -- imported by rating.server; checked here to name the extra

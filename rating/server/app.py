@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -388,7 +389,7 @@ def _reading_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
             grants = wallets.grants(customer)
             left = led.storage.balances([grant.account for grant in grants]) if grants else {}
             # A grant account holds a credit balance (negative): what is left to spend is its opposite.
-            remaining = [(grant, -left.get((grant.account, grant.asset), 0)) for grant in grants]
+            remaining = [(grant, -left.get((grant.account, grant.asset), ZERO)) for grant in grants]
             return views.balance(customer, _customer_balances(led, wallets, customer), remaining, led.clock())
 
         return JSONResponse(await ledger.run(read_balance))
@@ -452,8 +453,6 @@ def _reading_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
 def from_environment() -> FastAPI:
     """The app of one worker process of ``rating serve --workers N`` (uvicorn builds it from this import string)
     from the variables the command set: the database, the pricebooks and the API key file ("" for none)."""
-    import os
-
     keys = os.environ.get("RATING_SERVE_KEYS") or None
     pricebooks = os.environ["RATING_SERVE_PRICEBOOKS"].split(os.pathsep)
     return create_app(os.environ["RATING_SERVE_DB"], pricebooks, api_keys=keys)

@@ -5,8 +5,8 @@ The file holds only the SHA-256 of each key (hex), never a key::
     {"keys": [{"name": "billing-backend", "sha256": "9f86d0...", "scopes": ["write"]},
               {"name": "dashboard", "sha256": "60303a...", "scopes": ["read"]}]}
 
-Make a key and its hash with ``python -m rating.server.auth`` (prints both; keep the key,
-put the hash in the file). Scopes: ``read`` (balances, usage, invoices), ``write`` (events,
+Make a key and its hash with :func:`new_key` (README "Service" has the one-line command; keep
+the key, put the hash in the file). Scopes: ``read`` (balances, usage, invoices), ``write`` (events,
 quotes, metered requests) and ``admin`` (everything).
 """
 
@@ -85,8 +85,3 @@ def find_key(keys: list[ApiKey], presented: str) -> ApiKey | None:
         if hmac.compare_digest(key.sha256, given):
             found = key
     return found
-
-
-if __name__ == "__main__":  # python -m rating.server.auth: a new key and its hash
-    made, hashed = new_key()
-    print(f"key:    {made}\nsha256: {hashed}")
