@@ -162,10 +162,7 @@ def _batch_records(body: bytes, content_type: str) -> list[Sourced]:
     """The records of a batch body: a JSON array of events (``application/json``) or JSON Lines (anything else),
     each located by its index in the batch."""
     if content_type.split(";")[0].strip().lower() == "application/json":
-        try:
-            items = parse_json(body)
-        except ValueError as error:
-            raise ApiError(422, Refusal.INVALID_RECORD, f"the body is not JSON: {error}") from None
+        items = parse_json(body)  # not JSON: EventError, invalid_record
         if not isinstance(items, list):
             raise ApiError(422, "invalid_request", "a batch is a JSON array of events (or JSON Lines)")
         records = []

@@ -235,3 +235,12 @@ def test_an_embedder_mounts_the_app_inside_its_own(db: str, registry: Registry) 
     with TestClient(host) as client:
         assert client.post("/billing/v1/events", json=event("m1")).status_code == 201
         assert client.get("/billing/v1/customers/dev-1/balance").json()["assets"][0]["owed"] == "0.00065000"
+
+
+def test_a_batch_body_that_is_not_json_or_not_an_array_is_refused_whole(client: TestClient) -> None:
+    json_body = {**WRITE, "Content-Type": "application/json"}
+    broken = client.post("/v1/events/batch", content=b'[{"id": ', headers=json_body)
+    assert (broken.status_code, broken.json()["error"]["code"]) == (422, "invalid_record")
+    single = client.post("/v1/events/batch", json=event("e1"), headers=WRITE)
+    assert (single.status_code, single.json()["error"]["code"]) == (422, "invalid_request")
+    assert owed(client, "dev-1") == 0
