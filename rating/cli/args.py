@@ -159,6 +159,13 @@ def count(text: str) -> int:
     return int(text)
 
 
+def port(text: str) -> int:
+    """A TCP port from 1 to 65535."""
+    if not re.fullmatch(r"[0-9]{1,5}", text) or not 1 <= int(text) <= 65_535:
+        raise InvalidValue(ValueRefusal.INVALID_ADDRESS, f"{text!r} is not a port from 1 to 65535")
+    return int(text)
+
+
 def _path(text: str) -> Path:
     if not text or "\x00" in text:  # the OS would refuse it with a ValueError
         raise InvalidValue(ValueRefusal.INVALID_PATH, f"{text!r} is not a file name")

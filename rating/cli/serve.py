@@ -1,0 +1,94 @@
+"""``rating serve``: the HTTP service (:mod:`rating.server`) run by uvicorn over one ledger."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from types import ModuleType
+
+from rating.cli import args as values
+from rating.cli.common import DEFAULT_DB, DONE, PRICEBOOK_HELP, Commands, UsageError, add_command
+from rating.errors import RatingError
+from rating.pricebook.catalog import load_catalog
+from rating.registry import Registry
+from rating.storage import masked
+
+#: Where ``rating serve`` finds its API key file when ``--api-keys`` is not given.
+KEYS_VARIABLE = "RATING_API_KEYS"
+#: How the worker processes of ``--workers N`` learn what to serve (uvicorn starts each from an import string).
+SERVE_DB, SERVE_PRICEBOOKS, SERVE_KEYS = "RATING_SERVE_DB", "RATING_SERVE_PRICEBOOKS", "RATING_SERVE_KEYS"
+
+
+def register(commands: Commands) -> None:
+    """``serve``."""
+    serve = add_command(
+        commands,
+        "serve",
+        cmd_serve,
+        "serve the HTTP API (events, quotes, metered requests, balances, invoices, usage) over one ledger",
+        db=DEFAULT_DB,
+    )
+    serve.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", default=8000, type=values.flag(values.port), help="the port (default 8000)")
+    serve.add_argument(
+        "--workers", default=1, type=values.flag(values.count), help="server processes on the port (default 1)"
+    )
+    serve.add_argument(
+        "--api-keys",
+        metavar="FILE",
+        help=f"the API key file (hashes and scopes; default: ${KEYS_VARIABLE}); see README 'Service'",
+    )
+    serve.add_argument(
+        "--no-auth", action="store_true", help="serve without API keys (only behind a proxy that authenticates)"
+    )
+
+
+def _uvicorn() -> ModuleType:
+    """uvicorn and FastAPI, or one line naming the extra that brings them."""
+    try:
+        import fastapi  # noqa: F401 -- imported by rating.server; checked here to name the extra
+        import uvicorn
+    except ImportError:
+        raise RatingError("rating serve needs the server extra: pip install 'rating[server]'") from None
+    return uvicorn
+
+
+def cmd_serve(args: argparse.Namespace, registry: Registry) -> int:
+    uvicorn = _uvicorn()
+    keys_file = args.api_keys or os.environ.get(KEYS_VARIABLE) or None
+    if keys_file is None and not args.no_auth:
+        raise UsageError(f"give --api-keys FILE (or set {KEYS_VARIABLE}), or --no-auth to serve without keys")
+    if keys_file is not None and args.no_auth:
+        raise UsageError("--no-auth and an API key file do not go together")
+    from rating.server.auth import load_keys
+
+    if keys_file is not None:
+        load_keys(keys_file)  # a bad key file stops the server now, in one line
+    load_catalog(args.pricebook, registry)  # and so does a bad pricebook
+    with registry.open_storage(args.db, existing=True):  # and a --db that is not a ledger (create: rating db migrate)
+        pass
+    print(
+        f"rating: serving {masked(args.db)} on http://{args.host}:{args.port}"
+        f" ({args.workers} worker{'s' if args.workers > 1 else ''}, {'API keys' if keys_file else 'no auth'})",
+        file=sys.stderr,
+    )
+    if args.workers == 1:
+        from rating.server import create_app
+
+        app = create_app(args.db, args.pricebook, api_keys=keys_file, registry=registry)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    else:  # each worker process builds its app from what the environment tells it
+        os.environ[SERVE_DB] = args.db
+        os.environ[SERVE_PRICEBOOKS] = os.pathsep.join(args.pricebook)
+        os.environ[SERVE_KEYS] = keys_file or ""
+        uvicorn.run(
+            "rating.server.app:from_environment",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="warning",
+        )
+    return DONE

@@ -1,0 +1,455 @@
+"""The ASGI application of ``rating serve``: :func:`create_app` builds it over one ledger.
+
+Everything a request needs lives on the app (``app.state.ledger``, the API keys in the
+route guards), never in module globals: an embedder may mount several apps, each over its
+own ledger, inside its own ASGI application.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rating import fastread
+from rating.accounts import receivable_account
+from rating.engine.reports import BatchReport
+from rating.errors import (
+    EventConflict,
+    EventError,
+    InvoiceError,
+    RatingError,
+    ReservationError,
+    StorageError,
+)
+from rating.events import Sourced, UsageEvent, parse_event, parse_json, read_jsonl
+from rating.invoices.issue import invoices
+from rating.invoices.settle import invoice_status
+from rating.money import ZERO
+from rating.periods import zone
+from rating.pricebook.catalog import Catalog
+from rating.refusals import InvoiceRefusal, Refusal
+from rating.registry import Registry
+from rating.reports.usage import usage_report, window
+from rating.server import views
+from rating.server.auth import ApiKey, find_key, load_keys
+from rating.server.ledger import FUTURE_TOLERANCE, Ledger
+from rating.wallet.balances import CustomerBalance, reservation_used
+from rating.wallet.wallets import Wallets
+
+#: The most events one batch request may carry.
+MAX_BATCH = 1_000
+#: The most bytes a request body may have (a batch of 1,000 events of 16 KiB each).
+MAX_BODY = 16 * 1024 * 1024
+#: The most bytes a single event's body may have (a JSON Lines record's limit).
+MAX_EVENT_BODY = 1024 * 1024
+
+
+class ApiError(Exception):
+    """An answer other than success: HTTP ``status``, a stable ``code`` and a message for people."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.extra = status, code, extra
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    """The one shape of every error: ``{"error": {"code": ..., "message": ...}}`` (and what ``extra`` adds)."""
+    return JSONResponse({"error": {"code": code, "message": message}, **extra}, status_code=status)
+
+
+def _refusal_status(error: RatingError) -> tuple[int, str]:
+    """The HTTP status and code of a library refusal."""
+    if isinstance(error, EventConflict):
+        return 409, str(error.code)
+    if isinstance(error, EventError):
+        return 422, str(error.code)
+    if isinstance(error, ReservationError):  # the library gives these no code of their own (see the README)
+        return 409, "reservation_refused"
+    if isinstance(error, InvoiceError):
+        return (404 if error.code == InvoiceRefusal.UNKNOWN_INVOICE else 422), str(error.code)
+    if isinstance(error, StorageError):
+        return 503, error.code or "storage_unavailable"
+    code = getattr(error, "code", None)
+    return 422, str(code) if code else "refused"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error, the library's refusals included, answered in the one JSON shape."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.code, str(error), **error.extra)
+
+    @app.exception_handler(RatingError)
+    async def refused(_: Request, error: RatingError) -> JSONResponse:
+        status, code = _refusal_status(error)
+        return error_response(status, code, str(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}" for problem in error.errors()
+        )
+        return error_response(422, "invalid_request", problems or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return error_response(error.status_code, codes.get(error.status_code, "http_error"), str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def internal(_: Request, error: Exception) -> JSONResponse:
+        return error_response(500, "internal", f"internal error: {type(error).__name__}")
+
+
+def _guard(keys: list[ApiKey] | None) -> Callable[[str], Callable[[Request], Awaitable[None]]]:
+    """Route guards by scope: ``Authorization: Bearer KEY`` must name a key holding the scope (none if ``keys`` is
+    None: the embedder authenticates)."""
+
+    def needs(scope: str) -> Callable[[Request], Awaitable[None]]:
+        async def check(request: Request) -> None:
+            if keys is None:
+                return
+            scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not presented.strip():
+                raise ApiError(401, "unauthenticated", "send an API key: Authorization: Bearer KEY")
+            key = find_key(keys, presented.strip())
+            if key is None:
+                raise ApiError(401, "unauthenticated", "the API key is not known")
+            if not key.allows(scope):
+                raise ApiError(403, "forbidden", f"the API key {key.name!r} lacks the {scope!r} scope")
+
+        return check
+
+    return needs
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) past ``limit`` bytes without reading the rest."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "body_too_large", f"the body is larger than {limit:,} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "body_too_large", f"the body is larger than {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _event(request: Request) -> UsageEvent:
+    """The one event of a request body, decoded as a JSON Lines record is (the same checks and refusal codes)."""
+    body = await _body(request, MAX_EVENT_BODY)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise EventError(Refusal.INVALID_RECORD, "the body is not UTF-8") from None
+    return fastread.parse_line(text)
+
+
+def _batch_records(body: bytes, content_type: str) -> list[Sourced]:
+    """The records of a batch body: a JSON array of events (``application/json``) or JSON Lines (anything else),
+    each located by its index in the batch."""
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        items = parse_json(body)  # not JSON: EventError, invalid_record
+        if not isinstance(items, list):
+            raise ApiError(422, "invalid_request", "a batch is a JSON array of events (or JSON Lines)")
+        records = []
+        for item in items:
+            try:
+                records.append(Sourced("", event=parse_event(item)))
+            except EventError as error:
+                records.append(Sourced("", error=str(error)))
+    else:
+        records = list(read_jsonl(io.BytesIO(body), "batch"))
+    return [Sourced(str(index), record.event, record.error, record.size) for index, record in enumerate(records)]
+
+
+def _batch_results(records: list[Sourced], report: BatchReport, before: dict[str, UsageEvent]) -> list[dict[str, Any]]:
+    """Each record's status: accepted, duplicate (its id already rated with the same content, before or earlier
+    in the batch) or rejected with its code and reason."""
+    rejected = {rejection.location: rejection for rejection in report.rejected}
+    seen = dict(before)
+    results = []
+    for record in records:
+        refusal = rejected.get(record.location)
+        result: dict[str, Any] = {"index": int(record.location), "id": record.event.id if record.event else None}
+        if refusal is not None:
+            result.update(status="rejected", code=str(refusal.code), reason=refusal.reason)
+        else:
+            assert record.event is not None  # only events are posted or found again
+            earlier = seen.get(record.event.id)
+            result["status"] = "duplicate" if earlier is not None else "accepted"
+            seen[record.event.id] = record.event
+        results.append(result)
+    return results
+
+
+def _customer_balances(ledger: Ledger, wallets: Wallets, customer: str) -> list[CustomerBalance]:
+    """:func:`rating.wallet.balances.customer_balances` by the ledger's clock (that function reads grants in force
+    by the wall clock; it takes no clock of its own)."""
+    funds = wallets.balance(customer)
+    owed = {asset: amount for (_, asset), amount in ledger.storage.balances([receivable_account(customer)]).items()}
+    rows = []
+    for asset in sorted(set(funds) | set(owed)):
+        wallet = funds.get(asset)
+        held = (wallet.available, wallet.reserved, wallet.posted) if wallet else (ZERO, ZERO, ZERO)
+        rows.append(CustomerBalance(asset, *held, owed=owed.get(asset, ZERO)))
+    return rows
+
+
+def create_app(
+    db: str,
+    pricebooks: Sequence[str | Path] | Catalog,
+    *,
+    api_keys: list[ApiKey] | str | Path | None = None,
+    registry: Registry | None = None,
+    create: bool = False,
+    future_tolerance: dt.timedelta | None = FUTURE_TOLERANCE,
+    clock: Callable[[], dt.datetime] | None = None,
+) -> FastAPI:
+    """The service over the ledger at ``db`` rated by ``pricebooks`` (files or directories of versions, or a
+    :class:`~rating.pricebook.catalog.Catalog`).
+
+    ``api_keys``: the keys (or the path of their file, see :mod:`rating.server.auth`) every route but the
+    health checks requires; None leaves authentication to the embedder. ``create``: create (and migrate) a
+    missing database; by default only an existing one is opened, so a typo never starts a fresh ledger.
+    Events stamped more than ``future_tolerance`` ahead are refused. The pricebooks are loaded now (a bad
+    one raises here); the database is opened at the first request that needs it.
+    """
+    keys = load_keys(api_keys) if isinstance(api_keys, str | Path) else api_keys
+    ledger = Ledger(
+        db,
+        pricebooks,
+        registry,
+        create=create,
+        future_tolerance=future_tolerance,
+        **({"clock": clock} if clock is not None else {}),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        ledger.close()
+
+    app = FastAPI(
+        title="rating",
+        summary="Rate metered usage into exact ledger postings, over HTTP.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.ledger = ledger
+    _install_error_handlers(app)
+    needs = _guard(keys)
+    _health_routes(app, ledger)
+    _event_routes(app, ledger, needs)
+    _request_routes(app, ledger, needs)
+    _reading_routes(app, ledger, needs)
+    return app
+
+
+Guard = Callable[[str], Callable[[Request], Awaitable[None]]]
+
+
+def _health_routes(app: FastAPI, ledger: Ledger) -> None:
+    @app.get("/healthz", summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="The database is reachable")
+    async def readyz() -> JSONResponse:
+        try:
+            await ledger.run(lambda ready: ready.storage.closed_periods([("readyz", "probe")]))
+        except Exception as error:  # any failure to reach the database means not ready, never a 500
+            code = getattr(error, "code", None) or "not_ready"
+            return error_response(503, str(code), f"the database is not reachable: {error}")
+        return JSONResponse({"status": "ready"})
+
+
+def _event_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
+    write = [Depends(needs("write"))]
+
+    @app.post("/v1/events", dependencies=write, summary="Rate and post one event", status_code=201)
+    async def post_event(request: Request) -> JSONResponse:
+        event = await _event(request)
+        rating = await ledger.run(lambda led: led.engine.rate(event))
+        if rating is None:  # already posted with the same content: a replay
+            return JSONResponse({"id": event.id, "status": "duplicate"}, status_code=200)
+        return JSONResponse(views.rated(rating, "accepted"), status_code=201)
+
+    @app.post("/v1/events/batch", dependencies=write, summary="Rate and post up to 1,000 events")
+    async def post_batch(request: Request, strict: bool = False) -> JSONResponse:
+        records = _batch_records(await _body(request, MAX_BODY), request.headers.get("content-type", ""))
+        if len(records) > MAX_BATCH:
+            raise ApiError(413, "batch_too_large", f"a batch holds at most {MAX_BATCH:,} events, got {len(records):,}")
+
+        def post(led: Ledger) -> tuple[BatchReport, dict[str, UsageEvent]]:
+            ids = [record.event.id for record in records if record.event is not None]
+            before = led.storage.rated_events(ids) if ids else {}
+            return led.engine.rate_batch(records, strict=strict), before
+
+        report, before = await ledger.run(post)
+        results = _batch_results(records, report, before)
+        counts = {
+            status: sum(result["status"] == status for result in results)
+            for status in ("accepted", "duplicate", "rejected")
+        }
+        if strict and report.rejected:
+            for result in results:
+                if result["status"] != "rejected":
+                    result["status"] = "not_posted"
+            first = report.rejected[0]
+            message = f"strict: nothing posted; {len(report.rejected):,} rejected, the first (index {first.location})"
+            raise ApiError(422, str(first.code), f"{message}: {first.reason}", results=results)
+        return JSONResponse({**counts, "results": results})
+
+    @app.post("/v1/quote", dependencies=write, summary="Price one event without posting it")
+    async def quote(request: Request) -> JSONResponse:
+        event = await _event(request)
+        rating = await ledger.run(lambda led: led.engine.quote(event))
+        return JSONResponse(views.rated(rating, "quoted"))
+
+
+def _request_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
+    write = [Depends(needs("write"))]
+
+    @app.post("/v1/requests/{reservation}/authorize", dependencies=write, status_code=201)
+    async def authorize(
+        reservation: str, request: Request, timeout_seconds: Annotated[int, Query(ge=1, le=7 * 86_400)] = 300
+    ) -> JSONResponse:
+        """Hold the quoted price of the request as expected (the body: the estimate event) before the work runs."""
+        event = await _event(request)
+        timeout = dt.timedelta(seconds=timeout_seconds)
+        held = await ledger.run(lambda led: led.engine.authorize(event, reservation, timeout))
+        return JSONResponse(views.reservation(held), status_code=201)
+
+    @app.post("/v1/requests/{reservation}/complete", dependencies=write)
+    async def complete(reservation: str, request: Request) -> JSONResponse:
+        """Rate the request as it ran (the body) and pay it from its hold, in one commit."""
+        event = await _event(request)
+
+        def settle(led: Ledger) -> JSONResponse:
+            held = Wallets(led.storage, led.clock).reservation(reservation)
+            rating = led.engine.rate_reserved(event, reservation)
+            if rating is None:
+                return JSONResponse({"id": event.id, "status": "duplicate", "reservation": reservation})
+            shown = views.rated(rating, "accepted")
+            if held is not None:  # it was: rate_reserved refuses a reservation that is not open
+                used = reservation_used(held, rating.transaction)
+                shown["reservation"] = {
+                    "reservation": held.id,
+                    "asset": held.asset,
+                    "held": views.money(held.amount),
+                    "used": views.money(used),
+                    "released": views.money(held.amount - used),
+                }
+            return JSONResponse(shown)
+
+        return await ledger.run(settle)
+
+    @app.post("/v1/requests/{reservation}/void", dependencies=write)
+    async def void(reservation: str, reason: str = "voided") -> JSONResponse:
+        """Release all of the hold: the work did not run."""
+
+        def release(led: Ledger) -> JSONResponse:
+            wallets = Wallets(led.storage, led.clock)
+            held = wallets.reservation(reservation)
+            wallets.void(reservation, reason)
+            assert held is not None  # void refuses a reservation that is not open
+            return JSONResponse(
+                {"reservation": held.id, "asset": held.asset, "released": views.money(held.amount), "reason": reason}
+            )
+
+        return await ledger.run(release)
+
+
+def _reading_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
+    read = [Depends(needs("read"))]
+
+    @app.get("/v1/customers/{customer}/balance", dependencies=read)
+    async def balance(customer: str) -> JSONResponse:
+        """Per asset: posted, reserved, available and owed; the grants given, with what is left and their expiry."""
+
+        def read_balance(led: Ledger) -> dict[str, Any]:
+            wallets = Wallets(led.storage, led.clock)
+            grants = wallets.grants(customer)
+            left = led.storage.balances([grant.account for grant in grants]) if grants else {}
+            # A grant account holds a credit balance (negative): what is left to spend is its opposite.
+            remaining = [(grant, -left.get((grant.account, grant.asset), ZERO)) for grant in grants]
+            return views.balance(customer, _customer_balances(led, wallets, customer), remaining, led.clock())
+
+        return JSONResponse(await ledger.run(read_balance))
+
+    @app.get("/v1/customers/{customer}/usage", dependencies=read)
+    async def usage(
+        customer: str, period: str = "30d", group_by: str = "agent", until: dt.datetime | None = None
+    ) -> JSONResponse:
+        """The usage report of the customer: events, quantities and cost per group over a window."""
+        if until is not None and until.tzinfo is None:
+            raise ApiError(422, "invalid_request", "until must be ISO 8601 with an offset")
+
+        def report(led: Ledger) -> dict[str, Any]:
+            book = led.catalog.latest
+            since, end = window(period, zone(book.timezone), until or led.clock())
+            rows = usage_report(led.storage, book, since, end, group_by, customer)
+            return {
+                "customer": customer,
+                "since": since.isoformat(),
+                "until": end.isoformat(),
+                "group_by": group_by,
+                "rows": views.usage(rows),
+            }
+
+        return JSONResponse(await ledger.run(report))
+
+    @app.get("/v1/invoices", dependencies=read)
+    async def list_invoices(customer: str | None = None) -> JSONResponse:
+        """Every issued invoice (of one customer if asked), with where each stands."""
+
+        def listed(led: Ledger) -> list[dict[str, Any]]:
+            today = led.clock().date()
+            found = invoices(led.storage, None, customer)
+            return [views.invoice(item, invoice_status(led.storage, item, today)) for item in found]
+
+        return JSONResponse({"invoices": await ledger.run(listed)})
+
+    @app.get("/v1/invoices/{number}", dependencies=read, response_model=None)
+    async def show_invoice(number: str) -> Response:
+        """One invoice as JSON; ``NUMBER.pdf`` and ``NUMBER.html`` render it as ``rating invoice`` does."""
+        stem, _, suffix = number.rpartition(".") if number.endswith((".pdf", ".html")) else (number, "", "")
+
+        def shown(led: Ledger) -> Response:
+            found = invoices(led.storage, stem)
+            if not found:
+                raise InvoiceError(InvoiceRefusal.UNKNOWN_INVOICE, f"no invoice {stem}")
+            item = found[0]
+            if suffix == "pdf":
+                from rating.invoices.render import invoice_pdf
+
+                return Response(invoice_pdf(item), media_type="application/pdf")
+            if suffix == "html":
+                from rating.invoices.render import invoice_html
+
+                return HTMLResponse(invoice_html(item))
+            return JSONResponse(views.invoice(item, invoice_status(led.storage, item, led.clock().date())))
+
+        return await ledger.run(shown)
+
+
+def from_environment() -> FastAPI:
+    """The app of one worker process of ``rating serve --workers N`` (uvicorn builds it from this import string)
+    from the variables the command set: the database, the pricebooks and the API key file ("" for none)."""
+    keys = os.environ.get("RATING_SERVE_KEYS") or None
+    pricebooks = os.environ["RATING_SERVE_PRICEBOOKS"].split(os.pathsep)
+    return create_app(os.environ["RATING_SERVE_DB"], pricebooks, api_keys=keys)
