@@ -76,8 +76,17 @@ def cmd_serve(args: argparse.Namespace, registry: Registry) -> int:
     )
     if args.workers == 1:
         from rating.server import create_app
+        from rating.server.app import secrets_from_environment
 
-        app = create_app(args.db, args.pricebook, api_keys=keys_file, registry=registry)
+        payments, stripe = secrets_from_environment()
+        app = create_app(
+            args.db,
+            args.pricebook,
+            api_keys=keys_file,
+            registry=registry,
+            payment_secrets=payments,
+            stripe_secrets=stripe,
+        )
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     else:  # each worker process builds its app from what the environment tells it
         os.environ[SERVE_DB] = args.db

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -22,6 +23,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rating import fastread
 from rating.accounts import receivable_account
+from rating.billing.payments import (
+    MAX_PAYLOAD_BYTES,
+    PaymentRejected,
+    PaymentResult,
+    apply_payment,
+    confirm_payment,
+)
+from rating.billing.stripe import stripe_payment, verify_stripe
 from rating.engine.reports import BatchReport
 from rating.errors import (
     EventConflict,
@@ -37,7 +46,7 @@ from rating.invoices.settle import invoice_status
 from rating.money import ZERO
 from rating.periods import zone
 from rating.pricebook.catalog import Catalog
-from rating.refusals import InvoiceRefusal, Refusal
+from rating.refusals import InvoiceRefusal, PaymentRefusal, Refusal
 from rating.registry import Registry
 from rating.reports.usage import usage_report, window
 from rating.server import views
@@ -46,6 +55,9 @@ from rating.server.ledger import FUTURE_TOLERANCE, Ledger
 from rating.wallet.balances import CustomerBalance, reservation_used
 from rating.wallet.wallets import Wallets
 
+LOG = logging.getLogger("rating.server")
+#: Where the payment confirmation secrets and the Stripe webhook secrets are read from (comma-separated).
+PAYMENT_SECRETS, STRIPE_SECRETS = "RATING_PAYMENT_SECRETS", "RATING_STRIPE_SECRETS"
 #: The most events one batch request may carry.
 MAX_BATCH = 1_000
 #: The most bytes a request body may have (a batch of 1,000 events of 16 KiB each).
@@ -218,6 +230,8 @@ def create_app(
     create: bool = False,
     future_tolerance: dt.timedelta | None = FUTURE_TOLERANCE,
     clock: Callable[[], dt.datetime] | None = None,
+    payment_secrets: Sequence[bytes] = (),
+    stripe_secrets: Sequence[str] = (),
 ) -> FastAPI:
     """The service over the ledger at ``db`` rated by ``pricebooks`` (files or directories of versions, or a
     :class:`~rating.pricebook.catalog.Catalog`).
@@ -226,7 +240,9 @@ def create_app(
     health checks requires; None leaves authentication to the embedder. ``create``: create (and migrate) a
     missing database; by default only an existing one is opened, so a typo never starts a fresh ledger.
     Events stamped more than ``future_tolerance`` ahead are refused. The pricebooks are loaded now (a bad
-    one raises here); the database is opened at the first request that needs it.
+    one raises here); the database is opened at the first request that needs it. ``payment_secrets`` verify
+    the signed confirmations of ``POST /v1/payments`` and ``stripe_secrets`` (``whsec_...``) the webhooks of
+    ``POST /v1/webhooks/stripe``; several while one is rotated, none: those routes refuse (``no_secret``).
     """
     keys = load_keys(api_keys) if isinstance(api_keys, str | Path) else api_keys
     ledger = Ledger(
@@ -256,6 +272,7 @@ def create_app(
     _event_routes(app, ledger, needs)
     _request_routes(app, ledger, needs)
     _reading_routes(app, ledger, needs)
+    _payment_routes(app, ledger, needs, list(payment_secrets), list(stripe_secrets))
     return app
 
 
@@ -447,9 +464,75 @@ def _reading_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
         return await ledger.run(shown)
 
 
+def _payment_routes(
+    app: FastAPI, ledger: Ledger, needs: Guard, payment_secrets: list[bytes], stripe_secrets: list[str]
+) -> None:
+    write = [Depends(needs("write"))]
+
+    @app.post("/v1/payments", dependencies=write)
+    async def payment(request: Request) -> JSONResponse:
+        """Book a payment confirmation signed by the processor (``X-Rating-Signature``: hex HMAC-SHA256 of the
+        body): a top-up, an invoice payment, or a refund; once per payment id."""
+        body = await _body(request, MAX_PAYLOAD_BYTES)
+        signature = request.headers.get("x-rating-signature")
+
+        def book(led: Ledger) -> PaymentResult:
+            wallets = Wallets(led.storage, led.clock)
+            return confirm_payment(wallets, body, signature, payment_secrets, led.catalog.latest, clock=led.clock)
+
+        try:
+            result = await ledger.run(book)
+        except PaymentRejected as refused:
+            raise ApiError(_payment_status(refused.code), str(refused.code), str(refused)) from None
+        return JSONResponse({"status": result.value}, status_code=201 if result is PaymentResult.CREDITED else 200)
+
+    @app.post("/v1/webhooks/stripe")
+    async def stripe_webhook(request: Request) -> JSONResponse:
+        """Stripe's webhooks, authenticated by their ``Stripe-Signature`` (no API key): a succeeded payment
+        intent tops up ``metadata.customer``'s wallet or pays ``metadata.invoice``. A signature that does not
+        verify is answered 400; a verified payment that cannot be booked (an overpayment, a reused id) is
+        answered 200 with ``"status": "refused"`` and its code, and logged, so Stripe stops retrying it."""
+        body = await _body(request, MAX_PAYLOAD_BYTES)
+        header = request.headers.get("stripe-signature")
+        try:
+            event = verify_stripe(body, header, stripe_secrets, now=ledger.clock())
+        except PaymentRejected as refused:
+            raise ApiError(400, str(refused.code), str(refused)) from None
+
+        def book(led: Ledger) -> PaymentResult | None:
+            found = stripe_payment(event, led.catalog.latest)
+            return None if found is None else apply_payment(Wallets(led.storage, led.clock), found)
+
+        try:
+            result = await ledger.run(book)
+        except PaymentRejected as refused:
+            LOG.warning("payment.refused: Stripe event %s: %s", event.get("id"), refused)
+            return JSONResponse({"status": "refused", "code": str(refused.code), "message": str(refused)})
+        return JSONResponse({"status": "ignored" if result is None else result.value})
+
+
+def _payment_status(code: PaymentRefusal) -> int:
+    """The HTTP status of a refused payment confirmation."""
+    if code in (PaymentRefusal.UNSIGNED, PaymentRefusal.BAD_SIGNATURE, PaymentRefusal.NO_SECRET):
+        return 401
+    return 409 if code == PaymentRefusal.CONFLICT else 422
+
+
 def from_environment() -> FastAPI:
     """The app of one worker process of ``rating serve --workers N`` (uvicorn builds it from this import string)
     from the variables the command set: the database, the pricebooks and the API key file ("" for none)."""
     keys = os.environ.get("RATING_SERVE_KEYS") or None
     pricebooks = os.environ["RATING_SERVE_PRICEBOOKS"].split(os.pathsep)
-    return create_app(os.environ["RATING_SERVE_DB"], pricebooks, api_keys=keys)
+    payments, stripe = secrets_from_environment()
+    return create_app(
+        os.environ["RATING_SERVE_DB"], pricebooks, api_keys=keys, payment_secrets=payments, stripe_secrets=stripe
+    )
+
+
+def secrets_from_environment() -> tuple[list[bytes], list[str]]:
+    """The payment confirmation secrets (``RATING_PAYMENT_SECRETS``) and Stripe webhook secrets
+    (``RATING_STRIPE_SECRETS``), comma-separated: from the environment, never the command line, which other
+    users of the machine can read."""
+    payments = [secret.strip().encode() for secret in os.environ.get(PAYMENT_SECRETS, "").split(",") if secret.strip()]
+    stripe = [secret.strip() for secret in os.environ.get(STRIPE_SECRETS, "").split(",") if secret.strip()]
+    return payments, stripe
