@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from decimal import Decimal
+import hashlib
 from functools import lru_cache
 from typing import Any
 
@@ -25,7 +26,7 @@ from rating.events import UsageEvent
 from rating.records import PeriodState
 from rating.statekeys import StateKey
 from rating.storage import masked
-from rating.storage.base import StoredKey, group_key
+from rating.storage.base import Scope, ScopeConflict, StoredKey, group_key
 from rating.storage.migrations import MIGRATIONS as _LOGICAL
 from rating.storage.migrations import SCHEMA_VERSION
 from rating.storage.sql import SqlStorage
@@ -35,10 +36,42 @@ try:
 except ImportError:  # pragma: no cover - depends on the extra
     psycopg = None  # type: ignore[assignment]
 
-__all__ = ["FEW_RECORDS", "MIGRATIONS", "SCHEMA_VERSION", "WRITE_LOCK", "PostgresStorage"]
+__all__ = ["FEW_RECORDS", "MIGRATIONS", "SCHEMA_VERSION", "WRITE_LOCK", "PostgresStorage", "customer_lock"]
 
-#: Key of the advisory lock all writers take.
+#: Key of the advisory lock every writer takes: exclusive for the global scope, shared for a customer scope.
 WRITE_LOCK = 7_261_900
+#: How many rows a balance is spread over (migration 11): writers side by side add to shards of their own.
+BALANCE_SHARDS = 16
+#: The class of the advisory locks (two-int keys, a space apart from the one-bigint keys) that claim a shard.
+SHARD_LOCK = 7_261_901
+#: Claims a shard no other writer holds, trying them from ``start`` on; the start itself once all are held
+#: (the writer then waits on another's balance rows: slower, still correct).
+_TAKE_SHARD = (
+    "SELECT COALESCE((SELECT s FROM (SELECT mod({start:d} + i, " + str(BALANCE_SHARDS) + ") AS s"
+    " FROM generate_series(0, " + str(BALANCE_SHARDS - 1) + ") i) t"
+    " WHERE pg_try_advisory_xact_lock(" + str(SHARD_LOCK) + ", s) LIMIT 1), {start:d})"
+)
+
+
+def customer_lock(customer: str) -> int:
+    """The advisory lock key of ``customer``: a stable signed 64-bit hash of its id (the same in every process,
+    which Python's ``hash`` is not)."""
+    return int.from_bytes(hashlib.blake2b(customer.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def _locking(customers: Scope) -> str:
+    """BEGIN and the advisory locks of a scope: the write lock exclusive for the global scope; shared, then each
+    customer's lock in ascending key order (two writers never wait on each other in a cycle), for customers."""
+    if customers is None:
+        return f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK:d})"
+    # One statement per lock: statements run in order, where the calls of one target list have no stated order.
+    keys = "".join(f"; SELECT pg_advisory_xact_lock({key:d})" for key in sorted(set(map(customer_lock, customers))))
+    return f"BEGIN; SELECT pg_advisory_xact_lock_shared({WRITE_LOCK:d}){keys}"
+
+
+def _start_shard(customers: frozenset[str]) -> int:
+    """The shard a customer scope tries first: derived from its customers, so writers of different ones spread."""
+    return min(map(customer_lock, customers), default=0) % BALANCE_SHARDS
 
 #: The schema history as PostgreSQL runs it: (version, script), each applied exactly once, in order.
 MIGRATIONS: list[tuple[int, str]] = [(m.version, ";\n".join(m.render("postgres"))) for m in _LOGICAL]
@@ -61,6 +94,7 @@ class PostgresStorage(SqlStorage):
     """Storage in a PostgreSQL database (the schema of the connection's search_path)."""
 
     dialect = "postgres"
+    locks_customers = True
     reads_ahead = True
     sums = True
     state_key = "customer, meter, rating_sha256(group_key), period"
@@ -106,13 +140,26 @@ class PostgresStorage(SqlStorage):
         yield from self._db.execute(_placeholders(query.replace("{in}", "= ANY(?)")), [*leading, list(values)])
 
     @contextmanager
-    def _atomic(self) -> Iterator[None]:
-        # BEGIN and the lock in one round trip (a query of two statements, possible without parameters).
-        self._db.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK:d})")
+    def _atomic(self, customers: Scope = None) -> Iterator[None]:
+        # BEGIN and the locks in one round trip (a query of several statements, possible without parameters).
+        if customers is None:
+            self._db.execute(_locking(customers))
+        else:  # the shard claimed in the same round trip: the result of the last statement
+            cursor = self._db.execute(_locking(customers) + "; " + _TAKE_SHARD.format(start=_start_shard(customers)))
+            while cursor.nextset():
+                pass
+            self._shard = cursor.fetchone()[0]
         try:
-            yield
-            self._db.execute("COMMIT")  # in the pipeline of a small write, if one is open: one round trip for both
-            self._end_pipeline()  # raises what failed in it
+            try:
+                yield
+                self._db.execute("COMMIT")  # in the pipeline of a small write, if one is open: one round trip for both
+                self._end_pipeline()  # raises what failed in it
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected) as error:
+                if customers is None:
+                    raise
+                # Another customer's writer stored a row this one also meant to (an event id two customers use):
+                # only the global scope, where every check sees every writer's rows, can refuse it properly.
+                raise ScopeConflict(f"a write for customers {sorted(customers)} met another writer's row: {error}")
         except BaseException:
             with suppress(psycopg.Error):
                 self._end_pipeline()
@@ -122,6 +169,8 @@ class PostgresStorage(SqlStorage):
             ):
                 self._db.execute("ROLLBACK")
             raise
+        finally:
+            self._shard = 0
 
     # -- reads: whole arrays of keys in one query ------------------------------------
 
