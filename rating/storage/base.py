@@ -234,6 +234,17 @@ class Storage(abc.ABC):
             yield
 
     @property
+    def in_write_scope(self) -> bool:
+        """Whether the calling thread is inside :meth:`writing` (then a nested scope joins its scope)."""
+        return self._writing
+
+    @property
+    def scoped_to(self) -> frozenset[str] | None:
+        """The customers the calling thread's write scope is narrowed to: None outside a scope, in the global one
+        and on storage that does not :attr:`locks_customers` (where every scope excludes every other writer)."""
+        return self._scope if self._writing and self.locks_customers else None
+
+    @property
     def _writing(self) -> bool:
         """Whether the calling thread is inside :meth:`writing` (another thread's scope is not its own)."""
         return self._writer == threading.get_ident()
