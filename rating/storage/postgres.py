@@ -3,10 +3,13 @@
 Amounts are ``NUMERIC`` and times ``TIMESTAMPTZ``. Bulk writes go through
 ``COPY``; a small write (one metered request) sends its INSERTs in one
 pipeline instead, a single round trip where each ``COPY`` costs two, and the
-reads before rating go out together too. Writers serialise on one
-transaction-level advisory lock, so the storage's checks (idempotency,
-period-state compare-and-set, wallet limits) and the writes that follow them
-are atomic across processes; readers never wait. Migrations are versioned in
+reads before rating go out together too. Writers take transaction-level
+advisory locks (keyed by the schema): the global scope one write lock
+exclusive; a customer scope that lock shared and a lock per customer, in key
+order, so writers of disjoint customers write side by side (each adding to a
+balance shard of its own) and everyone else waits. The storage's checks
+(idempotency, period-state compare-and-set, wallet limits) and the writes that
+follow them are thus atomic across processes; readers never wait. Migrations are versioned in
 ``schema_version`` and applied on first use (also by ``rating db migrate``).
 The queries, the writes and the schema history are the SQL adapter's
 (:mod:`rating.storage.sql`); this module is PostgreSQL's dialect of it.
@@ -36,43 +39,11 @@ try:
 except ImportError:  # pragma: no cover - depends on the extra
     psycopg = None  # type: ignore[assignment]
 
-__all__ = ["FEW_RECORDS", "MIGRATIONS", "SCHEMA_VERSION", "WRITE_LOCK", "PostgresStorage", "customer_lock"]
+__all__ = ["FEW_RECORDS", "MIGRATIONS", "SCHEMA_VERSION", "WRITE_LOCK", "PostgresStorage", "customer_lock", "write_lock"]
 
-#: Key of the advisory lock every writer takes: exclusive for the global scope, shared for a customer scope.
+#: Where the advisory lock every writer takes lived before write locks were kept per schema (it is now
+#: :func:`write_lock` of the schema): exclusive for the global scope, shared for a customer scope.
 WRITE_LOCK = 7_261_900
-#: How many rows a balance is spread over (migration 11): writers side by side add to shards of their own.
-BALANCE_SHARDS = 16
-#: The class of the advisory locks (two-int keys, a space apart from the one-bigint keys) that claim a shard.
-SHARD_LOCK = 7_261_901
-#: Claims a shard no other writer holds, trying them from ``start`` on; the start itself once all are held
-#: (the writer then waits on another's balance rows: slower, still correct).
-_TAKE_SHARD = (
-    "SELECT COALESCE((SELECT s FROM (SELECT mod({start:d} + i, " + str(BALANCE_SHARDS) + ") AS s"
-    " FROM generate_series(0, " + str(BALANCE_SHARDS - 1) + ") i) t"
-    " WHERE pg_try_advisory_xact_lock(" + str(SHARD_LOCK) + ", s) LIMIT 1), {start:d})"
-)
-
-
-def customer_lock(customer: str) -> int:
-    """The advisory lock key of ``customer``: a stable signed 64-bit hash of its id (the same in every process,
-    which Python's ``hash`` is not)."""
-    return int.from_bytes(hashlib.blake2b(customer.encode(), digest_size=8).digest(), "big", signed=True)
-
-
-def _locking(customers: Scope) -> str:
-    """BEGIN and the advisory locks of a scope: the write lock exclusive for the global scope; shared, then each
-    customer's lock in ascending key order (two writers never wait on each other in a cycle), for customers."""
-    if customers is None:
-        return f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK:d})"
-    # One statement per lock: statements run in order, where the calls of one target list have no stated order.
-    keys = "".join(f"; SELECT pg_advisory_xact_lock({key:d})" for key in sorted(set(map(customer_lock, customers))))
-    return f"BEGIN; SELECT pg_advisory_xact_lock_shared({WRITE_LOCK:d}){keys}"
-
-
-def _start_shard(customers: frozenset[str]) -> int:
-    """The shard a customer scope tries first: derived from its customers, so writers of different ones spread."""
-    return min(map(customer_lock, customers), default=0) % BALANCE_SHARDS
-
 #: The schema history as PostgreSQL runs it: (version, script), each applied exactly once, in order.
 MIGRATIONS: list[tuple[int, str]] = [(m.version, ";\n".join(m.render("postgres"))) for m in _LOGICAL]
 #: Writes of up to this many records are pipelined INSERTs; larger ones are COPY, far cheaper per row.
@@ -82,6 +53,46 @@ _STATE_MATCH = (
     "(customer, meter, rating_sha256(group_key), period, group_key) IN (SELECT c, m, rating_sha256(g), p, g"
     " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS k (c, m, g, p))"
 )
+#: How many rows a balance is spread over (migration 11): writers side by side add to shards of their own.
+BALANCE_SHARDS = 16
+#: Claims a shard no other writer of the schema holds (the two-int advisory locks: the schema's space, the
+#: shard), trying them from ``start`` on; the start itself once all are held (the writer then waits on another's
+#: balance rows: slower, still correct).
+_TAKE_SHARD = (
+    "SELECT COALESCE((SELECT s FROM (SELECT mod({start:d} + i, " + str(BALANCE_SHARDS) + ") AS s"
+    " FROM generate_series(0, " + str(BALANCE_SHARDS - 1) + ") i) t"
+    " WHERE pg_try_advisory_xact_lock({space:d}, s) LIMIT 1), {start:d})"
+)
+
+
+def _hash(text: str, schema: str, purpose: bytes, size: int = 8) -> int:
+    """A stable signed hash of ``text`` (the same in every process, which Python's ``hash`` is not), keyed by the
+    schema (two rating schemas in one database are two ledgers: their writers never wait for each other)."""
+    digest = hashlib.blake2b(text.encode(), digest_size=size, key=schema.encode()[:64], person=purpose)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def customer_lock(customer: str, schema: str = "") -> int:
+    """The advisory lock key (signed 64 bits) of ``customer`` in ``schema``."""
+    return _hash(customer, schema, b"rating.customer")
+
+
+def write_lock(schema: str = "") -> int:
+    """The advisory lock key (signed 64 bits) every writer of ``schema`` takes, shared or exclusive."""
+    return _hash("", schema, b"rating.write")
+
+
+def _locking(customers: Scope, schema: str) -> str:
+    """BEGIN and the advisory locks of a scope: the write lock exclusive for the global scope; shared, then each
+    customer's lock in ascending key order (two writers never wait on each other in a cycle), for customers."""
+    if customers is None:
+        return f"BEGIN; SELECT pg_advisory_xact_lock({write_lock(schema):d})"
+    # One statement per lock: statements run in order, where the calls of one target list have no stated order.
+    keys = sorted({customer_lock(customer, schema) for customer in customers})
+    locks = "".join(f"; SELECT pg_advisory_xact_lock({key:d})" for key in keys)
+    start = (keys[0] if keys else 0) % BALANCE_SHARDS  # derived from the customers: writers of others spread
+    shard = _TAKE_SHARD.format(start=start, space=_hash("", schema, b"rating.shard", 4))
+    return f"BEGIN; SELECT pg_advisory_xact_lock_shared({write_lock(schema):d}){locks}; {shard}"
 
 
 @lru_cache(maxsize=256)
@@ -114,6 +125,7 @@ class PostgresStorage(SqlStorage):
         except psycopg.Error as error:
             raise StorageError(masked(f"cannot connect to {url}: {str(error).strip().splitlines()[0]}")) from None
         try:
+            self._schema = str(self._db.execute("SELECT current_schema()").fetchone()[0] or "")
             if read_only:
                 self._db.execute("SET default_transaction_read_only = on")
             if read_only or existing:
@@ -142,10 +154,8 @@ class PostgresStorage(SqlStorage):
     @contextmanager
     def _atomic(self, customers: Scope = None) -> Iterator[None]:
         # BEGIN and the locks in one round trip (a query of several statements, possible without parameters).
-        if customers is None:
-            self._db.execute(_locking(customers))
-        else:  # the shard claimed in the same round trip: the result of the last statement
-            cursor = self._db.execute(_locking(customers) + "; " + _TAKE_SHARD.format(start=_start_shard(customers)))
+        cursor = self._db.execute(_locking(customers, self._schema))
+        if customers is not None:  # the shard claimed in the same round trip: the result of the last statement
             while cursor.nextset():
                 pass
             self._shard = cursor.fetchone()[0]
