@@ -53,7 +53,7 @@ class MemoryStorage(Storage):
         self._writes = 0
 
     def _atomic(self, customers: Scope = None) -> AbstractContextManager[None]:
-        return self._lock  # one writer at a time, whatever the scope  # type: ignore[return-value]
+        return self._lock  # type: ignore[return-value] # one writer at a time, whatever the scope
 
     def change_marker(self) -> object | None:
         return self._writes

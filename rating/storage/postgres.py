@@ -17,10 +17,10 @@ The queries, the writes and the schema history are the SQL adapter's
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from decimal import Decimal
-import hashlib
 from functools import lru_cache
 from typing import Any
 
@@ -39,7 +39,15 @@ try:
 except ImportError:  # pragma: no cover - depends on the extra
     psycopg = None  # type: ignore[assignment]
 
-__all__ = ["FEW_RECORDS", "MIGRATIONS", "SCHEMA_VERSION", "WRITE_LOCK", "PostgresStorage", "customer_lock", "write_lock"]
+__all__ = [
+    "FEW_RECORDS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "WRITE_LOCK",
+    "PostgresStorage",
+    "customer_lock",
+    "write_lock",
+]
 
 #: Where the advisory lock every writer takes lived before write locks were kept per schema (it is now
 #: :func:`write_lock` of the schema): exclusive for the global scope, shared for a customer scope.
@@ -169,7 +177,9 @@ class PostgresStorage(SqlStorage):
                     raise
                 # Another customer's writer stored a row this one also meant to (an event id two customers use):
                 # only the global scope, where every check sees every writer's rows, can refuse it properly.
-                raise ScopeConflict(f"a write for customers {sorted(customers)} met another writer's row: {error}")
+                raise ScopeConflict(
+                    f"a write for customers {sorted(customers)} met another writer's row: {error}"
+                ) from error
         except BaseException:
             with suppress(psycopg.Error):
                 self._end_pipeline()

@@ -129,7 +129,9 @@ def test_customer_lock_keys_are_stable_signed_64_bit_hashes() -> None:
     assert all(-(2**63) <= customer_lock(c) < 2**63 for c in ("", "a", "x" * 500))
     assert customer_lock("acme", "schema_one") != customer_lock("acme", "schema_two")  # two ledgers never wait
     assert write_lock("schema_one") != write_lock("schema_two")
-    assert customer_lock("acme") == 1697234557675249467  # blake2b, 8 bytes: pinned, so a change of key is a visible break
+    assert (
+        customer_lock("acme") == 1697234557675249467
+    )  # blake2b, 8 bytes: pinned, so a change of key is a visible break
 
 
 def test_a_nested_scope_wider_than_the_one_it_joins_fails_loudly(storage: Storage) -> None:
@@ -142,9 +144,8 @@ def test_a_nested_scope_wider_than_the_one_it_joins_fails_loudly(storage: Storag
             storage.writing().__enter__()
         with pytest.raises(RatingError, match="customers \\['c'\\]"):
             storage.append([move("t-c", "c")])
-    with storage.writing():  # the global scope holds every customer
-        with storage.writing({"z"}):
-            storage.append([move("t-z", "z")])
+    with storage.writing(), storage.writing({"z"}):  # the global scope holds every customer
+        storage.append([move("t-z", "z")])
     assert set(storage.transactions_by_id(["t-a", "t-c", "t-z"])) == {"t-a", "t-z"}
 
 
@@ -195,7 +196,9 @@ def test_an_event_id_another_customers_writer_is_storing_is_refused_as_a_conflic
     with first.storage.writing({"a"}):
         first.rate_batch([event("shared-id", customer="a", tokens=5, model="m")])  # stored, not yet committed
         thread, done = in_thread(
-            lambda: reports.__setitem__("b", second.rate_batch([event("shared-id", customer="b", tokens=9, model="m")])),
+            lambda: reports.__setitem__(
+                "b", second.rate_batch([event("shared-id", customer="b", tokens=9, model="m")])
+            ),
             log,
             "b rated",
         )
