@@ -55,8 +55,10 @@ class StaleState(RatingError):
 
 
 class ScopeConflict(StaleState):
-    """A write under customer locks met a row another customer's writer stored meanwhile (an event id two customers
-    use, say): nothing of it was written; rate it again under the global scope (:meth:`Storage.writing` with None)."""
+    """A write under customer locks needs more than its customers: it met a row another customer's writer stored
+    meanwhile (an event id two customers use), or the engine found it must re-price late arrivals or draw another
+    customer's wallet. Nothing of it was written; rate it again under the global scope (:meth:`Storage.writing`
+    with None)."""
 
 
 #: A write scope: the customers it locks, or None for the global scope (every writer waits for it).
