@@ -61,6 +61,11 @@ _STATE_MATCH = (
     "(customer, meter, rating_sha256(group_key), period, group_key) IN (SELECT c, m, rating_sha256(g), p, g"
     " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS k (c, m, g, p))"
 )
+#: The most customers a scope locks one by one; a scope of more takes the global lock instead. Every advisory
+#: lock held takes a slot of the server's lock table (max_locks_per_transaction x max_connections: 6,400 by
+#: default), which a few chunks of thousands of customers each would exhaust. Workers partitioned by customer
+#: rate chunks of fewer: 1,000 customers over 4 workers lock 250 each.
+CUSTOMER_LOCKS = 512
 #: How many rows a balance is spread over (migration 11): writers side by side add to shards of their own.
 BALANCE_SHARDS = 16
 #: Claims a shard no other writer of the schema holds (the two-int advisory locks: the schema's space, the
@@ -162,6 +167,8 @@ class PostgresStorage(SqlStorage):
     @contextmanager
     def _atomic(self, customers: Scope = None) -> Iterator[None]:
         # BEGIN and the locks in one round trip (a query of several statements, possible without parameters).
+        if customers is not None and len(customers) > CUSTOMER_LOCKS:
+            customers = None  # too many locks for one transaction: the global scope covers them all
         cursor = self._db.execute(_locking(customers, self._schema))
         if customers is not None:  # the shard claimed in the same round trip: the result of the last statement
             while cursor.nextset():

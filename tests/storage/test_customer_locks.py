@@ -212,3 +212,19 @@ def test_an_event_id_another_customers_writer_is_storing_is_refused_as_a_conflic
     assert first.storage.verify() == []
     first.storage.close()
     second.storage.close()
+
+
+@postgres_only
+def test_a_scope_of_more_customers_than_it_locks_one_by_one_takes_the_global_lock(
+    pair: tuple[PostgresStorage, PostgresStorage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rating.storage.postgres.CUSTOMER_LOCKS", 2)
+    mine, theirs = pair
+    log: list[str] = []
+    with mine.writing({"a", "b", "c"}):  # three customers: more than the two it may lock one by one
+        mine.append([move("t-a", "a")])
+        thread, done = in_thread(scoped(theirs, {"z"}, move("t-z", "z")), log, "z written")
+        assert not done.wait(HOLD)
+        log.append("a, b, c committed")
+    thread.join(PATIENCE)
+    assert log == ["a, b, c committed", "z written"]
