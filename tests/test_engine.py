@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -254,10 +254,10 @@ def another_writer_first(storage: Storage, other: Engine, interloper: UsageEvent
     writing = storage.writing
 
     @contextmanager
-    def after_another_writer() -> Iterator[None]:
+    def after_another_writer(customers: Iterable[str] | None = None) -> Iterator[None]:
         storage.writing = writing  # type: ignore[method-assign]
         other.rate_batch([interloper])
-        with writing():
+        with writing(customers):
             yield
 
     storage.writing = after_another_writer  # type: ignore[method-assign]

@@ -17,7 +17,7 @@ from rating.engine.reports import BatchReport
 from rating.errors import ReservationError
 from rating.events import UsageEvent
 from rating.money import ZERO, plain
-from rating.storage.base import Storage
+from rating.storage.base import ScopeConflict, Storage
 from rating.wallet.wallets import Reservation, Wallets
 
 
@@ -81,7 +81,16 @@ class MeteredRequests:
         the event is refused; nothing is posted then and the reservation stays
         open. Returns None for a replay of a request already rated and settled.
         """
-        with self.storage.writing():
+        if self.storage.locks_customers:  # requests of different customers settle side by side
+            try:
+                return self._rate_reserved(event, reservation, frozenset({event.customer}))
+            except ScopeConflict:
+                pass  # it needs more than its customer's locks (a late arrival re-priced): rated globally
+        return self._rate_reserved(event, reservation, None)
+
+    def _rate_reserved(self, event: UsageEvent, reservation: str, scope: frozenset[str] | None) -> RatedEvent | None:
+        """:meth:`rate_reserved` in the write scope of ``scope``'s customers (None: global)."""
+        with self.storage.writing(scope):
             held = Wallets(self.storage, self.clock).reservation(reservation)
             if held is None:
                 already = self.storage.rated_events([event.id]).get(event.id)

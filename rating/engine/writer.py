@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING
 
+from rating.accounts import customer_of
 from rating.core.charges import RatedEvent, StateKey, event_record
 from rating.engine.notifications import Notifications, WalletMoves
 from rating.engine.reports import BatchReport, Rejection
@@ -26,7 +27,7 @@ from rating.events import CHUNK_BYTES, Pause, Sourced, UsageEvent
 from rating.ledger import Transaction
 from rating.money import MONEY_CONTEXT, ZERO
 from rating.refusals import Refusal
-from rating.storage.base import Storage
+from rating.storage.base import ScopeConflict, Storage
 from rating.wallet.wallets import Reservation
 
 
@@ -183,14 +184,43 @@ class BatchWriter:
         storage's write scope, where no other writer can move them, so concurrent
         writers wait for each other instead of re-rating and never give up; what
         it read there is not read again as it writes (``checked``), except the
-        wallet limits, checked once more against the stored balances.
+        wallet limits, checked once more against the stored balances. The scope
+        is the chunk's customers where storage locks customers; a chunk that
+        needs more (see :meth:`_post_in`) is rated again under the global scope.
         """
-        with self.storage.writing(), localcontext(MONEY_CONTEXT), self._gc_paused():
+        storage = self.storage
+        nested = storage.in_write_scope  # the caller's scope: joined, the chunk's customers checked against it
+        if nested or storage.locks_customers:
+            try:
+                return self._post_in(
+                    frozenset(event.customer for _, event in pending), pending, report, strict, raise_rejects, held
+                )
+            except ScopeConflict:
+                if nested:
+                    raise  # the caller's scope is rolled back: its owner rates again under the global scope
+        return self._post_in(None, pending, report, strict, raise_rejects, held)
+
+    def _post_in(
+        self,
+        customers: frozenset[str] | None,
+        pending: list[tuple[str, UsageEvent]],
+        report: BatchReport,
+        strict: bool,
+        raise_rejects: bool,
+        held: Reservation | None,
+    ) -> list[RatedEvent]:
+        """:meth:`_post` in the write scope of ``customers`` (None: global). Under customer locks a chunk that
+        re-prices late arrivals (a rerate, which takes the global scope) or draws another customer's wallet
+        raises :class:`~rating.storage.ScopeConflict`, nothing written, for the caller to rate it globally."""
+        with self.storage.writing(customers), localcontext(MONEY_CONTEXT), self._gc_paused():
             releases: list[Transaction] = []
             ratings, rejected, duplicates, wallets, late = self._rate_chunk(pending, raise_rejects, held, releases)
             if strict and (rejected or report.rejected):
                 report.rejected.extend(rejected)
                 return []
+            scope = self.storage.scoped_to
+            if scope is not None and (late or any(customer_of(account) not in scope for account, _ in wallets)):
+                raise ScopeConflict("the chunk reads or writes beyond its customers: rate it under the global scope")
             fresh = self._record(ratings, dict.fromkeys(wallets, ZERO))
             self.storage.append(releases, checked=held is not None)  # the reservation was found open, unreleased
             self._reprice(late)
@@ -201,14 +231,16 @@ class BatchWriter:
     def _post_concurrently(self, pending: list[tuple[str, UsageEvent]], report: BatchReport) -> bool:
         """Rate ``pending`` outside the write scope and store it if nothing it read has moved; False if not stored.
 
-        Writers over different customers then price at the same time and wait
-        for each other only to write. Only a chunk rated without a refusal and
+        Writers over different customers then price at the same time, and write
+        side by side where storage locks customers (the write scope is the
+        chunk's customers). Only a chunk rated without a refusal and
         paying from no wallet is stored this way (a refusal or a wallet draw may
         depend on what another writer is changing), and only when, inside the
         write scope, none of its events has been rated, none of its periods
         closed and no period state it read moved meanwhile (not even looked at
         when the storage's :meth:`~rating.storage.Storage.change_marker` shows
-        that no other writer committed). Otherwise nothing is stored and False
+        that no other writer committed), and no other customer's writer stored
+        one of its event ids meanwhile. Otherwise nothing is stored and False
         tells the caller to rate the chunk inside the write scope.
         """
         read: dict[StateKey, Decimal] = {}
@@ -217,11 +249,14 @@ class BatchWriter:
             ratings, rejected, duplicates, wallets, late = self._rate_chunk(pending, raise_rejects=False, read=read)
             if rejected or wallets or late:
                 return False
-            with self.storage.writing():
-                unmoved = marker is not None and self.storage.change_marker() == marker  # no one else wrote
-                if not unmoved and self._overtaken(ratings, read):
-                    return False
-                fresh = self._record(ratings)
+            try:
+                with self.storage.writing({rating.event.customer for rating in ratings}):
+                    unmoved = marker is not None and self.storage.change_marker() == marker  # no one else wrote
+                    if not unmoved and self._overtaken(ratings, read):
+                        return False
+                    fresh = self._record(ratings)
+            except ScopeConflict:
+                return False
         self._stored(report, len(ratings) + duplicates, fresh, wallets)
         return True
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 
-from rating.storage.base import StaleState, Storage, StoredCharge
+from rating.storage.base import ScopeConflict, StaleState, Storage, StoredCharge
 
-__all__ = ["StaleState", "Storage", "StoredCharge", "masked", "scheme_of"]
+__all__ = ["ScopeConflict", "StaleState", "Storage", "StoredCharge", "masked", "scheme_of"]
 
 #: The password of ``scheme://user:password@host`` (also as a path collapses it, ``scheme:/user:password@host``)
 #: and of ``password=...`` (a URL's query or a libpq DSN).

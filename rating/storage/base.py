@@ -54,6 +54,17 @@ class StaleState(RatingError):
     """A batch was rated against period state that changed before it was stored; re-rate it."""
 
 
+class ScopeConflict(StaleState):
+    """A write under customer locks needs more than its customers: it met a row another customer's writer stored
+    meanwhile (an event id two customers use), or the engine found it must re-price late arrivals or draw another
+    customer's wallet. Nothing of it was written; rate it again under the global scope (:meth:`Storage.writing`
+    with None)."""
+
+
+#: A write scope: the customers it locks, or None for the global scope (every writer waits for it).
+Scope = frozenset[str] | None
+
+
 @dataclass(frozen=True, slots=True)
 class Activity:
     """A rated event with what its meters read and what it was charged, for usage reports."""
@@ -160,6 +171,11 @@ class Storage(abc.ABC):
     url: str
     #: The thread inside :meth:`writing`, if any: only that thread joins the scope; others wait for it.
     _writer: int | None = None
+    #: The scope the writer holds (meaningful only while ``_writer`` is set): its customers, or None for all.
+    _scope: Scope = None
+    #: Whether writers over disjoint customers can write side by side (PostgreSQL): only then is a customer
+    #: scope narrower than the global one; elsewhere it is the global scope (one writer at a time).
+    locks_customers = False
     #: Whether an error inside :meth:`writing` undoes everything written in it (a database transaction); the
     #: engine then stores a strict batch chunk by chunk in one scope instead of holding all of it.
     rolls_back = True
@@ -173,23 +189,62 @@ class Storage(abc.ABC):
     # -- the contract ---------------------------------------------------------
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
+    def writing(self, customers: Iterable[str] | None = None) -> Iterator[None]:
         """One write transaction around everything inside it, reads included.
 
-        Other writers wait until it ends, so state read inside cannot move
-        before it is written: the engine rates a chunk inside this scope.
+        ``customers`` None (the default) is the global scope: every other
+        writer waits until it ends, so nothing read inside can move before it is
+        written (close, invoice numbering, rerate, payouts and wallets use it).
+        A set of customers is a scope that only excludes writers of those
+        customers and global ones (the engine rates a chunk in the scope of its
+        customers): what it reads and writes must be theirs alone. Storage that
+        does not :attr:`locks_customers` takes the global scope either way.
         Nested scopes, and :meth:`record` and :meth:`append` inside it, join the
-        outer one; everything is committed when it ends, or nothing on an error.
+        outer one (a nested scope wider than the outer one raises: it would run
+        unlocked); everything is committed when it ends, or nothing on an error.
         """
+        scope: Scope = None if customers is None else frozenset(customers)
         if self._writing:
+            self._check_within(scope)
             yield
             return
-        with self._atomic(), localcontext(MONEY_CONTEXT):
-            self._writer = threading.get_ident()
+        with self._atomic(scope), localcontext(MONEY_CONTEXT):
+            self._writer, self._scope = threading.get_ident(), scope
             try:
                 yield
             finally:
-                self._writer = None
+                self._writer, self._scope = None, None
+
+    def _check_within(self, wanted: Scope) -> None:
+        """Refuse a nested scope (or a write) needing locks the outer scope does not hold: a programming error."""
+        held = self._scope
+        if held is None or (wanted is not None and wanted <= held):
+            return
+        needs = "the global scope" if wanted is None else f"customers {sorted(wanted - held)}"
+        raise RatingError(f"a write needs {needs} inside the write scope of customers {sorted(held)}")
+
+    @contextmanager
+    def _joined(self, customers: Iterable[str] | None = None) -> Iterator[None]:
+        """The scope a write joins: the caller's, if it holds one (checked to cover ``customers``, those the write
+        touches, when known), else a global scope of its own (a direct :meth:`record` or :meth:`append`)."""
+        if self._writing:
+            if customers is not None:
+                self._check_within(frozenset(customers))
+            yield
+            return
+        with self.writing():
+            yield
+
+    @property
+    def in_write_scope(self) -> bool:
+        """Whether the calling thread is inside :meth:`writing` (then a nested scope joins its scope)."""
+        return self._writing
+
+    @property
+    def scoped_to(self) -> frozenset[str] | None:
+        """The customers the calling thread's write scope is narrowed to: None outside a scope, in the global one
+        and on storage that does not :attr:`locks_customers` (where every scope excludes every other writer)."""
+        return self._scope if self._writing and self.locks_customers else None
 
     @property
     def _writing(self) -> bool:
@@ -213,7 +268,7 @@ class Storage(abc.ABC):
         """
         if checked and not self._writing:
             raise RatingError("checked ratings must be recorded inside the writing() scope that rated them")
-        with self.writing():
+        with self._joined({r.event.customer for r in ratings}):
             fresh = list(ratings) if checked else self._screen_ratings(ratings)
             if not checked:
                 self._check_open(fresh)
@@ -243,7 +298,7 @@ class Storage(abc.ABC):
         """
         if checked and not self._writing:
             raise RatingError("checked transactions must be appended inside the writing() scope that checked them")
-        with self.writing():
+        with self._joined(t.customer for t in transactions if t.customer is not None):
             fresh = list(transactions) if checked else self._screen_transactions(transactions)
             if limits:
                 self._check_limits(fresh, limits)
@@ -262,7 +317,7 @@ class Storage(abc.ABC):
         skipped; ``states`` replace the stored state of their keys (re-rated open
         periods); ``limits`` are checked as in :meth:`append`.
         """
-        with self.writing():
+        with self._joined({c.customer for c in corrections}):
             fresh_ids = {t.id for t in self._screen_transactions([c.transaction for c in corrections])}
             fresh = [c for c in corrections if c.transaction.id in fresh_ids]
             if limits:
@@ -441,8 +496,8 @@ class Storage(abc.ABC):
             amount = _decimal(raw)
             if amount is None:
                 problems.append(f"the balance of {account} in {asset} is {raw!r}, not a decimal")
-            else:
-                stored[account, asset] = amount
+            else:  # a balance kept in shards is their sum
+                stored[account, asset] = stored.get((account, asset), ZERO) + amount
         for key in sorted(set(stored) | set(per_account)):
             balance, postings = stored.get(key, ZERO), per_account.get(key, ZERO)
             if balance != postings:
@@ -494,8 +549,9 @@ class Storage(abc.ABC):
     # -- what adapters implement -----------------------------------------------
 
     @abc.abstractmethod
-    def _atomic(self) -> AbstractContextManager[None]:
-        """A write transaction: everything inside is committed together or not at all."""
+    def _atomic(self, customers: Scope = None) -> AbstractContextManager[None]:
+        """A write transaction: everything inside is committed together or not at all. ``customers``: the scope's
+        (None: global); adapters that do not :attr:`locks_customers` take one writer at a time either way."""
 
     @abc.abstractmethod
     def _fingerprints(self, ids: Iterable[str]) -> dict[str, str]:

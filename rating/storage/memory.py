@@ -15,7 +15,7 @@ from rating.ledger import Transaction
 from rating.money import ZERO, exact
 from rating.records import ChargeRecord, CorrectionRecord, EventRecord, PeriodState
 from rating.statekeys import StateKey
-from rating.storage.base import Activity, Storage, StoredCharge
+from rating.storage.base import Activity, Scope, Storage, StoredCharge
 
 #: What a meter read: (meter, quantity or unique value).
 Reading = tuple[str, Decimal | str]
@@ -52,8 +52,8 @@ class MemoryStorage(Storage):
         #: How many writes were stored: what :meth:`change_marker` tells apart.
         self._writes = 0
 
-    def _atomic(self) -> AbstractContextManager[None]:
-        return self._lock  # type: ignore[return-value]
+    def _atomic(self, customers: Scope = None) -> AbstractContextManager[None]:
+        return self._lock  # type: ignore[return-value] # one writer at a time, whatever the scope
 
     def change_marker(self) -> object | None:
         return self._writes

@@ -371,6 +371,27 @@ MIGRATIONS.append(
         _funding_step(),
     )
 )
+MIGRATIONS.append(
+    Migration(
+        11,
+        # Writers over disjoint customers (PostgreSQL's customer scopes) all add to the same platform accounts
+        # (revenue, costs, providers): one row per (account, asset) made each wait on the other's row lock until
+        # its COMMIT. Each writer adds to a shard of its own instead; a balance is the sum of its shards.
+        "balances: one row per (account, asset, shard), a balance the sum of its shards",
+        """
+        CREATE TABLE balance_shards (
+            account TEXT NOT NULL,
+            asset TEXT NOT NULL,
+            shard INTEGER NOT NULL,
+            amount {money} NOT NULL,
+            PRIMARY KEY (account, asset, shard)
+        );
+        INSERT INTO balance_shards SELECT account, asset, 0, amount FROM balances;
+        DROP TABLE balances;
+        ALTER TABLE balance_shards RENAME TO balances
+        """,
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 #: A PostgreSQL database written before the histories merged, by its own version: the logical version it is at.

@@ -3,10 +3,13 @@
 Amounts are ``NUMERIC`` and times ``TIMESTAMPTZ``. Bulk writes go through
 ``COPY``; a small write (one metered request) sends its INSERTs in one
 pipeline instead, a single round trip where each ``COPY`` costs two, and the
-reads before rating go out together too. Writers serialise on one
-transaction-level advisory lock, so the storage's checks (idempotency,
-period-state compare-and-set, wallet limits) and the writes that follow them
-are atomic across processes; readers never wait. Migrations are versioned in
+reads before rating go out together too. Writers take transaction-level
+advisory locks (keyed by the schema): the global scope one write lock
+exclusive; a customer scope that lock shared and a lock per customer, in key
+order, so writers of disjoint customers write side by side (each adding to a
+balance shard of its own) and everyone else waits. The storage's checks
+(idempotency, period-state compare-and-set, wallet limits) and the writes that
+follow them are thus atomic across processes; readers never wait. Migrations are versioned in
 ``schema_version`` and applied on first use (also by ``rating db migrate``).
 The queries, the writes and the schema history are the SQL adapter's
 (:mod:`rating.storage.sql`); this module is PostgreSQL's dialect of it.
@@ -14,6 +17,7 @@ The queries, the writes and the schema history are the SQL adapter's
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from decimal import Decimal
@@ -25,7 +29,7 @@ from rating.events import UsageEvent
 from rating.records import PeriodState
 from rating.statekeys import StateKey
 from rating.storage import masked
-from rating.storage.base import StoredKey, group_key
+from rating.storage.base import Scope, ScopeConflict, StoredKey, group_key
 from rating.storage.migrations import MIGRATIONS as _LOGICAL
 from rating.storage.migrations import SCHEMA_VERSION
 from rating.storage.sql import SqlStorage
@@ -35,11 +39,19 @@ try:
 except ImportError:  # pragma: no cover - depends on the extra
     psycopg = None  # type: ignore[assignment]
 
-__all__ = ["FEW_RECORDS", "MIGRATIONS", "SCHEMA_VERSION", "WRITE_LOCK", "PostgresStorage"]
+__all__ = [
+    "FEW_RECORDS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "WRITE_LOCK",
+    "PostgresStorage",
+    "customer_lock",
+    "write_lock",
+]
 
-#: Key of the advisory lock all writers take.
+#: Where the advisory lock every writer takes lived before write locks were kept per schema (it is now
+#: :func:`write_lock` of the schema): exclusive for the global scope, shared for a customer scope.
 WRITE_LOCK = 7_261_900
-
 #: The schema history as PostgreSQL runs it: (version, script), each applied exactly once, in order.
 MIGRATIONS: list[tuple[int, str]] = [(m.version, ";\n".join(m.render("postgres"))) for m in _LOGICAL]
 #: Writes of up to this many records are pipelined INSERTs; larger ones are COPY, far cheaper per row.
@@ -49,6 +61,51 @@ _STATE_MATCH = (
     "(customer, meter, rating_sha256(group_key), period, group_key) IN (SELECT c, m, rating_sha256(g), p, g"
     " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS k (c, m, g, p))"
 )
+#: The most customers a scope locks one by one; a scope of more takes the global lock instead. Every advisory
+#: lock held takes a slot of the server's lock table (max_locks_per_transaction x max_connections: 6,400 by
+#: default), which a few chunks of thousands of customers each would exhaust. Workers partitioned by customer
+#: rate chunks of fewer: 1,000 customers over 4 workers lock 250 each.
+CUSTOMER_LOCKS = 512
+#: How many rows a balance is spread over (migration 11): writers side by side add to shards of their own.
+BALANCE_SHARDS = 16
+#: Claims a shard no other writer of the schema holds (the two-int advisory locks: the schema's space, the
+#: shard), trying them from ``start`` on; the start itself once all are held (the writer then waits on another's
+#: balance rows: slower, still correct).
+_TAKE_SHARD = (
+    "SELECT COALESCE((SELECT s FROM (SELECT mod({start:d} + i, " + str(BALANCE_SHARDS) + ") AS s"
+    " FROM generate_series(0, " + str(BALANCE_SHARDS - 1) + ") i) t"
+    " WHERE pg_try_advisory_xact_lock({space:d}, s) LIMIT 1), {start:d})"
+)
+
+
+def _hash(text: str, schema: str, purpose: bytes, size: int = 8) -> int:
+    """A stable signed hash of ``text`` (the same in every process, which Python's ``hash`` is not), keyed by the
+    schema (two rating schemas in one database are two ledgers: their writers never wait for each other)."""
+    digest = hashlib.blake2b(text.encode(), digest_size=size, key=schema.encode()[:64], person=purpose)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def customer_lock(customer: str, schema: str = "") -> int:
+    """The advisory lock key (signed 64 bits) of ``customer`` in ``schema``."""
+    return _hash(customer, schema, b"rating.customer")
+
+
+def write_lock(schema: str = "") -> int:
+    """The advisory lock key (signed 64 bits) every writer of ``schema`` takes, shared or exclusive."""
+    return _hash("", schema, b"rating.write")
+
+
+def _locking(customers: Scope, schema: str) -> str:
+    """BEGIN and the advisory locks of a scope: the write lock exclusive for the global scope; shared, then each
+    customer's lock in ascending key order (two writers never wait on each other in a cycle), for customers."""
+    if customers is None:
+        return f"BEGIN; SELECT pg_advisory_xact_lock({write_lock(schema):d})"
+    # One statement per lock: statements run in order, where the calls of one target list have no stated order.
+    keys = sorted({customer_lock(customer, schema) for customer in customers})
+    locks = "".join(f"; SELECT pg_advisory_xact_lock({key:d})" for key in keys)
+    start = (keys[0] if keys else 0) % BALANCE_SHARDS  # derived from the customers: writers of others spread
+    shard = _TAKE_SHARD.format(start=start, space=_hash("", schema, b"rating.shard", 4))
+    return f"BEGIN; SELECT pg_advisory_xact_lock_shared({write_lock(schema):d}){locks}; {shard}"
 
 
 @lru_cache(maxsize=256)
@@ -61,6 +118,7 @@ class PostgresStorage(SqlStorage):
     """Storage in a PostgreSQL database (the schema of the connection's search_path)."""
 
     dialect = "postgres"
+    locks_customers = True
     reads_ahead = True
     sums = True
     state_key = "customer, meter, rating_sha256(group_key), period"
@@ -80,6 +138,7 @@ class PostgresStorage(SqlStorage):
         except psycopg.Error as error:
             raise StorageError(masked(f"cannot connect to {url}: {str(error).strip().splitlines()[0]}")) from None
         try:
+            self._schema = str(self._db.execute("SELECT current_schema()").fetchone()[0] or "")
             if read_only:
                 self._db.execute("SET default_transaction_read_only = on")
             if read_only or existing:
@@ -106,13 +165,28 @@ class PostgresStorage(SqlStorage):
         yield from self._db.execute(_placeholders(query.replace("{in}", "= ANY(?)")), [*leading, list(values)])
 
     @contextmanager
-    def _atomic(self) -> Iterator[None]:
-        # BEGIN and the lock in one round trip (a query of two statements, possible without parameters).
-        self._db.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK:d})")
+    def _atomic(self, customers: Scope = None) -> Iterator[None]:
+        # BEGIN and the locks in one round trip (a query of several statements, possible without parameters).
+        if customers is not None and len(customers) > CUSTOMER_LOCKS:
+            customers = None  # too many locks for one transaction: the global scope covers them all
+        cursor = self._db.execute(_locking(customers, self._schema))
+        if customers is not None:  # the shard claimed in the same round trip: the result of the last statement
+            while cursor.nextset():
+                pass
+            self._shard = cursor.fetchone()[0]
         try:
-            yield
-            self._db.execute("COMMIT")  # in the pipeline of a small write, if one is open: one round trip for both
-            self._end_pipeline()  # raises what failed in it
+            try:
+                yield
+                self._db.execute("COMMIT")  # in the pipeline of a small write, if one is open: one round trip for both
+                self._end_pipeline()  # raises what failed in it
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected) as error:
+                if customers is None:
+                    raise
+                # Another customer's writer stored a row this one also meant to (an event id two customers use):
+                # only the global scope, where every check sees every writer's rows, can refuse it properly.
+                raise ScopeConflict(
+                    f"a write for customers {sorted(customers)} met another writer's row: {error}"
+                ) from error
         except BaseException:
             with suppress(psycopg.Error):
                 self._end_pipeline()
@@ -122,6 +196,8 @@ class PostgresStorage(SqlStorage):
             ):
                 self._db.execute("ROLLBACK")
             raise
+        finally:
+            self._shard = 0
 
     # -- reads: whole arrays of keys in one query ------------------------------------
 

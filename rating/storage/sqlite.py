@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rating.errors import StorageError
+from rating.storage.base import Scope
 from rating.storage.migrations import MIGRATIONS as _LOGICAL
 from rating.storage.migrations import SCHEMA_VERSION
 from rating.storage.sql import SqlStorage
@@ -162,9 +163,9 @@ class SQLiteStorage(SqlStorage):
         return int(value)
 
     @contextmanager
-    def _atomic(self) -> Iterator[None]:
+    def _atomic(self, customers: Scope = None) -> Iterator[None]:
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("BEGIN IMMEDIATE")  # one writer at a time, whatever the scope
             try:
                 yield
             except BaseException:
