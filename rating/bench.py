@@ -368,6 +368,55 @@ def writers_speedup(count: int, writers: int = 4) -> tuple[float, float]:
         return apart / alone, together / alone
 
 
+def rate_end_to_end(count: int, storages: list[str], postgres: str | None) -> dict[str, float]:
+    """Events/s of ``rating rate`` itself on the bench's events: a JSON Lines file rated by ``python -m rating rate``
+    in a fresh process (start-up, reading and validating every line with the msgspec reader when installed, rating,
+    posting), per SQL storage of ``storages``. The total charged is checked against the bare loop's.
+
+    Also prints the start-up alone (the same command on an empty file): the part of the figure that does not grow
+    with the file.
+    """
+    rates: dict[str, float] = {}
+    kinds = [kind for kind in storages if kind == "sqlite" or (kind == "postgres" and postgres)]
+    if not kinds:
+        return rates
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        (folder / "bench.yaml").write_text(PRICEBOOK)
+        expected = Decimal(0)
+        with (folder / "events.jsonl").open("w") as file:
+            for event in synthetic_stream(count):
+                file.write(event.canonical_json() + "\n")
+                expected += event.properties["tokens"] * PRICE
+        (folder / "empty.jsonl").write_text("")
+
+        def rate(name: str, db: str) -> float:
+            command = [sys.executable, "-m", "rating", "rate", "-p", str(folder / "bench.yaml"), "--db", db]
+            started = time.perf_counter()
+            done = subprocess.run([*command, str(folder / name)], capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f"rating rate ({db}) failed: {done.stderr.strip()[-500:]}")
+            return time.perf_counter() - started
+
+        registry = Registry.load()
+        for kind in kinds:
+            startup = rate("empty.jsonl", storage_url(kind, directory, postgres))
+            url = storage_url(kind, directory, postgres)
+            seconds = rate("events.jsonl", url)
+            with registry.open_storage(url) as storage:
+                charged = sum(storage.period_totals("2026-11").values(), Decimal(0))
+            if charged != expected:
+                raise SystemExit(f"rating rate ({kind}): charged {charged}, the bare loop summed {expected}")
+            rates[kind] = count / seconds
+            label = f"rating rate ({kind})"
+            print(
+                f"{label:<24} {seconds:8.2f} s  {count / seconds:>12,.0f} events/s  end to end, in a fresh process"
+                f" (of which {startup:.2f} s start-up on an empty file)",
+                flush=True,
+            )
+    return rates
+
+
 def target_table(
     figures: dict[str, float],
     p99s: dict[str, float],
@@ -375,6 +424,7 @@ def target_table(
     speedups: tuple[float, float] | None,
     count: int,
     gateway_rates: dict[str, float] | None = None,
+    end_to_end: dict[str, float] | None = None,
 ) -> str:
     """Each target of the online-rating issue beside its figure from this run."""
     rows = []
@@ -419,6 +469,10 @@ def target_table(
     apart, shared = speedups or (None, None)
     row("4 writers, disjoint customers >= 1.5x one", apart, f"{apart or 0:.2f}x", apart is not None and apart >= 1.5)
     row("4 writers, same customers >= 1x one", shared, f"{shared or 0:.2f}x", shared is not None and shared >= 1)
+    for kind, rate in (end_to_end or {}).items():
+        alone = figures.get(kind)
+        beside = f" ({rate / alone:.0%} of the engine's)" if alone else ""
+        rows.append((f"rating rate end to end ({kind}), no target", f"{rate:,.0f} events/s{beside}", "no target"))
     for kind, rate in (gateway_rates or {}).items():
         rows.append((f"ai-gateway.yaml ({kind}), for comparison", f"{rate:,.0f} events/s", "no target"))
     width = max(len(target) for target, _, _ in rows)
@@ -453,8 +507,9 @@ def main() -> None:
             p99s = latency(1_000, [k for k in args.storage if k != "memory"], args.postgres)
             streamed = streamed_peak_rss(args.events) if "sqlite" in args.storage else None
             speedups = writers_speedup(min(args.events, 100_000)) if "sqlite" in args.storage else None
+            ends = rate_end_to_end(args.events, args.storage, args.postgres)
             print()
-            print(target_table(figures, p99s, streamed, speedups, args.events, gateway_rates))
+            print(target_table(figures, p99s, streamed, speedups, args.events, gateway_rates, ends))
     finally:
         drop_bench_schemas(args.postgres)
 
