@@ -445,7 +445,8 @@ def aggregate(storage: Storage) -> list[str]:
       the largest ``after`` of its readings (every aggregate only grows: sums and counts of quantities that cannot
       be negative, maxima, unique counts, running totals), and a unique-count state counts its stored members.
       A period a correction re-priced is left out (its state is replaced by the re-pricing, which stores charge
-      records and no readings), and so are the term-long prepaid draw-downs of a customer with corrections.
+      records and no readings), and so are the term-long prepaid draw-downs of a customer with corrections (and
+      every state of a customer with a correction that names no period).
       Memory keeps no readings, only the state they advanced: there is nothing to compare.
     """
     from rating.storage.sql import SqlStorage
@@ -554,7 +555,7 @@ def _states(storage: Any) -> list[str]:
         readings = readings.format(after="after")
     latest: dict[Key, Decimal] = {}
     for customer, meter, key, period, raw in _rows(storage, readings):
-        if (customer, period) in corrected or (period == TERM and customer in customers):
+        if {(customer, period), (customer, None)} & corrected or (period == TERM and customer in customers):
             continue  # re-priced: its state is the re-pricing's, which stores no readings
         try:
             after = amount(raw)
@@ -596,15 +597,16 @@ def _states(storage: Any) -> list[str]:
     return problems
 
 
-def _corrected_periods(storage: Any) -> set[tuple[str, str]]:
-    """The (customer, period) pairs that corrections posted in (the period they count in, or adjust)."""
-    found = set()
+def _corrected_periods(storage: Any) -> set[tuple[str, str | None]]:
+    """The (customer, period) pairs that corrections posted in (the period they count in, adjust or settle);
+    (customer, None) for a correction that names no period."""
+    found: set[tuple[str, str | None]] = set()
     for customer, metadata in _rows(storage, "SELECT customer, metadata FROM transactions WHERE kind = 'rerate'"):
         try:
             meta = metadata if isinstance(metadata, dict) else json.loads(str(metadata))
         except ValueError:
             continue
-        for name in ("period", "adjusts", "settles"):
-            if isinstance(meta.get(name), str):
-                found.add((customer, meta[name]))
+        named = [meta[name] for name in ("period", "adjusts", "settles") if isinstance(meta.get(name), str)]
+        # A correction that names no period (not one rerate posts) may have replaced any state of its customer.
+        found.update((customer, period) for period in named or [None])
     return found
