@@ -399,6 +399,62 @@ def postgres_writers(count: int, postgres: str, counts: tuple[int, ...] = (1, 2,
     return {writers: rate / rates[counts[0]] for writers, rate in rates.items()}
 
 
+def rate_end_to_end(count: int, storages: list[str], postgres: str | None) -> dict[str, float]:
+    """Events/s of ``rating rate`` itself on the bench's events: a JSON Lines file rated by ``python -m rating rate``
+    in a fresh process (start-up, reading and validating every line with the msgspec reader when installed, rating,
+    posting), per SQL storage of ``storages`` (``KIND``), and of the engine alone on the same events just before it
+    (``KIND engine``: the machine's load moves both alike). The totals charged are checked against the bare loop's.
+
+    Also prints the start-up alone (the same command on an empty file): the part of the figure that does not grow
+    with the file.
+    """
+    rates: dict[str, float] = {}
+    kinds = [kind for kind in storages if kind == "sqlite" or (kind == "postgres" and postgres)]
+    if not kinds:
+        return rates
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        (folder / "bench.yaml").write_text(PRICEBOOK)
+        expected = Decimal(0)
+        with (folder / "events.jsonl").open("w") as file:
+            for event in synthetic_stream(count):
+                file.write(event.canonical_json() + "\n")
+                expected += event.properties["tokens"] * PRICE
+        (folder / "empty.jsonl").write_text("")
+
+        def rate(name: str, db: str) -> float:
+            command = [sys.executable, "-m", "rating", "rate", "-p", str(folder / "bench.yaml"), "--db", db]
+            started = time.perf_counter()
+            done = subprocess.run([*command, str(folder / name)], capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f"rating rate ({db}) failed: {done.stderr.strip()[-500:]}")
+            return time.perf_counter() - started
+
+        registry = Registry.load()
+        events = synthetic_events(count)
+        for kind in kinds:
+            # The engine alone on the same events just before, so that both figures see the same machine load.
+            alone, storage = rate_into(kind, storage_url(kind, directory, postgres), events, expected, registry)
+            storage.close()
+            rates[f"{kind} engine"] = count / alone
+            startup = rate("empty.jsonl", storage_url(kind, directory, postgres))
+            url = storage_url(kind, directory, postgres)
+            seconds = rate("events.jsonl", url)
+            with registry.open_storage(url) as storage:
+                charged = sum(storage.period_totals("2026-11").values(), Decimal(0))
+            if charged != expected:
+                raise SystemExit(f"rating rate ({kind}): charged {charged}, the bare loop summed {expected}")
+            rates[kind] = count / seconds
+            label = f"rating rate ({kind})"
+            print(
+                f"{label:<24} {seconds:8.2f} s  {count / seconds:>12,.0f} events/s  end to end, in a fresh process"
+                f" (of which {startup:.2f} s start-up on an empty file); the engine alone just before:"
+                f" {count / alone:,.0f} events/s",
+                flush=True,
+            )
+    return rates
+
+
 def target_table(
     figures: dict[str, float],
     p99s: dict[str, float],
@@ -407,6 +463,7 @@ def target_table(
     count: int,
     gateway_rates: dict[str, float] | None = None,
     postgres_speedups: dict[int, float] | None = None,
+    end_to_end: dict[str, float] | None = None,
 ) -> str:
     """Each target of the online-rating issue beside its figure from this run."""
     rows = []
@@ -458,6 +515,12 @@ def target_table(
         f"{four or 0:.2f}x",
         bool(four and four >= 1.5),
     )
+    for kind, rate in (end_to_end or {}).items():
+        if kind.endswith(" engine"):
+            continue
+        alone = (end_to_end or {}).get(f"{kind} engine") or figures.get(kind)
+        shown = f"{rate:,.0f}/s, {rate / alone:.0%} of engine" if alone else f"{rate:,.0f} events/s"
+        rows.append((f"rating rate end to end ({kind}), ingest included", shown, "no target"))
     for kind, rate in (gateway_rates or {}).items():
         rows.append((f"ai-gateway.yaml ({kind}), for comparison", f"{rate:,.0f} events/s", "no target"))
     width = max(len(target) for target, _, _ in rows)
@@ -506,8 +569,9 @@ def main() -> None:
                 if "postgres" in args.storage and args.postgres
                 else None
             )
+            ends = rate_end_to_end(args.events, args.storage, args.postgres)
             print()
-            print(target_table(figures, p99s, streamed, speedups, args.events, gateway_rates, on_postgres))
+            print(target_table(figures, p99s, streamed, speedups, args.events, gateway_rates, on_postgres, ends))
     finally:
         drop_bench_schemas(args.postgres)
 

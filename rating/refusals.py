@@ -246,3 +246,14 @@ class DocumentRefusal(enum.StrEnum):
     #: A character of the text has no glyph in DejaVu Sans nor in the fonts the billing file names
     #: (the message names the character and its field): it is never drawn as ``?`` or left out.
     UNRENDERABLE_TEXT = "unrenderable_text"
+
+
+class VerifyRefusal(enum.StrEnum):
+    """Why ``rating verify`` found the ledger and the per-event records apart (each problem line starts with one)."""
+
+    #: What the rating and correction transactions of a customer credit a revenue account (``revenue:PLAN:METER``)
+    #: in an asset is not minus the sum of the customer's charge records of that plan and meter in that asset.
+    REVENUE_NOT_RECORDED = "revenue_not_recorded"
+    #: A stored period state is not the latest ``after`` of the meter readings of its key (customer, meter, group,
+    #: period), or a unique-count state does not count its members.
+    STATE_NOT_RECORDED = "state_not_recorded"

@@ -15,7 +15,11 @@ from rating.storage import masked
 def register(commands: Commands) -> None:
     """``verify`` and ``db``."""
     add_command(
-        commands, "verify", cmd_verify, "check that the ledger balances and matches its postings", db=DEFAULT_DB
+        commands,
+        "verify",
+        cmd_verify,
+        "check that the ledger balances, matches its postings and is the sum of the per-event records",
+        db=DEFAULT_DB,
     )
     db = add_command(commands, "db", cmd_migrate, "database maintenance: rating db migrate", db=DEFAULT_DB)
     db.add_argument(

@@ -90,7 +90,7 @@ def test_a_schema_1_postgres_database_migrates_forward(registry: Registry) -> No
         db.execute("INSERT INTO schema_version VALUES (1, '2026-11-01')")
         legacy = sqlite3.connect(f"file:{FIXTURES / 'legacy-v3.db'}?mode=ro", uri=True)
         try:
-            for table in ("transactions", "postings", "balances", "events", "usage", "period_state"):
+            for table in ("transactions", "postings", "balances", "events", "usage", "charges", "period_state"):
                 columns = [row[1] for row in legacy.execute(f"PRAGMA table_info({table})") if row[1] != "seq"]
                 marks = ", ".join(["%s"] * len(columns))
                 for row in legacy.execute(f"SELECT {', '.join(columns)} FROM {table}"):
