@@ -79,7 +79,8 @@ def install(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
     @app.get("/v1/customers/{customer}/upcoming", dependencies=read)
     async def upcoming(customer: str) -> JSONResponse:
         """What the customer's open period would bill if it closed now: its usage per meter, the closing
-        charges the close would post (fees, minimum and commitment true-ups, rounding), and the totals."""
+        charges the close would post (fees, minimum and commitment true-ups, rounding), and the totals
+        (``paid_from_wallet``: its usage is paid from its wallet as rated, not billed on account)."""
         return JSONResponse(await ledger.run(lambda led: _upcoming(led, customer)))
 
 
@@ -112,7 +113,8 @@ def _upcoming(led: Ledger, customer: str) -> dict[str, Any]:
         summed = usage.setdefault((charge.meter, charge.asset), [ZERO, ZERO])
         summed[0] += charge.after - charge.before
         summed[1] += charge.amount
-    closing = [_closing_line(t, customer) for t in preview_closing(led.storage, book, customer, period) if t.postings]
+    previewed = preview_closing(led.storage, led.catalog, customer, period)
+    closing = [_closing_line(t, customer) for t in previewed if t.postings]
     totals: dict[str, Decimal] = {}
     for (_, asset), (_, amount) in usage.items():
         totals[asset] = totals.get(asset, ZERO) + amount
@@ -125,6 +127,7 @@ def _upcoming(led: Ledger, customer: str) -> dict[str, Any]:
         "end": end.isoformat(),
         "as_of": now.isoformat(),
         "closed": bool(led.storage.closed_periods([(customer, period)])),
+        "paid_from_wallet": book.pays_from_wallet(customer),
         "usage": [
             {"meter": meter, "asset": asset, "quantity": views.money(quantity), "amount": views.money(amount)}
             for (meter, asset), (quantity, amount) in sorted(usage.items())

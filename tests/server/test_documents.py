@@ -60,7 +60,7 @@ def november(db: str, keys: Path, registry: Registry, tmp_path: Path) -> Iterato
 
 
 def test_upcoming_is_what_closing_the_open_period_now_would_bill_and_writes_nothing(
-    november: TestClient, db: str, registry: Registry
+    november: TestClient, db: str, registry: Registry, tmp_path: Path
 ) -> None:
     for n in range(3):
         assert november.post("/v1/events", json=call(f"e{n}"), headers=WRITE).status_code == 201
@@ -76,11 +76,18 @@ def test_upcoming_is_what_closing_the_open_period_now_would_bill_and_writes_noth
         ("basic fee for 2026-11", "10.00"),
         ("minimum spend true-up for 2026-11", "13.50"),
     ]
-    assert shown["totals"] == {"USD": "25.00"}
+    assert (shown["totals"], shown["paid_from_wallet"]) == ({"USD": "25.00"}, False)
     with registry.open_storage(db) as storage:  # nothing of the close was written
         assert storage.closed_periods([("c1", "2026-11")]) == set()
         assert sum(storage.balances([receivable_account("c1")]).values(), Decimal(0)) == Decimal("1.50")
     assert november.get("/v1/customers/c1/upcoming", headers=READ).json() == shown  # and so it says the same again
+    # Closing the period once it has ended posts exactly what upcoming said.
+    catalog = load_catalog([tmp_path / "fees.yaml"], registry)
+    december = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+    with registry.open_storage(db) as storage:
+        report = close_period(Engine(catalog, storage, registry, clock=lambda: december), "2026-11", ["c1"])
+        assert [t.id for t in report.posted if t.postings] == [line["id"] for line in shown["closing"]]
+        assert sum(storage.balances([receivable_account("c1")]).values(), Decimal(0)) == Decimal("25.00")
 
 
 def test_upcoming_of_a_customer_without_events_is_the_fee_and_minimum(november: TestClient) -> None:
