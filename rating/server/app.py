@@ -49,7 +49,7 @@ from rating.pricebook.catalog import Catalog
 from rating.refusals import InvoiceRefusal, PaymentRefusal, Refusal
 from rating.registry import Registry
 from rating.reports.usage import usage_report, window
-from rating.server import cloudevents, documents, metrics, views
+from rating.server import cloudevents, documents, metrics, openapi, views
 from rating.server.auth import ApiKey, find_key, load_keys
 from rating.server.ledger import FUTURE_TOLERANCE, Ledger
 from rating.wallet.balances import CustomerBalance, reservation_used
@@ -281,6 +281,7 @@ def create_app(
     _payment_routes(app, ledger, needs, list(payment_secrets), list(stripe_secrets))
     documents.install(app, ledger, needs)
     metrics.install(app, needs)
+    openapi.describe(app)  # last: it documents the routes added above
     return app
 
 

@@ -79,3 +79,13 @@ def test_openapi_is_a_valid_3_1_document_naming_every_route(client: TestClient) 
     assert routes <= published
     for path in ("/v1/events", "/v1/credit-notes/{number}", "/v1/customers/{customer}/upcoming", "/metrics"):
         assert path in spec["paths"]
+    # The routes that read their own body declare it, in each media type they take, with schemas that resolve.
+    body = spec["paths"]["/v1/events"]["post"]["requestBody"]["content"]
+    assert set(body) == {"application/json", "application/cloudevents+json"}
+    batch = spec["paths"]["/v1/events/batch"]["post"]["requestBody"]["content"]
+    assert set(batch) == {"application/json", "application/x-ndjson", "application/cloudevents-batch+json"}
+    schemas = spec["components"]["schemas"]
+    assert schemas["UsageEvent"]["required"] == ["id", "customer", "type", "timestamp"]
+    assert {"CloudEvent", "Attribution", "PaymentConfirmation"} <= set(schemas)
+    example = body["application/json"]["example"]
+    assert client.post("/v1/quote", json=example, headers=WRITE).json()["totals"] == {"USD": "0.1575000"}
