@@ -130,7 +130,7 @@ def describe(app: FastAPI) -> None:
     for route in app.routes:
         if not isinstance(route, APIRoute):
             continue
-        for method in route.methods:
+        for method in route.methods or ():
             extra = EXTRAS.get((route.path, method))
             if extra is not None:
                 route.openapi_extra = {**(route.openapi_extra or {}), **extra()}
