@@ -379,6 +379,21 @@ def _closing_of(
     return customer_closing(book, customer, period, mine, adjustments, drawn)
 
 
+def preview_closing(storage: Storage, catalog: Catalog, customer: str, period: str) -> list[Transaction]:
+    """The closing transactions of ``customer``'s ``period`` as :func:`close_period` would compute them from the
+    ledger now (fees, minimum and commitment true-ups, rounding, the marker; by the version in force at the
+    period's start, as the close takes it), read-only: nothing is written, and no carry is re-settled (a
+    rollover or prepaid draw-down re-drawn at the close may move them). Empty when no version is in force."""
+    try:
+        _, first = parse_period(period)
+    except ValueError as error:
+        raise RatingError(str(error)) from None
+    book = catalog.in_force(dt.datetime(first.year, first.month, first.day, 12, tzinfo=dt.UTC))
+    if book is None:
+        return []
+    return _closing_of(storage, book, customer, period, _totals_by_customer(storage, period))
+
+
 def _totals_by_customer(storage: Storage, period: str) -> dict[str, dict[str, Decimal]]:
     """The period's charges per customer and asset, as stored."""
     by_customer: dict[str, dict[str, Decimal]] = {}

@@ -84,7 +84,7 @@ GROUPS = (pricebooks, rate, wallets, close, reports, simulate, invoices, stateme
 
 #: The commands in the order ``rating --help`` lists them (the order they were added in before the groups).
 HELP_ORDER = (
-    "check", "schema", "quote", "rate", "request", "balance", "close-period", "usage", "payouts", "margin",
+    "check", "schema", "quote", "rate", "request", "balance", "wallet", "close-period", "usage", "payouts", "margin",
     "simulate", "rerate", "invoice", "statement", "import", "to-parquet", "diff", "verify", "db", "demo", "serve",
 )  # fmt: skip
 

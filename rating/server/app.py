@@ -49,7 +49,7 @@ from rating.pricebook.catalog import Catalog
 from rating.refusals import InvoiceRefusal, PaymentRefusal, Refusal
 from rating.registry import Registry
 from rating.reports.usage import usage_report, window
-from rating.server import views
+from rating.server import cloudevents, documents, metrics, openapi, views
 from rating.server.auth import ApiKey, find_key, load_keys
 from rating.server.ledger import FUTURE_TOLERANCE, Ledger
 from rating.wallet.balances import CustomerBalance, reservation_used
@@ -163,6 +163,8 @@ async def _body(request: Request, limit: int) -> bytes:
 async def _event(request: Request) -> UsageEvent:
     """The one event of a request body, decoded as a JSON Lines record is (the same checks and refusal codes)."""
     body = await _body(request, MAX_EVENT_BODY)
+    if cloudevents.media_type(request.headers.get("content-type", "")) == cloudevents.SINGLE:
+        return cloudevents.read_single(body)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -172,13 +174,17 @@ async def _event(request: Request) -> UsageEvent:
 
 def _batch_records(body: bytes, content_type: str) -> list[Sourced]:
     """The records of a batch body: a JSON array of events (``application/json``) or JSON Lines (anything else),
-    each located by its index in the batch."""
-    if content_type.split(";")[0].strip().lower() == "application/json":
+    each located by its index in the batch; or a JSON array of CloudEvents (``application/cloudevents-batch+json``)."""
+    kind = cloudevents.media_type(content_type)
+    if kind in ("application/json", cloudevents.BATCH):
         items = parse_json(body)  # not JSON: EventError, invalid_record
         if not isinstance(items, list):
             raise ApiError(422, "invalid_request", "a batch is a JSON array of events (or JSON Lines)")
         records = []
         for item in items:
+            if kind == cloudevents.BATCH:
+                records.append(cloudevents.record(item))
+                continue
             try:
                 records.append(Sourced("", event=parse_event(item)))
             except EventError as error:
@@ -273,6 +279,9 @@ def create_app(
     _request_routes(app, ledger, needs)
     _reading_routes(app, ledger, needs)
     _payment_routes(app, ledger, needs, list(payment_secrets), list(stripe_secrets))
+    documents.install(app, ledger, needs)
+    metrics.install(app, needs)
+    openapi.describe(app)  # last: it documents the routes added above
     return app
 
 
