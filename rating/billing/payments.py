@@ -30,6 +30,7 @@ import enum
 import hashlib
 import hmac
 import json
+import os
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_NESTING = 16
 #: Amounts at or above 10^15 are refused: no top-up is that large.
 MAX_AMOUNT_MAGNITUDE = 15
+#: Where the payment confirmation secrets and the Stripe webhook secrets are read from (comma-separated).
+PAYMENT_SECRETS, STRIPE_SECRETS = "RATING_PAYMENT_SECRETS", "RATING_STRIPE_SECRETS"
 #: How far a payload's ``created`` may be from now, either way.
 DEFAULT_TOLERANCE = dt.timedelta(minutes=5)
 
@@ -85,6 +88,17 @@ class Payment:
     #: ``payment``, or ``refund`` / ``chargeback`` of the payment ``refunds`` names.
     kind: str = "payment"
     refunds: str | None = None
+
+
+def secrets_from_environment() -> tuple[list[bytes], list[str]]:
+    """The payment confirmation secrets (``RATING_PAYMENT_SECRETS``) and the Stripe webhook secrets
+    (``RATING_STRIPE_SECRETS``), comma-separated (several while one is rotated): read from the environment,
+    never the command line, which other users of the machine can read."""
+
+    def listed(variable: str) -> list[str]:
+        return [secret.strip() for secret in os.environ.get(variable, "").split(",") if secret.strip()]
+
+    return [secret.encode() for secret in listed(PAYMENT_SECRETS)], listed(STRIPE_SECRETS)
 
 
 def sign(payload: bytes, secret: bytes) -> str:

@@ -75,8 +75,8 @@ def cmd_serve(args: argparse.Namespace, registry: Registry) -> int:
         file=sys.stderr,
     )
     if args.workers == 1:
+        from rating.billing.payments import secrets_from_environment
         from rating.server import create_app
-        from rating.server.app import secrets_from_environment
 
         payments, stripe = secrets_from_environment()
         app = create_app(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, get_args
@@ -27,7 +26,6 @@ from rating.wallet.wallets import GrantKind, Wallets
 CUSTOMER_COLUMNS = ["asset", "available", "reserved", "posted", "owed"]
 GRANT_COLUMNS = ["grant", "asset", "amount", "remaining", "kind", "priority", "starts", "expires", "in_force"]
 #: Where the secrets verifying payment confirmations are read from, comma-separated (as ``rating serve`` reads them).
-PAYMENT_SECRETS = "RATING_PAYMENT_SECRETS"
 #: The actions of ``rating wallet``.
 WALLET_ACTIONS = {
     "show": "a customer's funds per asset and the grants given to it",
@@ -176,9 +174,9 @@ def cmd_wallet_grant(args: argparse.Namespace, registry: Registry) -> int:
 def cmd_wallet_deposit(args: argparse.Namespace, registry: Registry) -> int:
     """Book a signed payment confirmation: verified with the secrets of ``RATING_PAYMENT_SECRETS`` by
     :func:`rating.billing.payments.confirm_payment`, as ``POST /v1/payments`` does; once per payment id."""
-    from rating.billing.payments import confirm_payment
+    from rating.billing.payments import confirm_payment, secrets_from_environment
 
-    secrets = [secret.strip().encode() for secret in os.environ.get(PAYMENT_SECRETS, "").split(",") if secret.strip()]
+    secrets, _ = secrets_from_environment()
     payload = _read_file(args.confirmation, "the payment confirmation")
     signature = _read_file(args.signature, "the signature").decode("ascii", "replace").strip()
     book = load_catalog(args.pricebook, registry).latest

@@ -29,6 +29,7 @@ from rating.billing.payments import (
     PaymentResult,
     apply_payment,
     confirm_payment,
+    secrets_from_environment,
 )
 from rating.billing.stripe import stripe_payment, verify_stripe
 from rating.engine.reports import BatchReport
@@ -56,8 +57,6 @@ from rating.wallet.balances import CustomerBalance, reservation_used
 from rating.wallet.wallets import Wallets
 
 LOG = logging.getLogger("rating.server")
-#: Where the payment confirmation secrets and the Stripe webhook secrets are read from (comma-separated).
-PAYMENT_SECRETS, STRIPE_SECRETS = "RATING_PAYMENT_SECRETS", "RATING_STRIPE_SECRETS"
 #: The most events one batch request may carry.
 MAX_BATCH = 1_000
 #: The most bytes a request body may have (a batch of 1,000 events of 16 KiB each).
@@ -536,12 +535,3 @@ def from_environment() -> FastAPI:
     return create_app(
         os.environ["RATING_SERVE_DB"], pricebooks, api_keys=keys, payment_secrets=payments, stripe_secrets=stripe
     )
-
-
-def secrets_from_environment() -> tuple[list[bytes], list[str]]:
-    """The payment confirmation secrets (``RATING_PAYMENT_SECRETS``) and Stripe webhook secrets
-    (``RATING_STRIPE_SECRETS``), comma-separated: from the environment, never the command line, which other
-    users of the machine can read."""
-    payments = [secret.strip().encode() for secret in os.environ.get(PAYMENT_SECRETS, "").split(",") if secret.strip()]
-    stripe = [secret.strip() for secret in os.environ.get(STRIPE_SECRETS, "").split(",") if secret.strip()]
-    return payments, stripe
