@@ -27,6 +27,7 @@ from pathlib import Path
 
 from rating import fastread
 from rating.engine import BatchReport, Engine
+from rating.engine.writer import cyclic_gc_paused
 from rating.events import Attribution, UsageEvent, read_jsonl
 from rating.pricebook.model import Pricebook, parse_pricebook
 from rating.registry import Registry
@@ -455,6 +456,58 @@ def rate_end_to_end(count: int, storages: list[str], postgres: str | None) -> di
     return rates
 
 
+def stages(count: int) -> dict[str, float]:
+    """Microseconds per event of the memory path stage by stage, cumulatively, over the same events in one run:
+    the terms (rate cards), + pricing, + the policies and the poster (the pipeline), + the storage records, and
+    the whole engine into memory storage. Each stage's share of the engine is what it would save to remove it."""
+    from decimal import localcontext
+
+    from rating.core.charges import event_record
+    from rating.core.pipeline import Pipeline
+    from rating.core.pricer import Pricer, advance
+    from rating.money import MONEY_CONTEXT, ZERO
+    from rating.pricebook.catalog import Catalog
+    from rating.pricebook.meters import PeriodState
+
+    registry = Registry.load()
+    book = parse_pricebook(PRICEBOOK, registry, "bench")
+    events = synthetic_events(count)
+
+    def run_to(depth: int) -> float:
+        pricer = Pricer(Catalog([book]), check_inputs=True)  # as the engine prices events being rated
+        pipeline = Pipeline(pricer)
+        states: dict[object, PeriodState] = {}
+
+        def lookup(key: object) -> PeriodState:
+            state = states.get(key)
+            if state is None:
+                state = states[key] = PeriodState(ZERO)
+            return state
+
+        with localcontext(MONEY_CONTEXT), cyclic_gc_paused():
+            started = time.perf_counter()
+            for event in events:
+                terms = pricer.terms(event)
+                if depth == 1:
+                    advance(lookup, event.customer, pricer.price(terms, lookup).usage)
+                elif depth >= 2:
+                    rating = pipeline.run(event, lookup, lambda customer, period: False, terms).rating
+                    advance(lookup, event.customer, rating.usage)
+                    if depth == 3:
+                        event_record(rating, False)
+            return (time.perf_counter() - started) * 1e6 / count
+
+    names = ("terms (rate cards)", "+ pricing", "+ policies and poster", "+ storage records")
+    figures = {name: run_to(depth) for depth, name in enumerate(names)}
+    storage = registry.open_storage("memory:")
+    seconds, _ = timed(partial(Engine(book, storage, registry, pause_gc=True).rate_batch, events, chunk_size=10_000))
+    figures["the engine into memory"] = seconds * 1e6 / count
+    whole = figures["the engine into memory"]
+    for name, micros in figures.items():
+        print(f"  {name:<26} {micros:7.1f} us/event  {micros / whole:5.0%} of the engine")
+    return figures
+
+
 def target_table(
     figures: dict[str, float],
     p99s: dict[str, float],
@@ -538,6 +591,7 @@ def main() -> None:
     parser.add_argument("--simulate", action="store_true", help="instead: columnar simulation of a Parquet history")
     parser.add_argument("--llm", action="store_true", help="instead: LLM requests priced here and by genai-prices")
     parser.add_argument("--writers", action="store_true", help="instead: 1, 2 and 4 rating rate processes")
+    parser.add_argument("--stages", action="store_true", help="instead: the memory path's cost stage by stage")
     args = parser.parse_args()
     try:
         if args.llm:
@@ -550,6 +604,9 @@ def main() -> None:
             simulation(args.events if "--events" in sys.argv else 10_000_000)
         elif args.latency:
             latency(args.latency, args.storage, args.postgres)
+        elif args.stages:
+            print("the memory path stage by stage (cumulative):")
+            stages(args.events if "--events" in sys.argv else 100_000)
         elif args.writers:
             count = args.events if "--events" in sys.argv else 100_000
             speedups = writers_speedup(count) if "sqlite" in args.storage else None
@@ -560,6 +617,8 @@ def main() -> None:
             print(target_table({}, {}, None, speedups, count, None, on_postgres))
         else:
             figures = run(args.events, args.storage, args.postgres)
+            print("the memory path stage by stage (cumulative), where the time of an event goes:")
+            stages(min(args.events, 100_000))
             gateway_rates = gateway(min(args.events, 100_000), args.storage, args.postgres)
             p99s = latency(1_000, [k for k in args.storage if k != "memory"], args.postgres)
             streamed = streamed_peak_rss(args.events) if "sqlite" in args.storage else None
