@@ -7,7 +7,15 @@ one line a person can act on.
 
 from __future__ import annotations
 
-from rating.refusals import CustomerRefusal, DocumentRefusal, InvoiceRefusal, PayoutRefusal, Refusal, RerateRefusal, ValueRefusal
+from rating.refusals import (
+    CustomerRefusal,
+    DocumentRefusal,
+    InvoiceRefusal,
+    PayoutRefusal,
+    Refusal,
+    RerateRefusal,
+    ValueRefusal,
+)
 
 
 class RatingError(Exception):

@@ -31,7 +31,15 @@ from rating.core.funding import (
     released,
     reservation_of,
 )
-from rating.errors import CustomerError, EventConflict, InvalidAmount, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
+from rating.errors import (
+    CustomerError,
+    EventConflict,
+    InvalidAmount,
+    LimitExceeded,
+    PeriodClosed,
+    RatingError,
+    TransactionConflict,
+)
 from rating.events import UsageEvent
 from rating.ids import TransactionKind, parse, payment_marker_id, release_id, reserve_id
 from rating.ledger import Transaction
