@@ -61,12 +61,28 @@ def spec_of(version: CustomerVersion) -> CustomerSpec:
 
 
 def with_customers(catalog: Catalog, customers: Mapping[str, CustomerSpec]) -> Catalog:
-    """``catalog`` with ``customers`` (kept as data) over each version's ``customers:`` block: they win."""
+    """``catalog`` with ``customers`` (kept as data) over each version's ``customers:`` block: they win.
+
+    A version is given only the stored customers it can rate (every plan they are ever on is one of its plans,
+    of one period kind): a version that lacks one rates that customer as if it were not stored (its seed, the
+    default plan, or ``unknown_customer``), never by a plan it does not have. ``rating check --db`` names them.
+    """
     if not customers:
         return catalog
-    return Catalog(
-        [book.model_copy(update={"customers": {**book.customers, **customers}}) for book in catalog.versions]
-    )
+    versions = []
+    for book in catalog.versions:
+        fit = {name: spec for name, spec in customers.items() if unfit(book, spec) is None}
+        versions.append(book.model_copy(update={"customers": {**book.customers, **fit}}))
+    return Catalog(versions)
+
+
+def unfit(book: Pricebook, spec: CustomerSpec) -> str | None:
+    """Why ``book`` cannot rate a customer of ``spec`` (a plan it lacks, plans of several period kinds), or None."""
+    missing = [plan for plan in spec.plans() if plan not in book.plans]
+    if missing:
+        return f"unknown plan {missing[0]!r}; plans: {', '.join(sorted(book.plans))}"
+    kinds = {book.plans[plan].period for plan in spec.plans()}
+    return f"plan changes must keep one period kind, found {sorted(kinds)}" if len(kinds) > 1 else None
 
 
 class _Lines(Problems):

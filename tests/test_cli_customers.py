@@ -88,3 +88,18 @@ def test_rerate_sees_the_customers_of_the_database(run, tmp_path: Path) -> None:
     assert code == 0, err
     document = json.loads(out)
     assert document["corrections"] == [] and "unknown_customer" not in out
+
+
+def test_check_with_a_database_names_the_stored_customers_the_pricebook_cannot_rate(  # type: ignore[no-untyped-def]
+    run, tmp_path: Path
+) -> None:
+    from tests.test_customers import WITHOUT_PRO
+
+    assert run("customer", "add", "globex", "--plan", "pro", "-p", "book.yaml")[0] == 0
+    assert run("customer", "add", "initech", "--plan", "basic", "-p", "book.yaml")[0] == 0
+    code, out, _ = run("check", "book.yaml", "--db", "rating.db")
+    assert code == 0 and "book.yaml: 2 of 2 stored customers rated by it" in out
+    (tmp_path / "smaller.yaml").write_text(WITHOUT_PRO)
+    code, out, err = run("check", "smaller.yaml", "--db", "rating.db")
+    assert code == 1 and "1 of 2 stored customers" in out
+    assert err.splitlines() == ["smaller.yaml: customers.globex (stored, version 1): unknown plan 'pro'; plans: basic"]

@@ -194,3 +194,20 @@ def test_a_bad_customer_id_is_refused(pricebook: Pricebook) -> None:
     with pytest.raises(CustomerError) as refused:
         Customers(MemoryStorage(), pricebook, clock).put("no spaces", {"plan": "pro"})
     assert refused.value.code == "invalid_customer"
+
+
+WITHOUT_PRO = PRICEBOOK.replace('  pro:\n    charges:\n      - {meter: requests, model: per_call, price: "0.50"}\n', "")
+
+
+def test_a_pricebook_lacking_a_stored_customers_plan_rates_it_as_not_stored(
+    pricebook: Pricebook, book: Callable[[str], Pricebook], registry: Registry
+) -> None:
+    storage = MemoryStorage()
+    customers = Customers(storage, pricebook, clock)
+    customers.put("globex", {"plan": "pro"})
+    customers.put("acme", {"plan": "pro"})
+    engine = Engine(book(WITHOUT_PRO), storage, registry, clock=clock)  # the plan was removed since
+    with pytest.raises(EventError) as refused:  # refused by name, never priced by a plan the pricebook lacks
+        engine.rate(event("e1", "globex"))
+    assert refused.value.code == "unknown_customer"
+    assert charged(engine, "e2", "acme") == Decimal("0.01")  # its seed rates it
