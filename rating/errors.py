@@ -7,7 +7,15 @@ one line a person can act on.
 
 from __future__ import annotations
 
-from rating.refusals import DocumentRefusal, InvoiceRefusal, PayoutRefusal, Refusal, RerateRefusal, ValueRefusal
+from rating.refusals import (
+    CustomerRefusal,
+    DocumentRefusal,
+    InvoiceRefusal,
+    PayoutRefusal,
+    Refusal,
+    RerateRefusal,
+    ValueRefusal,
+)
 
 
 class RatingError(Exception):
@@ -161,4 +169,12 @@ class DocumentError(RatingError):
 
     def __init__(self, code: DocumentRefusal, message: str) -> None:
         self.code = DocumentRefusal(code)
+        super().__init__(f"{self.code}: {message}")
+
+
+class CustomerError(RatingError):
+    """A customer version was not stored; ``code`` is a :class:`~rating.refusals.CustomerRefusal`."""
+
+    def __init__(self, code: CustomerRefusal, message: str) -> None:
+        self.code = CustomerRefusal(code)
         super().__init__(f"{self.code}: {message}")

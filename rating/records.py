@@ -20,6 +20,7 @@ a meter advances in place): several are built per event on the hot path.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
@@ -110,3 +111,26 @@ class CorrectionRecord(NamedTuple):
     customer: str
     charges: tuple[ChargeRecord, ...]
     transaction: Transaction
+
+
+class CustomerVersion(NamedTuple):
+    """One version of a customer kept as data (:mod:`rating.customers`): the whole spec as canonical JSON text.
+
+    Versions are appended, never edited: ``sequence`` counts a customer's versions from 1, ``effective`` is
+    the instant the change takes effect, ``recorded_at`` when it was stored (not part of its content).
+    """
+
+    customer: str
+    sequence: int
+    effective: dt.datetime
+    spec: str
+    recorded_at: dt.datetime
+
+    def same_content(self, other: CustomerVersion) -> bool:
+        """Whether ``other`` is this version again (a replay), whenever it was recorded."""
+        return (self.customer, self.sequence, self.effective, self.spec) == (
+            other.customer,
+            other.sequence,
+            other.effective,
+            other.spec,
+        )

@@ -136,6 +136,21 @@ class RerateRefusal(enum.StrEnum):
     PERIOD_MISMATCH = "period_mismatch"
 
 
+class CustomerRefusal(enum.StrEnum):
+    """Why a customer version (added, changed or subscribed as data, :mod:`rating.customers`) was not stored."""
+
+    #: The spec is not a valid customer of the pricebook (the message is the pricebook's own one line).
+    INVALID_CUSTOMER = "invalid_customer"
+    #: No customer of that id is stored (nor seeded by the pricebook).
+    UNKNOWN_CUSTOMER = "unknown_customer"
+    #: The change takes effect before the latest event already rated in the customer's open period.
+    BEFORE_RATED_USAGE = "before_rated_usage"
+    #: A time-zone or period-anchor change that would take effect inside the customer's current period.
+    MID_PERIOD_ANCHOR = "mid_period_anchor"
+    #: The (customer, sequence) is already stored with other content (a concurrent change won the race).
+    CONFLICT = "conflict"
+
+
 #: Every event refusal in the order the pipeline checks them, with what it means (the README's table).
 REFUSAL_TABLE: tuple[tuple[Refusal, str], ...] = (
     (

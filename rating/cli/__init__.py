@@ -6,7 +6,7 @@ its own, declaring its subcommands (``register``) beside their handlers: :mod:`~
 (balance, request), :mod:`~rating.cli.close` (close-period, payouts, rerate), :mod:`~rating.cli.reports`
 (usage, margin), :mod:`~rating.cli.simulate` (simulate, to-parquet), :mod:`~rating.cli.invoices`,
 :mod:`~rating.cli.statements`, :mod:`~rating.cli.imports`, :mod:`~rating.cli.db` (verify, db migrate) and
-:mod:`~rating.cli.serve` (the HTTP service).
+:mod:`~rating.cli.serve` (the HTTP service) and :mod:`~rating.cli.customers` (customers as data).
 Flag values are parsed by one layer, :mod:`rating.cli.args`.
 
 Exit codes, one table every command follows (README "Exit codes"): 0 done; 1 done
@@ -26,7 +26,20 @@ import urllib.parse
 from collections.abc import Sequence
 from functools import partial
 
-from rating.cli import close, db, imports, invoices, pricebooks, rate, reports, serve, simulate, statements, wallets
+from rating.cli import (
+    close,
+    customers,
+    db,
+    imports,
+    invoices,
+    pricebooks,
+    rate,
+    reports,
+    serve,
+    simulate,
+    statements,
+    wallets,
+)
 from rating.cli.common import (
     DEFAULT_DB,
     DONE,
@@ -80,12 +93,13 @@ __all__ = [
 ]
 
 #: The command groups, each registering its subcommands.
-GROUPS = (pricebooks, rate, wallets, close, reports, simulate, invoices, statements, imports, db, serve)
+GROUPS = (pricebooks, rate, wallets, close, reports, simulate, invoices, statements, imports, db, serve, customers)
 
 #: The commands in the order ``rating --help`` lists them (the order they were added in before the groups).
 HELP_ORDER = (
     "check", "schema", "quote", "rate", "request", "balance", "wallet", "close-period", "usage", "payouts", "margin",
     "simulate", "rerate", "invoice", "statement", "import", "to-parquet", "diff", "verify", "db", "demo", "serve",
+    "customer",
 )  # fmt: skip
 
 

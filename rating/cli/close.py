@@ -21,6 +21,7 @@ from rating.cli.common import (
     outcome,
 )
 from rating.cli.output import render
+from rating.customers import Customers
 from rating.ids import TransactionKind
 from rating.pricebook.catalog import load_catalog
 from rating.registry import Registry
@@ -124,7 +125,9 @@ def cmd_payouts(args: argparse.Namespace, registry: Registry) -> int:
 def cmd_rerate(args: argparse.Namespace, registry: Registry) -> int:
     catalog = load_catalog(args.pricebook, registry)
     since, until = date_range(args, catalog.latest)
-    report = rerate(open_storage(args, registry), catalog, registry, since, until, dry_run=args.dry_run)
+    storage = open_storage(args, registry)
+    catalog = Customers(storage, catalog).catalog_now()  # the customers kept in --db win over the pricebook's
+    report = rerate(storage, catalog, registry, since, until, dry_run=args.dry_run)
     status = outcome(report.repriced, len(report.refused))
     rows = report.rows()
     columns = ["customer", "asset", "posted", "rerated", "difference"]

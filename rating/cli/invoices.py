@@ -26,6 +26,7 @@ from rating.cli.common import (
 )
 from rating.cli.documents import document_fonts, file_name, write_documents
 from rating.cli.output import render
+from rating.customers import Customers
 from rating.errors import RatingError
 from rating.invoices.profiles import load_billing
 from rating.pricebook.catalog import load_catalog
@@ -128,6 +129,7 @@ def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
     status = DONE
     if args.action == "issue":
         catalog, billing = load_catalog(args.pricebook, registry), load_billing(args.billing)
+        catalog = Customers(storage, catalog).catalog_now()  # the customers kept in --db win over the pricebook's
         report = issue_invoices(storage, catalog, billing, args.period, args.customer, issued=args.date)
         for customer, _, reason in report.refused:
             print(f"{customer}: {reason}", file=sys.stderr)

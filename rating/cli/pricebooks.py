@@ -6,12 +6,14 @@ import argparse
 import json
 import sys
 
-from rating.cli.common import Commands, add_command
+from rating.cli import args as values
+from rating.cli.common import Commands, add_command, open_storage
 from rating.cli.output import render
 from rating.cli.simulate import history, simulation_status
+from rating.customers import spec_of, unfit
 from rating.errors import PricebookError
 from rating.pricebook.catalog import Catalog
-from rating.pricebook.model import json_schema, load_pricebook, summary
+from rating.pricebook.model import Pricebook, json_schema, load_pricebook, summary
 from rating.registry import Registry
 from rating.reports.diff import diff, separable_edits
 from rating.simulate import EventFile, simulate
@@ -22,6 +24,11 @@ def register(commands: Commands) -> None:
     """``check``, ``schema`` and ``diff``."""
     check = add_command(commands, "check", cmd_check, "validate pricebooks and summarise them")
     check.add_argument("pricebooks", nargs="+", metavar="PRICEBOOK")
+    check.add_argument(
+        "--db",
+        type=values.flag(values.database),
+        help="and the customers stored in this database: each must be one the pricebooks can rate",
+    )
     add_command(commands, "schema", cmd_schema, "print the JSON Schema of the pricebook format")
     differences = add_command(commands, "diff", cmd_diff, "what changed between two pricebook versions", output=True)
     differences.add_argument("before", metavar="BEFORE", help="the current pricebook file")
@@ -47,7 +54,22 @@ def cmd_check(args: argparse.Namespace, registry: Registry) -> int:
         )
         for plan, charges in info["plans"].items():
             print(f"  plan {plan}: {', '.join(charges)}")
+        if args.db is not None:
+            status = max(status, _check_stored_customers(args, registry, path, book))
     return status
+
+
+def _check_stored_customers(args: argparse.Namespace, registry: Registry, path: str, book: Pricebook) -> int:
+    """One line per customer stored in ``--db`` that ``book`` cannot rate (it rates them as if not stored); 1 if any."""
+    stored = open_storage(args, registry, "read").latest_customers()
+    problems = 0
+    for customer, version in sorted(stored.items()):
+        reason = unfit(book, spec_of(version))
+        if reason is not None:
+            print(f"{path}: customers.{customer} (stored, version {version.sequence}): {reason}", file=sys.stderr)
+            problems += 1
+    print(f"{path}: {len(stored) - problems:,} of {len(stored):,} stored customers rated by it")
+    return 1 if problems else 0
 
 
 def cmd_schema(args: argparse.Namespace, registry: Registry) -> int:

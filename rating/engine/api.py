@@ -67,16 +67,47 @@ class Engine(MeteredRequests, BatchWriter):
         self.storage = storage
         self.registry = registry or Registry.load()
         self.clock = clock
+        self.pause_gc = pause_gc
+        #: The pricebook's versions as given, customers: blocks as seeds (the stored customers win over them).
+        self.seed = self.catalog
+        #: The storage's customers_version() the pricer was built at (None: the storage keeps no customers).
+        self._customers_seen: int | None = None
+        self._build(self.catalog, future_tolerance)
+        self.refresh_customers()
+
+    def _build(self, catalog: Catalog, future_tolerance: dt.timedelta | None) -> None:
+        """The pricer, notifications and pipelines for ``catalog`` (new rate card caches)."""
+        self.catalog = catalog
         hooks = self.registry.manager.hook
         #: The pure pricer this engine composes with policies and the poster.
         enrich = hooks.rating_enrich_event if self.registry.enriches_events else None
-        self.pricer = Pricer(self.catalog, enrich, check_inputs=True)
-        self.pause_gc = pause_gc
-        self.notifications = Notifications(self.registry, self.catalog, self.pricer)
+        self.pricer = Pricer(catalog, enrich, check_inputs=True)
+        self.notifications = Notifications(self.registry, catalog, self.pricer)
         #: Billing and quotes: the same pipeline, two declared subsets of its policies.
         now = lambda: self.clock()  # noqa: E731 -- the engine's clock, even when a caller replaces it
         self.pipeline = Pipeline(self.pricer, Mode.BILL, future_tolerance=future_tolerance, clock=now)
         self.quoting = Pipeline(self.pricer, Mode.QUOTE, clock=now)
+
+    def refresh_customers(self) -> bool:
+        """Rate with the customers stored as data (:mod:`rating.customers`) merged over the pricebook's, rebuilding
+        the pricer (its rate cards forgotten) when the storage's customers moved since last looked; True if it did.
+
+        One cheap read (:meth:`~rating.storage.Storage.customers_version`), done once per chunk and per quote: a
+        change made by another process is seen by the next chunk.
+        """
+        try:
+            seen = self.storage.customers_version()
+        except NotImplementedError:  # a third-party storage that keeps no customers: the pricebook's only
+            return False
+        if seen == self._customers_seen:
+            return False
+        from rating.customers import Customers  # a sibling of the wallet, above storage
+
+        catalog = Customers(self.storage, self.seed, self.clock).catalog_now()
+        self.pricer.cards.clear()
+        self._build(catalog, self.future_tolerance)
+        self._customers_seen = seen
+        return True
 
     @property
     def future_tolerance(self) -> dt.timedelta | None:
@@ -97,6 +128,7 @@ class Engine(MeteredRequests, BatchWriter):
 
     def quote(self, event: UsageEvent) -> RatedEvent:
         """Price ``event`` against the stored period state, without writing anything."""
+        self.refresh_customers()
         with localcontext(MONEY_CONTEXT):
             _, resolved, states, closed = self._read_ahead([("quote", event)], rated=False)
             lookup, is_closed = self._lookups(states, closed)
@@ -162,6 +194,7 @@ class Engine(MeteredRequests, BatchWriter):
         before events already rated in them and their order decides the bill (see :meth:`_note_late`).
         """
         # Time order (ties by id) within the chunk; rejections are reported in the order of the input.
+        self.refresh_customers()  # before anything of the chunk is priced: another process may have changed some
         order = {id(item): index for index, item in enumerate(pending)}
         pending = sorted(pending, key=lambda item: (item[1].timestamp, item[1].id))
         storage = self.storage

@@ -278,6 +278,7 @@ def create_app(
     _request_routes(app, ledger, needs)
     _reading_routes(app, ledger, needs)
     _payment_routes(app, ledger, needs, list(payment_secrets), list(stripe_secrets))
+    _customer_routes(app, ledger, needs)
     documents.install(app, ledger, needs)
     metrics.install(app, needs)
     openapi.describe(app)  # last: it documents the routes added above
@@ -517,6 +518,110 @@ def _payment_routes(
             LOG.warning("payment.refused: Stripe event %s: %s", event.get("id"), refused)
             return JSONResponse({"status": "refused", "code": str(refused.code), "message": str(refused)})
         return JSONResponse({"status": "ignored" if result is None else result.value})
+
+
+def _customer_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
+    """Customers and subscriptions as data (:mod:`rating.customers`): admin keys write them, read keys read them.
+
+    A customer's body is its pricebook entry as JSON (every field of a ``customers:`` entry, amounts as decimal
+    strings) with its ``id`` and, optionally, the ``effective`` time of the change (default now). Engines on
+    the same database, in this process or another, rate by a change from their next request or chunk.
+    """
+    import json
+
+    from rating.customers import Customers, spec_of
+    from rating.errors import CustomerError
+    from rating.pricebook.model import CustomerSpec
+    from rating.records import CustomerVersion
+    from rating.refusals import CustomerRefusal
+
+    admin, read = [Depends(needs("admin"))], [Depends(needs("read"))]
+    statuses = {CustomerRefusal.UNKNOWN_CUSTOMER: 404, CustomerRefusal.CONFLICT: 409}
+
+    def customers_of(led: Ledger) -> Customers:
+        return Customers(led.storage, led.catalog, led.clock)
+
+    def view(customer: str, spec: CustomerSpec, version: CustomerVersion | None) -> dict[str, Any]:
+        return {
+            "id": customer,
+            "source": "database" if version is not None else "pricebook",
+            "version": version.sequence if version is not None else None,
+            "effective": version.effective.isoformat() if version is not None else None,
+            "spec": spec.model_dump(mode="json", exclude_defaults=True),
+        }
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        try:
+            body = json.loads(await _body(request, MAX_EVENT_BODY))
+        except ValueError:
+            raise ApiError(422, "invalid_request", "the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(422, "invalid_request", "the body must be a JSON object")
+        return body
+
+    async def change(work: Callable[[Customers], tuple[CustomerVersion, bool]]) -> JSONResponse:
+        try:
+            version, new = await ledger.run(lambda led: work(customers_of(led)))
+        except CustomerError as error:
+            raise ApiError(statuses.get(error.code, 422), str(error.code), str(error)) from None
+        return JSONResponse(view(version.customer, spec_of(version), version), status_code=201 if new else 200)
+
+    @app.post("/v1/customers", dependencies=admin, summary="Add a customer, or replace its spec from a time on")
+    async def put_customer(request: Request) -> JSONResponse:
+        body = await body_of(request)
+        customer, effective = body.pop("id", None), body.pop("effective", None)
+        if not isinstance(customer, str):
+            raise ApiError(422, "invalid_request", "id: a customer id is required")
+        at = None
+        if effective is not None:
+            try:
+                at = dt.datetime.fromisoformat(str(effective))
+            except ValueError:
+                at = None
+            if at is None or at.tzinfo is None:
+                raise ApiError(422, "invalid_request", "effective: an ISO 8601 time with its offset")
+        return await change(lambda customers: customers.put(customer, body, at))
+
+    @app.post(
+        "/v1/customers/{customer}/subscriptions", dependencies=admin, summary="Put a customer on a plan from a date"
+    )
+    async def subscribe(customer: str, request: Request) -> JSONResponse:
+        body = await body_of(request)
+        plan, on = body.get("plan"), body.get("from")
+        try:
+            day = dt.date.fromisoformat(on) if isinstance(on, str) else None
+        except ValueError:
+            day = None
+        if not isinstance(plan, str) or day is None:
+            raise ApiError(422, "invalid_request", 'a subscription is {"plan": PLAN, "from": "YYYY-MM-DD"}')
+        return await change(lambda customers: customers.subscribe(customer, plan, day))
+
+    @app.get("/v1/customers", dependencies=read, summary="Every customer: the stored ones over the pricebook's")
+    async def list_customers() -> JSONResponse:
+        def listed(led: Ledger) -> list[dict[str, Any]]:
+            customers = customers_of(led)
+            stored = led.storage.latest_customers()
+            return [view(name, spec, stored.get(name)) for name, spec in sorted(customers.all().items())]
+
+        return JSONResponse({"customers": await ledger.run(listed)})
+
+    @app.get("/v1/customers/{customer}", dependencies=read, summary="A customer's spec and its stored versions")
+    async def show_customer(customer: str) -> JSONResponse:
+        def shown(led: Ledger) -> dict[str, Any] | None:
+            customers = customers_of(led)
+            spec, versions = customers.get(customer), customers.history(customer)
+            if spec is None:
+                return None
+            history = [
+                {"version": v.sequence, "effective": v.effective.isoformat(), "spec": json.loads(v.spec)}
+                for v in versions
+            ]
+            return {**view(customer, spec, versions[-1] if versions else None), "versions": history}
+
+        found = await ledger.run(shown)
+        if found is None:
+            raise ApiError(404, "unknown_customer", f"no customer {customer!r}")
+        return JSONResponse(found)
 
 
 def _payment_status(code: PaymentRefusal) -> int:

@@ -31,12 +31,21 @@ from rating.core.funding import (
     released,
     reservation_of,
 )
-from rating.errors import EventConflict, InvalidAmount, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
+from rating.errors import (
+    CustomerError,
+    EventConflict,
+    InvalidAmount,
+    LimitExceeded,
+    PeriodClosed,
+    RatingError,
+    TransactionConflict,
+)
 from rating.events import UsageEvent
 from rating.ids import TransactionKind, parse, payment_marker_id, release_id, reserve_id
 from rating.ledger import Transaction
 from rating.money import MONEY_CONTEXT, ZERO, exact
-from rating.records import ChargeRecord, CorrectionRecord, EventRecord, PeriodState
+from rating.records import ChargeRecord, CorrectionRecord, CustomerVersion, EventRecord, PeriodState
+from rating.refusals import CustomerRefusal
 from rating.statekeys import StateKey
 
 
@@ -643,6 +652,57 @@ class Storage(abc.ABC):
             current = stored[key].quantity if key in stored else ZERO
             if current != before:
                 raise StaleState(f"period state {key} is {current}, the batch was rated from {before}")
+
+    # -- customers as data (rating.customers) -------------------------------------------------------------
+
+    def append_customer_version(self, version: CustomerVersion) -> bool:
+        """Store a customer's next version; True if new, False for the same version again (a replay).
+
+        Idempotent by (customer, sequence): the same content again is skipped; other content under a stored
+        sequence, or a sequence that is not the customer's next, raises :class:`~rating.errors.CustomerError`
+        ``conflict`` and stores nothing (another writer changed the customer first: read it and try again).
+        """
+        with self.writing():
+            stored = self.customer_versions(version.customer)
+            if len(stored) >= version.sequence >= 1:
+                if stored[version.sequence - 1].same_content(version):
+                    return False
+                raise CustomerError(
+                    CustomerRefusal.CONFLICT,
+                    f"customer {version.customer!r} version {version.sequence} is already stored with other content",
+                )
+            if version.sequence != len(stored) + 1:
+                raise CustomerError(
+                    CustomerRefusal.CONFLICT,
+                    f"customer {version.customer!r} is at version {len(stored)}, not {version.sequence - 1}",
+                )
+            self._write_customer_version(version)
+        return True
+
+    def customer_versions(self, customer: str) -> list[CustomerVersion]:
+        """Every stored version of ``customer``, by sequence (empty for none)."""
+        return [v for v in self._customer_rows(customer) if v.customer == customer]
+
+    def latest_customers(self) -> dict[str, CustomerVersion]:
+        """The latest stored version of every customer kept as data, by customer id."""
+        latest: dict[str, CustomerVersion] = {}
+        for version in self._customer_rows(None):
+            if version.customer not in latest or latest[version.customer].sequence < version.sequence:
+                latest[version.customer] = version
+        return latest
+
+    def customers_version(self) -> int:
+        """A counter that moves whenever any customer version is stored (0 for none): one cheap read, compared
+        by every process to notice a change another one made."""
+        return len(self._customer_rows(None))
+
+    def _customer_rows(self, customer: str | None) -> list[CustomerVersion]:
+        """Stored customer versions (of ``customer``, or all), by customer and sequence."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep customers as data")
+
+    def _write_customer_version(self, version: CustomerVersion) -> None:
+        """Store a new customer version (inside :meth:`_atomic`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep customers as data")
 
     # -- grants and reservations (rating.core.funding) ------------------------------------------------------
 

@@ -13,7 +13,7 @@ from rating.events import UsageEvent
 from rating.ids import TransactionKind, rating_id
 from rating.ledger import Transaction
 from rating.money import ZERO, exact
-from rating.records import ChargeRecord, CorrectionRecord, EventRecord, PeriodState
+from rating.records import ChargeRecord, CorrectionRecord, CustomerVersion, EventRecord, PeriodState
 from rating.statekeys import StateKey
 from rating.storage.base import Activity, Scope, Storage, StoredCharge
 
@@ -49,6 +49,7 @@ class MemoryStorage(Storage):
         #: Charge amounts that corrections added, by event: kept apart so uncorrected events cost nothing more.
         self._corrected: dict[str, list[tuple[str, Decimal]]] = {}
         self._documents: dict[str, tuple[str, int, str, str, str, str]] = {}
+        self._customers: list[CustomerVersion] = []
         #: How many writes were stored: what :meth:`change_marker` tells apart.
         self._writes = 0
 
@@ -213,3 +214,13 @@ class MemoryStorage(Storage):
         self, number: str, series: str, sequence: int, kind: str, customer: str, period: str, text: str
     ) -> None:
         self._documents[number] = (series, sequence, kind, customer, period, text)
+
+    def _customer_rows(self, customer: str | None) -> list[CustomerVersion]:
+        rows = [v for v in self._customers if customer is None or v.customer == customer]
+        return sorted(rows, key=lambda v: (v.customer, v.sequence))
+
+    def customers_version(self) -> int:
+        return len(self._customers)
+
+    def _write_customer_version(self, version: CustomerVersion) -> None:
+        self._customers.append(version)

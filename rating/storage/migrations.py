@@ -392,6 +392,27 @@ MIGRATIONS.append(
         """,
     )
 )
+MIGRATIONS.append(
+    Migration(
+        12,
+        # Customers lived only in a pricebook's YAML; as data (rating.customers) each change is a new version,
+        # appended, never edited: the whole spec as canonical JSON text (TEXT, not JSONB: the text is compared
+        # byte for byte on a replay). seq orders them across customers: its maximum is the version counter
+        # every process compares to notice a change (writers are serialized, so it only grows in commit order).
+        "customer versions: customers and subscriptions as data, appended with their effective instants",
+        """
+        CREATE TABLE customer_versions (
+            seq {seq},
+            customer TEXT NOT NULL,
+            sequence INTEGER NOT NULL,
+            effective {time} NOT NULL,
+            spec TEXT NOT NULL,
+            recorded_at {time} NOT NULL,
+            UNIQUE (customer, sequence)
+        )
+        """,
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 #: A PostgreSQL database written before the histories merged, by its own version: the logical version it is at.

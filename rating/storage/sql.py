@@ -40,7 +40,7 @@ from rating.events import UsageEvent
 from rating.ids import TransactionKind, parse, rating_id
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact
-from rating.records import ChargeRecord, CorrectionRecord, EventRecord, PeriodState
+from rating.records import ChargeRecord, CorrectionRecord, CustomerVersion, EventRecord, PeriodState
 from rating.statekeys import StateKey
 from rating.storage.base import (
     PAYMENT_KIND,
@@ -403,6 +403,35 @@ class SqlStorage(Storage):
         self._run(
             "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
             (number, series, sequence, kind, customer, period, text),
+        )
+
+    def _customer_rows(self, customer: str | None) -> list[CustomerVersion]:
+        where, args = ("WHERE customer = ?", (customer,)) if customer is not None else ("", ())
+        rows = self._run(
+            "SELECT customer, sequence, effective, spec, recorded_at FROM customer_versions "  # noqa: S608
+            f"{where} ORDER BY customer, sequence",
+            args,
+        )
+        return [
+            CustomerVersion(str(who), int(n), self._read_time(at), str(spec), self._read_time(recorded))
+            for who, n, at, spec, recorded in rows
+        ]
+
+    def customers_version(self) -> int:
+        # seq only grows in commit order (writers are serialized), so its maximum moves with every new version.
+        row = self._run("SELECT MAX(seq) FROM customer_versions").fetchone()
+        return int(row[0] or 0) if row else 0
+
+    def _write_customer_version(self, version: CustomerVersion) -> None:
+        self._run(
+            "INSERT INTO customer_versions (customer, sequence, effective, spec, recorded_at) VALUES (?, ?, ?, ?, ?)",
+            (
+                version.customer,
+                version.sequence,
+                self._time(version.effective),
+                version.spec,
+                self._time(version.recorded_at),
+            ),
         )
 
     # -- raw rows, for verify ----------------------------------------------------------

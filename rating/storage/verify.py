@@ -132,6 +132,7 @@ def unreadable(storage: Storage, known: Iterable[str] = ()) -> list[str]:
         _payments(checks, transactions)
         _grants(checks, transactions)
         _reservations(checks, transactions)
+        _customers(checks)
         _readers(checks)
         checks.problems += aggregate(storage)
     return checks.problems
@@ -403,6 +404,26 @@ def _reservations(checks: Checks, transactions: dict[str, Any]) -> None:
                 checks.problems.append(f"reservation transaction {_shown(transaction.id)} has no reservation row")
 
 
+def _customers(checks: Checks) -> None:
+    """Every customer version (rating.customers) holds a JSON object and its times, numbered 1, 2, ... per
+    customer: engines read every latest one whenever a customer changes."""
+    numbers: dict[str, list[int]] = {}
+    columns = "customer, sequence, effective, spec, recorded_at"
+    for customer, sequence, effective, spec, recorded_at in checks.rows("customer_versions", columns):
+        where = f"version {sequence} of customer {_shown(customer)}"
+        text = checks.read(where, lambda spec=spec: json.loads(str(spec)))
+        if text is not None and not isinstance(text, dict):
+            checks.problems.append(f"{where} holds {_shown(spec)}, not a JSON object")
+        for raw in (effective, recorded_at):
+            moment = checks.read(where, lambda raw=raw: _moment(raw))
+            if moment is not None and moment.tzinfo is None:
+                checks.problems.append(f"{where} has a time without its zone: {_shown(raw)}")
+        numbers.setdefault(str(customer), []).append(int(sequence))
+    for customer, seen in sorted(numbers.items()):
+        if sorted(seen) != list(range(1, len(seen) + 1)):
+            checks.problems.append(f"the versions of customer {_shown(customer)} are not numbered 1 to {len(seen)}")
+
+
 def _readers(checks: Checks) -> None:
     """The storage's own readers over everything, as the commands call them."""
     storage = checks.storage
@@ -410,6 +431,7 @@ def _readers(checks: Checks) -> None:
     checks.read("the rated events", lambda: deque(storage.activity(EARLIEST, LATEST), maxlen=0))
     checks.read("the grants", storage.grants)
     checks.read("the held reservations", storage.held_reservations)
+    checks.read("the customers", storage.latest_customers)
     balances = checks.read("the balances", storage.balances)
     if balances:
         accounts = sorted({account for account, _ in balances})

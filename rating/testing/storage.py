@@ -18,7 +18,7 @@ and ledger transactions stored atomically and idempotently by id, conflicts
 refused whole, exact Decimal amounts, balances of exactly the named accounts,
 wallet limits checked inside the write, period state with its compare-and-set,
 closed periods, corrections, payments, grants and reservations, gapless
-documents, ``verify`` and the ``writing()`` scope. The records it stores are
+documents, customer versions, ``verify`` and the ``writing()`` scope. The records it stores are
 built by hand (no pricebook, no plugin, no engine), so a failure names the
 storage's promise, not a pricing one.
 
@@ -40,12 +40,12 @@ import pytest
 
 from rating.accounts import cost_account
 from rating.core.funding import Grant, Reservation, grant_metadata, reservation_metadata
-from rating.errors import EventConflict, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
+from rating.errors import CustomerError, EventConflict, LimitExceeded, PeriodClosed, RatingError, TransactionConflict
 from rating.events import UsageEvent
 from rating.ids import closing_id, forfeit_id, grant_id, rating_id, release_id, rerate_id, reserve_id
 from rating.ledger import Posting, Transaction
 from rating.money import MONEY_CONTEXT
-from rating.records import ChargeRecord, CorrectionRecord, EventRecord, PeriodState, Usage
+from rating.records import ChargeRecord, CorrectionRecord, CustomerVersion, EventRecord, PeriodState, Usage
 from rating.statekeys import StateKey
 from rating.storage.base import Payment, StaleState, Storage
 from rating.wallet.payment_ids import Purpose, payment_marker
@@ -552,4 +552,31 @@ class StorageContract:
         storage.append([release(third, reason="the work did not run")])
         assert storage.reservations(["r3"])["r3"].state == "voided"
         assert storage.held_reservations() == []
+        assert storage.verify() == []
+
+    def test_customer_versions_are_appended_once_each_and_counted(self, storage: Storage) -> None:
+        east = dt.timezone(dt.timedelta(hours=2))
+        first = CustomerVersion("acme", 1, AT, '{"plan":"pro"}', AT)
+        second = CustomerVersion("acme", 2, dt.datetime(2026, 11, 15, 2, tzinfo=east), '{"plan":"team"}', AT)
+        other = CustomerVersion("globex", 1, AT, '{"plan":"free"}', AT)
+        assert storage.customers_version() == 0 and storage.latest_customers() == {}
+        assert storage.append_customer_version(first)
+        before = storage.customers_version()
+        assert before != 0
+        assert storage.append_customer_version(other) and storage.append_customer_version(second)
+        after = storage.customers_version()
+        assert after != before
+        # The same version again, recorded later, is a replay: nothing stored, the counter stays.
+        assert not storage.append_customer_version(first._replace(recorded_at=AT + dt.timedelta(days=1)))
+        assert storage.customers_version() == after
+        with pytest.raises(CustomerError) as conflict:  # another content under a stored sequence
+            storage.append_customer_version(first._replace(spec='{"plan":"free"}'))
+        assert conflict.value.code == "conflict"
+        with pytest.raises(CustomerError):  # a gap: the next version of acme is 3
+            storage.append_customer_version(CustomerVersion("acme", 5, AT, "{}", AT))
+        assert storage.customers_version() == after
+        assert storage.customer_versions("acme") == [first, second]
+        assert storage.customer_versions("acme")[1].effective == dt.datetime(2026, 11, 15, tzinfo=dt.UTC)
+        assert storage.customer_versions("nobody") == []
+        assert storage.latest_customers() == {"acme": second, "globex": other}
         assert storage.verify() == []

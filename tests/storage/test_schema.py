@@ -143,6 +143,7 @@ def test_sqlite_databases_of_every_version_migrate_to_the_fresh_schema(tmp_path:
     fresh = _migrated_sqlite(tmp_path / "fresh.db")
     assert "charges_by_event" in fresh["charges"]["indexes"]
     assert fresh["events"]["indexes"]["events_by_customer"] == ("customer", "timestamp")
+    assert ("customer", "sequence") in fresh["customer_versions"]["unique"]  # versions appended once each
     for version in range(1, 7):
         assert _migrated_sqlite(_sqlite_at(tmp_path / f"v{version}.db", version)) == fresh, version
     shutil.copy(FIXTURES / "legacy-v3.db", tmp_path / "legacy.db")  # with rows in flight
@@ -165,6 +166,8 @@ def test_postgres_and_sqlite_have_one_schema_fresh_or_migrated(tmp_path: Path) -
             assert migrated[table] == sqlite[table], (name, table)
         # The prefix index is gone: postings are found by account, never by a text range of its name.
         assert migrated["postings"]["indexes"]["postings_by_account"] == ("account", "asset")
+        # Customer specs are TEXT on both (compared byte for byte on a replay; JSONB would reorder keys).
+        assert ("spec", "text", True) in migrated["customer_versions"]["columns"]
 
 
 @pytest.mark.skipif(POSTGRES_URL is None, reason="RATING_TEST_POSTGRES_URL is not set")

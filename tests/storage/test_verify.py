@@ -435,3 +435,19 @@ def test_verify_names_grant_and_reservation_rows_that_disagree_with_their_transa
         "reservation 'r1' does not agree with its transaction 'reserve:r1'",
         "reservation transaction 'reserve:r2' has no reservation row",
     ]
+
+
+def test_verify_names_customer_versions_that_are_not_json_objects_or_not_numbered_in_order(tmp_path: Path) -> None:
+    from rating.records import CustomerVersion
+
+    at = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    with SQLiteStorage(tmp_path / "rating.db") as storage:
+        storage.append_customer_version(CustomerVersion("acme", 1, at, '{"plan":"basic"}', at))
+        storage.append_customer_version(CustomerVersion("acme", 2, at, '{"plan":"pro"}', at))
+        assert storage.verify() == []
+        storage._db.execute("UPDATE customer_versions SET spec = '[1]' WHERE sequence = 1")
+        storage._db.execute("UPDATE customer_versions SET sequence = 5 WHERE sequence = 2")
+        assert storage.verify() == [
+            "version 1 of customer 'acme' holds '[1]', not a JSON object",
+            "the versions of customer 'acme' are not numbered 1 to 2",
+        ]
