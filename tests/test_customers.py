@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -211,3 +212,28 @@ def test_a_pricebook_lacking_a_stored_customers_plan_rates_it_as_not_stored(
         engine.rate(event("e1", "globex"))
     assert refused.value.code == "unknown_customer"
     assert charged(engine, "e2", "acme") == Decimal("0.01")  # its seed rates it
+
+
+def test_a_chunk_priced_before_another_process_changed_the_customer_is_priced_again(
+    pricebook: Pricebook, registry: Registry, opener: Callable[[], Storage]
+) -> None:
+    """A chunk is priced outside the write scope: a customer changed by another process before the write opens
+    must not be stored at the old plan (the change's own check saw none of the chunk's events yet)."""
+    mine, theirs = opener(), opener()
+    engine = Engine(pricebook, mine, registry, clock=clock)
+    writing = mine.writing
+
+    @contextmanager
+    def after_the_change(customers: Iterable[str] | None = None) -> Iterator[None]:
+        mine.writing = writing  # type: ignore[method-assign]
+        Customers(theirs, pricebook, clock).subscribe("acme", "pro", NOW.date())  # from Nov 20 on
+        with writing(customers):
+            yield
+
+    mine.writing = after_the_change  # type: ignore[method-assign]
+    later = [event(f"e{n}", "acme", at=NOW + dt.timedelta(hours=n + 1)) for n in range(3)]
+    report = engine.rate_batch(later)
+    assert report.posted == 3
+    amounts = {c.event_id: c.charge.amount for c in mine.charges("acme")}
+    assert amounts == {"e0": Decimal("0.50"), "e1": Decimal("0.50"), "e2": Decimal("0.50")}  # pro, not basic
+    assert mine.verify() == []

@@ -109,6 +109,14 @@ class Engine(MeteredRequests, BatchWriter):
         self._customers_seen = seen
         return True
 
+    def customers_moved(self) -> bool:
+        """Whether the stored customers changed since the pricer was built (inside a write scope: a chunk priced
+        before it by the customers of then is priced again)."""
+        try:
+            return self.storage.customers_version() != self._customers_seen
+        except NotImplementedError:
+            return False
+
     @property
     def future_tolerance(self) -> dt.timedelta | None:
         """Events stamped further in the future than this (by ``clock``) are refused; None accepts any time

@@ -73,6 +73,8 @@ class BatchWriter:
 
         def _reprice(self, late: dict[tuple[str, str], dt.datetime]) -> None: ...
 
+        def customers_moved(self) -> bool: ...
+
     def _gc_paused(self) -> contextlib.AbstractContextManager[None]:
         return cyclic_gc_paused() if self.pause_gc else contextlib.nullcontext()
 
@@ -277,11 +279,11 @@ class BatchWriter:
         return [rated[id(record)] for record in fresh]
 
     def _overtaken(self, ratings: list[RatedEvent], read: dict[StateKey, Decimal]) -> bool:
-        """Whether another writer stored what ``ratings`` were rated without: one of their events, the close
-        of one of their periods, or a move of a period state they ``read`` (rollover carries and caps read
-        keys no rating records)."""
+        """Whether another writer stored what ``ratings`` were rated without: a change of the stored customers
+        (their terms may have changed), one of their events, the close of one of their periods, or a move of a
+        period state they ``read`` (rollover carries and caps read keys no rating records)."""
         storage = self.storage
-        if storage.rated_events(r.event.id for r in ratings):
+        if self.customers_moved() or storage.rated_events(r.event.id for r in ratings):
             return True
         if storage.closed_periods({(r.event.customer, r.period) for r in ratings}):
             return True
