@@ -156,3 +156,33 @@ def test_other_event_types_are_acknowledged_and_book_nothing(storage: Storage, b
     assert confirm_stripe(wallets_of(storage), body, signed(body), SECRET, book(BOOK)) is None
     assert available(wallets_of(storage)) == 0
     assert list(storage.transactions()) == []
+
+
+@pytest.mark.parametrize(
+    ("currency", "assets", "received", "paid"),
+    [
+        # Stripe keeps ISK two-decimal (ISO 4217 gives it none): 50,000 is 500 kr.
+        ("ISK", "", 50_000, Decimal(500)),
+        # Stripe lists MGA among its zero-decimal currencies (ISO 4217 gives it two): 1,000 is 1,000 Ar.
+        ("MGA", "", 1_000, Decimal(1000)),
+        # Thousandths: 1,250 is 1.250 KWD.
+        ("KWD", "", 1_250, Decimal("1.250")),
+        # A pricebook showing USD to four places does not change Stripe's cents.
+        ("USD", "assets:\n  USD: {scale: 4}\n", 1_999, Decimal("19.99")),
+    ],
+)
+def test_minor_units_are_stripes_whatever_the_pricebook_or_iso_say(
+    storage: Storage, book, currency: str, assets: str, received: int, paid: Decimal
+) -> None:  # type: ignore[no-untyped-def]
+    pricebook = book(SIMPLE_PRICEBOOK.replace("currency: USD", f"currency: {currency}") + assets)
+    body = intent_event(amount=received, currency=currency.lower())
+    assert confirm_stripe(wallets_of(storage), body, signed(body), SECRET, pricebook) is PaymentResult.CREDITED
+    assert available(wallets_of(storage), currency) == paid
+
+
+def test_an_amount_finer_than_the_pricebook_scale_is_refused_not_rounded(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
+    pricebook = book(SIMPLE_PRICEBOOK.replace("currency: USD", "currency: ISK"))
+    body = intent_event(amount=50_050, currency="isk")  # 500.50 kr: the pricebook keeps whole krónur
+    with pytest.raises(PaymentRejected) as refused:
+        confirm_stripe(wallets_of(storage), body, signed(body), SECRET, pricebook)
+    assert refused.value.code == PaymentRefusal.INVALID_AMOUNT

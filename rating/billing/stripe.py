@@ -17,9 +17,12 @@ mapped field by field:
 - ``data.object.metadata.customer`` is the customer (required), and
   ``metadata.invoice``, when present, names the invoice it pays; otherwise it
   tops up the customer's wallet;
-- ``data.object.amount_received`` (an integer in the currency's minor unit)
-  is the amount, shifted by the currency's scale in the pricebook (``1999``
-  ``usd`` is 19.99 USD; ``500`` ``jpy`` is 500 JPY);
+- ``data.object.amount_received`` (an integer in Stripe's minor unit of the
+  currency) is the amount, shifted by Stripe's exponent of the currency
+  (:func:`stripe_exponent`), not by the pricebook's display scale nor ISO
+  4217's: ``1999`` ``usd`` is 19.99 USD, ``500`` ``jpy`` is 500 JPY, ``1000``
+  ``mga`` is 1,000 MGA, ``50000`` ``isk`` is 500 ISK. An amount finer than the
+  pricebook's scale of the asset is refused (``invalid_amount``);
 - ``data.object.currency`` upper-cased is the asset;
 - the event's ``created`` is the payment's time.
 
@@ -52,6 +55,14 @@ from rating.events import DuplicateKey, unique_keys
 from rating.pricebook.model import Pricebook
 from rating.refusals import PaymentRefusal
 from rating.wallet.wallets import Wallets
+
+#: Currencies whose Stripe amounts are whole units (Stripe's zero-decimal list; ISO 4217 gives MGA two places).
+ZERO_DECIMAL = frozenset(
+    ["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"]
+)
+#: Currencies whose Stripe amounts are thousandths. Every other currency's are hundredths, ISK's included
+#: (ISO 4217 gives it none; Stripe keeps it two-decimal for compatibility).
+THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 
 #: The one event type that books money; every other type is acknowledged and ignored.
 SUCCEEDED = "payment_intent.succeeded"
@@ -147,13 +158,33 @@ def stripe_payment(event: dict[str, Any], book: Pricebook) -> Payment | None:
     if intent.get("status", "succeeded") != "succeeded":
         raise PaymentRejected(PaymentRefusal.NOT_SUCCEEDED, f"payment intent status is {intent.get('status')!r}")
     minor = intent.get("amount_received")
-    if type(minor) is not int or minor <= 0 or minor >= 10 ** (MAX_AMOUNT_MAGNITUDE + book.scale_of(asset)):
+    exponent = stripe_exponent(asset)
+    if type(minor) is not int or minor <= 0 or minor >= 10 ** (MAX_AMOUNT_MAGNITUDE + exponent):
         raise PaymentRejected(
             PaymentRefusal.INVALID_AMOUNT, f"amount_received must be a positive integer of minor units, got {minor!r}"
         )
-    amount = Decimal(minor).scaleb(-book.scale_of(asset))
+    amount = _within_scale(Decimal(minor).scaleb(-exponent), asset, book.scale_of(asset))
     created = _field(event, "created", int)
     return Payment(payment_id, customer, asset, amount, dt.datetime.fromtimestamp(created, dt.UTC), invoice)
+
+
+def _within_scale(amount: Decimal, asset: str, scale: int) -> Decimal:
+    """``amount`` at no more places than the pricebook's ``scale`` of ``asset`` (500.00 ISK is 500); finer is
+    refused, never rounded."""
+    places = -int(amount.as_tuple().exponent)
+    if places <= scale:
+        return amount
+    whole = amount.quantize(Decimal(1).scaleb(-scale))
+    if whole != amount:
+        raise PaymentRejected(
+            PaymentRefusal.INVALID_AMOUNT, f"{amount} {asset} has more decimal places than the pricebook's {scale}"
+        )
+    return whole
+
+
+def stripe_exponent(asset: str) -> int:
+    """How many decimal places Stripe's integer amounts of ``asset`` (upper case) carry."""
+    return 0 if asset in ZERO_DECIMAL else 3 if asset in THREE_DECIMAL else 2
 
 
 def _field(event: dict[str, Any], name: str, kind: type) -> Any:
