@@ -28,6 +28,7 @@ from rating.refusals import CloseRefusal
 from rating.registry import Registry
 from rating.storage import Storage
 from rating.storage.memory import MemoryStorage
+from tests.conftest import STORAGE_KINDS, open_kind
 from tests.helpers import later
 
 UTC = dt.UTC
@@ -539,3 +540,33 @@ def test_an_event_re_priced_to_cost_nothing_gives_its_prepaid_draw_back(registry
     expected = billed(catalog, registry, [[before], [contracted], [december]], periods)
     assert_same_bill(got, expected)
     assert ledger(got)[("customer:bob:prepaid", "USD", "2026-12")] == Decimal(6)
+
+
+@pytest.mark.parametrize("kind", [kind for kind in STORAGE_KINDS if kind != "memory"])  # memory never rolls back
+def test_a_late_arrival_whose_re_pricing_a_wallet_cannot_fund_is_refused_alone(
+    kind: str, tmp_path: pathlib.Path, book
+) -> None:  # type: ignore[no-untyped-def]
+    """Found by the attack on this round's work: the 10 November event arriving after the 20 November one needs
+    its period re-priced (8 on plan a, then 6 on plan b: 14.0); a wallet of 10 USD cannot fund it. The late event
+    used to be accepted and the re-pricing silently dropped, leaving 7.20 of usage unbilled; now the late event is
+    refused (insufficient_funds, saying why) and the events beside it in the batch still post."""
+    from rating.refusals import Refusal
+    from rating.wallet.wallets import Wallets
+
+    storage = open_kind(kind, tmp_path)
+    Wallets(storage).deposit("acme", "USD", Decimal(10), "d1")
+    engine = Engine(book(PLAN_CHANGE.replace("acme: {plan: a,", "acme: {billing: wallet, plan: a,")), storage)
+    engine.clock = later
+    assert engine.rate_batch([call("late", 20, 12)]).rejected == []
+    report = engine.rate_batch([call("early", 10, 8), call("after", 21, 2)])
+    assert [(r.location, r.code) for r in report.rejected] == [("event early", Refusal.INSUFFICIENT_FUNDS)]
+    assert "re-priced for the order of arrival" in report.rejected[0].reason
+    assert report.posted == 1  # "after" stands on its own
+    assert storage.period_totals("2026-11") == {("acme", "USD"): Decimal("7.0")}  # 6 + 1: what was accepted
+    assert storage.rated_events(["early"]) == {}
+    assert storage.verify() == []
+    Wallets(storage).deposit("acme", "USD", Decimal(100), "d2")  # funded: the late event is accepted, re-priced
+    assert engine.rate_batch([call("early", 10, 8)]).rejected == []
+    assert storage.period_totals("2026-11") == {("acme", "USD"): Decimal("15.0")}  # 8 on a, then 6 + 1 on b
+    assert storage.verify() == []
+    storage.close()

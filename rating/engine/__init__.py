@@ -38,15 +38,16 @@ def reprice_in_place(
     until: dt.datetime,
     only: set[tuple[str, str]],
     clock: Callable[[], dt.datetime],
-) -> None:
-    """Re-price the customer periods ``only`` for the order of arrival (an open-period rerate, in place).
+) -> list[Rejection]:
+    """Re-price the customer periods ``only`` for the order of arrival (an open-period rerate, in place); what it
+    could not re-price (a wallet that cannot fund a correction, say), with their codes.
 
     Rerate is a wing over the engine: this is the engine's one upward import, made when a late event
     needs it, and kept in this module, where the import contracts name it.
     """
     from rating.billing.rerate import rerate
 
-    rerate(storage, catalog, registry, since, until, clock=clock, only=only, arrival=True)
+    return rerate(storage, catalog, registry, since, until, clock=clock, only=only, arrival=True).refused
 
 
 __all__ = [

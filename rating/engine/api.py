@@ -293,18 +293,20 @@ class Engine(MeteredRequests, BatchWriter):
             _, start, _ = bounds_of(rating.period, zone(book.timezone_of(customer)), book.anchor_of(customer))
             late[customer, rating.period] = start
 
-    def _reprice(self, late: dict[tuple[str, str], dt.datetime]) -> None:
+    def _reprice(self, late: dict[tuple[str, str], dt.datetime]) -> list[Rejection]:
         """Re-price the customer periods in ``late`` in place, inside the write scope that rated into them.
 
         The same re-pricing as an open-period rerate: every event of the period in time order, the difference
         posted per event as a correction dated at the event, the period state replaced by what it leaves.
-        Rating then ends where rating the same events in time order would have.
+        Rating then ends where rating the same events in time order would have. Returns what could not be
+        re-priced (a wallet that cannot fund a correction): the caller refuses the late event then.
         """
         if late:
             from rating.engine import reprice_in_place  # the package holds the engine's one upward import
 
             since, until = min(late.values()), max(late.values()) + ONE_TICK
-            reprice_in_place(self.storage, self.catalog, self.registry, since, until, set(late), self.clock)
+            return reprice_in_place(self.storage, self.catalog, self.registry, since, until, set(late), self.clock)
+        return []
 
     def _read_ahead(
         self, pending: list[tuple[str, UsageEvent]], *, rated: bool = True

@@ -23,6 +23,7 @@ from rating.accounts import customer_of
 from rating.core.charges import RatedEvent, StateKey, event_record
 from rating.engine.notifications import Notifications, WalletMoves
 from rating.engine.reports import BatchReport, Rejection
+from rating.errors import EventError
 from rating.events import CHUNK_BYTES, Pause, Sourced, UsageEvent
 from rating.ledger import Transaction
 from rating.money import MONEY_CONTEXT, ZERO
@@ -33,6 +34,15 @@ from rating.wallet.wallets import Reservation
 
 class _Abandoned(Exception):
     """Rolls back the write transaction of a strict batch that refused a record."""
+
+
+class _Unrepriced(Exception):
+    """Rolls back a chunk whose late arrival's period could not be re-priced for the order of arrival (a wallet
+    that cannot fund the correction): accepting the event would leave its period billed as it arrived."""
+
+    def __init__(self, refused: list[Rejection]) -> None:
+        super().__init__(refused[0].reason)
+        self.refused = refused
 
 
 @contextmanager
@@ -71,7 +81,7 @@ class BatchWriter:
             read: dict[StateKey, Decimal] | None = None,
         ) -> tuple[list[RatedEvent], list[Rejection], int, WalletMoves, dict[tuple[str, str], dt.datetime]]: ...
 
-        def _reprice(self, late: dict[tuple[str, str], dt.datetime]) -> None: ...
+        def _reprice(self, late: dict[tuple[str, str], dt.datetime]) -> list[Rejection]: ...
 
         def customers_moved(self) -> bool: ...
 
@@ -192,15 +202,33 @@ class BatchWriter:
         """
         storage = self.storage
         nested = storage.in_write_scope  # the caller's scope: joined, the chunk's customers checked against it
-        if nested or storage.locks_customers:
-            try:
-                return self._post_in(
-                    frozenset(event.customer for _, event in pending), pending, report, strict, raise_rejects, held
-                )
-            except ScopeConflict:
-                if nested:
-                    raise  # the caller's scope is rolled back: its owner rates again under the global scope
-        return self._post_in(None, pending, report, strict, raise_rejects, held)
+        try:
+            if nested or storage.locks_customers:
+                try:
+                    return self._post_in(
+                        frozenset(event.customer for _, event in pending), pending, report, strict, raise_rejects, held
+                    )
+                except ScopeConflict:
+                    if nested:
+                        raise  # the caller's scope is rolled back: its owner rates again under the global scope
+            return self._post_in(None, pending, report, strict, raise_rejects, held)
+        except _Unrepriced as unrepriced:
+            if nested or len(pending) == 1:  # nothing of it stands alone: the strict batch around it is abandoned
+                return self._refuse_unrepriced(pending, report, unrepriced.refused, raise_rejects)
+            # Rolled back: each event again on its own, so that only the late one is refused.
+            return [rated for item in pending for rated in self._post([item], report, strict=strict, held=held)]
+
+    @staticmethod
+    def _refuse_unrepriced(
+        pending: list[tuple[str, UsageEvent]], report: BatchReport, refused: list[Rejection], raise_rejects: bool
+    ) -> list[RatedEvent]:
+        """Refuse ``pending`` (one late event, or a strict chunk) with what re-pricing its period refused."""
+        first = refused[0]
+        reason = f"its period cannot be re-priced for the order of arrival ({first.location}: {first.reason})"
+        if raise_rejects:
+            raise EventError(first.code, reason)
+        report.rejected.extend(Rejection(location, first.code, reason) for location, _ in pending)
+        return []
 
     def _post_in(
         self,
@@ -225,7 +253,9 @@ class BatchWriter:
                 raise ScopeConflict("the chunk reads or writes beyond its customers: rate it under the global scope")
             fresh = self._record(ratings, dict.fromkeys(wallets, ZERO))
             self.storage.append(releases, checked=held is not None)  # the reservation was found open, unreleased
-            self._reprice(late)
+            refused = self._reprice(late)
+            if refused:
+                raise _Unrepriced(refused)
         report.rejected.extend(rejected)
         self._stored(report, len(ratings) + duplicates, fresh, wallets)
         return fresh
