@@ -483,8 +483,10 @@ def aggregate(storage: Storage) -> list[str]:
 
 def _revenue_of(account: str) -> bool:
     """Whether ``account`` is a charge's revenue account ``revenue:PLAN:METER`` (not ``revenue:shares``)."""
+    # Ratings and their corrections credit only these (a contract's own revenue, revenue:contract:NAME, is posted
+    # by closes, which are not compared): a plan named "contract" is a plan like any other here.
     parts = account.split(":")
-    return len(parts) == 3 and parts[0] == "revenue" and parts[1] != "contract"
+    return len(parts) == 3 and parts[0] == "revenue"
 
 
 def _add(totals: dict[Key, Decimal], key: Key, raw: object) -> None:
@@ -570,22 +572,28 @@ def _states(storage: Any) -> list[str]:
 
     corrected = _corrected_periods(storage)
     customers = {customer for customer, _ in corrected}
-    readings = "SELECT customer, meter, group_key, period, {after} FROM usage"
+    readings = "SELECT customer, meter, group_key, period, {after}, {before} FROM usage"
     if storage.sums:
-        readings = readings.format(after="MAX(after)") + " GROUP BY customer, meter, group_key, period"
+        readings = readings.format(after="MAX(after)", before="MIN(before)")
+        readings += " GROUP BY customer, meter, group_key, period"
     else:
-        readings = readings.format(after="after")
+        readings = readings.format(after="after", before="before")
     latest: dict[Key, Decimal] = {}
-    for customer, meter, key, period, raw in _rows(storage, readings):
+    first: dict[Key, Decimal] = {}  # the lowest ``before`` of each key's readings: its first starts from nothing
+    for customer, meter, key, period, raw, raw_before in _rows(storage, readings):
         if {(customer, period), (customer, None)} & corrected or (period == TERM and customer in customers):
             continue  # re-priced: its state is the re-pricing's, which stores no readings
         try:
-            after = amount(raw)
+            after, before = amount(raw), amount(raw_before)
         except Exception:  # noqa: BLE001, S112 - named by the row checks
             continue
-        known = latest.get((customer, meter, key, period))
+        where = (customer, meter, key, period)
+        known = latest.get(where)
         if known is None or after > known:
-            latest[customer, meter, key, period] = after
+            latest[where] = after
+        lowest = first.get(where)
+        if lowest is None or before < lowest:
+            first[where] = before
     members = {
         (customer, meter, key, period): int(count)
         for customer, meter, key, period, count in _rows(
@@ -596,6 +604,7 @@ def _states(storage: Any) -> list[str]:
     }
     problems = []
     stored = set()
+    counted: set[Key] = set()  # unique-count states whose members are compared with their readings
     for customer, meter, key, period, raw, unique in _rows(
         storage, "SELECT customer, meter, group_key, period, quantity, is_unique FROM period_state"
     ):
@@ -606,10 +615,18 @@ def _states(storage: Any) -> list[str]:
         except Exception:  # noqa: BLE001, S112 - named by the row checks
             continue
         said = f"{VerifyRefusal.STATE_NOT_RECORDED}: customer {customer!r}: the state of {meter} {key} in {period}"
-        if where in latest and latest[where] != quantity:
+        replaced = {(customer, period), (customer, None)} & corrected or (period == TERM and customer in customers)
+        if where not in latest and quantity and not replaced and "[" not in meter:
+            problems.append(f"{said} is {quantity}, and no reading moved it")  # planted, or its readings deleted
+        elif where in latest and latest[where] != quantity:
             problems.append(f"{said} is {quantity}, its latest reading leaves {latest[where]}")
+        elif first.get(where) and "[" not in meter:
+            problems.append(f"{said}: its first reading starts from {first[where]}, not from nothing")
         elif unique in (1, True) and members.get(where, 0) != quantity:
             problems.append(f"{said} is {quantity}, it has {members.get(where, 0)} unique members")
+        elif unique in (1, True) and not replaced:
+            counted.add(where)
+    problems += _members(storage, counted)
     for customer, meter, key, period in sorted(set(latest) - stored, key=str):
         if "[" not in meter:  # positional running totals of old schemas: set aside by the migration
             problems.append(
@@ -617,6 +634,33 @@ def _states(storage: Any) -> list[str]:
                 " and no stored state"
             )
     return problems
+
+
+def _members(storage: Any, keys: set[Key]) -> list[str]:
+    """``state_not_recorded`` for each unique-count state of ``keys`` whose members are not the members its
+    readings counted (a unique meter's reading is the member)."""
+    from rating.refusals import VerifyRefusal
+
+    read: dict[Key, set[str]] = {key: set() for key in keys}
+    for customer, meter, key, period, reading in _rows(
+        storage, "SELECT DISTINCT customer, meter, group_key, period, reading FROM usage"
+    ):
+        found = read.get((customer, meter, key, period))
+        if found is not None:
+            found.add(str(reading))
+    kept: dict[Key, set[str]] = {key: set() for key in keys}
+    for customer, meter, key, period, member in _rows(
+        storage, "SELECT customer, meter, group_key, period, member FROM period_members"
+    ):
+        members = kept.get((customer, meter, key, period))
+        if members is not None:
+            members.add(str(member))
+    return [
+        f"{VerifyRefusal.STATE_NOT_RECORDED}: customer {key[0]!r}: the members of {key[1]} {key[2]} in {key[3]}"
+        f" are not those its readings counted ({len(kept[key] - read[key])} unread)"
+        for key in sorted(keys, key=str)
+        if kept[key] != read[key]
+    ]
 
 
 def _corrected_periods(storage: Any) -> set[tuple[str, str | None]]:

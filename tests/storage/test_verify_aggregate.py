@@ -184,3 +184,51 @@ def test_postgres_sums_in_the_database_what_sqlite_sums_in_python(tmp_path: Path
             update(storage, "UPDATE charges SET amount = ? WHERE event_id = 'acme-1' AND meter = 'users'", "0.10")
             lines.append(coded(storage.verify(), VerifyRefusal.REVENUE_NOT_RECORDED))
     assert lines[0] == lines[1] and len(lines[0]) >= 1
+
+
+# Found by the attack on this round's merged work: each was missed (or, the plan named "contract", falsely named).
+
+PLAN_NAMED_CONTRACT = (
+    PRICEBOOK.format(first="0.001").replace("  basic:\n", "  contract:\n").replace("{plan: basic", "{plan: contract")
+)
+
+
+@pytest.mark.parametrize("kind", STORAGE_KINDS)
+def test_a_plan_named_contract_is_a_plan_like_any_other(kind: str, tmp_path: Path, book, registry: Registry) -> None:  # type: ignore[no-untyped-def]
+    with open_kind(kind, tmp_path) as storage:
+        engine = Engine(book(PLAN_NAMED_CONTRACT), storage, registry)
+        assert not engine.rate_batch([event(f"e{i}", at=OCTOBER, tokens=10, user="u1") for i in range(3)]).rejected
+        assert aggregate(storage) == []
+        assert storage.verify() == []
+
+
+@pytest.mark.parametrize("kind", [kind for kind in STORAGE_KINDS if kind != "memory"])
+def test_a_period_state_planted_without_readings_is_named_before_and_after_its_next_reading(
+    kind: str, tmp_path: Path, book, registry: Registry
+) -> None:  # type: ignore[no-untyped-def]
+    with open_kind(kind, tmp_path) as storage:
+        engine = Engine(book(PRICEBOOK.format(first="0.001")), storage, registry)
+        assert not engine.rate_batch([event("oct", at=OCTOBER, tokens=10, user="u1")]).rejected
+        storage._run(  # type: ignore[attr-defined]
+            "INSERT INTO period_state (customer, meter, group_key, period, quantity, is_unique)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            ("acme", "tokens", "[]", "2026-11", storage._money(Decimal(1000)), storage._flag(False)),  # type: ignore[attr-defined]
+        )
+        if kind == "sqlite":
+            storage._db.commit()  # type: ignore[attr-defined]
+        assert [p for p in coded(storage.verify(), VerifyRefusal.STATE_NOT_RECORDED) if "no reading moved it" in p]
+        assert engine.rate(event("nov", at=NOVEMBER, tokens=100, user="u1")) is not None  # priced past tier 1
+        assert [p for p in coded(storage.verify(), VerifyRefusal.STATE_NOT_RECORDED) if "starts from 1000" in p]
+
+
+@pytest.mark.parametrize("kind", [kind for kind in STORAGE_KINDS if kind != "memory"])
+def test_a_unique_member_renamed_is_named(kind: str, tmp_path: Path, book, registry: Registry) -> None:  # type: ignore[no-untyped-def]
+    """Counting members is not enough: u1 renamed zz would let u1's next event be charged again."""
+    with open_kind(kind, tmp_path) as storage:
+        engine = Engine(book(PRICEBOOK.format(first="0.001")), storage, registry)
+        batch = [event("a", at=NOVEMBER, tokens=1, user="u1"), event("b", at=NOVEMBER, tokens=1, user="u2")]
+        assert not engine.rate_batch(batch).rejected
+        storage._run("UPDATE period_members SET member = 'zz' WHERE member = 'u1'")  # type: ignore[attr-defined]
+        if kind == "sqlite":
+            storage._db.commit()  # type: ignore[attr-defined]
+        assert [p for p in coded(storage.verify(), VerifyRefusal.STATE_NOT_RECORDED) if "readings counted" in p]
