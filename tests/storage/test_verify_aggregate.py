@@ -232,3 +232,23 @@ def test_a_unique_member_renamed_is_named(kind: str, tmp_path: Path, book, regis
         if kind == "sqlite":
             storage._db.commit()  # type: ignore[attr-defined]
         assert [p for p in coded(storage.verify(), VerifyRefusal.STATE_NOT_RECORDED) if "readings counted" in p]
+
+
+@pytest.mark.parametrize("kind", [kind for kind in STORAGE_KINDS if kind != "memory"])
+def test_charge_records_swapped_between_two_events_are_named_per_event(
+    kind: str, tmp_path: Path, book, registry: Registry
+) -> None:  # type: ignore[no-untyped-def]
+    """The customer's sums agree (0.010 + 0.020 = 0.015 + 0.015): each event's own records do not."""
+    with open_kind(kind, tmp_path) as storage:
+        engine = Engine(book(PRICEBOOK.format(first="0.001")), storage, registry)
+        batch = [event("a", at=NOVEMBER, tokens=10, user="u1"), event("b", at=NOVEMBER, tokens=20, user="u1")]
+        assert not engine.rate_batch(batch).rejected
+        for id in ("a", "b"):
+            storage._run(  # type: ignore[attr-defined]
+                "UPDATE charges SET amount = ? WHERE event_id = ? AND meter = 'tokens'",
+                (storage._money(Decimal("0.015")), id),  # type: ignore[attr-defined]
+            )
+        if kind == "sqlite":
+            storage._db.commit()  # type: ignore[attr-defined]
+        named = coded(storage.verify(), VerifyRefusal.REVENUE_NOT_RECORDED)
+        assert [line.split(": ")[2] for line in named] == ["event 'a'", "event 'b'"]
