@@ -74,6 +74,9 @@ class CloseRefusal(enum.StrEnum):
     PERIOD_NOT_ENDED = "period_not_ended"
     #: Usage was rated in the customer's previous period and it is still open: periods close in order.
     PREDECESSOR_OPEN = "predecessor_open"
+    #: What the period carries into the next one (a rollover allowance, a prepaid commitment) could not be settled
+    #: there: a wallet that cannot fund the correction. Fund it and close again.
+    CARRY_UNSETTLED = "carry_unsettled"
 
 
 class ValueRefusal(enum.StrEnum):

@@ -570,3 +570,27 @@ def test_a_late_arrival_whose_re_pricing_a_wallet_cannot_fund_is_refused_alone(
     assert storage.period_totals("2026-11") == {("acme", "USD"): Decimal("15.0")}  # 8 on a, then 6 + 1 on b
     assert storage.verify() == []
     storage.close()
+
+
+def test_a_rollover_carry_a_wallet_cannot_settle_keeps_the_period_open_and_says_why(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
+    """Found by the attack: November (7 units) rated before October (4), so November was priced with a carry of
+    5 where 1 is left; the wallet (0.50 USD) cannot fund the 1 USD settlement. The close used to drop it and
+    close both periods (November billed 0). Now October is skipped (carry_unsettled, saying why), so November
+    waits too; funded, both close and November bills 1."""
+    from rating.refusals import CloseRefusal
+    from rating.wallet.wallets import Wallets
+
+    Wallets(storage).deposit("acme", "USD", Decimal("0.50"), "d1")
+    engine = Engine(book(ROLLOVER.replace("acme: {plan: a}", "acme: {plan: a, billing: wallet}")), storage)
+    engine.clock = later
+    assert engine.rate_batch([call("nov", 10, 7)]).rejected == []
+    assert engine.rate_batch([call("oct", 10, 4, month=10)]).rejected == []
+    october = close_period(engine, "2026-10")
+    assert [(s.customer, s.code) for s in october.skipped] == [("acme", CloseRefusal.CARRY_UNSETTLED)]
+    assert "insufficient_funds" in october.skipped[0].reason
+    assert [s.code for s in close_period(engine, "2026-11").skipped] == [CloseRefusal.PREDECESSOR_OPEN]
+    Wallets(storage).deposit("acme", "USD", Decimal(10), "d2")
+    assert close_period(engine, "2026-10").skipped == []
+    assert close_period(engine, "2026-11").skipped == []
+    assert storage.period_totals("2026-11") == {("acme", "USD"): Decimal("1")}
+    assert storage.verify() == []

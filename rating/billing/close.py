@@ -60,7 +60,7 @@ from rating.refusals import CloseRefusal
 
 if TYPE_CHECKING:
     # Types only: a close runs against an engine and its storage; loading this module needs neither.
-    from rating.engine import Engine
+    from rating.engine import Engine, Rejection
     from rating.storage.base import Storage, StoredCharge
 
 
@@ -233,7 +233,11 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
                 report.skipped.append(Skipped(customer, CloseRefusal.PREDECESSOR_OPEN, reason))
             else:
                 closing[customer] = transactions
-        resettled = _settle_carries(engine, kind, period, list(closing))
+        resettled, unsettled = _settle_carries(engine, kind, period, list(closing))
+        for customer, refusal in sorted(_customers_of(storage, unsettled).items()):
+            if closing.pop(customer, None) is not None:
+                reason = f"the carry into the next period cannot be settled ({refusal}): fund it and close again"
+                report.skipped.append(Skipped(customer, CloseRefusal.CARRY_UNSETTLED, reason))
         if resettled:  # a prepaid draw-down re-drawn in this period: its charges stand, re-read them all the same
             totals = _totals_by_customer(storage, period)
             for customer in resettled:
@@ -249,7 +253,18 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
 SETTLING_HORIZON = 120
 
 
-def _settle_carries(engine: Engine, kind: PeriodKind, period: str, customers: Sequence[str]) -> set[str]:
+def _customers_of(storage: Storage, refused: Sequence[Rejection]) -> dict[str, str]:
+    """The customers of the events a re-pricing ``refused`` (located ``event ID``), each with its first refusal."""
+    ids = {rejection.location.removeprefix("event "): rejection for rejection in refused}
+    found: dict[str, str] = {}
+    for id, event in storage.rated_events(ids).items():
+        found.setdefault(event.customer, f"{ids[id].code}: {ids[id].reason}")
+    return found
+
+
+def _settle_carries(
+    engine: Engine, kind: PeriodKind, period: str, customers: Sequence[str]
+) -> tuple[set[str], list[Rejection]]:
     """Settle, in period order, what ``period`` carries into the next period of ``customers``; returns the
     customers whose ``period`` was re-priced too.
 
@@ -266,6 +281,7 @@ def _settle_carries(engine: Engine, kind: PeriodKind, period: str, customers: Se
     PERIOD`` (this period), so the ledger ends as if everything had arrived in
     time order; this period's charges are not changed
     by it (only what the commitment pays of them), unless the pricebook changed.
+    Returns the customers re-drawn and what could not be re-priced (a wallet that cannot fund a correction).
     """
     catalog = engine.catalog
     rollover = any(
@@ -303,10 +319,14 @@ def _settle_carries(engine: Engine, kind: PeriodKind, period: str, customers: Se
         del drawing[key]  # closed before this one (it had no usage then): nothing drew there before this one
     only.update(drawing)
     starts += drawing.values()
+    refused: list[Rejection] = []
     if only:
         since, until = min(starts), max(starts) + ONE_TICK
-        rerate(engine.storage, catalog, engine.registry, since, until, clock=engine.clock, only=only, settles=period)
-    return resettled
+        report = rerate(
+            engine.storage, catalog, engine.registry, since, until, clock=engine.clock, only=only, settles=period
+        )
+        refused = report.refused
+    return resettled, refused
 
 
 def _prepaid_across(catalog: Catalog, customer: str, end: dt.datetime) -> bool:
