@@ -53,7 +53,9 @@ class RateCard(NamedTuple):
 class RateCards:
     """The rate card of each recently seen customer, resolved by ``resolve`` when missing or outgrown."""
 
-    def __init__(self, resolve: Callable[[str, dt.datetime], RateCard], kept: int = CARDS_KEPT) -> None:
+    def __init__(self, resolve: Callable[[str, dt.datetime], RateCard], kept: int | None = None) -> None:
+        """``kept``: how many customers' cards (default :data:`CARDS_KEPT`, read when the cache is made)."""
+        kept = CARDS_KEPT if kept is None else kept
         if kept < 1:
             raise ValueError("a rate card cache keeps at least one card")
         self._resolve = resolve
