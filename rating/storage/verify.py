@@ -556,7 +556,8 @@ def _event_revenue(storage: Any, named: set[Key]) -> list[str]:
     """``revenue_not_recorded`` per event: what its rating and its corrections credit each revenue account equals
     its own charge records (charges swapped between two events of a customer keep the customer's sums). Rows come
     ordered by event, so memory holds one event at a time. (customer, account, asset) already ``named`` by the
-    customer's sums are not named again per event."""
+    customer's sums are not named again per event; nor is an event no transaction names by its ``event_id``
+    (a ledger written by hand, as the storage contract's: the customer's sums still cover it)."""
     from rating.refusals import VerifyRefusal
 
     sqlite = storage.dialect == "sqlite"
@@ -564,19 +565,20 @@ def _event_revenue(storage: Any, named: set[Key]) -> list[str]:
     kinds = ", ".join(f"'{kind}'" for kind in RECORDED_KINDS)
     # A credit is a negative posting and a charge a positive amount: their difference is minus the sum of both.
     query = (
-        f"SELECT {event}, t.customer, p.account, p.asset, p.amount FROM postings p"
+        f"SELECT {event}, t.customer, p.account, p.asset, p.amount, 1 FROM postings p"
         f" JOIN transactions t ON t.id = p.transaction_id"
         f" WHERE t.kind IN ({kinds}) AND substr(p.account, 1, 8) = 'revenue:'"
-        " UNION ALL SELECT event_id, customer, 'revenue:' || plan || ':' || meter, asset, amount FROM charges"
+        " UNION ALL SELECT event_id, customer, 'revenue:' || plan || ':' || meter, asset, amount, 0 FROM charges"
         " ORDER BY 1"
     )
     problems: list[str] = []
     current: object = None
     customer: object = None
     sums: dict[tuple[str, str], Decimal] = {}  # posted credit less recorded charge, per (account, asset)
+    posted = False  # whether a transaction of the event names it
 
     def settle() -> None:
-        for (account, asset), off in sorted(sums.items()):
+        for (account, asset), off in sorted(sums.items()) if posted and current is not None else ():
             if off and (customer, account, asset) not in named:
                 problems.append(
                     f"{VerifyRefusal.REVENUE_NOT_RECORDED}: customer {customer!r}: event {current!r}: its rating and"
@@ -584,10 +586,11 @@ def _event_revenue(storage: Any, named: set[Key]) -> list[str]:
                 )
         sums.clear()
 
-    for event_id, who, account, asset, raw in _rows(storage, query):
+    for event_id, who, account, asset, raw, ledger in _rows(storage, query):
         if event_id != current:
             settle()
-            current, customer = event_id, who
+            current, customer, posted = event_id, who, False
+        posted = posted or bool(ledger)
         if not _revenue_of(str(account)):
             continue
         try:
@@ -631,7 +634,10 @@ def _states(storage: Any) -> list[str]:
         readings = readings.format(after="after", before="before")
     latest: dict[Key, Decimal] = {}
     first: dict[Key, Decimal] = {}  # the lowest ``before`` of each key's readings: its first starts from nothing
+    legacy: set[tuple[str, str]] = set()  # periods with readings of positional running totals (old schemas)
     for customer, meter, key, period, raw, raw_before in _rows(storage, readings):
+        if "[" in meter:
+            legacy.add((customer, period))
         if {(customer, period), (customer, None)} & corrected or (period == TERM and customer in customers):
             continue  # re-priced: its state is the re-pricing's, which stores no readings
         try:
@@ -667,11 +673,12 @@ def _states(storage: Any) -> list[str]:
             continue
         said = f"{VerifyRefusal.STATE_NOT_RECORDED}: customer {customer!r}: the state of {meter} {key} in {period}"
         replaced = {(customer, period), (customer, None)} & corrected or (period == TERM and customer in customers)
-        if where not in latest and quantity and not replaced and "[" not in meter:
+        adopted = meter.startswith("total:") and (customer, period) in legacy  # renamed by the migration, unread
+        if where not in latest and quantity and not replaced and not adopted and "[" not in meter:
             problems.append(f"{said} is {quantity}, and no reading moved it")  # planted, or its readings deleted
         elif where in latest and latest[where] != quantity:
             problems.append(f"{said} is {quantity}, its latest reading leaves {latest[where]}")
-        elif first.get(where) and "[" not in meter:
+        elif first.get(where) and not adopted and "[" not in meter:
             problems.append(f"{said}: its first reading starts from {first[where]}, not from nothing")
         elif unique in (1, True) and members.get(where, 0) != quantity:
             problems.append(f"{said} is {quantity}, it has {members.get(where, 0)} unique members")
