@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rating import fastread
 from rating.accounts import receivable_account
+from rating.apikeys import ApiKeys, allows
 from rating.billing.payments import (
     MAX_PAYLOAD_BYTES,
     PaymentRejected,
@@ -51,7 +52,7 @@ from rating.refusals import InvoiceRefusal, PaymentRefusal, Refusal
 from rating.registry import Registry
 from rating.reports.usage import usage_report, window
 from rating.server import cloudevents, documents, metrics, openapi, views
-from rating.server.auth import ApiKey, find_key, load_keys
+from rating.server.auth import ApiKey, digest, find_key, load_keys
 from rating.server.ledger import FUTURE_TOLERANCE, Ledger
 from rating.wallet.balances import CustomerBalance, reservation_used
 from rating.wallet.wallets import Wallets
@@ -123,26 +124,46 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal", f"internal error: {type(error).__name__}")
 
 
-def _guard(keys: list[ApiKey] | None) -> Callable[[str], Callable[[Request], Awaitable[None]]]:
-    """Route guards by scope: ``Authorization: Bearer KEY`` must name a key holding the scope (none if ``keys`` is
-    None: the embedder authenticates)."""
+def _guard(
+    keys: list[ApiKey] | None, ledger: Ledger, database: bool
+) -> Callable[[str], Callable[[Request], Awaitable[None]]]:
+    """Route guards by scope: ``Authorization: Bearer KEY`` must name a key holding the scope: one of the key
+    file's (``keys``), or, with ``database``, a key stored in the ledger's database and not revoked (read at
+    every request, so a key revoked by any process is refused at once). Neither: the embedder authenticates.
+    The key found is kept as ``request.state.api_key`` (its SHA-256, hex: what idempotency keys are scoped by)."""
 
     def needs(scope: str) -> Callable[[Request], Awaitable[None]]:
         async def check(request: Request) -> None:
-            if keys is None:
+            if keys is None and not database:
                 return
             scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not presented.strip():
+            presented = presented.strip()
+            if scheme.lower() != "bearer" or not presented:
                 raise ApiError(401, "unauthenticated", "send an API key: Authorization: Bearer KEY")
-            key = find_key(keys, presented.strip())
-            if key is None:
-                raise ApiError(401, "unauthenticated", "the API key is not known")
-            if not key.allows(scope):
-                raise ApiError(403, "forbidden", f"the API key {key.name!r} lacks the {scope!r} scope")
+            name, scopes = await _key_of(presented, keys, ledger, database)
+            if scopes is None:
+                raise ApiError(401, "unauthenticated", "the API key is not known (or was revoked)")
+            if not allows(scopes, scope):
+                raise ApiError(403, "forbidden", f"the API key {name!r} lacks the {scope!r} scope")
+            request.state.api_key = digest(presented).hex()
 
         return check
 
     return needs
+
+
+async def _key_of(
+    presented: str, keys: list[ApiKey] | None, ledger: Ledger, database: bool
+) -> tuple[str, frozenset[str] | None]:
+    """The name and scopes of the key ``presented`` (the key file's first, then the database's), or no scopes."""
+    found = find_key(keys, presented) if keys else None
+    if found is not None:
+        return found.name, found.scopes
+    if database:
+        stored = await ledger.run(lambda led: ApiKeys(led.storage).find(presented))
+        if stored is not None:
+            return stored.name, frozenset(stored.scopes)
+    return "", None
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -231,6 +252,7 @@ def create_app(
     pricebooks: Sequence[str | Path] | Catalog,
     *,
     api_keys: list[ApiKey] | str | Path | None = None,
+    database_keys: bool = False,
     registry: Registry | None = None,
     create: bool = False,
     future_tolerance: dt.timedelta | None = FUTURE_TOLERANCE,
@@ -242,8 +264,9 @@ def create_app(
     :class:`~rating.pricebook.catalog.Catalog`).
 
     ``api_keys``: the keys (or the path of their file, see :mod:`rating.server.auth`) every route but the
-    health checks requires; None leaves authentication to the embedder. ``create``: create (and migrate) a
-    missing database; by default only an existing one is opened, so a typo never starts a fresh ledger.
+    health checks requires; ``database_keys``: the keys stored in the database (``rating apikey create``) are
+    accepted too, as ``rating serve`` does; neither leaves authentication to the embedder. ``create``: create
+    (and migrate) a missing database; by default only an existing one is opened, so a typo never starts a fresh ledger.
     Events stamped more than ``future_tolerance`` ahead are refused. The pricebooks are loaded now (a bad
     one raises here); the database is opened at the first request that needs it. ``payment_secrets`` verify
     the signed confirmations of ``POST /v1/payments`` and ``stripe_secrets`` (``whsec_...``) the webhooks of
@@ -272,7 +295,7 @@ def create_app(
     )
     app.state.ledger = ledger
     _install_error_handlers(app)
-    needs = _guard(keys)
+    needs = _guard(keys, ledger, database_keys)
     _health_routes(app, ledger)
     _event_routes(app, ledger, needs)
     _request_routes(app, ledger, needs)
@@ -521,7 +544,7 @@ def _payment_routes(
 
 
 def _customer_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
-    """Customers and subscriptions as data (:mod:`rating.customers`): admin keys write them, read keys read them.
+    """Customers and subscriptions as data (:mod:`rating.customers`): admin keys write and read them.
 
     A customer's body is its pricebook entry as JSON (every field of a ``customers:`` entry, amounts as decimal
     strings) with its ``id`` and, optionally, the ``effective`` time of the change (default now). Engines on
@@ -535,7 +558,7 @@ def _customer_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
     from rating.records import CustomerVersion
     from rating.refusals import CustomerRefusal
 
-    admin, read = [Depends(needs("admin"))], [Depends(needs("read"))]
+    admin = [Depends(needs("admin"))]
     statuses = {CustomerRefusal.UNKNOWN_CUSTOMER: 404, CustomerRefusal.CONFLICT: 409}
 
     def customers_of(led: Ledger) -> Customers:
@@ -596,7 +619,7 @@ def _customer_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
             raise ApiError(422, "invalid_request", 'a subscription is {"plan": PLAN, "from": "YYYY-MM-DD"}')
         return await change(lambda customers: customers.subscribe(customer, plan, day))
 
-    @app.get("/v1/customers", dependencies=read, summary="Every customer: the stored ones over the pricebook's")
+    @app.get("/v1/customers", dependencies=admin, summary="Every customer: the stored ones over the pricebook's")
     async def list_customers() -> JSONResponse:
         def listed(led: Ledger) -> list[dict[str, Any]]:
             customers = customers_of(led)
@@ -605,7 +628,7 @@ def _customer_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
 
         return JSONResponse({"customers": await ledger.run(listed)})
 
-    @app.get("/v1/customers/{customer}", dependencies=read, summary="A customer's spec and its stored versions")
+    @app.get("/v1/customers/{customer}", dependencies=admin, summary="A customer's spec and its stored versions")
     async def show_customer(customer: str) -> JSONResponse:
         def shown(led: Ledger) -> dict[str, Any] | None:
             customers = customers_of(led)
@@ -633,10 +656,17 @@ def _payment_status(code: PaymentRefusal) -> int:
 
 def from_environment() -> FastAPI:
     """The app of one worker process of ``rating serve --workers N`` (uvicorn builds it from this import string)
-    from the variables the command set: the database, the pricebooks and the API key file ("" for none)."""
+    from the variables the command set: the database, the pricebooks, the API key file ("" for none) and whether
+    to check the database's keys (all but ``--no-auth``)."""
     keys = os.environ.get("RATING_SERVE_KEYS") or None
+    database_keys = os.environ.get("RATING_SERVE_NO_AUTH") != "1"
     pricebooks = os.environ["RATING_SERVE_PRICEBOOKS"].split(os.pathsep)
     payments, stripe = secrets_from_environment()
     return create_app(
-        os.environ["RATING_SERVE_DB"], pricebooks, api_keys=keys, payment_secrets=payments, stripe_secrets=stripe
+        os.environ["RATING_SERVE_DB"],
+        pricebooks,
+        api_keys=keys,
+        database_keys=database_keys,
+        payment_secrets=payments,
+        stripe_secrets=stripe,
     )
