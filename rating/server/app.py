@@ -54,6 +54,7 @@ from rating.reports.usage import usage_report, window
 from rating.server import cloudevents, documents, metrics, openapi, views
 from rating.server.auth import ApiKey, digest, find_key, load_keys
 from rating.server.ledger import FUTURE_TOLERANCE, Ledger
+from rating.storage.migrations import SCHEMA_VERSION
 from rating.wallet.balances import CustomerBalance, reservation_used
 from rating.wallet.wallets import Wallets
 
@@ -316,14 +317,27 @@ def _health_routes(app: FastAPI, ledger: Ledger) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="The database is reachable")
+    @app.get("/readyz", summary="The database is reachable and its schema is the one this server reads")
     async def readyz() -> JSONResponse:
         try:
-            await ledger.run(lambda ready: ready.storage.closed_periods([("readyz", "probe")]))
+            version = await ledger.run(_schema_version)
         except Exception as error:  # any failure to reach the database means not ready, never a 500
             code = getattr(error, "code", None) or "not_ready"
-            return error_response(503, str(code), f"the database is not reachable: {error}")
+            return error_response(503, str(code), f"the database is not ready: {error}")
+        if version is not None and version != SCHEMA_VERSION:  # migrated by another rating since this one opened it
+            code = "schema_outdated" if version < SCHEMA_VERSION else "schema_newer"
+            message = f"the database's schema is at version {version}, this server reads {SCHEMA_VERSION}"
+            return error_response(503, code, f"{message}: run rating db migrate, or upgrade rating")
         return JSONResponse({"status": "ready"})
+
+
+def _schema_version(ledger: Ledger) -> int | None:
+    """The schema version the database says it is at, read now (None for a storage without one, such as
+    memory); reaching the database at all is part of the check."""
+    storage = ledger.storage
+    storage.closed_periods([("readyz", "probe")])
+    version = getattr(storage, "schema_version", None)
+    return int(version()) if callable(version) else None
 
 
 def _event_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
