@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,15 +39,17 @@ from rating.engine.reports import BatchReport
 from rating.errors import (
     EventConflict,
     EventError,
+    InvalidAmount,
     InvoiceError,
     RatingError,
     ReservationError,
     StorageError,
+    TransactionConflict,
 )
 from rating.events import Sourced, UsageEvent, parse_event, parse_json, read_jsonl
 from rating.invoices.issue import invoices
 from rating.invoices.settle import invoice_status
-from rating.money import ZERO
+from rating.money import ZERO, to_decimal
 from rating.periods import zone
 from rating.pricebook.catalog import Catalog
 from rating.refusals import InvoiceRefusal, PaymentRefusal, Refusal
@@ -56,7 +60,7 @@ from rating.server.auth import ApiKey, digest, find_key, load_keys
 from rating.server.ledger import FUTURE_TOLERANCE, Ledger
 from rating.storage.migrations import SCHEMA_VERSION
 from rating.wallet.balances import CustomerBalance, reservation_used
-from rating.wallet.wallets import Wallets
+from rating.wallet.wallets import GrantKind, Wallets
 
 LOG = logging.getLogger("rating.server")
 #: The most events one batch request may carry.
@@ -303,6 +307,7 @@ def create_app(
     _reading_routes(app, ledger, needs)
     _payment_routes(app, ledger, needs, list(payment_secrets), list(stripe_secrets))
     _customer_routes(app, ledger, needs)
+    _grant_routes(app, ledger, needs)
     documents.install(app, ledger, needs)
     metrics.install(app, needs)
     openapi.describe(app)  # last: it documents the routes added above
@@ -659,6 +664,92 @@ def _customer_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
         if found is None:
             raise ApiError(404, "unknown_customer", f"no customer {customer!r}")
         return JSONResponse(found)
+
+
+#: The fields of a grant's body (``POST /v1/customers/{id}/grants``), as ``rating wallet grant`` takes them.
+_GRANT_FIELDS = frozenset({"id", "asset", "amount", "kind", "priority", "starts", "expires"})
+
+
+def _grant_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
+    """Grants given over HTTP as ``rating wallet grant`` gives them (:meth:`Wallets.grant`): admin keys only."""
+    admin = [Depends(needs("admin"))]
+
+    @app.post("/v1/customers/{customer}/grants", dependencies=admin, summary="Give a customer a grant, once per id")
+    async def grant(customer: str, request: Request) -> JSONResponse:
+        """A grant spent before purchased funds: ``{"id", "asset", "amount": "5.00"}`` and optionally ``kind``
+        (promotional, purchased, rollover), ``priority``, ``starts`` and ``expires`` (ISO 8601 with offsets).
+        Once per grant id: the same grant again is answered 200 ``already_granted``; another grant under a
+        given id is 409 ``grant_conflict``."""
+        body = await _json_object(request)
+        unknown = sorted(set(body) - _GRANT_FIELDS)
+        if unknown:
+            raise ApiError(422, "invalid_request", f"unknown fields: {', '.join(unknown)}")
+        grant_id, asset, amount = body.get("id"), body.get("asset"), body.get("amount")
+        if not isinstance(grant_id, str) or not isinstance(asset, str) or not asset:
+            raise ApiError(422, "invalid_request", "a grant needs its id and asset (strings)")
+        if not isinstance(amount, str):  # money is a decimal string, never a JSON number (a float to many clients)
+            raise ApiError(422, "invalid_amount", 'amount: a decimal string such as "5.00"')
+        kind, priority = body.get("kind", "promotional"), body.get("priority", 0)
+        if kind not in get_args(GrantKind):
+            raise ApiError(422, "invalid_request", f"kind: one of {', '.join(get_args(GrantKind))}")
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise ApiError(422, "invalid_request", "priority: an integer")
+        starts, expires = _instant(body, "starts"), _instant(body, "expires")
+
+        def give(led: Ledger) -> bool:
+            wallets = Wallets(led.storage, led.clock)
+            value = _grant_amount(amount)
+            return wallets.grant(
+                customer, asset, value, grant_id, kind=kind, priority=priority, starts=starts, expires=expires
+            )
+
+        try:
+            new = await ledger.run(give)
+        except TransactionConflict:
+            raise ApiError(409, "grant_conflict", f"grant {grant_id!r} was given with other content") from None
+        except InvalidAmount as error:  # not a decimal, not positive, or expiring before it starts
+            raise ApiError(422, "invalid_amount", str(error)) from None
+        return JSONResponse(
+            {"grant": grant_id, "customer": customer, "asset": asset, "amount": amount,
+             "status": "granted" if new else "already_granted"},
+            status_code=201 if new else 200,
+        )  # fmt: skip
+
+
+def _grant_amount(text: str) -> Decimal:
+    """A grant's amount: decimal text of at most 15 digits before the point and 18 after, as the command line's
+    ``--amount`` takes (``1e999999`` is a decimal, but no grant anyone means)."""
+    value = to_decimal(text, "amount")
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # a finite Decimal's exponent is an int
+    if value.adjusted() >= 15 or -exponent > 18:
+        raise InvalidAmount(f"amount {text!r}: at most 15 digits before the point and 18 after")
+    return value
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object (a small one: at most an event's size)."""
+    try:
+        body = json.loads(await _body(request, MAX_EVENT_BODY))
+    except ValueError:
+        raise ApiError(422, "invalid_request", "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_request", "the body must be a JSON object")
+    return body
+
+
+def _instant(body: dict[str, Any], field: str) -> dt.datetime | None:
+    """The ISO 8601 time (with its offset) of ``body[field]``, or None when the field is absent."""
+    raw = body.get(field)
+    if raw is None:
+        return None
+    try:
+        at = dt.datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise ApiError(422, "invalid_request", f"{field}: an ISO 8601 time with its offset")
+    return at
 
 
 def _payment_status(code: PaymentRefusal) -> int:
