@@ -55,7 +55,7 @@ from rating.pricebook.catalog import Catalog
 from rating.refusals import InvoiceRefusal, PaymentRefusal, Refusal
 from rating.registry import Registry
 from rating.reports.usage import usage_report, window
-from rating.server import cloudevents, documents, metrics, openapi, views
+from rating.server import cloudevents, documents, idempotency, metrics, openapi, views
 from rating.server.auth import ApiKey, digest, find_key, load_keys
 from rating.server.ledger import FUTURE_TOLERANCE, Ledger
 from rating.storage.migrations import SCHEMA_VERSION
@@ -107,6 +107,18 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
         return error_response(error.status, error.code, str(error), **error.extra)
 
+    @app.exception_handler(idempotency.Refused)
+    async def not_run(_: Request, error: idempotency.Refused) -> JSONResponse:
+        return error_response(error.status, error.code, str(error))
+
+    @app.exception_handler(idempotency.Replay)
+    async def replay(_: Request, answered: idempotency.Replay) -> Response:
+        stored = answered.stored
+        return Response(
+            stored.body, status_code=stored.status or 200, media_type=stored.media_type,
+            headers={idempotency.REPLAYED: "true"},
+        )  # fmt: skip
+
     @app.exception_handler(RatingError)
     async def refused(_: Request, error: RatingError) -> JSONResponse:
         status, code = _refusal_status(error)
@@ -139,20 +151,29 @@ def _guard(
 
     def needs(scope: str) -> Callable[[Request], Awaitable[None]]:
         async def check(request: Request) -> None:
-            if keys is None and not database:
-                return
-            scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-            presented = presented.strip()
-            if scheme.lower() != "bearer" or not presented:
-                raise ApiError(401, "unauthenticated", "send an API key: Authorization: Bearer KEY")
-            name, scopes = await _key_of(presented, keys, ledger, database)
-            if scopes is None:
-                raise ApiError(401, "unauthenticated", "the API key is not known (or was revoked)")
-            if not allows(scopes, scope):
-                raise ApiError(403, "forbidden", f"the API key {name!r} lacks the {scope!r} scope")
-            request.state.api_key = digest(presented).hex()
+            owner = ""  # no keys: one client (the embedder's), whose idempotency keys share one scope
+            if keys is not None or database:
+                owner = await authenticate(request, scope)
+            if request.method == "POST" and idempotency.HEADER in request.headers:
+                body = await _body(request, MAX_BODY)
+                request._body = body  # read once here; the route reads it again (Starlette replays a read body)
+                await idempotency.begin(request, body, ledger, owner)
 
         return check
+
+    async def authenticate(request: Request, scope: str) -> str:
+        """The SHA-256 (hex) of the request's key, which holds ``scope``; else 401 or 403."""
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        presented = presented.strip()
+        if scheme.lower() != "bearer" or not presented:
+            raise ApiError(401, "unauthenticated", "send an API key: Authorization: Bearer KEY")
+        name, scopes = await _key_of(presented, keys, ledger, database)
+        if scopes is None:
+            raise ApiError(401, "unauthenticated", "the API key is not known (or was revoked)")
+        if not allows(scopes, scope):
+            raise ApiError(403, "forbidden", f"the API key {name!r} lacks the {scope!r} scope")
+        request.state.api_key = digest(presented).hex()
+        return str(request.state.api_key)
 
     return needs
 
@@ -310,6 +331,7 @@ def create_app(
     _grant_routes(app, ledger, needs)
     documents.install(app, ledger, needs)
     metrics.install(app, needs)
+    app.add_middleware(idempotency.IdempotencyMiddleware)  # around the metrics: they see a replay as answered
     openapi.describe(app)  # last: it documents the routes added above
     return app
 
