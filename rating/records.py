@@ -134,3 +134,34 @@ class CustomerVersion(NamedTuple):
             other.effective,
             other.spec,
         )
+
+
+class ApiKeyRecord(NamedTuple):
+    """One API key kept in the database (:mod:`rating.apikeys`): never the key, only its SHA-256 (hex).
+
+    ``scopes`` are the scope names (``read``, ``write``, ``admin``); ``revoked_at`` is None while the key is
+    valid and the instant it was revoked after.
+    """
+
+    name: str
+    sha256: str
+    scopes: tuple[str, ...]
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None = None
+
+
+class IdempotentRequest(NamedTuple):
+    """A POST made under an ``Idempotency-Key`` (:mod:`rating.server.idempotency`), and its first answer.
+
+    ``owner`` scopes the key (the SHA-256 of the API key that made the request); ``fingerprint`` is the hash
+    of the request (method, path, query, body) a retry must repeat. ``status`` and ``body`` are None while the
+    first request is still being answered (since ``started_at``).
+    """
+
+    owner: str
+    key: str
+    fingerprint: str
+    started_at: dt.datetime
+    status: int | None = None
+    media_type: str | None = None
+    body: str | None = None

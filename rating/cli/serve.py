@@ -18,6 +18,8 @@ from rating.storage import masked
 KEYS_VARIABLE = "RATING_API_KEYS"
 #: How the worker processes of ``--workers N`` learn what to serve (uvicorn starts each from an import string).
 SERVE_DB, SERVE_PRICEBOOKS, SERVE_KEYS = "RATING_SERVE_DB", "RATING_SERVE_PRICEBOOKS", "RATING_SERVE_KEYS"
+#: Set to "1" for the worker processes of ``--no-auth`` (else they check the database's keys).
+SERVE_NO_AUTH = "RATING_SERVE_NO_AUTH"
 
 
 def register(commands: Commands) -> None:
@@ -38,7 +40,8 @@ def register(commands: Commands) -> None:
     serve.add_argument(
         "--api-keys",
         metavar="FILE",
-        help=f"the API key file (hashes and scopes; default: ${KEYS_VARIABLE}); see README 'Service'",
+        help=f"an API key file (hashes and scopes; default: ${KEYS_VARIABLE}), accepted beside the keys of"
+        " rating apikey create (kept in --db); see README 'Service'",
     )
     serve.add_argument(
         "--no-auth", action="store_true", help="serve without API keys (only behind a proxy that authenticates)"
@@ -58,8 +61,6 @@ def _uvicorn() -> ModuleType:
 def cmd_serve(args: argparse.Namespace, registry: Registry) -> int:
     uvicorn = _uvicorn()
     keys_file = args.api_keys or os.environ.get(KEYS_VARIABLE) or None
-    if keys_file is None and not args.no_auth:
-        raise UsageError(f"give --api-keys FILE (or set {KEYS_VARIABLE}), or --no-auth to serve without keys")
     if keys_file is not None and args.no_auth:
         raise UsageError("--no-auth and an API key file do not go together")
     from rating.server.auth import load_keys
@@ -67,11 +68,22 @@ def cmd_serve(args: argparse.Namespace, registry: Registry) -> int:
     if keys_file is not None:
         load_keys(keys_file)  # a bad key file stops the server now, in one line
     load_catalog(args.pricebook, registry)  # and so does a bad pricebook
-    with registry.open_storage(args.db, existing=True):  # and a --db that is not a ledger (create: rating db migrate)
-        pass
+    # and a --db that is not a ledger (created by rating db migrate)
+    with registry.open_storage(args.db, existing=True) as storage:
+        stored = 0 if args.no_auth else sum(key.revoked_at is None for key in storage.api_keys())
+    if args.no_auth:
+        auth = "no auth"
+    else:
+        auth = f"{stored} API key{'s' if stored != 1 else ''} in the database" + (
+            " and a key file" if keys_file else ""
+        )
+        if keys_file is None and not stored:
+            print(
+                "rating: no API key yet, every request is refused: make one with rating apikey create", file=sys.stderr
+            )
     print(
         f"rating: serving {masked(args.db)} on http://{args.host}:{args.port}"
-        f" ({args.workers} worker{'s' if args.workers > 1 else ''}, {'API keys' if keys_file else 'no auth'})",
+        f" ({args.workers} worker{'s' if args.workers > 1 else ''}, {auth})",
         file=sys.stderr,
     )
     if args.workers == 1:
@@ -83,6 +95,7 @@ def cmd_serve(args: argparse.Namespace, registry: Registry) -> int:
             args.db,
             args.pricebook,
             api_keys=keys_file,
+            database_keys=not args.no_auth,
             registry=registry,
             payment_secrets=payments,
             stripe_secrets=stripe,
@@ -92,6 +105,7 @@ def cmd_serve(args: argparse.Namespace, registry: Registry) -> int:
         os.environ[SERVE_DB] = args.db
         os.environ[SERVE_PRICEBOOKS] = os.pathsep.join(args.pricebook)
         os.environ[SERVE_KEYS] = keys_file or ""
+        os.environ[SERVE_NO_AUTH] = "1" if args.no_auth else ""
         uvicorn.run(
             "rating.server.app:from_environment",
             factory=True,

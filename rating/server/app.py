@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rating import fastread
 from rating.accounts import receivable_account
+from rating.apikeys import ApiKeys, allows
 from rating.billing.payments import (
     MAX_PAYLOAD_BYTES,
     PaymentRejected,
@@ -36,25 +39,28 @@ from rating.engine.reports import BatchReport
 from rating.errors import (
     EventConflict,
     EventError,
+    InvalidAmount,
     InvoiceError,
     RatingError,
     ReservationError,
     StorageError,
+    TransactionConflict,
 )
 from rating.events import Sourced, UsageEvent, parse_event, parse_json, read_jsonl
 from rating.invoices.issue import invoices
 from rating.invoices.settle import invoice_status
-from rating.money import ZERO
+from rating.money import ZERO, to_decimal
 from rating.periods import zone
 from rating.pricebook.catalog import Catalog
 from rating.refusals import InvoiceRefusal, PaymentRefusal, Refusal
 from rating.registry import Registry
 from rating.reports.usage import usage_report, window
-from rating.server import cloudevents, documents, metrics, openapi, views
-from rating.server.auth import ApiKey, find_key, load_keys
+from rating.server import cloudevents, documents, idempotency, metrics, openapi, views
+from rating.server.auth import ApiKey, digest, find_key, load_keys
 from rating.server.ledger import FUTURE_TOLERANCE, Ledger
+from rating.storage.migrations import SCHEMA_VERSION
 from rating.wallet.balances import CustomerBalance, reservation_used
-from rating.wallet.wallets import Wallets
+from rating.wallet.wallets import GrantKind, Wallets
 
 LOG = logging.getLogger("rating.server")
 #: The most events one batch request may carry.
@@ -101,6 +107,18 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
         return error_response(error.status, error.code, str(error), **error.extra)
 
+    @app.exception_handler(idempotency.Refused)
+    async def not_run(_: Request, error: idempotency.Refused) -> JSONResponse:
+        return error_response(error.status, error.code, str(error))
+
+    @app.exception_handler(idempotency.Replay)
+    async def replay(_: Request, answered: idempotency.Replay) -> Response:
+        stored = answered.stored
+        return Response(
+            stored.body, status_code=stored.status or 200, media_type=stored.media_type,
+            headers={idempotency.REPLAYED: "true"},
+        )  # fmt: skip
+
     @app.exception_handler(RatingError)
     async def refused(_: Request, error: RatingError) -> JSONResponse:
         status, code = _refusal_status(error)
@@ -123,26 +141,55 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal", f"internal error: {type(error).__name__}")
 
 
-def _guard(keys: list[ApiKey] | None) -> Callable[[str], Callable[[Request], Awaitable[None]]]:
-    """Route guards by scope: ``Authorization: Bearer KEY`` must name a key holding the scope (none if ``keys`` is
-    None: the embedder authenticates)."""
+def _guard(
+    keys: list[ApiKey] | None, ledger: Ledger, database: bool
+) -> Callable[[str], Callable[[Request], Awaitable[None]]]:
+    """Route guards by scope: ``Authorization: Bearer KEY`` must name a key holding the scope: one of the key
+    file's (``keys``), or, with ``database``, a key stored in the ledger's database and not revoked (read at
+    every request, so a key revoked by any process is refused at once). Neither: the embedder authenticates.
+    The key found is kept as ``request.state.api_key`` (its SHA-256, hex: what idempotency keys are scoped by)."""
 
     def needs(scope: str) -> Callable[[Request], Awaitable[None]]:
         async def check(request: Request) -> None:
-            if keys is None:
-                return
-            scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not presented.strip():
-                raise ApiError(401, "unauthenticated", "send an API key: Authorization: Bearer KEY")
-            key = find_key(keys, presented.strip())
-            if key is None:
-                raise ApiError(401, "unauthenticated", "the API key is not known")
-            if not key.allows(scope):
-                raise ApiError(403, "forbidden", f"the API key {key.name!r} lacks the {scope!r} scope")
+            owner = ""  # no keys: one client (the embedder's), whose idempotency keys share one scope
+            if keys is not None or database:
+                owner = await authenticate(request, scope)
+            if request.method == "POST" and idempotency.HEADER in request.headers:
+                body = await _body(request, MAX_BODY)
+                request._body = body  # read once here; the route reads it again (Starlette replays a read body)
+                await idempotency.begin(request, body, ledger, owner)
 
         return check
 
+    async def authenticate(request: Request, scope: str) -> str:
+        """The SHA-256 (hex) of the request's key, which holds ``scope``; else 401 or 403."""
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        presented = presented.strip()
+        if scheme.lower() != "bearer" or not presented:
+            raise ApiError(401, "unauthenticated", "send an API key: Authorization: Bearer KEY")
+        name, scopes = await _key_of(presented, keys, ledger, database)
+        if scopes is None:
+            raise ApiError(401, "unauthenticated", "the API key is not known (or was revoked)")
+        if not allows(scopes, scope):
+            raise ApiError(403, "forbidden", f"the API key {name!r} lacks the {scope!r} scope")
+        request.state.api_key = digest(presented).hex()
+        return str(request.state.api_key)
+
     return needs
+
+
+async def _key_of(
+    presented: str, keys: list[ApiKey] | None, ledger: Ledger, database: bool
+) -> tuple[str, frozenset[str] | None]:
+    """The name and scopes of the key ``presented`` (the key file's first, then the database's), or no scopes."""
+    found = find_key(keys, presented) if keys else None
+    if found is not None:
+        return found.name, found.scopes
+    if database:
+        stored = await ledger.run(lambda led: ApiKeys(led.storage).find(presented))
+        if stored is not None:
+            return stored.name, frozenset(stored.scopes)
+    return "", None
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -231,6 +278,7 @@ def create_app(
     pricebooks: Sequence[str | Path] | Catalog,
     *,
     api_keys: list[ApiKey] | str | Path | None = None,
+    database_keys: bool = False,
     registry: Registry | None = None,
     create: bool = False,
     future_tolerance: dt.timedelta | None = FUTURE_TOLERANCE,
@@ -242,8 +290,9 @@ def create_app(
     :class:`~rating.pricebook.catalog.Catalog`).
 
     ``api_keys``: the keys (or the path of their file, see :mod:`rating.server.auth`) every route but the
-    health checks requires; None leaves authentication to the embedder. ``create``: create (and migrate) a
-    missing database; by default only an existing one is opened, so a typo never starts a fresh ledger.
+    health checks requires; ``database_keys``: the keys stored in the database (``rating apikey create``) are
+    accepted too, as ``rating serve`` does; neither leaves authentication to the embedder. ``create``: create
+    (and migrate) a missing database; by default only an existing one is opened, so a typo never starts a fresh ledger.
     Events stamped more than ``future_tolerance`` ahead are refused. The pricebooks are loaded now (a bad
     one raises here); the database is opened at the first request that needs it. ``payment_secrets`` verify
     the signed confirmations of ``POST /v1/payments`` and ``stripe_secrets`` (``whsec_...``) the webhooks of
@@ -272,15 +321,17 @@ def create_app(
     )
     app.state.ledger = ledger
     _install_error_handlers(app)
-    needs = _guard(keys)
+    needs = _guard(keys, ledger, database_keys)
     _health_routes(app, ledger)
     _event_routes(app, ledger, needs)
     _request_routes(app, ledger, needs)
     _reading_routes(app, ledger, needs)
     _payment_routes(app, ledger, needs, list(payment_secrets), list(stripe_secrets))
     _customer_routes(app, ledger, needs)
+    _grant_routes(app, ledger, needs)
     documents.install(app, ledger, needs)
     metrics.install(app, needs)
+    app.add_middleware(idempotency.IdempotencyMiddleware)  # around the metrics: they see a replay as answered
     openapi.describe(app)  # last: it documents the routes added above
     return app
 
@@ -293,14 +344,27 @@ def _health_routes(app: FastAPI, ledger: Ledger) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="The database is reachable")
+    @app.get("/readyz", summary="The database is reachable and its schema is the one this server reads")
     async def readyz() -> JSONResponse:
         try:
-            await ledger.run(lambda ready: ready.storage.closed_periods([("readyz", "probe")]))
+            version = await ledger.run(_schema_version)
         except Exception as error:  # any failure to reach the database means not ready, never a 500
             code = getattr(error, "code", None) or "not_ready"
-            return error_response(503, str(code), f"the database is not reachable: {error}")
+            return error_response(503, str(code), f"the database is not ready: {error}")
+        if version is not None and version != SCHEMA_VERSION:  # migrated by another rating since this one opened it
+            code = "schema_outdated" if version < SCHEMA_VERSION else "schema_newer"
+            message = f"the database's schema is at version {version}, this server reads {SCHEMA_VERSION}"
+            return error_response(503, code, f"{message}: run rating db migrate, or upgrade rating")
         return JSONResponse({"status": "ready"})
+
+
+def _schema_version(ledger: Ledger) -> int | None:
+    """The schema version the database says it is at, read now (None for a storage without one, such as
+    memory); reaching the database at all is part of the check."""
+    storage = ledger.storage
+    storage.closed_periods([("readyz", "probe")])
+    version = getattr(storage, "schema_version", None)
+    return int(version()) if callable(version) else None
 
 
 def _event_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
@@ -521,7 +585,7 @@ def _payment_routes(
 
 
 def _customer_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
-    """Customers and subscriptions as data (:mod:`rating.customers`): admin keys write them, read keys read them.
+    """Customers and subscriptions as data (:mod:`rating.customers`): admin keys write and read them.
 
     A customer's body is its pricebook entry as JSON (every field of a ``customers:`` entry, amounts as decimal
     strings) with its ``id`` and, optionally, the ``effective`` time of the change (default now). Engines on
@@ -535,7 +599,7 @@ def _customer_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
     from rating.records import CustomerVersion
     from rating.refusals import CustomerRefusal
 
-    admin, read = [Depends(needs("admin"))], [Depends(needs("read"))]
+    admin = [Depends(needs("admin"))]
     statuses = {CustomerRefusal.UNKNOWN_CUSTOMER: 404, CustomerRefusal.CONFLICT: 409}
 
     def customers_of(led: Ledger) -> Customers:
@@ -596,7 +660,7 @@ def _customer_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
             raise ApiError(422, "invalid_request", 'a subscription is {"plan": PLAN, "from": "YYYY-MM-DD"}')
         return await change(lambda customers: customers.subscribe(customer, plan, day))
 
-    @app.get("/v1/customers", dependencies=read, summary="Every customer: the stored ones over the pricebook's")
+    @app.get("/v1/customers", dependencies=admin, summary="Every customer: the stored ones over the pricebook's")
     async def list_customers() -> JSONResponse:
         def listed(led: Ledger) -> list[dict[str, Any]]:
             customers = customers_of(led)
@@ -605,7 +669,7 @@ def _customer_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
 
         return JSONResponse({"customers": await ledger.run(listed)})
 
-    @app.get("/v1/customers/{customer}", dependencies=read, summary="A customer's spec and its stored versions")
+    @app.get("/v1/customers/{customer}", dependencies=admin, summary="A customer's spec and its stored versions")
     async def show_customer(customer: str) -> JSONResponse:
         def shown(led: Ledger) -> dict[str, Any] | None:
             customers = customers_of(led)
@@ -624,6 +688,92 @@ def _customer_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
         return JSONResponse(found)
 
 
+#: The fields of a grant's body (``POST /v1/customers/{id}/grants``), as ``rating wallet grant`` takes them.
+_GRANT_FIELDS = frozenset({"id", "asset", "amount", "kind", "priority", "starts", "expires"})
+
+
+def _grant_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
+    """Grants given over HTTP as ``rating wallet grant`` gives them (:meth:`Wallets.grant`): admin keys only."""
+    admin = [Depends(needs("admin"))]
+
+    @app.post("/v1/customers/{customer}/grants", dependencies=admin, summary="Give a customer a grant, once per id")
+    async def grant(customer: str, request: Request) -> JSONResponse:
+        """A grant spent before purchased funds: ``{"id", "asset", "amount": "5.00"}`` and optionally ``kind``
+        (promotional, purchased, rollover), ``priority``, ``starts`` and ``expires`` (ISO 8601 with offsets).
+        Once per grant id: the same grant again is answered 200 ``already_granted``; another grant under a
+        given id is 409 ``grant_conflict``."""
+        body = await _json_object(request)
+        unknown = sorted(set(body) - _GRANT_FIELDS)
+        if unknown:
+            raise ApiError(422, "invalid_request", f"unknown fields: {', '.join(unknown)}")
+        grant_id, asset, amount = body.get("id"), body.get("asset"), body.get("amount")
+        if not isinstance(grant_id, str) or not isinstance(asset, str) or not asset:
+            raise ApiError(422, "invalid_request", "a grant needs its id and asset (strings)")
+        if not isinstance(amount, str):  # money is a decimal string, never a JSON number (a float to many clients)
+            raise ApiError(422, "invalid_amount", 'amount: a decimal string such as "5.00"')
+        kind, priority = body.get("kind", "promotional"), body.get("priority", 0)
+        if kind not in get_args(GrantKind):
+            raise ApiError(422, "invalid_request", f"kind: one of {', '.join(get_args(GrantKind))}")
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise ApiError(422, "invalid_request", "priority: an integer")
+        starts, expires = _instant(body, "starts"), _instant(body, "expires")
+
+        def give(led: Ledger) -> bool:
+            wallets = Wallets(led.storage, led.clock)
+            value = _grant_amount(amount)
+            return wallets.grant(
+                customer, asset, value, grant_id, kind=kind, priority=priority, starts=starts, expires=expires
+            )
+
+        try:
+            new = await ledger.run(give)
+        except TransactionConflict:
+            raise ApiError(409, "grant_conflict", f"grant {grant_id!r} was given with other content") from None
+        except InvalidAmount as error:  # not a decimal, not positive, or expiring before it starts
+            raise ApiError(422, "invalid_amount", str(error)) from None
+        return JSONResponse(
+            {"grant": grant_id, "customer": customer, "asset": asset, "amount": amount,
+             "status": "granted" if new else "already_granted"},
+            status_code=201 if new else 200,
+        )  # fmt: skip
+
+
+def _grant_amount(text: str) -> Decimal:
+    """A grant's amount: decimal text of at most 15 digits before the point and 18 after, as the command line's
+    ``--amount`` takes (``1e999999`` is a decimal, but no grant anyone means)."""
+    value = to_decimal(text, "amount")
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # a finite Decimal's exponent is an int
+    if value.adjusted() >= 15 or -exponent > 18:
+        raise InvalidAmount(f"amount {text!r}: at most 15 digits before the point and 18 after")
+    return value
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object (a small one: at most an event's size)."""
+    try:
+        body = json.loads(await _body(request, MAX_EVENT_BODY))
+    except ValueError:
+        raise ApiError(422, "invalid_request", "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_request", "the body must be a JSON object")
+    return body
+
+
+def _instant(body: dict[str, Any], field: str) -> dt.datetime | None:
+    """The ISO 8601 time (with its offset) of ``body[field]``, or None when the field is absent."""
+    raw = body.get(field)
+    if raw is None:
+        return None
+    try:
+        at = dt.datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise ApiError(422, "invalid_request", f"{field}: an ISO 8601 time with its offset")
+    return at
+
+
 def _payment_status(code: PaymentRefusal) -> int:
     """The HTTP status of a refused payment confirmation."""
     if code in (PaymentRefusal.UNSIGNED, PaymentRefusal.BAD_SIGNATURE, PaymentRefusal.NO_SECRET):
@@ -633,10 +783,17 @@ def _payment_status(code: PaymentRefusal) -> int:
 
 def from_environment() -> FastAPI:
     """The app of one worker process of ``rating serve --workers N`` (uvicorn builds it from this import string)
-    from the variables the command set: the database, the pricebooks and the API key file ("" for none)."""
+    from the variables the command set: the database, the pricebooks, the API key file ("" for none) and whether
+    to check the database's keys (all but ``--no-auth``)."""
     keys = os.environ.get("RATING_SERVE_KEYS") or None
+    database_keys = os.environ.get("RATING_SERVE_NO_AUTH") != "1"
     pricebooks = os.environ["RATING_SERVE_PRICEBOOKS"].split(os.pathsep)
     payments, stripe = secrets_from_environment()
     return create_app(
-        os.environ["RATING_SERVE_DB"], pricebooks, api_keys=keys, payment_secrets=payments, stripe_secrets=stripe
+        os.environ["RATING_SERVE_DB"],
+        pricebooks,
+        api_keys=keys,
+        database_keys=database_keys,
+        payment_secrets=payments,
+        stripe_secrets=stripe,
     )

@@ -6,8 +6,8 @@ The file holds only the SHA-256 of each key (hex), never a key::
               {"name": "dashboard", "sha256": "60303a...", "scopes": ["read"]}]}
 
 Make a key and its hash with :func:`new_key` (README "Service" has the one-line command; keep
-the key, put the hash in the file). Scopes: ``read`` (balances, usage, invoices), ``write`` (events,
-quotes, metered requests) and ``admin`` (everything).
+the key, put the hash in the file). Keys kept in the database instead (``rating apikey create``,
+revocable) are :mod:`rating.apikeys`; the scopes are the same (:data:`rating.apikeys.SCOPES`).
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from rating.apikeys import SCOPES, allows, new_key
 from rating.errors import RatingError
 
-#: The scopes a key may hold; ``admin`` grants every other.
-SCOPES = ("read", "write", "admin")
+__all__ = ["SCOPES", "ApiKey", "KeyFileError", "digest", "find_key", "load_keys", "new_key"]
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -40,18 +39,12 @@ class ApiKey:
 
     def allows(self, scope: str) -> bool:
         """Whether this key may use a route that needs ``scope``."""
-        return scope in self.scopes or "admin" in self.scopes
+        return allows(self.scopes, scope)
 
 
 def digest(key: str) -> bytes:
     """The SHA-256 of ``key`` as stored (raw bytes; the file holds its hex)."""
     return hashlib.sha256(key.encode("utf-8")).digest()
-
-
-def new_key() -> tuple[str, str]:
-    """A fresh random key and the hex SHA-256 to put in the key file."""
-    key = "rk_" + secrets.token_urlsafe(32)
-    return key, digest(key).hex()
 
 
 def load_keys(path: str | Path) -> list[ApiKey]:

@@ -82,12 +82,14 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status, chunks = 500, []
+        status, chunks, replayed = 500, [], False
 
         async def sending(message: Message) -> None:
-            nonlocal status
+            nonlocal status, replayed
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # An answer replayed for an Idempotency-Key: its events were counted the first time.
+                replayed = any(name.lower() == b"idempotent-replayed" for name, _ in message.get("headers", []))
             elif message["type"] == "http.response.body" and _route(scope) in EVENT_ROUTES:
                 chunks.append(message.get("body", b""))
             await send(message)
@@ -99,7 +101,7 @@ class MetricsMiddleware:
             method = scope.get("method", "")
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
             self.metrics.requests.labels(method, route, str(status)).inc()
-            if route in EVENT_ROUTES and method == "POST":
+            if route in EVENT_ROUTES and method == "POST" and not replayed:
                 self.metrics.count_events(route, status, b"".join(chunks))
 
 

@@ -44,7 +44,15 @@ from rating.events import UsageEvent
 from rating.ids import TransactionKind, parse, payment_marker_id, release_id, reserve_id
 from rating.ledger import Transaction
 from rating.money import MONEY_CONTEXT, ZERO, exact
-from rating.records import ChargeRecord, CorrectionRecord, CustomerVersion, EventRecord, PeriodState
+from rating.records import (
+    ApiKeyRecord,
+    ChargeRecord,
+    CorrectionRecord,
+    CustomerVersion,
+    EventRecord,
+    IdempotentRequest,
+    PeriodState,
+)
 from rating.refusals import CustomerRefusal
 from rating.statekeys import StateKey
 
@@ -703,6 +711,84 @@ class Storage(abc.ABC):
     def _write_customer_version(self, version: CustomerVersion) -> None:
         """Store a new customer version (inside :meth:`_atomic`)."""
         raise NotImplementedError(f"{type(self).__name__} does not keep customers as data")
+
+    # -- API keys (rating.apikeys) and idempotent requests (rating.server.idempotency) -----------------------
+
+    def add_api_key(self, key: ApiKeyRecord) -> bool:
+        """Store a new API key; False (nothing stored) when its name or its hash is already stored."""
+        with self.writing():
+            if any(k.name == key.name or k.sha256 == key.sha256 for k in self._api_key_rows()):
+                return False
+            self._write_api_key(key)
+        return True
+
+    def api_keys(self) -> list[ApiKeyRecord]:
+        """Every stored API key, revoked ones included, by name."""
+        return sorted(self._api_key_rows(), key=lambda k: k.name)
+
+    def api_key(self, sha256: str) -> ApiKeyRecord | None:
+        """The stored key whose SHA-256 (hex) is ``sha256``, revoked or not; None for none."""
+        return next((k for k in self._api_key_rows() if k.sha256 == sha256), None)
+
+    def revoke_api_key(self, name: str, at: dt.datetime) -> ApiKeyRecord | None:
+        """Revoke the key named ``name`` from ``at`` on (a key already revoked stays revoked from its first
+        time); the key as now stored, or None when there is no key of that name."""
+        with self.writing():
+            found = next((k for k in self._api_key_rows() if k.name == name), None)
+            if found is None or found.revoked_at is not None:
+                return found
+            self._write_revocation(name, at)
+        return found._replace(revoked_at=at)
+
+    def claim_idempotent(self, request: IdempotentRequest, stale_before: dt.datetime) -> IdempotentRequest | None:
+        """Claim ``(request.owner, request.key)`` for a request about to run: None when claimed (nothing was
+        stored, or only an unanswered claim started before ``stale_before``, whose process is taken as gone);
+        else what is stored under it (answered, or still being answered), for the caller to judge."""
+        with self.writing():
+            stored = self._idempotent_row(request.owner, request.key)
+            if stored is not None and (stored.status is not None or stored.started_at >= stale_before):
+                return stored
+            if stored is not None:
+                self._delete_idempotent(request.owner, request.key)
+            self._write_idempotent(request)
+        return None
+
+    def answer_idempotent(self, answered: IdempotentRequest) -> None:
+        """Keep the answer of a claimed request (its ``status``, ``media_type`` and ``body``)."""
+        with self.writing():
+            self._delete_idempotent(answered.owner, answered.key)
+            self._write_idempotent(answered)
+
+    def release_idempotent(self, owner: str, key: str) -> None:
+        """Drop an unanswered claim (the request failed in a way its retry should run again)."""
+        with self.writing():
+            stored = self._idempotent_row(owner, key)
+            if stored is not None and stored.status is None:
+                self._delete_idempotent(owner, key)
+
+    def _api_key_rows(self) -> list[ApiKeyRecord]:
+        """Every stored API key."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep API keys")
+
+    def _write_api_key(self, key: ApiKeyRecord) -> None:
+        """Store a new API key (inside :meth:`_atomic`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep API keys")
+
+    def _write_revocation(self, name: str, at: dt.datetime) -> None:
+        """Mark the key ``name`` revoked from ``at`` (inside :meth:`_atomic`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep API keys")
+
+    def _idempotent_row(self, owner: str, key: str) -> IdempotentRequest | None:
+        """The request stored under ``(owner, key)``, or None."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep idempotent requests")
+
+    def _write_idempotent(self, request: IdempotentRequest) -> None:
+        """Store ``request`` (inside :meth:`_atomic`; nothing is stored under its owner and key)."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep idempotent requests")
+
+    def _delete_idempotent(self, owner: str, key: str) -> None:
+        """Drop what is stored under ``(owner, key)`` (inside :meth:`_atomic`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep idempotent requests")
 
     # -- grants and reservations (rating.core.funding) ------------------------------------------------------
 

@@ -13,7 +13,15 @@ from rating.events import UsageEvent
 from rating.ids import TransactionKind, rating_id
 from rating.ledger import Transaction
 from rating.money import ZERO, exact
-from rating.records import ChargeRecord, CorrectionRecord, CustomerVersion, EventRecord, PeriodState
+from rating.records import (
+    ApiKeyRecord,
+    ChargeRecord,
+    CorrectionRecord,
+    CustomerVersion,
+    EventRecord,
+    IdempotentRequest,
+    PeriodState,
+)
 from rating.statekeys import StateKey
 from rating.storage.base import Activity, Scope, Storage, StoredCharge
 
@@ -50,6 +58,8 @@ class MemoryStorage(Storage):
         self._corrected: dict[str, list[tuple[str, Decimal]]] = {}
         self._documents: dict[str, tuple[str, int, str, str, str, str]] = {}
         self._customers: list[CustomerVersion] = []
+        self._api_keys: dict[str, ApiKeyRecord] = {}
+        self._idempotent: dict[tuple[str, str], IdempotentRequest] = {}
         #: How many writes were stored: what :meth:`change_marker` tells apart.
         self._writes = 0
 
@@ -224,3 +234,21 @@ class MemoryStorage(Storage):
 
     def _write_customer_version(self, version: CustomerVersion) -> None:
         self._customers.append(version)
+
+    def _api_key_rows(self) -> list[ApiKeyRecord]:
+        return list(self._api_keys.values())
+
+    def _write_api_key(self, key: ApiKeyRecord) -> None:
+        self._api_keys[key.name] = key
+
+    def _write_revocation(self, name: str, at: dt.datetime) -> None:
+        self._api_keys[name] = self._api_keys[name]._replace(revoked_at=at)
+
+    def _idempotent_row(self, owner: str, key: str) -> IdempotentRequest | None:
+        return self._idempotent.get((owner, key))
+
+    def _write_idempotent(self, request: IdempotentRequest) -> None:
+        self._idempotent[(request.owner, request.key)] = request
+
+    def _delete_idempotent(self, owner: str, key: str) -> None:
+        self._idempotent.pop((owner, key), None)

@@ -413,6 +413,34 @@ MIGRATIONS.append(
         """,
     )
 )
+MIGRATIONS.append(
+    Migration(
+        13,
+        # API keys lived only in a file of hashes read at start-up; kept here, any server process sees a new or
+        # revoked key at its next request. Only the SHA-256 of a key is stored, never the key. A POST made under
+        # an Idempotency-Key keeps its first answer here, so that a retry reaching another process replays it.
+        "API keys (hashed, revocable) and the answers of idempotent requests",
+        """
+        CREATE TABLE api_keys (
+            name TEXT PRIMARY KEY,
+            sha256 TEXT NOT NULL UNIQUE,
+            scopes TEXT NOT NULL,
+            created_at {time} NOT NULL,
+            revoked_at {time}
+        );
+        CREATE TABLE idempotent_requests (
+            owner TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            started_at {time} NOT NULL,
+            status INTEGER,
+            media_type TEXT,
+            body TEXT,
+            PRIMARY KEY (owner, idempotency_key)
+        )
+        """,
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 #: A PostgreSQL database written before the histories merged, by its own version: the logical version it is at.

@@ -40,7 +40,15 @@ from rating.events import UsageEvent
 from rating.ids import TransactionKind, parse, rating_id
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact
-from rating.records import ChargeRecord, CorrectionRecord, CustomerVersion, EventRecord, PeriodState
+from rating.records import (
+    ApiKeyRecord,
+    ChargeRecord,
+    CorrectionRecord,
+    CustomerVersion,
+    EventRecord,
+    IdempotentRequest,
+    PeriodState,
+)
 from rating.statekeys import StateKey
 from rating.storage.base import (
     PAYMENT_KIND,
@@ -433,6 +441,82 @@ class SqlStorage(Storage):
                 self._time(version.recorded_at),
             ),
         )
+
+    def _api_key_rows(self) -> list[ApiKeyRecord]:
+        rows = self._run("SELECT name, sha256, scopes, created_at, revoked_at FROM api_keys ORDER BY name")
+        return [
+            ApiKeyRecord(
+                str(name),
+                str(sha),
+                tuple(str(scopes).split(",")),
+                self._read_time(created),
+                None if revoked is None else self._read_time(revoked),
+            )
+            for name, sha, scopes, created, revoked in rows
+        ]
+
+    def api_key(self, sha256: str) -> ApiKeyRecord | None:
+        # One indexed read per request (the column is UNIQUE), not every key: the server checks on each call.
+        row = self._run(
+            "SELECT name, sha256, scopes, created_at, revoked_at FROM api_keys WHERE sha256 = ?", (sha256,)
+        ).fetchone()
+        if row is None:
+            return None
+        name, sha, scopes, created, revoked = row
+        revoked_at = None if revoked is None else self._read_time(revoked)
+        return ApiKeyRecord(str(name), str(sha), tuple(str(scopes).split(",")), self._read_time(created), revoked_at)
+
+    def _write_api_key(self, key: ApiKeyRecord) -> None:
+        self._run(
+            "INSERT INTO api_keys (name, sha256, scopes, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)",
+            (
+                key.name,
+                key.sha256,
+                ",".join(key.scopes),
+                self._time(key.created_at),
+                None if key.revoked_at is None else self._time(key.revoked_at),
+            ),
+        )
+
+    def _write_revocation(self, name: str, at: dt.datetime) -> None:
+        self._run("UPDATE api_keys SET revoked_at = ? WHERE name = ?", (self._time(at), name))
+
+    def _idempotent_row(self, owner: str, key: str) -> IdempotentRequest | None:
+        row = self._run(
+            "SELECT fingerprint, started_at, status, media_type, body FROM idempotent_requests"
+            " WHERE owner = ? AND idempotency_key = ?",
+            (owner, key),
+        ).fetchone()
+        if row is None:
+            return None
+        fingerprint, started, status, media_type, body = row
+        return IdempotentRequest(
+            owner,
+            key,
+            str(fingerprint),
+            self._read_time(started),
+            None if status is None else int(status),
+            None if media_type is None else str(media_type),
+            None if body is None else str(body),
+        )
+
+    def _write_idempotent(self, request: IdempotentRequest) -> None:
+        self._run(
+            "INSERT INTO idempotent_requests (owner, idempotency_key, fingerprint, started_at, status, media_type,"
+            " body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                request.owner,
+                request.key,
+                request.fingerprint,
+                self._time(request.started_at),
+                request.status,
+                request.media_type,
+                request.body,
+            ),
+        )
+
+    def _delete_idempotent(self, owner: str, key: str) -> None:
+        self._run("DELETE FROM idempotent_requests WHERE owner = ? AND idempotency_key = ?", (owner, key))
 
     # -- raw rows, for verify ----------------------------------------------------------
 

@@ -18,7 +18,8 @@ and ledger transactions stored atomically and idempotently by id, conflicts
 refused whole, exact Decimal amounts, balances of exactly the named accounts,
 wallet limits checked inside the write, period state with its compare-and-set,
 closed periods, corrections, payments, grants and reservations, gapless
-documents, customer versions, ``verify`` and the ``writing()`` scope. The records it stores are
+documents, customer versions, API keys, idempotent requests, ``verify`` and the
+``writing()`` scope. The records it stores are
 built by hand (no pricebook, no plugin, no engine), so a failure names the
 storage's promise, not a pricing one.
 
@@ -45,7 +46,16 @@ from rating.events import UsageEvent
 from rating.ids import closing_id, forfeit_id, grant_id, rating_id, release_id, rerate_id, reserve_id
 from rating.ledger import Posting, Transaction
 from rating.money import MONEY_CONTEXT
-from rating.records import ChargeRecord, CorrectionRecord, CustomerVersion, EventRecord, PeriodState, Usage
+from rating.records import (
+    ApiKeyRecord,
+    ChargeRecord,
+    CorrectionRecord,
+    CustomerVersion,
+    EventRecord,
+    IdempotentRequest,
+    PeriodState,
+    Usage,
+)
 from rating.statekeys import StateKey
 from rating.storage.base import Payment, StaleState, Storage
 from rating.wallet.payment_ids import Purpose, payment_marker
@@ -580,3 +590,40 @@ class StorageContract:
         assert storage.customer_versions("nobody") == []
         assert storage.latest_customers() == {"acme": second, "globex": other}
         assert storage.verify() == []
+
+    def test_api_keys_are_stored_once_by_name_and_hash_and_revoked_once(self, storage: Storage) -> None:
+        reader = ApiKeyRecord("dashboard", "a" * 64, ("read",), AT)
+        writer = ApiKeyRecord("backend", "b" * 64, ("write", "admin"), AT)
+        assert storage.api_keys() == [] and storage.api_key("a" * 64) is None
+        assert storage.add_api_key(reader) and storage.add_api_key(writer)
+        assert not storage.add_api_key(reader._replace(sha256="c" * 64))  # a name taken
+        assert not storage.add_api_key(reader._replace(name="other"))  # a hash taken
+        assert storage.api_keys() == [writer, reader]  # by name
+        assert storage.api_key("b" * 64) == writer and storage.api_key("c" * 64) is None
+        later = AT + dt.timedelta(days=1)
+        assert storage.revoke_api_key("dashboard", later) == reader._replace(revoked_at=later)
+        # Revoked again later: it stays revoked from the first time.
+        assert storage.revoke_api_key("dashboard", later + dt.timedelta(days=1)) == reader._replace(revoked_at=later)
+        assert storage.revoke_api_key("nobody", later) is None
+        assert storage.api_key("a" * 64) == reader._replace(revoked_at=later)
+        assert storage.api_key("b" * 64) == writer  # the other key untouched
+
+    def test_an_idempotent_request_is_claimed_once_answered_and_released(self, storage: Storage) -> None:
+        first = IdempotentRequest("owner", "k1", "f1", AT)
+        assert storage.claim_idempotent(first, stale_before=AT - dt.timedelta(minutes=1)) is None
+        # A second claim while the first runs finds it unanswered; the same key of another owner is free.
+        assert storage.claim_idempotent(first._replace(fingerprint="f2"), AT - dt.timedelta(minutes=1)) == first
+        assert storage.claim_idempotent(first._replace(owner="other"), AT - dt.timedelta(minutes=1)) is None
+        answered = first._replace(status=201, media_type="application/json", body='{"amount": "0.10"}')
+        storage.answer_idempotent(answered)
+        assert storage.claim_idempotent(first, stale_before=AT + dt.timedelta(days=1)) == answered  # never stale
+        storage.release_idempotent("owner", "k1")  # an answered request is kept
+        assert storage.claim_idempotent(first, stale_before=AT) == answered
+        # An unanswered claim is released (its request failed), or taken over once stale (its process died).
+        second = IdempotentRequest("owner", "k2", "f1", AT)
+        assert storage.claim_idempotent(second, stale_before=AT) is None
+        storage.release_idempotent("owner", "k2")
+        assert storage.claim_idempotent(second, stale_before=AT) is None
+        taken = second._replace(started_at=AT + dt.timedelta(minutes=5))
+        assert storage.claim_idempotent(taken, stale_before=AT + dt.timedelta(minutes=1)) is None
+        assert storage.claim_idempotent(second, stale_before=AT) == taken

@@ -84,7 +84,7 @@ def test_a_subscription_over_http_changes_the_plan_from_its_date_and_refuses_rat
     assert moved.json()["spec"] == {"plan": "basic", "changes": [{"plan": "pro", "on": "2026-11-15"}]}
     assert charged(client, call("e2", "acme", "2026-11-14")) == Decimal("0.01")
     assert charged(client, call("e3", "acme", "2026-11-15")) == Decimal("0.50")
-    shown = client.get("/v1/customers/acme", headers=bearer("read")).json()
+    shown = client.get("/v1/customers/acme", headers=bearer("admin")).json()
     assert shown["source"] == "database" and [v["version"] for v in shown["versions"]] == [1]
 
 
@@ -93,14 +93,17 @@ def test_reads_writes_scopes_and_refusals(servers: Callable[[], TestClient]) -> 
     body = {"id": "globex", "plan": "pro", "spend_cap": "25.00", "billing": "wallet"}
     assert client.post("/v1/customers", json=body, headers=bearer("write")).status_code == 403
     assert client.post("/v1/customers", json=body, headers=bearer("admin")).status_code == 201
-    listed = client.get("/v1/customers", headers=bearer("read")).json()["customers"]
+    # Customers are admin data, read as well as written: a read key sees usage and balances, not customers.
+    assert client.get("/v1/customers", headers=bearer("read")).status_code == 403
+    assert client.get("/v1/customers/globex", headers=bearer("read")).status_code == 403
+    listed = client.get("/v1/customers", headers=bearer("admin")).json()["customers"]
     assert [(c["id"], c["source"], c["spec"]["plan"]) for c in listed] == [
         ("acme", "pricebook", "basic"),
         ("globex", "database", "pro"),
     ]
     assert listed[1]["spec"]["spend_cap"] == "25.00"  # money as a decimal string
-    assert client.get("/v1/customers/acme", headers=bearer("read")).json()["versions"] == []
-    missing = client.get("/v1/customers/nobody", headers=bearer("read"))
+    assert client.get("/v1/customers/acme", headers=bearer("admin")).json()["versions"] == []
+    missing = client.get("/v1/customers/nobody", headers=bearer("admin"))
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_customer"
     unknown = client.post(
         "/v1/customers/nobody/subscriptions", json={"plan": "pro", "from": "2026-12-01"}, headers=bearer("admin")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from rating.billing.close import close_period
@@ -16,6 +18,7 @@ from rating.invoices.profiles import load_billing
 from rating.pricebook.catalog import load_catalog
 from rating.registry import Registry
 from rating.server import create_app
+from rating.storage.migrations import SCHEMA_VERSION
 from rating.wallet.wallets import Wallets
 from tests.helpers import EXAMPLE, ROOT, later
 from tests.server.conftest import bearer, event
@@ -211,6 +214,24 @@ def test_readyz_says_503_when_the_database_is_not_there(tmp_path: Path, registry
         answer = client.get("/readyz")
         assert (answer.status_code, answer.json()["error"]["code"]) == (503, "no_database")
         assert not (tmp_path / "missing.db").exists()  # never created by a server
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ("DELETE FROM schema_version WHERE version = {v}", "schema_outdated"),
+        ("INSERT INTO schema_version VALUES ({v} + 1, 'later')", "schema_newer"),
+    ],
+)
+def test_readyz_says_503_when_the_schema_moved_under_a_running_server(
+    client: TestClient, db: str, change: str, code: str
+) -> None:
+    assert client.get("/readyz").status_code == 200  # the database is open from here on
+    with sqlite3.connect(db.removeprefix("sqlite:///")) as raw:
+        raw.execute(change.format(v=SCHEMA_VERSION))
+    answer = client.get("/readyz")
+    assert (answer.status_code, answer.json()["error"]["code"]) == (503, code)
+    assert f"this server reads {SCHEMA_VERSION}" in answer.json()["error"]["message"]
 
 
 def test_two_apps_over_two_ledgers_in_one_process_stay_apart(tmp_path: Path, registry: Registry) -> None:

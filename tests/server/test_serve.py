@@ -70,9 +70,9 @@ def test_rating_serve_answers_on_a_free_port(workers: int, db: str, keys: Path) 
     assert server.returncode in (0, -signal.SIGTERM) and b"Traceback" not in log
 
 
-def test_serve_needs_keys_or_no_auth(db: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["serve", "--db", db, "-p", str(EXAMPLE)]) == 2
-    assert "--api-keys" in capsys.readouterr().err
+def test_serve_refuses_no_auth_with_a_key_file(db: str, keys: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--db", db, "-p", str(EXAMPLE), "--no-auth", "--api-keys", str(keys)]) == 2
+    assert "do not go together" in capsys.readouterr().err
 
 
 def test_serve_refuses_a_missing_database_a_bad_key_file_and_a_bad_port(
