@@ -39,6 +39,7 @@ from rating.cli import (
     simulate,
     statements,
     wallets,
+    webhooks,
 )
 from rating.cli.common import (
     DEFAULT_DB,
@@ -93,13 +94,27 @@ __all__ = [
 ]
 
 #: The command groups, each registering its subcommands.
-GROUPS = (pricebooks, rate, wallets, close, reports, simulate, invoices, statements, imports, db, serve, customers)
+GROUPS = (
+    pricebooks,
+    rate,
+    wallets,
+    close,
+    reports,
+    simulate,
+    invoices,
+    statements,
+    imports,
+    db,
+    serve,
+    customers,
+    webhooks,
+)
 
 #: The commands in the order ``rating --help`` lists them (the order they were added in before the groups).
 HELP_ORDER = (
     "check", "schema", "quote", "rate", "request", "balance", "wallet", "close-period", "usage", "payouts", "margin",
     "simulate", "rerate", "invoice", "statement", "import", "to-parquet", "diff", "verify", "db", "demo", "serve",
-    "customer",
+    "customer", "webhooks",
 )  # fmt: skip
 
 
