@@ -40,6 +40,8 @@ FIRST_BACKOFF = dt.timedelta(seconds=10)
 MAX_BACKOFF = dt.timedelta(hours=1)
 #: How long a claim holds a pair: longer than one send may take (its timeout), so no two workers overlap.
 LEASE = dt.timedelta(seconds=60)
+#: Seconds between two background delivery passes of a server (``rating serve --webhook-interval``).
+INTERVAL = 5.0
 #: How long one HTTP send may take.
 TIMEOUT = 10.0
 

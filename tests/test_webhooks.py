@@ -48,6 +48,8 @@ class Receiver:
     def __init__(self) -> None:
         self.statuses: list[int] = []
         self.received: list[tuple[dict[str, str], bytes]] = []
+        #: Set when a delivery arrives (a background sender is waited for, never timed).
+        self.arrived = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,6 +58,7 @@ class Receiver:
                 receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
                 self.end_headers()
+                receiver.arrived.set()
 
             def log_message(self, *args: object) -> None:
                 pass
