@@ -249,3 +249,27 @@ def test_an_invoice_issued_by_the_cli_is_delivered(
     assert receiver.received[-1][0]["webhook-id"] == f"invoice.issued:{numbers[0]}"
     monkeypatch.delenv("HOOK_SECRET")
     assert main(["webhooks", "add", receiver.url, "--secret-env", "HOOK_SECRET", "--db", "history.db"]) == 2
+
+
+def test_a_crossed_spend_alert_and_a_low_wallet_are_announced_once_with_their_ratings(book, storage: Storage) -> None:  # type: ignore[no-untyped-def]
+    from rating.engine import Engine
+    from rating.registry import Registry
+    from rating.wallet.wallets import Wallets
+    from tests.test_spend_controls import BOOK, runs
+
+    Wallets(storage).deposit("prepaid", "USD", Decimal(4), "pay-1")
+    engine = Engine(book(BOOK), storage, Registry.load())
+    engine.rate_batch(runs("capped", 4) + runs("prepaid", 3), chunk_size=1)
+    engine.rate_batch(runs("capped", 4) + runs("prepaid", 3), chunk_size=1)  # again: duplicates announce nothing
+    bodies = [json.loads(m.payload) for m in storage.outbox()]
+    assert [(b["type"], b["data"]) for b in bodies] == [
+        (
+            "spend.alert_crossed",
+            {"customer": "capped", "period": "2026-11", "spent": "2.00", "threshold": "1.50", "asset": "USD"},
+        ),
+        ("wallet.top_up_needed", {"customer": "prepaid", "asset": "USD", "available": "1.00", "amount": "20"}),
+    ]
+    assert [m.id for m in storage.outbox()] == [
+        "spend.alert_crossed:capped:2026-11:1.50",
+        "wallet.top_up_needed:prepaid:USD:prepaid-2",
+    ]
