@@ -15,6 +15,7 @@ from rating.refusals import (
     Refusal,
     RerateRefusal,
     ValueRefusal,
+    WebhookRefusal,
 )
 
 
@@ -177,4 +178,13 @@ class CustomerError(RatingError):
 
     def __init__(self, code: CustomerRefusal, message: str) -> None:
         self.code = CustomerRefusal(code)
+        super().__init__(f"{self.code}: {message}")
+
+
+class WebhookError(RatingError):
+    """A webhook endpoint was not stored or a message not replayed; ``code`` is a
+    :class:`~rating.refusals.WebhookRefusal`."""
+
+    def __init__(self, code: WebhookRefusal, message: str) -> None:
+        self.code = WebhookRefusal(code)
         super().__init__(f"{self.code}: {message}")

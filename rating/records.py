@@ -165,3 +165,46 @@ class IdempotentRequest(NamedTuple):
     status: int | None = None
     media_type: str | None = None
     body: str | None = None
+
+
+class OutboxMessage(NamedTuple):
+    """A webhook message announcing a change (:mod:`rating.outbox`), written in the same storage write as the change.
+
+    ``id`` is the message's ``webhook-id`` (one per change: the same change announced again is skipped),
+    ``payload`` the JSON body exactly as it is sent (``type``, ``timestamp``, ``data``).
+    """
+
+    id: str
+    type: str
+    payload: str
+    created: dt.datetime
+
+
+class DeliveryRecord(NamedTuple):
+    """One line of the append-only delivery log: a claim, an attempt's outcome or a replay of one message to one
+    webhook endpoint (:mod:`rating.webhooks`). A pair's state is its log read in order; nothing is updated."""
+
+    message: str
+    endpoint: str
+    #: ``claimed`` (a worker holds the pair until ``until``), ``delivered``, ``failed`` (retry from ``until``),
+    #: ``gave_up`` (attempts exhausted) or ``replayed`` (deliver again, attempts counted afresh).
+    state: str
+    attempt: int
+    at: dt.datetime
+    until: dt.datetime | None
+    #: The HTTP status or the error, for the log.
+    detail: str
+    worker: str
+
+
+class WebhookEndpoint(NamedTuple):
+    """One version of a webhook endpoint: where to send, the secrets that sign (several during a rotation), which
+    event types (empty: all). Versions are appended; removing an endpoint appends an inactive version."""
+
+    id: str
+    version: int
+    url: str
+    secrets: tuple[str, ...]
+    events: tuple[str, ...]
+    active: bool
+    recorded_at: dt.datetime

@@ -275,3 +275,16 @@ class VerifyRefusal(enum.StrEnum):
     #: A stored period state is not the latest ``after`` of the meter readings of its key (customer, meter, group,
     #: period), or a unique-count state does not count its members.
     STATE_NOT_RECORDED = "state_not_recorded"
+
+
+class WebhookRefusal(enum.StrEnum):
+    """Why a webhook endpoint was not stored or a message not replayed (:mod:`rating.webhooks`)."""
+
+    #: A secret Standard Webhooks cannot sign with (``whsec_`` and base64 of at least 24 bytes), or none.
+    INVALID_SECRET = "invalid_secret"
+    #: The URL is not ``http://`` or ``https://``, or an event type is not one the library announces.
+    INVALID_ENDPOINT = "invalid_endpoint"
+    #: No webhook endpoint of that id (or it was removed).
+    UNKNOWN_ENDPOINT = "unknown_endpoint"
+    #: No outbox message of that id.
+    UNKNOWN_MESSAGE = "unknown_message"

@@ -40,6 +40,7 @@ from rating.cli import (
     simulate,
     statements,
     wallets,
+    webhooks,
 )
 from rating.cli.common import (
     DEFAULT_DB,
@@ -108,13 +109,14 @@ GROUPS = (
     serve,
     customers,
     apikeys,
+    webhooks,
 )
 
 #: The commands in the order ``rating --help`` lists them (the order they were added in before the groups).
 HELP_ORDER = (
     "check", "schema", "quote", "rate", "request", "balance", "wallet", "close-period", "usage", "payouts", "margin",
     "simulate", "rerate", "invoice", "statement", "import", "to-parquet", "diff", "verify", "db", "demo", "serve",
-    "customer", "apikey",
+    "customer", "apikey", "webhooks",
 )  # fmt: skip
 
 

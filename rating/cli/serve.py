@@ -13,6 +13,7 @@ from rating.errors import RatingError
 from rating.pricebook.catalog import load_catalog
 from rating.registry import Registry
 from rating.storage import masked
+from rating.webhooks import INTERVAL
 
 #: Where ``rating serve`` finds its API key file when ``--api-keys`` is not given.
 KEYS_VARIABLE = "RATING_API_KEYS"
@@ -42,6 +43,13 @@ def register(commands: Commands) -> None:
         metavar="FILE",
         help=f"an API key file (hashes and scopes; default: ${KEYS_VARIABLE}), accepted beside the keys of"
         " rating apikey create (kept in --db); see README 'Service'",
+    )
+    serve.add_argument(
+        "--webhook-interval",
+        type=float,
+        default=INTERVAL,
+        metavar="SECONDS",
+        help=f"deliver the outbox's webhooks every SECONDS in the background (default {INTERVAL:g}; 0: never)",
     )
     serve.add_argument(
         "--no-auth", action="store_true", help="serve without API keys (only behind a proxy that authenticates)"
@@ -99,6 +107,7 @@ def cmd_serve(args: argparse.Namespace, registry: Registry) -> int:
             registry=registry,
             payment_secrets=payments,
             stripe_secrets=stripe,
+            webhook_interval=args.webhook_interval if args.webhook_interval > 0 else None,
         )
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     else:  # each worker process builds its app from what the environment tells it
@@ -106,6 +115,7 @@ def cmd_serve(args: argparse.Namespace, registry: Registry) -> int:
         os.environ[SERVE_PRICEBOOKS] = os.pathsep.join(args.pricebook)
         os.environ[SERVE_KEYS] = keys_file or ""
         os.environ[SERVE_NO_AUTH] = "1" if args.no_auth else ""
+        os.environ["RATING_SERVE_INTERVAL"] = str(args.webhook_interval)
         uvicorn.run(
             "rating.server.app:from_environment",
             factory=True,

@@ -4,16 +4,23 @@ The ``rating_transaction_posted`` hook for every stored rating, ``rating_spend_a
 when a customer's period spend crosses its ``spend_alert``, and ``rating_top_up_needed``
 when a wallet falls below its ``top_up`` threshold. Each hook is looked up once: with no
 plugin implementing it, telling costs nothing.
+
+The same two crossings are also webhook messages (:mod:`rating.outbox`): :meth:`Notifications.announcements`
+gives them to the writer, which stores them in the write scope of the ratings that crossed (plugins are told
+after the commit; the outbox row commits with the ratings or not at all). With no customer having an alert or a
+top-up, that costs nothing either.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+from rating import outbox
 from rating.accounts import customer_of
 from rating.core.charges import RatedEvent
 from rating.core.pricer import Pricer
 from rating.pricebook.catalog import Catalog
+from rating.records import OutboxMessage
 from rating.registry import Registry
 from rating.statekeys import SPEND
 
@@ -30,6 +37,8 @@ class Notifications:
         self._posted = hooks.rating_transaction_posted if hooks.rating_transaction_posted.get_hookimpls() else None
         self._alerts = bool(hooks.rating_spend_alert.get_hookimpls())
         self._top_ups = bool(hooks.rating_top_up_needed.get_hookimpls())
+        specs = catalog.latest.customers.values()
+        self._announces = any(s.spend_alert is not None or s.top_up is not None for s in specs)
 
     def notify(self, fresh: list[RatedEvent], wallets: WalletMoves) -> None:
         """Tell plugins of stored ratings (``fresh``), spend alerts crossed and wallets to top up."""
@@ -60,3 +69,37 @@ class Notifications:
             spec = book.spec_of(customer)
             if spec is not None and spec.top_up is not None and -before >= spec.top_up.below > -after:
                 hook.rating_top_up_needed(customer=customer, asset=asset, available=-after, amount=spec.top_up.amount)
+
+    def announcements(self, fresh: list[RatedEvent], wallets: WalletMoves) -> list[OutboxMessage]:
+        """The webhook messages of the spend alerts crossed and the wallets to top up by ``fresh`` (stored in
+        the same write): ``spend.alert_crossed`` once per customer, period and threshold; ``wallet.top_up_needed``
+        once per crossing, named by the last rated event of the customer that crossed."""
+        if not self._announces:
+            return []
+        book = self.catalog.latest
+        found: list[OutboxMessage] = []
+        last: dict[str, str] = {}
+        for rating in fresh:
+            customer = rating.event.customer
+            last[customer] = rating.event.id
+            spec = book.spec_of(customer)
+            alert = spec.spend_alert if spec is not None else None
+            if alert is None:
+                continue
+            for usage in rating.usage:
+                if usage.meter == SPEND and usage.before < alert <= usage.after:
+                    asset = self.pricer.version_at(rating.event.timestamp).billed_asset[rating.plan]
+                    data = {"customer": customer, "period": usage.period, "spent": usage.after}
+                    data |= {"threshold": alert, "asset": asset}
+                    subject = f"{customer}:{usage.period}:{alert}"
+                    found.append(outbox.message(outbox.SPEND_ALERT_CROSSED, subject, data))
+        for (account, asset), (before, after) in wallets.items():
+            owner = customer_of(account)
+            spec = book.spec_of(owner) if owner is not None else None
+            if owner is None or spec is None or spec.top_up is None or owner not in last:
+                continue
+            if -before >= spec.top_up.below > -after:
+                data = {"customer": owner, "asset": asset, "available": -after, "amount": spec.top_up.amount}
+                subject = f"{owner}:{asset}:{last[owner]}"
+                found.append(outbox.message(outbox.WALLET_TOP_UP_NEEDED, subject, data))
+        return found

@@ -253,6 +253,7 @@ class BatchWriter:
                 raise ScopeConflict("the chunk reads or writes beyond its customers: rate it under the global scope")
             fresh = self._record(ratings, dict.fromkeys(wallets, ZERO))
             self.storage.append(releases, checked=held is not None)  # the reservation was found open, unreleased
+            self._announce(fresh, wallets)
             refused = self._reprice(late)
             if refused:
                 raise _Unrepriced(refused)
@@ -287,6 +288,7 @@ class BatchWriter:
                     if not unmoved and self._overtaken(ratings, read):
                         return False
                     fresh = self._record(ratings)
+                    self._announce(fresh, wallets)
             except ScopeConflict:
                 return False
         self._stored(report, len(ratings) + duplicates, fresh, wallets)
@@ -337,6 +339,12 @@ class BatchWriter:
             report.deferred.append((fresh, wallets))
         else:
             self._notify(fresh, wallets)
+
+    def _announce(self, fresh: list[RatedEvent], wallets: WalletMoves) -> None:
+        """Write the webhook messages of what ``fresh`` crossed, in the write scope that stores it."""
+        messages = self.notifications.announcements(fresh, wallets)
+        if messages:
+            self.storage.announce(messages)
 
     def _notify(self, fresh: list[RatedEvent], wallets: WalletMoves) -> None:
         self.notifications.notify(fresh, wallets)

@@ -60,6 +60,7 @@ from rating.ids import TransactionKind, parse, tax_id
 from rating.invoices.profiles import AppliedTax, Billing, Party, Profile, TaxError, tax_for
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact, quantize, round_to_total
+from rating.outbox import CREDIT_NOTE_ISSUED, INVOICE_ISSUED, message
 from rating.periods import bounds_of, zone
 from rating.pricebook.catalog import Catalog
 from rating.pricebook.model import Pricebook
@@ -301,6 +302,10 @@ def _issue_once(
         else:
             series, kind, build = f"CN-{on.year}", CREDIT_NOTE, draft.credit_note
         text, new = storage.issue_document(series, kind, customer, period, build)
+        if new:  # announced in the write that numbers it: the message exists iff the document does
+            document = json.loads(text)
+            event = INVOICE_ISSUED if kind == INVOICE else CREDIT_NOTE_ISSUED
+            storage.announce([message(event, document["number"], document)])
     document = json.loads(text)
     return (Invoice if kind == INVOICE else CreditNote).model_validate(document), new
 

@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
@@ -53,6 +54,7 @@ from rating.invoices.issue import (
 )
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, allocate, exact, quantize
+from rating.outbox import CREDIT_NOTE_ISSUED, INVOICE_PAID, message
 from rating.refusals import InvoiceRefusal
 from rating.storage import Storage
 from rating.wallet.payment_ids import Purpose, claim, payment_marker
@@ -164,6 +166,17 @@ def pay_invoice(storage: Storage, number: str, amount: Decimal, reference: str, 
             reference, Purpose.INVOICE, invoice.customer, invoice.currency, amount, when, invoice=number
         )
         storage.append([Transaction(id, when, f"payment of {number}", postings, metadata), marker])
+        status = invoice_status(storage, invoice)  # read in the write that paid it: this payment included
+        if status.state == "paid":
+            data = {
+                "number": number,
+                "customer": invoice.customer,
+                "currency": invoice.currency,
+                "total": invoice.total,
+                "paid": status.paid,
+                "reference": reference,
+            }
+            storage.announce([message(INVOICE_PAID, number, data)])
     return True
 
 
@@ -222,7 +235,13 @@ def credit_invoice(
         )
         return note.model_dump_json(), _credit_transactions(invoice, note, on)
 
-    text, new = storage.issue_document(f"CN-{on.year}", CREDIT_NOTE, invoice.customer, f"{number}:{reference}", build)
+    with storage.writing():  # the note and its announcement in one write
+        text, new = storage.issue_document(
+            f"CN-{on.year}", CREDIT_NOTE, invoice.customer, f"{number}:{reference}", build
+        )
+        if new:
+            document = json.loads(text)
+            storage.announce([message(CREDIT_NOTE_ISSUED, document["number"], document)])
     note = CreditNote.model_validate_json(text)
     if not new and note.terms is not None and note.terms != terms:
         raise InvoiceError(

@@ -58,13 +58,16 @@ from rating.reports.usage import usage_report, window
 from rating.server import cloudevents, documents, idempotency, metrics, openapi, views
 from rating.server.auth import ApiKey, digest, find_key, load_keys
 from rating.server.ledger import FUTURE_TOLERANCE, Ledger
+from rating.server.outbox import DeliveryWorker
 from rating.storage.migrations import SCHEMA_VERSION
 from rating.wallet.balances import CustomerBalance, reservation_used
 from rating.wallet.wallets import GrantKind, Wallets
+from rating.webhooks import INTERVAL
 
 LOG = logging.getLogger("rating.server")
 #: The most events one batch request may carry.
 MAX_BATCH = 1_000
+
 #: The most bytes a request body may have (a batch of 1,000 events of 16 KiB each).
 MAX_BODY = 16 * 1024 * 1024
 #: The most bytes a single event's body may have (a JSON Lines record's limit).
@@ -285,6 +288,7 @@ def create_app(
     clock: Callable[[], dt.datetime] | None = None,
     payment_secrets: Sequence[bytes] = (),
     stripe_secrets: Sequence[str] = (),
+    webhook_interval: float | None = None,
 ) -> FastAPI:
     """The service over the ledger at ``db`` rated by ``pricebooks`` (files or directories of versions, or a
     :class:`~rating.pricebook.catalog.Catalog`).
@@ -297,6 +301,8 @@ def create_app(
     one raises here); the database is opened at the first request that needs it. ``payment_secrets`` verify
     the signed confirmations of ``POST /v1/payments`` and ``stripe_secrets`` (``whsec_...``) the webhooks of
     ``POST /v1/webhooks/stripe``; several while one is rotated, none: those routes refuse (``no_secret``).
+    ``webhook_interval``: deliver the outbox's webhooks every so many seconds in the background while the app
+    runs (its lifespan; :mod:`rating.server.outbox`); None: left to ``rating webhooks deliver`` or another server.
     """
     keys = load_keys(api_keys) if isinstance(api_keys, str | Path) else api_keys
     ledger = Ledger(
@@ -310,7 +316,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if webhook_interval is not None:
+            worker = DeliveryWorker(db, ledger.registry, webhook_interval)
+            worker.start()
         yield
+        if worker is not None:
+            worker.stop()
         ledger.close()
 
     app = FastAPI(
@@ -789,6 +801,7 @@ def from_environment() -> FastAPI:
     database_keys = os.environ.get("RATING_SERVE_NO_AUTH") != "1"
     pricebooks = os.environ["RATING_SERVE_PRICEBOOKS"].split(os.pathsep)
     payments, stripe = secrets_from_environment()
+    interval = os.environ.get("RATING_SERVE_WEBHOOK_INTERVAL", str(INTERVAL))
     return create_app(
         os.environ["RATING_SERVE_DB"],
         pricebooks,
@@ -796,4 +809,5 @@ def from_environment() -> FastAPI:
         database_keys=database_keys,
         payment_secrets=payments,
         stripe_secrets=stripe,
+        webhook_interval=float(interval) if float(interval) > 0 else None,
     )

@@ -49,9 +49,12 @@ from rating.records import (
     ChargeRecord,
     CorrectionRecord,
     CustomerVersion,
+    DeliveryRecord,
     EventRecord,
     IdempotentRequest,
+    OutboxMessage,
     PeriodState,
+    WebhookEndpoint,
 )
 from rating.refusals import CustomerRefusal
 from rating.statekeys import StateKey
@@ -789,6 +792,63 @@ class Storage(abc.ABC):
     def _delete_idempotent(self, owner: str, key: str) -> None:
         """Drop what is stored under ``(owner, key)`` (inside :meth:`_atomic`)."""
         raise NotImplementedError(f"{type(self).__name__} does not keep idempotent requests")
+
+    # -- webhooks out (rating.outbox, rating.webhooks) -------------------------------------------------------
+
+    def announce(self, messages: Sequence[OutboxMessage]) -> list[OutboxMessage]:
+        """Write outbox ``messages`` in the caller's write scope (the write of the change they announce); return
+        those that were new. Idempotent by id: a message already stored is skipped, whatever its content (the
+        change was announced once; a replayed write announces nothing new)."""
+        with self._joined():
+            stored = self._outbox_ids(m.id for m in messages)
+            fresh: dict[str, OutboxMessage] = {}
+            for message in messages:
+                if message.id not in stored and message.id not in fresh:
+                    fresh[message.id] = message
+            self._write_outbox(list(fresh.values()))
+        return list(fresh.values())
+
+    def outbox(self, ids: Iterable[str] | None = None) -> list[OutboxMessage]:
+        """The stored outbox messages (those among ``ids``, or all), in the order written."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no outbox")
+
+    def _outbox_ids(self, ids: Iterable[str]) -> set[str]:
+        """Which of ``ids`` are stored outbox messages."""
+        return {m.id for m in self.outbox(ids)}
+
+    def _write_outbox(self, messages: Sequence[OutboxMessage]) -> None:
+        """Store new outbox messages (inside :meth:`_atomic`)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no outbox")
+
+    def log_deliveries(self, records: Sequence[DeliveryRecord]) -> None:
+        """Append lines to the delivery log (in a write scope of their own when the caller holds none)."""
+        with self._joined():
+            self._write_deliveries(records)
+
+    def deliveries(self, messages: Iterable[str] | None = None) -> list[DeliveryRecord]:
+        """The delivery log (of ``messages``, or all), in the order written."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no delivery log")
+
+    def _write_deliveries(self, records: Sequence[DeliveryRecord]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} keeps no delivery log")
+
+    def append_webhook_endpoint(self, endpoint: WebhookEndpoint) -> None:
+        """Store an endpoint's next version (the first adds it; an inactive one removes it). A version that is not
+        the endpoint's next raises :class:`~rating.errors.RatingError` and stores nothing."""
+        with self.writing():
+            stored = [e for e in self.webhook_endpoint_versions() if e.id == endpoint.id]
+            if endpoint.version != len(stored) + 1:
+                raise RatingError(
+                    f"webhook endpoint {endpoint.id!r} is at version {len(stored)}, not {endpoint.version - 1}"
+                )
+            self._write_webhook_endpoint(endpoint)
+
+    def webhook_endpoint_versions(self) -> list[WebhookEndpoint]:
+        """Every stored version of every webhook endpoint, by endpoint and version."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no webhook endpoints")
+
+    def _write_webhook_endpoint(self, endpoint: WebhookEndpoint) -> None:
+        raise NotImplementedError(f"{type(self).__name__} keeps no webhook endpoints")
 
     # -- grants and reservations (rating.core.funding) ------------------------------------------------------
 

@@ -18,9 +18,12 @@ from rating.records import (
     ChargeRecord,
     CorrectionRecord,
     CustomerVersion,
+    DeliveryRecord,
     EventRecord,
     IdempotentRequest,
+    OutboxMessage,
     PeriodState,
+    WebhookEndpoint,
 )
 from rating.statekeys import StateKey
 from rating.storage.base import Activity, Scope, Storage, StoredCharge
@@ -60,6 +63,9 @@ class MemoryStorage(Storage):
         self._customers: list[CustomerVersion] = []
         self._api_keys: dict[str, ApiKeyRecord] = {}
         self._idempotent: dict[tuple[str, str], IdempotentRequest] = {}
+        self._outbox: dict[str, OutboxMessage] = {}
+        self._deliveries: list[DeliveryRecord] = []
+        self._endpoints: list[WebhookEndpoint] = []
         #: How many writes were stored: what :meth:`change_marker` tells apart.
         self._writes = 0
 
@@ -252,3 +258,24 @@ class MemoryStorage(Storage):
 
     def _delete_idempotent(self, owner: str, key: str) -> None:
         self._idempotent.pop((owner, key), None)
+
+    def outbox(self, ids: Iterable[str] | None = None) -> list[OutboxMessage]:
+        if ids is None:
+            return list(self._outbox.values())
+        return [self._outbox[id] for id in dict.fromkeys(ids) if id in self._outbox]
+
+    def _write_outbox(self, messages: Sequence[OutboxMessage]) -> None:
+        self._outbox.update((m.id, m) for m in messages)
+
+    def deliveries(self, messages: Iterable[str] | None = None) -> list[DeliveryRecord]:
+        wanted = None if messages is None else set(messages)
+        return [d for d in self._deliveries if wanted is None or d.message in wanted]
+
+    def _write_deliveries(self, records: Sequence[DeliveryRecord]) -> None:
+        self._deliveries.extend(records)
+
+    def webhook_endpoint_versions(self) -> list[WebhookEndpoint]:
+        return sorted(self._endpoints, key=lambda e: (e.id, e.version))
+
+    def _write_webhook_endpoint(self, endpoint: WebhookEndpoint) -> None:
+        self._endpoints.append(endpoint)

@@ -441,6 +441,49 @@ MIGRATIONS.append(
         """,
     )
 )
+MIGRATIONS.append(
+    Migration(
+        14,
+        # Webhooks out (rating.outbox, rating.webhooks): a message is written in the same write as the change it
+        # announces, so it exists if and only if the change committed. Delivery is an append-only log (claims with
+        # a lease, outcomes, replays): several servers deliver side by side, and nothing is updated in place.
+        # Endpoints are versioned the same way (a removal is an inactive version). Payloads are TEXT: sent as
+        # stored, byte for byte, so a replay carries the same signature input.
+        "webhooks: the outbox, its delivery log and the webhook endpoints",
+        """
+        CREATE TABLE outbox (
+            seq {seq},
+            id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created {time} NOT NULL
+        );
+        CREATE TABLE deliveries (
+            seq {seq},
+            message TEXT NOT NULL REFERENCES outbox(id),
+            endpoint TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            at {time} NOT NULL,
+            until {time},
+            detail TEXT NOT NULL,
+            worker TEXT NOT NULL
+        );
+        CREATE INDEX deliveries_by_message ON deliveries (message, endpoint);
+        CREATE TABLE webhook_endpoints (
+            seq {seq},
+            id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            url TEXT NOT NULL,
+            secrets TEXT NOT NULL,
+            events TEXT NOT NULL,
+            active {flag} NOT NULL,
+            recorded_at {time} NOT NULL,
+            UNIQUE (id, version)
+        )
+        """,
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 #: A PostgreSQL database written before the histories merged, by its own version: the logical version it is at.

@@ -45,9 +45,12 @@ from rating.records import (
     ChargeRecord,
     CorrectionRecord,
     CustomerVersion,
+    DeliveryRecord,
     EventRecord,
     IdempotentRequest,
+    OutboxMessage,
     PeriodState,
+    WebhookEndpoint,
 )
 from rating.statekeys import StateKey
 from rating.storage.base import (
@@ -517,6 +520,93 @@ class SqlStorage(Storage):
 
     def _delete_idempotent(self, owner: str, key: str) -> None:
         self._run("DELETE FROM idempotent_requests WHERE owner = ? AND idempotency_key = ?", (owner, key))
+
+    def outbox(self, ids: Iterable[str] | None = None) -> list[OutboxMessage]:
+        query = "SELECT id, type, payload, created FROM outbox"
+        rows = (
+            self._run(query + " ORDER BY seq")
+            if ids is None
+            else sorted(
+                self._in_rows("SELECT id, type, payload, created, seq FROM outbox WHERE id {in}", ids),
+                key=lambda row: row[4],
+            )
+        )
+        return [OutboxMessage(str(i), str(t), str(p), self._read_time(c)) for i, t, p, c, *_ in rows]
+
+    def _write_outbox(self, messages: Sequence[OutboxMessage]) -> None:
+        self._executemany(
+            "INSERT INTO outbox (id, type, payload, created) VALUES (?, ?, ?, ?)",
+            [(m.id, m.type, m.payload, self._time(m.created)) for m in messages],
+        )
+
+    def deliveries(self, messages: Iterable[str] | None = None) -> list[DeliveryRecord]:
+        columns = "message, endpoint, state, attempt, at, until, detail, worker, seq"
+        if messages is None:
+            rows = list(self._run(f"SELECT {columns} FROM deliveries ORDER BY seq"))  # noqa: S608
+        else:
+            rows = sorted(
+                self._in_rows(f"SELECT {columns} FROM deliveries WHERE message {{in}}", messages),  # noqa: S608
+                key=lambda row: row[8],
+            )
+        return [
+            DeliveryRecord(
+                str(m),
+                str(e),
+                str(s),
+                int(n),
+                self._read_time(at),
+                None if u is None else self._read_time(u),
+                str(d),
+                str(w),
+            )
+            for m, e, s, n, at, u, d, w, _ in rows
+        ]
+
+    def _write_deliveries(self, records: Sequence[DeliveryRecord]) -> None:
+        self._executemany(
+            "INSERT INTO deliveries (message, endpoint, state, attempt, at, until, detail, worker)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    d.message,
+                    d.endpoint,
+                    d.state,
+                    d.attempt,
+                    self._time(d.at),
+                    None if d.until is None else self._time(d.until),
+                    d.detail,
+                    d.worker,
+                )
+                for d in records
+            ],
+        )
+
+    def webhook_endpoint_versions(self) -> list[WebhookEndpoint]:
+        rows = self._run(
+            "SELECT id, version, url, secrets, events, active, recorded_at FROM webhook_endpoints"
+            f" ORDER BY {self.by_id}, version"
+        )
+        return [
+            WebhookEndpoint(
+                str(i), int(v), str(u), tuple(json.loads(s)), tuple(json.loads(e)), bool(a), self._read_time(r)
+            )
+            for i, v, u, s, e, a, r in rows
+        ]
+
+    def _write_webhook_endpoint(self, endpoint: WebhookEndpoint) -> None:
+        self._run(
+            "INSERT INTO webhook_endpoints (id, version, url, secrets, events, active, recorded_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                endpoint.id,
+                endpoint.version,
+                endpoint.url,
+                json.dumps(list(endpoint.secrets)),
+                json.dumps(list(endpoint.events)),
+                self._flag(endpoint.active),
+                self._time(endpoint.recorded_at),
+            ),
+        )
 
     # -- raw rows, for verify ----------------------------------------------------------
 

@@ -228,6 +228,8 @@ def _back_to_version_9(run: object, dialect: str) -> None:
     run("DROP TABLE customer_versions")  # a later step's table: the steps after the funding one run again
     run("DROP TABLE api_keys")
     run("DROP TABLE idempotent_requests")
+    for table in ("deliveries", "outbox", "webhook_endpoints"):  # step 14's (webhooks)
+        run(f"DROP TABLE {table}")
     run(f"DELETE FROM schema_version WHERE version >= {FUNDING_STEP}")
 
 
