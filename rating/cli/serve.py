@@ -115,7 +115,7 @@ def cmd_serve(args: argparse.Namespace, registry: Registry) -> int:
         os.environ[SERVE_PRICEBOOKS] = os.pathsep.join(args.pricebook)
         os.environ[SERVE_KEYS] = keys_file or ""
         os.environ[SERVE_NO_AUTH] = "1" if args.no_auth else ""
-        os.environ["RATING_SERVE_INTERVAL"] = str(args.webhook_interval)
+        os.environ["RATING_SERVE_WEBHOOK_INTERVAL"] = str(args.webhook_interval)  # as from_environment reads it
         uvicorn.run(
             "rating.server.app:from_environment",
             factory=True,
