@@ -626,15 +626,6 @@ def _customer_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
             "spec": spec.model_dump(mode="json", exclude_defaults=True),
         }
 
-    async def body_of(request: Request) -> dict[str, Any]:
-        try:
-            body = json.loads(await _body(request, MAX_EVENT_BODY))
-        except ValueError:
-            raise ApiError(422, "invalid_request", "the body is not JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError(422, "invalid_request", "the body must be a JSON object")
-        return body
-
     async def change(work: Callable[[Customers], tuple[CustomerVersion, bool]]) -> JSONResponse:
         try:
             version, new = await ledger.run(lambda led: work(customers_of(led)))
@@ -644,7 +635,7 @@ def _customer_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
 
     @app.post("/v1/customers", dependencies=admin, summary="Add a customer, or replace its spec from a time on")
     async def put_customer(request: Request) -> JSONResponse:
-        body = await body_of(request)
+        body = await _json_object(request)
         customer, effective = body.pop("id", None), body.pop("effective", None)
         if not isinstance(customer, str):
             raise ApiError(422, "invalid_request", "id: a customer id is required")
@@ -662,7 +653,7 @@ def _customer_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
         "/v1/customers/{customer}/subscriptions", dependencies=admin, summary="Put a customer on a plan from a date"
     )
     async def subscribe(customer: str, request: Request) -> JSONResponse:
-        body = await body_of(request)
+        body = await _json_object(request)
         plan, on = body.get("plan"), body.get("from")
         try:
             day = dt.date.fromisoformat(on) if isinstance(on, str) else None
