@@ -45,6 +45,7 @@ from rating.errors import (
     ReservationError,
     StorageError,
     TransactionConflict,
+    WebhookError,
 )
 from rating.events import Sourced, UsageEvent, parse_event, parse_json, read_jsonl
 from rating.invoices.issue import invoices
@@ -52,10 +53,10 @@ from rating.invoices.settle import invoice_status
 from rating.money import ZERO, to_decimal
 from rating.periods import zone
 from rating.pricebook.catalog import Catalog
-from rating.refusals import InvoiceRefusal, PaymentRefusal, Refusal
+from rating.refusals import InvoiceRefusal, PaymentRefusal, Refusal, WebhookRefusal
 from rating.registry import Registry
 from rating.reports.usage import usage_report, window
-from rating.server import cloudevents, documents, idempotency, metrics, openapi, views
+from rating.server import cloudevents, documents, endpoints, idempotency, metrics, openapi, views
 from rating.server.auth import ApiKey, digest, find_key, load_keys
 from rating.server.ledger import FUTURE_TOLERANCE, Ledger
 from rating.server.outbox import DeliveryWorker
@@ -97,6 +98,8 @@ def _refusal_status(error: RatingError) -> tuple[int, str]:
         return 409, "reservation_refused"
     if isinstance(error, InvoiceError):
         return (404 if error.code == InvoiceRefusal.UNKNOWN_INVOICE else 422), str(error.code)
+    if isinstance(error, WebhookError):
+        return (404 if error.code == WebhookRefusal.UNKNOWN_ENDPOINT else 422), str(error.code)
     if isinstance(error, StorageError):
         return 503, error.code or "storage_unavailable"
     code = getattr(error, "code", None)
@@ -342,6 +345,7 @@ def create_app(
     _customer_routes(app, ledger, needs)
     _grant_routes(app, ledger, needs)
     documents.install(app, ledger, needs)
+    endpoints.install(app, ledger, needs, _json_object)
     metrics.install(app, needs)
     app.add_middleware(idempotency.IdempotencyMiddleware)  # around the metrics: they see a replay as answered
     openapi.describe(app)  # last: it documents the routes added above

@@ -32,3 +32,34 @@ def test_the_server_delivers_what_any_writer_put_in_the_outbox(db: str, keys: Pa
             assert [d.state for d in storage.deliveries()] == ["claimed", "delivered"]
     finally:
         receiver.close()
+
+
+def test_webhook_endpoints_are_managed_over_http_by_admin_keys_and_never_show_a_secret_twice(
+    client: TestClient, db: str, registry: Registry
+) -> None:
+    from tests.server.conftest import bearer
+
+    made = client.post("/v1/webhook-endpoints", json={"url": "https://example.test/hook"}, headers=bearer("admin"))
+    assert made.status_code == 201, made.text
+    endpoint = made.json()
+    assert endpoint["secret"].startswith("whsec_") and endpoint["secrets"] == 1 and endpoint["events"] == []
+    given = client.post(
+        "/v1/webhook-endpoints",
+        json={"url": "https://example.test/paid", "events": ["invoice.paid"], "secrets": [new_secret()]},
+        headers=bearer("admin"),
+    )
+    assert given.status_code == 201 and "secret" not in given.json()  # the caller has it already
+    listed = client.get("/v1/webhook-endpoints", headers=bearer("admin")).json()["webhook_endpoints"]
+    assert sorted(e["url"] for e in listed) == ["https://example.test/hook", "https://example.test/paid"]
+    assert all("secret" not in e for e in listed)
+    assert client.get("/v1/webhook-endpoints", headers=bearer("read")).status_code == 403
+    bad = client.post("/v1/webhook-endpoints", json={"url": "ftp://x"}, headers=bearer("admin"))
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_endpoint")
+    gone = client.delete(f"/v1/webhook-endpoints/{endpoint['id']}", headers=bearer("admin"))
+    assert gone.status_code == 200 and gone.json()["active"] is False
+    again = client.delete(f"/v1/webhook-endpoints/{endpoint['id']}", headers=bearer("admin"))
+    assert (again.status_code, again.json()["error"]["code"]) == (404, "unknown_endpoint")
+    with registry.open_storage(db) as storage:  # the CLI sees what the API did
+        from rating.webhooks import endpoints
+
+        assert [e.url for e in endpoints(storage)] == ["https://example.test/paid"]
