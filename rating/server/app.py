@@ -56,7 +56,7 @@ from rating.pricebook.catalog import Catalog
 from rating.refusals import InvoiceRefusal, PaymentRefusal, Refusal, WebhookRefusal
 from rating.registry import Registry
 from rating.reports.usage import usage_report, window
-from rating.server import cloudevents, documents, endpoints, idempotency, metrics, openapi, views
+from rating.server import cloudevents, documents, endpoints, idempotency, logs, metrics, openapi, views
 from rating.server.auth import ApiKey, digest, find_key, load_keys
 from rating.server.ledger import FUTURE_TOLERANCE, Ledger
 from rating.server.outbox import DeliveryWorker
@@ -346,6 +346,7 @@ def create_app(
     _grant_routes(app, ledger, needs)
     documents.install(app, ledger, needs)
     endpoints.install(app, ledger, needs, _json_object)
+    logs.install(app)
     metrics.install(app, needs)
     app.add_middleware(idempotency.IdempotencyMiddleware)  # around the metrics: they see a replay as answered
     openapi.describe(app)  # last: it documents the routes added above

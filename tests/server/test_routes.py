@@ -265,3 +265,24 @@ def test_a_batch_body_that_is_not_json_or_not_an_array_is_refused_whole(client: 
     single = client.post("/v1/events/batch", json=event("e1"), headers=WRITE)
     assert (single.status_code, single.json()["error"]["code"]) == (422, "invalid_request")
     assert owed(client, "dev-1") == 0
+
+
+def test_every_request_has_an_id_in_its_answer_and_one_json_log_line(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="rating.server"):
+        mine = client.get("/v1/customers/dev-1/balance", headers={**bearer("read"), "X-Request-Id": "trace-42"})
+        theirs = client.get("/v1/customers/dev-1/balance", headers={**bearer("read"), "X-Request-Id": "bad id\t"})
+    assert mine.headers["x-request-id"] == "trace-42"
+    assert theirs.headers["x-request-id"] != "bad id\t" and len(theirs.headers["x-request-id"]) == 32
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "rating.server"]
+    assert lines[0] | {"ms": 0} == {
+        "request_id": "trace-42",
+        "method": "GET",
+        "route": "/v1/customers/{customer}/balance",  # the template: customer ids stay out of the log
+        "status": 200,
+        "ms": 0,
+    }
