@@ -25,9 +25,19 @@ INVOICE_PAID = "invoice.paid"
 CREDIT_NOTE_ISSUED = "credit_note.issued"
 SPEND_ALERT_CROSSED = "spend.alert_crossed"
 WALLET_TOP_UP_NEEDED = "wallet.top_up_needed"
+GRANT_EXPIRED = "grant.expired"
+RESERVATION_EXPIRED = "reservation.expired"
 
 #: The event types the library announces (an endpoint subscribes to some, or to all).
-EVENT_TYPES = (INVOICE_ISSUED, INVOICE_PAID, CREDIT_NOTE_ISSUED, SPEND_ALERT_CROSSED, WALLET_TOP_UP_NEEDED)
+EVENT_TYPES = (
+    INVOICE_ISSUED,
+    INVOICE_PAID,
+    CREDIT_NOTE_ISSUED,
+    SPEND_ALERT_CROSSED,
+    WALLET_TOP_UP_NEEDED,
+    GRANT_EXPIRED,
+    RESERVATION_EXPIRED,
+)
 
 
 def _plain(value: Any) -> Any:

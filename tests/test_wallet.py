@@ -430,3 +430,24 @@ def test_a_batch_reads_the_grants_of_its_customers_once(storage: Storage, book, 
         "acme": Decimal("0.20"),
         "beta": Decimal("0.20"),
     }
+
+
+def test_expiries_are_announced_once_in_the_write_that_posts_them(storage: Storage) -> None:
+    """reservation.expired and grant.expired: outbox messages written with the release and the forfeiture."""
+    import json
+
+    clock = Clock()
+    wallets = Wallets(storage, clock)
+    wallets.deposit("acme", "USD", Decimal(10), "pay-1")
+    wallets.reserve("acme", "USD", Decimal(4), "short", timeout=MINUTE)
+    wallets.grant("acme", "CREDITS", Decimal(50), "promo", expires=START + dt.timedelta(days=1))
+    clock.now += dt.timedelta(days=2)
+    wallets.expire()
+    wallets.expire_grants()
+    wallets.expire_grants()  # nothing new: nothing announced again
+    sent = {m.type: json.loads(m.payload)["data"] for m in storage.outbox()}
+    assert sent == {
+        "reservation.expired": {"customer": "acme", "reservation": "short", "asset": "USD", "released": "4"},
+        "grant.expired": {"customer": "acme", "grant": "promo", "asset": "CREDITS", "forfeited": "50"},
+    }
+    assert len(storage.outbox()) == 2

@@ -1,5 +1,9 @@
-"""The server's background delivery of the outbox (:mod:`rating.webhooks`): a thread of its own, on a storage
-connection of its own, running a delivery pass every few seconds.
+"""The server's background jobs: delivery of the outbox (:mod:`rating.webhooks`) and the time-driven expiry of
+reservations and grants (each announced: ``reservation.expired``, ``grant.expired``), on a thread of its own and
+a storage connection of its own, a pass every few seconds.
+
+Expiry is idempotent too: a reservation another server released first is skipped (its release conflicts, nothing
+of this pass's is written), and a grant is forfeited once by its forfeiture's id.
 
 Idempotent across processes: every server (and ``rating webhooks deliver``) may run it over one database; a
 pair is claimed in the delivery log, under the storage's global write scope, before it is sent. Its HTTP calls
@@ -11,11 +15,24 @@ from __future__ import annotations
 import logging
 import threading
 
+from rating.errors import ReservationError, TransactionConflict
 from rating.registry import Registry
 from rating.storage import Storage
+from rating.wallet.wallets import Wallets
 from rating.webhooks import deliver
 
 log = logging.getLogger("rating.webhooks")
+
+
+def expire(storage: Storage) -> None:
+    """Release the reservations and forfeit the grants whose time has passed (what another server did first is
+    left to it)."""
+    wallets = Wallets(storage)
+    try:
+        wallets.expire()
+    except (ReservationError, TransactionConflict) as raced:  # another server released one first: next pass
+        log.info("reservation expiry deferred: %s", raced)
+    wallets.expire_grants()
 
 
 class DeliveryWorker:
@@ -42,6 +59,7 @@ class DeliveryWorker:
                 try:
                     # Opened here: a SQLite connection belongs to the thread that opened it.
                     storage = storage or self.registry.open_storage(self.db, existing=True)
+                    expire(storage)
                     report = deliver(storage)
                     for message, endpoint, detail in report.failed:
                         log.warning("webhook %s to %s failed (%s); retried later", message, endpoint, detail)

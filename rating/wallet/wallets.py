@@ -80,6 +80,8 @@ from rating.ids import (
 )
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact, to_decimal
+from rating.outbox import GRANT_EXPIRED, RESERVATION_EXPIRED, message
+from rating.records import OutboxMessage
 from rating.storage.base import Storage
 from rating.wallet.payment_ids import Purpose, claim, payment_marker
 
@@ -279,7 +281,10 @@ class Wallets:
                     # Funds a reservation drew before expiry come back when it is voided: a later forfeiture.
                     id = forfeit_id(grant.customer, grant.id, grant.forfeits)
                     forfeits.append(Transaction(id, grant.expires, f"grant {grant.id} expired", postings, meta))
-        return self.storage.append(forfeits)
+        with self.storage.writing():  # each forfeiture announced in the write that posts it (grant.expired)
+            posted = self.storage.append(forfeits)
+            self.storage.announce([_grant_expired(t) for t in posted])
+        return posted
 
     # -- two-phase use -------------------------------------------------------------------
 
@@ -389,9 +394,17 @@ class Wallets:
         return self.storage.held_reservations()
 
     def expire(self) -> list[Transaction]:
-        """Release every open reservation whose timeout has passed."""
+        """Release every open reservation whose timeout has passed, each announced (``reservation.expired``) in
+        the write that releases it."""
         now = self.clock()
-        return [self.void(r.id, "expired") for r in self.open_reservations() if r.expires_at <= now]
+        released = []
+        for reservation in self.open_reservations():
+            if reservation.expires_at <= now:
+                with self.storage.writing():
+                    release = self.void(reservation.id, "expired")
+                    self.storage.announce([_reservation_expired(reservation, release)])
+                released.append(release)
+        return released
 
     # -- internals ---------------------------------------------------------------------
 
@@ -440,3 +453,16 @@ class Wallets:
         if amount <= 0:
             raise InvalidAmount(f"an amount must be positive, got {amount}")
         return amount
+
+
+def _grant_expired(forfeit: Transaction) -> OutboxMessage:
+    """The ``grant.expired`` message of a forfeiture: the customer, the grant and what it forfeited."""
+    [(asset, amount)] = {(p.asset, p.amount) for p in forfeit.postings if p.amount > 0}
+    data = {"customer": forfeit.metadata["customer"], "grant": forfeit.metadata["grant"], "asset": asset}
+    return message(GRANT_EXPIRED, forfeit.id, data | {"forfeited": amount}, forfeit.timestamp)
+
+
+def _reservation_expired(reservation: Reservation, release: Transaction) -> OutboxMessage:
+    """The ``reservation.expired`` message: the hold released unused when its timeout passed."""
+    data = {"customer": reservation.customer, "reservation": reservation.id, "asset": reservation.asset}
+    return message(RESERVATION_EXPIRED, reservation.id, data | {"released": reservation.amount}, release.timestamp)

@@ -63,3 +63,30 @@ def test_webhook_endpoints_are_managed_over_http_by_admin_keys_and_never_show_a_
         from rating.webhooks import endpoints
 
         assert [e.url for e in endpoints(storage)] == ["https://example.test/paid"]
+
+
+def test_the_server_expires_reservations_in_the_background_and_announces_it(
+    db: str, keys: Path, registry: Registry
+) -> None:
+    import datetime as dt
+    import time
+    from decimal import Decimal
+
+    from rating.wallet.wallets import Wallets
+
+    with registry.open_storage(db) as storage:
+        wallets = Wallets(storage)
+        wallets.deposit("dev-1", "USD", Decimal(10), "pay-1")
+        wallets.reserve("dev-1", "USD", Decimal(4), "req-1", timeout=dt.timedelta(milliseconds=200))
+    time.sleep(0.3)
+    app = create_app(db, [EXAMPLE], api_keys=keys, registry=registry, webhook_interval=0.05)
+    with TestClient(app):
+        for _ in range(200):
+            with registry.open_storage(db) as storage:
+                if not Wallets(storage).open_reservations():
+                    break
+            time.sleep(0.05)
+    with registry.open_storage(db) as storage:
+        assert Wallets(storage).open_reservations() == []
+        assert [m.type for m in storage.outbox()] == ["reservation.expired"]
+        assert Wallets(storage).balance("dev-1")["USD"].available == Decimal(10)
