@@ -27,6 +27,8 @@ SPEND_ALERT_CROSSED = "spend.alert_crossed"
 WALLET_TOP_UP_NEEDED = "wallet.top_up_needed"
 GRANT_EXPIRED = "grant.expired"
 RESERVATION_EXPIRED = "reservation.expired"
+#: Best effort: a refusal has no write of its own to ride with (the service announces what it refused).
+EVENT_REJECTED = "event.rejected"
 
 #: The event types the library announces (an endpoint subscribes to some, or to all).
 EVENT_TYPES = (
@@ -37,6 +39,7 @@ EVENT_TYPES = (
     WALLET_TOP_UP_NEEDED,
     GRANT_EXPIRED,
     RESERVATION_EXPIRED,
+    EVENT_REJECTED,
 )
 
 

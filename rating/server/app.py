@@ -51,6 +51,7 @@ from rating.events import Sourced, UsageEvent, parse_event, parse_json, read_jso
 from rating.invoices.issue import invoices
 from rating.invoices.settle import invoice_status
 from rating.money import ZERO, to_decimal
+from rating.outbox import EVENT_REJECTED, message
 from rating.periods import zone
 from rating.pricebook.catalog import Catalog
 from rating.refusals import InvoiceRefusal, PaymentRefusal, Refusal, WebhookRefusal
@@ -266,6 +267,22 @@ def _batch_results(records: list[Sourced], report: BatchReport, before: dict[str
     return results
 
 
+def _announce_rejected(ledger: Ledger, refused: Sequence[tuple[str | None, str, str]]) -> None:
+    """``event.rejected`` for each refused event (id or None, code, reason): best effort, in a write of its own (a
+    refusal writes nothing else to ride with); the same event refused again for the same reason is announced once."""
+    at = ledger.clock()
+    messages = [
+        message(EVENT_REJECTED, f"{id}:{code}" if id else f"{code}:{at.isoformat()}:{n}", {"id": id, "code": code,
+                "reason": reason}, at)
+        for n, (id, code, reason) in enumerate(refused)
+    ]  # fmt: skip
+    try:
+        with ledger.storage.writing():
+            ledger.storage.announce(messages)
+    except (RatingError, NotImplementedError) as error:  # best effort: the answer to the caller stands
+        LOG.warning("event.rejected not announced: %s", error)
+
+
 def _customer_balances(ledger: Ledger, wallets: Wallets, customer: str) -> list[CustomerBalance]:
     """:func:`rating.wallet.balances.customer_balances` by the ledger's clock (that function reads grants in force
     by the wall clock; it takes no clock of its own)."""
@@ -390,7 +407,12 @@ def _event_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
     @app.post("/v1/events", dependencies=write, summary="Rate and post one event", status_code=201)
     async def post_event(request: Request) -> JSONResponse:
         event = await _event(request)
-        rating = await ledger.run(lambda led: led.engine.rate(event))
+        try:
+            rating = await ledger.run(lambda led: led.engine.rate(event))
+        except EventError as refused:
+            said = [(event.id, str(refused.code), str(refused))]
+            await ledger.run(lambda led: _announce_rejected(led, said))
+            raise
         if rating is None:  # already posted with the same content: a replay
             return JSONResponse({"id": event.id, "status": "duplicate"}, status_code=200)
         return JSONResponse(views.rated(rating, "accepted"), status_code=201)
@@ -408,6 +430,9 @@ def _event_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
 
         report, before = await ledger.run(post)
         results = _batch_results(records, report, before)
+        rejected = [(r.get("id"), r["code"], r["reason"]) for r in results if r["status"] == "rejected"]
+        if rejected:
+            await ledger.run(lambda led: _announce_rejected(led, rejected))
         counts = {
             status: sum(result["status"] == status for result in results)
             for status in ("accepted", "duplicate", "rejected")

@@ -90,3 +90,20 @@ def test_the_server_expires_reservations_in_the_background_and_announces_it(
         assert Wallets(storage).open_reservations() == []
         assert [m.type for m in storage.outbox()] == ["reservation.expired"]
         assert Wallets(storage).balance("dev-1")["USD"].available == Decimal(10)
+
+
+def test_refused_events_are_announced_best_effort_once_per_event_and_reason(client: TestClient, db: str) -> None:
+    import json
+
+    from rating.registry import Registry
+    from tests.server.conftest import bearer, event
+
+    bad = event("nope", type="no.such.type")
+    assert client.post("/v1/events", json=bad, headers=bearer("write")).status_code == 422
+    assert client.post("/v1/events", json=bad, headers=bearer("write")).status_code == 422  # retried
+    body = json.dumps(event("ok-1")) + "\n" + json.dumps(event("nope-2", type="no.such.type")) + "\n"
+    answer = client.post("/v1/events/batch", content=body, headers={**bearer("write"), "Content-Type": "text/plain"})
+    assert answer.json()["rejected"] == 1
+    with Registry.load().open_storage(db) as storage:
+        sent = sorted(json.loads(m.payload)["data"]["id"] for m in storage.outbox() if m.type == "event.rejected")
+    assert sent == ["nope", "nope-2"]
