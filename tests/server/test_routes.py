@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 
@@ -227,7 +228,7 @@ def test_readyz_says_503_when_the_schema_moved_under_a_running_server(
     client: TestClient, db: str, change: str, code: str
 ) -> None:
     assert client.get("/readyz").status_code == 200  # the database is open from here on
-    with sqlite3.connect(db.removeprefix("sqlite:///")) as raw:
+    with closing(sqlite3.connect(db.removeprefix("sqlite:///"))) as raw, raw:  # closed, and committed first
         raw.execute(change.format(v=SCHEMA_VERSION))
     answer = client.get("/readyz")
     assert (answer.status_code, answer.json()["error"]["code"]) == (503, code)
