@@ -574,11 +574,12 @@ def _event_revenue(storage: Any, named: set[Key]) -> list[str]:
     problems: list[str] = []
     current: object = None
     customer: object = None
-    sums: dict[tuple[str, str], Decimal] = {}  # posted credit less recorded charge, per (account, asset)
+    sums: dict[Key, Decimal] = {}  # per (account, asset): the postings and charges, whose sum is minus the excess
     posted = False  # whether a transaction of the event names it
 
     def settle() -> None:
-        for (account, asset), off in sorted(sums.items()) if posted and current is not None else ():
+        for (account, asset), total in sorted(sums.items()) if posted and current is not None else ():
+            off = -total  # what the rating and corrections credit beyond the charge records
             if off and (customer, account, asset) not in named:
                 problems.append(
                     f"{VerifyRefusal.REVENUE_NOT_RECORDED}: customer {customer!r}: event {current!r}: its rating and"
@@ -591,14 +592,8 @@ def _event_revenue(storage: Any, named: set[Key]) -> list[str]:
             settle()
             current, customer, posted = event_id, who, False
         posted = posted or bool(ledger)
-        if not _revenue_of(str(account)):
-            continue
-        try:
-            value = amount(raw)
-        except Exception:  # noqa: BLE001, S112 - a damaged cell: the row checks name it
-            continue
-        key = (str(account), str(asset))
-        sums[key] = sums.get(key, Decimal(0)) - value
+        if _revenue_of(str(account)):
+            _add(sums, (str(account), str(asset)), raw)
     settle()
     return problems
 
@@ -699,26 +694,24 @@ def _members(storage: Any, keys: set[Key]) -> list[str]:
     readings counted (a unique meter's reading is the member)."""
     from rating.refusals import VerifyRefusal
 
-    read: dict[Key, set[str]] = {key: set() for key in keys}
-    for customer, meter, key, period, reading in _rows(
-        storage, "SELECT DISTINCT customer, meter, group_key, period, reading FROM usage"
-    ):
-        found = read.get((customer, meter, key, period))
-        if found is not None:
-            found.add(str(reading))
-    kept: dict[Key, set[str]] = {key: set() for key in keys}
-    for customer, meter, key, period, member in _rows(
-        storage, "SELECT customer, meter, group_key, period, member FROM period_members"
-    ):
-        members = kept.get((customer, meter, key, period))
-        if members is not None:
-            members.add(str(member))
+    read = _values_of(storage, "SELECT DISTINCT customer, meter, group_key, period, reading FROM usage", keys)
+    kept = _values_of(storage, "SELECT customer, meter, group_key, period, member FROM period_members", keys)
     return [
         f"{VerifyRefusal.STATE_NOT_RECORDED}: customer {key[0]!r}: the members of {key[1]} {key[2]} in {key[3]}"
         f" are not those its readings counted ({len(kept[key] - read[key])} unread)"
         for key in sorted(keys, key=str)
         if kept[key] != read[key]
     ]
+
+
+def _values_of(storage: Any, query: str, keys: set[Key]) -> dict[Key, set[str]]:
+    """The values (last column) ``query`` gives each state key of ``keys`` (its first four columns)."""
+    values: dict[Key, set[str]] = {key: set() for key in keys}
+    for customer, meter, key, period, value in _rows(storage, query):
+        found = values.get((customer, meter, key, period))
+        if found is not None:
+            found.add(str(value))
+    return values
 
 
 def _corrected_periods(storage: Any) -> set[tuple[str, str | None]]:
