@@ -90,21 +90,17 @@ class Engine(MeteredRequests, BatchWriter):
 
     def refresh_customers(self) -> bool:
         """Rate with the customers stored as data (:mod:`rating.customers`) merged over the pricebook's, rebuilding
-        the pricer (its rate cards forgotten) when the storage's customers moved since last looked; True if it did.
+        the pricer (with new rate cards) when the storage's customers moved since last looked; True if it did.
 
         One cheap read (:meth:`~rating.storage.Storage.customers_version`), done once per chunk and per quote: a
         change made by another process is seen by the next chunk.
         """
-        try:
-            seen = self.storage.customers_version()
-        except NotImplementedError:  # a third-party storage that keeps no customers: the pricebook's only
-            return False
+        seen = self._stored_customers()
         if seen == self._customers_seen:
             return False
         from rating.customers import Customers  # a sibling of the wallet, above storage
 
         catalog = Customers(self.storage, self.seed, self.clock).catalog_now()
-        self.pricer.cards.clear()
         self._build(catalog, self.future_tolerance)
         self._customers_seen = seen
         return True
@@ -112,10 +108,15 @@ class Engine(MeteredRequests, BatchWriter):
     def customers_moved(self) -> bool:
         """Whether the stored customers changed since the pricer was built (inside a write scope: a chunk priced
         before it by the customers of then is priced again)."""
+        return self._stored_customers() != self._customers_seen
+
+    def _stored_customers(self) -> int | None:
+        """The storage's customers version; None for a third-party storage that keeps no customers (the
+        pricebook's only)."""
         try:
-            return self.storage.customers_version() != self._customers_seen
+            return self.storage.customers_version()
         except NotImplementedError:
-            return False
+            return None
 
     @property
     def future_tolerance(self) -> dt.timedelta | None:
