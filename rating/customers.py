@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -35,7 +35,7 @@ from rating.core.policies import EPOCH
 from rating.core.pricer import Pricer
 from rating.errors import CustomerError, EventError
 from rating.periods import ONE_TICK, zone
-from rating.pricebook.catalog import Catalog
+from rating.pricebook.catalog import Catalog, Eras, unfit
 from rating.pricebook.model import CustomerSpec, PlanChange, Pricebook, Problems, _check_references
 from rating.records import CustomerVersion
 from rating.refusals import CustomerRefusal
@@ -60,12 +60,15 @@ def spec_of(version: CustomerVersion) -> CustomerSpec:
     return CustomerSpec.model_validate_json(version.spec)
 
 
-def with_customers(catalog: Catalog, customers: Mapping[str, CustomerSpec]) -> Catalog:
+def with_customers(
+    catalog: Catalog, customers: Mapping[str, CustomerSpec], eras: Mapping[str, Eras] | None = None
+) -> Catalog:
     """``catalog`` with ``customers`` (kept as data) over each version's ``customers:`` block: they win.
 
     A version is given only the stored customers it can rate (every plan they are ever on is one of its plans,
     of one period kind): a version that lacks one rates that customer as if it were not stored (its seed, the
     default plan, or ``unknown_customer``), never by a plan it does not have. ``rating check --db`` names them.
+    ``eras``: the specs the customers had before their current ones (:func:`eras_of`), for events dated then.
     """
     if not customers:
         return catalog
@@ -73,16 +76,23 @@ def with_customers(catalog: Catalog, customers: Mapping[str, CustomerSpec]) -> C
     for book in catalog.versions:
         fit = {name: spec for name, spec in customers.items() if unfit(book, spec) is None}
         versions.append(book.model_copy(update={"customers": {**book.customers, **fit}}))
-    return Catalog(versions)
+    return Catalog(versions, eras)
 
 
-def unfit(book: Pricebook, spec: CustomerSpec) -> str | None:
-    """Why ``book`` cannot rate a customer of ``spec`` (a plan it lacks, plans of several period kinds), or None."""
-    missing = [plan for plan in spec.plans() if plan not in book.plans]
-    if missing:
-        return f"unknown plan {missing[0]!r}; plans: {', '.join(sorted(book.plans))}"
-    kinds = {book.plans[plan].period for plan in spec.plans()}
-    return f"plan changes must keep one period kind, found {sorted(kinds)}" if len(kinds) > 1 else None
+def eras_of(seed: CustomerSpec | None, history: Sequence[CustomerVersion]) -> list[tuple[dt.datetime, CustomerSpec]]:
+    """The specs a customer had before its latest stored version, each with the instant it ended.
+
+    ``seed`` (its entry in the pricebook, if any) is in force until the first stored version takes effect; a
+    customer added as data has no terms before its first version, which is then in force from the start
+    (its ``since`` bounds it), so an event stamped a moment before it was added is still rated.
+    """
+    specs = [spec_of(version) for version in history]
+    ends = [version.effective for version in history]
+    if seed is None:
+        ends = ends[1:]
+    else:
+        specs = [seed, *specs]
+    return list(zip(ends, specs[:-1], strict=True))
 
 
 class _Lines(Problems):
@@ -152,8 +162,13 @@ class Customers:
         return self.storage.customer_versions(customer)
 
     def catalog_now(self) -> Catalog:
-        """The pricebook's versions with the stored customers merged over their seeds."""
-        return with_customers(self.catalog, self.stored())
+        """The pricebook's versions with the stored customers merged over their seeds, and their earlier specs
+        for events dated before their latest change."""
+        histories = self.storage.customer_histories()
+        seeds = self.catalog.latest.customers
+        current = {customer: spec_of(history[-1]) for customer, history in histories.items()}
+        eras = {customer: eras_of(seeds.get(customer), history) for customer, history in histories.items()}
+        return with_customers(self.catalog, current, eras)
 
     # -- changes -----------------------------------------------------------------------------
 

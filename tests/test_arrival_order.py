@@ -594,3 +594,39 @@ def test_a_rollover_carry_a_wallet_cannot_settle_keeps_the_period_open_and_says_
     assert close_period(engine, "2026-11").skipped == []
     assert storage.period_totals("2026-11") == {("acme", "USD"): Decimal("1")}
     assert storage.verify() == []
+
+
+@settings(max_examples=40)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([(10, 3), (11, 2), (11, 14), (11, 15), (11, 16), (11, 29)]), st.integers(0, 12)),
+        min_size=1,
+        max_size=8,
+    ).flatmap(lambda rows: st.tuples(st.just(rows), st.permutations(range(len(rows))))),
+    st.integers(1, 4),
+)
+def test_a_customer_whose_stored_plan_changes_bills_as_the_same_change_written_in_the_pricebook(
+    rows_and_arrival: tuple[list[tuple[tuple[int, int], int]], list[int]], chunk: int
+) -> None:
+    """A customer kept as data, changed from plan a to plan b from 15 November (a whole new spec, not a dated
+    plan change), bills in any arrival order what the pricebook's own dated change bills in time order: an
+    event dated before the change is priced by the spec in force then."""
+    from rating.customers import Customers
+    from rating.pricebook.model import parse_pricebook
+
+    rows, arrival = rows_and_arrival
+    registry = Registry.load()
+    events = [call(f"e{index}", day, units, month=month) for index, ((month, day), units) in enumerate(rows)]
+    written = Catalog([parse_pricebook(PLAN_CHANGE, registry, "book.yaml")])
+    expected = billed(written, registry, [[e] for e in sorted(events, key=lambda e: (e.timestamp, e.id))], [])
+
+    bare = Catalog([parse_pricebook(PLAN_CHANGE.split("customers:")[0], registry, "book.yaml")])
+    storage = MemoryStorage()
+    customers = Customers(storage, bare, clock=lambda: dt.datetime(2026, 10, 1, tzinfo=UTC))
+    customers.put("acme", {"plan": "a"}, effective=dt.datetime(2026, 10, 1, tzinfo=UTC))
+    customers.put("acme", {"plan": "b"}, effective=dt.datetime(2026, 11, 15, tzinfo=UTC))
+    engine = Engine(bare, storage, registry, clock=later)
+    shuffled = [events[index] for index in arrival]
+    for start in range(0, len(shuffled), chunk):
+        assert engine.rate_batch(shuffled[start : start + chunk]).rejected == []
+    assert_same_bill(storage, expected)

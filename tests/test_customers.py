@@ -103,7 +103,33 @@ def test_the_database_wins_over_the_yaml_seed(pricebook: Pricebook, registry: Re
     customers.put("acme", {"plan": "pro"})
     assert customers.get("acme") == CustomerSpec(plan="pro")
     assert customers.all() == {"acme": CustomerSpec(plan="pro")}
-    assert charged(Engine(pricebook, storage, registry, clock=clock), "e1", "acme") == Decimal("0.50")
+    engine = Engine(pricebook, storage, registry, clock=clock)
+    assert charged(engine, "e1", "acme", NOW) == Decimal("0.50")
+    assert charged(engine, "e0", "acme", NOW - dt.timedelta(seconds=1)) == Decimal("0.01")  # the seed until then
+
+
+def test_an_event_dated_before_a_change_is_rated_by_the_terms_in_force_at_its_time(
+    pricebook: Pricebook, registry: Registry, opener: Callable[[], Storage]
+) -> None:
+    storage = opener()
+    moments = iter([dt.datetime(2026, 11, 10, tzinfo=dt.UTC), dt.datetime(2026, 11, 15, tzinfo=dt.UTC)])
+    now = next(moments)
+    customers = Customers(storage, pricebook, lambda: now)
+    customers.put("globex", {"plan": "basic", "spend_cap": "100"})
+    engine = Engine(pricebook, storage, registry, clock=lambda: now)
+    # stamped a moment before it was added: its first version is in force from the start
+    assert charged(engine, "e0", "globex", now - dt.timedelta(hours=1)) == Decimal("0.01")
+    assert charged(engine, "e1", "globex", now + dt.timedelta(hours=1)) == Decimal("0.01")
+    now = next(moments)
+    customers.put("globex", {"plan": "pro"})  # a plan change given as a whole new spec, from now on
+    assert charged(engine, "e2", "globex", now + dt.timedelta(hours=1)) == Decimal("0.50")
+    # late usage from before the change, after the latest event rated then: the terms of its own time
+    late = engine.rate(event("e3", "globex", at=now - dt.timedelta(hours=1)))
+    assert late is not None and late.total()["USD"] == Decimal("0.01") and late.plan == "basic"
+    assert charged(engine, "e4", "globex", now) == Decimal("0.50")  # the change's own instant: the new terms
+    # another process, started after the change, prices late usage the same way
+    other = Engine(pricebook, opener(), registry, clock=lambda: now)
+    assert charged(other, "e5", "globex", now - dt.timedelta(minutes=1)) == Decimal("0.01")
 
 
 def test_the_same_spec_again_stores_no_version(pricebook: Pricebook) -> None:

@@ -44,7 +44,7 @@ from rating.events import UsageEvent
 from rating.ledger import Posting
 from rating.money import ZERO, format_decimal
 from rating.periods import bounds_of, zone
-from rating.pricebook.catalog import Catalog
+from rating.pricebook.catalog import Catalog, unfit
 from rating.pricebook.meters import Meter, PeriodState
 from rating.pricebook.model import Contract, CustomerSpec
 from rating.pricebook.pricing import EventPrice, PerEventModel, PricingModel
@@ -88,6 +88,10 @@ class PricedEvent(NamedTuple):
     costs: list[Posting]
 
 
+#: How many versions compiled with a customer's earlier spec a pricer keeps (events dated before a change).
+ERA_VERSIONS_KEPT = 256
+
+
 class Pricer:
     """Prices events by the versions of one pricebook."""
 
@@ -110,6 +114,8 @@ class Pricer:
         self._changes: dict[str, list[dt.datetime]] = {}
         #: The terms of recently seen customers, resolved once per stretch in which they cannot change.
         self.cards = RateCards(self._card)
+        #: Versions compiled with a customer's earlier spec (catalog.eras), by version, customer and era.
+        self._era_versions: dict[tuple[int, str, int], CompiledVersion] = {}
 
     def terms_change_between(self, customer: str, start: dt.datetime, end: dt.datetime) -> bool:
         """Whether ``customer``'s terms may change in ``(start, end]``: a version taking effect, a plan change,
@@ -123,22 +129,48 @@ class Pricer:
         """The instants at which ``customer``'s terms may change, in order."""
         # Customers no version names (no subscription, no contract) share one list: the cache is bounded by
         # the pricebooks, not by the customers seen.
-        if not any(customer in v.book.customers or customer in v.contracts for v in self.versions):
+        eras = self.catalog.eras.get(customer, ())
+        if not eras and not any(customer in v.book.customers or customer in v.contracts for v in self.versions):
             customer = ""
         instants = self._changes.get(customer)
         if instants is None:
             found = {self.catalog.starts(index) for index in range(len(self.catalog.versions))}
-            for version in self.versions:
-                for span in spans(version.book, customer):
+            found.update(end for end, _ in eras)
+            books = [version.book for version in self.versions]
+            books += [book.model_copy(update={"customers": {customer: spec}}) for book in books for _, spec in eras]
+            for book in books:
+                for span in spans(book, customer):
                     found.update((span.start, span.end))
+            for version in self.versions:
                 for span, _ in version.contracts.get(customer, ()):
                     found.update((span.start, span.end))
             instants = self._changes[customer] = sorted(found)
         return instants
 
+    def _version_for(self, customer: str, timestamp: dt.datetime) -> CompiledVersion:
+        """The compiled version in force at ``timestamp``, with ``customer``'s spec of then where it was kept as
+        data and has changed since (:attr:`Catalog.eras <rating.pricebook.catalog.Catalog.eras>`)."""
+        version = self.version_at(timestamp)
+        eras = self.catalog.eras.get(customer)
+        if not eras or timestamp >= eras[-1][0]:
+            return version
+        era = bisect.bisect_right([end for end, _ in eras], timestamp)
+        key = (self.versions.index(version), customer, era)
+        compiled = self._era_versions.get(key)
+        if compiled is None:
+            book = version.book
+            spec = eras[era][1]
+            if unfit(book, spec):  # the version cannot rate that spec: as with_customers, its own entry
+                return version
+            if len(self._era_versions) >= ERA_VERSIONS_KEPT:  # rare (late events before a change): start afresh
+                self._era_versions.clear()
+            compiled = CompiledVersion(book.model_copy(update={"customers": {**book.customers, customer: spec}}))
+            self._era_versions[key] = compiled
+        return compiled
+
     def _card(self, customer: str, timestamp: dt.datetime) -> RateCard:
         """Resolve ``customer``'s rate card at ``timestamp``: its terms until the period ends or they may change."""
-        version = self.version_at(timestamp)
+        version = self._version_for(customer, timestamp)
         plan = version.plan_at(customer, timestamp)
         charges, contract, contract_name = version.charges_for(customer, plan, timestamp)
         period, start, end = version.period_bounds(plan, customer, timestamp)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from rating.errors import PricebookError
 from rating.periods import UTC, zone
-from rating.pricebook.model import ModelSource, Pricebook, installed_models, load_pricebook
+from rating.pricebook.model import CustomerSpec, ModelSource, Pricebook, installed_models, load_pricebook
+
+#: A customer's earlier terms: each spec with the instant (UTC) until which it was in force, oldest first.
+Eras = Sequence[tuple[dt.datetime, CustomerSpec]]
 
 
 def takes_effect(book: Pricebook) -> dt.datetime:
@@ -23,10 +26,24 @@ def takes_effect(book: Pricebook) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=zone(book.timezone)).astimezone(UTC)
 
 
-class Catalog:
-    """The versions of one pricebook, ordered by the date they take effect."""
+def unfit(book: Pricebook, spec: CustomerSpec) -> str | None:
+    """Why ``book`` cannot rate a customer of ``spec`` (a plan it lacks, plans of several period kinds), or None."""
+    missing = [plan for plan in spec.plans() if plan not in book.plans]
+    if missing:
+        return f"unknown plan {missing[0]!r}; plans: {', '.join(sorted(book.plans))}"
+    kinds = {book.plans[plan].period for plan in spec.plans()}
+    return f"plan changes must keep one period kind, found {sorted(kinds)}" if len(kinds) > 1 else None
 
-    def __init__(self, versions: Sequence[Pricebook]) -> None:
+
+class Catalog:
+    """The versions of one pricebook, ordered by the date they take effect.
+
+    ``eras``: for customers kept as data whose terms changed (:mod:`rating.customers`), the specs they had
+    before their current one, each until the instant the next took effect. The versions hold each customer's
+    current spec; an event before the last of those instants is priced by the spec in force at its time.
+    """
+
+    def __init__(self, versions: Sequence[Pricebook], eras: Mapping[str, Eras] | None = None) -> None:
         if not versions:
             raise PricebookError(["a catalog needs at least one pricebook version"])
         names = sorted({book.pricebook for book in versions})
@@ -38,6 +55,9 @@ class Catalog:
                 raise PricebookError([f"two versions of {names[0]} take effect on {later.version.isoformat()}"])
         self.versions: tuple[Pricebook, ...] = tuple(ordered)
         self._starts = [takes_effect(book) for book in ordered]
+        self.eras: dict[str, tuple[tuple[dt.datetime, CustomerSpec], ...]] = {
+            customer: tuple(earlier) for customer, earlier in (eras or {}).items() if earlier
+        }
 
     @property
     def name(self) -> str:

@@ -696,11 +696,14 @@ class Storage(abc.ABC):
 
     def latest_customers(self) -> dict[str, CustomerVersion]:
         """The latest stored version of every customer kept as data, by customer id."""
-        latest: dict[str, CustomerVersion] = {}
+        return {customer: history[-1] for customer, history in self.customer_histories().items()}
+
+    def customer_histories(self) -> dict[str, list[CustomerVersion]]:
+        """Every stored version of every customer kept as data, by customer id, oldest first (one read)."""
+        histories: dict[str, list[CustomerVersion]] = {}
         for version in self._customer_rows(None):
-            if version.customer not in latest or latest[version.customer].sequence < version.sequence:
-                latest[version.customer] = version
-        return latest
+            histories.setdefault(version.customer, []).append(version)  # rows come by customer and sequence
+        return histories
 
     def customers_version(self) -> int:
         """A counter that moves whenever any customer version is stored (0 for none): one cheap read, compared
