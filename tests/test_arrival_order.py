@@ -610,17 +610,19 @@ def test_a_customer_whose_stored_plan_changes_bills_as_the_same_change_written_i
 ) -> None:
     """A customer kept as data, changed from plan a to plan b from 15 November (a whole new spec, not a dated
     plan change), bills in any arrival order what the pricebook's own dated change bills in time order: an
-    event dated before the change is priced by the spec in force then."""
+    event dated before the change is priced by the spec in force then, and the close prorates both fees."""
     from rating.customers import Customers
     from rating.pricebook.model import parse_pricebook
 
     rows, arrival = rows_and_arrival
     registry = Registry.load()
     events = [call(f"e{index}", day, units, month=month) for index, ((month, day), units) in enumerate(rows)]
-    written = Catalog([parse_pricebook(PLAN_CHANGE, registry, "book.yaml")])
-    expected = billed(written, registry, [[e] for e in sorted(events, key=lambda e: (e.timestamp, e.id))], [])
+    with_fees = PLAN_CHANGE.replace("  a:\n", '  a:\n    fee: "30"\n').replace("  b:\n", '  b:\n    fee: "90"\n')
+    written = Catalog([parse_pricebook(with_fees, registry, "book.yaml")])
+    periods = ["2026-10", "2026-11"]
+    expected = billed(written, registry, [[e] for e in sorted(events, key=lambda e: (e.timestamp, e.id))], periods)
 
-    bare = Catalog([parse_pricebook(PLAN_CHANGE.split("customers:")[0], registry, "book.yaml")])
+    bare = Catalog([parse_pricebook(with_fees.split("customers:")[0], registry, "book.yaml")])
     storage = MemoryStorage()
     customers = Customers(storage, bare, clock=lambda: dt.datetime(2026, 10, 1, tzinfo=UTC))
     customers.put("acme", {"plan": "a"}, effective=dt.datetime(2026, 10, 1, tzinfo=UTC))
@@ -629,4 +631,6 @@ def test_a_customer_whose_stored_plan_changes_bills_as_the_same_change_written_i
     shuffled = [events[index] for index in arrival]
     for start in range(0, len(shuffled), chunk):
         assert engine.rate_batch(shuffled[start : start + chunk]).rejected == []
+    for period in periods:  # the fees of both plans, each prorated over its part of November
+        assert close_period(engine, period).skipped == []
     assert_same_bill(storage, expected)

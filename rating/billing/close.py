@@ -54,7 +54,7 @@ from rating.ids import TransactionKind, closing_id, commitment_id, fee_id, minim
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, exact, quantize
 from rating.periods import ONE_TICK, PeriodClock, PeriodKind, bounds_of, parse_period, zone
-from rating.pricebook.catalog import Catalog
+from rating.pricebook.catalog import Catalog, Eras
 from rating.pricebook.model import Pricebook
 from rating.refusals import CloseRefusal
 
@@ -90,15 +90,17 @@ def customer_closing(
     totals: dict[str, Decimal],
     adjustments: Mapping[str, Decimal] | None = None,
     drawn: Decimal = ZERO,
+    eras: Eras = (),
 ) -> list[Transaction]:
     """The closing transactions of one customer for ``period`` (empty when nothing applies).
 
     ``totals`` are the period's charges per asset; ``adjustments`` the part of them that corrects closed
     periods (re-rated into this one: they belong to the periods they adjust, so no minimum or commitment of
     this one counts them); ``drawn`` what a prepaid commitment paid of them (not owed on the receivable, so
-    the rounding leaves it out)."""
+    the rounding leaves it out); ``eras`` the customer's earlier specs, when it is kept as data and changed
+    (:attr:`Catalog.eras <rating.pricebook.catalog.Catalog.eras>`): its fees and minimums follow each."""
     kind, start, end = bounds_of(period, zone(book.timezone_of(customer)), book.anchor_of(customer))
-    parts = spans_within(book, customer, start, end) if customer in book.customers else []
+    parts = spans_within(book, customer, start, end, eras) if customer in book.customers else []
     contracts = []
     for name, contract in sorted(book.contracts.items()):
         whole = contract_span(book, name)
@@ -175,7 +177,13 @@ def period_closing(
     noon = dt.datetime(first.year, first.month, first.day, 12, tzinfo=dt.UTC)
     book = catalog.in_force(noon) or catalog.versions[0]
     names = _customers_to_close(book, totals, customers)
-    return [t for customer in names for t in customer_closing(book, customer, period, dict(totals.get(customer, {})))]
+    return [
+        t
+        for customer in names
+        for t in customer_closing(
+            book, customer, period, dict(totals.get(customer, {})), eras=catalog.eras.get(customer, ())
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -219,7 +227,7 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
         predecessors = _Predecessors(storage)
         closing: dict[str, list[Transaction]] = {}  # each customer to close, with its closing transactions
         for customer in names:
-            transactions = _closing_of(storage, book, customer, period, totals)
+            transactions = _closing_of(storage, catalog, book, customer, period, totals)
             if not transactions:
                 continue  # billed by another kind of period, or nothing to close: not this close's business
             timezone, anchor = zone(book.timezone_of(customer)), book.anchor_of(customer)
@@ -241,7 +249,7 @@ def close_period(engine: Engine, period: str, customers: Iterable[str] | None = 
         if resettled:  # a prepaid draw-down re-drawn in this period: its charges stand, re-read them all the same
             totals = _totals_by_customer(storage, period)
             for customer in resettled:
-                closing[customer] = _closing_of(storage, book, customer, period, totals)
+                closing[customer] = _closing_of(storage, catalog, book, customer, period, totals)
         report.already_closed = sorted(
             customer for customer, _ in storage.closed_periods([(c, period) for c in closing])
         )
@@ -379,7 +387,12 @@ def period_usage(
 
 
 def _closing_of(
-    storage: Storage, book: Pricebook, customer: str, period: str, totals: Mapping[str, dict[str, Decimal]]
+    storage: Storage,
+    catalog: Catalog,
+    book: Pricebook,
+    customer: str,
+    period: str,
+    totals: Mapping[str, dict[str, Decimal]],
 ) -> list[Transaction]:
     """:func:`customer_closing` with ``customer``'s charges of ``period``, the part of them that adjusts closed
     periods, and what its prepaid commitment paid of them; the ledger is read again only where a correction
@@ -387,8 +400,9 @@ def _closing_of(
     mine = totals.get(customer, {})
     prepaid = any(c.customer == customer and c.prepaid for c in book.contracts.values())
     corrections = storage.transactions_of(TransactionKind.RERATE, customer)
+    eras = catalog.eras.get(customer, ())
     if not (prepaid or any(t.metadata.get("period") == period and "adjusts" in t.metadata for t in corrections)):
-        return customer_closing(book, customer, period, mine)
+        return customer_closing(book, customer, period, mine, eras=eras)
     usage = period_usage(storage, customer, period, corrections)
     adjustments: dict[str, Decimal] = {}
     for stored in usage.charges:
@@ -396,7 +410,7 @@ def _closing_of(
             adjustments[stored.charge.asset] = adjustments.get(stored.charge.asset, ZERO) + stored.charge.amount
     account = prepaid_account(customer)
     drawn = sum((p.amount for t in usage.ratings + usage.corrections for p in t.postings if p.account == account), ZERO)
-    return customer_closing(book, customer, period, mine, adjustments, drawn)
+    return customer_closing(book, customer, period, mine, adjustments, drawn, eras)
 
 
 def preview_closing(storage: Storage, catalog: Catalog, customer: str, period: str) -> list[Transaction]:
@@ -411,7 +425,7 @@ def preview_closing(storage: Storage, catalog: Catalog, customer: str, period: s
     book = catalog.in_force(dt.datetime(first.year, first.month, first.day, 12, tzinfo=dt.UTC))
     if book is None:
         return []
-    return _closing_of(storage, book, customer, period, _totals_by_customer(storage, period))
+    return _closing_of(storage, catalog, book, customer, period, _totals_by_customer(storage, period))
 
 
 def _totals_by_customer(storage: Storage, period: str) -> dict[str, dict[str, Decimal]]:

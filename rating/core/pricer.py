@@ -38,13 +38,13 @@ from rating.accounts import cost_account, receivable_account, wallet_account
 from rating.core.charges import Charge, StateKey, Usage
 from rating.core.compiled import Charges, CompiledVersion
 from rating.core.ratecard import RateCard, RateCards
-from rating.core.subscriptions import spans
+from rating.core.subscriptions import spans, with_spec
 from rating.errors import EventError, PluginError
 from rating.events import UsageEvent
 from rating.ledger import Posting
 from rating.money import ZERO, format_decimal
 from rating.periods import bounds_of, zone
-from rating.pricebook.catalog import Catalog, unfit
+from rating.pricebook.catalog import Catalog
 from rating.pricebook.meters import Meter, PeriodState
 from rating.pricebook.model import Contract, CustomerSpec
 from rating.pricebook.pricing import EventPrice, PerEventModel, PricingModel
@@ -137,7 +137,7 @@ class Pricer:
             found = {self.catalog.starts(index) for index in range(len(self.catalog.versions))}
             found.update(end for end, _ in eras)
             books = [version.book for version in self.versions]
-            books += [book.model_copy(update={"customers": {customer: spec}}) for book in books for _, spec in eras]
+            books += [with_spec(book, customer, spec) for book in books for _, spec in eras]
             for book in books:
                 for span in spans(book, customer):
                     found.update((span.start, span.end))
@@ -158,14 +158,12 @@ class Pricer:
         key = (self.versions.index(version), customer, era)
         compiled = self._era_versions.get(key)
         if compiled is None:
-            book = version.book
-            spec = eras[era][1]
-            if unfit(book, spec):  # the version cannot rate that spec: as with_customers, its own entry
+            book = with_spec(version.book, customer, eras[era][1])
+            if book is version.book:  # the version cannot rate that spec: as with_customers, its own entry
                 return version
             if len(self._era_versions) >= ERA_VERSIONS_KEPT:  # rare (late events before a change): start afresh
                 self._era_versions.clear()
-            compiled = CompiledVersion(book.model_copy(update={"customers": {**book.customers, customer: spec}}))
-            self._era_versions[key] = compiled
+            compiled = self._era_versions[key] = CompiledVersion(book)
         return compiled
 
     def _card(self, customer: str, timestamp: dt.datetime) -> RateCard:

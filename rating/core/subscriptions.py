@@ -19,7 +19,8 @@ from decimal import Decimal, Inexact, localcontext
 from rating.errors import EventError
 from rating.money import MONEY_CONTEXT, quantize
 from rating.periods import UTC, zone
-from rating.pricebook.model import Pricebook
+from rating.pricebook.catalog import Eras, unfit
+from rating.pricebook.model import CustomerSpec, Pricebook
 from rating.refusals import Refusal
 
 FOREVER = dt.datetime.max.replace(tzinfo=UTC)
@@ -72,14 +73,32 @@ def plan_at(book: Pricebook, customer: str, timestamp: dt.datetime) -> str:
     )
 
 
-def spans_within(book: Pricebook, customer: str, start: dt.datetime, end: dt.datetime) -> list[Span]:
-    """The parts of the customer's subscription inside ``[start, end)``."""
-    result = []
-    for span in spans(book, customer):
-        low, high = max(span.start, start), min(span.end, end)
-        if low < high:
-            result.append(Span(span.plan, low, high))
+def spans_within(book: Pricebook, customer: str, start: dt.datetime, end: dt.datetime, eras: Eras = ()) -> list[Span]:
+    """The parts of the customer's subscription inside ``[start, end)``.
+
+    ``eras``: the customer's earlier specs (:attr:`Catalog.eras <rating.pricebook.catalog.Catalog.eras>`),
+    each in force until its instant, ``book``'s own entry after the last; a plan that runs on across a change
+    of another field stays one part (one fee, prorated once)."""
+    result: list[Span] = []
+    begin = ORIGIN
+    for until, book_then in [*((until, with_spec(book, customer, spec)) for until, spec in eras), (FOREVER, book)]:
+        for span in spans(book_then, customer):
+            low, high = max(span.start, start, begin), min(span.end, end, until)
+            if low >= high:
+                continue
+            if result and result[-1].plan == span.plan and result[-1].end == low:
+                result[-1] = Span(span.plan, result[-1].start, high)
+            else:
+                result.append(Span(span.plan, low, high))
+        begin = until
     return result
+
+
+def with_spec(book: Pricebook, customer: str, spec: CustomerSpec) -> Pricebook:
+    """``book`` with ``spec`` as ``customer``'s entry (``book`` itself when it cannot rate that spec)."""
+    if unfit(book, spec):
+        return book
+    return book.model_copy(update={"customers": {**book.customers, customer: spec}})
 
 
 def prorated(amount: Decimal, part: Span, start: dt.datetime, end: dt.datetime, scale: int) -> Decimal:
