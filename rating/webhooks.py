@@ -6,7 +6,10 @@
   An endpoint receives the messages written after it was added.
 - **Delivery** (:func:`deliver`) is at least once: each pending (message, endpoint) pair is first *claimed*
   in the delivery log under the storage's global write scope, with a lease, so several servers delivering
-  side by side never send the same pair at the same time (a worker that dies leaves a lease that runs out);
+  side by side never send the same pair at the same time. A worker that dies leaves its lease to run out;
+  one on this host whose process is gone (``kill -9``, a crash: its claims name it ``host:pid``) is known
+  dead at once, so a server restarted on the same host sends what its predecessor had claimed at its first
+  pass instead of after :data:`LEASE`;
   then sent outside any write (an HTTP call never holds the ledger's lock), and its outcome appended:
   ``delivered`` on a 2xx, else ``failed`` with the time of the next attempt (exponential backoff), and
   ``gave_up`` after :data:`MAX_ATTEMPTS`. :func:`replay` appends ``replayed``: the pair is sent again, its
@@ -177,21 +180,46 @@ class PairState:
     attempts: int
     #: Not before this instant (a lease held by a worker, or the backoff after a failure); None: now.
     not_before: dt.datetime | None
+    #: The worker whose claim holds the pair (its lease in ``not_before``); "" when no claim holds it.
+    holder: str = ""
 
 
 def pair_state(log: Sequence[DeliveryRecord]) -> PairState:
     """The state a pair's log lines (in order) leave."""
-    done, attempts, not_before = False, 0, None
+    done, attempts, not_before, holder = False, 0, None, ""
     for line in log:
         if line.state == "replayed":
-            done, attempts, not_before = False, 0, None
+            done, attempts, not_before, holder = False, 0, None, ""
         elif line.state == "claimed":
-            not_before = line.until
+            not_before, holder = line.until, line.worker
         elif line.state == "failed":
-            attempts, not_before = line.attempt, line.until
+            attempts, not_before, holder = line.attempt, line.until, ""
         elif line.state in ("delivered", "gave_up"):
-            done, attempts, not_before = True, line.attempt, None
-    return PairState(done, attempts, not_before)
+            done, attempts, not_before, holder = True, line.attempt, None, ""
+    return PairState(done, attempts, not_before, holder)
+
+
+def worker_id() -> str:
+    """This process's name in the delivery log: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def is_gone(worker: str) -> bool:
+    """Whether ``worker`` (``host:pid``) was a process on this host that no longer runs: its claims hold nothing.
+
+    Only a worker of this host is known gone (another host's waits out its lease), never this process (two
+    deliverers in one process share its name), and only where a process can be probed without harm (POSIX);
+    a pid reused since is taken as alive, which only waits out the lease."""
+    host, _, pid = worker.rpartition(":")
+    if os.name != "posix" or host != socket.gethostname() or not pid.isdigit() or int(pid) in (0, os.getpid()):
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: nothing is sent, only whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists under another user (PermissionError), or cannot be probed: alive
+        return False
+    return False
 
 
 @dataclass
@@ -211,7 +239,8 @@ def claim(
     storage: Storage, *, now: dt.datetime | None = None, worker: str = "", limit: int = 100
 ) -> list[tuple[OutboxMessage, WebhookEndpoint, int]]:
     """Claim up to ``limit`` due pairs for ``worker``, with a lease, in one global write: (message, endpoint,
-    attempt). Another worker's claim in force, a delivered pair and one waiting out its backoff are left."""
+    attempt). Another worker's claim in force (unless that worker :func:`is_gone`), a delivered pair and one
+    waiting out its backoff are left."""
     at = now or _now()
     claimed = []
     with storage.writing():
@@ -220,6 +249,7 @@ def claim(
             return []
         since = _first_added(storage)
         messages = storage.outbox()
+        gone: dict[str, bool] = {}
         logs: dict[tuple[str, str], list[DeliveryRecord]] = {}
         for line in storage.deliveries(m.id for m in messages):
             logs.setdefault((line.message, line.endpoint), []).append(line)
@@ -229,7 +259,8 @@ def claim(
                 if not _matches(endpoint, message, since[endpoint.id]):
                     continue
                 state = pair_state(logs.get((message.id, endpoint.id), []))
-                if state.done or (state.not_before is not None and state.not_before > at):
+                waiting = state.not_before is not None and state.not_before > at
+                if state.done or (waiting and not (state.holder and _gone(state.holder, gone))):
                     continue
                 attempt = state.attempts + 1
                 lines.append(DeliveryRecord(message.id, endpoint.id, "claimed", attempt, at, at + LEASE, "", worker))
@@ -240,6 +271,13 @@ def claim(
                 break
         storage.log_deliveries(lines)
     return claimed
+
+
+def _gone(worker: str, known: dict[str, bool]) -> bool:
+    """:func:`is_gone`, probed once per worker and pass."""
+    if worker not in known:
+        known[worker] = is_gone(worker)
+    return known[worker]
 
 
 def send_http(url: str, headers: dict[str, str], body: bytes) -> int:
@@ -262,7 +300,7 @@ def deliver(
 ) -> DeliveryReport:
     """One delivery pass: claim what is due (:func:`claim`), send each signed, log each outcome. Safe to run
     in several processes at once; a pair is sent again only after its lease ran out or its backoff passed."""
-    who = worker or f"{socket.gethostname()}:{os.getpid()}"
+    who = worker or worker_id()
     at = now or _now()
     report = DeliveryReport()
     for message, endpoint, attempt in claim(storage, now=at, worker=who, limit=limit):
