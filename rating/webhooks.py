@@ -323,6 +323,13 @@ def deliver(
     return report
 
 
+def outbox_depth(storage: Storage) -> dict[str, int]:
+    """Per active endpoint (by id): the messages it should receive that are not delivered to it yet (not sent,
+    waiting to be retried, given up, or replayed since delivered). One count query per endpoint on SQL storage."""
+    since = _first_added(storage)
+    return {e.id: storage.undelivered(e.id, since[e.id], e.events) for e in endpoints(storage)}
+
+
 def replay(storage: Storage, message_id: str, endpoint: str | None = None, *, worker: str = "") -> list[str]:
     """Deliver ``message_id`` again (to ``endpoint``, or to every active endpoint it matches): the endpoints
     it will go to at the next :func:`deliver`, with the same ``webhook-id``."""

@@ -9,19 +9,29 @@ process (or run one worker per container), as Prometheus expects of any multi-pr
   path, whose ids would make a series per customer) and status;
 - ``rating_http_request_duration_seconds{method, route}``: a latency histogram;
 - ``rating_events_total{status, code}``: events sent to ``POST /v1/events`` and ``/v1/events/batch``
-  by outcome (``accepted``, ``duplicate``, ``rejected``) and, when rejected, the refusal code.
+  by outcome (``accepted``, ``duplicate``, ``rejected``) and, when rejected, the refusal code;
+- ``rating_webhook_outbox_depth{endpoint}``: per active webhook endpoint (its id, never its URL), the
+  outbox messages not yet delivered to it (not sent, waiting to be retried, given up, or replayed since
+  delivered; :func:`rating.webhooks.outbox_depth`). Read from the database at each scrape, one count
+  query per endpoint, so every process reports the same figure (not a sum across workers). A database
+  that cannot be read leaves the gauge out of that scrape rather than failing it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from rating.webhooks import outbox_depth
+
+LOG = logging.getLogger("rating.server")
 
 Guard = Callable[[str], Callable[[Request], Awaitable[None]]]
 Scope = MutableMapping[str, Any]
@@ -53,6 +63,16 @@ class Metrics:
             "rating_events", "Events sent to the event routes, by outcome and refusal code", ["status", "code"],
             registry=self.registry,
         )  # fmt: skip
+        self.outbox_depth = Gauge(
+            "rating_webhook_outbox_depth", "Webhook messages not yet delivered, per endpoint", ["endpoint"],
+            registry=self.registry,
+        )  # fmt: skip
+
+    def set_outbox_depth(self, depth: dict[str, int] | None) -> None:
+        """Show ``depth`` (per endpoint id; None: unknown) and nothing of endpoints gone since the last scrape."""
+        self.outbox_depth.clear()
+        for endpoint, count in sorted((depth or {}).items()):
+            self.outbox_depth.labels(endpoint).set(count)
 
     def count_events(self, route: str, status: int, body: bytes) -> None:
         """Count the events of one answer of an event route, from what it answered."""
@@ -119,5 +139,13 @@ def install(app: FastAPI, needs: Guard) -> None:
 
     @app.get("/metrics", dependencies=[Depends(needs("read"))], response_class=Response)
     async def exposition() -> Response:
-        """The Prometheus text exposition of this process's metrics."""
+        """The Prometheus text exposition of this process's metrics, and the outbox depth of the database's."""
+        ledger = getattr(app.state, "ledger", None)
+        depth = None
+        if ledger is not None:
+            try:
+                depth = await ledger.run(lambda led: outbox_depth(led.storage))
+            except Exception as error:  # any failure to read the database: the scrape answers, without the gauge
+                LOG.warning("outbox depth not read: %s", error)
+        metrics.set_outbox_depth(depth)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

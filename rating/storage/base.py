@@ -835,6 +835,20 @@ class Storage(abc.ABC):
     def _write_deliveries(self, records: Sequence[DeliveryRecord]) -> None:
         raise NotImplementedError(f"{type(self).__name__} keeps no delivery log")
 
+    def undelivered(self, endpoint: str, since: dt.datetime, types: Sequence[str] = ()) -> int:
+        """How many outbox messages written from ``since`` on (of ``types``, or of any type) are not delivered to
+        ``endpoint``: not sent yet, waiting out a backoff, given up, or replayed since their delivery. SQL storages
+        count in one query; this reads the outbox and its log."""
+        wanted = set(types)
+        messages = {m.id for m in self.outbox() if m.created >= since and (not wanted or m.type in wanted)}
+        delivered: set[str] = set()
+        for line in self.deliveries(messages):
+            if line.endpoint == endpoint and line.state == "delivered":
+                delivered.add(line.message)
+            elif line.endpoint == endpoint and line.state == "replayed":
+                delivered.discard(line.message)
+        return len(messages - delivered)
+
     def append_webhook_endpoint(self, endpoint: WebhookEndpoint) -> None:
         """Store an endpoint's next version (the first adds it; an inactive one removes it). A version that is not
         the endpoint's next raises :class:`~rating.errors.RatingError` and stores nothing."""

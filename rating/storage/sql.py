@@ -562,6 +562,18 @@ class SqlStorage(Storage):
             for m, e, s, n, at, u, d, w, _ in rows
         ]
 
+    def undelivered(self, endpoint: str, since: dt.datetime, types: Sequence[str] = ()) -> int:
+        # One count: each message's delivered line (and a replay after it) found by the (message, endpoint) index.
+        kinds = f" AND o.type IN ({', '.join('?' * len(types))})" if types else ""
+        query = (
+            "SELECT COUNT(*) FROM outbox o WHERE o.created >= ?" + kinds + " AND NOT EXISTS (SELECT 1 FROM"
+            " deliveries d WHERE d.message = o.id AND d.endpoint = ? AND d.state = 'delivered' AND NOT EXISTS"
+            " (SELECT 1 FROM deliveries r WHERE r.message = d.message AND r.endpoint = d.endpoint"
+            " AND r.state = 'replayed' AND r.seq > d.seq))"
+        )
+        row = self._run(query, (self._time(since), *types, endpoint)).fetchone()
+        return int(row[0])
+
     def _write_deliveries(self, records: Sequence[DeliveryRecord]) -> None:
         self._executemany(
             "INSERT INTO deliveries (message, endpoint, state, attempt, at, until, detail, worker)"

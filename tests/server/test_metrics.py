@@ -89,3 +89,26 @@ def test_openapi_is_a_valid_3_1_document_naming_every_route(client: TestClient) 
     assert {"CloudEvent", "Attribution", "PaymentConfirmation"} <= set(schemas)
     example = body["application/json"]["example"]
     assert client.post("/v1/quote", json=example, headers=WRITE).json()["totals"] == {"USD": "0.1575000"}
+
+
+def test_the_outbox_depth_per_endpoint_is_what_is_not_delivered_to_it_yet(client: TestClient, db: str) -> None:
+    from rating.outbox import INVOICE_ISSUED, INVOICE_PAID, message
+    from rating.registry import Registry
+    from rating.webhooks import add_endpoint, deliver, new_secret
+
+    def depth() -> dict[str, float]:
+        return {dict(labels)["endpoint"]: v for (name, labels), v in samples(client).items()
+                if name == "rating_webhook_outbox_depth"}  # fmt: skip
+
+    assert depth() == {}  # no endpoint: no series
+    with Registry.load().open_storage(db) as storage:  # the CLI or another server writes and delivers
+        every = add_endpoint(storage, "http://127.0.0.1:9/all", [new_secret()])
+        paid = add_endpoint(storage, "http://127.0.0.1:9/paid", [new_secret()], [INVOICE_PAID])
+        storage.announce([message(INVOICE_ISSUED, f"INV-{n}", {"n": n}) for n in range(3)])
+        storage.announce([message(INVOICE_PAID, "INV-0", {"n": 0})])
+    assert depth() == {every.id: 4, paid.id: 1}
+    with Registry.load().open_storage(db) as storage:
+        sent = deliver(storage, send=lambda url, *_: 200 if url.endswith("/paid") else 500)
+        assert len(sent.delivered) == 1 and len(sent.failed) == 4
+    assert depth() == {every.id: 4, paid.id: 0}  # failed and waiting to be retried: not delivered yet
+    assert 'rating_webhook_outbox_depth{endpoint="' + every.id + '"} 4.0' in client.get("/metrics", headers=READ).text
