@@ -21,6 +21,8 @@ KEYS_VARIABLE = "RATING_API_KEYS"
 SERVE_DB, SERVE_PRICEBOOKS, SERVE_KEYS = "RATING_SERVE_DB", "RATING_SERVE_PRICEBOOKS", "RATING_SERVE_KEYS"
 #: Set to "1" for the worker processes of ``--no-auth`` (else they check the database's keys).
 SERVE_NO_AUTH = "RATING_SERVE_NO_AUTH"
+#: The billing file when ``--billing`` is not given; also how the worker processes of ``--workers N`` learn it.
+SERVE_BILLING = "RATING_SERVE_BILLING"
 
 
 def register(commands: Commands) -> None:
@@ -43,6 +45,12 @@ def register(commands: Commands) -> None:
         metavar="FILE",
         help=f"an API key file (hashes and scopes; default: ${KEYS_VARIABLE}), accepted beside the keys of"
         " rating apikey create (kept in --db); see README 'Service'",
+    )
+    serve.add_argument(
+        "--billing",
+        metavar="FILE",
+        help=f"the billing file (seller, tax rules, profiles, fonts: as rating invoice issue takes it; default:"
+        f" ${SERVE_BILLING}): the invoice and statement PDFs draw with its fonts",
     )
     serve.add_argument(
         "--webhook-interval",
@@ -76,6 +84,11 @@ def cmd_serve(args: argparse.Namespace, registry: Registry) -> int:
     if keys_file is not None:
         load_keys(keys_file)  # a bad key file stops the server now, in one line
     load_catalog(args.pricebook, registry)  # and so does a bad pricebook
+    billing = args.billing or os.environ.get(SERVE_BILLING) or None
+    if billing is not None:
+        from rating.invoices.profiles import load_billing
+
+        load_billing(billing)  # and a bad billing file
     # and a --db that is not a ledger (created by rating db migrate)
     with registry.open_storage(args.db, existing=True) as storage:
         stored = 0 if args.no_auth else sum(key.revoked_at is None for key in storage.api_keys())
@@ -108,6 +121,7 @@ def cmd_serve(args: argparse.Namespace, registry: Registry) -> int:
             payment_secrets=payments,
             stripe_secrets=stripe,
             webhook_interval=args.webhook_interval if args.webhook_interval > 0 else None,
+            billing=billing,
         )
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     else:  # each worker process builds its app from what the environment tells it
@@ -115,6 +129,7 @@ def cmd_serve(args: argparse.Namespace, registry: Registry) -> int:
         os.environ[SERVE_PRICEBOOKS] = os.pathsep.join(args.pricebook)
         os.environ[SERVE_KEYS] = keys_file or ""
         os.environ[SERVE_NO_AUTH] = "1" if args.no_auth else ""
+        os.environ[SERVE_BILLING] = billing or ""
         os.environ["RATING_SERVE_WEBHOOK_INTERVAL"] = str(args.webhook_interval)  # as from_environment reads it
         uvicorn.run(
             "rating.server.app:from_environment",

@@ -49,6 +49,7 @@ from rating.errors import (
 )
 from rating.events import Sourced, UsageEvent, parse_event, parse_json, read_jsonl
 from rating.invoices.issue import invoices
+from rating.invoices.profiles import Billing, load_billing
 from rating.invoices.settle import invoice_status
 from rating.money import ZERO, to_decimal
 from rating.outbox import EVENT_REJECTED, message
@@ -309,6 +310,7 @@ def create_app(
     payment_secrets: Sequence[bytes] = (),
     stripe_secrets: Sequence[str] = (),
     webhook_interval: float | None = None,
+    billing: Billing | str | Path | None = None,
 ) -> FastAPI:
     """The service over the ledger at ``db`` rated by ``pricebooks`` (files or directories of versions, or a
     :class:`~rating.pricebook.catalog.Catalog`).
@@ -323,8 +325,12 @@ def create_app(
     ``POST /v1/webhooks/stripe``; several while one is rotated, none: those routes refuse (``no_secret``).
     ``webhook_interval``: deliver the outbox's webhooks every so many seconds in the background while the app
     runs (its lifespan; :mod:`rating.server.outbox`); None: left to ``rating webhooks deliver`` or another server.
+    ``billing``: the billing file (or its path, loaded now: a bad one raises here), as ``rating invoice --billing``
+    takes it; kept as ``app.state.billing``. The documents rendered (invoice and statement PDFs) draw with the font
+    files it names (``fonts:``); without it, with the shipped DejaVu Sans alone.
     """
     keys = load_keys(api_keys) if isinstance(api_keys, str | Path) else api_keys
+    billed = load_billing(billing) if isinstance(billing, str | Path) else billing
     ledger = Ledger(
         db,
         pricebooks,
@@ -352,6 +358,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ledger = ledger
+    app.state.billing = billed
     _install_error_handlers(app)
     needs = _guard(keys, ledger, database_keys)
     _health_routes(app, ledger)
@@ -569,7 +576,7 @@ def _reading_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
             if suffix == "pdf":
                 from rating.invoices.render import invoice_pdf
 
-                return Response(invoice_pdf(item), media_type="application/pdf")
+                return Response(invoice_pdf(item, documents.document_fonts(app)), media_type="application/pdf")
             if suffix == "html":
                 from rating.invoices.render import invoice_html
 
@@ -816,13 +823,14 @@ def _payment_status(code: PaymentRefusal) -> int:
 
 def from_environment() -> FastAPI:
     """The app of one worker process of ``rating serve --workers N`` (uvicorn builds it from this import string)
-    from the variables the command set: the database, the pricebooks, the API key file ("" for none) and whether
-    to check the database's keys (all but ``--no-auth``)."""
+    from the variables the command set: the database, the pricebooks, the API key file ("" for none), whether
+    to check the database's keys (all but ``--no-auth``) and the billing file ("" for none)."""
     keys = os.environ.get("RATING_SERVE_KEYS") or None
     database_keys = os.environ.get("RATING_SERVE_NO_AUTH") != "1"
     pricebooks = os.environ["RATING_SERVE_PRICEBOOKS"].split(os.pathsep)
     payments, stripe = secrets_from_environment()
     interval = os.environ.get("RATING_SERVE_WEBHOOK_INTERVAL", str(INTERVAL))
+    billing = os.environ.get("RATING_SERVE_BILLING") or None
     return create_app(
         os.environ["RATING_SERVE_DB"],
         pricebooks,
@@ -831,4 +839,5 @@ def from_environment() -> FastAPI:
         payment_secrets=payments,
         stripe_secrets=stripe,
         webhook_interval=float(interval) if float(interval) > 0 else None,
+        billing=billing,
     )

@@ -21,6 +21,7 @@ from rating.billing.statements import statement
 from rating.core.subscriptions import spans_within
 from rating.errors import EventError, InvoiceError
 from rating.invoices.issue import CREDIT_NOTE, CreditNote, documents_of
+from rating.invoices.profiles import Billing
 from rating.ledger import Transaction
 from rating.money import ZERO
 from rating.periods import ONE_TICK, PeriodClock, bounds_of, parse_period, zone
@@ -32,6 +33,12 @@ from rating.server.ledger import Ledger
 Guard = Callable[[str], Callable[[Request], Awaitable[None]]]
 #: A period label as ``rating statement --period`` takes it.
 PERIOD = Query(pattern=r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?|-W[0-9]{2}|-Q[1-4])?$", examples=["2026-11"])
+
+
+def document_fonts(app: FastAPI) -> tuple[str, ...]:
+    """The font files the app's billing file names for PDFs (``app.state.billing``, set by ``create_app``)."""
+    billing: Billing | None = getattr(app.state, "billing", None)
+    return billing.fonts if billing is not None else ()
 
 
 def install(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
@@ -73,7 +80,7 @@ def install(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
         if format == "pdf":
             from rating.invoices.render import statement_pdf
 
-            return Response(statement_pdf(shown, language), media_type="application/pdf")
+            return Response(statement_pdf(shown, language, document_fonts(app)), media_type="application/pdf")
         return JSONResponse(shown.model_dump(mode="json"))
 
     @app.get("/v1/customers/{customer}/upcoming", dependencies=read)
