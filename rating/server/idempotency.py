@@ -8,7 +8,7 @@ clients never see each other's answers. The same key with another request (metho
 422 ``idempotency_conflict``; a retry while the first request still runs is 409 ``idempotency_in_progress``
 (a claim unanswered for :data:`STALE_AFTER` is taken as its process gone, and the retry runs). Answers of
 5xx (the database unavailable, a crash) are not kept: their retry runs again, safely, since every write of
-the library is idempotent by its id.
+the library is idempotent by its id. Keys are kept :data:`RETENTION` (24 hours) from their first request.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ LOG = logging.getLogger("rating.server")
 HEADER, REPLAYED = "idempotency-key", "idempotent-replayed"
 #: How long a claimed key waits for its first request's answer before a retry may run instead.
 STALE_AFTER = dt.timedelta(minutes=5)
+#: How long a key and its answer are kept: the server's background pass drops older ones
+#: (:func:`rating.server.outbox.purge`), after which the same key runs afresh (safely: every write of the
+#: library is idempotent by its id, so a late retry of a posted event is still answered ``duplicate``).
+RETENTION = dt.timedelta(hours=24)
 #: What a key may be: visible ASCII, 1 to 255 characters (UUIDs, ULIDs, a client's own ids).
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 #: Where a claimed request waits for its answer to be kept (in the request's ASGI state).

@@ -1,6 +1,7 @@
 """The server's background jobs: delivery of the outbox (:mod:`rating.webhooks`) and the time-driven expiry of
 reservations and grants (each announced: ``reservation.expired``, ``grant.expired``), on a thread of its own and
-a storage connection of its own, a pass every few seconds.
+a storage connection of its own, a pass every few seconds; and, every :data:`PURGE_EVERY`, the purge of the
+idempotency keys older than :data:`~rating.server.idempotency.RETENTION` (:func:`purge`).
 
 Expiry is idempotent too: a reservation another server released first is skipped (its release conflicts, nothing
 of this pass's is written), and a grant is forfeited once by its forfeiture's id.
@@ -12,16 +13,28 @@ never run on the ledger's thread, so a slow endpoint never delays a request.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
+import time
 
 from rating.errors import ReservationError, TransactionConflict
 from rating.registry import Registry
+from rating.server.idempotency import RETENTION
 from rating.storage import Storage
 from rating.wallet.wallets import Wallets
 from rating.webhooks import deliver
 
 log = logging.getLogger("rating.webhooks")
+#: How often (seconds) a server purges the idempotency keys past their retention: a delete of its own,
+#: idempotent, so several servers may run it.
+PURGE_EVERY = 600.0
+
+
+def purge(storage: Storage, now: dt.datetime | None = None) -> int:
+    """Drop the idempotency keys (and their kept answers) first used more than
+    :data:`~rating.server.idempotency.RETENTION` ago; how many."""
+    return storage.purge_idempotent((now or dt.datetime.now(dt.UTC)) - RETENTION)
 
 
 def expire(storage: Storage) -> None:
@@ -54,12 +67,18 @@ class DeliveryWorker:
 
     def _loop(self) -> None:
         storage: Storage | None = None
+        purged = float("-inf")  # monotonic time of the last purge: the first pass purges
         try:
             while not self._stop.is_set():
                 try:
                     # Opened here: a SQLite connection belongs to the thread that opened it.
                     storage = storage or self.registry.open_storage(self.db, existing=True)
                     expire(storage)
+                    if time.monotonic() - purged >= PURGE_EVERY:
+                        purged = time.monotonic()
+                        dropped = purge(storage)
+                        if dropped:
+                            log.info("purged %d idempotency keys older than %s", dropped, RETENTION)
                     report = deliver(storage)
                     for message, endpoint, detail in report.failed:
                         log.warning("webhook %s to %s failed (%s); retried later", message, endpoint, detail)

@@ -772,6 +772,12 @@ class Storage(abc.ABC):
             if stored is not None and stored.status is None:
                 self._delete_idempotent(owner, key)
 
+    def purge_idempotent(self, before: dt.datetime) -> int:
+        """Drop every idempotent request started before ``before``, answered or not (its key may then run
+        afresh); how many were dropped."""
+        with self.writing():
+            return self._purge_idempotent(before)
+
     def _api_key_rows(self) -> list[ApiKeyRecord]:
         """Every stored API key."""
         raise NotImplementedError(f"{type(self).__name__} does not keep API keys")
@@ -794,6 +800,10 @@ class Storage(abc.ABC):
 
     def _delete_idempotent(self, owner: str, key: str) -> None:
         """Drop what is stored under ``(owner, key)`` (inside :meth:`_atomic`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep idempotent requests")
+
+    def _purge_idempotent(self, before: dt.datetime) -> int:
+        """Drop the requests started before ``before`` (inside :meth:`_atomic`); how many."""
         raise NotImplementedError(f"{type(self).__name__} does not keep idempotent requests")
 
     # -- webhooks out (rating.outbox, rating.webhooks) -------------------------------------------------------

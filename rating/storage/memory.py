@@ -259,6 +259,12 @@ class MemoryStorage(Storage):
     def _delete_idempotent(self, owner: str, key: str) -> None:
         self._idempotent.pop((owner, key), None)
 
+    def _purge_idempotent(self, before: dt.datetime) -> int:
+        old = [at for at, request in self._idempotent.items() if request.started_at < before]
+        for at in old:
+            del self._idempotent[at]
+        return len(old)
+
     def outbox(self, ids: Iterable[str] | None = None) -> list[OutboxMessage]:
         if ids is None:
             return list(self._outbox.values())

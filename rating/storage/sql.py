@@ -521,6 +521,9 @@ class SqlStorage(Storage):
     def _delete_idempotent(self, owner: str, key: str) -> None:
         self._run("DELETE FROM idempotent_requests WHERE owner = ? AND idempotency_key = ?", (owner, key))
 
+    def _purge_idempotent(self, before: dt.datetime) -> int:
+        return int(self._run("DELETE FROM idempotent_requests WHERE started_at < ?", (self._time(before),)).rowcount)
+
     def outbox(self, ids: Iterable[str] | None = None) -> list[OutboxMessage]:
         query = "SELECT id, type, payload, created FROM outbox"
         rows = (
