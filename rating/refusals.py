@@ -275,6 +275,18 @@ class VerifyRefusal(enum.StrEnum):
     #: A stored period state is not the latest ``after`` of the meter readings of its key (customer, meter, group,
     #: period), or a unique-count state does not count its members.
     STATE_NOT_RECORDED = "state_not_recorded"
+    #: A stored API key is not a SHA-256 (64 lowercase hex digits): stored in clear, or damaged; no key can match it.
+    API_KEY_NOT_HASHED = "api_key_not_hashed"
+    #: A stored API key's scopes are not some of read, write and admin.
+    API_KEY_MALFORMED = "api_key_malformed"
+    #: A kept idempotent request is not as the server writes it: its key outside the grammar, its owner or
+    #: fingerprint not a SHA-256, its time unreadable, or an answer without its HTTP status or body.
+    IDEMPOTENCY_MALFORMED = "idempotency_malformed"
+    #: An outbox message of a type the library does not announce, or whose payload is not the JSON body of its type;
+    #: or a delivery log line in a state the log does not know.
+    OUTBOX_MALFORMED = "outbox_malformed"
+    #: A delivery log line names an outbox message that is not stored, or an endpoint never added.
+    DELIVERY_UNREFERENCED = "delivery_unreferenced"
 
 
 class WebhookRefusal(enum.StrEnum):

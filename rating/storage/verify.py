@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, localcontext
@@ -133,6 +134,7 @@ def unreadable(storage: Storage, known: Iterable[str] = ()) -> list[str]:
         _grants(checks, transactions)
         _reservations(checks, transactions)
         _customers(checks)
+        _service(checks)
         _readers(checks)
         checks.problems += aggregate(storage)
     return checks.problems
@@ -422,6 +424,80 @@ def _customers(checks: Checks) -> None:
     for customer, seen in sorted(numbers.items()):
         if sorted(seen) != list(range(1, len(seen) + 1)):
             checks.problems.append(f"the versions of customer {_shown(customer)} are not numbered 1 to {len(seen)}")
+
+
+#: A SHA-256 as the service stores it (API keys, their owners of idempotency keys, request fingerprints).
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+#: An idempotency key (``rating.server.idempotency``, a layer above): visible ASCII, 1 to 255 characters.
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+#: The scopes of an API key (``rating.apikeys.SCOPES``, a layer above; a test keeps them equal).
+SCOPES = frozenset({"read", "write", "admin"})
+#: The states of a delivery log line (:mod:`rating.webhooks`).
+DELIVERY_STATES = frozenset({"claimed", "delivered", "failed", "gave_up", "replayed"})
+
+
+def _service(checks: Checks) -> None:
+    """The tables of the service: API keys stored hashed with known scopes, idempotent requests as the server
+    keeps them, outbox messages of known types, and delivery lines that name a stored message and an endpoint."""
+    from rating.outbox import EVENT_TYPES
+    from rating.refusals import VerifyRefusal
+
+    problems = checks.problems
+    for name, sha256, scopes in checks.rows("api_keys", "name, sha256, scopes"):
+        if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):  # never shown: it may be a key in clear
+            problems.append(f"{VerifyRefusal.API_KEY_NOT_HASHED}: API key {_shown(name)} is not stored as its SHA-256")
+        if not str(scopes) or not set(str(scopes).split(",")) <= SCOPES:
+            problems.append(f"{VerifyRefusal.API_KEY_MALFORMED}: API key {_shown(name)} has scopes {_shown(scopes)}")
+    columns = "owner, idempotency_key, fingerprint, started_at, status, media_type, body"
+    for owner, key, fingerprint, started, status, media_type, body in checks.rows("idempotent_requests", columns):
+        where = f"{VerifyRefusal.IDEMPOTENCY_MALFORMED}: idempotency key {_shown(key)}"
+        if not isinstance(key, str) or not _IDEMPOTENCY_KEY.fullmatch(key):
+            problems.append(f"{where} is not 1 to 255 visible ASCII characters")
+        if not isinstance(owner, str) or (owner and not _SHA256.fullmatch(owner)):
+            problems.append(f"{where} has an owner that is not an API key's SHA-256: {_shown(owner)}")
+        if not isinstance(fingerprint, str) or not _SHA256.fullmatch(fingerprint):
+            problems.append(f"{where} has a fingerprint that is not a SHA-256: {_shown(fingerprint)}")
+        try:
+            moment(started)
+        except (TypeError, ValueError) as error:
+            problems.append(f"{where} has an unreadable start: {_said(error)}")
+        answered = (status, media_type, body)
+        if any(part is not None for part in answered):
+            if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+                problems.append(f"{where} is answered with status {_shown(status)}, not an HTTP status")
+            if body is None:
+                problems.append(f"{where} is answered without its body")
+    messages: set[str] = set()
+    for id, type, payload in checks.rows("outbox", "id, type, payload"):
+        messages.add(str(id))
+        where = f"{VerifyRefusal.OUTBOX_MALFORMED}: outbox message {_shown(id)}"
+        if type not in EVENT_TYPES:
+            problems.append(f"{where} has the unknown type {_shown(type)}")
+        try:
+            body = json.loads(str(payload))
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or body.get("type") != type or not isinstance(body.get("data"), dict):
+            problems.append(f"{where}: its payload is not the JSON body of a {_shown(type)} message")
+    endpoints = {str(id) for (id,) in checks.rows("webhook_endpoints", "id")}
+    unreferenced: dict[tuple[str, str], int] = {}
+    for message, endpoint, state in checks.rows("deliveries", "message, endpoint, state"):
+        if state not in DELIVERY_STATES:
+            problems.append(
+                f"{VerifyRefusal.OUTBOX_MALFORMED}: a delivery of {_shown(message)} to {_shown(endpoint)} is in"
+                f" the unknown state {_shown(state)}"
+            )
+        if str(message) not in messages or str(endpoint) not in endpoints:
+            pair = (str(message), str(endpoint))
+            unreferenced[pair] = unreferenced.get(pair, 0) + 1
+    for (message, endpoint), lines in sorted(unreferenced.items()):
+        missing = [what for what, known, name in (("message", messages, message), ("endpoint", endpoints, endpoint))
+                   if name not in known]  # fmt: skip
+        problems.append(
+            f"{VerifyRefusal.DELIVERY_UNREFERENCED}: {lines} delivery line{'s' if lines > 1 else ''} of"
+            f" {_shown(message)} to {_shown(endpoint)} name{'' if lines > 1 else 's'} no stored"
+            f" {' and no '.join(missing)}"
+        )
 
 
 def _readers(checks: Checks) -> None:
