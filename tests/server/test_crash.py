@@ -30,7 +30,7 @@ from tests.helpers import EXAMPLE
 from tests.server.conftest import bearer, event
 from tests.server.test_serve import free_port, wait_ready
 
-BATCHES = 20
+BATCHES = 12
 PER_BATCH = 500
 #: Each batch's events go to three customers of its own, each with a spend alert its batch crosses: the
 #: announcements are written all along the run, in the commits around the kill.
