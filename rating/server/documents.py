@@ -74,7 +74,7 @@ def install(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
             from rating.invoices.render import statement_pdf
 
             return Response(statement_pdf(shown, language), media_type="application/pdf")
-        return JSONResponse(shown.model_dump(mode="json"))
+        return JSONResponse(views.as_json(shown))
 
     @app.get("/v1/customers/{customer}/upcoming", dependencies=read)
     async def upcoming(customer: str) -> JSONResponse:
@@ -86,7 +86,7 @@ def install(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
 
 def _note(document: dict[str, Any]) -> dict[str, Any]:
     """A stored credit note as JSON (amounts as decimal text)."""
-    shown: dict[str, Any] = CreditNote.model_validate(document).model_dump(mode="json")
+    shown: dict[str, Any] = views.as_json(CreditNote.model_validate(document))
     return shown
 
 
