@@ -1,0 +1,45 @@
+"""``python -m rating.bench --http`` run tiny: its lines carry figures; the ledger the server wrote got the events."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from rating import bench_http  # noqa: E402 -- after the skips when the server extra is missing
+
+NUMBER = r"[0-9][0-9,]*(\.[0-9]+)?"
+
+
+def kinds() -> list[str]:
+    return ["sqlite", "postgres"] if os.environ.get("RATING_TEST_POSTGRES_URL") else ["sqlite"]
+
+
+def test_the_http_bench_prints_figures_beside_the_library_and_the_server_posts_every_event(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    postgres = os.environ.get("RATING_TEST_POSTGRES_URL")
+    try:
+        figures = bench_http.run(1_500, kinds(), postgres, clients=2, samples=4)
+    finally:
+        from rating.bench import drop_bench_schemas
+
+        drop_bench_schemas(postgres)
+    out = capsys.readouterr().out
+    for kind in kinds():
+        assert figures[f"{kind} posted"] == 1_500  # every event of the two batches is in the ledger
+        ingest = re.search(
+            rf"HTTP batch ingest \({kind}\) +({NUMBER}) events/s +the library on {kind}: ({NUMBER})", out
+        )
+        assert ingest is not None, out
+        assert float(ingest.group(1).replace(",", "")) > 0 and float(ingest.group(3).replace(",", "")) > 0
+        for name in ("one event", "metered request"):
+            line = re.search(rf"{name} over HTTP \({kind}\) +p50 +({NUMBER}) ms +p99 +({NUMBER}) ms +the library:", out)
+            assert line is not None, out
+            assert 0 < float(line.group(1)) <= float(line.group(3))
+            assert figures[f"{kind} {name} p99 ms"] == pytest.approx(float(line.group(3)), abs=0.01)
+        assert re.search(rf"HTTP ingest >= 50% of the library \({kind}\) +[0-9]+% +(met|NOT met)", out), out
