@@ -8,7 +8,10 @@ Every error is one shape (:data:`ERROR`): ``{"error": {"code", "message"}}``.
 
 from __future__ import annotations
 
-from typing import Any
+from decimal import Decimal
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel
 
 from rating.billing.statements import Statement
 from rating.invoices.issue import CreditNote, Invoice
@@ -217,13 +220,58 @@ def _list(field: str, item: Schema) -> Schema:
 
 
 def _models() -> dict[str, Schema]:
-    """The stored documents' schemas, as pydantic serializes them (their amounts as decimal strings)."""
+    """The stored documents' schemas, as pydantic serializes them, their amounts as :data:`MONEY` (the service
+    writes them as plain decimal text, :func:`rating.server.views.as_json`)."""
     schemas: dict[str, Schema] = {}
-    for name, model in (("Invoice", Invoice), ("CreditNote", CreditNote), ("Statement", Statement)):
-        shown = model.model_json_schema(mode="serialization", ref_template="#/components/schemas/{model}")
+    documents: set[type[BaseModel]] = {Invoice, CreditNote, Statement}
+    for document in documents:
+        shown = document.model_json_schema(mode="serialization", ref_template="#/components/schemas/{model}")
         schemas.update(shown.pop("$defs", {}))
-        schemas[name] = shown
+        schemas[document.__name__] = shown
+    for model in _nested(documents):
+        found = schemas.get(model.__name__)
+        if found is None:
+            continue
+        for field, info in model.model_fields.items():
+            shown = found.get("properties", {}).get(field)
+            if shown is not None:
+                found["properties"][field] = _money_in(info.annotation, shown)
     return schemas
+
+
+def _nested(models: set[type[BaseModel]]) -> set[type[BaseModel]]:
+    """``models`` and every model their fields hold, at any depth."""
+    seen: set[type[BaseModel]] = set()
+    pending = list(models)
+    while pending:
+        model = pending.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for info in model.model_fields.values():
+            pending.extend(_models_in(info.annotation))
+    return seen
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for argument in get_args(annotation) for model in _models_in(argument)]
+
+
+def _money_in(annotation: Any, shown: Schema) -> Schema:
+    """``shown`` (a field's schema) with :data:`MONEY` wherever its annotation holds a Decimal: the field, an
+    optional one's non-null branch, the values of a dict."""
+    if annotation is Decimal:
+        return {**shown, **MONEY} if shown.get("type") == "string" else shown
+    arguments = get_args(annotation)
+    if type(None) in arguments and "anyOf" in shown:
+        inner = next((argument for argument in arguments if argument is not type(None)), None)
+        return {**shown, "anyOf": [_money_in(inner, branch) if branch.get("type") != "null" else branch
+                                   for branch in shown["anyOf"]]}  # fmt: skip
+    if get_origin(annotation) is dict and len(arguments) == 2 and "additionalProperties" in shown:
+        return {**shown, "additionalProperties": _money_in(arguments[1], shown["additionalProperties"])}
+    return shown
 
 
 def components() -> dict[str, Schema]:

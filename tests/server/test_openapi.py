@@ -31,3 +31,15 @@ def test_openapi_documents_every_answer_of_the_routes_in_one_error_shape(client:
     assert str(shown.status_code) in paths["/v1/events"]["post"]["responses"]
     unauthenticated = client.post("/v1/customers", json={"id": "x"})
     assert (unauthenticated.status_code, set(unauthenticated.json())) == (401, {"error"})
+
+
+def test_a_statement_with_tiny_amounts_matches_its_published_schema(client: TestClient) -> None:
+    # The documents' amounts are declared plain decimal strings too: "1.5E-7" would not match the schema.
+    from jsonschema import Draft202012Validator
+
+    spec = client.get("/openapi.json").json()
+    client.post("/v1/events", json=event("tiny", "dev-2", input_tokens=1, output_tokens=1), headers=WRITE)
+    answer = client.get("/v1/customers/dev-2/statement?period=2026-11", headers=bearer("read")).json()
+    validator = Draft202012Validator({"$ref": "#/components/schemas/Statement", "components": spec["components"]})
+    validator.validate(answer)
+    assert not validator.is_valid({**answer, "usage": [{**answer["usage"][0], "amount": "1.5E-7"}]})
