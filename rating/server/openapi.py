@@ -278,7 +278,7 @@ _ANSWERS: dict[tuple[str, str], tuple[dict[int, dict[str, Any]], tuple[int, ...]
     ),
     ("/v1/customers/{customer}/upcoming", "GET"): ({200: _answer("the open period's bill so far", "Upcoming")}, ()),
     ("/v1/webhook-endpoints", "GET"): ({200: _answer("the active endpoints", "WebhookEndpointList")}, ()),
-    ("/v1/webhook-endpoints", "POST"): ({201: _answer("added (or replaced)", "WebhookEndpoint")}, ()),
+    ("/v1/webhook-endpoints", "POST"): ({201: _answer("added (or replaced)", "WebhookEndpoint")}, (404,)),
     ("/v1/webhook-endpoints/{id}", "DELETE"): ({200: _answer("removed", "WebhookEndpoint")}, (404,)),
     ("/metrics", "GET"): (
         {200: {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}},

@@ -43,3 +43,13 @@ def test_a_statement_with_tiny_amounts_matches_its_published_schema(client: Test
     validator = Draft202012Validator({"$ref": "#/components/schemas/Statement", "components": spec["components"]})
     validator.validate(answer)
     assert not validator.is_valid({**answer, "usage": [{**answer["usage"][0], "amount": "1.5E-7"}]})
+
+
+def test_replacing_an_unknown_webhook_endpoint_is_a_documented_404(client: TestClient) -> None:
+    # schemathesis found it: POST /v1/webhook-endpoints with an id that is not an endpoint's answers 404, undeclared.
+    answer = client.post(
+        "/v1/webhook-endpoints", json={"url": "https://example.com/h", "id": "nope"}, headers=bearer("admin")
+    )
+    assert (answer.status_code, answer.json()["error"]["code"]) == (404, "unknown_endpoint")
+    spec = client.get("/openapi.json").json()
+    assert "404" in spec["paths"]["/v1/webhook-endpoints"]["post"]["responses"]
