@@ -12,6 +12,7 @@ speed, only that the ledger the server wrote charged what the bare loop sums.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -22,10 +23,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from rating.bench import PRICEBOOK, bare_loop, storage_url, synthetic_events
 from rating.engine import Engine
@@ -244,11 +246,17 @@ def run(
     singles, metered = _renamed(sampled[:samples], "s"), _renamed(sampled[samples : 2 * samples], "m")
     figures: dict[str, float] = {}
     print(f"HTTP: {count:,} events, {BATCH:,} a batch, {clients} clients; {samples:,} latency samples", flush=True)
-    with tempfile.TemporaryDirectory() as directory:
+    made: list[str] = []
+
+    def fresh_url(kind: str) -> str:
+        made.append(storage_url(kind, directory, postgres))
+        return made[-1]
+
+    with tempfile.TemporaryDirectory() as directory, _dropped(made):
         folder = Path(directory)
         for kind in kinds:
-            library = count / ingest_library(storage_url(kind, directory, postgres), events, registry)
-            url = storage_url(kind, directory, postgres)
+            library = count / ingest_library(fresh_url(kind), events, registry)
+            url = fresh_url(kind)
             _fund(url, metered, registry)  # creates (and migrates) the ledger the server opens
             with Server(url, folder) as server:
                 http = count / ingest_http(server.base, events, clients)
@@ -258,7 +266,7 @@ def run(
                 if charged != expected:
                     raise SystemExit(f"rating serve ({kind}): charged {charged}, the bare loop summed {expected}")
                 over_http = latency_http(server.base, singles, metered)
-            fresh = storage_url(kind, directory, postgres)
+            fresh = fresh_url(kind)
             _fund(fresh, metered, registry)
             library_latency = latency_library(fresh, singles, metered, registry)
             figures.update({f"{kind} http events/s": http, f"{kind} library events/s": library})
@@ -281,6 +289,22 @@ def run(
     print()
     print(targets(figures, kinds))
     return figures
+
+
+@contextlib.contextmanager
+def _dropped(urls: list[str]) -> Iterator[None]:
+    """Drop the PostgreSQL schemas of ``urls`` (those the run made) when it ends; never another run's."""
+    try:
+        yield
+    finally:
+        made = [url for url in urls if "options=-csearch_path" in url]  # the PostgreSQL ones: a schema each
+        if made:
+            import psycopg
+
+            base = made[0].rpartition("options=-csearch_path")[0][:-1]  # the URL before "?options" or "&options"
+            with psycopg.connect(base, autocommit=True) as admin:
+                for url in made:
+                    admin.execute(f"DROP SCHEMA IF EXISTS {unquote(url).rpartition('search_path=')[2]} CASCADE")
 
 
 def targets(figures: dict[str, float], kinds: Sequence[str]) -> str:

@@ -23,12 +23,7 @@ def test_the_http_bench_prints_figures_beside_the_library_and_the_server_posts_e
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     postgres = os.environ.get("RATING_TEST_POSTGRES_URL")
-    try:
-        figures = bench_http.run(1_500, kinds(), postgres, clients=2, samples=4)
-    finally:
-        from rating.bench import drop_bench_schemas
-
-        drop_bench_schemas(postgres)
+    figures = bench_http.run(1_500, kinds(), postgres, clients=2, samples=4)  # drops the schemas it made
     out = capsys.readouterr().out
     for kind in kinds():
         assert figures[f"{kind} posted"] == 1_500  # every event of the two batches is in the ledger
@@ -43,3 +38,20 @@ def test_the_http_bench_prints_figures_beside_the_library_and_the_server_posts_e
             assert 0 < float(line.group(1)) <= float(line.group(3))
             assert figures[f"{kind} {name} p99 ms"] == pytest.approx(float(line.group(3)), abs=0.01)
         assert re.search(rf"HTTP ingest >= 50% of the library \({kind}\) +[0-9]+% +(met|NOT met)", out), out
+
+
+@pytest.mark.skipif(not os.environ.get("RATING_TEST_POSTGRES_URL"), reason="needs RATING_TEST_POSTGRES_URL")
+def test_the_http_bench_drops_only_the_schemas_it_made() -> None:
+    import psycopg
+
+    postgres = os.environ["RATING_TEST_POSTGRES_URL"]
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        admin.execute("CREATE SCHEMA IF NOT EXISTS rating_bench_another_run")
+        try:
+            bench_http.run(1_000, ["postgres"], postgres, clients=1, samples=2)
+            names = {
+                n for (n,) in admin.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rating_bench_%'")
+            }
+            assert "rating_bench_another_run" in names  # another run's schema stays
+        finally:
+            admin.execute("DROP SCHEMA IF EXISTS rating_bench_another_run CASCADE")
