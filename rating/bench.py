@@ -2,6 +2,7 @@
 
     python -m rating.bench [--events 1000000] [--storage memory sqlite]
     python -m rating.bench --simulate [--events 10000000]
+    python -m rating.bench --http [--events 20000] [--clients 4] [--samples 500] [--storage sqlite postgres]
 
 Prints events per second for each storage and the ratio of its time to a bare
 ``Decimal`` multiply-and-sum loop over the same events in the same run (lower is
@@ -592,9 +593,24 @@ def main() -> None:
     parser.add_argument("--llm", action="store_true", help="instead: LLM requests priced here and by genai-prices")
     parser.add_argument("--writers", action="store_true", help="instead: 1, 2 and 4 rating rate processes")
     parser.add_argument("--stages", action="store_true", help="instead: the memory path's cost stage by stage")
+    parser.add_argument(
+        "--http", action="store_true", help="instead: rating serve over HTTP beside the library (rating.bench_http)"
+    )
+    parser.add_argument("--clients", type=int, default=4, help="--http: concurrent batch clients (default 4)")
+    parser.add_argument("--samples", type=int, default=500, help="--http: latency samples of each kind (default 500)")
     args = parser.parse_args()
     try:
-        if args.llm:
+        if args.http:
+            from rating.bench_http import run as http
+
+            http(
+                args.events if "--events" in sys.argv else 20_000,
+                args.storage,
+                args.postgres,
+                args.clients,
+                args.samples,
+            )
+        elif args.llm:
             from rating.bench_llm import run as llm
 
             llm(args.events if "--events" in sys.argv else 20_000)

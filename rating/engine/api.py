@@ -15,7 +15,7 @@ from decimal import Decimal, localcontext
 
 from rating.core.charges import RatedEvent, StateKey
 from rating.core.funding import Grant, Reservation
-from rating.core.pipeline import Mode, Pipeline, Wallet
+from rating.core.pipeline import ARRIVAL, Mode, Pipeline, Wallet
 from rating.core.policies import ClosedLookup, arrived_late
 from rating.core.pricer import Pricer, StateLookup, Terms, advance
 from rating.engine.legacy import legacy_renames
@@ -323,13 +323,17 @@ class Engine(MeteredRequests, BatchWriter):
         One :meth:`~rating.storage.Storage.read_ahead` for the whole chunk instead
         of a query per key, for storage that :attr:`~rating.storage.Storage.reads_ahead`
         (on PostgreSQL a round trip per key was over a third of a batch);
-        otherwise nothing is resolved ahead.
+        otherwise nothing is resolved ahead. The keys are the pricer's (:meth:`Pricer.state_keys`) and, when
+        the pipeline tracks arrival order, the period's latest event time (``policy:latest``) that
+        :func:`~rating.core.policies.track_arrival` reads for every event: left to the lookup, it cost one
+        query per event (a single event's rating, a round trip more).
         """
         ids = [event.id for _, event in pending] if rated else []
         if not self.storage.reads_ahead:
             return self.storage.rated_events(ids) if ids else {}, [None] * len(pending), {}, {}
         resolved: list[Terms | EventError | None] = []
         keys: set[StateKey] = set()
+        arrival = ARRIVAL in self.pipeline.policies  # the latest event time of the period, read by every event
         for _, event in pending:
             try:
                 terms = self.pipeline.terms(event)  # the pipeline's first step, for the whole chunk at once
@@ -337,6 +341,8 @@ class Engine(MeteredRequests, BatchWriter):
                 resolved.append(error)
                 continue
             resolved.append(terms)
+            if arrival:
+                keys.add(StateKey(event.customer, LATEST, (), terms.period))
             with contextlib.suppress(EventError):  # pricing raises it again, after the policies before it
                 keys.update(Pricer.state_keys(terms))
         periods = {(terms.event.customer, terms.period) for terms in resolved if isinstance(terms, Terms)}

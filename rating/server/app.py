@@ -660,7 +660,7 @@ def _customer_routes(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
             "source": "database" if version is not None else "pricebook",
             "version": version.sequence if version is not None else None,
             "effective": version.effective.isoformat() if version is not None else None,
-            "spec": spec.model_dump(mode="json", exclude_defaults=True),
+            "spec": views.as_json(spec, exclude_defaults=True),
         }
 
     async def change(work: Callable[[Customers], tuple[CustomerVersion, bool]]) -> JSONResponse:

@@ -48,7 +48,10 @@ def _refuse(reason: str) -> EventError:
 
 
 def _json_content(kind: Any) -> bool:
-    """Whether a ``datacontenttype`` says JSON (``application/json``, ``text/json`` or any ``+json``)."""
+    """Whether a ``datacontenttype`` says JSON (``application/json``, ``text/json`` or any ``+json``); one that is
+    not text says nothing."""
+    if not isinstance(kind, str):
+        return False
     bare = media_type(kind)
     return bare in ("application/json", "text/json") or bare.endswith("+json")
 

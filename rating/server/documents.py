@@ -21,7 +21,7 @@ from rating.billing.statements import statement
 from rating.core.subscriptions import spans_within
 from rating.errors import EventError, InvoiceError
 from rating.invoices.issue import CREDIT_NOTE, CreditNote, documents_of
-from rating.invoices.profiles import Billing
+from rating.invoices.profiles import LANGUAGES, Billing
 from rating.ledger import Transaction
 from rating.money import ZERO
 from rating.periods import ONE_TICK, PeriodClock, bounds_of, parse_period, zone
@@ -33,6 +33,8 @@ from rating.server.ledger import Ledger
 Guard = Callable[[str], Callable[[Request], Awaitable[None]]]
 #: A period label as ``rating statement --period`` takes it.
 PERIOD = Query(pattern=r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?|-W[0-9]{2}|-Q[1-4])?$", examples=["2026-11"])
+#: A language a statement is rendered in (an unknown one is refused, not a 500).
+LANGUAGE = Query(pattern=f"^({'|'.join(LANGUAGES)})$", description="the language of html and pdf")
 
 
 def document_fonts(app: FastAPI) -> tuple[str, ...]:
@@ -64,7 +66,7 @@ def install(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
         customer: str,
         period: Annotated[str, PERIOD],
         format: Literal["json", "html", "pdf"] = "json",
-        language: str = "en",
+        language: Annotated[str, LANGUAGE] = "en",
     ) -> Response:
         """The customer's wallet statement of ``period`` (as ``rating statement show``): opening, movements,
         closing and owed per asset, and the usage of the period; ``format=html|pdf`` renders it."""
@@ -81,7 +83,7 @@ def install(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
             from rating.invoices.render import statement_pdf
 
             return Response(statement_pdf(shown, language, document_fonts(app)), media_type="application/pdf")
-        return JSONResponse(shown.model_dump(mode="json"))
+        return JSONResponse(views.as_json(shown))
 
     @app.get("/v1/customers/{customer}/upcoming", dependencies=read)
     async def upcoming(customer: str) -> JSONResponse:
@@ -93,7 +95,7 @@ def install(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
 
 def _note(document: dict[str, Any]) -> dict[str, Any]:
     """A stored credit note as JSON (amounts as decimal text)."""
-    shown: dict[str, Any] = CreditNote.model_validate(document).model_dump(mode="json")
+    shown: dict[str, Any] = views.as_json(CreditNote.model_validate(document))
     return shown
 
 

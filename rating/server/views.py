@@ -6,6 +6,9 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+
 from rating.core.charges import RatedEvent
 from rating.core.funding import Grant, Reservation
 from rating.invoices.issue import Invoice
@@ -18,6 +21,22 @@ from rating.wallet.balances import CustomerBalance
 def money(amount: Decimal) -> str:
     """An exact amount as plain decimal text (``0.00000025``, never ``2.5E-7``)."""
     return plain(amount)
+
+
+def as_json(model: BaseModel, **dump: Any) -> Any:
+    """A stored model (an invoice, a credit note, a statement, a customer's spec) as JSON, its amounts as plain
+    decimal text: pydantic's own JSON writes ``str(Decimal)``, which is ``1.5E-7`` for ``0.00000015``."""
+    return _plain(model.model_dump(mode="python", **dump))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return plain(value)
+    if isinstance(value, dict):
+        return {str(_plain(key)): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    return to_jsonable_python(value)
 
 
 def rated(rating: RatedEvent, status: str) -> dict[str, Any]:
@@ -103,7 +122,7 @@ def usage(rows: list[UsageRow]) -> list[dict[str, Any]]:
 
 def invoice(document: Invoice, status: InvoiceStatus) -> dict[str, Any]:
     """An issued invoice as stored (amounts as decimal text) with where it stands."""
-    shown: dict[str, Any] = document.model_dump(mode="json")
+    shown: dict[str, Any] = as_json(document)
     shown["status"] = {
         "state": status.state,
         "paid": money(status.paid),

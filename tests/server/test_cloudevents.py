@@ -90,3 +90,13 @@ def test_a_cloudevents_batch_posts_the_good_events_and_names_each_bad_one(client
     assert Decimal(owed) == Decimal("0.00065")
     not_array = client.post("/v1/events/batch", content=json.dumps(cloud("b4")), headers=BATCH)
     assert (not_array.status_code, not_array.json()["error"]["code"]) == (422, "invalid_request")
+
+
+def test_a_datacontenttype_that_is_not_text_is_refused_not_a_server_error(client: TestClient) -> None:
+    # schemathesis found it: a non-string datacontenttype crashed the reader (500) instead of being refused.
+    for kind in (True, 7, ["application/json"], {"type": "json"}):
+        answer = client.post("/v1/events", content=json.dumps(cloud("t1", datacontenttype=kind)), headers=SINGLE)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (422, "invalid_record")
+    batch = client.post("/v1/events/batch", content=json.dumps([cloud("t2", datacontenttype=1)]), headers=BATCH)
+    assert batch.status_code == 200
+    assert [(r["status"], r["code"]) for r in batch.json()["results"]] == [("rejected", "invalid_record")]

@@ -139,3 +139,22 @@ def test_a_statement_shows_the_periods_funds_and_renders(client: TestClient, db:
     assert pdf.content[:5] == b"%PDF-"
     bad = client.get("/v1/customers/dev-2/statement?period=last-week", headers=READ)
     assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_request")
+
+
+def test_a_statements_amounts_are_plain_decimal_text_never_exponent_form(client: TestClient) -> None:
+    # One input token costs 0.00000015: pydantic's own JSON wrote it "1.5E-7"; money is plain decimal text.
+    client.post("/v1/events", json=event("tiny", "dev-2", input_tokens=1, output_tokens=1), headers=WRITE)
+    answer = client.get("/v1/customers/dev-2/statement?period=2026-11", headers=READ)
+    usage = {line["meter"]: (line["quantity"], line["amount"]) for line in answer.json()["usage"]}
+    assert usage["small_input_tokens"] == ("1", "0.00000015")
+    assert usage["small_output_tokens"] == ("1", "0.0000006")
+    assert "E-" not in answer.text and "E+" not in answer.text
+
+
+def test_a_statement_in_an_unknown_language_is_refused_not_a_server_error(client: TestClient) -> None:
+    # schemathesis found it: ?language=xx&format=html was a KeyError in the renderer (500).
+    for format in ("html", "pdf", "json"):
+        answer = client.get(f"/v1/customers/dev-2/statement?period=2026-11&format={format}&language=xx", headers=READ)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (422, "invalid_request")
+    german = client.get("/v1/customers/dev-2/statement?period=2026-11&format=html&language=de", headers=READ)
+    assert german.status_code == 200 and 'lang="de"' in german.text
