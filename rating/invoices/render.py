@@ -28,8 +28,9 @@ from typing import Any
 
 from rating.billing.statements import Statement
 from rating.errors import DocumentError, RatingError
-from rating.invoices.issue import Invoice
+from rating.invoices.issue import Invoice, InvoiceLine
 from rating.invoices.profiles import Party
+from rating.money import format_decimal
 from rating.refusals import DocumentRefusal
 
 #: The fonts shipped with the package: DejaVu Sans, regular and bold (licence: LICENSE-DejaVu.txt beside them).
@@ -111,6 +112,74 @@ WORDS = {
     },
 }
 
+#: How an invoice line says which part of a charge's price it is, and a unit price shown per 1,000 or 1,000,000
+#: units, per language (a language without its own words reads English).
+LINE_WORDS = {
+    "en": {
+        "included": "included",
+        "units": "beyond the included",
+        "all": "tier {tier}: all units",
+        "first": "tier {tier}: first {upper}",
+        "next": "tier {tier}: next {size}",
+        "over": "tier {tier}: over {lower}",
+        "volume up to": "volume tier {tier}: up to {upper}",
+        "volume between": "volume tier {tier}: over {lower} up to {upper}",
+        "volume over": "volume tier {tier}: over {lower}",
+        "volume all": "volume tier {tier}: all units",
+        "flat_fee": "tier {tier} flat fee",
+        "per 1000": "{price} per 1,000",
+        "per 1000000": "{price} per 1M",
+    },
+    "de": {
+        "included": "inklusive",
+        "units": "über das Inklusivvolumen hinaus",
+        "all": "Stufe {tier}: alle Einheiten",
+        "first": "Stufe {tier}: erste {upper}",
+        "next": "Stufe {tier}: nächste {size}",
+        "over": "Stufe {tier}: über {lower}",
+        "volume up to": "Mengenstaffel {tier}: bis {upper}",
+        "volume between": "Mengenstaffel {tier}: über {lower} bis {upper}",
+        "volume over": "Mengenstaffel {tier}: über {lower}",
+        "volume all": "Mengenstaffel {tier}: alle Einheiten",
+        "flat_fee": "Grundgebühr Stufe {tier}",
+        "per 1000": "{price} pro 1.000",
+        "per 1000000": "{price} pro 1 Mio.",
+    },
+}
+
+
+def line_description(line: InvoiceLine, language: str = "en", number: Any = format_decimal) -> str:
+    """A line's description as the page shows it: its display name, then which part of the charge's price it
+    is (``Input tokens – tier 2: next 4,000,000``), numbers written by ``number``."""
+    step = line.step
+    if step is None:
+        return line.description
+    words = LINE_WORDS.get(language, LINE_WORDS["en"])
+    lower, upper = step.lower or Decimal(0), step.upper
+    values = {"tier": step.tier, "lower": number(lower), "upper": number(upper) if upper is not None else ""}
+    values["size"] = number(upper - lower) if upper is not None else ""
+    key: str
+    if step.kind in ("included", "units", "flat_fee"):
+        key = step.kind
+    elif step.kind == "volume":
+        key = "volume " + ("all" if not lower and upper is None else "up to" if not lower else "over")
+        key = "volume between" if lower and upper is not None else key
+    else:
+        key = "all" if not lower and upper is None else "first" if not lower else "over" if upper is None else "next"
+    return f"{line.description} – {words[key].format(**values)}"
+
+
+def unit_price_text(line: InvoiceLine, language: str = "en", number: Any = format_decimal) -> str:
+    """A line's unit price as the page shows it: per unit, or per 1,000 or 1,000,000 units when the charge says
+    ``per:`` (display only: the line's amount is what was charged); "" when no single price applies."""
+    if line.unit_price is None:
+        return ""
+    if line.per in (1000, 1000000):
+        words = LINE_WORDS.get(language, LINE_WORDS["en"])
+        return words[f"per {line.per}"].format(price=number(line.unit_price * line.per))
+    return str(number(line.unit_price))
+
+
 CSV_COLUMNS = ["number", "customer", "period", "description", "quantity", "unit", "unit_price", "amount", "tax"]
 
 
@@ -123,8 +192,9 @@ def invoice_csv(invoices: list[Invoice]) -> str:
         for line in invoice.lines:
             quantity = "" if line.quantity is None else str(line.quantity)
             price = "" if line.unit_price is None else f"{line.unit_price:f}"
+            description = line_description(line)
             writer.writerow(
-                [invoice.number, invoice.customer, invoice.period, line.description, quantity, line.unit or "", price]
+                [invoice.number, invoice.customer, invoice.period, description, quantity, line.unit or "", price]
                 + [str(line.amount), str(line.tax)]
             )
         for credit in invoice.carried:  # taken off after tax: no tax of its own
@@ -176,15 +246,19 @@ class _Format:
     def date(self, day: dt.date) -> str:
         return str(self.dates.format_date(day, format="medium", locale=self.locale))
 
+    def price(self, amount: Decimal) -> str:
+        """A unit price shown per 1,000 or 1,000,000 units: at least two decimals, every digit it has."""
+        return str(self.numbers.format_decimal(amount, format="#,##0.00########", locale=self.locale))
+
     def rows(self) -> list[tuple[str, str, str, str]]:
         """Each line as (description, quantity, unit price, amount) text."""
         result = []
+        language = self.invoice.buyer.language
         for line in self.invoice.lines:
             quantity = f"{self.number(line.quantity)} {line.unit or ''}".strip() if line.quantity is not None else ""
-            price = self.number(line.unit_price) if line.unit_price is not None else ""
-            if line.quantity is not None and line.unit_price is None:
-                price = self.words["tiers"]
-            result.append((line.description, quantity, price, self.money(line.amount)))
+            price = unit_price_text(line, language, self.price if line.per else self.number)
+            description = line_description(line, language, self.number)
+            result.append((description, quantity, price, self.money(line.amount)))
         return result
 
     def notes(self) -> list[str]:
@@ -419,9 +493,19 @@ def invoice_pdf(invoice: Invoice, fonts: Sequence[str | Path] = ()) -> bytes:
     page.font("", 9)
     for index, row in enumerate(f.rows()):
         fields = (f"lines[{index}].description", f"lines[{index}].unit", "label", "currency")
-        for width, field, text, align in zip(widths, fields, row, "LRRR", strict=True):
-            page.cell(field, width, 6, text, border="B", align=align)
-        pdf.ln()
+        # A long description (a display name, its group and tier) wraps within its column; the row grows with it.
+        wrapped = pdf.multi_cell(widths[0], 4.5, page.checked(fields[0], row[0]), dry_run=True, output="LINES")
+        height = max(6.0, 4.5 * len(wrapped) + 1.5)  # type: ignore[arg-type]  # a list of lines, with output="LINES"
+        if pdf.get_y() + height > pdf.page_break_trigger:
+            pdf.add_page()
+        top = pdf.get_y()
+        pdf.set_xy(pdf.l_margin, top + 0.75)
+        page.multi_cell(fields[0], widths[0], 4.5, row[0], align="L", new_x="RIGHT", new_y="TOP")
+        pdf.set_xy(pdf.l_margin + widths[0], top)
+        for width, field, text, align in zip(widths[1:], fields[1:], row[1:], "RRR", strict=True):
+            page.cell(field, width, height, text, align=align)
+        pdf.line(pdf.l_margin, top + height, pdf.l_margin + sum(widths), top + height)
+        pdf.set_xy(pdf.l_margin, top + height)
     for field, label, amount, bold in f.totals():
         page.font("B" if bold else "", 10)
         page.cell(field, sum(widths[:3]), 7, label, align="R")
