@@ -49,7 +49,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from rating.accounts import prepaid_account, receivable_account, revenue_account
 from rating.accounts import tax_account as _tax_account
@@ -133,6 +133,35 @@ class InvoiceLine(BaseModel):
         return data
 
 
+class TaxBreakdown(BaseModel):
+    """The tax of one category of an invoice: its rate, rule and name (``names`` per language), the net sum of
+    the category's lines (``taxable``) and its tax, rounded once; ``reason`` is why (an exemption, reverse
+    charge, a reduced rate), in the invoice's language, when the billing file says it. ``category`` None is the
+    lines without a tax category."""
+
+    model_config = ConfigDict(frozen=True)
+
+    category: str | None
+    name: str
+    rate: Decimal
+    rule: str
+    taxable: Decimal
+    tax: Decimal
+    names: dict[str, str] = {}
+    reason: str | None = None
+
+    @property
+    def applied(self) -> AppliedTax:
+        """The tax decision of the category."""
+        return AppliedTax(
+            rate=self.rate, name=self.name, rule=self.rule, category=self.category, names=self.names, reason=self.reason
+        )
+
+    def label(self, language: str) -> str:
+        """The tax's name in ``language``."""
+        return self.names.get(language) or self.name
+
+
 class CarriedCredit(BaseModel):
     """A period's credit note taken off a later document: its number, its period and the amount taken."""
 
@@ -169,6 +198,51 @@ class Invoice(BaseModel):
     #: Credit balances of earlier periods taken off this invoice, after tax: ``total`` is
     #: ``subtotal + tax_total`` less their amounts.
     carried: tuple[CarriedCredit, ...] = ()
+    #: The tax per category, in the order the categories first appear on the lines: what ``tax_total`` adds up.
+    #: An invoice with one category and nothing more declared stores none (its JSON reads as it always did):
+    #: it is read back as that one category, from ``tax``, ``subtotal`` and ``tax_total``.
+    taxes: tuple[TaxBreakdown, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_category_unless_stored(self) -> Invoice:
+        if not self.taxes:
+            tax = self.tax
+            only = TaxBreakdown(
+                category=tax.category,
+                name=tax.name,
+                rate=tax.rate,
+                rule=tax.rule,
+                taxable=self.subtotal,
+                tax=self.tax_total,
+                names=tax.names,
+                reason=tax.reason,
+            )
+            object.__setattr__(self, "taxes", (only,))
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_plain_taxes(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        [*taxes] = self.taxes
+        plain = (
+            len(taxes) == 1
+            and taxes[0].applied == self.tax
+            and (taxes[0].taxable, taxes[0].tax)
+            == (
+                self.subtotal,
+                self.tax_total,
+            )
+        )
+        if plain and not (self.tax.category or self.tax.names or self.tax.reason):
+            data.pop("taxes", None)
+        return data
+
+    def tax_of(self, line: InvoiceLine) -> AppliedTax:
+        """The tax decision of ``line``'s category."""
+        for breakdown in self.taxes:
+            if breakdown.category == line.tax_category:
+                return breakdown.applied
+        return self.tax
 
     def to_json(self) -> str:
         """The stored text: amounts as strings, never floats."""
@@ -363,6 +437,7 @@ class _Draft:
     subtotal: Decimal
     tax_total: Decimal
     credits: tuple[CreditNote, ...]
+    taxes: tuple[TaxBreakdown, ...]
 
     @property
     def carried(self) -> tuple[CarriedCredit, ...]:
@@ -395,6 +470,7 @@ class _Draft:
             total=self.total,
             pricebook=f"{self.book.pricebook}@{self.book.version.isoformat()}",
             carried=self.carried,
+            taxes=self.taxes,
         )
         return invoice.to_json(), self._tax_transaction(number)
 
@@ -435,8 +511,13 @@ class _Draft:
         if not self.tax_total:
             return []
         currency, receivable = self.book.currency, receivable_account(self.customer)
-        account = _tax_account(self.tax.name, self.profile.country)
-        postings = (Posting(receivable, currency, self.tax_total), Posting(account, currency, -self.tax_total))
+        held: dict[str, Decimal] = {}  # by tax account: categories whose tax has one name share it
+        for breakdown in self.taxes:
+            account = _tax_account(breakdown.name, self.profile.country)
+            held[account] = held.get(account, ZERO) + breakdown.tax
+        postings = (Posting(receivable, currency, self.tax_total),) + tuple(
+            Posting(account, currency, -amount) for account, amount in held.items() if amount
+        )
         at = self.end - dt.timedelta(microseconds=1)
         metadata = {"customer": self.customer, "period": self.period, "invoice": number}
         return [Transaction(tax_id(self.customer, self.period), at, f"tax of {number}", postings, metadata)]
@@ -479,12 +560,55 @@ def _draft(storage: Storage, catalog: Catalog, billing: Billing, period: str, cu
         )
     owed = quantize(owed, scale)  # the same amount, at the currency's scale
     lines = _rounded(exact_lines, owed, scale)
-    tax_total = quantize(owed * tax.rate / 100, scale) + ZERO  # one tax category: its net sum, rounded once
-    shares = round_to_total([line.amount * tax.rate / 100 for line in lines], tax_total, scale)
-    taxed = tuple(line.model_copy(update={"tax": share + ZERO}) for line, share in zip(lines, shares, strict=True))
+    taxed, taxes = _taxed(lines, owed, scale, tax, billing, profile, on)
+    tax_total = sum((breakdown.tax for breakdown in taxes), ZERO) + ZERO
+    tax = next((b.applied for b in taxes if b.category is None), taxes[0].applied)
     credits = tuple(note for note in open_credits(storage, customer) if note.currency == currency)
     due = on + dt.timedelta(days=_terms(billing, profile))
-    return _Draft(customer, period, on, due, book, billing, profile, tax, start, end, taxed, owed, tax_total, credits)
+    return _Draft(
+        customer, period, on, due, book, billing, profile, tax, start, end, taxed, owed, tax_total, credits, taxes
+    )
+
+
+def _taxed(
+    lines: list[InvoiceLine],
+    owed: Decimal,
+    scale: int,
+    default: AppliedTax,
+    billing: Billing,
+    profile: Profile,
+    on: dt.date,
+) -> tuple[tuple[InvoiceLine, ...], tuple[TaxBreakdown, ...]]:
+    """The lines with their tax, and the tax per category: computed on the net sum of the category's lines,
+    rounded once half-even, and allocated back to its lines by largest remainder. Lines without a category are
+    one category, taxed by ``default``; a category without a rule is refused (``no_tax_rule``)."""
+    categories = list(dict.fromkeys(line.tax_category for line in lines)) or [None]
+    shares: dict[int, Decimal] = {}
+    taxes = []
+    for category in categories:
+        try:
+            applied = default if category is None else tax_for(billing, profile, on, category)
+        except TaxError as error:
+            raise InvoiceError(InvoiceRefusal.NO_TAX_RULE, str(error)) from None
+        indexes = [index for index, line in enumerate(lines) if line.tax_category == category]
+        net = owed if len(categories) == 1 else sum((lines[i].amount for i in indexes), ZERO)
+        tax = quantize(net * applied.rate / 100, scale) + ZERO  # the category's net sum, rounded once
+        amounts = [lines[i].amount * applied.rate / 100 for i in indexes]
+        shares.update(zip(indexes, round_to_total(amounts, tax, scale), strict=True))
+        taxes.append(
+            TaxBreakdown(
+                category=category,
+                name=applied.name,
+                rate=applied.rate,
+                rule=applied.rule,
+                taxable=net,
+                tax=tax,
+                names=applied.names,
+                reason=applied.reason,
+            )
+        )
+    taxed = tuple(line.model_copy(update={"tax": shares[index] + ZERO}) for index, line in enumerate(lines))
+    return taxed, tuple(taxes)
 
 
 def _version_of(catalog: Catalog, period: str, customer: str) -> Pricebook:

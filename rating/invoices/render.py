@@ -129,6 +129,7 @@ LINE_WORDS = {
         "flat_fee": "tier {tier} flat fee",
         "per 1000": "{price} per 1,000",
         "per 1000000": "{price} per 1M",
+        "tax of": "{tax} ({name} {rate} % of {taxable})",
     },
     "de": {
         "included": "inklusive",
@@ -144,6 +145,7 @@ LINE_WORDS = {
         "flat_fee": "Grundgebühr Stufe {tier}",
         "per 1000": "{price} pro 1.000",
         "per 1000000": "{price} pro 1 Mio.",
+        "tax of": "{tax} ({name} {rate} % auf {taxable})",
     },
 }
 
@@ -268,7 +270,18 @@ class _Format:
             notes.insert(0, words["reverse"])
         elif invoice.tax.name == "exempt":
             notes.insert(0, words["exempt"])
-        return notes
+        return self.tax_reasons() + notes
+
+    def tax_reasons(self) -> list[str]:
+        """Why a tax applies as it does (an exemption, reverse charge, a reduced rate), as the billing file says
+        it: each reason once, named by its tax when the invoice has several categories."""
+        taxes, language = self.invoice.taxes, self.invoice.buyer.language
+        reasons = []
+        for tax in taxes:
+            if tax.reason:
+                named = f"{tax.label(language)} {self.number(tax.rate)} %: {tax.reason}"
+                reasons.append(tax.reason if len(taxes) == 1 else named)
+        return list(dict.fromkeys(reasons))
 
     def totals(self) -> list[tuple[str, str, Decimal, bool]]:
         """The rows under the lines, as (field, label, amount, bold): subtotal, tax, each credit carried from an
@@ -280,13 +293,36 @@ class _Format:
         ]
         return [
             ("label", words["subtotal"], invoice.subtotal, False),
-            ("tax.name", self.tax_label(), invoice.tax_total, False),
+            *self.tax_rows(),
             *carried,
             ("label", words["total"], invoice.total, True),
         ]
 
+    def tax_rows(self) -> list[tuple[str, str, Decimal, bool]]:
+        """The tax under the subtotal: one row, or with several tax categories one per category, each with its
+        rate and taxable amount."""
+        taxes = self.invoice.taxes
+        if len(taxes) == 1:
+            return [("tax.name", self.tax_label(), self.invoice.tax_total, False)]
+        line_words = LINE_WORDS.get(self.invoice.buyer.language, LINE_WORDS["en"])
+        return [
+            (
+                f"taxes[{index}].name",
+                line_words["tax of"].format(
+                    tax=self.words["tax"],
+                    name=tax.label(self.invoice.buyer.language),
+                    rate=self.number(tax.rate),
+                    taxable=self.money(tax.taxable),
+                ),
+                tax.tax,
+                False,
+            )
+            for index, tax in enumerate(taxes)
+        ]
+
     def tax_label(self) -> str:
-        return f"{self.words['tax']} ({self.invoice.tax.name} {self.number(self.invoice.tax.rate)} %)"
+        name = self.invoice.tax.label(self.invoice.buyer.language)  # one category: its name in the language
+        return f"{self.words['tax']} ({name} {self.number(self.invoice.tax.rate)} %)"
 
 
 def invoice_html(invoice: Invoice) -> str:
