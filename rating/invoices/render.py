@@ -266,11 +266,12 @@ class _Format:
     def notes(self) -> list[str]:
         words, invoice = self.words, self.invoice
         notes = [words["terms"].format(due=self.date(invoice.due), number=invoice.number)]
+        notes[:0] = self.tax_reasons()
         if invoice.tax.name == "reverse charge":
             notes.insert(0, words["reverse"])
         elif invoice.tax.name == "exempt":
             notes.insert(0, words["exempt"])
-        return self.tax_reasons() + notes
+        return notes
 
     def tax_reasons(self) -> list[str]:
         """Why a tax applies as it does (an exemption, reverse charge, a reduced rate), as the billing file says
