@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 
 from rating.errors import PricebookError
 from rating.invoices.issue import Invoice, LineStep, issue_invoices
+from rating.invoices.lines import line_description
 from rating.invoices.profiles import parse_billing
-from rating.invoices.render import invoice_csv, invoice_html, line_description
+from rating.invoices.render import invoice_csv, invoice_html
+from rating.invoices.settle import credit_invoice
 from rating.pricebook.catalog import Catalog
 from rating.pricebook.model import Pricebook, parse_pricebook
 from rating.registry import Registry
@@ -50,8 +52,8 @@ customers:
 """
 
 
-def issue(book: Pricebook, events: list, billing: str = ENGLISH) -> Invoice:  # type: ignore[type-arg]
-    storage = MemoryStorage()
+def issue(book: Pricebook, events: list, billing: str = ENGLISH, storage: Storage | None = None) -> Invoice:  # type: ignore[type-arg]
+    storage = storage if storage is not None else MemoryStorage()
     billed(book, storage, events, "2026-11")
     [invoice] = issue_invoices(storage, Catalog([book]), parse_billing(billing), "2026-11", issued=ISSUED).issued
     return invoice
@@ -59,7 +61,8 @@ def issue(book: Pricebook, events: list, billing: str = ENGLISH) -> Invoice:  # 
 
 def test_a_graduated_charge_has_a_line_per_tier_reached_and_they_add_up_to_it(book) -> None:  # type: ignore[no-untyped-def]
     calls = [event(f"e{i}", at=NOVEMBER, tokens=t, images=0) for i, t in enumerate((800_000, 537_498))]
-    invoice = issue(book(LINES.format(mode="graduated")), calls)
+    storage = MemoryStorage()
+    invoice = issue(book(LINES.format(mode="graduated")), calls, storage=storage)
     rows = [(line_description(line), line.quantity, line.unit_price, line.exact, line.amount) for line in invoice.lines]
     assert rows == [
         ("Input tokens – tier 1: first 1,000,000", 1_000_000, Decimal("0.0000025"), Decimal("2.5"), Decimal("2.50")),
@@ -74,6 +77,9 @@ def test_a_graduated_charge_has_a_line_per_tier_reached_and_they_add_up_to_it(bo
     assert "Input tokens – tier 2: next 4,000,000" in page and "2.00 per 1M" in page and "2.50 per 1M" in page
     # The CSV keeps the exact unit price: per: is display only.
     assert '"Input tokens – tier 1: first 1,000,000",1000000,input_tokens,0.0000025,2.50,' in invoice_csv([invoice])
+    # A credit note's lines read as the invoice's.
+    note, _ = credit_invoice(storage, invoice.number, "cancel", "cancelled")
+    assert [line.description for line in note.lines] == [row[0] for row in rows]
 
 
 def test_a_volume_charge_shows_the_tier_that_applied(book) -> None:  # type: ignore[no-untyped-def]

@@ -111,7 +111,10 @@ def test_a_reverse_charge_or_exemption_says_why(book) -> None:  # type: ignore[n
         ("reverse charge", Decimal("0.00"), "Article 196 of Directive 2006/112/EC")
     ]
     page = invoice_html(invoice)
-    assert "Reverse charge: VAT to be accounted for by the recipient.</p><p>Article 196 of Directive 2006/112/EC</p>" in page
+    assert (
+        "Reverse charge: VAT to be accounted for by the recipient.</p><p>Article 196 of Directive 2006/112/EC</p>"
+        in page
+    )
     exempt = RULES.replace("tax_id: FR1}", "tax_id: FR1, tax_status: exempt, tax_reason: Registered charity}")
     other = MemoryStorage()
     billed(book(CATEGORIES), other, [event("e1", customer="hooli", at=NOVEMBER, pages=10, ebooks=0, minutes=0)])

@@ -359,7 +359,7 @@ def test_a_period_that_owes_less_than_nothing_is_a_credit_note_carried_to_the_ne
         Decimal("1.07"),
     )
     assert [(line.description, line.amount) for line in note.lines] == [
-        ("Tokens", Decimal("-0.10")),
+        ("Tokens – Stufe 1: erste 1.000", Decimal("-0.10")),  # as December's page shows it: acme reads German
         ("Tokens, adjustment of 2026-11 (INV-2026-000001)", Decimal("1.00")),
     ]
     again = issue_invoices(storage, Catalog([fixed]), billing, "2026-12", ["acme"], issued=dt.date(2027, 1, 2))

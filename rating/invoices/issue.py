@@ -490,7 +490,7 @@ class _Draft:
             lines=tuple(
                 CreditLine(
                     line=index,
-                    description=line.description,
+                    description=_line_text(line, self.profile.language),
                     account=line.account,
                     amount=-line.amount + ZERO,
                     tax=-line.tax + ZERO,
@@ -837,6 +837,13 @@ def _rounded(lines: list[ExactLine], total: Decimal, scale: int) -> list[Invoice
         )
         for line, amount in zip(lines, amounts, strict=True)
     ]
+
+
+def _line_text(line: InvoiceLine, language: str) -> str:
+    """``line`` as an invoice shows it, with its tier or allowance (:func:`rating.invoices.lines.line_description`)."""
+    from rating.invoices.lines import line_description  # it reads invoice lines: imported when used
+
+    return line_description(line, language)
 
 
 def tax_account(invoice: Invoice) -> str:

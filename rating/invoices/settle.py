@@ -52,6 +52,7 @@ from rating.invoices.issue import (
     documents_of,
     invoices,
 )
+from rating.invoices.lines import line_description
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, allocate, exact, quantize
 from rating.outbox import CREDIT_NOTE_ISSUED, INVOICE_PAID, message
@@ -399,6 +400,7 @@ def _in_line_order(
 
 def _credit_line(invoice: Invoice, index: int, amount: Decimal, tax: Decimal, exact_amount: Decimal) -> CreditLine:
     item = invoice.lines[index - 1]
+    description = line_description(item, invoice.buyer.language)  # with its tier, as the invoice shows it
     return CreditLine(
-        line=index, description=item.description, account=item.account, amount=amount, tax=tax, exact=exact_amount
+        line=index, description=description, account=item.account, amount=amount, tax=tax, exact=exact_amount
     )
