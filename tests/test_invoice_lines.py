@@ -159,3 +159,25 @@ def test_tier_lines_add_up_exactly_to_the_charge(mode: str, quantities: list[int
     assert sum(line.exact for line in tiers) == charged
     assert sum(line.quantity or 0 for line in tiers) == sum(quantities)
     assert sum(line.amount for line in invoice.lines) == invoice.subtotal
+
+
+def test_a_price_change_within_the_period_splits_a_meter_and_says_so(book) -> None:  # type: ignore[no-untyped-def]
+    from rating.billing.close import close_period
+    from rating.engine import Engine
+    from tests.helpers import later
+
+    first = book(LINES.format(mode="graduated"))
+    second = book(
+        LINES.format(mode="graduated").replace("version: 2026-11-01", "version: 2026-11-15").replace('"0.04"', '"0.05"')
+    )
+    catalog, storage = Catalog([first, second]), MemoryStorage()
+    engine = Engine(catalog, storage, REGISTRY, clock=later)
+    engine.rate_batch(
+        [event("e1", at=NOVEMBER, tokens=0, images=150), event("e2", at=NOVEMBER.replace(day=20), tokens=0, images=10)]
+    )
+    close_period(engine, "2026-11")
+    [invoice] = issue_invoices(storage, catalog, parse_billing(ENGLISH), "2026-11", issued=ISSUED).issued
+    assert [(line.description, line.quantity, line.unit_price, line.amount) for line in invoice.lines] == [
+        ("Generated images, prices of 2026-11-01", 150, None, Decimal("2.00")),
+        ("Generated images, prices of 2026-11-15", 10, Decimal("0.05"), Decimal("0.50")),
+    ]

@@ -739,22 +739,29 @@ def _usage_lines(
                     )
                 )
             continue
-        by_price: dict[Decimal | None, tuple[Decimal, Decimal]] = {}
+        # One line, unless pricebook versions of different prices priced the period: then one per version, saying
+        # so. Its unit price is the one every charge of it had, else none (tier crossings, packages, caps).
+        versions = {stored.charge.version for stored in charges}
+        by_version: dict[str | None, list[StoredCharge]] = {}
         for stored in charges:
-            charge = stored.charge
-            # An adjustment reverses the charges as billed and adds them as re-priced: one line of the difference.
-            price = None if adjusts else charge.unit_price
-            quantity, amount = by_price.get(price, (ZERO, ZERO))
-            by_price[price] = (quantity + charge.quantity, amount + charge.amount)
-        for price, (quantity, amount) in by_price.items():
+            by_version.setdefault(stored.charge.version if len(versions) > 1 else None, []).append(stored)
+        if len({s.charge.unit_price for s in charges}) == 1 or adjusts:
+            by_version = {None: charges}  # one price (or an adjustment's difference): nothing to tell apart
+        for version, part in by_version.items():
+            quantity = sum((stored.charge.quantity for stored in part), ZERO)
+            amount = sum((stored.charge.amount for stored in part), ZERO)
             if not (quantity or amount):
                 continue
+            prices = {stored.charge.unit_price for stored in part}
+            # An adjustment reverses the charges as billed and adds them as re-priced: one line of the difference.
+            price = next(iter(prices)) if len(prices) == 1 and not adjusts else None
             shown_quantity: tuple[Decimal | None, str | None] = (quantity, unit)
             if adjusts and not quantity:  # a price difference: the same usage, no quantity to show
                 shown_quantity = (None, None)
+            text = description + (f", prices of {version.rpartition('@')[2]}" if version else "")
             lines.append(
                 ExactLine(
-                    description,
+                    text,
                     account,
                     *shown_quantity,
                     price,
