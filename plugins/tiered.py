@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rating.hookspecs import hookimpl
 from rating.money import ZERO, format_decimal
-from rating.pricebook.pricing import PositiveQuantity, Price, PricingModel
+from rating.pricebook.pricing import PositiveQuantity, Price, PriceStep, PricingModel
 
 
 class Tier(BaseModel):
@@ -89,6 +89,32 @@ class Tiered(PricingModel):
             top = quantity if upper is None or quantity < upper else upper
             total += (top - lower) * tier.unit_price + tier.flat_fee
         return total
+
+    def billable_steps(self, quantity: Decimal) -> tuple[PriceStep, ...]:
+        """Graduated: one step per tier reached (its units at its price), volume: one step of every unit at the
+        price of the tier the total falls in; each tier's flat fee a step of its own. They add up to
+        :meth:`period_price` exactly."""
+        if quantity <= 0:
+            return ()
+        steps: list[PriceStep] = []
+        if self.mode == "volume":
+            index = self.tier_index(quantity)
+            lower, upper, tier = self._bounds()[index]
+            steps.append(
+                PriceStep("volume", quantity, tier.unit_price, quantity * tier.unit_price, index + 1, lower, upper)
+            )
+            if tier.flat_fee:
+                steps.append(PriceStep("flat_fee", None, None, tier.flat_fee, index + 1, lower, upper))
+            return tuple(steps)
+        for number, (lower, upper, tier) in enumerate(self._bounds(), start=1):
+            if quantity <= lower:
+                break
+            top = quantity if upper is None or quantity < upper else upper
+            units = top - lower
+            steps.append(PriceStep("tier", units, tier.unit_price, units * tier.unit_price, number, lower, upper))
+            if tier.flat_fee:
+                steps.append(PriceStep("flat_fee", None, None, tier.flat_fee, number, lower, upper))
+        return tuple(steps)
 
     def price_per_unit(self, before: Decimal, after: Decimal) -> Decimal | None:
         if self.mode == "volume" or after <= before:

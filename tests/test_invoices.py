@@ -119,10 +119,10 @@ def test_lines_take_the_rounding_by_largest_remainder_and_tax_is_rounded_once(bo
     # 0.03 of requests and three times 15 tokens at 0.001: 0.075 in all, 0.08 half to even. The two cents the
     # token lines are short go to the first two of the three equal remainders (ties in line order).
     assert [(line.description, line.exact, line.amount) for line in invoice.lines] == [
-        ("requests", Decimal("0.03"), Decimal("0.03")),
-        ("tokens (m1)", Decimal("0.015"), Decimal("0.02")),
-        ("tokens (m2)", Decimal("0.015"), Decimal("0.02")),
-        ("tokens (m3)", Decimal("0.015"), Decimal("0.01")),
+        ("Requests", Decimal("0.03"), Decimal("0.03")),
+        ("Tokens (m1)", Decimal("0.015"), Decimal("0.02")),
+        ("Tokens (m2)", Decimal("0.015"), Decimal("0.02")),
+        ("Tokens (m3)", Decimal("0.015"), Decimal("0.01")),
     ]
     # 19 % of 0.08 is 0.0152: 0.02, rounded once (per line it was 0.01 + 0.00 + 0.00 + 0.00). The shares
     # 0.0057, 0.0038, 0.0038, 0.0019 are all below a cent: the two largest remainders take one each.
@@ -226,7 +226,7 @@ def test_the_pdf_and_html_show_the_number_lines_tax_and_totals_in_the_buyers_lan
     ).issued
     text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(invoice_pdf(invoice))).pages)
     for expected in ("Rechnung INV-2026-000001", "Zwischensumme", "1,26 USD", "Steuer (VAT 19 %)", "0,24 USD",
-                     "Gesamtbetrag", "1,50 USD", "01.12.2026", "tokens (m)"):  # fmt: skip
+                     "Gesamtbetrag", "1,50 USD", "01.12.2026", "Tokens (m)"):  # fmt: skip
         assert expected in text
     page = invoice_html(invoice)
     assert page.startswith("<!DOCTYPE html>") and 'lang="de"' in page and "1,50 USD" in page
@@ -235,7 +235,7 @@ def test_the_pdf_and_html_show_the_number_lines_tax_and_totals_in_the_buyers_lan
     rows = invoice_csv([invoice]).splitlines()
     assert (
         rows[0].startswith("number,customer")
-        and "INV-2026-000001,acme,2026-11,requests,1,requests,0.01,0.01,0.00" in rows
+        and "INV-2026-000001,acme,2026-11,Requests,1,requests,0.01,0.01,0.00" in rows
     )
 
 
@@ -268,7 +268,7 @@ def test_late_usage_goes_into_the_next_open_period_and_its_invoice_says_so(stora
     billing = parse_billing(BILLING)
     [invoice] = issue_invoices(storage, Catalog([late_book]), billing, "2026-12", issued=ISSUED).issued
     descriptions = [line.description for line in invoice.lines]
-    assert "tokens (m), late usage of 2026-11" in descriptions and "tokens (m)" in descriptions
+    assert "Tokens (m), late usage of 2026-11" in descriptions and "Tokens (m)" in descriptions
     # December's tier counts the late 100 tokens before the on-time 100: 200 tokens at 0.001, 2 requests.
     assert invoice.subtotal == Decimal("0.22")
 
@@ -316,8 +316,8 @@ def test_a_correction_of_a_closed_period_is_invoiced_next_on_its_own_line(storag
     [december] = report.issued
     # December's own 100 tokens at 0.002, then November's first 1000 tokens re-priced 0.001 dearer, on its own line.
     assert [(line.description, line.amount, line.adjusts, line.adjusts_invoice) for line in december.lines] == [
-        ("tokens", Decimal("0.20"), None, None),
-        ("tokens, adjustment of 2026-11 (INV-2026-000001)", Decimal("1.00"), "2026-11", "INV-2026-000001"),
+        ("Tokens", Decimal("0.20"), None, None),
+        ("Tokens, adjustment of 2026-11 (INV-2026-000001)", Decimal("1.00"), "2026-11", "INV-2026-000001"),
     ]
     totals = (december.subtotal, december.tax_total, december.total)
     assert totals == (Decimal("1.20"), Decimal("0.23"), Decimal("1.43"))
@@ -359,8 +359,8 @@ def test_a_period_that_owes_less_than_nothing_is_a_credit_note_carried_to_the_ne
         Decimal("1.07"),
     )
     assert [(line.description, line.amount) for line in note.lines] == [
-        ("tokens", Decimal("-0.10")),
-        ("tokens, adjustment of 2026-11 (INV-2026-000001)", Decimal("1.00")),
+        ("Tokens – Stufe 1: erste 1.000", Decimal("-0.10")),  # as December's page shows it: acme reads German
+        ("Tokens, adjustment of 2026-11 (INV-2026-000001)", Decimal("1.00")),
     ]
     again = issue_invoices(storage, Catalog([fixed]), billing, "2026-12", ["acme"], issued=dt.date(2027, 1, 2))
     assert (again.credit_notes, again.existing_credit_notes, again.issued) == ([], [note], [])
@@ -513,9 +513,9 @@ def test_a_minimum_or_commitment_never_takes_back_the_correction_of_a_closed_per
     true_up = "minimum spend true-up" if floor == "minimum" else "commitment true-up"
     # 375 tokens at 0.008 = 3.00, a true-up to 5 of 2.00, and November's correction of -2.00.
     assert [(line.description, line.amount) for line in december.lines] == [
-        ("tokens", Decimal("3.00")),
+        ("Tokens", Decimal("3.00")),
         (true_up, Decimal("2.00")),
-        ("tokens, adjustment of 2026-11 (INV-2026-000001)", Decimal("-2.00")),
+        ("Tokens, adjustment of 2026-11 (INV-2026-000001)", Decimal("-2.00")),
     ]
     assert december.subtotal == Decimal("3.00")
     assert engine.storage.verify() == []

@@ -81,7 +81,7 @@ def test_an_unpaid_invoice_is_overdue_after_its_due_date(book) -> None:  # type:
 
 def test_a_credit_note_reverses_exactly_what_it_credits(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
     invoice = issued_invoice(storage, book)
-    tokens = next(i for i, line in enumerate(invoice.lines, 1) if line.description.startswith("tokens"))
+    tokens = next(i for i, line in enumerate(invoice.lines, 1) if line.description.startswith("Tokens"))
     revenue = revenue_account("basic", "tokens")
     before = storage.balances([revenue])[revenue, "USD"]
     note, new = credit_invoice(storage, invoice.number, "goodwill-1", "goodwill", line=tokens, amount=Decimal("0.50"))
@@ -286,17 +286,23 @@ def test_the_credit_command_refuses_an_amount_without_a_line_in_one_line(demo_hi
 
 
 def test_a_full_credit_reverses_every_lines_exact_amount_and_its_rounding_share(storage: Storage, book) -> None:  # type: ignore[no-untyped-def]
-    """1,501 tokens cost 1.2505: the line shows 1.25, and the close's rounding is the line's share of -0.0005."""
+    """1,501 tokens cost 1.2505: the second tier's line (501 tokens) shows 0.25 for 0.2505, and the close's
+    rounding is that line's share of -0.0005."""
     engine = billed(book(SIMPLE_PRICEBOOK), storage, [event("e1", at=NOVEMBER, tokens=1501, model="m")], "2026-11")
     catalog, billing = Catalog([engine.pricebook]), parse_billing(BILLING)
     [invoice] = issue_invoices(storage, catalog, billing, "2026-11", issued=ISSUED).issued
     assert [(line.amount, line.exact, line.tax) for line in invoice.lines] == [
         (Decimal("0.01"), Decimal("0.01"), Decimal("0.00")),
-        (Decimal("1.25"), Decimal("1.2505"), Decimal("0.24")),
+        (Decimal("1.00"), Decimal("1.000"), Decimal("0.19")),
+        (Decimal("0.25"), Decimal("0.2505"), Decimal("0.05")),
     ]
     assert storage.balances([rounding_account("USD")])[rounding_account("USD"), "USD"] == Decimal("0.0005")
     note, _ = credit_invoice(storage, invoice.number, "cancel", "cancelled")
-    assert note.total == invoice.total and [c.reversed for c in note.lines] == [Decimal("0.01"), Decimal("1.2505")]
+    assert note.total == invoice.total and [c.reversed for c in note.lines] == [
+        Decimal("0.01"),
+        Decimal("1"),
+        Decimal("0.2505"),
+    ]
     assert {key: amount for key, amount in storage.balances().items() if amount} == {}  # every account as before
     assert storage.verify() == []
 
@@ -354,16 +360,21 @@ def test_a_credit_note_never_raises_what_is_due(storage: Storage, book, registry
     billing = parse_billing(BILLING)
     [invoice] = issue_invoices(storage, Catalog([cheap]), billing, "2026-12", issued=dt.date(2027, 1, 1)).issued
     assert [(line.description, line.amount) for line in invoice.lines] == [
-        ("tokens", Decimal("1.50")),
-        ("tokens, adjustment of 2026-11", Decimal("-1.00")),  # November was never invoiced: no number
+        ("Tokens", Decimal("1.00")),  # tier 1
+        ("Tokens", Decimal("0.50")),  # tier 2
+        ("Tokens, adjustment of 2026-11", Decimal("-1.00")),  # November was never invoiced: no number
     ]
-    for line, amount in ((2, None), (2, Decimal("-1.00")), (1, Decimal("-0.01")), (1, Decimal(0))):
+    for line, amount in ((3, None), (3, Decimal("-1.00")), (1, Decimal("-0.01")), (1, Decimal(0))):
         with pytest.raises(InvoiceError) as refused:
             credit_invoice(storage, invoice.number, "neg", "oops", line=line, amount=amount)
         assert refused.value.code == InvoiceRefusal.CREDIT_EXCEEDS
     assert credit_notes(storage, invoice) == []
     whole, _ = credit_invoice(storage, invoice.number, "all", "cancelled")  # the negative line with the rest
-    assert [(c.line, c.amount) for c in whole.lines] == [(1, Decimal("1.50")), (2, Decimal("-1.00"))]
+    assert [(c.line, c.amount) for c in whole.lines] == [
+        (1, Decimal("1.00")),
+        (2, Decimal("0.50")),
+        (3, Decimal("-1.00")),
+    ]
     assert whole.total == invoice.total == Decimal("0.60") and invoice_status(storage, invoice).due == 0
 
 

@@ -193,6 +193,12 @@ def rendered(record: ChargeRecord, catalog: Catalog | None = None) -> ChargeReco
     return record._replace(unit_price=charge.unit_price, explanation=charge.explanation)
 
 
+def pricing_of(record: ChargeRecord, catalog: Catalog) -> PricingModel | None:
+    """The pricing model that priced ``record`` (for its group): its version's plan or contract charge with its
+    key; None when the catalog no longer holds that version or the record has no key."""
+    return _pricing_of(record, catalog)
+
+
 def _pricing_of(record: ChargeRecord, catalog: Catalog) -> PricingModel | None:
     """The pricing model that priced ``record``: its version's plan or contract charge with its key."""
     for book in catalog.versions:

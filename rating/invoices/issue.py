@@ -49,12 +49,12 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from rating.accounts import prepaid_account, receivable_account, revenue_account
 from rating.accounts import tax_account as _tax_account
 from rating.billing.close import period_usage
-from rating.core.charges import rendered
+from rating.core.charges import pricing_of, rendered
 from rating.errors import InvoiceError
 from rating.ids import TransactionKind, parse, tax_id
 from rating.invoices.profiles import AppliedTax, Billing, Party, Profile, TaxError, tax_for
@@ -64,6 +64,7 @@ from rating.outbox import CREDIT_NOTE_ISSUED, INVOICE_ISSUED, message
 from rating.periods import bounds_of, zone
 from rating.pricebook.catalog import Catalog
 from rating.pricebook.model import Pricebook
+from rating.pricebook.pricing import PriceStep, PricingModel, display_name
 from rating.refusals import InvoiceRefusal
 from rating.storage import Storage, StoredCharge
 
@@ -77,10 +78,32 @@ CLOSING_LINES = {
 INVOICE = "invoice"
 
 
+class LineStep(BaseModel):
+    """Which part of a charge's period price a line is (:class:`rating.pricebook.pricing.PriceStep`): the
+    units the allowance covered (``included``), the billable units beyond it (``units``), a graduated tier
+    (``tier``), the volume tier every unit was priced at (``volume``), or a tier's flat fee (``flat_fee``);
+    ``tier`` counts from 1, ``lower`` (exclusive) and ``upper`` (inclusive, None: open) bound it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["included", "units", "tier", "volume", "flat_fee"]
+    tier: int | None = None
+    lower: Decimal | None = None
+    upper: Decimal | None = None
+
+
+#: Fields of a line left out of its JSON when unset, so that a line without them reads as it always did.
+_OPTIONAL_LINE_FIELDS = ("step", "per", "tax_category")
+
+
 class InvoiceLine(BaseModel):
     """One line: what was charged, how much of it, and the amount shown (rounded) and exact.
 
     ``amount - exact`` is the line's share of the period's rounding (credited to ``rounding:CURRENCY``).
+    ``description`` is the meter's or charge's display name in the invoice's language (with the group and
+    what a late or adjusting line is); ``step`` says which part of a charge's price the line is (a tier, the
+    allowance), ``per`` the number of units its unit price is shown for (display only), ``tax_category`` the
+    tax category (None: the invoice's one category).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -97,6 +120,46 @@ class InvoiceLine(BaseModel):
     #: The closed period a re-rating correction on this line adjusts, and the invoice issued for it, if any.
     adjusts: str | None = None
     adjusts_invoice: str | None = None
+    step: LineStep | None = None
+    per: int | None = None
+    tax_category: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in _OPTIONAL_LINE_FIELDS:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
+
+
+class TaxBreakdown(BaseModel):
+    """The tax of one category of an invoice: its rate, rule and name (``names`` per language), the net sum of
+    the category's lines (``taxable``) and its tax, rounded once; ``reason`` is why (an exemption, reverse
+    charge, a reduced rate), in the invoice's language, when the billing file says it. ``category`` None is the
+    lines without a tax category."""
+
+    model_config = ConfigDict(frozen=True)
+
+    category: str | None
+    name: str
+    rate: Decimal
+    rule: str
+    taxable: Decimal
+    tax: Decimal
+    names: dict[str, str] = {}
+    reason: str | None = None
+
+    @property
+    def applied(self) -> AppliedTax:
+        """The tax decision of the category."""
+        return AppliedTax(
+            rate=self.rate, name=self.name, rule=self.rule, category=self.category, names=self.names, reason=self.reason
+        )
+
+    def label(self, language: str) -> str:
+        """The tax's name in ``language``."""
+        return self.names.get(language) or self.name
 
 
 class CarriedCredit(BaseModel):
@@ -135,6 +198,51 @@ class Invoice(BaseModel):
     #: Credit balances of earlier periods taken off this invoice, after tax: ``total`` is
     #: ``subtotal + tax_total`` less their amounts.
     carried: tuple[CarriedCredit, ...] = ()
+    #: The tax per category, in the order the categories first appear on the lines: what ``tax_total`` adds up.
+    #: An invoice with one category and nothing more declared stores none (its JSON reads as it always did):
+    #: it is read back as that one category, from ``tax``, ``subtotal`` and ``tax_total``.
+    taxes: tuple[TaxBreakdown, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_category_unless_stored(self) -> Invoice:
+        if not self.taxes:
+            tax = self.tax
+            only = TaxBreakdown(
+                category=tax.category,
+                name=tax.name,
+                rate=tax.rate,
+                rule=tax.rule,
+                taxable=self.subtotal,
+                tax=self.tax_total,
+                names=tax.names,
+                reason=tax.reason,
+            )
+            object.__setattr__(self, "taxes", (only,))
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_plain_taxes(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        [*taxes] = self.taxes
+        plain = (
+            len(taxes) == 1
+            and taxes[0].applied == self.tax
+            and (taxes[0].taxable, taxes[0].tax)
+            == (
+                self.subtotal,
+                self.tax_total,
+            )
+        )
+        if plain and not (self.tax.category or self.tax.names or self.tax.reason):
+            data.pop("taxes", None)
+        return data
+
+    def tax_of(self, line: InvoiceLine) -> AppliedTax:
+        """The tax decision of ``line``'s category."""
+        for breakdown in self.taxes:
+            if breakdown.category == line.tax_category:
+                return breakdown.applied
+        return self.tax
 
     def to_json(self) -> str:
         """The stored text: amounts as strings, never floats."""
@@ -329,6 +437,7 @@ class _Draft:
     subtotal: Decimal
     tax_total: Decimal
     credits: tuple[CreditNote, ...]
+    taxes: tuple[TaxBreakdown, ...]
 
     @property
     def carried(self) -> tuple[CarriedCredit, ...]:
@@ -361,6 +470,7 @@ class _Draft:
             total=self.total,
             pricebook=f"{self.book.pricebook}@{self.book.version.isoformat()}",
             carried=self.carried,
+            taxes=self.taxes,
         )
         return invoice.to_json(), self._tax_transaction(number)
 
@@ -380,7 +490,7 @@ class _Draft:
             lines=tuple(
                 CreditLine(
                     line=index,
-                    description=line.description,
+                    description=_line_text(line, self.profile.language),
                     account=line.account,
                     amount=-line.amount + ZERO,
                     tax=-line.tax + ZERO,
@@ -401,8 +511,13 @@ class _Draft:
         if not self.tax_total:
             return []
         currency, receivable = self.book.currency, receivable_account(self.customer)
-        account = _tax_account(self.tax.name, self.profile.country)
-        postings = (Posting(receivable, currency, self.tax_total), Posting(account, currency, -self.tax_total))
+        held: dict[str, Decimal] = {}  # by tax account: categories whose tax has one name share it
+        for breakdown in self.taxes:
+            account = _tax_account(breakdown.name, self.profile.country)
+            held[account] = held.get(account, ZERO) + breakdown.tax
+        postings = (Posting(receivable, currency, self.tax_total),) + tuple(
+            Posting(account, currency, -amount) for account, amount in held.items() if amount
+        )
         at = self.end - dt.timedelta(microseconds=1)
         metadata = {"customer": self.customer, "period": self.period, "invoice": number}
         return [Transaction(tax_id(self.customer, self.period), at, f"tax of {number}", postings, metadata)]
@@ -428,7 +543,7 @@ def _draft(storage: Storage, catalog: Catalog, billing: Billing, period: str, cu
         raise InvoiceError(InvoiceRefusal.NO_TAX_RULE, str(error)) from None
     _, start, end = bounds_of(period, zone(book.timezone_of(customer)), book.anchor_of(customer))
     posted = _read(storage, catalog, customer, period, start, end)
-    usage = _usage_lines(posted, customer, currency)
+    usage = _usage_lines(posted, customer, currency, book, catalog, profile.language)
     own = [line for line in usage if line.adjusts is None]
     exact_lines = own + _closing_lines(posted, customer) + [line for line in usage if line.adjusts is not None]
     owed = posted.receivable_movement(customer, currency)
@@ -445,12 +560,55 @@ def _draft(storage: Storage, catalog: Catalog, billing: Billing, period: str, cu
         )
     owed = quantize(owed, scale)  # the same amount, at the currency's scale
     lines = _rounded(exact_lines, owed, scale)
-    tax_total = quantize(owed * tax.rate / 100, scale) + ZERO  # one tax category: its net sum, rounded once
-    shares = round_to_total([line.amount * tax.rate / 100 for line in lines], tax_total, scale)
-    taxed = tuple(line.model_copy(update={"tax": share + ZERO}) for line, share in zip(lines, shares, strict=True))
+    taxed, taxes = _taxed(lines, owed, scale, tax, billing, profile, on)
+    tax_total = sum((breakdown.tax for breakdown in taxes), ZERO) + ZERO
+    tax = next((b.applied for b in taxes if b.category is None), taxes[0].applied)
     credits = tuple(note for note in open_credits(storage, customer) if note.currency == currency)
     due = on + dt.timedelta(days=_terms(billing, profile))
-    return _Draft(customer, period, on, due, book, billing, profile, tax, start, end, taxed, owed, tax_total, credits)
+    return _Draft(
+        customer, period, on, due, book, billing, profile, tax, start, end, taxed, owed, tax_total, credits, taxes
+    )
+
+
+def _taxed(
+    lines: list[InvoiceLine],
+    owed: Decimal,
+    scale: int,
+    default: AppliedTax,
+    billing: Billing,
+    profile: Profile,
+    on: dt.date,
+) -> tuple[tuple[InvoiceLine, ...], tuple[TaxBreakdown, ...]]:
+    """The lines with their tax, and the tax per category: computed on the net sum of the category's lines,
+    rounded once half-even, and allocated back to its lines by largest remainder. Lines without a category are
+    one category, taxed by ``default``; a category without a rule is refused (``no_tax_rule``)."""
+    categories = list(dict.fromkeys(line.tax_category for line in lines)) or [None]
+    shares: dict[int, Decimal] = {}
+    taxes = []
+    for category in categories:
+        try:
+            applied = default if category is None else tax_for(billing, profile, on, category)
+        except TaxError as error:
+            raise InvoiceError(InvoiceRefusal.NO_TAX_RULE, str(error)) from None
+        indexes = [index for index, line in enumerate(lines) if line.tax_category == category]
+        net = owed if len(categories) == 1 else sum((lines[i].amount for i in indexes), ZERO)
+        tax = quantize(net * applied.rate / 100, scale) + ZERO  # the category's net sum, rounded once
+        amounts = [lines[i].amount * applied.rate / 100 for i in indexes]
+        shares.update(zip(indexes, round_to_total(amounts, tax, scale), strict=True))
+        taxes.append(
+            TaxBreakdown(
+                category=category,
+                name=applied.name,
+                rate=applied.rate,
+                rule=applied.rule,
+                taxable=net,
+                tax=tax,
+                names=applied.names,
+                reason=applied.reason,
+            )
+        )
+    taxed = tuple(line.model_copy(update={"tax": shares[index] + ZERO}) for index, line in enumerate(lines))
+    return taxed, tuple(taxes)
 
 
 def _version_of(catalog: Catalog, period: str, customer: str) -> Pricebook:
@@ -474,6 +632,9 @@ class ExactLine(NamedTuple):
     amount: Decimal
     adjusts: str | None = None
     adjusts_invoice: str | None = None
+    step: LineStep | None = None
+    per: int | None = None
+    tax_category: str | None = None
 
 
 @dataclass(frozen=True)
@@ -519,10 +680,16 @@ def _read(
     return _Posted(charges, late, adjusted, invoiced, ratings + corrections, closing, rounding)
 
 
-def _usage_lines(posted: _Posted, customer: str, currency: str) -> list[ExactLine]:
-    """The period's charge records summed per (plan, meter, group, model, unit price); late usage and the
-    adjustments of each closed period apart."""
-    summed: dict[tuple[str, str, tuple[str, ...], str, str, Decimal | None, str, str], tuple[Decimal, Decimal]] = {}
+def _usage_lines(
+    posted: _Posted, customer: str, currency: str, book: Pricebook, catalog: Catalog, language: str
+) -> list[ExactLine]:
+    """The period's charge records summed per (plan, meter, group, model), named by their display names in
+    ``language``; late usage and the adjustments of each closed period apart.
+
+    A charge whose pricing model can say how its period price is made (:meth:`PricingModel.steps`) has one
+    line per step (the allowance, each tier reached, the volume tier that applied, a flat fee) when the steps
+    add up to what was charged exactly; other charges have one line per unit price, as recorded."""
+    summed: dict[tuple[str, str, tuple[str, ...], str, str, str, str], list[StoredCharge]] = {}
     for stored in posted.charges:
         charge = stored.charge
         if charge.asset != currency:
@@ -532,27 +699,111 @@ def _usage_lines(posted: _Posted, customer: str, currency: str) -> list[ExactLin
             )
         adjusts = posted.adjusted.get(stored.event_id, "")
         late_for = "" if adjusts else posted.late.get(stored.event_id, "")
-        # An adjustment reverses the charges as billed and adds them as re-priced: one line of the difference.
-        price = None if adjusts else charge.unit_price
-        key = (charge.plan, charge.meter, charge.group, charge.model, charge.unit, price, late_for, adjusts)
-        quantity, amount = summed.get(key, (ZERO, ZERO))
-        summed[key] = (quantity + charge.quantity, amount + charge.amount)
+        key = (charge.plan, charge.meter, charge.group, charge.model, charge.unit, late_for, adjusts)
+        summed.setdefault(key, []).append(stored)
     lines: list[ExactLine] = []
-    for (plan, meter, group, _, unit, price, late_for, adjusts), (quantity, amount) in summed.items():
-        if not (quantity or amount):
-            continue
-        description = f"{meter} ({', '.join(group)})" if group else meter
+    for (plan, meter, group, model, unit, late_for, adjusts), charges in summed.items():
+        pricing = _pricing_model(charges, catalog, book, plan, meter, model)
+        spec = book.meters.get(meter)
+        name = display_name(
+            pricing.display if pricing is not None and pricing.display else (spec.display if spec else None),
+            meter,
+            language,
+        )
+        description = f"{name} ({', '.join(group)})" if group else name
         invoice = posted.invoiced.get(adjusts)
-        shown: tuple[Decimal | None, str | None] = (quantity, unit)
         if adjusts:
             description += f", adjustment of {adjusts}" + (f" ({invoice})" if invoice else "")
-            if not quantity:  # a price difference: the same usage, no quantity to show
-                shown = (None, None)
         elif late_for:
             description += f", late usage of {late_for}"
         account = revenue_account(plan, meter)
-        lines.append(ExactLine(description, account, *shown, price, amount, adjusts or None, invoice))
+        per = pricing.per if pricing is not None and pricing.per not in (None, 1) else None
+        category = (pricing.tax_category if pricing is not None else None) or (spec.tax_category if spec else None)
+        steps = None if adjusts or late_for else _steps_of(charges, pricing)
+        if steps is not None:
+            plain = not any(step.kind in ("included", "tier", "volume", "flat_fee") for step in steps)
+            for step in steps:
+                shown = None if plain else LineStep(kind=step.kind, tier=step.tier, lower=step.lower, upper=step.upper)
+                quantity, step_unit = (step.quantity, unit) if step.quantity is not None else (None, None)
+                lines.append(
+                    ExactLine(
+                        description,
+                        account,
+                        quantity,
+                        step_unit,
+                        step.unit_price,
+                        step.amount,
+                        step=shown,
+                        per=per,
+                        tax_category=category,
+                    )
+                )
+            continue
+        # One line, unless pricebook versions of different prices priced the period: then one per version, saying
+        # so. Its unit price is the one every charge of it had, else none (tier crossings, packages, caps).
+        versions = {stored.charge.version for stored in charges}
+        by_version: dict[str | None, list[StoredCharge]] = {}
+        for stored in charges:
+            by_version.setdefault(stored.charge.version if len(versions) > 1 else None, []).append(stored)
+        if len({s.charge.unit_price for s in charges}) == 1 or adjusts:
+            by_version = {None: charges}  # one price (or an adjustment's difference): nothing to tell apart
+        for version, part in by_version.items():
+            quantity = sum((stored.charge.quantity for stored in part), ZERO)
+            amount = sum((stored.charge.amount for stored in part), ZERO)
+            if not (quantity or amount):
+                continue
+            prices = {stored.charge.unit_price for stored in part}
+            # An adjustment reverses the charges as billed and adds them as re-priced: one line of the difference.
+            price = next(iter(prices)) if len(prices) == 1 and not adjusts else None
+            shown_quantity: tuple[Decimal | None, str | None] = (quantity, unit)
+            if adjusts and not quantity:  # a price difference: the same usage, no quantity to show
+                shown_quantity = (None, None)
+            text = description + (f", prices of {version.rpartition('@')[2]}" if version else "")
+            lines.append(
+                ExactLine(
+                    text,
+                    account,
+                    *shown_quantity,
+                    price,
+                    amount,
+                    adjusts or None,
+                    invoice,
+                    per=per,
+                    tax_category=category,
+                )
+            )
     return lines
+
+
+def _pricing_model(
+    charges: list[StoredCharge], catalog: Catalog, book: Pricebook, plan: str, meter: str, model: str
+) -> PricingModel | None:
+    """The pricing model that priced ``charges`` (the first one's, by its key and version), or the charge of
+    the plan in ``book`` on that meter with that model; None when neither is found."""
+    found = pricing_of(charges[0].charge, catalog)
+    if found is not None:
+        return found
+    holder = book.plans.get(plan)
+    candidates = [c for c in holder.charges if c.meter == meter and c.model == model] if holder else []
+    return candidates[0].for_group(charges[0].charge.group) if len(candidates) == 1 else None
+
+
+def _steps_of(charges: list[StoredCharge], pricing: PricingModel | None) -> tuple[PriceStep, ...] | None:
+    """The steps of a period's charges of one pricing model, when that model's :meth:`~PricingModel.steps` of
+    their aggregate add up to what they were charged exactly; None otherwise (several versions or keys, a cap, a
+    discount or a rollover, an aggregate not starting at zero, a model that cannot say)."""
+    if pricing is None or pricing.tracks_total or pricing.rollover:
+        return None
+    if len({(s.charge.key, s.charge.version) for s in charges}) != 1:
+        return None
+    if min(s.charge.before for s in charges) != 0:
+        return None
+    quantity = sum((s.charge.quantity for s in charges), ZERO)
+    amount = sum((s.charge.amount for s in charges), ZERO)
+    steps = pricing.steps(quantity)
+    if steps is None or sum((step.amount for step in steps), ZERO) != amount:
+        return None
+    return tuple(step for step in steps if step.amount or step.quantity)
 
 
 def _closing_lines(posted: _Posted, customer: str) -> list[ExactLine]:
@@ -587,9 +838,19 @@ def _rounded(lines: list[ExactLine], total: Decimal, scale: int) -> list[Invoice
             amount=amount + ZERO,
             adjusts=line.adjusts,
             adjusts_invoice=line.adjusts_invoice,
+            step=line.step,
+            per=line.per,
+            tax_category=line.tax_category,
         )
         for line, amount in zip(lines, amounts, strict=True)
     ]
+
+
+def _line_text(line: InvoiceLine, language: str) -> str:
+    """``line`` as an invoice shows it, with its tier or allowance (:func:`rating.invoices.lines.line_description`)."""
+    from rating.invoices.lines import line_description  # it reads invoice lines: imported when used
+
+    return line_description(line, language)
 
 
 def tax_account(invoice: Invoice) -> str:

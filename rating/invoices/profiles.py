@@ -41,14 +41,28 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from rating.accounts import CustomerId
 from rating.errors import PricebookError, RatingError
 from rating.pricebook import yamlstrict
 from rating.pricebook.model import Problems
+from rating.pricebook.pricing import DisplayName, check_display, display_name
+
+#: A text of the billing file an invoice shows: one text, or a text per language (``{en: ..., de: ...}``).
+Text = Annotated[DisplayName, BeforeValidator(check_display)]
+#: A tax category: what a charge or meter names as ``tax_category``; None is the invoice's one category.
+Category = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 #: Member states of the European Union, for reverse charge.
 EU = frozenset(
@@ -75,12 +89,22 @@ class Profile(Party):
     """A customer's billing profile."""
 
     tax_status: Literal["taxable", "exempt", "reverse_charge"] = "taxable"
+    #: Why the customer is exempt or reverse charged, as the invoice says it (the billing file's
+    #: ``reverse_charge_reason`` by default for reverse charge).
+    tax_reason: Text | None = None
     language: Literal["en", "de"] = "en"
     #: The currency the customer is invoiced in; it must be the pricebook's.
     currency: str | None = None
     email: str | None = None
     #: Days from issue to due date (net 30 is 30); the billing file's default when absent.
     payment_terms_days: int | None = Field(None, ge=0, le=365)
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("tax_reason") is None:  # a profile without one reads as it always did
+            data.pop("tax_reason", None)
+        return data
 
     @property
     def business(self) -> bool:
@@ -103,6 +127,12 @@ class TaxRule(BaseModel):
     rate: Decimal = Field(ge=0, le=100, description="percent, e.g. 19")
     name: str = "VAT"
     since: dt.date = Field(dt.date(1970, 1, 1), alias="from")
+    #: Only for lines of this tax category (a charge's or meter's ``tax_category``); None: any category.
+    category: Category | None = None
+    #: The tax's name per language on invoices (``{de: USt.}``); ``name`` where none is given.
+    names: dict[str, str] = {}
+    #: Why this rate applies, as the invoice says it (an exemption, a reduced rate): a text or one per language.
+    reason: Text | None = None
 
 
 class Billing(BaseModel):
@@ -115,45 +145,91 @@ class Billing(BaseModel):
     invoice_series: str = Field("INV", pattern=r"^[A-Z][A-Z0-9]{0,9}$")
     tax_rules: tuple[TaxRule, ...] = ()
     profiles: dict[CustomerId, Profile] = {}
+    #: What an invoice says of reverse charge besides its standard note (the legal basis, say): a text or one
+    #: per language; a profile's ``tax_reason`` wins.
+    reverse_charge_reason: Text | None = None
     #: Font files (TrueType or OpenType; relative to the billing file) that PDFs draw what DejaVu Sans does not
     #: cover with, tried in order: a CJK font for Japanese or Chinese names, say.
     fonts: tuple[str, ...] = ()
 
 
 class AppliedTax(BaseModel):
-    """The tax decision snapshotted into an invoice: rate, rule and why."""
+    """The tax decision snapshotted into an invoice: rate, rule and why (``reason``: the text the invoice shows,
+    in its language), for lines of ``category`` (None: the invoice's one category); ``names`` per language."""
 
     model_config = ConfigDict(frozen=True)
 
     rate: Decimal
     name: str
     rule: str
+    category: str | None = None
+    names: dict[str, str] = {}
+    reason: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in ("category", "names", "reason"):
+            if not data.get(name):
+                data.pop(name, None)
+        return data
+
+    def label(self, language: str) -> str:
+        """The tax's name in ``language``: its name for it, else its ``name``."""
+        return self.names.get(language) or self.name
 
 
 class TaxError(RatingError):
     """No tax rule decides a customer's tax: the invoice is not issued (code ``no_tax_rule``)."""
 
 
-def tax_for(billing: Billing, profile: Profile, on: dt.date) -> AppliedTax:
-    """The tax that applies to ``profile``'s invoice dated ``on``."""
+def tax_for(billing: Billing, profile: Profile, on: dt.date, category: str | None = None) -> AppliedTax:
+    """The tax that applies to ``profile``'s invoice lines of ``category`` (None: lines without one) dated ``on``.
+
+    A rule naming a category applies to that category only and wins over one that names none, after the
+    buyer's country (a rule for the country before ``*``)."""
+    language = profile.language
     if profile.tax_status == "exempt":
-        return AppliedTax(rate=Decimal(0), name="exempt", rule="exempt")
+        reason = _text(profile.tax_reason, language)
+        return AppliedTax(rate=Decimal(0), name="exempt", rule="exempt", category=category, reason=reason)
     seller = billing.seller.country
     abroad_business = profile.country in EU and seller in EU and profile.country != seller and profile.tax_id
     if profile.tax_status == "reverse_charge" or abroad_business:
-        return AppliedTax(rate=Decimal(0), name="reverse charge", rule=f"reverse charge {profile.country}")
+        reason = _text(profile.tax_reason or billing.reverse_charge_reason, language)
+        why = f"reverse charge {profile.country}"
+        return AppliedTax(rate=Decimal(0), name="reverse charge", rule=why, category=category, reason=reason)
     kind = "business" if profile.business else "consumer"
     rules = [
         r
         for r in billing.tax_rules
         if r.country in (profile.country, "*") and r.seller in (None, seller) and r.buyer in (kind, "any")
-        if r.since <= on
+        if r.since <= on and r.category in (None, category)
     ]
     if rules:
-        # The most specific rule wins (the buyer's country over '*', a buyer kind over any), then the latest.
-        rule = max(rules, key=lambda r: (r.country != "*", r.buyer != "any", r.seller is not None, r.since))
-        return AppliedTax(rate=rule.rate, name=rule.name, rule=f"{rule.country} {rule.buyer} from {rule.since}")
-    raise TaxError(f"no tax rule for country {profile.country} on {on.isoformat()} (add one, or a '*' rule)")
+        # The most specific rule wins (the buyer's country over '*', a category over any, a buyer kind over any),
+        # then the latest.
+        rule = max(
+            rules,
+            key=lambda r: (r.country != "*", r.category is not None, r.buyer != "any", r.seller is not None, r.since),
+        )
+        described = f"{rule.country} {rule.buyer} from {rule.since}"
+        if rule.category is not None:
+            described = f"{rule.country} {rule.category} {rule.buyer} from {rule.since}"
+        return AppliedTax(
+            rate=rule.rate,
+            name=rule.name,
+            rule=described,
+            category=category,
+            names=rule.names,
+            reason=_text(rule.reason, language),
+        )
+    of = f" (tax category {category})" if category is not None else ""
+    raise TaxError(f"no tax rule for country {profile.country}{of} on {on.isoformat()} (add one, or a '*' rule)")
+
+
+def _text(text: DisplayName | None, language: str) -> str | None:
+    """A billing file's text in ``language`` (else English, else its first), or None."""
+    return display_name(text, "", language) if text else None
 
 
 def parse_billing(text: str, source: str = "<billing>", base: Path | None = None) -> Billing:

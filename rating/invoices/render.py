@@ -29,6 +29,7 @@ from typing import Any
 from rating.billing.statements import Statement
 from rating.errors import DocumentError, RatingError
 from rating.invoices.issue import Invoice
+from rating.invoices.lines import LINE_WORDS, line_description, unit_price_text
 from rating.invoices.profiles import Party
 from rating.refusals import DocumentRefusal
 
@@ -123,8 +124,9 @@ def invoice_csv(invoices: list[Invoice]) -> str:
         for line in invoice.lines:
             quantity = "" if line.quantity is None else str(line.quantity)
             price = "" if line.unit_price is None else f"{line.unit_price:f}"
+            description = line_description(line)
             writer.writerow(
-                [invoice.number, invoice.customer, invoice.period, line.description, quantity, line.unit or "", price]
+                [invoice.number, invoice.customer, invoice.period, description, quantity, line.unit or "", price]
                 + [str(line.amount), str(line.tax)]
             )
         for credit in invoice.carried:  # taken off after tax: no tax of its own
@@ -176,25 +178,41 @@ class _Format:
     def date(self, day: dt.date) -> str:
         return str(self.dates.format_date(day, format="medium", locale=self.locale))
 
+    def price(self, amount: Decimal) -> str:
+        """A unit price shown per 1,000 or 1,000,000 units: at least two decimals, every digit it has."""
+        return str(self.numbers.format_decimal(amount, format="#,##0.00########", locale=self.locale))
+
     def rows(self) -> list[tuple[str, str, str, str]]:
         """Each line as (description, quantity, unit price, amount) text."""
         result = []
+        language = self.invoice.buyer.language
         for line in self.invoice.lines:
             quantity = f"{self.number(line.quantity)} {line.unit or ''}".strip() if line.quantity is not None else ""
-            price = self.number(line.unit_price) if line.unit_price is not None else ""
-            if line.quantity is not None and line.unit_price is None:
-                price = self.words["tiers"]
-            result.append((line.description, quantity, price, self.money(line.amount)))
+            price = unit_price_text(line, language, self.price if line.per else self.number)
+            description = line_description(line, language, self.number)
+            result.append((description, quantity, price, self.money(line.amount)))
         return result
 
     def notes(self) -> list[str]:
         words, invoice = self.words, self.invoice
         notes = [words["terms"].format(due=self.date(invoice.due), number=invoice.number)]
+        notes[:0] = self.tax_reasons()
         if invoice.tax.name == "reverse charge":
             notes.insert(0, words["reverse"])
         elif invoice.tax.name == "exempt":
             notes.insert(0, words["exempt"])
         return notes
+
+    def tax_reasons(self) -> list[str]:
+        """Why a tax applies as it does (an exemption, reverse charge, a reduced rate), as the billing file says
+        it: each reason once, named by its tax when the invoice has several categories."""
+        taxes, language = self.invoice.taxes, self.invoice.buyer.language
+        reasons = []
+        for tax in taxes:
+            if tax.reason:
+                named = f"{tax.label(language)} {self.number(tax.rate)} %: {tax.reason}"
+                reasons.append(tax.reason if len(taxes) == 1 else named)
+        return list(dict.fromkeys(reasons))
 
     def totals(self) -> list[tuple[str, str, Decimal, bool]]:
         """The rows under the lines, as (field, label, amount, bold): subtotal, tax, each credit carried from an
@@ -206,13 +224,36 @@ class _Format:
         ]
         return [
             ("label", words["subtotal"], invoice.subtotal, False),
-            ("tax.name", self.tax_label(), invoice.tax_total, False),
+            *self.tax_rows(),
             *carried,
             ("label", words["total"], invoice.total, True),
         ]
 
+    def tax_rows(self) -> list[tuple[str, str, Decimal, bool]]:
+        """The tax under the subtotal: one row, or with several tax categories one per category, each with its
+        rate and taxable amount."""
+        taxes = self.invoice.taxes
+        if len(taxes) == 1:
+            return [("tax.name", self.tax_label(), self.invoice.tax_total, False)]
+        line_words = LINE_WORDS.get(self.invoice.buyer.language, LINE_WORDS["en"])
+        return [
+            (
+                f"taxes[{index}].name",
+                line_words["tax of"].format(
+                    tax=self.words["tax"],
+                    name=tax.label(self.invoice.buyer.language),
+                    rate=self.number(tax.rate),
+                    taxable=self.money(tax.taxable),
+                ),
+                tax.tax,
+                False,
+            )
+            for index, tax in enumerate(taxes)
+        ]
+
     def tax_label(self) -> str:
-        return f"{self.words['tax']} ({self.invoice.tax.name} {self.number(self.invoice.tax.rate)} %)"
+        name = self.invoice.tax.label(self.invoice.buyer.language)  # one category: its name in the language
+        return f"{self.words['tax']} ({name} {self.number(self.invoice.tax.rate)} %)"
 
 
 def invoice_html(invoice: Invoice) -> str:
@@ -419,9 +460,19 @@ def invoice_pdf(invoice: Invoice, fonts: Sequence[str | Path] = ()) -> bytes:
     page.font("", 9)
     for index, row in enumerate(f.rows()):
         fields = (f"lines[{index}].description", f"lines[{index}].unit", "label", "currency")
-        for width, field, text, align in zip(widths, fields, row, "LRRR", strict=True):
-            page.cell(field, width, 6, text, border="B", align=align)
-        pdf.ln()
+        # A long description (a display name, its group and tier) wraps within its column; the row grows with it.
+        wrapped = pdf.multi_cell(widths[0], 4.5, page.checked(fields[0], row[0]), dry_run=True, output="LINES")
+        height = max(6.0, 4.5 * len(wrapped) + 1.5)  # type: ignore[arg-type]  # a list of lines, with output="LINES"
+        if pdf.get_y() + height > pdf.page_break_trigger:
+            pdf.add_page()
+        top = pdf.get_y()
+        pdf.set_xy(pdf.l_margin, top + 0.75)
+        page.multi_cell(fields[0], widths[0], 4.5, row[0], align="L", new_x="RIGHT", new_y="TOP")
+        pdf.set_xy(pdf.l_margin + widths[0], top)
+        for width, field, text, align in zip(widths[1:], fields[1:], row[1:], "RRR", strict=True):
+            page.cell(field, width, height, text, align=align)
+        pdf.line(pdf.l_margin, top + height, pdf.l_margin + sum(widths), top + height)
+        pdf.set_xy(pdf.l_margin, top + height)
     for field, label, amount, bold in f.totals():
         page.font("B" if bold else "", 10)
         page.cell(field, sum(widths[:3]), 7, label, align="R")

@@ -52,6 +52,7 @@ from rating.invoices.issue import (
     documents_of,
     invoices,
 )
+from rating.invoices.lines import line_description
 from rating.ledger import Posting, Transaction
 from rating.money import ZERO, allocate, exact, quantize
 from rating.outbox import CREDIT_NOTE_ISSUED, INVOICE_PAID, message
@@ -261,7 +262,13 @@ def _credit_transactions(invoice: Invoice, note: CreditNote, on: dt.date) -> lis
     for credit in note.lines:
         postings.append(Posting(credit.account, currency, credit.reversed))
         postings.append(Posting(rounding_account(currency), currency, credit.amount - credit.reversed))
-    postings.append(Posting(tax_account(invoice.tax.name, invoice.buyer.country), currency, note.tax_total))
+    held: dict[str, Decimal] = {}  # each line's tax back from the account of its category's tax
+    for credit in note.lines:
+        account = tax_account(invoice.tax_of(invoice.lines[credit.line - 1]).name, invoice.buyer.country)
+        held[account] = held.get(account, ZERO) + credit.tax
+    if not held:
+        held[tax_account(invoice.tax.name, invoice.buyer.country)] = note.tax_total
+    postings += [Posting(account, currency, amount) for account, amount in held.items()]
     owed_back = note.refund if note.refund_to == "customer" else ZERO
     postings.append(Posting(receivable, currency, owed_back - note.total))
     postings.append(Posting(refund_account(customer), currency, -owed_back))
@@ -322,7 +329,7 @@ def _credited(
         if taken_off:
             re_rated[item.account] -= taken_off
             shown = min(amount_left, quantize(taken_off, invoice.scale))
-            tax = min(tax_left, quantize(shown * invoice.tax.rate / 100, invoice.scale))
+            tax = min(tax_left, quantize(shown * invoice.tax_of(item).rate / 100, invoice.scale))
             left[index] = (amount_left - shown, tax_left - tax, exact_left - taken_off)
     if amount is not None and line is not None:
         taken = [_part_of_line(invoice, line, left[line], amount, limit)]
@@ -355,7 +362,8 @@ def _part_of_line(invoice: Invoice, index: int, left: _Left, amount: Decimal, li
     if quantize(amount, invoice.scale) != amount:
         raise InvoiceError(InvoiceRefusal.CREDIT_EXCEEDS, f"{amount} has more places than {invoice.currency} has")
     whole = amount == amount_left
-    tax = tax_left if whole else min(tax_left, quantize(amount * invoice.tax.rate / 100, invoice.scale))
+    rate = invoice.tax_of(invoice.lines[index - 1]).rate
+    tax = tax_left if whole else min(tax_left, quantize(amount * rate / 100, invoice.scale))
     if limit is not None and amount + tax > limit:
         raise InvoiceError(
             InvoiceRefusal.CREDIT_EXCEEDS,
@@ -392,6 +400,7 @@ def _in_line_order(
 
 def _credit_line(invoice: Invoice, index: int, amount: Decimal, tax: Decimal, exact_amount: Decimal) -> CreditLine:
     item = invoice.lines[index - 1]
+    description = line_description(item, invoice.buyer.language)  # with its tier, as the invoice shows it
     return CreditLine(
-        line=index, description=item.description, account=item.account, amount=amount, tax=tax, exact=exact_amount
+        line=index, description=description, account=item.account, amount=amount, tax=tax, exact=exact_amount
     )

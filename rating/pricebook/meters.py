@@ -28,6 +28,12 @@ MAX_VALUE_BYTES = 1024
 Weight = Annotated[Decimal, BeforeValidator(to_decimal), AfterValidator(bounded), Field(ge=0)]
 
 
+def _check_display(value: Any) -> str | dict[str, str] | None:
+    from rating.pricebook.pricing import check_display  # pricing imports this module
+
+    return check_display(value)
+
+
 def event_quantity(event: UsageEvent, name: str, missing: Decimal | None = None) -> Decimal:
     """The non-negative quantity property ``name`` of ``event`` holds (``missing`` when absent, if given).
 
@@ -82,6 +88,14 @@ class Meter(BaseModel):
     group_by: tuple[str, ...] = Field((), description="Properties that split the meter into groups.")
     unit: str | None = Field(None, description="Name of one unit in explanations; the meter's name by default.")
     description: str | None = None
+    display: Annotated[str | dict[str, str] | None, BeforeValidator(_check_display)] = Field(
+        None,
+        description="Name on invoices: a text, or a text per language ({en: Input tokens, de: Eingabe-Tokens});"
+        " the meter's id, humanised, by default.",
+    )
+    tax_category: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")] | None = Field(
+        None, description="Tax category of the meter's invoice lines (a charge's own tax_category wins)."
+    )
 
     @field_validator("where", mode="before")
     @classmethod

@@ -75,8 +75,64 @@ COMMON_OPTIONS = frozenset(
         "asset",
         "billing_sources",
         "by_group",
+        "display",
+        "per",
+        "tax_category",
     }
 )
+
+#: What a pricebook may say to name a meter or a charge on invoices: one text, or a text per language.
+DisplayName = str | dict[str, str]
+
+
+def check_display(value: Any) -> DisplayName | None:
+    """``value`` if it is a non-empty text or a mapping of two-letter language codes to non-empty texts (a
+    ``ValueError`` in one line says what is wrong otherwise)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("must be a text, or a mapping of language to text such as {en: Input tokens}")
+    if not value:
+        raise ValueError("needs at least one language, e.g. {en: Input tokens, de: Eingabe-Tokens}")
+    for language, text in value.items():
+        if not (isinstance(language, str) and len(language) == 2 and language.isascii() and language.isalpha()):
+            raise ValueError(f"{language!r} is not a two-letter language code such as en or de")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"the text for {language} must be a non-empty text")
+    return {language.lower(): text for language, text in value.items()}
+
+
+def display_name(display: DisplayName | None, fallback: str, language: str = "en") -> str:
+    """How an invoice in ``language`` names what ``display`` names: its text in that language (else English,
+    else its first), or ``fallback`` humanised (``input_tokens`` is "Input tokens") when there is none."""
+    if isinstance(display, str):
+        return display
+    if display:
+        return display.get(language) or display.get("en") or next(iter(display.values()))
+    words = fallback.replace("_", " ").replace("-", " ").strip()
+    return words[:1].upper() + words[1:] if words else fallback
+
+
+class PriceStep(NamedTuple):
+    """One part of a period price, as an invoice line shows it.
+
+    ``kind``: ``included`` (units the allowance covered, at no charge), ``units`` (billable units at one price),
+    ``tier`` (a graduated tier's units at its price), ``volume`` (every billable unit at the price of the tier
+    the period total fell in), ``flat_fee`` (a tier's flat fee; no quantity). ``tier`` counts from 1; ``lower``
+    (exclusive) and ``upper`` (inclusive; None on the open last tier) bound the tier's billable quantities.
+    """
+
+    kind: Literal["included", "units", "tier", "volume", "flat_fee"]
+    quantity: Decimal | None
+    unit_price: Decimal | None
+    amount: Decimal
+    tier: int | None = None
+    lower: Decimal | None = None
+    upper: Decimal | None = None
 
 
 class Discount(BaseModel):
@@ -121,6 +177,17 @@ class PricingModel(BaseModel):
     )
     by_group: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Parameter overrides per group of the meter, e.g. {gpt-5: {price: '10'}}."
+    )
+    display: Annotated[DisplayName | None, BeforeValidator(check_display)] = Field(
+        None,
+        description="Name on invoices: a text, or a text per language ({en: Input tokens, de: Eingabe-Tokens});"
+        " the meter's display name (or its id, humanised) by default.",
+    )
+    per: Literal[1, 1000, 1000000] | None = Field(
+        None, description="Invoices show the unit price per 1,000 or per 1,000,000 units (display only)."
+    )
+    tax_category: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")] | None = Field(
+        None, description="Tax category of the charge's invoice lines; the meter's, else the invoice's one category."
     )
 
     _variants: dict[str, PricingModel] = PrivateAttr(default_factory=dict)
@@ -183,6 +250,27 @@ class PricingModel(BaseModel):
     def price_per_unit(self, before: Decimal, after: Decimal) -> Decimal | None:
         """The single price per unit of a billable step, or None when no single price applies."""
         return None
+
+    def billable_steps(self, quantity: Decimal) -> tuple[PriceStep, ...] | None:
+        """``period_price(quantity)`` as the steps an invoice shows, their amounts adding up to it exactly; None
+        when the model cannot say (then the invoice shows one line). By default one step at
+        :meth:`price_per_unit`, when a single price applies to the whole period."""
+        if quantity <= 0:
+            return ()
+        price = self.price_per_unit(ZERO, quantity)
+        if price is None or quantity * price != self.period_price(quantity):
+            return None
+        return (PriceStep("units", quantity, price, quantity * price),)
+
+    def steps(self, quantity: Decimal) -> tuple[PriceStep, ...] | None:
+        """The price of a period whose aggregate is ``quantity`` as steps: what the allowance covered (an
+        ``included`` step at no charge), then :meth:`billable_steps` of the rest; None when the model cannot say."""
+        billable = self.billable(quantity)
+        steps = self.billable_steps(billable)
+        if steps is None:
+            return None
+        covered = quantity - billable
+        return ((PriceStep("included", covered, None, ZERO),) if covered > 0 else ()) + steps
 
     def unit_price_of(self, before: Decimal, after: Decimal) -> Decimal | None:
         """:meth:`price_per_unit` of a step, or None when the allowance covered any of it."""
@@ -303,6 +391,9 @@ class PerEventModel(PricingModel):
 
     def period_price(self, quantity: Decimal) -> Decimal:
         raise TypeError(f"{self.name} prices each event, not a period total")
+
+    def billable_steps(self, quantity: Decimal) -> tuple[PriceStep, ...] | None:
+        return None  # each event has its own price: no period steps
 
     def meter_problem(self, meter: Meter) -> str | None:
         if meter.aggregation != "count":
