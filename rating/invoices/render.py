@@ -28,7 +28,7 @@ from typing import Any
 
 from rating.billing.statements import Statement
 from rating.errors import DocumentError, RatingError
-from rating.invoices.issue import Invoice
+from rating.invoices.issue import CreditNote, Invoice
 from rating.invoices.profiles import Party
 from rating.refusals import DocumentRefusal
 
@@ -72,6 +72,18 @@ WORDS = {
         "refunds": "Refunds",
         "chargebacks": "Chargebacks",
         "owed usage": "Usage owed (spent before funds arrived)",
+        "credit_note": "Credit note",
+        "credit_number": "Credit note number",
+        "credits_invoice": "Credits invoice",
+        "invoice_of": "{number} of {date}",
+        "credits_period": "Credit balance of",
+        "reason": "Reason",
+        "line": "Line",
+        "total_credited": "Total credited",
+        "refund_customer": "{amount} of this credit was already paid and is refunded to you.",
+        "refund_wallet": "{amount} of this credit was already paid and is returned to your wallet.",
+        "credit_applied": "This credit is taken off what is due on invoice {invoice}.",
+        "credit_carried": "This credit is carried to your next invoice.",
     },
     "de": {
         "invoice": "Rechnung",
@@ -108,6 +120,18 @@ WORDS = {
         "refunds": "Erstattungen",
         "chargebacks": "Rückbuchungen",
         "owed usage": "Offene Nutzung (vor Eingang der Mittel)",
+        "credit_note": "Gutschrift",
+        "credit_number": "Gutschriftsnummer",
+        "credits_invoice": "Zur Rechnung",
+        "invoice_of": "{number} vom {date}",
+        "credits_period": "Guthaben aus",
+        "reason": "Grund",
+        "line": "Position",
+        "total_credited": "Gutschrift gesamt",
+        "refund_customer": "{amount} dieser Gutschrift wurden bereits bezahlt und werden Ihnen erstattet.",
+        "refund_wallet": "{amount} dieser Gutschrift wurden bereits bezahlt und Ihrem Guthabenkonto gutgeschrieben.",
+        "credit_applied": "Diese Gutschrift wird mit dem offenen Betrag der Rechnung {invoice} verrechnet.",
+        "credit_carried": "Diese Gutschrift wird mit Ihrer nächsten Rechnung verrechnet.",
     },
 }
 
@@ -135,6 +159,29 @@ def invoice_csv(invoices: list[Invoice]) -> str:
     return out.getvalue()
 
 
+CREDIT_NOTE_CSV_COLUMNS = ["number", "customer", "credits", "credits_issued", "line", "description", "amount", "tax"]
+
+
+def credit_note_csv(notes: list[CreditNote]) -> str:
+    """One row per credited line (and per earlier credit a period's note took over), amounts as exact decimal
+    text: ``credits`` is the invoice credited (or ``period:P`` for a period's credit balance)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CREDIT_NOTE_CSV_COLUMNS)
+    for note in notes:
+        credits = note.invoice or f"period:{note.period}"
+        issued = note.invoice_issued.isoformat() if note.invoice_issued else ""
+        for line in note.lines:
+            writer.writerow(
+                [note.number, note.customer, credits, issued, line.line, line.description]
+                + [str(line.amount), str(line.tax)]
+            )
+        for credit in note.carried:
+            description = WORDS["en"]["carried"].format(number=credit.number, period=credit.period)
+            writer.writerow([note.number, note.customer, credits, issued, "", description, str(credit.amount), "0"])
+    return out.getvalue()
+
+
 def require_renderers(pdf: bool) -> None:
     """Refuse early, before anything is issued, when the ``[invoices]`` extra that renders documents is missing."""
     _babel()
@@ -154,19 +201,19 @@ def _babel() -> tuple[Any, Any]:
     return numbers, dates
 
 
-class _Format:
-    """Numbers, money and dates in the invoice's language (Babel)."""
+class _Words:
+    """Words, numbers, money and dates in a document's language (Babel)."""
 
-    def __init__(self, invoice: Invoice) -> None:
+    def __init__(self, language: str, currency: str, scale: int) -> None:
         self.numbers, self.dates = _babel()
-        self.invoice = invoice
-        self.locale = {"en": "en_US", "de": "de_DE"}[invoice.buyer.language]
-        self.words = WORDS[invoice.buyer.language]
+        self.language, self.currency, self.scale = language, currency, scale
+        self.locale = {"en": "en_US", "de": "de_DE"}[language]
+        self.words = WORDS[language]
 
     def money(self, amount: Decimal) -> str:
-        pattern = "#,##0." + "0" * self.invoice.scale if self.invoice.scale else "#,##0"
+        pattern = "#,##0." + "0" * self.scale if self.scale else "#,##0"
         text = self.numbers.format_decimal(amount, format=pattern, locale=self.locale, decimal_quantization=False)
-        return f"{text} {self.invoice.currency}"
+        return f"{text} {self.currency}"
 
     def number(self, amount: Decimal | None) -> str:
         if amount is None:
@@ -175,6 +222,14 @@ class _Format:
 
     def date(self, day: dt.date) -> str:
         return str(self.dates.format_date(day, format="medium", locale=self.locale))
+
+
+class _Format(_Words):
+    """An invoice's lines, totals and notes as text in its buyer's language."""
+
+    def __init__(self, invoice: Invoice) -> None:
+        super().__init__(invoice.buyer.language, invoice.currency, invoice.scale)
+        self.invoice = invoice
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         """Each line as (description, quantity, unit price, amount) text."""
@@ -215,17 +270,59 @@ class _Format:
         return f"{self.words['tax']} ({self.invoice.tax.name} {self.number(self.invoice.tax.rate)} %)"
 
 
-def invoice_html(invoice: Invoice) -> str:
-    """A self-contained HTML page laid out like an invoice."""
-    f, words, e = _Format(invoice), WORDS[invoice.buyer.language], html.escape
-    seller, buyer = invoice.seller, invoice.buyer
+_CSS = """
+body { font-family: Helvetica, Arial, sans-serif; margin: 40px auto; max-width: 800px; color: #222; }
+h1 { font-size: 28px; margin-bottom: 24px; }
+.logo { max-height: 60px; max-width: 240px; margin-bottom: 12px; }
+.parties { display: flex; justify-content: space-between; margin-bottom: 24px; }
+.label { color: #777; font-size: 12px; text-transform: uppercase; margin-bottom: 4px; }
+table { border-collapse: collapse; width: 100%; }
+.meta th { text-align: left; font-weight: normal; color: #777; padding-right: 16px; }
+.lines { margin-top: 24px; }
+.lines th { text-align: left; border-bottom: 2px solid #222; padding: 6px 4px; }
+.lines th.n { text-align: right; }
+.meta { width: auto; }
+.lines td { border-bottom: 1px solid #ddd; padding: 6px 4px; }
+.n { text-align: right; white-space: nowrap; }
+.total td { font-weight: bold; border-top: 2px solid #222; }
+.notes { margin-top: 24px; font-size: 13px; color: #444; }
+.footer { margin-top: 32px; font-size: 12px; color: #777; border-top: 1px solid #ddd; padding-top: 8px; }
+"""
+
+
+def _html_page(language: str, title: str, body: str) -> str:
+    """A self-contained HTML page (no outside references) in ``language``."""
+    e = html.escape
+    return f"""<!DOCTYPE html>
+<html lang="{e(language)}"><head><meta charset="utf-8">
+<title>{e(title)}</title>
+<style>{_CSS}</style></head><body>
+{body}
+</body></html>
+"""
+
+
+def _html_head(f: _Words, title: str, seller: Party, buyer: Party, label: str, meta: list[tuple[str, str]]) -> str:
+    """The top of a document: its title, the seller's and the buyer's blocks, and its numbers and dates."""
+    e = html.escape
 
     def party(who: Party, label: str) -> str:
         lines = [f"<strong>{e(who.legal_name)}</strong>", *map(e, who.address)]
         if who.tax_id:
-            lines.append(f"{e(words['tax_id'])}: {e(who.tax_id)}")
+            lines.append(f"{e(f.words['tax_id'])}: {e(who.tax_id)}")
         return f'<div class="party"><div class="label">{e(label)}</div>{"<br>".join(lines)}</div>'
 
+    meta_html = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in meta)
+    return (
+        f"<h1>{e(title)}</h1>\n"
+        f'<div class="parties">{party(seller, "")}{party(buyer, label)}</div>\n'
+        f'<table class="meta">{meta_html}</table>'
+    )
+
+
+def invoice_html(invoice: Invoice) -> str:
+    """A self-contained HTML page laid out like an invoice."""
+    f, words, e = _Format(invoice), WORDS[invoice.buyer.language], html.escape
     rows = "".join(
         f"<tr><td>{e(d)}</td><td class=n>{e(q)}</td><td class=n>{e(p)}</td><td class=n>{e(a)}</td></tr>"
         for d, q, p, a in f.rows()
@@ -240,36 +337,18 @@ def invoice_html(invoice: Invoice) -> str:
         (words["due"], f.date(invoice.due)),
         (words["period"], f"{f.date(invoice.period_start)} – {f.date(invoice.period_end)}"),
     ]
-    meta_html = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in meta)
     notes = "".join(f"<p>{e(note)}</p>" for note in f.notes())
-    return f"""<!DOCTYPE html>
-<html lang="{invoice.buyer.language}"><head><meta charset="utf-8">
-<title>{e(words["invoice"])} {e(invoice.number)}</title>
-<style>
-body {{ font-family: Helvetica, Arial, sans-serif; margin: 40px auto; max-width: 800px; color: #222; }}
-h1 {{ font-size: 28px; margin-bottom: 24px; }}
-.parties {{ display: flex; justify-content: space-between; margin-bottom: 24px; }}
-.label {{ color: #777; font-size: 12px; text-transform: uppercase; margin-bottom: 4px; }}
-table {{ border-collapse: collapse; width: 100%; }}
-.meta th {{ text-align: left; font-weight: normal; color: #777; padding-right: 16px; }}
-.lines {{ margin-top: 24px; }}
-.lines th {{ text-align: left; border-bottom: 2px solid #222; padding: 6px 4px; }}
-.lines th.n {{ text-align: right; }}
-.meta {{ width: auto; }}
-.lines td {{ border-bottom: 1px solid #ddd; padding: 6px 4px; }}
-.n {{ text-align: right; white-space: nowrap; }}
-.total td {{ font-weight: bold; border-top: 2px solid #222; }}
-.notes {{ margin-top: 24px; font-size: 13px; color: #444; }}
-</style></head><body>
-<h1>{e(words["invoice"])} {e(invoice.number)}</h1>
-<div class="parties">{party(seller, "")}{party(buyer, words["bill_to"])}</div>
-<table class="meta">{meta_html}</table>
+    title = f"{words['invoice']} {invoice.number}"
+    head = _html_head(f, title, invoice.seller, invoice.buyer, words["bill_to"], meta)
+    return _html_page(
+        invoice.buyer.language,
+        title,
+        f"""{head}
 <table class="lines"><thead><tr><th>{e(words["description"])}</th><th class=n>{e(words["quantity"])}</th>
 <th class=n>{e(words["unit_price"])}</th><th class=n>{e(words["amount"])}</th></tr></thead>
 <tbody>{rows}{totals}</tbody></table>
-<div class="notes">{notes}</div>
-</body></html>
-"""
+<div class="notes">{notes}</div>""",
+    )
 
 
 class _PdfText:
@@ -377,6 +456,34 @@ def _party_lines(who: Party, prefix: str, tax_label: str) -> list[tuple[str, str
     return lines
 
 
+def _pdf_head(
+    page: _PdfText, f: _Words, title: str, seller: Party, buyer: Party, label: str, meta: list[tuple[str, str, str]]
+) -> None:
+    """The top of a document's first page: its title, the seller's and the buyer's blocks, and its numbers and
+    dates (``meta``: field, label, value)."""
+    pdf = page.pdf
+    page.font("B", 20)
+    page.cell("number", 0, 12, title, new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    top = pdf.get_y()
+    bottom = top
+    for x, who, prefix, heading in ((10, seller, "seller", ""), (110, buyer, "buyer", label)):
+        pdf.set_xy(x, top)
+        if heading:
+            page.font("", 8)
+            page.cell("label", 90, 5, heading.upper(), new_x="LEFT", new_y="NEXT")
+        for number, (field, text) in enumerate(_party_lines(who, prefix, f.words["tax_id"])):
+            page.font("B" if number == 0 else "", 10)
+            page.cell(field, 90, 5, text, new_x="LEFT", new_y="NEXT")
+        bottom = max(bottom, pdf.get_y())
+    pdf.set_xy(10, max(bottom, top + 35) + 4)
+    page.font("", 10)
+    for field, key, value in meta:
+        page.cell("label", 45, 6, key)
+        page.multi_cell(field, 0, 6, value, new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+
+
 def invoice_pdf(invoice: Invoice, fonts: Sequence[str | Path] = ()) -> bytes:
     """The invoice as a one-or-more-page A4 PDF; ``fonts`` are font files for what DejaVu Sans does not cover.
 
@@ -384,33 +491,13 @@ def invoice_pdf(invoice: Invoice, fonts: Sequence[str | Path] = ()) -> bytes:
     f, words = _Format(invoice), WORDS[invoice.buyer.language]
     page = _PdfText(f"invoice {invoice.number}", fonts)
     pdf = page.pdf
-    page.font("B", 20)
-    page.cell("number", 0, 12, f"{words['invoice']} {invoice.number}", new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(4)
-    top = pdf.get_y()
-    for x, who, prefix, label in (
-        (10, invoice.seller, "seller", ""),
-        (110, invoice.buyer, "buyer", words["bill_to"]),
-    ):
-        pdf.set_xy(x, top)
-        if label:
-            page.font("", 8)
-            page.cell("label", 90, 5, label.upper(), new_x="LEFT", new_y="NEXT")
-        for number, (field, text) in enumerate(_party_lines(who, prefix, words["tax_id"])):
-            page.font("B" if number == 0 else "", 10)
-            page.cell(field, 90, 5, text, new_x="LEFT", new_y="NEXT")
-    pdf.set_xy(10, max(pdf.get_y(), top + 35) + 4)
-    page.font("", 10)
     meta = [
         ("number", words["number"], invoice.number),
         ("issued", words["issued"], f.date(invoice.issued)),
         ("due", words["due"], f.date(invoice.due)),
         ("period", words["period"], f"{f.date(invoice.period_start)} – {f.date(invoice.period_end)}"),
     ]
-    for field, key, value in meta:
-        page.cell("label", 45, 6, key)
-        page.cell(field, 0, 6, value, new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(4)
+    _pdf_head(page, f, f"{words['invoice']} {invoice.number}", invoice.seller, invoice.buyer, words["bill_to"], meta)
     widths = (88, 36, 30, 36)
     page.font("B", 9)
     for width, title, align in zip(widths, ("description", "quantity", "unit_price", "amount"), "LRRR", strict=True):
@@ -430,6 +517,131 @@ def invoice_pdf(invoice: Invoice, fonts: Sequence[str | Path] = ()) -> bytes:
     page.font("", 9)
     for note in f.notes():
         page.multi_cell("notes", 0, 5, note, new_x="LMARGIN", new_y="NEXT")
+    return page.output()
+
+
+class _NoteFormat(_Words):
+    """A credit note's numbers, lines, totals and notes as text in its buyer's language."""
+
+    def __init__(self, note: CreditNote) -> None:
+        numbers, _ = _babel()
+        scale = note.scale if note.scale is not None else int(numbers.get_currency_precision(note.currency))
+        super().__init__(note.buyer.language, note.currency, scale)
+        self.note = note
+
+    @property
+    def title(self) -> str:
+        return f"{self.words['credit_note']} {self.note.number}"
+
+    def meta(self) -> list[tuple[str, str, str]]:
+        """(field, label, value): its number and date, the invoice it credits (number and date) or the period
+        whose credit balance it is, and why."""
+        words, note = self.words, self.note
+        meta = [("number", words["credit_number"], note.number), ("issued", words["issued"], self.date(note.issued))]
+        if note.invoice is not None:
+            credited = note.invoice
+            if note.invoice_issued is not None:
+                credited = words["invoice_of"].format(number=note.invoice, date=self.date(note.invoice_issued))
+            meta.append(("invoice", words["credits_invoice"], credited))
+        else:
+            meta.append(("period", words["credits_period"], note.period or ""))
+        meta.append(("reason", words["reason"], note.reason))
+        return meta
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """Each credited line as (invoice line number, description, tax, amount) text."""
+        return [
+            (
+                str(line.line) if self.note.invoice else "",
+                line.description,
+                self.money(line.tax),
+                self.money(line.amount),
+            )
+            for line in self.note.lines
+        ]
+
+    def totals(self) -> list[tuple[str, str, Decimal, bool]]:
+        """(field, label, amount, bold): subtotal, tax, the earlier credits a period's note took over, the total."""
+        words, note = self.words, self.note
+        tax = words["tax"]
+        if note.tax is not None:
+            tax = f"{tax} ({note.tax.name} {self.number(note.tax.rate)} %)"
+        carried = [
+            ("carried", words["carried"].format(number=c.number, period=c.period), c.amount, False)
+            for c in note.carried
+        ]
+        return [
+            ("label", words["subtotal"], note.subtotal, False),
+            ("tax.name", tax, note.tax_total, False),
+            *carried,
+            ("label", words["total_credited"], note.total, True),
+        ]
+
+    def notes(self) -> list[str]:
+        words, note = self.words, self.note
+        if note.invoice is None:
+            return [words["credit_carried"]]
+        notes = []
+        if note.total > note.refund:
+            notes.append(words["credit_applied"].format(invoice=note.invoice))
+        if note.refund and note.refund_to is not None:
+            notes.append(words[f"refund_{note.refund_to}"].format(amount=self.money(note.refund)))
+        return notes
+
+
+def credit_note_html(note: CreditNote) -> str:
+    """A self-contained HTML page of a credit note, naming the invoice it credits (number and date)."""
+    f, e = _NoteFormat(note), html.escape
+    words = f.words
+    rows = "".join(
+        f"<tr><td>{e(n)}</td><td>{e(d)}</td><td class=n>{e(t)}</td><td class=n>{e(a)}</td></tr>"
+        for n, d, t, a in f.rows()
+    )
+    totals = "".join(
+        f"<tr{' class=total' if bold else ''}><td colspan=3>{e(label)}</td><td class=n>{e(f.money(amount))}</td></tr>"
+        for _, label, amount, bold in f.totals()
+    )
+    head = _html_head(f, f.title, note.seller, note.buyer, words["bill_to"], [(k, v) for _, k, v in f.meta()])
+    notes = "".join(f"<p>{e(text)}</p>" for text in f.notes())
+    return _html_page(
+        f.language,
+        f.title,
+        f"""{head}
+<table class="lines"><thead><tr><th>{e(words["line"])}</th><th>{e(words["description"])}</th>
+<th class=n>{e(words["tax"])}</th><th class=n>{e(words["amount"])}</th></tr></thead>
+<tbody>{rows}{totals}</tbody></table>
+<div class="notes">{notes}</div>""",
+    )
+
+
+def credit_note_pdf(note: CreditNote, fonts: Sequence[str | Path] = ()) -> bytes:
+    """A credit note as an A4 PDF, naming the invoice it credits (number and date); ``fonts`` as for invoices.
+
+    Raises ``DocumentError`` (``unrenderable_text``) for a character no font covers."""
+    f = _NoteFormat(note)
+    words = f.words
+    page = _PdfText(f"credit note {note.number}", fonts)
+    pdf = page.pdf
+    _pdf_head(page, f, f.title, note.seller, note.buyer, words["bill_to"], f.meta())
+    widths = (18, 100, 36, 36)
+    page.font("B", 9)
+    for width, title, align in zip(widths, ("line", "description", "tax", "amount"), "LLRR", strict=True):
+        page.cell("label", width, 7, words[title], border="B", align=align)
+    pdf.ln()
+    page.font("", 9)
+    for index, row in enumerate(f.rows()):
+        fields = ("label", f"lines[{index}].description", "currency", "currency")
+        for width, field, text, align in zip(widths, fields, row, "LLRR", strict=True):
+            page.cell(field, width, 6, text, border="B", align=align)
+        pdf.ln()
+    for field, label, amount, bold in f.totals():
+        page.font("B" if bold else "", 10)
+        page.cell(field, sum(widths[:3]), 7, label, align="R")
+        page.cell("currency", widths[3], 7, f.money(amount), align="R", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(6)
+    page.font("", 9)
+    for text in f.notes():
+        page.multi_cell("notes", 0, 5, text, new_x="LMARGIN", new_y="NEXT")
     return page.output()
 
 

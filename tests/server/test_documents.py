@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -139,3 +140,31 @@ def test_a_statement_shows_the_periods_funds_and_renders(client: TestClient, db:
     assert pdf.content[:5] == b"%PDF-"
     bad = client.get("/v1/customers/dev-2/statement?period=last-week", headers=READ)
     assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_request")
+
+
+def test_a_credit_note_renders_as_pdf_and_html_naming_the_invoice_it_credits(
+    client: TestClient, db: str, registry: Registry
+) -> None:
+    from pypdf import PdfReader
+
+    client.post("/v1/events", json=event("a1", "acme-labs", input_tokens=1_000_000), headers=WRITE)
+    catalog = load_catalog([EXAMPLE], registry)
+    with registry.open_storage(db) as storage:
+        close_period(Engine(catalog, storage, registry, clock=later), "2026-11", ["acme-labs"])
+        billing = load_billing(ROOT / "pricebooks" / "billing.yaml")
+        report = issue_invoices(storage, catalog, billing, "2026-11", ["acme-labs"], issued=dt.date(2026, 12, 1))
+        [issued] = report.issued
+        note, _ = credit_invoice(storage, issued.number, "goodwill-1", "goodwill", line=1, amount=Decimal("0.10"))
+    pdf = client.get(f"/v1/credit-notes/{note.number}.pdf", headers=READ)
+    assert (pdf.status_code, pdf.headers["content-type"]) == (200, "application/pdf")
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert f"Credit note {note.number}" in text and f"{issued.number} of Dec 1, 2026" in text
+    page = client.get(f"/v1/credit-notes/{note.number}.html", headers=READ)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert f"{issued.number} of Dec 1, 2026" in page.text and "goodwill" in page.text
+    missing = client.get("/v1/credit-notes/CN-9999.pdf", headers=READ)
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "unknown_invoice")
+    assert client.get(f"/v1/credit-notes/{note.number}.pdf").status_code == 401
+    spec = client.get("/openapi.json").json()
+    assert "/v1/credit-notes/{number}" in spec["paths"]
+    assert "application/pdf" in spec["paths"]["/v1/credit-notes/{number}"]["get"]["responses"]["200"]["content"]
