@@ -16,6 +16,7 @@ extra). A character no font covers is never replaced: rendering stops with
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
 import html
@@ -84,6 +85,17 @@ WORDS = {
         "refund_wallet": "{amount} of this credit was already paid and is returned to your wallet.",
         "credit_applied": "This credit is taken off what is due on invoice {invoice}.",
         "credit_carried": "This credit is carried to your next invoice.",
+        "page": "Page {page} of {pages}",
+        "registration": "Register",
+        "payment": "Payment details",
+        "account_holder": "Account holder",
+        "bank": "Bank",
+        "iban": "IBAN",
+        "bic": "BIC",
+        "pay_online": "Pay online",
+        "email": "Email",
+        "phone": "Phone",
+        "website": "Web",
     },
     "de": {
         "invoice": "Rechnung",
@@ -132,6 +144,17 @@ WORDS = {
         "refund_wallet": "{amount} dieser Gutschrift wurden bereits bezahlt und Ihrem Guthabenkonto gutgeschrieben.",
         "credit_applied": "Diese Gutschrift wird mit dem offenen Betrag der Rechnung {invoice} verrechnet.",
         "credit_carried": "Diese Gutschrift wird mit Ihrer nächsten Rechnung verrechnet.",
+        "page": "Seite {page} von {pages}",
+        "registration": "Handelsregister",
+        "payment": "Bankverbindung",
+        "account_holder": "Kontoinhaber",
+        "bank": "Bank",
+        "iban": "IBAN",
+        "bic": "BIC",
+        "pay_online": "Online bezahlen",
+        "email": "E-Mail",
+        "phone": "Telefon",
+        "website": "Web",
     },
 }
 
@@ -223,6 +246,13 @@ class _Words:
     def date(self, day: dt.date) -> str:
         return str(self.dates.format_date(day, format="medium", locale=self.locale))
 
+    def country(self, code: str, language: str | None = None) -> str:
+        """The country's name in the document's language (or ``language``); the code when Babel has none."""
+        from babel import Locale
+
+        locale = Locale.parse(language or self.locale)
+        return str(locale.territories.get(code, code))
+
 
 class _Format(_Words):
     """An invoice's lines, totals and notes as text in its buyer's language."""
@@ -290,14 +320,19 @@ table { border-collapse: collapse; width: 100%; }
 """
 
 
-def _html_page(language: str, title: str, body: str) -> str:
-    """A self-contained HTML page (no outside references) in ``language``."""
+def _html_page(language: str, title: str, body: str, seller: Party | None = None, f: _Words | None = None) -> str:
+    """A self-contained HTML page (no outside references) in ``language``; the seller's contact at its foot."""
     e = html.escape
+    footer = ""
+    if seller is not None and f is not None:
+        contact = _contact_line(seller, f)
+        if contact:
+            footer = f'\n<div class="footer">{e(seller.legal_name)} · {e(contact[0][1])}</div>'
     return f"""<!DOCTYPE html>
 <html lang="{e(language)}"><head><meta charset="utf-8">
 <title>{e(title)}</title>
 <style>{_CSS}</style></head><body>
-{body}
+{body}{footer}
 </body></html>
 """
 
@@ -306,16 +341,21 @@ def _html_head(f: _Words, title: str, seller: Party, buyer: Party, label: str, m
     """The top of a document: its title, the seller's and the buyer's blocks, and its numbers and dates."""
     e = html.escape
 
-    def party(who: Party, label: str) -> str:
-        lines = [f"<strong>{e(who.legal_name)}</strong>", *map(e, who.address)]
-        if who.tax_id:
-            lines.append(f"{e(f.words['tax_id'])}: {e(who.tax_id)}")
+    def party(who: Party, prefix: str, label: str) -> str:
+        texts = [e(text) for _, text in _party_lines(who, prefix, f)]
+        lines = [f"<strong>{texts[0]}</strong>", *texts[1:]]
         return f'<div class="party"><div class="label">{e(label)}</div>{"<br>".join(lines)}</div>'
 
     meta_html = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in meta)
+    logo = _logo(seller)
+    image = ""
+    if logo is not None:
+        kind = "png" if Path(logo).read_bytes()[:4] == b"\x89PNG" else "jpeg"
+        data = base64.b64encode(Path(logo).read_bytes()).decode("ascii")
+        image = f'<img class="logo" alt="{e(seller.legal_name)}" src="data:image/{kind};base64,{data}">\n'
     return (
-        f"<h1>{e(title)}</h1>\n"
-        f'<div class="parties">{party(seller, "")}{party(buyer, label)}</div>\n'
+        f"{image}<h1>{e(title)}</h1>\n"
+        f'<div class="parties">{party(seller, "seller", "")}{party(buyer, "buyer", label)}</div>\n'
         f'<table class="meta">{meta_html}</table>'
     )
 
@@ -338,6 +378,7 @@ def invoice_html(invoice: Invoice) -> str:
         (words["period"], f"{f.date(invoice.period_start)} – {f.date(invoice.period_end)}"),
     ]
     notes = "".join(f"<p>{e(note)}</p>" for note in f.notes())
+    notes += "".join(f"<p>{e(text)}</p>" for _, text in _payment_lines(invoice.seller, invoice.buyer, f))
     title = f"{words['invoice']} {invoice.number}"
     head = _html_head(f, title, invoice.seller, invoice.buyer, words["bill_to"], meta)
     return _html_page(
@@ -348,6 +389,8 @@ def invoice_html(invoice: Invoice) -> str:
 <th class=n>{e(words["unit_price"])}</th><th class=n>{e(words["amount"])}</th></tr></thead>
 <tbody>{rows}{totals}</tbody></table>
 <div class="notes">{notes}</div>""",
+        invoice.seller,
+        f,
     )
 
 
@@ -362,7 +405,11 @@ class _PdfText:
             raise RatingError("PDF documents need the invoices extra: pip install 'rating[invoices]'") from None
         self.what = what
         self.pdf = FPDF(format="A4")
-        self.pdf.set_auto_page_break(auto=True, margin=20)
+        self.pdf.set_auto_page_break(auto=True, margin=26)  # room for the footer
+        #: The footer of every page: lines of small text (field, text), and "Page {page} of {pages}" in words.
+        self.footer_lines: list[tuple[str, str]] = []
+        self.page_label = ""
+        self.pdf.footer = self._footer  # type: ignore[method-assign]
         self.pdf.add_font("dejavu", "", FONTS / "DejaVuSans.ttf")
         self.pdf.add_font("dejavu", "B", FONTS / "DejaVuSans-Bold.ttf")
         extra = []
@@ -377,6 +424,19 @@ class _PdfText:
             self.pdf.set_fallback_fonts(extra, exact_match=False)  # a regular CJK font also draws bold text
         self._extra: list[Any] = [self.pdf.fonts[key] for key in extra]  # TTFFonts (fpdf2 is optional)
         self.pdf.add_page()
+
+    def _footer(self) -> None:
+        """Each page's footer: the footer lines left, the page number and the page count right (fpdf2 writes
+        the count in place of ``{nb}`` once the last page is known)."""
+        self.pdf.set_y(-20)
+        self.font("", 7)
+        self.pdf.set_text_color(110)
+        for field, text in self.footer_lines:
+            self.multi_cell(field, 150, 3.5, text, new_x="LMARGIN", new_y="NEXT", align="L")
+        if self.page_label:
+            self.pdf.set_xy(160, -20)
+            self.cell("label", 40, 3.5, self.page_label.format(page=self.pdf.page_no(), pages="{nb}"), align="R")
+        self.pdf.set_text_color(0)
 
     def font(self, style: str, size: float) -> None:
         self.pdf.set_font("dejavu", style, size)
@@ -447,13 +507,57 @@ def _needs_shaping(text: str) -> bool:
     )
 
 
-def _party_lines(who: Party, prefix: str, tax_label: str) -> list[tuple[str, str]]:
-    """A seller's or a buyer's lines on the page, each with the field it shows."""
+def _party_lines(who: Party, prefix: str, f: _Words) -> list[tuple[str, str]]:
+    """A seller's or a buyer's lines on the page, each with the field it shows: name, address, country (unless
+    the address ends with it), tax id and register."""
+    words = f.words
     lines = [(f"{prefix}.legal_name", who.legal_name)]
     lines += [(f"{prefix}.address[{index}]", line) for index, line in enumerate(who.address)]
+    country = f.country(who.country)
+    last = who.address[-1].strip().casefold() if who.address else ""
+    if last not in {country.casefold(), f.country(who.country, "en").casefold(), who.country.casefold()}:
+        lines.append((f"{prefix}.country", country))
     if who.tax_id:
-        lines.append((f"{prefix}.tax_id", f"{tax_label}: {who.tax_id}"))
+        lines.append((f"{prefix}.tax_id", f"{words['tax_id']}: {who.tax_id}"))
+    if who.registration:
+        lines.append((f"{prefix}.registration", f"{words['registration']}: {who.registration}"))
     return lines
+
+
+def _contact_line(who: Party, f: _Words) -> list[tuple[str, str]]:
+    """The seller's email, phone and website, as one footer line (none when it gives none)."""
+    parts = [
+        (field, f"{f.words[field]}: {value}")
+        for field, value in (("email", who.email), ("phone", who.phone), ("website", who.website))
+        if value
+    ]
+    return [("seller.contact", " · ".join(text for _, text in parts))] if parts else []
+
+
+def _payment_lines(seller: Party, buyer: Party, f: _Words) -> list[tuple[str, str]]:
+    """How to pay, from the buyer's profile or else the seller (field, text): bank details, a link, a note."""
+    payment = buyer.payment or seller.payment
+    if payment is None:
+        return []
+    words, who = f.words, "buyer" if buyer.payment else "seller"
+    lines = []
+    for keys in (("account_holder", "bank"), ("iban", "bic")):
+        parts = [f"{words[key]}: {getattr(payment, key)}" for key in keys if getattr(payment, key)]
+        if parts:
+            lines.append((f"{who}.payment", " · ".join(parts)))
+    if lines:
+        lines.insert(0, (f"{who}.payment", words["payment"]))
+    if payment.link:
+        lines.append((f"{who}.payment.link", f"{words['pay_online']}: {payment.link}"))
+    if payment.note:
+        lines.append((f"{who}.payment.note", payment.note))
+    return lines
+
+
+def _logo(seller: Party) -> str | None:
+    """The seller's logo file, if it names one that is still there (an old document whose logo file is gone
+    renders without it)."""
+    return seller.logo if seller.logo and Path(seller.logo).is_file() else None
 
 
 def _pdf_head(
@@ -462,6 +566,20 @@ def _pdf_head(
     """The top of a document's first page: its title, the seller's and the buyer's blocks, and its numbers and
     dates (``meta``: field, label, value)."""
     pdf = page.pdf
+    page.footer_lines = [(field, f"{seller.legal_name} · {text}") for field, text in _contact_line(seller, f)]
+    page.page_label = f.words["page"]
+    page.font("", 7)  # the footer's: its text is checked before any page is drawn
+    page.checked("label", page.page_label)
+    for field, text in page.footer_lines:
+        page.checked(field, text)
+    logo = _logo(seller)
+    if logo is not None:
+        try:
+            pdf.image(logo, x=10, y=10, h=16, keep_aspect_ratio=True, w=60)
+        except Exception as error:  # fpdf2 and Pillow raise many kinds for an image they cannot read
+            page.close()
+            raise RatingError(f"{page.what}: cannot draw the logo {logo}: {error}") from None
+        pdf.set_y(30)
     page.font("B", 20)
     page.cell("number", 0, 12, title, new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
@@ -472,15 +590,15 @@ def _pdf_head(
         if heading:
             page.font("", 8)
             page.cell("label", 90, 5, heading.upper(), new_x="LEFT", new_y="NEXT")
-        for number, (field, text) in enumerate(_party_lines(who, prefix, f.words["tax_id"])):
+        for number, (field, text) in enumerate(_party_lines(who, prefix, f)):
             page.font("B" if number == 0 else "", 10)
-            page.cell(field, 90, 5, text, new_x="LEFT", new_y="NEXT")
+            page.multi_cell(field, 90, 5, text, new_x="LEFT", new_y="NEXT", align="L")
         bottom = max(bottom, pdf.get_y())
     pdf.set_xy(10, max(bottom, top + 35) + 4)
     page.font("", 10)
     for field, key, value in meta:
         page.cell("label", 45, 6, key)
-        page.multi_cell(field, 0, 6, value, new_x="LMARGIN", new_y="NEXT")
+        page.multi_cell(field, 0, 6, value, new_x="LMARGIN", new_y="NEXT", align="L")
     pdf.ln(4)
 
 
@@ -517,7 +635,17 @@ def invoice_pdf(invoice: Invoice, fonts: Sequence[str | Path] = ()) -> bytes:
     page.font("", 9)
     for note in f.notes():
         page.multi_cell("notes", 0, 5, note, new_x="LMARGIN", new_y="NEXT")
+    _pdf_payment(page, f, invoice.seller, invoice.buyer)
     return page.output()
+
+
+def _pdf_payment(page: _PdfText, f: _Words, seller: Party, buyer: Party) -> None:
+    """How to pay, under the notes."""
+    lines = _payment_lines(seller, buyer, f)
+    if lines:
+        page.pdf.ln(2)
+    for field, text in lines:
+        page.multi_cell(field, 0, 5, text, new_x="LMARGIN", new_y="NEXT", align="L")
 
 
 class _NoteFormat(_Words):
@@ -611,6 +739,8 @@ def credit_note_html(note: CreditNote) -> str:
 <th class=n>{e(words["tax"])}</th><th class=n>{e(words["amount"])}</th></tr></thead>
 <tbody>{rows}{totals}</tbody></table>
 <div class="notes">{notes}</div>""",
+        note.seller,
+        f,
     )
 
 
