@@ -96,6 +96,13 @@ WORDS = {
         "email": "Email",
         "phone": "Phone",
         "website": "Web",
+        "funds": "Funds ({asset})",
+        "added": "Added",
+        "taken": "Taken",
+        "balance": "Funds",
+        "amount_due": "Amount due",
+        "credit_balance": "Credit balance",
+        "meter": "Meter and model",
     },
     "de": {
         "invoice": "Rechnung",
@@ -155,6 +162,13 @@ WORDS = {
         "email": "E-Mail",
         "phone": "Telefon",
         "website": "Web",
+        "funds": "Guthaben ({asset})",
+        "added": "Zugang",
+        "taken": "Abgang",
+        "balance": "Guthaben",
+        "amount_due": "Offener Betrag",
+        "credit_balance": "Guthaben zu Ihren Gunsten",
+        "meter": "Zähler und Modell",
     },
 }
 
@@ -779,75 +793,154 @@ def _described(meter: str, group: tuple[str, ...]) -> str:
     return f"{meter} ({', '.join(group)})" if group else meter
 
 
-def _statement_tables(item: Statement, language: str) -> tuple[str, list[list[str]], list[list[str]]]:
-    """The title, the per-asset summary rows and the usage rows of a statement, as text in ``language``."""
-    words = WORDS[language]
-    numbers, _ = _babel()
-    locale = {"en": "en_US", "de": "de_DE"}[language]
-
-    def amount(value: Decimal | None, asset: str) -> str:
-        if value is None:
-            return ""
-        return f"{numbers.format_decimal(value, format='#,##0.##########', locale=locale)} {asset}"
-
-    summary = []
-    for asset in item.assets:
-        summary.append([words["opening"], amount(asset.opening, asset.asset)])
-        summary += [[words.get(k, k), amount(v, asset.asset)] for k, v in asset.movements.items()]
-        summary.append([words["closing"], amount(asset.closing, asset.asset)])
-        if asset.closing_value is not None and asset.asset != item.currency:
-            summary.append([words["value"], amount(asset.closing_value, item.currency)])
-        if asset.owed:
-            summary.append([words["owed"], amount(asset.owed, asset.asset)])
-    usage = [
-        [_described(u.meter, u.group), numbers.format_decimal(u.quantity, locale=locale), amount(u.amount, u.asset)]
-        for u in item.usage
-    ]
-    return f"{words['statement']} {item.customer} {item.period}", summary, usage
+#: A row of a statement's funds table: (label, added, taken, funds, bold); empty cells are "".
+_FundsRow = tuple[str, str, str, str, bool]
 
 
-def statement_html(item: Statement, language: str = "en") -> str:
-    """A self-contained HTML page of a statement."""
-    e, words = html.escape, WORDS[language]
-    title, summary, usage = _statement_tables(item, language)
-    summary_rows = "".join(f"<tr><td>{e(k)}</td><td class=n>{e(v)}</td></tr>" for k, v in summary)
-    usage_rows = "".join(f"<tr><td>{e(m)}</td><td class=n>{e(q)}</td><td class=n>{e(a)}</td></tr>" for m, q, a in usage)
-    return f"""<!DOCTYPE html>
-<html lang="{language}"><head><meta charset="utf-8"><title>{e(title)}</title>
-<style>
-body {{ font-family: Helvetica, Arial, sans-serif; margin: 40px auto; max-width: 800px; color: #222; }}
-table {{ border-collapse: collapse; width: 100%; margin-bottom: 24px; }}
-td, th {{ border-bottom: 1px solid #ddd; padding: 6px 4px; text-align: left; }}
-.n {{ text-align: right; white-space: nowrap; }}
-</style></head><body>
-<h1>{e(title)}</h1>
-<table>{summary_rows}</table>
+class _StatementFormat(_Words):
+    """A statement as text in ``language``: what moved the funds of each asset in two columns (added, taken),
+    never a negative amount: funds are never below zero, and what is owed is shown as the amount due."""
+
+    def __init__(self, item: Statement, language: str) -> None:
+        super().__init__(language, item.currency, 0)
+        self.item = item
+
+    def amount(self, value: Decimal, asset: str) -> str:
+        return f"{self.numbers.format_decimal(value, format='#,##0.##########', locale=self.locale)} {asset}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.words['statement']} {self.item.customer} {self.item.period}"
+
+    def meta(self) -> list[tuple[str, str, str]]:
+        item = self.item
+        end = item.end - dt.timedelta(microseconds=1)
+        return [
+            ("customer", self.words["customer"], item.customer),
+            ("period", self.words["period"], f"{self.date(item.start.date())} – {self.date(end.date())}"),
+        ]
+
+    def funds(self) -> list[tuple[str, list[_FundsRow]]]:
+        """Per asset: its opening funds, each movement as added or taken, its closing funds, their value in the
+        pricebook currency, and the amount due."""
+        words, tables = self.words, []
+        for asset in self.item.assets:
+            name = asset.asset
+            rows: list[_FundsRow] = [(words["opening"], "", "", self.amount(asset.opening, name), False)]
+            for key, moved in asset.movements.items():
+                shown = self.amount(abs(moved), name)
+                rows.append((words.get(key, key), shown if moved > 0 else "", shown if moved < 0 else "", "", False))
+            rows.append((words["closing"], "", "", self.amount(asset.closing, name), True))
+            if asset.closing_value is not None and name != self.item.currency:
+                rows.append((words["value"], "", "", self.amount(asset.closing_value, self.item.currency), False))
+            if asset.owed > 0:
+                rows.append((words["amount_due"], "", "", self.amount(asset.owed, name), True))
+            elif asset.owed < 0:  # the customer paid more than it owed: owed back, shown as a credit
+                rows.append((words["credit_balance"], "", "", self.amount(-asset.owed, name), True))
+            tables.append((name, rows))
+        return tables
+
+    def usage(self) -> list[tuple[str, str, str]]:
+        return [
+            (_described(u.meter, u.group), self.number(u.quantity), self.amount(u.amount, u.asset))
+            for u in self.item.usage
+        ]
+
+
+def _statement_party(item: Statement, buyer: Party | None) -> Party:
+    """The buyer block of a statement: the customer's billing profile, or its id alone."""
+    if buyer is not None:
+        return buyer
+    return Party.model_construct(legal_name=item.customer, address=(), country="", tax_id=None)
+
+
+def statement_html(
+    item: Statement, language: str = "en", seller: Party | None = None, buyer: Party | None = None
+) -> str:
+    """A self-contained HTML page of a statement: the seller's and the customer's blocks (from the billing file,
+    when given), each asset's funds as added and taken, the amount due, and the usage, under column headers."""
+    e, f = html.escape, _StatementFormat(item, language)
+    words = f.words
+    meta = [(k, v) for _, k, v in f.meta()]
+    if seller is not None:
+        head = _html_head(f, f.title, seller, _statement_party(item, buyer), words["customer"], meta)
+    else:
+        meta_rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in meta)
+        head = f'<h1>{e(f.title)}</h1>\n<table class="meta">{meta_rows}</table>'
+    tables = []
+    for asset, rows in f.funds():
+        body = "".join(
+            f"<tr{' class=total' if bold else ''}><td>{e(label)}</td><td class=n>{e(added)}</td>"
+            f"<td class=n>{e(taken)}</td><td class=n>{e(funds)}</td></tr>"
+            for label, added, taken, funds, bold in rows
+        )
+        tables.append(
+            f'<table class="lines"><thead><tr><th>{e(words["funds"].format(asset=asset))}</th>'
+            f"<th class=n>{e(words['added'])}</th><th class=n>{e(words['taken'])}</th>"
+            f"<th class=n>{e(words['balance'])}</th></tr></thead><tbody>{body}</tbody></table>"
+        )
+    usage = "".join(f"<tr><td>{e(m)}</td><td class=n>{e(q)}</td><td class=n>{e(a)}</td></tr>" for m, q, a in f.usage())
+    return _html_page(
+        language,
+        f.title,
+        f"""{head}
+{"".join(tables)}
 <h2>{e(words["usage by meter"])}</h2>
-<table><tr><th></th><th class=n>{e(words["quantity"])}</th><th class=n>{e(words["amount"])}</th></tr>
-{usage_rows}</table>
-</body></html>
-"""
+<table class="lines"><thead><tr><th>{e(words["meter"])}</th><th class=n>{e(words["quantity"])}</th>
+<th class=n>{e(words["amount"])}</th></tr></thead><tbody>{usage}</tbody></table>""",
+        seller,
+        f,
+    )
 
 
-def statement_pdf(item: Statement, language: str = "en", fonts: Sequence[str | Path] = ()) -> bytes:
-    """A statement as an A4 PDF; ``fonts`` are font files for what DejaVu Sans does not cover.
+def statement_pdf(
+    item: Statement,
+    language: str = "en",
+    fonts: Sequence[str | Path] = (),
+    seller: Party | None = None,
+    buyer: Party | None = None,
+) -> bytes:
+    """A statement as an A4 PDF (as :func:`statement_html` lays it out); ``fonts`` are font files for what
+    DejaVu Sans does not cover.
 
     Raises ``DocumentError`` (``unrenderable_text``) for a character no font covers."""
-    words = WORDS[language]
-    title, summary, usage = _statement_tables(item, language)
+    f = _StatementFormat(item, language)
+    words = f.words
     page = _PdfText(f"statement {item.customer} {item.period}", fonts)
     pdf = page.pdf
-    page.font("B", 18)
-    page.cell("customer", 0, 12, title, new_x="LMARGIN", new_y="NEXT")
-    page.font("", 10)
-    for key, value in summary:
-        page.cell("label", 120, 7, key, border="B")
-        page.cell("asset", 70, 7, value, border="B", align="R", new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(6)
+    if seller is not None:
+        _pdf_head(page, f, f.title, seller, _statement_party(item, buyer), words["customer"], f.meta())
+    else:
+        page.page_label = words["page"]
+        page.font("B", 18)
+        page.cell("customer", 0, 12, f.title, new_x="LMARGIN", new_y="NEXT")
+        page.font("", 10)
+        for field, key, value in f.meta():
+            page.cell("label", 45, 6, key)
+            page.cell(field, 0, 6, value, new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(4)
+    widths = (85, 35, 35, 35)
+    for asset, rows in f.funds():
+        page.font("B", 9)
+        headers = (words["funds"].format(asset=asset), words["added"], words["taken"], words["balance"])
+        for width, title, align in zip(widths, headers, "LRRR", strict=True):
+            page.cell("asset", width, 7, title, border="B", align=align)
+        pdf.ln()
+        for label, added, taken, funds, bold in rows:
+            page.font("B" if bold else "", 9)
+            for width, text, align in zip(widths, (label, added, taken, funds), "LRRR", strict=True):
+                page.cell("asset", width, 6, text, border="B", align=align)
+            pdf.ln()
+        pdf.ln(5)
     page.font("B", 12)
     page.cell("label", 0, 9, words["usage by meter"], new_x="LMARGIN", new_y="NEXT")
+    usage_widths = (100, 45, 45)
+    page.font("B", 9)
+    for width, title, align in zip(usage_widths, ("meter", "quantity", "amount"), "LRR", strict=True):
+        page.cell("label", width, 7, words[title], border="B", align=align)
+    pdf.ln()
     page.font("", 9)
-    for index, (meter, quantity, amount) in enumerate(usage):
+    for index, (meter, quantity, amount) in enumerate(f.usage()):
         page.cell(f"usage[{index}].meter and group", 100, 6, meter, border="B")
         page.cell("quantity", 45, 6, quantity, border="B", align="R")
         page.cell(f"usage[{index}].asset", 45, 6, amount, border="B", align="R", new_x="LMARGIN", new_y="NEXT")
