@@ -24,7 +24,7 @@ from rating.cli.common import (
     open_storage,
     outcome,
 )
-from rating.cli.documents import document_fonts, file_name, write_documents
+from rating.cli.documents import document_fonts, document_languages, file_name, write_documents
 from rating.cli.output import render
 from rating.customers import Customers
 from rating.errors import RatingError
@@ -217,10 +217,9 @@ def _write_credit_note_documents(args: argparse.Namespace, note: CreditNote) -> 
     """``--html DIR`` and ``--pdf DIR``: the credit note as ``DIR/NUMBER.html`` and ``DIR/NUMBER.pdf``."""
     from rating.invoices.render import credit_note_html, credit_note_pdf
 
-    fonts = document_fonts(args)
-    write_documents(
-        args, [(file_name(note.number), partial(credit_note_html, note), partial(credit_note_pdf, note, fonts))]
-    )
+    fonts, languages = document_fonts(args), document_languages(args)
+    html, pdf = partial(credit_note_html, note, languages), partial(credit_note_pdf, note, fonts, languages)
+    write_documents(args, [(file_name(note.number), html, pdf)])
 
 
 def _write_invoices(
@@ -245,7 +244,11 @@ def _write_invoices(
         print(render(rows, INVOICE_COLUMNS, "table"))
     if not documents:
         return
-    fonts = document_fonts(args)
+    fonts, languages = document_fonts(args), document_languages(args)
     write_documents(
-        args, [(file_name(i.number), partial(invoice_html, i), partial(invoice_pdf, i, fonts)) for i in chosen]
+        args,
+        [
+            (file_name(i.number), partial(invoice_html, i, languages), partial(invoice_pdf, i, fonts, languages))
+            for i in chosen
+        ],
     )

@@ -99,6 +99,8 @@ def cmd_statement(args: argparse.Namespace, registry: Registry) -> int:
         )
     billing = load_billing(args.billing) if args.billing and (args.html or args.pdf) else None
     seller = billing.seller if billing else None
+    fonts = billing.fonts if billing and args.pdf else ()
+    languages = billing.languages if billing else {}
     documents = []
     for s in statements:
         buyer = billing.profiles.get(s.customer) if billing else None
@@ -106,8 +108,8 @@ def cmd_statement(args: argparse.Namespace, registry: Registry) -> int:
         documents.append(
             (
                 file_name(f"statement-{s.customer}-{s.period}"),
-                partial(statement_html, s, language, seller, buyer),
-                partial(statement_pdf, s, language, billing.fonts if billing and args.pdf else (), seller, buyer),
+                partial(statement_html, s, language, seller, buyer, languages),
+                partial(statement_pdf, s, language, fonts, seller, buyer, languages),
             )
         )
     write_documents(args, documents)

@@ -42,12 +42,21 @@ import datetime as dt
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rating.accounts import CustomerId
 from rating.errors import PricebookError, RatingError
+from rating.invoices.translations import available, load_translation
 from rating.pricebook import yamlstrict
 from rating.pricebook.model import Problems
 
@@ -161,6 +170,9 @@ class Billing(BaseModel):
     #: Font files (TrueType or OpenType; relative to the billing file) that PDFs draw what DejaVu Sans does not
     #: cover with, tried in order: a CJK font for Japanese or Chinese names, say.
     fonts: tuple[str, ...] = ()
+    #: Translation files (relative to the billing file) of the languages beyond those with labels built in or
+    #: shipped (:mod:`rating.invoices.translations`), by language: ``{it: languages/it.yaml}``.
+    languages: dict[Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")], str] = {}
 
 
 class AppliedTax(BaseModel):
@@ -228,11 +240,31 @@ def parse_billing(text: str, source: str = "<billing>", base: Path | None = None
         if problem:
             problems.add(("seller", "logo"), problem)
         seller = seller.model_copy(update={"logo": str(logo.resolve())})
+    languages = {code: str(base / path) if base is not None else path for code, path in billing.languages.items()}
+    for code, path in languages.items():
+        try:
+            load_translation(path, _label_keys())
+        except PricebookError as error:
+            problems.add(("languages", code), "; ".join(error.problems))
+    known = available(languages)
     for customer, profile in billing.profiles.items():
         if profile.logo is not None:
             problems.add(("profiles", customer, "logo"), "only the seller has a logo (seller: logo:)")
+        if profile.language not in known:
+            problems.add(
+                ("profiles", customer, "language"),
+                f"no labels for language {profile.language!r}: {', '.join(known)}, or a translation file under"
+                " languages:",
+            )
     problems.raise_if_any()
-    return billing.model_copy(update={"fonts": fonts, "seller": seller})
+    return billing.model_copy(update={"fonts": fonts, "seller": seller, "languages": languages})
+
+
+def _label_keys() -> frozenset[str]:
+    """The keys of the English labels: every key a translation file may have."""
+    from rating.invoices.render import WORDS  # render reads this module's parties: imported when needed
+
+    return frozenset(WORDS["en"])
 
 
 def _image_problem(path: Path) -> str | None:

@@ -22,7 +22,7 @@ import datetime as dt
 import html
 import io
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from rating.billing.statements import Statement
 from rating.errors import DocumentError, RatingError
 from rating.invoices.issue import CreditNote, Invoice
 from rating.invoices.profiles import Party
+from rating.invoices.translations import BUILT_IN, available, load_translation, shipped
 from rating.refusals import DocumentRefusal
 
 #: The fonts shipped with the package: DejaVu Sans, regular and bold (licence: LICENSE-DejaVu.txt beside them).
@@ -238,14 +239,35 @@ def _babel() -> tuple[Any, Any]:
     return numbers, dates
 
 
+#: Translation files by language beyond those built in and shipped (a billing file's ``languages:``), or None.
+Languages = Mapping[str, str | Path] | None
+
+
+def labels(language: str, languages: Languages = None) -> tuple[str, dict[str, str]]:
+    """Babel's locale and the labels of ``language``: built in (en, de), from a file of ``languages`` (a billing
+    file's), or shipped (fr, es, pl); a label a file leaves out is the English one.
+
+    Raises ``DocumentError`` (``unknown_language``) for a language with none."""
+    if language in BUILT_IN:
+        return BUILT_IN[language], {**WORDS["en"], **WORDS[language]}
+    path = (languages or {}).get(language) or shipped().get(language)
+    if path is None:
+        raise DocumentError(
+            DocumentRefusal.UNKNOWN_LANGUAGE,
+            f"no labels for language {language!r}: {', '.join(available(languages))}, or a translation file"
+            " under languages: in the billing file (--billing)",
+        )
+    translation = load_translation(path, frozenset(WORDS["en"]))
+    return translation.locale, {**WORDS["en"], **translation.words}
+
+
 class _Words:
     """Words, numbers, money and dates in a document's language (Babel)."""
 
-    def __init__(self, language: str, currency: str, scale: int) -> None:
+    def __init__(self, language: str, currency: str, scale: int, languages: Languages = None) -> None:
         self.numbers, self.dates = _babel()
         self.language, self.currency, self.scale = language, currency, scale
-        self.locale = {"en": "en_US", "de": "de_DE"}[language]
-        self.words = WORDS[language]
+        self.locale, self.words = labels(language, languages)
 
     def money(self, amount: Decimal) -> str:
         pattern = "#,##0." + "0" * self.scale if self.scale else "#,##0"
@@ -271,8 +293,8 @@ class _Words:
 class _Format(_Words):
     """An invoice's lines, totals and notes as text in its buyer's language."""
 
-    def __init__(self, invoice: Invoice) -> None:
-        super().__init__(invoice.buyer.language, invoice.currency, invoice.scale)
+    def __init__(self, invoice: Invoice, languages: Languages = None) -> None:
+        super().__init__(invoice.buyer.language, invoice.currency, invoice.scale, languages)
         self.invoice = invoice
 
     def rows(self) -> list[tuple[str, str, str, str]]:
@@ -374,9 +396,10 @@ def _html_head(f: _Words, title: str, seller: Party, buyer: Party, label: str, m
     )
 
 
-def invoice_html(invoice: Invoice) -> str:
+def invoice_html(invoice: Invoice, languages: Languages = None) -> str:
     """A self-contained HTML page laid out like an invoice."""
-    f, words, e = _Format(invoice), WORDS[invoice.buyer.language], html.escape
+    f, e = _Format(invoice, languages), html.escape
+    words = f.words
     rows = "".join(
         f"<tr><td>{e(d)}</td><td class=n>{e(q)}</td><td class=n>{e(p)}</td><td class=n>{e(a)}</td></tr>"
         for d, q, p, a in f.rows()
@@ -616,11 +639,12 @@ def _pdf_head(
     pdf.ln(4)
 
 
-def invoice_pdf(invoice: Invoice, fonts: Sequence[str | Path] = ()) -> bytes:
+def invoice_pdf(invoice: Invoice, fonts: Sequence[str | Path] = (), languages: Languages = None) -> bytes:
     """The invoice as a one-or-more-page A4 PDF; ``fonts`` are font files for what DejaVu Sans does not cover.
 
     Raises ``DocumentError`` (``unrenderable_text``) for a character no font covers."""
-    f, words = _Format(invoice), WORDS[invoice.buyer.language]
+    f = _Format(invoice, languages)
+    words = f.words
     page = _PdfText(f"invoice {invoice.number}", fonts)
     pdf = page.pdf
     meta = [
@@ -665,10 +689,10 @@ def _pdf_payment(page: _PdfText, f: _Words, seller: Party, buyer: Party) -> None
 class _NoteFormat(_Words):
     """A credit note's numbers, lines, totals and notes as text in its buyer's language."""
 
-    def __init__(self, note: CreditNote) -> None:
+    def __init__(self, note: CreditNote, languages: Languages = None) -> None:
         numbers, _ = _babel()
         scale = note.scale if note.scale is not None else int(numbers.get_currency_precision(note.currency))
-        super().__init__(note.buyer.language, note.currency, scale)
+        super().__init__(note.buyer.language, note.currency, scale, languages)
         self.note = note
 
     @property
@@ -731,9 +755,9 @@ class _NoteFormat(_Words):
         return notes
 
 
-def credit_note_html(note: CreditNote) -> str:
+def credit_note_html(note: CreditNote, languages: Languages = None) -> str:
     """A self-contained HTML page of a credit note, naming the invoice it credits (number and date)."""
-    f, e = _NoteFormat(note), html.escape
+    f, e = _NoteFormat(note, languages), html.escape
     words = f.words
     rows = "".join(
         f"<tr><td>{e(n)}</td><td>{e(d)}</td><td class=n>{e(t)}</td><td class=n>{e(a)}</td></tr>"
@@ -758,11 +782,11 @@ def credit_note_html(note: CreditNote) -> str:
     )
 
 
-def credit_note_pdf(note: CreditNote, fonts: Sequence[str | Path] = ()) -> bytes:
+def credit_note_pdf(note: CreditNote, fonts: Sequence[str | Path] = (), languages: Languages = None) -> bytes:
     """A credit note as an A4 PDF, naming the invoice it credits (number and date); ``fonts`` as for invoices.
 
     Raises ``DocumentError`` (``unrenderable_text``) for a character no font covers."""
-    f = _NoteFormat(note)
+    f = _NoteFormat(note, languages)
     words = f.words
     page = _PdfText(f"credit note {note.number}", fonts)
     pdf = page.pdf
@@ -801,8 +825,8 @@ class _StatementFormat(_Words):
     """A statement as text in ``language``: what moved the funds of each asset in two columns (added, taken),
     never a negative amount: funds are never below zero, and what is owed is shown as the amount due."""
 
-    def __init__(self, item: Statement, language: str) -> None:
-        super().__init__(language, item.currency, 0)
+    def __init__(self, item: Statement, language: str, languages: Languages = None) -> None:
+        super().__init__(language, item.currency, 0, languages)
         self.item = item
 
     def amount(self, value: Decimal, asset: str) -> str:
@@ -855,11 +879,15 @@ def _statement_party(item: Statement, buyer: Party | None) -> Party:
 
 
 def statement_html(
-    item: Statement, language: str = "en", seller: Party | None = None, buyer: Party | None = None
+    item: Statement,
+    language: str = "en",
+    seller: Party | None = None,
+    buyer: Party | None = None,
+    languages: Languages = None,
 ) -> str:
     """A self-contained HTML page of a statement: the seller's and the customer's blocks (from the billing file,
     when given), each asset's funds as added and taken, the amount due, and the usage, under column headers."""
-    e, f = html.escape, _StatementFormat(item, language)
+    e, f = html.escape, _StatementFormat(item, language, languages)
     words = f.words
     meta = [(k, v) for _, k, v in f.meta()]
     if seller is not None:
@@ -899,12 +927,13 @@ def statement_pdf(
     fonts: Sequence[str | Path] = (),
     seller: Party | None = None,
     buyer: Party | None = None,
+    languages: Languages = None,
 ) -> bytes:
     """A statement as an A4 PDF (as :func:`statement_html` lays it out); ``fonts`` are font files for what
     DejaVu Sans does not cover.
 
     Raises ``DocumentError`` (``unrenderable_text``) for a character no font covers."""
-    f = _StatementFormat(item, language)
+    f = _StatementFormat(item, language, languages)
     words = f.words
     page = _PdfText(f"statement {item.customer} {item.period}", fonts)
     pdf = page.pdf
