@@ -1,4 +1,10 @@
-"""Invoices as documents: CSV lines, HTML and PDF, in the buyer's language (English or German).
+"""Invoices, credit notes and statements as documents: CSV lines, HTML and PDF, in the buyer's language.
+
+English and German labels are built in (:data:`WORDS`); French, Spanish and Polish ship as translation files,
+and any other language is a translation file the billing file names (:mod:`rating.invoices.translations`).
+Each page shows the seller's and the buyer's blocks (the buyer's country always, tax id and register where
+given), the seller's logo top left, how to pay (the billing file's ``payment:``), and in its footer the
+seller's contact and "Page 1 of 2".
 
 HTML and PDF need the ``[invoices]`` extra (Babel formats numbers and dates per
 locale; fpdf2 writes the PDF in pure Python, no system library). They read
