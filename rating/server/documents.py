@@ -83,7 +83,8 @@ def install(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
         language: str = "en",
     ) -> Response:
         """The customer's wallet statement of ``period`` (as ``rating statement show``): opening, movements,
-        closing and owed per asset, and the usage of the period; ``format=html|pdf`` renders it."""
+        closing and owed per asset, and the usage of the period; ``format=html|pdf`` renders it in ``language``
+        (en, de, fr, es, pl; another is ``unknown_language``)."""
         try:
             parse_period(period)
         except ValueError as error:
