@@ -87,3 +87,22 @@ def test_credit_and_show_write_the_credit_note_as_html_and_pdf(demo_history: Pat
     assert json.loads(capsys.readouterr().out)[0]["invoice_issued"] == "2026-12-01"
     assert main(["invoice", "show", cn, *db, "--pdf", "shown", "--billing", billing]) == 0
     assert "billing error" in pdf_text(Path("shown", f"{cn}.pdf").read_bytes())
+
+
+def test_a_periods_credit_note_names_its_period_and_says_it_is_carried(book) -> None:  # type: ignore[no-untyped-def]
+    from rating.invoices.issue import CarriedCredit
+
+    note = credited(book, "en").model_copy(
+        update={
+            "invoice": None,
+            "invoice_issued": None,
+            "period": "2026-12",
+            "carried": (CarriedCredit(number="CN-2026-000009", period="2026-11", amount=Decimal("1.00")),),
+        }
+    )
+    text = pdf_text(credit_note_pdf(note))
+    for expected in ("Credit balance of 2026-12", "Credit carried from CN-2026-000009 (2026-11)",
+                     "This credit is carried to your next invoice."):  # fmt: skip
+        assert expected in text, expected
+    [line, carried] = list(csv.DictReader(io.StringIO(credit_note_csv([note]))))
+    assert (line["credits"], line["line"], carried["amount"]) == ("period:2026-12", "2", "1.00")
