@@ -264,6 +264,9 @@ class DocumentRefusal(enum.StrEnum):
     #: A character of the text has no glyph in DejaVu Sans nor in the fonts the billing file names
     #: (the message names the character and its field): it is never drawn as ``?`` or left out.
     UNRENDERABLE_TEXT = "unrenderable_text"
+    #: The document's language has no labels: neither built in (en, de), nor shipped (fr, es, pl), nor a
+    #: translation file the billing file names under ``languages:``.
+    UNKNOWN_LANGUAGE = "unknown_language"
 
 
 class VerifyRefusal(enum.StrEnum):

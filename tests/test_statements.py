@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -129,6 +130,37 @@ def test_a_statement_renders_as_html_and_pdf(book) -> None:  # type: ignore[no-u
     assert "Opening balance" in statement_html(item) and "tokens (m)" in statement_html(item)
 
 
+def test_a_statement_has_the_seller_and_buyer_blocks_column_headers_and_no_negative_amount(book) -> None:  # type: ignore[no-untyped-def]
+    from pypdf import PdfReader
+
+    from rating.invoices.profiles import parse_billing
+    from rating.storage.memory import MemoryStorage
+
+    storage = MemoryStorage()
+    engine, wallets = history(storage, book)
+    # a chargeback of spent funds: 2.27 USD owed, never negative funds
+    assert wallets.take_back("wally", "USD", Decimal(5), "cb_1", "payment:pi_1", "chargeback")
+    billing = parse_billing(
+        "seller: {legal_name: Seller GmbH, address: [Berlin], country: DE, tax_id: DE1}\n"
+        "profiles:\n  wally: {legal_name: Wally Ltd, address: [1 Wall St], country: GB}\n"
+    )
+    item = statement(storage, engine.pricebook, "wally", "2026-11")
+    [usd] = item.assets
+    assert usd.movements["usage"] < 0 and usd.owed > 0 and usd.closing == 0  # what the ledger says
+    text = PdfReader(io.BytesIO(statement_pdf(item, "en", (), billing.seller, billing.profiles["wally"]))).pages[0]
+    shown = text.extract_text()
+    for expected in ("Seller GmbH", "Tax ID: DE1", "CUSTOMER", "Wally Ltd", "United Kingdom",
+                     "Funds (USD) Added Taken Funds", "Meter and model Quantity Amount", "Top-ups 10 USD",
+                     "Amount due 2.27 USD", "Chargebacks 2.73 USD", "Page 1 of 1"):  # fmt: skip
+        assert expected in shown, expected
+    spent = -usd.movements["usage"]
+    assert spent == Decimal("4.27") and "Usage 4.27 USD" in shown  # taken: a positive amount in its column
+    assert not re.search(r"[-−]\s?[0-9]", shown.replace("2026-11", ""))  # no negative amount anywhere
+    page = statement_html(item, "en", billing.seller, billing.profiles["wally"])
+    assert "Wally Ltd" in page and "<th class=n>Added</th>" in page and "Amount due" in page
+    assert "-4.27" not in page and "-2.73" not in page
+
+
 def test_statement_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "book.yaml").write_text(WALLET_BOOK)
@@ -143,6 +175,16 @@ def test_statement_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     assert shown["customer"] == "wally" and Decimal(shown["assets"][0]["closing"]) == Decimal("2.73")
     assert main(["statement", "export", "--period", "2026-11", "-p", "book.yaml"]) == 0
     assert capsys.readouterr().out.startswith("date,customer,transaction,kind,account,asset,amount,balance")
+    (tmp_path / "billing.yaml").write_text(
+        "seller: {legal_name: Seller GmbH, country: DE}\n"
+        "profiles: {wally: {legal_name: Wally GmbH, country: DE, language: de}}\n"
+    )
+    show = ["statement", "show", "--period", "2026-11", "-p", "book.yaml", "--html", "docs"]
+    assert main([*show, "--billing", "billing.yaml"]) == 0
+    page = (tmp_path / "docs" / "statement-wally-2026-11.html").read_text()
+    assert 'lang="de"' in page and "Seller GmbH" in page and "Wally GmbH" in page  # the profile's language
+    assert main([*show, "--billing", "billing.yaml", "--language", "en"]) == 0  # the flag wins
+    assert 'lang="en"' in (tmp_path / "docs" / "statement-wally-2026-11.html").read_text()
 
 
 DECEMBER_2 = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)

@@ -41,6 +41,11 @@ def document_fonts(args: argparse.Namespace) -> tuple[str, ...]:
     return load_billing(args.billing).fonts if args.pdf and args.billing else ()
 
 
+def document_languages(args: argparse.Namespace) -> dict[str, str]:
+    """The translation files the ``--billing`` file names (``languages:``), if documents are written."""
+    return load_billing(args.billing).languages if (args.html or args.pdf) and args.billing else {}
+
+
 def write_documents(args: argparse.Namespace, documents: Sequence[Document]) -> None:
     """Each document as ``DIR/NAME.html`` for ``--html DIR`` and ``DIR/NAME.pdf`` for ``--pdf DIR``."""
     # Every document is rendered before any is written: one that cannot be (unrenderable_text) leaves no files.

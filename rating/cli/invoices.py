@@ -24,7 +24,7 @@ from rating.cli.common import (
     open_storage,
     outcome,
 )
-from rating.cli.documents import document_fonts, file_name, write_documents
+from rating.cli.documents import document_fonts, document_languages, file_name, write_documents
 from rating.cli.output import render
 from rating.customers import Customers
 from rating.errors import RatingError
@@ -43,9 +43,9 @@ HELP = "issue numbered invoices of a closed period, or show them"
 ACTIONS = {
     "issue": "issue the invoices of a closed period (--period, -p PRICEBOOK, --billing FILE)",
     "list": "list invoices (--customer, --overdue)",
-    "show": "show an invoice, e.g. rating invoice show INV-2026-000001",
+    "show": "show an invoice or a credit note, e.g. rating invoice show INV-2026-000001 (or CN-2026-000001)",
     "pay": "record a payment of invoice NUMBER (--amount, --reference)",
-    "credit": "credit invoice NUMBER with a credit note (--reference; --line, --amount, --refund)",
+    "credit": "credit invoice NUMBER with a credit note (--reference; --line, --amount, --refund; --html, --pdf)",
 }
 
 
@@ -100,9 +100,17 @@ def _flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
     flag("--overdue", action="store_true", default=False, help="list: only invoices past their due date")
     flag("--output", "-o", choices=["table", "json", "csv"], default="table", help="output format")
     flag(
-        "--html", metavar="DIR", type=values.flag(values.output_dir), help="also write each invoice as DIR/NUMBER.html"
+        "--html",
+        metavar="DIR",
+        type=values.flag(values.output_dir),
+        help="also write each invoice (credit: the credit note) as DIR/NUMBER.html",
     )
-    flag("--pdf", metavar="DIR", type=values.flag(values.output_dir), help="also write each invoice as DIR/NUMBER.pdf")
+    flag(
+        "--pdf",
+        metavar="DIR",
+        type=values.flag(values.output_dir),
+        help="also write each invoice (credit: the credit note) as DIR/NUMBER.pdf",
+    )
 
 
 def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
@@ -168,6 +176,7 @@ def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
             file=sys.stderr,
         )
         chosen = invoices(storage, args.number)
+        _write_credit_note_documents(args, note)
     else:
         chosen = invoices(storage, args.number, (args.customer or [None])[0])
         if args.number and not chosen:
@@ -180,7 +189,7 @@ def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
     statuses = {i.number: invoice_status(storage, i, today) for i in chosen}
     if args.overdue:
         chosen = [i for i in chosen if statuses[i.number].overdue]
-    _write_invoices(args, chosen, statuses)
+    _write_invoices(args, chosen, statuses, documents=args.action != "credit")
     return status
 
 
@@ -188,18 +197,36 @@ CREDIT_NOTE_COLUMNS = ["number", "customer", "credits", "total", "refund", "curr
 
 
 def _write_credit_note(args: argparse.Namespace, note: CreditNote) -> None:
-    """A credit note (of an invoice, or of a period that owed less than nothing) as the output format asks."""
+    """A credit note (of an invoice, or of a period that owed less than nothing) as the output format asks;
+    ``--html`` and ``--pdf`` write it as a document."""
+    from rating.invoices.render import credit_note_csv
+
     if args.output == "json":
         print(json.dumps([json.loads(note.model_dump_json())], indent=2))
-        return
-    credits = note.invoice or f"period {note.period}"
-    row = {"number": note.number, "customer": note.customer, "credits": credits, "total": note.total,
-           "refund": note.refund, "currency": note.currency}  # fmt: skip
-    print(render([row], CREDIT_NOTE_COLUMNS, args.output))
+    elif args.output == "csv":
+        print(credit_note_csv([note]), end="")
+    else:
+        credits = note.invoice or f"period {note.period}"
+        row = {"number": note.number, "customer": note.customer, "credits": credits, "total": note.total,
+               "refund": note.refund, "currency": note.currency}  # fmt: skip
+        print(render([row], CREDIT_NOTE_COLUMNS, "table"))
+    _write_credit_note_documents(args, note)
 
 
-def _write_invoices(args: argparse.Namespace, chosen: list[Invoice], statuses: dict[str, InvoiceStatus]) -> None:
-    """The invoices as the output format asks; ``--html`` and ``--pdf`` write one document per invoice."""
+def _write_credit_note_documents(args: argparse.Namespace, note: CreditNote) -> None:
+    """``--html DIR`` and ``--pdf DIR``: the credit note as ``DIR/NUMBER.html`` and ``DIR/NUMBER.pdf``."""
+    from rating.invoices.render import credit_note_html, credit_note_pdf
+
+    fonts, languages = document_fonts(args), document_languages(args)
+    html, pdf = partial(credit_note_html, note, languages), partial(credit_note_pdf, note, fonts, languages)
+    write_documents(args, [(file_name(note.number), html, pdf)])
+
+
+def _write_invoices(
+    args: argparse.Namespace, chosen: list[Invoice], statuses: dict[str, InvoiceStatus], *, documents: bool = True
+) -> None:
+    """The invoices as the output format asks; ``--html`` and ``--pdf`` write one document per invoice (unless
+    not ``documents``: ``credit`` writes its credit note instead)."""
     from rating.invoices.render import invoice_csv, invoice_html, invoice_pdf
 
     if args.output == "json":
@@ -215,7 +242,13 @@ def _write_invoices(args: argparse.Namespace, chosen: list[Invoice], statuses: d
             for i in chosen
         ]  # fmt: skip
         print(render(rows, INVOICE_COLUMNS, "table"))
-    fonts = document_fonts(args)
+    if not documents:
+        return
+    fonts, languages = document_fonts(args), document_languages(args)
     write_documents(
-        args, [(file_name(i.number), partial(invoice_html, i), partial(invoice_pdf, i, fonts)) for i in chosen]
+        args,
+        [
+            (file_name(i.number), partial(invoice_html, i, languages), partial(invoice_pdf, i, fonts, languages))
+            for i in chosen
+        ],
     )

@@ -13,8 +13,9 @@ from functools import partial
 from rating.billing.statements import MOVEMENTS, statement, statement_csv
 from rating.cli import args as values
 from rating.cli.common import DEFAULT_DB, PRICEBOOK_HELP, Commands, add_group_flag, open_storage
-from rating.cli.documents import document_fonts, file_name, write_documents
+from rating.cli.documents import file_name, write_documents
 from rating.cli.output import FORMATS, render
+from rating.invoices.profiles import load_billing
 from rating.money import ZERO
 from rating.pricebook.catalog import load_catalog
 from rating.registry import Registry
@@ -59,8 +60,16 @@ def _flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "--html", metavar="DIR", type=values.flag(values.output_dir), help="also write each statement as HTML into DIR"
     )
     flag("--pdf", metavar="DIR", type=values.flag(values.output_dir), help="also write each statement as PDF into DIR")
-    flag("--language", choices=["en", "de"], default="en", help="of the HTML and PDF")
-    flag("--billing", metavar="FILE", help="a billing file whose fonts: the PDFs may use")
+    flag(
+        "--language",
+        help="of the HTML and PDF: en, de, fr, es, pl or one with a translation file (default: the customer's"
+        " profile's in --billing, else en)",
+    )
+    flag(
+        "--billing",
+        metavar="FILE",
+        help="a billing file: its seller and the customers' profiles head the HTML and PDF (its fonts: too)",
+    )
 
 
 def cmd_statement(args: argparse.Namespace, registry: Registry) -> int:
@@ -88,15 +97,20 @@ def cmd_statement(args: argparse.Namespace, registry: Registry) -> int:
         print(
             render([{c: row.get(c, ZERO) for c in STATEMENT_SUMMARY} for row in rows], STATEMENT_SUMMARY, args.output)
         )
-    write_documents(
-        args,
-        [
+    billing = load_billing(args.billing) if args.billing and (args.html or args.pdf) else None
+    seller = billing.seller if billing else None
+    fonts = billing.fonts if billing and args.pdf else ()
+    languages = billing.languages if billing else {}
+    documents = []
+    for s in statements:
+        buyer = billing.profiles.get(s.customer) if billing else None
+        language = args.language or (buyer.language if buyer else "en")
+        documents.append(
             (
                 file_name(f"statement-{s.customer}-{s.period}"),
-                partial(statement_html, s, args.language),
-                partial(statement_pdf, s, args.language, document_fonts(args)),
+                partial(statement_html, s, language, seller, buyer, languages),
+                partial(statement_pdf, s, language, fonts, seller, buyer, languages),
             )
-            for s in statements
-        ],  # fmt: skip
-    )
+        )
+    write_documents(args, documents)
     return 0

@@ -322,6 +322,14 @@ class CreditNote(BaseModel):
     period: str | None = None
     #: Earlier credit balances this one took over (its ``total`` includes them).
     carried: tuple[CarriedCredit, ...] = ()
+    #: The credited invoice's issue date and period (None on notes issued before they were recorded, and on a
+    #: period's credit note), shown on the document beside its number.
+    invoice_issued: dt.date | None = None
+    invoice_period: str | None = None
+    #: The currency's scale and the tax applied, as on the invoice (None on notes issued before they were
+    #: recorded: the renderer takes the currency's usual scale and shows no rate).
+    scale: int | None = None
+    tax: AppliedTax | None = None
 
 
 @dataclass
@@ -502,6 +510,8 @@ class _Draft:
             tax_total=-self.tax_total + ZERO,
             total=-self.total,
             carried=self.carried,
+            scale=self.book.scale_of(self.book.currency),
+            tax=self.tax,
         )
         return note.model_dump_json(), self._tax_transaction(number)
 

@@ -39,6 +39,7 @@ How a profile's tax is decided (:func:`tax_for`), in this order:
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -49,12 +50,16 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    StringConstraints,
     ValidationError,
+    field_validator,
     model_serializer,
+    model_validator,
 )
 
 from rating.accounts import CustomerId
 from rating.errors import PricebookError, RatingError
+from rating.invoices.translations import available, load_translation
 from rating.pricebook import yamlstrict
 from rating.pricebook.model import Problems
 from rating.pricebook.pricing import DisplayName, check_display, display_name
@@ -69,12 +74,44 @@ EU = frozenset(
     ("AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU")
     + ("IE", "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK")
 )
-#: Languages invoices are written in.
-LANGUAGES = ("en", "de")
+
+
+class Payment(BaseModel):
+    """How to pay: bank details (IBAN, BIC, bank, account holder), a payment link, or a note; at least one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account_holder: str | None = Field(None, min_length=1)
+    bank: str | None = Field(None, min_length=1)
+    iban: str | None = None
+    bic: str | None = Field(None, pattern=r"^[A-Z]{6}[A-Z0-9]{2}([A-Z0-9]{3})?$", description="8 or 11 characters")
+    link: str | None = Field(None, pattern=r"^https://\S+$", description="a https:// URL")
+    note: str | None = Field(None, min_length=1)
+
+    @field_validator("iban")
+    @classmethod
+    def _iban(cls, value: str | None) -> str | None:
+        """An IBAN, grouped in fours as printed, its check digits verified (ISO 13616, mod 97)."""
+        if value is None:
+            return None
+        compact = value.replace(" ", "").upper()
+        if not re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}", compact):
+            raise ValueError(f"not an IBAN: {value!r} (country code, check digits, then 11 to 30 letters or digits)")
+        digits = "".join(str(int(c, 36)) for c in compact[4:] + compact[:4])
+        if int(digits) % 97 != 1:
+            raise ValueError(f"the check digits of IBAN {value!r} do not match (a typing error?)")
+        return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
+
+    @model_validator(mode="after")
+    def _something(self) -> Payment:
+        if not (self.iban or self.link or self.note):
+            raise ValueError("payment needs an iban, a link or a note")
+        return self
 
 
 class Party(BaseModel):
-    """A seller or a buyer as the invoice names it."""
+    """A seller or a buyer as the invoice names it: where it is, its tax and register details, how to reach it,
+    and (the seller's, or a profile's own) how to pay."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -83,6 +120,15 @@ class Party(BaseModel):
     country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code, e.g. DE")
     region: str | None = None
     tax_id: str | None = None
+    #: The company register and number, e.g. ``Amtsgericht Berlin HRB 123456``.
+    registration: str | None = Field(None, min_length=1)
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    phone: str | None = Field(None, pattern=r"^\+?[0-9][0-9 ()./-]{3,30}$")
+    website: str | None = Field(None, pattern=r"^(https?://)?[A-Za-z0-9.-]+\.[A-Za-z]{2,}(/\S*)?$")
+    #: How to pay (a profile's own wins over the seller's).
+    payment: Payment | None = None
+    #: The seller's logo, a PNG or JPEG file (relative to the billing file), top left on HTML and PDF documents.
+    logo: str | None = None
 
 
 class Profile(Party):
@@ -92,10 +138,9 @@ class Profile(Party):
     #: Why the customer is exempt or reverse charged, as the invoice says it (the billing file's
     #: ``reverse_charge_reason`` by default for reverse charge).
     tax_reason: Text | None = None
-    language: Literal["en", "de"] = "en"
+    language: str = Field("en", pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$", description="en, de, fr, es, pl, or a file's")
     #: The currency the customer is invoiced in; it must be the pricebook's.
     currency: str | None = None
-    email: str | None = None
     #: Days from issue to due date (net 30 is 30); the billing file's default when absent.
     payment_terms_days: int | None = Field(None, ge=0, le=365)
 
@@ -151,6 +196,9 @@ class Billing(BaseModel):
     #: Font files (TrueType or OpenType; relative to the billing file) that PDFs draw what DejaVu Sans does not
     #: cover with, tried in order: a CJK font for Japanese or Chinese names, say.
     fonts: tuple[str, ...] = ()
+    #: Translation files (relative to the billing file) of the languages beyond those with labels built in or
+    #: shipped (:mod:`rating.invoices.translations`), by language: ``{it: languages/it.yaml}``.
+    languages: dict[Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")], str] = {}
 
 
 class AppliedTax(BaseModel):
@@ -254,8 +302,50 @@ def parse_billing(text: str, source: str = "<billing>", base: Path | None = None
     for index, font in enumerate(fonts):
         if not Path(font).is_file():
             problems.add(("fonts", index), f"no font file {font}")
+    seller = billing.seller
+    if seller.logo is not None:
+        logo = Path(seller.logo) if base is None else base / seller.logo
+        problem = _image_problem(logo)
+        if problem:
+            problems.add(("seller", "logo"), problem)
+        seller = seller.model_copy(update={"logo": str(logo.resolve())})
+    languages = {code: str(base / path) if base is not None else path for code, path in billing.languages.items()}
+    for code, path in languages.items():
+        try:
+            load_translation(path, _label_keys())
+        except PricebookError as error:
+            problems.add(("languages", code), "; ".join(error.problems))
+    known = available(languages)
+    for customer, profile in billing.profiles.items():
+        if profile.logo is not None:
+            problems.add(("profiles", customer, "logo"), "only the seller has a logo (seller: logo:)")
+        if profile.language not in known:
+            problems.add(
+                ("profiles", customer, "language"),
+                f"no labels for language {profile.language!r}: {', '.join(known)}, or a translation file under"
+                " languages:",
+            )
     problems.raise_if_any()
-    return billing.model_copy(update={"fonts": fonts})
+    return billing.model_copy(update={"fonts": fonts, "seller": seller, "languages": languages})
+
+
+def _label_keys() -> frozenset[str]:
+    """The keys of the English labels: every key a translation file may have."""
+    from rating.invoices.render import WORDS  # render reads this module's parties: imported when needed
+
+    return frozenset(WORDS["en"])
+
+
+def _image_problem(path: Path) -> str | None:
+    """What is wrong with ``path`` as a logo (None: it is a PNG or JPEG file)."""
+    try:
+        with path.open("rb") as file:
+            start = file.read(8)
+    except OSError as error:
+        return f"cannot read logo file {path}: {error.strerror or error}"
+    if not (start.startswith(b"\x89PNG\r\n\x1a\n") or start.startswith(b"\xff\xd8\xff")):
+        return f"logo file {path} is not a PNG or JPEG image"
+    return None
 
 
 def load_billing(path: str | Path) -> Billing:

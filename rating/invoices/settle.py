@@ -233,6 +233,10 @@ def credit_invoice(
             refund=given_back,
             refund_to=refund if given_back else None,
             terms=terms,
+            invoice_issued=invoice.issued,
+            invoice_period=invoice.period,
+            scale=invoice.scale,
+            tax=invoice.tax,
         )
         return note.model_dump_json(), _credit_transactions(invoice, note, on)
 

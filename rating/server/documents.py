@@ -21,7 +21,7 @@ from rating.billing.statements import statement
 from rating.core.subscriptions import spans_within
 from rating.errors import EventError, InvoiceError
 from rating.invoices.issue import CREDIT_NOTE, CreditNote, documents_of
-from rating.invoices.profiles import LANGUAGES, Billing
+from rating.invoices.profiles import Billing
 from rating.ledger import Transaction
 from rating.money import ZERO
 from rating.periods import ONE_TICK, PeriodClock, bounds_of, parse_period, zone
@@ -34,13 +34,22 @@ Guard = Callable[[str], Callable[[Request], Awaitable[None]]]
 #: A period label as ``rating statement --period`` takes it.
 PERIOD = Query(pattern=r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?|-W[0-9]{2}|-Q[1-4])?$", examples=["2026-11"])
 #: A language a statement is rendered in (an unknown one is refused, not a 500).
-LANGUAGE = Query(pattern=f"^({'|'.join(LANGUAGES)})$", description="the language of html and pdf")
+LANGUAGE = Query(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$", description="the language of html and pdf (en, de, fr, es, pl)")
 
 
 def document_fonts(app: FastAPI) -> tuple[str, ...]:
     """The font files the app's billing file names for PDFs (``app.state.billing``, set by ``create_app``)."""
     billing: Billing | None = getattr(app.state, "billing", None)
     return billing.fonts if billing is not None else ()
+
+
+#: What a document route answers: JSON by default, ``NUMBER.pdf`` and ``NUMBER.html`` rendered (OpenAPI).
+DOCUMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The document: JSON, or NUMBER.pdf as PDF, or NUMBER.html as a self-contained page",
+        "content": {"application/json": {}, "application/pdf": {}, "text/html": {}},
+    }
+}
 
 
 def install(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
@@ -53,13 +62,27 @@ def install(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
         notes = await ledger.run(lambda led: documents_of(led.storage, CREDIT_NOTE, customer=customer))
         return JSONResponse({"credit_notes": [_note(note) for note in notes]})
 
-    @app.get("/v1/credit-notes/{number}", dependencies=read)
-    async def show_credit_note(number: str) -> JSONResponse:
-        """One credit note as JSON (as ``rating invoice show CN-...`` shows it; credit notes are not rendered)."""
-        found = await ledger.run(lambda led: documents_of(led.storage, CREDIT_NOTE, number))
-        if not found:
-            raise InvoiceError(InvoiceRefusal.UNKNOWN_INVOICE, f"no credit note {number}")
-        return JSONResponse(_note(found[0]))
+    @app.get("/v1/credit-notes/{number}", dependencies=read, response_model=None, responses=DOCUMENT_RESPONSES)
+    async def show_credit_note(number: str) -> Response:
+        """One credit note as JSON (as ``rating invoice show CN-...`` shows it); ``NUMBER.pdf`` and ``NUMBER.html``
+        render it as ``rating invoice show CN-... --pdf|--html`` does, naming the invoice it credits."""
+        stem, _, suffix = number.rpartition(".") if number.endswith((".pdf", ".html")) else (number, "", "")
+
+        def shown(led: Ledger) -> Response:  # rendered on the ledger's thread, as invoices are
+            found = documents_of(led.storage, CREDIT_NOTE, stem)
+            if not found:
+                raise InvoiceError(InvoiceRefusal.UNKNOWN_INVOICE, f"no credit note {stem}")
+            if suffix == "pdf":
+                from rating.invoices.render import credit_note_pdf
+
+                return Response(credit_note_pdf(CreditNote.model_validate(found[0])), media_type="application/pdf")
+            if suffix == "html":
+                from rating.invoices.render import credit_note_html
+
+                return HTMLResponse(credit_note_html(CreditNote.model_validate(found[0])))
+            return JSONResponse(_note(found[0]))
+
+        return await ledger.run(shown)
 
     @app.get("/v1/customers/{customer}/statement", dependencies=read, response_model=None)
     async def customer_statement(
@@ -69,7 +92,8 @@ def install(app: FastAPI, ledger: Ledger, needs: Guard) -> None:
         language: Annotated[str, LANGUAGE] = "en",
     ) -> Response:
         """The customer's wallet statement of ``period`` (as ``rating statement show``): opening, movements,
-        closing and owed per asset, and the usage of the period; ``format=html|pdf`` renders it."""
+        closing and owed per asset, and the usage of the period; ``format=html|pdf`` renders it in ``language``
+        (en, de, fr, es, pl; another is ``unknown_language``)."""
         try:
             parse_period(period)
         except ValueError as error:

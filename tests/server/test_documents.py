@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -153,8 +154,41 @@ def test_a_statements_amounts_are_plain_decimal_text_never_exponent_form(client:
 
 def test_a_statement_in_an_unknown_language_is_refused_not_a_server_error(client: TestClient) -> None:
     # schemathesis found it: ?language=xx&format=html was a KeyError in the renderer (500).
-    for format in ("html", "pdf", "json"):
+    for format in ("html", "pdf"):
         answer = client.get(f"/v1/customers/dev-2/statement?period=2026-11&format={format}&language=xx", headers=READ)
-        assert (answer.status_code, answer.json()["error"]["code"]) == (422, "invalid_request")
+        assert (answer.status_code, answer.json()["error"]["code"]) == (422, "unknown_language")
     german = client.get("/v1/customers/dev-2/statement?period=2026-11&format=html&language=de", headers=READ)
     assert german.status_code == 200 and 'lang="de"' in german.text
+
+    french = client.get("/v1/customers/dev-2/statement?period=2026-11&format=html&language=fr", headers=READ)
+    assert 'lang="fr"' in french.text and "Relevé dev-2 2026-11" in french.text and "Montant dû" in french.text
+    unknown = client.get("/v1/customers/dev-2/statement?period=2026-11&format=pdf&language=xx", headers=READ)
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (422, "unknown_language")
+
+
+def test_a_credit_note_renders_as_pdf_and_html_naming_the_invoice_it_credits(
+    client: TestClient, db: str, registry: Registry
+) -> None:
+    from pypdf import PdfReader
+
+    client.post("/v1/events", json=event("a1", "acme-labs", input_tokens=1_000_000), headers=WRITE)
+    catalog = load_catalog([EXAMPLE], registry)
+    with registry.open_storage(db) as storage:
+        close_period(Engine(catalog, storage, registry, clock=later), "2026-11", ["acme-labs"])
+        billing = load_billing(ROOT / "pricebooks" / "billing.yaml")
+        report = issue_invoices(storage, catalog, billing, "2026-11", ["acme-labs"], issued=dt.date(2026, 12, 1))
+        [issued] = report.issued
+        note, _ = credit_invoice(storage, issued.number, "goodwill-1", "goodwill", line=1, amount=Decimal("0.10"))
+    pdf = client.get(f"/v1/credit-notes/{note.number}.pdf", headers=READ)
+    assert (pdf.status_code, pdf.headers["content-type"]) == (200, "application/pdf")
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert f"Credit note {note.number}" in text and f"{issued.number} of Dec 1, 2026" in text
+    page = client.get(f"/v1/credit-notes/{note.number}.html", headers=READ)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert f"{issued.number} of Dec 1, 2026" in page.text and "goodwill" in page.text
+    missing = client.get("/v1/credit-notes/CN-9999.pdf", headers=READ)
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "unknown_invoice")
+    assert client.get(f"/v1/credit-notes/{note.number}.pdf").status_code == 401
+    spec = client.get("/openapi.json").json()
+    assert "/v1/credit-notes/{number}" in spec["paths"]
+    assert "application/pdf" in spec["paths"]["/v1/credit-notes/{number}"]["get"]["responses"]["200"]["content"]
