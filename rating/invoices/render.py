@@ -276,13 +276,13 @@ class _PdfText:
     """An A4 PDF whose every piece of text is checked before it is drawn: each character must be covered by
     DejaVu Sans or one of the extra fonts, else ``unrenderable_text`` names it and its field."""
 
-    def __init__(self, what: str, fonts: Sequence[str | Path]) -> None:
+    def __init__(self, what: str, fonts: Sequence[str | Path], compliance: str | None = None) -> None:
         try:
             from fpdf import FPDF
         except ImportError:
             raise RatingError("PDF documents need the invoices extra: pip install 'rating[invoices]'") from None
         self.what = what
-        self.pdf = FPDF(format="A4")
+        self.pdf = FPDF(format="A4", enforce_compliance=compliance)  # compliance: "PDFA_3B" for Factur-X
         self.pdf.set_auto_page_break(auto=True, margin=20)
         self.pdf.add_font("dejavu", "", FONTS / "DejaVuSans.ttf")
         self.pdf.add_font("dejavu", "B", FONTS / "DejaVuSans-Bold.ttf")
@@ -377,12 +377,13 @@ def _party_lines(who: Party, prefix: str, tax_label: str) -> list[tuple[str, str
     return lines
 
 
-def invoice_pdf(invoice: Invoice, fonts: Sequence[str | Path] = ()) -> bytes:
-    """The invoice as a one-or-more-page A4 PDF; ``fonts`` are font files for what DejaVu Sans does not cover.
+def invoice_pdf(invoice: Invoice, fonts: Sequence[str | Path] = (), *, compliance: str | None = None) -> bytes:
+    """The invoice as a one-or-more-page A4 PDF; ``fonts`` are font files for what DejaVu Sans does not cover;
+    ``compliance`` an fpdf2 ``DocumentCompliance`` such as ``PDFA_3B`` (:mod:`rating.invoices.facturx`).
 
     Raises ``DocumentError`` (``unrenderable_text``) for a character no font covers."""
     f, words = _Format(invoice), WORDS[invoice.buyer.language]
-    page = _PdfText(f"invoice {invoice.number}", fonts)
+    page = _PdfText(f"invoice {invoice.number}", fonts, compliance)
     pdf = page.pdf
     page.font("B", 20)
     page.cell("number", 0, 12, f"{words['invoice']} {invoice.number}", new_x="LMARGIN", new_y="NEXT")
