@@ -202,7 +202,8 @@ def facturx_xml(invoice: Invoice) -> bytes:
     _sub(agreement, "ram:BuyerReference", invoice.customer)
     _party(agreement, "ram:SellerTradeParty", invoice.seller)
     _party(agreement, "ram:BuyerTradeParty", invoice.buyer)
-    _sub(transaction, "ram:ApplicableHeaderTradeDelivery")
+    delivery = _sub(_sub(transaction, "ram:ApplicableHeaderTradeDelivery"), "ram:ActualDeliverySupplyChainEvent")
+    _date(delivery, "ram:OccurrenceDateTime", invoice.period_end)  # the service was delivered over the period
     settlement = _sub(transaction, "ram:ApplicableHeaderTradeSettlement")
     _sub(settlement, "ram:PaymentReference", invoice.number)
     _sub(settlement, "ram:InvoiceCurrencyCode", currency)
