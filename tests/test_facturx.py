@@ -12,6 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rating.cli import main
 from rating.cli.demo import write_demo_events
@@ -211,3 +213,46 @@ def test_the_dates_are_the_invoices(tour: tuple[Path, dict[str, Invoice]]) -> No
     assert period is not None
     assert [d.text for d in period.iter(f"{{{N['udt']}}}DateTimeString")] == ["20261101", "20261130"]
     assert invoice.period_start == dt.date(2026, 11, 1)
+
+
+QUANTITIES = st.one_of(st.none(), st.decimals(min_value=-(10**9), max_value=10**9, places=3, allow_nan=False))
+PRICES = st.one_of(st.none(), st.decimals(min_value=0, max_value=10, places=9, allow_nan=False))
+AMOUNTS = st.decimals(min_value=-1000, max_value=1000, places=2, allow_nan=False)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(QUANTITIES, PRICES, AMOUNTS), min_size=1, max_size=6), st.sampled_from(["0", "7", "19"]))
+def test_any_lines_validate_and_each_is_priced_to_its_amount_exactly(
+    tour: tuple[Path, dict[str, Invoice]], drawn: list[tuple[Decimal | None, Decimal | None, Decimal]], rate: str
+) -> None:
+    invoice = tour[1]["globex"]
+    lines = tuple(
+        InvoiceLine(description=f"line {n}", account="revenue:a:b", quantity=quantity, unit="units",
+                    unit_price=price, exact=amount, amount=amount)
+        for n, (quantity, price, amount) in enumerate(drawn)
+    )  # fmt: skip
+    subtotal = sum((line.amount for line in lines), Decimal(0))
+    if subtotal < 0:  # a period that owes less than nothing is a credit note, never an invoice
+        return
+    tax = (subtotal * Decimal(rate) / 100).quantize(Decimal("0.01"))
+    applied = AppliedTax(rate=Decimal(rate), name="VAT", rule="test")
+    priced = invoice.model_copy(
+        update={"lines": lines, "subtotal": subtotal, "tax_total": tax, "total": subtotal + tax, "tax": applied}
+    )
+    _checked(priced)  # the XSD validates it; totals, breakdown and every line's quantity x price = amount
+
+
+def test_a_line_whose_quantity_times_unit_price_is_its_amount_keeps_its_unit_price(
+    tour: tuple[Path, dict[str, Invoice]],
+) -> None:
+    invoice = tour[1]["globex"]
+    line = InvoiceLine(description="calls", account="revenue:a:b", quantity=Decimal(4), unit="calls",
+                       unit_price=Decimal("0.25"), exact=Decimal(1), amount=Decimal("1.00"))  # fmt: skip
+    one = invoice.model_copy(
+        update={"lines": (line,), "subtotal": Decimal("1.00"), "tax_total": Decimal("0.19"), "total": Decimal("1.19")}
+    )
+    [item] = _checked(one).findall(".//ram:IncludedSupplyChainTradeLineItem", N)
+    assert item.findtext(".//ram:BilledQuantity", namespaces=N) == "4"
+    assert item.findtext(".//ram:ChargeAmount", namespaces=N) == "0.25"
+    assert item.find(".//ram:BasisQuantity", N) is None
+    assert item.findtext(".//ram:SpecifiedTradeProduct/ram:Description", namespaces=N) == "4 calls at 0.25"
