@@ -216,3 +216,37 @@ def test_journal_export_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert main(["journal", "export", "--period", "2026-11", "--timezone", "Mars/Olympus"]) == 2
     assert "is not a time zone" in capsys.readouterr().err
     assert main(["journal", "export"]) == 2  # --period is required
+
+
+def test_the_shipped_account_map_maps_every_account_the_ledger_names() -> None:
+    from rating import accounts as a
+    from rating.billing.journal import load_account_map
+    from tests.helpers import ROOT
+
+    shipped = load_account_map(ROOT / "pricebooks" / "accounts.yaml")
+    names = [
+        a.receivable_account("c"), a.wallet_account("c"), a.grant_account("c", "g"), a.held_account("c"),
+        a.prepaid_account("c"), a.refund_account("c"), a.SHARES_ACCOUNT, a.PROCESSOR_ACCOUNT, a.PROVIDERS_ACCOUNT,
+        a.FORFEITED_ACCOUNT, a.PAYMENTS_ACCOUNT, a.revenue_account("p", "m"), a.contract_revenue_account("k"),
+        a.cost_account("m"), a.creator_account("x"), a.grants_account("promotional"), a.rounding_account("USD"),
+        a.payouts_account("USD"), a.tax_account("VAT", "DE"),
+    ]  # fmt: skip
+    assert {name: shipped.account_of(name) for name in names if shipped.account_of(name) is None} == {}
+    assert shipped.account_of(a.SHARES_ACCOUNT) == "8700" and shipped.account_of(a.receivable_account("c")) == "1400"
+
+
+def test_the_tours_journal_with_the_shipped_map_balances(demo_history: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import EXAMPLE, ROOT
+
+    billing = str(ROOT / "pricebooks" / "billing.yaml")
+    assert main(["close-period", "--db", "history.db", "--period", "2026-11", "-p", str(EXAMPLE)]) == 0
+    issue = ["invoice", "issue", "--db", "history.db", "--period", "2026-11", "-p", str(EXAMPLE), "--billing", billing]
+    assert main([*issue, "--date", "2026-12-01"]) == 1  # initech is billed in credits: refused
+    capsys.readouterr()
+    accounts = str(ROOT / "pricebooks" / "accounts.yaml")
+    assert main(["journal", "export", "--db", "history.db", "--period", "2026-11", "--accounts", accounts]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {row["account"] for row in rows} >= {"1400", "8400", "3100", "1600"}
+    for currency in {row["currency"] for row in rows}:
+        mine = [row for row in rows if row["currency"] == currency]
+        assert sum(Decimal(r["debit"]) for r in mine) == sum(Decimal(r["credit"]) for r in mine) > 0
