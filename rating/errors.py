@@ -11,6 +11,7 @@ from rating.refusals import (
     CustomerRefusal,
     DocumentRefusal,
     InvoiceRefusal,
+    JournalRefusal,
     PayoutRefusal,
     Refusal,
     RerateRefusal,
@@ -187,4 +188,12 @@ class WebhookError(RatingError):
 
     def __init__(self, code: WebhookRefusal, message: str) -> None:
         self.code = WebhookRefusal(code)
+        super().__init__(f"{self.code}: {message}")
+
+
+class JournalError(RatingError):
+    """A general-ledger journal was not written; ``code`` is a :class:`~rating.refusals.JournalRefusal`."""
+
+    def __init__(self, code: JournalRefusal, message: str) -> None:
+        self.code = JournalRefusal(code)
         super().__init__(f"{self.code}: {message}")

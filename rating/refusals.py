@@ -98,6 +98,8 @@ class ValueRefusal(enum.StrEnum):
     INVALID_PATH = "invalid_path"
     #: Not a ``host:port`` address (``--dask``).
     INVALID_ADDRESS = "invalid_address"
+    #: Not a time zone of the tz database, such as ``Europe/Berlin`` or ``UTC`` (``journal export --timezone``).
+    INVALID_TIMEZONE = "invalid_timezone"
 
 
 class PaymentRefusal(enum.StrEnum):
@@ -303,3 +305,10 @@ class WebhookRefusal(enum.StrEnum):
     UNKNOWN_ENDPOINT = "unknown_endpoint"
     #: No outbox message of that id.
     UNKNOWN_MESSAGE = "unknown_message"
+
+
+class JournalRefusal(enum.StrEnum):
+    """Why ``rating journal export`` wrote no journal (:mod:`rating.billing.journal`)."""
+
+    #: Ledger accounts with postings in the period that no rule of the account-mapping file maps (all are named).
+    UNMAPPED_ACCOUNTS = "unmapped_accounts"

@@ -5,8 +5,9 @@ its own, declaring its subcommands (``register``) beside their handlers: :mod:`~
 (check, schema, diff), :mod:`~rating.cli.rate` (quote, rate, demo), :mod:`~rating.cli.wallets`
 (balance, request), :mod:`~rating.cli.close` (close-period, payouts, rerate), :mod:`~rating.cli.reports`
 (usage, margin), :mod:`~rating.cli.simulate` (simulate, to-parquet), :mod:`~rating.cli.invoices`,
-:mod:`~rating.cli.statements`, :mod:`~rating.cli.imports`, :mod:`~rating.cli.db` (verify, db migrate) and
-:mod:`~rating.cli.serve` (the HTTP service) and :mod:`~rating.cli.customers` (customers as data).
+:mod:`~rating.cli.statements`, :mod:`~rating.cli.journal`, :mod:`~rating.cli.imports`, :mod:`~rating.cli.db`
+(verify, db migrate) and :mod:`~rating.cli.serve` (the HTTP service) and :mod:`~rating.cli.customers`
+(customers as data).
 Flag values are parsed by one layer, :mod:`rating.cli.args`.
 
 Exit codes, one table every command follows (README "Exit codes"): 0 done; 1 done
@@ -33,6 +34,7 @@ from rating.cli import (
     db,
     imports,
     invoices,
+    journal,
     pricebooks,
     rate,
     reports,
@@ -104,6 +106,7 @@ GROUPS = (
     simulate,
     invoices,
     statements,
+    journal,
     imports,
     db,
     serve,
@@ -115,8 +118,8 @@ GROUPS = (
 #: The commands in the order ``rating --help`` lists them (the order they were added in before the groups).
 HELP_ORDER = (
     "check", "schema", "quote", "rate", "request", "balance", "wallet", "close-period", "usage", "payouts", "margin",
-    "simulate", "rerate", "invoice", "statement", "import", "to-parquet", "diff", "verify", "db", "demo", "serve",
-    "customer", "apikey", "webhooks",
+    "simulate", "rerate", "invoice", "statement", "journal", "import", "to-parquet", "diff", "verify", "db", "demo",
+    "serve", "customer", "apikey", "webhooks",
 )  # fmt: skip
 
 

@@ -10,7 +10,9 @@ import argparse
 import datetime as dt
 import json
 import sys
+from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rating.cli import args as values
@@ -43,7 +45,8 @@ HELP = "issue numbered invoices of a closed period, or show them"
 ACTIONS = {
     "issue": "issue the invoices of a closed period (--period, -p PRICEBOOK, --billing FILE)",
     "list": "list invoices (--customer, --overdue)",
-    "show": "show an invoice or a credit note, e.g. rating invoice show INV-2026-000001 (or CN-2026-000001)",
+    "show": "show an invoice or a credit note, e.g. rating invoice show INV-2026-000001 (or CN-2026-000001;"
+    " --pdf DIR --format facturx, --xml DIR)",
     "pay": "record a payment of invoice NUMBER (--amount, --reference)",
     "credit": "credit invoice NUMBER with a credit note (--reference; --line, --amount, --refund; --html, --pdf)",
 }
@@ -111,6 +114,18 @@ def _flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
         type=values.flag(values.output_dir),
         help="also write each invoice (credit: the credit note) as DIR/NUMBER.pdf",
     )
+    flag(
+        "--format",
+        choices=["pdf", "facturx"],
+        default="pdf",
+        help="the PDFs --pdf writes: plain, or facturx (PDF/A-3 with the EN 16931 XML embedded)",
+    )
+    flag(
+        "--xml",
+        metavar="DIR",
+        type=values.flag(values.output_dir),
+        help="also write each invoice's Factur-X XML (EN 16931) as DIR/NUMBER.xml",
+    )
 
 
 def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
@@ -127,6 +142,12 @@ def cmd_invoice(args: argparse.Namespace, registry: Registry) -> int:
         from rating.invoices.render import require_renderers
 
         require_renderers(pdf=bool(args.pdf))
+    if args.format == "facturx" and not args.pdf:
+        raise UsageError("invoice --format facturx is the kind of PDF --pdf DIR writes: give --pdf DIR")
+    if args.format == "facturx" or args.xml:
+        from rating.invoices.facturx import require_facturx
+
+        require_facturx()
     if args.action in ("pay", "credit") and not (args.number and args.reference):
         raise UsageError(f"rating invoice {args.action} needs the invoice NUMBER and --reference")
     if args.action == "issue" and not (args.period and args.pricebook and args.billing):
@@ -199,6 +220,8 @@ CREDIT_NOTE_COLUMNS = ["number", "customer", "credits", "total", "refund", "curr
 def _write_credit_note(args: argparse.Namespace, note: CreditNote) -> None:
     """A credit note (of an invoice, or of a period that owed less than nothing) as the output format asks;
     ``--html`` and ``--pdf`` write it as a document."""
+    if args.xml or args.format == "facturx":
+        raise RatingError(f"{note.number} is a credit note: Factur-X is written for invoices only")
     from rating.invoices.render import credit_note_csv
 
     if args.output == "json":
@@ -245,10 +268,24 @@ def _write_invoices(
     if not documents:
         return
     fonts, languages = document_fonts(args), document_languages(args)
+    pdf: Callable[..., bytes] = invoice_pdf
+    xml: dict[str, bytes] = {}
+    if args.format == "facturx" or args.xml:
+        from rating.invoices.facturx import check_xsd, facturx_pdf, facturx_xml
+
+        pdf = facturx_pdf if args.format == "facturx" else invoice_pdf
+        xml = {i.number: facturx_xml(i) for i in chosen} if args.xml else {}
+        for content in xml.values():
+            check_xsd(content)  # every document made and checked before any is written
     write_documents(
         args,
         [
-            (file_name(i.number), partial(invoice_html, i, languages), partial(invoice_pdf, i, fonts, languages))
+            (file_name(i.number), partial(invoice_html, i, languages), partial(pdf, i, fonts, languages))
             for i in chosen
         ],
     )
+    for number, content in xml.items():
+        path = Path(args.xml) / f"{file_name(number)}.xml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        print(f"wrote {path}", file=sys.stderr)

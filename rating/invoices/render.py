@@ -482,13 +482,13 @@ class _PdfText:
     """An A4 PDF whose every piece of text is checked before it is drawn: each character must be covered by
     DejaVu Sans or one of the extra fonts, else ``unrenderable_text`` names it and its field."""
 
-    def __init__(self, what: str, fonts: Sequence[str | Path]) -> None:
+    def __init__(self, what: str, fonts: Sequence[str | Path], compliance: str | None = None) -> None:
         try:
             from fpdf import FPDF
         except ImportError:
             raise RatingError("PDF documents need the invoices extra: pip install 'rating[invoices]'") from None
         self.what = what
-        self.pdf = FPDF(format="A4")
+        self.pdf = FPDF(format="A4", enforce_compliance=compliance)  # compliance: "PDFA_3B" for Factur-X
         self.pdf.set_auto_page_break(auto=True, margin=26)  # room for the footer
         #: The footer of every page: lines of small text (field, text), and "Page {page} of {pages}" in words.
         self.footer_lines: list[tuple[str, str]] = []
@@ -686,13 +686,16 @@ def _pdf_head(
     pdf.ln(4)
 
 
-def invoice_pdf(invoice: Invoice, fonts: Sequence[str | Path] = (), languages: Languages = None) -> bytes:
-    """The invoice as a one-or-more-page A4 PDF; ``fonts`` are font files for what DejaVu Sans does not cover.
+def invoice_pdf(
+    invoice: Invoice, fonts: Sequence[str | Path] = (), languages: Languages = None, *, compliance: str | None = None
+) -> bytes:
+    """The invoice as a one-or-more-page A4 PDF; ``fonts`` are font files for what DejaVu Sans does not cover;
+    ``compliance`` an fpdf2 ``DocumentCompliance`` such as ``PDFA_3B`` (:mod:`rating.invoices.facturx`).
 
     Raises ``DocumentError`` (``unrenderable_text``) for a character no font covers."""
     f = _Format(invoice, languages)
     words = f.words
-    page = _PdfText(f"invoice {invoice.number}", fonts)
+    page = _PdfText(f"invoice {invoice.number}", fonts, compliance)
     pdf = page.pdf
     meta = [
         ("number", words["number"], invoice.number),
