@@ -50,9 +50,9 @@ caption {{ text-align: left; font-weight: 600; padding: 0.25rem 0; }}
 th, td {{ padding: 0.25rem 0.75rem; border-bottom: 1px solid #dde1e8; }}
 th {{ text-align: left; background: #f3f5f8; }} td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
 th button {{ font: inherit; font-weight: 600; background: none; border: 0; padding: 0; cursor: pointer; }}
-th button::after {{ content: " \\2195"; color: #8a93a3; }}
-th[aria-sort="ascending"] button::after {{ content: " \\2191"; color: inherit; }}
-th[aria-sort="descending"] button::after {{ content: " \\2193"; color: inherit; }}
+th button::after {{ content: " \\2195" / ""; color: #8a93a3; }}
+th[aria-sort="ascending"] button::after {{ content: " \\2191" / ""; color: inherit; }}
+th[aria-sort="descending"] button::after {{ content: " \\2193" / ""; color: inherit; }}
 .up {{ color: {UP}; }} .down {{ color: {DOWN}; }} .note {{ color: #5b6474; font-size: 0.9rem; }}
 dl.scope {{ display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; }}
 dl.scope dt {{ font-weight: 600; }} dl.scope dd {{ margin: 0; }}
