@@ -7,6 +7,7 @@ import itertools
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -201,14 +202,14 @@ def _simulate(
         return kept, 0, (report.Scope(names), impacts, scales)
     events = history(args, registry, baseline.latest)
     progress = Progress(1 + len(catalogs), "pricebooks") if not isinstance(events, EventFile) else None
-    tally = report.Tally(events) if isinstance(events, EventFile | Iterator) else None
-    result = simulate(tally or events, baseline, catalogs, registry, labels, progress=progress)
-    kept, impacts = report.itemise(result, edits)
-    if tally is not None:
+    if isinstance(events, EventFile | Iterator):  # counted as they are read
+        tally = report.Tally(events)
+        result = simulate(tally, baseline, catalogs, registry, labels, progress=progress)
         scope = tally.scope(names)
     else:  # Parquet history: DuckDB surveyed it
-        span = getattr(events, "span", None) or (None, None)
-        scope = report.Scope(names, None, len(getattr(events, "customers", ())), *span)
+        result = simulate(events, baseline, catalogs, registry, labels, progress=progress)
+        scope = report.parquet_scope(events, names)
+    kept, impacts = report.itemise(result, edits)
     return kept, events.invalid if isinstance(events, EventFile) else 0, (scope, impacts, scales)
 
 
@@ -225,6 +226,8 @@ def _simulate_against_ledger(
     since, until = date_range(args, catalog.latest)
     ledger, notices = billed(open_storage(args, registry, "empty"), since, until, catalog.latest.currency)
     result, invalid, (scope, _, scales) = _simulate(args, registry, catalog, first, others, itemised=False)
+    billed_as = f"what the ledger of {args.db} billed from {since.isoformat()} to {until.isoformat()}"
+    scope = replace(scope, pricebooks={ledger.label: billed_as, **scope.pricebooks})
     return SimulationResult(ledger, result.scenarios, notices + result.notices), invalid, (scope, {}, scales)
 
 

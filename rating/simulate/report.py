@@ -26,7 +26,7 @@ import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rating.errors import InvalidAmount, RatingError
 from rating.events import UsageEvent
@@ -35,6 +35,9 @@ from rating.pricebook.catalog import Catalog
 from rating.reports.diff import Edit, separable_edits
 from rating.simulate import Scenario, SimulationResult, percent_change
 from rating.simulate.summary import change_impacts
+
+if TYPE_CHECKING:
+    from rating.simulate.columnar import ParquetHistory
 
 #: Revenue up (good for the seller) and down, in the tables and the charts; and the neutral bar colour.
 UP, DOWN, NEUTRAL, FEES = "#0b6b3a", "#a1260d", "#3b6fd4", "#9db6e8"
@@ -162,6 +165,13 @@ class Tally:
     def scope(self, pricebooks: Mapping[str, str]) -> Scope:
         """The scope of what was read so far, with ``pricebooks`` described."""
         return Scope(pricebooks, self.count, len(self.customers), self.first, self.last)
+
+
+def parquet_scope(history: ParquetHistory, pricebooks: Mapping[str, str]) -> Scope:
+    """The scope of Parquet history, from DuckDB's survey of it: rows, customers, the first and last time."""
+    first, last = history.span or (None, None)
+    counted = history.connection.execute("SELECT count(*) FROM src").fetchone()
+    return Scope(pricebooks, counted[0] if counted else None, len(history.customers), first, last)
 
 
 def describe(catalog: Catalog, source: str) -> str:

@@ -227,3 +227,24 @@ def test_customer_ids_matplotlib_would_read_as_mathtext_are_drawn_as_they_are(
     assert code == 0, capsys.readouterr().err
     page = read_page(report)
     assert len(page.images) >= 3 and all(customer in " ".join(page.text) for customer in odd)
+
+
+def test_the_scope_of_parquet_history_and_of_a_ledger_baseline(
+    demo_history: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = demo_history
+    assert main(["to-parquet", str(events), "events.parquet"]) == 0
+    common = ["-p", str(EXAMPLE), "--vs", str(CANDIDATE), "--report"]
+    assert main(["simulate", "events.parquet", *common, "parquet.html"]) == 0
+    page = read_page(Path("parquet.html"))
+    text = " ".join(page.text)
+    assert "events 300 " in text and "customers 5 " in text and "not counted" not in text
+    assert page.table("What each change does to revenue: ai-gateway-2027").rows[-1][0][0] == "all"
+    ledger = ["simulate", "--db", "history.db", "--from", "2026-11-01", "--to", "2026-12-01", "--baseline", "ledger"]
+    assert main([*ledger, "--vs", str(EXAMPLE), "--vs", str(CANDIDATE), "--report", "ledger.html"]) == 0
+    page = read_page(Path("ledger.html"))
+    text = " ".join(page.text)
+    assert "baseline ledger what the ledger of history.db billed from 2026-11-01" in text
+    assert "What each change does" not in text  # the ledger is no pricebook to take changes from
+    assert page.table("Per customer").headers[3:5] == ["ledger", "ai-gateway"]
+    capsys.readouterr()
