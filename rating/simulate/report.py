@@ -51,7 +51,8 @@ h1 {{ font-size: 1.5rem; }} h2 {{ font-size: 1.15rem; margin-top: 2rem; }}
 table {{ border-collapse: collapse; margin: 0.5rem 0 1rem; }}
 caption {{ text-align: left; font-weight: 600; padding: 0.25rem 0; }}
 th, td {{ padding: 0.25rem 0.75rem; border-bottom: 1px solid #dde1e8; }}
-th {{ text-align: left; background: #f3f5f8; }} td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
+th {{ text-align: left; background: #f3f5f8; }}
+td.n {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
 th button {{ font: inherit; font-weight: 600; background: none; border: 0; padding: 0; cursor: pointer; }}
 th button::after {{ content: " \\2195" / ""; color: #8a93a3; }}
 th[aria-sort="ascending"] button::after {{ content: " \\2191" / ""; color: inherit; }}
@@ -612,6 +613,9 @@ def _movers(result: SimulationResult, figures: _Figures) -> str:
     for candidate in result.candidates:
         key, percent = f"delta {candidate.label}", f"% {candidate.label}"
         by_money = sorted((row for row in rows if row[key]), key=lambda row: -abs(row[key]))[:TOP]  # type: ignore[arg-type]
+        if not by_money:
+            parts.append(f'<p class="note">No customer pays differently under {html.escape(candidate.label)}.</p>')
+            continue
         by_percent = _top_by_percent(rows, percent)
         for caption, chosen in (("by money", by_money), ("by percent", by_percent)):
             cells = [
