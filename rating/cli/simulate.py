@@ -7,6 +7,7 @@ import itertools
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,10 @@ from rating.simulate.summary import simulation_summary
 
 if TYPE_CHECKING:
     from rating.simulate.columnar import ParquetHistory
+    from rating.simulate.report import Scope
+
+#: What the ``--report`` page needs beside the result: the scope, the per-change impacts, the assets' scales.
+ReportInputs = tuple["Scope", dict[str, list[dict[str, object]]], dict[str, int]]
 
 #: Seconds to wait for a Dask scheduler that does not answer (one that refuses is reported at once).
 DASK_CONNECT_TIMEOUT = 10.0
@@ -115,10 +120,10 @@ def cmd_simulate(args: argparse.Namespace, registry: Registry) -> int:
 
         require_charts()  # before the long run, not after it
     if args.baseline == "ledger":
-        result, invalid = _simulate_against_ledger(args, registry)
+        result, invalid, page = _simulate_against_ledger(args, registry)
     elif args.pricebook:
         baseline = load_catalog(args.pricebook, registry)
-        result, invalid = _simulate(args, registry, baseline, Path(args.pricebook[0]).stem, args.vs)
+        result, invalid, page = _simulate(args, registry, baseline, args.pricebook[0], args.vs)
     else:
         raise UsageError("give the baseline: -p PRICEBOOK, or --baseline ledger with --db")
     for notice in result.notices:
@@ -146,7 +151,10 @@ def cmd_simulate(args: argparse.Namespace, registry: Registry) -> int:
     if args.report:
         from rating.simulate.report import render_report  # imports matplotlib, an optional extra
 
-        Path(args.report).write_text(render_report(result), encoding="utf-8")
+        scope, impacts, scales = page
+        Path(args.report).write_text(
+            render_report(result, scope=scope, impacts=impacts, scales=scales), encoding="utf-8"
+        )
         print(f"report written to {args.report}", file=sys.stderr)
     return simulation_status(result, invalid)
 
@@ -160,23 +168,54 @@ def simulation_status(result: SimulationResult, invalid: int) -> int:
 
 
 def _simulate(
-    args: argparse.Namespace, registry: Registry, baseline: Catalog, label: str, versus: Sequence[str]
-) -> tuple[SimulationResult, int]:
-    """``baseline`` and the ``versus`` candidates over the history the arguments name; and the invalid records."""
+    args: argparse.Namespace,
+    registry: Registry,
+    baseline: Catalog,
+    source: str,
+    versus: Sequence[str],
+    itemised: bool = True,
+) -> tuple[SimulationResult, int, ReportInputs]:
+    """``baseline`` (read from ``source``) and the ``versus`` candidates over the history the arguments name;
+    the invalid records; and what the ``--report`` page needs beside the result. With ``--report`` and
+    ``itemised``, each change of a candidate is also priced alone, in the same pass, for the page's
+    per-change impacts."""
+    from rating.simulate import report
+
     candidates = [load_catalog([path], registry) for path in versus]
-    labels = distinct([label, *(Path(path).stem for path in versus)])
+    labels = distinct([Path(source).stem, *(Path(path).stem for path in versus)])
+    names = {
+        label: report.describe(catalog, path)
+        for label, catalog, path in zip(labels, [baseline, *candidates], [source, *versus], strict=True)
+    }
+    edits = report.change_candidates(baseline, candidates) if args.report and itemised else [[] for _ in candidates]
+    catalogs = candidates + report.edit_catalogs(edits)
+    labels += [
+        f"{label} edit {n}" for label, own in zip(labels[1:], edits, strict=True) for n in range(1, len(own) + 1)
+    ]
+    scales = report.scales_of([baseline, *candidates])
     if args.workers or args.dask:
         from rating.simulate.distributed import connect, simulate_on_dask
 
         with connect(args.dask, args.workers, timeout=DASK_CONNECT_TIMEOUT) as client:
-            return simulate_on_dask(parquet_files(args.events), baseline, candidates, labels, client), 0
+            result = simulate_on_dask(parquet_files(args.events), baseline, catalogs, labels, client)
+        kept, impacts = report.itemise(result, edits)
+        return kept, 0, (report.Scope(names), impacts, scales)
     events = history(args, registry, baseline.latest)
-    progress = Progress(1 + len(candidates), "pricebooks") if not isinstance(events, EventFile) else None
-    result = simulate(events, baseline, candidates, registry, labels, progress=progress)
-    return result, events.invalid if isinstance(events, EventFile) else 0
+    progress = Progress(1 + len(catalogs), "pricebooks") if not isinstance(events, EventFile) else None
+    if isinstance(events, EventFile | Iterator):  # counted as they are read
+        tally = report.Tally(events)
+        result = simulate(tally, baseline, catalogs, registry, labels, progress=progress)
+        scope = tally.scope(names)
+    else:  # Parquet history: DuckDB surveyed it
+        result = simulate(events, baseline, catalogs, registry, labels, progress=progress)
+        scope = report.parquet_scope(events, names)
+    kept, impacts = report.itemise(result, edits)
+    return kept, events.invalid if isinstance(events, EventFile) else 0, (scope, impacts, scales)
 
 
-def _simulate_against_ledger(args: argparse.Namespace, registry: Registry) -> tuple[SimulationResult, int]:
+def _simulate_against_ledger(
+    args: argparse.Namespace, registry: Registry
+) -> tuple[SimulationResult, int, ReportInputs]:
     """What the ledger of ``--db`` billed from ``--from`` to ``--to``, against each ``--vs`` candidate."""
     from rating.simulate.ledger import billed
 
@@ -186,8 +225,10 @@ def _simulate_against_ledger(args: argparse.Namespace, registry: Registry) -> tu
     catalog = load_catalog([first], registry)
     since, until = date_range(args, catalog.latest)
     ledger, notices = billed(open_storage(args, registry, "empty"), since, until, catalog.latest.currency)
-    result, invalid = _simulate(args, registry, catalog, Path(first).stem, others)
-    return SimulationResult(ledger, result.scenarios, notices + result.notices), invalid
+    result, invalid, (scope, _, scales) = _simulate(args, registry, catalog, first, others, itemised=False)
+    billed_as = f"what the ledger of {args.db} billed from {since.isoformat()} to {until.isoformat()}"
+    scope = replace(scope, pricebooks={ledger.label: billed_as, **scope.pricebooks})
+    return SimulationResult(ledger, result.scenarios, notices + result.notices), invalid, (scope, {}, scales)
 
 
 def parquet_files(name: str | None) -> list[Path]:
