@@ -60,6 +60,7 @@ from rating.cli.documents import file_name
 from rating.cli.rate import CHARGE_COLUMNS, DEFAULT_FUTURE_TOLERANCE, charge_rows
 from rating.cli.simulate import DASK_CONNECT_TIMEOUT, simulation_status
 from rating.cli.wallets import balance_rows as customer_balances
+from rating.distribution import DISTRIBUTION, version
 from rating.errors import InvalidValue, PricebookError, RatingError, StorageError
 from rating.registry import Registry
 from rating.simulate.summary import change_impacts, simulation_summary
@@ -123,6 +124,12 @@ HELP_ORDER = (
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command, each group's subcommands registered by the group's module."""
     parser = Parser(prog="rating", description="Rate metered usage into exact ledger postings.")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"{DISTRIBUTION} {version()}",
+        help="print the installed version and exit",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.register(commands)

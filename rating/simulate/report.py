@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from rating.distribution import install_hint
 from rating.errors import RatingError
 from rating.money import ZERO, format_decimal
 from rating.simulate import Scenario, SimulationResult, percent_change
@@ -37,7 +38,7 @@ def _pyplot() -> Any:  # matplotlib.pyplot, imported on demand
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise RatingError("the HTML report draws charts with matplotlib: pip install 'rating[charts]'") from None
+        raise RatingError(f"the HTML report draws charts with matplotlib: {install_hint('charts')}") from None
     return plt
 
 
