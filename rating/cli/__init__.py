@@ -54,7 +54,9 @@ from rating.cli.common import (
     Parser,
     Progress,
     UsageError,
+    environment_defaults,
     outcome,
+    pricebooks_from_environment,
 )
 from rating.cli.documents import file_name
 from rating.cli.rate import CHARGE_COLUMNS, DEFAULT_FUTURE_TOLERANCE, charge_rows
@@ -134,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     for group in GROUPS:
         group.register(commands)
     _in_help_order(commands)
+    environment_defaults(parser)  # $RATING_DB and $RATING_PRICEBOOK, for every command at once
     return parser
 
 
@@ -190,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE
     try:
         args = build_parser().parse_args(argv)
+        pricebooks_from_environment(args)
         _require(args)
     except SystemExit as exit:  # --help (0), or a usage error argparse has reported in one line (2)
         return exit.code if isinstance(exit.code, int) else USAGE

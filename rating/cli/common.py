@@ -1,13 +1,15 @@
-"""What every command group shares: exit codes, opening ``--db``, progress, flags that recur, time ranges."""
+"""What every command group shares: exit codes, opening ``--db``, progress, flags that recur, the environment
+variables standing in for them, time ranges."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeAlias
 
@@ -96,6 +98,70 @@ def add_group_flag(
     parser.add_argument(
         *names, default=default if top else argparse.SUPPRESS, help=argparse.SUPPRESS if top else help, **options
     )
+
+
+#: The environment variables that stand in for ``--db`` and ``--pricebook`` when the flag is not given: a flag
+#: always wins. ``RATING_PRICEBOOK`` may name several files or directories, separated by :data:`os.pathsep`
+#: (``:``; ``;`` on Windows), as several ``-p`` flags would.
+DB_VARIABLE, PRICEBOOK_VARIABLE = "RATING_DB", "RATING_PRICEBOOK"
+
+#: The commands whose flag the variable does not stand in for: ``demo`` keeps its own database and example
+#: pricebook (a demo never writes into the ledger the environment names); ``check --db`` adds a check of the
+#: stored customers and ``balance -p`` a value column, both only when asked for.
+NOT_FROM_ENVIRONMENT = {DB_VARIABLE: frozenset({"demo", "check"}), PRICEBOOK_VARIABLE: frozenset({"demo", "balance"})}
+
+
+def _flag_actions(parser: argparse.ArgumentParser, dest: str) -> Iterator[argparse.Action]:
+    """The actions storing ``dest`` in ``parser`` and in the parsers of its subcommands, at any depth."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # an alias maps to the same parser
+                yield from _flag_actions(sub, dest)
+        elif action.dest == dest and action.option_strings:
+            yield action
+
+
+def environment_defaults(parser: argparse.ArgumentParser, environ: Mapping[str, str] = os.environ) -> None:
+    """Let :data:`DB_VARIABLE` and :data:`PRICEBOOK_VARIABLE` stand in for ``--db`` and ``--pricebook`` in every
+    command of ``parser`` (the ``rating`` parser, each group's commands registered), but those of
+    :data:`NOT_FROM_ENVIRONMENT`.
+
+    ``--db``: the variable becomes the flag's default (parsed by :func:`rating.cli.args.database` like a
+    flag's value; an empty variable is no variable). ``--pricebook``: a required one is no longer required
+    while the variable is set; :func:`pricebooks_from_environment` fills it in after parsing.
+    """
+    database, pricebooks = environ.get(DB_VARIABLE) or None, _paths(environ.get(PRICEBOOK_VARIABLE, ""))
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        if name not in NOT_FROM_ENVIRONMENT[DB_VARIABLE]:
+            for action in _flag_actions(command, "db"):
+                if action.default is not argparse.SUPPRESS and database is not None:
+                    action.default = database
+                if action.help not in (None, argparse.SUPPRESS):
+                    action.help = f"{action.help}; ${DB_VARIABLE} when not given"
+        if name not in NOT_FROM_ENVIRONMENT[PRICEBOOK_VARIABLE]:
+            for action in _flag_actions(command, "pricebook"):
+                action.required = action.required and not pricebooks
+                if action.help not in (None, argparse.SUPPRESS):
+                    action.help = f"{action.help}; ${PRICEBOOK_VARIABLE} when not given"
+
+
+def pricebooks_from_environment(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> None:
+    """``--pricebook`` from :data:`PRICEBOOK_VARIABLE` when the command takes it, it was not given and the variable
+    is set (see :func:`environment_defaults`); not the baseline of ``simulate --baseline ledger``, which has none."""
+    pricebooks = _paths(environ.get(PRICEBOOK_VARIABLE, ""))
+    if (
+        pricebooks
+        and getattr(args, "pricebook", argparse.SUPPRESS) is None
+        and args.command not in NOT_FROM_ENVIRONMENT[PRICEBOOK_VARIABLE]
+        and getattr(args, "baseline", None) is None
+    ):
+        args.pricebook = pricebooks
+
+
+def _paths(text: str) -> list[str]:
+    """The paths of a variable holding several, separated by :data:`os.pathsep` (empty parts left out)."""
+    return [part for part in text.split(os.pathsep) if part]
 
 
 class Progress:
