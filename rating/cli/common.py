@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeAlias
@@ -165,24 +166,55 @@ def _paths(text: str) -> list[str]:
 
 
 class Progress:
-    """A progress bar on stderr, drawn only when stderr is a terminal."""
+    """A progress bar on stderr, drawn only when stderr is a terminal: what is done (of the total when it is
+    known), the rate per second, and the time left when the total is known (the time taken once done).
 
-    def __init__(self, total: int | None, label: str = "events") -> None:
-        self.total, self.label = total, label
+    ``rating [###.....] 120,000/1,000,000 events  40,000 events/s  0:22 left``. The rate is the average since
+    the first count (the bar is asked every 10,000 records); a count lower than the last one is a new pass over
+    the input (a simulation reading its file again) and starts the clock again.
+    """
+
+    def __init__(self, total: int | None, label: str = "events", clock: Callable[[], float] = time.monotonic) -> None:
+        self.total, self.label, self.clock = total, label, clock
         self.enabled = sys.stderr.isatty()
+        self.started, self.last, self.width = clock(), 0, 0
 
     def __call__(self, done: int) -> None:
         if not self.enabled:
             return
-        if self.total:
-            filled = int(30 * done / self.total)
-            bar = "#" * filled + "." * (30 - filled)
-            sys.stderr.write(f"\rrating [{bar}] {done:,}/{self.total:,} {self.label}")
-        else:
-            sys.stderr.write(f"\rrating {done:,} {self.label}")
+        line = self.line(done)
+        sys.stderr.write("\r" + line.ljust(self.width))
+        self.width = len(line)
         if self.total is None or done >= self.total:
             sys.stderr.write("\n")
+            self.width = 0
         sys.stderr.flush()
+
+    def line(self, done: int) -> str:
+        """The bar's text after ``done`` (without the carriage return that redraws it)."""
+        now = self.clock()
+        if done < self.last:
+            self.started = now
+        self.last = done
+        elapsed = now - self.started
+        rate = done / elapsed if elapsed > 0 and done else None
+        speed = None if rate is None else f"{rate:,.{0 if rate >= 10 else 1}f} {self.label}/s"
+        if not self.total:
+            return "  ".join(filter(None, [f"rating {done:,} {self.label}", speed]))
+        filled = min(30, int(30 * done / self.total))
+        bar = "#" * filled + "." * (30 - filled)
+        if done >= self.total:
+            timing: str | None = f"done in {_clock_time(elapsed)}"
+        else:
+            timing = f"{_clock_time((self.total - done) / rate)} left" if rate is not None else None
+        return "  ".join(filter(None, [f"rating [{bar}] {done:,}/{self.total:,} {self.label}", speed, timing]))
+
+
+def _clock_time(seconds: float) -> str:
+    """``seconds`` as ``M:SS``, or ``H:MM:SS`` from an hour on."""
+    minutes, second = divmod(round(seconds), 60)
+    hours, minute = divmod(minutes, 60)
+    return f"{hours}:{minute:02}:{second:02}" if hours else f"{minute}:{second:02}"
 
 
 def count_lines(path: Path) -> int | None:
@@ -247,6 +279,21 @@ def spooled_stdin(args: argparse.Namespace) -> Path:
     path = Path(spool) / "stdin.jsonl"
     with path.open("wb") as copy:
         shutil.copyfileobj(sys.stdin.buffer, copy)
+    return path
+
+
+#: The file name that means standard input, wherever a command reads a file of events.
+STDIN = "-"
+
+
+def events_file(args: argparse.Namespace, name: str) -> Path:
+    """The file of events ``name`` names, for a command that reads a whole file (perhaps twice): ``-`` is standard
+    input (JSON Lines), copied to a temporary file first (:func:`spooled_stdin`); any other name must be a file."""
+    if name == STDIN:
+        return spooled_stdin(args)
+    path = Path(name)
+    if not path.is_file():
+        raise RatingError(f"{path}: no such events file")
     return path
 
 
