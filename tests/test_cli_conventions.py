@@ -310,7 +310,6 @@ def test_diff_events_reads_standard_input(run, stdin, pricebook: Path, tmp_path:
 
 
 def test_to_parquet_reads_standard_input(run, stdin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("duckdb")
     stdin(call("a") + "\n" + call("b") + "\n")
     code, out, err = run("to-parquet", "-", "events.parquet")
     assert (code, out) == (0, "2 events written to events.parquet\n"), err

@@ -139,12 +139,12 @@ def environment_defaults(parser: argparse.ArgumentParser, environ: Mapping[str, 
                 if action.default is not argparse.SUPPRESS and database is not None:
                     action.default = database
                 if action.help not in (None, argparse.SUPPRESS):
-                    action.help = f"{action.help}; ${DB_VARIABLE} when not given"
+                    action.help = f"{action.help}; ${DB_VARIABLE}, when set, stands in for the flag"
         if name not in NOT_FROM_ENVIRONMENT[PRICEBOOK_VARIABLE]:
             for action in _flag_actions(command, "pricebook"):
                 action.required = action.required and not pricebooks
                 if action.help not in (None, argparse.SUPPRESS):
-                    action.help = f"{action.help}; ${PRICEBOOK_VARIABLE} when not given"
+                    action.help = f"{action.help}; ${PRICEBOOK_VARIABLE}, when set, stands in for the flag"
 
 
 def pricebooks_from_environment(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> None:
