@@ -233,7 +233,7 @@ def run(count: int, storages: list[str], postgres: str | None) -> dict[str, floa
     figures: dict[str, float] = {}
     sample = events[:100_000]
     reads = "  ".join(f"{name} {rate:,.0f}/s" for name, rate in read_rates(sample).items())
-    print(f"{'read JSONL':<24} {len(sample):,} events: {reads} (msgspec with rating[fast])", flush=True)
+    print(f"{'read JSONL':<24} {len(sample):,} events: {reads} (msgspec with rating-engine[fast])", flush=True)
     with tempfile.TemporaryDirectory() as directory:
         for kind in storages:
             url = storage_url(kind, directory, postgres)

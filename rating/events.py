@@ -252,7 +252,7 @@ def _bounded_lines(stream: BinaryIO, name: str) -> Iterator[tuple[str, str | Non
 def read_jsonl(stream: BinaryIO, name: str, fast: bool | None = None) -> Iterator[Sourced]:
     """Events from JSON Lines (bytes); numbers are read as Decimal from their text.
 
-    With msgspec installed (``rating[fast]``) and ``fast`` not False, lines are decoded by
+    With msgspec installed (``rating-engine[fast]``) and ``fast`` not False, lines are decoded by
     :mod:`rating.fastread`: the same events, refusal codes and reasons, without a pydantic model per event.
     """
     from rating import fastread  # a sibling that imports this module: imported at call time

@@ -11,7 +11,7 @@ about (one that may hold a duplicate key, a number msgspec read differently
 from ``json``, a field of an unusual type, a value a check refuses) goes
 through the pydantic path, so every refusal keeps today's code and reason.
 
-msgspec is optional (``pip install 'rating[fast]'``); :data:`AVAILABLE` says
+msgspec is optional (``pip install 'rating-engine[fast]'``); :data:`AVAILABLE` says
 whether it is installed.
 """
 

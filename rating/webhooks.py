@@ -30,6 +30,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from rating.distribution import install_hint
 from rating.errors import RatingError, WebhookError
 from rating.outbox import EVENT_TYPES
 from rating.records import DeliveryRecord, OutboxMessage, WebhookEndpoint
@@ -56,7 +57,7 @@ def _webhook_class() -> type:
     try:
         from standardwebhooks import Webhook
     except ImportError:  # pragma: no cover - the server extra brings it
-        raise RatingError("webhooks need the server extra: pip install 'rating[server]'") from None
+        raise RatingError(f"webhooks need the server extra: {install_hint('server')}") from None
     return Webhook
 
 

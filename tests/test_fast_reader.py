@@ -14,7 +14,7 @@ from rating.events import _parse_line, read_jsonl
 
 fastread = pytest.importorskip("rating.fastread")
 if not fastread.AVAILABLE:
-    pytest.skip("msgspec is not installed (rating[fast])", allow_module_level=True)
+    pytest.skip("msgspec is not installed (rating-engine[fast])", allow_module_level=True)
 
 BASE = (
     '{"id":"e-1","customer":"acme","type":"api_call","timestamp":"2026-03-01T10:00:00+02:00",'

@@ -56,12 +56,15 @@ from rating.cli.common import (
     Parser,
     Progress,
     UsageError,
+    environment_defaults,
     outcome,
+    pricebooks_from_environment,
 )
 from rating.cli.documents import file_name
 from rating.cli.rate import CHARGE_COLUMNS, DEFAULT_FUTURE_TOLERANCE, charge_rows
 from rating.cli.simulate import DASK_CONNECT_TIMEOUT, simulation_status
 from rating.cli.wallets import balance_rows as customer_balances
+from rating.distribution import DISTRIBUTION, version
 from rating.errors import InvalidValue, PricebookError, RatingError, StorageError
 from rating.registry import Registry
 from rating.simulate.summary import change_impacts, simulation_summary
@@ -126,10 +129,17 @@ HELP_ORDER = (
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command, each group's subcommands registered by the group's module."""
     parser = Parser(prog="rating", description="Rate metered usage into exact ledger postings.")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"{DISTRIBUTION} {version()}",
+        help="print the installed version and exit",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.register(commands)
     _in_help_order(commands)
+    environment_defaults(parser)  # $RATING_DB and $RATING_PRICEBOOK, for every command at once
     return parser
 
 
@@ -186,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE
     try:
         args = build_parser().parse_args(argv)
+        pricebooks_from_environment(args)
         _require(args)
     except SystemExit as exit:  # --help (0), or a usage error argparse has reported in one line (2)
         return exit.code if isinstance(exit.code, int) else USAGE

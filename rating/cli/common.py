@@ -1,13 +1,16 @@
-"""What every command group shares: exit codes, opening ``--db``, progress, flags that recur, time ranges."""
+"""What every command group shares: exit codes, opening ``--db``, progress, flags that recur, the environment
+variables standing in for them, time ranges."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeAlias
 
@@ -98,25 +101,120 @@ def add_group_flag(
     )
 
 
-class Progress:
-    """A progress bar on stderr, drawn only when stderr is a terminal."""
+#: The environment variables that stand in for ``--db`` and ``--pricebook`` when the flag is not given: a flag
+#: always wins. ``RATING_PRICEBOOK`` may name several files or directories, separated by :data:`os.pathsep`
+#: (``:``; ``;`` on Windows), as several ``-p`` flags would.
+DB_VARIABLE, PRICEBOOK_VARIABLE = "RATING_DB", "RATING_PRICEBOOK"
 
-    def __init__(self, total: int | None, label: str = "events") -> None:
-        self.total, self.label = total, label
+#: The commands whose flag the variable does not stand in for: ``demo`` keeps its own database and example
+#: pricebook (a demo never writes into the ledger the environment names); ``check --db`` adds a check of the
+#: stored customers and ``balance -p`` a value column, both only when asked for.
+NOT_FROM_ENVIRONMENT = {DB_VARIABLE: frozenset({"demo", "check"}), PRICEBOOK_VARIABLE: frozenset({"demo", "balance"})}
+
+
+def _flag_actions(parser: argparse.ArgumentParser, dest: str) -> Iterator[argparse.Action]:
+    """The actions storing ``dest`` in ``parser`` and in the parsers of its subcommands, at any depth."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # an alias maps to the same parser
+                yield from _flag_actions(sub, dest)
+        elif action.dest == dest and action.option_strings:
+            yield action
+
+
+def environment_defaults(parser: argparse.ArgumentParser, environ: Mapping[str, str] = os.environ) -> None:
+    """Let :data:`DB_VARIABLE` and :data:`PRICEBOOK_VARIABLE` stand in for ``--db`` and ``--pricebook`` in every
+    command of ``parser`` (the ``rating`` parser, each group's commands registered), but those of
+    :data:`NOT_FROM_ENVIRONMENT`.
+
+    ``--db``: the variable becomes the flag's default (parsed by :func:`rating.cli.args.database` like a
+    flag's value; an empty variable is no variable). ``--pricebook``: a required one is no longer required
+    while the variable is set; :func:`pricebooks_from_environment` fills it in after parsing.
+    """
+    database, pricebooks = environ.get(DB_VARIABLE) or None, _paths(environ.get(PRICEBOOK_VARIABLE, ""))
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        if name not in NOT_FROM_ENVIRONMENT[DB_VARIABLE]:
+            for action in _flag_actions(command, "db"):
+                if action.default is not argparse.SUPPRESS and database is not None:
+                    action.default = database
+                if action.help not in (None, argparse.SUPPRESS):
+                    action.help = f"{action.help}; ${DB_VARIABLE}, when set, stands in for the flag"
+        if name not in NOT_FROM_ENVIRONMENT[PRICEBOOK_VARIABLE]:
+            for action in _flag_actions(command, "pricebook"):
+                action.required = action.required and not pricebooks
+                if action.help not in (None, argparse.SUPPRESS):
+                    action.help = f"{action.help}; ${PRICEBOOK_VARIABLE}, when set, stands in for the flag"
+
+
+def pricebooks_from_environment(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> None:
+    """``--pricebook`` from :data:`PRICEBOOK_VARIABLE` when the command takes it, it was not given and the variable
+    is set (see :func:`environment_defaults`); not the baseline of ``simulate --baseline ledger``, which has none."""
+    pricebooks = _paths(environ.get(PRICEBOOK_VARIABLE, ""))
+    if (
+        pricebooks
+        and getattr(args, "pricebook", argparse.SUPPRESS) is None
+        and args.command not in NOT_FROM_ENVIRONMENT[PRICEBOOK_VARIABLE]
+        and getattr(args, "baseline", None) is None
+    ):
+        args.pricebook = pricebooks
+
+
+def _paths(text: str) -> list[str]:
+    """The paths of a variable holding several, separated by :data:`os.pathsep` (empty parts left out)."""
+    return [part for part in text.split(os.pathsep) if part]
+
+
+class Progress:
+    """A progress bar on stderr, drawn only when stderr is a terminal: what is done (of the total when it is
+    known), the rate per second, and the time left when the total is known (the time taken once done).
+
+    ``rating [###.....] 120,000/1,000,000 events  40,000 events/s  0:22 left``. The rate is the average since
+    the first count (the bar is asked every 10,000 records); a count lower than the last one is a new pass over
+    the input (a simulation reading its file again) and starts the clock again.
+    """
+
+    def __init__(self, total: int | None, label: str = "events", clock: Callable[[], float] = time.monotonic) -> None:
+        self.total, self.label, self.clock = total, label, clock
         self.enabled = sys.stderr.isatty()
+        self.started, self.last, self.width = clock(), 0, 0
 
     def __call__(self, done: int) -> None:
         if not self.enabled:
             return
-        if self.total:
-            filled = int(30 * done / self.total)
-            bar = "#" * filled + "." * (30 - filled)
-            sys.stderr.write(f"\rrating [{bar}] {done:,}/{self.total:,} {self.label}")
-        else:
-            sys.stderr.write(f"\rrating {done:,} {self.label}")
+        line = self.line(done)
+        sys.stderr.write("\r" + line.ljust(self.width))
+        self.width = len(line)
         if self.total is None or done >= self.total:
             sys.stderr.write("\n")
+            self.width = 0
         sys.stderr.flush()
+
+    def line(self, done: int) -> str:
+        """The bar's text after ``done`` (without the carriage return that redraws it)."""
+        now = self.clock()
+        if done < self.last:
+            self.started = now
+        self.last = done
+        elapsed = now - self.started
+        rate = done / elapsed if elapsed > 0 and done else None
+        speed = None if rate is None else f"{rate:,.{0 if rate >= 10 else 1}f} {self.label}/s"
+        if not self.total:
+            return "  ".join(filter(None, [f"rating {done:,} {self.label}", speed]))
+        filled = min(30, int(30 * done / self.total))
+        bar = "#" * filled + "." * (30 - filled)
+        if done >= self.total:
+            timing: str | None = f"done in {_clock_time(elapsed)}"
+        else:
+            timing = f"{_clock_time((self.total - done) / rate)} left" if rate is not None else None
+        return "  ".join(filter(None, [f"rating [{bar}] {done:,}/{self.total:,} {self.label}", speed, timing]))
+
+
+def _clock_time(seconds: float) -> str:
+    """``seconds`` as ``M:SS``, or ``H:MM:SS`` from an hour on."""
+    minutes, second = divmod(round(seconds), 60)
+    hours, minute = divmod(minutes, 60)
+    return f"{hours}:{minute:02}:{second:02}" if hours else f"{minute}:{second:02}"
 
 
 def count_lines(path: Path) -> int | None:
@@ -181,6 +279,21 @@ def spooled_stdin(args: argparse.Namespace) -> Path:
     path = Path(spool) / "stdin.jsonl"
     with path.open("wb") as copy:
         shutil.copyfileobj(sys.stdin.buffer, copy)
+    return path
+
+
+#: The file name that means standard input, wherever a command reads a file of events.
+STDIN = "-"
+
+
+def events_file(args: argparse.Namespace, name: str) -> Path:
+    """The file of events ``name`` names, for a command that reads a whole file (perhaps twice): ``-`` is standard
+    input (JSON Lines), copied to a temporary file first (:func:`spooled_stdin`); any other name must be a file."""
+    if name == STDIN:
+        return spooled_stdin(args)
+    path = Path(name)
+    if not path.is_file():
+        raise RatingError(f"{path}: no such events file")
     return path
 
 

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 
-from rating.cli.common import DEFAULT_DB, DONE, PRICEBOOK_HELP, REFUSED_SOME, Commands, add_command, open_storage
+from rating.cli import args as values
+from rating.cli.common import (
+    DEFAULT_DB,
+    DONE,
+    PRICEBOOK_HELP,
+    REFUSED_SOME,
+    Commands,
+    add_command,
+    add_group_flag,
+    open_storage,
+)
 from rating.errors import StorageError
 from rating.pricebook.catalog import load_catalog
 from rating.registry import Registry
@@ -21,13 +32,26 @@ def register(commands: Commands) -> None:
         "check that the ledger balances, matches its postings and is the sum of the per-event records",
         db=DEFAULT_DB,
     )
-    db = add_command(commands, "db", cmd_migrate, "database maintenance: rating db migrate", db=DEFAULT_DB)
-    db.add_argument(
-        "action",
-        choices=["migrate"],
-        help="migrate: create the database, or apply its pending schema migrations (rate does too; no other command)",
+    # A subcommand group like the other multi-action commands; its flags go before the action or after it.
+    help = "database maintenance: rating db migrate"
+    db = commands.add_parser("db", help=help, description=help)
+    db.set_defaults(handler=cmd_migrate)
+    _flags(db, top=True)
+    actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    migrate = "create the database, or apply its pending schema migrations (rate does too; no other command)"
+    _flags(actions.add_parser("migrate", help=migrate, description=migrate), top=False)
+
+
+def _flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The flags of ``rating db``: on the group (``top``, hidden) and again on its action."""
+    flag = partial(add_group_flag, parser, top)
+    flag(
+        "--db",
+        default=DEFAULT_DB,
+        type=values.flag(values.database),
+        help=f"storage URL or SQLite file (default: {DEFAULT_DB})",
     )
-    db.add_argument(
+    flag(
         "-p",
         "--pricebook",
         action="append",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 from rating.cli import args as values
 from rating.cli.common import Commands, add_command
@@ -17,15 +19,41 @@ def register(commands: Commands) -> None:
     importing.add_argument("source", choices=["genai-prices"], help="where the prices come from")
     importing.add_argument("--provider", action="append", required=True, help="anthropic, openai, ... (repeat)")
     importing.add_argument("--model", action="append", help="only these models (repeat; default every model)")
-    importing.add_argument(
+    target = importing.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "--out", dest="output_file", metavar="FILE.yaml", type=values.flag(values.output_file), help="catalogue"
+    )
+    # -o FILE (and --output FILE) until the next release: -o is the output format in every other command.
+    target.add_argument(
         "--output",
         "-o",
         dest="output_file",
-        required=True,
         metavar="FILE.yaml",
         type=values.flag(values.output_file),
-        help="catalogue",
+        action=DeprecatedOutput,
+        help=argparse.SUPPRESS,
     )
+
+
+#: What ``rating import -o FILE`` prints on stderr (CHANGELOG): the flag works, for one more release.
+DEPRECATED_OUTPUT = (
+    "rating: warning: rating import -o/--output FILE is deprecated and goes in the next release:"
+    " use --out FILE (-o is the output format in every other command)"
+)
+
+
+class DeprecatedOutput(argparse.Action):
+    """``-o FILE``/``--output FILE`` of ``rating import``: stores the file as ``--out`` does, and warns on stderr."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        print(DEPRECATED_OUTPUT, file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def cmd_import(args: argparse.Namespace, registry: Registry) -> int:

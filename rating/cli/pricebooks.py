@@ -33,7 +33,9 @@ def register(commands: Commands) -> None:
     differences = add_command(commands, "diff", cmd_diff, "what changed between two pricebook versions", output=True)
     differences.add_argument("before", metavar="BEFORE", help="the current pricebook file")
     differences.add_argument("after", metavar="AFTER", help="the changed pricebook file")
-    differences.add_argument("--events", metavar="EVENTS", help="and what the change does to this history's revenue")
+    differences.add_argument(
+        "--events", metavar="EVENTS", help="and what the change does to this history's revenue (- : standard input)"
+    )
 
 
 def cmd_check(args: argparse.Namespace, registry: Registry) -> int:

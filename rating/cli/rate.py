@@ -15,20 +15,21 @@ from rating.cli.common import (
     DEFAULT_DB,
     NOTHING_DONE,
     PRICEBOOK_HELP,
+    STDIN,
     Commands,
     Progress,
     add_command,
     count_lines,
+    events_file,
     open_engine,
     outcome,
-    spooled_stdin,
 )
 from rating.cli.demo import example_pricebook, write_demo_events
 from rating.cli.output import OutputFormat, render
 from rating.core.charges import Charge
 from rating.engine import BatchReport
 from rating.errors import RatingError
-from rating.events import Pause, Sourced, follow, parse_event, parse_json, read_events
+from rating.events import Pause, Sourced, follow, parse_event, parse_json, read_events, read_jsonl
 from rating.registry import Registry
 from rating.storage import Storage, masked
 
@@ -44,7 +45,11 @@ def register(commands: Commands) -> None:
     quote = add_command(
         commands, "quote", cmd_quote, "price events without posting anything", db=DEFAULT_DB, output=True
     )
-    quote.add_argument("event", metavar="EVENT", help="an event as JSON text, or a .jsonl/.csv file of events")
+    quote.add_argument(
+        "event",
+        metavar="EVENT",
+        help="an event as JSON text, a .jsonl/.csv file of events, or - for JSON Lines on stdin",
+    )
     quote.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
 
     rate = add_command(
@@ -77,8 +82,11 @@ def register(commands: Commands) -> None:
 
 
 def quote_inputs(source: str) -> Iterator[Sourced]:
-    """The records of ``source``: one event given as JSON text, or the records of a .jsonl/.csv file."""
-    if source.lstrip().startswith("{"):
+    """The records of ``source``: one event given as JSON text, JSON Lines on standard input (``-``), or the
+    records of a .jsonl/.csv file."""
+    if source == STDIN:
+        yield from read_jsonl(sys.stdin.buffer, "<stdin>")
+    elif source.lstrip().startswith("{"):
         try:
             yield Sourced("argument", event=parse_event(parse_json(source)))
         except RatingError as error:
@@ -129,12 +137,10 @@ def cmd_rate(args: argparse.Namespace, registry: Registry) -> int:
     engine = open_engine(args, registry, args.pricebook, "create")
     engine.pause_gc = True  # a command owns its process: the collector's pauses cost a third of a batch
     records: Iterable[Sourced | Pause]
-    if args.events == "-" and not args.strict:
+    if args.events == STDIN and not args.strict:
         records, progress = follow(sys.stdin.buffer, "<stdin>"), Progress(None)
     else:
-        path = spooled_stdin(args) if args.events == "-" else Path(args.events)
-        if not path.is_file():
-            raise RatingError(f"{path}: no such events file")
+        path = events_file(args, args.events)
         records, progress = read_events(path), Progress(count_lines(path))
     report = engine.rate_batch(records, strict=args.strict, progress=progress)
     print_report(report, args.output, engine.storage)

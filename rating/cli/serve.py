@@ -9,6 +9,7 @@ from types import ModuleType
 
 from rating.cli import args as values
 from rating.cli.common import DEFAULT_DB, DONE, PRICEBOOK_HELP, Commands, UsageError, add_command
+from rating.distribution import install_hint
 from rating.errors import RatingError
 from rating.pricebook.catalog import load_catalog
 from rating.registry import Registry
@@ -70,7 +71,7 @@ def _uvicorn() -> ModuleType:
         import fastapi  # noqa: F401 -- imported by rating.server; checked here to name the extra
         import uvicorn
     except ImportError:
-        raise RatingError("rating serve needs the server extra: pip install 'rating[server]'") from None
+        raise RatingError(f"rating serve needs the server extra: {install_hint('server')}") from None
     return uvicorn
 
 

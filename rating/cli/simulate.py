@@ -23,6 +23,7 @@ from rating.cli.common import (
     add_command,
     count_lines,
     date_range,
+    events_file,
     open_storage,
     outcome,
 )
@@ -60,7 +61,7 @@ def register(commands: Commands) -> None:
         "events",
         nargs="?",
         metavar="EVENTS",
-        help="a .jsonl, .csv or .parquet file of events, or a directory of .parquet files",
+        help="a .jsonl, .csv or .parquet file of events, a directory of .parquet files, or - for JSON Lines on stdin",
     )
     simulation.add_argument(
         "--db", type=values.flag(values.database), help="or read the rated events of this storage, with --from and --to"
@@ -108,7 +109,9 @@ def register(commands: Commands) -> None:
     )
 
     to_parquet = add_command(commands, "to-parquet", cmd_to_parquet, "write events as Parquet, for columnar simulation")
-    to_parquet.add_argument("events", metavar="EVENTS", help="a .jsonl or .csv file of events")
+    to_parquet.add_argument(
+        "events", metavar="EVENTS", help="a .jsonl or .csv file of events, or - for JSON Lines on standard input"
+    )
     to_parquet.add_argument(
         "output_file", metavar="OUT.parquet", type=values.flag(values.output_file), help="the Parquet file to write"
     )
@@ -252,9 +255,7 @@ def history(
 
         return ParquetHistory(parquet_files(args.events))
     if args.events is not None:
-        path = Path(args.events)
-        if not path.is_file():
-            raise RatingError(f"{path}: no such events file")
+        path = events_file(args, args.events)  # - : standard input
         return EventFile(path, Progress(count_lines(path)))
     since, until = date_range(args, book)
     storage = open_storage(args, registry, "empty")
@@ -264,9 +265,7 @@ def history(
 def cmd_to_parquet(args: argparse.Namespace, registry: Registry) -> int:
     from rating.simulate.columnar import write_parquet
 
-    path = Path(args.events)
-    if not path.is_file():
-        raise RatingError(f"{path}: no such events file")
+    path = events_file(args, args.events)  # - : standard input
     invalid = 0
 
     def valid() -> Iterator[UsageEvent]:

@@ -71,7 +71,9 @@ def register(commands: Commands) -> None:
         step.add_argument("--output", "-o", choices=FORMATS, default="table", help="output format")
         if phase == "expire":
             continue
-        step.add_argument("event", metavar="EVENT", help="the event as JSON text, or a .jsonl/.csv file of one event")
+        step.add_argument(
+            "event", metavar="EVENT", help="the event as JSON text, a .jsonl/.csv file of one event, or - (stdin)"
+        )
         step.add_argument("--pricebook", "-p", required=True, action="append", help=PRICEBOOK_HELP)
         step.add_argument("--reservation", metavar="ID", help="the reservation id (default: the event id)")
         if phase == "authorize":

@@ -23,7 +23,7 @@ order providers are named in, and no provider takes another's name.
 What cannot be said in these terms (a provider-specific rule such as billing
 at least 10 seconds of audio, a unit the ``llm`` model does not know, prices
 that do not cover the usage they split) is reported, never dropped silently.
-genai-prices is an optional dependency (``pip install 'rating[llm]'``).
+genai-prices is an optional dependency (``pip install 'rating-engine[llm]'``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from rating.distribution import install_hint
 from rating.errors import RatingError
 from rating.registry import Registry
 
@@ -63,7 +64,7 @@ def import_genai_prices(providers: Sequence[str], models: Iterable[str] = ()) ->
     try:
         from genai_prices import data_snapshot
     except ImportError:
-        raise RatingError("rating import genai-prices needs the llm extra: pip install 'rating[llm]'") from None
+        raise RatingError(f"rating import genai-prices needs the llm extra: {install_hint('llm')}") from None
     llm = Registry.load().pricing_models.get("llm")
     if llm is None:
         raise RatingError("no llm pricing model is installed")

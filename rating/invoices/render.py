@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from rating.billing.statements import Statement
+from rating.distribution import install_hint
 from rating.errors import DocumentError, RatingError
 from rating.invoices.issue import CreditNote, Invoice
 from rating.invoices.lines import LINE_WORDS, line_description, unit_price_text
@@ -235,7 +236,7 @@ def require_renderers(pdf: bool) -> None:
         try:
             import fpdf  # noqa: F401
         except ImportError:
-            raise RatingError("PDF documents need the invoices extra: pip install 'rating[invoices]'") from None
+            raise RatingError(f"PDF documents need the invoices extra: {install_hint('invoices')}") from None
 
 
 def _babel() -> tuple[Any, Any]:
@@ -243,7 +244,7 @@ def _babel() -> tuple[Any, Any]:
     try:
         from babel import dates, numbers
     except ImportError:
-        raise RatingError("HTML and PDF documents need the invoices extra: pip install 'rating[invoices]'") from None
+        raise RatingError(f"HTML and PDF documents need the invoices extra: {install_hint('invoices')}") from None
     return numbers, dates
 
 
@@ -486,7 +487,7 @@ class _PdfText:
         try:
             from fpdf import FPDF
         except ImportError:
-            raise RatingError("PDF documents need the invoices extra: pip install 'rating[invoices]'") from None
+            raise RatingError(f"PDF documents need the invoices extra: {install_hint('invoices')}") from None
         self.what = what
         self.pdf = FPDF(format="A4", enforce_compliance=compliance)  # compliance: "PDFA_3B" for Factur-X
         self.pdf.set_auto_page_break(auto=True, margin=26)  # room for the footer
@@ -555,8 +556,7 @@ class _PdfText:
             except Exception as error:  # FPDFException: uharfbuzz is missing
                 self.close()
                 raise RatingError(
-                    f"{self.what}: {field} is in a script that needs text shaping: pip install 'rating[invoices]' "
-                    f"({error})"
+                    f"{self.what}: {field} is in a script that needs text shaping: {install_hint('invoices')} ({error})"
                 ) from None
         try:
             draw(width, height, text, **options)

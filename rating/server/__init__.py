@@ -2,7 +2,7 @@
 
 :func:`create_app` returns a FastAPI (ASGI) application over one ledger, to run with uvicorn
 (``rating serve``) or to mount inside an embedder's own ASGI application. It needs the
-``server`` extra (``pip install 'rating[server]'``).
+``server`` extra (``pip install 'rating-engine[server]'``).
 """
 
 from __future__ import annotations

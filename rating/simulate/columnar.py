@@ -50,6 +50,7 @@ from rating.accounts import check_free_text, check_id
 from rating.core.compiled import CompiledVersion
 from rating.core.pipeline import Mode, acts_on
 from rating.core.subscriptions import FOREVER, ORIGIN, spans
+from rating.distribution import install_hint
 from rating.errors import EventError, InvalidId, RatingError
 from rating.events import EARLIEST, LATEST, UsageEvent, parse_event
 from rating.money import MONEY_CONTEXT, ZERO
@@ -62,7 +63,7 @@ from rating.refusals import Refusal
 from rating.registry import Registry
 from rating.simulate import Scenario, price_events
 
-INSTALL_HINT = "the columnar engine needs DuckDB: pip install 'rating[simulate]'"
+INSTALL_HINT = f"the columnar engine needs DuckDB: {install_hint('simulate')}"
 #: Event fields in the Parquet layout; every other column is a property.
 FIELDS = ("id", "customer", "type", "timestamp", "billing_source", "agent", "session", "order")
 REQUIRED = ("id", "customer", "type", "timestamp")

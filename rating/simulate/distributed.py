@@ -20,12 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rating.distribution import install_hint
 from rating.errors import RatingError
 from rating.pricebook.catalog import Catalog
 from rating.registry import Registry
 from rating.simulate import Scenario, SimulationResult, close_periods
 
-INSTALL_HINT = "simulating on Dask needs it installed: pip install 'rating[dask]'"
+INSTALL_HINT = f"simulating on Dask needs it installed: {install_hint('dask')}"
 
 
 def price_partition(

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from rating.distribution import install_hint
 from rating.errors import InvalidAmount, RatingError
 from rating.events import UsageEvent
 from rating.money import ZERO, currency_scale, format_decimal, plain, quantize
@@ -237,7 +238,7 @@ def _pyplot() -> Any:  # matplotlib.pyplot, imported on demand
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise RatingError("the HTML report draws charts with matplotlib: pip install 'rating-engine[charts]'") from None
+        raise RatingError(f"the HTML report draws charts with matplotlib: {install_hint('charts')}") from None
     return plt
 
 

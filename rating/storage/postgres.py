@@ -24,6 +24,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from rating.distribution import install_hint
 from rating.errors import StorageError
 from rating.events import UsageEvent
 from rating.records import PeriodState
@@ -131,7 +132,7 @@ class PostgresStorage(SqlStorage):
     def __init__(self, url: str, *, read_only: bool = False, existing: bool = False) -> None:
         """Connect to ``url`` and migrate its schema; ``read_only`` and ``existing`` never migrate (see SQLite's)."""
         if psycopg is None:
-            raise StorageError("PostgreSQL storage needs the postgres extra: pip install 'rating[postgres]'")
+            raise StorageError(f"PostgreSQL storage needs the postgres extra: {install_hint('postgres')}")
         self.url = url
         try:
             self._db = psycopg.connect(url, autocommit=True)

@@ -93,5 +93,8 @@ def test_serve_without_the_server_extra_says_which_extra(
 ) -> None:
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn now raises ImportError
     assert main(["serve", "--db", db, "-p", str(EXAMPLE), "--no-auth"]) == 3
-    expected = "rating: error: rating serve needs the server extra: pip install 'rating[server]'"
+    expected = (
+        "rating: error: rating serve needs the server extra:"
+        " pip install 'rating-engine[server]' (from a checkout: pip install -e '.[server]')"
+    )
     assert capsys.readouterr().err.strip() == expected
