@@ -1,7 +1,7 @@
 """Every read is bounded: no input file or stream, however large its records or lines, takes memory with it.
 
 The command-line tests run ``rating`` in a child process and read its peak resident memory, which must stay
-under 300 MB (the limit the README gives) where the unbounded reads took the input's size and more.
+under 300 MB (the limit docs/limits.md gives) where the unbounded reads took the input's size and more.
 """
 
 from __future__ import annotations

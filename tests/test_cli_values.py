@@ -1,4 +1,4 @@
-"""Every command driven with hostile flag values: an exit code of the README's table, one line, never a traceback.
+"""Every command driven with hostile flag values: an exit code of the table of docs/cli.md, one line, never a traceback.
 
 The values are parsed by one layer (:mod:`rating.cli.args`): a value its parser refuses is answered
 with exit code 2 before anything is read or written; any other value runs the command, which ends
@@ -34,7 +34,7 @@ from tests.helpers import EXAMPLE, ROOT, SIMPLE_PRICEBOOK
 
 BILLING = ROOT / "pricebooks" / "billing.yaml"
 SECRET = "hunter2-secret"
-#: Exit codes of the README's table (130, interrupted, is not provoked here).
+#: Exit codes of the table of docs/cli.md (130, interrupted, is not provoked here).
 TABLE = {0, 1, 2, 3}
 
 

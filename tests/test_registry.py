@@ -142,8 +142,8 @@ def test_the_readmes_per_event_model_works_as_written(tmp_path: Path, monkeypatc
     from rating.events import UsageEvent
     from rating.testing import check_per_event_model
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    code = next(block for block in readme.split("```python")[1:] if "class PerMinute" in block).split("```")[0]
+    page = (Path(__file__).parent.parent / "docs" / "llm.md").read_text()
+    code = next(block for block in page.split("```python")[1:] if "class PerMinute" in block).split("```")[0]
     (tmp_path / "per_minute.py").write_text(code)
     monkeypatch.syspath_prepend(str(tmp_path))
     module = importlib.import_module("per_minute")

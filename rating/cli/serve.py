@@ -45,7 +45,7 @@ def register(commands: Commands) -> None:
         "--api-keys",
         metavar="FILE",
         help=f"an API key file (hashes and scopes; default: ${KEYS_VARIABLE}), accepted beside the keys of"
-        " rating apikey create (kept in --db); see README 'Service'",
+        " rating apikey create (kept in --db); see docs/server.md",
     )
     serve.add_argument(
         "--billing",

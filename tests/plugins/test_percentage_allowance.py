@@ -61,7 +61,7 @@ def fees(engine: Engine, events: list[UsageEvent]) -> list[D]:
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        # The README's worked example: 3 free transactions and 250 free; the third crosses 250 by 150.
+        # The worked example of docs/llm.md: 3 free transactions and 250 free; the third crosses 250 by 150.
         (", free_events: 3, free_amount: 250", ["0", "0", "3.95", "7.20"]),
         # With 500 free the count runs out first: the fourth pays on all of it, 100 of the amount unused.
         (", free_events: 3, free_amount: 500", ["0", "0", "0", "7.20"]),
