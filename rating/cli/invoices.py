@@ -10,7 +10,7 @@ import argparse
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -279,10 +279,7 @@ def _write_invoices(
             check_xsd(content)  # every document made and checked before any is written
     write_documents(
         args,
-        [
-            (file_name(i.number), partial(invoice_html, i, languages), partial(pdf, i, fonts, languages))
-            for i in chosen
-        ],
+        [(file_name(i.number), partial(invoice_html, i, languages), partial(pdf, i, fonts, languages)) for i in chosen],
     )
     for number, content in xml.items():
         path = Path(args.xml) / f"{file_name(number)}.xml"
