@@ -183,7 +183,8 @@ def test_the_pdf_is_pdf_a_3b_and_carries_the_xml(tour: tuple[Path, dict[str, Inv
     assert spec["/AFRelationship"] == "/Data" and spec["/F"] == "factur-x.xml"
     assert reader.attachments["factur-x.xml"] == [xml]
     text = reader.pages[0].extract_text()
-    assert f"Invoice {invoice.number}" in text and "Reverse charge" in text
+    # hooli is billed in French (pricebooks/billing.yaml): the page is the invoice in the buyer's language
+    assert f"Facture {invoice.number}" in text and "Autoliquidation" in text
 
 
 def test_invoice_show_writes_the_factur_x_pdf_and_the_xml(tour: tuple[Path, dict[str, Invoice]], capsys) -> None:  # type: ignore[no-untyped-def]

@@ -279,7 +279,7 @@ def facturx_pdf(invoice: Invoice, fonts: Sequence[str | Path] = (), languages: L
         "subject": f"Factur-X invoice {invoice.number} dated {invoice.issued.isoformat()}"
         f" issued by {invoice.seller.legal_name}",
     }
-    language = {"en": "en-US", "de": "de-DE"}.get(invoice.buyer.language)
+    language = {"en": "en-US", "de": "de-DE"}.get(invoice.buyer.language, invoice.buyer.language.replace("_", "-"))
     return bytes(
         facturx.generate_from_binary(
             pdf, xml, flavor="factur-x", level="en16931", check_xsd=False, pdf_metadata=metadata, lang=language

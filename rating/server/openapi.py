@@ -271,7 +271,10 @@ _ANSWERS: dict[tuple[str, str], tuple[dict[int, dict[str, Any]], tuple[int, ...]
         (),
     ),
     ("/v1/credit-notes", "GET"): ({200: _answer("the issued credit notes", "CreditNoteList")}, ()),
-    ("/v1/credit-notes/{number}", "GET"): ({200: _answer("the credit note", "CreditNote")}, (404,)),
+    ("/v1/credit-notes/{number}", "GET"): (
+        {200: _answer("the credit note (NUMBER.pdf, NUMBER.html: rendered)", "CreditNote", **_PDF, **_HTML)},
+        (404,),
+    ),
     ("/v1/customers/{customer}/statement", "GET"): (
         {200: _answer("the statement (format=html|pdf: rendered)", "Statement", **_PDF, **_HTML)},
         (),
