@@ -101,6 +101,40 @@ def add_group_flag(
     )
 
 
+def add_group_db_flag(parser: argparse.ArgumentParser, top: bool) -> None:
+    """``--db`` of a subcommand group's actions (:func:`add_group_flag`), with the default storage."""
+    add_group_flag(
+        parser,
+        top,
+        "--db",
+        default=DEFAULT_DB,
+        type=values.flag(values.database),
+        help=f"storage URL or SQLite file (default: {DEFAULT_DB})",
+    )
+
+
+def add_group(
+    commands: Commands,
+    name: str,
+    help: str,
+    actions: Mapping[str, str],
+    flags: Callable[[argparse.ArgumentParser, bool], None],
+    *,
+    metavar: str | None = None,
+    **defaults: Any,
+) -> argparse.ArgumentParser:
+    """A subcommand group ``rating NAME ACTION``: ``flags(parser, top)`` declares its flags on the group's parser
+    (``top``) and again on each action's (:func:`add_group_flag`); ``defaults`` are set on the group, which is
+    also the parser that reports a missing ``required_flags`` entry."""
+    group = commands.add_parser(name, help=help, description=help)
+    group.set_defaults(group_parser=group, **defaults)
+    flags(group, True)
+    subparsers = group.add_subparsers(dest="action", required=True, metavar=metavar)
+    for action, text in actions.items():
+        flags(subparsers.add_parser(action, help=text, description=text), False)
+    return group
+
+
 #: The environment variables that stand in for ``--db`` and ``--pricebook`` when the flag is not given: a flag
 #: always wins. ``RATING_PRICEBOOK`` may name several files or directories, separated by :data:`os.pathsep`
 #: (``:``; ``;`` on Windows), as several ``-p`` flags would.

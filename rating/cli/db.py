@@ -6,7 +6,6 @@ import argparse
 import sys
 from functools import partial
 
-from rating.cli import args as values
 from rating.cli.common import (
     DEFAULT_DB,
     DONE,
@@ -14,6 +13,8 @@ from rating.cli.common import (
     REFUSED_SOME,
     Commands,
     add_command,
+    add_group,
+    add_group_db_flag,
     add_group_flag,
     open_storage,
 )
@@ -34,23 +35,14 @@ def register(commands: Commands) -> None:
     )
     # A subcommand group like the other multi-action commands; its flags go before the action or after it.
     help = "database maintenance: rating db migrate"
-    db = commands.add_parser("db", help=help, description=help)
-    db.set_defaults(handler=cmd_migrate)
-    _flags(db, top=True)
-    actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
     migrate = "create the database, or apply its pending schema migrations (rate does too; no other command)"
-    _flags(actions.add_parser("migrate", help=migrate, description=migrate), top=False)
+    add_group(commands, "db", help, {"migrate": migrate}, _flags, metavar="ACTION", handler=cmd_migrate)
 
 
-def _flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+def _flags(parser: argparse.ArgumentParser, top: bool) -> None:
     """The flags of ``rating db``: on the group (``top``, hidden) and again on its action."""
     flag = partial(add_group_flag, parser, top)
-    flag(
-        "--db",
-        default=DEFAULT_DB,
-        type=values.flag(values.database),
-        help=f"storage URL or SQLite file (default: {DEFAULT_DB})",
-    )
+    add_group_db_flag(parser, top)
     flag(
         "-p",
         "--pricebook",

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 
 from rating.cli import args as values
 from rating.cli.common import (
-    DEFAULT_DB,
     DONE,
     PRICEBOOK_HELP,
     Commands,
     UsageError,
+    add_group,
+    add_group_db_flag,
     add_group_flag,
     open_storage,
     outcome,
@@ -54,24 +55,13 @@ ACTIONS = {
 
 def register(commands: Commands) -> None:
     """``invoice`` and its actions."""
-    invoice = commands.add_parser("invoice", help=HELP, description=HELP)
-    invoice.set_defaults(handler=cmd_invoice)
-    _flags(invoice, top=True)
-    actions = invoice.add_subparsers(dest="action", required=True)
-    for name, help in ACTIONS.items():
-        action = actions.add_parser(name, help=help, description=help)
-        _flags(action, top=False)
+    add_group(commands, "invoice", HELP, ACTIONS, _flags, handler=cmd_invoice)
 
 
-def _flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+def _flags(parser: argparse.ArgumentParser, top: bool) -> None:
     """The flags of ``rating invoice``: on the group (``top``, hidden) and again on each action."""
     flag = partial(add_group_flag, parser, top)
-    flag(
-        "--db",
-        default=DEFAULT_DB,
-        type=values.flag(values.database),
-        help=f"storage URL or SQLite file (default: {DEFAULT_DB})",
-    )
+    add_group_db_flag(parser, top)
     if not top:  # a positional: only ever after the action
         parser.add_argument("number", nargs="?", metavar="NUMBER", help="the invoice to show, e.g. INV-2026-000001")
     flag("--period", type=values.flag(values.period), help="the closed billing period to invoice, e.g. 2026-11 (issue)")

@@ -12,7 +12,7 @@ from functools import partial
 
 from rating.billing.journal import journal_csv, journal_json, load_account_map, period_journal
 from rating.cli import args as values
-from rating.cli.common import DEFAULT_DB, DONE, Commands, add_group_flag, open_storage
+from rating.cli.common import DONE, Commands, add_group, add_group_db_flag, add_group_flag, open_storage
 from rating.errors import InvalidValue
 from rating.periods import zone
 from rating.refusals import ValueRefusal
@@ -40,23 +40,13 @@ def timezone(text: str) -> str:
 
 def register(commands: Commands) -> None:
     """``journal`` and its actions."""
-    group = commands.add_parser("journal", help=HELP, description=HELP)
-    group.set_defaults(handler=cmd_journal, required_flags=REQUIRED, group_parser=group)
-    _flags(group, top=True)
-    actions = group.add_subparsers(dest="action", required=True)
-    for name, help in ACTIONS.items():
-        _flags(actions.add_parser(name, help=help, description=help), top=False)
+    add_group(commands, "journal", HELP, ACTIONS, _flags, handler=cmd_journal, required_flags=REQUIRED)
 
 
-def _flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+def _flags(parser: argparse.ArgumentParser, top: bool) -> None:
     """The flags of ``rating journal``: on the group (``top``, hidden) and again on each action."""
     flag = partial(add_group_flag, parser, top)
-    flag(
-        "--db",
-        default=DEFAULT_DB,
-        type=values.flag(values.database),
-        help=f"storage URL or SQLite file (default: {DEFAULT_DB})",
-    )
+    add_group_db_flag(parser, top)
     flag("--period", type=values.flag(values.period), help="the period, e.g. 2026-11 (required)")
     flag("--aggregate", choices=["day"], help="sum the entries per account, currency and day")
     flag("--accounts", metavar="MAP.yaml", help="map ledger accounts to your chart of accounts (exact or pattern)")

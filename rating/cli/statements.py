@@ -12,7 +12,14 @@ from functools import partial
 
 from rating.billing.statements import MOVEMENTS, statement, statement_csv
 from rating.cli import args as values
-from rating.cli.common import DEFAULT_DB, PRICEBOOK_HELP, Commands, add_group_flag, open_storage
+from rating.cli.common import (
+    PRICEBOOK_HELP,
+    Commands,
+    add_group,
+    add_group_db_flag,
+    add_group_flag,
+    open_storage,
+)
 from rating.cli.documents import file_name, write_documents
 from rating.cli.output import FORMATS, render
 from rating.invoices.profiles import load_billing
@@ -34,23 +41,13 @@ REQUIRED = (("period", "--period"), ("pricebook", "--pricebook/-p"))
 
 def register(commands: Commands) -> None:
     """``statement`` and its actions."""
-    group = commands.add_parser("statement", help=HELP, description=HELP)
-    group.set_defaults(handler=cmd_statement, required_flags=REQUIRED, group_parser=group)
-    _flags(group, top=True)
-    actions = group.add_subparsers(dest="action", required=True)
-    for name, help in ACTIONS.items():
-        _flags(actions.add_parser(name, help=help, description=help), top=False)
+    add_group(commands, "statement", HELP, ACTIONS, _flags, handler=cmd_statement, required_flags=REQUIRED)
 
 
-def _flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+def _flags(parser: argparse.ArgumentParser, top: bool) -> None:
     """The flags of ``rating statement``: on the group (``top``, hidden) and again on each action."""
     flag = partial(add_group_flag, parser, top)
-    flag(
-        "--db",
-        default=DEFAULT_DB,
-        type=values.flag(values.database),
-        help=f"storage URL or SQLite file (default: {DEFAULT_DB})",
-    )
+    add_group_db_flag(parser, top)
     # Required, but checked after parsing (main): given before the action or after it, either will do.
     flag("--period", type=values.flag(values.period), help="the billing period, e.g. 2026-11 (required)")
     flag("--pricebook", "-p", action="append", help=PRICEBOOK_HELP + " (required)")
